@@ -1,0 +1,36 @@
+# Two commands: `make run` and `make test`. Everything they need is set up here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/chatd.yaml
+
+.PHONY: run test check-python certs typecheck bench clean install verify-unit
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chatd needs Python 3.11 or newer; set PYTHON=python3.11")'
+
+$(BIN)/python: | check-python
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install when the project's metadata changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+certs/server.crt: | $(VENV)/.installed
+	$(BIN)/chatctl gen-certs --out certs
+
+certs: certs/server.crt
+
+run: $(VENV)/.installed certs/server.crt
+	$(BIN)/chatd --config $(CONFIG)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+typecheck: $(VENV)/.installed
+	$(BIN)/python -m mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -1,0 +1,1 @@
+"""chatctl: certificates, the terminal client and operator commands for chatd."""

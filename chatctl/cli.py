@@ -1,0 +1,51 @@
+"""chatctl's command line: one subcommand per concern, each in its own module.
+
+Each module named in `_SUBCOMMANDS` provides `add_arguments(name, parser)` and
+`run(args) -> int` (the exit status). Modules are imported lazily so that
+`chatctl gen-certs` never pays for the terminal client's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from chatd import __version__
+
+# subcommand -> (module, one-line help)
+_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "gen-certs": ("chatctl.certs", "create a CA, a server certificate and client certificates"),
+    "connect": ("chatctl.client", "connect to a chatd server and chat"),
+    "status": ("chatctl.control", "show the daemon's status (control socket)"),
+    "who": ("chatctl.control", "list connected clients (control socket)"),
+    "kick": ("chatctl.control", "disconnect a client (control socket)"),
+    "broadcast": ("chatctl.control", "send an INFO line to everyone (control socket)"),
+    "reload": ("chatctl.control", "reload the daemon's configuration (control socket)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatctl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"chatctl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in _SUBCOMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module_name).add_arguments(name, sub)
+        sub.set_defaults(module=module_name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args.module)
+    try:
+        status: int = module.run(args)
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

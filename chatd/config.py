@@ -1,0 +1,281 @@
+"""Configuration: frozen dataclasses and `load_config(path)`.
+
+Everything is validated here, once; the `Config` that comes out is known good
+and nothing downstream checks it again. Unknown keys are refused, because a
+silent typo is the worst configuration bug.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from chatd.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 7443
+    name: str = "chatd"
+    io_threads: int = 0
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert: Path = Path("certs/server.crt")
+    key: Path = Path("certs/server.key")
+    client_ca: Path | None = None
+    client_auth: Literal["none", "optional", "required"] = "none"
+    nick_from_cert: bool = False
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_clients: int = 1000
+    max_clients_per_ip: int = 16
+    connects_per_ip_per_minute: int = 30
+    exempt: tuple[IPNetwork, ...] = ()
+    max_line_bytes: int = 4096
+    max_nick_length: int = 32
+    max_nick_attempts: int = 5
+    handshake_timeout: float = 10.0
+    register_timeout: float = 60.0
+    write_timeout: float = 30.0
+    send_queue_bytes: int = 98304
+    message_rate: float = 2.0
+    message_burst: int = 5
+    flood_disconnect: int = 20
+    max_strikes: int = 10
+
+    def is_exempt(self, address: str) -> bool:
+        """Whether per-address limits skip `address` (an IP literal)."""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(ip in network for network in self.exempt)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: Literal["json", "console", "auto"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+
+
+# Per key: a check that returns the converted value or raises ValueError whose
+# message says what was expected.
+_Check = Any
+
+
+def _integer(low: int, high: int) -> _Check:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be an integer {low}..{high}")
+        return value
+
+    return check
+
+
+def _number(low: float, high: float) -> _Check:
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number {low:g}..{high:g}")
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"must be a number {low:g}..{high:g}")
+        return float(value)
+
+    return check
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _choice(*choices: str) -> _Check:
+    def check(value: object) -> str:
+        if value not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return str(value)
+
+    return check
+
+
+def _networks(value: object) -> tuple[IPNetwork, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of IP addresses or CIDR networks")
+    try:
+        return tuple(ipaddress.ip_network(str(item), strict=False) for item in value)
+    except ValueError as exc:
+        raise ValueError(f"must be a list of IP addresses or CIDR networks ({exc})") from None
+
+
+_PATH = object()  # marker: a file path, resolved against the config file's folder
+_OPTIONAL_PATH = object()
+
+_SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
+    "server": (
+        ServerConfig,
+        {"host": _text, "port": _integer(0, 65535), "name": _text, "io_threads": _integer(0, 64)},
+    ),
+    "tls": (
+        TLSConfig,
+        {
+            "cert": _PATH,
+            "key": _PATH,
+            "client_ca": _OPTIONAL_PATH,
+            "client_auth": _choice("none", "optional", "required"),
+            "nick_from_cert": _boolean,
+        },
+    ),
+    "limits": (
+        LimitsConfig,
+        {
+            "max_clients": _integer(1, 1_000_000),
+            "max_clients_per_ip": _integer(0, 1_000_000),
+            "connects_per_ip_per_minute": _integer(0, 1_000_000),
+            "exempt": _networks,
+            "max_line_bytes": _integer(256, 65536),
+            "max_nick_length": _integer(1, 64),
+            "max_nick_attempts": _integer(1, 100),
+            "handshake_timeout": _number(0.1, 3600),
+            "register_timeout": _number(0.1, 3600),
+            "write_timeout": _number(0.1, 3600),
+            "send_queue_bytes": _integer(4096, 1 << 30),
+            "message_rate": _number(0, 1_000_000),
+            "message_burst": _integer(1, 1_000_000),
+            "flood_disconnect": _integer(0, 1_000_000),
+            "max_strikes": _integer(1, 1000),
+        },
+    ),
+    "log": (
+        LogConfig,
+        {
+            "format": _choice("json", "console", "auto"),
+            "level": _choice("debug", "info", "warning", "error"),
+        },
+    ),
+    "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
+}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and return the configuration at `path`.
+
+    Raises:
+        ConfigError: one line naming the file, the key and what was expected.
+    """
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: must be a YAML mapping of sections ({', '.join(_SCHEMA)})")
+    sections: dict[str, Any] = {}
+    for name, value in document.items():
+        if name not in _SCHEMA:
+            raise ConfigError(f"{path}: {name}: unknown section (known: {', '.join(_SCHEMA)})")
+        sections[name] = _load_section(path, str(name), value)
+    config = Config(path=path, **sections)
+    _check_combinations(config)
+    return config
+
+
+def _load_section(path: Path, name: str, value: object) -> object:
+    cls, checks = _SCHEMA[name]
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {name}: must be a mapping of keys ({', '.join(checks)})")
+    converted: dict[str, Any] = {}
+    for key, raw in value.items():
+        if key not in checks:
+            raise ConfigError(f"{path}: {name}.{key}: unknown key (known: {', '.join(checks)})")
+        check = checks[key]
+        try:
+            if check is _PATH or (check is _OPTIONAL_PATH and raw is not None):
+                converted[key] = path.parent / _text(raw)
+            elif check is _OPTIONAL_PATH:
+                converted[key] = None
+            else:
+                converted[key] = check(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {name}.{key}: {exc} (got {raw!r})") from None
+    instance = cls(**converted)
+    if isinstance(instance, TLSConfig):
+        instance = dataclasses.replace(
+            instance, cert=path.parent / instance.cert, key=path.parent / instance.key
+        )
+    return instance
+
+
+def _check_combinations(config: Config) -> None:
+    tls = config.tls
+    if tls.client_auth != "none" and tls.client_ca is None:
+        raise ConfigError(
+            f"{config.path}: tls.client_ca: required when tls.client_auth is "
+            f"{tls.client_auth!r} (got none)"
+        )
+    if tls.nick_from_cert and tls.client_auth != "required":
+        raise ConfigError(
+            f"{config.path}: tls.nick_from_cert: needs tls.client_auth: required "
+            f"(got client_auth {tls.client_auth!r})"
+        )
+    for key in ("cert", "key", "client_ca"):
+        file = getattr(tls, key)
+        if file is not None and not _readable(file):
+            raise ConfigError(
+                f"{config.path}: tls.{key}: cannot read {file} "
+                "(create certificates with `chatctl gen-certs`)"
+            )
+
+
+def _readable(file: Path) -> bool:
+    try:
+        with file.open("rb"):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,25 @@
+"""Exceptions shared across chatd. Imports nothing from chatd."""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the operator: file, key, expectation."""
+
+
+class ProtocolError(Exception):
+    """A client line that is refused with `ERR <code> <text>`."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+
+
+class ConnectionClosed(Exception):
+    """The connection ended; `reason` is a reason code from docs/protocol.md."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason if not detail else f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
