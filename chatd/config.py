@@ -190,6 +190,15 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 
+SYSTEM_CONFIG = Path("/etc/chatd/chatd.yaml")
+DEVELOPMENT_CONFIG = Path("config/chatd.yaml")
+
+
+def default_config_path() -> Path:
+    """/etc/chatd/chatd.yaml when installed, else the checkout's config/chatd.yaml."""
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else DEVELOPMENT_CONFIG
+
+
 def load_config(path: str | Path) -> Config:
     """Read, validate and return the configuration at `path`.
 

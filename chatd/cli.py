@@ -1,0 +1,135 @@
+"""chatd's command line: config → logging → TLS → Server, signals, exit codes.
+
+The only place that exits the process or writes a config error to stderr.
+Signals are blocked in every thread and taken synchronously by the main
+thread with `sigtimedwait`, so no handler ever runs in the middle of a
+worker's work: SIGTERM/SIGINT stop, SIGHUP reloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import structlog
+
+from chatd import __version__
+from chatd.config import Config, default_config_path, load_config
+from chatd.control import ControlServer
+from chatd.errors import ConfigError
+from chatd.log import configure_logging
+from chatd.notify import Notifier
+from chatd.server import Server, StartupError
+from chatd.tls import server_context
+
+log = structlog.get_logger(__name__)
+
+EX_OK = 0
+EX_UNAVAILABLE = 69  # os.EX_UNAVAILABLE: could not bind; systemd may retry
+EX_CONFIG = 78  # os.EX_CONFIG: the unit's RestartPreventExitStatus stops a crash loop
+SHUTDOWN_GRACE = 5.0
+STATUS_INTERVAL = 10.0
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatd", description="A self-hosted TLS chat daemon.")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"YAML configuration file (default: {default_config_path()})",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration and certificates, then exit (0 ok, 78 bad)",
+    )
+    parser.add_argument("--version", action="version", version=f"chatd {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config or default_config_path())
+        context = server_context(config.tls, config.path)
+    except ConfigError as exc:
+        sys.stderr.write(f"chatd: config error: {exc}\n")
+        return EX_CONFIG
+    if args.check_config:
+        sys.stdout.write(f"chatd: {config.path}: configuration OK\n")
+        return EX_OK
+    configure_logging(config.log)
+    if os.geteuid() == 0:
+        log.warning("running_as_root", hint="run chatd as an unprivileged user (see systemd/chatd.service)")
+    # Block before any thread starts, so that every thread inherits the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    notifier = Notifier.from_environ()
+    server = Server(config, context, notifier)
+    try:
+        server.start()
+    except StartupError as exc:
+        sys.stderr.write(f"chatd: {exc}\n")
+        return EX_UNAVAILABLE
+    try:
+        control = _start_control(config, server)
+    except ConfigError as exc:
+        server.stop(0)
+        sys.stderr.write(f"chatd: config error: {exc}\n")
+        return EX_CONFIG
+    notifier.ready(_status_line(server))
+    try:
+        _serve(server, notifier)
+    finally:
+        notifier.stopping()
+        if control:
+            control.stop()
+        server.stop(SHUTDOWN_GRACE)
+        log.info("stopped")
+    return EX_OK
+
+
+def _start_control(config: Config, server: Server) -> ControlServer | None:
+    if config.control.socket is None:
+        return None
+    control = ControlServer(config.control.socket, server)
+    try:
+        control.start()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{config.path}: control.socket: cannot listen on {config.control.socket}: {exc}"
+        ) from exc
+    return control
+
+
+def _serve(server: Server, notifier: Notifier) -> None:
+    """Wait for signals; reload on SIGHUP; return on SIGTERM or SIGINT."""
+    watchdog = notifier.watchdog_interval
+    interval = min(watchdog, STATUS_INTERVAL) if watchdog else STATUS_INTERVAL
+    while True:
+        received = signal.sigtimedwait(_SIGNALS, interval)
+        if received is None:
+            if watchdog:
+                notifier.watchdog()
+            notifier.status(_status_line(server))
+            continue
+        if received.si_signo == signal.SIGHUP:
+            log.info("signal_received", signal="SIGHUP")
+            server.reload()
+            continue
+        log.info("signal_received", signal=signal.Signals(received.si_signo).name)
+        return
+
+
+def _status_line(server: Server) -> str:
+    host, port = server.address
+    return f"{len(server.room)} clients on {host}:{port}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,565 @@
+"""Connection: one client, from TLS handshake to close, driven by its I/O worker.
+
+# NOTE: every method here except `deliver()` runs only on the owning worker's
+# thread, which is the only thread that ever touches this connection's SSL
+# object (OpenSSL forbids concurrent use of one SSL object; see
+# docs/architecture.md). Other threads reach a connection only through
+# `deliver()`, which queues bytes under `_lock`, or `Worker.call_soon()`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import socket
+import ssl
+import threading
+import time
+from enum import Enum
+from typing import TYPE_CHECKING, Final
+
+import structlog
+
+from chatd import protocol
+from chatd.errors import ProtocolError
+from chatd.tls import peer_common_name
+
+if TYPE_CHECKING:
+    from chatd.server import Server
+    from chatd.worker import Worker
+
+log = structlog.get_logger(__name__)
+
+READ_SIZE: Final = 65536
+READS_PER_TURN: Final = 16  # then let other connections have the thread
+WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
+LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
+FLOOD_WINDOW: Final = 30.0
+
+
+class State(Enum):
+    HANDSHAKE = "handshake"
+    REGISTERING = "registering"
+    ACTIVE = "active"
+    CLOSING = "closing"  # BYE queued; flushing, then lingering
+    CLOSED = "closed"
+
+
+class Connection:
+    def __init__(
+        self,
+        server: Server,
+        worker: Worker,
+        sock: ssl.SSLSocket,
+        peer: tuple[str, int],
+        conn_id: int,
+        reject: str | None,
+    ) -> None:
+        self.server = server
+        self.worker = worker
+        self.sock = sock
+        self.id = conn_id
+        self.ip = peer[0]
+        self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        self.nick = ""
+        self.state = State.HANDSHAKE
+        self.connected_at = time.time()
+        self.last_active = time.monotonic()
+        self.messages_in = 0
+        self.messages_out = 0
+        self.interest = 0  # selector events currently registered
+        self.reject = reject
+        self._ctx = {"session": conn_id, "peer": self.peer}
+        self._linebuf = protocol.LineBuffer(server.limits.max_line_bytes)
+        self._batch: list[bytes] = []  # lines for everyone, sent as one block
+        self._nick_bytes = b""
+        self._cert_nick: str | None = None
+        self._nick_attempts = 0
+        self._strikes = 0
+        self._tokens = float(server.limits.message_burst)
+        self._tokens_at = time.monotonic()
+        self._held: collections.deque[bytes | None] = collections.deque()
+        self._rejections: collections.deque[float] = collections.deque()
+        self._close_reason = ""
+        # Output. `_outbox` and `_queued` are shared with other threads under _lock.
+        self._lock = threading.Lock()
+        self._outbox: list[bytes] = []
+        self._queued = 0
+        self._scheduled = False
+        self._overflow = False
+        self._accepting_output = True
+        self._unsent: collections.deque[bytes] = collections.deque()
+        self._inflight: bytes | None = None
+        self._write_blocked = False  # SSL write wants the socket writable
+        self._read_blocked_on_write = False  # SSL read wants the socket writable
+        # Deadlines (monotonic); `timer_at` is the one the worker's heap knows.
+        self.timer_at = math.inf
+        now = time.monotonic()
+        self._phase_deadline: float | None = now + server.limits.handshake_timeout
+        self._stall_deadline: float | None = None
+        self._hold_deadline: float | None = None
+        self._linger_deadline: float | None = None
+
+    # -- called from any thread -------------------------------------------------
+
+    def deliver(self, data: bytes, lines: int = 1) -> None:
+        """Queue `data` for this client; never blocks, never touches the socket."""
+        with self._lock:
+            if not self._accepting_output:
+                return
+            self._outbox.append(data)
+            self._queued += len(data)
+            self.messages_out += lines
+            if self._queued > self.server.limits.send_queue_bytes:
+                self._overflow = True
+                self._accepting_output = False
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self.worker.mark_dirty(self)
+
+    # -- events from the worker -------------------------------------------------
+
+    def start(self) -> None:
+        self._rearm()
+        self._handshake()
+
+    def on_readable(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.HANDSHAKE:
+            self._handshake()
+        elif self._read_blocked_on_write is False:
+            self._read()
+
+    def on_writable(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.HANDSHAKE:
+            self._handshake()
+            return
+        if self._read_blocked_on_write:
+            self._read_blocked_on_write = False
+            self._read()
+        self.flush()
+
+    def flush(self) -> None:
+        """Move queued output to the socket, as far as it takes it."""
+        with self._lock:
+            self._scheduled = False
+            overflow = self._overflow
+            self._overflow = False
+            chunks, self._outbox = self._outbox, []
+        if self.state is State.CLOSED:
+            return
+        if overflow:
+            self._overflowed()
+            return
+        self._unsent.extend(chunks)
+        self._write()
+
+    def on_timer(self, now: float) -> None:
+        if self._phase_deadline is not None and now >= self._phase_deadline:
+            self._phase_deadline = None
+            if self.state is State.HANDSHAKE:
+                self._handshake_failed("timeout")
+                return
+            if self.state is State.REGISTERING:
+                self.begin_close("register_timeout")
+            elif self.state is State.CLOSING:
+                self.finish(self._close_reason, "peer did not take the BYE in time")
+                return
+        if self._stall_deadline is not None and now >= self._stall_deadline:
+            self.finish("write_timeout", "no data accepted by the peer")
+            return
+        if self._linger_deadline is not None and now >= self._linger_deadline:
+            self.finish(self._close_reason)
+            return
+        if self._hold_deadline is not None and now >= self._hold_deadline:
+            self._hold_deadline = None
+            self._release_held(now)
+        self._rearm()
+
+    # -- TLS handshake ----------------------------------------------------------
+
+    def _handshake(self) -> None:
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.worker.set_interest(self, read=True, write=False)
+            return
+        except ssl.SSLWantWriteError:
+            self.worker.set_interest(self, read=True, write=True)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self._handshake_failed(_describe(exc))
+            return
+        self._phase_deadline = None
+        cipher = self.sock.cipher()
+        log.info(
+            "connect",
+            **self._ctx,
+            tls_version=self.sock.version(),
+            cipher=cipher[0] if cipher else None,
+        )
+        self.worker.set_interest(self, read=True, write=False)
+        self.state = State.REGISTERING
+        if self.reject is not None:
+            self.server.note_rejected(self, self.reject)
+            self._send_error(ProtocolError(self.reject, _REJECT_TEXT[self.reject]))
+            self.begin_close(self.reject)
+            return
+        self._cert_nick = peer_common_name(self.sock.getpeercert())
+        self._phase_deadline = time.monotonic() + self.server.limits.register_timeout
+        self._rearm()
+        self.deliver(b"NICK\n")
+
+    def _handshake_failed(self, error: str) -> None:
+        log.info("tls_handshake_failed", **self._ctx, error=error)
+        self.server.note_handshake_failure()
+        self.finish("tls_handshake_failed", error, quiet=True)
+
+    # -- reading ----------------------------------------------------------------
+
+    def _read(self) -> None:
+        for _ in range(READS_PER_TURN):
+            try:
+                data = self.sock.recv(READ_SIZE)
+            except ssl.SSLWantReadError:
+                return
+            except ssl.SSLWantWriteError:
+                self._read_blocked_on_write = True
+                self.worker.set_interest(self, read=False, write=True)
+                return
+            except (ssl.SSLError, OSError) as exc:
+                self.finish("connection_lost", _describe(exc))
+                return
+            if not data:
+                self.finish(self._close_reason or "connection_lost", "closed by peer")
+                return
+            if self.state is State.CLOSING:
+                continue  # lingering: drain and discard until the peer closes
+            self._on_data(data)
+            if self.state is State.CLOSED:
+                return
+        self.worker.mark_readable(self)  # more may be waiting; come back next turn
+
+    def _on_data(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.last_active = now
+        for line in self._linebuf.feed(data):
+            if self.state is State.ACTIVE:
+                self._gate(line, now)
+            elif self.state is State.REGISTERING:
+                self._register(line)
+            else:
+                break
+        self._flush_batch()
+
+    def _gate(self, line: bytes | None, now: float) -> None:
+        """Token-bucket flood control: handle, hold, or refuse the line."""
+        if not self._held and self._take_token(now):
+            self._handle(line)
+            return
+        limits = self.server.limits
+        if len(self._held) < limits.message_burst:
+            self._held.append(line)
+            if self._hold_deadline is None:
+                self._hold_deadline = self._next_token_at(now)
+                self._rearm()
+            return
+        self._send_error(ProtocolError(protocol.RATE_LIMITED, "Slow down; that line was dropped."))
+        log.info("rate_limited", **self._ctx, nick=self.nick)
+        if limits.flood_disconnect:
+            self._rejections.append(now)
+            while self._rejections and now - self._rejections[0] > FLOOD_WINDOW:
+                self._rejections.popleft()
+            if len(self._rejections) >= limits.flood_disconnect:
+                self.begin_close("flood")
+
+    def _take_token(self, now: float) -> bool:
+        limits = self.server.limits
+        if limits.message_rate <= 0:
+            return True
+        self._tokens = min(
+            float(limits.message_burst),
+            self._tokens + (now - self._tokens_at) * limits.message_rate,
+        )
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _release_held(self, now: float) -> None:
+        while self._held and self.state is State.ACTIVE and self._take_token(now):
+            self._handle(self._held.popleft())
+        self._flush_batch()
+        if self._held and self.state is State.ACTIVE:
+            self._hold_deadline = self._next_token_at(now)
+
+    def _next_token_at(self, now: float) -> float:
+        rate = self.server.limits.message_rate or 1.0  # 0 after a reload: release at once
+        return now + max(0.0, 1.0 - self._tokens) / rate
+
+    # -- registration and commands --------------------------------------------------
+
+    def _register(self, line: bytes | None) -> None:
+        limits = self.server.limits
+        try:
+            if line is protocol.TOO_LONG:
+                raise ProtocolError(protocol.LINE_TOO_LONG, "Nicknames are short; line dropped.")
+            text = protocol.clean_line(line).decode("utf-8")
+            if text == "/quit" or text.startswith("/quit "):
+                self.begin_close("quit")
+                return
+            nick = protocol.check_nick(text, limits.max_nick_length)
+            if self.server.config.tls.nick_from_cert and nick != self._cert_nick:
+                raise ProtocolError(
+                    protocol.NICK_INVALID,
+                    f"Your certificate allows only the nickname {self._cert_nick}.",
+                )
+            self.server.room.join(self, nick)
+        except ProtocolError as error:
+            self._nick_attempts += 1
+            self._send_error(error)
+            if self._nick_attempts >= limits.max_nick_attempts:
+                self.begin_close("nick_failed")
+            else:
+                self.deliver(b"NICK\n")
+            return
+        self.state = State.ACTIVE
+        self._phase_deadline = None
+        self._nick_bytes = nick.encode()
+        log.info("nickname", **self._ctx, nick=nick)
+        self.deliver(
+            protocol.format_line(
+                "WELCOME", nick, f"Welcome to {self.server.name}, {nick}! Type /help for commands."
+            )
+        )
+
+    def _handle(self, line: bytes | None) -> None:
+        try:
+            if line is protocol.TOO_LONG:
+                raise ProtocolError(
+                    protocol.LINE_TOO_LONG,
+                    f"Lines are limited to {self.server.limits.max_line_bytes} bytes; "
+                    "that one was dropped.",
+                )
+            command = protocol.parse_command(protocol.clean_line(line))
+            if command.verb == "say":
+                self.messages_in += 1
+                self._batch.append(protocol.format_text_line(b"MSG", self._nick_bytes, command.text))
+            else:
+                self._command(command)
+        except ProtocolError as error:
+            self._send_error(error)
+
+    def _command(self, command: protocol.Command) -> None:
+        verb = command.verb
+        if verb == "me":
+            self.messages_in += 1
+            self._batch.append(protocol.format_text_line(b"ACTION", self._nick_bytes, command.text))
+            return
+        self._flush_batch()
+        room = self.server.room
+        if verb == "msg":
+            target = room.find(command.target)
+            if target is None:
+                raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {command.target}.")
+            self.messages_in += 1
+            line = b"DM %s %s %s\n" % (self._nick_bytes, target.nick.encode(), command.text)
+            target.deliver(line)
+            if target is not self:
+                self.deliver(line)
+        elif verb == "nick":
+            self._rename(command.target)
+        elif verb == "who":
+            self.deliver(protocol.format_users(room.nicks()))
+        elif verb == "ping":
+            self.deliver(b"PONG %s\n" % command.text if command.text else b"PONG\n")
+        elif verb == "quit":
+            self.begin_close("quit", command.text.decode())
+        elif verb == "help":
+            for text in protocol.HELP_LINES:
+                self.deliver(protocol.format_line("INFO", text))
+
+    def _rename(self, new: str) -> None:
+        protocol.check_nick(new, self.server.limits.max_nick_length)
+        if new == self.nick:
+            self.deliver(protocol.format_line("INFO", f"You are already {new}."))
+            return
+        if self.server.config.tls.nick_from_cert:
+            raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
+        old = self.server.room.rename(self, new)
+        self._nick_bytes = new.encode()
+        log.info("rename", **self._ctx, old=old, new=new)
+
+    def _flush_batch(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self.server.room.broadcast(b"".join(batch), len(batch))
+
+    def _send_error(self, error: ProtocolError) -> None:
+        self._flush_batch()
+        self.deliver(protocol.format_error(error))
+        if error.code in protocol.STRIKE_CODES:
+            self._strikes += 1
+            if self._strikes >= self.server.limits.max_strikes:
+                self.begin_close("too_many_errors")
+
+    # -- writing --------------------------------------------------------------------
+
+    def _write(self) -> None:
+        while True:
+            if self._inflight is None:
+                if not self._unsent:
+                    break
+                self._inflight = self._next_chunk()
+            try:
+                sent = self.sock.send(self._inflight)
+            except ssl.SSLWantWriteError:
+                self._blocked(write=True)
+                return
+            except ssl.SSLWantReadError:
+                self._blocked(write=False)
+                return
+            except (ssl.SSLError, OSError) as exc:
+                self.finish("connection_lost", _describe(exc))
+                return
+            with self._lock:
+                self._queued -= sent
+            # OpenSSL without partial writes sends all; keep the rest just in case.
+            self._inflight = self._inflight[sent:] or None
+        self._stall_deadline = None
+        if self._write_blocked:
+            self._write_blocked = False
+            self.worker.set_interest(self, read=True, write=self._read_blocked_on_write)
+        if self.state is State.CLOSING and self._linger_deadline is None:
+            self._start_linger()
+
+    def _next_chunk(self) -> bytes:
+        first = self._unsent.popleft()
+        if len(first) >= WRITE_CHUNK or not self._unsent:
+            if len(first) > WRITE_CHUNK:
+                self._unsent.appendleft(first[WRITE_CHUNK:])
+                return first[:WRITE_CHUNK]
+            return first
+        parts = [first]
+        size = len(first)
+        while self._unsent and size + len(self._unsent[0]) <= WRITE_CHUNK:
+            chunk = self._unsent.popleft()
+            parts.append(chunk)
+            size += len(chunk)
+        return b"".join(parts)
+
+    def _blocked(self, write: bool) -> None:
+        self._write_blocked = True
+        self.worker.set_interest(self, read=True, write=write)
+        if self._stall_deadline is None:
+            self._stall_deadline = time.monotonic() + self.server.limits.write_timeout
+            self._rearm()
+
+    def _overflowed(self) -> None:
+        log.info("slow_consumer", **self._ctx, nick=self.nick, queued=self._queued)
+        self._unsent.clear()
+        with self._lock:
+            self._outbox.clear()
+            self._queued = len(self._inflight or b"")
+        self.begin_close("slow_consumer")
+
+    # -- closing ----------------------------------------------------------------------
+
+    def begin_close(self, reason: str, text: str = "") -> None:
+        """Say `BYE <reason>`, tell the room, flush, then close (after a short linger)."""
+        if self.state in (State.CLOSING, State.CLOSED):
+            return
+        if self.state is State.HANDSHAKE:
+            self.finish(reason)
+            return
+        self._flush_batch()
+        full_reason = f"{reason} {text}".rstrip() if text else reason
+        self._leave_room(full_reason)
+        self.state = State.CLOSING
+        self._close_reason = reason
+        self._held.clear()
+        with self._lock:
+            # The last line, whatever the queue holds or the limit says.
+            self._outbox.append(protocol.format_line("BYE", reason))
+            self._accepting_output = False
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self.worker.mark_dirty(self)
+        self._linger_deadline = None
+        self._phase_deadline = time.monotonic() + LINGER_SECONDS + 1.0  # cap the flush too
+        self._rearm()
+
+    def _start_linger(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)  # FIN after the BYE: the peer sees it all
+        except OSError:
+            self.finish(self._close_reason)
+            return
+        self._linger_deadline = time.monotonic() + LINGER_SECONDS
+        self._rearm()
+
+    def _leave_room(self, reason: str) -> None:
+        if self.nick and self.state is State.ACTIVE:
+            self.server.room.leave(self, None if self.server.stopping else reason)
+
+    def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None:
+        """Close the socket now and forget this connection."""
+        if self.state is State.CLOSED:
+            return
+        self._leave_room(reason)
+        self.state = State.CLOSED
+        with self._lock:
+            self._accepting_output = False
+            self._outbox.clear()
+        self.worker.forget(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass  # already gone; nothing more to release
+        self.server.unregister(self)
+        if not quiet:
+            log.info(
+                "disconnect",
+                **self._ctx,
+                nick=self.nick or None,
+                reason=self._close_reason or reason,
+                detail=detail or None,
+                duration_s=round(time.time() - self.connected_at, 3),
+                messages_in=self.messages_in,
+                messages_out=self.messages_out,
+            )
+
+    def _rearm(self) -> None:
+        deadlines = [
+            d
+            for d in (
+                self._phase_deadline,
+                self._stall_deadline,
+                self._hold_deadline,
+                self._linger_deadline,
+            )
+            if d is not None
+        ]
+        if deadlines:
+            self.worker.arm_timer(self, min(deadlines))
+
+
+_REJECT_TEXT: Final = {
+    protocol.SERVER_FULL: "The server is full; try again later.",
+    protocol.TOO_MANY_CONNECTIONS: "Too many connections from your address.",
+    protocol.THROTTLED: "Too many connections from your address in the last minute; wait a bit.",
+}
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

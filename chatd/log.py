@@ -1,0 +1,39 @@
+"""Logging: the single `structlog.configure()` call, made once at start-up.
+
+Events go to stderr, one per line: JSON for machines (`format: json`, or
+`auto` when stderr is not a terminal, e.g. under journald) or the console
+renderer for people. Reloading the config calls `configure_logging` again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+from chatd.config import LogConfig
+
+
+def configure_logging(cfg: LogConfig, stream: TextIO | None = None) -> None:
+    """Apply `cfg`. Loggers are not cached, so a reload changes level and format live."""
+    stream = stream or sys.stderr
+    use_json = cfg.format == "json" or (cfg.format == "auto" and not stream.isatty())
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if use_json:
+        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    else:
+        processors += [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[cfg.level.upper()]
+        ),
+        logger_factory=structlog.WriteLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,174 @@
+"""The v1 line protocol, without I/O: framing, parsing, formatting, codes.
+
+No sockets, threads or logging live here, so every rule in docs/protocol.md
+can be tested exhaustively on plain bytes. Message text stays as validated
+UTF-8 `bytes` end to end: the hot path (a chat line fanned out to many
+clients) never decodes and re-encodes it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from chatd.errors import ProtocolError
+
+# ERR codes (stable; docs/protocol.md "Errors").
+NICK_INVALID: Final = "nick_invalid"
+NICK_TAKEN: Final = "nick_taken"
+LINE_TOO_LONG: Final = "line_too_long"
+BAD_ENCODING: Final = "bad_encoding"
+UNKNOWN_COMMAND: Final = "unknown_command"
+MISSING_ARGUMENT: Final = "missing_argument"
+NO_SUCH_NICK: Final = "no_such_nick"
+RATE_LIMITED: Final = "rate_limited"
+SERVER_FULL: Final = "server_full"
+TOO_MANY_CONNECTIONS: Final = "too_many_connections"
+THROTTLED: Final = "throttled"
+
+# Errors that count as strikes towards `limits.max_strikes`.
+STRIKE_CODES: Final = frozenset({LINE_TOO_LONG, BAD_ENCODING, UNKNOWN_COMMAND})
+
+TOO_LONG: Final = None  # what LineBuffer yields in place of an oversized line
+
+_CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_NICK = re.compile(r"[A-Za-z0-9_-]+")
+
+HELP_LINES: Final = (
+    "Commands:",
+    "<text>  say something to everyone (//text sends a text starting with /)",
+    "/me <text>  describe an action",
+    "/msg <nick> <text>  send a direct message",
+    "/nick <new>  change your nickname",
+    "/who  list who is connected",
+    "/ping [token]  check the connection",
+    "/quit [text]  leave",
+    "/help  this list",
+)
+
+
+class LineBuffer:
+    """Splits a byte stream into lines of at most `max_line_bytes` (newline included).
+
+    `feed()` returns complete lines without their `\\n`, or `TOO_LONG` once for
+    each oversized line; the rest of that line is discarded up to the next
+    newline, so the client is told at once and the connection stays usable.
+    """
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._partial = b""
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[bytes | None]:
+        if self._partial:
+            data = self._partial + data
+        parts = data.split(b"\n")
+        self._partial = parts.pop()
+        lines: list[bytes | None] = []
+        limit = self.max_line_bytes
+        for part in parts:
+            if self._discarding:
+                self._discarding = False  # this part is the tail of a line already refused
+            elif len(part) >= limit:
+                lines.append(TOO_LONG)
+            else:
+                lines.append(part)
+        if len(self._partial) >= limit:
+            if not self._discarding:
+                lines.append(TOO_LONG)
+                self._discarding = True
+            self._partial = b""
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One client line after registration.
+
+    `verb` is one of: say, me, msg, nick, who, ping, quit, help, empty.
+    `text` is validated UTF-8; `target` is a nickname argument.
+    """
+
+    verb: str
+    text: bytes = b""
+    target: str = ""
+
+
+_SIMPLE_VERBS: Final = frozenset({"who", "help"})
+
+
+def clean_line(raw: bytes) -> bytes:
+    """Strip a trailing `\\r` and check the line is UTF-8 text without control characters."""
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(BAD_ENCODING, "Lines must be valid UTF-8.") from None
+    if _CONTROL_CHARS.search(raw):
+        raise ProtocolError(BAD_ENCODING, "Lines must not contain control characters.")
+    return raw
+
+
+def parse_command(raw: bytes) -> Command:
+    """Parse a registered client's line (already through `clean_line`)."""
+    if not raw.startswith(b"/"):
+        return Command("say", raw) if raw else Command("empty")
+    if raw.startswith(b"//"):
+        return Command("say", raw[1:])
+    word, _, rest = raw[1:].partition(b" ")
+    verb = word.decode("utf-8")
+    if verb in _SIMPLE_VERBS:
+        return Command(verb)
+    if verb in ("ping", "quit"):
+        return Command(verb, rest)
+    if verb == "me":
+        return Command("me", _required(rest, "Usage: /me <text>"))
+    if verb == "nick":
+        return Command("nick", target=_required(rest, "Usage: /nick <new>").decode().strip())
+    if verb == "msg":
+        target, _, text = rest.partition(b" ")
+        _required(target, "Usage: /msg <nick> <text>")
+        return Command("msg", _required(text, "Usage: /msg <nick> <text>"), target.decode())
+    raise ProtocolError(UNKNOWN_COMMAND, f"Unknown command /{verb}; type /help for the list.")
+
+
+def _required(value: bytes, usage: str) -> bytes:
+    if not value.strip():
+        raise ProtocolError(MISSING_ARGUMENT, usage)
+    return value
+
+
+def check_nick(nick: str, max_length: int) -> str:
+    """Return `nick` if it follows the nickname rules, else raise `nick_invalid`."""
+    if not 1 <= len(nick) <= max_length or not _NICK.fullmatch(nick):
+        raise ProtocolError(
+            NICK_INVALID,
+            f"Nicknames are 1-{max_length} characters of A-Z, a-z, 0-9, _ and -.",
+        )
+    return nick
+
+
+def nick_key(nick: str) -> str:
+    """The case-insensitive identity of a nickname."""
+    return nick.lower()
+
+
+def format_line(verb: str, *args: str) -> bytes:
+    """`VERB arg ...\\n` as bytes; only the last argument may contain spaces."""
+    return " ".join((verb, *args)).encode("utf-8") + b"\n"
+
+
+def format_text_line(verb: bytes, nick: bytes, text: bytes) -> bytes:
+    """`MSG`/`ACTION` with already-encoded parts: the fan-out hot path."""
+    return b"%s %s %s\n" % (verb, nick, text)
+
+
+def format_error(error: ProtocolError) -> bytes:
+    return format_line("ERR", error.code, error.text)
+
+
+def format_users(nicks: list[str]) -> bytes:
+    return format_line("USERS", *sorted(nicks, key=str.lower))

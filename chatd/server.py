@@ -1,0 +1,358 @@
+"""Server: the listener, the accept thread, admission limits, the connection
+registry, reload, the operator actions and the stop sequence.
+
+Threads: one `chatd-accept` thread accepts and hands each socket to the
+least busy `chatd-io-N` worker, which runs the TLS handshake and everything
+after it (see worker.py and docs/architecture.md). All of them are daemon
+threads, stopped by `stop(grace)` with explicit, logged deadlines: a stuck
+thread can never keep the process from exiting, which is what an operator
+under systemd wants from SIGTERM. (cheroot makes the other choice,
+non-daemon threads plus force-closing; with a deadline join the outcome is
+the same and a hang is impossible.)
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import errno
+import itertools
+import os
+import re
+import selectors
+import socket
+import ssl
+import threading
+import time
+from typing import TYPE_CHECKING, Callable, Protocol
+
+import structlog
+
+from chatd import __version__, protocol
+from chatd.config import Config, LimitsConfig, load_config
+from chatd.errors import ConfigError
+from chatd.log import configure_logging
+from chatd.room import Room
+from chatd.tls import server_context
+from chatd.worker import Worker
+
+if TYPE_CHECKING:
+    from chatd.connection import Connection
+
+log = structlog.get_logger(__name__)
+
+_MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this, just close
+_ACCEPT_BATCH = 64
+_KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
+_RESTART_KEYS = ("server.host", "server.port", "server.io_threads", "control.socket")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class StartupError(Exception):
+    """The daemon cannot start for a reason outside the config file (e.g. port in use)."""
+
+
+class Notifier(Protocol):
+    def reloading(self) -> None: ...
+    def ready(self, status: str | None = None) -> None: ...
+
+
+class Server:
+    def __init__(self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier) -> None:
+        self.config = config
+        self.tls_context = tls_context
+        self.room = Room()
+        self.stopping = False
+        self.address: tuple[str, int] = ("", 0)
+        self._notifier = notifier
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._connections: dict[int, Connection] = {}
+        self._admitted = 0
+        self._per_ip: collections.Counter[str] = collections.Counter()
+        self._recent: dict[str, collections.deque[float]] = {}
+        self._rejecting = 0
+        self._ids = itertools.count(1)
+        self._totals = {"messages_in": 0, "messages_out": 0}
+        self._handshake_failures = 0
+        self._rejected = 0
+        self._all_closed = threading.Event()
+        self._listener: socket.socket | None = None
+        self._accept_wake_r, self._accept_wake_w = socket.socketpair()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="chatd-accept", daemon=True)
+        count = config.server.io_threads or len(os.sched_getaffinity(0))
+        self._workers = [Worker(self, index) for index in range(count)]
+
+    @property
+    def limits(self) -> LimitsConfig:
+        return self.config.limits
+
+    @property
+    def name(self) -> str:
+        return self.config.server.name
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def start(self) -> tuple[str, int]:
+        """Bind, start the threads and return the bound (host, port).
+
+        Raises:
+            StartupError: the address cannot be bound.
+        """
+        self._listener = self._listen()
+        self.address = self._listener.getsockname()[:2]
+        for worker in self._workers:
+            worker.start()
+        self._accept_thread.start()
+        log.info("listening", host=self.address[0], port=self.address[1], io_threads=len(self._workers))
+        return self.address
+
+    def _listen(self) -> socket.socket:
+        host, port = self.config.server.host, self.config.server.port
+        try:
+            family, _, _, _, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            dualstack = family == socket.AF_INET6 and address[0] == "::" and socket.has_dualstack_ipv6()
+            listener = socket.create_server(address, family=family, backlog=1024, dualstack_ipv6=dualstack)
+        except OSError as exc:
+            raise StartupError(
+                f"{self.config.path}: server.port: cannot listen on {host} port {port}: "
+                f"{exc.strerror or exc} (is another server using it?)"
+            ) from exc
+        listener.setblocking(False)
+        return listener
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, say `BYE shutdown` to everyone, close, join threads."""
+        self.stopping = True
+        log.info("shutdown", clients=len(self.room), connections=len(self._connections))
+        self._accept_wake_w.send(b"\0")
+        self._accept_thread.join(timeout=grace)
+        for worker in self._workers:
+            worker.call_soon(_say_goodbye(worker))
+        with self._lock:
+            if not self._connections and not self._admitted:
+                self._all_closed.set()
+        self._all_closed.wait(grace)
+        for worker in self._workers:
+            worker.stop()
+        deadline = time.monotonic() + grace
+        stuck = [w.name for w in self._workers if not w.join(max(0.0, deadline - time.monotonic()))]
+        if stuck or self._connections:
+            log.warning("sessions_still_running", count=len(self._connections), threads=stuck)
+
+    # -- accepting ----------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        selector.register(self._accept_wake_r, selectors.EVENT_READ)
+        try:
+            while not self.stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is self._accept_wake_r:
+                        return
+                    self._accept_batch()
+        except Exception:
+            log.exception("accept_crashed")
+        finally:
+            selector.close()
+            self._listener.close()
+
+    def _accept_batch(self) -> None:
+        assert self._listener is not None
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, peer = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                # EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources; ECONNABORTED: the
+                # client gave up in the backlog. Log, pause briefly, keep serving.
+                log.warning("accept_failed", error=exc.strerror or str(exc))
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    time.sleep(0.1)
+                return
+            self._admit(sock, peer)
+
+    def _admit(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        ip = peer[0]
+        with self._lock:
+            reject = self._admission(ip)
+            if reject is None:
+                self._admitted += 1
+                self._per_ip[ip] += 1
+            elif self._rejecting >= _MAX_PENDING_REJECTS:
+                self._rejected += 1
+                sock.close()
+                log.info("rejected", peer=f"{ip}:{peer[1]}", reason=reject, told=False)
+                return
+            else:
+                self._rejecting += 1
+            conn_id = next(self._ids)
+        _tune(sock)
+        worker = min(self._workers, key=lambda w: len(w.connections))
+        worker.adopt(sock, peer, conn_id, reject)
+
+    def _admission(self, ip: str) -> str | None:
+        limits = self.limits
+        if self._admitted >= limits.max_clients:
+            return protocol.SERVER_FULL
+        if limits.is_exempt(ip):
+            return None
+        if limits.max_clients_per_ip and self._per_ip[ip] >= limits.max_clients_per_ip:
+            return protocol.TOO_MANY_CONNECTIONS
+        if limits.connects_per_ip_per_minute:
+            now = time.monotonic()
+            recent = self._recent.setdefault(ip, collections.deque())
+            while recent and now - recent[0] > 60.0:
+                recent.popleft()
+            recent.append(now)
+            if len(self._recent) > 4096:
+                self._recent = {k: v for k, v in self._recent.items() if v and now - v[-1] <= 60.0}
+            if len(recent) > limits.connects_per_ip_per_minute:
+                return protocol.THROTTLED
+        return None
+
+    # -- registry (called by workers) -------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections[conn.id] = conn
+
+    def unregister(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.pop(conn.id, None)
+            self._totals["messages_in"] += conn.messages_in
+            self._totals["messages_out"] += conn.messages_out
+        self.release(conn.ip, conn.reject)
+
+    def release(self, ip: str, reject: str | None) -> None:
+        """Give back the admission slot taken in `_admit`."""
+        with self._lock:
+            if reject is not None:
+                self._rejecting -= 1
+            else:
+                self._admitted -= 1
+                self._per_ip[ip] -= 1
+                if self._per_ip[ip] <= 0:
+                    del self._per_ip[ip]
+            if self.stopping and not self._connections and not self._admitted:
+                self._all_closed.set()
+
+    def note_handshake_failure(self) -> None:
+        with self._lock:
+            self._handshake_failures += 1
+
+    def note_rejected(self, conn: Connection, reason: str) -> None:
+        with self._lock:
+            self._rejected += 1
+        log.info("rejected", session=conn.id, peer=conn.peer, reason=reason, told=True)
+
+    # -- reload ---------------------------------------------------------------------------
+
+    def reload(self) -> dict[str, object]:
+        """Re-read the config file and apply what can change live.
+
+        Limits, log settings, the server name and the TLS certificate (for new
+        connections) change at once; listener and thread settings are reported as
+        needing a restart. A bad file changes nothing.
+        """
+        self._notifier.reloading()
+        try:
+            new = load_config(self.config.path)
+            context = server_context(new.tls, new.path)
+        except ConfigError as exc:
+            log.error("config_reload_failed", error=str(exc))
+            self._notifier.ready()
+            return {"ok": False, "error": str(exc), "restart_needed": []}
+        old = self.config
+        restart = [key for key in _RESTART_KEYS if _get(old, key) != _get(new, key)]
+        server = dataclasses.replace(
+            new.server, host=old.server.host, port=old.server.port, io_threads=old.server.io_threads
+        )
+        self.config = dataclasses.replace(new, server=server, control=old.control)
+        self.tls_context = context
+        configure_logging(new.log)
+        log.info("config_reloaded", path=str(new.path), restart_needed=restart)
+        self._notifier.ready()
+        return {"ok": True, "error": None, "restart_needed": restart}
+
+    # -- operator actions (the control socket) ---------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        with self._lock:
+            live = list(self._connections.values())
+            totals = dict(self._totals)
+            failures, rejected = self._handshake_failures, self._rejected
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "listening": f"{self.address[0]}:{self.address[1]}",
+            "config_file": str(self.config.path),
+            "clients": len(self.room),
+            "connections": len(live),
+            "messages_in": totals["messages_in"] + sum(c.messages_in for c in live),
+            "messages_out": totals["messages_out"] + sum(c.messages_out for c in live),
+            "tls_handshake_failures": failures,
+            "rejected": rejected,
+        }
+
+    def who(self) -> list[dict[str, object]]:
+        now = time.monotonic()
+        clients = []
+        for member in self.room.members():
+            conn: Connection = member  # type: ignore[assignment]
+            since = datetime.datetime.fromtimestamp(conn.connected_at, datetime.timezone.utc)
+            clients.append(
+                {
+                    "nick": conn.nick,
+                    "peer": conn.peer,
+                    "connected_since": since.isoformat(timespec="seconds"),
+                    "idle_s": round(now - conn.last_active, 1),
+                }
+            )
+        return sorted(clients, key=lambda c: str(c["nick"]).lower())
+
+    def kick(self, nick: str, reason: str) -> bool:
+        conn: Connection | None = self.room.find(nick)  # type: ignore[assignment]
+        if conn is None:
+            return False
+        text = _one_line(reason)
+        conn.worker.call_soon(lambda: conn.begin_close("kicked", text))
+        return True
+
+    def broadcast(self, text: str) -> int:
+        return self.room.broadcast(protocol.format_line("INFO", _one_line(text)))
+
+
+def _say_goodbye(worker: Worker) -> Callable[[], None]:
+    def goodbye() -> None:
+        for conn in list(worker.connections):
+            conn.begin_close("shutdown")
+
+    return goodbye
+
+
+def _one_line(text: str) -> str:
+    """Operator text goes on the wire inside one line: no control characters."""
+    return _CONTROL_CHARS.sub(" ", text).strip()
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Dead peers are found by TCP keepalive (docs/protocol.md), not app-level PING.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE.items():
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def _get(config: Config, dotted: str) -> object:
+    section, key = dotted.split(".")
+    return getattr(getattr(config, section), key)

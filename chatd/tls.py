@@ -1,0 +1,84 @@
+"""TLS: build the daemon's `ssl.SSLContext` from `TLSConfig`, failing fast.
+
+Mozilla's "intermediate" profile: TLS 1.2 minimum (1.3 preferred), its
+ECDHE AEAD cipher list for 1.2, no compression, no renegotiation. Python 3.11
+can narrow the key-exchange groups only to a single curve with
+`set_ecdh_curve`; P-256 is in the profile and in every client, so that is the
+one offered (OpenSSL's default list would also offer X448 and P-521, which the
+profile excludes).
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from chatd.config import TLSConfig
+from chatd.errors import ConfigError
+
+# Mozilla intermediate (v5.7) TLS 1.2 suites, ECDHE only: chatd has no DH
+# parameters, so the DHE suites of the profile could never be negotiated.
+INTERMEDIATE_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+_CLIENT_AUTH = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
+def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLContext:
+    """Return a server context for `tls`.
+
+    Raises:
+        ConfigError: a certificate or key that cannot be loaded, or that do not match.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(INTERMEDIATE_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.set_ecdh_curve("prime256v1")
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"{config_path}: tls.cert: cannot load {tls.cert} with key {tls.key}: "
+            f"{_reason(exc)} (is it a PEM certificate and its matching key?)"
+        ) from exc
+    context.verify_mode = _CLIENT_AUTH[tls.client_auth]
+    if tls.client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=tls.client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{config_path}: tls.client_ca: cannot load {tls.client_ca}: {_reason(exc)}"
+            ) from exc
+    return context
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def peer_common_name(peercert: dict[str, object] | None) -> str | None:
+    """The subject CN of a verified peer certificate (`SSLSocket.getpeercert()`)."""
+    if not peercert:
+        return None
+    subject = peercert.get("subject", ())
+    for rdn in subject if isinstance(subject, tuple) else ():
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None

@@ -1,0 +1,198 @@
+"""Shared fixtures: certificates made once per session by `chatctl gen-certs`,
+and a real chatd subprocess per test on an ephemeral port.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+from tests.chatclient import ChatClient
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENT_NAMES = ("alice", "bob")
+
+
+@dataclass(frozen=True)
+class PKI:
+    dir: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+
+    def client(self, name: str) -> tuple[Path, Path]:
+        return self.dir / f"client-{name}.crt", self.dir / f"client-{name}.key"
+
+
+def run_chatctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chatctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def make_pki(out: Path, clients: tuple[str, ...] = CLIENT_NAMES) -> PKI:
+    args = ["gen-certs", "--out", str(out)]
+    for name in clients:
+        args += ["--client", name]
+    result = run_chatctl(*args)
+    assert result.returncode == 0, result.stderr
+    return PKI(out, out / "ca.crt", out / "server.crt", out / "server.key")
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class Daemon:
+    """chatd as a subprocess, its stderr in a file (never an unread pipe)."""
+
+    def __init__(self, workdir: Path, pki: PKI, overrides: dict[str, Any]) -> None:
+        self.workdir = workdir
+        self.pki = pki
+        base = {
+            "server": {"host": "127.0.0.1", "port": 0},
+            "tls": {"cert": str(pki.server_cert), "key": str(pki.server_key)},
+            "limits": {"message_rate": 0},
+            "log": {"format": "json", "level": "debug"},
+            "control": {"socket": None},
+        }
+        self.config = _merge(base, overrides)
+        self.config_path = workdir / "chatd.yaml"
+        self.log_path = workdir / "chatd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    def write_config(self, config: dict[str, Any] | None = None) -> None:
+        self.config_path.write_text(yaml.safe_dump(config or self.config))
+
+    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> "Daemon":
+        self.write_config()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "chatd", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO,
+                env={**os.environ, **(env or {})},
+            )
+        if wait:
+            listening = self.wait_for_event("listening", timeout=20)
+            self.port = listening["port"]
+        return self
+
+    def events(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a traceback or other non-JSON output; the log shows it on failure
+        return events
+
+    def find_events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events()
+            if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
+        ]
+
+    def wait_for_event(self, event: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"chatd exited ({self.process.returncode}):\n{self.log()}")
+            matches = self.find_events(event, **fields)
+            return matches[-1] if matches else None
+
+        return wait_until(found, timeout, f"event {event} {fields}")  # type: ignore[no-any-return]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, nick: str | None = None, **kwargs: Any) -> ChatClient:
+        if nick is None:
+            return ChatClient(self.port, self.pki.ca, **kwargs)
+        return ChatClient.registered(self.port, self.pki.ca, nick, **kwargs)
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+                raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}")
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path, certs: PKI) -> Iterator[Callable[..., Daemon]]:
+    """Factory: `start_daemon(limits={...})` starts chatd with those config overrides."""
+    daemons: list[Daemon] = []
+
+    def start(env: dict[str, str] | None = None, **overrides: Any) -> Daemon:
+        workdir = tmp_path / f"daemon{len(daemons)}"
+        workdir.mkdir()
+        daemon = Daemon(workdir, certs, overrides)
+        daemons.append(daemon)
+        return daemon.start(env=env)
+
+    yield start
+    for daemon in daemons:
+        if daemon.process is None:
+            continue
+        status = daemon.stop()
+        assert status == 0, f"chatd exited with {status}:\n{daemon.log()}"
+        tracebacks = [e for e in daemon.events() if "exception" in e]
+        assert not tracebacks, f"chatd logged an exception:\n{daemon.log()}"
+
+
+@pytest.fixture
+def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
+    """A chatd with the test defaults (rate limits off)."""
+    return start_daemon()
