@@ -1,0 +1,118 @@
+"""One SSL object per thread, under load: concurrent senders, TLS 1.3 KeyUpdate,
+and a client that stops reading.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.chatclient import ChatClient
+from tests.conftest import Daemon, wait_until
+
+SENDERS = 8
+PER_SENDER = 150
+
+
+def _blast(client: ChatClient, count: int, errors: list[BaseException]) -> None:
+    try:
+        for n in range(count):
+            client.send(f"{client.nick} {n} " + "x" * 60)
+    except BaseException as exc:  # reported by the test thread
+        errors.append(exc)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_key_updates_under_concurrent_load(daemon: Daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out_path = tmp_path / "s_client.out"
+    with out_path.open("wb") as out:
+        # s_client turns a line "K" into a TLS 1.3 KeyUpdate that also asks the
+        # server to update its keys; lines starting with k, K, Q or R are commands.
+        s_client = subprocess.Popen(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{daemon.port}", "-tls1_3",
+             "-CAfile", str(daemon.pki.ca), "-verify_return_error", "-ign_eof"],
+            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+        )
+    assert s_client.stdin is not None
+    observer = daemon.client("observer")
+    s_client.stdin.write(b"updater\n")
+    s_client.stdin.flush()
+    observer.expect("JOIN updater", timeout=10)
+    senders = [daemon.client(f"s{i}") for i in range(SENDERS)]
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_blast, args=(s, PER_SENDER, errors)) for s in senders]
+    for thread in threads:
+        thread.start()
+    for n in range(20):
+        s_client.stdin.write(b"K\n" + f"update {n}\n".encode())
+        s_client.stdin.flush()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    seen = [observer.expect_eventually(f"MSG updater update {n}", timeout=20) for n in range(20)]
+    assert len(seen) == 20
+
+    def s_client_saw_everything() -> bool:
+        text = out_path.read_bytes().decode(errors="replace")
+        return text.count("MSG s") == SENDERS * PER_SENDER and "MSG updater update 19" in text
+
+    wait_until(s_client_saw_everything, 30, "every line to reach the KeyUpdate client")
+    text = out_path.read_text(errors="replace")
+    assert text.count("KEYUPDATE") == 20
+    s_client.stdin.write(b"/quit\n")
+    s_client.stdin.close()
+    s_client.wait(10)
+    assert not [e for e in daemon.events() if e.get("level") == "error"]
+
+
+def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(limits={"send_queue_bytes": 32768})
+    sleeper = daemon.client("sleeper")
+    sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    readers = [daemon.client(f"r{i}") for i in range(3)]
+    for i, reader in enumerate(readers):
+        for later in readers[i + 1 :]:
+            reader.expect(f"JOIN {later.nick}")
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_blast, args=(r, 400, errors)) for r in readers]
+    for thread in threads:
+        thread.start()
+    for reader in readers:
+        counts = {r.nick: 0 for r in readers}
+        while sum(counts.values()) < 3 * 400:
+            line = reader.readline(timeout=20)
+            if line.startswith("MSG "):
+                sender, number = line.split(" ")[1:3]
+                assert int(number) == counts[sender]  # complete and in order
+                counts[sender] += 1
+            else:
+                assert line == "LEAVE sleeper slow_consumer", line
+    for thread in threads:
+        thread.join(10)
+    assert not errors
+    event = daemon.wait_for_event("disconnect", nick="sleeper")
+    assert event["reason"] == "slow_consumer"
+    sleeper.close()
+    fresh = daemon.client("fresh")
+    fresh.send("/who")
+    assert fresh.readline() == "USERS fresh r0 r1 r2"
+
+
+def test_write_timeout_drops_a_peer_whose_window_stays_shut(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(limits={"write_timeout": 1, "send_queue_bytes": 256 << 20})
+    stuck = daemon.client("stuck")
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    talker = daemon.client("talker")
+    started = time.monotonic()
+    payload = "y" * 3000
+    while not daemon.find_events("disconnect", nick="stuck"):
+        talker.send(payload)
+        talker.expect("MSG talker")
+        assert time.monotonic() - started < 30, "the stuck client was never dropped"
+    assert daemon.find_events("disconnect", nick="stuck")[0]["reason"] == "write_timeout"
+    stuck.close()

@@ -1,0 +1,68 @@
+"""TLS policy and clients that never speak TLS properly."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+
+from tests.conftest import Daemon
+
+
+def _context(daemon: Daemon) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(daemon.pki.ca))
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_modern_versions_accepted(daemon: Daemon, version: ssl.TLSVersion) -> None:
+    context = _context(daemon)
+    context.minimum_version = context.maximum_version = version
+    with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version() == version.name.replace("v1_", "v1.")
+            assert tls.recv(64) == b"NICK\n"
+
+
+def test_tls_1_1_refused(daemon: Daemon) -> None:
+    context = _context(daemon)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    try:
+        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_1
+    except ValueError:
+        pytest.skip("this OpenSSL cannot even offer TLS 1.1")
+    with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            context.wrap_socket(raw, server_hostname="localhost")
+    daemon.wait_for_event("tls_handshake_failed")
+
+
+def test_weak_tls12_cipher_refused(daemon: Daemon) -> None:
+    context = _context(daemon)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("AES128-SHA")  # static RSA, CBC: not in the intermediate profile
+    with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLError):
+            context.wrap_socket(raw, server_hostname="localhost")
+
+
+def test_plain_tcp_and_silent_clients_are_dropped_without_harm(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(limits={"handshake_timeout": 1})
+    alice = daemon.client("alice")
+    plain = socket.create_connection((daemon.host, daemon.port), timeout=5)
+    plain.sendall(b"NICK mallory\r\nhello there\r\n\r\n")
+    silent = socket.create_connection((daemon.host, daemon.port), timeout=5)
+    alice.send("still fine")
+    alice.expect("MSG alice still fine")
+    plain.settimeout(5)
+    while plain.recv(4096):  # at most a TLS alert, then EOF: the server hung up
+        pass
+    silent.settimeout(5)
+    assert silent.recv(4096) == b""  # closed by the server after handshake_timeout
+    failures = daemon.find_events("tls_handshake_failed")
+    assert any(e["error"] == "timeout" for e in failures)
+    assert len(failures) >= 2
+    bob = daemon.client("bob")  # a fresh client is still served
+    assert alice.readline() == "JOIN bob"
+    for sock in (plain, silent):
+        sock.close()
