@@ -90,8 +90,10 @@ class Connection:
         self._accepting_output = True
         self._unsent: collections.deque[bytes] = collections.deque()
         self._inflight: bytes | None = None
-        self._write_blocked = False  # SSL write wants the socket writable
-        self._read_blocked_on_write = False  # SSL read wants the socket writable
+        # What OpenSSL is waiting for; `_update_interest` turns these into selector events.
+        self._write_wants_write = False
+        self._write_wants_read = False
+        self._read_wants_write = False
         # Deadlines (monotonic); `timer_at` is the one the worker's heap knows.
         self.timer_at = math.inf
         now = time.monotonic()
@@ -129,8 +131,13 @@ class Connection:
             return
         if self.state is State.HANDSHAKE:
             self._handshake()
-        elif self._read_blocked_on_write is False:
+            return
+        if self._write_wants_read:
+            self._write_wants_read = False
+            self.flush()
+        if not self._read_wants_write and self.state is not State.CLOSED:
             self._read()
+        self._update_interest()
 
     def on_writable(self) -> None:
         if self.state is State.CLOSED:
@@ -138,10 +145,11 @@ class Connection:
         if self.state is State.HANDSHAKE:
             self._handshake()
             return
-        if self._read_blocked_on_write:
-            self._read_blocked_on_write = False
+        if self._read_wants_write:
+            self._read_wants_write = False
             self._read()
         self.flush()
+        self._update_interest()
 
     def flush(self) -> None:
         """Move queued output to the socket, as far as it takes it."""
@@ -228,8 +236,9 @@ class Connection:
             except ssl.SSLWantReadError:
                 return
             except ssl.SSLWantWriteError:
-                self._read_blocked_on_write = True
-                self.worker.set_interest(self, read=False, write=True)
+                # e.g. a record of ours is half sent and must be flushed first
+                self._read_wants_write = True
+                self._update_interest()
                 return
             except (ssl.SSLError, OSError) as exc:
                 self.finish("connection_lost", _describe(exc))
@@ -419,10 +428,10 @@ class Connection:
             try:
                 sent = self.sock.send(self._inflight)
             except ssl.SSLWantWriteError:
-                self._blocked(write=True)
+                self._blocked(wants_write=True)
                 return
             except ssl.SSLWantReadError:
-                self._blocked(write=False)
+                self._blocked(wants_write=False)
                 return
             except (ssl.SSLError, OSError) as exc:
                 self.finish("connection_lost", _describe(exc))
@@ -432,9 +441,9 @@ class Connection:
             # OpenSSL without partial writes sends all; keep the rest just in case.
             self._inflight = self._inflight[sent:] or None
         self._stall_deadline = None
-        if self._write_blocked:
-            self._write_blocked = False
-            self.worker.set_interest(self, read=True, write=self._read_blocked_on_write)
+        if self._write_wants_write or self._write_wants_read:
+            self._write_wants_write = self._write_wants_read = False
+            self._update_interest()
         if self.state is State.CLOSING and self._linger_deadline is None:
             self._start_linger()
 
@@ -453,9 +462,10 @@ class Connection:
             size += len(chunk)
         return b"".join(parts)
 
-    def _blocked(self, write: bool) -> None:
-        self._write_blocked = True
-        self.worker.set_interest(self, read=True, write=write)
+    def _blocked(self, wants_write: bool) -> None:
+        self._write_wants_write = wants_write
+        self._write_wants_read = not wants_write
+        self._update_interest()
         if self._stall_deadline is None:
             self._stall_deadline = time.monotonic() + self.server.limits.write_timeout
             self._rearm()
@@ -534,6 +544,17 @@ class Connection:
                 messages_in=self.messages_in,
                 messages_out=self.messages_out,
             )
+
+    def _update_interest(self) -> None:
+        """Watch for what OpenSSL waits for. While a read waits for writability,
+        readability is not watched: level-triggered, it would spin."""
+        if self.state in (State.HANDSHAKE, State.CLOSED):
+            return
+        self.worker.set_interest(
+            self,
+            read=not self._read_wants_write,
+            write=self._write_wants_write or self._read_wants_write,
+        )
 
     def _rearm(self) -> None:
         deadlines = [
