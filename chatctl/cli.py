@@ -1,8 +1,9 @@
 """chatctl's command line: one subcommand per concern, each in its own module.
 
 Each module named in `_SUBCOMMANDS` provides `add_arguments(name, parser)` and
-`run(args) -> int` (the exit status). Modules are imported lazily so that
-`chatctl gen-certs` never pays for the terminal client's imports.
+`run(args) -> int` (the exit status). Only the module of the subcommand being
+run is imported, so `chatctl gen-certs` never pays for (or depends on) the
+terminal client's imports.
 """
 
 from __future__ import annotations
@@ -26,19 +27,25 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatctl", description=__doc__.splitlines()[0])
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the `selected` subcommand's module adds its options."""
+    parser = argparse.ArgumentParser(
+        prog="chatctl", description="Certificates, the terminal client and operator commands for chatd."
+    )
     parser.add_argument("--version", action="version", version=f"chatctl {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in _SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module_name).add_arguments(name, sub)
+        if name == selected:
+            importlib.import_module(module_name).add_arguments(name, sub)
         sub.set_defaults(module=module_name)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((arg for arg in argv if arg in _SUBCOMMANDS), None)
+    args = build_parser(selected).parse_args(argv)
     module = importlib.import_module(args.module)
     try:
         status: int = module.run(args)
