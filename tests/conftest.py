@@ -90,7 +90,9 @@ class Daemon:
         base = {
             "server": {"host": "127.0.0.1", "port": 0},
             "tls": {"cert": str(pki.server_cert), "key": str(pki.server_key)},
-            "limits": {"message_rate": 0},
+            # Limits that would get in the way of many clients from 127.0.0.1
+            # are off; the tests of those limits turn them on.
+            "limits": {"message_rate": 0, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0},
             "log": {"format": "json", "level": "debug"},
             "control": {"socket": None},
         }
@@ -100,6 +102,7 @@ class Daemon:
         self.process: subprocess.Popen[bytes] | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.clients: list[ChatClient] = []
 
     def write_config(self, config: dict[str, Any] | None = None) -> None:
         self.config_path.write_text(yaml.safe_dump(config or self.config))
@@ -149,9 +152,13 @@ class Daemon:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def client(self, nick: str | None = None, **kwargs: Any) -> ChatClient:
+        """A TLS client (registered as `nick` if given), closed at teardown."""
         if nick is None:
-            return ChatClient(self.port, self.pki.ca, **kwargs)
-        return ChatClient.registered(self.port, self.pki.ca, nick, **kwargs)
+            client = ChatClient(self.port, self.pki.ca, **kwargs)
+        else:
+            client = ChatClient.registered(self.port, self.pki.ca, nick, **kwargs)
+        self.clients.append(client)
+        return client
 
     def signal(self, signum: int) -> None:
         assert self.process is not None
@@ -159,6 +166,8 @@ class Daemon:
 
     def stop(self, timeout: float = 15.0) -> int:
         assert self.process is not None
+        for client in self.clients:
+            client.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

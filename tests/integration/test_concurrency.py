@@ -35,7 +35,7 @@ def test_key_updates_under_concurrent_load(daemon: Daemon, tmp_path) -> None:  #
         # server to update its keys; lines starting with k, K, Q or R are commands.
         s_client = subprocess.Popen(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{daemon.port}", "-tls1_3",
-             "-CAfile", str(daemon.pki.ca), "-verify_return_error", "-ign_eof"],
+             "-CAfile", str(daemon.pki.ca), "-verify_return_error"],
             stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
         )
     assert s_client.stdin is not None
@@ -49,13 +49,17 @@ def test_key_updates_under_concurrent_load(daemon: Daemon, tmp_path) -> None:  #
     for thread in threads:
         thread.start()
     for n in range(20):
-        s_client.stdin.write(b"K\n" + f"update {n}\n".encode())
+        # s_client reads commands per read() of stdin, so each line waits for
+        # the effect of the one before: the KeyUpdate, then the message's echo.
+        s_client.stdin.write(b"K\n")
         s_client.stdin.flush()
+        wait_until(lambda: out_path.read_bytes().count(b"KEYUPDATE") > n, 10, "KeyUpdate sent")
+        s_client.stdin.write(f"update {n}\n".encode())
+        s_client.stdin.flush()
+        observer.expect_eventually(f"MSG updater update {n}", timeout=20)
     for thread in threads:
         thread.join(30)
     assert not errors
-    seen = [observer.expect_eventually(f"MSG updater update {n}", timeout=20) for n in range(20)]
-    assert len(seen) == 20
 
     def s_client_saw_everything() -> bool:
         text = out_path.read_bytes().decode(errors="replace")
@@ -70,8 +74,46 @@ def test_key_updates_under_concurrent_load(daemon: Daemon, tmp_path) -> None:  #
     assert not [e for e in daemon.events() if e.get("level") == "error"]
 
 
+def _chat_windowed(
+    client: ChatClient,
+    progress: dict[str, dict[str, int]],
+    count: int,
+    errors: list[BaseException],
+) -> None:
+    """Send `count` 4 KB lines, never more than 8 ahead of the slowest reader, and
+    read every reader's lines, checking they are complete and in order.
+
+    `progress[reader][sender]` is how many of sender's lines reader has seen.
+    """
+    try:
+        seen = progress[client.nick]
+        sent = 0
+        deadline = time.monotonic() + 30
+        while sum(seen.values()) < len(progress) * count:
+            assert time.monotonic() < deadline, f"{client.nick}: sent {sent}, seen {seen}"
+            slowest = min(p[client.nick] for p in progress.values())
+            if sent < count and sent - slowest < 8:
+                client.send(f"{client.nick} {sent} " + "x" * 4000)
+                sent += 1
+                continue
+            try:
+                # Short: what unblocks this sender may arrive at another reader.
+                line = client.readline(timeout=0.05)
+            except TimeoutError:
+                continue
+            if line.startswith("MSG "):
+                _, sender, _, number, _ = line.split(" ")
+                assert int(number) == seen[sender], line
+                seen[sender] += 1
+            else:
+                assert line == "LEAVE sleeper slow_consumer", line
+    except BaseException as exc:  # reported by the test thread
+        errors.append(exc)
+
+
 def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon) -> None:  # type: ignore[no-untyped-def]
-    daemon = start_daemon(limits={"send_queue_bytes": 32768})
+    # Readers are owed at most 3 senders x 8 lines x 4 KB = 96 KB at any time.
+    daemon = start_daemon(limits={"send_queue_bytes": 262144})
     sleeper = daemon.client("sleeper")
     sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     readers = [daemon.client(f"r{i}") for i in range(3)]
@@ -79,22 +121,14 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon) -> N
         for later in readers[i + 1 :]:
             reader.expect(f"JOIN {later.nick}")
     errors: list[BaseException] = []
-    threads = [threading.Thread(target=_blast, args=(r, 400, errors)) for r in readers]
+    # 3 x 400 x 4 KB: far more than the kernel's socket buffers can hide.
+    progress = {r.nick: {s.nick: 0 for s in readers} for r in readers}
+    threads = [threading.Thread(target=_chat_windowed, args=(r, progress, 400, errors)) for r in readers]
     for thread in threads:
         thread.start()
-    for reader in readers:
-        counts = {r.nick: 0 for r in readers}
-        while sum(counts.values()) < 3 * 400:
-            line = reader.readline(timeout=20)
-            if line.startswith("MSG "):
-                sender, number = line.split(" ")[1:3]
-                assert int(number) == counts[sender]  # complete and in order
-                counts[sender] += 1
-            else:
-                assert line == "LEAVE sleeper slow_consumer", line
     for thread in threads:
-        thread.join(10)
-    assert not errors
+        thread.join(30)
+    assert not errors, errors
     event = daemon.wait_for_event("disconnect", nick="sleeper")
     assert event["reason"] == "slow_consumer"
     sleeper.close()
@@ -110,9 +144,14 @@ def test_write_timeout_drops_a_peer_whose_window_stays_shut(start_daemon) -> Non
     talker = daemon.client("talker")
     started = time.monotonic()
     payload = "y" * 3000
+    others: list[str] = []
     while not daemon.find_events("disconnect", nick="stuck"):
         talker.send(payload)
-        talker.expect("MSG talker")
+        while (line := talker.readline()) != f"MSG talker {payload}":
+            others.append(line)
         assert time.monotonic() - started < 30, "the stuck client was never dropped"
+    if not others:
+        others.append(talker.readline())
+    assert others == ["LEAVE stuck write_timeout"]
     assert daemon.find_events("disconnect", nick="stuck")[0]["reason"] == "write_timeout"
     stuck.close()

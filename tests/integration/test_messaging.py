@@ -36,6 +36,7 @@ def test_join_leave_rename(daemon: Daemon) -> None:
     assert alice.readline() == "RENAME bob robert"
     bob.send("/nick Robert")  # a change of case only is allowed
     assert alice.readline() == "RENAME robert Robert"
+    assert bob.readline() == "RENAME robert Robert"
     bob.send("/quit see you")
     assert bob.readline() == "BYE quit"
     assert alice.readline() == "LEAVE Robert quit see you"
@@ -73,6 +74,7 @@ def test_who_ping_help_action_and_slash_escape(daemon: Daemon) -> None:
     assert bob.readline() == "ACTION alice waves"
     alice.send("//etc/passwd is a path")
     assert bob.readline() == "MSG alice /etc/passwd is a path"
+    assert alice.readline() == "MSG alice /etc/passwd is a path"
     alice.send("/help")
     first = alice.readline()
     assert first.startswith("INFO ")
@@ -114,6 +116,7 @@ def test_bad_lines_are_answered_and_others_keep_chatting(start_daemon) -> None: 
     bob.send(b"x" * 2000 + b"\nstill here\n")
     assert bob.readline().startswith("ERR line_too_long ")
     assert alice.readline() == "MSG bob still here"
+    assert bob.readline() == "MSG bob still here"
     bob.send(b"\xff\xfe broken\n")
     assert bob.readline().startswith("ERR bad_encoding ")
     bob.send(b"bell \x07 ring\n")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
+import warnings
 
 import pytest
 
@@ -27,10 +29,9 @@ def test_modern_versions_accepted(daemon: Daemon, version: ssl.TLSVersion) -> No
 def test_tls_1_1_refused(daemon: Daemon) -> None:
     context = _context(daemon)
     context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # we mean to offer it
         context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_1
-    except ValueError:
-        pytest.skip("this OpenSSL cannot even offer TLS 1.1")
     with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
         with pytest.raises((ssl.SSLError, ConnectionResetError)):
             context.wrap_socket(raw, server_hostname="localhost")
@@ -55,8 +56,9 @@ def test_plain_tcp_and_silent_clients_are_dropped_without_harm(start_daemon) -> 
     alice.send("still fine")
     alice.expect("MSG alice still fine")
     plain.settimeout(5)
-    while plain.recv(4096):  # at most a TLS alert, then EOF: the server hung up
-        pass
+    with contextlib.suppress(ConnectionResetError):  # a reset is a hang-up too
+        while plain.recv(4096):  # at most a TLS alert, then EOF: the server hung up
+            pass
     silent.settimeout(5)
     assert silent.recv(4096) == b""  # closed by the server after handshake_timeout
     failures = daemon.find_events("tls_handshake_failed")
