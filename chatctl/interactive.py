@@ -1,0 +1,266 @@
+"""`chatctl connect` on a terminal: an input line at the bottom, messages above it.
+
+prompt_toolkit owns the terminal: one long-running prompt whose Enter key
+sends the line and clears the input (the server's echo is the confirmation),
+and `print_formatted_text`, which erases the prompt, prints above it and
+redraws it with whatever the user was typing. Incoming lines therefore never
+tear through the input line.
+
+# NOTE: the socket is read and written only in the asyncio event loop thread
+# that also runs prompt_toolkit (`loop.add_reader`/`add_writer` on the
+# non-blocking SSL socket). The Enter handler runs in that thread too, so no
+# other thread ever touches the SSL object (docs/architecture.md).
+
+This module imports prompt_toolkit at the top; chatctl/client.py imports
+this module only when an interactive session starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from datetime import datetime
+from typing import Final
+
+from prompt_toolkit import PromptSession, print_formatted_text
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.styles import Style
+
+from chatctl.client import (
+    QUIT_TIMEOUT,
+    ClientError,
+    Exit,
+    LineChannel,
+    Outcome,
+    bye_outcome,
+    dropped_outcome,
+)
+from chatctl.render import STYLE, Fragments, render_line, render_notice, same_nick
+
+_NICK_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+KEYS_HELP: Final = (
+    "Enter sends the line; Up and Down recall earlier lines.",
+    "Ctrl-D (on an empty line), Ctrl-C or /quit leave.",
+)
+COMMANDS_HELP: Final = (
+    "<text> says it to everyone; //text sends a line that starts with /",
+    "/me <text>   /msg <nick> <text>   /nick <new>   /who   /ping   /quit [text]   /help",
+)
+
+
+def run_interactive(sock: ssl.SSLSocket, nick: str | None) -> int:
+    """Chat on the terminal until /quit, Ctrl-D, Ctrl-C or the server's BYE.
+
+    Args:
+        sock: a connected, verified, non-blocking TLS socket.
+        nick: the nickname to register with; None asks the user when the server asks.
+
+    Returns:
+        The exit status (see chatctl/client.py `Exit`).
+    """
+    channel = LineChannel(sock)
+    try:
+        outcome = asyncio.run(_Chat(channel, nick).run())
+    finally:
+        channel.close()
+    if outcome.message:
+        sys.stderr.write(f"chatctl: {outcome.message}\n")
+    return int(outcome.status)
+
+
+class _Chat:
+    def __init__(self, channel: LineChannel, nick: str | None) -> None:
+        self.channel = channel
+        self.wanted_nick = nick
+        self.own_nick = ""  # set by WELCOME, changed by RENAME
+        self.registered = False
+        self.awaiting_nick = False  # the next line typed is a nickname
+        self._nick_offered = False  # the nickname from --nick was sent once
+        self._held: list[str] = []  # typed before registration, sent after WELCOME
+        self._quitting = False
+        self._writer_added = False
+        self.style = Style.from_dict({**STYLE, "prompt": "bold", "prompt.own": "bold ansiyellow"})
+        self.session: PromptSession[str] = PromptSession(
+            message=self._prompt, history=InMemoryHistory(), style=self.style, erase_when_done=True
+        )
+        # Enter sends and clears the line without ending the prompt: the
+        # prompt stays up for the whole session, so there is never a moment
+        # when output would be printed without erasing it first.
+        self.session.default_buffer.accept_handler = self._accept
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finished: asyncio.Future[Outcome] | None = None
+
+    # -- the session -------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        loop = self._loop = asyncio.get_running_loop()
+        self._finished = loop.create_future()
+        loop.add_reader(self.channel.fileno(), self._on_socket)
+        try:
+            self._on_socket()  # the handshake may have left NICK in OpenSSL's buffer
+            if not self._finished.done():
+                try:
+                    await self.session.prompt_async(pre_run=self._prompt_started)
+                except (EOFError, KeyboardInterrupt):
+                    pass  # Ctrl-D or Ctrl-C: leave the way /quit does
+                if not self._finished.done():
+                    self._quit()
+            try:
+                return await asyncio.wait_for(asyncio.shield(self._finished), QUIT_TIMEOUT)
+            except TimeoutError:
+                return Outcome(Exit.DROPPED, f"the server did not answer /quit within {QUIT_TIMEOUT:g} s")
+        finally:
+            loop.remove_reader(self.channel.fileno())
+            if self._writer_added:
+                loop.remove_writer(self.channel.fileno())
+
+    def _finish(self, outcome: Outcome) -> None:
+        assert self._finished is not None
+        if not self._finished.done():
+            self._finished.set_result(outcome)
+            self._exit_prompt()
+
+    def _exit_prompt(self) -> None:
+        """End the prompt (if it runs) so that run() can return."""
+        app = self.session.app
+        if app.is_running and app.future is not None and not app.future.done():
+            app.exit()
+
+    def _prompt_started(self) -> None:
+        # The session may have ended while the prompt was being set up.
+        assert self._loop is not None and self._finished is not None
+        if self._finished.done():
+            self._loop.call_soon(self._exit_prompt)
+
+    def _quit(self) -> None:
+        if not self._quitting:
+            self._quitting = True
+            self._send("/quit")
+
+    # -- the network side (event loop thread only) ---------------------------
+
+    def _on_socket(self) -> None:
+        """The socket is readable or writable: read every line, then flush."""
+        try:
+            lines = self.channel.read_lines()
+            fragments: Fragments = []
+            for raw in lines:
+                fragments.extend(self._on_line(raw.decode("utf-8", "replace")))
+            self._show(fragments)
+            if self.channel.closed and self._finished is not None and not self._finished.done():
+                self._finish(dropped_outcome())
+            self._flush()
+        except ClientError as exc:
+            self._finish(Outcome(exc.status, exc.message))
+        except Exception as exc:  # a bug: end the session and let run() raise it with its traceback
+            assert self._finished is not None
+            if not self._finished.done():
+                self._finished.set_exception(exc)
+                self._exit_prompt()
+
+    def _on_line(self, line: str) -> Fragments:
+        """Act on one server line; returns what to show for it."""
+        verb, _, rest = line.partition(" ")
+        now = datetime.now()
+        if verb == "NICK":
+            if self.wanted_nick is not None and not self._nick_offered:
+                self._nick_offered = True
+                self._send(self.wanted_nick)
+                return []
+            self.awaiting_nick = True
+            self._redraw()
+            return _lines(render_notice("choose a nickname: type it and press Enter", now))
+        shown = render_line(line, self.own_nick, now)
+        if verb == "WELCOME":
+            self.own_nick = rest.partition(" ")[0]
+            self.registered = True
+            self.awaiting_nick = False
+            held, self._held = self._held, []
+            for text in held:
+                self._send(text)
+            self._redraw()
+        elif verb == "RENAME":
+            old, _, new = rest.partition(" ")
+            if self.own_nick and same_nick(old, self.own_nick):
+                self.own_nick = new
+                self._redraw()
+        elif verb == "BYE":
+            self._finish(bye_outcome(rest))
+        return _lines(shown)
+
+    def _send(self, text: str) -> None:
+        self.channel.send_line(text.encode("utf-8"))
+        self._flush()
+
+    def _flush(self) -> None:
+        self.channel.flush()
+        assert self._loop is not None
+        wants = self.channel.wants_write
+        if wants and not self._writer_added:
+            self._loop.add_writer(self.channel.fileno(), self._on_socket)
+        elif not wants and self._writer_added:
+            self._loop.remove_writer(self.channel.fileno())
+        self._writer_added = wants
+
+    # -- the terminal side ---------------------------------------------------
+
+    def _prompt(self) -> FormattedText:
+        if self.awaiting_nick:
+            return FormattedText([("class:prompt", "nickname: ")])
+        nick = self.own_nick or self.wanted_nick or ""
+        return FormattedText([("class:prompt.own", nick), ("class:prompt", "> ")])
+
+    def _redraw(self) -> None:
+        app = self.session.app
+        if app.is_running:
+            app.invalidate()
+
+    def _show(self, fragments: Fragments) -> None:
+        """Print above the input line (prompt_toolkit erases and redraws it)."""
+        if fragments:
+            print_formatted_text(FormattedText(fragments), style=self.style, end="")
+
+    def _accept(self, buffer: Buffer) -> bool:
+        """Enter: send what was typed; False clears the input (and keeps it in history)."""
+        try:
+            for part in buffer.text.splitlines() or [""]:  # a paste may hold several lines
+                self._submit(part)
+        except ClientError as exc:
+            self._finish(Outcome(exc.status, exc.message))
+        return False
+
+    def _submit(self, text: str) -> None:
+        now = datetime.now()
+        if self.awaiting_nick:
+            nick = text.strip()
+            if not nick:
+                return
+            if not set(nick) <= _NICK_CHARS:
+                self._show(_lines(render_notice("nicknames are letters, digits, _ and - only; try again", now)))
+                return
+            self.awaiting_nick = False
+            self.wanted_nick = nick
+            self._nick_offered = True  # a later NICK means this one was refused: ask again
+            self._send(nick)
+            return
+        if not text.strip():
+            return
+        if text == "/help" or text.startswith("/help "):
+            help_lines = [*KEYS_HELP, *(() if self.registered else COMMANDS_HELP)]
+            self._show([f for line in help_lines for f in _lines(render_notice(line, now))])
+            if not self.registered:
+                return
+        if text == "/quit" or text.startswith("/quit "):
+            self._quitting = True  # sent even before registration: the server answers BYE quit
+        elif not self.registered:
+            self._held.append(text)  # the server would take it for a nickname
+            return
+        self._send(text)
+
+
+def _lines(fragments: Fragments) -> Fragments:
+    return [*fragments, ("", "\n")] if fragments else []

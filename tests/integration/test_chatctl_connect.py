@@ -1,0 +1,641 @@
+"""`chatctl connect` end to end: script mode, the error cases with their exit
+statuses, and the interactive client in a pseudo-terminal.
+
+The real daemon comes from tests/conftest.py; the failure modes a real chatd
+cannot produce (not TLS, a silent port, a wrong host name, a close without
+BYE) come from small servers started here.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pexpect
+import pytest
+
+from chatctl.certs import write_pki
+from chatctl.client import DEFAULT_PORT, Address, parse_address
+from tests.conftest import REPO, make_pki
+
+TIMEOUT = 10.0
+
+
+def connect_cmd(port: int, *args: str, host: str = "127.0.0.1") -> list[str]:
+    return [sys.executable, "-m", "chatctl", "connect", f"{host}:{port}", *args]
+
+
+def run_connect(
+    port: int, *args: str, stdin: str = "", host: str = "127.0.0.1", timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        connect_cmd(port, *args, host=host), input=stdin, capture_output=True, text=True,
+        timeout=timeout, cwd=REPO,
+    )
+
+
+def assert_one_sentence(stderr: str, *words: str) -> None:
+    """Errors are one line, prefixed `chatctl: `, without a traceback."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("chatctl: "), stderr
+    assert "Traceback" not in stderr
+    for word in words:
+        assert word in lines[0], stderr
+
+
+class ScriptClient:
+    """`chatctl connect` in script mode with its stdin kept open; stdout read by a thread."""
+
+    def __init__(self, port: int, ca: Path, nick: str) -> None:
+        self.process = subprocess.Popen(
+            connect_cmd(port, "--nick", nick, "--ca", str(ca)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, bufsize=1, cwd=REPO,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name=f"read-{nick}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def expect(self, prefix: str, timeout: float = TIMEOUT) -> str:
+        """Skip lines until one starts with `prefix`."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line starting {prefix!r} within {timeout}s; saw {seen}")
+            if line.startswith(prefix):
+                return line
+            seen.append(line)
+
+    def finish(self, timeout: float = TIMEOUT) -> tuple[int, str]:
+        """Close stdin (end of input) and return the exit status and stderr."""
+        assert self.process.stdin is not None
+        if not self.process.stdin.closed:
+            self.process.stdin.close()
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = TIMEOUT) -> tuple[int, str]:
+        status = self.process.wait(timeout)
+        assert self.process.stderr is not None
+        stderr = self.process.stderr.read()
+        self._reader.join(timeout)
+        return status, stderr
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except BrokenPipeError:
+                    pass
+
+
+@pytest.fixture
+def script_clients() -> Iterator[list[ScriptClient]]:
+    clients: list[ScriptClient] = []
+    yield clients
+    for client in clients:
+        client.kill()
+
+
+class FakeServer:
+    """A listener on 127.0.0.1 that serves each connection with `handle(sock)` in a thread."""
+
+    def __init__(self, handle: Callable[[socket.socket], None]) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.handle = handle
+        self.received: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, name="fake-server", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return  # closed by the test
+        with conn:
+            conn.settimeout(TIMEOUT)
+            try:
+                self.handle(conn)
+            except OSError:
+                pass  # the client went away: that's what these tests provoke
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(TIMEOUT)
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[[Callable[[socket.socket], None]], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def start(handle: Callable[[socket.socket], None]) -> FakeServer:
+        server = FakeServer(handle)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def tls_server_context(pki_dir: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki_dir / "server.crt", pki_dir / "server.key")
+    return context
+
+
+# -- HOST:PORT ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("chat.example.org:7000", Address("chat.example.org", 7000)),
+        ("chat.example.org", Address("chat.example.org", DEFAULT_PORT)),
+        ("127.0.0.1:1", Address("127.0.0.1", 1)),
+        ("[::1]:7443", Address("::1", 7443)),
+        ("[::1]", Address("::1", DEFAULT_PORT)),
+        ("::1", Address("::1", DEFAULT_PORT)),
+        ("[fe80::1%eth0]:9", Address("fe80::1%eth0", 9)),
+    ],
+)
+def test_parse_address(text: str, expected: Address) -> None:
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", ":7443", "host:", "host:0", "host:65536", "host:http", "[::1", "[::1]x", "[nope]:1", "a:b:c"]
+)
+def test_parse_address_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_address(text)
+
+
+def test_address_display_brackets_ipv6() -> None:
+    assert str(Address("::1", 7443)) == "[::1]:7443"
+    assert str(Address("localhost", 7443)) == "localhost:7443"
+
+
+def test_bad_address_is_a_usage_error() -> None:
+    result = run_connect(65536, "--nick", "alice")
+    assert result.returncode == 2
+    assert "the port must be a number" in result.stderr
+
+
+def test_client_module_does_not_import_prompt_toolkit() -> None:
+    """Every chatctl subcommand imports chatctl.client to build its parser."""
+    code = "import sys, chatctl.client; assert 'prompt_toolkit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=30)
+
+
+def test_help_documents_exit_statuses() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chatctl", "connect", "--help"],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )
+    assert result.returncode == 0
+    for status in ("0", "2", "3", "4", "5", "6", "7"):
+        assert re.search(rf"^  {status}  ", result.stdout, re.MULTILINE), result.stdout
+
+
+# -- script mode against the real daemon -------------------------------------------------------
+
+
+def test_script_mode_prints_the_echo(daemon: Any) -> None:
+    result = run_connect(daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="hello\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == "NICK"
+    assert lines[1].startswith("WELCOME alice ")
+    assert "MSG alice hello" in lines
+    assert lines[-1] == "BYE quit"
+
+
+def test_script_mode_sends_a_last_line_without_newline(daemon: Any) -> None:
+    result = run_connect(
+        daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="one\r\n\n/me two"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "MSG alice one" in result.stdout.splitlines()
+    assert "ACTION alice two" in result.stdout.splitlines()
+
+
+def test_script_mode_by_ipv4_and_localhost_names(daemon: Any) -> None:
+    for host in ("127.0.0.1", "localhost"):
+        result = run_connect(
+            daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="hi\n", host=host
+        )
+        assert result.returncode == 0, (host, result.stderr)
+        assert "MSG alice hi" in result.stdout.splitlines()
+
+
+def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[ScriptClient]) -> None:
+    alice = ScriptClient(daemon.port, daemon.pki.ca, "alice")
+    script_clients.append(alice)
+    alice.expect("WELCOME alice ")
+    bob = ScriptClient(daemon.port, daemon.pki.ca, "bob")
+    script_clients.append(bob)
+    bob.expect("WELCOME bob ")
+    alice.expect("JOIN bob")
+
+    alice.send("hi bob")
+    assert bob.expect("MSG alice") == "MSG alice hi bob"
+    assert alice.expect("MSG alice") == "MSG alice hi bob"
+    bob.send("/me waves at alice")
+    assert alice.expect("ACTION bob") == "ACTION bob waves at alice"
+    bob.send("/msg alice psst")
+    assert alice.expect("DM bob") == "DM bob alice psst"
+
+    assert bob.finish() == (0, "")
+    bob.expect("BYE quit")
+    assert alice.expect("LEAVE bob") == "LEAVE bob quit"
+    assert alice.finish() == (0, "")
+
+
+def test_script_mode_requires_a_nick(daemon: Any) -> None:
+    result = run_connect(daemon.port, "--ca", str(daemon.pki.ca))
+    assert result.returncode == 2
+    assert_one_sentence(result.stderr, "--nick is required")
+
+
+def test_nick_with_spaces_is_a_usage_error(daemon: Any) -> None:
+    result = run_connect(daemon.port, "--nick", "bob\n/quit", "--ca", str(daemon.pki.ca))
+    assert result.returncode == 2
+    assert_one_sentence(result.stderr, "--nick")
+
+
+def test_cert_without_key_is_a_usage_error(daemon: Any) -> None:
+    cert, _key = daemon.pki.client("alice")
+    result = run_connect(daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), "--cert", str(cert))
+    assert result.returncode == 2
+    assert_one_sentence(result.stderr, "--cert and --key")
+
+
+def test_unreadable_ca_is_a_usage_error(daemon: Any, tmp_path: Path) -> None:
+    result = run_connect(daemon.port, "--nick", "alice", "--ca", str(tmp_path / "missing.crt"))
+    assert result.returncode == 2
+    assert_one_sentence(result.stderr, "--ca")
+
+
+# -- the error cases and their exit statuses ---------------------------------------------------
+
+
+def test_refused_connection_exits_3(certs: Any) -> None:
+    # A bound socket that does not listen: connecting to it is refused at once.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        result = run_connect(port, "--nick", "alice", "--ca", str(certs.ca))
+    assert result.returncode == 3
+    assert_one_sentence(result.stderr, "refused", f"127.0.0.1:{port}")
+
+
+def test_unknown_host_exits_3(certs: Any) -> None:
+    result = run_connect(7443, "--nick", "alice", "--ca", str(certs.ca), host="no-such-host.invalid")
+    assert result.returncode == 3
+    assert_one_sentence(result.stderr, "cannot resolve")
+
+
+def test_wrong_ca_exits_4(daemon: Any, tmp_path: Path) -> None:
+    other = make_pki(tmp_path / "other-pki", clients=())
+    result = run_connect(daemon.port, "--nick", "alice", "--ca", str(other.ca))
+    assert result.returncode == 4
+    assert_one_sentence(result.stderr, "could not be verified", "--ca")
+
+
+def test_wrong_host_name_exits_4(tmp_path: Path, fake_server: Any) -> None:
+    write_pki(tmp_path, hosts=("chat.example.org",))
+    context = tls_server_context(tmp_path)
+
+    def handle(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True):
+            pass  # the client gives up during the handshake
+
+    server = fake_server(handle)
+    result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"))
+    assert result.returncode == 4
+    assert_one_sentence(result.stderr, "could not be verified", "host name")
+
+
+def test_not_a_tls_server_exits_5(certs: Any, fake_server: Any) -> None:
+    def handle(conn: socket.socket) -> None:
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        conn.recv(4096)
+
+    server = fake_server(handle)
+    result = run_connect(server.port, "--nick", "alice", "--ca", str(certs.ca))
+    assert result.returncode == 5
+    assert_one_sentence(result.stderr, "chatd port")
+
+
+def test_silent_server_exits_5_after_the_timeout(certs: Any, fake_server: Any) -> None:
+    stop = threading.Event()
+    server = fake_server(lambda conn: stop.wait(TIMEOUT))
+    try:
+        result = run_connect(server.port, "--nick", "alice", "--ca", str(certs.ca), "--timeout", "0.5")
+    finally:
+        stop.set()
+    assert result.returncode == 5
+    assert_one_sentence(result.stderr, "TLS handshake within 0.5 s")
+
+
+def test_nick_taken_exits_6(daemon: Any) -> None:
+    daemon.client("alice")
+    result = run_connect(daemon.port, "--nick", "ALICE", "--ca", str(daemon.pki.ca), stdin="hi\n")
+    assert result.returncode == 6
+    assert_one_sentence(result.stderr, "'ALICE' is taken", "--nick")
+    assert result.stdout.splitlines()[:3] == ["NICK", result.stdout.splitlines()[1], "NICK"]
+    assert result.stdout.splitlines()[1].startswith("ERR nick_taken ")
+    assert "MSG" not in result.stdout  # the input was never sent
+
+
+def test_nick_invalid_exits_6(daemon: Any) -> None:
+    result = run_connect(daemon.port, "--nick", "x" * 40, "--ca", str(daemon.pki.ca))
+    assert result.returncode == 6
+    assert_one_sentence(result.stderr, "was refused")
+
+
+def test_server_shutdown_exits_7(start_daemon: Any, script_clients: list[ScriptClient]) -> None:
+    chatd = start_daemon()
+    alice = ScriptClient(chatd.port, chatd.pki.ca, "alice")
+    script_clients.append(alice)
+    alice.expect("WELCOME alice ")
+    chatd.signal(signal.SIGTERM)
+    assert alice.expect("BYE") == "BYE shutdown"
+    status, stderr = alice.wait()
+    assert status == 7
+    assert_one_sentence(stderr, "shutting down")
+
+
+def test_close_without_bye_exits_7(tmp_path: Path, fake_server: Any) -> None:
+    write_pki(tmp_path)
+    context = tls_server_context(tmp_path)
+
+    def handle(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"NICK\n")
+            tls.recv(4096)
+            tls.sendall(b"WELCOME alice hi\n")
+            # ...and then the server goes away without BYE.
+
+    server = fake_server(handle)
+    result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"), stdin="")
+    assert result.returncode == 7
+    assert_one_sentence(result.stderr, "without saying why")
+
+
+def test_client_certificate_required_exits_4(start_daemon: Any, certs: Any) -> None:
+    chatd = start_daemon(tls={"client_auth": "required", "client_ca": str(certs.ca)})
+    result = run_connect(chatd.port, "--nick", "alice", "--ca", str(certs.ca), stdin="hi\n")
+    assert result.returncode == 4, result.stderr
+    assert_one_sentence(result.stderr, "client certificate")
+
+    cert, key = certs.client("alice")
+    result = run_connect(
+        chatd.port, "--nick", "alice", "--ca", str(certs.ca), "--cert", str(cert), "--key", str(key),
+        stdin="hi\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "MSG alice hi" in result.stdout.splitlines()
+
+
+def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> None:
+    """Script mode prints server lines as they are (a program may want them); only a
+    terminal gets them sanitised."""
+    write_pki(tmp_path)
+    context = tls_server_context(tmp_path)
+
+    def handle(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"NICK\n")
+            tls.recv(4096)
+            tls.sendall(b"WELCOME alice hi\nINFO tab\there\n")
+            tls.recv(4096)  # /quit
+            tls.sendall(b"BYE quit\n")
+
+    server = fake_server(handle)
+    result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["NICK", "WELCOME alice hi", "INFO tab\there", "BYE quit"]
+
+
+# -- interactive mode in a pseudo-terminal -----------------------------------------------------
+
+
+class Screen:
+    """Just enough of a VT100 to replay what prompt_toolkit draws: text, CR/LF,
+    relative cursor moves and erase-down/erase-line. Colours and modes are ignored."""
+
+    _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|\x1b.|[\r\n\x08]|[^\x1b\r\n\x08]")
+
+    def __init__(self, rows: int = 24, cols: int = 80) -> None:
+        self.rows, self.cols = rows, cols
+        self.grid = [[" "] * cols for _ in range(rows)]
+        self.row = self.col = 0
+
+    def feed(self, text: str) -> None:
+        for match in self._TOKEN.finditer(text):
+            token = match.group()
+            if match.group(2):
+                self._csi(match.group(1), match.group(2))
+            elif token == "\r":
+                self.col = 0
+            elif token == "\n":
+                self._linefeed()
+            elif token == "\x08":
+                self.col = max(0, self.col - 1)
+            elif not token.startswith("\x1b"):
+                if self.col >= self.cols:
+                    self.col = 0
+                    self._linefeed()
+                self.grid[self.row][self.col] = token
+                self.col += 1
+
+    def _linefeed(self) -> None:
+        if self.row == self.rows - 1:
+            self.grid.pop(0)
+            self.grid.append([" "] * self.cols)
+        else:
+            self.row += 1
+
+    def _csi(self, params: str, final: str) -> None:
+        if params.startswith("?"):
+            return  # private modes: cursor visibility, bracketed paste, autowrap
+        numbers = [int(p) if p else 0 for p in params.split(";")] if params else []
+        n = max(1, numbers[0]) if numbers else 1
+        if final == "A":
+            self.row = max(0, self.row - n)
+        elif final == "B":
+            self.row = min(self.rows - 1, self.row + n)
+        elif final == "C":
+            self.col = min(self.cols - 1, self.col + n)
+        elif final == "D":
+            self.col = max(0, self.col - n)
+        elif final == "H":
+            self.row = min(self.rows, max(1, numbers[0] if numbers else 1)) - 1
+            self.col = min(self.cols, max(1, numbers[1] if len(numbers) > 1 else 1)) - 1
+        elif final == "J":
+            self.grid[self.row][self.col :] = [" "] * (self.cols - self.col)
+            for row in range(self.row + 1, self.rows):
+                self.grid[row] = [" "] * self.cols
+        elif final == "K":
+            self.grid[self.row][self.col :] = [" "] * (self.cols - self.col)
+
+    def lines(self) -> list[str]:
+        """The non-blank lines, top to bottom, right-trimmed."""
+        return [text for text in ("".join(row).rstrip() for row in self.grid) if text]
+
+    def cursor_line(self) -> str:
+        return "".join(self.grid[self.row]).rstrip()
+
+
+class Terminal:
+    """`chatctl connect` on a pseudo-terminal, watched through a `Screen`."""
+
+    def __init__(self, argv: list[str]) -> None:
+        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", "COLUMNS": "80"}
+        self.child = pexpect.spawn(
+            argv[0], argv[1:], cwd=str(REPO), env=env, dimensions=(24, 80), encoding="utf-8",
+            timeout=TIMEOUT,
+        )
+        self.screen = Screen()
+
+    def _pump(self, wait: float) -> None:
+        try:
+            self.screen.feed(self.child.read_nonblocking(65536, timeout=wait))
+        except pexpect.TIMEOUT:
+            pass
+
+    def wait_for(self, predicate: Callable[[Screen], bool], what: str, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.screen):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; screen:\n" + "\n".join(self.screen.lines()))
+            self._pump(0.05)
+
+    def wait_for_line(self, pattern: str, timeout: float = TIMEOUT) -> None:
+        self.wait_for(lambda s: any(re.search(pattern, line) for line in s.lines()), repr(pattern), timeout)
+
+    def wait_for_input_line(self, text: str, timeout: float = TIMEOUT) -> None:
+        """The line with the cursor (the input line) reads exactly `text`."""
+        self.wait_for(lambda s: s.cursor_line() == text, f"input line {text!r}", timeout)
+
+    def send(self, text: str) -> None:
+        self.child.send(text)
+
+    def wait_exit(self, timeout: float = TIMEOUT) -> int:
+        deadline = time.monotonic() + timeout
+        while self.child.isalive():
+            if time.monotonic() > deadline:
+                raise AssertionError("chatctl did not exit; screen:\n" + "\n".join(self.screen.lines()))
+            try:
+                self.screen.feed(self.child.read_nonblocking(65536, timeout=0.05))
+            except pexpect.TIMEOUT:
+                pass
+            except pexpect.EOF:
+                break
+        self.child.close()
+        status: int = self.child.exitstatus
+        return status
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[Terminal]]:
+    opened: list[Terminal] = []
+    yield opened
+    for terminal in opened:
+        terminal.close()
+
+
+def test_interactive_typing_survives_incoming_messages(daemon: Any, terminals: list[Terminal]) -> None:
+    term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
+    terminals.append(term)
+    term.wait_for_line(r"^\d\d:\d\d -!- Welcome to chatd, carol!")
+    term.wait_for_input_line("carol>")
+    bob = daemon.client("bob")
+    term.wait_for_line(r"^\d\d:\d\d -- bob joined$")
+
+    term.send("hello wo")
+    term.wait_for_input_line("carol> hello wo")
+    bob.send("interrupting you, carol")
+    term.wait_for_line(r"^\d\d:\d\d <bob> interrupting you, carol$")
+    # The message went above the input line, which still holds the half-typed text.
+    term.wait_for_input_line("carol> hello wo")
+    assert term.screen.lines()[-2].endswith("<bob> interrupting you, carol")
+
+    term.send("rld\r")
+    assert bob.expect_eventually("MSG carol") == "MSG carol hello world"
+    term.wait_for_line(r"^\d\d:\d\d <carol> hello world$")
+    term.wait_for_input_line("carol>")
+
+    bob.send("/msg carol psst")
+    term.wait_for_line(r"^\d\d:\d\d \[DM bob → you\] psst$")
+    term.send("/help\r")
+    term.wait_for_line(r"Ctrl-D")
+    term.wait_for_line(r"-!- /msg <nick> <text>")  # the server's INFO list follows
+
+    term.send("\x04")  # Ctrl-D on the empty input line
+    assert term.wait_exit() == 0
+    assert bob.expect_eventually("LEAVE carol") == "LEAVE carol quit"
+
+
+def test_interactive_asks_again_for_a_taken_nick(daemon: Any, terminals: list[Terminal]) -> None:
+    daemon.client("bob")
+    term = Terminal(connect_cmd(daemon.port, "--ca", str(daemon.pki.ca)))
+    terminals.append(term)
+    term.wait_for_line(r"choose a nickname")
+    term.wait_for_input_line("nickname:")
+    term.send("Bob\r")
+    term.wait_for_line(r"error \(nick_taken\)")
+    term.wait_for_input_line("nickname:")
+    term.send("dave\r")
+    term.wait_for_line(r"Welcome to chatd, dave!")
+    term.wait_for_input_line("dave>")
+    term.send("\x03")  # Ctrl-C leaves cleanly too
+    assert term.wait_exit() == 0
+    assert daemon.wait_for_event("disconnect", nick="dave")["reason"] == "quit"
+
+
+def test_interactive_reports_a_server_shutdown(start_daemon: Any, terminals: list[Terminal]) -> None:
+    chatd = start_daemon()
+    term = Terminal(connect_cmd(chatd.port, "--nick", "carol", "--ca", str(chatd.pki.ca)))
+    terminals.append(term)
+    term.wait_for_input_line("carol>")
+    term.send("unsent")
+    chatd.signal(signal.SIGTERM)
+    assert term.wait_exit() == 7
+    term.wait_for_line(r"-- disconnected: the server is shutting down")
+    term.wait_for_line(r"^chatctl: the server closed the connection: the server is shutting down")

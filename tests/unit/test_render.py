@@ -1,0 +1,167 @@
+"""chatctl/render.py: how server lines look to people, without a terminal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from chatctl.render import (
+    STYLE,
+    plain,
+    render_line,
+    render_notice,
+    render_plain,
+    sanitize,
+)
+
+NOW = datetime(2026, 11, 25, 9, 5, 59)
+
+
+def styles_of(fragments: list[tuple[str, str]], text: str) -> list[str]:
+    """The styles of the fragments whose text is exactly `text`."""
+    return [style for style, fragment in fragments if fragment == text]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("MSG alice hello there", "09:05 <alice> hello there"),
+        ("MSG alice /not a command", "09:05 <alice> /not a command"),
+        ("ACTION alice waves", "09:05 * alice waves"),
+        ("DM alice carol psst", "09:05 [DM alice → you] psst"),
+        ("DM carol bob hi bob", "09:05 [DM you → bob] hi bob"),
+        ("JOIN alice", "09:05 -- alice joined"),
+        ("LEAVE alice quit", "09:05 -- alice left"),
+        ("LEAVE alice quit gone for lunch", "09:05 -- alice left: gone for lunch"),
+        ("LEAVE alice connection_lost", "09:05 -- alice lost the connection"),
+        ("LEAVE alice kicked spamming links", "09:05 -- alice was kicked: spamming links"),
+        ("LEAVE alice brand_new", "09:05 -- alice left (brand_new)"),
+        ("RENAME alice alicia", "09:05 -- alice is now known as alicia"),
+        ("RENAME carol Carol", "09:05 -- you are now known as Carol"),
+        ("USERS alice bob carol", "09:05 -- 3 online: alice, bob, carol"),
+        ("PONG", "09:05 -- pong"),
+        ("PONG abc", "09:05 -- pong abc"),
+        ("INFO the server restarts at noon", "09:05 -!- the server restarts at noon"),
+        ("WELCOME carol Welcome to chatd, carol!", "09:05 -!- Welcome to chatd, carol!"),
+        ("NICK", "09:05 -!- the server asks for a nickname"),
+        ("ERR nick_taken The nickname bob is taken.", "09:05 error (nick_taken): The nickname bob is taken."),
+        ("BYE quit", "09:05 -- goodbye"),
+        ("BYE shutdown", "09:05 -- disconnected: the server is shutting down"),
+        ("BYE kicked be nice", "09:05 -- disconnected: an operator removed you (be nice)"),
+        ("BYE some_future_code", "09:05 -- disconnected: some_future_code"),
+    ],
+)
+def test_each_verb_reads_as_text_for_people(line: str, expected: str) -> None:
+    assert render_plain(line, "carol", NOW) == expected
+
+
+@pytest.mark.parametrize("line", ["FROB a b c", "MSG", "MSG alice", "DM alice bob", "JOIN", "ERR", ""])
+def test_unknown_or_malformed_lines_are_shown_as_they_are(line: str) -> None:
+    fragments = render_line(line, "carol", NOW)
+    assert plain(fragments) == f"09:05 {line}"
+    assert fragments[-1][0] == "class:unknown"
+
+
+def test_the_time_is_hours_and_minutes() -> None:
+    fragments = render_line("JOIN alice", "carol", datetime(2026, 1, 2, 23, 7, 1))
+    assert fragments[0] == ("class:time", "23:07")
+
+
+def test_kinds_of_line_have_distinct_styles() -> None:
+    kinds = {
+        "msg": render_line("MSG alice hi", "carol", NOW)[-1][0],
+        "action": render_line("ACTION alice waves", "carol", NOW)[-1][0],
+        "dm": render_line("DM alice carol hi", "carol", NOW)[-1][0],
+        "event": render_line("JOIN alice", "carol", NOW)[-1][0],
+        "info": render_line("INFO notice", "carol", NOW)[-1][0],
+        "error": render_line("ERR rate_limited slow down", "carol", NOW)[-1][0],
+        "bye": render_line("BYE kicked", "carol", NOW)[-1][0],
+    }
+    assert len(set(kinds.values())) == len(kinds), kinds
+    for style in kinds.values():
+        assert style.removeprefix("class:") in STYLE
+
+
+def test_every_style_class_used_is_defined() -> None:
+    lines = [
+        "MSG carol hi alice", "MSG alice hi carol", "ACTION carol waves", "DM alice carol x",
+        "JOIN carol", "LEAVE bob quit", "RENAME bob rob", "USERS alice carol", "PONG", "INFO x",
+        "WELCOME carol hi", "NICK", "ERR x y", "BYE quit", "BYE flood", "???",
+    ]
+    for line in lines:
+        for style, _text in render_line(line, "carol", NOW):
+            for name in style.split():
+                assert name.removeprefix("class:") in STYLE, (line, style)
+
+
+def test_own_messages_highlight_the_own_nick() -> None:
+    own = render_line("MSG Carol hello", "carol", NOW)  # nicknames ignore case
+    other = render_line("MSG alice hello", "carol", NOW)
+    assert styles_of(own, "Carol") == ["class:own"]
+    assert styles_of(other, "alice") == ["class:nick"]
+
+
+def test_mentions_of_the_own_nick_are_highlighted_as_whole_words() -> None:
+    fragments = render_line("MSG alice hey CAROL, carolyn and xcarol: carol!", "carol", NOW)
+    assert styles_of(fragments, "CAROL") == ["class:mention"]
+    assert styles_of(fragments, "carol") == ["class:mention"]
+    assert plain(fragments) == "09:05 <alice> hey CAROL, carolyn and xcarol: carol!"
+    assert "carolyn" in "".join(text for style, text in fragments if style == "class:text")
+
+
+def test_own_nick_is_highlighted_in_actions_dms_events_and_users() -> None:
+    assert styles_of(render_line("ACTION carol waves", "carol", NOW), "carol") == ["class:own"]
+    assert styles_of(render_line("DM alice carol hi", "carol", NOW), "you") == ["class:own"]
+    assert styles_of(render_line("USERS alice carol", "carol", NOW), "carol") == ["class:own"]
+    assert styles_of(render_line("RENAME carol caro", "carol", NOW), "caro") == ["class:own"]
+
+
+def test_before_registration_nothing_is_highlighted() -> None:
+    fragments = render_line("MSG alice hi", "", NOW)
+    assert "class:own" not in {style for style, _ in fragments}
+    assert "class:mention" not in {style for style, _ in fragments}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain text", "plain text"),
+        ("\x1b[2J\x1b]0;owned\x07", "^[[2J^[]0;owned^G"),
+        ("bell\x07 backspace\x08 del\x7f", "bell^G backspace^H del^?"),
+        ("nul\x00 cr\r lf\n", "nul^@ cr^M lf^J"),
+        ("c1 \x9b31m csi", "c1 <U+009B>31m csi"),
+        ("bidi \u202egnp.exe", "bidi <U+202E>gnp.exe"),
+        ("isolate \u2067x\u2069", "isolate <U+2067>x<U+2069>"),
+        ("tab\there", "tab here"),
+        ("line\u2028sep", "line sep"),
+        ("emoji 👩\u200d💻 ünïcödé", "emoji 👩\u200d💻 ünïcödé"),  # ZWJ is not a control
+    ],
+)
+def test_sanitize_makes_control_characters_visible_and_inert(text: str, expected: str) -> None:
+    assert sanitize(text) == expected
+
+
+def test_no_escape_character_reaches_the_terminal() -> None:
+    hostile = [
+        "MSG \x1b[31mmallory \x1b[2J\x1b[H you have been \x1b]0;pwned\x07",
+        "DM mallory carol \x9b2J",
+        "INFO \x1bc reset",
+        "LEAVE mallory quit \x1b[1A\x1b[2K",
+        "ERR x \x1b[?1049h",
+        "BYE kicked \x1b[5m",
+        "FROB \x1b[6n",
+    ]
+    for line in hostile:
+        text = render_plain(line, "carol", NOW)
+        assert "\x1b" not in text and "\x9b" not in text and "\x07" not in text, text
+
+
+def test_a_trailing_carriage_return_is_dropped() -> None:
+    assert render_plain("MSG alice hi\r", "carol", NOW) == "09:05 <alice> hi"
+
+
+def test_notices_from_chatctl_itself_are_styled_apart() -> None:
+    fragments = render_notice("choose a nickname \x1b[2J", NOW)
+    assert plain(fragments) == "09:05 -- choose a nickname ^[[2J"
+    assert fragments[-1][0] == "class:local"
