@@ -13,18 +13,20 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import structlog
 
 from chatd import __version__
 from chatd.config import Config, default_config_path, load_config
-from chatd.control import ControlServer
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
 from chatd.notify import Notifier
 from chatd.server import Server, StartupError
 from chatd.tls import server_context
+
+if TYPE_CHECKING:
+    from chatd.control import ControlServer
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _start_control(config: Config, server: Server) -> ControlServer | None:
     if config.control.socket is None:
         return None
+    from chatd.control import ControlServer  # only when configured: it is optional
+
     control = ControlServer(config.control.socket, server)
     try:
         control.start()
