@@ -256,6 +256,7 @@ class Connection:
     def _on_data(self, data: bytes) -> None:
         now = time.monotonic()
         self.last_active = now
+        self._linebuf.max_line_bytes = self.server.limits.max_line_bytes  # live after reload
         for line in self._linebuf.feed(data):
             if self.state is State.ACTIVE:
                 self._gate(line, now)
