@@ -353,14 +353,15 @@ class LineChannel:
         self._inbuf = b""
         self._out = bytearray()
         self._chunk = b""  # NOTE: after SSLWantWrite/Read, OpenSSL wants the same bytes again
-        self._blocked = False  # the last write or read could not finish without socket readiness
+        self._write_blocked = False  # the last send needs the socket writable
+        self._read_needs_write = False  # the last recv needs the socket writable
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     @property
     def wants_write(self) -> bool:
-        return self._blocked and bool(self._chunk or self._out)
+        return (self._write_blocked and bool(self._chunk or self._out)) or self._read_needs_write
 
     @property
     def backlog(self) -> int:
@@ -372,13 +373,14 @@ class LineChannel:
     def read_lines(self) -> list[bytes]:
         """Complete lines received so far (without `\\n` or `\\r`)."""
         chunks: list[bytes] = []
+        self._read_needs_write = False
         while not self.closed:
             try:
                 data = self.sock.recv(READ_SIZE)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLWantWriteError:
-                self._blocked = True  # a TLS write is needed first; retried on writability
+                self._read_needs_write = True  # OpenSSL must send first; retried when writable
                 break
             except ssl.SSLZeroReturnError:
                 self.closed = True
@@ -390,9 +392,7 @@ class LineChannel:
             except ssl.SSLError as exc:
                 raise tls_error(exc, self.peer) from exc
             except OSError as exc:
-                raise ClientError(
-                    Exit.DROPPED, f"the connection to {self.peer} failed ({_reason(exc)})"
-                ) from exc
+                raise _connection_failed(self.peer, exc) from exc
             if not data:
                 self.closed = True
                 break
@@ -406,22 +406,22 @@ class LineChannel:
 
     def flush(self) -> None:
         """Write queued lines until done or the socket would block."""
-        self._blocked = False
+        self._write_blocked = False
         while self._chunk or self._out:
             if not self._chunk:
                 self._chunk = bytes(self._out[:WRITE_CHUNK])
                 del self._out[:WRITE_CHUNK]
             try:
                 sent = self.sock.send(self._chunk)
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                self._blocked = True
+            except ssl.SSLWantWriteError:
+                self._write_blocked = True
                 return
+            except ssl.SSLWantReadError:
+                return  # OpenSSL must read first; the socket is always watched for reading
             except ssl.SSLError as exc:
                 raise tls_error(exc, self.peer) from exc
             except OSError as exc:
-                raise ClientError(
-                    Exit.DROPPED, f"the connection to {self.peer} failed ({_reason(exc)})"
-                ) from exc
+                raise _connection_failed(self.peer, exc) from exc
             self._chunk = self._chunk[sent:]
 
     def close(self) -> None:
@@ -429,6 +429,12 @@ class LineChannel:
             self.sock.close()
         except OSError:
             pass  # already reset by the peer; nothing left to release
+
+
+def _connection_failed(peer: str, exc: OSError) -> ClientError:
+    return ClientError(
+        Exit.DROPPED, f"the connection to {peer} failed ({_reason(exc)}); try connecting again"
+    )
 
 
 def _peer_name(sock: socket.socket) -> str:
@@ -535,6 +541,11 @@ class ScriptSession:
             selector.register(self.channel.fileno(), selectors.EVENT_READ)
             stdin_watched = False
             while True:
+                # Read first: the handshake may have left lines in OpenSSL's buffer,
+                # where the selector cannot see them.
+                outcome = self._read_socket()
+                if outcome is not None:
+                    return outcome
                 self.channel.flush()
                 events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.channel.wants_write else 0)
                 selector.modify(self.channel.fileno(), events)
@@ -558,9 +569,6 @@ class ScriptSession:
                 for key, _mask in ready:
                     if key.fd == self.stdin_fd:
                         self._read_stdin()
-                outcome = self._read_socket()
-                if outcome is not None:
-                    return outcome
 
     def _read_stdin(self) -> None:
         try:

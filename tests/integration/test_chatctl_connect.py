@@ -249,6 +249,19 @@ def test_script_mode_sends_a_last_line_without_newline(daemon: Any) -> None:
     assert "ACTION alice two" in result.stdout.splitlines()
 
 
+def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
+    """Several TLS records' worth, all echoed in order. (Kept under chatd's default
+    send_queue_bytes: chatd echoes everything it read in one turn as one block.)"""
+    lines = [f"line {n:05d} " + "x" * 200 for n in range(300)]
+    result = run_connect(
+        daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="\n".join(lines) + "\n",
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    echoed = [line.removeprefix("MSG alice ") for line in result.stdout.splitlines() if line.startswith("MSG ")]
+    assert echoed == lines
+
+
 def test_script_mode_by_ipv4_and_localhost_names(daemon: Any) -> None:
     for host in ("127.0.0.1", "localhost"):
         result = run_connect(
