@@ -56,19 +56,21 @@ class Exit(enum.IntEnum):
 
 EPILOG: Final = """\
 exit status:
-  0  the session ended normally (/quit, Ctrl-D, end of input)
-  1  an unexpected error
-  2  bad arguments or unreadable certificate files
-  3  the server could not be reached (refused, unreachable, timed out)
-  4  TLS verification failed (server certificate not trusted or wrong host
-     name, or the server refused our client certificate)
-  5  not a TLS server or the TLS handshake failed (wrong port?)
-  6  nickname refused (taken or invalid; in script mode)
-  7  the server dropped the connection (kicked, shutdown, ...)
-  130 interrupted (Ctrl-C in script mode)
+    0  the session ended normally (/quit, Ctrl-D, end of input)
+    1  an unexpected error
+    2  bad arguments or unusable certificate files
+    3  the server could not be reached (refused, unreachable, timed out)
+    4  TLS verification failed (server certificate not trusted or for
+       another name, or the server refused our client certificate)
+    5  not a TLS server, or the TLS handshake failed (wrong port?)
+    6  nickname refused (taken or invalid; in script mode)
+    7  the server dropped the connection (kicked, shutdown, ...)
+  130  interrupted (Ctrl-C in script mode)
 
 Interactive mode when stdin and stdout are terminals; script mode otherwise,
-or with --raw: stdin lines are sent, server lines are printed verbatim.
+or with --raw: stdin lines are sent, server lines are printed as they are
+(with control characters made visible when stdout is a terminal).
+See docs/client.md.
 """
 
 

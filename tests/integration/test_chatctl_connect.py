@@ -223,7 +223,7 @@ def test_help_documents_exit_statuses() -> None:
     )
     assert result.returncode == 0
     for status in ("0", "2", "3", "4", "5", "6", "7"):
-        assert re.search(rf"^  {status}  ", result.stdout, re.MULTILINE), result.stdout
+        assert re.search(rf"^ +{status}  ", result.stdout, re.MULTILINE), result.stdout
 
 
 # -- script mode against the real daemon -------------------------------------------------------
@@ -426,6 +426,28 @@ def test_close_without_bye_exits_7(tmp_path: Path, fake_server: Any) -> None:
     assert_one_sentence(result.stderr, "without saying why")
 
 
+def test_kicked_exits_7_with_the_reason(tmp_path: Path, fake_server: Any) -> None:
+    write_pki(tmp_path)
+    context = tls_server_context(tmp_path)
+
+    def handle(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"NICK\n")
+            tls.recv(4096)
+            tls.sendall(b"WELCOME alice hi\nBYE kicked spamming links\n")
+            tls.recv(4096)
+
+    server = fake_server(handle)
+    client = ScriptClient(server.port, tmp_path / "ca.crt", "alice")
+    try:
+        assert client.expect("BYE") == "BYE kicked spamming links"
+        status, stderr = client.wait()
+    finally:
+        client.kill()
+    assert status == 7
+    assert_one_sentence(stderr, "an operator removed you (spamming links)")
+
+
 def test_client_certificate_required_exits_4(start_daemon: Any, certs: Any) -> None:
     chatd = start_daemon(tls={"client_auth": "required", "client_ca": str(certs.ca)})
     result = run_connect(chatd.port, "--nick", "alice", "--ca", str(certs.ca), stdin="hi\n")
@@ -535,7 +557,7 @@ class Terminal:
     """`chatctl connect` on a pseudo-terminal, watched through a `Screen`."""
 
     def __init__(self, argv: list[str]) -> None:
-        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", "COLUMNS": "80"}
+        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", "PYTHONUTF8": "1"}
         self.child = pexpect.spawn(
             argv[0], argv[1:], cwd=str(REPO), env=env, dimensions=(24, 80), encoding="utf-8",
             timeout=TIMEOUT,
