@@ -79,7 +79,7 @@ class _Chat:
         self.own_nick = ""  # set by WELCOME, changed by RENAME
         self.registered = False
         self.awaiting_nick = False  # the next line typed is a nickname
-        self._nick_offered = False  # the nickname from --nick was sent once
+        self._nick_offered = False  # a nickname was sent: the next NICK means it was refused
         self._held: list[str] = []  # typed before registration, sent after WELCOME
         self._quitting = False
         self._writer_added = False
