@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 READ_SIZE: Final = 65536
-READS_PER_TURN: Final = 16  # then let other connections have the thread
+READS_PER_TURN: Final = 4  # records (<= 16 KiB each); then let other connections have the thread
 WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
 LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
 FLOOD_WINDOW: Final = 30.0
@@ -94,6 +94,10 @@ class Connection:
         self._write_wants_write = False
         self._write_wants_read = False
         self._read_wants_write = False
+        # Backpressure: while this client's own queue is over half its limit it
+        # is not read, so a sender that outpaces its own echo is slowed by TCP
+        # rather than disconnected as a slow consumer.
+        self._input_paused = False
         # Deadlines (monotonic); `timer_at` is the one the worker's heap knows.
         self.timer_at = math.inf
         now = time.monotonic()
@@ -135,7 +139,7 @@ class Connection:
         if self._write_wants_read:
             self._write_wants_read = False
             self.flush()
-        if not self._read_wants_write and self.state is not State.CLOSED:
+        if not (self._read_wants_write or self._input_paused) and self.is_open():
             self._read()
         self._update_interest()
 
@@ -188,6 +192,9 @@ class Connection:
             self._release_held(now)
         self._rearm()
 
+    def is_open(self) -> bool:
+        return self.state is not State.CLOSED
+
     # -- TLS handshake ----------------------------------------------------------
 
     def _handshake(self) -> None:
@@ -217,7 +224,7 @@ class Connection:
             self._send_error(ProtocolError(self.reject, _REJECT_TEXT[self.reject]))
             self.begin_close(self.reject)
             return
-        self._cert_nick = peer_common_name(self.sock.getpeercert())
+        self._cert_nick = peer_common_name(dict(self.sock.getpeercert() or {}))
         self._phase_deadline = time.monotonic() + self.server.limits.register_timeout
         self._rearm()
         self.deliver(b"NICK\n")
@@ -231,6 +238,10 @@ class Connection:
 
     def _read(self) -> None:
         for _ in range(READS_PER_TURN):
+            if self._queued > self.server.limits.send_queue_bytes // 2:
+                self._input_paused = True
+                self._update_interest()
+                return
             try:
                 data = self.sock.recv(READ_SIZE)
             except ssl.SSLWantReadError:
@@ -379,7 +390,7 @@ class Connection:
                 raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {command.target}.")
             self.messages_in += 1
             line = b"DM %s %s %s\n" % (self._nick_bytes, target.nick.encode(), command.text)
-            target.deliver(line)
+            target.deliver(line, 1)
             if target is not self:
                 self.deliver(line)
         elif verb == "nick":
@@ -445,6 +456,10 @@ class Connection:
         if self._write_wants_write or self._write_wants_read:
             self._write_wants_write = self._write_wants_read = False
             self._update_interest()
+        if self._input_paused:
+            self._input_paused = False
+            self._update_interest()
+            self.worker.mark_readable(self)
         if self.state is State.CLOSING and self._linger_deadline is None:
             self._start_linger()
 
@@ -553,7 +568,7 @@ class Connection:
             return
         self.worker.set_interest(
             self,
-            read=not self._read_wants_write,
+            read=not (self._read_wants_write or self._input_paused),
             write=self._write_wants_write or self._read_wants_write,
         )
 

@@ -32,7 +32,9 @@ STRIKE_CODES: Final = frozenset({LINE_TOO_LONG, BAD_ENCODING, UNKNOWN_COMMAND})
 
 TOO_LONG: Final = None  # what LineBuffer yields in place of an oversized line
 
-_CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# C0 controls but tab, DEL, and C1 controls (U+0080..U+009F, e.g. U+009B, a
+# terminal's CSI), as they appear in UTF-8: none of them belongs in chat text.
+_CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xc2[\x80-\x9f]")
 _NICK = re.compile(r"[A-Za-z0-9_-]+")
 
 HELP_LINES: Final = (

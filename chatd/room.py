@@ -17,7 +17,7 @@ from chatd.errors import ProtocolError
 class Member(Protocol):
     nick: str
 
-    def deliver(self, data: bytes, lines: int) -> None:
+    def deliver(self, data: bytes, lines: int = 1) -> None:
         """Queue `data` (`lines` complete lines) for sending; never blocks."""
 
 
