@@ -1,0 +1,199 @@
+"""The operator references cannot go stale: config/chatd.yaml against the config
+dataclasses, and the codes in docs/protocol.md against the code base.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chatd import protocol
+from chatd.config import (
+    Config,
+    ControlConfig,
+    LimitsConfig,
+    LogConfig,
+    ServerConfig,
+    TLSConfig,
+    load_config,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "chatd.yaml"
+PROTOCOL_MD = REPO / "docs" / "protocol.md"
+
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "tls": TLSConfig,
+    "limits": LimitsConfig,
+    "log": LogConfig,
+    "control": ControlConfig,
+}
+# Differ from the dataclass defaults on purpose: where a checkout keeps them.
+NOT_DEFAULTS = {("tls", "cert"), ("tls", "key"), ("control", "socket")}
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Config:
+    """config/chatd.yaml loaded from tmp/config/, with the tmp/certs/ it points to."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "certs").mkdir()
+    for name in ("server.crt", "server.key"):
+        (tmp_path / "certs" / name).write_text("dummy PEM\n")
+    path = tmp_path / "config" / "chatd.yaml"
+    shutil.copy(EXAMPLE, path)
+    return load_config(path)
+
+
+def example_keys() -> list[tuple[str, str, int]]:
+    """(section, key, line index) for every key line in the example, in order."""
+    keys = []
+    section = None
+    for index, line in enumerate(EXAMPLE.read_text().splitlines()):
+        if match := re.fullmatch(r"([a-z_]+):\s*", line):
+            section = match.group(1)
+        elif match := re.fullmatch(r"  ([a-z_]+):.*", line):
+            assert section is not None, f"line {index + 1}: key outside a section"
+            keys.append((section, match.group(1), index))
+    return keys
+
+
+ALL_FIELDS = [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def test_config_has_exactly_these_sections() -> None:
+    assert {f.name for f in dataclasses.fields(Config)} == {"path", *SECTIONS}
+
+
+def test_example_loads(example: Config, tmp_path: Path) -> None:
+    assert example.tls.cert.resolve() == tmp_path / "certs" / "server.crt"
+    assert example.tls.key.resolve() == tmp_path / "certs" / "server.key"
+    assert example.control.socket == tmp_path / "config" / "chatd.sock"
+
+
+@pytest.mark.parametrize(("section", "key"), ALL_FIELDS)
+def test_every_key_is_in_the_example(section: str, key: str) -> None:
+    assert (section, key) in {(s, k) for s, k, _ in example_keys()}
+
+
+def test_the_example_has_no_key_the_dataclasses_lack() -> None:
+    assert sorted((s, k) for s, k, _ in example_keys()) == sorted(ALL_FIELDS)
+
+
+# Keys explained by the comment of the key just above them, on purpose.
+SHARES_COMMENT_ABOVE = {("tls", "key"), ("limits", "message_burst")}
+
+
+@pytest.mark.parametrize(("section", "key"), ALL_FIELDS)
+def test_every_key_has_a_comment_above_it(section: str, key: str) -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    index = next(i for s, k, i in example_keys() if (s, k) == (section, key))
+    above = index - 1
+    if (section, key) in SHARES_COMMENT_ABOVE:
+        assert re.fullmatch(r"  [a-z_]+:.*", lines[above]), f"{section}.{key} no longer shares a comment"
+        above -= 1
+    assert re.fullmatch(r"  # \S.*", lines[above]), (
+        f"{EXAMPLE.name} line {index + 1}: {section}.{key} has no comment directly above it"
+    )
+
+
+@pytest.mark.parametrize(("section", "key"), [k for k in ALL_FIELDS if k not in NOT_DEFAULTS])
+def test_example_values_are_the_defaults(example: Config, section: str, key: str) -> None:
+    default = getattr(SECTIONS[section](), key)
+    assert getattr(getattr(example, section), key) == default
+
+
+# -- docs/protocol.md codes against the code ----------------------------------------------------
+
+
+def doc_section(title: str) -> str:
+    return PROTOCOL_MD.read_text().split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def table_codes(title: str) -> list[str]:
+    return re.findall(r"^\| `([a-z_]+)` \|", doc_section(title), re.M)
+
+
+DOC = PROTOCOL_MD.read_text()
+ERR_CODES = table_codes("Errors")
+REASON_CODES = table_codes("Reason codes")
+
+
+def string_literals() -> set[str]:
+    """Every string constant in chatd/*.py."""
+    found: set[str] = set()
+    for source in (REPO / "chatd").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.add(node.value)
+    return found
+
+
+def protocol_codes() -> set[str]:
+    """The values of chatd/protocol.py's ERR code constants (lower-case words)."""
+    return {
+        value
+        for name, value in vars(protocol).items()
+        if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z_]+", value)
+    }
+
+
+def test_doc_tables_were_parsed() -> None:
+    assert len(ERR_CODES) >= 10 and len(REASON_CODES) >= 10
+    assert len(set(ERR_CODES)) == len(ERR_CODES)
+    assert len(set(REASON_CODES)) == len(REASON_CODES)
+
+
+@pytest.mark.parametrize("code", ERR_CODES)
+def test_documented_err_code_is_a_protocol_constant(code: str) -> None:
+    assert code in protocol_codes()
+
+
+def test_every_protocol_err_code_is_documented() -> None:
+    assert protocol_codes() == set(ERR_CODES)
+
+
+@pytest.mark.parametrize("code", REASON_CODES)
+def test_documented_reason_code_is_used_by_the_code(code: str) -> None:
+    assert code in string_literals() | protocol_codes()
+
+
+def test_codes_mentioned_in_the_prose_are_in_the_tables() -> None:
+    err_mentions = set(re.findall(r"\bERR ([a-z_]+)", DOC))
+    bye_mentions = set(re.findall(r"\bBYE ([a-z_]+)", DOC)) | set(
+        re.findall(r"\bLEAVE <?[a-z]+>? ([a-z_]+)", DOC)
+    )
+    bye_mentions |= set(re.findall(r"reason `([a-z_]+)`", DOC))
+    assert err_mentions and bye_mentions
+    assert err_mentions <= set(ERR_CODES)
+    assert bye_mentions <= set(REASON_CODES)
+
+
+def test_strike_codes_match_the_doc() -> None:
+    strikes = r"^(`[a-z_]+`(?:, `[a-z_]+`)* and `[a-z_]+`) are \*strikes\*"
+    sentence = re.search(strikes, doc_section("Errors"), re.M)
+    assert sentence is not None
+    assert set(re.findall(r"`([a-z_]+)`", sentence.group(1))) == protocol.STRIKE_CODES
+
+
+def test_limits_named_in_the_doc_exist() -> None:
+    named = set(re.findall(r"`limits\.([a-z_]+)`", DOC)) | set(re.findall(r"`tls\.([a-z_]+)`", DOC))
+    fields = {f.name for f in dataclasses.fields(LimitsConfig)} | {f.name for f in dataclasses.fields(TLSConfig)}
+    assert named and named <= fields
+
+
+DOC_DEFAULTS = re.findall(r"`limits\.([a-z_]+)`(?: [a-z]+)? \(default (\d+)\)", DOC)
+
+
+def test_doc_defaults_were_found() -> None:
+    assert {key for key, _ in DOC_DEFAULTS} >= {"max_line_bytes", "max_nick_length", "max_nick_attempts"}
+
+
+@pytest.mark.parametrize(("key", "default"), DOC_DEFAULTS)
+def test_defaults_quoted_in_the_doc_are_the_defaults(key: str, default: str) -> None:
+    assert getattr(LimitsConfig(), key) == int(default)

@@ -1,0 +1,502 @@
+"""chatd/protocol.py against docs/protocol.md: framing, cleaning, parsing, formatting.
+
+Sans-I/O, so everything here runs on plain bytes: no sockets, no threads.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from chatd import protocol
+from chatd.errors import ProtocolError
+from chatd.protocol import (
+    TOO_LONG,
+    Command,
+    LineBuffer,
+    check_nick,
+    clean_line,
+    format_error,
+    format_line,
+    format_text_line,
+    format_users,
+    nick_key,
+    parse_command,
+)
+
+PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+LIMIT = 256  # the smallest max_line_bytes load_config accepts
+
+# The codes in docs/protocol.md "Errors"; parse_command/clean_line may raise only these.
+DOCUMENTED_ERR_CODES = frozenset(
+    re.findall(r"^\| `([a-z_]+)` \|", PROTOCOL_MD.read_text().split("## Errors", 1)[1].split("\n## ", 1)[0], re.M)
+)
+DOCUMENTED_VERBS = frozenset({"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty"})
+
+
+def feed_all(buffer: LineBuffer, chunks: list[bytes]) -> list[bytes | None]:
+    lines: list[bytes | None] = []
+    for chunk in chunks:
+        lines.extend(buffer.feed(chunk))
+    return lines
+
+
+def expected_lines(stream: bytes, limit: int) -> list[bytes | None]:
+    """Reference framing: what LineBuffer must yield for `stream`, however it is chunked."""
+    *complete, partial = stream.split(b"\n")
+    lines: list[bytes | None] = [TOO_LONG if len(line) + 1 > limit else line for line in complete]
+    if len(partial) >= limit:  # cannot fit even before its newline arrives: refused already
+        lines.append(TOO_LONG)
+    return lines
+
+
+@st.composite
+def chunked(draw: st.DrawFn, stream: bytes) -> list[bytes]:
+    cuts = sorted(draw(st.sets(st.integers(0, len(stream)), max_size=20)))
+    bounds = [0, *cuts, len(stream)]
+    return [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def test_documented_err_codes_were_found() -> None:
+    assert len(DOCUMENTED_ERR_CODES) >= 10, DOCUMENTED_ERR_CODES
+
+
+# -- LineBuffer -----------------------------------------------------------------------
+
+
+@given(
+    lines=st.lists(st.binary(max_size=LIMIT - 1).map(lambda b: b.replace(b"\n", b"")), max_size=20),
+    data=st.data(),
+)
+def test_any_chunking_yields_exactly_the_lines(lines: list[bytes], data: st.DataObject) -> None:
+    stream = b"".join(line + b"\n" for line in lines)
+    chunks = data.draw(chunked(stream))
+    assert feed_all(LineBuffer(LIMIT), chunks) == lines
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.binary(max_size=20),
+            st.integers(LIMIT - 3, LIMIT + 3).map(lambda n: b"x" * n),
+            st.integers(LIMIT + 4, 3 * LIMIT).map(lambda n: b"y" * n),
+        ).map(lambda b: b.replace(b"\n", b"")),
+        max_size=12,
+    ),
+    tail=st.binary(max_size=2 * LIMIT).map(lambda b: b.replace(b"\n", b"")),
+    data=st.data(),
+)
+def test_any_chunking_matches_the_reference_framing_with_oversize_lines(
+    lines: list[bytes], tail: bytes, data: st.DataObject
+) -> None:
+    stream = b"".join(line + b"\n" for line in lines) + tail
+    buffer = LineBuffer(LIMIT)
+    got: list[bytes | None] = []
+    for chunk in data.draw(chunked(stream)):
+        got.extend(buffer.feed(chunk))
+        assert len(buffer._partial) < LIMIT  # never holds more than one line's worth
+    assert got == expected_lines(stream, LIMIT)
+
+
+def test_crlf_lines_keep_their_cr_for_clean_line() -> None:
+    lines = LineBuffer(LIMIT).feed(b"hello\r\nworld\r\n")
+    assert lines == [b"hello\r", b"world\r"]
+    assert [clean_line(line) for line in lines if line is not None] == [b"hello", b"world"]
+
+
+def test_line_of_max_minus_one_bytes_plus_newline_is_accepted() -> None:
+    content = b"a" * (LIMIT - 1)
+    assert LineBuffer(LIMIT).feed(content + b"\n") == [content]
+
+
+def test_line_of_max_bytes_plus_newline_is_too_long() -> None:
+    assert LineBuffer(LIMIT).feed(b"a" * LIMIT + b"\n") == [TOO_LONG]
+
+
+def test_crlf_counts_towards_the_limit() -> None:
+    fits = b"a" * (LIMIT - 2) + b"\r"
+    assert LineBuffer(LIMIT).feed(fits + b"\n") == [fits]
+    assert LineBuffer(LIMIT).feed(b"a" * (LIMIT - 1) + b"\r\n") == [TOO_LONG]
+
+
+def test_partial_line_of_max_minus_one_bytes_waits_for_its_newline() -> None:
+    buffer = LineBuffer(LIMIT)
+    assert buffer.feed(b"a" * (LIMIT - 1)) == []
+    assert buffer.feed(b"\n") == [b"a" * (LIMIT - 1)]
+
+
+def test_oversize_line_yields_one_too_long_and_the_next_line_survives() -> None:
+    buffer = LineBuffer(LIMIT)
+    assert buffer.feed(b"x" * (3 * LIMIT) + b"\nnext\n") == [TOO_LONG, b"next"]
+
+
+def test_oversize_line_is_reported_before_its_newline_arrives() -> None:
+    buffer = LineBuffer(LIMIT)
+    assert buffer.feed(b"x" * LIMIT) == [TOO_LONG]
+
+
+def test_oversize_line_split_across_many_feeds() -> None:
+    buffer = LineBuffer(LIMIT)
+    got: list[bytes | None] = []
+    for _ in range(50):
+        got.extend(buffer.feed(b"x" * 37))
+    got.extend(buffer.feed(b"tail of the long line\nafter\n"))
+    got.extend(buffer.feed(b"and more\n"))
+    assert got == [TOO_LONG, b"after", b"and more"]
+
+
+def test_tail_is_discarded_even_when_the_newline_comes_alone() -> None:
+    buffer = LineBuffer(LIMIT)
+    assert buffer.feed(b"x" * (LIMIT + 10)) == [TOO_LONG]
+    assert buffer.feed(b"\n") == []
+    assert buffer.feed(b"ok\n") == [b"ok"]
+
+
+def test_two_oversize_lines_in_a_row_give_two_too_long() -> None:
+    buffer = LineBuffer(LIMIT)
+    big = b"x" * (LIMIT * 2)
+    assert feed_all(buffer, [big, b"\n", big, b"\nok\n"]) == [TOO_LONG, TOO_LONG, b"ok"]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 255, 4096, 1 << 20])
+def test_a_megabyte_without_newline_never_buffers_more_than_the_limit(chunk_size: int) -> None:
+    buffer = LineBuffer(4096)
+    data = b"z" * (1 << 20)
+    got: list[bytes | None] = []
+    if chunk_size == 1:
+        data = data[:20000]  # byte by byte: the same path, a smaller megabyte
+    for start in range(0, len(data), chunk_size):
+        got.extend(buffer.feed(data[start : start + chunk_size]))
+        assert len(buffer._partial) < 4096
+    assert got == [TOO_LONG]
+    assert buffer.feed(b"\nhello\n") == [b"hello"]
+
+
+def test_empty_feed_and_empty_lines() -> None:
+    buffer = LineBuffer(LIMIT)
+    assert buffer.feed(b"") == []
+    assert buffer.feed(b"\n\n") == [b"", b""]
+
+
+# -- clean_line -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        (b"hello", b"hello"),
+        (b"hello\r", b"hello"),
+        (b"", b""),
+        (b"\r", b""),
+        (b"tab\there", b"tab\there"),
+        ("caf\u00e9 \u00fcber \u4e2d\u6587".encode(), "caf\u00e9 \u00fcber \u4e2d\u6587".encode()),
+        ("\U0001f600 \U0001f44d\U0001f3fd".encode(), "\U0001f600 \U0001f44d\U0001f3fd".encode()),
+        ("\u00e9\r".encode(), "\u00e9".encode()),
+    ],
+)
+def test_clean_line_accepts_utf8_text(raw: bytes, clean: bytes) -> None:
+    assert clean_line(raw) == clean
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xff",
+        b"abc\xc3",  # truncated sequence
+        b"\xc0\xaf",  # overlong encoding of "/"
+        b"\xed\xa0\x80",  # an encoded surrogate
+        b"\xf4\x90\x80\x80",  # beyond U+10FFFF
+        b"latin-1 caf\xe9",
+    ],
+)
+def test_clean_line_rejects_invalid_utf8(raw: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        clean_line(raw)
+    assert info.value.code == protocol.BAD_ENCODING
+
+
+@pytest.mark.parametrize("char", [c for c in range(0x20) if c != 0x09] + [0x7F])
+def test_clean_line_rejects_c0_controls_and_del(char: int) -> None:
+    with pytest.raises(ProtocolError) as info:
+        clean_line(b"before" + bytes([char]) + b"after")
+    assert info.value.code == protocol.BAD_ENCODING
+
+
+@pytest.mark.parametrize("raw", [b"\x1b[2Jclear", b"a\r\r", b"a\rb", b"\x00"])
+def test_clean_line_strips_only_one_trailing_cr(raw: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        clean_line(raw)
+    assert info.value.code == protocol.BAD_ENCODING
+
+
+@pytest.mark.parametrize("char", [chr(c) for c in range(0x80, 0xA0)])
+def test_clean_line_rejects_c1_controls(char: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        clean_line(f"a{char}[31mred".encode())
+    assert info.value.code == protocol.BAD_ENCODING
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\u00a0", "\u00a9", "\u00c2", "\u0101", "\u0141", "\u20ac", "\u2028", "\U0001f600"],
+)
+def test_clean_line_accepts_text_whose_utf8_has_c1_like_bytes(text: str) -> None:
+    # U+0101 is c4 81, U+20AC is e2 82 ac: continuation bytes in 0x80..0x9f are not C1.
+    assert clean_line(text.encode()) == text.encode()
+
+
+@given(st.text(max_size=20))
+@example("\t\u0085")
+@example("\u009f\u00a0")
+@example("ok\r")
+@example("\r\r")
+def test_clean_line_refuses_exactly_the_control_characters(text: str) -> None:
+    """Unicode category Cc is C0, DEL and C1: what docs/protocol.md refuses (bar tab)."""
+    expected = text[:-1] if text.endswith("\r") else text
+    control = any(unicodedata.category(c) == "Cc" and c != "\t" for c in expected)
+    try:
+        assert clean_line(text.encode()) == expected.encode()
+    except ProtocolError as error:
+        assert error.code == protocol.BAD_ENCODING
+        assert control
+    else:
+        assert not control
+
+
+# -- parse_command ----------------------------------------------------------------------
+
+# One row per line of the "After registration" table, plus the edge cases of its prose.
+VALID_COMMANDS = [
+    (b"hello everyone", Command("say", b"hello everyone")),
+    (b"  leading spaces kept", Command("say", b"  leading spaces kept")),
+    (b"x/y not a command", Command("say", b"x/y not a command")),
+    (b"//text", Command("say", b"/text")),
+    (b"//me waves", Command("say", b"/me waves")),
+    (b"//", Command("say", b"/")),
+    (b"/me waves", Command("me", b"waves")),
+    (b"/me waves at  everyone", Command("me", b"waves at  everyone")),
+    (b"/msg bob hi bob", Command("msg", b"hi bob", "bob")),
+    (b"/msg bob  two spaces", Command("msg", b" two spaces", "bob")),
+    (b"/nick alicia", Command("nick", target="alicia")),
+    (b"/nick  alicia ", Command("nick", target="alicia")),
+    (b"/who", Command("who")),
+    (b"/who ignored", Command("who")),
+    (b"/ping", Command("ping")),
+    (b"/ping 12345", Command("ping", b"12345")),
+    (b"/quit", Command("quit")),
+    (b"/quit gone for lunch", Command("quit", b"gone for lunch")),
+    (b"/help", Command("help")),
+    (b"", Command("empty")),
+    ("caf\u00e9 \U0001f600".encode(), Command("say", "caf\u00e9 \U0001f600".encode())),
+    ("/me \U0001f44b".encode(), Command("me", "\U0001f44b".encode())),
+]
+
+
+@pytest.mark.parametrize(("raw", "command"), VALID_COMMANDS)
+def test_parse_command(raw: bytes, command: Command) -> None:
+    assert parse_command(raw) == command
+
+
+def test_every_command_in_the_doc_table_is_covered() -> None:
+    table = PROTOCOL_MD.read_text().split("### After registration", 1)[1].split("\n\n", 2)[1]
+    documented = set(re.findall(r"^\| `(/[a-z]+)", table, re.M))
+    covered = {raw.split(b" ")[0].decode() for raw, _ in VALID_COMMANDS if raw.startswith(b"/")}
+    assert documented, table
+    assert documented <= covered
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"/me", protocol.MISSING_ARGUMENT),
+        (b"/me ", protocol.MISSING_ARGUMENT),
+        (b"/me   \t ", protocol.MISSING_ARGUMENT),
+        (b"/msg", protocol.MISSING_ARGUMENT),
+        (b"/msg ", protocol.MISSING_ARGUMENT),
+        (b"/msg bob", protocol.MISSING_ARGUMENT),
+        (b"/msg bob ", protocol.MISSING_ARGUMENT),
+        (b"/msg bob    ", protocol.MISSING_ARGUMENT),
+        (b"/nick", protocol.MISSING_ARGUMENT),
+        (b"/nick   ", protocol.MISSING_ARGUMENT),
+        (b"/foo", protocol.UNKNOWN_COMMAND),
+        (b"/foo bar baz", protocol.UNKNOWN_COMMAND),
+        (b"/", protocol.UNKNOWN_COMMAND),
+        (b"/ hello", protocol.UNKNOWN_COMMAND),
+        (b"/WHO", protocol.UNKNOWN_COMMAND),
+        (b"/Me waves", protocol.UNKNOWN_COMMAND),
+        (b"/QUIT", protocol.UNKNOWN_COMMAND),
+        (b"/whois", protocol.UNKNOWN_COMMAND),
+        (b"/me\twaves", protocol.UNKNOWN_COMMAND),  # arguments are separated by a space
+        ("/caf\u00e9".encode(), protocol.UNKNOWN_COMMAND),
+    ],
+)
+def test_parse_command_refuses(raw: bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_command(raw)
+    assert info.value.code == code
+    assert info.value.text  # something for people, too
+
+
+def test_unknown_command_text_names_the_command() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_command(b"/frobnicate now")
+    assert "/frobnicate" in info.value.text
+
+
+def test_help_lines_mention_every_command() -> None:
+    help_text = "\n".join(protocol.HELP_LINES)
+    for command in ("/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "//"):
+        assert command in help_text
+
+
+_arbitrary_lines = st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=32).map(str.encode),
+    st.tuples(
+        st.sampled_from(["", "/", "//", "/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "/x"]),
+        st.sampled_from(["", " ", "  ", "\t", "\r"]),
+        st.text(max_size=16),
+    ).map(lambda t: "".join(t).encode()),
+    st.tuples(st.just(b"/"), st.binary(max_size=16)).map(b"".join),
+)
+
+
+@given(_arbitrary_lines)
+@example(b"/\xff")
+@example("/nick \u00a0".encode())
+@example(b"/msg \t x")
+def test_parse_of_any_cleaned_line_is_a_command_or_a_documented_error(raw: bytes) -> None:
+    try:
+        command = parse_command(clean_line(raw))
+    except ProtocolError as error:
+        assert error.code in DOCUMENTED_ERR_CODES
+        assert error.code in {protocol.BAD_ENCODING, protocol.UNKNOWN_COMMAND, protocol.MISSING_ARGUMENT}
+        return
+    assert isinstance(command, Command)
+    assert command.verb in DOCUMENTED_VERBS
+    command.text.decode("utf-8")  # text stays valid UTF-8
+
+
+@given(st.text(max_size=40).filter(lambda s: not s.startswith("/")))
+def test_plain_text_is_said_verbatim(text: str) -> None:
+    raw = text.encode()
+    try:
+        cleaned = clean_line(raw)
+    except ProtocolError:
+        return
+    assert parse_command(cleaned) == (Command("say", cleaned) if cleaned else Command("empty"))
+
+
+# -- check_nick -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "nick", ["a", "Z", "0", "_", "-", "alice", "Alice_Smith-2", "x" * 32, "___", "9lives", "-dash-"]
+)
+def test_check_nick_accepts(nick: str) -> None:
+    assert check_nick(nick, 32) == nick
+
+
+@pytest.mark.parametrize(
+    "nick",
+    [
+        "",
+        "x" * 33,
+        "al ice",
+        " alice",
+        "alice ",
+        "alice\n",
+        "alice\t",
+        "al.ice",
+        "al@ice",
+        "al/ice",
+        "/alice",
+        "al:ice",
+        "caf\u00e9",
+        "\u00c5ngstr\u00f6m",
+        "\u0430lice",  # Cyrillic a
+        "\u212a",  # Kelvin sign, lower() is "k"
+        "\uff41",  # fullwidth a
+        "\u0661",  # Arabic-Indic digit one
+        "\U0001f600",
+        "alice\u200b",  # zero-width space
+    ],
+)
+def test_check_nick_refuses(nick: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        check_nick(nick, 32)
+    assert info.value.code == protocol.NICK_INVALID
+    assert "32" in info.value.text
+
+
+@pytest.mark.parametrize(("length", "ok"), [(1, True), (5, True), (6, False)])
+def test_check_nick_honours_max_length(length: int, ok: bool) -> None:
+    if ok:
+        assert check_nick("n" * length, 5) == "n" * length
+    else:
+        with pytest.raises(ProtocolError):
+            check_nick("n" * length, 5)
+
+
+@given(st.text(max_size=40))
+def test_check_nick_agrees_with_the_documented_rule(nick: str) -> None:
+    valid = 1 <= len(nick) <= 32 and all(c in "_-" or (c.isascii() and c.isalnum()) for c in nick)
+    try:
+        check_nick(nick, 32)
+    except ProtocolError:
+        assert not valid
+    else:
+        assert valid
+
+
+def test_nick_key_is_case_insensitive() -> None:
+    assert nick_key("Alice") == nick_key("ALICE") == nick_key("alice")
+    assert nick_key("alice") != nick_key("alice_")
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "wire"),
+    [
+        (format_line("NICK"), b"NICK\n"),
+        (format_line("WELCOME", "alice", "Welcome to chatd, alice!"), b"WELCOME alice Welcome to chatd, alice!\n"),
+        (format_line("JOIN", "alice"), b"JOIN alice\n"),
+        (format_line("LEAVE", "alice", "quit"), b"LEAVE alice quit\n"),
+        (format_line("LEAVE", "alice", "quit gone for lunch"), b"LEAVE alice quit gone for lunch\n"),
+        (format_line("RENAME", "alice", "alicia"), b"RENAME alice alicia\n"),
+        (format_line("PONG"), b"PONG\n"),
+        (format_line("PONG", "tok"), b"PONG tok\n"),
+        (format_line("INFO", "You are already alice."), b"INFO You are already alice.\n"),
+        (format_line("BYE", "kicked spamming links"), b"BYE kicked spamming links\n"),
+        (format_line("INFO", "caf\u00e9 \U0001f600"), "INFO caf\u00e9 \U0001f600\n".encode()),
+        (format_text_line(b"MSG", b"alice", b"hello everyone"), b"MSG alice hello everyone\n"),
+        (format_text_line(b"MSG", b"alice", b"/not a command"), b"MSG alice /not a command\n"),
+        (format_text_line(b"ACTION", b"alice", b"waves"), b"ACTION alice waves\n"),
+        (
+            format_error(ProtocolError("nick_taken", "The nickname bob is taken.")),
+            b"ERR nick_taken The nickname bob is taken.\n",
+        ),
+        (format_users(["alice"]), b"USERS alice\n"),
+        (format_users(["carol", "Bob", "alice", "Dave"]), b"USERS alice Bob carol Dave\n"),
+        (format_users(["b_", "B", "a-", "A"]), b"USERS A a- B b_\n"),
+    ],
+)
+def test_format_produces_the_documented_wire_line(line: bytes, wire: bytes) -> None:
+    assert line == wire
+
+
+def test_format_error_of_each_refusal_is_one_line() -> None:
+    for raw in (b"/foo", b"/me", b"\xff"):
+        with pytest.raises(ProtocolError) as info:
+            parse_command(clean_line(raw))
+        line = format_error(info.value)
+        assert line.startswith(b"ERR " + info.value.code.encode() + b" ")
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
