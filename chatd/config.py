@@ -62,6 +62,8 @@ class LimitsConfig:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped  # an IPv4 client of a dual-stack (::) listener
         return any(ip in network for network in self.exempt)
 
 
