@@ -224,12 +224,14 @@ def load_config(path: str | Path) -> Config:
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise ConfigError(f"{path}: must be a YAML mapping of sections ({', '.join(_SCHEMA)})")
-    sections: dict[str, Any] = {}
-    for name, value in document.items():
+        raise ConfigError(
+            f"{path}: must be a YAML mapping of sections ({', '.join(_SCHEMA)}) (got {document!r})"
+        )
+    for name in document:
         if name not in _SCHEMA:
             raise ConfigError(f"{path}: {name}: unknown section (known: {', '.join(_SCHEMA)})")
-        sections[name] = _load_section(path, str(name), value)
+    # Every section, present or not, so that default paths resolve against the file's folder.
+    sections = {name: _load_section(path, name, document.get(name)) for name in _SCHEMA}
     config = Config(path=path, **sections)
     _check_combinations(config)
     return config
@@ -240,7 +242,9 @@ def _load_section(path: Path, name: str, value: object) -> object:
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{path}: {name}: must be a mapping of keys ({', '.join(checks)})")
+        raise ConfigError(
+            f"{path}: {name}: must be a mapping of keys ({', '.join(checks)}) (got {value!r})"
+        )
     converted: dict[str, Any] = {}
     for key, raw in value.items():
         if key not in checks:

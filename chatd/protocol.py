@@ -129,7 +129,7 @@ def parse_command(raw: bytes) -> Command:
     if verb == "me":
         return Command("me", _required(rest, "Usage: /me <text>"))
     if verb == "nick":
-        return Command("nick", target=_required(rest, "Usage: /nick <new>").decode().strip())
+        return Command("nick", target=_required(rest.strip(b" \t"), "Usage: /nick <new>").decode())
     if verb == "msg":
         target, _, text = rest.partition(b" ")
         _required(target, "Usage: /msg <nick> <text>")
