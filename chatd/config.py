@@ -231,7 +231,7 @@ def load_config(path: str | Path) -> Config:
         if name not in _SCHEMA:
             raise ConfigError(f"{path}: {name}: unknown section (known: {', '.join(_SCHEMA)})")
     # Every section, present or not, so that default paths resolve against the file's folder.
-    sections = {name: _load_section(path, name, document.get(name)) for name in _SCHEMA}
+    sections: dict[str, Any] = {name: _load_section(path, name, document.get(name)) for name in _SCHEMA}
     config = Config(path=path, **sections)
     _check_combinations(config)
     return config

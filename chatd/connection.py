@@ -511,7 +511,10 @@ class Connection:
         self._held.clear()
         with self._lock:
             # The last line, whatever the queue holds or the limit says.
-            self._outbox.append(protocol.format_line("BYE", reason))
+            # A /quit's own words go to the others only; any other reason's text
+            # (an operator's kick message) is for the client too.
+            bye = reason if reason == "quit" else full_reason
+            self._outbox.append(protocol.format_line("BYE", bye))
             self._accepting_output = False
             schedule = not self._scheduled
             self._scheduled = True

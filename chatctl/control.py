@@ -1,0 +1,170 @@
+"""Operator commands over chatd's control socket: status, who, kick, broadcast, reload.
+
+The socket is found with `--socket PATH`, or read from the daemon's YAML
+(`control.socket`) given with `--config`. Before connecting, the socket's
+permissions are checked: a socket that others could use or that someone else
+owns is refused, since answering it could mean talking to an impostor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from chatd.config import default_config_path, load_config
+from chatd.errors import ConfigError
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PERMISSION = 0, 1, 2, 3, 4
+
+
+class ControlError(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help=f"chatd's YAML file (default: {default_config_path()})")
+    where.add_argument("--socket", type=Path, help="the control socket (wins over --config)")
+    parser.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    if name == "kick":
+        parser.add_argument("nick")
+        parser.add_argument("reason", nargs="*", help="shown to everyone")
+    elif name == "broadcast":
+        parser.add_argument("text", nargs="+", help="sent to everyone as an INFO line")
+    parser.epilog = "exit status: 0 ok, 1 refused by the daemon, 2 usage, 3 no daemon, 4 permissions"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        path = _socket_path(args)
+        _check_permissions(path)
+        reply = request(path, _build_request(args), args.timeout)
+    except ControlError as exc:
+        sys.stderr.write(f"chatctl: {exc}\n")
+        return exc.status
+    if not reply.get("ok"):
+        sys.stderr.write(f"chatctl: the daemon refused: {reply.get('error')}\n")
+        return EXIT_REFUSED
+    result = reply.get("result")
+    sys.stdout.write(json.dumps(result, indent=2) + "\n" if args.json else _render(args.command, result))
+    if args.command == "reload" and isinstance(result, dict) and not result.get("ok"):
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
+def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Send one request and return the daemon's reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ControlError(
+                f"no chatd is listening on {path} ({exc.strerror}); is chatd running, "
+                "and is control.socket set in its config?",
+                EXIT_UNREACHABLE,
+            ) from exc
+        except PermissionError as exc:
+            raise ControlError(f"not allowed to use {path}: {exc.strerror}", EXIT_PERMISSION) from exc
+        except OSError as exc:
+            raise ControlError(f"talking to chatd on {path} failed: {exc}", EXIT_UNREACHABLE) from exc
+    try:
+        reply: dict[str, Any] = json.loads(data)
+    except ValueError as exc:
+        raise ControlError(f"chatd on {path} sent an answer that is not JSON", EXIT_UNREACHABLE) from exc
+    return reply
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return Path(args.socket)
+    config_path = args.config or default_config_path()
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise ControlError(f"config error: {exc}", EXIT_USAGE) from exc
+    if config.control.socket is None:
+        raise ControlError(
+            f"{config.path}: control.socket is not set, so chatd has no control socket; "
+            "set it and restart chatd",
+            EXIT_USAGE,
+        )
+    return config.control.socket
+
+
+def _check_permissions(path: Path) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError as exc:
+        raise ControlError(
+            f"no control socket at {path}; is chatd running with this config?", EXIT_UNREACHABLE
+        ) from exc
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ControlError(f"{path} is not a socket", EXIT_PERMISSION)
+    if info.st_mode & 0o077:
+        raise ControlError(
+            f"{path} can be used by other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+            "refusing it: chatd creates it with mode 0600",
+            EXIT_PERMISSION,
+        )
+    if info.st_uid not in (os.getuid(), 0):
+        raise ControlError(
+            f"{path} belongs to uid {info.st_uid}, not to you; run chatctl as chatd's user",
+            EXIT_PERMISSION,
+        )
+
+
+def _build_request(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "kick":
+        return {"cmd": "kick", "nick": args.nick, "reason": " ".join(args.reason)}
+    if args.command == "broadcast":
+        return {"cmd": "broadcast", "text": " ".join(args.text)}
+    return {"cmd": args.command}
+
+
+def _render(command: str, result: Any) -> str:
+    if command == "status":
+        result = dict(result)
+        result["uptime_s"] = _duration(float(result.get("uptime_s", 0)))
+        width = max(len(key) for key in result)
+        return "".join(f"{key + ':':<{width + 1}} {value}\n" for key, value in result.items())
+    if command == "who":
+        rows = [("NICK", "PEER", "CONNECTED", "IDLE")]
+        rows += [(c["nick"], c["peer"], c["connected_since"], _duration(c["idle_s"])) for c in result]
+        widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+        lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+        return "\n".join(lines) + f"\n{len(result)} connected\n"
+    if command == "kick":
+        return f"kicked {result['kicked']}\n"
+    if command == "broadcast":
+        return f"sent to {result['recipients']} clients\n"
+    if result.get("ok"):
+        restart = result.get("restart_needed") or []
+        note = f"; needs a restart for: {', '.join(restart)}" if restart else ""
+        return f"configuration reloaded{note}\n"
+    return f"reload failed, still running on the old configuration: {result.get('error')}\n"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
