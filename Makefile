@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/chatd.yaml
 
-.PHONY: run test check-python certs typecheck bench clean install verify-unit
+.PHONY: run test check-python certs typecheck bench clean install check-unit
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chatd needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -31,6 +31,18 @@ test: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(BIN)/python -m mypy
+
+# Install as a systemd service (root): see docs/operations.md.
+install:
+	bash scripts/install.sh
+
+# systemd-analyze verify + security on the unit (also part of `make test`).
+check-unit: $(VENV)/.installed
+	$(BIN)/python -m pytest -q tests/unit/test_systemd_unit.py
+
+# The benchmark (not part of `make test`): see bench/README.md.
+bench: $(VENV)/.installed certs/server.crt
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

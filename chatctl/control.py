@@ -120,7 +120,7 @@ def _check_permissions(path: Path) -> None:
             "refusing it: chatd creates it with mode 0600",
             EXIT_PERMISSION,
         )
-    if info.st_uid not in (os.getuid(), 0):
+    if info.st_uid not in (os.getuid(), 0) and os.getuid() != 0:  # root may ask any daemon
         raise ControlError(
             f"{path} belongs to uid {info.st_uid}, not to you; run chatctl as chatd's user",
             EXIT_PERMISSION,
