@@ -27,6 +27,7 @@ run: $(VENV)/.installed certs/server.crt
 	$(BIN)/chatd --config $(CONFIG)
 
 test: $(VENV)/.installed
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
 typecheck: $(VENV)/.installed
