@@ -526,7 +526,9 @@ class Connection:
 
     def _start_linger(self) -> None:
         try:
-            self.sock.shutdown(socket.SHUT_WR)  # FIN after the BYE: the peer sees it all
+            # FIN after the BYE. The plain socket's shutdown, not SSLSocket's, which
+            # would discard the SSL object and leave nothing to drain the peer with.
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
         except OSError:
             self.finish(self._close_reason)
             return
