@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import stat
@@ -32,9 +33,9 @@ class ControlError(Exception):
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--config", type=Path, help=f"chatd's YAML file (default: {default_config_path()})")
-    where.add_argument("--socket", type=Path, help="the control socket (wins over --config)")
+    where.add_argument("--socket", type=Path, help="the control socket itself, instead of --config")
     parser.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    parser.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to wait (default 10)")
     if name == "kick":
         parser.add_argument("nick")
         parser.add_argument("reason", nargs="*", help="shown to everyone")
@@ -69,7 +70,9 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
             sock.connect(str(path))
             sock.sendall(json.dumps(message).encode() + b"\n")
             data = b""
-            while chunk := sock.recv(65536):
+            # Up to the newline, not to EOF: a daemon that answers before reading the
+            # whole request (a refusal) may reset the connection after its answer.
+            while b"\n" not in data and (chunk := sock.recv(65536)):
                 data += chunk
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise ControlError(
@@ -82,9 +85,11 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
         except OSError as exc:
             raise ControlError(f"talking to chatd on {path} failed: {exc}", EXIT_UNREACHABLE) from exc
     try:
-        reply: dict[str, Any] = json.loads(data)
-    except ValueError as exc:
-        raise ControlError(f"chatd on {path} sent an answer that is not JSON", EXIT_UNREACHABLE) from exc
+        reply = json.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise ControlError(f"chatd on {path} sent an answer that is not a JSON object", EXIT_UNREACHABLE)
     return reply
 
 
@@ -156,6 +161,16 @@ def _render(command: str, result: Any) -> str:
         note = f"; needs a restart for: {', '.join(restart)}" if restart else ""
         return f"configuration reloaded{note}\n"
     return f"reload failed, still running on the old configuration: {result.get('error')}\n"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 3600:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number of seconds between 0 and 3600 (got {text!r})")
+    return value
 
 
 def _duration(seconds: float) -> str:

@@ -17,6 +17,10 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+# systemd reads its notification socket promptly; a full queue means it is stuck, and
+# the main thread must not be stuck with it (the watchdog would catch that anyway).
+_SEND_TIMEOUT = 1.0
+
 
 class Notifier:
     def __init__(self, address: str | None, watchdog_usec: int | None = None) -> None:
@@ -42,10 +46,10 @@ class Notifier:
         return self._watchdog_usec / 2_000_000 if self._watchdog_usec else None
 
     def ready(self, status: str | None = None) -> None:
-        self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))
+        self._send("READY=1" + (f"\nSTATUS={_one_line(status)}" if status else ""))
 
     def status(self, text: str) -> None:
-        self._send(f"STATUS={text}")
+        self._send(f"STATUS={_one_line(text)}")
 
     def reloading(self) -> None:
         # systemd >= 253 wants MONOTONIC_USEC with RELOADING=1 (Type=notify-reload).
@@ -61,11 +65,19 @@ class Notifier:
     def _send(self, message: str) -> None:
         if not self._address:
             return
-        with self._lock:
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                    sock.sendto(message.encode(), self._address)
-            except OSError as exc:
-                if not self._failed:
-                    self._failed = True
-                    log.warning("sd_notify_failed", error=str(exc), socket=self._address)
+        # One socket per message, so threads share nothing but the "failed" flag; the
+        # lock guards only that flag, never the I/O.
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(_SEND_TIMEOUT)
+                sock.sendto(message.encode(), self._address)
+        except OSError as exc:
+            with self._lock:
+                first, self._failed = not self._failed, True
+            if first:
+                log.warning("sd_notify_failed", error=str(exc), socket=self._address)
+
+
+def _one_line(text: str) -> str:
+    """STATUS= ends at a newline: a newline in `text` would start another assignment."""
+    return " ".join(text.splitlines())
