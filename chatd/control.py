@@ -64,10 +64,9 @@ class ControlServer:
     def __init__(self, path: Path, operator: Operator) -> None:
         self.path = path
         self._operator = operator
-        self._listener: socket.socket | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket file
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._thread = threading.Thread(target=self._serve, name="chatd-control", daemon=True)
+        self._thread: threading.Thread | None = None
+        self._wake: socket.socket | None = None  # the sending end of the thread's wake-up pair
 
     def start(self) -> None:
         """Bind the socket (mode 0600) and start serving.
@@ -90,34 +89,36 @@ class ControlServer:
             listener.close()
             temporary.unlink(missing_ok=True)
             raise
-        self._listener = listener
         self._identity = (info.st_dev, info.st_ino)
+        wake, self._wake = socket.socketpair()
+        self._thread = threading.Thread(
+            target=self._serve, args=(listener, wake), name="chatd-control", daemon=True
+        )
         self._thread.start()
         log.info("control_listening", socket=str(self.path))
 
     def stop(self) -> None:
         """Stop serving (waiting for a request in progress) and remove the socket file."""
-        if self._thread.is_alive():
-            self._wake_w.send(b"\0")
+        if self._thread and self._wake:
+            self._wake.send(b"\0")
             self._thread.join(timeout=REQUEST_TIMEOUT + 1)
-        if self._thread.is_alive():
-            log.warning("control_still_running", socket=str(self.path))
-        else:
-            self._wake_r.close()
-            self._wake_w.close()
+            if self._thread.is_alive():
+                log.warning("control_still_running", socket=str(self.path))
+            else:
+                self._wake.close()
+                self._wake = None
         _unlink_if_ours(self.path, self._identity)
 
-    def _serve(self) -> None:
-        assert self._listener is not None
-        with self._listener, selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
+    def _serve(self, listener: socket.socket, wake: socket.socket) -> None:
+        with listener, wake, selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
             while True:
                 for key, _ in selector.select():
-                    if key.fileobj is self._wake_r:
+                    if key.fileobj is wake:
                         return
                     try:
-                        conn, _ = self._listener.accept()
+                        conn, _ = listener.accept()
                     except OSError as exc:  # e.g. EMFILE: pause instead of spinning on it
                         log.warning("control_accept_failed", error=str(exc))
                         selector.select(timeout=0.5)
@@ -213,7 +214,7 @@ def _read_line(conn: socket.socket, deadline: float) -> bytes:
     while b"\n" not in data:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"no complete request within {REQUEST_TIMEOUT:g} s")
+            raise TimeoutError("timed out")  # what recv() says when its timeout expires
         conn.settimeout(remaining)
         if not (chunk := conn.recv(65536)):
             break
