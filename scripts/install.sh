@@ -32,4 +32,8 @@ if [ ! -e /etc/chatd/certs/server.crt ]; then
     echo "  $prefix/bin/chatctl gen-certs --out /etc/chatd/certs --host $(hostname -f 2>/dev/null || hostname)"
     echo "  chgrp chatd /etc/chatd/certs/server.key && chmod 0640 /etc/chatd/certs/server.key"
 fi
-echo "Installed. Start it with: systemctl enable --now chatd"
+if systemctl is-active --quiet chatd; then
+    echo "Installed. chatd is still running the previous version: systemctl restart chatd"
+else
+    echo "Installed. Start it with: systemctl enable --now chatd"
+fi

@@ -1,4 +1,5 @@
-"""The systemd unit passes systemd-analyze's checks (where systemd-analyze exists)."""
+"""The systemd unit passes systemd-analyze's checks (where systemd-analyze exists) and
+agrees with the production config and the install recipe."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-UNIT = Path(__file__).resolve().parents[2] / "systemd" / "chatd.service"
+from chatd.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "systemd" / "chatd.service"
 ANALYZE = shutil.which("systemd-analyze")
-pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
 
+@needs_analyze
 def test_unit_verifies(tmp_path: Path) -> None:
     # verify checks that ExecStart binaries exist: point them at this checkout's chatd.
     chatd = Path(sys.executable).with_name("chatd")
@@ -25,6 +31,7 @@ def test_unit_verifies(tmp_path: Path) -> None:
     assert "chatd.service" not in result.stderr, result.stderr
 
 
+@needs_analyze
 def test_security_exposure_is_ok_or_better() -> None:
     result = subprocess.run(
         [ANALYZE, "security", "--offline=true", str(UNIT)], capture_output=True, text=True, timeout=60
@@ -46,3 +53,52 @@ def test_unit_has_the_operational_essentials() -> None:
         "SystemCallFilter=@system-service",
     ):
         assert line in text, line
+
+
+def _directives(text: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def test_a_config_error_is_not_retried() -> None:
+    unit = _directives(UNIT.read_text())
+    assert unit["RestartPreventExitStatus"] == ["78"]
+    # systemd applies RestartPreventExitStatus= to the main process only: a config
+    # error caught by ExecStartPre= would be restarted every RestartSec, forever.
+    assert "ExecStartPre" not in unit
+
+
+def test_production_config_matches_the_unit_and_the_loader(tmp_path: Path) -> None:
+    production = REPO / "config" / "chatd.production.yaml"
+    document = yaml.safe_load(production.read_text())
+    default = yaml.safe_load((REPO / "config" / "chatd.yaml").read_text())
+    assert {s: sorted(keys) for s, keys in document.items()} == {s: sorted(keys) for s, keys in default.items()}
+    unit = _directives(UNIT.read_text())
+    assert unit["RuntimeDirectory"] == ["chatd"]
+    assert document["control"]["socket"] == "/run/chatd/control.sock"
+    assert document["log"]["format"] == "json"  # journald stores it; the console renderer is for TTYs
+    assert (document["tls"]["cert"], document["tls"]["key"]) == (
+        "/etc/chatd/certs/server.crt",
+        "/etc/chatd/certs/server.key",
+    )
+    assert unit["ExecStart"] == ["/opt/chatd/bin/chatd --config /etc/chatd/chatd.yaml"]
+    install = (REPO / "scripts" / "install.sh").read_text()
+    assert "prefix=/opt/chatd" in install and "/etc/chatd/chatd.yaml" in install
+    # The loader accepts it once the certificate paths exist.
+    for name in ("server.crt", "server.key"):
+        (tmp_path / name).write_text("readable")
+    document["tls"].update(cert=str(tmp_path / "server.crt"), key=str(tmp_path / "server.key"))
+    (tmp_path / "chatd.yaml").write_text(yaml.safe_dump(document))
+    config = load_config(tmp_path / "chatd.yaml")
+    assert config.control.socket == Path("/run/chatd/control.sock")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_install_script_parses() -> None:
+    script = REPO / "scripts" / "install.sh"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
