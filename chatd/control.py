@@ -91,9 +91,8 @@ class ControlServer:
             raise
         self._identity = (info.st_dev, info.st_ino)
         wake, self._wake = socket.socketpair()
-        self._thread = threading.Thread(
-            target=self._serve, args=(listener, wake), name="chatd-control", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, args=(listener, wake), name="chatd-control")
+        self._thread.daemon = True  # stop() joins it with a deadline; it never holds up exit
         self._thread.start()
         log.info("control_listening", socket=str(self.path))
 
@@ -107,7 +106,11 @@ class ControlServer:
             else:
                 self._wake.close()
                 self._wake = None
-        _unlink_if_ours(self.path, self._identity)
+        # NOTE: only our own socket file: after a restart, a newer daemon may already own the name.
+        with contextlib.suppress(FileNotFoundError):
+            info = self.path.lstat()
+            if (info.st_dev, info.st_ino) == self._identity:
+                self.path.unlink()
 
     def _serve(self, listener: socket.socket, wake: socket.socket) -> None:
         with listener, wake, selectors.DefaultSelector() as selector:
@@ -135,7 +138,7 @@ class ControlServer:
 
     def _handle(self, conn: socket.socket) -> None:
         deadline = time.monotonic() + REQUEST_TIMEOUT
-        pid, uid = _peer(conn)
+        pid, uid, _gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
         if uid not in (os.geteuid(), 0):
             # Read the request anyway: closing before the client has sent it would turn
             # this answer into EPIPE on the client's side.
@@ -193,20 +196,6 @@ def _check_replaceable(path: Path) -> None:
         except (ConnectionRefusedError, FileNotFoundError):
             return  # nobody listens: a socket left behind by a daemon that died
     raise ValueError(f"{path} is in use by a running process (another chatd?); stop it or choose another path")
-
-
-def _unlink_if_ours(path: Path, identity: tuple[int, int] | None) -> None:
-    # NOTE: only our own socket file: after a restart, a newer daemon may already own the name.
-    with contextlib.suppress(FileNotFoundError):
-        info = path.lstat()
-        if (info.st_dev, info.st_ino) == identity:
-            path.unlink()
-
-
-def _peer(conn: socket.socket) -> tuple[int, int]:
-    """The connecting process's pid and uid, from the kernel (SO_PEERCRED)."""
-    pid, uid, _gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-    return int(pid), int(uid)
 
 
 def _read_line(conn: socket.socket, deadline: float) -> bytes:
