@@ -98,7 +98,7 @@ def _socket_path(args: argparse.Namespace) -> Path:
         return Path(args.socket)
     config_path = args.config or default_config_path()
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, check_files=False)
     except ConfigError as exc:
         raise ControlError(f"config error: {exc}", EXIT_USAGE) from exc
     if config.control.socket is None:

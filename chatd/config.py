@@ -201,8 +201,12 @@ def default_config_path() -> Path:
     return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else DEVELOPMENT_CONFIG
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, check_files: bool = True) -> Config:
     """Read, validate and return the configuration at `path`.
+
+    With `check_files=False` the TLS files are not opened: for tools that only
+    need a setting (chatctl looking for the control socket) and may not be
+    allowed to read the key.
 
     Raises:
         ConfigError: one line naming the file, the key and what was expected.
@@ -233,7 +237,7 @@ def load_config(path: str | Path) -> Config:
     # Every section, present or not, so that default paths resolve against the file's folder.
     sections: dict[str, Any] = {name: _load_section(path, name, document.get(name)) for name in _SCHEMA}
     config = Config(path=path, **sections)
-    _check_combinations(config)
+    _check_combinations(config, check_files)
     return config
 
 
@@ -267,7 +271,7 @@ def _load_section(path: Path, name: str, value: object) -> object:
     return instance
 
 
-def _check_combinations(config: Config) -> None:
+def _check_combinations(config: Config, check_files: bool) -> None:
     tls = config.tls
     if tls.client_auth != "none" and tls.client_ca is None:
         raise ConfigError(
@@ -279,7 +283,7 @@ def _check_combinations(config: Config) -> None:
             f"{config.path}: tls.nick_from_cert: needs tls.client_auth: required "
             f"(got client_auth {tls.client_auth!r})"
         )
-    for key in ("cert", "key", "client_ca"):
+    for key in ("cert", "key", "client_ca") if check_files else ():
         file = getattr(tls, key)
         if file is not None and not _readable(file):
             raise ConfigError(

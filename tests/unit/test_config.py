@@ -606,3 +606,12 @@ def test_config_dataclass_defaults_are_valid(tmp_path: Path) -> None:
         path=tmp_path / "chatd.yaml",
         tls=TLSConfig(cert=tmp_path / "certs/server.crt", key=tmp_path / "certs/server.key"),
     )
+
+
+def test_tools_can_read_settings_without_the_tls_files(tmp_path: Path) -> None:
+    config_file = tmp_path / "chatd.yaml"
+    config_file.write_text("control:\n  socket: run/control.sock\n")  # certs/server.* do not exist
+    with pytest.raises(ConfigError, match="tls.cert"):
+        load_config(config_file)
+    config = load_config(config_file, check_files=False)
+    assert config.control.socket == tmp_path / "run" / "control.sock"
