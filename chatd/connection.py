@@ -90,6 +90,7 @@ class Connection:
         self._accepting_output = True
         self._unsent: collections.deque[bytes] = collections.deque()
         self._inflight: bytes | None = None
+        self._split_line = False  # the last chunk handed to TLS ended inside a line
         # What OpenSSL is waiting for; `_update_interest` turns these into selector events.
         self._write_wants_write = False
         self._write_wants_read = False
@@ -464,6 +465,11 @@ class Connection:
             self._start_linger()
 
     def _next_chunk(self) -> bytes:
+        chunk = self._take_chunk()
+        self._split_line = not chunk.endswith(b"\n")
+        return chunk
+
+    def _take_chunk(self) -> bytes:
         first = self._unsent.popleft()
         if len(first) >= WRITE_CHUNK or not self._unsent:
             if len(first) > WRITE_CHUNK:
@@ -488,10 +494,18 @@ class Connection:
 
     def _overflowed(self) -> None:
         log.info("slow_consumer", **self._ctx, nick=self.nick, queued=self._queued)
+        # Drop what is queued, but finish a line already half handed to TLS, so
+        # that the BYE starts a line of its own.
+        rest_of_line = b""
+        if self._split_line and self._unsent:
+            head = self._unsent[0]
+            rest_of_line = head[: head.find(b"\n") + 1] or head
         self._unsent.clear()
+        if rest_of_line:
+            self._unsent.append(rest_of_line)
         with self._lock:
             self._outbox.clear()
-            self._queued = len(self._inflight or b"")
+            self._queued = len(self._inflight or b"") + len(rest_of_line)
         self.begin_close("slow_consumer")
 
     # -- closing ----------------------------------------------------------------------
@@ -600,6 +614,8 @@ _REJECT_TEXT: Final = {
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"{exc.reason}: {exc.verify_message}"  # e.g. certificate has expired
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason)
     if isinstance(exc, OSError) and exc.strerror:

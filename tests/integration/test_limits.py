@@ -367,11 +367,6 @@ SLEEPERS = 6
 LONG_LINE = 65000  # with max_line_bytes 65536: each MSG line spans four 16 KB writes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chatd/connection.py _overflowed: clearing _unsent drops the rest of a line whose "
-    "first part _next_chunk already handed to the socket, so BYE lands mid-line",
-)
 def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon) -> None:  # type: ignore[no-untyped-def]
     # "A client that is disconnected is told why (BYE <reason>) whenever its socket
     # still allows it": sleepers that stop reading, overflow, and then read again

@@ -217,11 +217,6 @@ def test_required_refuses_during_a_tls12_handshake(
     _assert_healthy(daemon, client_certs.other)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chatd/connection.py _describe logs only exc.reason (CERTIFICATE_VERIFY_FAILED), "
-    "not SSLCertVerificationError.verify_message: the operator cannot tell expired from unknown CA",
-)
 def test_the_log_says_why_a_client_certificate_was_refused(
     start_daemon: Callable[..., Daemon], certs: PKI, client_certs: ClientCerts
 ) -> None:
