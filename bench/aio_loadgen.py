@@ -128,18 +128,25 @@ class Client(asyncio.Protocol):
             if self.state == "nick" and self.buf.startswith(b"NICK"):
                 self.write(self.nick.encode())
                 self._ready()
-        else:  # irc
-            if self.state == "irc001" and b" 001 " in self.buf:
-                self.write(b"JOIN #bench\r\n")
-                self.state = "irc366"
-            if self.state == "irc366" and b" 366 " in self.buf and self.buf.endswith(b"\n"):
-                self._ready()
-            if b"ERROR" in self.buf or b" 433 " in self.buf:
-                if not self.registered.done():
-                    self.registered.set_exception(ConnectionError(f"{self.nick}: {self.buf[-200:]!r}"))
-                self.state = "failed"
-            elif self.state == "irc366" and b"PING" in self.buf:
-                pass
+        else:  # irc: look at whole lines only
+            *lines, self.buf = self.buf.split(b"\n")
+            for line in lines:
+                parts = line.rstrip(b"\r").split(b" ")
+                if parts[0] == b"PING":
+                    self.write(b"PONG " + b" ".join(parts[1:]) + b"\r\n")
+                    continue
+                cmd = parts[1] if len(parts) > 1 and parts[0].startswith(b":") else parts[0]
+                if cmd == b"001" and self.state == "irc001":
+                    self.write(b"JOIN #bench\r\n")
+                    self.state = "irc366"
+                elif cmd == b"366" and self.state == "irc366":
+                    self._ready()
+                    return
+                elif cmd == b"ERROR" or cmd in (b"432", b"433", b"451", b"465", b"471", b"473", b"474"):
+                    if not self.registered.done():
+                        self.registered.set_exception(ConnectionError(f"{self.nick}: {line[:200]!r}"))
+                    self.state = "failed"
+                    return
 
     def _parse(self, data: bytes) -> None:
         data = self.buf + data
@@ -176,6 +183,8 @@ class Gen:
             self.ctx.verify_mode = ssl.CERT_NONE
         self.server_hostname = spec.get("server_hostname", "localhost")
         self.clients: list[Client] = []
+        self.failures = 0
+        self.last_error: str | None = None
 
     def line(self, sender: int, seq: int, ts: int) -> bytes:
         text = b"%s %d %d %d" % (PAD, sender, seq, ts)
@@ -198,16 +207,28 @@ class Gen:
         await client.registered
         return client
 
-    async def connect_many(self, n: int, concurrency: int, first: int = 0, timeout: float = 120) -> list[Client]:
+    async def connect_many(self, n: int, concurrency: int, first: int = 0, timeout: float = 120,
+                           tolerate: bool = False) -> list[Client]:
+        """Connect and register n clients, at most `concurrency` handshakes at a time.
+
+        With `tolerate`, failures are counted in self.failures instead of raised."""
         sem = asyncio.Semaphore(concurrency)
 
-        async def one(i: int) -> Client:
+        async def one(i: int) -> Client | None:
             async with sem:
-                return await asyncio.wait_for(self.connect_one(i), 30)
+                try:
+                    return await asyncio.wait_for(self.connect_one(i), 30)
+                except (OSError, ConnectionError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                    if not tolerate:
+                        raise
+                    self.failures += 1
+                    self.last_error = repr(exc)[:300]
+                    return None
 
         got = await asyncio.wait_for(asyncio.gather(*(one(first + i) for i in range(n))), timeout)
-        self.clients.extend(got)
-        return got
+        ok = [c for c in got if c is not None]
+        self.clients.extend(ok)
+        return ok
 
     async def quiesce(self, quiet: float = 0.3, limit: float = 10.0) -> None:
         """Wait until no client receives anything for `quiet` s (JOIN noise done), then zero the counters."""
@@ -411,9 +432,11 @@ async def capacity(spec: dict[str, Any]) -> dict[str, Any]:
     c0 = time.process_time()
     error = None
     try:
-        await g.connect_many(k, int(spec.get("concurrency", 100)), timeout=float(spec.get("timeout_s", 300)))
-    except Exception as exc:  # report how far we got instead of crashing
-        error = repr(exc)[:300]
+        await g.connect_many(k, int(spec.get("concurrency", 100)), timeout=float(spec.get("timeout_s", 300)),
+                             tolerate=True)
+    except asyncio.TimeoutError:  # report how far we got instead of crashing
+        error = "timeout"
+    error = error or g.last_error
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     connected = len(g.clients)
@@ -427,7 +450,7 @@ async def capacity(spec: dict[str, Any]) -> dict[str, Any]:
     if rss0 is not None and rss1 is not None and connected:
         per = round((rss1 - rss0) / connected, 2)
     return {
-        "scenario": "capacity", "k": k, "connected": connected, "alive_after_1s": alive,
+        "scenario": "capacity", "k": k, "connected": connected, "failed": g.failures, "alive_after_1s": alive,
         "error": error, "wall_s": round(wall, 3),
         "connects_per_s": round(connected / wall, 1) if wall > 0 else 0,
         "rss_before_kib": rss0, "rss_after_kib": rss1, "kib_per_client": per,
