@@ -126,7 +126,7 @@ def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[.
             sock.close()
     # Closed because of the timeout (the deadline runs from accept), not before.
     assert min(closed_after) >= 0.9, min(closed_after)
-    assert max(delays) < 0.5, f"an echo took {max(delays):.2f}s while 100 sockets idled"
+    assert max(delays) < 0.75, f"an echo took {max(delays):.2f}s while 100 sockets idled"
     timeouts = daemon.find_events("tls_handshake_failed", error="timeout")
     assert len(timeouts) == 100
     _assert_healthy(daemon)

@@ -168,8 +168,18 @@ def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon
     finally:
         for sock in flood:
             sock.close()
-    # The cap is free again: a rejected client is told why once more.
-    _refused(daemon.client(), "server_full")
+    # The cap is free again (once the last of them is released, just after its
+    # log line): a rejected client is told why once more.
+
+    def told_why() -> bool:
+        try:
+            client = daemon.client()
+        except (ssl.SSLError, OSError):
+            return False  # closed at once: the cap was not free yet
+        _refused(client, "server_full")
+        return True
+
+    wait_until(told_why, 5, "a rejected client told why again")
     member.close()
     _wait_disconnected(daemon, "member")
     _assert_healthy(daemon)
@@ -352,7 +362,7 @@ def test_a_client_that_stops_reading_while_20_others_chat(start_daemon) -> None:
     print(f"20 chatters: {elapsed:.1f}s, delivery median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms")
     assert elapsed < 25, f"chatters needed {elapsed:.1f}s"
     assert worst < 3.0, f"a line took {worst:.2f}s to arrive"
-    assert daemon.find_events("slow_consumer", nick="sleeper")
+    daemon.wait_for_event("slow_consumer", nick="sleeper")
     for chatter in chatters:  # everyone was told, if not already during the chat
         if chatter.nick not in left:
             assert chatter.readline() == "LEAVE sleeper slow_consumer"
