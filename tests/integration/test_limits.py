@@ -140,6 +140,19 @@ def test_exempt_addresses_skip_the_per_ip_limits(start_daemon) -> None:  # type:
     assert not daemon.find_events("rejected")
 
 
+@pytest.mark.skipif(not socket.has_dualstack_ipv6(), reason="needs a dual-stack IPv6 socket")
+def test_per_ip_limits_and_exempt_see_ipv4_clients_of_a_dual_stack_listener(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    # With server.host "::" an IPv4 client's address is ::ffff:127.0.0.1.
+    limited = start_daemon(server={"host": "::"}, limits={"max_clients_per_ip": 1})
+    limited.client("first")
+    _refused(limited.client(), "too_many_connections")
+    exempt = start_daemon(server={"host": "::"}, limits={"max_clients_per_ip": 1, "exempt": ["127.0.0.1"]})
+    clients = [exempt.client(f"n{i}") for i in range(3)]
+    clients[-1].send("/who")
+    assert clients[-1].readline() == "USERS n0 n1 n2"
+    assert not exempt.find_events("rejected")
+
+
 def test_max_clients_still_applies_to_exempt_addresses(start_daemon) -> None:  # type: ignore[no-untyped-def]
     daemon = start_daemon(limits={"max_clients": 2, "exempt": ["127.0.0.1"]})
     daemon.client("a")
