@@ -168,7 +168,8 @@ class Client(asyncio.Protocol):
                 fs[s] += 1
                 lat.append(now - ts)
             except (ValueError, IndexError):
-                self.bad += 1
+                if not line.startswith((b"JOIN ", b"LEAVE ", b"INFO ")):
+                    self.bad += 1  # chatd room events are expected noise; anything else is corrupt
 
 
 class Gen:
@@ -182,12 +183,13 @@ class Gen:
             self.ctx.check_hostname = False
             self.ctx.verify_mode = ssl.CERT_NONE
         self.server_hostname = spec.get("server_hostname", "localhost")
+        self.pad = b"x" * int(spec.get("pad", len(PAD)))
         self.clients: list[Client] = []
         self.failures = 0
         self.last_error: str | None = None
 
     def line(self, sender: int, seq: int, ts: int) -> bytes:
-        text = b"%s %d %d %d" % (PAD, sender, seq, ts)
+        text = b"%s %d %d %d" % (self.pad, sender, seq, ts)
         if self.dialect == "irc":
             return b"PRIVMSG #bench :" + text + b"\r\n"
         return text + b"\n"
@@ -217,7 +219,9 @@ class Gen:
         async def one(i: int) -> Client | None:
             async with sem:
                 try:
-                    return await asyncio.wait_for(self.connect_one(i), 30)
+                    c = await asyncio.wait_for(self.connect_one(i), 30)
+                    self.clients.append(c)
+                    return c
                 except (OSError, ConnectionError, asyncio.TimeoutError, ssl.SSLError) as exc:
                     if not tolerate:
                         raise
@@ -226,9 +230,7 @@ class Gen:
                     return None
 
         got = await asyncio.wait_for(asyncio.gather(*(one(first + i) for i in range(n))), timeout)
-        ok = [c for c in got if c is not None]
-        self.clients.extend(ok)
-        return ok
+        return [c for c in got if c is not None]
 
     async def quiesce(self, quiet: float = 0.3, limit: float = 10.0) -> None:
         """Wait until no client receives anything for `quiet` s (JOIN noise done), then zero the counters."""
@@ -249,6 +251,25 @@ class Gen:
 def _cpu_fields(cpu: float, wall: float) -> dict[str, Any]:
     pct = 100.0 * cpu / wall if wall > 0 else 0.0
     return {"gen_cpu_pct": round(pct, 1), "saturated": pct >= 90.0}
+
+
+def server_cpu_s(pid: int | None) -> float | None:
+    """utime + stime of the whole server process (all threads), in seconds."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _server_fields(pid: int | None, cpu0: float | None, wall: float) -> dict[str, Any]:
+    cpu1 = server_cpu_s(pid)
+    if cpu0 is None or cpu1 is None or wall <= 0:
+        return {"server_cpu_pct": None}
+    return {"server_cpu_pct": round(100.0 * (cpu1 - cpu0) / wall, 1)}
 
 
 def _latency_fields(clients: list[Client]) -> dict[str, Any]:
@@ -310,6 +331,8 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
             sent[i] += k
             await asyncio.sleep(0)
 
+    pid = spec.get("pid")
+    s0 = server_cpu_s(pid)
     t0 = time.perf_counter()
     c0 = time.process_time()
     tasks = [asyncio.create_task(sender(i)) for i in range(s)]
@@ -331,6 +354,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
             stalled = True
             break
     wall = last_change - t0  # a stall's idle tail does not count
+    server = _server_fields(pid, s0, time.perf_counter() - t0)
     cpu = time.process_time() - c0
     for t in tasks:
         t.cancel()
@@ -350,10 +374,15 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
         "disconnected": sum(1 for c in clients if c.lost_conn),
         **_latency_fields(samples),
         **_cpu_fields(cpu, time.perf_counter() - t0),
+        **server,
     }
-    if slow is not None:
-        result["slow_client_closed"] = slow.closed.done()
-        await asyncio.sleep(0.2)
+    if slow is not None and slow.transport is not None:
+        # read again: a client the server dropped sees EOF (after a BYE) soon
+        slow.sample = False
+        slow.transport.resume_reading()
+        t_end = time.monotonic() + 3
+        while not slow.closed.done() and time.monotonic() < t_end:
+            await asyncio.sleep(0.05)
         result["slow_client_closed"] = slow.closed.done()
     for c in clients + ([slow] if slow else []):
         if c.transport:
@@ -375,6 +404,8 @@ async def paced(spec: dict[str, Any]) -> dict[str, Any]:
         c.sample = True
         c.from_sender = [0] * (n + 1)
     total = int(rate * duration)
+    pid = spec.get("pid")
+    s0 = server_cpu_s(pid)
     t0 = time.perf_counter()
     c0 = time.process_time()
     start_ns = perf_ns()
@@ -409,14 +440,16 @@ async def paced(spec: dict[str, Any]) -> dict[str, Any]:
         "disconnected": sum(1 for c in clients if c.lost_conn),
         **_latency_fields(samples),
         **_cpu_fields(cpu, wall),
+        **_server_fields(pid, s0, wall),
     }
 
 
 def _rss_kib(pid: int) -> int | None:
     try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
     except OSError:
         return None
     return None
@@ -428,6 +461,7 @@ async def capacity(spec: dict[str, Any]) -> dict[str, Any]:
     k = int(spec["k"])
     pid = spec.get("pid")
     rss0 = _rss_kib(pid) if pid else None
+    s0 = server_cpu_s(pid)
     t0 = time.perf_counter()
     c0 = time.process_time()
     error = None
@@ -439,6 +473,7 @@ async def capacity(spec: dict[str, Any]) -> dict[str, Any]:
     error = error or g.last_error
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
+    server = _server_fields(pid, s0, wall)
     connected = len(g.clients)
     await asyncio.sleep(1.0)
     rss1 = _rss_kib(pid) if pid else None
@@ -455,6 +490,7 @@ async def capacity(spec: dict[str, Any]) -> dict[str, Any]:
         "connects_per_s": round(connected / wall, 1) if wall > 0 else 0,
         "rss_before_kib": rss0, "rss_after_kib": rss1, "kib_per_client": per,
         **_cpu_fields(cpu, wall),
+        **server,
     }
 
 

@@ -85,8 +85,8 @@ def render(results: list[Result], *, runs: int, quick: bool, elapsed_s: float, t
     # fan-out
     L += ["## Fan-out", "",
           "Delivered lines per second (every receiver's count of lines), latency on ≤ 5 sample receivers.", "",
-          "| N | S | M | target | msg/s | p50 ms | p99 ms | max ms | lost | gen CPU% | saturated | notes |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "| N | S | M | target | msg/s | p50 ms | p99 ms | max ms | lost | server CPU% | gen CPU% | saturated | notes |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ratios = []
     for n, s, mm in sorted({(r["n"], r["s"], r["m"]) for r in results if r.get("scenario") == "fanout"}):
         g = _group(results, "fanout", n=n, s=s, m=mm)
@@ -96,7 +96,7 @@ def render(results: list[Result], *, runs: int, quick: bool, elapsed_s: float, t
             sat = any(r.get("saturated") for r in ok)
             L.append(f"| {n} | {s} | {mm} | {t} | {fmt(_agg(ok, 'msgs_per_s'))} | {fmt(_agg(ok, 'p50_ms'))} | "
                      f"{fmt(_agg(ok, 'p99_ms'))} | {fmt(_agg(ok, 'max_ms'))} | {fmt(_agg(ok, 'lost'))} | "
-                     f"{fmt(_agg(ok, 'gen_cpu_pct'))} | {fmt(sat) if ok else '–'} | {_notes(rs)} |")
+                     f"{fmt(_agg(ok, 'server_cpu_pct'))} | {fmt(_agg(ok, 'gen_cpu_pct'))} | {fmt(sat) if ok else '–'} | {_notes(rs)} |")
         c, i = _agg(g.get("chatd", []), "msgs_per_s"), _agg(g.get("ngircd", []), "msgs_per_s")
         if c and i:
             ratios.append((n, s, mm, c / i))
@@ -108,8 +108,8 @@ def render(results: list[Result], *, runs: int, quick: bool, elapsed_s: float, t
     # paced
     L += ["", "## Paced latency", "",
           "100 clients take turns to send, 200 msg/s in total, open loop; every client receives every message.", "",
-          "| target | duration s | delivered | lost | p50 ms | p99 ms | max ms | gen CPU% | p99 ≤ 50 ms | notes |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| target | duration s | delivered | lost | p50 ms | p99 ms | max ms | generator behind max ms | server CPU% | gen CPU% | p99 ≤ 50 ms | notes |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     g = _group(results, "paced")
     for t in targets:
         rs = g.get(t, [])
@@ -117,6 +117,7 @@ def render(results: list[Result], *, runs: int, quick: bool, elapsed_s: float, t
         p99 = _agg(ok, "p99_ms")
         L.append(f"| {t} | {fmt(_agg(ok, 'duration_s'))} | {fmt(_agg(ok, 'delivered'))} | {fmt(_agg(ok, 'lost'))} | "
                  f"{fmt(_agg(ok, 'p50_ms'), 2)} | {fmt(p99, 2)} | {fmt(_agg(ok, 'max_ms'), 2)} | "
+                 f"{fmt(_agg(ok, 'sender_behind_max_ms'), 2)} | {fmt(_agg(ok, 'server_cpu_pct'))} | "
                  f"{fmt(_agg(ok, 'gen_cpu_pct'))} | {verdict(None if p99 is None else p99 <= 50) if t == 'chatd' else ''} "
                  f"| {_notes(rs)} |")
     # capacity
@@ -124,20 +125,20 @@ def render(results: list[Result], *, runs: int, quick: bool, elapsed_s: float, t
           "K idle clients connect and register as fast as the generator can (≤ 100 handshakes in flight); "
           "the server's VmRSS before and 1 s after. IRC clients also JOIN #bench (chatd's single room "
           "has the same JOIN fan-out).", "",
-          "| target | K | connected | failed | connects/s | RSS before KiB | RSS after KiB | KiB/client | gen CPU% | notes |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| target | K | connected | failed | connects/s | RSS before KiB | RSS after KiB | KiB/client | server CPU% | gen CPU% | notes |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     g = _group(results, "capacity")
     cap_chatd: dict[str, Any] = {}
     for t in targets:
         rs = g.get(t, [])
         ok = [r for r in rs if not r.get("skipped") and "connects_per_s" in r]
         row = {k: _agg(ok, k) for k in ("k", "connected", "failed", "connects_per_s", "rss_before_kib",
-                                          "rss_after_kib", "kib_per_client", "gen_cpu_pct")}
+                                          "rss_after_kib", "kib_per_client", "server_cpu_pct", "gen_cpu_pct")}
         if t == "chatd":
             cap_chatd = row
         L.append(f"| {t} | {fmt(row['k'])} | {fmt(row['connected'])} | {fmt(row['failed'])} | "
                  f"{fmt(row['connects_per_s'])} | {fmt(row['rss_before_kib'])} | {fmt(row['rss_after_kib'])} | "
-                 f"{fmt(row['kib_per_client'])} | {fmt(row['gen_cpu_pct'])} | {_notes(rs)} |")
+                 f"{fmt(row['kib_per_client'])} | {fmt(row['server_cpu_pct'])} | {fmt(row['gen_cpu_pct'])} | {_notes(rs)} |")
     if cap_chatd:
         kib, cps = cap_chatd.get("kib_per_client"), cap_chatd.get("connects_per_s")
         L += ["", f"- chatd memory per client {fmt(kib)} KiB vs ≤ 64 KiB: "
@@ -150,15 +151,16 @@ def render(results: list[Result], *, runs: int, quick: bool, elapsed_s: float, t
         without = [r for r in rs if r.get("variant") == "without" and "msgs_per_s" in r]
         with_ = [r for r in rs if r.get("variant") == "with" and "msgs_per_s" in r]
         L += ["", "## Slow consumer (chatd, send_queue_bytes 98304)", "",
-              "50 clients (10 senders × 1,000 lines) with and without one more client that registers, "
-              "has a 4 KiB receive buffer and never reads.", "",
-              "| variant | msg/s | p50 ms | p99 ms | lost | slow client closed | disconnect slow_consumer logged | gen CPU% |",
-              "|---|---|---|---|---|---|---|---|"]
+              "50 clients (10 senders × 3,000 lines of ~230 bytes) with and without one more client that "
+              "registers, has a 4 KiB receive buffer and never reads.", "",
+              "| variant | msg/s | p50 ms | p99 ms | lost | slow client closed | disconnect slow_consumer logged | server CPU% | gen CPU% |",
+              "|---|---|---|---|---|---|---|---|---|"]
         for name, part in (("without", without), ("with", with_)):
             L.append(f"| {name} | {fmt(_agg(part, 'msgs_per_s'))} | {fmt(_agg(part, 'p50_ms'), 2)} | "
                      f"{fmt(_agg(part, 'p99_ms'), 2)} | {fmt(_agg(part, 'lost'))} | "
                      f"{fmt(all(r.get('slow_client_closed') for r in part)) if name == 'with' and part else ''} | "
-                     f"{fmt(_agg(part, 'disconnect_slow_consumer'))} | {fmt(_agg(part, 'gen_cpu_pct'))} |")
+                     f"{fmt(_agg(part, 'disconnect_slow_consumer'))} | {fmt(_agg(part, 'server_cpu_pct'))} | "
+                     f"{fmt(_agg(part, 'gen_cpu_pct'))} |")
         a, b = _agg(without, "msgs_per_s"), _agg(with_, "msgs_per_s")
         pa, pb = _agg(without, "p99_ms"), _agg(with_, "p99_ms")
         if a and b:
@@ -170,7 +172,12 @@ def render(results: list[Result], *, runs: int, quick: bool, elapsed_s: float, t
         dropped = [r.get("disconnect_slow_consumer", 0) for r in with_]
         L.append(f"- slow client dropped by chatd (`disconnect` reason slow_consumer) in "
                  f"{sum(1 for x in dropped if x)}/{len(dropped)} runs")
-    L += ["", "## Generator saturation", ""]
+    busy = [r.get("machine_busy_before_pct") for r in results if r.get("machine_busy_before_pct") is not None]
+    L += ["", "## Generator saturation and machine noise", ""]
+    if busy:
+        L.append(f"Whole-machine CPU use just before each run (other users of this shared machine): median "
+                 f"{statistics.median(busy):.0f}%, max {max(busy):.0f}% (the runner waits up to --quiet-wait s "
+                 "for it to fall below 15%).\n")
     sat = [r for r in results if r.get("saturated")]
     if sat:
         L.append(f"{len(sat)} of {len(results)} runs had the generator at ≥ 90% CPU; their throughput is a lower "
