@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/chatd.yaml
 
-.PHONY: run test check-python certs typecheck bench clean install check-unit
+.PHONY: run test check-python certs typecheck bench clean install check-unit tls-check
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chatd needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -40,6 +40,10 @@ install:
 # systemd-analyze verify + security on the unit (also part of `make test`).
 check-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests/unit/test_systemd_unit.py
+
+# sslyze against Mozilla's "intermediate" profile (downloads sslyze into .venv-sslyze).
+tls-check: $(VENV)/.installed certs/server.crt
+	bash scripts/tls-check.sh
 
 # The benchmark (not part of `make test`): see bench/README.md.
 bench: $(VENV)/.installed certs/server.crt
