@@ -119,6 +119,7 @@ def _assert_refused(daemon: Daemon, cert: CertPair | None) -> tuple[str, str]:
     `tls_handshake_failed` event.
     """
     before = len(daemon.find_events("tls_handshake_failed"))
+    seen: Exception
     try:
         client = _connect(daemon, cert)
     except (ssl.SSLError, ConnectionError) as exc:
