@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="wait up to this many s before each run for other CPU users to finish (shared machine)")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS-aio.md")
     args = ap.parse_args(argv)
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so every started target is stopped by one_run's `finally`
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     targets = [t for t in args.targets.split(",") if t]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
