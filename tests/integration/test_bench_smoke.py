@@ -23,3 +23,23 @@ def test_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
     assert result["lost"] == 0 and not result["stalled"], result
     assert result["corrupt_sample_lines"] == 0, result
     assert result["lat_samples"] > 0 and result["p99_ms"] is not None, result
+
+
+def test_epoll_generator_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
+    """The same check for `make bench`'s own generator (bench/engine.py, bench/scenarios.py)."""
+    from bench.scenarios import run_scenario
+
+    daemon = start_daemon(log={"format": "json", "level": "info"})
+    spec = {"scenario": "fanout", "dialect": "chatd", "host": "127.0.0.1", "port": daemon.port,
+            "ca": str(daemon.pki.ca), "server_pid": daemon.process.pid,
+            "n": 5, "s": 2, "m": 20, "batch": 10, "marks": 3, "coalesce": True,
+            "samples": 2, "deadline": 20, "idle": 5, "connect_timeout": 10}
+    t0 = time.monotonic()
+    result = run_scenario(spec)
+    assert time.monotonic() - t0 < 30
+    assert result["ok"], result
+    assert result["expected"] == 5 * 2 * 20  # chatd echoes MSG to the sender too
+    assert result["delivered"] == result["expected"] and result["lost"] == 0, result
+    assert result["corrupt"] == 0 and result["order_errors"] == 0, result
+    assert result["latency"]["n"] == 2 * 2 * 20, result  # every line at both samples
+    assert result["ack_rtt"]["n"] == 2 * 2, result  # two batches of 10 per sender, each PONGed

@@ -1,0 +1,273 @@
+"""`python -m bench` (what `make bench` runs): start each target, run every
+scenario against it with the load generator, write bench/results.jsonl (one
+raw JSON line per run) and bench/RESULTS.md (medians).
+
+Each (scenario, target, run) gets a fresh server. Runs are interleaved
+(scenario by scenario, target by target, then the next run) so that a slow
+drift of the machine hits every target alike. Before each run the runner
+waits, within limits, for the machine to be quiet: other people's jobs on
+the same two CPUs would otherwise land in the numbers (each run records how
+much CPU everything else used while it ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.targets import REPO, TARGETS, Certs, Running, Target, TargetUnavailable, cpu_count, pinned
+
+BENCH = Path(__file__).resolve().parent
+WORK = BENCH / ".work"  # git-ignored
+LOCK = Path("/tmp/chatd-bench.lock")
+
+# How the senders drive the server (bench/README.md, "Method"): batches of 10
+# lines in one TLS record, each ending with a PING; at most 3 batches
+# unacknowledged. 3 × (10 × 56 + 10) bytes stays below ngircd's 2048-byte
+# read buffer, which it enforces by disconnecting.
+WINDOW = {"batch": 10, "marks": 3, "coalesce": True, "lag": 2000, "samples": 5}
+# Slow consumer: 50 clients all chatting with 250-byte lines, so that what the
+# non-reader is owed (50 × M × 250 B) is far more than the kernel buffers take
+# on loopback (the server's send buffer grows past 1 MiB), and its queue must
+# overflow. The window shrinks to stay under ngircd's 2 KiB read buffer.
+SLOW = {"scenario": "slow", "n": 50, "s": 50, "parse_all": True, "pad": 200,
+        **WINDOW, "batch": 2, "marks": 3}
+
+FULL: list[tuple[str, dict[str, Any]]] = [
+    ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
+    ("fanout-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **WINDOW}),
+    ("fanout-1000", {"scenario": "fanout", "n": 1000, "s": 10, "m": 100, **WINDOW}),
+    ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 20}),
+    ("capacity", {"scenario": "capacity", "clients": 5000, "concurrency": 100, "deadline": 150}),
+    ("slow-without", {**SLOW, "m": 600}),
+    ("slow-with", {**SLOW, "m": 600, "nonreader": True}),
+]
+QUICK: list[tuple[str, dict[str, Any]]] = [
+    ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW}),
+    ("fanout-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 100, **WINDOW}),
+    ("fanout-1000", {"scenario": "fanout", "n": 1000, "s": 10, "m": 20, **WINDOW}),
+    ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 5}),
+    ("capacity", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60}),
+    ("slow-without", {**SLOW, "m": 600}),
+    ("slow-with", {**SLOW, "m": 600, "nonreader": True}),
+]
+# The seed corrupts or stalls early; don't wait long for what will not come.
+SEED_LIMITS = {"deadline": 30, "idle": 3.0, "connect_timeout": 60}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 run, smaller parameters (~3 min)")
+    parser.add_argument("--runs", type=int, help="runs per scenario and target (default 3, quick 1)")
+    parser.add_argument("--targets", default="chatd,ngircd,seed", help="comma-separated subset")
+    parser.add_argument("--scenarios", default="",
+                        help="comma-separated prefixes, e.g. fanout,paced (default: all)")
+    parser.add_argument("--capacity-runs", type=int,
+                        help="runs of the (long) capacity scenario for ngircd and the seed (default 1)")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="seconds to wait for a quiet machine before each run (default 60)")
+    parser.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.jsonl go")
+    parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.jsonl")
+    args = parser.parse_args(argv)
+    runs = args.runs or (1 if args.quick else 3)
+    results_path = args.out / "results.jsonl"
+    if args.report_only:
+        records = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+        (args.out / "RESULTS.md").write_text(report.render(records[0]["machine"], records))
+        return 0
+
+    plan = [(key, spec) for key, spec in (QUICK if args.quick else FULL)
+            if not args.scenarios or any(key.startswith(p) for p in args.scenarios.split(","))]
+    WORK.mkdir(exist_ok=True)
+    certs = _certs()
+    targets: list[Target] = []
+    notes: list[str] = []
+    for name in args.targets.split(","):
+        target = TARGETS[name.strip()](certs)
+        try:
+            target.check()
+        except TargetUnavailable as exc:
+            notes.append(f"{name}: skipped ({exc})")
+            _say(f"skipping {name}: {exc}")
+            continue
+        targets.append(target)
+    machine = _machine(targets, runs, args, notes)
+    records: list[dict[str, Any]] = []
+    results_path.write_text("")
+    started = time.monotonic()
+    for run in range(1, runs + 1):
+        for key, spec in plan:
+            for target in targets:
+                if key == "capacity" and target.name != "chatd" and run > (args.capacity_runs or 1):
+                    continue
+                record = _one_run(target, key, spec, run, certs, args.quiet_wait)
+                record["machine"] = machine
+                records.append(record)
+                with results_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                _say(_summary(record))
+    machine["duration_s"] = round(time.monotonic() - started)
+    for record in records:
+        record["machine"] = machine
+    results_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (args.out / "RESULTS.md").write_text(report.render(machine, records))
+    _say(f"wrote {args.out / 'RESULTS.md'} and {results_path} in {machine['duration_s']} s")
+    return 0
+
+
+def _one_run(target: Target, key: str, spec: dict[str, Any], run: int, certs: Certs,
+             quiet_wait: float) -> dict[str, Any]:
+    spec = dict(spec)
+    if target.name == "seed":
+        spec.update(SEED_LIMITS)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{key}-{target.name}-", dir=WORK))
+    record: dict[str, Any] = {"key": key, "target": target.name, "run": run}
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # never two of these benches at once on one machine
+        record["quiet_before_pct"] = _wait_quiet(quiet_wait)
+        try:
+            running = target.start(workdir, spec["scenario"])
+        except (RuntimeError, OSError) as exc:
+            record.update(ok=False, error=f"start failed: {exc}"[:2000])
+            return record
+        try:
+            record.update(_generate(running, target, spec, certs))
+        finally:
+            record["server_alive_at_end"] = running.process.poll() is None
+            record["server_exit"] = running.stop()
+            record.update(_log_evidence(target, running))
+    if record.get("ok") and not os.environ.get("BENCH_KEEP_WORK"):
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        record["workdir"] = str(workdir)
+    return record
+
+
+def _generate(running: Running, target: Target, spec: dict[str, Any], certs: Certs) -> dict[str, Any]:
+    full = {**spec, "dialect": target.dialect, "host": "127.0.0.1", "port": running.port,
+            "ca": str(certs.ca), "server_pid": running.pid}
+    limit = float(spec.get("deadline", 120)) + float(spec.get("connect_timeout", 120)) + 120
+    cmd = pinned([sys.executable, "-m", "bench.loadgen", json.dumps(full)], 1)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"generator timed out after {limit:.0f}s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {"ok": False, "error": f"generator exit {done.returncode}: {done.stderr[-1500:]}"}
+    result = json.loads(lines[-1])
+    for noise in ("host", "port", "ca", "server_pid"):
+        result.pop(noise, None)
+    result.update(running.notes)
+    return result
+
+
+def _log_evidence(target: Target, running: Running) -> dict[str, Any]:
+    """What the server's own log says about the run (drops, crashes)."""
+    try:
+        text = running.log.read_text(errors="replace")
+    except OSError:
+        return {}
+    if target.name == "chatd":
+        return {"log_slow_consumer": text.count('"slow_consumer"'),
+                "log_tracebacks": text.count('"exception"')}
+    if target.name == "ngircd":
+        return {"log_write_buffer_exhausted": text.count("Write buffer space exhausted"),
+                "log_read_buffer_exhausted": text.count("Receive buffer space exhausted")}
+    return {"log_tracebacks": text.count("Traceback")}
+
+
+def _busy_fraction(seconds: float) -> float:
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+        return sum(values) - values[3] - values[4], sum(values)
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def _wait_quiet(limit: float, threshold: float = 0.10) -> float:
+    """Wait up to `limit` s for the whole machine to be < 10% busy; return the last reading (%)."""
+    deadline = time.monotonic() + limit
+    busy = _busy_fraction(0.5)
+    if busy >= threshold:
+        _say(f"machine {busy:.0%} busy (someone else's job?); waiting up to {limit:.0f}s")
+    while busy >= threshold and time.monotonic() < deadline:
+        busy = _busy_fraction(1.0)
+    return round(100 * busy, 1)
+
+
+def _certs() -> Certs:
+    """The repository's dev certificates (`make bench` creates them), else a fresh set."""
+    certs_dir = REPO / "certs"
+    if not all((certs_dir / f).exists() for f in ("ca.crt", "server.crt", "server.key")):
+        certs_dir = WORK / "pki"
+        if not (certs_dir / "server.key").exists():
+            chatctl = [sys.executable, "-m", "chatctl", "gen-certs", "--out", str(certs_dir)]
+            subprocess.run(chatctl, check=True, capture_output=True, cwd=REPO)
+    return Certs(certs_dir / "ca.crt", certs_dir / "server.crt", certs_dir / "server.key")
+
+
+def _machine(targets: list[Target], runs: int, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
+    import platform
+    import ssl
+
+    model = ""
+    try:
+        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        model = match.group(1).strip() if match else ""
+    except OSError:
+        pass
+    mem = ""
+    try:
+        match = re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text())
+        mem = f"{int(match.group(1)) // 1024} MiB" if match else ""
+    except OSError:
+        pass
+    debian = Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else ""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model, "cpus": cpu_count(), "memory": mem,
+        "kernel": platform.release(), "os": f"Debian {debian}" if debian else platform.platform(),
+        "python": sys.version.split()[0], "openssl": ssl.OPENSSL_VERSION,
+        "targets": {t.name: t.version() for t in targets},
+        "pinning": "server on CPU 0, generator on CPU 1 (taskset)" if cpu_count() >= 2 else "none (1 CPU)",
+        "runs": runs, "quick": args.quick, "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "notes": notes,
+    }
+
+
+def _summary(record: dict[str, Any]) -> str:
+    head = f"run {record['run']} {record['key']:<13} {record['target']:<7}"
+    if "error" in record:
+        return f"{head} ERROR {record['error'][:200]}"
+    parts = [f"ok={record.get('ok')}"]
+    for key in ("msgs_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client"):
+        if key in record:
+            parts.append(f"{key}={record[key]}")
+    if "latency" in record and record["latency"].get("n"):
+        parts.append(f"p50={record['latency']['p50_ms']}ms p99={record['latency']['p99_ms']}ms")
+    for key in ("lost", "corrupt", "gen_cpu_pct", "server_cpu_pct", "other_cpu_pct",
+                "handshake_gen_cpu_pct", "nonreader_dropped"):
+        if key in record:
+            parts.append(f"{key}={record[key]}")
+    return f"{head} " + " ".join(parts)
+
+
+def _say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,626 @@
+"""The load generator's engine: one epoll loop driving many non-blocking TLS
+client connections, written for low overhead per byte received.
+
+Why not asyncio: its SSL transport costs tens of microseconds per read event
+(memory BIOs, protocol callbacks), and at a million delivered lines a second
+the generator would become the bottleneck. Here a readable socket costs one
+`recv_into` per TLS record into one shared buffer, and most receivers only
+`count(b"\\n")` in it. Only senders and a few *sample* receivers split lines:
+senders to see their window markers (PONG or own echo), samples to take
+latency from the `t=` timestamp and to check every line's format and
+per-sender order.
+
+What this module does not know: scenarios (scenarios.py) and protocols
+(dialects.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import heapq
+import itertools
+import select
+import socket
+import ssl
+import time
+from typing import Callable
+
+from bench.dialects import MSG_RE, N_OFF, S_OFF, SYNC_TEXT, T_OFF, Dialect, RegistrationFailed
+
+EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
+perf_ns = time.perf_counter_ns
+
+
+class Engine:
+    """The loop, the shared receive buffer and the run-wide counters."""
+
+    def __init__(self, host: str, port: int, context: ssl.SSLContext, dialect: Dialect) -> None:
+        self.address = (host, port)
+        self.context = context
+        self.dialect = dialect
+        self.epoll = select.epoll()
+        self.conns: dict[int, Conn] = {}
+        self.buf = bytearray(256 * 1024)  # decrypted bytes, shared by all connections
+        self.raw = bytearray(1024 * 1024)  # encrypted bytes straight from recv()
+        self.raw_view = memoryview(self.raw)
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_ids = itertools.count()
+        self.errors: collections.Counter[str] = collections.Counter()
+        # Run-phase accounting, shared by all connections.
+        self.received_total = 0  # benchmark lines received by all reading clients
+        self.expected_sent = 0  # deliveries implied by the messages sent so far
+        self.fanout = 0  # deliveries each message should cause
+        self.lag_limit = 1 << 62
+        self.coalesce = False  # write a sender's batch as one TLS record instead of one per line
+        self.quickack = True  # see Conn._receive
+        self.pad = b""  # appended to every benchmark message (b" xxx…")
+        self.mark_rtts: list[int] = []  # ns from a batch's send to its acknowledgement
+        self.blocked: set[Conn] = set()  # senders waiting for receivers to catch up
+        self.finishers = 0  # receivers that must finish for the run to end
+        self.finished = 0
+        self.failed_receivers = 0
+        self.t_all_finished = 0
+        self.t_last_progress = 0
+        # Connection-phase accounting.
+        self.registered = 0
+        self.handshaken = 0
+        self.on_handshake: Callable[[Conn], None] = lambda conn: None
+        self.connect_failed = 0
+        self.synced = 0
+        self.watch: bytes | None = None  # count other lines that mention this (a nick)
+        self.watch_hits = 0
+        self.on_registered: Callable[[Conn], None] = lambda conn: None
+        self.on_closed: Callable[[Conn], None] = lambda conn: None
+
+    # -- timers and the loop ---------------------------------------------------------
+
+    def call_at(self, when: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (when, next(self._timer_ids), fn))
+
+    def lag_ok(self) -> bool:
+        return self.expected_sent - self.received_total < self.lag_limit
+
+    def run(self, until: Callable[[], bool], timeout: float, idle: float | None = None) -> str:
+        """Dispatch events until `until()` holds ("done"), `timeout` seconds pass
+        ("timeout") or, with `idle`, no benchmark line arrives for that long ("idle")."""
+        deadline = time.monotonic() + timeout
+        poll = self.epoll.poll
+        conns = self.conns
+        timers = self._timers
+        last_total, last_change = self.received_total, time.monotonic()
+        while True:
+            if until():
+                return "done"
+            now = time.monotonic()
+            if now >= deadline:
+                return "timeout"
+            if idle is not None:
+                if self.received_total != last_total:
+                    last_total, last_change = self.received_total, now
+                elif now - last_change > idle:
+                    return "idle"
+            wait = min(deadline - now, 0.05)
+            if timers:
+                wait = max(0.0, min(wait, timers[0][0] - now))
+            for fd, events in poll(wait, 4096):
+                conn = conns.get(fd)
+                if conn is not None:
+                    conn.on_event(events)
+            if timers:
+                now = time.monotonic()
+                while timers and timers[0][0] <= now:
+                    heapq.heappop(timers)[2]()
+            if self.blocked and self.lag_ok():
+                waiting = list(self.blocked)
+                self.blocked.clear()
+                for sender in waiting:
+                    sender.pump()
+
+    def close_all(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        self.epoll.close()
+
+
+class Conn:
+    """One TLS client: connect → handshake → register → setup → run."""
+
+    def __init__(self, engine: Engine, index: int, nick: str, *, sender_id: int = -1,
+                 sample: bool = False, privileged: bool = False, rcvbuf: int = 0) -> None:
+        self.engine = engine
+        self.index = index
+        self.nick = nick
+        self.sender_id = sender_id
+        self.sample = sample
+        self.rcvbuf = rcvbuf
+        self.registration = engine.dialect.registration(nick, privileged)
+        self.sock: socket.socket | None = None
+        self.tls: ssl.SSLObject | None = None
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.fd = -1
+        self.events = 0
+        self.state = "new"
+        self.error: str | None = None
+        self.feed: Callable[[bytearray | bytes, int], None] = self._feed_register
+        self._unsent = b""  # TLS records the socket did not take yet
+        self.partial = b""
+        self.hold = False  # after the handshake, wait for register() before registering
+        self.held = bytearray()
+        # timings (perf_counter_ns)
+        self.t_connect = self.t_handshake = self.t_registered = 0
+        # run phase
+        self.reading = True
+        self.is_sync_sender = False
+        self.synced = False
+        self.count = 0  # benchmark lines received
+        self.other = 0  # other lines received (PONG, JOIN, LEAVE, ...)
+        self.other_examples: list[bytes] = []
+        self.corrupt = 0
+        self.order_errors = 0
+        self.expected = 0
+        self.done = False
+        self.latencies: list[int] | None = [] if sample else None
+        self.last_seq: dict[bytes, int] = {}  # sender (4 digits) -> last sequence seen
+        self.own_id = b"%04d" % sender_id if sender_id >= 0 else b"-"
+        self.validate = sample
+        # sending
+        self.to_send = 0
+        self.sent = 0
+        self.batch = 1
+        self.max_marks = 1
+        self.marks: collections.deque[tuple[int, int]] = collections.deque()  # (last seq, sent at)
+        self.tail = b""  # last bytes of the previous read (PONG search across reads)
+        self.parse = False  # split lines even as a plain receiver (slow-consumer runs)
+        self.pings = 0
+        self.stalls = 0
+
+    # -- connection set-up ---------------------------------------------------------------
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.t_connect = perf_ns()
+        err = sock.connect_ex(self.engine.address)
+        if err not in (0, errno.EINPROGRESS):
+            self._fail(f"connect: {errno.errorcode.get(err, err)}")
+            return
+        self.state = "connecting"
+        self.engine.conns[self.fd] = self
+        self.events = EPOLLOUT
+        self.engine.epoll.register(self.fd, EPOLLOUT)
+
+    def on_event(self, events: int) -> None:
+        state = self.state
+        if state == "open":
+            if events & (EPOLLIN | EPOLLERR_HUP):
+                self._read()
+            if events & EPOLLOUT and self.state == "open":
+                self._flush()
+        elif state == "handshake":
+            if events & EPOLLOUT and self._unsent:
+                self._flush()
+            if events & (EPOLLIN | EPOLLERR_HUP) and self._receive():
+                self._handshake()
+        elif state == "connecting":
+            assert self.sock is not None
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self._fail(f"connect: {errno.errorcode.get(err, err)}")
+                return
+            self.tls = self.engine.context.wrap_bio(
+                self._incoming, self._outgoing, server_hostname="localhost"
+            )
+            self.state = "handshake"
+            self._set_events(EPOLLIN)
+            self._handshake()
+
+    def _handshake(self) -> None:
+        assert self.tls is not None
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self._fail(f"handshake: {_describe(exc)}")
+            return
+        self.t_handshake = perf_ns()
+        self.state = "open"
+        self._flush()
+        self.engine.handshaken += 1
+        self.engine.on_handshake(self)
+        if self.hold:
+            self.feed = self._feed_hold
+        else:
+            hello = self.registration.start()
+            if hello:
+                self.write(hello)
+        if self._incoming.pending and self.state == "open":
+            self._decrypt()  # the server's first line came with its last handshake flight
+
+    # -- reading -------------------------------------------------------------------------
+    #
+    # One recv() per readiness event takes everything the kernel has (many TLS
+    # records at once) into a memory BIO; OpenSSL then decrypts record by
+    # record without further system calls. An SSLSocket would make two recv()
+    # calls per record (header, body) plus a failing one per event.
+
+    def _receive(self) -> bool:
+        """Move what the socket has into the TLS layer; False if the connection ended."""
+        assert self.sock is not None
+        raw = self.engine.raw
+        try:
+            n = self.sock.recv_into(raw)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError as exc:
+            self._fail(f"read: {_describe(exc)}")
+            return False
+        if n == 0:
+            self._incoming.write_eof()
+        else:
+            self._incoming.write(self.engine.raw_view[:n])
+            if self.engine.quickack:
+                # ACK at once: a server with Nagle on (ngircd, the seed) would
+                # otherwise wait for our delayed ACK before its next small write.
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return True
+
+    def _read(self) -> None:
+        if self._receive():
+            self._decrypt()
+
+    def _decrypt(self) -> None:
+        buf = self.engine.buf
+        size = len(buf)
+        read = self.tls.read  # type: ignore[union-attr]
+        while True:
+            try:
+                n = read(size, buf)
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                n = 0
+            except ssl.SSLError as exc:
+                self._fail(f"read: {_describe(exc)}")
+                return
+            if n == 0:
+                self._fail("closed by server")
+                return
+            self.feed(buf, n)
+            if self.state != "open" or not self.reading:
+                return
+        if self._outgoing.pending:
+            self._flush()  # e.g. a KeyUpdate answer
+
+    def _feed_hold(self, buf: bytearray | bytes, n: int) -> None:
+        """Handshake done, registration not started yet (capacity, phase one)."""
+        self.held += bytes(buf[:n])
+
+    def register(self) -> None:
+        """Start the registration held back by `hold`."""
+        self.hold = False
+        self.feed = self._feed_register
+        hello = self.registration.start()
+        if hello:
+            self.write(hello)
+        if self.held and self.state == "open":
+            held, self.held = bytes(self.held), bytearray()
+            self.feed(held, len(held))
+
+    def _feed_register(self, buf: bytearray | bytes, n: int) -> None:
+        try:
+            reply = self.registration.feed(bytes(buf[:n]))
+        except RegistrationFailed as exc:
+            self._fail(f"register: {exc}")
+            return
+        if reply:
+            self.write(reply)
+        if self.registration.done:
+            self.t_registered = perf_ns()
+            self.engine.registered += 1
+            self.feed = self._feed_setup
+            self.engine.on_registered(self)
+            leftover = self.registration.leftover
+            if leftover and self.state == "open":
+                self.feed(leftover, len(leftover))
+
+    def _feed_setup(self, buf: bytearray | bytes, n: int) -> None:
+        """Before the barrier: skip JOIN lines and the like until SYNC."""
+        data = self.partial + bytes(buf[:n])
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        for i, line in enumerate(lines):
+            if SYNC_TEXT in line or (self.is_sync_sender and self.engine.dialect.is_pong(line)):
+                self.synced = True
+                self.engine.synced += 1
+                self.feed = self._run_feed()
+                rest = b"".join(rest_line + b"\n" for rest_line in lines[i + 1:]) + self.partial
+                self.partial = b""
+                if rest:
+                    self.feed(rest, len(rest))
+                return
+
+    def _run_feed(self) -> Callable[[bytearray | bytes, int], None]:
+        if self.validate or self.parse:
+            return self._feed_parse
+        if self.sample:
+            return self._feed_latency
+        if self.sender_id >= 0 and self.engine.dialect.window == "ping":
+            return self._feed_sender
+        if self.sender_id >= 0:
+            return self._feed_parse  # echo window: must find its own lines
+        return self._feed_count
+
+    def feed_drain(self, buf: bytearray | bytes, n: int) -> None:
+        """Idle clients (capacity): count lines, keep nothing."""
+        self.other += buf.count(b"\n", 0, n)
+
+    def _feed_sender(self, buf: bytearray | bytes, n: int) -> None:
+        """A sender in a ping window: count lines and PONGs without splitting lines."""
+        lines = buf.count(b"\n", 0, n)
+        pongs = buf.count(b"PONG ", 0, n)
+        if n >= 4:
+            # a "PONG " cut in two by the previous read
+            pongs += (self.tail + bytes(buf[:4])).count(b"PONG ")
+            self.tail = bytes(buf[n - 4:n])
+        else:
+            joined = self.tail + bytes(buf[:n])
+            pongs += joined.count(b"PONG ") - self.tail.count(b"PONG ")
+            self.tail = joined[-4:]
+        if pongs:
+            self._acknowledge(pongs)
+        msgs = lines - pongs
+        if msgs:
+            self.count += msgs
+            self.engine.received_total += msgs
+            if not self.done and self.count >= self.expected:
+                self._finish()
+        if pongs and self.sent < self.to_send:
+            self.pump()
+
+    def _acknowledge(self, marks: int) -> None:
+        now = perf_ns()
+        rtts = self.engine.mark_rtts
+        for _ in range(min(marks, len(self.marks))):
+            rtts.append(now - self.marks.popleft()[1])
+
+    def _feed_count(self, buf: bytearray | bytes, n: int) -> None:
+        c = buf.count(b"\n", 0, n)
+        if c:
+            self.count += c
+            engine = self.engine
+            engine.received_total += c
+            if not self.done and self.count >= self.expected:
+                self._finish()
+
+    def _feed_latency(self, buf: bytearray | bytes, n: int) -> None:
+        """A sample receiver: the latency of every line (format and order are the
+        validators' job); anything but benchmark lines goes the slow path."""
+        data = self.partial + bytes(buf[:n])
+        end = data.rfind(b"\n") + 1
+        self.partial = data[end:]
+        if not end:
+            return
+        now = perf_ns()
+        stamps = self.engine.dialect.stamp_re.findall(data, 0, end)
+        if len(stamps) != data.count(b"\n", 0, end):
+            self._parse_lines(data[:end].split(b"\n")[:-1], now)
+            return
+        self.latencies.extend([now - int(t) for t in stamps])  # type: ignore[union-attr]
+        self._counted(len(stamps), -1, now)
+
+    def _feed_parse(self, buf: bytearray | bytes, n: int) -> None:
+        """Split lines: latency from `t=`, per-sender order, format checks, markers."""
+        data = self.partial + bytes(buf[:n])
+        end = data.rfind(b"\n") + 1
+        self.partial = data[end:]
+        if not end:
+            return
+        now = perf_ns()
+        # Fast path, all in C but the loop below: every line is a benchmark line.
+        matches = self.engine.dialect.line_re.findall(data, 0, end)
+        if len(matches) != data.count(b"\n", 0, end):
+            self._parse_lines(data[:end].split(b"\n")[:-1], now)
+            return
+        last = self.last_seq
+        errors = 0
+        own = self.own_id
+        own_seq = -1
+        if self.latencies is not None:
+            add = self.latencies.append
+            for t, s, q in matches:
+                add(now - int(t))
+                seq = int(q)
+                if last.get(s, -1) + 1 != seq:
+                    errors += 1
+                last[s] = seq
+                if s == own:
+                    own_seq = seq
+        else:
+            for _, s, q in matches:
+                seq = int(q)
+                if last.get(s, -1) + 1 != seq:
+                    errors += 1
+                last[s] = seq
+                if s == own:
+                    own_seq = seq
+        self.order_errors += errors
+        self._counted(len(matches), own_seq, now)
+
+    def _parse_lines(self, lines: list[bytes], now: int) -> None:
+        """Slow path, line by line: PONGs, JOIN/LEAVE and the like, corrupted lines."""
+        dialect = self.engine.dialect
+        msgs = 0
+        own_seq = -1
+        latencies = self.latencies
+        for line in lines:
+            i = line.find(b"t=")
+            if i < 0:
+                if dialect.is_pong(line):
+                    self._acknowledge(1)
+                    continue
+                self.other += 1
+                if len(self.other_examples) < 5:
+                    self.other_examples.append(line[:120])
+                if self.validate and dialect.body_at_start:
+                    self.corrupt += 1
+                watch = self.engine.watch
+                if watch is not None and watch in line:
+                    self.engine.watch_hits += 1
+                continue
+            if not MSG_RE.fullmatch(line, i) or (dialect.body_at_start and i):
+                self.corrupt += 1
+                continue
+            s = line[i + S_OFF:i + S_OFF + 4]
+            seq = int(line[i + N_OFF:i + N_OFF + 7])
+            if self.last_seq.get(s, -1) + 1 != seq:
+                self.order_errors += 1
+            self.last_seq[s] = seq
+            if s == self.own_id:
+                own_seq = seq
+            msgs += 1
+            if latencies is not None:
+                latencies.append(now - int(line[i + T_OFF:i + T_OFF + 19]))
+        self._counted(msgs, own_seq, now)
+
+    def _counted(self, msgs: int, own_seq: int, now: int) -> None:
+        if own_seq >= 0 and self.engine.dialect.window == "echo":
+            while self.marks and self.marks[0][0] <= own_seq:
+                self.engine.mark_rtts.append(now - self.marks.popleft()[1])
+        if msgs:
+            self.count += msgs
+            self.engine.received_total += msgs
+            if not self.done and self.count >= self.expected:
+                self._finish()
+        if self.sender_id >= 0 and self.sent < self.to_send:
+            self.pump()
+
+    def _finish(self) -> None:
+        self.done = True
+        engine = self.engine
+        engine.finished += 1
+        if engine.finished >= engine.finishers:
+            engine.t_all_finished = perf_ns()
+
+    def stop_reading(self) -> None:
+        """The slow consumer: never read again (the socket stays open)."""
+        self.reading = False
+        self._set_events(EPOLLOUT if self._unsent else 0)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Send the next batches of benchmark messages while the window allows."""
+        engine = self.engine
+        dialect = engine.dialect
+        while self.sent < self.to_send and len(self.marks) < self.max_marks:
+            if not engine.lag_ok():
+                engine.blocked.add(self)
+                return
+            k = min(self.batch, self.to_send - self.sent)
+            t = perf_ns()
+            first = self.sent
+            pad = engine.pad
+            parts = [dialect.message(t, self.sender_id, seq, pad) for seq in range(first, first + k)]
+            if dialect.window == "ping":
+                parts.append(dialect.ping(self.pings))
+                self.pings += 1
+            self.marks.append((first + k - 1, perf_ns()))
+            self.sent += k
+            engine.expected_sent += k * engine.fanout
+            # One write, hence one TLS record, per line, as an interactive client
+            # sends them: coalescing is then the server's own doing, not ours.
+            if engine.coalesce:
+                self.write(b"".join(parts))
+            else:
+                for part in parts:
+                    self.write(part)
+            if self.state != "open":
+                return
+
+    def check_stall(self, limit: float) -> None:
+        """Echo windows (seed): a marker that never comes back is given up after `limit` s."""
+        if self.marks and perf_ns() - self.marks[0][1] > limit * 1e9:
+            self.marks.popleft()
+            self.stalls += 1
+            self.pump()
+
+    def write(self, data: bytes) -> None:
+        assert self.tls is not None
+        try:
+            self.tls.write(data)  # into the memory BIO: never blocks
+        except ssl.SSLError as exc:
+            self._fail(f"write: {_describe(exc)}")
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send the TLS records waiting in the BIO; keep what the socket refuses."""
+        assert self.sock is not None
+        data = self._unsent + self._outgoing.read() if self._unsent else self._outgoing.read()
+        if data:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fail(f"write: {_describe(exc)}")
+                return
+            self._unsent = data[sent:]
+        reading = EPOLLIN if self.reading else 0
+        self._set_events(reading | EPOLLOUT if self._unsent else reading)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _set_events(self, events: int) -> None:
+        if events != self.events and self.fd >= 0:
+            self.events = events
+            self.engine.epoll.modify(self.fd, events)
+
+    def resume_reading(self) -> None:
+        self.reading = True
+        self._set_events(EPOLLIN)
+
+    def _fail(self, error: str) -> None:
+        if self.error is None:
+            self.error = error
+            self.engine.errors[error.split(":")[0] + ": " + error.split(":", 1)[-1].strip()[:60]] += 1
+        if self.state in ("new", "connecting", "handshake") or not self.registration.done:
+            self.engine.connect_failed += 1
+        elif not self.done and self.expected:
+            self.engine.failed_receivers += 1
+            self.done = True
+            self.engine.finished += 1
+        self.close()
+        self.engine.on_closed(self)
+
+    def close(self) -> None:
+        if self.state == "closed":
+            return
+        self.state = "closed"
+        if self.fd >= 0:
+            self.engine.conns.pop(self.fd, None)
+            try:
+                self.engine.epoll.unregister(self.fd)
+            except (OSError, ValueError):
+                pass  # not registered (never connected) or the epoll is already closed
+            self.fd = -1
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.lower()
+    if isinstance(exc, OSError) and exc.errno:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return type(exc).__name__

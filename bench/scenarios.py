@@ -1,0 +1,501 @@
+"""The four scenarios, run inside the load-generator process against one
+already-running server. Each returns a flat dict of parameters and metrics
+(one JSON line of bench/results.jsonl).
+
+Common shape: connect and register every client (bounded concurrency), pass a
+barrier (client 0 sends `SYNC-BARRIER`; everyone skips lines until they see
+it, so JOIN noise from the set-up never counts), then run, then summarise.
+
+Method, in short (bench/README.md has the long form):
+- fan-out: S senders × M messages. A sender keeps at most `marks` batches of
+  `batch` messages unacknowledged: each batch ends with a PING (chatd `/ping`,
+  IRC `PING`) and the PONG, which the server sends only after it has handled
+  the batch, acknowledges it. The seed has no ping, so its senders watch for
+  their own echo. On top, all senders pause while the receivers as a whole are
+  more than `lag` messages per receiver behind, so no server queue grows
+  without bound if the generator falls behind (it then shows in its CPU%).
+- paced: every client sends in turn, open loop, at a fixed total rate.
+- capacity: idle clients connect and register; handshakes/s and RSS.
+- slow: fan-out with one extra client that registers and then never reads.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from typing import Any
+
+from bench.dialects import DIALECTS, RegistrationFailed
+from bench.engine import Conn, Engine, perf_ns
+
+Spec = dict[str, Any]
+
+
+def run_scenario(spec: Spec) -> dict[str, Any]:
+    scenario = spec["scenario"]
+    runner = {"fanout": fanout, "slow": fanout, "paced": paced, "capacity": capacity}[scenario]
+    return runner(spec)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def make_context(ca: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+    if not ca:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _engine(spec: Spec) -> Engine:
+    ca = spec.get("ca") if spec.get("verify", True) else None
+    return Engine(spec["host"], spec["port"], make_context(ca), DIALECTS[spec["dialect"]])
+
+
+class _Proc:
+    """CPU time and RSS of the server process, from /proc."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(self) -> float:
+        if not self.pid:
+            return 0.0
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime, all threads
+
+    def rss_kib(self) -> int:
+        if not self.pid:
+            return 0
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+
+def _busy_seconds() -> float:
+    """CPU time spent by everything on the machine (all CPUs), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class _Meter:
+    """Over one phase: wall time, this process's CPU, the server's CPU, and the
+    CPU used by anything else on the machine (other people's jobs skew a run)."""
+
+    def __init__(self, server: _Proc) -> None:
+        self.server = server
+        self.wall0 = time.monotonic()
+        self.cpu0 = time.process_time()
+        self.srv0 = server.cpu()
+        self.busy0 = _busy_seconds()
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        wall = max(time.monotonic() - self.wall0, 1e-9)
+        gen = time.process_time() - self.cpu0
+        srv = self.server.cpu() - self.srv0
+        other = max(0.0, _busy_seconds() - self.busy0 - gen - srv)
+        return {
+            f"{prefix}gen_cpu_pct": round(100 * gen / wall, 1),
+            f"{prefix}server_cpu_pct": round(100 * srv / wall, 1),
+            f"{prefix}other_cpu_pct": round(100 * other / wall, 1),
+        }
+
+
+def percentiles(values_ns: list[int]) -> dict[str, float | int]:
+    if not values_ns:
+        return {"n": 0}
+    values = sorted(values_ns)
+    n = len(values)
+
+    def pick(q: float) -> float:
+        return round(values[min(n - 1, int(q * n))] / 1e6, 3)
+
+    return {"n": n, "p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": round(values[-1] / 1e6, 3),
+            "mean_ms": round(sum(values) / n / 1e6, 3)}
+
+
+def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: float,
+                then: Any = None) -> str:
+    """Connect and register `conns`, at most `concurrency` in progress at once."""
+    queue = list(reversed(conns))
+    in_progress = 0
+
+    def start_more() -> None:
+        nonlocal in_progress
+        while queue and in_progress < concurrency:
+            conn = queue.pop()
+            in_progress += 1
+            conn.connect()
+
+    def registered(conn: Conn) -> None:
+        nonlocal in_progress
+        in_progress -= 1
+        if then is not None:
+            then(conn)
+        start_more()
+
+    def closed(conn: Conn) -> None:
+        nonlocal in_progress
+        if not conn.registration.done:
+            in_progress -= 1
+            start_more()
+
+    engine.on_registered = registered
+    engine.on_closed = closed
+    start_more()
+    total = len(conns)
+    return engine.run(lambda: engine.registered + engine.connect_failed >= total, timeout)
+
+
+def barrier(engine: Engine, conns: list[Conn], timeout: float) -> str:
+    first = conns[0]
+    first.is_sync_sender = True
+    dialect = engine.dialect
+    first.write(dialect.sync_message() + (b"" if dialect.echo else dialect.ping(999999)))
+    live = [c for c in conns if c.state == "open"]
+    return engine.run(lambda: all(c.synced for c in live), timeout)
+
+
+def _nick(i: int) -> str:
+    return f"c{i:05d}"
+
+
+def _fail_result(spec: Spec, engine: Engine, stage: str, outcome: str) -> dict[str, Any]:
+    return {**spec, "ok": False, "stage": stage, "outcome": outcome,
+            "registered": engine.registered, "errors": dict(engine.errors.most_common(8))}
+
+
+# -- fan-out and slow consumer --------------------------------------------------------------
+
+
+def fanout(spec: Spec) -> dict[str, Any]:
+    n, s, m = spec["n"], spec["s"], spec["m"]
+    samples = spec.get("samples", 5)
+    engine = _engine(spec)
+    dialect = engine.dialect
+    server = _Proc(spec.get("server_pid"))
+    sample_from = n - samples  # the last clients: receivers only, unless everyone sends
+    conns = [
+        Conn(engine, i, _nick(i), sender_id=i if i < s else -1, sample=i >= sample_from,
+             privileged=i < s)
+        for i in range(n)
+    ]
+    for conn in conns:
+        # One sample also checks every line's format and per-sender order; with
+        # the seed, whose streams get corrupted, every client does.
+        conn.validate = conn.index == sample_from or dialect.body_at_start
+        conn.parse = bool(spec.get("parse_all"))
+    nonreader = None
+    if spec.get("nonreader"):
+        nonreader = Conn(engine, n, _nick(n), rcvbuf=spec.get("nonreader_rcvbuf", 4096))
+        conns.append(nonreader)
+        engine.watch = nonreader.nick.encode()
+    t0 = time.monotonic()
+    outcome = connect_all(engine, conns, spec.get("concurrency", 50), spec.get("connect_timeout", 120))
+    if outcome != "done" or engine.connect_failed:
+        return _fail_result(spec, engine, "connect", outcome)
+    outcome = barrier(engine, conns, 30)
+    if outcome != "done":
+        return _fail_result(spec, engine, "barrier", outcome)
+    setup_s = time.monotonic() - t0
+
+    readers = [c for c in conns if c is not nonreader]
+    total_msgs = s * m
+    for conn in readers:
+        own = m if 0 <= conn.sender_id and not dialect.echo else 0
+        conn.expected = total_msgs - own
+    engine.fanout = len(readers) - (0 if dialect.echo else 1)
+    engine.lag_limit = spec.get("lag", 2000) * len(readers)
+    engine.finishers = len(readers)
+    engine.coalesce = bool(spec.get("coalesce", False))
+    engine.quickack = bool(spec.get("quickack", True))
+    engine.pad = b" " + b"x" * spec["pad"] if spec.get("pad") else b""
+    if nonreader is not None:
+        nonreader.stop_reading()
+    senders = [c for c in conns if c.sender_id >= 0]
+    for conn in senders:
+        conn.to_send = m
+        conn.batch = spec.get("batch", 10)
+        conn.max_marks = spec.get("marks", 2)
+    stall = spec.get("stall", 1.0)
+    if dialect.window == "echo":
+        def check() -> None:
+            for sender in senders:
+                sender.check_stall(stall)
+            engine.call_at(time.monotonic() + 0.1, check)
+        engine.call_at(time.monotonic() + 0.1, check)
+
+    meter = _Meter(server)
+    rss_before = server.rss_kib()
+    t_start = perf_ns()
+    for conn in senders:
+        conn.pump()
+    outcome = engine.run(lambda: engine.finished >= engine.finishers, spec.get("deadline", 120),
+                         idle=spec.get("idle", 5.0))
+    t_end = engine.t_all_finished if outcome == "done" else perf_ns() - int(
+        spec.get("idle", 5.0) * 1e9 if outcome == "idle" else 0)
+    cpu = meter.result()
+    rss_after = server.rss_kib()
+    elapsed = max((t_end - t_start) / 1e9, 1e-9)
+    delivered = sum(c.count for c in readers)
+    expected = sum(c.expected for c in readers)
+    latencies = [v for c in readers if c.latencies is not None for v in c.latencies]
+    result: dict[str, Any] = {
+        **spec,
+        "ok": outcome == "done" and engine.failed_receivers == 0,
+        "outcome": outcome,
+        "setup_s": round(setup_s, 2),
+        "elapsed_s": round(elapsed, 3),
+        "delivered": delivered,
+        "expected": expected,
+        "lost": expected - delivered,
+        "corrupt": sum(c.corrupt for c in readers),
+        "order_errors": sum(c.order_errors for c in readers if c.validate),
+        "failed_receivers": engine.failed_receivers,
+        "msgs_per_s": round(delivered / elapsed),
+        "sent": sum(c.sent for c in senders),
+        "window_stalls": sum(c.stalls for c in senders),
+        "ack_rtt": percentiles(engine.mark_rtts),
+        "latency": percentiles(latencies),
+        "rss_kib_before": rss_before,
+        "rss_kib_after": rss_after,
+        "errors": dict(engine.errors.most_common(8)),
+        "tls": _tls_info(conns),
+        **cpu,
+    }
+    if dialect.name == "irc":
+        result["flood_exempt_senders"] = sum(1 for c in senders if c.registration.flood_exempt)
+    if nonreader is not None:
+        result.update(_check_nonreader(engine, nonreader))
+    engine.close_all()
+    return result
+
+
+def _check_nonreader(engine: Engine, conn: Conn) -> dict[str, Any]:
+    """Was the client that never read disconnected? Read what is left to find out."""
+    if conn.state != "open":
+        return {"nonreader_dropped": True, "nonreader_bye": None, "others_saw_leave": engine.watch_hits}
+    tail = bytearray()
+
+    def keep_tail(buf: bytearray | bytes, n: int) -> None:
+        tail.extend(buf[:n])
+        del tail[:-512]
+
+    conn.feed = keep_tail
+    conn.resume_reading()
+    engine.run(lambda: conn.state != "open", 5.0)
+    bye = None
+    for line in bytes(tail).split(b"\n"):
+        if line.startswith((b"BYE ", b"ERROR ")):
+            bye = line.decode(errors="replace").strip()
+    return {"nonreader_dropped": conn.state != "open", "nonreader_bye": bye,
+            "nonreader_error": conn.error, "others_saw_leave": engine.watch_hits}
+
+
+def _tls_info(conns: list[Conn]) -> str:
+    for conn in conns:
+        if conn.tls is not None and conn.state == "open":
+            cipher = conn.tls.cipher()
+            return f"{conn.tls.version()} {cipher[0] if cipher else '?'}"
+    return "?"
+
+
+# -- paced ----------------------------------------------------------------------------------
+
+
+def paced(spec: Spec) -> dict[str, Any]:
+    n, rate, duration = spec["n"], spec["rate"], spec["duration"]
+    samples = spec.get("samples", 5)
+    engine = _engine(spec)
+    dialect = engine.dialect
+    server = _Proc(spec.get("server_pid"))
+    conns = [Conn(engine, i, _nick(i), sender_id=i, sample=i >= n - samples) for i in range(n)]
+    for conn in conns:
+        conn.validate = conn.sample or dialect.body_at_start
+    outcome = connect_all(engine, conns, spec.get("concurrency", 50), spec.get("connect_timeout", 120))
+    if outcome != "done" or engine.connect_failed:
+        return _fail_result(spec, engine, "connect", outcome)
+    if barrier(engine, conns, 30) != "done":
+        return _fail_result(spec, engine, "barrier", "timeout")
+    total = int(rate * duration)
+    per_sender = [total // n + (1 if i < total % n else 0) for i in range(n)]
+    for conn in conns:
+        conn.expected = total - (0 if dialect.echo else per_sender[conn.index])
+    engine.fanout = n - (0 if dialect.echo else 1)
+    engine.finishers = n
+    interval = 1.0 / rate
+    start = time.monotonic() + 0.05
+    state = {"i": 0, "late_max": 0.0}
+
+    def tick() -> None:
+        now = time.monotonic()
+        i = state["i"]
+        while i < total and start + i * interval <= now:
+            conn = conns[i % n]
+            state["late_max"] = max(state["late_max"], now - (start + i * interval))
+            if conn.state == "open":
+                conn.write(dialect.message(perf_ns(), conn.sender_id, conn.sent))
+                conn.sent += 1
+                engine.expected_sent += engine.fanout
+            i += 1
+        state["i"] = i
+        if i < total:
+            engine.call_at(start + i * interval, tick)
+
+    engine.call_at(start, tick)
+    meter = _Meter(server)
+    t_start = perf_ns()
+    outcome = engine.run(lambda: engine.finished >= engine.finishers, duration + spec.get("drain", 10))
+    cpu = meter.result()
+    elapsed = (perf_ns() - t_start) / 1e9
+    delivered = sum(c.count for c in conns)
+    expected = sum(c.expected for c in conns)
+    latencies = [v for c in conns if c.latencies is not None for v in c.latencies]
+    result = {
+        **spec,
+        "ok": outcome == "done" and engine.failed_receivers == 0,
+        "outcome": outcome,
+        "elapsed_s": round(elapsed, 3),
+        "sent": state["i"],
+        "delivered": delivered,
+        "expected": expected,
+        "lost": expected - delivered,
+        "corrupt": sum(c.corrupt for c in conns),
+        "order_errors": sum(c.order_errors for c in conns if c.validate),
+        "failed_receivers": engine.failed_receivers,
+        "send_late_max_ms": round(state["late_max"] * 1000, 2),
+        "latency": percentiles(latencies),
+        "errors": dict(engine.errors.most_common(8)),
+        "tls": _tls_info(conns),
+        **cpu,
+    }
+    engine.close_all()
+    return result
+
+
+# -- capacity -------------------------------------------------------------------------------
+
+
+def capacity(spec: Spec) -> dict[str, Any]:
+    """Two phases. Handshakes: every client connects and completes TLS, at most
+    `concurrency` at a time, and waits. Registrations: all of them register at
+    once (a reconnect storm), which costs the server the JOIN fan-out. Then the
+    server's RSS with all clients idle. The seed cannot take part in phase one
+    (its accept loop blocks on each client's nickname), so its clients register
+    right after their handshake and both rates are the same number."""
+    clients = spec["clients"]
+    engine = _engine(spec)
+    server = _Proc(spec.get("server_pid"))
+    two_phase = engine.dialect.name != "seed"
+    conns = [Conn(engine, i, _nick(i)) for i in range(clients)]
+    for conn in conns:
+        conn.hold = two_phase
+
+    def drain(buf: bytearray | bytes, n: int) -> None:
+        engine.received_total += buf.count(b"\n", 0, n)
+
+    def idle(conn: Conn) -> None:
+        conn.feed = drain
+
+    deadline = time.monotonic() + spec.get("deadline", 120)
+    rss_before = server.rss_kib()
+    meter = _Meter(server)
+    t0 = perf_ns()
+    queue = list(reversed(conns))
+    state = {"in_progress": 0}
+
+    def start_more(_: Conn | None = None) -> None:
+        if _ is not None:
+            state["in_progress"] -= 1
+        while queue and state["in_progress"] < spec.get("concurrency", 100):
+            state["in_progress"] += 1
+            queue.pop().connect()
+
+    def closed(conn: Conn) -> None:
+        if conn.t_handshake == 0 or not two_phase:
+            start_more(conn)
+
+    engine.on_handshake = start_more if two_phase else (lambda conn: None)
+    engine.on_registered = (lambda conn: (idle(conn), None)[1]) if two_phase else (
+        lambda conn: (idle(conn), start_more(conn))[1])
+    engine.on_closed = closed
+    start_more()
+    if two_phase:
+        outcome = engine.run(lambda: engine.handshaken + engine.connect_failed >= clients,
+                             deadline - time.monotonic())
+    else:
+        outcome = engine.run(lambda: engine.registered + engine.connect_failed >= clients,
+                             deadline - time.monotonic())
+    t_hs = max((c.t_handshake for c in conns if c.t_handshake), default=t0)
+    handshaken = sum(1 for c in conns if c.t_handshake)
+    phase1 = meter.result("handshake_")
+    rss_handshaken = server.rss_kib()
+    t1 = perf_ns() if two_phase else t0
+    if two_phase and outcome == "done":
+        meter = _Meter(server)
+        t1 = perf_ns()
+        for conn in conns:
+            if conn.state == "open":
+                conn.register()
+        outcome = engine.run(lambda: engine.registered + engine.connect_failed >= clients,
+                             max(1.0, deadline - time.monotonic()))
+    phase2 = meter.result("register_")
+    ok = [c for c in conns if c.registration.done]
+    t_reg = max((c.t_registered for c in ok), default=t1)
+    # Let the JOIN/NAMES traffic of the last registrations drain, then measure.
+    engine.run(lambda: False, spec.get("settle_max", 30), idle=1.0)
+    time.sleep(0.2)
+    rss_after = server.rss_kib()
+    still_open = sum(1 for c in ok if c.state == "open")
+    hs_times = [c.t_handshake - c.t_connect for c in conns if c.t_handshake]
+    result = {
+        **spec,
+        "ok": outcome == "done" and len(ok) == clients and still_open == clients,
+        "outcome": outcome,
+        "two_phase": two_phase,
+        "handshaken": handshaken,
+        "registered": len(ok),
+        "still_open": still_open,
+        "connect_failed": engine.connect_failed,
+        "handshakes_per_s": round(handshaken / max((t_hs - t0) / 1e9, 1e-9)),
+        "handshake_phase_s": round((t_hs - t0) / 1e9, 3),
+        "registrations_per_s": round(len(ok) / max((t_reg - t1) / 1e9, 1e-9)),
+        "register_phase_s": round((t_reg - t1) / 1e9, 3),
+        "handshake_latency": percentiles(hs_times),
+        # Independent of the generator's speed: what one handshake cost the server,
+        # hence the rate one fully busy core would sustain.
+        "server_cpu_ms_per_handshake": round(10 * phase1["handshake_server_cpu_pct"]
+                                             * (t_hs - t0) / 1e9 / max(handshaken, 1), 3),
+        "rss_kib_before": rss_before,
+        "rss_kib_handshaken": rss_handshaken,
+        "rss_kib_after": rss_after,
+        "rss_kib_per_client": round((rss_after - rss_before) / max(still_open, 1), 1),
+        "rss_kib_total_per_client": round(rss_after / max(still_open, 1), 1),
+        "lines_drained": engine.received_total,
+        "errors": dict(engine.errors.most_common(8)),
+        "tls": _tls_info(conns),
+        **phase1,
+        **phase2,
+    }
+    engine.close_all()
+    return result
+
+
+__all__ = ["run_scenario", "RegistrationFailed"]

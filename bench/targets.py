@@ -1,0 +1,293 @@
+"""The servers under test, each started fresh for every run and stopped after:
+chatd (this repository), ngircd (the C reference, Debian package) and the seed
+tutorial server (../shared/seed_server.py).
+
+Each runs pinned to CPU 0 when the machine has two or more (the load
+generator gets CPU 1), with a raised file-descriptor limit, its output going
+to a log file in the run's work directory (never an unread pipe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_PATH = Path(__file__).resolve().parents[2] / "shared" / "seed_server.py"
+NOFILE = 65536
+
+
+class TargetUnavailable(Exception):
+    """The target cannot run on this machine; the bench skips it with this note."""
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def pinned(cmd: list[str], cpu: int) -> list[str]:
+    """Prefix `cmd` with `taskset -c cpu` when there is more than one CPU."""
+    if cpu_count() < 2:
+        return cmd
+    if shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu), *cmd]
+    return cmd
+
+
+def _raise_nofile() -> None:
+    # Runs in the child between fork and exec (root may raise the hard limit).
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server not listening on port {port} after {timeout}s:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    workdir: Path
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        # With `taskset` as the parent command, exec replaces it: same pid.
+        return self.process.pid
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+class Target:
+    name = ""
+    dialect = ""
+
+    def __init__(self, certs: Certs) -> None:
+        self.certs = certs
+
+    def check(self) -> None:
+        """Raise TargetUnavailable if this target cannot run here."""
+
+    def version(self) -> str:
+        return ""
+
+    def start(self, workdir: Path, scenario: str) -> Running:
+        raise NotImplementedError
+
+    def _spawn(self, cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                pinned(cmd, 0), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                cwd=cwd, preexec_fn=_raise_nofile,
+            )
+
+
+class ChatdTarget(Target):
+    name = "chatd"
+    dialect = "chatd"
+
+    def version(self) -> str:
+        from chatd import __version__
+
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        return f"chatd {__version__} ({commit or 'no git'})"
+
+    def start(self, workdir: Path, scenario: str) -> Running:
+        # Big queues for fan-out so nothing but the server's speed limits it; the
+        # slow-consumer run keeps the default, as production would.
+        queue = 98304 if scenario == "slow" else 8 * 1024 * 1024
+        config = {
+            "server": {"host": "127.0.0.1", "port": 0, "io_threads": 1},
+            "tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)},
+            "limits": {
+                "max_clients": 10000, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0,
+                "message_rate": 0, "send_queue_bytes": queue, "register_timeout": 600,
+            },
+            "log": {"format": "json", "level": "info"},
+            "control": {"socket": None},
+        }
+        path = workdir / "chatd.yaml"
+        path.write_text(yaml.safe_dump(config))
+        log = workdir / "chatd.log"
+        process = self._spawn([sys.executable, "-m", "chatd", "--config", str(path)], log, REPO)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"chatd exited with {process.returncode}:\n{_tail(log)}")
+            for line in log.read_text(errors="replace").splitlines():
+                if '"listening"' in line:
+                    event = json.loads(line)
+                    return Running(process, int(event["port"]), log, workdir,
+                                   {"send_queue_bytes": queue})
+            time.sleep(0.05)
+        process.kill()
+        raise RuntimeError(f"chatd did not log `listening` within 20s:\n{_tail(log)}")
+
+
+class NgircdTarget(Target):
+    name = "ngircd"
+    dialect = "irc"
+
+    def check(self) -> None:
+        if shutil.which("ngircd"):
+            return
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise TargetUnavailable("ngircd is not installed (apt-get install ngircd)")
+        print("bench: installing ngircd with apt-get ...", file=sys.stderr, flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        result = subprocess.run(["apt-get", "install", "-y", "-q", "ngircd"], env=env,
+                                capture_output=True, text=True)
+        if result.returncode != 0 or not shutil.which("ngircd"):
+            raise TargetUnavailable(f"apt-get install ngircd failed: {result.stderr.strip()[-300:]}")
+
+    def version(self) -> str:
+        out = subprocess.run(["ngircd", "--version"], capture_output=True, text=True).stdout
+        return out.splitlines()[0] if out else "ngircd ?"
+
+    def _dh_params(self, cache: Path) -> Path:
+        # ngircd (GnuTLS) generates 2048-bit DH parameters at every start without
+        # a DHFile, which takes seconds; the RFC 7919 group is instant and standard.
+        path = cache / "ffdhe2048.pem"
+        if not path.exists():
+            subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH",
+                            "-pkeyopt", "dh_param:ffdhe2048", "-out", str(path)],
+                           check=True, capture_output=True)
+            path.chmod(0o644)
+        return path
+
+    def start(self, workdir: Path, scenario: str) -> Running:
+        port, plain_port = free_port(), free_port()
+        (workdir / "include").mkdir()
+        (workdir / "motd").write_text("")
+        dh = self._dh_params(workdir.parent)
+        # ngircd refuses to keep running as root and switches to ServerUID; it
+        # reads the key before that, but its pid file is written after.
+        os.chown(workdir, 65534, -1)
+        config = f"""\
+[Global]
+Name = irc.bench
+Info = chatd bench reference
+Listen = 127.0.0.1
+Ports = {plain_port}
+MotdFile = {workdir}/motd
+PidFile = {workdir}/ngircd.pid
+ServerUID = nobody
+[Limits]
+# No connection limits, no penalty time (0 disables penalties: conn.c Conn_SetPenalty),
+# no idle PINGs during a run.
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+MaxPenaltyTime = 0
+PingTimeout = 3600
+PongTimeout = 600
+[Options]
+DNS = no
+Ident = no
+PAM = no
+IncludeDir = {workdir}/include
+[SSL]
+CertFile = {self.certs.cert}
+KeyFile = {self.certs.key}
+DHFile = {dh}
+Ports = {port}
+[Operator]
+# Senders OPER up and set user mode +F, which lifts the per-loop command limit
+# from 3 to 10 and skips throttling (conn.c Handle_Buffer, Throttle_Connection).
+Name = bench
+Password = bench
+"""
+        path = workdir / "ngircd.conf"
+        path.write_text(config)
+        log = workdir / "ngircd.log"
+        test = subprocess.run(["ngircd", "--configtest", "--config", str(path)],
+                              capture_output=True, text=True)
+        if test.returncode != 0:
+            raise RuntimeError(f"ngircd --configtest failed:\n{test.stdout[-2000:]}{test.stderr}")
+        process = self._spawn(["ngircd", "--nodaemon", "--config", str(path)], log, workdir)
+        wait_for_port(port, 15, process, log)
+        return Running(process, port, log, workdir)
+
+
+class SeedTarget(Target):
+    name = "seed"
+    dialect = "seed"
+
+    def check(self) -> None:
+        if not SEED_PATH.exists():
+            raise TargetUnavailable(f"{SEED_PATH} not found")
+
+    def version(self) -> str:
+        return f"{SEED_PATH.name} (Python {sys.version.split()[0]}, threads)"
+
+    def start(self, workdir: Path, scenario: str) -> Running:
+        port = free_port()
+        log = workdir / "seed.log"
+        cmd = [sys.executable, str(SEED_PATH), "--host", "127.0.0.1", "--port", str(port),
+               "--tls-cert", str(self.certs.cert), "--tls-key", str(self.certs.key), "--quiet"]
+        process = self._spawn(cmd, log, workdir)
+        deadline = time.monotonic() + 15
+        while "listening" not in _tail(log, 5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"seed server did not start:\n{_tail(log)}")
+            time.sleep(0.05)
+        return Running(process, port, log, workdir)
+
+
+TARGETS: dict[str, type[Target]] = {"chatd": ChatdTarget, "ngircd": NgircdTarget, "seed": SeedTarget}
