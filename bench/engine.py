@@ -1,17 +1,13 @@
 """The load generator's engine: one epoll loop driving many non-blocking TLS
-client connections, written for low overhead per byte received.
+client connections (`Conn`), written for low overhead per byte received.
 
 Why not asyncio: its SSL transport costs tens of microseconds per read event
-(memory BIOs, protocol callbacks), and at a million delivered lines a second
-the generator would become the bottleneck. Here a readable socket costs one
-`recv_into` per TLS record into one shared buffer, and most receivers only
-`count(b"\\n")` in it. Only senders and a few *sample* receivers split lines:
-senders to see their window markers (PONG or own echo), samples to take
-latency from the `t=` timestamp and to check every line's format and
-per-sender order.
-
-What this module does not know: scenarios (scenarios.py) and protocols
-(dialects.py).
+in Python-level protocol callbacks, and at a million or more delivered lines
+a second the generator would become the bottleneck. Here a readable socket
+costs one `recv()` into a memory BIO, however many TLS records arrived, and
+then one `SSLObject.read()` per record into one shared buffer. What happens to
+the decrypted bytes (counted, split, timed) is receive.py's business; what
+the bytes mean, dialects.py's; what is run, scenarios.py's.
 """
 
 from __future__ import annotations
@@ -26,7 +22,8 @@ import ssl
 import time
 from typing import Callable
 
-from bench.dialects import MSG_RE, N_OFF, S_OFF, SYNC_TEXT, T_OFF, Dialect, RegistrationFailed
+from bench.dialects import Dialect
+from bench.receive import Receiving
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
@@ -124,7 +121,7 @@ class Engine:
         self.epoll.close()
 
 
-class Conn:
+class Conn(Receiving):
     """One TLS client: connect → handshake → register → setup → run."""
 
     def __init__(self, engine: Engine, index: int, nick: str, *, sender_id: int = -1,
@@ -300,216 +297,6 @@ class Conn:
                 return
         if self._outgoing.pending:
             self._flush()  # e.g. a KeyUpdate answer
-
-    def _feed_hold(self, buf: bytearray | bytes, n: int) -> None:
-        """Handshake done, registration not started yet (capacity, phase one)."""
-        self.held += bytes(buf[:n])
-
-    def register(self) -> None:
-        """Start the registration held back by `hold`."""
-        self.hold = False
-        self.feed = self._feed_register
-        hello = self.registration.start()
-        if hello:
-            self.write(hello)
-        if self.held and self.state == "open":
-            held, self.held = bytes(self.held), bytearray()
-            self.feed(held, len(held))
-
-    def _feed_register(self, buf: bytearray | bytes, n: int) -> None:
-        try:
-            reply = self.registration.feed(bytes(buf[:n]))
-        except RegistrationFailed as exc:
-            self._fail(f"register: {exc}")
-            return
-        if reply:
-            self.write(reply)
-        if self.registration.done:
-            self.t_registered = perf_ns()
-            self.engine.registered += 1
-            self.feed = self._feed_setup
-            self.engine.on_registered(self)
-            leftover = self.registration.leftover
-            if leftover and self.state == "open":
-                self.feed(leftover, len(leftover))
-
-    def _feed_setup(self, buf: bytearray | bytes, n: int) -> None:
-        """Before the barrier: skip JOIN lines and the like until SYNC."""
-        data = self.partial + bytes(buf[:n])
-        lines = data.split(b"\n")
-        self.partial = lines.pop()
-        for i, line in enumerate(lines):
-            if SYNC_TEXT in line or (self.is_sync_sender and self.engine.dialect.is_pong(line)):
-                self.synced = True
-                self.engine.synced += 1
-                self.feed = self._run_feed()
-                rest = b"".join(rest_line + b"\n" for rest_line in lines[i + 1:]) + self.partial
-                self.partial = b""
-                if rest:
-                    self.feed(rest, len(rest))
-                return
-
-    def _run_feed(self) -> Callable[[bytearray | bytes, int], None]:
-        if self.validate or self.parse:
-            return self._feed_parse
-        if self.sample:
-            return self._feed_latency
-        if self.sender_id >= 0 and self.engine.dialect.window == "ping":
-            return self._feed_sender
-        if self.sender_id >= 0:
-            return self._feed_parse  # echo window: must find its own lines
-        return self._feed_count
-
-    def feed_drain(self, buf: bytearray | bytes, n: int) -> None:
-        """Idle clients (capacity): count lines, keep nothing."""
-        self.other += buf.count(b"\n", 0, n)
-
-    def _feed_sender(self, buf: bytearray | bytes, n: int) -> None:
-        """A sender in a ping window: count lines and PONGs without splitting lines."""
-        lines = buf.count(b"\n", 0, n)
-        pongs = buf.count(b"PONG ", 0, n)
-        if n >= 4:
-            # a "PONG " cut in two by the previous read
-            pongs += (self.tail + bytes(buf[:4])).count(b"PONG ")
-            self.tail = bytes(buf[n - 4:n])
-        else:
-            joined = self.tail + bytes(buf[:n])
-            pongs += joined.count(b"PONG ") - self.tail.count(b"PONG ")
-            self.tail = joined[-4:]
-        if pongs:
-            self._acknowledge(pongs)
-        msgs = lines - pongs
-        if msgs:
-            self.count += msgs
-            self.engine.received_total += msgs
-            if not self.done and self.count >= self.expected:
-                self._finish()
-        if pongs and self.sent < self.to_send:
-            self.pump()
-
-    def _acknowledge(self, marks: int) -> None:
-        now = perf_ns()
-        rtts = self.engine.mark_rtts
-        for _ in range(min(marks, len(self.marks))):
-            rtts.append(now - self.marks.popleft()[1])
-
-    def _feed_count(self, buf: bytearray | bytes, n: int) -> None:
-        c = buf.count(b"\n", 0, n)
-        if c:
-            self.count += c
-            engine = self.engine
-            engine.received_total += c
-            if not self.done and self.count >= self.expected:
-                self._finish()
-
-    def _feed_latency(self, buf: bytearray | bytes, n: int) -> None:
-        """A sample receiver: the latency of every line (format and order are the
-        validators' job); anything but benchmark lines goes the slow path."""
-        data = self.partial + bytes(buf[:n])
-        end = data.rfind(b"\n") + 1
-        self.partial = data[end:]
-        if not end:
-            return
-        now = perf_ns()
-        stamps = self.engine.dialect.stamp_re.findall(data, 0, end)
-        if len(stamps) != data.count(b"\n", 0, end):
-            self._parse_lines(data[:end].split(b"\n")[:-1], now)
-            return
-        self.latencies.extend([now - int(t) for t in stamps])  # type: ignore[union-attr]
-        self._counted(len(stamps), -1, now)
-
-    def _feed_parse(self, buf: bytearray | bytes, n: int) -> None:
-        """Split lines: latency from `t=`, per-sender order, format checks, markers."""
-        data = self.partial + bytes(buf[:n])
-        end = data.rfind(b"\n") + 1
-        self.partial = data[end:]
-        if not end:
-            return
-        now = perf_ns()
-        # Fast path, all in C but the loop below: every line is a benchmark line.
-        matches = self.engine.dialect.line_re.findall(data, 0, end)
-        if len(matches) != data.count(b"\n", 0, end):
-            self._parse_lines(data[:end].split(b"\n")[:-1], now)
-            return
-        last = self.last_seq
-        errors = 0
-        own = self.own_id
-        own_seq = -1
-        if self.latencies is not None:
-            add = self.latencies.append
-            for t, s, q in matches:
-                add(now - int(t))
-                seq = int(q)
-                if last.get(s, -1) + 1 != seq:
-                    errors += 1
-                last[s] = seq
-                if s == own:
-                    own_seq = seq
-        else:
-            for _, s, q in matches:
-                seq = int(q)
-                if last.get(s, -1) + 1 != seq:
-                    errors += 1
-                last[s] = seq
-                if s == own:
-                    own_seq = seq
-        self.order_errors += errors
-        self._counted(len(matches), own_seq, now)
-
-    def _parse_lines(self, lines: list[bytes], now: int) -> None:
-        """Slow path, line by line: PONGs, JOIN/LEAVE and the like, corrupted lines."""
-        dialect = self.engine.dialect
-        msgs = 0
-        own_seq = -1
-        latencies = self.latencies
-        for line in lines:
-            i = line.find(b"t=")
-            if i < 0:
-                if dialect.is_pong(line):
-                    self._acknowledge(1)
-                    continue
-                self.other += 1
-                if len(self.other_examples) < 5:
-                    self.other_examples.append(line[:120])
-                if self.validate and dialect.body_at_start:
-                    self.corrupt += 1
-                watch = self.engine.watch
-                if watch is not None and watch in line:
-                    self.engine.watch_hits += 1
-                continue
-            if not MSG_RE.fullmatch(line, i) or (dialect.body_at_start and i):
-                self.corrupt += 1
-                continue
-            s = line[i + S_OFF:i + S_OFF + 4]
-            seq = int(line[i + N_OFF:i + N_OFF + 7])
-            if self.last_seq.get(s, -1) + 1 != seq:
-                self.order_errors += 1
-            self.last_seq[s] = seq
-            if s == self.own_id:
-                own_seq = seq
-            msgs += 1
-            if latencies is not None:
-                latencies.append(now - int(line[i + T_OFF:i + T_OFF + 19]))
-        self._counted(msgs, own_seq, now)
-
-    def _counted(self, msgs: int, own_seq: int, now: int) -> None:
-        if own_seq >= 0 and self.engine.dialect.window == "echo":
-            while self.marks and self.marks[0][0] <= own_seq:
-                self.engine.mark_rtts.append(now - self.marks.popleft()[1])
-        if msgs:
-            self.count += msgs
-            self.engine.received_total += msgs
-            if not self.done and self.count >= self.expected:
-                self._finish()
-        if self.sender_id >= 0 and self.sent < self.to_send:
-            self.pump()
-
-    def _finish(self) -> None:
-        self.done = True
-        engine = self.engine
-        engine.finished += 1
-        if engine.finished >= engine.finishers:
-            engine.t_all_finished = perf_ns()
 
     def stop_reading(self) -> None:
         """The slow consumer: never read again (the socket stays open)."""

@@ -21,13 +21,13 @@ Method, in short (bench/README.md has the long form):
 
 from __future__ import annotations
 
-import os
 import ssl
 import time
 from typing import Any
 
-from bench.dialects import DIALECTS, RegistrationFailed
+from bench.dialects import DIALECTS
 from bench.engine import Conn, Engine, perf_ns
+from bench.measure import Meter, Proc, percentiles
 
 Spec = dict[str, Any]
 
@@ -52,83 +52,6 @@ def make_context(ca: str | None) -> ssl.SSLContext:
 def _engine(spec: Spec) -> Engine:
     ca = spec.get("ca") if spec.get("verify", True) else None
     return Engine(spec["host"], spec["port"], make_context(ca), DIALECTS[spec["dialect"]])
-
-
-class _Proc:
-    """CPU time and RSS of the server process, from /proc."""
-
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def cpu(self) -> float:
-        if not self.pid:
-            return 0.0
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime, all threads
-
-    def rss_kib(self) -> int:
-        if not self.pid:
-            return 0
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-
-def _busy_seconds() -> float:
-    """CPU time spent by everything on the machine (all CPUs), from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()[1:]
-    except OSError:
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-class _Meter:
-    """Over one phase: wall time, this process's CPU, the server's CPU, and the
-    CPU used by anything else on the machine (other people's jobs skew a run)."""
-
-    def __init__(self, server: _Proc) -> None:
-        self.server = server
-        self.wall0 = time.monotonic()
-        self.cpu0 = time.process_time()
-        self.srv0 = server.cpu()
-        self.busy0 = _busy_seconds()
-
-    def result(self, prefix: str = "") -> dict[str, float]:
-        wall = max(time.monotonic() - self.wall0, 1e-9)
-        gen = time.process_time() - self.cpu0
-        srv = self.server.cpu() - self.srv0
-        other = max(0.0, _busy_seconds() - self.busy0 - gen - srv)
-        return {
-            f"{prefix}gen_cpu_pct": round(100 * gen / wall, 1),
-            f"{prefix}server_cpu_pct": round(100 * srv / wall, 1),
-            f"{prefix}other_cpu_pct": round(100 * other / wall, 1),
-        }
-
-
-def percentiles(values_ns: list[int]) -> dict[str, float | int]:
-    if not values_ns:
-        return {"n": 0}
-    values = sorted(values_ns)
-    n = len(values)
-
-    def pick(q: float) -> float:
-        return round(values[min(n - 1, int(q * n))] / 1e6, 3)
-
-    return {"n": n, "p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": round(values[-1] / 1e6, 3),
-            "mean_ms": round(sum(values) / n / 1e6, 3)}
 
 
 def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: float,
@@ -190,7 +113,7 @@ def fanout(spec: Spec) -> dict[str, Any]:
     samples = spec.get("samples", 5)
     engine = _engine(spec)
     dialect = engine.dialect
-    server = _Proc(spec.get("server_pid"))
+    server = Proc(spec.get("server_pid"))
     sample_from = n - samples  # the last clients: receivers only, unless everyone sends
     conns = [
         Conn(engine, i, _nick(i), sender_id=i if i < s else -1, sample=i >= sample_from,
@@ -242,7 +165,7 @@ def fanout(spec: Spec) -> dict[str, Any]:
             engine.call_at(time.monotonic() + 0.1, check)
         engine.call_at(time.monotonic() + 0.1, check)
 
-    meter = _Meter(server)
+    meter = Meter(server)
     rss_before = server.rss_kib()
     t_start = perf_ns()
     for conn in senders:
@@ -325,7 +248,7 @@ def paced(spec: Spec) -> dict[str, Any]:
     samples = spec.get("samples", 5)
     engine = _engine(spec)
     dialect = engine.dialect
-    server = _Proc(spec.get("server_pid"))
+    server = Proc(spec.get("server_pid"))
     conns = [Conn(engine, i, _nick(i), sender_id=i, sample=i >= n - samples) for i in range(n)]
     for conn in conns:
         conn.validate = conn.sample or dialect.body_at_start
@@ -360,7 +283,7 @@ def paced(spec: Spec) -> dict[str, Any]:
             engine.call_at(start + i * interval, tick)
 
     engine.call_at(start, tick)
-    meter = _Meter(server)
+    meter = Meter(server)
     t_start = perf_ns()
     outcome = engine.run(lambda: engine.finished >= engine.finishers, duration + spec.get("drain", 10))
     cpu = meter.result()
@@ -402,7 +325,7 @@ def capacity(spec: Spec) -> dict[str, Any]:
     right after their handshake and both rates are the same number."""
     clients = spec["clients"]
     engine = _engine(spec)
-    server = _Proc(spec.get("server_pid"))
+    server = Proc(spec.get("server_pid"))
     two_phase = engine.dialect.name != "seed"
     conns = [Conn(engine, i, _nick(i)) for i in range(clients)]
     for conn in conns:
@@ -416,7 +339,7 @@ def capacity(spec: Spec) -> dict[str, Any]:
 
     deadline = time.monotonic() + spec.get("deadline", 120)
     rss_before = server.rss_kib()
-    meter = _Meter(server)
+    meter = Meter(server)
     t0 = perf_ns()
     queue = list(reversed(conns))
     state = {"in_progress": 0}
@@ -449,7 +372,7 @@ def capacity(spec: Spec) -> dict[str, Any]:
     rss_handshaken = server.rss_kib()
     t1 = perf_ns() if two_phase else t0
     if two_phase and outcome == "done":
-        meter = _Meter(server)
+        meter = Meter(server)
         t1 = perf_ns()
         for conn in conns:
             if conn.state == "open":
@@ -498,4 +421,3 @@ def capacity(spec: Spec) -> dict[str, Any]:
     return result
 
 
-__all__ = ["run_scenario", "RegistrationFailed"]
