@@ -75,7 +75,9 @@ class Client(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if self.gen.dialect == "irc":
+        if not self.gen.register:  # TLS handshake done (asyncio calls this after it): that is all
+            self._ready()
+        elif self.gen.dialect == "irc":
             self.write(f"NICK {self.nick}\r\nUSER {self.nick} 0 * :{self.nick}\r\n".encode())
             self.state = "irc001"
         else:
@@ -184,6 +186,7 @@ class Gen:
             self.ctx.verify_mode = ssl.CERT_NONE
         self.server_hostname = spec.get("server_hostname", "localhost")
         self.pad = b"x" * int(spec.get("pad", len(PAD)))
+        self.register = bool(spec.get("register", True))
         self.clients: list[Client] = []
         self.failures = 0
         self.last_error: str | None = None
@@ -485,7 +488,7 @@ async def capacity(spec: dict[str, Any]) -> dict[str, Any]:
     if rss0 is not None and rss1 is not None and connected:
         per = round((rss1 - rss0) / connected, 2)
     return {
-        "scenario": "capacity", "k": k, "connected": connected, "failed": g.failures, "alive_after_1s": alive,
+        "scenario": "capacity", "k": k, "register": g.register, "connected": connected, "failed": g.failures, "alive_after_1s": alive,
         "error": error, "wall_s": round(wall, 3),
         "connects_per_s": round(connected / wall, 1) if wall > 0 else 0,
         "rss_before_kib": rss0, "rss_after_kib": rss1, "kib_per_client": per,

@@ -81,6 +81,12 @@ def one_run(name: str, spec: dict[str, Any], pki: dict[str, str], opts: dict[str
                 res["slow_consumer_events"] = log.count('"slow_consumer"')
                 res["disconnect_slow_consumer"] = sum(
                     1 for ln in log.splitlines() if '"disconnect"' in ln and "slow_consumer" in ln)
+            if (res.get("stalled") or res.get("lost") or res.get("error")) and name != "seed":
+                keep = Path(tempfile.gettempdir()) / "aio-bench-logs"
+                keep.mkdir(exist_ok=True)
+                kept = keep / f"{name}-{spec['scenario']}-{int(time.time() * 1000)}.log"
+                kept.write_text(target.log_tail(10**8))
+                res["target_log_kept"] = str(kept)  # outside the tree: the target's log of an odd run
             if name == "chatd":
                 log = target.log_tail(10**8)
                 res["chatd_errors_logged"] = sum(1 for ln in log.splitlines()
