@@ -233,6 +233,9 @@ class Gen:
                     return None
 
         got = await asyncio.wait_for(asyncio.gather(*(one(first + i) for i in range(n))), timeout)
+        # clients were appended as they finished registering; scenarios index them by idx
+        # (senders are idx < S, and IRC's expected counts depend on it)
+        self.clients.sort(key=lambda c: c.idx)
         return [c for c in got if c is not None]
 
     async def quiesce(self, quiet: float = 0.3, limit: float = 10.0) -> None:
@@ -295,6 +298,7 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
     stall = float(spec.get("stall_s", 5.0))
     limit = float(spec.get("timeout_s", 120.0))
     await g.connect_many(n, int(spec.get("concurrency", 50)))
+    assert [c.idx for c in g.clients] == list(range(n))
     slow: Client | None = None
     if spec.get("slow_consumer"):
         slow = await g.connect_one(n, rcvbuf=4096)
