@@ -129,7 +129,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet-wait", type=float, default=30.0,
                     help="wait up to this many s before each run for other CPU users to finish (shared machine)")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS-aio.md")
+    ap.add_argument("--render", metavar="STARTED",
+                    help="only rewrite --out from the results-aio.jsonl lines of the run started at STARTED")
+    ap.add_argument("--elapsed", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.render:
+        rows = [json.loads(ln) for ln in JSONL.read_text().splitlines() if ln.strip()]
+        rows = [r for r in rows if r.get("started") == args.render]
+        if not rows:
+            ap.error(f"no results with started={args.render} in {JSONL}")
+        names = [t for t in TARGETS if any(r.get("target") == t for r in rows)]
+        args.out.write_text(aio_report.render(rows, runs=1 + max(r["run"] for r in rows), quick=rows[0]["quick"],
+                                              elapsed_s=args.elapsed, targets=names,
+                                              started=args.render))
+        print(f"wrote {args.out}")
+        return 0
     # SIGTERM/SIGHUP unwind like Ctrl-C, so every started target is stopped by one_run's `finally`
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
