@@ -1,34 +1,16 @@
-"""Smoke test of the aio load generator (bench/aio_loadgen.py) against a real chatd:
-a tiny fan-out must count every delivery. Not a benchmark: it only checks that
-the generator and chatd's wire protocol still agree."""
+"""Smoke test of `make bench`'s load generator (bench/engine.py, bench/scenarios.py)
+against a real chatd: a tiny fan-out must count every delivery. Not a benchmark:
+it only checks that the generator and chatd's wire protocol still agree."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Callable
 
-from bench.aio_loadgen import fanout
+from bench.scenarios import run_scenario
 
 
 def test_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
-    daemon = start_daemon(log={"format": "json", "level": "info"})
-    spec = {"scenario": "fanout", "dialect": "chatd", "port": daemon.port, "ca": str(daemon.pki.ca),
-            "n": 5, "s": 2, "m": 20, "stall_s": 5, "timeout_s": 10, "pid": daemon.process.pid}
-    t0 = time.monotonic()
-    result = asyncio.run(asyncio.wait_for(fanout(spec), 14))
-    assert time.monotonic() - t0 < 15
-    assert result["expected"] == 5 * 2 * 20  # chatd echoes MSG to the sender too
-    assert result["delivered"] == result["expected"], result
-    assert result["lost"] == 0 and not result["stalled"], result
-    assert result["corrupt_sample_lines"] == 0, result
-    assert result["lat_samples"] > 0 and result["p99_ms"] is not None, result
-
-
-def test_epoll_generator_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
-    """The same check for `make bench`'s own generator (bench/engine.py, bench/scenarios.py)."""
-    from bench.scenarios import run_scenario
-
     daemon = start_daemon(log={"format": "json", "level": "info"})
     spec = {"scenario": "fanout", "dialect": "chatd", "host": "127.0.0.1", "port": daemon.port,
             "ca": str(daemon.pki.ca), "server_pid": daemon.process.pid,
