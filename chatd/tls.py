@@ -1,11 +1,17 @@
 """TLS: build the daemon's `ssl.SSLContext` from `TLSConfig`, failing fast.
 
 Mozilla's "intermediate" profile: TLS 1.2 minimum (1.3 preferred), its
-ECDHE AEAD cipher list for 1.2, no compression, no renegotiation. Python 3.11
-can narrow the key-exchange groups only to a single curve with
-`set_ecdh_curve`; P-256 is in the profile and in every client, so that is the
-one offered (OpenSSL's default list would also offer X448 and P-521, which the
-profile excludes).
+ECDHE AEAD cipher list for 1.2, no compression, no renegotiation, no session
+tickets. Python 3.11 can narrow the key-exchange groups only to a single curve
+with `set_ecdh_curve` (OpenSSL's default list would also offer X448 and P-521,
+which the profile excludes), so `tls.ecdh_curve` picks one of the profile's
+three. X25519, the default, is the share modern clients send first, so they
+need no HelloRetryRequest, and it is the cheapest handshake in OpenSSL 3.0;
+prime256v1 serves clients without X25519 (Java 8, Windows 7, OpenSSL 1.0.2).
+
+Tickets are off as in Mozilla's server configurations: a chat session lasts
+hours, so resumption saves nothing, while each ticket costs the server an
+encryption and the client a message at every connect.
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(INTERMEDIATE_CIPHERS)
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    context.set_ecdh_curve("prime256v1")
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
+    context.num_tickets = 0
+    context.set_ecdh_curve(tls.ecdh_curve)
     try:
         context.load_cert_chain(tls.cert, tls.key)
     except (ssl.SSLError, OSError) as exc:

@@ -26,6 +26,36 @@ def test_modern_versions_accepted(daemon: Daemon, version: ssl.TLSVersion) -> No
             assert tls.recv(64) == b"NICK\n"
 
 
+def test_x25519_by_default_and_no_session_tickets(daemon: Daemon) -> None:
+    context = _context(daemon)
+    context.set_ecdh_curve("X25519")
+    with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.recv(64) == b"NICK\n"  # tickets, if any, came before this line
+            assert tls.version() == "TLSv1.3"
+            assert tls.session is not None and not tls.session.has_ticket
+
+
+@pytest.mark.parametrize(("server_curve", "client_curve", "ok"), [
+    ("X25519", "prime256v1", False),
+    ("prime256v1", "prime256v1", True),
+    ("prime256v1", "X25519", False),
+    ("secp384r1", "secp384r1", True),
+])
+def test_ecdh_curve_is_the_only_group_offered(start_daemon, server_curve: str, client_curve: str,  # type: ignore[no-untyped-def]
+                                              ok: bool) -> None:
+    daemon = start_daemon(tls={"ecdh_curve": server_curve})
+    context = _context(daemon)
+    context.set_ecdh_curve(client_curve)
+    with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
+        if ok:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.recv(64) == b"NICK\n"
+        else:
+            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
+                context.wrap_socket(raw, server_hostname="localhost")
+
+
 def test_tls_1_1_refused(daemon: Daemon) -> None:
     context = _context(daemon)
     context.set_ciphers("DEFAULT:@SECLEVEL=0")

@@ -47,6 +47,7 @@ tls:
   client_ca: certs/ca.crt
   client_auth: required
   nick_from_cert: true
+  ecdh_curve: secp384r1
 limits:
   max_clients: 50
   max_clients_per_ip: 3
@@ -119,6 +120,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
         client_ca=tmp_path / "certs/ca.crt",
         client_auth="required",
         nick_from_cert=True,
+        ecdh_curve="secp384r1",
     )
     assert config.limits == LimitsConfig(
         max_clients=50,
@@ -292,6 +294,7 @@ def test_a_relative_config_path_gives_an_absolute_config_path(
         ("limits", "exempt", [], ()),
         ("tls", "client_ca", None, None),
         ("tls", "client_auth", "none", "none"),
+        ("tls", "ecdh_curve", "prime256v1", "prime256v1"),
         ("log", "format", "console", "console"),
         ("log", "level", "error", "error"),
         ("control", "socket", None, None),
@@ -445,6 +448,8 @@ KEY_ERRORS = [
     ("log", "level", 10, "must be one of debug, info, warning, error"),
     ("tls", "client_auth", "always", "must be one of none, optional, required"),
     ("tls", "client_auth", True, "must be one of none, optional, required"),
+    ("tls", "ecdh_curve", "x448", "must be one of X25519, prime256v1, secp384r1"),
+    ("tls", "ecdh_curve", "P-256", "must be one of X25519, prime256v1, secp384r1"),
     # bad exempt entries
     ("limits", "exempt", ["10.0.0.0/33"], "must be a list of IP addresses or CIDR networks"),
     ("limits", "exempt", ["banana"], "must be a list of IP addresses or CIDR networks"),
