@@ -36,7 +36,7 @@ class TLSConfig:
     client_ca: Path | None = None
     client_auth: Literal["none", "optional", "required"] = "none"
     nick_from_cert: bool = False
-    ecdh_curve: Literal["X25519", "prime256v1", "secp384r1"] = "X25519"
+    ecdh_curve: Literal["auto", "X25519", "prime256v1", "secp384r1"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "client_ca": _OPTIONAL_PATH,
             "client_auth": _choice("none", "optional", "required"),
             "nick_from_cert": _boolean,
-            "ecdh_curve": _choice("X25519", "prime256v1", "secp384r1"),
+            "ecdh_curve": _choice("auto", "X25519", "prime256v1", "secp384r1"),
         },
     ),
     "limits": (

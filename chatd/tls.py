@@ -5,9 +5,12 @@ ECDHE AEAD cipher list for 1.2, no compression, no renegotiation, no session
 tickets. Python 3.11 can narrow the key-exchange groups only to a single curve
 with `set_ecdh_curve` (OpenSSL's default list would also offer X448 and P-521,
 which the profile excludes), so `tls.ecdh_curve` picks one of the profile's
-three. X25519, the default, is the share modern clients send first, so they
-need no HelloRetryRequest, and it is the cheapest handshake in OpenSSL 3.0;
-prime256v1 serves clients without X25519 (Java 8, Windows 7, OpenSSL 1.0.2).
+three. X25519 is the share modern clients send first, so they need no
+HelloRetryRequest, and it is the cheapest handshake in OpenSSL 3.0;
+prime256v1 serves clients without X25519 (Java 8, Windows 7, OpenSSL 1.0.2)
+and TLS 1.2 clients with ECDSA certificates, whose curve TLS 1.2 requires
+among the server's groups. `auto`, the default, is X25519, or prime256v1 when
+`tls.client_auth` asks for certificates.
 
 Tickets are off as in Mozilla's server configurations: a chat session lasts
 hours, so resumption saves nothing, while each ticket costs the server an
@@ -52,7 +55,7 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
     context.num_tickets = 0
-    context.set_ecdh_curve(tls.ecdh_curve)
+    context.set_ecdh_curve(ecdh_curve(tls))
     try:
         context.load_cert_chain(tls.cert, tls.key)
     except (ssl.SSLError, OSError) as exc:
@@ -69,6 +72,13 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
                 f"{config_path}: tls.client_ca: cannot load {tls.client_ca}: {_reason(exc)}"
             ) from exc
     return context
+
+
+def ecdh_curve(tls: TLSConfig) -> str:
+    """The one key-exchange group the server offers."""
+    if tls.ecdh_curve != "auto":
+        return tls.ecdh_curve
+    return "X25519" if tls.client_auth == "none" else "prime256v1"
 
 
 def _reason(exc: BaseException) -> str:

@@ -448,8 +448,8 @@ KEY_ERRORS = [
     ("log", "level", 10, "must be one of debug, info, warning, error"),
     ("tls", "client_auth", "always", "must be one of none, optional, required"),
     ("tls", "client_auth", True, "must be one of none, optional, required"),
-    ("tls", "ecdh_curve", "x448", "must be one of X25519, prime256v1, secp384r1"),
-    ("tls", "ecdh_curve", "P-256", "must be one of X25519, prime256v1, secp384r1"),
+    ("tls", "ecdh_curve", "x448", "must be one of auto, X25519, prime256v1, secp384r1"),
+    ("tls", "ecdh_curve", "P-256", "must be one of auto, X25519, prime256v1, secp384r1"),
     # bad exempt entries
     ("limits", "exempt", ["10.0.0.0/33"], "must be a list of IP addresses or CIDR networks"),
     ("limits", "exempt", ["banana"], "must be a list of IP addresses or CIDR networks"),
