@@ -2,7 +2,7 @@
 
 # NOTE: every method here except `deliver()` runs only on the owning worker's
 # thread, which is the only thread that ever touches this connection's SSL
-# object (OpenSSL forbids concurrent use of one SSL object; see
+# object (its TLSStream) (OpenSSL forbids concurrent use of one SSL object; see
 # docs/architecture.md). Other threads reach a connection only through
 # `deliver()`, which queues bytes under `_lock`, or `Worker.call_soon()`.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import math
-import socket
 import ssl
 import threading
 import time
@@ -23,6 +22,7 @@ import structlog
 from chatd import protocol
 from chatd.errors import ProtocolError
 from chatd.tls import peer_common_name
+from chatd.tlsstream import TLSStream
 
 if TYPE_CHECKING:
     from chatd.server import Server
@@ -50,14 +50,15 @@ class Connection:
         self,
         server: Server,
         worker: Worker,
-        sock: ssl.SSLSocket,
+        tls: TLSStream,
         peer: tuple[str, int],
         conn_id: int,
         reject: str | None,
     ) -> None:
         self.server = server
         self.worker = worker
-        self.sock = sock
+        self.tls = tls
+        self.sock = tls.sock  # what the selector watches
         self.id = conn_id
         self.ip = peer[0]
         self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
@@ -91,10 +92,8 @@ class Connection:
         self._unsent: collections.deque[bytes] = collections.deque()
         self._inflight: bytes | None = None
         self._split_line = False  # the last chunk handed to TLS ended inside a line
-        # What OpenSSL is waiting for; `_update_interest` turns these into selector events.
+        # The socket would not take all our ciphertext; `_update_interest` watches writability.
         self._write_wants_write = False
-        self._write_wants_read = False
-        self._read_wants_write = False
         # Backpressure: while this client's own queue is over half its limit it
         # is not read, so a sender that outpaces its own echo is slowed by TCP
         # rather than disconnected as a slow consumer.
@@ -137,11 +136,10 @@ class Connection:
         if self.state is State.HANDSHAKE:
             self._handshake()
             return
-        if self._write_wants_read:
-            self._write_wants_read = False
-            self.flush()
-        if not (self._read_wants_write or self._input_paused) and self.is_open():
+        if not self._input_paused:
             self._read()
+        if self.tls.pending_out and self.is_open():
+            self._write()  # what reading produced, e.g. the answer to a KeyUpdate
         self._update_interest()
 
     def on_writable(self) -> None:
@@ -150,9 +148,6 @@ class Connection:
         if self.state is State.HANDSHAKE:
             self._handshake()
             return
-        if self._read_wants_write:
-            self._read_wants_write = False
-            self._read()
         self.flush()
         self._update_interest()
 
@@ -200,22 +195,19 @@ class Connection:
 
     def _handshake(self) -> None:
         try:
-            self.sock.do_handshake()
+            self.tls.do_handshake()
         except ssl.SSLWantReadError:
-            self.worker.set_interest(self, read=True, write=False)
-            return
-        except ssl.SSLWantWriteError:
-            self.worker.set_interest(self, read=True, write=True)
+            self.worker.set_interest(self, read=True, write=self.tls.pending_out > 0)
             return
         except (ssl.SSLError, OSError) as exc:
             self._handshake_failed(_describe(exc))
             return
         self._phase_deadline = None
-        cipher = self.sock.cipher()
+        cipher = self.tls.cipher()
         log.info(
             "connect",
             **self._ctx,
-            tls_version=self.sock.version(),
+            tls_version=self.tls.version(),
             cipher=cipher[0] if cipher else None,
         )
         self.worker.set_interest(self, read=True, write=False)
@@ -225,10 +217,12 @@ class Connection:
             self._send_error(ProtocolError(self.reject, _REJECT_TEXT[self.reject]))
             self.begin_close(self.reject)
             return
-        self._cert_nick = peer_common_name(dict(self.sock.getpeercert() or {}))
+        self._cert_nick = peer_common_name(dict(self.tls.getpeercert() or {}))
         self._phase_deadline = time.monotonic() + self.server.limits.register_timeout
         self._rearm()
         self.deliver(b"NICK\n")
+        if self.tls.has_buffered_input():
+            self.worker.mark_readable(self)  # the nickname came with the client's Finished
 
     def _handshake_failed(self, error: str) -> None:
         log.info("tls_handshake_failed", **self._ctx, error=error)
@@ -244,13 +238,8 @@ class Connection:
                 self._update_interest()
                 return
             try:
-                data = self.sock.recv(READ_SIZE)
+                data = self.tls.recv(READ_SIZE)
             except ssl.SSLWantReadError:
-                return
-            except ssl.SSLWantWriteError:
-                # e.g. a record of ours is half sent and must be flushed first
-                self._read_wants_write = True
-                self._update_interest()
                 return
             except (ssl.SSLError, OSError) as exc:
                 self.finish("connection_lost", _describe(exc))
@@ -439,23 +428,26 @@ class Connection:
                     break
                 self._inflight = self._next_chunk()
             try:
-                sent = self.sock.send(self._inflight)
+                sent = self.tls.send(self._inflight)
             except ssl.SSLWantWriteError:
-                self._blocked(wants_write=True)
-                return
-            except ssl.SSLWantReadError:
-                self._blocked(wants_write=False)
+                self._blocked()
                 return
             except (ssl.SSLError, OSError) as exc:
                 self.finish("connection_lost", _describe(exc))
                 return
             with self._lock:
                 self._queued -= sent
-            # OpenSSL without partial writes sends all; keep the rest just in case.
-            self._inflight = self._inflight[sent:] or None
+            self._inflight = None
+        try:
+            if not self.tls.flush():
+                self._blocked()
+                return
+        except OSError as exc:
+            self.finish("connection_lost", _describe(exc))
+            return
         self._stall_deadline = None
-        if self._write_wants_write or self._write_wants_read:
-            self._write_wants_write = self._write_wants_read = False
+        if self._write_wants_write:
+            self._write_wants_write = False
             self._update_interest()
         if self._input_paused:
             self._input_paused = False
@@ -484,9 +476,8 @@ class Connection:
             size += len(chunk)
         return b"".join(parts)
 
-    def _blocked(self, wants_write: bool) -> None:
-        self._write_wants_write = wants_write
-        self._write_wants_read = not wants_write
+    def _blocked(self) -> None:
+        self._write_wants_write = True
         self._update_interest()
         if self._stall_deadline is None:
             self._stall_deadline = time.monotonic() + self.server.limits.write_timeout
@@ -540,9 +531,7 @@ class Connection:
 
     def _start_linger(self) -> None:
         try:
-            # FIN after the BYE. The plain socket's shutdown, not SSLSocket's, which
-            # would discard the SSL object and leave nothing to drain the peer with.
-            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+            self.tls.shutdown_write()  # FIN after the BYE; reading goes on, to drain the peer
         except OSError:
             self.finish(self._close_reason)
             return
@@ -564,7 +553,7 @@ class Connection:
             self._outbox.clear()
         self.worker.forget(self)
         try:
-            self.sock.close()
+            self.tls.close()
         except OSError:
             pass  # already gone; nothing more to release
         self.server.unregister(self)
@@ -581,15 +570,11 @@ class Connection:
             )
 
     def _update_interest(self) -> None:
-        """Watch for what OpenSSL waits for. While a read waits for writability,
-        readability is not watched: level-triggered, it would spin."""
+        """Watch readability unless input is paused, writability while the socket
+        holds back our ciphertext."""
         if self.state in (State.HANDSHAKE, State.CLOSED):
             return
-        self.worker.set_interest(
-            self,
-            read=not (self._read_wants_write or self._input_paused),
-            write=self._write_wants_write or self._read_wants_write,
-        )
+        self.worker.set_interest(self, read=not self._input_paused, write=self._write_wants_write)
 
     def _rearm(self) -> None:
         deadlines = [

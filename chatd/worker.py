@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import structlog
 
 from chatd.connection import Connection
+from chatd.tlsstream import TLSStream
 
 if TYPE_CHECKING:
     from chatd.server import Server
@@ -127,9 +128,7 @@ class Worker:
         self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
     ) -> None:
         try:
-            tls = self.server.tls_context.wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False
-            )
+            tls = TLSStream(sock, self.server.tls_context)
         except (ssl.SSLError, OSError) as exc:
             log.info("tls_handshake_failed", session=conn_id, peer=f"{peer[0]}:{peer[1]}", error=str(exc))
             sock.close()

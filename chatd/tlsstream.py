@@ -1,0 +1,144 @@
+"""TLSStream: one server-side TLS connection over a non-blocking socket, through memory BIOs.
+
+An `SSLSocket` lets OpenSSL make the system calls: two `recv()` per record
+(header, then body) and one `send()` per record, so a handshake alone took
+about a dozen calls and as many loopback segments. Here OpenSSL only ever
+sees memory: one `recv()` takes whatever the kernel holds, the SSL object
+decrypts it record by record, and what it produces (a whole handshake flight,
+several records of chat) leaves in one `send()`.
+
+The interface mirrors the parts of `SSLSocket` that `Connection` uses, with
+its exceptions: `ssl.SSLWantReadError` means "wait for the socket to become
+readable", `ssl.SSLWantWriteError` "wait until it is writable". Like any SSL
+object, a stream must only ever be used by one thread at a time (its worker).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any, Final
+
+RECV_SIZE: Final = 262144  # one recv() per readiness event takes this much at most
+SEND_BATCH: Final = 16384  # ciphertext gathered before send() is called
+
+
+class TLSStream:
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._out = bytearray()  # ciphertext the socket has not taken yet
+
+    # -- handshake ----------------------------------------------------------------
+
+    def do_handshake(self) -> None:
+        """Advance the handshake; SSLWantReadError while waiting for the peer.
+
+        On failure the alert OpenSSL wrote is sent, as far as the socket takes it,
+        before the error is raised.
+        """
+        self.flush()
+        while True:
+            try:
+                self._tls.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                self._collect()
+                self.flush()
+                if not self._pull():
+                    raise
+            except ssl.SSLError:
+                self._collect()
+                self._flush_quietly()
+                raise
+            finally:
+                self._collect()
+
+    # -- reading ------------------------------------------------------------------
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` bytes of plaintext (at most one record); b"" at end of stream."""
+        try:
+            while True:
+                try:
+                    return self._tls.read(size)
+                except ssl.SSLWantReadError:
+                    if not self._pull():
+                        raise
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    return b""  # close_notify, or a TCP close without one: both mean gone
+        finally:
+            self._collect()  # e.g. our answer to the peer's KeyUpdate
+
+    def has_buffered_input(self) -> bool:
+        """Input already taken from the kernel, which the selector cannot see."""
+        return bool(self._incoming.pending or self._tls.pending())
+
+    # -- writing ------------------------------------------------------------------
+
+    def send(self, data: bytes) -> int:
+        """Encrypt all of `data`. SSLWantWriteError (and nothing taken) while the
+        socket has not taken what was encrypted before."""
+        if len(self._out) >= SEND_BATCH and not self.flush():
+            raise ssl.SSLWantWriteError("the socket's send buffer is full")
+        self._tls.write(data)
+        self._collect()
+        return len(data)
+
+    def flush(self) -> bool:
+        """Send the ciphertext gathered so far; True once the socket took all of it."""
+        while self._out:
+            try:
+                sent = self.sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                return False
+            del self._out[:sent]
+        return True
+
+    @property
+    def pending_out(self) -> int:
+        return len(self._out)
+
+    # -- the rest of what Connection needs --------------------------------------------
+
+    def version(self) -> str | None:
+        return self._tls.version()
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        return self._tls.cipher()
+
+    def getpeercert(self) -> dict[str, Any] | None:
+        return self._tls.getpeercert()
+
+    def shutdown_write(self) -> None:
+        """TCP FIN after what was sent; the TLS session stays usable for reading."""
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _pull(self) -> bool:
+        """Move what the kernel holds into the TLS layer; False if it holds nothing."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+        return True
+
+    def _collect(self) -> None:
+        if self._outgoing.pending:
+            self._out += self._outgoing.read()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except OSError:
+            pass  # the peer is gone; the alert had no one to go to
