@@ -96,6 +96,7 @@ class Engine:
             if idle is not None:
                 if self.received_total != last_total:
                     last_total, last_change = self.received_total, now
+                    self.t_last_progress = perf_ns()
                 elif now - last_change > idle:
                     return "idle"
             wait = min(deadline - now, 0.05)

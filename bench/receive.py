@@ -102,6 +102,12 @@ class Receiving:
         if pongs:
             self._acknowledge(pongs)
         msgs = lines - pongs
+        watch = self.engine.watch
+        if watch is not None:
+            # Lines about the non-reader (its JOIN, its LEAVE) are not messages.
+            about = buf.count(watch, 0, n)
+            msgs -= about
+            self.engine.watch_hits += about
         if msgs:
             self.count += msgs
             self.engine.received_total += msgs
