@@ -44,7 +44,7 @@ log = structlog.get_logger(__name__)
 
 _MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this, just close
 _ACCEPT_BATCH = 64
-_KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
+KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
 _RESTART_KEYS = ("server.host", "server.port", "server.io_threads", "control.socket")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -122,6 +122,7 @@ class Server:
                 f"{exc.strerror or exc} (is another server using it?)"
             ) from exc
         listener.setblocking(False)
+        tune_listener(listener)
         return listener
 
     def stop(self, grace: float = 5.0) -> None:
@@ -193,7 +194,7 @@ class Server:
             else:
                 self._rejecting += 1
             conn_id = next(self._ids)
-        _tune(sock)
+        sock.setblocking(False)  # the rest of its options came from the listener
         worker = min(self._workers, key=lambda w: len(w.connections))
         worker.adopt(sock, peer, conn_id, reject)
 
@@ -343,14 +344,15 @@ def _one_line(text: str) -> str:
     return _CONTROL_CHARS.sub(" ", text).strip()
 
 
-def _tune(sock: socket.socket) -> None:
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def tune_listener(listener: socket.socket) -> None:
+    """Options every accepted socket inherits from the listener (Linux copies
+    them at accept), so a connection costs no setsockopt() calls of its own."""
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # Dead peers are found by TCP keepalive (docs/protocol.md), not app-level PING.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in _KEEPALIVE.items():
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in KEEPALIVE.items():
         if hasattr(socket, name):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+            listener.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 def _get(config: Config, dotted: str) -> object:
