@@ -190,10 +190,13 @@ class Conn(Receiving):
         if err not in (0, errno.EINPROGRESS):
             self._fail(f"connect: {errno.errorcode.get(err, err)}")
             return
-        self.state = "connecting"
         self.engine.conns[self.fd] = self
-        self.events = EPOLLOUT
-        self.engine.epoll.register(self.fd, EPOLLOUT)
+        # On loopback the connection is usually up by now: the ClientHello goes at
+        # once. If it is not, send() says EAGAIN and _flush waits for EPOLLOUT; a
+        # refused connection shows up as an error on the first read.
+        self.events = EPOLLIN
+        self.engine.epoll.register(self.fd, EPOLLIN)
+        self._start_tls()
 
     def on_event(self, events: int) -> None:
         state = self.state
@@ -207,18 +210,11 @@ class Conn(Receiving):
                 self._flush()
             if events & (EPOLLIN | EPOLLERR_HUP) and self._receive():
                 self._handshake()
-        elif state == "connecting":
-            assert self.sock is not None
-            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                self._fail(f"connect: {errno.errorcode.get(err, err)}")
-                return
-            self.tls = self.engine.context.wrap_bio(
-                self._incoming, self._outgoing, server_hostname="localhost"
-            )
-            self.state = "handshake"
-            self._set_events(EPOLLIN)
-            self._handshake()
+
+    def _start_tls(self) -> None:
+        self.tls = self.engine.context.wrap_bio(self._incoming, self._outgoing, server_hostname="localhost")
+        self.state = "handshake"
+        self._handshake()
 
     def _handshake(self) -> None:
         assert self.tls is not None
@@ -382,7 +378,7 @@ class Conn(Receiving):
         if self.error is None:
             self.error = error
             self.engine.errors[error.split(":")[0] + ": " + error.split(":", 1)[-1].strip()[:60]] += 1
-        if self.state in ("new", "connecting", "handshake") or not self.registration.done:
+        if self.state in ("new", "handshake") or not self.registration.done:
             self.engine.connect_failed += 1
         elif not self.done and self.expected:
             self.engine.failed_receivers += 1
