@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 run, smaller parameters (~3 min)")
     parser.add_argument("--runs", type=int, help="runs per scenario and target (default 3, quick 1)")
-    parser.add_argument("--targets", default="chatd,ngircd,seed", help="comma-separated subset")
+    parser.add_argument("--targets", default="chatd,ngircd,seed,floor", help="comma-separated subset")
     parser.add_argument("--scenarios", default="",
                         help="comma-separated prefixes, e.g. fanout,paced (default: all)")
     parser.add_argument("--slow-runs", type=int,
@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             if run > (slow_runs if key.startswith("slow") else runs):
                 continue
             for target in targets:
-                if key == "capacity" and target.name != "chatd" and run > (args.capacity_runs or 1):
+                if target.scenarios is not None and spec["scenario"] not in target.scenarios:
+                    continue
+                if key == "capacity" and target.name not in ("chatd", "floor") and run > (args.capacity_runs or 1):
                     continue
                 record = _one_run(target, key, spec, run, certs, args.quiet_wait)
                 record["machine"] = machine

@@ -115,6 +115,7 @@ class Running:
 class Target:
     name = ""
     dialect = ""
+    scenarios: tuple[str, ...] | None = None  # None: every scenario
 
     def __init__(self, certs: Certs) -> None:
         self.certs = certs
@@ -290,4 +291,34 @@ class SeedTarget(Target):
         return Running(process, port, log, workdir)
 
 
-TARGETS: dict[str, type[Target]] = {"chatd": ChatdTarget, "ngircd": NgircdTarget, "seed": SeedTarget}
+class FloorTarget(Target):
+    """bench/floor_server.py: the least a Python TLS server does per connection.
+    Capacity only; it is a measuring stick, not a chat server."""
+
+    name = "floor"
+    dialect = "chatd"
+    scenarios = ("capacity",)
+
+    def version(self) -> str:
+        return f"bench/floor_server.py (Python {sys.version.split()[0]}, one thread, chatd's TLS context)"
+
+    def start(self, workdir: Path, scenario: str) -> Running:
+        path = workdir / "floor.yaml"
+        path.write_text(yaml.safe_dump({"tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)}}))
+        log = workdir / "floor.log"
+        process = self._spawn([sys.executable, "-m", "bench.floor_server", str(path)], log, REPO)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"floor server exited with {process.returncode}:\n{_tail(log)}")
+            for line in log.read_text(errors="replace").splitlines():
+                if '"listening"' in line:
+                    return Running(process, int(json.loads(line)["port"]), log, workdir)
+            time.sleep(0.05)
+        process.kill()
+        raise RuntimeError(f"floor server did not start within 15s:\n{_tail(log)}")
+
+
+TARGETS: dict[str, type[Target]] = {
+    "chatd": ChatdTarget, "ngircd": NgircdTarget, "seed": SeedTarget, "floor": FloorTarget,
+}
