@@ -59,6 +59,8 @@ class LimitsConfig:
 
     def is_exempt(self, address: str) -> bool:
         """Whether per-address limits skip `address` (an IP literal)."""
+        if not self.exempt:
+            return False  # the usual case, decided without parsing the address
         try:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:

@@ -24,8 +24,10 @@ SEND_BATCH: Final = 16384  # ciphertext gathered before send() is called
 
 
 class TLSStream:
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, scratch: bytearray) -> None:
+        """`scratch`: a buffer of RECV_SIZE bytes, shared by the streams of one thread."""
         self.sock = sock
+        self._scratch = memoryview(scratch)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
@@ -124,11 +126,11 @@ class TLSStream:
     def _pull(self) -> bool:
         """Move what the kernel holds into the TLS layer; False if it holds nothing."""
         try:
-            data = self.sock.recv(RECV_SIZE)
+            received = self.sock.recv_into(self._scratch)
         except (BlockingIOError, InterruptedError):
             return False
-        if data:
-            self._incoming.write(data)
+        if received:
+            self._incoming.write(self._scratch[:received])
         else:
             self._incoming.write_eof()
         return True

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import structlog
 
 from chatd.connection import Connection
-from chatd.tlsstream import TLSStream
+from chatd.tlsstream import RECV_SIZE, TLSStream
 
 if TYPE_CHECKING:
     from chatd.server import Server
@@ -39,6 +39,7 @@ class Worker:
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
         self._selector = selectors.DefaultSelector()
+        self._scratch = bytearray(RECV_SIZE)  # every recv() of this thread lands here first
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -128,7 +129,7 @@ class Worker:
         self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
     ) -> None:
         try:
-            tls = TLSStream(sock, self.server.tls_context)
+            tls = TLSStream(sock, self.server.tls_context, self._scratch)
         except (ssl.SSLError, OSError) as exc:
             log.info("tls_handshake_failed", session=conn_id, peer=f"{peer[0]}:{peer[1]}", error=str(exc))
             sock.close()
