@@ -1,9 +1,9 @@
 """Connection: one client, from TLS handshake to close, driven by its I/O worker.
 
 # NOTE: every method here except `deliver()` runs only on the owning worker's
-# thread, which is the only thread that ever touches this connection's SSL
-# object (its TLSStream) (OpenSSL forbids concurrent use of one SSL object; see
-# docs/architecture.md). Other threads reach a connection only through
+# thread, which is the only thread that ever touches this connection's
+# TLSStream and its SSL object (OpenSSL forbids concurrent use of one SSL
+# object; see docs/architecture.md). Other threads reach a connection only through
 # `deliver()`, which queues bytes under `_lock`, or `Worker.call_soon()`.
 """
 

@@ -45,18 +45,18 @@ class TLSStream:
         while True:
             try:
                 self._tls.do_handshake()
-                return
             except ssl.SSLWantReadError:
                 self._collect()
                 self.flush()
                 if not self._pull():
                     raise
+                continue
             except ssl.SSLError:
                 self._collect()
                 self._flush_quietly()
                 raise
-            finally:
-                self._collect()
+            self._collect()  # TLS 1.2's last flight: it leaves with the first line
+            return
 
     # -- reading ------------------------------------------------------------------
 
