@@ -103,9 +103,9 @@ class Receiving:
             self._acknowledge(pongs)
         msgs = lines - pongs
         watch = self.engine.watch
-        if watch is not None:
-            # Lines about the non-reader (its JOIN, its LEAVE) are not messages.
-            about = buf.count(watch, 0, n)
+        if watch is not None and buf.find(watch, 0, n) >= 0:
+            # Lines about the non-reader (its LEAVE, IRC's QUIT) are not messages.
+            about = _lines_containing(buf, n, watch)
             msgs -= about
             self.engine.watch_hits += about
         if msgs:
@@ -240,3 +240,14 @@ class Receiving:
         if engine.finished >= engine.finishers:
             engine.t_all_finished = perf_ns()
 
+
+def _lines_containing(buf: bytearray | bytes, n: int, needle: bytes) -> int:
+    """How many lines of buf[:n] contain `needle` (IRC's QUIT names a nick twice)."""
+    count, at = 0, buf.find(needle, 0, n)
+    while at >= 0:
+        count += 1
+        end = buf.find(b"\n", at, n)
+        if end < 0:
+            break
+        at = buf.find(needle, end, n)
+    return count
