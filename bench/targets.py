@@ -74,6 +74,20 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes], l
     raise RuntimeError(f"server not listening on port {port} after {timeout}s:\n{_tail(log)}")
 
 
+def listening_port(process: subprocess.Popen[bytes], log: Path, name: str, timeout: float) -> int:
+    """The port from the JSON `listening` event a server writes to its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{_tail(log)}")
+        for line in log.read_text(errors="replace").splitlines():
+            if '"listening"' in line:
+                return int(json.loads(line)["port"])
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{name} did not log `listening` within {timeout:g}s:\n{_tail(log)}")
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -166,18 +180,8 @@ class ChatdTarget(Target):
         path.write_text(yaml.safe_dump(config))
         log = workdir / "chatd.log"
         process = self._spawn([sys.executable, "-m", "chatd", "--config", str(path)], log, REPO)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"chatd exited with {process.returncode}:\n{_tail(log)}")
-            for line in log.read_text(errors="replace").splitlines():
-                if '"listening"' in line:
-                    event = json.loads(line)
-                    return Running(process, int(event["port"]), log, workdir,
-                                   {"send_queue_bytes": queue})
-            time.sleep(0.05)
-        process.kill()
-        raise RuntimeError(f"chatd did not log `listening` within 20s:\n{_tail(log)}")
+        port = listening_port(process, log, "chatd", 20)
+        return Running(process, port, log, workdir, {"send_queue_bytes": queue})
 
 
 class NgircdTarget(Target):
@@ -307,16 +311,7 @@ class FloorTarget(Target):
         path.write_text(yaml.safe_dump({"tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)}}))
         log = workdir / "floor.log"
         process = self._spawn([sys.executable, "-m", "bench.floor_server", str(path)], log, REPO)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"floor server exited with {process.returncode}:\n{_tail(log)}")
-            for line in log.read_text(errors="replace").splitlines():
-                if '"listening"' in line:
-                    return Running(process, int(json.loads(line)["port"]), log, workdir)
-            time.sleep(0.05)
-        process.kill()
-        raise RuntimeError(f"floor server did not start within 15s:\n{_tail(log)}")
+        return Running(process, listening_port(process, log, "floor server", 15), log, workdir)
 
 
 TARGETS: dict[str, type[Target]] = {
