@@ -131,12 +131,18 @@ class Receiving:
             if not self.done and self.count >= self.expected:
                 self._finish()
 
-    def _feed_latency(self, buf: bytearray | bytes, n: int) -> None:
-        """A sample receiver: the latency of every line (format and order are the
-        validators' job); anything but benchmark lines goes the slow path."""
+    def _whole_lines(self, buf: bytearray | bytes, n: int) -> tuple[bytes, int]:
+        """This read after the previous one's unfinished line; data[:end] is whole
+        lines, and what follows is kept for the next read."""
         data = self.partial + bytes(buf[:n])
         end = data.rfind(b"\n") + 1
         self.partial = data[end:]
+        return data, end
+
+    def _feed_latency(self, buf: bytearray | bytes, n: int) -> None:
+        """A sample receiver: the latency of every line (format and order are the
+        validators' job); anything but benchmark lines goes the slow path."""
+        data, end = self._whole_lines(buf, n)
         if not end:
             return
         now = perf_ns()
@@ -149,9 +155,7 @@ class Receiving:
 
     def _feed_parse(self, buf: bytearray | bytes, n: int) -> None:
         """Split lines: latency from `t=`, per-sender order, format checks, markers."""
-        data = self.partial + bytes(buf[:n])
-        end = data.rfind(b"\n") + 1
-        self.partial = data[end:]
+        data, end = self._whole_lines(buf, n)
         if not end:
             return
         now = perf_ns()
