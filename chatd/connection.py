@@ -58,7 +58,8 @@ class Connection:
         self.server = server
         self.worker = worker
         self.tls = tls
-        self.sock = tls.sock  # what the selector watches
+        self.sock = tls.sock
+        self.fd = tls.sock.fileno()  # what the worker's epoll watches
         self.id = conn_id
         self.ip = peer[0]
         self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
@@ -68,7 +69,7 @@ class Connection:
         self.last_active = time.monotonic()
         self.messages_in = 0
         self.messages_out = 0
-        self.interest = 0  # selector events currently registered
+        self.interest = 0  # epoll events currently registered
         self.reject = reject
         self._ctx = {"session": conn_id, "peer": self.peer}
         self._linebuf = protocol.LineBuffer(server.limits.max_line_bytes)

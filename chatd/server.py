@@ -1,14 +1,15 @@
-"""Server: the listener, the accept thread, admission limits, the connection
+"""Server: the listener, accepting and admission limits, the connection
 registry, reload, the operator actions and the stop sequence.
 
-Threads: one `chatd-accept` thread accepts and hands each socket to the
-least busy `chatd-io-N` worker, which runs the TLS handshake and everything
-after it (see worker.py and docs/architecture.md). All of them are daemon
-threads, stopped by `stop(grace)` with explicit, logged deadlines: a stuck
-thread can never keep the process from exiting, which is what an operator
-under systemd wants from SIGTERM. (cheroot makes the other choice,
-non-daemon threads plus force-closing; with a deadline join the outcome is
-the same and a hang is impossible.)
+Threads: the `chatd-io-N` workers accept from the shared listener in their
+own loops (`accept_from`), and each new socket goes to the least busy
+worker, which runs the TLS handshake and everything after it (see worker.py
+and docs/architecture.md). All of them are daemon threads, stopped by
+`stop(grace)` with explicit, logged deadlines: a stuck thread can never keep
+the process from exiting, which is what an operator under systemd wants from
+SIGTERM. (cheroot makes the other choice, non-daemon threads plus
+force-closing; with a deadline join the outcome is the same and a hang is
+impossible.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import errno
 import itertools
 import os
 import re
-import selectors
 import socket
 import ssl
 import threading
@@ -79,8 +79,6 @@ class Server:
         self._rejected = 0
         self._all_closed = threading.Event()
         self._listener: socket.socket | None = None
-        self._accept_wake_r, self._accept_wake_w = socket.socketpair()
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="chatd-accept", daemon=True)
         count = config.server.io_threads or len(os.sched_getaffinity(0))
         self._workers = [Worker(self, index) for index in range(count)]
 
@@ -104,7 +102,7 @@ class Server:
         self.address = self._listener.getsockname()[:2]
         for worker in self._workers:
             worker.start()
-        self._accept_thread.start()
+            worker.watch_listener(self._listener)
         log.info("listening", host=self.address[0], port=self.address[1], io_threads=len(self._workers))
         return self.address
 
@@ -129,8 +127,7 @@ class Server:
         """Stop accepting, say `BYE shutdown` to everyone, close, join threads."""
         self.stopping = True
         log.info("shutdown", clients=len(self.room), connections=len(self._connections))
-        self._accept_wake_w.send(b"\0")
-        self._accept_thread.join(timeout=grace)
+        self._close_listener(grace)
         for worker in self._workers:
             worker.call_soon(_say_goodbye(worker))
         with self._lock:
@@ -144,42 +141,40 @@ class Server:
         if stuck or self._connections:
             log.warning("sessions_still_running", count=len(self._connections), threads=stuck)
 
-    # -- accepting ----------------------------------------------------------------------
+    # -- accepting (on the workers' threads) -----------------------------------------------
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self._listener, selectors.EVENT_READ)
-        selector.register(self._accept_wake_r, selectors.EVENT_READ)
-        try:
-            while not self.stopping:
-                for key, _ in selector.select():
-                    if key.fileobj is self._accept_wake_r:
-                        return
-                    self._accept_batch()
-        except Exception:
-            log.exception("accept_crashed")
-        finally:
-            selector.close()
-            self._listener.close()
-
-    def _accept_batch(self) -> None:
-        assert self._listener is not None
+    def accept_from(self, listener: socket.socket, acceptor: Worker) -> bool:
+        """Accept what is waiting, up to a batch, on `acceptor`'s thread; True if
+        out of descriptors or memory."""
         for _ in range(_ACCEPT_BATCH):
+            if self.stopping:
+                return False
             try:
-                sock, peer = self._listener.accept()
+                sock, peer = listener.accept()
             except BlockingIOError:
-                return
+                return False  # another worker took it, or nothing is left
             except OSError as exc:
                 # EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources; ECONNABORTED: the
-                # client gave up in the backlog. Log, pause briefly, keep serving.
+                # client gave up in the backlog. Log and keep serving.
                 log.warning("accept_failed", error=exc.strerror or str(exc))
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    time.sleep(0.1)
-                return
-            self._admit(sock, peer)
+                return exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+            self._admit(sock, peer, acceptor)
+        return False
 
-    def _admit(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+    def _close_listener(self, grace: float) -> None:
+        """Every worker stops accepting, then the port closes: new clients are refused."""
+        assert self._listener is not None
+        unwatched = []
+        for worker in self._workers:
+            done = threading.Event()
+            worker.unwatch_listener(done)
+            unwatched.append(done)
+        deadline = time.monotonic() + grace
+        for done in unwatched:
+            done.wait(max(0.0, deadline - time.monotonic()))
+        self._listener.close()
+
+    def _admit(self, sock: socket.socket, peer: tuple[str, int], acceptor: Worker) -> None:
         ip = peer[0]
         with self._lock:
             reject = self._admission(ip)
@@ -195,7 +190,11 @@ class Server:
                 self._rejecting += 1
             conn_id = next(self._ids)
         sock.setblocking(False)  # the rest of its options came from the listener
+        # The least busy worker; the one that accepted when it is as idle as any
+        # (then nothing crosses threads).
         worker = min(self._workers, key=lambda w: len(w.connections))
+        if len(acceptor.connections) <= len(worker.connections):
+            worker = acceptor
         worker.adopt(sock, peer, conn_id, reject)
 
     def _admission(self, ip: str) -> str | None:

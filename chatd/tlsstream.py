@@ -75,7 +75,7 @@ class TLSStream:
             self._collect()  # e.g. our answer to the peer's KeyUpdate
 
     def has_buffered_input(self) -> bool:
-        """Input already taken from the kernel, which the selector cannot see."""
+        """Input already taken from the kernel, which epoll cannot see."""
         return bool(self._incoming.pending or self._tls.pending())
 
     # -- writing ------------------------------------------------------------------

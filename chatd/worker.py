@@ -1,29 +1,35 @@
-"""Worker: one I/O thread running a selector over many non-blocking TLS connections.
+"""Worker: one I/O thread running an epoll loop over many non-blocking TLS connections.
+
+Every worker also watches the listening socket and accepts from it (the
+kernel wakes one waiting worker per new connection), so a new client costs
+no hand-over between threads; see docs/architecture.md.
 
 A connection belongs to exactly one worker for its whole life, and only that
 worker's thread calls into its SSL object. Other threads hand work over with
-`call_soon()` or, for output, `mark_dirty()`; both wake the selector through a
-socketpair at most once per loop turn. Output queued by the worker's own
-thread (the common case: one client's line fanned out to the room) needs no
-wake-up at all: it is flushed at the end of the turn, all of it in one write
-per connection.
+`call_soon()` or, for output, `mark_dirty()`; both wake the loop through a
+socketpair at most once per turn. Output queued by the worker's own thread
+(the common case: one client's line fanned out to the room) needs no wake-up
+at all: it is flushed at the end of the turn, all of it in one write per
+connection.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import selectors
+import select
 import socket
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Final
 
 import structlog
 
 from chatd.connection import Connection
 from chatd.tlsstream import RECV_SIZE, TLSStream
+
+ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
 
 if TYPE_CHECKING:
     from chatd.server import Server
@@ -31,6 +37,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _MAX_SELECT_WAIT = 1.0
+READ: Final = select.EPOLLIN
+WRITE: Final = select.EPOLLOUT
+# Wake only one of the workers waiting on the listener per connection (Linux ≥ 4.5).
+_EXCLUSIVE: Final = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
 class Worker:
@@ -38,12 +48,17 @@ class Worker:
         self.server = server
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
+        self._by_fd: dict[int, Connection] = {}  # what the epoll watches, by descriptor
         self._scratch = bytearray(RECV_SIZE)  # every recv() of this thread lands here first
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._wake_fd = self._wake_r.fileno()
+        self._epoll.register(self._wake_fd, READ)
+        self._listener: socket.socket | None = None
+        self._listener_fd = -1
+        self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
         self._calls: list[Callable[[], None]] = []
         self._remote_dirty: list[Connection] = []
@@ -90,20 +105,38 @@ class Worker:
 
     def adopt(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> None:
         """Take over a freshly accepted socket; TLS starts on this worker's thread."""
-        self.call_soon(lambda: self._start_connection(sock, peer, conn_id, reject))
+        if threading.get_ident() == self._thread.ident:
+            self._start_connection(sock, peer, conn_id, reject)
+        else:
+            self.call_soon(lambda: self._start_connection(sock, peer, conn_id, reject))
+
+    def watch_listener(self, listener: socket.socket) -> None:
+        """Accept from `listener` on this worker's thread, from its next turn on."""
+        self.call_soon(lambda: self._watch(listener))
+
+    def unwatch_listener(self, done: threading.Event) -> None:
+        """Stop accepting; `done` is set once this worker will not touch the listener again."""
+
+        def unwatch() -> None:
+            self._unwatch()
+            done.set()
+
+        self.call_soon(unwatch)
 
     # -- worker thread only ---------------------------------------------------------
 
     def set_interest(self, conn: Connection, read: bool, write: bool) -> None:
-        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
+        events = (READ if read else 0) | (WRITE if write else 0)
         if events == conn.interest:
             return
         if conn.interest == 0:
-            self._selector.register(conn.sock, events, conn)
+            self._epoll.register(conn.fd, events)
+            self._by_fd[conn.fd] = conn
         elif events == 0:
-            self._selector.unregister(conn.sock)
+            self._epoll.unregister(conn.fd)
+            del self._by_fd[conn.fd]
         else:
-            self._selector.modify(conn.sock, events, conn)
+            self._epoll.modify(conn.fd, events)
         conn.interest = events
 
     def mark_readable(self, conn: Connection) -> None:
@@ -117,10 +150,11 @@ class Worker:
 
     def forget(self, conn: Connection) -> None:
         if conn.interest:
+            self._by_fd.pop(conn.fd, None)
             try:
-                self._selector.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass  # the socket was already closed underneath the selector
+                self._epoll.unregister(conn.fd)
+            except OSError:
+                pass  # the socket was already closed underneath the epoll
             conn.interest = 0
         conn.timer_at = float("inf")
         self.connections.discard(conn)
@@ -153,26 +187,30 @@ class Worker:
     def _turn(self) -> None:
         busy = self._readable or self._local_dirty
         timeout = 0.0 if busy else self._select_timeout()
-        for key, events in self._selector.select(timeout):
-            conn = key.data
-            if conn is None:
+        by_fd = self._by_fd
+        for fd, events in self._epoll.poll(timeout):
+            conn = by_fd.get(fd)
+            if conn is not None:
+                self._guarded(conn, events)
+            elif fd == self._listener_fd:
+                self._accept()
+            elif fd == self._wake_fd:
                 self._drain_wakeups()
-                continue
-            self._guarded(conn, events)
+            # else: a connection closed earlier in this batch
         self._take_remote_work()
         if self._readable:
             readable, self._readable = self._readable, []
             for conn in readable:
-                self._guarded(conn, selectors.EVENT_READ)
+                self._guarded(conn, READ)
         self._flush_dirty()
         self._run_timers()
 
     def _guarded(self, conn: Connection, events: int) -> None:
         # A bug while serving one client must cost that client only.
         try:
-            if events & selectors.EVENT_READ:
+            if events & ~WRITE:  # readable, or an error or hang-up that reading will report
                 conn.on_readable()
-            if events & selectors.EVENT_WRITE:
+            if events & ~READ:
                 conn.on_writable()
         except Exception:
             log.exception("session_crashed", session=conn.id, peer=conn.peer)
@@ -198,13 +236,50 @@ class Worker:
                     log.exception("session_crashed", session=conn.id, peer=conn.peer)
                     conn.finish("internal_error")
 
+    # -- accepting (worker thread only) ------------------------------------------
+
+    def _watch(self, listener: socket.socket) -> None:
+        self._listener = listener
+        self._listener_fd = listener.fileno()
+        self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
+
+    def _unwatch(self) -> None:
+        if self._listener is not None and not self._accept_paused_until:
+            self._epoll.unregister(self._listener_fd)
+        self._listener = None
+        self._listener_fd = -1
+        self._accept_paused_until = 0.0
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            out_of_resources = self.server.accept_from(self._listener, self)
+        except Exception:
+            # A bug here must not take this worker's connections with it.
+            log.exception("accept_crashed", worker=self.name)
+            return
+        if out_of_resources:
+            # Level-triggered: the waiting client would wake us again at once.
+            # Stop watching for a moment instead of spinning (or sleeping).
+            self._epoll.unregister(self._listener_fd)
+            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+
+    def _resume_accepting(self, now: float) -> None:
+        if self._accept_paused_until and now >= self._accept_paused_until and self._listener is not None:
+            self._accept_paused_until = 0.0
+            self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
+
     def _select_timeout(self) -> float:
-        if not self._timers:
-            return _MAX_SELECT_WAIT
-        return max(0.0, min(_MAX_SELECT_WAIT, self._timers[0][0] - time.monotonic()))
+        wait = _MAX_SELECT_WAIT
+        if self._timers:
+            wait = min(wait, self._timers[0][0] - time.monotonic())
+        if self._accept_paused_until:
+            wait = min(wait, self._accept_paused_until - time.monotonic())
+        return max(0.0, wait)
 
     def _run_timers(self) -> None:
         now = time.monotonic()
+        self._resume_accepting(now)
         while self._timers and self._timers[0][0] <= now:
             when, _, conn = heapq.heappop(self._timers)
             if when != conn.timer_at:
@@ -234,6 +309,6 @@ class Worker:
         self._take_remote_work()
         for conn in list(self.connections):
             conn.finish("shutdown")
-        self._selector.close()
+        self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()
