@@ -4,7 +4,6 @@ it only checks that the generator and chatd's wire protocol still agree."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 from bench.scenarios import run_scenario
@@ -16,9 +15,7 @@ def test_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
             "ca": str(daemon.pki.ca), "server_pid": daemon.process.pid,
             "n": 5, "s": 2, "m": 20, "batch": 10, "marks": 3, "coalesce": True,
             "samples": 2, "deadline": 20, "idle": 5, "connect_timeout": 10}
-    t0 = time.monotonic()
-    result = run_scenario(spec)
-    assert time.monotonic() - t0 < 30
+    result = run_scenario(spec)  # bounded by the spec's deadline, idle and connect_timeout
     assert result["ok"], result
     assert result["expected"] == 5 * 2 * 20  # chatd echoes MSG to the sender too
     assert result["delivered"] == result["expected"] and result["lost"] == 0, result
