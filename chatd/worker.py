@@ -245,7 +245,10 @@ class Worker:
 
     def _unwatch(self) -> None:
         if self._listener is not None and not self._accept_paused_until:
-            self._epoll.unregister(self._listener_fd)
+            try:
+                self._epoll.unregister(self._listener_fd)
+            except OSError:
+                pass  # stop(0) closed the listener first, which removed it from the epoll
         self._listener = None
         self._listener_fd = -1
         self._accept_paused_until = 0.0
@@ -261,13 +264,19 @@ class Worker:
         if out_of_resources:
             # Level-triggered: the waiting client would wake us again at once.
             # Stop watching for a moment instead of spinning (or sleeping).
-            self._epoll.unregister(self._listener_fd)
+            try:
+                self._epoll.unregister(self._listener_fd)
+            except OSError:
+                return  # closed by stop() meanwhile; nothing to pause
             self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
 
     def _resume_accepting(self, now: float) -> None:
         if self._accept_paused_until and now >= self._accept_paused_until and self._listener is not None:
             self._accept_paused_until = 0.0
-            self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
+            try:
+                self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
+            except OSError:
+                self._listener, self._listener_fd = None, -1  # closed by stop() meanwhile
 
     def _select_timeout(self) -> float:
         wait = _MAX_SELECT_WAIT
