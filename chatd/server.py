@@ -143,14 +143,15 @@ class Server:
 
     # -- accepting (on the workers' threads) -----------------------------------------------
 
-    def accept_from(self, listener: socket.socket, acceptor: Worker) -> bool:
+    def accept_from(self, acceptor: Worker) -> bool:
         """Accept what is waiting, up to a batch, on `acceptor`'s thread; True if
         out of descriptors or memory."""
+        assert self._listener is not None
         for _ in range(_ACCEPT_BATCH):
             if self.stopping:
                 return False
             try:
-                sock, peer = listener.accept()
+                sock, peer = self._listener.accept()
             except BlockingIOError:
                 return False  # another worker took it, or nothing is left
             except OSError as exc:

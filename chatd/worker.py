@@ -56,8 +56,7 @@ class Worker:
         self._wake_w.setblocking(False)
         self._wake_fd = self._wake_r.fileno()
         self._epoll.register(self._wake_fd, READ)
-        self._listener: socket.socket | None = None
-        self._listener_fd = -1
+        self._listener_fd = -1  # the server's listener while this worker accepts from it
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
         self._calls: list[Callable[[], None]] = []
@@ -112,7 +111,8 @@ class Worker:
 
     def watch_listener(self, listener: socket.socket) -> None:
         """Accept from `listener` on this worker's thread, from its next turn on."""
-        self.call_soon(lambda: self._watch(listener))
+        fd = listener.fileno()
+        self.call_soon(lambda: self._watch(fd))
 
     def unwatch_listener(self, done: threading.Event) -> None:
         """Stop accepting; `done` is set once this worker will not touch the listener again."""
@@ -238,45 +238,45 @@ class Worker:
 
     # -- accepting (worker thread only) ------------------------------------------
 
-    def _watch(self, listener: socket.socket) -> None:
-        self._listener = listener
-        self._listener_fd = listener.fileno()
-        self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
+    def _watch(self, fd: int) -> None:
+        self._listener_fd = fd
+        self._listening(True)
 
     def _unwatch(self) -> None:
-        if self._listener is not None and not self._accept_paused_until:
-            try:
-                self._epoll.unregister(self._listener_fd)
-            except OSError:
-                pass  # stop(0) closed the listener first, which removed it from the epoll
-        self._listener = None
+        if self._listener_fd >= 0 and not self._accept_paused_until:
+            self._listening(False)
         self._listener_fd = -1
         self._accept_paused_until = 0.0
 
-    def _accept(self) -> None:
-        assert self._listener is not None
+    def _listening(self, on: bool) -> bool:
+        """Put the listener in this worker's epoll or take it out; False (and
+        accepting over) if stop(0) closed it meanwhile, which took it out already."""
         try:
-            out_of_resources = self.server.accept_from(self._listener, self)
+            if on:
+                self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
+            else:
+                self._epoll.unregister(self._listener_fd)
+        except OSError:
+            self._listener_fd = -1
+            return False
+        return True
+
+    def _accept(self) -> None:
+        try:
+            out_of_resources = self.server.accept_from(self)
         except Exception:
             # A bug here must not take this worker's connections with it.
             log.exception("accept_crashed", worker=self.name)
             return
-        if out_of_resources:
-            # Level-triggered: the waiting client would wake us again at once.
-            # Stop watching for a moment instead of spinning (or sleeping).
-            try:
-                self._epoll.unregister(self._listener_fd)
-            except OSError:
-                return  # closed by stop() meanwhile; nothing to pause
+        # Level-triggered: the waiting client would wake us again at once. Out
+        # of descriptors, stop watching for a moment instead of spinning (or sleeping).
+        if out_of_resources and self._listening(False):
             self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
 
     def _resume_accepting(self, now: float) -> None:
-        if self._accept_paused_until and now >= self._accept_paused_until and self._listener is not None:
+        if self._accept_paused_until and now >= self._accept_paused_until:
             self._accept_paused_until = 0.0
-            try:
-                self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
-            except OSError:
-                self._listener, self._listener_fd = None, -1  # closed by stop() meanwhile
+            self._listening(True)
 
     def _select_timeout(self) -> float:
         wait = _MAX_SELECT_WAIT
