@@ -115,11 +115,17 @@ def _serve(server: Server, notifier: Notifier) -> None:
     """Wait for signals; reload on SIGHUP; return on SIGTERM or SIGINT."""
     watchdog = notifier.watchdog_interval
     interval = min(watchdog, STATUS_INTERVAL) if watchdog else STATUS_INTERVAL
+    withheld = False
     while True:
         received = signal.sigtimedwait(_SIGNALS, interval)
         if received is None:
-            if watchdog:
+            healthy = server.healthy()
+            if watchdog and healthy:
                 notifier.watchdog()
+            elif watchdog and not withheld:
+                # An I/O worker died: let systemd restart the service (WatchdogSec).
+                log.error("watchdog_withheld", reason="an I/O worker stopped")
+            withheld = not healthy
             notifier.status(_status_line(server))
             continue
         if received.si_signo == signal.SIGHUP:

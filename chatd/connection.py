@@ -25,8 +25,9 @@ from chatd.tls import peer_common_name
 from chatd.tlsstream import TLSStream
 
 if TYPE_CHECKING:
+    from chatd.room import Sender
     from chatd.server import Server
-    from chatd.worker import Worker
+    from chatd.worker import Timer, Worker
 
 log = structlog.get_logger(__name__)
 
@@ -83,24 +84,29 @@ class Connection:
         self._held: collections.deque[bytes | None] = collections.deque()
         self._rejections: collections.deque[float] = collections.deque()
         self._close_reason = ""
-        # Output. `_outbox` and `_queued` are shared with other threads under _lock.
+        # Output. `_outbox`, `_queued`, `_unflushed` and `_waiters` are shared
+        # with other threads under _lock.
         self._lock = threading.Lock()
         self._outbox: list[bytes] = []
-        self._queued = 0
+        self._queued = 0  # bytes waiting for this client, wherever they wait
+        self._unflushed = 0  # of those, bytes this worker has not taken yet
+        self._waiters: list[Sender] = []  # senders paused until this worker takes them
         self._scheduled = False
-        self._overflow = False
         self._accepting_output = True
         self._unsent: collections.deque[bytes] = collections.deque()
         self._inflight: bytes | None = None
         self._split_line = False  # the last chunk handed to TLS ended inside a line
         # The socket would not take all our ciphertext; `_update_interest` watches writability.
         self._write_wants_write = False
-        # Backpressure: while this client's own queue is over half its limit it
-        # is not read, so a sender that outpaces its own echo is slowed by TCP
-        # rather than disconnected as a slow consumer.
+        # Backpressure: this client is not read while its own queue is over half
+        # its limit (a sender that outpaces its own echo is slowed by TCP rather
+        # than disconnected), nor while `_waiting` for a recipient's worker to
+        # catch up with what it sent (chatd itself is the bottleneck then).
         self._input_paused = False
+        self._waiting = False
         # Deadlines (monotonic); `timer_at` is the one the worker's heap knows.
         self.timer_at = math.inf
+        self.timer: Timer | None = None
         now = time.monotonic()
         self._phase_deadline: float | None = now + server.limits.handshake_timeout
         self._stall_deadline: float | None = None
@@ -109,21 +115,46 @@ class Connection:
 
     # -- called from any thread -------------------------------------------------
 
-    def deliver(self, data: bytes, lines: int = 1) -> None:
-        """Queue `data` for this client; never blocks, never touches the socket."""
+    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
+        """Queue `data` for this client; never blocks, never touches the socket.
+
+        `sender`, whose line this is (called on its thread), is paused when this
+        client's worker has fallen more than half a queue behind, until that
+        worker has taken what waits here (`resume_after_backlog`).
+        """
+        size = len(data)
         with self._lock:
             if not self._accepting_output:
                 return
             self._outbox.append(data)
-            self._queued += len(data)
+            self._queued += size
+            self._unflushed += size
             self.messages_out += lines
-            if self._queued > self.server.limits.send_queue_bytes:
-                self._overflow = True
-                self._accepting_output = False
+            if (
+                sender is not None
+                and self._unflushed > self.server.limits.send_queue_bytes // 2
+                and sender.pause_for_backlog()
+            ):
+                self._waiters.append(sender)
             if self._scheduled:
                 return
             self._scheduled = True
         self.worker.mark_dirty(self)
+
+    def pause_for_backlog(self) -> bool:
+        """Stop reading this client until `resume_after_backlog`; False if it is
+        already waiting. Called on this connection's own thread, as the sender."""
+        if self._waiting:
+            return False
+        self._waiting = True
+        return True
+
+    def resume_after_backlog(self) -> None:
+        """The recipient this client waited for has been taken by its worker."""
+        if self.worker.in_thread():
+            self._backlog_taken()
+        else:
+            self.worker.call_soon(self._backlog_taken, self)
 
     # -- events from the worker -------------------------------------------------
 
@@ -153,19 +184,34 @@ class Connection:
         self._update_interest()
 
     def flush(self) -> None:
-        """Move queued output to the socket, as far as it takes it."""
-        with self._lock:
-            self._scheduled = False
-            overflow = self._overflow
-            self._overflow = False
-            chunks, self._outbox = self._outbox, []
+        """Move queued output to the socket, as far as it takes it.
+
+        A client whose socket refuses data while more than `send_queue_bytes`
+        wait for it is a slow consumer. Bytes this worker had not yet tried to
+        write never count against a client (docs/architecture.md).
+        """
+        chunks = self._take_outbox(scheduled=False)
         if self.state is State.CLOSED:
-            return
-        if overflow:
-            self._overflowed()
             return
         self._unsent.extend(chunks)
         self._write()
+        if (
+            self._write_wants_write
+            and self.state in (State.REGISTERING, State.ACTIVE)
+            and self._queued > self.server.limits.send_queue_bytes
+        ):
+            self._overflowed()
+
+    def _take_outbox(self, scheduled: bool) -> list[bytes]:
+        """Everything queued by other threads; senders waiting on it read again."""
+        with self._lock:
+            self._scheduled = scheduled
+            chunks, self._outbox = self._outbox, []
+            self._unflushed = 0
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.resume_after_backlog()
+        return chunks
 
     def on_timer(self, now: float) -> None:
         if self._phase_deadline is not None and now >= self._phase_deadline:
@@ -234,7 +280,7 @@ class Connection:
 
     def _read(self) -> None:
         for _ in range(READS_PER_TURN):
-            if self._queued > self.server.limits.send_queue_bytes // 2:
+            if not self._may_read():
                 self._input_paused = True
                 self._update_interest()
                 return
@@ -254,6 +300,19 @@ class Connection:
             if self.state is State.CLOSED:
                 return
         self.worker.mark_readable(self)  # more may be waiting; come back next turn
+
+    def _may_read(self) -> bool:
+        return not self._waiting and self._queued <= self.server.limits.send_queue_bytes // 2
+
+    def _backlog_taken(self) -> None:
+        self._waiting = False
+        self._resume_input()
+
+    def _resume_input(self) -> None:
+        if self._input_paused and self._may_read() and self.state is not State.CLOSED:
+            self._input_paused = False
+            self._update_interest()
+            self.worker.mark_readable(self)
 
     def _on_data(self, data: bytes) -> None:
         now = time.monotonic()
@@ -331,7 +390,8 @@ class Connection:
                     protocol.NICK_INVALID,
                     f"Your certificate allows only the nickname {self._cert_nick}.",
                 )
-            self.server.room.join(self, nick)
+            welcome = f"Welcome to {self.server.name}, {nick}! Type /help for commands."
+            self.server.room.join(self, nick, protocol.format_line("WELCOME", nick, welcome))
         except ProtocolError as error:
             self._nick_attempts += 1
             self._send_error(error)
@@ -344,11 +404,6 @@ class Connection:
         self._phase_deadline = None
         self._nick_bytes = nick.encode()
         log.info("nickname", **self._ctx, nick=nick)
-        self.deliver(
-            protocol.format_line(
-                "WELCOME", nick, f"Welcome to {self.server.name}, {nick}! Type /help for commands."
-            )
-        )
 
     def _handle(self, line: bytes | None) -> None:
         try:
@@ -381,7 +436,7 @@ class Connection:
                 raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {command.target}.")
             self.messages_in += 1
             line = b"DM %s %s %s\n" % (self._nick_bytes, target.nick.encode(), command.text)
-            target.deliver(line, 1)
+            target.deliver(line, 1, sender=self)
             if target is not self:
                 self.deliver(line)
         elif verb == "nick":
@@ -410,7 +465,7 @@ class Connection:
     def _flush_batch(self) -> None:
         if self._batch:
             batch, self._batch = self._batch, []
-            self.server.room.broadcast(b"".join(batch), len(batch))
+            self.server.room.broadcast(b"".join(batch), len(batch), sender=self)
 
     def _send_error(self, error: ProtocolError) -> None:
         self._flush_batch()
@@ -450,10 +505,7 @@ class Connection:
         if self._write_wants_write:
             self._write_wants_write = False
             self._update_interest()
-        if self._input_paused:
-            self._input_paused = False
-            self._update_interest()
-            self.worker.mark_readable(self)
+        self._resume_input()
         if self.state is State.CLOSING and self._linger_deadline is None:
             self._start_linger()
 
@@ -495,8 +547,8 @@ class Connection:
         self._unsent.clear()
         if rest_of_line:
             self._unsent.append(rest_of_line)
+        self._take_outbox(scheduled=False)
         with self._lock:
-            self._outbox.clear()
             self._queued = len(self._inflight or b"") + len(rest_of_line)
         self.begin_close("slow_consumer")
 
@@ -551,7 +603,9 @@ class Connection:
         self.state = State.CLOSED
         with self._lock:
             self._accepting_output = False
-            self._outbox.clear()
+        self._take_outbox(scheduled=True)  # nothing more is sent, nor scheduled
+        self._unsent.clear()
+        self._held.clear()
         self.worker.forget(self)
         try:
             self.tls.close()

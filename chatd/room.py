@@ -1,8 +1,9 @@
 """Room: the nickname registry and the fan-out of lines to its members.
 
 The lock guards only the nickname map and the member snapshot; delivering
-to members (`Member.deliver`) happens outside it, and never does socket I/O:
-it only queues bytes for the member's own I/O thread.
+to members (`Member.deliver`) happens outside it (but for a new member's own
+greeting), and never does socket I/O: it only queues bytes for the member's
+own I/O thread.
 """
 
 from __future__ import annotations
@@ -14,11 +15,22 @@ from chatd import protocol
 from chatd.errors import ProtocolError
 
 
+class Sender(Protocol):
+    """The client a line comes from, as its recipients' queues see it."""
+
+    def pause_for_backlog(self) -> bool:
+        """Stop reading this sender; False if it is already paused."""
+
+    def resume_after_backlog(self) -> None:
+        """Read this sender again (callable from any thread)."""
+
+
 class Member(Protocol):
     nick: str
 
-    def deliver(self, data: bytes, lines: int = 1) -> None:
-        """Queue `data` (`lines` complete lines) for sending; never blocks."""
+    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
+        """Queue `data` (`lines` complete lines) for sending; never blocks. A
+        recipient far behind pauses `sender` until it has caught up."""
 
 
 class Room:
@@ -31,8 +43,11 @@ class Room:
     def __len__(self) -> int:
         return len(self._members)
 
-    def join(self, member: Member, nick: str) -> None:
+    def join(self, member: Member, nick: str, greeting: bytes = b"") -> None:
         """Register `member` as `nick`; tell the others with `JOIN`.
+
+        `greeting` (the `WELCOME`) is queued for `member` before it becomes
+        visible to any broadcast, so no other line can arrive ahead of it.
 
         Raises:
             ProtocolError: `nick_taken`.
@@ -40,6 +55,8 @@ class Room:
         with self._lock:
             self._claim(nick, member)
             member.nick = nick
+            if greeting:
+                member.deliver(greeting)  # only queues: no I/O under the lock
             self._members = tuple(self._by_key.values())
         self.broadcast(protocol.format_line("JOIN", nick), exclude=member)
 
@@ -73,12 +90,14 @@ class Room:
     def members(self) -> tuple[Member, ...]:
         return self._members
 
-    def broadcast(self, data: bytes, lines: int = 1, exclude: Member | None = None) -> int:
+    def broadcast(
+        self, data: bytes, lines: int = 1, exclude: Member | None = None, sender: Sender | None = None
+    ) -> int:
         """Queue `data` for every member but `exclude`; returns how many got it."""
         count = 0
         for member in self._members:
             if member is not exclude:
-                member.deliver(data, lines)
+                member.deliver(data, lines, sender)
                 count += 1
         return count
 

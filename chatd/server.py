@@ -19,13 +19,14 @@ import dataclasses
 import datetime
 import errno
 import itertools
+import math
 import os
 import re
 import socket
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -46,7 +47,18 @@ _MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this
 _ACCEPT_BATCH = 64
 KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
 _RESTART_KEYS = ("server.host", "server.port", "server.io_threads", "control.socket")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1 (a terminal takes \x9b as CSI): what client text may not contain either.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ACCEPT_FAILED_EVERY = 1.0  # seconds between `accept_failed` lines; the rest are counted
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What a reload replaces, as one object, so that no connection sees a new
+    config with an old certificate or the other way round."""
+
+    config: Config
+    tls_context: ssl.SSLContext
 
 
 class StartupError(Exception):
@@ -60,14 +72,16 @@ class Notifier(Protocol):
 
 class Server:
     def __init__(self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier) -> None:
-        self.config = config
-        self.tls_context = tls_context
+        self.settings = Settings(config, tls_context)
         self.room = Room()
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self._notifier = notifier
         self._started = time.monotonic()
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # SIGHUP (main thread) and chatctl (control thread)
+        self._accept_failures = 0
+        self._accept_failed_logged = -math.inf
         self._connections: dict[int, Connection] = {}
         self._admitted = 0
         self._per_ip: collections.Counter[str] = collections.Counter()
@@ -83,8 +97,20 @@ class Server:
         self._workers = [Worker(self, index) for index in range(count)]
 
     @property
+    def config(self) -> Config:
+        return self.settings.config
+
+    @property
+    def tls_context(self) -> ssl.SSLContext:
+        return self.settings.tls_context
+
+    @property
     def limits(self) -> LimitsConfig:
-        return self.config.limits
+        return self.settings.config.limits
+
+    def healthy(self) -> bool:
+        """Every I/O worker is running (a crashed one withholds the systemd watchdog)."""
+        return self.stopping or all(worker.running for worker in self._workers)
 
     @property
     def name(self) -> str:
@@ -129,7 +155,7 @@ class Server:
         log.info("shutdown", clients=len(self.room), connections=len(self._connections))
         self._close_listener(grace)
         for worker in self._workers:
-            worker.call_soon(_say_goodbye(worker))
+            worker.say_goodbye()
         with self._lock:
             if not self._connections and not self._admitted:
                 self._all_closed.set()
@@ -157,10 +183,21 @@ class Server:
             except OSError as exc:
                 # EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources; ECONNABORTED: the
                 # client gave up in the backlog. Log and keep serving.
-                log.warning("accept_failed", error=exc.strerror or str(exc))
+                self._accept_failed(exc)
                 return exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
             self._admit(sock, peer, acceptor)
         return False
+
+    def _accept_failed(self, exc: OSError) -> None:
+        """Log at most one `accept_failed` a second, with how many failed since."""
+        now = time.monotonic()
+        with self._lock:
+            self._accept_failures += 1
+            if now - self._accept_failed_logged < _ACCEPT_FAILED_EVERY:
+                return
+            count, self._accept_failures = self._accept_failures, 0
+            self._accept_failed_logged = now
+        log.warning("accept_failed", error=exc.strerror or str(exc), count=count)
 
     def _close_listener(self, grace: float) -> None:
         """Every worker stops accepting, then the port closes: new clients are refused."""
@@ -177,6 +214,7 @@ class Server:
 
     def _admit(self, sock: socket.socket, peer: tuple[str, int], acceptor: Worker) -> None:
         ip = peer[0]
+        told = True
         with self._lock:
             reject = self._admission(ip)
             if reject is None:
@@ -184,19 +222,24 @@ class Server:
                 self._per_ip[ip] += 1
             elif self._rejecting >= _MAX_PENDING_REJECTS:
                 self._rejected += 1
-                sock.close()
-                log.info("rejected", peer=f"{ip}:{peer[1]}", reason=reject, told=False)
-                return
+                told = False
             else:
                 self._rejecting += 1
             conn_id = next(self._ids)
+        if not told:
+            sock.close()
+            log.info("rejected", peer=f"{ip}:{peer[1]}", reason=reject, told=False)
+            return
         sock.setblocking(False)  # the rest of its options came from the listener
-        # The least busy worker; the one that accepted when it is as idle as any
-        # (then nothing crosses threads).
-        worker = min(self._workers, key=lambda w: len(w.connections))
+        # The least busy running worker; the one that accepted when it is as idle
+        # as any (then nothing crosses threads).
+        running = [w for w in self._workers if w.running] or [acceptor]
+        worker = min(running, key=lambda w: len(w.connections))
         if len(acceptor.connections) <= len(worker.connections):
             worker = acceptor
-        worker.adopt(sock, peer, conn_id, reject)
+        if not worker.adopt(sock, peer, conn_id, reject) and not acceptor.adopt(sock, peer, conn_id, reject):
+            sock.close()  # both stopped meanwhile: nobody is left to serve it
+            self.release(ip, reject)
 
     def _admission(self, ip: str) -> str | None:
         limits = self.limits
@@ -262,6 +305,10 @@ class Server:
         connections) change at once; listener and thread settings are reported as
         needing a restart. A bad file changes nothing.
         """
+        with self._reload_lock:
+            return self._reload()
+
+    def _reload(self) -> dict[str, object]:
         self._notifier.reloading()
         try:
             new = load_config(self.config.path)
@@ -275,8 +322,7 @@ class Server:
         server = dataclasses.replace(
             new.server, host=old.server.host, port=old.server.port, io_threads=old.server.io_threads
         )
-        self.config = dataclasses.replace(new, server=server, control=old.control)
-        self.tls_context = context
+        self.settings = Settings(dataclasses.replace(new, server=server, control=old.control), context)
         configure_logging(new.log)
         log.info("config_reloaded", path=str(new.path), restart_needed=restart)
         self._notifier.ready()
@@ -324,19 +370,10 @@ class Server:
         if conn is None:
             return False
         text = _one_line(reason)
-        conn.worker.call_soon(lambda: conn.begin_close("kicked", text))
-        return True
+        return conn.worker.call_soon(lambda: conn.begin_close("kicked", text), conn)
 
     def broadcast(self, text: str) -> int:
         return self.room.broadcast(protocol.format_line("INFO", _one_line(text)))
-
-
-def _say_goodbye(worker: Worker) -> Callable[[], None]:
-    def goodbye() -> None:
-        for conn in list(worker.connections):
-            conn.begin_close("shutdown")
-
-    return goodbye
 
 
 def _one_line(text: str) -> str:

@@ -82,8 +82,13 @@ class TLSStream:
 
     def send(self, data: bytes) -> int:
         """Encrypt all of `data`. SSLWantWriteError (and nothing taken) while the
-        socket has not taken what was encrypted before."""
-        if len(self._out) >= SEND_BATCH and not self.flush():
+        socket has not taken what was encrypted before.
+
+        Ciphertext is gathered up to SEND_BATCH bytes, no further: what the socket
+        refuses stays here, and whatever is queued later (a `BYE`) waits behind
+        it, so as little as possible is encrypted ahead of the socket.
+        """
+        if self._out and len(self._out) + len(data) > SEND_BATCH and not self.flush():
             raise ssl.SSLWantWriteError("the socket's send buffer is full")
         self._tls.write(data)
         self._collect()

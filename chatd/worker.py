@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import select
 import socket
 import ssl
@@ -37,10 +38,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _MAX_SELECT_WAIT = 1.0
+_TIMER_SLACK = 256  # cancelled timers the heap may hold beyond one per connection
 READ: Final = select.EPOLLIN
 WRITE: Final = select.EPOLLOUT
 # Wake only one of the workers waiting on the listener per connection (Linux ≥ 4.5).
 _EXCLUSIVE: Final = getattr(select, "EPOLLEXCLUSIVE", 0)
+
+
+class Timer:
+    """A heap entry's handle: cancelling it lets go of the connection at once,
+    so a closed connection is never kept alive until its old deadline."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn: Connection | None = conn
 
 
 class Worker:
@@ -59,14 +71,17 @@ class Worker:
         self._listener_fd = -1  # the server's listener while this worker accepts from it
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
-        self._calls: list[Callable[[], None]] = []
+        self._calls: list[tuple[Callable[[], None], Connection | None]] = []
         self._remote_dirty: list[Connection] = []
         self._woken = False
         self._local_dirty: list[Connection] = []
         self._readable: list[Connection] = []
-        self._timers: list[tuple[float, int, Connection]] = []
+        self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
         self._stopping = threading.Event()
+        # False once the loop has ended, by stop() or by a crash: the server no
+        # longer hands it clients, and call_soon() refuses work it would never run.
+        self.running = True
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     # -- any thread ---------------------------------------------------------------
@@ -74,17 +89,25 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
-    def call_soon(self, call: Callable[[], None]) -> None:
+    def call_soon(self, call: Callable[[], None], conn: Connection | None = None) -> bool:
+        """Run `call` on this worker's thread, guarded like `conn`'s events if
+        given; False (and nothing will run) if the worker has stopped."""
         with self._lock:
-            self._calls.append(call)
+            if not self.running:
+                return False
+            self._calls.append((call, conn))
             wake = not self._woken
             self._woken = True
         if wake:
             self._wake()
+        return True
+
+    def in_thread(self) -> bool:
+        return threading.get_ident() == self._thread.ident
 
     def mark_dirty(self, conn: Connection) -> None:
         """`conn` has output queued; flush it at the end of this worker's turn."""
-        if threading.get_ident() == self._thread.ident:
+        if self.in_thread():
             self._local_dirty.append(conn)
             return
         with self._lock:
@@ -102,12 +125,13 @@ class Worker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def adopt(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> None:
-        """Take over a freshly accepted socket; TLS starts on this worker's thread."""
-        if threading.get_ident() == self._thread.ident:
+    def adopt(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> bool:
+        """Take over a freshly accepted socket; TLS starts on this worker's thread.
+        False if this worker has stopped: the socket is then still the caller's."""
+        if self.in_thread():
             self._start_connection(sock, peer, conn_id, reject)
-        else:
-            self.call_soon(lambda: self._start_connection(sock, peer, conn_id, reject))
+            return True
+        return self.call_soon(lambda: self._start_connection(sock, peer, conn_id, reject))
 
     def watch_listener(self, listener: socket.socket) -> None:
         """Accept from `listener` on this worker's thread, from its next turn on."""
@@ -121,7 +145,17 @@ class Worker:
             self._unwatch()
             done.set()
 
-        self.call_soon(unwatch)
+        if not self.call_soon(unwatch):
+            done.set()  # stopped: its epoll, and the listener in it, are closed
+
+    def say_goodbye(self) -> None:
+        """`BYE shutdown` to each of this worker's connections, from its thread."""
+
+        def goodbye() -> None:
+            for conn in list(self.connections):
+                self._guard(conn, lambda: conn.begin_close("shutdown"))
+
+        self.call_soon(goodbye)
 
     # -- worker thread only ---------------------------------------------------------
 
@@ -144,9 +178,16 @@ class Worker:
         self._readable.append(conn)
 
     def arm_timer(self, conn: Connection, when: float) -> None:
-        if when < conn.timer_at:
-            conn.timer_at = when
-            heapq.heappush(self._timers, (when, next(self._sequence), conn))
+        if when >= conn.timer_at:
+            return
+        _cancel(conn)
+        conn.timer = Timer(conn)
+        conn.timer_at = when
+        heapq.heappush(self._timers, (when, next(self._sequence), conn.timer))
+        if len(self._timers) > 2 * len(self.connections) + _TIMER_SLACK:
+            # Cancelled entries are dead weight; drop them (amortised O(1) per arm).
+            self._timers = [entry for entry in self._timers if entry[2].conn is not None]
+            heapq.heapify(self._timers)
 
     def forget(self, conn: Connection) -> None:
         if conn.interest:
@@ -156,7 +197,7 @@ class Worker:
             except OSError:
                 pass  # the socket was already closed underneath the epoll
             conn.interest = 0
-        conn.timer_at = float("inf")
+        _cancel(conn)
         self.connections.discard(conn)
 
     def _start_connection(
@@ -164,23 +205,28 @@ class Worker:
     ) -> None:
         try:
             tls = TLSStream(sock, self.server.tls_context, self._scratch)
-        except (ssl.SSLError, OSError) as exc:
-            log.info("tls_handshake_failed", session=conn_id, peer=f"{peer[0]}:{peer[1]}", error=str(exc))
+            conn = Connection(self.server, self, tls, peer, conn_id, reject)
+        except Exception as exc:
+            if not isinstance(exc, (ssl.SSLError, OSError)):
+                log.exception("session_crashed", session=conn_id, peer=f"{peer[0]}:{peer[1]}")
+            else:
+                log.info("tls_handshake_failed", session=conn_id, peer=f"{peer[0]}:{peer[1]}", error=str(exc))
             sock.close()
             self.server.release(peer[0], reject)
             return
-        conn = Connection(self.server, self, tls, peer, conn_id, reject)
         self.connections.add(conn)
         self.server.register(conn)
-        conn.start()
+        self._guard(conn, conn.start)
 
     def _run(self) -> None:
         try:
             while not self._stopping.is_set():
                 self._turn()
         except Exception:
-            # A bug here would otherwise silently orphan every connection of this worker.
-            log.exception("worker_crashed", worker=self.name)
+            # A bug outside any one connection's handling. This worker's clients
+            # are closed below and the server stops choosing it (and stops
+            # feeding the systemd watchdog, so that the service is restarted).
+            log.exception("worker_crashed", worker=self.name, connections=len(self.connections))
         finally:
             self._close_all()
 
@@ -206,23 +252,41 @@ class Worker:
         self._run_timers()
 
     def _guarded(self, conn: Connection, events: int) -> None:
-        # A bug while serving one client must cost that client only.
+        if events & ~WRITE:  # readable, or an error or hang-up that reading will report
+            self._guard(conn, conn.on_readable)
+        if events & ~READ:
+            self._guard(conn, conn.on_writable)
+
+    def _guard(self, conn: Connection, call: Callable[[], None]) -> None:
+        """Run one piece of work for `conn`: a bug in it costs that client only.
+
+        Every event, timer, flush and callback of a connection runs through here.
+        """
         try:
-            if events & ~WRITE:  # readable, or an error or hang-up that reading will report
-                conn.on_readable()
-            if events & ~READ:
-                conn.on_writable()
+            call()
         except Exception:
             log.exception("session_crashed", session=conn.id, peer=conn.peer)
-            conn.finish("internal_error")
+            try:
+                conn.finish("internal_error")
+            except Exception:
+                # The close itself failed: forget the connection regardless, so
+                # the worker goes on and no deadline or descriptor refers to it.
+                log.exception("session_cleanup_failed", session=conn.id, peer=conn.peer)
+                self.forget(conn)
 
     def _take_remote_work(self) -> None:
         with self._lock:
             calls, self._calls = self._calls, []
             dirty, self._remote_dirty = self._remote_dirty, []
             self._woken = False
-        for call in calls:
-            call()
+        for call, conn in calls:
+            if conn is not None:
+                self._guard(conn, call)
+                continue
+            try:
+                call()
+            except Exception:
+                log.exception("callback_crashed", worker=self.name)
         self._local_dirty.extend(dirty)
 
     def _flush_dirty(self) -> None:
@@ -230,11 +294,7 @@ class Worker:
         while self._local_dirty:
             dirty, self._local_dirty = self._local_dirty, []
             for conn in dirty:
-                try:
-                    conn.flush()
-                except Exception:
-                    log.exception("session_crashed", session=conn.id, peer=conn.peer)
-                    conn.finish("internal_error")
+                self._guard(conn, conn.flush)
 
     # -- accepting (worker thread only) ------------------------------------------
 
@@ -290,15 +350,11 @@ class Worker:
         now = time.monotonic()
         self._resume_accepting(now)
         while self._timers and self._timers[0][0] <= now:
-            when, _, conn = heapq.heappop(self._timers)
-            if when != conn.timer_at:
-                continue  # superseded by an earlier deadline, or the connection is gone
-            conn.timer_at = float("inf")
-            try:
-                conn.on_timer(now)
-            except Exception:
-                log.exception("session_crashed", session=conn.id, peer=conn.peer)
-                conn.finish("internal_error")
+            conn = heapq.heappop(self._timers)[2].conn
+            if conn is None:
+                continue  # cancelled: superseded by an earlier deadline, or closed
+            _cancel(conn)
+            self._guard(conn, lambda: conn.on_timer(now))
         self._flush_dirty()
 
     def _wake(self) -> None:
@@ -315,9 +371,19 @@ class Worker:
             pass  # drained
 
     def _close_all(self) -> None:
-        self._take_remote_work()
+        with self._lock:
+            self.running = False
+        self._take_remote_work()  # e.g. clients handed over meanwhile: closed just below
+        reason = "shutdown" if self._stopping.is_set() else "internal_error"
         for conn in list(self.connections):
-            conn.finish("shutdown")
+            self._guard(conn, lambda: conn.finish(reason))
         self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _cancel(conn: Connection) -> None:
+    if conn.timer is not None:
+        conn.timer.conn = None
+        conn.timer = None
+    conn.timer_at = math.inf
