@@ -21,7 +21,7 @@ class FakeMember:
         self.label = label
         self.received: list[tuple[bytes, int]] = []
 
-    def deliver(self, data: bytes, lines: int = 1) -> None:
+    def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         self.received.append((data, lines))
 
     def lines(self) -> list[bytes]:
@@ -262,7 +262,7 @@ class QuietMember:
         self.nick = ""
         self.label = label
 
-    def deliver(self, data: bytes, lines: int = 1) -> None:
+    def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         pass
 
 
