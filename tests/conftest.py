@@ -7,9 +7,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from tests.chatclient import ChatClient
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_NAMES = ("alice", "bob")
+# What the daemon logs when a bug got as far as a worker's catch-all (docs/architecture.md, "Errors").
+CRASH_EVENTS = ("session_crashed", "worker_crashed", "accept_crashed")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,17 @@ def make_pki(out: Path, clients: tuple[str, ...] = CLIENT_NAMES) -> PKI:
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """An empty directory with a short path, for AF_UNIX sockets.
+
+    Their paths are limited to 107 bytes, and pytest's tmp_path can be longer.
+    """
+    path = Path(tempfile.mkdtemp(prefix="chatd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -177,6 +192,22 @@ class Daemon:
                 self.process.wait(5)
                 raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}")
         return self.process.returncode
+
+
+def assert_healthy(daemon: Daemon, nick: str = "fresh", **client: Any) -> None:
+    """The daemon runs, logged no crash, and serves a fresh client: `nick`
+    registers and gets an answer to `/ping`.
+
+    `client` goes to ChatClient: a `cert` for mutual TLS, a `source` address
+    for the per-IP limits.
+    """
+    assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
+    for event in CRASH_EVENTS:
+        assert not daemon.find_events(event), daemon.log()
+    fresh = daemon.client(nick, **client)
+    fresh.send("/ping healthy")
+    assert fresh.readline() == "PONG healthy"
+    fresh.close()
 
 
 @pytest.fixture

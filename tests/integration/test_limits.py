@@ -12,27 +12,11 @@ import socket
 import ssl
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon, wait_until
-
-CRASH_EVENTS = ("session_crashed", "worker_crashed", "accept_crashed")
-
-
-class SourcedClient(ChatClient):
-    """A ChatClient whose connection comes from another loopback address
-    (127.0.0.0/8 is all local on Linux), so per-IP limits see a new address."""
-
-    def __init__(self, port: int, ca: Path, source: str, timeout: float = 5.0) -> None:
-        context = ssl.create_default_context(cafile=str(ca))
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
-        self.sock = context.wrap_socket(raw, server_hostname="localhost")
-        self.sock.settimeout(timeout)
-        self._buffer = b""
-        self.nick = ""
+from tests.conftest import Daemon, assert_healthy, wait_until
 
 
 def _refused(client: ChatClient, code: str) -> None:
@@ -41,25 +25,6 @@ def _refused(client: ChatClient, code: str) -> None:
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"ERR {code} "), lines
     assert lines[1] == f"BYE {code}", lines
-
-
-def _assert_healthy(daemon: Daemon, nick: str = "fresh", source: str | None = None) -> ChatClient:
-    """No crash was logged and a new client can register and talk."""
-    assert daemon.process is not None and daemon.process.poll() is None
-    for event in CRASH_EVENTS:
-        assert not daemon.find_events(event), daemon.log()
-    if source is None:
-        fresh = daemon.client(nick)
-    else:
-        fresh = SourcedClient(daemon.port, daemon.pki.ca, source)
-        daemon.clients.append(fresh)
-        fresh.expect("NICK")
-        fresh.send(nick)
-        fresh.expect(f"WELCOME {nick} ")
-        fresh.nick = nick
-    fresh.send("/ping healthy")
-    assert fresh.readline() == "PONG healthy"
-    return fresh
 
 
 def _wait_disconnected(daemon: Daemon, nick: str) -> dict[str, object]:
@@ -102,7 +67,7 @@ def test_flood_of_200_connections_beyond_max_clients(start_daemon) -> None:  # t
     # A slot freed by a member is a slot for a newcomer.
     members[0].close()
     _wait_disconnected(daemon, "m0")
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 def test_max_clients_per_ip(start_daemon) -> None:  # type: ignore[no-untyped-def]
@@ -112,10 +77,10 @@ def test_max_clients_per_ip(start_daemon) -> None:  # type: ignore[no-untyped-de
     _refused(fourth, "too_many_connections")
     assert daemon.find_events("rejected", reason="too_many_connections")
     # Another address is not affected, and a slot given back is usable again.
-    _assert_healthy(daemon, "elsewhere", source="127.0.0.2")
+    assert_healthy(daemon, "elsewhere", source="127.0.0.2")
     first[0].close()
     _wait_disconnected(daemon, "c0")
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 def test_connects_per_ip_per_minute(start_daemon) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +92,7 @@ def test_connects_per_ip_per_minute(start_daemon) -> None:  # type: ignore[no-un
     _refused(sixth, "throttled")
     assert daemon.find_events("rejected", reason="throttled")
     # 127.0.0.1 stays throttled for a minute; everyone else is served.
-    _assert_healthy(daemon, source="127.0.0.2")
+    assert_healthy(daemon, source="127.0.0.2")
 
 
 def test_exempt_addresses_skip_the_per_ip_limits(start_daemon) -> None:  # type: ignore[no-untyped-def]
@@ -196,7 +161,7 @@ def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon
     wait_until(told_why, 5, "a rejected client told why again")
     member.close()
     _wait_disconnected(daemon, "member")
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- registration timeout -------------------------------------------------------------
@@ -230,7 +195,7 @@ def test_register_timeout(start_daemon) -> None:  # type: ignore[no-untyped-def]
     # A registered client is not subject to it.
     alice.send("/ping")
     assert alice.readline() == "PONG"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- message rate ---------------------------------------------------------------------
@@ -291,7 +256,7 @@ def test_sustained_flood_is_refused_then_disconnected(start_daemon) -> None:  # 
     alice.send("we carry on")
     assert alice.readline() == "MSG alice we carry on"
     assert bob.readline() == "MSG alice we carry on"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- slow consumers -------------------------------------------------------------------
@@ -386,7 +351,7 @@ def test_a_client_that_stops_reading_while_20_others_chat(start_daemon) -> None:
     # up on it); hanging up ends it at once, still as a slow consumer.
     sleeper.close()
     assert _wait_disconnected(daemon, "sleeper")["reason"] == "slow_consumer"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 SLEEPERS = 6
@@ -425,4 +390,4 @@ def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon) -
             expected = f"MSG talker {k} " + "x" * (LONG_LINE - len(str(k)) - 2)
             assert line == expected, f"{sleeper.nick} line {k}: {line[:30]!r}...{line[-30:]!r}"
         assert lines[-1] == "BYE slow_consumer", f"{sleeper.nick}: ...{lines[-1][-40:]!r}"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
