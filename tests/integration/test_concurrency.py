@@ -59,6 +59,7 @@ def test_key_updates_under_concurrent_load(daemon: Daemon, tmp_path) -> None:  #
         observer.expect_eventually(f"MSG updater update {n}", timeout=20)
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a sender hung"
     assert not errors
 
     def s_client_saw_everything() -> bool:
@@ -128,6 +129,7 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon) -> N
         thread.start()
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a reader hung"
     assert not errors, errors
     event = daemon.wait_for_event("disconnect", nick="sleeper")
     assert event["reason"] == "slow_consumer"

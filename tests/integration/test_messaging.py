@@ -162,6 +162,7 @@ def test_fifty_clients_chat_with_nothing_lost_or_reordered(daemon: Daemon) -> No
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a client thread hung"
     assert not errors, errors[:3]
     for nick, lines in received.items():
         by_sender: dict[str, list[int]] = {}
