@@ -136,6 +136,8 @@ class Daemon:
         if wait:
             listening = self.wait_for_event("listening", timeout=20)
             self.port = listening["port"]
+            pinned = self.config["server"].get("io_threads", 0)
+            assert not pinned or listening["io_threads"] == pinned, listening
         return self
 
     def events(self) -> list[dict[str, Any]]:
@@ -208,6 +210,16 @@ def assert_healthy(daemon: Daemon, nick: str = "fresh", **client: Any) -> None:
     fresh.send("/ping healthy")
     assert fresh.readline() == "PONG healthy"
     fresh.close()
+
+
+def with_io_threads(*counts: int) -> pytest.MarkDecorator:
+    """Run a test once per worker count: the test passes `server={"io_threads": io_threads}`.
+
+    Fan-out and slow-consumer paths differ between one worker (everything in one
+    thread's turn) and several (output crosses threads through wake-ups), so
+    these tests pin the count instead of following the machine's CPUs.
+    """
+    return pytest.mark.parametrize("io_threads", counts, ids=[f"io_threads={n}" for n in counts])
 
 
 @pytest.fixture

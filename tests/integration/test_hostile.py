@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon, assert_healthy, wait_until
+from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
 
 FUZZ = settings(
     max_examples=25,
@@ -75,8 +75,9 @@ CLIENT_HELLO = _client_hello()
 # -- connections that never finish the handshake ------------------------------------------
 
 
-def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[..., Daemon]) -> None:
-    daemon = start_daemon(limits={"handshake_timeout": 1})
+@with_io_threads(1, 2)
+def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[..., Daemon], io_threads: int) -> None:
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": 1})
     alice = daemon.client("alice")
     bob = daemon.client("bob")
     alice.expect("JOIN bob")
@@ -120,9 +121,12 @@ def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[.
     assert_healthy(daemon)
 
 
-def test_slowloris_handshakes_are_cut_at_the_handshake_timeout(start_daemon: Callable[..., Daemon]) -> None:
+@with_io_threads(1, 2)
+def test_slowloris_handshakes_are_cut_at_the_handshake_timeout(
+    start_daemon: Callable[..., Daemon], io_threads: int
+) -> None:
     # A ClientHello trickled a byte at a time: activity must not extend the deadline.
-    daemon = start_daemon(limits={"handshake_timeout": 1})
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": 1})
     alice = daemon.client("alice")
     opened = time.monotonic()
     tricklers = [socket.create_connection((daemon.host, daemon.port), timeout=5) for _ in range(20)]

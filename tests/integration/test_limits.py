@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon, assert_healthy, wait_until
+from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
 
 
 def _refused(client: ChatClient, code: str) -> None:
@@ -35,8 +35,9 @@ def _wait_disconnected(daemon: Daemon, nick: str) -> dict[str, object]:
 # -- admission: max_clients, max_clients_per_ip, connects_per_ip_per_minute --------------
 
 
-def test_flood_of_200_connections_beyond_max_clients(start_daemon) -> None:  # type: ignore[no-untyped-def]
-    daemon = start_daemon(limits={"max_clients": 20})
+@with_io_threads(1, 2)
+def test_flood_of_200_connections_beyond_max_clients(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"max_clients": 20})
     members = [daemon.client(f"m{i}") for i in range(20)]
     flood: list[ChatClient] = []
     lock = threading.Lock()
@@ -126,11 +127,12 @@ def test_max_clients_still_applies_to_exempt_addresses(start_daemon) -> None:  #
     _refused(daemon.client(), "server_full")
 
 
-def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon) -> None:  # type: ignore[no-untyped-def]
+@with_io_threads(1, 2)
+def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # Rejected clients are told why after their handshake, but at most 256 at once
     # (server.py _MAX_PENDING_REJECTS); a flood of silent sockets beyond that costs
     # the daemon nothing but a close.
-    daemon = start_daemon(limits={"max_clients": 1, "handshake_timeout": 1})
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"max_clients": 1, "handshake_timeout": 1})
     member = daemon.client("member")
     flood = [socket.create_connection((daemon.host, daemon.port), timeout=5) for _ in range(300)]
     try:
@@ -308,11 +310,12 @@ def _chat_windowed(
         errors.append(exc)
 
 
-def test_a_client_that_stops_reading_while_20_others_chat(start_daemon) -> None:  # type: ignore[no-untyped-def]
+@with_io_threads(1, 2, 4)
+def test_a_client_that_stops_reading_while_20_others_chat(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # Each chatter is owed at most 20 senders x 8 lines x 4 KB = 640 KB at once;
     # the sleeper is owed all of 20 x 100 x 4 KB = 8 MB, far more than its queue
     # and the kernel's socket buffers hold.
-    daemon = start_daemon(limits={"send_queue_bytes": 1 << 20})
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"send_queue_bytes": 1 << 20})
     sleeper = daemon.client("sleeper")
     sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     chatters = [daemon.client(f"c{i:02d}") for i in range(CHATTERS)]
@@ -358,13 +361,16 @@ SLEEPERS = 6
 LONG_LINE = 65000  # with max_line_bytes 65536: each MSG line spans four 16 KB writes
 
 
-def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon) -> None:  # type: ignore[no-untyped-def]
+@with_io_threads(1, 2)
+def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # "A client that is disconnected is told why (BYE <reason>) whenever its socket
     # still allows it": sleepers that stop reading, overflow, and then read again
     # get a prefix of the room's lines, each whole, then `BYE slow_consumer` as a
     # line of its own. Several sleepers, because where the queue is cut depends on
     # where each socket's buffer happened to fill.
-    daemon = start_daemon(limits={"send_queue_bytes": 256 * 1024, "max_line_bytes": 65536})
+    daemon = start_daemon(
+        server={"io_threads": io_threads}, limits={"send_queue_bytes": 256 * 1024, "max_line_bytes": 65536}
+    )
     sleepers = [daemon.client(f"sleeper{i}") for i in range(SLEEPERS)]
     for i, sleeper in enumerate(sleepers):
         # Different receive windows, so that each queue is cut at another place.
