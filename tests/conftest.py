@@ -115,7 +115,9 @@ class Daemon:
         self.config_path = workdir / "chatd.yaml"
         self.log_path = workdir / "chatd.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.host = "127.0.0.1"
+        # Where clients connect: the listener's own address, or IPv4 loopback for a wildcard.
+        host = self.config["server"]["host"]
+        self.host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
         self.port = 0
         self.clients: list[ChatClient] = []
 
@@ -170,6 +172,7 @@ class Daemon:
 
     def client(self, nick: str | None = None, **kwargs: Any) -> ChatClient:
         """A TLS client (registered as `nick` if given), closed at teardown."""
+        kwargs.setdefault("host", self.host)
         if nick is None:
             client = ChatClient(self.port, self.pki.ca, **kwargs)
         else:

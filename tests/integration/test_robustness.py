@@ -1,6 +1,6 @@
 """The daemon under conditions production brings and polite tests do not: SIGTERM
-in the middle of heavy traffic, a crowd connecting at the same moment, and peers
-that reset mid-handshake.
+in the middle of heavy traffic, a crowd connecting at the same moment, peers that
+reset mid-handshake, and an IPv6 listener.
 """
 
 from __future__ import annotations
@@ -185,3 +185,37 @@ def test_peers_that_reset_after_the_server_hello(start_daemon: Callable[..., Dae
     alice.expect_eventually("JOIN bob")
     bob.send("after the resets")
     assert alice.readline() == bob.readline() == "MSG bob after the resets"
+
+
+# -- IPv6 -------------------------------------------------------------------------------
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_a_listener_on_ipv6_loopback_serves_ipv6_clients(start_daemon: Callable[..., Daemon]) -> None:
+    """With server.host "::1" chatd listens on IPv6, serves IPv6 clients, and logs
+    their address in brackets: `[::1]:port`."""
+    daemon = start_daemon(server={"host": "::1"})
+    assert daemon.find_events("listening")[0]["host"] == "::1"
+    alice = daemon.client("alice")
+    bob = daemon.client("bob")
+    assert alice.sock.family == bob.sock.family == socket.AF_INET6
+    alice.expect("JOIN bob")
+    bob.send("hello over IPv6")
+    assert alice.readline() == bob.readline() == "MSG bob hello over IPv6"
+    peers = {client.nick: f"[::1]:{client.sock.getsockname()[1]}" for client in (alice, bob)}
+    for peer in peers.values():
+        daemon.wait_for_event("connect", peer=peer)
+    alice.send("/quit")
+    assert alice.expect_closed() == ["BYE quit"]
+    alice.close()
+    assert daemon.wait_for_event("disconnect", nick="alice")["peer"] == peers["alice"]
+    assert_healthy(daemon)
