@@ -1,13 +1,15 @@
 """Admission limits, timeouts and flood control, as hostile and well-behaved
 clients see them: each limit bites with its documented `ERR`/`BYE` reason, is
 logged, and leaves the daemon serving everyone else (docs/protocol.md, "Flow
-control"; config/chatd.yaml, `limits`).
+control"; config/chatd.yaml, `limits`). Limits changed by a reload reach the
+clients already connected.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import re
+import signal
 import socket
 import ssl
 import threading
@@ -397,3 +399,112 @@ def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon, i
             assert line == expected, f"{sleeper.nick} line {k}: {line[:30]!r}...{line[-30:]!r}"
         assert lines[-1] == "BYE slow_consumer", f"{sleeper.nick}: ...{lines[-1][-40:]!r}"
     assert_healthy(daemon)
+
+
+# -- reload: new limits reach clients already connected -------------------------------
+
+
+def _reload(daemon: Daemon, **limits: object) -> None:
+    """Rewrite the config file with these limits and send SIGHUP; wait until applied."""
+    daemon.config["limits"].update(limits)
+    daemon.write_config()
+    before = len(daemon.find_events("config_reloaded"))
+    daemon.signal(signal.SIGHUP)
+    reloaded = wait_until(lambda: daemon.find_events("config_reloaded")[before:], 5, "config_reloaded")
+    assert reloaded[0]["restart_needed"] == []
+
+
+OLD_QUEUE = 64 << 20
+NEW_QUEUE = 64 << 10
+
+
+@with_io_threads(1, 2)
+def test_a_lowered_send_queue_bytes_drops_a_connected_sleeper_at_the_new_limit(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
+    """A client connected before send_queue_bytes was lowered, and not reading, is
+    dropped as a slow consumer once its queue passes the new limit."""
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"send_queue_bytes": OLD_QUEUE})
+    sleeper = daemon.client("sleeper")
+    sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    talker = daemon.client("talker")
+    talker.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _reload(daemon, send_queue_bytes=NEW_QUEUE)
+    line = "y" * 4000
+    echo = f"MSG talker {line}"
+    # The kernel's socket buffers (a few MB on loopback) fill before the daemon's
+    # queue grows; the talk is capped well below the old limit, so only the new
+    # one can end it.
+    told = False  # the talker saw the sleeper's LEAVE
+    for sent in range(OLD_QUEUE // 4 // len(line)):
+        if daemon.find_events("slow_consumer"):
+            break
+        talker.send(line)
+        while (seen := talker.readline()) != echo:
+            assert seen == "LEAVE sleeper slow_consumer", seen[:80]
+            told = True
+    else:
+        raise AssertionError(f"{sent + 1} lines of {len(line)} bytes and the sleeper was not dropped")
+    event = daemon.wait_for_event("slow_consumer", nick="sleeper")
+    # Queued when it overflowed: the new limit, passed by at most the one line that did it.
+    assert NEW_QUEUE < event["queued"] <= NEW_QUEUE + len(echo) + 1, event
+    if not told:
+        assert talker.readline() == "LEAVE sleeper slow_consumer"
+    sleeper.close()
+    assert _wait_disconnected(daemon, "sleeper")["reason"] == "slow_consumer"
+    assert_healthy(daemon)
+
+
+def test_a_message_rate_turned_on_by_reload_limits_a_connected_client(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """A client connected while message_rate was 0 is rate limited once a reload
+    sets a rate: of a burst, `message_burst` lines pass, as many are held and
+    come later, and the rest are refused with `ERR rate_limited`."""
+    daemon = start_daemon()  # message_rate 0
+    paster = daemon.client("paster")
+    paster.sock.sendall(b"".join(b"free %d\n" % n for n in range(10)))
+    for n in range(10):
+        assert paster.readline() == f"MSG paster free {n}"
+    _reload(daemon, message_rate=2, message_burst=3)
+    paster.sock.sendall(b"".join(b"burst %d\n" % n for n in range(10)))  # one write
+    lines = [paster.readline(timeout=10) for _ in range(10)]
+    assert lines[:3] == [f"MSG paster burst {n}" for n in range(3)], lines
+    assert all(line.startswith("ERR rate_limited ") for line in lines[3:7]), lines
+    assert lines[7:] == [f"MSG paster burst {n}" for n in range(3, 6)], lines  # held, then let through
+    assert len(daemon.find_events("rate_limited", nick="paster")) == 4
+    paster.send("/ping after")
+    assert paster.readline(timeout=5) == "PONG after"
+
+
+def test_a_reload_to_message_rate_0_releases_held_lines_at_once(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """Lines held by the rate limit are released when a reload turns it off
+    (message_rate 0), and nothing is limited afterwards."""
+    # One token per 100 s: under the old rate the held lines would wait that long.
+    daemon = start_daemon(limits={"message_rate": 0.01, "message_burst": 2})
+    paster = daemon.client("paster")
+    paster.sock.sendall(b"".join(b"held %d\n" % n for n in range(4)))  # one write
+    assert [paster.readline() for _ in range(2)] == ["MSG paster held 0", "MSG paster held 1"]
+    _reload(daemon, message_rate=0)
+    try:  # within the usual 5 s read timeout, far less than the 100 s the old rate wanted
+        released = [paster.readline() for _ in range(2)]
+    except TimeoutError:
+        raise AssertionError("the lines held under message_rate 0.01 stayed held after the reload to 0") from None
+    assert released == ["MSG paster held 2", "MSG paster held 3"]
+    paster.sock.sendall(b"".join(b"free %d\n" % n for n in range(20)))
+    assert [paster.readline() for _ in range(20)] == [f"MSG paster free {n}" for n in range(20)]
+    assert not daemon.find_events("rate_limited")
+
+
+def test_a_lowered_max_clients_keeps_connected_clients_and_refuses_new_ones(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """max_clients lowered below the number connected: those connected stay and chat,
+    a new client gets `ERR server_full` and `BYE`, and once enough have left
+    there is room again."""
+    daemon = start_daemon()
+    clients = [daemon.client(f"c{i}") for i in range(5)]
+    _reload(daemon, max_clients=3)
+    _refused(daemon.client(), "server_full")
+    clients[-1].send("still here")
+    for client in clients:
+        client.expect_eventually("MSG c4 still here")
+    assert not [e for e in daemon.find_events("disconnect") if e.get("nick")], "a member was dropped"
+    for client in clients[:3]:
+        client.close()
+        _wait_disconnected(daemon, client.nick)
+    assert_healthy(daemon)  # two connected, the limit three: one more fits
