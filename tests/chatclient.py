@@ -16,11 +16,21 @@ class ChatClient:
         host: str = "127.0.0.1",
         cert: tuple[Path, Path] | None = None,
         timeout: float = 5.0,
+        source: str | None = None,
     ) -> None:
+        """Connect and complete the TLS handshake.
+
+        Args:
+            host: the daemon's address; "::1" makes an IPv6 client.
+            cert: a client certificate and its key, for mutual TLS.
+            source: the local address to connect from; 127.0.0.0/8 is all local
+                on Linux, so per-IP limits see another client address.
+        """
         context = ssl.create_default_context(cafile=str(ca))
         if cert is not None:
             context.load_cert_chain(*cert)
-        raw = socket.create_connection((host, port), timeout=timeout)
+        source_address = (source, 0) if source is not None else None
+        raw = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
         self.sock = context.wrap_socket(raw, server_hostname="localhost")
         self.sock.settimeout(timeout)
         self._buffer = b""

@@ -7,9 +7,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from tests.chatclient import ChatClient
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_NAMES = ("alice", "bob")
+# What the daemon logs when a bug got as far as a worker's catch-all (docs/architecture.md, "Errors").
+CRASH_EVENTS = ("session_crashed", "worker_crashed", "accept_crashed")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,17 @@ def make_pki(out: Path, clients: tuple[str, ...] = CLIENT_NAMES) -> PKI:
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """An empty directory with a short path, for AF_UNIX sockets.
+
+    Their paths are limited to 107 bytes, and pytest's tmp_path can be longer.
+    """
+    path = Path(tempfile.mkdtemp(prefix="chatd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -100,7 +115,9 @@ class Daemon:
         self.config_path = workdir / "chatd.yaml"
         self.log_path = workdir / "chatd.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.host = "127.0.0.1"
+        # Where clients connect: the listener's own address, or IPv4 loopback for a wildcard.
+        host = self.config["server"]["host"]
+        self.host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
         self.port = 0
         self.clients: list[ChatClient] = []
         self.command = [sys.executable, "-m", "chatd"]
@@ -123,6 +140,8 @@ class Daemon:
         if wait:
             listening = self.wait_for_event("listening", timeout=20)
             self.port = listening["port"]
+            pinned = self.config["server"].get("io_threads", 0)
+            assert not pinned or listening["io_threads"] == pinned, listening
         return self
 
     def events(self) -> list[dict[str, Any]]:
@@ -155,6 +174,7 @@ class Daemon:
 
     def client(self, nick: str | None = None, **kwargs: Any) -> ChatClient:
         """A TLS client (registered as `nick` if given), closed at teardown."""
+        kwargs.setdefault("host", self.host)
         if nick is None:
             client = ChatClient(self.port, self.pki.ca, **kwargs)
         else:
@@ -179,6 +199,32 @@ class Daemon:
                 self.process.wait(5)
                 raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}")
         return self.process.returncode
+
+
+def assert_healthy(daemon: Daemon, nick: str = "fresh", **client: Any) -> None:
+    """The daemon runs, logged no crash, and serves a fresh client: `nick`
+    registers and gets an answer to `/ping`.
+
+    `client` goes to ChatClient: a `cert` for mutual TLS, a `source` address
+    for the per-IP limits.
+    """
+    assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
+    for event in CRASH_EVENTS:
+        assert not daemon.find_events(event), daemon.log()
+    fresh = daemon.client(nick, **client)
+    fresh.send("/ping healthy")
+    assert fresh.readline() == "PONG healthy"
+    fresh.close()
+
+
+def with_io_threads(*counts: int) -> pytest.MarkDecorator:
+    """Run a test once per worker count: the test passes `server={"io_threads": io_threads}`.
+
+    Fan-out and slow-consumer paths differ between one worker (everything in one
+    thread's turn) and several (output crosses threads through wake-ups), so
+    these tests pin the count instead of following the machine's CPUs.
+    """
+    return pytest.mark.parametrize("io_threads", counts, ids=[f"io_threads={n}" for n in counts])
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon, wait_until
+from tests.conftest import Daemon, wait_until, with_io_threads
 
 SENDERS = 8
 PER_SENDER = 150
@@ -28,7 +28,9 @@ def _blast(client: ChatClient, count: int, errors: list[BaseException]) -> None:
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-def test_key_updates_under_concurrent_load(daemon: Daemon, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@with_io_threads(1, 2)
+def test_key_updates_under_concurrent_load(start_daemon, tmp_path, io_threads: int) -> None:  # type: ignore[no-untyped-def]
+    daemon: Daemon = start_daemon(server={"io_threads": io_threads})
     out_path = tmp_path / "s_client.out"
     with out_path.open("wb") as out:
         # s_client turns a line "K" into a TLS 1.3 KeyUpdate that also asks the
@@ -59,6 +61,7 @@ def test_key_updates_under_concurrent_load(daemon: Daemon, tmp_path) -> None:  #
         observer.expect_eventually(f"MSG updater update {n}", timeout=20)
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a sender hung"
     assert not errors
 
     def s_client_saw_everything() -> bool:
@@ -111,9 +114,10 @@ def _chat_windowed(
         errors.append(exc)
 
 
-def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon) -> None:  # type: ignore[no-untyped-def]
+@with_io_threads(1, 2)
+def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # Readers are owed at most 3 senders x 8 lines x 4 KB = 96 KB at any time.
-    daemon = start_daemon(limits={"send_queue_bytes": 262144})
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"send_queue_bytes": 262144})
     sleeper = daemon.client("sleeper")
     sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     readers = [daemon.client(f"r{i}") for i in range(3)]
@@ -128,6 +132,7 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon) -> N
         thread.start()
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a reader hung"
     assert not errors, errors
     event = daemon.wait_for_event("disconnect", nick="sleeper")
     assert event["reason"] == "slow_consumer"
@@ -137,8 +142,11 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon) -> N
     assert fresh.readline() == "USERS fresh r0 r1 r2"
 
 
-def test_write_timeout_drops_a_peer_whose_window_stays_shut(start_daemon) -> None:  # type: ignore[no-untyped-def]
-    daemon = start_daemon(limits={"write_timeout": 1, "send_queue_bytes": 256 << 20})
+@with_io_threads(1, 2)
+def test_write_timeout_drops_a_peer_whose_window_stays_shut(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(
+        server={"io_threads": io_threads}, limits={"write_timeout": 1, "send_queue_bytes": 256 << 20}
+    )
     stuck = daemon.client("stuck")
     stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     talker = daemon.client("talker")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -20,16 +18,8 @@ from tests.conftest import REPO, Daemon
 
 
 @pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    # AF_UNIX paths are limited to 108 bytes: pytest's tmp_path can be longer.
-    path = Path(tempfile.mkdtemp(prefix="chatd-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def controlled(start_daemon: Callable[..., Daemon], socket_dir: Path) -> Daemon:
-    daemon = start_daemon(control={"socket": str(socket_dir / "control.sock")})
+def controlled(start_daemon: Callable[..., Daemon], short_dir: Path) -> Daemon:
+    daemon = start_daemon(control={"socket": str(short_dir / "control.sock")})
     daemon.wait_for_event("control_listening")
     return daemon
 

@@ -22,9 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon, wait_until
+from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
 
-CRASH_EVENTS = ("session_crashed", "worker_crashed", "accept_crashed")
 FUZZ = settings(
     max_examples=25,
     deadline=None,
@@ -40,17 +39,6 @@ ERR_CODES = frozenset(
     "no_such_nick rate_limited server_full too_many_connections throttled".split()
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def _assert_healthy(daemon: Daemon, nick: str = "fresh") -> None:
-    """The daemon runs, logged no crash, and serves a fresh client."""
-    assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
-    for event in CRASH_EVENTS:
-        assert not daemon.find_events(event), daemon.log()
-    fresh = daemon.client(nick)
-    fresh.send("/ping healthy")
-    assert fresh.readline() == "PONG healthy"
-    fresh.close()
 
 
 def _wait_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
@@ -87,8 +75,9 @@ CLIENT_HELLO = _client_hello()
 # -- connections that never finish the handshake ------------------------------------------
 
 
-def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[..., Daemon]) -> None:
-    daemon = start_daemon(limits={"handshake_timeout": 1})
+@with_io_threads(1, 2)
+def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[..., Daemon], io_threads: int) -> None:
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": 1})
     alice = daemon.client("alice")
     bob = daemon.client("bob")
     alice.expect("JOIN bob")
@@ -129,12 +118,15 @@ def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[.
     assert max(delays) < 0.75, f"an echo took {max(delays):.2f}s while 100 sockets idled"
     timeouts = daemon.find_events("tls_handshake_failed", error="timeout")
     assert len(timeouts) == 100
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
-def test_slowloris_handshakes_are_cut_at_the_handshake_timeout(start_daemon: Callable[..., Daemon]) -> None:
+@with_io_threads(1, 2)
+def test_slowloris_handshakes_are_cut_at_the_handshake_timeout(
+    start_daemon: Callable[..., Daemon], io_threads: int
+) -> None:
     # A ClientHello trickled a byte at a time: activity must not extend the deadline.
-    daemon = start_daemon(limits={"handshake_timeout": 1})
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": 1})
     alice = daemon.client("alice")
     opened = time.monotonic()
     tricklers = [socket.create_connection((daemon.host, daemon.port), timeout=5) for _ in range(20)]
@@ -170,7 +162,7 @@ def test_slowloris_handshakes_are_cut_at_the_handshake_timeout(start_daemon: Cal
     assert len(daemon.find_events("tls_handshake_failed", error="timeout")) == 20
     alice.send("/ping")
     assert alice.readline() == "PONG"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- random bytes instead of TLS ---------------------------------------------------------------
@@ -222,7 +214,7 @@ def test_random_bytes_instead_of_a_handshake(start_daemon: Callable[..., Daemon]
         lambda: len(daemon.find_events("tls_handshake_failed")) >= tried, 5, "every failure logged"
     )
     assert len(daemon.find_events("connect")) == 1  # alice only
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- random lines after registration ---------------------------------------------------------
@@ -291,7 +283,7 @@ def test_random_lines_after_registration(start_daemon: Callable[..., Daemon]) ->
 
     answered_by_the_protocol()
     assert not daemon.find_events("disconnect", reason="too_many_errors")
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- forged TLS records after a real handshake ------------------------------------------------
@@ -386,7 +378,7 @@ def test_forged_tls_records_after_the_handshake(start_daemon: Callable[..., Daem
     assert dropped and all(e["reason"] == "connection_lost" for e in dropped), dropped
     watcher.send("still here")
     assert watcher.readline() == "MSG watcher still here"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- a client that keeps talking after BYE ----------------------------------------------------
@@ -414,4 +406,4 @@ def test_the_daemon_drains_a_client_that_talks_after_bye(start_daemon: Callable[
         client.sock.close()
     event = daemon.wait_for_event("disconnect", nick="chatty")
     assert (event["reason"], event["detail"]) == ("quit", "closed by peer")
-    _assert_healthy(daemon)
+    assert_healthy(daemon)

@@ -1,38 +1,24 @@
 """Admission limits, timeouts and flood control, as hostile and well-behaved
 clients see them: each limit bites with its documented `ERR`/`BYE` reason, is
 logged, and leaves the daemon serving everyone else (docs/protocol.md, "Flow
-control"; config/chatd.yaml, `limits`).
+control"; config/chatd.yaml, `limits`). Limits changed by a reload reach the
+clients already connected.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import re
+import signal
 import socket
 import ssl
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon, wait_until
-
-CRASH_EVENTS = ("session_crashed", "worker_crashed", "accept_crashed")
-
-
-class SourcedClient(ChatClient):
-    """A ChatClient whose connection comes from another loopback address
-    (127.0.0.0/8 is all local on Linux), so per-IP limits see a new address."""
-
-    def __init__(self, port: int, ca: Path, source: str, timeout: float = 5.0) -> None:
-        context = ssl.create_default_context(cafile=str(ca))
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
-        self.sock = context.wrap_socket(raw, server_hostname="localhost")
-        self.sock.settimeout(timeout)
-        self._buffer = b""
-        self.nick = ""
+from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
 
 
 def _refused(client: ChatClient, code: str) -> None:
@@ -43,25 +29,6 @@ def _refused(client: ChatClient, code: str) -> None:
     assert lines[1] == f"BYE {code}", lines
 
 
-def _assert_healthy(daemon: Daemon, nick: str = "fresh", source: str | None = None) -> ChatClient:
-    """No crash was logged and a new client can register and talk."""
-    assert daemon.process is not None and daemon.process.poll() is None
-    for event in CRASH_EVENTS:
-        assert not daemon.find_events(event), daemon.log()
-    if source is None:
-        fresh = daemon.client(nick)
-    else:
-        fresh = SourcedClient(daemon.port, daemon.pki.ca, source)
-        daemon.clients.append(fresh)
-        fresh.expect("NICK")
-        fresh.send(nick)
-        fresh.expect(f"WELCOME {nick} ")
-        fresh.nick = nick
-    fresh.send("/ping healthy")
-    assert fresh.readline() == "PONG healthy"
-    return fresh
-
-
 def _wait_disconnected(daemon: Daemon, nick: str) -> dict[str, object]:
     """The `disconnect` event is logged after the admission slot is given back."""
     return daemon.wait_for_event("disconnect", timeout=10, nick=nick)
@@ -70,8 +37,9 @@ def _wait_disconnected(daemon: Daemon, nick: str) -> dict[str, object]:
 # -- admission: max_clients, max_clients_per_ip, connects_per_ip_per_minute --------------
 
 
-def test_flood_of_200_connections_beyond_max_clients(start_daemon) -> None:  # type: ignore[no-untyped-def]
-    daemon = start_daemon(limits={"max_clients": 20})
+@with_io_threads(1, 2)
+def test_flood_of_200_connections_beyond_max_clients(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"max_clients": 20})
     members = [daemon.client(f"m{i}") for i in range(20)]
     flood: list[ChatClient] = []
     lock = threading.Lock()
@@ -102,7 +70,7 @@ def test_flood_of_200_connections_beyond_max_clients(start_daemon) -> None:  # t
     # A slot freed by a member is a slot for a newcomer.
     members[0].close()
     _wait_disconnected(daemon, "m0")
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 def test_max_clients_per_ip(start_daemon) -> None:  # type: ignore[no-untyped-def]
@@ -112,10 +80,10 @@ def test_max_clients_per_ip(start_daemon) -> None:  # type: ignore[no-untyped-de
     _refused(fourth, "too_many_connections")
     assert daemon.find_events("rejected", reason="too_many_connections")
     # Another address is not affected, and a slot given back is usable again.
-    _assert_healthy(daemon, "elsewhere", source="127.0.0.2")
+    assert_healthy(daemon, "elsewhere", source="127.0.0.2")
     first[0].close()
     _wait_disconnected(daemon, "c0")
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 def test_connects_per_ip_per_minute(start_daemon) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +95,7 @@ def test_connects_per_ip_per_minute(start_daemon) -> None:  # type: ignore[no-un
     _refused(sixth, "throttled")
     assert daemon.find_events("rejected", reason="throttled")
     # 127.0.0.1 stays throttled for a minute; everyone else is served.
-    _assert_healthy(daemon, source="127.0.0.2")
+    assert_healthy(daemon, source="127.0.0.2")
 
 
 def test_exempt_addresses_skip_the_per_ip_limits(start_daemon) -> None:  # type: ignore[no-untyped-def]
@@ -161,11 +129,12 @@ def test_max_clients_still_applies_to_exempt_addresses(start_daemon) -> None:  #
     _refused(daemon.client(), "server_full")
 
 
-def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon) -> None:  # type: ignore[no-untyped-def]
+@with_io_threads(1, 2)
+def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # Rejected clients are told why after their handshake, but at most 256 at once
     # (server.py _MAX_PENDING_REJECTS); a flood of silent sockets beyond that costs
     # the daemon nothing but a close.
-    daemon = start_daemon(limits={"max_clients": 1, "handshake_timeout": 1})
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"max_clients": 1, "handshake_timeout": 1})
     member = daemon.client("member")
     flood = [socket.create_connection((daemon.host, daemon.port), timeout=5) for _ in range(300)]
     try:
@@ -196,7 +165,7 @@ def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon
     wait_until(told_why, 5, "a rejected client told why again")
     member.close()
     _wait_disconnected(daemon, "member")
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- registration timeout -------------------------------------------------------------
@@ -230,7 +199,7 @@ def test_register_timeout(start_daemon) -> None:  # type: ignore[no-untyped-def]
     # A registered client is not subject to it.
     alice.send("/ping")
     assert alice.readline() == "PONG"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- message rate ---------------------------------------------------------------------
@@ -291,7 +260,7 @@ def test_sustained_flood_is_refused_then_disconnected(start_daemon) -> None:  # 
     alice.send("we carry on")
     assert alice.readline() == "MSG alice we carry on"
     assert bob.readline() == "MSG alice we carry on"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 # -- slow consumers -------------------------------------------------------------------
@@ -343,11 +312,12 @@ def _chat_windowed(
         errors.append(exc)
 
 
-def test_a_client_that_stops_reading_while_20_others_chat(start_daemon) -> None:  # type: ignore[no-untyped-def]
+@with_io_threads(1, 2, 4)
+def test_a_client_that_stops_reading_while_20_others_chat(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # Each chatter is owed at most 20 senders x 8 lines x 4 KB = 640 KB at once;
     # the sleeper is owed all of 20 x 100 x 4 KB = 8 MB, far more than its queue
     # and the kernel's socket buffers hold.
-    daemon = start_daemon(limits={"send_queue_bytes": 1 << 20})
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"send_queue_bytes": 1 << 20})
     sleeper = daemon.client("sleeper")
     sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     chatters = [daemon.client(f"c{i:02d}") for i in range(CHATTERS)]
@@ -386,20 +356,23 @@ def test_a_client_that_stops_reading_while_20_others_chat(start_daemon) -> None:
     # up on it); hanging up ends it at once, still as a slow consumer.
     sleeper.close()
     assert _wait_disconnected(daemon, "sleeper")["reason"] == "slow_consumer"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
 
 
 SLEEPERS = 6
 LONG_LINE = 65000  # with max_line_bytes 65536: each MSG line spans four 16 KB writes
 
 
-def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon) -> None:  # type: ignore[no-untyped-def]
+@with_io_threads(1, 2)
+def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # "A client that is disconnected is told why (BYE <reason>) whenever its socket
     # still allows it": sleepers that stop reading, overflow, and then read again
     # get a prefix of the room's lines, each whole, then `BYE slow_consumer` as a
     # line of its own. Several sleepers, because where the queue is cut depends on
     # where each socket's buffer happened to fill.
-    daemon = start_daemon(limits={"send_queue_bytes": 256 * 1024, "max_line_bytes": 65536})
+    daemon = start_daemon(
+        server={"io_threads": io_threads}, limits={"send_queue_bytes": 256 * 1024, "max_line_bytes": 65536}
+    )
     sleepers = [daemon.client(f"sleeper{i}") for i in range(SLEEPERS)]
     for i, sleeper in enumerate(sleepers):
         # Different receive windows, so that each queue is cut at another place.
@@ -425,4 +398,113 @@ def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon) -
             expected = f"MSG talker {k} " + "x" * (LONG_LINE - len(str(k)) - 2)
             assert line == expected, f"{sleeper.nick} line {k}: {line[:30]!r}...{line[-30:]!r}"
         assert lines[-1] == "BYE slow_consumer", f"{sleeper.nick}: ...{lines[-1][-40:]!r}"
-    _assert_healthy(daemon)
+    assert_healthy(daemon)
+
+
+# -- reload: new limits reach clients already connected -------------------------------
+
+
+def _reload(daemon: Daemon, **limits: object) -> None:
+    """Rewrite the config file with these limits and send SIGHUP; wait until applied."""
+    daemon.config["limits"].update(limits)
+    daemon.write_config()
+    before = len(daemon.find_events("config_reloaded"))
+    daemon.signal(signal.SIGHUP)
+    reloaded = wait_until(lambda: daemon.find_events("config_reloaded")[before:], 5, "config_reloaded")
+    assert reloaded[0]["restart_needed"] == []
+
+
+OLD_QUEUE = 64 << 20
+NEW_QUEUE = 64 << 10
+
+
+@with_io_threads(1, 2)
+def test_a_lowered_send_queue_bytes_drops_a_connected_sleeper_at_the_new_limit(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
+    """A client connected before send_queue_bytes was lowered, and not reading, is
+    dropped as a slow consumer once its queue passes the new limit."""
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"send_queue_bytes": OLD_QUEUE})
+    sleeper = daemon.client("sleeper")
+    sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    talker = daemon.client("talker")
+    talker.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _reload(daemon, send_queue_bytes=NEW_QUEUE)
+    line = "y" * 4000
+    echo = f"MSG talker {line}"
+    # The kernel's socket buffers (a few MB on loopback) fill before the daemon's
+    # queue grows; the talk is capped well below the old limit, so only the new
+    # one can end it.
+    told = False  # the talker saw the sleeper's LEAVE
+    for sent in range(OLD_QUEUE // 4 // len(line)):
+        if daemon.find_events("slow_consumer"):
+            break
+        talker.send(line)
+        while (seen := talker.readline()) != echo:
+            assert seen == "LEAVE sleeper slow_consumer", seen[:80]
+            told = True
+    else:
+        raise AssertionError(f"{sent + 1} lines of {len(line)} bytes and the sleeper was not dropped")
+    event = daemon.wait_for_event("slow_consumer", nick="sleeper")
+    # Queued when it overflowed: the new limit, passed by at most the one line that did it.
+    assert NEW_QUEUE < event["queued"] <= NEW_QUEUE + len(echo) + 1, event
+    if not told:
+        assert talker.readline() == "LEAVE sleeper slow_consumer"
+    sleeper.close()
+    assert _wait_disconnected(daemon, "sleeper")["reason"] == "slow_consumer"
+    assert_healthy(daemon)
+
+
+def test_a_message_rate_turned_on_by_reload_limits_a_connected_client(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """A client connected while message_rate was 0 is rate limited once a reload
+    sets a rate: of a burst, `message_burst` lines pass, as many are held and
+    come later, and the rest are refused with `ERR rate_limited`."""
+    daemon = start_daemon()  # message_rate 0
+    paster = daemon.client("paster")
+    paster.sock.sendall(b"".join(b"free %d\n" % n for n in range(10)))
+    for n in range(10):
+        assert paster.readline() == f"MSG paster free {n}"
+    _reload(daemon, message_rate=2, message_burst=3)
+    paster.sock.sendall(b"".join(b"burst %d\n" % n for n in range(10)))  # one write
+    lines = [paster.readline(timeout=10) for _ in range(10)]
+    assert lines[:3] == [f"MSG paster burst {n}" for n in range(3)], lines
+    assert all(line.startswith("ERR rate_limited ") for line in lines[3:7]), lines
+    assert lines[7:] == [f"MSG paster burst {n}" for n in range(3, 6)], lines  # held, then let through
+    assert len(daemon.find_events("rate_limited", nick="paster")) == 4
+    paster.send("/ping after")
+    assert paster.readline(timeout=5) == "PONG after"
+
+
+def test_a_reload_to_message_rate_0_releases_held_lines_at_once(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """Lines held by the rate limit are released when a reload turns it off
+    (message_rate 0), and nothing is limited afterwards."""
+    # One token per 100 s: under the old rate the held lines would wait that long.
+    daemon = start_daemon(limits={"message_rate": 0.01, "message_burst": 2})
+    paster = daemon.client("paster")
+    paster.sock.sendall(b"".join(b"held %d\n" % n for n in range(4)))  # one write
+    assert [paster.readline() for _ in range(2)] == ["MSG paster held 0", "MSG paster held 1"]
+    _reload(daemon, message_rate=0)
+    try:  # within the usual 5 s read timeout, far less than the 100 s the old rate wanted
+        released = [paster.readline() for _ in range(2)]
+    except TimeoutError:
+        raise AssertionError("the lines held under message_rate 0.01 stayed held after the reload to 0") from None
+    assert released == ["MSG paster held 2", "MSG paster held 3"]
+    paster.sock.sendall(b"".join(b"free %d\n" % n for n in range(20)))
+    assert [paster.readline() for _ in range(20)] == [f"MSG paster free {n}" for n in range(20)]
+    assert not daemon.find_events("rate_limited")
+
+
+def test_a_lowered_max_clients_keeps_connected_clients_and_refuses_new_ones(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """max_clients lowered below the number connected: those connected stay and chat,
+    a new client gets `ERR server_full` and `BYE`, and once enough have left
+    there is room again."""
+    daemon = start_daemon()
+    clients = [daemon.client(f"c{i}") for i in range(5)]
+    _reload(daemon, max_clients=3)
+    _refused(daemon.client(), "server_full")
+    clients[-1].send("still here")
+    for client in clients:
+        client.expect_eventually("MSG c4 still here")
+    assert not [e for e in daemon.find_events("disconnect") if e.get("nick")], "a member was dropped"
+    for client in clients[:3]:
+        client.close()
+        _wait_disconnected(daemon, client.nick)
+    assert_healthy(daemon)  # two connected, the limit three: one more fits

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 import pytest
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon
+from tests.conftest import Daemon, with_io_threads
 
 
 def test_handshake_nick_welcome(daemon: Daemon) -> None:
@@ -17,7 +18,9 @@ def test_handshake_nick_welcome(daemon: Daemon) -> None:
     assert client.readline() == "WELCOME alice Welcome to chatd, alice! Type /help for commands."
 
 
-def test_broadcast_reaches_everyone_with_echo(daemon: Daemon) -> None:
+@with_io_threads(1, 2, 4)
+def test_broadcast_reaches_everyone_with_echo(start_daemon: Callable[..., Daemon], io_threads: int) -> None:
+    daemon = start_daemon(server={"io_threads": io_threads})
     clients = [daemon.client(nick) for nick in ("alice", "bob", "carol", "dave")]
     for i, client in enumerate(clients):
         for joined in clients[i + 1 :]:
@@ -139,7 +142,11 @@ def test_strikes_end_in_bye(start_daemon) -> None:  # type: ignore[no-untyped-de
     assert lines[3:] == ["BYE too_many_errors"]
 
 
-def test_fifty_clients_chat_with_nothing_lost_or_reordered(daemon: Daemon) -> None:
+@with_io_threads(1, 2, 4)
+def test_fifty_clients_chat_with_nothing_lost_or_reordered(
+    start_daemon: Callable[..., Daemon], io_threads: int
+) -> None:
+    daemon = start_daemon(server={"io_threads": io_threads})
     senders, per_sender = 50, 40
     clients = [daemon.client(f"u{i}") for i in range(senders)]
     for i, client in enumerate(clients):  # consume JOINs of later clients
@@ -162,6 +169,7 @@ def test_fifty_clients_chat_with_nothing_lost_or_reordered(daemon: Daemon) -> No
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a client thread hung"
     assert not errors, errors[:3]
     for nick, lines in received.items():
         by_sender: dict[str, list[int]] = {}

@@ -24,9 +24,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chatctl.certs import issue_ca, issue_client_cert
 from tests.chatclient import ChatClient
-from tests.conftest import PKI, Daemon, wait_until
+from tests.conftest import PKI, Daemon, assert_healthy, wait_until
 
-CRASH_EVENTS = ("session_crashed", "worker_crashed", "accept_crashed")
 CertPair = tuple[Path, Path]
 
 
@@ -150,14 +149,6 @@ def _assert_served(daemon: Daemon, cert: CertPair | None, nick: str) -> ChatClie
     return client
 
 
-def _assert_healthy(daemon: Daemon, cert: CertPair | None, nick: str = "bob") -> None:
-    """No crash was logged and a fresh, valid client is served."""
-    assert daemon.process is not None and daemon.process.poll() is None
-    for event in CRASH_EVENTS:
-        assert not daemon.find_events(event), daemon.log()
-    _assert_served(daemon, cert, nick).close()
-
-
 # -- client_auth: required ----------------------------------------------------------------
 
 REFUSED_WHEN_REQUIRED = ["no_cert", "wrong_ca", "expired", "server_cert"]
@@ -184,7 +175,7 @@ def test_required_serves_a_client_with_a_right_certificate(
     alice.send("hello")
     assert alice.readline() == "JOIN someone_else"
     assert alice.readline() == "MSG alice hello"
-    _assert_healthy(daemon, client_certs.other)
+    assert_healthy(daemon, "bob", cert=client_certs.other)
 
 
 @pytest.mark.parametrize("case", REFUSED_WHEN_REQUIRED)
@@ -196,7 +187,7 @@ def test_required_refuses_during_the_handshake(
     # The client learns why from the TLS alert; the log says it too.
     assert REFUSALS[case][0] in alert, alert
     assert error.startswith(REFUSALS[case][1]), error
-    _assert_healthy(daemon, client_certs.other)
+    assert_healthy(daemon, "bob", cert=client_certs.other)
 
 
 def test_required_refuses_during_a_tls12_handshake(
@@ -215,7 +206,7 @@ def test_required_refuses_during_a_tls12_handshake(
                 context.wrap_socket(raw, server_hostname="localhost")
         wait_until(lambda: len(daemon.find_events("tls_handshake_failed")) == n, 5, f"{case} logged")
     assert not daemon.find_events("connect")
-    _assert_healthy(daemon, client_certs.other)
+    assert_healthy(daemon, "bob", cert=client_certs.other)
 
 
 def test_the_log_says_why_a_client_certificate_was_refused(
@@ -241,7 +232,7 @@ def test_required_refusals_cost_a_connected_client_nothing(
     wait_until(
         lambda: len(daemon.find_events("tls_handshake_failed")) == len(REFUSED_WHEN_REQUIRED), 5, "logged"
     )
-    _assert_healthy(daemon, client_certs.other)
+    assert_healthy(daemon, "bob", cert=client_certs.other)
 
 
 # -- client_auth: optional ----------------------------------------------------------------
@@ -254,7 +245,7 @@ def test_optional_serves_with_or_without_a_certificate(
     daemon = _mtls(start_daemon, certs, "optional")
     _assert_served(daemon, _pick(client_certs, case), "alice")
     assert not daemon.find_events("tls_handshake_failed")
-    _assert_healthy(daemon, None)
+    assert_healthy(daemon, "bob")
 
 
 @pytest.mark.parametrize("case", ["wrong_ca", "expired", "server_cert"])
@@ -265,8 +256,8 @@ def test_optional_refuses_a_certificate_that_does_not_verify(
     alert, error = _assert_refused(daemon, _pick(client_certs, case))
     assert REFUSALS[case][0] in alert, alert
     assert error.startswith(REFUSALS[case][1]), error
-    _assert_healthy(daemon, client_certs.other)
-    _assert_healthy(daemon, None, "carol")
+    assert_healthy(daemon, "bob", cert=client_certs.other)
+    assert_healthy(daemon, "carol")
 
 
 # -- client_auth: none ----------------------------------------------------------------------
@@ -314,7 +305,7 @@ def test_none_never_asks_so_any_client_is_served(
     daemon = _mtls(start_daemon, certs, "none")
     _assert_served(daemon, _pick(client_certs, case), "alice")
     assert not daemon.find_events("tls_handshake_failed")
-    _assert_healthy(daemon, None)
+    assert_healthy(daemon, "bob")
 
 
 # -- nick_from_cert ---------------------------------------------------------------------------
@@ -341,7 +332,7 @@ def test_nick_from_cert_allows_only_the_common_name(
     client.send("still alice")
     assert client.readline() == "MSG alice still alice"
     assert not daemon.find_events("rename")
-    _assert_healthy(daemon, client_certs.other, "bob")
+    assert_healthy(daemon, "bob", cert=client_certs.other)
 
 
 def test_nick_from_cert_a_second_connection_with_the_same_cert_is_taken(
@@ -353,4 +344,4 @@ def test_nick_from_cert_a_second_connection_with_the_same_cert_is_taken(
     twin.expect("NICK")
     twin.send("alice")
     assert twin.readline().startswith("ERR nick_taken ")
-    _assert_healthy(daemon, client_certs.other, "bob")
+    assert_healthy(daemon, "bob", cert=client_certs.other)

@@ -19,15 +19,13 @@ from tests.conftest import Daemon
 
 
 @pytest.fixture
-def notify_socket() -> Any:
-    # AF_UNIX paths are short (108 bytes): a short name in /tmp, not tmp_path.
-    path = Path(f"/tmp/chatd-notify-{os.getpid()}-{id(object())}.sock")
+def notify_socket(short_dir: Path) -> Any:
+    path = short_dir / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     sock.settimeout(10)
     yield sock, path
     sock.close()
-    path.unlink(missing_ok=True)
 
 
 def _receive_until(sock: socket.socket, wanted: str) -> list[str]:

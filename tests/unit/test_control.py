@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
-import tempfile
 import threading
 import time
 import warnings
@@ -85,21 +83,13 @@ def _structlog_defaults() -> Iterator[None]:
 
 
 @pytest.fixture
-def folder() -> Iterator[Path]:
-    # AF_UNIX paths are limited to 107 bytes: pytest's tmp_path can be longer.
-    path = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def operator() -> FakeOperator:
     return FakeOperator()
 
 
 @pytest.fixture
-def server(folder: Path, operator: FakeOperator) -> Iterator[ControlServer]:
-    control = ControlServer(folder / "control.sock", operator)
+def server(short_dir: Path, operator: FakeOperator) -> Iterator[ControlServer]:
+    control = ControlServer(short_dir / "control.sock", operator)
     control.start()
     yield control
     control.stop()
@@ -269,30 +259,28 @@ def test_socket_is_owner_only_and_no_temporary_is_left(server: ControlServer) ->
     assert os.listdir(server.path.parent) == ["control.sock"]
 
 
-def test_serving_thread_is_named() -> None:
+def test_serving_thread_is_named(short_dir: Path) -> None:
     names = {thread.name: thread.daemon for thread in threading.enumerate()}
     assert "chatd-control" not in names  # no leftovers from other tests
-    folder = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    control = ControlServer(folder / "c.sock", FakeOperator())
+    control = ControlServer(short_dir / "c.sock", FakeOperator())
     try:
         control.start()
         names = {thread.name: thread.daemon for thread in threading.enumerate()}
         assert names["chatd-control"] is True
     finally:
         control.stop()
-        shutil.rmtree(folder)
     assert "chatd-control" not in {thread.name for thread in threading.enumerate()}
 
 
-def test_stop_removes_the_socket(folder: Path) -> None:
-    control = ControlServer(folder / "control.sock", FakeOperator())
+def test_stop_removes_the_socket(short_dir: Path) -> None:
+    control = ControlServer(short_dir / "control.sock", FakeOperator())
     control.start()
     control.stop()
-    assert os.listdir(folder) == []
+    assert os.listdir(short_dir) == []
 
 
-def test_stop_leaves_a_socket_that_is_no_longer_ours(folder: Path) -> None:
-    control = ControlServer(folder / "control.sock", FakeOperator())
+def test_stop_leaves_a_socket_that_is_no_longer_ours(short_dir: Path) -> None:
+    control = ControlServer(short_dir / "control.sock", FakeOperator())
     control.start()
     control.path.unlink()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
@@ -301,8 +289,8 @@ def test_stop_leaves_a_socket_that_is_no_longer_ours(folder: Path) -> None:
         assert stat.S_ISSOCK(control.path.lstat().st_mode)
 
 
-def test_stale_socket_is_replaced(folder: Path, operator: FakeOperator) -> None:
-    path = folder / "control.sock"
+def test_stale_socket_is_replaced(short_dir: Path, operator: FakeOperator) -> None:
+    path = short_dir / "control.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
         dead.bind(str(path))  # bound, never listening: what a killed daemon leaves behind
     control = ControlServer(path, operator)
@@ -313,8 +301,8 @@ def test_stale_socket_is_replaced(folder: Path, operator: FakeOperator) -> None:
         control.stop()
 
 
-def test_socket_in_use_is_refused(folder: Path) -> None:
-    path = folder / "control.sock"
+def test_socket_in_use_is_refused(short_dir: Path) -> None:
+    path = short_dir / "control.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
         live.bind(str(path))
         live.listen(1)
@@ -322,11 +310,11 @@ def test_socket_in_use_is_refused(folder: Path) -> None:
         with pytest.raises(ValueError, match="is in use by a running process"):
             ControlServer(path, FakeOperator()).start()
         assert path.lstat().st_ino == inode  # still the other process's socket
-        assert os.listdir(folder) == ["control.sock"]
+        assert os.listdir(short_dir) == ["control.sock"]
 
 
-def test_non_socket_is_refused_and_kept(folder: Path) -> None:
-    path = folder / "control.sock"
+def test_non_socket_is_refused_and_kept(short_dir: Path) -> None:
+    path = short_dir / "control.sock"
     path.write_text("precious")
     control = ControlServer(path, FakeOperator())
     with pytest.raises(ValueError, match="exists and is not a socket"):
@@ -336,13 +324,13 @@ def test_non_socket_is_refused_and_kept(folder: Path) -> None:
     assert path.read_text() == "precious"
 
 
-def test_symlink_is_refused(folder: Path) -> None:
-    target = folder / "elsewhere"
+def test_symlink_is_refused(short_dir: Path) -> None:
+    target = short_dir / "elsewhere"
     target.write_text("precious")
-    (folder / "control.sock").symlink_to(target)
+    (short_dir / "control.sock").symlink_to(target)
     with pytest.raises(ValueError, match="not a socket"):
-        ControlServer(folder / "control.sock", FakeOperator()).start()
-    assert target.read_text() == "precious" and (folder / "control.sock").is_symlink()
+        ControlServer(short_dir / "control.sock", FakeOperator()).start()
+    assert target.read_text() == "precious" and (short_dir / "control.sock").is_symlink()
 
 
 def _as_nobody(path: Path, request: bytes) -> bytes:
@@ -454,29 +442,29 @@ def test_chatctl_reload(server: ControlServer, operator: FakeOperator, capsys: p
 
 
 def test_chatctl_finds_the_socket_through_the_config(
-    server: ControlServer, folder: Path, capsys: pytest.CaptureFixture[str]
+    server: ControlServer, short_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in ("server.crt", "server.key"):
-        (folder / name).write_text("only needs to be readable here")
-    config = folder / "chatd.yaml"
+        (short_dir / name).write_text("only needs to be readable here")
+    config = short_dir / "chatd.yaml"
     config.write_text("tls: {cert: server.crt, key: server.key}\ncontrol: {socket: control.sock}\n")
     status, out, _ = run(capsys, "who", "--json", "--config", str(config))
     assert status == 0 and json.loads(out) == WHO
 
 
-def test_chatctl_config_without_control_socket(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_chatctl_config_without_control_socket(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("server.crt", "server.key"):
-        (folder / name).write_text("x")
-    config = folder / "chatd.yaml"
+        (short_dir / name).write_text("x")
+    config = short_dir / "chatd.yaml"
     config.write_text("tls: {cert: server.crt, key: server.key}\ncontrol: {socket: null}\n")
     status, _, err = run(capsys, "status", "--config", str(config))
     assert status == 2 and "control.socket is not set" in err
-    status, _, err = run(capsys, "status", "--config", str(folder / "missing.yaml"))
+    status, _, err = run(capsys, "status", "--config", str(short_dir / "missing.yaml"))
     assert status == 2 and "config error" in err and "missing.yaml" in err
 
 
-def test_chatctl_without_a_daemon(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = folder / "control.sock"
+def test_chatctl_without_a_daemon(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = short_dir / "control.sock"
     status, _, err = run(capsys, "status", "--socket", str(path))
     assert status == 3 and str(path) in err and "is chatd running" in err
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
@@ -492,9 +480,9 @@ def test_chatctl_refuses_a_socket_others_can_use(server: ControlServer, capsys: 
     assert status == 4 and "can be used by other users (mode 0660)" in err
 
 
-def test_chatctl_refuses_a_file_that_is_not_a_socket(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (folder / "control.sock").write_text("")
-    status, _, err = run(capsys, "status", "--socket", str(folder / "control.sock"))
+def test_chatctl_refuses_a_file_that_is_not_a_socket(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (short_dir / "control.sock").write_text("")
+    status, _, err = run(capsys, "status", "--socket", str(short_dir / "control.sock"))
     assert status == 4 and "is not a socket" in err
 
 
@@ -511,8 +499,8 @@ def test_chatctl_refuses_a_socket_someone_else_owns(
     assert run(capsys, "status", "--socket", str(server.path))[0] == 0
 
 
-def test_chatctl_says_when_the_answer_is_not_json(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = folder / "control.sock"
+def test_chatctl_says_when_the_answer_is_not_json(short_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = short_dir / "control.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor:
         impostor.bind(str(path))
         os.chmod(path, 0o600)

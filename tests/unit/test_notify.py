@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,16 +16,13 @@ from chatd.notify import Notifier
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[socket.socket, str]]:
-    # AF_UNIX paths are limited to 107 bytes: pytest's tmp_path can be longer.
-    folder = tempfile.mkdtemp(prefix="notify-", dir="/tmp")
-    path = os.path.join(folder, "notify.sock")
+def receiver(short_dir: Path) -> Iterator[tuple[socket.socket, str]]:
+    path = str(short_dir / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.settimeout(5)
     yield sock, path
     sock.close()
-    shutil.rmtree(folder)
 
 
 def _datagram(sock: socket.socket) -> str:
