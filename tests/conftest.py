@@ -25,7 +25,7 @@ from tests.chatclient import ChatClient
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_NAMES = ("alice", "bob")
 # What the daemon logs when a bug got as far as a worker's catch-all (docs/architecture.md, "Errors").
-CRASH_EVENTS = ("session_crashed", "worker_crashed", "accept_crashed")
+CRASH_EVENTS = ("session_crashed", "callback_crashed", "worker_crashed", "accept_crashed")
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,13 @@ class Daemon:
                 self.process.wait(5)
                 raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}")
         return self.process.returncode
+
+
+def defaults_for_load(**overrides: int) -> dict[str, int]:
+    """config/chatd.yaml's limits, with only the rate and per-IP limits lifted
+    (as for any load test); the test daemon's other limits are the defaults too."""
+    return {"message_rate": 0, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0,
+            "send_queue_bytes": 98304, **overrides}
 
 
 def assert_healthy(daemon: Daemon, nick: str = "fresh", **client: Any) -> None:

@@ -19,9 +19,8 @@ from typing import Callable
 
 import pytest
 
-from tests.conftest import Daemon, wait_until
-from tests.integration.test_limits import _assert_healthy as assert_healthy
-from tests.integration.test_readers import defaults_for_load
+from tests.conftest import Daemon, assert_healthy, defaults_for_load, wait_until
+
 
 THREADS = 40
 CHURN_SECONDS = 6.0

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon
-from tests.integration.test_limits import _assert_healthy as assert_healthy
+from tests.conftest import Daemon, assert_healthy, defaults_for_load
+
 
 
 @dataclass
@@ -77,12 +77,6 @@ class Reader:
 
 def _start(start_daemon, io_threads: int, **limits: int) -> Daemon:  # type: ignore[no-untyped-def]
     return start_daemon(server={"io_threads": io_threads}, limits=defaults_for_load(**limits))
-
-
-def defaults_for_load(**overrides: int) -> dict[str, int]:
-    """config/chatd.yaml's limits, with only the rate and per-IP limits lifted."""
-    return {"message_rate": 0, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0,
-            "send_queue_bytes": 98304, **overrides}
 
 
 def _run_readers(daemon: Daemon, readers: int, count: int, size: int) -> list[Reader]:
