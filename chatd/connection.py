@@ -235,6 +235,13 @@ class Connection:
             self._release_held(now)
         self._rearm()
 
+    def limits_changed(self) -> None:
+        """A reload changed the limits: lines held by the old rate go by the new one."""
+        if self._held and self.state is State.ACTIVE:
+            self._hold_deadline = None
+            self._release_held(time.monotonic())
+            self._rearm()
+
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
 

@@ -155,7 +155,7 @@ class Server:
         log.info("shutdown", clients=len(self.room), connections=len(self._connections))
         self._close_listener(grace)
         for worker in self._workers:
-            worker.say_goodbye()
+            worker.for_each_connection(lambda conn: conn.begin_close("shutdown"))
         with self._lock:
             if not self._connections and not self._admitted:
                 self._all_closed.set()
@@ -324,6 +324,8 @@ class Server:
         )
         self.settings = Settings(dataclasses.replace(new, server=server, control=old.control), context)
         configure_logging(new.log)
+        for worker in self._workers:
+            worker.for_each_connection(lambda conn: conn.limits_changed())
         log.info("config_reloaded", path=str(new.path), restart_needed=restart)
         self._notifier.ready()
         return {"ok": True, "error": None, "restart_needed": restart}

@@ -120,8 +120,19 @@ class TLSStream:
         return self._tls.getpeercert()
 
     def shutdown_write(self) -> None:
-        """TCP FIN after what was sent; the TLS session stays usable for reading."""
-        self.sock.shutdown(socket.SHUT_WR)
+        """TLS close_notify, then TCP FIN after it; the session stays usable for
+        reading (OpenSSL allows SSL_read after our close_notify), to drain the peer.
+
+        Without close_notify an OpenSSL 3 client takes the FIN for a truncation
+        attack and answers with a decode_error alert.
+        """
+        try:
+            self._tls.unwrap()  # writes close_notify; then waits for the peer's
+        except ssl.SSLWantReadError:
+            pass  # the peer's close_notify is not needed before our FIN
+        self._collect()
+        if self.flush():
+            self.sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
         self.sock.close()

@@ -148,14 +148,15 @@ class Worker:
         if not self.call_soon(unwatch):
             done.set()  # stopped: its epoll, and the listener in it, are closed
 
-    def say_goodbye(self) -> None:
-        """`BYE shutdown` to each of this worker's connections, from its thread."""
+    def for_each_connection(self, action: Callable[[Connection], None]) -> bool:
+        """Run `action` on each of this worker's connections, on its thread,
+        each under the connection's guard; False if the worker has stopped."""
 
-        def goodbye() -> None:
+        def run() -> None:
             for conn in list(self.connections):
-                self._guard(conn, lambda: conn.begin_close("shutdown"))
+                self._guard(conn, lambda: action(conn))
 
-        self.call_soon(goodbye)
+        return self.call_soon(run)
 
     # -- worker thread only ---------------------------------------------------------
 
