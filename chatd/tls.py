@@ -1,22 +1,22 @@
 """TLS: build the daemon's `ssl.SSLContext` from `TLSConfig`, failing fast.
 
 Mozilla's "intermediate" profile: TLS 1.2 minimum (1.3 preferred), its
-ECDHE AEAD cipher list for 1.2, no compression, no renegotiation, no session
-tickets. `tls.ecdh_curve` picks one of the profile's three key-exchange groups.
-X25519 is the share modern clients send first, so they need no
-HelloRetryRequest, and it is the cheapest handshake in OpenSSL 3.0;
-prime256v1 serves clients without X25519 (Java 8, Windows 7, OpenSSL 1.0.2)
-and TLS 1.2 clients with ECDSA certificates, whose curve TLS 1.2 requires
-among the server's groups. `auto`, the default, is X25519, or prime256v1 when
-`tls.client_auth` asks for certificates.
+ECDHE AEAD cipher list for 1.2, its three key-exchange groups, no compression,
+no renegotiation, no session tickets.
 
-Python before 3.15 has no `SSLContext.set_groups`, so `set_groups` calls
-OpenSSL's `SSL_CTX_set1_groups_list` through ctypes there. Either way
-`server_context` then checks, with handshakes in memory, that the context
-takes a client offering only one group for each group it should offer and
-refuses one offering only a group outside them (OpenSSL's default list would
-also offer X448, P-521 and finite-field groups, which the profile excludes):
-groups that did not take effect are a `ConfigError`, never a silent fallback.
+Key exchange: `tls.groups`, by default the profile's X25519, prime256v1 and
+secp384r1, in that order. X25519 is the share modern clients send first, so
+they need no HelloRetryRequest, and the cheapest handshake in OpenSSL 3.0;
+prime256v1 serves clients without X25519 (Java 8, Windows 7, OpenSSL 1.0.2,
+socat, which offers only P-256) and TLS 1.2 clients with ECDSA certificates,
+whose curve TLS 1.2 requires among the server's groups. OpenSSL's own default
+list would also offer X448, P-521 and finite-field groups, which the profile
+excludes. Python before 3.15 can set only one group (`set_ecdh_curve`), so
+`set_groups` calls OpenSSL's `SSL_CTX_set1_groups_list` through ctypes there.
+Either way `server_context` then checks, with handshakes in memory, that the
+context takes a client offering only one group for each listed group and
+refuses one offering only a group outside them: a list that did not take
+effect is a `ConfigError`, never a silent fallback to OpenSSL's default.
 
 Tickets are off as in Mozilla's server configurations: a chat session lasts
 hours, so resumption saves nothing, while each ticket costs the server an
@@ -32,7 +32,7 @@ import ssl
 import sys
 from typing import Sequence
 
-from chatd.config import TLSConfig
+from chatd.config import GROUPS, TLSConfig
 from chatd.errors import ConfigError
 
 # Mozilla intermediate (v5.7) TLS 1.2 suites, ECDHE only: chatd has no DH
@@ -55,7 +55,6 @@ _SSL_CTRL_SET_GROUPS_LIST = 92
 # A group in OpenSSL's default list and in no Mozilla profile: a context that
 # accepts a client offering only this one did not take the list it was given.
 _OUTSIDE_GROUP = "X448"
-_PROFILE_GROUPS = ("X25519", "prime256v1", "secp384r1")
 
 _CLIENT_AUTH = {
     "none": ssl.CERT_NONE,
@@ -75,8 +74,7 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
     context.num_tickets = 0
-    groups = (ecdh_curve(tls),)
-    _apply_groups(context, groups, config_path)
+    _apply_groups(context, tls.groups, config_path)
     try:
         context.load_cert_chain(tls.cert, tls.key)
     except (ssl.SSLError, OSError) as exc:
@@ -92,15 +90,8 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
             raise ConfigError(
                 f"{config_path}: tls.client_ca: cannot load {tls.client_ca}: {_reason(exc)}"
             ) from exc
-    _check_groups(context, groups, config_path)  # needs the certificate loaded
+    _check_groups(context, tls.groups, config_path)  # needs the certificate loaded
     return context
-
-
-def ecdh_curve(tls: TLSConfig) -> str:
-    """The one key-exchange group the server offers."""
-    if tls.ecdh_curve != "auto":
-        return tls.ecdh_curve
-    return "X25519" if tls.client_auth == "none" else "prime256v1"
 
 
 def set_groups(context: ssl.SSLContext, groups: Sequence[str]) -> None:
@@ -158,20 +149,20 @@ def _apply_groups(context: ssl.SSLContext, groups: Sequence[str], config_path: o
         set_groups(context, groups)
     except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(
-            f"{config_path}: tls.ecdh_curve: cannot offer {', '.join(groups)}: {_reason(exc)}"
+            f"{config_path}: tls.groups: cannot offer {', '.join(groups)}: {_reason(exc)}"
         ) from exc
 
 
 def _check_groups(context: ssl.SSLContext, groups: Sequence[str], config_path: object) -> None:
     """Fail unless `context` accepts exactly `groups` among the profile's and X448."""
-    for group in (*_PROFILE_GROUPS, _OUTSIDE_GROUP):
+    for group in (*GROUPS, _OUTSIDE_GROUP):
         accepted = accepts_only(context, group)
         if accepted is None and group not in groups:
             continue  # this OpenSSL lacks the group, so no client can offer it
         if accepted != (group in groups):
             seen = {True: "accepted", False: "refused", None: "could not be made"}[accepted]
             raise ConfigError(
-                f"{config_path}: tls.ecdh_curve: OpenSSL did not take {', '.join(groups)}: "
+                f"{config_path}: tls.groups: OpenSSL did not take {', '.join(groups)}: "
                 f"a client offering only {group} was {seen}"
             )
 

@@ -69,9 +69,10 @@ def test_server_context_fails_when_the_groups_did_not_take(certs: PKI, monkeypat
     monkeypatch.setattr(tls, "set_groups", lambda context, groups: None)  # OpenSSL's default list stays
     with pytest.raises(ConfigError) as info:
         server_context(_tls_config(certs), CONFIG)
-    assert str(info.value).startswith(f"{CONFIG}: tls.")
-    assert "OpenSSL did not take" in str(info.value)
-    assert "was accepted" in str(info.value)
+    assert str(info.value) == (
+        f"{CONFIG}: tls.groups: OpenSSL did not take X25519, prime256v1, secp384r1: "
+        "a client offering only X448 was accepted"
+    )
 
 
 def test_server_context_fails_when_openssl_cannot_be_reached(certs: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,21 +80,20 @@ def test_server_context_fails_when_openssl_cannot_be_reached(certs: PKI, monkeyp
         raise ValueError("cannot find the OpenSSL context of this Python's SSLContext")
 
     monkeypatch.setattr(tls, "set_groups", unreachable)
-    with pytest.raises(ConfigError, match="cannot offer .*: cannot find the OpenSSL context"):
+    with pytest.raises(ConfigError, match="tls.groups: cannot offer X25519, prime256v1, secp384r1: cannot find"):
         server_context(_tls_config(certs), CONFIG)
 
 
-@pytest.mark.parametrize(
-    ("setting", "client_auth", "offered"),
-    [
-        ("auto", "none", "X25519"),
-        # TLS 1.2 needs an ECDSA client certificate's curve among the server's groups.
-        ("auto", "optional", "prime256v1"),
-        ("auto", "required", "prime256v1"),
-        ("X25519", "required", "X25519"),  # the operator's choice stands
-        ("secp384r1", "none", "secp384r1"),
-    ],
-)
-def test_ecdh_curve(setting: str, client_auth: str, offered: str) -> None:
-    config = TLSConfig(ecdh_curve=setting, client_auth=client_auth)  # type: ignore[arg-type]
-    assert tls.ecdh_curve(config) == offered
+
+@pytest.mark.parametrize("client_auth", ["none", "optional", "required"])
+def test_server_context_offers_the_profile_by_default(certs: PKI, client_auth: str) -> None:
+    # With client certificates too: prime256v1 is in the list, which is what a TLS 1.2
+    # client with a P-256 certificate needs, so there is no special case any more.
+    ca = certs.ca if client_auth != "none" else None
+    context = server_context(_tls_config(certs, client_auth=client_auth, client_ca=ca), CONFIG)
+    assert _accepted(context) == {"X25519", "prime256v1", "secp384r1"}
+
+
+@pytest.mark.parametrize("groups", [("secp384r1",), ("prime256v1", "X25519")])
+def test_server_context_offers_tls_groups(certs: PKI, groups: tuple[str, ...]) -> None:
+    assert _accepted(server_context(_tls_config(certs, groups=groups), CONFIG)) == set(groups)
