@@ -67,7 +67,8 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
     """Return a server context for `tls`.
 
     Raises:
-        ConfigError: a certificate or key that cannot be loaded, or that do not match.
+        ConfigError: a certificate or key that cannot be loaded, or that do not
+            match; groups that cannot be set, or that did not take effect.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -108,7 +109,8 @@ def set_groups(context: ssl.SSLContext, groups: Sequence[str]) -> None:
         native(names)
         return
     libssl = _libssl()
-    if libssl.SSL_CTX_ctrl(_ssl_ctx(context, libssl), _SSL_CTRL_SET_GROUPS_LIST, 0, names.encode()) != 1:
+    ctx = _ssl_ctx(context, libssl)
+    if libssl.SSL_CTX_ctrl(ctx, _SSL_CTRL_SET_GROUPS_LIST, 0, names.encode()) != 1:
         raise OSError(f"OpenSSL refused the groups list {names!r}")
 
 
