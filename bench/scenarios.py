@@ -155,7 +155,8 @@ def fanout(spec: Spec) -> dict[str, Any]:
     engine.fanout = len(readers) - (0 if dialect.echo else 1)
     engine.lag_limit = spec.get("lag", 2000) * len(readers)
     engine.finishers = len(readers)
-    engine.coalesce = bool(spec.get("coalesce", False))
+    engine.records = spec.get("records", "lines")
+    engine.readers = readers
     engine.quickack = bool(spec.get("quickack", True))
     engine.pad = b" " + b"x" * spec["pad"] if spec.get("pad") else b""
     if nonreader is not None:
@@ -202,6 +203,8 @@ def fanout(spec: Spec) -> dict[str, Any]:
         "corrupt": sum(c.corrupt for c in readers),
         "order_errors": sum(c.order_errors for c in readers if c.validate),
         "failed_receivers": engine.failed_receivers,
+        "failed_senders": engine.failed_senders,
+        "unsent": engine.unsent,
         "msgs_per_s": round(delivered / elapsed),
         "sent": sum(c.sent for c in senders),
         "window_stalls": sum(c.stalls for c in senders),
