@@ -20,7 +20,7 @@ import select
 import socket
 import ssl
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 from bench.dialects import Dialect
 from bench.receive import Receiving
@@ -28,6 +28,14 @@ from bench.receive import Receiving
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 perf_ns = time.perf_counter_ns
+
+
+class Client(Protocol):
+    """What the loop dispatches to: a `Conn`, or churn.py's raw clients."""
+
+    def on_event(self, events: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Engine:
@@ -38,7 +46,7 @@ class Engine:
         self.context = context
         self.dialect = dialect
         self.epoll = select.epoll()
-        self.conns: dict[int, Conn] = {}
+        self.conns: dict[int, Client] = {}
         self.buf = bytearray(256 * 1024)  # decrypted bytes, shared by all connections
         self.raw = bytearray(1024 * 1024)  # encrypted bytes straight from recv()
         self.raw_view = memoryview(self.raw)

@@ -1,4 +1,4 @@
-"""The four scenarios, run inside the load-generator process against one
+"""Fan-out, paced, capacity and slow consumer (churn is in churn.py), run inside the load-generator process against one
 already-running server. Each returns a flat dict of parameters and metrics
 (one JSON line of bench/results.jsonl).
 
@@ -34,6 +34,10 @@ Spec = dict[str, Any]
 
 def run_scenario(spec: Spec) -> dict[str, Any]:
     scenario = spec["scenario"]
+    if scenario == "churn":
+        from bench.churn import churn  # churn.py builds on this module
+
+        return churn(spec)
     runner = {"fanout": fanout, "slow": fanout, "paced": paced, "capacity": capacity}[scenario]
     return runner(spec)
 
