@@ -223,10 +223,12 @@ def _log_evidence(target: Target, running: Running) -> dict[str, Any]:
     except OSError:
         return {}
     if target.family == "chatd":
-        return {"log_slow_consumer": text.count('"slow_consumer"'),
+        # Events, not mentions: each drop also ends in a `disconnect` whose
+        # reason is slow_consumer.
+        return {"log_slow_consumer": text.count('"event": "slow_consumer"'),
                 "log_tracebacks": text.count('"exception"'),
-                "log_tls_handshake_failed": text.count('"tls_handshake_failed"'),
-                "log_accept_failed": text.count('"accept_failed"'),
+                "log_tls_handshake_failed": text.count('"event": "tls_handshake_failed"'),
+                "log_accept_failed": text.count('"event": "accept_failed"'),
                 "log_lines": text.count("\n")}
     if target.name == "ngircd":
         return {"log_write_buffer_exhausted": text.count("Write buffer space exhausted"),
