@@ -168,7 +168,6 @@ class Churn:
         self.in_progress = 0
         self.started = 0
         self.stop_at = 0.0  # monotonic; no new connection after this
-        self.t_end = 0
         self.stats = {kind: KindStats() for kind in self.kinds}
         engine.on_registered = self._registered
         engine.on_closed = self._closed
@@ -238,8 +237,9 @@ class Churn:
         else:
             stats.errors[error[:70]] += 1
         self.in_progress -= 1
-        self.t_end = now
-        self._next()
+        # The next one from the loop, not from here: a connect that fails at
+        # once (no ports left, say) would otherwise recurse.
+        self.engine.call_at(0.0, self._next)
 
 
 def churn(spec: dict[str, Any]) -> dict[str, Any]:
