@@ -156,6 +156,7 @@ def fanout(spec: Spec) -> dict[str, Any]:
     for conn in readers:
         own = m if 0 <= conn.sender_id and not dialect.echo else 0
         conn.expected = total_msgs - own
+    expected_at_start = sum(c.expected for c in readers)
     engine.fanout = len(readers) - (0 if dialect.echo else 1)
     engine.lag_limit = spec.get("lag", 2000) * len(readers)
     engine.finishers = len(readers)
@@ -202,7 +203,8 @@ def fanout(spec: Spec) -> dict[str, Any]:
         "setup_s": round(setup_s, 2),
         "elapsed_s": round(elapsed, 3),
         "delivered": delivered,
-        "expected": expected,
+        "expected": expected,  # less what dropped senders never sent
+        "expected_at_start": expected_at_start,
         "lost": expected - delivered,
         "corrupt": sum(c.corrupt for c in readers),
         "order_errors": sum(c.order_errors for c in readers if c.validate),
