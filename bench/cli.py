@@ -29,15 +29,20 @@ from typing import Any
 from bench import report
 from bench.targets import REPO, TARGETS, Certs, Running, Target, TargetUnavailable, cpu_count, pinned
 
+DEFAULT_TARGETS = "chatd,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4"
+
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work"  # git-ignored
 LOCK = Path("/tmp/chatd-bench.lock")
 
 # How the senders drive the server (bench/README.md, "Method"): batches of 10
-# lines in one TLS record, each ending with a PING; at most 3 batches
-# unacknowledged. 3 × (10 × 56 + 10) bytes stays below ngircd's 2048-byte
-# read buffer, which it enforces by disconnecting.
-WINDOW = {"batch": 10, "marks": 3, "coalesce": True, "lag": 2000, "samples": 5}
+# lines, each batch ending with a PING; at most 3 batches unacknowledged.
+# 3 × (10 × 56 + 10) bytes stays below ngircd's 2048-byte read buffer, which
+# it enforces by disconnecting. "packed": a batch's lines in one TLS record
+# (as before, comparable with earlier results); "lines": one TLS record and one
+# send() per line, as people send.
+WINDOW = {"batch": 10, "marks": 3, "records": "packed", "lag": 2000, "samples": 5}
+LINES = {**WINDOW, "records": "lines"}
 # Slow consumer: 50 clients all chatting with 250-byte lines, so that what the
 # non-reader is owed (50 × M × 250 B) is far more than the kernel buffers take
 # on loopback (the server's send buffer grows past 1 MiB), and its queue must
@@ -48,14 +53,21 @@ SLOW = {"scenario": "slow", "n": 50, "s": 50, "pad": 200, **WINDOW, "batch": 2, 
 # is the same, and a check cost the generator (one core, OpenSSL 3.0) a fifth
 # of its handshake time, enough to make it the bottleneck.
 CAPACITY = {"verify": False}
+# Churn: 40 clients at a time, in turn garbage, a truncated ClientHello, a
+# full session that quits, one that just closes (bench/churn.py); then the
+# server's RSS after 10 s of quiet. No certificate checks, as in capacity.
+CHURN = {"scenario": "churn", "concurrency": 40, "idle": 10, "timeout": 20, "verify": False}
 
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
     ("fanout-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **WINDOW}),
     ("fanout-1000", {"scenario": "fanout", "n": 1000, "s": 10, "m": 100, **WINDOW}),
+    ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **LINES}),
+    ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 20}),
     ("capacity", {"scenario": "capacity", "clients": 5000, "concurrency": 100, "deadline": 150,
                   **CAPACITY}),
+    ("churn", {**CHURN, "duration": 60}),
     ("slow-without", {**SLOW, "m": 2000}),
     ("slow-with", {**SLOW, "m": 2000, "nonreader": True}),
 ]
@@ -63,9 +75,12 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW}),
     ("fanout-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 100, **WINDOW}),
     ("fanout-1000", {"scenario": "fanout", "n": 1000, "s": 10, "m": 20, **WINDOW}),
+    ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **LINES}),
+    ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 100, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 5}),
     ("capacity", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60,
                   **CAPACITY}),
+    ("churn", {**CHURN, "duration": 15, "idle": 5}),
     ("slow-without", {**SLOW, "m": 600}),
     ("slow-with", {**SLOW, "m": 600, "nonreader": True}),
 ]
@@ -77,13 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 run, smaller parameters (~3 min)")
     parser.add_argument("--runs", type=int, help="runs per scenario and target (default 3, quick 1)")
-    parser.add_argument("--targets", default="chatd,ngircd,seed,floor", help="comma-separated subset")
+    parser.add_argument("--targets", default=DEFAULT_TARGETS,
+                        help=f"comma-separated, of {', '.join(TARGETS)} (default {DEFAULT_TARGETS})")
     parser.add_argument("--scenarios", default="",
                         help="comma-separated prefixes, e.g. fanout,paced (default: all)")
     parser.add_argument("--slow-runs", type=int,
                         help="runs of the slow-consumer pair, whose p99 varies most (default 5, quick 1)")
     parser.add_argument("--capacity-runs", type=int,
-                        help="runs of the (long) capacity scenario for ngircd and the seed (default 1)")
+                        help="runs of the (long) capacity scenario for all but chatd and the floor (default 1)")
+    parser.add_argument("--churn-runs", type=int, default=1, help="runs of the churn scenario (default 1)")
+    parser.add_argument("--churn-seconds", type=float,
+                        help="how long the churn lasts (default 60, quick 15)")
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="seconds to wait for a quiet machine before each run (default 60)")
     parser.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.jsonl go")
@@ -98,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = [(key, spec) for key, spec in (QUICK if args.quick else FULL)
             if not args.scenarios or any(key.startswith(p) for p in args.scenarios.split(","))]
+    if args.churn_seconds:
+        plan = [(key, {**spec, "duration": args.churn_seconds} if key == "churn" else spec)
+                for key, spec in plan]
     WORK.mkdir(exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     certs = _certs()
     targets: list[Target] = []
     notes: list[str] = []
@@ -121,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             if run > (slow_runs if key.startswith("slow") else runs):
                 continue
             for target in targets:
-                if target.scenarios is not None and spec["scenario"] not in target.scenarios:
+                if not target.runs(key):
                     continue
                 if key == "capacity" and target.name not in ("chatd", "floor") and run > (args.capacity_runs or 1):
+                    continue
+                if key == "churn" and run > args.churn_runs:
                     continue
                 record = _one_run(target, key, spec, run, certs, args.quiet_wait)
                 record["machine"] = machine
@@ -151,7 +176,7 @@ def _one_run(target: Target, key: str, spec: dict[str, Any], run: int, certs: Ce
         fcntl.flock(lock, fcntl.LOCK_EX)  # never two of these benches at once on one machine
         record["quiet_before_pct"] = _wait_quiet(quiet_wait)
         try:
-            running = target.start(workdir, spec["scenario"])
+            running = target.start(workdir, spec)
         except (RuntimeError, OSError) as exc:
             record.update(ok=False, error=f"start failed: {exc}"[:2000])
             return record
@@ -172,7 +197,11 @@ def _generate(running: Running, target: Target, spec: dict[str, Any], certs: Cer
     full = {**spec, "dialect": target.dialect, "host": "127.0.0.1", "port": running.port,
             "ca": str(certs.ca), "server_pid": running.pid}
     limit = float(spec.get("deadline", 120)) + float(spec.get("connect_timeout", 120)) + 120
-    cmd = pinned([sys.executable, "-m", "bench.loadgen", json.dumps(full)], 1)
+    if spec["scenario"] == "churn":
+        limit = float(spec["duration"]) + float(spec["idle"]) + 3 * float(spec["timeout"]) + 60
+    cmd = [sys.executable, "-m", "bench.loadgen", json.dumps(full)]
+    if target.placement == "pinned":
+        cmd = pinned(cmd, 1)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, cwd=REPO)
     except subprocess.TimeoutExpired:
@@ -193,9 +222,14 @@ def _log_evidence(target: Target, running: Running) -> dict[str, Any]:
         text = running.log.read_text(errors="replace")
     except OSError:
         return {}
-    if target.name == "chatd":
-        return {"log_slow_consumer": text.count('"slow_consumer"'),
-                "log_tracebacks": text.count('"exception"')}
+    if target.family == "chatd":
+        # Events, not mentions: each drop also ends in a `disconnect` whose
+        # reason is slow_consumer.
+        return {"log_slow_consumer": text.count('"event": "slow_consumer"'),
+                "log_tracebacks": text.count('"exception"'),
+                "log_tls_handshake_failed": text.count('"event": "tls_handshake_failed"'),
+                "log_accept_failed": text.count('"event": "accept_failed"'),
+                "log_lines": text.count("\n")}
     if target.name == "ngircd":
         return {"log_write_buffer_exhausted": text.count("Write buffer space exhausted"),
                 "log_read_buffer_exhausted": text.count("Receive buffer space exhausted")}
@@ -259,7 +293,8 @@ def _machine(targets: list[Target], runs: int, args: argparse.Namespace, notes: 
         "kernel": platform.release(), "os": f"Debian {debian}" if debian else platform.platform(),
         "python": sys.version.split()[0], "openssl": ssl.OPENSSL_VERSION,
         "targets": {t.name: t.version() for t in targets},
-        "pinning": "server on CPU 0, generator on CPU 1 (taskset)" if cpu_count() >= 2 else "none (1 CPU)",
+        "pinning": ("server on CPU 0, generator on CPU 1 (taskset); chatd-ioN: neither pinned"
+                    if cpu_count() >= 2 else "none (1 CPU)"),
         "runs": runs, "quick": args.quick, "command": "python -m bench " + " ".join(sys.argv[1:]),
         "notes": notes,
     }
@@ -270,9 +305,13 @@ def _summary(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"{head} ERROR {record['error'][:200]}"
     parts = [f"ok={record.get('ok')}"]
-    for key in ("msgs_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client"):
+    for key in ("msgs_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client",
+                "io_threads", "failed_receivers", "unsent", "log_slow_consumer", "connects_per_s",
+                "failed", "rss_kib_start", "rss_kib_peak", "rss_kib_end", "rss_kib_idle"):
         if key in record:
             parts.append(f"{key}={record[key]}")
+    for kind, k in (record.get("kinds") or {}).items():
+        parts.append(f"{kind}={k['per_s']}/s(fail {k['failed']}, timeout {k['timeouts']})")
     if "latency" in record and record["latency"].get("n"):
         parts.append(f"p50={record['latency']['p50_ms']}ms p99={record['latency']['p99_ms']}ms")
     for key in ("lost", "corrupt", "gen_cpu_pct", "server_cpu_pct", "other_cpu_pct",

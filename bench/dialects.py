@@ -50,6 +50,17 @@ class Dialect:
     def sync_message(self) -> bytes:
         return self.msg_prefix + SYNC_TEXT + self.eol
 
+    def chat_line(self, text: bytes) -> bytes:
+        """A line to the room (chatd's one room, IRC's #bench)."""
+        return self.msg_prefix + text + self.eol
+
+    def quit(self) -> bytes:
+        if self.name == "chatd":
+            return b"/quit bye\n"
+        if self.name == "irc":
+            return b"QUIT :bye\r\n"
+        raise ValueError(f"{self.name} has no quit")
+
     def ping(self, token: int) -> bytes:
         if self.name == "chatd":
             return b"/ping %d\n" % token

@@ -20,7 +20,7 @@ import select
 import socket
 import ssl
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 from bench.dialects import Dialect
 from bench.receive import Receiving
@@ -28,6 +28,14 @@ from bench.receive import Receiving
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 perf_ns = time.perf_counter_ns
+
+
+class Client(Protocol):
+    """What the loop dispatches to: a `Conn`, or churn.py's raw clients."""
+
+    def on_event(self, events: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Engine:
@@ -38,7 +46,7 @@ class Engine:
         self.context = context
         self.dialect = dialect
         self.epoll = select.epoll()
-        self.conns: dict[int, Conn] = {}
+        self.conns: dict[int, Client] = {}
         self.buf = bytearray(256 * 1024)  # decrypted bytes, shared by all connections
         self.raw = bytearray(1024 * 1024)  # encrypted bytes straight from recv()
         self.raw_view = memoryview(self.raw)
@@ -50,7 +58,9 @@ class Engine:
         self.expected_sent = 0  # deliveries implied by the messages sent so far
         self.fanout = 0  # deliveries each message should cause
         self.lag_limit = 1 << 62
-        self.coalesce = False  # write a sender's batch as one TLS record instead of one per line
+        # How a sender writes a batch: "packed", all its lines in one TLS record;
+        # "lines", one TLS record and one send() per line, as people send.
+        self.records = "lines"
         self.quickack = True  # see Conn._receive
         self.pad = b""  # appended to every benchmark message (b" xxx…")
         self.mark_rtts: list[int] = []  # ns from a batch's send to its acknowledgement
@@ -58,6 +68,10 @@ class Engine:
         self.finishers = 0  # receivers that must finish for the run to end
         self.finished = 0
         self.failed_receivers = 0
+        self.failed_senders = 0
+        self.readers: list[Conn] = []  # whose expectations shrink when a sender is dropped
+        self.sent_msgs = 0  # benchmark messages sent by all senders
+        self.unsent = 0  # messages that dropped senders never got to send
         self.t_all_finished = 0
         self.t_last_progress = 0
         # Connection-phase accounting.
@@ -320,14 +334,17 @@ class Conn(Receiving):
                 self.pings += 1
             self.marks.append((first + k - 1, perf_ns()))
             self.sent += k
+            engine.sent_msgs += k
             engine.expected_sent += k * engine.fanout
-            # One write, hence one TLS record, per line, as an interactive client
-            # sends them: coalescing is then the server's own doing, not ours.
-            if engine.coalesce:
+            if engine.records == "packed":
                 self.write(b"".join(parts))
             else:
+                # One write, hence one TLS record, and one send() per line, as an
+                # interactive client sends them: any coalescing is the server's.
                 for part in parts:
                     self.write(part)
+                    if self.state != "open":
+                        return
             if self.state != "open":
                 return
 
@@ -378,14 +395,36 @@ class Conn(Receiving):
         if self.error is None:
             self.error = error
             self.engine.errors[error.split(":")[0] + ": " + error.split(":", 1)[-1].strip()[:60]] += 1
+        engine = self.engine
         if self.state in ("new", "handshake") or not self.registration.done:
-            self.engine.connect_failed += 1
-        elif not self.done and self.expected:
-            self.engine.failed_receivers += 1
-            self.done = True
-            self.engine.finished += 1
+            engine.connect_failed += 1
+        else:
+            if self.sent < self.to_send:
+                self._forget_unsent()
+            if not self.done and self.expected:
+                # Dropped by the server (slow_consumer, say): the run goes on without
+                # it, and what it will never receive no longer counts as lag.
+                engine.failed_receivers += 1
+                engine.fanout -= 1
+                engine.expected_sent -= max(0, engine.sent_msgs - self.count
+                                            - (0 if engine.dialect.echo else self.sent))
+                self._finish()
         self.close()
         self.engine.on_closed(self)
+
+    def _forget_unsent(self) -> None:
+        """A sender is gone: the others stop waiting for what it never sent."""
+        engine = self.engine
+        unsent = self.to_send - self.sent
+        engine.failed_senders += 1
+        engine.unsent += unsent
+        self.to_send = self.sent
+        self.marks.clear()
+        for reader in engine.readers:
+            if reader is not self and not reader.done:
+                reader.expected -= unsent
+                if reader.count >= reader.expected:
+                    reader._finish()
 
     def close(self) -> None:
         if self.state == "closed":

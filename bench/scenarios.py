@@ -1,4 +1,4 @@
-"""The four scenarios, run inside the load-generator process against one
+"""Fan-out, paced, capacity and slow consumer (churn is in churn.py), run inside the load-generator process against one
 already-running server. Each returns a flat dict of parameters and metrics
 (one JSON line of bench/results.jsonl).
 
@@ -34,6 +34,10 @@ Spec = dict[str, Any]
 
 def run_scenario(spec: Spec) -> dict[str, Any]:
     scenario = spec["scenario"]
+    if scenario == "churn":
+        from bench.churn import churn  # churn.py builds on this module
+
+        return churn(spec)
     runner = {"fanout": fanout, "slow": fanout, "paced": paced, "capacity": capacity}[scenario]
     return runner(spec)
 
@@ -152,10 +156,12 @@ def fanout(spec: Spec) -> dict[str, Any]:
     for conn in readers:
         own = m if 0 <= conn.sender_id and not dialect.echo else 0
         conn.expected = total_msgs - own
+    expected_at_start = sum(c.expected for c in readers)
     engine.fanout = len(readers) - (0 if dialect.echo else 1)
     engine.lag_limit = spec.get("lag", 2000) * len(readers)
     engine.finishers = len(readers)
-    engine.coalesce = bool(spec.get("coalesce", False))
+    engine.records = spec.get("records", "lines")
+    engine.readers = readers
     engine.quickack = bool(spec.get("quickack", True))
     engine.pad = b" " + b"x" * spec["pad"] if spec.get("pad") else b""
     if nonreader is not None:
@@ -197,11 +203,14 @@ def fanout(spec: Spec) -> dict[str, Any]:
         "setup_s": round(setup_s, 2),
         "elapsed_s": round(elapsed, 3),
         "delivered": delivered,
-        "expected": expected,
+        "expected": expected,  # less what dropped senders never sent
+        "expected_at_start": expected_at_start,
         "lost": expected - delivered,
         "corrupt": sum(c.corrupt for c in readers),
         "order_errors": sum(c.order_errors for c in readers if c.validate),
         "failed_receivers": engine.failed_receivers,
+        "failed_senders": engine.failed_senders,
+        "unsent": engine.unsent,
         "msgs_per_s": round(delivered / elapsed),
         "sent": sum(c.sent for c in senders),
         "window_stalls": sum(c.stalls for c in senders),

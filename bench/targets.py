@@ -1,14 +1,18 @@
 """The servers under test, each started fresh for every run and stopped after:
-chatd (this repository), ngircd (the C reference, Debian package) and the seed
-tutorial server (../shared/seed_server.py).
+chatd (this repository) with config/chatd.yaml's values and variants of it,
+ngircd (the C reference, Debian package), the seed tutorial server
+(../shared/seed_server.py) and the floor (bench/floor_server.py).
 
 Each runs pinned to CPU 0 when the machine has two or more (the load
-generator gets CPU 1), with a raised file-descriptor limit, its output going
-to a log file in the run's work directory (never an unread pipe).
+generator gets CPU 1), except the chatd-ioN variants, which compare
+`io_threads` on the whole machine ("shared" placement: neither process
+pinned). Each has a raised file-descriptor limit and its output goes to a
+log file in the run's work directory (never an unread pipe).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -20,11 +24,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+CHATD_YAML = REPO / "config" / "chatd.yaml"
 SEED_PATH = Path(__file__).resolve().parents[2] / "shared" / "seed_server.py"
 NOFILE = 65536
 
@@ -74,18 +79,32 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes], l
     raise RuntimeError(f"server not listening on port {port} after {timeout}s:\n{_tail(log)}")
 
 
-def listening_port(process: subprocess.Popen[bytes], log: Path, name: str, timeout: float) -> int:
-    """The port from the JSON `listening` event a server writes to its log."""
+def listening_event(process: subprocess.Popen[bytes], log: Path, name: str, timeout: float) -> dict[str, Any]:
+    """The JSON `listening` event a server writes to its log (it has the port)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{_tail(log)}")
         for line in log.read_text(errors="replace").splitlines():
             if '"listening"' in line:
-                return int(json.loads(line)["port"])
+                event: dict[str, Any] = json.loads(line)
+                return event
         time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"{name} did not log `listening` within {timeout:g}s:\n{_tail(log)}")
+
+
+def listening_port(process: subprocess.Popen[bytes], log: Path, name: str, timeout: float) -> int:
+    return int(listening_event(process, log, name, timeout)["port"])
+
+
+def clients_needed(spec: dict[str, Any]) -> int:
+    """How many connections a scenario holds open at once, at most."""
+    if spec["scenario"] == "capacity":
+        return int(spec["clients"])
+    if spec["scenario"] == "churn":
+        return int(spec["concurrency"]) + 1
+    return int(spec["n"]) + (1 if spec.get("nonreader") else 0)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -129,10 +148,17 @@ class Running:
 class Target:
     name = ""
     dialect = ""
-    scenarios: tuple[str, ...] | None = None  # None: every scenario
+    family = ""  # "chatd" for chatd and its variants: same log, same checks
+    keys: tuple[str, ...] | None = None  # the scenario keys (prefixes) it runs; None: all
+    # "pinned": server on CPU 0, generator on CPU 1. "shared": neither pinned,
+    # so the server may use every CPU and the generator takes its share.
+    placement = "pinned"
 
     def __init__(self, certs: Certs) -> None:
         self.certs = certs
+
+    def runs(self, key: str) -> bool:
+        return self.keys is None or any(key.startswith(prefix) for prefix in self.keys)
 
     def check(self) -> None:
         """Raise TargetUnavailable if this target cannot run here."""
@@ -140,48 +166,87 @@ class Target:
     def version(self) -> str:
         return ""
 
-    def start(self, workdir: Path, scenario: str) -> Running:
+    def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         raise NotImplementedError
 
     def _spawn(self, cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
             return subprocess.Popen(
-                pinned(cmd, 0), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                cwd=cwd, preexec_fn=_raise_nofile,
+                pinned(cmd, 0) if self.placement == "pinned" else cmd,
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=cwd, preexec_fn=_raise_nofile,
             )
 
 
+def chatd_config(certs: Certs, spec: dict[str, Any], *, io_threads: int | None = None,
+                 tuned: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """config/chatd.yaml as users get it, with what a benchmark must change.
+
+    Changed: the address (127.0.0.1, port 0), the certificate, JSON logs, no
+    control socket, and the limits lifted for ngircd too: the message rate and
+    the two per-IP limits (every client comes from 127.0.0.1).
+    `limits.max_clients` is raised only for a scenario that holds more
+    connections than the default allows (capacity). `io_threads` is the
+    file's unless a variant sets it. `tuned` restores the settings every
+    chatd run used before (one I/O thread, 8 MiB send queues but in the
+    slow-consumer scenario, a 600 s registration window), for a labelled
+    comparison row. Returns the config and the changes to the file's values.
+    """
+    config: dict[str, Any] = yaml.safe_load(CHATD_YAML.read_text())
+    limits = config["limits"]
+    changes: dict[str, Any] = {"message_rate": 0, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0}
+    needed = clients_needed(spec)
+    if needed > limits["max_clients"]:
+        changes["max_clients"] = needed
+    if io_threads is not None:
+        changes["io_threads"] = io_threads
+    if tuned:
+        changes.update(io_threads=1, max_clients=max(10000, needed), register_timeout=600,
+                       send_queue_bytes=98304 if spec["scenario"] == "slow" else 8 * 1024 * 1024)
+    for key, value in changes.items():
+        (config["server"] if key == "io_threads" else limits)[key] = value
+    config["server"].update(host="127.0.0.1", port=0)
+    config["tls"].update(cert=str(certs.cert), key=str(certs.key))
+    config["log"]["format"] = "json"
+    config["control"]["socket"] = None
+    return config, changes
+
+
 class ChatdTarget(Target):
-    name = "chatd"
+    """chatd with config/chatd.yaml's values (see `chatd_config`); variants set
+    `io_threads` (and then run unpinned) or restore the old tuned settings."""
+
     dialect = "chatd"
+    family = "chatd"
+
+    def __init__(self, certs: Certs, name: str = "chatd", io_threads: int | None = None,
+                 tuned: bool = False, keys: tuple[str, ...] | None = None) -> None:
+        super().__init__(certs)
+        self.name = name
+        self.io_threads = io_threads
+        self.tuned = tuned
+        self.keys = keys
+        if io_threads is not None and not tuned:
+            self.placement = "shared"
 
     def version(self) -> str:
         from chatd import __version__
 
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True).stdout.strip()
-        return f"chatd {__version__} ({commit or 'no git'})"
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "chatd"],
+                               capture_output=True, text=True).stdout.strip()
+        return f"chatd {__version__} ({commit or 'no git'}{', chatd/ modified' if dirty else ''})"
 
-    def start(self, workdir: Path, scenario: str) -> Running:
-        # Big queues for fan-out so nothing but the server's speed limits it; the
-        # slow-consumer run keeps the default, as production would.
-        queue = 98304 if scenario == "slow" else 8 * 1024 * 1024
-        config = {
-            "server": {"host": "127.0.0.1", "port": 0, "io_threads": 1},
-            "tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)},
-            "limits": {
-                "max_clients": 10000, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0,
-                "message_rate": 0, "send_queue_bytes": queue, "register_timeout": 600,
-            },
-            "log": {"format": "json", "level": "info"},
-            "control": {"socket": None},
-        }
+    def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
+        config, changes = chatd_config(self.certs, spec, io_threads=self.io_threads, tuned=self.tuned)
         path = workdir / "chatd.yaml"
         path.write_text(yaml.safe_dump(config))
         log = workdir / "chatd.log"
         process = self._spawn([sys.executable, "-m", "chatd", "--config", str(path)], log, REPO)
-        port = listening_port(process, log, "chatd", 20)
-        return Running(process, port, log, workdir, {"send_queue_bytes": queue})
+        event = listening_event(process, log, "chatd", 20)
+        notes = {"config_changes": changes, "io_threads": event.get("io_threads"),
+                 "send_queue_bytes": config["limits"]["send_queue_bytes"], "placement": self.placement}
+        return Running(process, int(event["port"]), log, workdir, notes)
 
 
 class NgircdTarget(Target):
@@ -215,7 +280,7 @@ class NgircdTarget(Target):
             path.chmod(0o644)
         return path
 
-    def start(self, workdir: Path, scenario: str) -> Running:
+    def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         port, plain_port = free_port(), free_port()
         (workdir / "include").mkdir()
         (workdir / "motd").write_text("")
@@ -266,12 +331,14 @@ Password = bench
             raise RuntimeError(f"ngircd --configtest failed:\n{test.stdout[-2000:]}{test.stderr}")
         process = self._spawn(["ngircd", "--nodaemon", "--config", str(path)], log, workdir)
         wait_for_port(port, 15, process, log)
-        return Running(process, port, log, workdir)
+        return Running(process, port, log, workdir, {"placement": self.placement})
 
 
 class SeedTarget(Target):
     name = "seed"
     dialect = "seed"
+    # What it has always run; it corrupts or stalls, so each run is long.
+    keys = ("fanout-50", "fanout-200", "fanout-1000", "paced", "capacity", "slow")
 
     def check(self) -> None:
         if not SEED_PATH.exists():
@@ -280,7 +347,7 @@ class SeedTarget(Target):
     def version(self) -> str:
         return f"{SEED_PATH.name} (Python {sys.version.split()[0]}, threads)"
 
-    def start(self, workdir: Path, scenario: str) -> Running:
+    def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         port = free_port()
         log = workdir / "seed.log"
         cmd = [sys.executable, str(SEED_PATH), "--host", "127.0.0.1", "--port", str(port),
@@ -301,12 +368,12 @@ class FloorTarget(Target):
 
     name = "floor"
     dialect = "chatd"
-    scenarios = ("capacity",)
+    keys = ("capacity",)
 
     def version(self) -> str:
         return f"bench/floor_server.py (Python {sys.version.split()[0]}, one thread, chatd's TLS context)"
 
-    def start(self, workdir: Path, scenario: str) -> Running:
+    def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         path = workdir / "floor.yaml"
         path.write_text(yaml.safe_dump({"tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)}}))
         log = workdir / "floor.log"
@@ -314,6 +381,15 @@ class FloorTarget(Target):
         return Running(process, listening_port(process, log, "floor server", 15), log, workdir)
 
 
-TARGETS: dict[str, type[Target]] = {
-    "chatd": ChatdTarget, "ngircd": NgircdTarget, "seed": SeedTarget, "floor": FloorTarget,
+# The io_threads comparison: fan-out as people send, paced, capacity and churn.
+IO_KEYS = ("fanout-lines", "paced", "capacity", "churn")
+
+TARGETS: dict[str, Callable[[Certs], Target]] = {
+    "chatd": ChatdTarget,
+    "ngircd": NgircdTarget,
+    "seed": SeedTarget,
+    "floor": FloorTarget,
+    **{f"chatd-io{n}": functools.partial(ChatdTarget, name=f"chatd-io{n}", io_threads=n, keys=IO_KEYS)
+       for n in (1, 2, 4)},
+    "chatd-tuned": functools.partial(ChatdTarget, name="chatd-tuned", tuned=True, keys=("fanout", "slow")),
 }

@@ -21,6 +21,11 @@ from chatd.errors import ConfigError, ProtocolError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# The key-exchange groups of Mozilla's server profiles, in their order: X25519
+# first, the share modern clients send, so that they need no HelloRetryRequest.
+Group = Literal["X25519", "prime256v1", "secp384r1"]
+GROUPS: tuple[Group, ...] = ("X25519", "prime256v1", "secp384r1")
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -37,7 +42,7 @@ class TLSConfig:
     client_ca: Path | None = None
     client_auth: Literal["none", "optional", "required"] = "none"
     nick_from_cert: bool = False
-    ecdh_curve: Literal["auto", "X25519", "prime256v1", "secp384r1"] = "auto"
+    groups: tuple[Group, ...] = GROUPS
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,54 @@ def _room_names(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+# Names people write for the profile's groups (OpenSSL's own aliases among them),
+# so that the error can say which spelling chatd expects.
+_GROUP_SPELLINGS = {
+    "x25519": "X25519",
+    "P-256": "prime256v1",
+    "secp256r1": "prime256v1",
+    "P-384": "secp384r1",
+}
+
+
+def _groups(value: object) -> tuple[Group, ...]:
+    expected = f"must be a list of one or more of {', '.join(GROUPS)}, each at most once"
+    if not isinstance(value, list) or not value:
+        raise ValueError(expected)
+    for item in value:
+        if item not in GROUPS:
+            known = isinstance(item, str) and item in _GROUP_SPELLINGS
+            hint = f" (chatd calls it {_GROUP_SPELLINGS[item]})" if known else ""
+            raise ValueError(f"unknown group {item!r}{hint}; {expected}")
+        if value.count(item) > 1:
+            raise ValueError(f"{item!r} is listed twice; {expected}")
+    return tuple(value)
+
+
+def _read_ecdh_curve(path: Path, tls: dict[str, Any]) -> dict[str, Any]:
+    """Read the deprecated `tls.ecdh_curve` (one group, or auto) as `tls.groups`.
+
+    Kept so that a config written for an older chatd still starts: `auto` is
+    the default list, a named curve a list of that one.
+    """
+    if "ecdh_curve" not in tls:
+        return tls
+    tls = dict(tls)
+    curve = tls.pop("ecdh_curve")
+    if "groups" in tls:
+        raise ConfigError(
+            f"{path}: tls.ecdh_curve: replaced by tls.groups; remove it (got {curve!r} "
+            "beside tls.groups)"
+        )
+    if curve != "auto" and curve not in GROUPS:
+        raise ConfigError(
+            f"{path}: tls.ecdh_curve: deprecated, use tls.groups; must be one of auto, "
+            f"{', '.join(GROUPS)} (got {curve!r})"
+        )
+    tls["groups"] = list(GROUPS) if curve == "auto" else [curve]
+    return tls
+
+
 _PATH = object()  # marker: a file path, resolved against the config file's folder
 _OPTIONAL_PATH = object()
 
@@ -187,7 +240,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "client_ca": _OPTIONAL_PATH,
             "client_auth": _choice("none", "optional", "required"),
             "nick_from_cert": _boolean,
-            "ecdh_curve": _choice("auto", "X25519", "prime256v1", "secp384r1"),
+            "groups": _groups,
         },
     ),
     "limits": (
@@ -284,6 +337,8 @@ def _load_section(path: Path, name: str, value: object) -> object:
         raise ConfigError(
             f"{path}: {name}: must be a mapping of keys ({', '.join(checks)}) (got {value!r})"
         )
+    if cls is TLSConfig:
+        value = _read_ecdh_curve(path, value)
     converted: dict[str, Any] = {}
     for key, raw in value.items():
         if key not in checks:

@@ -1,16 +1,22 @@
 """TLS: build the daemon's `ssl.SSLContext` from `TLSConfig`, failing fast.
 
 Mozilla's "intermediate" profile: TLS 1.2 minimum (1.3 preferred), its
-ECDHE AEAD cipher list for 1.2, no compression, no renegotiation, no session
-tickets. Python 3.11 can narrow the key-exchange groups only to a single curve
-with `set_ecdh_curve` (OpenSSL's default list would also offer X448 and P-521,
-which the profile excludes), so `tls.ecdh_curve` picks one of the profile's
-three. X25519 is the share modern clients send first, so they need no
-HelloRetryRequest, and it is the cheapest handshake in OpenSSL 3.0;
-prime256v1 serves clients without X25519 (Java 8, Windows 7, OpenSSL 1.0.2)
-and TLS 1.2 clients with ECDSA certificates, whose curve TLS 1.2 requires
-among the server's groups. `auto`, the default, is X25519, or prime256v1 when
-`tls.client_auth` asks for certificates.
+ECDHE AEAD cipher list for 1.2, its three key-exchange groups, no compression,
+no renegotiation, no session tickets.
+
+Key exchange: `tls.groups`, by default the profile's X25519, prime256v1 and
+secp384r1, in that order. X25519 is the share modern clients send first, so
+they need no HelloRetryRequest, and the cheapest handshake in OpenSSL 3.0;
+prime256v1 serves clients without X25519 (Java 8, Windows 7, OpenSSL 1.0.2,
+socat, which offers only P-256) and TLS 1.2 clients with ECDSA certificates,
+whose curve TLS 1.2 requires among the server's groups. OpenSSL's own default
+list would also offer X448, P-521 and finite-field groups, which the profile
+excludes. Python before 3.15 can set only one group (`set_ecdh_curve`), so
+`set_groups` calls OpenSSL's `SSL_CTX_set1_groups_list` through ctypes there.
+Either way `server_context` then checks, with handshakes in memory, that the
+context takes a client offering only one group for each listed group and
+refuses one offering only a group outside them: a list that did not take
+effect is a `ConfigError`, never a silent fallback to OpenSSL's default.
 
 Tickets are off as in Mozilla's server configurations: a chat session lasts
 hours, so resumption saves nothing, while each ticket costs the server an
@@ -19,9 +25,14 @@ encryption and the client a message at every connect.
 
 from __future__ import annotations
 
+import _ssl
+import contextlib
+import ctypes
 import ssl
+import sys
+from typing import Sequence
 
-from chatd.config import TLSConfig
+from chatd.config import GROUPS, TLSConfig
 from chatd.errors import ConfigError
 
 # Mozilla intermediate (v5.7) TLS 1.2 suites, ECDHE only: chatd has no DH
@@ -37,6 +48,14 @@ INTERMEDIATE_CIPHERS = ":".join(
     )
 )
 
+# openssl/ssl.h: SSL_CTX_set1_groups_list(ctx, list) is a macro for
+# SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS_LIST, 0, list); the number is part of
+# OpenSSL's ABI (1.1.0 to 3.x).
+_SSL_CTRL_SET_GROUPS_LIST = 92
+# A group in OpenSSL's default list and in no Mozilla profile: a context that
+# accepts a client offering only this one did not take the list it was given.
+_OUTSIDE_GROUP = "X448"
+
 _CLIENT_AUTH = {
     "none": ssl.CERT_NONE,
     "optional": ssl.CERT_OPTIONAL,
@@ -48,14 +67,15 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
     """Return a server context for `tls`.
 
     Raises:
-        ConfigError: a certificate or key that cannot be loaded, or that do not match.
+        ConfigError: a certificate or key that cannot be loaded, or that do not
+            match; groups that cannot be set, or that did not take effect.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
     context.num_tickets = 0
-    context.set_ecdh_curve(ecdh_curve(tls))
+    _apply_groups(context, tls.groups, config_path)
     try:
         context.load_cert_chain(tls.cert, tls.key)
     except (ssl.SSLError, OSError) as exc:
@@ -71,14 +91,116 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
             raise ConfigError(
                 f"{config_path}: tls.client_ca: cannot load {tls.client_ca}: {_reason(exc)}"
             ) from exc
+    _check_groups(context, tls.groups, config_path)  # needs the certificate loaded
     return context
 
 
-def ecdh_curve(tls: TLSConfig) -> str:
-    """The one key-exchange group the server offers."""
-    if tls.ecdh_curve != "auto":
-        return tls.ecdh_curve
-    return "X25519" if tls.client_auth == "none" else "prime256v1"
+def set_groups(context: ssl.SSLContext, groups: Sequence[str]) -> None:
+    """Make `context` offer exactly `groups`, the first preferred.
+
+    Raises:
+        OSError: OpenSSL refused the list (`ssl.SSLError` on Python 3.15+).
+        ValueError: this Python's `SSLContext` could not be reached through ctypes.
+        AttributeError: this Python's OpenSSL does not export `SSL_CTX_ctrl`.
+    """
+    names = ":".join(groups)
+    native = getattr(context, "set_groups", None)  # Python 3.15+
+    if native is not None:
+        native(names)
+        return
+    libssl = _libssl()
+    ctx = _ssl_ctx(context, libssl)
+    if libssl.SSL_CTX_ctrl(ctx, _SSL_CTRL_SET_GROUPS_LIST, 0, names.encode()) != 1:
+        raise OSError(f"OpenSSL refused the groups list {names!r}")
+
+
+def _libssl() -> ctypes.CDLL:
+    """The OpenSSL the ssl module uses, never another libssl on the system.
+
+    Symbols are looked up through `_ssl`'s own shared object: dlsym on a
+    library's handle searches the libraries it was linked against too.
+    """
+    # No __file__: _ssl is built into the interpreter, and so is its OpenSSL.
+    libssl = ctypes.CDLL(getattr(_ssl, "__file__", None))
+    libssl.SSL_CTX_ctrl.restype = ctypes.c_long
+    libssl.SSL_CTX_ctrl.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p)
+    libssl.SSL_CTX_get_options.restype = ctypes.c_uint64
+    libssl.SSL_CTX_get_options.argtypes = (ctypes.c_void_p,)
+    return libssl
+
+
+def _ssl_ctx(context: ssl.SSLContext, libssl: ctypes.CDLL) -> int:
+    """The `SSL_CTX *` of `context`.
+
+    NOTE: this relies on CPython's PySSLContext (Modules/_ssl.c), which has
+    begun with PyObject_HEAD and then `SSL_CTX *ctx` since Python 3.2;
+    `object.__basicsize__` is that header's size in this build (larger in
+    free-threaded and debug builds). The pointer is trusted only if OpenSSL
+    reports for it the options Python reports for the context.
+    """
+    if sys.implementation.name != "cpython":
+        raise ValueError(f"needs CPython to reach OpenSSL (this is {sys.implementation.name})")
+    address = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not address or libssl.SSL_CTX_get_options(address) != context.options:
+        raise ValueError("cannot find the OpenSSL context of this Python's SSLContext")
+    return address
+
+
+def _apply_groups(context: ssl.SSLContext, groups: Sequence[str], config_path: object) -> None:
+    try:
+        set_groups(context, groups)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"{config_path}: tls.groups: cannot offer {', '.join(groups)}: {_reason(exc)}"
+        ) from exc
+
+
+def _check_groups(context: ssl.SSLContext, groups: Sequence[str], config_path: object) -> None:
+    """Fail unless `context` accepts exactly `groups` among the profile's and X448."""
+    for group in (*GROUPS, _OUTSIDE_GROUP):
+        accepted = accepts_only(context, group)
+        if accepted is None and group not in groups:
+            continue  # this OpenSSL lacks the group, so no client can offer it
+        if accepted != (group in groups):
+            seen = {True: "accepted", False: "refused", None: "could not be made"}[accepted]
+            raise ConfigError(
+                f"{config_path}: tls.groups: OpenSSL did not take {', '.join(groups)}: "
+                f"a client offering only {group} was {seen}"
+            )
+
+
+def accepts_only(context: ssl.SSLContext, group: str) -> bool | None:
+    """Whether server `context` answers a TLS 1.3 ClientHello offering only `group`.
+
+    The server is driven, in memory, up to its first flight: without the group
+    it fails there (no shared group); with it, it sends ServerHello to
+    Finished and waits for the client. No certificate is checked on either
+    side, so the answer does not depend on `tls.client_auth`.
+
+    Returns:
+        None if this OpenSSL cannot make a client offering only `group`.
+    """
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    client.minimum_version = ssl.TLSVersion.TLSv1_3
+    try:
+        client.set_ecdh_curve(group)  # a client may offer one group, which is all this needs
+    except (ValueError, ssl.SSLError):
+        return None
+    client_out, server_in, server_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client_end = client.wrap_bio(ssl.MemoryBIO(), client_out)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client_end.do_handshake()
+    server_in.write(client_out.read())
+    server_end = context.wrap_bio(server_in, server_out, server_side=True)
+    try:
+        server_end.do_handshake()
+    except ssl.SSLWantReadError:
+        return server_out.pending > 0
+    except ssl.SSLError:
+        return False
+    return True
 
 
 def _reason(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ def test_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
     daemon = start_daemon(log={"format": "json", "level": "info"})
     spec = {"scenario": "fanout", "dialect": "chatd", "host": "127.0.0.1", "port": daemon.port,
             "ca": str(daemon.pki.ca), "server_pid": daemon.process.pid,
-            "n": 5, "s": 2, "m": 20, "batch": 10, "marks": 3, "coalesce": True,
+            "n": 5, "s": 2, "m": 20, "batch": 10, "marks": 3, "records": "packed",
             "samples": 2, "deadline": 20, "idle": 5, "connect_timeout": 10}
     result = run_scenario(spec)  # bounded by the spec's deadline, idle and connect_timeout
     assert result["ok"], result

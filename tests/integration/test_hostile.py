@@ -329,6 +329,19 @@ class RawTLS:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
 
+    def read_close_notify(self) -> bytes:
+        """Read to the server's TLS close_notify; what came before it."""
+        data = self._buffer
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self._pump()  # EOFError if the FIN comes without a close_notify
+                continue
+            if not chunk:  # SSL_read's "zero return": the peer's close_notify
+                return data
+            data += chunk
+
 
 _records = st.tuples(
     st.sampled_from([0x17, 0x17, 0x17, 0x14, 0x15, 0x16, 0x18]),  # mostly application_data
@@ -402,6 +415,9 @@ def test_the_daemon_drains_a_client_that_talks_after_bye(start_daemon: Callable[
         while time.monotonic() < deadline:
             assert not daemon.find_events("disconnect", nick="chatty"), "stopped draining"
             time.sleep(0.02)  # wait_until-style polling of the log
+        # The BYE was followed by a TLS close_notify (and FIN): a client that reads
+        # it, as a careful one does, then closes without a reset.
+        assert client.read_close_notify() == b""
     finally:
         client.sock.close()
     event = daemon.wait_for_event("disconnect", nick="chatty")

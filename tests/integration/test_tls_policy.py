@@ -36,17 +36,18 @@ def test_x25519_by_default_and_no_session_tickets(daemon: Daemon) -> None:
             assert tls.session is not None and not tls.session.has_ticket
 
 
-@pytest.mark.parametrize(("server_curve", "client_curve", "ok"), [
-    ("X25519", "prime256v1", False),
-    ("prime256v1", "prime256v1", True),
-    ("prime256v1", "X25519", False),
-    ("secp384r1", "secp384r1", True),
+@pytest.mark.parametrize(("server_groups", "client_group", "ok"), [
+    (["X25519"], "prime256v1", False),
+    (["prime256v1"], "prime256v1", True),
+    (["prime256v1"], "X25519", False),
+    (["secp384r1"], "secp384r1", True),
+    (["secp384r1", "X25519"], "prime256v1", False),
 ])
-def test_ecdh_curve_is_the_only_group_offered(start_daemon, server_curve: str, client_curve: str,  # type: ignore[no-untyped-def]
-                                              ok: bool) -> None:
-    daemon = start_daemon(tls={"ecdh_curve": server_curve})
+def test_only_the_groups_in_tls_groups_are_offered(start_daemon, server_groups: list[str],  # type: ignore[no-untyped-def]
+                                                   client_group: str, ok: bool) -> None:
+    daemon = start_daemon(tls={"groups": server_groups})
     context = _context(daemon)
-    context.set_ecdh_curve(client_curve)
+    context.set_ecdh_curve(client_group)
     with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
         if ok:
             with context.wrap_socket(raw, server_hostname="localhost") as tls:

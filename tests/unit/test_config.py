@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from chatd.config import (
+    GROUPS,
     Config,
     ControlConfig,
     LimitsConfig,
@@ -47,7 +48,7 @@ tls:
   client_ca: certs/ca.crt
   client_auth: required
   nick_from_cert: true
-  ecdh_curve: secp384r1
+  groups: [secp384r1, X25519]
 limits:
   max_clients: 50
   max_clients_per_ip: 3
@@ -120,7 +121,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
         client_ca=tmp_path / "certs/ca.crt",
         client_auth="required",
         nick_from_cert=True,
-        ecdh_curve="secp384r1",
+        groups=("secp384r1", "X25519"),
     )
     assert config.limits == LimitsConfig(
         max_clients=50,
@@ -294,7 +295,8 @@ def test_a_relative_config_path_gives_an_absolute_config_path(
         ("limits", "exempt", [], ()),
         ("tls", "client_ca", None, None),
         ("tls", "client_auth", "none", "none"),
-        ("tls", "ecdh_curve", "prime256v1", "prime256v1"),
+        ("tls", "groups", ["prime256v1"], ("prime256v1",)),
+        ("tls", "groups", ["secp384r1", "prime256v1", "X25519"], ("secp384r1", "prime256v1", "X25519")),
         ("log", "format", "console", "console"),
         ("log", "level", "error", "error"),
         ("control", "socket", None, None),
@@ -303,6 +305,33 @@ def test_a_relative_config_path_gives_an_absolute_config_path(
 def test_boundary_values_are_accepted(tmp_path: Path, section: str, key: str, value: Any, expected: Any) -> None:
     config = load_config(write(tmp_path, minimal(**{section: {key: value}})))
     assert getattr(getattr(config, section), key) == expected
+
+
+def test_groups_default_to_the_mozilla_profile_x25519_first(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, minimal()))
+    assert config.tls.groups == ("X25519", "prime256v1", "secp384r1") == GROUPS
+
+
+# tls.ecdh_curve (one group) came before tls.groups. Installed configs still have
+# `ecdh_curve: auto`, and install.sh keeps an existing /etc/chatd/chatd.yaml, so it is
+# read as tls.groups rather than refused.
+@pytest.mark.parametrize(
+    ("curve", "groups"),
+    [
+        ("auto", GROUPS),
+        ("X25519", ("X25519",)),
+        ("prime256v1", ("prime256v1",)),
+        ("secp384r1", ("secp384r1",)),
+    ],
+)
+def test_deprecated_ecdh_curve_is_read_as_groups(tmp_path: Path, curve: str, groups: tuple[str, ...]) -> None:
+    config = load_config(write(tmp_path, minimal(tls={"ecdh_curve": curve})))
+    assert config.tls.groups == groups
+
+
+def test_ecdh_curve_and_groups_together_are_refused(tmp_path: Path) -> None:
+    message = config_error(write(tmp_path, minimal(tls={"ecdh_curve": "auto", "groups": ["X25519"]})))
+    assert message.endswith(": tls.ecdh_curve: replaced by tls.groups; remove it (got 'auto' beside tls.groups)")
 
 
 def test_client_auth_optional_with_a_ca(tmp_path: Path) -> None:
@@ -391,6 +420,9 @@ def test_section_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None:
 
 # -- errors: one key at a time ----------------------------------------------------------------
 
+GROUPS_EXPECTED = "must be a list of one or more of X25519, prime256v1, secp384r1, each at most once"
+CURVE_EXPECTED = "must be one of auto, X25519, prime256v1, secp384r1"
+
 KEY_ERRORS = [
     # wrong type
     ("limits", "max_clients", "big", "must be an integer 1..1000000"),
@@ -448,8 +480,24 @@ KEY_ERRORS = [
     ("log", "level", 10, "must be one of debug, info, warning, error"),
     ("tls", "client_auth", "always", "must be one of none, optional, required"),
     ("tls", "client_auth", True, "must be one of none, optional, required"),
-    ("tls", "ecdh_curve", "x448", "must be one of auto, X25519, prime256v1, secp384r1"),
-    ("tls", "ecdh_curve", "P-256", "must be one of auto, X25519, prime256v1, secp384r1"),
+    # tls.groups: wrong type, empty, unknown names, duplicates
+    ("tls", "groups", "X25519", GROUPS_EXPECTED),
+    ("tls", "groups", "X25519:prime256v1", GROUPS_EXPECTED),
+    ("tls", "groups", None, GROUPS_EXPECTED),
+    ("tls", "groups", {"X25519": True}, GROUPS_EXPECTED),
+    ("tls", "groups", [], GROUPS_EXPECTED),
+    ("tls", "groups", ["X448"], f"unknown group 'X448'; {GROUPS_EXPECTED}"),
+    ("tls", "groups", ["X25519", "secp521r1"], f"unknown group 'secp521r1'; {GROUPS_EXPECTED}"),
+    ("tls", "groups", ["P-256"], f"unknown group 'P-256' (chatd calls it prime256v1); {GROUPS_EXPECTED}"),
+    ("tls", "groups", ["x25519"], f"unknown group 'x25519' (chatd calls it X25519); {GROUPS_EXPECTED}"),
+    ("tls", "groups", [25519], f"unknown group 25519; {GROUPS_EXPECTED}"),
+    ("tls", "groups", [None], f"unknown group None; {GROUPS_EXPECTED}"),
+    ("tls", "groups", [["X25519"]], f"unknown group ['X25519']; {GROUPS_EXPECTED}"),
+    ("tls", "groups", ["X25519", "prime256v1", "X25519"], f"'X25519' is listed twice; {GROUPS_EXPECTED}"),
+    # the deprecated tls.ecdh_curve still names one group, or auto
+    ("tls", "ecdh_curve", "x448", f"deprecated, use tls.groups; {CURVE_EXPECTED}"),
+    ("tls", "ecdh_curve", "P-256", f"deprecated, use tls.groups; {CURVE_EXPECTED}"),
+    ("tls", "ecdh_curve", ["X25519"], f"deprecated, use tls.groups; {CURVE_EXPECTED}"),
     # bad exempt entries
     ("limits", "exempt", ["10.0.0.0/33"], "must be a list of IP addresses or CIDR networks"),
     ("limits", "exempt", ["banana"], "must be a list of IP addresses or CIDR networks"),
