@@ -116,8 +116,8 @@ def parse_command(raw: bytes) -> Command:
         room = _required(rest.strip(b" \t"), "Usage: /join <#room>")
         return Command("join", target=room.decode())
     if verb in ("part", "topic", "who"):
-        room, text = _optional_room(rest)
-        return Command(verb, b"" if verb == "who" else text, room)
+        name, words = _optional_room(rest)
+        return Command(verb, b"" if verb == "who" else words, name)
     raise ProtocolError(UNKNOWN_COMMAND, f"Unknown command /{verb}; type /help for the list.")
 
 

@@ -14,17 +14,15 @@ from __future__ import annotations
 import collections
 import time
 from enum import Enum
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 import structlog
 
 from chatd import __version__
 from chatd.core import protocol
+from chatd.core.chat import Chat
 from chatd.core.rooms import Room, Sender
 from chatd.errors import ProtocolError
-
-if TYPE_CHECKING:
-    from chatd.core.chat import Chat
 
 log = structlog.get_logger(__name__)
 
@@ -124,18 +122,22 @@ class Session:
             self._release_held(now)
         self._rearm()
 
-    def on_close(self, reason: str | None) -> None:
-        """The connection is ending: leave every room; with a `reason`, others
-        who shared a room are told. Called once, by the transport."""
-        if self.state is State.CLOSED:
-            return
-        self._flush_batch()
-        if self.state is State.ACTIVE:
-            self.chat.leave(self, list(self.rooms.values()), reason)
-        self.state = State.CLOSED
-        self.rooms.clear()
-        self.current = None
-        self._held.clear()
+    def on_close(self, reason: str, text: str) -> bytes:
+        """The connection is ending: leave every room (those who shared one are
+        told `LEAVE <nick> <reason> <text>`); returns the `BYE` line to send.
+        Called once, by the transport."""
+        full_reason = f"{reason} {text}".rstrip()
+        if self.state is not State.CLOSED:
+            self._flush_batch()
+            if self.state is State.ACTIVE:
+                self.chat.leave(self, list(self.rooms.values()), full_reason)
+            self.state = State.CLOSED
+            self.rooms.clear()
+            self.current = None
+            self._held.clear()
+        # A /quit's own words go to the others only; any other reason's text
+        # (an operator's kick message) is for the client too.
+        return protocol.format_line("BYE", reason if reason == "quit" else full_reason)
 
     def limits_changed(self) -> None:
         """A reload changed the limits: lines held by the old rate go by the new one."""

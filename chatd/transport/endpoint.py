@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-READ_SIZE: Final = 65536
-READS_PER_TURN: Final = 4  # records (<= 16 KiB each); then let other connections have the thread
+READ_BUDGET: Final = 65536  # plaintext per connection per turn; then the others have the thread
 WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
 LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
 
@@ -54,7 +53,8 @@ class Application(Protocol):
     def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
     def on_lines(self, lines: list[bytes | None]) -> None: ...
     def on_timer(self, now: float) -> None: ...
-    def on_close(self, reason: str | None) -> None: ...
+    def on_close(self, reason: str, text: str) -> bytes:
+        """The connection ends for `reason`; returns the last line to send."""
     def limits_changed(self) -> None: ...
 
 
@@ -309,27 +309,35 @@ class LineEndpoint:
     # -- reading ----------------------------------------------------------------
 
     def _read(self) -> None:
-        for _ in range(READS_PER_TURN):
-            if not self._may_read():
-                self._input_paused = True
-                self._update_interest()
-                return
+        """Take what has arrived, up to READ_BUDGET bytes, and hand it to the
+        application in one piece: people send one line per TLS record, and
+        lines read together leave together (one block per room, not per line)."""
+        if not self._may_read():
+            self._input_paused = True
+            self._update_interest()
+            return
+        received: list[bytes] = []
+        size = 0
+        ended = ""
+        while size < READ_BUDGET:
             try:
-                data = self.tls.recv(READ_SIZE)
+                data = self.tls.recv(READ_BUDGET - size)
             except ssl.SSLWantReadError:
-                return
+                break
             except (ssl.SSLError, OSError) as exc:
-                self.finish("connection_lost", _describe(exc))
-                return
+                ended = _describe(exc)
+                break
             if not data:
-                self.finish(self._close_reason or "connection_lost", "closed by peer")
-                return
-            if self.state is State.CLOSING:
-                continue  # lingering: drain and discard until the peer closes
-            self._on_data(data)
-            if self.state is State.CLOSED:
-                return
-        self.worker.mark_readable(self)  # more may be waiting; come back next turn
+                ended = "closed by peer"
+                break
+            received.append(data)
+            size += len(data)
+        else:
+            self.worker.mark_readable(self)  # more may be waiting; come back next turn
+        if received and self.state is State.OPEN:
+            self._on_data(b"".join(received) if len(received) > 1 else received[0])
+        if ended:
+            self.finish(self._close_reason or "connection_lost", ended)
 
     def _may_read(self) -> bool:
         return not self._waiting and self._queued <= self.host.limits.send_queue_bytes // 2
@@ -435,16 +443,12 @@ class LineEndpoint:
         if self.state is State.HANDSHAKE:
             self.finish(reason)
             return
-        full_reason = f"{reason} {text}".rstrip() if text else reason
-        self.app.on_close(full_reason)
+        last_line = self.app.on_close(reason, text)
         self.state = State.CLOSING
         self._close_reason = reason
         with self._lock:
             # The last line, whatever the queue holds or the limit says.
-            # A /quit's own words go to the others only; any other reason's text
-            # (an operator's kick message) is for the client too.
-            bye = reason if reason == "quit" else full_reason
-            self._outbox.append(protocol.format_line("BYE", bye))
+            self._outbox.append(last_line)
             self._accepting_output = False
             schedule = not self._scheduled
             self._scheduled = True
@@ -468,7 +472,7 @@ class LineEndpoint:
         if self.state is State.CLOSED:
             return
         if self.state is State.OPEN:
-            self.app.on_close(reason)
+            self.app.on_close(reason, "")
         self.state = State.CLOSED
         with self._lock:
             self._accepting_output = False
