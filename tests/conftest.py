@@ -28,6 +28,26 @@ CLIENT_NAMES = ("alice", "bob")
 CRASH_EVENTS = ("session_crashed", "callback_crashed", "worker_crashed", "accept_crashed")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run tests that imported chatd, chatctl or bench code from outside
+    this checkout.
+
+    An editable install (`pip install -e`) of another checkout answers imports
+    that this one cannot: a module removed here (chatd.room, chatd.connection)
+    would still import, from the other tree, and its tests would pass against
+    code this checkout no longer has.
+    """
+    stray = {
+        name: module.__file__
+        for name, module in list(sys.modules.items())
+        if name.partition(".")[0] in ("chatd", "chatctl", "bench", "tests")
+        and getattr(module, "__file__", None)
+        and not Path(module.__file__).resolve().is_relative_to(REPO)
+    }
+    if stray:
+        raise pytest.UsageError(f"modules imported from outside {REPO}: {stray}")
+
+
 @dataclass(frozen=True)
 class PKI:
     dir: Path
