@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -219,6 +220,18 @@ class Daemon:
                 self.process.wait(5)
                 raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}")
         return self.process.returncode
+
+
+def recv_greeting(tls: ssl.SSLSocket) -> None:
+    """Read a raw TLS socket's first lines, in as many records as they come:
+    exactly `HELLO 2 chatd <version>` and `NICK` (docs/protocol.md, "Version")."""
+    data = b""
+    while data.count(b"\n") < 2:
+        chunk = tls.recv(4096)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    hello, nick, rest = data.split(b"\n", 2)
+    assert hello.startswith(b"HELLO 2 chatd ") and nick == b"NICK" and rest == b"", data
 
 
 def defaults_for_load(**overrides: int) -> dict[str, int]:
