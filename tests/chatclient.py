@@ -6,6 +6,7 @@ import collections
 import socket
 import ssl
 import time
+import uuid
 from pathlib import Path
 
 # docs/protocol.md, "Version": the server's first line.
@@ -105,6 +106,19 @@ class ChatClient:
             taken.append(line)
         self._pending.extend(skipped)
         return taken
+
+    def sync(self, timeout: float = 5.0) -> list[str]:
+        """`/ping` with a fresh token; return the lines that came before its `PONG`.
+
+        Whatever the server had queued for this client before it read the
+        `/ping` arrives first, so an empty list means nothing more was on its way.
+        """
+        token = uuid.uuid4().hex
+        self.send(f"/ping {token}")
+        lines = []
+        while (line := self.readline(timeout)) != f"PONG {token}":
+            lines.append(line)
+        return lines
 
     def send(self, line: str | bytes) -> None:
         data = line if isinstance(line, bytes) else line.encode()
