@@ -149,6 +149,19 @@ def test_an_empty_room_ends_unless_permanent(rooms: Rooms) -> None:
     assert again is not None and again is not rust and again.topic == ""
 
 
+def test_part_returns_who_was_in_the_room_when_the_member_left(rooms: Rooms) -> None:
+    """Chat.leave tells these, and only these: a client that joins after the
+    part neither sees the leaver in USERS nor gets its LEAVE."""
+    alice, bob = join(rooms, "#rust", "alice", "bob")
+    rust = rooms.find("#rust")
+    assert rust is not None
+    assert rooms.part(alice, rust) == (alice, bob)
+    (carol,) = join(rooms, "#rust", "carol")
+    assert rooms.part(bob, rust) == (bob, carol)
+    assert rooms.part(carol, rust) == (carol,)
+    assert rooms.find("#rust") is None
+
+
 def test_a_permanent_room_keeps_its_topic_when_empty(rooms: Rooms) -> None:
     (alice,) = join(rooms, "#lobby", "alice")
     lobby = rooms.find("#lobby")
