@@ -29,7 +29,7 @@ from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.styles import Style
 
-from chatctl.client import (
+from chatctl.connection import (
     QUIT_TIMEOUT,
     ClientError,
     Exit,

@@ -25,7 +25,8 @@ import pexpect
 import pytest
 
 from chatctl.certs import write_pki
-from chatctl.client import DEFAULT_PORT, Address, parse_address
+from chatctl.client import DEFAULT_PORT, parse_address
+from chatctl.connection import Address
 from tests.conftest import REPO, make_pki
 
 TIMEOUT = 10.0
