@@ -38,7 +38,8 @@ from chatctl.connection import (
     bye_outcome,
     dropped_outcome,
 )
-from chatctl.render import STYLE, Fragments, render_line, render_notice, same_nick
+from chatctl.render import STYLE, Fragments, render_line, render_notice
+from chatctl.state import same_nick
 
 _NICK_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
