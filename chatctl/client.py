@@ -5,7 +5,8 @@ connection (chatctl/connection.py) and hands it to one of the two modes:
 `ScriptSession` here (`--raw`, or stdin not a terminal), or the terminal UI
 of chatctl/interactive.py, which is imported only when it runs because every
 chatctl subcommand imports this module to build its parser and
-prompt_toolkit is slow to import.
+prompt_toolkit is slow to import. Both modes keep what the server told them
+in a `ClientState` (chatctl/state.py).
 
 # NOTE: one thread owns the SSL socket in both modes (docs/architecture.md,
 # openssl/openssl#20446). Script mode is one thread with a selector over the
@@ -37,6 +38,7 @@ from chatctl.connection import (
     open_connection,
 )
 from chatctl.render import sanitize
+from chatctl.state import ClientState, split_line
 
 DEFAULT_PORT: Final = 7443
 DEFAULT_TIMEOUT: Final = 10.0
@@ -180,10 +182,11 @@ class ScriptSession:
     """Script mode: stdin lines out, server lines verbatim to stdout, one thread.
 
     One selector watches the socket and stdin (fd 0, read with `os.read`).
-    Registration is automatic: the nickname is sent when `NICK` arrives, and
-    stdin is read only after `WELCOME`, so no input line is mistaken for a
-    nickname. A second `NICK` means the nickname was refused: exit 6. At end
-    of input `/quit` is sent and the session ends at the server's `BYE`.
+    Registration is automatic: the nickname is sent when `NICK` arrives (after
+    `HELLO` from a v2 server, first from a v1 server), and stdin is read only
+    after `WELCOME`, so no input line is mistaken for a nickname. A second
+    `NICK` means the nickname was refused: exit 6. At end of input `/quit` is
+    sent and the session ends at the server's `BYE`.
     """
 
     def __init__(
@@ -194,11 +197,11 @@ class ScriptSession:
         stdout: BinaryIO | None = None,
     ) -> None:
         self.channel = channel
-        self.nick = nick
+        self.nick = nick  # the one asked for; the server's answer is in state
         self.stdin_fd = stdin_fd
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
         self._sanitize_output = self.stdout.isatty()
-        self.registered = False
+        self.state = ClientState()
         self._nick_sent = False
         self._last_error = ""
         self._stdin_open = True
@@ -250,7 +253,7 @@ class ScriptSession:
                 events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.channel.wants_write else 0)
                 selector.modify(self.channel.fileno(), events)
                 want_stdin = (
-                    self.registered and self._stdin_open and self.channel.backlog < STDIN_HIGH_WATER
+                    self.state.registered and self._stdin_open and self.channel.backlog < STDIN_HIGH_WATER
                 )
                 if want_stdin != stdin_watched:
                     if want_stdin:
@@ -301,7 +304,8 @@ class ScriptSession:
         return None
 
     def _handle(self, line: str) -> Outcome | None:
-        verb, _, rest = line.partition(" ")
+        self.state.on_line(line)
+        verb, rest = split_line(line)
         if verb == "NICK":
             if self._nick_sent:
                 self._quit(self._nick_refused())
@@ -310,13 +314,6 @@ class ScriptSession:
                 self._nick_sent = True
         elif verb == "ERR":
             self._last_error = rest
-        elif verb == "WELCOME":
-            self.registered = True
-            self.nick = rest.partition(" ")[0]
-        elif verb == "RENAME":
-            old, _, new = rest.partition(" ")
-            if old.lower() == self.nick.lower():
-                self.nick = new
         elif verb == "BYE":
             outcome = bye_outcome(rest)
             if self._after_bye is not None and self._after_bye.status != Exit.OK:

@@ -11,8 +11,9 @@ tear through the input line.
 # non-blocking SSL socket). The Enter handler runs in that thread too, so no
 # other thread ever touches the SSL object (docs/architecture.md).
 
-This module imports prompt_toolkit at the top; chatctl/client.py imports
-this module only when an interactive session starts.
+What the server said is kept in a `ClientState` (chatctl/state.py); how it
+looks comes from chatctl/render.py. This module imports prompt_toolkit at the
+top; chatctl/client.py imports it only when an interactive session starts.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from chatctl.connection import (
     bye_outcome,
     dropped_outcome,
 )
-from chatctl.render import STYLE, Fragments, render_line, render_notice
-from chatctl.state import same_nick
+from chatctl.render import STYLE, Fragments, render_line, render_notice, sanitize
+from chatctl.state import ClientState, split_line
 
 _NICK_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -48,8 +49,9 @@ KEYS_HELP: Final = (
     "Ctrl-D (on an empty line), Ctrl-C or /quit leave.",
 )
 COMMANDS_HELP: Final = (
-    "<text> says it to everyone; //text sends a line that starts with /",
-    "/me <text>   /msg <nick> <text>   /nick <new>   /who   /ping   /quit [text]   /help",
+    "<text> says it in the current room; //text sends a line that starts with /",
+    "/join <#room>   /part [#room]   /msg <#room|nick> <text>   /topic [#room] [text]   /rooms",
+    "/me <text>   /who [#room]   /nick <new>   /ping   /quit [text]   /help",
 )
 
 
@@ -77,16 +79,25 @@ class _Chat:
     def __init__(self, channel: LineChannel, nick: str | None) -> None:
         self.channel = channel
         self.wanted_nick = nick
-        self.own_nick = ""  # set by WELCOME, changed by RENAME
-        self.registered = False
+        self.state = ClientState()
         self.awaiting_nick = False  # the next line typed is a nickname
         self._nick_offered = False  # a nickname was sent: the next NICK means it was refused
         self._held: list[str] = []  # typed before registration, sent after WELCOME
         self._quitting = False
         self._writer_added = False
-        self.style = Style.from_dict({**STYLE, "prompt": "bold", "prompt.own": "bold ansiyellow"})
+        self.style = Style.from_dict(
+            {
+                **STYLE,
+                "prompt": "bold",
+                "prompt.own": "bold ansiyellow",
+                "prompt.room": "bold ansicyan",
+            }
+        )
         self.session: PromptSession[str] = PromptSession(
-            message=self._prompt, history=InMemoryHistory(), style=self.style, erase_when_done=True
+            message=self._prompt,
+            history=InMemoryHistory(),
+            style=self.style,
+            erase_when_done=True,
         )
         # Enter sends and clears the line without ending the prompt: the
         # prompt stays up for the whole session, so there is never a moment
@@ -152,6 +163,8 @@ class _Chat:
             for raw in lines:
                 fragments.extend(self._on_line(raw.decode("utf-8", "replace")))
             self._show(fragments)
+            if lines:
+                self._redraw()  # the prompt follows the state
             if self.channel.closed and self._finished is not None and not self._finished.done():
                 self._finish(dropped_outcome())
             self._flush()
@@ -165,30 +178,24 @@ class _Chat:
 
     def _on_line(self, line: str) -> Fragments:
         """Act on one server line; returns what to show for it."""
-        verb, _, rest = line.partition(" ")
+        verb, rest = split_line(line)
         now = datetime.now()
+        # Shown as the state was before the line: the room of a line is named
+        # unless it was the current room when the line came.
+        shown = render_line(line, self.state.nick, now, self.state.current)
+        self.state.on_line(line)
         if verb == "NICK":
             if self.wanted_nick is not None and not self._nick_offered:
                 self._nick_offered = True
                 self._send(self.wanted_nick)
                 return []
             self.awaiting_nick = True
-            self._redraw()
             return _lines(render_notice("choose a nickname: type it and press Enter", now))
-        shown = render_line(line, self.own_nick, now)
         if verb == "WELCOME":
-            self.own_nick = rest.partition(" ")[0]
-            self.registered = True
             self.awaiting_nick = False
             held, self._held = self._held, []
             for text in held:
-                self._send(text)
-            self._redraw()
-        elif verb == "RENAME":
-            old, _, new = rest.partition(" ")
-            if self.own_nick and same_nick(old, self.own_nick):
-                self.own_nick = new
-                self._redraw()
+                self._send_command(text)
         elif verb == "BYE":
             self._finish(bye_outcome(rest))
         return _lines(shown)
@@ -196,6 +203,11 @@ class _Chat:
     def _send(self, text: str) -> None:
         self.channel.send_line(text.encode("utf-8"))
         self._flush()
+
+    def _send_command(self, text: str) -> None:
+        """A line the user typed, after registration."""
+        self.state.on_command(text)
+        self._send(text)
 
     def _flush(self) -> None:
         self.channel.flush()
@@ -212,8 +224,9 @@ class _Chat:
     def _prompt(self) -> FormattedText:
         if self.awaiting_nick:
             return FormattedText([("class:prompt", "nickname: ")])
-        nick = self.own_nick or self.wanted_nick or ""
-        return FormattedText([("class:prompt.own", nick), ("class:prompt", "> ")])
+        nick = self.state.nick or self.wanted_nick or ""
+        room = [("class:prompt.room", f"[{sanitize(self.state.current)}] ")] if self.state.current else []
+        return FormattedText([*room, ("class:prompt.own", nick), ("class:prompt", "> ")])
 
     def _redraw(self) -> None:
         app = self.session.app
@@ -250,17 +263,18 @@ class _Chat:
             return
         if not text.strip():
             return
+        registered = self.state.registered
         if text == "/help" or text.startswith("/help "):
-            help_lines = [*KEYS_HELP, *(() if self.registered else COMMANDS_HELP)]
+            help_lines = [*KEYS_HELP, *(() if registered else COMMANDS_HELP)]
             self._show([f for line in help_lines for f in _lines(render_notice(line, now))])
-            if not self.registered:
+            if not registered:
                 return
         if text == "/quit" or text.startswith("/quit "):
             self._quitting = True  # sent even before registration: the server answers BYE quit
-        elif not self.registered:
+        elif not registered:
             self._held.append(text)  # the server would take it for a nickname
             return
-        self._send(text)
+        self._send_command(text)
 
 
 def _lines(fragments: Fragments) -> Fragments:

@@ -173,6 +173,31 @@ def tls_server_context(pki_dir: Path) -> ssl.SSLContext:
     return context
 
 
+def v1_server(tmp_path: Path, fake_server: Any, after_nick: bytes) -> FakeServer:
+    """A protocol v1 server: `NICK` first, no `HELLO`, no rooms."""
+    write_pki(tmp_path)
+    context = tls_server_context(tmp_path)
+
+    def read_until(tls: ssl.SSLSocket, data: bytes, marker: bytes) -> bytes:
+        while marker not in data:
+            chunk = tls.recv(4096)
+            if not chunk:
+                raise ConnectionError("the client went away")
+            data += chunk
+        return data
+
+    def handle(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"NICK\n")
+            data = read_until(tls, b"", b"\n")
+            nick = data.split(b"\n")[0].strip()
+            tls.sendall(after_nick.replace(b"{nick}", nick))
+            read_until(tls, data, b"/quit")
+            tls.sendall(b"BYE quit\n")
+
+    return fake_server(handle)
+
+
 # -- HOST:PORT ---------------------------------------------------------------------------------
 
 
@@ -235,9 +260,11 @@ def test_script_mode_prints_the_echo(daemon: Any) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0] == "NICK"
-    assert lines[1].startswith("WELCOME alice ")
-    assert "MSG alice hello" in lines
+    assert lines[0].startswith("HELLO 2 chatd ")
+    assert lines[1] == "NICK"
+    assert lines[2].startswith("WELCOME alice ")
+    assert lines[3:6] == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
+    assert "MSG #lobby alice hello" in lines
     assert lines[-1] == "BYE quit"
 
 
@@ -246,8 +273,8 @@ def test_script_mode_sends_a_last_line_without_newline(daemon: Any) -> None:
         daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="one\r\n\n/me two"
     )
     assert result.returncode == 0, result.stderr
-    assert "MSG alice one" in result.stdout.splitlines()
-    assert "ACTION alice two" in result.stdout.splitlines()
+    assert "MSG #lobby alice one" in result.stdout.splitlines()
+    assert "ACTION #lobby alice two" in result.stdout.splitlines()
 
 
 def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
@@ -259,7 +286,11 @@ def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    echoed = [line.removeprefix("MSG alice ") for line in result.stdout.splitlines() if line.startswith("MSG ")]
+    echoed = [
+        line.removeprefix("MSG #lobby alice ")
+        for line in result.stdout.splitlines()
+        if line.startswith("MSG ")
+    ]
     assert echoed == lines
 
 
@@ -269,7 +300,7 @@ def test_script_mode_by_ipv4_and_localhost_names(daemon: Any) -> None:
             daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="hi\n", host=host
         )
         assert result.returncode == 0, (host, result.stderr)
-        assert "MSG alice hi" in result.stdout.splitlines()
+        assert "MSG #lobby alice hi" in result.stdout.splitlines()
 
 
 def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[ScriptClient]) -> None:
@@ -279,13 +310,13 @@ def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[Scr
     bob = ScriptClient(daemon.port, daemon.pki.ca, "bob")
     script_clients.append(bob)
     bob.expect("WELCOME bob ")
-    alice.expect("JOIN bob")
+    alice.expect("JOIN #lobby bob")
 
     alice.send("hi bob")
-    assert bob.expect("MSG alice") == "MSG alice hi bob"
-    assert alice.expect("MSG alice") == "MSG alice hi bob"
+    assert bob.expect("MSG #lobby alice") == "MSG #lobby alice hi bob"
+    assert alice.expect("MSG #lobby alice") == "MSG #lobby alice hi bob"
     bob.send("/me waves at alice")
-    assert alice.expect("ACTION bob") == "ACTION bob waves at alice"
+    assert alice.expect("ACTION #lobby bob") == "ACTION #lobby bob waves at alice"
     bob.send("/msg alice psst")
     assert alice.expect("DM bob") == "DM bob alice psst"
 
@@ -293,6 +324,15 @@ def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[Scr
     bob.expect("BYE quit")
     assert alice.expect("LEAVE bob") == "LEAVE bob quit"
     assert alice.finish() == (0, "")
+
+
+def test_script_mode_against_a_v1_server(tmp_path: Path, fake_server: Any) -> None:
+    server = v1_server(tmp_path, fake_server, b"WELCOME {nick} hi\nJOIN {nick}\nUSERS bob {nick}\n")
+    result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "NICK", "WELCOME alice hi", "JOIN alice", "USERS bob alice", "BYE quit"
+    ]
 
 
 def test_script_mode_requires_a_nick(daemon: Any) -> None:
@@ -387,8 +427,10 @@ def test_nick_taken_exits_6(daemon: Any) -> None:
     result = run_connect(daemon.port, "--nick", "ALICE", "--ca", str(daemon.pki.ca), stdin="hi\n")
     assert result.returncode == 6
     assert_one_sentence(result.stderr, "'ALICE' is taken", "--nick")
-    assert result.stdout.splitlines()[:3] == ["NICK", result.stdout.splitlines()[1], "NICK"]
-    assert result.stdout.splitlines()[1].startswith("ERR nick_taken ")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("HELLO 2 ")
+    assert lines[1:4] == ["NICK", lines[2], "NICK"]
+    assert lines[2].startswith("ERR nick_taken ")
     assert "MSG" not in result.stdout  # the input was never sent
 
 
@@ -416,7 +458,7 @@ def test_close_without_bye_exits_7(tmp_path: Path, fake_server: Any) -> None:
 
     def handle(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
-            tls.sendall(b"NICK\n")
+            tls.sendall(b"HELLO 2 fake\nNICK\n")
             tls.recv(4096)
             tls.sendall(b"WELCOME alice hi\n")
             # ...and then the server goes away without BYE.
@@ -433,7 +475,7 @@ def test_kicked_exits_7_with_the_reason(tmp_path: Path, fake_server: Any) -> Non
 
     def handle(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
-            tls.sendall(b"NICK\n")
+            tls.sendall(b"HELLO 2 fake\nNICK\n")
             tls.recv(4096)
             tls.sendall(b"WELCOME alice hi\nBYE kicked spamming links\n")
             tls.recv(4096)
@@ -461,7 +503,7 @@ def test_client_certificate_required_exits_4(start_daemon: Any, certs: Any) -> N
         stdin="hi\n",
     )
     assert result.returncode == 0, result.stderr
-    assert "MSG alice hi" in result.stdout.splitlines()
+    assert "MSG #lobby alice hi" in result.stdout.splitlines()
 
 
 def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> None:
@@ -472,7 +514,7 @@ def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> N
 
     def handle(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
-            tls.sendall(b"NICK\n")
+            tls.sendall(b"HELLO 2 fake\nNICK\n")
             tls.recv(4096)
             tls.sendall(b"WELCOME alice hi\nINFO tab\there\n")
             tls.recv(4096)  # /quit
@@ -481,7 +523,9 @@ def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> N
     server = fake_server(handle)
     result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["NICK", "WELCOME alice hi", "INFO tab\there", "BYE quit"]
+    assert result.stdout.splitlines() == [
+        "HELLO 2 fake", "NICK", "WELCOME alice hi", "INFO tab\there", "BYE quit"
+    ]
 
 
 # -- interactive mode in a pseudo-terminal -----------------------------------------------------
@@ -553,6 +597,9 @@ class Screen:
     def cursor_line(self) -> str:
         return "".join(self.grid[self.row]).rstrip()
 
+    def line_above_cursor(self) -> str:
+        return "".join(self.grid[self.row - 1]).rstrip() if self.row else ""
+
 
 class Terminal:
     """`chatctl connect` on a pseudo-terminal, watched through a `Screen`."""
@@ -620,28 +667,28 @@ def test_interactive_typing_survives_incoming_messages(daemon: Any, terminals: l
     term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
     terminals.append(term)
     term.wait_for_line(r"^\d\d:\d\d -!- Welcome to chatd, carol!")
-    term.wait_for_input_line("carol>")
+    term.wait_for_input_line("[#lobby] carol>")
     bob = daemon.client("bob")
     term.wait_for_line(r"^\d\d:\d\d -- bob joined$")
 
     term.send("hello wo")
-    term.wait_for_input_line("carol> hello wo")
+    term.wait_for_input_line("[#lobby] carol> hello wo")
     bob.send("interrupting you, carol")
     term.wait_for_line(r"^\d\d:\d\d <bob> interrupting you, carol$")
     # The message went above the input line, which still holds the half-typed text.
-    term.wait_for_input_line("carol> hello wo")
-    assert term.screen.lines()[-2].endswith("<bob> interrupting you, carol")
+    term.wait_for_input_line("[#lobby] carol> hello wo")
+    assert term.screen.line_above_cursor().endswith("<bob> interrupting you, carol")
 
     term.send("rld\r")
-    assert bob.expect_eventually("MSG carol") == "MSG carol hello world"
+    assert bob.expect_eventually("MSG #lobby carol") == "MSG #lobby carol hello world"
     term.wait_for_line(r"^\d\d:\d\d <carol> hello world$")
-    term.wait_for_input_line("carol>")
+    term.wait_for_input_line("[#lobby] carol>")
 
     bob.send("/msg carol psst")
     term.wait_for_line(r"^\d\d:\d\d \[DM bob → you\] psst$")
     term.send("/help\r")
     term.wait_for_line(r"Ctrl-D")
-    term.wait_for_line(r"-!- /msg <nick> <text>")  # the server's INFO list follows
+    term.wait_for_line(r"-!- /msg <#room\|nick> <text>")  # the server's INFO list follows
 
     term.send("\x04")  # Ctrl-D on the empty input line
     assert term.wait_exit() == 0
@@ -659,7 +706,7 @@ def test_interactive_asks_again_for_a_taken_nick(daemon: Any, terminals: list[Te
     term.wait_for_input_line("nickname:")
     term.send("dave\r")
     term.wait_for_line(r"Welcome to chatd, dave!")
-    term.wait_for_input_line("dave>")
+    term.wait_for_input_line("[#lobby] dave>")
     term.send("\x03")  # Ctrl-C leaves cleanly too
     assert term.wait_exit() == 0
     assert daemon.wait_for_event("disconnect", nick="dave")["reason"] == "quit"
@@ -669,7 +716,7 @@ def test_interactive_reports_a_server_shutdown(start_daemon: Any, terminals: lis
     chatd = start_daemon()
     term = Terminal(connect_cmd(chatd.port, "--nick", "carol", "--ca", str(chatd.pki.ca)))
     terminals.append(term)
-    term.wait_for_input_line("carol>")
+    term.wait_for_input_line("[#lobby] carol>")
     term.send("unsent")
     chatd.signal(signal.SIGTERM)
     assert term.wait_exit() == 7
