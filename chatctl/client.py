@@ -62,7 +62,8 @@ exit status:
 Interactive mode when stdin and stdout are terminals; script mode otherwise,
 or with --raw: stdin lines are sent, server lines are printed as they are
 (with control characters made visible when stdout is a terminal).
-See docs/client.md.
+Interactive keys: Ctrl-N/Ctrl-P switch rooms, Tab completes nicknames and
+rooms; /help lists them. See docs/client.md.
 """
 
 

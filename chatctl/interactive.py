@@ -11,6 +11,13 @@ tear through the input line.
 # non-blocking SSL socket). The Enter handler runs in that thread too, so no
 # other thread ever touches the SSL object (docs/architecture.md).
 
+Below the input line, a status line (prompt_toolkit's bottom toolbar) shows
+the current room and your other rooms with their unread counts. Ctrl-N
+(or Alt-Right) switches to the next room with unread lines, or else the next
+room; Ctrl-P (or Alt-Left) to the previous one. A switch is a `/join` of a
+room you are in; the server's `CURRENT` answer is what changes the room.
+Tab completes nicknames and room names (chatctl/completion.py).
+
 What the server said is kept in a `ClientState` (chatctl/state.py); how it
 looks comes from chatctl/render.py. This module imports prompt_toolkit at the
 top; chatctl/client.py imports it only when an interactive session starts.
@@ -22,14 +29,19 @@ import asyncio
 import ssl
 import sys
 from datetime import datetime
-from typing import Final
+from typing import Final, Iterable
 
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.filters import has_completions
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.styles import Style
 
+from chatctl.completion import complete
 from chatctl.connection import (
     QUIT_TIMEOUT,
     ClientError,
@@ -39,13 +51,15 @@ from chatctl.connection import (
     bye_outcome,
     dropped_outcome,
 )
-from chatctl.render import STYLE, Fragments, render_line, render_notice, sanitize
+from chatctl.render import STYLE, Fragments, render_line, render_notice, render_status, sanitize
 from chatctl.state import ClientState, split_line
 
 _NICK_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 KEYS_HELP: Final = (
-    "Enter sends the line; Up and Down recall earlier lines.",
+    "Enter sends the line; Up and Down recall earlier lines; Tab completes nicknames and rooms.",
+    "Ctrl-N (or Alt-Right) switches to the next room with unread lines, or else the next room;",
+    "Ctrl-P (or Alt-Left) switches to the previous room. The status line shows your rooms.",
     "Ctrl-D (on an empty line), Ctrl-C or /quit leave.",
 )
 COMMANDS_HELP: Final = (
@@ -91,6 +105,7 @@ class _Chat:
                 "prompt": "bold",
                 "prompt.own": "bold ansiyellow",
                 "prompt.room": "bold ansicyan",
+                "bottom-toolbar": "noreverse bg:#303030 #d0d0d0",
             }
         )
         self.session: PromptSession[str] = PromptSession(
@@ -98,6 +113,13 @@ class _Chat:
             history=InMemoryHistory(),
             style=self.style,
             erase_when_done=True,
+            bottom_toolbar=self._status,
+            completer=_StateCompleter(self.state),
+            complete_while_typing=False,  # Tab only: a menu popping up mid-sentence is in the way
+            # No blank lines kept below the input for a completion menu: the
+            # input line and the status line stay at the bottom of the terminal.
+            reserve_space_for_menu=0,
+            key_bindings=self._key_bindings(),
         )
         # Enter sends and clears the line without ending the prompt: the
         # prompt stays up for the whole session, so there is never a moment
@@ -164,7 +186,7 @@ class _Chat:
                 fragments.extend(self._on_line(raw.decode("utf-8", "replace")))
             self._show(fragments)
             if lines:
-                self._redraw()  # the prompt follows the state
+                self._redraw()  # the prompt and the status line follow the state
             if self.channel.closed and self._finished is not None and not self._finished.done():
                 self._finish(dropped_outcome())
             self._flush()
@@ -205,7 +227,7 @@ class _Chat:
         self._flush()
 
     def _send_command(self, text: str) -> None:
-        """A line the user typed, after registration."""
+        """A line the user typed (or a key stood for), after registration."""
         self.state.on_command(text)
         self._send(text)
 
@@ -227,6 +249,43 @@ class _Chat:
         nick = self.state.nick or self.wanted_nick or ""
         room = [("class:prompt.room", f"[{sanitize(self.state.current)}] ")] if self.state.current else []
         return FormattedText([*room, ("class:prompt.own", nick), ("class:prompt", "> ")])
+
+    def _status(self) -> FormattedText:
+        width = self.session.app.output.get_size().columns
+        return FormattedText(render_status(self.state, width))
+
+    def _key_bindings(self) -> KeyBindings:
+        bindings = KeyBindings()
+
+        # Ctrl-N/Ctrl-P move through an open completion menu, as usual; only
+        # without one do they switch rooms.
+        @bindings.add("c-n", filter=~has_completions)
+        @bindings.add("escape", "right")
+        def _next(event: KeyPressEvent) -> None:
+            self._switch(self.state.next_room())
+
+        @bindings.add("c-p", filter=~has_completions)
+        @bindings.add("escape", "left")
+        def _previous(event: KeyPressEvent) -> None:
+            self._switch(self.state.previous_room())
+
+        return bindings
+
+    def _switch(self, room: str | None) -> None:
+        """Make `room` current: `/join` it (the server answers `CURRENT`)."""
+        if not self.state.registered or self.awaiting_nick:
+            return
+        if room is None:
+            if self.state.version == 1:
+                text = "this server (protocol v1) has no rooms"
+            else:
+                text = "you are in no other room; /join #room to join one"
+            self._show(_lines(render_notice(text, datetime.now())))
+            return
+        try:
+            self._send_command(f"/join {room}")
+        except ClientError as exc:
+            self._finish(Outcome(exc.status, exc.message))
 
     def _redraw(self) -> None:
         app = self.session.app
@@ -279,3 +338,15 @@ class _Chat:
 
 def _lines(fragments: Fragments) -> Fragments:
     return [*fragments, ("", "\n")] if fragments else []
+
+
+class _StateCompleter(Completer):
+    """prompt_toolkit's side of chatctl/completion.py."""
+
+    def __init__(self, state: ClientState) -> None:
+        self.state = state
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
+        word, candidates = complete(self.state, document.text_before_cursor)
+        for candidate in candidates:
+            yield Completion(candidate, start_position=-len(word), display=candidate.rstrip(": "))

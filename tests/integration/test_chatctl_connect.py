@@ -533,7 +533,10 @@ def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> N
 
 class Screen:
     """Just enough of a VT100 to replay what prompt_toolkit draws: text, CR/LF,
-    relative cursor moves and erase-down/erase-line. Colours and modes are ignored."""
+    relative cursor moves and erase-down/erase-line, and answers to cursor
+    position requests (prompt_toolkit draws its bottom toolbar, the client's
+    status line, only once it knows where the cursor is). Colours and modes
+    are ignored."""
 
     _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|\x1b.|[\r\n\x08]|[^\x1b\r\n\x08]")
 
@@ -541,6 +544,7 @@ class Screen:
         self.rows, self.cols = rows, cols
         self.grid = [[" "] * cols for _ in range(rows)]
         self.row = self.col = 0
+        self.replies: list[str] = []  # what the terminal answers, for the program's stdin
 
     def feed(self, text: str) -> None:
         for match in self._TOKEN.finditer(text):
@@ -572,7 +576,9 @@ class Screen:
             return  # private modes: cursor visibility, bracketed paste, autowrap
         numbers = [int(p) if p else 0 for p in params.split(";")] if params else []
         n = max(1, numbers[0]) if numbers else 1
-        if final == "A":
+        if final == "n" and numbers == [6]:
+            self.replies.append(f"\x1b[{self.row + 1};{self.col + 1}R")
+        elif final == "A":
             self.row = max(0, self.row - n)
         elif final == "B":
             self.row = min(self.rows - 1, self.row + n)
@@ -600,12 +606,17 @@ class Screen:
     def line_above_cursor(self) -> str:
         return "".join(self.grid[self.row - 1]).rstrip() if self.row else ""
 
+    def bottom_line(self) -> str:
+        """The last row: where prompt_toolkit draws the status line (the bottom toolbar)."""
+        return "".join(self.grid[-1]).rstrip()
+
 
 class Terminal:
     """`chatctl connect` on a pseudo-terminal, watched through a `Screen`."""
 
     def __init__(self, argv: list[str]) -> None:
-        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", "PYTHONUTF8": "1"}
+        env = {**os.environ, "TERM": "xterm-256color", "PYTHONUTF8": "1"}
+        env.pop("PROMPT_TOOLKIT_NO_CPR", None)  # this terminal answers cursor position requests
         self.child = pexpect.spawn(
             argv[0], argv[1:], cwd=str(REPO), env=env, dimensions=(24, 80), encoding="utf-8",
             timeout=TIMEOUT,
@@ -614,9 +625,15 @@ class Terminal:
 
     def _pump(self, wait: float) -> None:
         try:
-            self.screen.feed(self.child.read_nonblocking(65536, timeout=wait))
+            self._feed(self.child.read_nonblocking(65536, timeout=wait))
         except pexpect.TIMEOUT:
             pass
+
+    def _feed(self, output: str) -> None:
+        self.screen.feed(output)
+        replies, self.screen.replies = self.screen.replies, []
+        for reply in replies:
+            self.child.send(reply)
 
     def wait_for(self, predicate: Callable[[Screen], bool], what: str, timeout: float = TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -641,7 +658,7 @@ class Terminal:
             if time.monotonic() > deadline:
                 raise AssertionError("chatctl did not exit; screen:\n" + "\n".join(self.screen.lines()))
             try:
-                self.screen.feed(self.child.read_nonblocking(65536, timeout=0.05))
+                self._feed(self.child.read_nonblocking(65536, timeout=0.05))
             except pexpect.TIMEOUT:
                 pass
             except pexpect.EOF:
@@ -722,3 +739,76 @@ def test_interactive_reports_a_server_shutdown(start_daemon: Any, terminals: lis
     assert term.wait_exit() == 7
     term.wait_for_line(r"-- disconnected: the server is shutting down")
     term.wait_for_line(r"^chatctl: the server closed the connection: the server is shutting down")
+
+
+def test_interactive_rooms_status_line_switching_and_completion(
+    daemon: Any, terminals: list[Terminal]
+) -> None:
+    term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
+    terminals.append(term)
+    term.wait_for_input_line("[#lobby] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " [#lobby]", "the status line")
+    term.send("/join #rust\r")
+    term.wait_for_input_line("[#rust] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " #lobby [#rust]", "#rust in the status line")
+    term.send("\x10")  # Ctrl-P: back to the previous room
+    term.wait_for_input_line("[#lobby] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " [#lobby] #rust", "#lobby current again")
+
+    bob = daemon.client("bob")
+    bob.join("#rust")  # bob's current room is #rust now, carol's #lobby
+    term.wait_for_line(r"^\d\d:\d\d #rust -- bob joined$")
+    bob.send("anyone into lifetimes?")
+    bob.send("carol?")
+    bob.send("/msg #lobby and hello lobby")
+    # Lines from #rust, not the current room, carry its name; #lobby's do not.
+    term.wait_for_line(r"^\d\d:\d\d #rust <bob> anyone into lifetimes\?$")
+    term.wait_for_line(r"^\d\d:\d\d #rust <bob> carol\?$")
+    term.wait_for_line(r"^\d\d:\d\d <bob> and hello lobby$")
+    term.wait_for(lambda s: s.bottom_line() == " [#lobby] #rust(2)", "two unread lines in #rust")
+
+    term.send("\x0e")  # Ctrl-N: the next room with unread lines
+    term.wait_for_input_line("[#rust] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " #lobby [#rust]", "#rust current, nothing unread")
+    term.wait_for_line(r"^\d\d:\d\d -- now talking in #rust$")
+    bob.send("welcome")
+    term.wait_for_line(r"^\d\d:\d\d <bob> welcome$")  # #rust is current: no name
+
+    # Tab completes a room name and a nickname.
+    term.send("/join #lo\t")
+    term.wait_for_input_line("[#rust] carol> /join #lobby")
+    term.send("\x15")  # Ctrl-U empties the input line
+    term.wait_for_input_line("[#rust] carol>")
+    term.send("bo\t")
+    term.wait_for_input_line("[#rust] carol> bob:")
+    term.send("thanks\r")
+    assert bob.expect_eventually("MSG #rust carol") == "MSG #rust carol bob: thanks"
+
+    term.send("\x1b[1;3D")  # Alt-Left, as xterm sends it: the previous room
+    term.wait_for_input_line("[#lobby] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " [#lobby] #rust", "#lobby current")
+    term.send("\x04")
+    assert term.wait_exit() == 0
+
+
+def test_interactive_with_one_room_says_there_is_no_other(daemon: Any, terminals: list[Terminal]) -> None:
+    term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
+    terminals.append(term)
+    term.wait_for_input_line("[#lobby] carol>")
+    term.send("\x0e")
+    term.wait_for_line(r"-- you are in no other room; /join #room to join one$")
+    term.wait_for_input_line("[#lobby] carol>")
+    term.send("\x04")
+    assert term.wait_exit() == 0
+
+
+def test_interactive_against_a_v1_server(tmp_path: Path, fake_server: Any, terminals: list[Terminal]) -> None:
+    server = v1_server(tmp_path, fake_server, b"WELCOME {nick} hi\nUSERS bob {nick}\nMSG bob hello {nick}\n")
+    term = Terminal(connect_cmd(server.port, "--nick", "carol", "--ca", str(tmp_path / "ca.crt")))
+    terminals.append(term)
+    term.wait_for_line(r"^\d\d:\d\d -- 2 online: bob, carol$")
+    term.wait_for_line(r"^\d\d:\d\d <bob> hello carol$")
+    term.wait_for_input_line("carol>")  # no room in the prompt
+    term.wait_for(lambda s: "protocol v1" in s.bottom_line(), "the status line")
+    term.send("\x04")
+    assert term.wait_exit() == 0
