@@ -138,7 +138,7 @@ def _serve(server: Server, notifier: Notifier) -> None:
 
 def _status_line(server: Server) -> str:
     host, port = server.address
-    return f"{len(server.room)} clients on {host}:{port}"
+    return f"{len(server.chat.nicks)} clients on {host}:{port}"
 
 
 if __name__ == "__main__":

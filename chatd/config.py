@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
-from chatd.errors import ConfigError
+from chatd.core.protocol import check_room, room_key
+from chatd.errors import ConfigError, ProtocolError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -61,6 +62,8 @@ class LimitsConfig:
     message_burst: int = 5
     flood_disconnect: int = 20
     max_strikes: int = 10
+    max_rooms: int = 1000
+    max_rooms_per_client: int = 20
 
     def is_exempt(self, address: str) -> bool:
         """Whether per-address limits skip `address` (an IP literal)."""
@@ -73,6 +76,13 @@ class LimitsConfig:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped  # an IPv4 client of a dual-stack (::) listener
         return any(ip in network for network in self.exempt)
+
+
+@dataclass(frozen=True)
+class RoomsConfig:
+    autojoin: tuple[str, ...] = ("#lobby",)
+    permanent: tuple[str, ...] = ("#lobby",)
+    allow_create: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
 
@@ -149,6 +160,20 @@ def _networks(value: object) -> tuple[IPNetwork, ...]:
         return tuple(ipaddress.ip_network(str(item), strict=False) for item in value)
     except ValueError as exc:
         raise ValueError(f"must be a list of IP addresses or CIDR networks ({exc})") from None
+
+
+def _room_names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of room names such as '#lobby'")
+    for name in value:
+        try:
+            check_room(name)
+        except ProtocolError:
+            raise ValueError(f"{name!r} is not a room name: # and 1-32 of A-Z a-z 0-9 _ -") from None
+    keys = [room_key(name) for name in value]
+    if len(set(keys)) != len(keys):
+        raise ValueError("lists a room twice (names are case-insensitive)")
+    return tuple(value)
 
 
 # Names people write for the profile's groups (OpenSSL's own aliases among them),
@@ -236,7 +261,13 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "message_burst": _integer(1, 1_000_000),
             "flood_disconnect": _integer(0, 1_000_000),
             "max_strikes": _integer(1, 1000),
+            "max_rooms": _integer(1, 1_000_000),
+            "max_rooms_per_client": _integer(1, 10_000),
         },
+    ),
+    "rooms": (
+        RoomsConfig,
+        {"autojoin": _room_names, "permanent": _room_names, "allow_create": _boolean},
     ),
     "log": (
         LogConfig,
@@ -331,6 +362,7 @@ def _load_section(path: Path, name: str, value: object) -> object:
 
 
 def _check_combinations(config: Config, check_files: bool) -> None:
+    _check_rooms(config)
     tls = config.tls
     if tls.client_auth != "none" and tls.client_ca is None:
         raise ConfigError(
@@ -349,6 +381,28 @@ def _check_combinations(config: Config, check_files: bool) -> None:
                 f"{config.path}: tls.{key}: cannot read {file} "
                 "(create certificates with `chatctl gen-certs`)"
             )
+
+
+def _check_rooms(config: Config) -> None:
+    rooms, limits = config.rooms, config.limits
+    permanent = {room_key(name) for name in rooms.permanent}
+    missing = [name for name in rooms.autojoin if room_key(name) not in permanent]
+    if not rooms.allow_create and missing:
+        raise ConfigError(
+            f"{config.path}: rooms.autojoin: with rooms.allow_create false, every autojoin room "
+            f"must be in rooms.permanent (got {', '.join(missing)})"
+        )
+    standing = permanent | {room_key(name) for name in rooms.autojoin}
+    if len(standing) > limits.max_rooms:
+        raise ConfigError(
+            f"{config.path}: rooms.permanent: with rooms.autojoin, more rooms than "
+            f"limits.max_rooms ({len(standing)} > {limits.max_rooms})"
+        )
+    if len(rooms.autojoin) > limits.max_rooms_per_client:
+        raise ConfigError(
+            f"{config.path}: rooms.autojoin: more rooms than limits.max_rooms_per_client "
+            f"({len(rooms.autojoin)} > {limits.max_rooms_per_client})"
+        )
 
 
 def _readable(file: Path) -> bool:

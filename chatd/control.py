@@ -35,7 +35,8 @@ REQUEST_TIMEOUT = 5.0
 _UCRED = struct.Struct("3i")  # struct ucred, as SO_PEERCRED returns it: pid, uid, gid
 # Per command, the fields it takes and whether each is required.
 _FIELDS: dict[str, dict[str, bool]] = {
-    "status": {}, "who": {}, "kick": {"nick": True, "reason": False}, "broadcast": {"text": True}, "reload": {}
+    "status": {}, "who": {}, "rooms": {}, "kick": {"nick": True, "reason": False},
+    "broadcast": {"text": True}, "reload": {},
 }
 
 
@@ -44,6 +45,7 @@ class Operator(Protocol):
 
     - status(): uptime_s, version, clients, messages_in, messages_out, tls_handshake_failures, ...
     - who(): per client: nick, peer, connected_since (ISO 8601, UTC), idle_s.
+    - rooms(): per room: room, members (nicks), topic.
     - kick(nick, reason): `BYE kicked <reason>` to `nick`; False when nobody has that nick.
     - broadcast(text): `INFO <text>` to everyone; returns the number of recipients.
     - reload(): re-read the config: {"ok": bool, "error": str | None, "restart_needed": [keys]}.
@@ -51,6 +53,7 @@ class Operator(Protocol):
 
     def status(self) -> dict[str, object]: ...
     def who(self) -> list[dict[str, object]]: ...
+    def rooms(self) -> list[dict[str, object]]: ...
     def kick(self, nick: str, reason: str) -> bool: ...
     def broadcast(self, text: str) -> int: ...
     def reload(self) -> dict[str, object]: ...
@@ -161,9 +164,10 @@ class ControlServer:
 
     def _perform(self, command: str, fields: dict[str, str]) -> dict[str, object]:
         operator = self._operator
-        if command in ("status", "who"):
+        if command in ("status", "who", "rooms"):
             log.debug(f"operator_{command}")
-            return {"ok": True, "result": operator.status() if command == "status" else operator.who()}
+            query = {"status": operator.status, "who": operator.who, "rooms": operator.rooms}[command]
+            return {"ok": True, "result": query()}
         if command == "kick":
             nick, reason = fields["nick"], fields["reason"]
             found = operator.kick(nick, reason)

@@ -26,20 +26,21 @@ import socket
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import structlog
 
-from chatd import __version__, protocol
+from chatd import __version__
 from chatd.config import Config, LimitsConfig, load_config
+from chatd.core import protocol
+from chatd.core.chat import Chat
+from chatd.core.session import Session
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
-from chatd.room import Room
 from chatd.tls import server_context
-from chatd.worker import Worker
-
-if TYPE_CHECKING:
-    from chatd.connection import Connection
+from chatd.transport.endpoint import LineEndpoint
+from chatd.transport.tlsstream import TLSStream
+from chatd.transport.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +74,7 @@ class Notifier(Protocol):
 class Server:
     def __init__(self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier) -> None:
         self.settings = Settings(config, tls_context)
-        self.room = Room()
+        self.chat = Chat(config)
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self._notifier = notifier
@@ -82,7 +83,7 @@ class Server:
         self._reload_lock = threading.Lock()  # SIGHUP (main thread) and chatctl (control thread)
         self._accept_failures = 0
         self._accept_failed_logged = -math.inf
-        self._connections: dict[int, Connection] = {}
+        self._connections: dict[int, LineEndpoint] = {}
         self._admitted = 0
         self._per_ip: collections.Counter[str] = collections.Counter()
         self._recent: dict[str, collections.deque[float]] = {}
@@ -151,8 +152,8 @@ class Server:
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, say `BYE shutdown` to everyone, close, join threads."""
-        self.stopping = True
-        log.info("shutdown", clients=len(self.room), connections=len(self._connections))
+        self.stopping = self.chat.stopping = True
+        log.info("shutdown", clients=len(self.chat.nicks), connections=len(self._connections))
         self._close_listener(grace)
         for worker in self._workers:
             worker.for_each_connection(lambda conn: conn.begin_close("shutdown"))
@@ -263,16 +264,23 @@ class Server:
 
     # -- registry (called by workers) -------------------------------------------------
 
-    def register(self, conn: Connection) -> None:
+    def open_endpoint(
+        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
+    ) -> LineEndpoint:
+        """A new client's endpoint and chat session, on `worker`'s thread."""
+        tls = TLSStream(sock, self.tls_context, worker.scratch)
+        endpoint = LineEndpoint(self, worker, tls, peer, conn_id, reject)
+        endpoint.app = Session(self.chat, endpoint, endpoint.context)
         with self._lock:
-            self._connections[conn.id] = conn
+            self._connections[endpoint.id] = endpoint
+        return endpoint
 
-    def unregister(self, conn: Connection) -> None:
+    def unregister(self, endpoint: LineEndpoint) -> None:
         with self._lock:
-            self._connections.pop(conn.id, None)
-            self._totals["messages_in"] += conn.messages_in
-            self._totals["messages_out"] += conn.messages_out
-        self.release(conn.ip, conn.reject)
+            self._connections.pop(endpoint.id, None)
+            self._totals["messages_in"] += endpoint.app.messages_in
+            self._totals["messages_out"] += endpoint.messages_out
+        self.release(endpoint.ip, endpoint.reject)
 
     def release(self, ip: str, reject: str | None) -> None:
         """Give back the admission slot taken in `_admit`."""
@@ -291,10 +299,10 @@ class Server:
         with self._lock:
             self._handshake_failures += 1
 
-    def note_rejected(self, conn: Connection, reason: str) -> None:
+    def note_rejected(self, endpoint: LineEndpoint, reason: str) -> None:
         with self._lock:
             self._rejected += 1
-        log.info("rejected", session=conn.id, peer=conn.peer, reason=reason, told=True)
+        log.info("rejected", session=endpoint.id, peer=endpoint.peer, reason=reason, told=True)
 
     # -- reload ---------------------------------------------------------------------------
 
@@ -324,6 +332,7 @@ class Server:
         )
         self.settings = Settings(dataclasses.replace(new, server=server, control=old.control), context)
         configure_logging(new.log)
+        self.chat.configure(self.config)
         for worker in self._workers:
             worker.for_each_connection(lambda conn: conn.limits_changed())
         log.info("config_reloaded", path=str(new.path), restart_needed=restart)
@@ -343,9 +352,10 @@ class Server:
             "uptime_s": round(time.monotonic() - self._started, 1),
             "listening": f"{self.address[0]}:{self.address[1]}",
             "config_file": str(self.config.path),
-            "clients": len(self.room),
+            "clients": len(self.chat.nicks),
+            "rooms": len(self.chat.rooms),
             "connections": len(live),
-            "messages_in": totals["messages_in"] + sum(c.messages_in for c in live),
+            "messages_in": totals["messages_in"] + sum(c.app.messages_in for c in live),
             "messages_out": totals["messages_out"] + sum(c.messages_out for c in live),
             "tls_handshake_failures": failures,
             "rejected": rejected,
@@ -354,28 +364,33 @@ class Server:
     def who(self) -> list[dict[str, object]]:
         now = time.monotonic()
         clients = []
-        for member in self.room.members():
-            conn: Connection = member  # type: ignore[assignment]
-            since = datetime.datetime.fromtimestamp(conn.connected_at, datetime.timezone.utc)
+        for client in self.chat.nicks.members():
+            since = datetime.datetime.fromtimestamp(client.connected_at, datetime.timezone.utc)
             clients.append(
                 {
-                    "nick": conn.nick,
-                    "peer": conn.peer,
+                    "nick": client.nick,
+                    "peer": client.peer,
                     "connected_since": since.isoformat(timespec="seconds"),
-                    "idle_s": round(now - conn.last_active, 1),
+                    "idle_s": round(now - client.last_active, 1),
                 }
             )
         return sorted(clients, key=lambda c: str(c["nick"]).lower())
 
+    def rooms(self) -> list[dict[str, object]]:
+        return [
+            {"room": room.name, "members": sorted(room.nicks(), key=str.lower), "topic": room.topic}
+            for room in self.chat.rooms.all()
+        ]
+
     def kick(self, nick: str, reason: str) -> bool:
-        conn: Connection | None = self.room.find(nick)  # type: ignore[assignment]
-        if conn is None:
+        client = self.chat.nicks.find(nick)
+        if client is None:
             return False
-        text = _one_line(reason)
-        return conn.worker.call_soon(lambda: conn.begin_close("kicked", text), conn)
+        client.close("kicked", _one_line(reason))
+        return True
 
     def broadcast(self, text: str) -> int:
-        return self.room.broadcast(protocol.format_line("INFO", _one_line(text)))
+        return self.chat.broadcast(protocol.format_line("INFO", _one_line(text)))
 
 
 def _one_line(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The v1 line protocol, without I/O: framing, parsing, formatting, codes.
+"""The line protocol (v2), without I/O: parsing, formatting, codes.
 
 No sockets, threads or logging live here, so every rule in docs/protocol.md
 can be tested exhaustively on plain bytes. Message text stays as validated
@@ -26,71 +26,49 @@ RATE_LIMITED: Final = "rate_limited"
 SERVER_FULL: Final = "server_full"
 TOO_MANY_CONNECTIONS: Final = "too_many_connections"
 THROTTLED: Final = "throttled"
+ROOM_INVALID: Final = "room_invalid"
+NOT_IN_ROOM: Final = "not_in_room"
+NO_SUCH_ROOM: Final = "no_such_room"
+TOO_MANY_ROOMS: Final = "too_many_rooms"
+
+VERSION: Final = 2  # the `HELLO <version>` line; docs/protocol.md "Version"
+ROOM_NAME_LENGTH: Final = 32
 
 # Errors that count as strikes towards `limits.max_strikes`.
 STRIKE_CODES: Final = frozenset({LINE_TOO_LONG, BAD_ENCODING, UNKNOWN_COMMAND})
 
-TOO_LONG: Final = None  # what LineBuffer yields in place of an oversized line
+TOO_LONG: Final = None  # what a transport hands over in place of an oversized line
 
 # C0 controls but tab, DEL, and C1 controls (U+0080..U+009F, e.g. U+009B, a
 # terminal's CSI), as they appear in UTF-8: none of them belongs in chat text.
 _CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xc2[\x80-\x9f]")
 _NICK = re.compile(r"[A-Za-z0-9_-]+")
+_ROOM = re.compile(r"#[A-Za-z0-9_-]{1,%d}" % ROOM_NAME_LENGTH)
 
 HELP_LINES: Final = (
     "Commands:",
-    "<text>  say something to everyone (//text sends a text starting with /)",
+    "<text>  say something in your current room (//text sends a text starting with /)",
     "/me <text>  describe an action",
-    "/msg <nick> <text>  send a direct message",
+    "/join <#room>  join a room (creating it) or switch to it",
+    "/part [#room] [text]  leave a room (default: the current one)",
+    "/msg <#room|nick> <text>  speak in a room without switching, or send a direct message",
+    "/topic [#room] [text]  show or set a room's topic",
+    "/rooms  list the rooms",
+    "/who [#room]  list a room's members",
     "/nick <new>  change your nickname",
-    "/who  list who is connected",
     "/ping [token]  check the connection",
     "/quit [text]  leave",
     "/help  this list",
 )
 
 
-class LineBuffer:
-    """Splits a byte stream into lines of at most `max_line_bytes` (newline included).
-
-    `feed()` returns complete lines without their `\\n`, or `TOO_LONG` once for
-    each oversized line; the rest of that line is discarded up to the next
-    newline, so the client is told at once and the connection stays usable.
-    """
-
-    def __init__(self, max_line_bytes: int) -> None:
-        self.max_line_bytes = max_line_bytes
-        self._partial = b""
-        self._discarding = False
-
-    def feed(self, data: bytes) -> list[bytes | None]:
-        if self._partial:
-            data = self._partial + data
-        parts = data.split(b"\n")
-        self._partial = parts.pop()
-        lines: list[bytes | None] = []
-        limit = self.max_line_bytes
-        for part in parts:
-            if self._discarding:
-                self._discarding = False  # this part is the tail of a line already refused
-            elif len(part) >= limit:
-                lines.append(TOO_LONG)
-            else:
-                lines.append(part)
-        if len(self._partial) >= limit:
-            if not self._discarding:
-                lines.append(TOO_LONG)
-                self._discarding = True
-            self._partial = b""
-        return lines
-
-
 @dataclass(frozen=True, slots=True)
 class Command:
     """One client line after registration.
 
-    `verb` is one of: say, me, msg, nick, who, ping, quit, help, empty.
-    `text` is validated UTF-8; `target` is a nickname argument.
+    `verb` is one of: say, me, msg, nick, who, ping, quit, help, empty, join,
+    part, topic, rooms. `text` is validated UTF-8; `target` is a nickname or
+    room argument ("" when an optional one was left out).
     """
 
     verb: str
@@ -98,7 +76,7 @@ class Command:
     target: str = ""
 
 
-_SIMPLE_VERBS: Final = frozenset({"who", "help"})
+_SIMPLE_VERBS: Final = frozenset({"help", "rooms"})
 
 
 def clean_line(raw: bytes) -> bytes:
@@ -132,9 +110,24 @@ def parse_command(raw: bytes) -> Command:
         return Command("nick", target=_required(rest.strip(b" \t"), "Usage: /nick <new>").decode())
     if verb == "msg":
         target, _, text = rest.partition(b" ")
-        _required(target, "Usage: /msg <nick> <text>")
-        return Command("msg", _required(text, "Usage: /msg <nick> <text>"), target.decode())
+        _required(target, "Usage: /msg <#room|nick> <text>")
+        return Command("msg", _required(text, "Usage: /msg <#room|nick> <text>"), target.decode())
+    if verb == "join":
+        room = _required(rest.strip(b" \t"), "Usage: /join <#room>")
+        return Command("join", target=room.decode())
+    if verb in ("part", "topic", "who"):
+        name, words = _optional_room(rest)
+        return Command(verb, b"" if verb == "who" else words, name)
     raise ProtocolError(UNKNOWN_COMMAND, f"Unknown command /{verb}; type /help for the list.")
+
+
+def _optional_room(rest: bytes) -> tuple[str, bytes]:
+    """`[#room] [text]`: the room if the first word names one, and the rest."""
+    rest = rest.lstrip(b" ")
+    if not rest.startswith(b"#"):
+        return "", rest.rstrip(b" ")
+    room, _, text = rest.partition(b" ")
+    return room.decode(), text.strip(b" ")
 
 
 def _required(value: bytes, usage: str) -> bytes:
@@ -158,19 +151,41 @@ def nick_key(nick: str) -> str:
     return nick.lower()
 
 
+def check_room(name: str) -> str:
+    """Return `name` if it follows the room-name rules, else raise `room_invalid`."""
+    if not _ROOM.fullmatch(name):
+        raise ProtocolError(
+            ROOM_INVALID,
+            f"Room names are # and 1-{ROOM_NAME_LENGTH} characters of A-Z, a-z, 0-9, _ and -.",
+        )
+    return name
+
+
+def is_room(target: str) -> bool:
+    return target.startswith("#")
+
+
+def room_key(name: str) -> str:
+    """The case-insensitive identity of a room."""
+    return name.lower()
+
+
 def format_line(verb: str, *args: str) -> bytes:
-    """`VERB arg ...\\n` as bytes; only the last argument may contain spaces."""
+    """`VERB arg ...\\n` as bytes; only the last argument may contain spaces,
+    and an empty last argument leaves no trailing space."""
+    if args and not args[-1]:
+        args = args[:-1]
     return " ".join((verb, *args)).encode("utf-8") + b"\n"
 
 
-def format_text_line(verb: bytes, nick: bytes, text: bytes) -> bytes:
+def format_text_line(verb: bytes, room: bytes, nick: bytes, text: bytes) -> bytes:
     """`MSG`/`ACTION` with already-encoded parts: the fan-out hot path."""
-    return b"%s %s %s\n" % (verb, nick, text)
+    return b"%s %s %s %s\n" % (verb, room, nick, text)
 
 
 def format_error(error: ProtocolError) -> bytes:
     return format_line("ERR", error.code, error.text)
 
 
-def format_users(nicks: list[str]) -> bytes:
-    return format_line("USERS", *sorted(nicks, key=str.lower))
+def format_users(room: str, nicks: list[str]) -> bytes:
+    return format_line("USERS", room, *sorted(nicks, key=str.lower))

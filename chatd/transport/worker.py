@@ -23,17 +23,14 @@ import socket
 import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Final
+from typing import Callable, Final, Protocol
 
 import structlog
 
-from chatd.connection import Connection
-from chatd.tlsstream import RECV_SIZE, TLSStream
+from chatd.transport.tlsstream import RECV_SIZE
 
 ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
 
-if TYPE_CHECKING:
-    from chatd.server import Server
 
 log = structlog.get_logger(__name__)
 
@@ -45,24 +42,56 @@ WRITE: Final = select.EPOLLOUT
 _EXCLUSIVE: Final = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
+class Endpoint(Protocol):
+    """One socket's life as its worker drives it (chatd.transport.endpoint)."""
+
+    id: int
+    peer: str
+    fd: int
+    interest: int  # epoll events currently registered
+    timer_at: float
+    timer: Timer | None
+
+    def start(self) -> None: ...
+    def on_readable(self) -> None: ...
+    def on_writable(self) -> None: ...
+    def on_timer(self, now: float) -> None: ...
+    def flush(self) -> None: ...
+    def begin_close(self, reason: str, text: str = "") -> None: ...
+    def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None: ...
+    def limits_changed(self) -> None: ...
+
+
+class Service(Protocol):
+    """What a worker needs from the server."""
+
+    def accept_from(self, acceptor: Worker) -> bool: ...
+
+    def open_endpoint(
+        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
+    ) -> Endpoint: ...
+
+    def release(self, ip: str, reject: str | None) -> None: ...
+
+
 class Timer:
     """A heap entry's handle: cancelling it lets go of the connection at once,
     so a closed connection is never kept alive until its old deadline."""
 
     __slots__ = ("conn",)
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn: Connection | None = conn
+    def __init__(self, conn: Endpoint) -> None:
+        self.conn: Endpoint | None = conn
 
 
 class Worker:
-    def __init__(self, server: Server, index: int) -> None:
+    def __init__(self, server: Service, index: int) -> None:
         self.server = server
         self.name = f"chatd-io-{index}"
-        self.connections: set[Connection] = set()
+        self.connections: set[Endpoint] = set()
         self._epoll = select.epoll()
-        self._by_fd: dict[int, Connection] = {}  # what the epoll watches, by descriptor
-        self._scratch = bytearray(RECV_SIZE)  # every recv() of this thread lands here first
+        self._by_fd: dict[int, Endpoint] = {}  # what the epoll watches, by descriptor
+        self.scratch = bytearray(RECV_SIZE)  # every recv() of this thread lands here first
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -71,11 +100,11 @@ class Worker:
         self._listener_fd = -1  # the server's listener while this worker accepts from it
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
-        self._calls: list[tuple[Callable[[], None], Connection | None]] = []
-        self._remote_dirty: list[Connection] = []
+        self._calls: list[tuple[Callable[[], None], Endpoint | None]] = []
+        self._remote_dirty: list[Endpoint] = []
         self._woken = False
-        self._local_dirty: list[Connection] = []
-        self._readable: list[Connection] = []
+        self._local_dirty: list[Endpoint] = []
+        self._readable: list[Endpoint] = []
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
         self._stopping = threading.Event()
@@ -89,7 +118,7 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
-    def call_soon(self, call: Callable[[], None], conn: Connection | None = None) -> bool:
+    def call_soon(self, call: Callable[[], None], conn: Endpoint | None = None) -> bool:
         """Run `call` on this worker's thread, guarded like `conn`'s events if
         given; False (and nothing will run) if the worker has stopped."""
         with self._lock:
@@ -105,7 +134,7 @@ class Worker:
     def in_thread(self) -> bool:
         return threading.get_ident() == self._thread.ident
 
-    def mark_dirty(self, conn: Connection) -> None:
+    def mark_dirty(self, conn: Endpoint) -> None:
         """`conn` has output queued; flush it at the end of this worker's turn."""
         if self.in_thread():
             self._local_dirty.append(conn)
@@ -148,7 +177,7 @@ class Worker:
         if not self.call_soon(unwatch):
             done.set()  # stopped: its epoll, and the listener in it, are closed
 
-    def for_each_connection(self, action: Callable[[Connection], None]) -> bool:
+    def for_each_connection(self, action: Callable[[Endpoint], None]) -> bool:
         """Run `action` on each of this worker's connections, on its thread,
         each under the connection's guard; False if the worker has stopped."""
 
@@ -160,7 +189,7 @@ class Worker:
 
     # -- worker thread only ---------------------------------------------------------
 
-    def set_interest(self, conn: Connection, read: bool, write: bool) -> None:
+    def set_interest(self, conn: Endpoint, read: bool, write: bool) -> None:
         events = (READ if read else 0) | (WRITE if write else 0)
         if events == conn.interest:
             return
@@ -174,11 +203,11 @@ class Worker:
             self._epoll.modify(conn.fd, events)
         conn.interest = events
 
-    def mark_readable(self, conn: Connection) -> None:
+    def mark_readable(self, conn: Endpoint) -> None:
         """`conn` may hold decrypted input the selector cannot see; read it next turn."""
         self._readable.append(conn)
 
-    def arm_timer(self, conn: Connection, when: float) -> None:
+    def arm_timer(self, conn: Endpoint, when: float) -> None:
         if when >= conn.timer_at:
             return
         _cancel(conn)
@@ -190,7 +219,7 @@ class Worker:
             self._timers = [entry for entry in self._timers if entry[2].conn is not None]
             heapq.heapify(self._timers)
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: Endpoint) -> None:
         if conn.interest:
             self._by_fd.pop(conn.fd, None)
             try:
@@ -205,8 +234,7 @@ class Worker:
         self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
     ) -> None:
         try:
-            tls = TLSStream(sock, self.server.tls_context, self._scratch)
-            conn = Connection(self.server, self, tls, peer, conn_id, reject)
+            conn = self.server.open_endpoint(self, sock, peer, conn_id, reject)
         except Exception as exc:
             if not isinstance(exc, (ssl.SSLError, OSError)):
                 log.exception("session_crashed", session=conn_id, peer=f"{peer[0]}:{peer[1]}")
@@ -216,7 +244,6 @@ class Worker:
             self.server.release(peer[0], reject)
             return
         self.connections.add(conn)
-        self.server.register(conn)
         self._guard(conn, conn.start)
 
     def _run(self) -> None:
@@ -252,13 +279,13 @@ class Worker:
         self._flush_dirty()
         self._run_timers()
 
-    def _guarded(self, conn: Connection, events: int) -> None:
+    def _guarded(self, conn: Endpoint, events: int) -> None:
         if events & ~WRITE:  # readable, or an error or hang-up that reading will report
             self._guard(conn, conn.on_readable)
         if events & ~READ:
             self._guard(conn, conn.on_writable)
 
-    def _guard(self, conn: Connection, call: Callable[[], None]) -> None:
+    def _guard(self, conn: Endpoint, call: Callable[[], None]) -> None:
         """Run one piece of work for `conn`: a bug in it costs that client only.
 
         Every event, timer, flush and callback of a connection runs through here.
@@ -383,7 +410,7 @@ class Worker:
         self._wake_w.close()
 
 
-def _cancel(conn: Connection) -> None:
+def _cancel(conn: Endpoint) -> None:
     if conn.timer is not None:
         conn.timer.conn = None
         conn.timer = None

@@ -1,10 +1,15 @@
-"""Connection: one client, from TLS handshake to close, driven by its I/O worker.
+"""LineEndpoint: one TLS client socket, from handshake to close, driven by its
+I/O worker: TLS, lines in, the output queue, backpressure, deadlines, closing.
 
-# NOTE: every method here except `deliver()` runs only on the owning worker's
-# thread, which is the only thread that ever touches this connection's
-# TLSStream and its SSL object (OpenSSL forbids concurrent use of one SSL
-# object; see docs/architecture.md). Other threads reach a connection only through
-# `deliver()`, which queues bytes under `_lock`, or `Worker.call_soon()`.
+It knows nothing of chat: lines go to its `Application` (a chat session),
+which answers through `deliver` and `close`.
+
+# NOTE: every method here except `deliver()` and `close()` runs only on the
+# owning worker's thread, which is the only thread that ever touches this
+# endpoint's TLSStream and its SSL object (OpenSSL forbids concurrent use of
+# one SSL object; see docs/architecture.md). Other threads reach an endpoint
+# only through `deliver()`, which queues bytes under `_lock`, `close()`, or
+# `Worker.call_soon()`.
 """
 
 from __future__ import annotations
@@ -15,19 +20,17 @@ import ssl
 import threading
 import time
 from enum import Enum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
 
-from chatd import protocol
-from chatd.errors import ProtocolError
+from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
-from chatd.tlsstream import TLSStream
+from chatd.transport.framing import LineBuffer
+from chatd.transport.tlsstream import TLSStream
 
 if TYPE_CHECKING:
-    from chatd.room import Sender
-    from chatd.server import Server
-    from chatd.worker import Timer, Worker
+    from chatd.transport.worker import Timer, Worker
 
 log = structlog.get_logger(__name__)
 
@@ -37,28 +40,58 @@ log = structlog.get_logger(__name__)
 READ_BUDGET: Final = 65536
 WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
 LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
-FLOOD_WINDOW: Final = 30.0
+
+
+class Sender(Protocol):
+    def pause_for_backlog(self) -> bool: ...
+    def resume_after_backlog(self) -> None: ...
+
+
+class Application(Protocol):
+    """What an endpoint serves: a chat session (chatd.core.session.Session)."""
+
+    nick: str
+    messages_in: int
+
+    def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
+    def on_lines(self, lines: list[bytes | None]) -> None: ...
+    def on_timer(self, now: float) -> None: ...
+    def on_close(self, reason: str, text: str) -> bytes:
+        """The connection ends for `reason`; returns the last line to send."""
+    def limits_changed(self) -> None: ...
+
+
+class Host(Protocol):
+    """What an endpoint needs from the server."""
+
+    @property
+    def limits(self) -> LimitsConfig: ...
+
+    def unregister(self, endpoint: LineEndpoint) -> None: ...
+    def note_handshake_failure(self) -> None: ...
+    def note_rejected(self, endpoint: LineEndpoint, reason: str) -> None: ...
 
 
 class State(Enum):
     HANDSHAKE = "handshake"
-    REGISTERING = "registering"
-    ACTIVE = "active"
+    OPEN = "open"
     CLOSING = "closing"  # BYE queued; flushing, then lingering
     CLOSED = "closed"
 
 
-class Connection:
+class LineEndpoint:
+    app: Application  # set by whoever creates the endpoint, before `start`
+
     def __init__(
         self,
-        server: Server,
+        host: Host,
         worker: Worker,
         tls: TLSStream,
         peer: tuple[str, int],
         conn_id: int,
         reject: str | None,
     ) -> None:
-        self.server = server
+        self.host = host
         self.worker = worker
         self.tls = tls
         self.sock = tls.sock
@@ -66,25 +99,13 @@ class Connection:
         self.id = conn_id
         self.ip = peer[0]
         self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
-        self.nick = ""
         self.state = State.HANDSHAKE
         self.connected_at = time.time()
-        self.last_active = time.monotonic()
-        self.messages_in = 0
         self.messages_out = 0
         self.interest = 0  # epoll events currently registered
         self.reject = reject
-        self._ctx = {"session": conn_id, "peer": self.peer}
-        self._linebuf = protocol.LineBuffer(server.limits.max_line_bytes)
-        self._batch: list[bytes] = []  # lines for everyone, sent as one block
-        self._nick_bytes = b""
-        self._cert_nick: str | None = None
-        self._nick_attempts = 0
-        self._strikes = 0
-        self._tokens = float(server.limits.message_burst)
-        self._tokens_at = time.monotonic()
-        self._held: collections.deque[bytes | None] = collections.deque()
-        self._rejections: collections.deque[float] = collections.deque()
+        self.context = {"session": conn_id, "peer": self.peer}
+        self._linebuf = LineBuffer(host.limits.max_line_bytes)
         self._close_reason = ""
         # Output. `_outbox`, `_queued`, `_unflushed` and `_waiters` are shared
         # with other threads under _lock.
@@ -110,9 +131,9 @@ class Connection:
         self.timer_at = math.inf
         self.timer: Timer | None = None
         now = time.monotonic()
-        self._phase_deadline: float | None = now + server.limits.handshake_timeout
+        self._phase_deadline: float | None = now + host.limits.handshake_timeout
         self._stall_deadline: float | None = None
-        self._hold_deadline: float | None = None
+        self._app_deadline: float | None = None
         self._linger_deadline: float | None = None
 
     # -- called from any thread -------------------------------------------------
@@ -134,7 +155,7 @@ class Connection:
             self.messages_out += lines
             if (
                 sender is not None
-                and self._unflushed > self.server.limits.send_queue_bytes // 2
+                and self._unflushed > self.host.limits.send_queue_bytes // 2
                 and sender.pause_for_backlog()
             ):
                 self._waiters.append(sender)
@@ -142,6 +163,13 @@ class Connection:
                 return
             self._scheduled = True
         self.worker.mark_dirty(self)
+
+    def close(self, reason: str, text: str = "") -> None:
+        """`BYE`, flush and close, from any thread (see `begin_close`)."""
+        if self.worker.in_thread():
+            self.begin_close(reason, text)
+        else:
+            self.worker.call_soon(lambda: self.begin_close(reason, text), self)
 
     def pause_for_backlog(self) -> bool:
         """Stop reading this client until `resume_after_backlog`; False if it is
@@ -199,8 +227,8 @@ class Connection:
         self._write()
         if (
             self._write_wants_write
-            and self.state in (State.REGISTERING, State.ACTIVE)
-            and self._queued > self.server.limits.send_queue_bytes
+            and self.state is State.OPEN
+            and self._queued > self.host.limits.send_queue_bytes
         ):
             self._overflowed()
 
@@ -215,15 +243,18 @@ class Connection:
             waiter.resume_after_backlog()
         return chunks
 
+    def set_deadline(self, when: float | None) -> None:
+        """The application's one deadline: its `on_timer` runs then."""
+        self._app_deadline = when
+        self._rearm()
+
     def on_timer(self, now: float) -> None:
         if self._phase_deadline is not None and now >= self._phase_deadline:
             self._phase_deadline = None
             if self.state is State.HANDSHAKE:
                 self._handshake_failed("timeout")
                 return
-            if self.state is State.REGISTERING:
-                self.begin_close("register_timeout")
-            elif self.state is State.CLOSING:
+            if self.state is State.CLOSING:
                 self.finish(self._close_reason, "peer did not take the BYE in time")
                 return
         if self._stall_deadline is not None and now >= self._stall_deadline:
@@ -232,17 +263,16 @@ class Connection:
         if self._linger_deadline is not None and now >= self._linger_deadline:
             self.finish(self._close_reason)
             return
-        if self._hold_deadline is not None and now >= self._hold_deadline:
-            self._hold_deadline = None
-            self._release_held(now)
+        if self._app_deadline is not None and now >= self._app_deadline:
+            self._app_deadline = None
+            if self.state is State.OPEN:
+                self.app.on_timer(now)
         self._rearm()
 
     def limits_changed(self) -> None:
-        """A reload changed the limits: lines held by the old rate go by the new one."""
-        if self._held and self.state is State.ACTIVE:
-            self._hold_deadline = None
-            self._release_held(time.monotonic())
-            self._rearm()
+        self._linebuf.max_line_bytes = self.host.limits.max_line_bytes
+        if self.state is State.OPEN:
+            self.app.limits_changed()
 
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
@@ -262,35 +292,29 @@ class Connection:
         cipher = self.tls.cipher()
         log.info(
             "connect",
-            **self._ctx,
+            **self.context,
             tls_version=self.tls.version(),
             cipher=cipher[0] if cipher else None,
         )
         self.worker.set_interest(self, read=True, write=False)
-        self.state = State.REGISTERING
+        self.state = State.OPEN
         if self.reject is not None:
-            self.server.note_rejected(self, self.reject)
-            self._send_error(ProtocolError(self.reject, _REJECT_TEXT[self.reject]))
-            self.begin_close(self.reject)
-            return
-        self._cert_nick = peer_common_name(dict(self.tls.getpeercert() or {}))
-        self._phase_deadline = time.monotonic() + self.server.limits.register_timeout
-        self._rearm()
-        self.deliver(b"NICK\n")
-        if self.tls.has_buffered_input():
+            self.host.note_rejected(self, self.reject)
+        self.app.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
+        if self.state is State.OPEN and self.tls.has_buffered_input():
             self.worker.mark_readable(self)  # the nickname came with the client's Finished
 
     def _handshake_failed(self, error: str) -> None:
-        log.info("tls_handshake_failed", **self._ctx, error=error)
-        self.server.note_handshake_failure()
+        log.info("tls_handshake_failed", **self.context, error=error)
+        self.host.note_handshake_failure()
         self.finish("tls_handshake_failed", error, quiet=True)
 
     # -- reading ----------------------------------------------------------------
 
     def _read(self) -> None:
-        """Take what has arrived, up to the read budget, and handle it as one
-        piece: people send one line per TLS record, and lines read together
-        leave together (one block for the room, not one per line)."""
+        """Take what has arrived, up to the read budget, and hand it to the
+        application in one piece: people send one line per TLS record, and
+        lines read together leave together (one block per room, not per line)."""
         if not self._may_read():
             self._input_paused = True
             self._update_interest()
@@ -298,7 +322,7 @@ class Connection:
         received: list[bytes] = []
         size = 0
         ended = ""
-        budget = min(READ_BUDGET, self.server.limits.send_queue_bytes // 8)
+        budget = min(READ_BUDGET, self.host.limits.send_queue_bytes // 8)
         while size < budget:
             try:
                 data = self.tls.recv(budget - size)
@@ -314,13 +338,13 @@ class Connection:
             size += len(data)
         else:
             self.worker.mark_readable(self)  # more may be waiting; come back next turn
-        if received and self.state in (State.REGISTERING, State.ACTIVE):
+        if received and self.state is State.OPEN:
             self._on_data(b"".join(received) if len(received) > 1 else received[0])
         if ended:
             self.finish(self._close_reason or "connection_lost", ended)
 
     def _may_read(self) -> bool:
-        return not self._waiting and self._queued <= self.server.limits.send_queue_bytes // 2
+        return not self._waiting and self._queued <= self.host.limits.send_queue_bytes // 2
 
     def _backlog_taken(self) -> None:
         self._waiting = False
@@ -333,165 +357,9 @@ class Connection:
             self.worker.mark_readable(self)
 
     def _on_data(self, data: bytes) -> None:
-        now = time.monotonic()
-        self.last_active = now
-        self._linebuf.max_line_bytes = self.server.limits.max_line_bytes  # live after reload
-        for line in self._linebuf.feed(data):
-            if self.state is State.ACTIVE:
-                self._gate(line, now)
-            elif self.state is State.REGISTERING:
-                self._register(line)
-            else:
-                break
-        self._flush_batch()
-
-    def _gate(self, line: bytes | None, now: float) -> None:
-        """Token-bucket flood control: handle, hold, or refuse the line."""
-        if not self._held and self._take_token(now):
-            self._handle(line)
-            return
-        limits = self.server.limits
-        if len(self._held) < limits.message_burst:
-            self._held.append(line)
-            if self._hold_deadline is None:
-                self._hold_deadline = self._next_token_at(now)
-                self._rearm()
-            return
-        self._send_error(ProtocolError(protocol.RATE_LIMITED, "Slow down; that line was dropped."))
-        log.info("rate_limited", **self._ctx, nick=self.nick)
-        if limits.flood_disconnect:
-            self._rejections.append(now)
-            while self._rejections and now - self._rejections[0] > FLOOD_WINDOW:
-                self._rejections.popleft()
-            if len(self._rejections) >= limits.flood_disconnect:
-                self.begin_close("flood")
-
-    def _take_token(self, now: float) -> bool:
-        limits = self.server.limits
-        if limits.message_rate <= 0:
-            return True
-        self._tokens = min(
-            float(limits.message_burst),
-            self._tokens + (now - self._tokens_at) * limits.message_rate,
-        )
-        self._tokens_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def _release_held(self, now: float) -> None:
-        while self._held and self.state is State.ACTIVE and self._take_token(now):
-            self._handle(self._held.popleft())
-        self._flush_batch()
-        if self._held and self.state is State.ACTIVE:
-            self._hold_deadline = self._next_token_at(now)
-
-    def _next_token_at(self, now: float) -> float:
-        rate = self.server.limits.message_rate or 1.0  # 0 after a reload: release at once
-        return now + max(0.0, 1.0 - self._tokens) / rate
-
-    # -- registration and commands --------------------------------------------------
-
-    def _register(self, line: bytes | None) -> None:
-        limits = self.server.limits
-        try:
-            if line is protocol.TOO_LONG:
-                raise ProtocolError(protocol.LINE_TOO_LONG, "Nicknames are short; line dropped.")
-            text = protocol.clean_line(line).decode("utf-8")
-            if text == "/quit" or text.startswith("/quit "):
-                self.begin_close("quit")
-                return
-            nick = protocol.check_nick(text, limits.max_nick_length)
-            if self.server.config.tls.nick_from_cert and nick != self._cert_nick:
-                raise ProtocolError(
-                    protocol.NICK_INVALID,
-                    f"Your certificate allows only the nickname {self._cert_nick}.",
-                )
-            welcome = f"Welcome to {self.server.name}, {nick}! Type /help for commands."
-            self.server.room.join(self, nick, protocol.format_line("WELCOME", nick, welcome))
-        except ProtocolError as error:
-            self._nick_attempts += 1
-            self._send_error(error)
-            if self._nick_attempts >= limits.max_nick_attempts:
-                self.begin_close("nick_failed")
-            else:
-                self.deliver(b"NICK\n")
-            return
-        self.state = State.ACTIVE
-        self._phase_deadline = None
-        self._nick_bytes = nick.encode()
-        log.info("nickname", **self._ctx, nick=nick)
-
-    def _handle(self, line: bytes | None) -> None:
-        try:
-            if line is protocol.TOO_LONG:
-                raise ProtocolError(
-                    protocol.LINE_TOO_LONG,
-                    f"Lines are limited to {self.server.limits.max_line_bytes} bytes; "
-                    "that one was dropped.",
-                )
-            command = protocol.parse_command(protocol.clean_line(line))
-            if command.verb == "say":
-                self.messages_in += 1
-                self._batch.append(protocol.format_text_line(b"MSG", self._nick_bytes, command.text))
-            else:
-                self._command(command)
-        except ProtocolError as error:
-            self._send_error(error)
-
-    def _command(self, command: protocol.Command) -> None:
-        verb = command.verb
-        if verb == "me":
-            self.messages_in += 1
-            self._batch.append(protocol.format_text_line(b"ACTION", self._nick_bytes, command.text))
-            return
-        self._flush_batch()
-        room = self.server.room
-        if verb == "msg":
-            target = room.find(command.target)
-            if target is None:
-                raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {command.target}.")
-            self.messages_in += 1
-            line = b"DM %s %s %s\n" % (self._nick_bytes, target.nick.encode(), command.text)
-            target.deliver(line, 1, sender=self)
-            if target is not self:
-                self.deliver(line)
-        elif verb == "nick":
-            self._rename(command.target)
-        elif verb == "who":
-            self.deliver(protocol.format_users(room.nicks()))
-        elif verb == "ping":
-            self.deliver(b"PONG %s\n" % command.text if command.text else b"PONG\n")
-        elif verb == "quit":
-            self.begin_close("quit", command.text.decode())
-        elif verb == "help":
-            for text in protocol.HELP_LINES:
-                self.deliver(protocol.format_line("INFO", text))
-
-    def _rename(self, new: str) -> None:
-        protocol.check_nick(new, self.server.limits.max_nick_length)
-        if new == self.nick:
-            self.deliver(protocol.format_line("INFO", f"You are already {new}."))
-            return
-        if self.server.config.tls.nick_from_cert:
-            raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
-        old = self.server.room.rename(self, new)
-        self._nick_bytes = new.encode()
-        log.info("rename", **self._ctx, old=old, new=new)
-
-    def _flush_batch(self) -> None:
-        if self._batch:
-            batch, self._batch = self._batch, []
-            self.server.room.broadcast(b"".join(batch), len(batch), sender=self)
-
-    def _send_error(self, error: ProtocolError) -> None:
-        self._flush_batch()
-        self.deliver(protocol.format_error(error))
-        if error.code in protocol.STRIKE_CODES:
-            self._strikes += 1
-            if self._strikes >= self.server.limits.max_strikes:
-                self.begin_close("too_many_errors")
+        lines = self._linebuf.feed(data)
+        if lines:
+            self.app.on_lines(lines)
 
     # -- writing --------------------------------------------------------------------
 
@@ -551,11 +419,11 @@ class Connection:
         self._write_wants_write = True
         self._update_interest()
         if self._stall_deadline is None:
-            self._stall_deadline = time.monotonic() + self.server.limits.write_timeout
+            self._stall_deadline = time.monotonic() + self.host.limits.write_timeout
             self._rearm()
 
     def _overflowed(self) -> None:
-        log.info("slow_consumer", **self._ctx, nick=self.nick, queued=self._queued)
+        log.info("slow_consumer", **self.context, nick=self.app.nick, queued=self._queued)
         # Drop what is queued, but finish a line already half handed to TLS, so
         # that the BYE starts a line of its own.
         rest_of_line = b""
@@ -573,24 +441,18 @@ class Connection:
     # -- closing ----------------------------------------------------------------------
 
     def begin_close(self, reason: str, text: str = "") -> None:
-        """Say `BYE <reason>`, tell the room, flush, then close (after a short linger)."""
+        """Say `BYE <reason>`, tell the application, flush, then close (after a short linger)."""
         if self.state in (State.CLOSING, State.CLOSED):
             return
         if self.state is State.HANDSHAKE:
             self.finish(reason)
             return
-        self._flush_batch()
-        full_reason = f"{reason} {text}".rstrip() if text else reason
-        self._leave_room(full_reason)
+        last_line = self.app.on_close(reason, text)
         self.state = State.CLOSING
         self._close_reason = reason
-        self._held.clear()
         with self._lock:
             # The last line, whatever the queue holds or the limit says.
-            # A /quit's own words go to the others only; any other reason's text
-            # (an operator's kick message) is for the client too.
-            bye = reason if reason == "quit" else full_reason
-            self._outbox.append(protocol.format_line("BYE", bye))
+            self._outbox.append(last_line)
             self._accepting_output = False
             schedule = not self._scheduled
             self._scheduled = True
@@ -609,36 +471,32 @@ class Connection:
         self._linger_deadline = time.monotonic() + LINGER_SECONDS
         self._rearm()
 
-    def _leave_room(self, reason: str) -> None:
-        if self.nick and self.state is State.ACTIVE:
-            self.server.room.leave(self, None if self.server.stopping else reason)
-
     def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None:
         """Close the socket now and forget this connection."""
         if self.state is State.CLOSED:
             return
-        self._leave_room(reason)
+        if self.state is State.OPEN:
+            self.app.on_close(reason, "")
         self.state = State.CLOSED
         with self._lock:
             self._accepting_output = False
         self._take_outbox(scheduled=True)  # nothing more is sent, nor scheduled
         self._unsent.clear()
-        self._held.clear()
         self.worker.forget(self)
         try:
             self.tls.close()
         except OSError:
             pass  # already gone; nothing more to release
-        self.server.unregister(self)
+        self.host.unregister(self)
         if not quiet:
             log.info(
                 "disconnect",
-                **self._ctx,
-                nick=self.nick or None,
+                **self.context,
+                nick=self.app.nick or None,
                 reason=self._close_reason or reason,
                 detail=detail or None,
                 duration_s=round(time.time() - self.connected_at, 3),
-                messages_in=self.messages_in,
+                messages_in=self.app.messages_in,
                 messages_out=self.messages_out,
             )
 
@@ -655,20 +513,13 @@ class Connection:
             for d in (
                 self._phase_deadline,
                 self._stall_deadline,
-                self._hold_deadline,
+                self._app_deadline,
                 self._linger_deadline,
             )
             if d is not None
         ]
         if deadlines:
             self.worker.arm_timer(self, min(deadlines))
-
-
-_REJECT_TEXT: Final = {
-    protocol.SERVER_FULL: "The server is full; try again later.",
-    protocol.TOO_MANY_CONNECTIONS: "Too many connections from your address.",
-    protocol.THROTTLED: "Too many connections from your address in the last minute; wait a bit.",
-}
 
 
 def _describe(exc: BaseException) -> str:

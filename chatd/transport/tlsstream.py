@@ -7,7 +7,7 @@ sees memory: one `recv()` takes whatever the kernel holds, the SSL object
 decrypts it record by record, and what it produces (a whole handshake flight,
 several records of chat) leaves in one `send()`.
 
-The interface mirrors the parts of `SSLSocket` that `Connection` uses, with
+The interface mirrors the parts of `SSLSocket` that `LineEndpoint` uses, with
 its exceptions: `ssl.SSLWantReadError` means "wait for the socket to become
 readable", `ssl.SSLWantWriteError` "wait until it is writable". Like any SSL
 object, a stream must only ever be used by one thread at a time (its worker).
@@ -108,7 +108,7 @@ class TLSStream:
     def pending_out(self) -> int:
         return len(self._out)
 
-    # -- the rest of what Connection needs --------------------------------------------
+    # -- the rest of what LineEndpoint needs ------------------------------------------
 
     def version(self) -> str | None:
         return self._tls.version()

@@ -1,0 +1,83 @@
+"""Nicks: the server-wide nickname registry, for `/msg`, `chatctl kick` and `who`.
+
+One member per nickname, compared without regard to case; the member keeps
+the spelling it chose.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from chatd.core import protocol
+from chatd.core.rooms import Member
+from chatd.errors import ProtocolError
+
+
+class Client(Member, Protocol):
+    """A registered client, as the operator commands see it."""
+
+    peer: str
+    connected_at: float  # time.time()
+    last_active: float  # time.monotonic()
+
+    def close(self, reason: str, text: str = "") -> None:
+        """`BYE <reason> <text>` and close; callable from any thread."""
+
+
+class Nicks:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, Client] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def claim(self, member: Client, nick: str, greeting: bytes) -> None:
+        """Register `member` as `nick`. `greeting` (its `WELCOME`) is queued
+        before anyone can find it, so no line can arrive ahead of it.
+
+        Raises:
+            ProtocolError: `nick_taken`.
+        """
+        with self._lock:
+            self._take(protocol.nick_key(nick), nick, member)
+            member.nick = nick
+            member.deliver(greeting)  # only queues: no I/O under the lock
+
+    def rename(self, member: Client, new: str) -> str:
+        """Give `member` the nickname `new` (a change of case only is allowed);
+        returns the old one.
+
+        Raises:
+            ProtocolError: `nick_taken`.
+        """
+        with self._lock:
+            old = member.nick
+            old_key, new_key = protocol.nick_key(old), protocol.nick_key(new)
+            if new_key != old_key:
+                self._take(new_key, new, member)
+                del self._by_key[old_key]
+            member.nick = new
+        return old
+
+    def release(self, member: Client) -> bool:
+        """Free `member`'s nickname; False if it held none."""
+        key = protocol.nick_key(member.nick)
+        with self._lock:
+            if self._by_key.get(key) is not member:
+                return False
+            del self._by_key[key]
+        return True
+
+    def find(self, nick: str) -> Client | None:
+        return self._by_key.get(protocol.nick_key(nick))
+
+    def members(self) -> list[Client]:
+        with self._lock:
+            return list(self._by_key.values())
+
+    def _take(self, key: str, nick: str, member: Client) -> None:
+        if key in self._by_key:
+            raise ProtocolError(protocol.NICK_TAKEN, f"The nickname {nick} is taken; try another.")
+        self._by_key[key] = member

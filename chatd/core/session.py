@@ -1,0 +1,376 @@
+"""Session: one client's side of the chat, from `HELLO` to its last line.
+
+Registration, commands, the rooms it is in, flood control and strikes. It
+sees its transport only through `Outlet`, and is driven by it: `on_open`
+after the handshake, `on_lines` for what one read produced, `on_timer` at
+its deadline, `on_close` once, whatever ended the connection.
+
+# NOTE: every method runs on the transport's own thread, except `deliver`
+# (the outlet's, callable from any thread) and `close`.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from enum import Enum
+from typing import Final, Protocol
+
+import structlog
+
+from chatd import __version__
+from chatd.core import protocol
+from chatd.core.chat import Chat
+from chatd.core.rooms import Room, Sender
+from chatd.errors import ProtocolError
+
+log = structlog.get_logger(__name__)
+
+FLOOD_WINDOW: Final = 30.0
+
+_REJECT_TEXT: Final = {
+    protocol.SERVER_FULL: "The server is full; try again later.",
+    protocol.TOO_MANY_CONNECTIONS: "Too many connections from your address.",
+    protocol.THROTTLED: "Too many connections from your address in the last minute; wait a bit.",
+}
+
+
+class Outlet(Sender, Protocol):
+    """What a session needs from its transport."""
+
+    peer: str
+    connected_at: float
+
+    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
+        """Queue bytes for the client (any thread)."""
+
+    def close(self, reason: str, text: str = "") -> None:
+        """`BYE <reason>` (with `text` unless the reason is `quit`), then close (any thread)."""
+
+    def set_deadline(self, when: float | None) -> None:
+        """Call `on_timer` at `when` (monotonic), or never."""
+
+
+class State(Enum):
+    REGISTERING = "registering"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class Session:
+    def __init__(self, chat: Chat, outlet: Outlet, context: dict[str, object]) -> None:
+        self.chat = chat
+        self.outlet = outlet
+        self.deliver = outlet.deliver  # the fan-out hot path: no hop through the session
+        self.peer = outlet.peer
+        self.connected_at = outlet.connected_at
+        self.last_active = time.monotonic()
+        self.nick = ""
+        self.state = State.REGISTERING
+        self.messages_in = 0
+        self.rooms: dict[str, Room] = {}  # by key, in the order they were joined
+        self.current: Room | None = None
+        self._ctx = context
+        self._nick_bytes = b""
+        self._cert_nick: str | None = None
+        self._nick_attempts = 0
+        self._strikes = 0
+        limits = chat.config.limits
+        self._tokens = float(limits.message_burst)
+        self._tokens_at = time.monotonic()
+        self._held: collections.deque[bytes | None] = collections.deque()
+        self._rejections: collections.deque[float] = collections.deque()
+        self._batch: list[bytes] = []  # lines for `_batch_room`, sent as one block
+        self._batch_room: Room | None = None
+        self._register_deadline: float | None = None
+        self._hold_deadline: float | None = None
+
+    # -- driven by the transport --------------------------------------------------------
+
+    def on_open(self, reject: str | None, cert_nick: str | None) -> None:
+        """The handshake is done: greet, or say why the client is refused."""
+        if reject is not None:
+            self.outlet.deliver(protocol.format_error(ProtocolError(reject, _REJECT_TEXT[reject])))
+            self.close(reject)
+            return
+        self._cert_nick = cert_nick
+        self.outlet.deliver(protocol.format_line("HELLO", str(protocol.VERSION), f"chatd {__version__}"))
+        self.outlet.deliver(b"NICK\n")
+        self._register_deadline = time.monotonic() + self.chat.config.limits.register_timeout
+        self._rearm()
+
+    def on_lines(self, lines: list[bytes | None]) -> None:
+        now = time.monotonic()
+        self.last_active = now
+        for line in lines:
+            if self.state is State.ACTIVE:
+                self._gate(line, now)
+            elif self.state is State.REGISTERING:
+                self._register(line)
+            else:
+                break
+        self._flush_batch()
+
+    def on_timer(self, now: float) -> None:
+        if self._register_deadline is not None and now >= self._register_deadline:
+            self._register_deadline = None
+            if self.state is State.REGISTERING:
+                self.close("register_timeout")
+                return
+        if self._hold_deadline is not None and now >= self._hold_deadline:
+            self._hold_deadline = None
+            self._release_held(now)
+        self._rearm()
+
+    def on_close(self, reason: str, text: str) -> bytes:
+        """The connection is ending: leave every room (those who shared one are
+        told `LEAVE <nick> <reason> <text>`); returns the `BYE` line to send.
+        Called once, by the transport."""
+        full_reason = f"{reason} {text}".rstrip()
+        if self.state is not State.CLOSED:
+            self._flush_batch()
+            if self.state is State.ACTIVE:
+                self.chat.leave(self, list(self.rooms.values()), full_reason)
+            self.state = State.CLOSED
+            self.rooms.clear()
+            self.current = None
+            self._held.clear()
+        # A /quit's own words go to the others only; any other reason's text
+        # (an operator's kick message) is for the client too.
+        return protocol.format_line("BYE", reason if reason == "quit" else full_reason)
+
+    def limits_changed(self) -> None:
+        """A reload changed the limits: lines held by the old rate go by the new one."""
+        if self._held and self.state is State.ACTIVE:
+            self._hold_deadline = None
+            self._release_held(time.monotonic())
+            self._rearm()
+
+    def close(self, reason: str, text: str = "") -> None:
+        self.outlet.close(reason, text)
+
+    # -- flood control ---------------------------------------------------------------
+
+    def _gate(self, line: bytes | None, now: float) -> None:
+        """Token-bucket flood control: handle, hold, or refuse the line."""
+        if not self._held and self._take_token(now):
+            self._handle(line)
+            return
+        limits = self.chat.config.limits
+        if len(self._held) < limits.message_burst:
+            self._held.append(line)
+            if self._hold_deadline is None:
+                self._hold_deadline = self._next_token_at(now)
+                self._rearm()
+            return
+        self._send_error(ProtocolError(protocol.RATE_LIMITED, "Slow down; that line was dropped."))
+        log.info("rate_limited", **self._ctx, nick=self.nick)
+        if limits.flood_disconnect:
+            self._rejections.append(now)
+            while self._rejections and now - self._rejections[0] > FLOOD_WINDOW:
+                self._rejections.popleft()
+            if len(self._rejections) >= limits.flood_disconnect:
+                self.close("flood")
+
+    def _take_token(self, now: float) -> bool:
+        limits = self.chat.config.limits
+        if limits.message_rate <= 0:
+            return True
+        self._tokens = min(
+            float(limits.message_burst),
+            self._tokens + (now - self._tokens_at) * limits.message_rate,
+        )
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _release_held(self, now: float) -> None:
+        while self._held and self.state is State.ACTIVE and self._take_token(now):
+            self._handle(self._held.popleft())
+        self._flush_batch()
+        if self._held and self.state is State.ACTIVE:
+            self._hold_deadline = self._next_token_at(now)
+
+    def _next_token_at(self, now: float) -> float:
+        rate = self.chat.config.limits.message_rate or 1.0  # 0 after a reload: release at once
+        return now + max(0.0, 1.0 - self._tokens) / rate
+
+    def _rearm(self) -> None:
+        deadlines = [d for d in (self._register_deadline, self._hold_deadline) if d is not None]
+        self.outlet.set_deadline(min(deadlines) if deadlines else None)
+
+    # -- registration ----------------------------------------------------------------
+
+    def _register(self, line: bytes | None) -> None:
+        config = self.chat.config
+        try:
+            if line is protocol.TOO_LONG:
+                raise ProtocolError(protocol.LINE_TOO_LONG, "Nicknames are short; line dropped.")
+            text = protocol.clean_line(line).decode("utf-8")
+            if text == "/quit" or text.startswith("/quit "):
+                self.close("quit")
+                return
+            nick = protocol.check_nick(text, config.limits.max_nick_length)
+            if config.tls.nick_from_cert and nick != self._cert_nick:
+                raise ProtocolError(
+                    protocol.NICK_INVALID,
+                    f"Your certificate allows only the nickname {self._cert_nick}.",
+                )
+            welcome = f"Welcome to {config.server.name}, {nick}! Type /help for commands."
+            self.chat.register(self, nick, protocol.format_line("WELCOME", nick, welcome))
+        except ProtocolError as error:
+            self._nick_attempts += 1
+            self._send_error(error)
+            if self._nick_attempts >= config.limits.max_nick_attempts:
+                self.close("nick_failed")
+            else:
+                self.outlet.deliver(b"NICK\n")
+            return
+        self.state = State.ACTIVE
+        self._register_deadline = None
+        self._rearm()
+        self._nick_bytes = nick.encode()
+        log.info("nickname", **self._ctx, nick=nick)
+        for name in config.rooms.autojoin:
+            try:
+                self._join(name)
+            except ProtocolError as error:  # e.g. the server's room limit
+                self._send_error(error)
+        self._say_current()
+
+    # -- commands ----------------------------------------------------------------------
+
+    def _handle(self, line: bytes | None) -> None:
+        try:
+            if line is protocol.TOO_LONG:
+                raise ProtocolError(
+                    protocol.LINE_TOO_LONG,
+                    f"Lines are limited to {self.chat.config.limits.max_line_bytes} bytes; "
+                    "that one was dropped.",
+                )
+            command = protocol.parse_command(protocol.clean_line(line))
+            if command.verb == "say":
+                self._say(b"MSG", self._current_room(), command.text)
+            elif command.verb == "me":
+                self._say(b"ACTION", self._current_room(), command.text)
+            else:
+                self._flush_batch()
+                self._command(command)
+        except ProtocolError as error:
+            self._send_error(error)
+
+    def _say(self, verb: bytes, room: Room, text: bytes) -> None:
+        """Queue a room line; lines of one read to one room leave as one block."""
+        if room is not self._batch_room:
+            self._flush_batch()
+            self._batch_room = room
+        self.messages_in += 1
+        self._batch.append(protocol.format_text_line(verb, room.label, self._nick_bytes, text))
+
+    def _flush_batch(self) -> None:
+        if self._batch and self._batch_room is not None:
+            batch, self._batch = self._batch, []
+            self._batch_room.broadcast(b"".join(batch), len(batch), sender=self.outlet)
+
+    def _command(self, command: protocol.Command) -> None:
+        verb = command.verb
+        if verb == "join":
+            self._join(command.target)
+            self._say_current()
+        elif verb == "part":
+            self._part(command.target, command.text.decode())
+        elif verb == "msg":
+            self._message(command.target, command.text)
+        elif verb == "topic":
+            self._topic(command.target, command.text.decode())
+        elif verb == "who":
+            room = self._room_named(command.target) if command.target else self._current_room()
+            self.outlet.deliver(protocol.format_users(room.name, room.nicks()))
+        elif verb == "rooms":
+            lines = self.chat.room_list()
+            self.outlet.deliver(b"".join(lines), len(lines))
+        elif verb == "nick":
+            self._rename(command.target)
+        elif verb == "ping":
+            self.outlet.deliver(b"PONG %s\n" % command.text if command.text else b"PONG\n")
+        elif verb == "quit":
+            self.close("quit", command.text.decode())
+        elif verb == "help":
+            for text in protocol.HELP_LINES:
+                self.outlet.deliver(protocol.format_line("INFO", text))
+
+    def _join(self, name: str) -> None:
+        room = self.rooms.get(protocol.room_key(protocol.check_room(name)))
+        if room is None:
+            room = self.chat.join(self, name, len(self.rooms), self.outlet)
+            self.rooms[protocol.room_key(room.name)] = room
+        self.current = room
+
+    def _part(self, name: str, text: str) -> None:
+        room = self._joined(name) if name else self._current_room()
+        del self.rooms[protocol.room_key(room.name)]
+        self.chat.part(self, room, text)
+        if room is self.current:
+            self.current = next(reversed(self.rooms.values()), None)
+            self._say_current()
+
+    def _message(self, target: str, text: bytes) -> None:
+        if protocol.is_room(target):
+            self._say(b"MSG", self._joined(target), text)
+            return
+        recipient = self.chat.nicks.find(target)
+        if recipient is None:
+            raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
+        self.messages_in += 1
+        line = b"DM %s %s %s\n" % (self._nick_bytes, recipient.nick.encode(), text)
+        recipient.deliver(line, 1, self.outlet)
+        if recipient is not self:
+            self.outlet.deliver(line)
+
+    def _topic(self, name: str, text: str) -> None:
+        room = self._joined(name) if name else self._current_room()
+        if text:
+            self.chat.set_topic(self, room, text)
+        else:
+            self.outlet.deliver(self.chat.topic_line(room))
+
+    def _rename(self, new: str) -> None:
+        protocol.check_nick(new, self.chat.config.limits.max_nick_length)
+        if new == self.nick:
+            self.outlet.deliver(protocol.format_line("INFO", f"You are already {new}."))
+            return
+        if self.chat.config.tls.nick_from_cert:
+            raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
+        old = self.chat.rename(self, list(self.rooms.values()), new)
+        self._nick_bytes = new.encode()
+        log.info("rename", **self._ctx, old=old, new=new)
+
+    def _say_current(self) -> None:
+        self.outlet.deliver(protocol.format_line("CURRENT", self.current.name if self.current else "*"))
+
+    def _current_room(self) -> Room:
+        if self.current is None:
+            raise ProtocolError(protocol.NOT_IN_ROOM, "You are in no room; /join one first.")
+        return self.current
+
+    def _joined(self, name: str) -> Room:
+        room = self.rooms.get(protocol.room_key(protocol.check_room(name)))
+        if room is None:
+            raise ProtocolError(protocol.NOT_IN_ROOM, f"You are not in {name}; /join it first.")
+        return room
+
+    def _room_named(self, name: str) -> Room:
+        room = self.chat.rooms.find(protocol.check_room(name))
+        if room is None:
+            raise ProtocolError(protocol.NO_SUCH_ROOM, f"There is no room {name}.")
+        return room
+
+    def _send_error(self, error: ProtocolError) -> None:
+        self._flush_batch()
+        self.outlet.deliver(protocol.format_error(error))
+        if error.code in protocol.STRIKE_CODES:
+            self._strikes += 1
+            if self._strikes >= self.chat.config.limits.max_strikes:
+                self.close("too_many_errors")

@@ -1,0 +1,282 @@
+"""chatd/core: sessions, rooms and announcements against docs/protocol.md, with
+an in-memory outlet in place of the transport (the core has no sockets)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from chatd.config import Config, LimitsConfig, RoomsConfig
+from chatd.core.chat import Chat
+from chatd.core.session import Session
+
+
+class FakeOutlet:
+    """What a transport gives a session, recording instead of sending."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.connected_at = 0.0
+        self.received: list[str] = []
+        self.closed: tuple[str, str] | None = None
+        self.deadline: float | None = None
+        self.session: Session | None = None
+
+    def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
+        self.received.extend(data.decode().splitlines())
+
+    def close(self, reason: str, text: str = "") -> None:
+        if self.closed is None:
+            self.closed = (reason, text)
+            assert self.session is not None
+            self.session.on_close(reason, text)
+
+    def set_deadline(self, when: float | None) -> None:
+        self.deadline = when
+
+    def pause_for_backlog(self) -> bool:
+        return False
+
+    def resume_after_backlog(self) -> None:
+        pass
+
+    def take(self) -> list[str]:
+        lines, self.received = self.received, []
+        return lines
+
+
+def make_chat(**rooms: object) -> Chat:
+    limits = {k: rooms.pop(k) for k in list(rooms) if k.startswith("max_")}
+    config = Config(path=Path("chatd.yaml"), rooms=RoomsConfig(**rooms),  # type: ignore[arg-type]
+                    limits=LimitsConfig(message_rate=0, **limits))  # type: ignore[arg-type]
+    return Chat(config)
+
+
+def connect(chat: Chat, nick: str) -> FakeOutlet:
+    outlet = FakeOutlet(f"127.0.0.1:{len(chat.nicks) + 40000}")
+    session = Session(chat, outlet, {"session": nick})
+    outlet.session = session
+    session.on_open(None, None)
+    session.on_lines([nick.encode()])
+    assert outlet.take()[-1] == "CURRENT #lobby"
+    return outlet
+
+
+def say(outlet: FakeOutlet, *lines: str) -> list[str]:
+    assert outlet.session is not None
+    outlet.session.on_lines([line.encode() for line in lines])
+    return outlet.take()
+
+
+@pytest.fixture
+def chat() -> Chat:
+    return make_chat()
+
+
+def test_registration_greets_then_joins_the_autojoin_rooms(chat: Chat) -> None:
+    outlet = FakeOutlet("127.0.0.1:1")
+    session = Session(chat, outlet, {})
+    outlet.session = session
+    session.on_open(None, None)
+    hello, ask = outlet.take()
+    assert hello.startswith("HELLO 2 chatd ") and ask == "NICK"
+    session.on_lines([b"alice"])
+    lines = outlet.take()
+    assert lines[0].startswith("WELCOME alice ")
+    assert lines[1:] == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
+
+
+def test_text_goes_to_the_current_room_and_names_it(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    assert alice.take() == ["JOIN #lobby bob"]
+    say(bob, "hello", "/me waves")
+    assert alice.take() == ["MSG #lobby bob hello", "ACTION #lobby bob waves"]
+
+
+def test_join_creates_switches_and_parts(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    alice.take()
+    assert say(alice, "/join #Rust") == ["JOIN #Rust alice", "USERS #Rust alice", "CURRENT #Rust"]
+    assert say(bob, "/join #rust") == ["JOIN #Rust bob", "USERS #Rust alice bob", "CURRENT #Rust"]
+    assert alice.take() == ["JOIN #Rust bob"]
+    assert say(alice, "/join #lobby") == ["CURRENT #lobby"]  # already in it: a switch
+    assert say(alice, "hi lobby") == ["MSG #lobby alice hi lobby"]
+    assert say(alice, "/msg #rust in rust") == ["MSG #Rust alice in rust"]
+    assert bob.take() == ["MSG #lobby alice hi lobby", "MSG #Rust alice in rust"]
+    assert say(bob, "/part #rust bye now") == ["PART #Rust bob bye now", "CURRENT #lobby"]
+    assert alice.take() == ["PART #Rust bob bye now"]
+    say(alice, "/part #rust")
+    assert chat.rooms.find("#rust") is None  # empty and not permanent: gone
+    assert say(alice, "/part") == ["PART #lobby alice", "CURRENT *"]
+    assert say(alice, "anyone?") == ["ERR not_in_room You are in no room; /join one first."]
+
+
+def test_topics(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    alice.take()
+    assert say(alice, "/topic") == ["TOPIC #lobby *"]
+    assert say(alice, "/topic welcome all") == ["TOPIC #lobby alice welcome all"]
+    assert bob.take() == ["TOPIC #lobby alice welcome all"]
+    carol = FakeOutlet("x")
+    carol.session = Session(chat, carol, {})
+    carol.session.on_open(None, None)
+    carol.session.on_lines([b"carol"])
+    assert carol.take()[3:] == [
+        "JOIN #lobby carol", "TOPIC #lobby alice welcome all", "USERS #lobby alice bob carol", "CURRENT #lobby"
+    ]
+    assert alice.take() == ["JOIN #lobby carol"]
+    assert say(alice, "/topic #nowhere x")[0].startswith("ERR not_in_room ")
+
+
+def test_rooms_and_who(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    say(bob, "/join #b", "/topic the b room")
+    alice.take()
+    assert say(alice, "/rooms") == ["ROOM #b 1 the b room", "ROOM #lobby 2", "ROOMS 2"]
+    assert say(alice, "/who #b") == ["USERS #b bob"]
+    assert say(alice, "/who") == ["USERS #lobby alice bob"]
+    assert say(alice, "/who #none")[0].startswith("ERR no_such_room ")
+
+
+def test_room_errors(chat: Chat) -> None:
+    alice = connect(chat, "alice")
+    alice.take()
+    assert say(alice, "/join lobby")[0].startswith("ERR room_invalid ")
+    assert say(alice, "/join #" + "x" * 33)[0].startswith("ERR room_invalid ")
+    assert say(alice, "/join")[0].startswith("ERR missing_argument ")
+    assert say(alice, "/msg #elsewhere hi")[0].startswith("ERR not_in_room ")
+
+
+def test_room_limits() -> None:
+    chat = make_chat(max_rooms=3, max_rooms_per_client=2)
+    alice = connect(chat, "alice")
+    alice.take()
+    assert say(alice, "/join #a")[-1] == "CURRENT #a"
+    assert say(alice, "/join #b")[0].startswith("ERR too_many_rooms ")  # alice's own limit
+    bob = connect(chat, "bob")
+    bob.take()
+    assert say(bob, "/join #b")[-1] == "CURRENT #b"
+    carol = connect(chat, "carol")
+    carol.take()
+    assert say(carol, "/join #c")[0].startswith("ERR too_many_rooms ")  # the server's limit
+
+
+def test_creating_rooms_can_be_turned_off() -> None:
+    chat = make_chat(allow_create=False, permanent=("#lobby", "#help"))
+    alice = connect(chat, "alice")
+    alice.take()
+    assert say(alice, "/join #new")[0].startswith("ERR no_such_room ")
+    assert say(alice, "/join #help")[-1] == "CURRENT #help"
+    say(alice, "/part #help")
+    assert chat.rooms.find("#help") is not None  # permanent: stays when empty
+
+
+def test_leave_and_rename_reach_each_sharer_once(chat: Chat) -> None:
+    alice, bob, carol = connect(chat, "alice"), connect(chat, "bob"), connect(chat, "carol")
+    say(carol, "/part #lobby")  # carol shares nothing with alice
+    say(alice, "/join #a", "/join #b")
+    say(bob, "/join #a", "/join #b")
+    for outlet in (alice, bob, carol):
+        outlet.take()
+    assert say(alice, "/nick Alicia") == ["RENAME alice Alicia"]
+    assert bob.take() == ["RENAME alice Alicia"]
+    assert carol.take() == []
+    say(alice, "/quit lunch")
+    assert alice.closed == ("quit", "lunch")
+    assert bob.take() == ["LEAVE Alicia quit lunch"]
+    assert carol.take() == []
+    assert chat.nicks.find("alicia") is None
+    assert [len(chat.rooms.find(name) or ()) for name in ("#lobby", "#a", "#b")] == [1, 1, 1]
+
+
+def test_a_rejected_client_is_told_why(chat: Chat) -> None:
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {})
+    outlet.session.on_open("server_full", None)
+    assert outlet.take() == ["ERR server_full The server is full; try again later."]
+    assert outlet.closed == ("server_full", "")
+
+
+def test_reload_makes_new_permanent_rooms(chat: Chat) -> None:
+    chat.configure(dataclasses.replace(chat.config, rooms=RoomsConfig(permanent=("#lobby", "#news"))))
+    assert [room.name for room in chat.rooms.all()] == ["#lobby", "#news"]
+
+
+def test_parting_the_current_room_makes_the_latest_joined_current(chat: Chat) -> None:
+    alice = connect(chat, "alice")
+    say(alice, "/join #a", "/join #b", "/join #c")
+    assert say(alice, "/join #a") == ["CURRENT #a"]  # a switch does not reorder
+    assert say(alice, "/part") == ["PART #a alice", "CURRENT #c"]
+    assert say(alice, "/part #b gone") == ["PART #b alice gone"]  # not current: no CURRENT
+    assert say(alice, "/part #c") == ["PART #c alice", "CURRENT #lobby"]
+    assert say(alice, "/part") == ["PART #lobby alice", "CURRENT *"]
+    for line in ("hello", "/me waves", "/part", "/topic", "/topic new", "/who"):
+        assert say(alice, line)[0].startswith("ERR not_in_room "), line
+    assert say(alice, "/part #lobby")[0].startswith("ERR not_in_room ")
+    assert say(alice, "/join #lobby") == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
+
+
+def test_msg_to_a_room_does_not_switch(chat: Chat) -> None:
+    alice = connect(chat, "alice")
+    say(alice, "/join #a")
+    assert say(alice, "/msg #LOBBY over there", "right here") == [
+        "MSG #lobby alice over there", "MSG #a alice right here"
+    ]
+
+
+def test_who_of_a_room_one_is_not_in(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    say(bob, "/join #b")
+    alice.take()
+    assert say(alice, "/who #B") == ["USERS #b bob"]
+    assert say(alice, "/topic #b")[0].startswith("ERR not_in_room ")  # /topic needs membership
+    assert say(alice, "/who #bad!")[0].startswith("ERR room_invalid ")
+
+
+def test_autojoin_joins_each_room_in_order_and_the_last_is_current() -> None:
+    chat = make_chat(autojoin=("#lobby", "#help"), permanent=("#lobby", "#help"))
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {})
+    outlet.session.on_open(None, None)
+    outlet.take()
+    outlet.session.on_lines([b"alice"])
+    assert outlet.take()[1:] == [
+        "JOIN #lobby alice", "USERS #lobby alice", "JOIN #help alice", "USERS #help alice", "CURRENT #help"
+    ]
+
+
+def test_an_autojoin_room_beyond_the_server_limit_is_an_error_not_a_failure() -> None:
+    # Not permanent, so created on the first registration; max_rooms leaves no room for it.
+    chat = make_chat(autojoin=("#lobby", "#extra"), max_rooms=1)
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {})
+    outlet.session.on_open(None, None)
+    outlet.take()
+    outlet.session.on_lines([b"alice"])
+    lines = outlet.take()
+    assert lines[1:3] == ["JOIN #lobby alice", "USERS #lobby alice"]
+    assert lines[3].startswith("ERR too_many_rooms ")
+    assert lines[4:] == ["CURRENT #lobby"]
+
+
+def test_a_dropped_connection_is_announced_once_to_sharers(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    say(alice, "/join #a")
+    say(bob, "/join #a")
+    alice.take()
+    assert bob.session is not None
+    bob.session.on_close("connection_lost", "")
+    assert alice.take() == ["LEAVE bob connection_lost"]
+    assert chat.nicks.find("bob") is None
+
+
+def test_rename_case_only_and_to_the_same_nick(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    alice.take()
+    assert say(alice, "/nick ALICE") == ["RENAME alice ALICE"]
+    assert bob.take() == ["RENAME alice ALICE"]
+    assert say(alice, "/nick ALICE") == ["INFO You are already ALICE."]
+    assert say(alice, "/nick bob")[0].startswith("ERR nick_taken ")
+    assert say(alice, "hi") == ["MSG #lobby ALICE hi"]
