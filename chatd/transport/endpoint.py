@@ -61,6 +61,32 @@ class Application(Protocol):
     def limits_changed(self) -> None: ...
 
 
+class Finished:
+    """What a finished endpoint keeps of its application: what its logs and
+    counters may still read."""
+
+    __slots__ = ("nick", "messages_in")
+
+    def __init__(self, nick: str, messages_in: int) -> None:
+        self.nick = nick
+        self.messages_in = messages_in
+
+    def on_open(self, reject: str | None, cert_nick: str | None) -> None:
+        pass  # never called: a finished endpoint does nothing more
+
+    def on_lines(self, lines: list[bytes | None]) -> None:
+        pass
+
+    def on_timer(self, now: float) -> None:
+        pass
+
+    def on_close(self, reason: str, text: str) -> bytes:
+        return b""
+
+    def limits_changed(self) -> None:
+        pass
+
+
 class Host(Protocol):
     """What an endpoint needs from the server."""
 
@@ -499,6 +525,10 @@ class LineEndpoint:
                 messages_in=self.app.messages_in,
                 messages_out=self.messages_out,
             )
+        # The session holds this endpoint (its outlet) and this endpoint holds
+        # the session: let go of it, so that both, with the SSL object and every
+        # buffer, are freed now rather than by a later cyclic GC pass.
+        self.app = Finished(self.app.nick, self.app.messages_in)
 
     def _update_interest(self) -> None:
         """Watch readability unless input is paused, writability while the socket
