@@ -57,6 +57,10 @@ CAPACITY = {"verify": False}
 # full session that quits, one that just closes (bench/churn.py); then the
 # server's RSS after 10 s of quiet. No certificate checks, as in capacity.
 CHURN = {"scenario": "churn", "concurrency": 40, "idle": 10, "timeout": 20, "verify": False}
+# Rooms: 1,000 clients in 100 rooms of 10, every client sending to its room
+# with the fan-out window, one record per line, as people send (bench/rooms.py).
+# 1,000 is chatd's default max_clients: the generator opens no other connection.
+ROOMS = {"scenario": "rooms", "n": 1000, "rooms": 100, **LINES, "samples": 10}
 
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
@@ -70,6 +74,7 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("churn", {**CHURN, "duration": 60}),
     ("slow-without", {**SLOW, "m": 2000}),
     ("slow-with", {**SLOW, "m": 2000, "nonreader": True}),
+    ("rooms", {**ROOMS, "m": 200}),
 ]
 QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW}),
@@ -83,6 +88,7 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("churn", {**CHURN, "duration": 15, "idle": 5}),
     ("slow-without", {**SLOW, "m": 600}),
     ("slow-with", {**SLOW, "m": 600, "nonreader": True}),
+    ("rooms", {**ROOMS, "m": 100}),
 ]
 # The seed corrupts or stalls early; don't wait long for what will not come.
 SEED_LIMITS = {"deadline": 30, "idle": 3.0, "connect_timeout": 60}
@@ -305,7 +311,7 @@ def _summary(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"{head} ERROR {record['error'][:200]}"
     parts = [f"ok={record.get('ok')}"]
-    for key in ("msgs_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client",
+    for key in ("msgs_per_s", "sent_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client",
                 "io_threads", "failed_receivers", "unsent", "log_slow_consumer", "connects_per_s",
                 "failed", "rss_kib_start", "rss_kib_peak", "rss_kib_end", "rss_kib_idle"):
         if key in record:
@@ -314,7 +320,7 @@ def _summary(record: dict[str, Any]) -> str:
         parts.append(f"{kind}={k['per_s']}/s(fail {k['failed']}, timeout {k['timeouts']})")
     if "latency" in record and record["latency"].get("n"):
         parts.append(f"p50={record['latency']['p50_ms']}ms p99={record['latency']['p99_ms']}ms")
-    for key in ("lost", "corrupt", "gen_cpu_pct", "server_cpu_pct", "other_cpu_pct",
+    for key in ("lost", "corrupt", "wrong_room", "gen_cpu_pct", "server_cpu_pct", "other_cpu_pct",
                 "handshake_gen_cpu_pct", "nonreader_dropped"):
         if key in record:
             parts.append(f"{key}={record[key]}")

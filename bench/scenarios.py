@@ -1,5 +1,6 @@
-"""Fan-out, paced, capacity and slow consumer (churn is in churn.py), run inside the load-generator process against one
-already-running server. Each returns a flat dict of parameters and metrics
+"""Fan-out, paced, capacity and slow consumer (churn is in churn.py, rooms in
+rooms.py), run inside the load-generator process against one already-running
+server. Each returns a flat dict of parameters and metrics
 (one JSON line of bench/results.jsonl).
 
 Common shape: connect and register every client (bounded concurrency), pass a
@@ -38,6 +39,10 @@ def run_scenario(spec: Spec) -> dict[str, Any]:
         from bench.churn import churn  # churn.py builds on this module
 
         return churn(spec)
+    if scenario == "rooms":
+        from bench.rooms import rooms  # rooms.py builds on this module
+
+        return rooms(spec)
     runner = {"fanout": fanout, "slow": fanout, "paced": paced, "capacity": capacity}[scenario]
     return runner(spec)
 
