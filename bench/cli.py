@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.targets import REPO, TARGETS, Certs, Running, Target, TargetUnavailable, cpu_count, pinned
+from bench.targets import (
+    REPO, TARGETS, WORK, Certs, ChatdBeforeTarget, Running, Target, TargetUnavailable, cpu_count, pinned,
+)
 
-DEFAULT_TARGETS = "chatd,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4"
+DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4"
 
 BENCH = Path(__file__).resolve().parent
-WORK = BENCH / ".work"  # git-ignored
 LOCK = Path("/tmp/chatd-bench.lock")
 
 # How the senders drive the server (bench/README.md, "Method"): batches of 10
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="seconds to wait for a quiet machine before each run (default 60)")
     parser.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.jsonl go")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="the git revision chatd-before runs (default: the merge-base of issue-11 and main)")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.jsonl")
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     for name in args.targets.split(","):
         target = TARGETS[name.strip()](certs)
+        if isinstance(target, ChatdBeforeTarget):
+            target.revision = args.baseline
         try:
             target.check()
         except TargetUnavailable as exc:
