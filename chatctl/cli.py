@@ -21,6 +21,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "connect": ("chatctl.client", "connect to a chatd server and chat"),
     "status": ("chatctl.control", "show the daemon's status (control socket)"),
     "who": ("chatctl.control", "list connected clients (control socket)"),
+    "rooms": ("chatctl.control", "list rooms with their members and topics (control socket)"),
     "kick": ("chatctl.control", "disconnect a client (control socket)"),
     "broadcast": ("chatctl.control", "send an INFO line to everyone (control socket)"),
     "reload": ("chatctl.control", "reload the daemon's configuration (control socket)"),

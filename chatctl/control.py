@@ -1,4 +1,4 @@
-"""Operator commands over chatd's control socket: status, who, kick, broadcast, reload.
+"""Operator commands over chatd's control socket: status, who, rooms, kick, broadcast, reload.
 
 The socket is found with `--socket PATH`, or read from the daemon's YAML
 (`control.socket`) given with `--config`. Before connecting, the socket's
@@ -18,10 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chatctl.render import sanitize
 from chatd.config import default_config_path, load_config
 from chatd.errors import ConfigError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PERMISSION = 0, 1, 2, 3, 4
+TOPIC_WIDTH = 40  # `chatctl rooms` cuts longer topics (--json has them whole)
 
 
 class ControlError(Exception):
@@ -152,6 +154,8 @@ def _render(command: str, result: Any) -> str:
         widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
         lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
         return "\n".join(lines) + f"\n{len(result)} connected\n"
+    if command == "rooms":
+        return _render_rooms(result)
     if command == "kick":
         return f"kicked {result['kicked']}\n"
     if command == "broadcast":
@@ -161,6 +165,22 @@ def _render(command: str, result: Any) -> str:
         note = f"; needs a restart for: {', '.join(restart)}" if restart else ""
         return f"configuration reloaded{note}\n"
     return f"reload failed, still running on the old configuration: {result.get('error')}\n"
+
+
+def _render_rooms(rooms: list[dict[str, Any]]) -> str:
+    """One line per room: its name, member count, topic (cut to `TOPIC_WIDTH`)
+    and members, so that `chatctl rooms | grep alice` shows alice's rooms."""
+    rows = [("ROOM", "USERS", "TOPIC", "MEMBERS")]
+    for room in rooms:
+        # Topics and nicknames come from users: nothing in them may drive the terminal.
+        topic = sanitize(str(room.get("topic") or "")) or "-"
+        if len(topic) > TOPIC_WIDTH:
+            topic = topic[: TOPIC_WIDTH - 1] + "…"
+        members = [sanitize(str(nick)) for nick in room["members"]]
+        rows.append((sanitize(str(room["room"])), str(len(members)), topic, " ".join(members)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join([*(v.ljust(w) for v, w in zip(row, widths)), row[3]]).rstrip() for row in rows]
+    return "\n".join(lines) + f"\n{len(rooms)} room" + ("" if len(rooms) == 1 else "s") + "\n"
 
 
 def _seconds(text: str) -> float:

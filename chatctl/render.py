@@ -3,9 +3,12 @@
 `render_line()` turns one protocol line (docs/protocol.md, "Server → client")
 into a list of `(style, text)` fragments, the shape prompt_toolkit calls
 `FormattedText`; `render_plain()` is the same without styles, for tests and
-for terminals without colour. Nothing here imports prompt_toolkit, so the
-module is cheap to import and easy to test; `STYLE` is plain data that
-chatctl/interactive.py turns into a prompt_toolkit `Style`.
+for terminals without colour. A line from a room other than the current one
+starts with the room's name. `render_status()` is the status line: the
+current room, your other rooms with their unread counts, the topic. Lines of
+a v1 server (no room argument) are shown too. Nothing here imports
+prompt_toolkit, so the module is cheap to import and easy to test; `STYLE` is
+plain data that chatctl/interactive.py turns into a prompt_toolkit `Style`.
 
 Everything that came over the network passes through `sanitize()` before it
 is shown, so a peer cannot move the cursor, retitle the terminal or reorder
@@ -18,6 +21,8 @@ import re
 import unicodedata
 from datetime import datetime
 from typing import Final, TypeAlias
+
+from chatctl.state import ROOM_VERBS, ClientState, is_room, line_room, room_key, same_nick, split_line
 
 Fragment: TypeAlias = tuple[str, str]
 Fragments: TypeAlias = list[Fragment]
@@ -37,6 +42,12 @@ STYLE: Final[dict[str, str]] = {
     "bye": "ansired",
     "local": "ansiblue",  # chatctl's own notices, not the server's
     "unknown": "#8a8a8a",
+    "room": "bold ansicyan",  # the room a line comes from, when it is not the current one
+    # The status line, on the background of prompt_toolkit's `bottom-toolbar` class.
+    "status": "",
+    "status-current": "bold #ffffff",
+    "status-unread": "bold ansiyellow",
+    "status-topic": "#a8a8a8",
 }
 
 _BIDI_CONTROLS: Final = frozenset(
@@ -96,12 +107,7 @@ def sanitize(text: str) -> str:
     return "".join(out)
 
 
-def same_nick(a: str, b: str) -> bool:
-    """Nicknames are equal without regard to case (docs/protocol.md)."""
-    return a.lower() == b.lower()
-
-
-def render_line(line: str, own_nick: str, now: datetime) -> Fragments:
+def render_line(line: str, own_nick: str, now: datetime, current: str | None = None) -> Fragments:
     """One server line as styled fragments, prefixed with the time as HH:MM.
 
     Args:
@@ -109,18 +115,36 @@ def render_line(line: str, own_nick: str, now: datetime) -> Fragments:
         own_nick: the user's current nickname ("" before registration);
             it is highlighted wherever it appears.
         now: when the line arrived.
+        current: the current room; a line from any other room (or from any
+            room, when this is None) starts with that room's name.
     """
     line = sanitize(line.removesuffix("\r"))
-    verb, _, rest = line.partition(" ")
+    verb, rest = split_line(line)
     body = _render_body(verb, rest, own_nick)
     if body is None:
         body = [("class:unknown", line)]
-    return [("class:time", now.strftime("%H:%M")), ("", " "), *body]
+        room = None
+    else:
+        room = _prefix_room(verb, rest, own_nick, current)
+    prefix: Fragments = [("class:room", room), ("", " ")] if room is not None else []
+    return [("class:time", now.strftime("%H:%M")), ("", " "), *prefix, *body]
 
 
-def render_plain(line: str, own_nick: str, now: datetime) -> str:
+def render_plain(line: str, own_nick: str, now: datetime, current: str | None = None) -> str:
     """`render_line()` without the styles."""
-    return plain(render_line(line, own_nick, now))
+    return plain(render_line(line, own_nick, now, current))
+
+
+def _prefix_room(verb: str, rest: str, own: str, current: str | None) -> str | None:
+    """The room to name before the line: its room, unless that is the current
+    one, or the line itself names it (your own JOIN and PART)."""
+    room = line_room(verb, rest)
+    if room is None or (current is not None and room_key(room) == room_key(current)):
+        return None
+    nick = rest.split(" ", 2)[1] if rest.count(" ") >= 1 else ""
+    if verb in ("JOIN", "PART") and own and same_nick(nick, own):
+        return None
+    return room
 
 
 def plain(fragments: Fragments) -> str:
@@ -133,25 +157,22 @@ def render_notice(text: str, now: datetime) -> Fragments:
 
 
 def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
-    """The fragments after the time, or None for a line this client doesn't understand."""
+    """The fragments after the time, or None for a line this client doesn't understand.
+
+    Room lines come in two shapes: v2's, with the room first (`MSG #lobby alice
+    hi`), and v1's, without (`MSG alice hi`). A nickname never starts with `#`,
+    so the first word tells them apart.
+    """
     args = rest.split(" ")
+    in_room = is_room(args[0])
+    if in_room and verb in ROOM_VERBS:
+        return _render_room_line(verb, args[0], rest.partition(" ")[2], own)
     if verb == "MSG" and len(args) >= 2:
         nick, text = rest.split(" ", 1)
-        return [
-            ("class:nick", "<"),
-            (_nick_style(nick, own), nick),
-            ("class:nick", ">"),
-            ("", " "),
-            *_text(text, own, "class:text"),
-        ]
+        return _message(nick, text, own)
     if verb == "ACTION" and len(args) >= 2:
         nick, text = rest.split(" ", 1)
-        return [
-            ("class:action", "* "),
-            (_nick_style(nick, own, "class:action"), nick),
-            ("class:action", " "),
-            *_text(text, own, "class:action"),
-        ]
+        return _action(nick, text, own)
     if verb == "DM" and len(args) >= 3:
         sender, target, text = rest.split(" ", 2)
         return [
@@ -175,18 +196,25 @@ def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
             return [("class:event", "-- you are now known as "), ("class:own", new)]
         return _event(old, own, " is now known as ") + [("class:nick", new)]
     if verb == "USERS":
-        nicks = [nick for nick in args if nick]
-        fragments: Fragments = [("class:event", f"-- {len(nicks)} online: ")]
-        for index, nick in enumerate(nicks):
-            if index:
-                fragments.append(("class:event", ", "))
-            fragments.append((_nick_style(nick, own, "class:event"), nick))
-        return fragments
+        return _users(args, "online", own)
+    if verb == "CURRENT" and rest == "*":
+        return [("class:event", "-- you are in no room; /join one")]
+    if verb == "CURRENT" and in_room and len(args) == 1:
+        return [("class:event", "-- now talking in "), ("class:room", rest)]
+    if verb == "ROOM" and in_room and len(args) >= 2:
+        room, count, *topic = rest.split(" ", 2)
+        listed: Fragments = [("class:event", "-- "), ("class:room", room), ("class:event", f" ({count})")]
+        return listed + ([("class:event", ": "), *_text(topic[0], own, "class:event")] if topic else [])
+    if verb == "ROOMS" and len(args) == 1 and rest:
+        return [("class:event", f"-- {rest} room" + ("" if rest == "1" else "s"))]
     if verb == "PONG":
         return [("class:event", "-- pong" + (f" {rest}" if rest else ""))]
     if verb in ("INFO", "WELCOME"):
         text = rest.split(" ", 1)[1] if verb == "WELCOME" and " " in rest else rest
         return [("class:info", "-!- "), *_text(text, own, "class:info")]
+    if verb == "HELLO" and len(args) >= 2:
+        version, text = rest.split(" ", 1)
+        return [("class:info", f"-!- {text} (protocol version {version})")]
     if verb == "NICK" and not rest:
         return [("class:info", "-!- the server asks for a nickname")]
     if verb == "ERR" and rest:
@@ -199,6 +227,67 @@ def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
         words = BYE_WORDS.get(code, code)
         return [("class:bye", f"-- disconnected: {words}" + (f" ({text})" if text else ""))]
     return None
+
+
+def _render_room_line(verb: str, room: str, rest: str, own: str) -> Fragments | None:
+    """A v2 room line after its room: `rest` is what follows the room name."""
+    nick, _, text = rest.partition(" ")
+    if not nick and verb != "USERS":
+        return None
+    you = bool(own) and same_nick(nick, own)
+    if verb == "MSG":
+        return _message(nick, text, own)
+    if verb == "ACTION":
+        return _action(nick, text, own)
+    if verb == "JOIN":
+        if text:
+            return None
+        if you:
+            return [("class:event", "-- you joined "), ("class:room", room)]
+        return _event(nick, own, " joined")
+    if verb == "PART":
+        said = [("class:event", ": "), *_text(text, own, "class:event")] if text else []
+        if you:
+            return [("class:event", "-- you left "), ("class:room", room), *said]
+        return _event(nick, own, " left the room") + said
+    if verb == "TOPIC":
+        if not text:
+            return [("class:event", "-- no topic")]
+        shown = [("class:event", "-- topic: "), *_text(text, own, "class:event")]
+        if nick == "*":  # nobody has set it (yet)
+            return shown
+        setter = _nick_style(nick, own, "class:event")
+        return [*shown, ("class:event", " (set by "), (setter, nick), ("class:event", ")")]
+    return _users(rest.split(" "), "here", own)
+
+
+def _message(nick: str, text: str, own: str) -> Fragments:
+    return [
+        ("class:nick", "<"),
+        (_nick_style(nick, own), nick),
+        ("class:nick", ">"),
+        ("", " "),
+        *_text(text, own, "class:text"),
+    ]
+
+
+def _action(nick: str, text: str, own: str) -> Fragments:
+    return [
+        ("class:action", "* "),
+        (_nick_style(nick, own, "class:action"), nick),
+        ("class:action", " "),
+        *_text(text, own, "class:action"),
+    ]
+
+
+def _users(args: list[str], where: str, own: str) -> Fragments:
+    nicks = [nick for nick in args if nick]
+    fragments: Fragments = [("class:event", f"-- {len(nicks)} {where}: ")]
+    for index, nick in enumerate(nicks):
+        if index:
+            fragments.append(("class:event", ", "))
+        fragments.append((_nick_style(nick, own, "class:event"), nick))
+    return fragments
 
 
 def _nick_style(nick: str, own: str, style: str = "class:nick") -> str:
@@ -231,4 +320,38 @@ def _text(text: str, own: str, style: str) -> Fragments:
         position = match.end()
     if position < len(text) or not fragments:
         fragments.append((style, text[position:]))
+    return fragments
+
+
+def render_status(state: ClientState, width: int) -> Fragments:
+    """The status line: `[#current] #other(3) #quiet | the current room's topic`.
+
+    Rooms are in the order you joined them; a number after a room counts the
+    messages there since it was last the current room. The topic comes last,
+    cut to fit `width` (left out when too little room is left for it).
+    """
+    if state.version == 1:
+        return [("class:status", " a protocol v1 server: one conversation, no rooms")]
+    if not state.registered:
+        return [("class:status", " not registered yet")]
+    current = state.current_room
+    fragments: Fragments = []
+    if current is None:
+        fragments.append(("class:status-current", "[no room]"))
+    for room in state.rooms.values():
+        if fragments:
+            fragments.append(("class:status", " "))
+        if room is current:
+            fragments.append(("class:status-current", f"[{sanitize(room.name)}]"))
+        elif room.unread:
+            fragments.append(("class:status-unread", f"{sanitize(room.name)}({room.unread})"))
+        else:
+            fragments.append(("class:status", sanitize(room.name)))
+    fragments.insert(0, ("class:status", " "))
+    topic = sanitize(current.topic) if current is not None else ""
+    room_left = width - len(plain(fragments)) - len(" | ")
+    if topic and room_left >= 8:
+        if len(topic) > room_left:
+            topic = topic[: room_left - 1] + "…"
+        fragments += [("class:status", " | "), ("class:status-topic", topic)]
     return fragments

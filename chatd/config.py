@@ -32,7 +32,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 7443
     name: str = "chatd"
-    io_threads: int = 0
+    io_threads: int = 1
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import socket
 import ssl
 import time
+import uuid
 from pathlib import Path
+
+# docs/protocol.md, "Version": the server's first line.
+HELLO = "HELLO 2 "
 
 
 class ChatClient:
@@ -34,22 +39,97 @@ class ChatClient:
         self.sock = context.wrap_socket(raw, server_hostname="localhost")
         self.sock.settimeout(timeout)
         self._buffer = b""
+        # Lines read ahead while taking this client's own JOIN/USERS/CURRENT
+        # answers; readline hands them out first, in order.
+        self._pending: collections.deque[str] = collections.deque()
         self.nick = ""
+        self.autojoin: list[str] = []  # the lines taken after WELCOME, up to CURRENT
 
     @classmethod
     def registered(cls, port: int, ca: Path, nick: str, **kwargs: object) -> "ChatClient":
+        """Connect and register as `nick`: `HELLO 2`, `NICK`, `WELCOME` first
+        after the nickname, then the autojoin rooms up to `CURRENT`, so that a
+        test starts from a clean slate (see `take_joins`)."""
         client = cls(port, ca, **kwargs)  # type: ignore[arg-type]
-        client.expect("NICK")
-        client.send(nick)
-        client.expect(f"WELCOME {nick} ")
-        client.nick = nick
+        client.register(nick)
         return client
+
+    def register(self, nick: str) -> None:
+        self.expect_greeting()
+        self.send(nick)
+        self.expect(f"WELCOME {nick} ")
+        self.nick = nick
+        self.autojoin = self.take_joins()
+
+    def expect_greeting(self, timeout: float = 5.0) -> str:
+        """The first two lines: `HELLO 2 <text>`, then `NICK`; returns the HELLO line."""
+        hello = self.expect(HELLO, timeout)
+        line = self.readline(timeout)
+        assert line == "NICK", f"expected 'NICK' after {hello!r}, got {line!r}"
+        return hello
+
+    def join(self, room: str, timeout: float = 5.0) -> list[str]:
+        """`/join <room>`; returns this client's own answer up to `CURRENT`
+        (`JOIN`, `TOPIC` if any, `USERS`, `CURRENT`; or `CURRENT` alone for a switch)."""
+        self.send(f"/join {room}")
+        return self.take_joins(timeout)
+
+    def take_joins(self, timeout: float = 5.0) -> list[str]:
+        """Read this client's own joining lines up to and including `CURRENT`,
+        and return them: `JOIN <room> <own nick>`, then that room's `TOPIC` and
+        `USERS`, for each room joined, and the `CURRENT` that ends them.
+
+        Other lines that arrive in between (another client's `JOIN` or `MSG`
+        in a room already joined) are not taken: `readline` returns them next.
+        An `ERR` fails the test.
+        """
+        taken: list[str] = []
+        joining: str | None = None  # the room whose TOPIC/USERS come next
+        skipped: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._read(max(0.01, deadline - time.monotonic()))
+            verb, _, rest = line.partition(" ")
+            words = rest.split(" ")
+            if verb == "JOIN" and words[1:] == [self.nick]:
+                joining = words[0]
+            elif verb in ("TOPIC", "USERS") and joining is not None and words[0] == joining:
+                if verb == "USERS":
+                    joining = None
+            elif verb == "CURRENT":
+                taken.append(line)
+                break
+            else:
+                assert verb != "ERR", f"{line!r} while joining (after {taken})"
+                skipped.append(line)
+                continue
+            taken.append(line)
+        self._pending.extend(skipped)
+        return taken
+
+    def sync(self, timeout: float = 5.0) -> list[str]:
+        """`/ping` with a fresh token; return the lines that came before its `PONG`.
+
+        Whatever the server had queued for this client before it read the
+        `/ping` arrives first, so an empty list means nothing more was on its way.
+        """
+        token = uuid.uuid4().hex
+        self.send(f"/ping {token}")
+        lines = []
+        while (line := self.readline(timeout)) != f"PONG {token}":
+            lines.append(line)
+        return lines
 
     def send(self, line: str | bytes) -> None:
         data = line if isinstance(line, bytes) else line.encode()
         self.sock.sendall(data + (b"" if data.endswith(b"\n") else b"\n"))
 
     def readline(self, timeout: float = 5.0) -> str:
+        if self._pending:
+            return self._pending.popleft()
+        return self._read(timeout)
+
+    def _read(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,26 @@ REPO = Path(__file__).resolve().parent.parent
 CLIENT_NAMES = ("alice", "bob")
 # What the daemon logs when a bug got as far as a worker's catch-all (docs/architecture.md, "Errors").
 CRASH_EVENTS = ("session_crashed", "callback_crashed", "worker_crashed", "accept_crashed")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run tests that imported chatd, chatctl or bench code from outside
+    this checkout.
+
+    An editable install (`pip install -e`) of another checkout answers imports
+    that this one cannot: a module removed here (chatd.room, chatd.connection)
+    would still import, from the other tree, and its tests would pass against
+    code this checkout no longer has.
+    """
+    stray = {
+        name: module.__file__
+        for name, module in list(sys.modules.items())
+        if name.partition(".")[0] in ("chatd", "chatctl", "bench", "tests")
+        and getattr(module, "__file__", None)
+        and not Path(module.__file__).resolve().is_relative_to(REPO)
+    }
+    if stray:
+        raise pytest.UsageError(f"modules imported from outside {REPO}: {stray}")
 
 
 @dataclass(frozen=True)
@@ -199,6 +220,18 @@ class Daemon:
                 self.process.wait(5)
                 raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}")
         return self.process.returncode
+
+
+def recv_greeting(tls: ssl.SSLSocket) -> None:
+    """Read a raw TLS socket's first lines, in as many records as they come:
+    exactly `HELLO 2 chatd <version>` and `NICK` (docs/protocol.md, "Version")."""
+    data = b""
+    while data.count(b"\n") < 2:
+        chunk = tls.recv(4096)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    hello, nick, rest = data.split(b"\n", 2)
+    assert hello.startswith(b"HELLO 2 chatd ") and nick == b"NICK" and rest == b"", data
 
 
 def defaults_for_load(**overrides: int) -> dict[str, int]:

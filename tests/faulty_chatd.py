@@ -6,7 +6,7 @@ runs chatd's own `main()` with one bug planted at POINT, which fires once,
 when the file TRIGGER exists (the thread that fires removes it):
 
 - `worker`: an I/O worker's loop raises outside any connection's handling;
-- `start`: starting a newly accepted connection raises;
+- `start`: starting a newly accepted connection (its endpoint) raises;
 - `call`: a callback with no connection, queued on a worker, raises.
 """
 
@@ -17,8 +17,8 @@ import sys
 from typing import Any, Callable
 
 from chatd import cli
-from chatd.connection import Connection
-from chatd.worker import Worker
+from chatd.transport.endpoint import LineEndpoint
+from chatd.transport.worker import Worker
 
 
 class InjectedFault(RuntimeError):
@@ -44,14 +44,14 @@ def _plant(point: str, trigger: str) -> None:
 
         Worker._turn = faulty_turn  # type: ignore[method-assign]
     elif point == "start":
-        start = Connection.start
+        start = LineEndpoint.start
 
-        def faulty_start(self: Connection) -> None:
+        def faulty_start(self: LineEndpoint) -> None:
             if _fires(trigger):
                 raise InjectedFault("connection start")
             start(self)
 
-        Connection.start = faulty_start  # type: ignore[method-assign]
+        LineEndpoint.start = faulty_start  # type: ignore[method-assign]
     elif point == "call":
         turn = Worker._turn
 

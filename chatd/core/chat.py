@@ -81,9 +81,10 @@ class Chat:
         `reason`, tell each client that shared a room with it, once."""
         sharers: dict[int, Member] = {}
         for room in rooms:
-            for member in room.members:
+            # Who was there when it left: a client joining at the same moment
+            # either sees it in USERS and gets the LEAVE, or sees neither.
+            for member in self.rooms.part(client, room):
                 sharers[id(member)] = member
-            self.rooms.part(client, room)
         self.nicks.release(client)
         if reason is None or self.stopping:
             return

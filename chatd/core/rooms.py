@@ -111,10 +111,13 @@ class Rooms:
             room.members = (*room.members, member)
         return room
 
-    def part(self, member: Member, room: Room) -> None:
-        """Take `member` out of `room`; an empty room that is not permanent ends."""
+    def part(self, member: Member, room: Room) -> tuple[Member, ...]:
+        """Take `member` out of `room`; an empty room that is not permanent ends.
+        Returns who was in the room at that moment, `member` included."""
         with self._lock:
-            room.members = tuple(m for m in room.members if m is not member)
+            members = room.members
+            room.members = tuple(m for m in members if m is not member)
             key = protocol.room_key(room.name)
             if not room.members and not room.permanent and self._by_key.get(key) is room:
                 del self._by_key[key]
+        return members

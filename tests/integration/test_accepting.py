@@ -12,18 +12,18 @@ import time
 from typing import Any, Callable
 
 from bench.measure import Proc
-from tests.conftest import Daemon, wait_until
+from tests.conftest import Daemon, recv_greeting, wait_until
 
 
 def test_several_workers_accept_and_serve_one_room(start_daemon: Callable[..., Daemon]) -> None:
     daemon = start_daemon(server={"io_threads": 3})
     clients = [daemon.client(f"c{i}") for i in range(12)]
     clients[0].send("/who")
-    users = clients[0].expect_eventually("USERS ").split()[1:]
-    assert sorted(users) == sorted(f"c{i}" for i in range(12))
+    room, *users = clients[0].expect_eventually("USERS ").split()[1:]
+    assert room == "#lobby" and sorted(users) == sorted(f"c{i}" for i in range(12))
     clients[5].send("hello from five")
     for client in clients:
-        client.expect_eventually("MSG c5 hello from five")
+        client.expect_eventually("MSG #lobby c5 hello from five")
     assert len(daemon.find_events("connect")) == 12
 
 
@@ -40,7 +40,7 @@ def test_out_of_descriptors_pauses_accepting_then_recovers(start_daemon: Callabl
     limit = _open_descriptors(pid) + 1
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
     second = daemon.client("second")  # takes the last descriptor
-    first.expect("JOIN second")
+    first.expect("JOIN #lobby second")
     waiting = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)  # in the backlog
     try:
         daemon.wait_for_event("accept_failed", timeout=10)
@@ -58,16 +58,16 @@ def test_out_of_descriptors_pauses_accepting_then_recovers(start_daemon: Callabl
         assert len(failures) <= seconds, f"{len(failures)} accept_failed lines in {seconds:.1f}s"
         assert repeated[0]["count"] >= 5, repeated
         first.send("still here")
-        second.expect_eventually("MSG first still here")
+        second.expect_eventually("MSG #lobby first still here")
 
         second.close()
         first.expect_eventually("LEAVE second")
         context = ssl.create_default_context(cafile=str(daemon.pki.ca))
         with context.wrap_socket(waiting, server_hostname="localhost") as tls:
             tls.settimeout(10)
-            assert tls.recv(64) == b"NICK\n"
+            recv_greeting(tls)
             tls.sendall(b"third\n")
-            first.expect_eventually("JOIN third")
+            first.expect_eventually("JOIN #lobby third")
         wait_until(lambda: daemon.find_events("disconnect", nick="third"), 10, "third's disconnect")
     finally:
         waiting.close()

@@ -25,7 +25,8 @@ import pexpect
 import pytest
 
 from chatctl.certs import write_pki
-from chatctl.client import DEFAULT_PORT, Address, parse_address
+from chatctl.client import DEFAULT_PORT, parse_address
+from chatctl.connection import Address
 from tests.conftest import REPO, make_pki
 
 TIMEOUT = 10.0
@@ -172,6 +173,31 @@ def tls_server_context(pki_dir: Path) -> ssl.SSLContext:
     return context
 
 
+def v1_server(tmp_path: Path, fake_server: Any, after_nick: bytes) -> FakeServer:
+    """A protocol v1 server: `NICK` first, no `HELLO`, no rooms."""
+    write_pki(tmp_path)
+    context = tls_server_context(tmp_path)
+
+    def read_until(tls: ssl.SSLSocket, data: bytes, marker: bytes) -> bytes:
+        while marker not in data:
+            chunk = tls.recv(4096)
+            if not chunk:
+                raise ConnectionError("the client went away")
+            data += chunk
+        return data
+
+    def handle(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"NICK\n")
+            data = read_until(tls, b"", b"\n")
+            nick = data.split(b"\n")[0].strip()
+            tls.sendall(after_nick.replace(b"{nick}", nick))
+            read_until(tls, data, b"/quit")
+            tls.sendall(b"BYE quit\n")
+
+    return fake_server(handle)
+
+
 # -- HOST:PORT ---------------------------------------------------------------------------------
 
 
@@ -234,9 +260,11 @@ def test_script_mode_prints_the_echo(daemon: Any) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0] == "NICK"
-    assert lines[1].startswith("WELCOME alice ")
-    assert "MSG alice hello" in lines
+    assert lines[0].startswith("HELLO 2 chatd ")
+    assert lines[1] == "NICK"
+    assert lines[2].startswith("WELCOME alice ")
+    assert lines[3:6] == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
+    assert "MSG #lobby alice hello" in lines
     assert lines[-1] == "BYE quit"
 
 
@@ -245,8 +273,8 @@ def test_script_mode_sends_a_last_line_without_newline(daemon: Any) -> None:
         daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="one\r\n\n/me two"
     )
     assert result.returncode == 0, result.stderr
-    assert "MSG alice one" in result.stdout.splitlines()
-    assert "ACTION alice two" in result.stdout.splitlines()
+    assert "MSG #lobby alice one" in result.stdout.splitlines()
+    assert "ACTION #lobby alice two" in result.stdout.splitlines()
 
 
 def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
@@ -258,7 +286,11 @@ def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    echoed = [line.removeprefix("MSG alice ") for line in result.stdout.splitlines() if line.startswith("MSG ")]
+    echoed = [
+        line.removeprefix("MSG #lobby alice ")
+        for line in result.stdout.splitlines()
+        if line.startswith("MSG ")
+    ]
     assert echoed == lines
 
 
@@ -268,7 +300,7 @@ def test_script_mode_by_ipv4_and_localhost_names(daemon: Any) -> None:
             daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="hi\n", host=host
         )
         assert result.returncode == 0, (host, result.stderr)
-        assert "MSG alice hi" in result.stdout.splitlines()
+        assert "MSG #lobby alice hi" in result.stdout.splitlines()
 
 
 def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[ScriptClient]) -> None:
@@ -278,13 +310,13 @@ def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[Scr
     bob = ScriptClient(daemon.port, daemon.pki.ca, "bob")
     script_clients.append(bob)
     bob.expect("WELCOME bob ")
-    alice.expect("JOIN bob")
+    alice.expect("JOIN #lobby bob")
 
     alice.send("hi bob")
-    assert bob.expect("MSG alice") == "MSG alice hi bob"
-    assert alice.expect("MSG alice") == "MSG alice hi bob"
+    assert bob.expect("MSG #lobby alice") == "MSG #lobby alice hi bob"
+    assert alice.expect("MSG #lobby alice") == "MSG #lobby alice hi bob"
     bob.send("/me waves at alice")
-    assert alice.expect("ACTION bob") == "ACTION bob waves at alice"
+    assert alice.expect("ACTION #lobby bob") == "ACTION #lobby bob waves at alice"
     bob.send("/msg alice psst")
     assert alice.expect("DM bob") == "DM bob alice psst"
 
@@ -292,6 +324,15 @@ def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[Scr
     bob.expect("BYE quit")
     assert alice.expect("LEAVE bob") == "LEAVE bob quit"
     assert alice.finish() == (0, "")
+
+
+def test_script_mode_against_a_v1_server(tmp_path: Path, fake_server: Any) -> None:
+    server = v1_server(tmp_path, fake_server, b"WELCOME {nick} hi\nJOIN {nick}\nUSERS bob {nick}\n")
+    result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "NICK", "WELCOME alice hi", "JOIN alice", "USERS bob alice", "BYE quit"
+    ]
 
 
 def test_script_mode_requires_a_nick(daemon: Any) -> None:
@@ -386,8 +427,10 @@ def test_nick_taken_exits_6(daemon: Any) -> None:
     result = run_connect(daemon.port, "--nick", "ALICE", "--ca", str(daemon.pki.ca), stdin="hi\n")
     assert result.returncode == 6
     assert_one_sentence(result.stderr, "'ALICE' is taken", "--nick")
-    assert result.stdout.splitlines()[:3] == ["NICK", result.stdout.splitlines()[1], "NICK"]
-    assert result.stdout.splitlines()[1].startswith("ERR nick_taken ")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("HELLO 2 ")
+    assert lines[1:4] == ["NICK", lines[2], "NICK"]
+    assert lines[2].startswith("ERR nick_taken ")
     assert "MSG" not in result.stdout  # the input was never sent
 
 
@@ -415,7 +458,7 @@ def test_close_without_bye_exits_7(tmp_path: Path, fake_server: Any) -> None:
 
     def handle(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
-            tls.sendall(b"NICK\n")
+            tls.sendall(b"HELLO 2 fake\nNICK\n")
             tls.recv(4096)
             tls.sendall(b"WELCOME alice hi\n")
             # ...and then the server goes away without BYE.
@@ -432,7 +475,7 @@ def test_kicked_exits_7_with_the_reason(tmp_path: Path, fake_server: Any) -> Non
 
     def handle(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
-            tls.sendall(b"NICK\n")
+            tls.sendall(b"HELLO 2 fake\nNICK\n")
             tls.recv(4096)
             tls.sendall(b"WELCOME alice hi\nBYE kicked spamming links\n")
             tls.recv(4096)
@@ -460,7 +503,7 @@ def test_client_certificate_required_exits_4(start_daemon: Any, certs: Any) -> N
         stdin="hi\n",
     )
     assert result.returncode == 0, result.stderr
-    assert "MSG alice hi" in result.stdout.splitlines()
+    assert "MSG #lobby alice hi" in result.stdout.splitlines()
 
 
 def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> None:
@@ -471,7 +514,7 @@ def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> N
 
     def handle(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
-            tls.sendall(b"NICK\n")
+            tls.sendall(b"HELLO 2 fake\nNICK\n")
             tls.recv(4096)
             tls.sendall(b"WELCOME alice hi\nINFO tab\there\n")
             tls.recv(4096)  # /quit
@@ -480,7 +523,9 @@ def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> N
     server = fake_server(handle)
     result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["NICK", "WELCOME alice hi", "INFO tab\there", "BYE quit"]
+    assert result.stdout.splitlines() == [
+        "HELLO 2 fake", "NICK", "WELCOME alice hi", "INFO tab\there", "BYE quit"
+    ]
 
 
 # -- interactive mode in a pseudo-terminal -----------------------------------------------------
@@ -488,7 +533,10 @@ def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> N
 
 class Screen:
     """Just enough of a VT100 to replay what prompt_toolkit draws: text, CR/LF,
-    relative cursor moves and erase-down/erase-line. Colours and modes are ignored."""
+    relative cursor moves and erase-down/erase-line, and answers to cursor
+    position requests (prompt_toolkit draws its bottom toolbar, the client's
+    status line, only once it knows where the cursor is). Colours and modes
+    are ignored."""
 
     _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|\x1b.|[\r\n\x08]|[^\x1b\r\n\x08]")
 
@@ -496,6 +544,7 @@ class Screen:
         self.rows, self.cols = rows, cols
         self.grid = [[" "] * cols for _ in range(rows)]
         self.row = self.col = 0
+        self.replies: list[str] = []  # what the terminal answers, for the program's stdin
 
     def feed(self, text: str) -> None:
         for match in self._TOKEN.finditer(text):
@@ -527,7 +576,9 @@ class Screen:
             return  # private modes: cursor visibility, bracketed paste, autowrap
         numbers = [int(p) if p else 0 for p in params.split(";")] if params else []
         n = max(1, numbers[0]) if numbers else 1
-        if final == "A":
+        if final == "n" and numbers == [6]:
+            self.replies.append(f"\x1b[{self.row + 1};{self.col + 1}R")
+        elif final == "A":
             self.row = max(0, self.row - n)
         elif final == "B":
             self.row = min(self.rows - 1, self.row + n)
@@ -552,12 +603,20 @@ class Screen:
     def cursor_line(self) -> str:
         return "".join(self.grid[self.row]).rstrip()
 
+    def line_above_cursor(self) -> str:
+        return "".join(self.grid[self.row - 1]).rstrip() if self.row else ""
+
+    def bottom_line(self) -> str:
+        """The last row: where prompt_toolkit draws the status line (the bottom toolbar)."""
+        return "".join(self.grid[-1]).rstrip()
+
 
 class Terminal:
     """`chatctl connect` on a pseudo-terminal, watched through a `Screen`."""
 
     def __init__(self, argv: list[str]) -> None:
-        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", "PYTHONUTF8": "1"}
+        env = {**os.environ, "TERM": "xterm-256color", "PYTHONUTF8": "1"}
+        env.pop("PROMPT_TOOLKIT_NO_CPR", None)  # this terminal answers cursor position requests
         self.child = pexpect.spawn(
             argv[0], argv[1:], cwd=str(REPO), env=env, dimensions=(24, 80), encoding="utf-8",
             timeout=TIMEOUT,
@@ -566,9 +625,15 @@ class Terminal:
 
     def _pump(self, wait: float) -> None:
         try:
-            self.screen.feed(self.child.read_nonblocking(65536, timeout=wait))
+            self._feed(self.child.read_nonblocking(65536, timeout=wait))
         except pexpect.TIMEOUT:
             pass
+
+    def _feed(self, output: str) -> None:
+        self.screen.feed(output)
+        replies, self.screen.replies = self.screen.replies, []
+        for reply in replies:
+            self.child.send(reply)
 
     def wait_for(self, predicate: Callable[[Screen], bool], what: str, timeout: float = TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -593,7 +658,7 @@ class Terminal:
             if time.monotonic() > deadline:
                 raise AssertionError("chatctl did not exit; screen:\n" + "\n".join(self.screen.lines()))
             try:
-                self.screen.feed(self.child.read_nonblocking(65536, timeout=0.05))
+                self._feed(self.child.read_nonblocking(65536, timeout=0.05))
             except pexpect.TIMEOUT:
                 pass
             except pexpect.EOF:
@@ -619,28 +684,28 @@ def test_interactive_typing_survives_incoming_messages(daemon: Any, terminals: l
     term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
     terminals.append(term)
     term.wait_for_line(r"^\d\d:\d\d -!- Welcome to chatd, carol!")
-    term.wait_for_input_line("carol>")
+    term.wait_for_input_line("[#lobby] carol>")
     bob = daemon.client("bob")
     term.wait_for_line(r"^\d\d:\d\d -- bob joined$")
 
     term.send("hello wo")
-    term.wait_for_input_line("carol> hello wo")
+    term.wait_for_input_line("[#lobby] carol> hello wo")
     bob.send("interrupting you, carol")
     term.wait_for_line(r"^\d\d:\d\d <bob> interrupting you, carol$")
     # The message went above the input line, which still holds the half-typed text.
-    term.wait_for_input_line("carol> hello wo")
-    assert term.screen.lines()[-2].endswith("<bob> interrupting you, carol")
+    term.wait_for_input_line("[#lobby] carol> hello wo")
+    assert term.screen.line_above_cursor().endswith("<bob> interrupting you, carol")
 
     term.send("rld\r")
-    assert bob.expect_eventually("MSG carol") == "MSG carol hello world"
+    assert bob.expect_eventually("MSG #lobby carol") == "MSG #lobby carol hello world"
     term.wait_for_line(r"^\d\d:\d\d <carol> hello world$")
-    term.wait_for_input_line("carol>")
+    term.wait_for_input_line("[#lobby] carol>")
 
     bob.send("/msg carol psst")
     term.wait_for_line(r"^\d\d:\d\d \[DM bob → you\] psst$")
     term.send("/help\r")
     term.wait_for_line(r"Ctrl-D")
-    term.wait_for_line(r"-!- /msg <nick> <text>")  # the server's INFO list follows
+    term.wait_for_line(r"-!- /msg <#room\|nick> <text>")  # the server's INFO list follows
 
     term.send("\x04")  # Ctrl-D on the empty input line
     assert term.wait_exit() == 0
@@ -658,7 +723,7 @@ def test_interactive_asks_again_for_a_taken_nick(daemon: Any, terminals: list[Te
     term.wait_for_input_line("nickname:")
     term.send("dave\r")
     term.wait_for_line(r"Welcome to chatd, dave!")
-    term.wait_for_input_line("dave>")
+    term.wait_for_input_line("[#lobby] dave>")
     term.send("\x03")  # Ctrl-C leaves cleanly too
     assert term.wait_exit() == 0
     assert daemon.wait_for_event("disconnect", nick="dave")["reason"] == "quit"
@@ -668,9 +733,82 @@ def test_interactive_reports_a_server_shutdown(start_daemon: Any, terminals: lis
     chatd = start_daemon()
     term = Terminal(connect_cmd(chatd.port, "--nick", "carol", "--ca", str(chatd.pki.ca)))
     terminals.append(term)
-    term.wait_for_input_line("carol>")
+    term.wait_for_input_line("[#lobby] carol>")
     term.send("unsent")
     chatd.signal(signal.SIGTERM)
     assert term.wait_exit() == 7
     term.wait_for_line(r"-- disconnected: the server is shutting down")
     term.wait_for_line(r"^chatctl: the server closed the connection: the server is shutting down")
+
+
+def test_interactive_rooms_status_line_switching_and_completion(
+    daemon: Any, terminals: list[Terminal]
+) -> None:
+    term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
+    terminals.append(term)
+    term.wait_for_input_line("[#lobby] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " [#lobby]", "the status line")
+    term.send("/join #rust\r")
+    term.wait_for_input_line("[#rust] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " #lobby [#rust]", "#rust in the status line")
+    term.send("\x10")  # Ctrl-P: back to the previous room
+    term.wait_for_input_line("[#lobby] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " [#lobby] #rust", "#lobby current again")
+
+    bob = daemon.client("bob")
+    bob.join("#rust")  # bob's current room is #rust now, carol's #lobby
+    term.wait_for_line(r"^\d\d:\d\d #rust -- bob joined$")
+    bob.send("anyone into lifetimes?")
+    bob.send("carol?")
+    bob.send("/msg #lobby and hello lobby")
+    # Lines from #rust, not the current room, carry its name; #lobby's do not.
+    term.wait_for_line(r"^\d\d:\d\d #rust <bob> anyone into lifetimes\?$")
+    term.wait_for_line(r"^\d\d:\d\d #rust <bob> carol\?$")
+    term.wait_for_line(r"^\d\d:\d\d <bob> and hello lobby$")
+    term.wait_for(lambda s: s.bottom_line() == " [#lobby] #rust(2)", "two unread lines in #rust")
+
+    term.send("\x0e")  # Ctrl-N: the next room with unread lines
+    term.wait_for_input_line("[#rust] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " #lobby [#rust]", "#rust current, nothing unread")
+    term.wait_for_line(r"^\d\d:\d\d -- now talking in #rust$")
+    bob.send("welcome")
+    term.wait_for_line(r"^\d\d:\d\d <bob> welcome$")  # #rust is current: no name
+
+    # Tab completes a room name and a nickname.
+    term.send("/join #lo\t")
+    term.wait_for_input_line("[#rust] carol> /join #lobby")
+    term.send("\x15")  # Ctrl-U empties the input line
+    term.wait_for_input_line("[#rust] carol>")
+    term.send("bo\t")
+    term.wait_for_input_line("[#rust] carol> bob:")
+    term.send("thanks\r")
+    assert bob.expect_eventually("MSG #rust carol") == "MSG #rust carol bob: thanks"
+
+    term.send("\x1b[1;3D")  # Alt-Left, as xterm sends it: the previous room
+    term.wait_for_input_line("[#lobby] carol>")
+    term.wait_for(lambda s: s.bottom_line() == " [#lobby] #rust", "#lobby current")
+    term.send("\x04")
+    assert term.wait_exit() == 0
+
+
+def test_interactive_with_one_room_says_there_is_no_other(daemon: Any, terminals: list[Terminal]) -> None:
+    term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
+    terminals.append(term)
+    term.wait_for_input_line("[#lobby] carol>")
+    term.send("\x0e")
+    term.wait_for_line(r"-- you are in no other room; /join #room to join one$")
+    term.wait_for_input_line("[#lobby] carol>")
+    term.send("\x04")
+    assert term.wait_exit() == 0
+
+
+def test_interactive_against_a_v1_server(tmp_path: Path, fake_server: Any, terminals: list[Terminal]) -> None:
+    server = v1_server(tmp_path, fake_server, b"WELCOME {nick} hi\nUSERS bob {nick}\nMSG bob hello {nick}\n")
+    term = Terminal(connect_cmd(server.port, "--nick", "carol", "--ca", str(tmp_path / "ca.crt")))
+    terminals.append(term)
+    term.wait_for_line(r"^\d\d:\d\d -- 2 online: bob, carol$")
+    term.wait_for_line(r"^\d\d:\d\d <bob> hello carol$")
+    term.wait_for_input_line("carol>")  # no room in the prompt
+    term.wait_for(lambda s: "protocol v1" in s.bottom_line(), "the status line")
+    term.send("\x04")
+    assert term.wait_exit() == 0

@@ -4,6 +4,7 @@ and a client that stops reading.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -44,7 +45,7 @@ def test_key_updates_under_concurrent_load(start_daemon, tmp_path, io_threads: i
     observer = daemon.client("observer")
     s_client.stdin.write(b"updater\n")
     s_client.stdin.flush()
-    observer.expect("JOIN updater", timeout=10)
+    observer.expect("JOIN #lobby updater", timeout=10)
     senders = [daemon.client(f"s{i}") for i in range(SENDERS)]
     errors: list[BaseException] = []
     threads = [threading.Thread(target=_blast, args=(s, PER_SENDER, errors)) for s in senders]
@@ -58,7 +59,7 @@ def test_key_updates_under_concurrent_load(start_daemon, tmp_path, io_threads: i
         wait_until(lambda: out_path.read_bytes().count(b"KEYUPDATE") > n, 10, "KeyUpdate sent")
         s_client.stdin.write(f"update {n}\n".encode())
         s_client.stdin.flush()
-        observer.expect_eventually(f"MSG updater update {n}", timeout=20)
+        observer.expect_eventually(f"MSG #lobby updater update {n}", timeout=20)
     for thread in threads:
         thread.join(30)
     assert not any(thread.is_alive() for thread in threads), "a sender hung"
@@ -66,10 +67,11 @@ def test_key_updates_under_concurrent_load(start_daemon, tmp_path, io_threads: i
 
     def s_client_saw_everything() -> bool:
         text = out_path.read_bytes().decode(errors="replace")
-        return text.count("MSG s") == SENDERS * PER_SENDER and "MSG updater update 19" in text
+        return text.count("MSG #lobby s") == SENDERS * PER_SENDER and "MSG #lobby updater update 19" in text
 
     wait_until(s_client_saw_everything, 30, "every line to reach the KeyUpdate client")
     text = out_path.read_text(errors="replace")
+    assert re.search(r"^HELLO 2 chatd \S+\nNICK\nWELCOME updater ", text, re.M), text[:2000]
     assert text.count("KEYUPDATE") == 20
     s_client.stdin.write(b"/quit\n")
     s_client.stdin.close()
@@ -105,7 +107,8 @@ def _chat_windowed(
             except TimeoutError:
                 continue
             if line.startswith("MSG "):
-                _, sender, _, number, _ = line.split(" ")
+                _, room, sender, _, number, _ = line.split(" ")
+                assert room == "#lobby", line[:80]
                 assert int(number) == seen[sender], line
                 seen[sender] += 1
             else:
@@ -123,7 +126,7 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon, io_t
     readers = [daemon.client(f"r{i}") for i in range(3)]
     for i, reader in enumerate(readers):
         for later in readers[i + 1 :]:
-            reader.expect(f"JOIN {later.nick}")
+            reader.expect(f"JOIN #lobby {later.nick}")
     errors: list[BaseException] = []
     # 3 x 400 x 4 KB: far more than the kernel's socket buffers can hide.
     progress = {r.nick: {s.nick: 0 for s in readers} for r in readers}
@@ -139,7 +142,7 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon, io_t
     sleeper.close()
     fresh = daemon.client("fresh")
     fresh.send("/who")
-    assert fresh.readline() == "USERS fresh r0 r1 r2"
+    assert fresh.readline() == "USERS #lobby fresh r0 r1 r2"
 
 
 @with_io_threads(1, 2)
@@ -155,7 +158,7 @@ def test_write_timeout_drops_a_peer_whose_window_stays_shut(start_daemon, io_thr
     others: list[str] = []
     while not daemon.find_events("disconnect", nick="stuck"):
         talker.send(payload)
-        while (line := talker.readline()) != f"MSG talker {payload}":
+        while (line := talker.readline()) != f"MSG #lobby talker {payload}":
             others.append(line)
         assert time.monotonic() - started < 30, "the stuck client was never dropped"
     if not others:

@@ -40,11 +40,11 @@ def test_socket_is_owner_only(controlled: Daemon) -> None:
 def test_status_and_who(controlled: Daemon) -> None:
     alice = controlled.client("alice")
     alice.send("hello")
-    alice.expect("MSG alice hello")
+    alice.expect("MSG #lobby alice hello")
     result = chatctl(controlled, "status", "--json")
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
-    assert status["clients"] == 1 and status["messages_in"] == 1
+    assert status["clients"] == 1 and status["messages_in"] == 1 and status["rooms"] == 1
     assert status["config_file"] == str(controlled.config_path)
     assert {"uptime_s", "version", "messages_out", "tls_handshake_failures"} <= status.keys()
     human = chatctl(controlled, "status")
@@ -59,7 +59,7 @@ def test_status_and_who(controlled: Daemon) -> None:
 
 def test_kick_and_broadcast(controlled: Daemon) -> None:
     alice, bob = controlled.client("alice"), controlled.client("bob")
-    alice.expect("JOIN bob")
+    alice.expect("JOIN #lobby bob")
     result = chatctl(controlled, "broadcast", "maintenance", "at", "noon")
     assert result.returncode == 0 and "sent to 2 clients" in result.stdout
     assert alice.readline() == bob.readline() == "INFO maintenance at noon"

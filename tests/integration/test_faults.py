@@ -38,11 +38,11 @@ def _fire(daemon: Daemon, trigger: Path, event: str) -> None:
 
 
 def _everyone_is_served(daemon: Daemon, prefix: str) -> None:
-    """New clients get NICK and register, and a line reaches all of them."""
+    """New clients get HELLO and NICK and register, and a line reaches all of them."""
     clients = [daemon.client(f"{prefix}{i}") for i in range(CLIENTS)]
     clients[0].send("still here")
     for client in clients:
-        client.expect_eventually(f"MSG {prefix}0 still here")
+        client.expect_eventually(f"MSG #lobby {prefix}0 still here")
 
 
 @pytest.mark.parametrize("point", ["call", "start"])
@@ -60,7 +60,7 @@ def test_a_raising_callback_costs_its_worker_nothing(start_daemon, tmp_path: Pat
     _everyone_is_served(daemon, "n")
     before[0].send("old friends")
     for client in before:
-        client.expect_eventually("MSG b0 old friends")
+        client.expect_eventually("MSG #lobby b0 old friends")
 
 
 def test_a_dead_worker_is_noticed_and_no_longer_chosen(start_daemon, tmp_path: Path, notify_socket) -> None:  # type: ignore[no-untyped-def]

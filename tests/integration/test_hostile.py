@@ -32,11 +32,13 @@ FUZZ = settings(
 
 # docs/protocol.md, "Server → client" and "Errors".
 VERBS = frozenset(
-    "NICK WELCOME JOIN LEAVE RENAME MSG ACTION DM USERS PONG INFO ERR BYE".split()
+    "HELLO NICK WELCOME JOIN TOPIC USERS CURRENT PART LEAVE RENAME MSG ACTION DM ROOM ROOMS "
+    "PONG INFO ERR BYE".split()
 )
 ERR_CODES = frozenset(
     "nick_invalid nick_taken line_too_long bad_encoding unknown_command missing_argument "
-    "no_such_nick rate_limited server_full too_many_connections throttled".split()
+    "no_such_nick room_invalid not_in_room no_such_room too_many_rooms rate_limited server_full "
+    "too_many_connections throttled".split()
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -80,7 +82,7 @@ def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[.
     daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": 1})
     alice = daemon.client("alice")
     bob = daemon.client("bob")
-    alice.expect("JOIN bob")
+    alice.expect("JOIN #lobby bob")
     opened = time.monotonic()
     silent = [socket.create_connection((daemon.host, daemon.port), timeout=5) for _ in range(100)]
     selector = selectors.DefaultSelector()
@@ -96,8 +98,8 @@ def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[.
             # The registered clients chat on; each line's echo is timed.
             sent = time.monotonic()
             alice.send(f"tick {n}")
-            assert alice.readline(timeout=2) == f"MSG alice tick {n}"
-            assert bob.readline(timeout=2) == f"MSG alice tick {n}"
+            assert alice.readline(timeout=2) == f"MSG #lobby alice tick {n}"
+            assert bob.readline(timeout=2) == f"MSG #lobby alice tick {n}"
             delays.append(time.monotonic() - sent)
             n += 1
             for key, _ in selector.select(timeout=0.05):
@@ -219,7 +221,11 @@ def test_random_bytes_instead_of_a_handshake(start_daemon: Callable[..., Daemon]
 
 # -- random lines after registration ---------------------------------------------------------
 
-_COMMANDS = [b"/me ", b"/msg ", b"/msg watcher ", b"/nick ", b"/who", b"/ping ", b"/help", b"//", b"/", b"/x"]
+_COMMANDS = [
+    b"/me ", b"/msg ", b"/msg watcher ", b"/nick ", b"/who", b"/ping ", b"/help", b"//", b"/", b"/x",
+    b"/join ", b"/join #", b"/part", b"/part #", b"/part #lobby ", b"/topic ", b"/topic #lobby ",
+    b"/rooms", b"/who #", b"/msg #", b"/msg #lobby ",
+]
 _line = st.one_of(
     st.binary(max_size=300),
     st.text(max_size=80).map(str.encode),
@@ -269,17 +275,24 @@ def test_random_lines_after_registration(start_daemon: Callable[..., Daemon]) ->
         client = daemon.client(f"fuzz{count}")
         client.sock.sendall(data)
         lines = _sync(client)
-        assert all(not line.startswith(("NICK", "WELCOME")) for line in lines), lines
-        nick = client.nick
-        for line in lines:  # follow renames, for the LEAVE below
-            if line.startswith(f"RENAME {nick} "):
-                nick = line.split(" ")[2]
+        assert all(not line.startswith(("HELLO", "NICK", "WELCOME")) for line in lines), lines
+        nick, in_lobby = client.nick, True
+        for line in lines:  # follow renames and the lobby's PART/JOIN, for the LEAVE below
+            verb, *words = line.split(" ")
+            if verb == "RENAME" and words[0] == nick:
+                nick = words[1]
+            elif verb in ("PART", "JOIN") and words[:2] == ["#lobby", nick]:
+                in_lobby = verb == "JOIN"
         client.send("/quit")
         assert client.expect_closed()[-1:] == ["BYE quit"]
         client.close()
-        # The watcher saw only valid lines, ending with this client's LEAVE.
+        # The watcher (in #lobby only) saw only valid lines, ending with this
+        # client's LEAVE if it was still in #lobby, and no LEAVE otherwise.
         seen = _sync(watcher)
-        assert seen and seen[-1] == f"LEAVE {nick} quit", seen
+        if in_lobby:
+            assert seen and seen[-1] == f"LEAVE {nick} quit", seen
+        else:
+            assert not [line for line in seen if line.startswith("LEAVE ")], seen
 
     answered_by_the_protocol()
     assert not daemon.find_events("disconnect", reason="too_many_errors")
@@ -369,6 +382,7 @@ def test_forged_tls_records_after_the_handshake(start_daemon: Callable[..., Daem
         content_type, legacy_version, body = record
         client = RawTLS(daemon, version)
         try:
+            assert client.readline().startswith("HELLO 2 chatd ")
             assert client.readline() == "NICK"
             if register:
                 client.send(f"forger{count}")
@@ -383,14 +397,14 @@ def test_forged_tls_records_after_the_handshake(start_daemon: Callable[..., Daem
         finally:
             client.sock.close()
         if register:
-            assert _sync(watcher) == [f"JOIN forger{count}", f"LEAVE forger{count} connection_lost"]
+            assert _sync(watcher) == [f"JOIN #lobby forger{count}", f"LEAVE forger{count} connection_lost"]
         assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
 
     forged_records_end_the_connection()
     dropped = [e for e in daemon.find_events("disconnect") if e.get("nick") != "watcher"]
     assert dropped and all(e["reason"] == "connection_lost" for e in dropped), dropped
     watcher.send("still here")
-    assert watcher.readline() == "MSG watcher still here"
+    assert watcher.readline() == "MSG #lobby watcher still here"
     assert_healthy(daemon)
 
 
@@ -404,9 +418,11 @@ def test_the_daemon_drains_a_client_that_talks_after_bye(start_daemon: Callable[
     daemon = start_daemon()
     client = RawTLS(daemon, ssl.TLSVersion.TLSv1_3)
     try:
+        assert client.readline().startswith("HELLO 2 chatd ")
         assert client.readline() == "NICK"
         client.send("chatty")
         assert client.readline().startswith("WELCOME chatty ")
+        assert [client.readline() for _ in range(3)] == ["JOIN #lobby chatty", "USERS #lobby chatty", "CURRENT #lobby"]
         client.send("/quit")
         assert client.readline() == "BYE quit"
         client.send("did you say something?")  # a client that has not noticed yet

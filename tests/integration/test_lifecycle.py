@@ -23,7 +23,7 @@ def _chatd(*args: str) -> subprocess.CompletedProcess[str]:
 def test_sigterm_says_bye_to_everyone_and_exits_zero(daemon: Daemon) -> None:
     clients = [daemon.client(f"c{i}") for i in range(5)]
     unregistered = daemon.client()
-    unregistered.expect("NICK")
+    unregistered.expect_greeting()
     started = time.monotonic()
     daemon.signal(signal.SIGTERM)
     for client in clients:
@@ -49,7 +49,7 @@ def test_sigint_also_stops_cleanly(daemon: Daemon) -> None:
 def test_events_follow_one_connection(daemon: Daemon) -> None:
     alice = daemon.client("alice")
     alice.send("hi")
-    alice.expect("MSG alice hi")
+    alice.expect("MSG #lobby alice hi")
     alice.send("/nick alicia")
     alice.expect("RENAME alice alicia")
     alice.send("/quit")
@@ -64,7 +64,7 @@ def test_events_follow_one_connection(daemon: Daemon) -> None:
     assert daemon.find_events("rename", session=session, old="alice", new="alicia")
     assert disconnect["reason"] == "quit"
     assert disconnect["messages_in"] == 1
-    assert disconnect["messages_out"] >= 4  # NICK, WELCOME, MSG, RENAME, BYE
+    assert disconnect["messages_out"] >= 8  # HELLO, NICK, WELCOME, JOIN, USERS, CURRENT, MSG, RENAME, BYE
     assert isinstance(disconnect["duration_s"], float)
     for event in daemon.events():
         assert {"event", "level", "timestamp"} <= event.keys()

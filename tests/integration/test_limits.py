@@ -66,7 +66,7 @@ def test_flood_of_200_connections_beyond_max_clients(start_daemon, io_threads: i
     # The members never noticed: one line from the last reaches all twenty, at once.
     members[-1].send("still here")
     for member in members:
-        member.expect_eventually("MSG m19 still here", timeout=5)
+        member.expect_eventually("MSG #lobby m19 still here", timeout=5)
     # A slot freed by a member is a slot for a newcomer.
     members[0].close()
     _wait_disconnected(daemon, "m0")
@@ -105,7 +105,7 @@ def test_exempt_addresses_skip_the_per_ip_limits(start_daemon) -> None:  # type:
     )
     clients = [daemon.client(f"n{i}") for i in range(8)]
     clients[-1].send("/who")
-    assert clients[-1].readline() == "USERS " + " ".join(f"n{i}" for i in range(8))
+    assert clients[-1].readline() == "USERS #lobby " + " ".join(f"n{i}" for i in range(8))
     assert not daemon.find_events("rejected")
 
 
@@ -118,7 +118,7 @@ def test_per_ip_limits_and_exempt_see_ipv4_clients_of_a_dual_stack_listener(star
     exempt = start_daemon(server={"host": "::"}, limits={"max_clients_per_ip": 1, "exempt": ["127.0.0.1"]})
     clients = [exempt.client(f"n{i}") for i in range(3)]
     clients[-1].send("/who")
-    assert clients[-1].readline() == "USERS n0 n1 n2"
+    assert clients[-1].readline() == "USERS #lobby n0 n1 n2"
     assert not exempt.find_events("rejected")
 
 
@@ -176,8 +176,8 @@ def test_register_timeout(start_daemon) -> None:  # type: ignore[no-untyped-def]
     alice = daemon.client("alice")
     idle = daemon.client()
     trickler = daemon.client()
-    idle.expect("NICK")
-    trickler.expect("NICK")
+    idle.expect_greeting()
+    trickler.expect_greeting()
     started = time.monotonic()
     # Slowloris: a nickname trickled a byte at a time does not extend the deadline.
     lines: list[str] = []
@@ -211,19 +211,19 @@ def test_a_pasted_burst_is_delayed_not_refused(start_daemon) -> None:  # type: i
     daemon = start_daemon(limits=RATE)
     paster = daemon.client("paster")
     watcher = daemon.client("watcher")
-    paster.expect("JOIN watcher")
+    paster.expect("JOIN #lobby watcher")
     started = time.monotonic()
     paster.sock.sendall(b"".join(b"line %d\n" % n for n in range(10)))  # one write
     arrivals = []
     for n in range(10):
-        assert paster.readline(timeout=5) == f"MSG paster line {n}"
+        assert paster.readline(timeout=5) == f"MSG #lobby paster line {n}"
         arrivals.append(time.monotonic() - started)
     assert arrivals[-1] < 5
     # The burst went out at once; the other five waited for tokens (2/s).
     assert arrivals[4] < 1.0
     assert arrivals[-1] >= 1.5
     for n in range(10):
-        assert watcher.readline() == f"MSG paster line {n}"
+        assert watcher.readline() == f"MSG #lobby paster line {n}"
     # Not kicked, nothing refused: the connection carries on.
     paster.send("/ping after")
     assert paster.readline(timeout=5) == "PONG after"
@@ -236,15 +236,15 @@ def test_sustained_flood_is_refused_then_disconnected(start_daemon) -> None:  # 
     flooder = daemon.client("flooder")
     alice = daemon.client("alice")
     bob = daemon.client("bob")
-    flooder.expect("JOIN alice")
-    flooder.expect("JOIN bob")
-    alice.expect("JOIN bob")
+    flooder.expect("JOIN #lobby alice")
+    flooder.expect("JOIN #lobby bob")
+    alice.expect("JOIN #lobby bob")
     flooder.sock.sendall(b"".join(b"spam %d\n" % n for n in range(200)))
     lines = flooder.expect_closed(timeout=10)
     said = [line for line in lines if line.startswith("MSG ")]
     refused = [line for line in lines if line.startswith("ERR ")]
     # The first burst is handled in order; what cannot even be held is refused.
-    assert said == [f"MSG flooder spam {n}" for n in range(len(said))]
+    assert said == [f"MSG #lobby flooder spam {n}" for n in range(len(said))]
     assert 5 <= len(said) <= 10
     assert refused and all(line.startswith("ERR rate_limited ") for line in refused)
     assert len(refused) == RATE["flood_disconnect"]
@@ -258,8 +258,8 @@ def test_sustained_flood_is_refused_then_disconnected(start_daemon) -> None:  # 
             assert client.readline() == line
         assert client.readline() == "LEAVE flooder flood"
     alice.send("we carry on")
-    assert alice.readline() == "MSG alice we carry on"
-    assert bob.readline() == "MSG alice we carry on"
+    assert alice.readline() == "MSG #lobby alice we carry on"
+    assert bob.readline() == "MSG #lobby alice we carry on"
     assert_healthy(daemon)
 
 
@@ -301,8 +301,8 @@ def _chat_windowed(
             except TimeoutError:
                 continue
             if line.startswith("MSG "):
-                _, sender, owner, number, stamp, _ = line.split(" ")
-                assert owner == sender and int(number) == seen[sender], line[:80]
+                _, room, sender, owner, number, stamp, _ = line.split(" ")
+                assert room == "#lobby" and owner == sender and int(number) == seen[sender], line[:80]
                 latencies.append(time.monotonic() - float(stamp))
                 seen[sender] += 1
             else:
@@ -323,7 +323,7 @@ def test_a_client_that_stops_reading_while_20_others_chat(start_daemon, io_threa
     chatters = [daemon.client(f"c{i:02d}") for i in range(CHATTERS)]
     for i, chatter in enumerate(chatters):
         for later in chatters[i + 1 :]:
-            chatter.expect(f"JOIN {later.nick}")
+            chatter.expect(f"JOIN #lobby {later.nick}")
     progress = {r.nick: {s.nick: 0 for s in chatters} for r in chatters}
     latencies: list[float] = []
     left: set[str] = set()
@@ -381,12 +381,12 @@ def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon, i
     # Without it, Nagle holds the end of each long line for the daemon's delayed ACK.
     talker.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for sleeper in sleepers:
-        sleeper.expect_eventually("JOIN talker")
+        sleeper.expect_eventually("JOIN #lobby talker")
     n = 0
     while len(daemon.find_events("slow_consumer")) < SLEEPERS:
         assert n < 1000, "the sleepers never overflowed"
         talker.send(f"{n} " + "x" * (LONG_LINE - len(str(n)) - 2))
-        while not (line := talker.readline(timeout=10)).startswith("MSG talker "):
+        while not (line := talker.readline(timeout=10)).startswith("MSG #lobby talker "):
             assert line.startswith("LEAVE sleeper"), line[:80]
         n += 1
     for sleeper in sleepers:
@@ -395,7 +395,7 @@ def test_slow_consumers_that_read_again_get_whole_lines_then_bye(start_daemon, i
         # Another sleeper may overflow first; its LEAVE is a whole line of the room too.
         lines = [line for line in lines if not re.fullmatch(r"LEAVE sleeper\d slow_consumer", line)]
         for k, line in enumerate(lines[:-1]):
-            expected = f"MSG talker {k} " + "x" * (LONG_LINE - len(str(k)) - 2)
+            expected = f"MSG #lobby talker {k} " + "x" * (LONG_LINE - len(str(k)) - 2)
             assert line == expected, f"{sleeper.nick} line {k}: {line[:30]!r}...{line[-30:]!r}"
         assert lines[-1] == "BYE slow_consumer", f"{sleeper.nick}: ...{lines[-1][-40:]!r}"
     assert_healthy(daemon)
@@ -429,7 +429,7 @@ def test_a_lowered_send_queue_bytes_drops_a_connected_sleeper_at_the_new_limit(s
     talker.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _reload(daemon, send_queue_bytes=NEW_QUEUE)
     line = "y" * 4000
-    echo = f"MSG talker {line}"
+    echo = f"MSG #lobby talker {line}"
     # The kernel's socket buffers (a few MB on loopback) fill before the daemon's
     # queue grows; the talk is capped well below the old limit, so only the new
     # one can end it.
@@ -461,13 +461,13 @@ def test_a_message_rate_turned_on_by_reload_limits_a_connected_client(start_daem
     paster = daemon.client("paster")
     paster.sock.sendall(b"".join(b"free %d\n" % n for n in range(10)))
     for n in range(10):
-        assert paster.readline() == f"MSG paster free {n}"
+        assert paster.readline() == f"MSG #lobby paster free {n}"
     _reload(daemon, message_rate=2, message_burst=3)
     paster.sock.sendall(b"".join(b"burst %d\n" % n for n in range(10)))  # one write
     lines = [paster.readline(timeout=10) for _ in range(10)]
-    assert lines[:3] == [f"MSG paster burst {n}" for n in range(3)], lines
+    assert lines[:3] == [f"MSG #lobby paster burst {n}" for n in range(3)], lines
     assert all(line.startswith("ERR rate_limited ") for line in lines[3:7]), lines
-    assert lines[7:] == [f"MSG paster burst {n}" for n in range(3, 6)], lines  # held, then let through
+    assert lines[7:] == [f"MSG #lobby paster burst {n}" for n in range(3, 6)], lines  # held, then let through
     assert len(daemon.find_events("rate_limited", nick="paster")) == 4
     paster.send("/ping after")
     assert paster.readline(timeout=5) == "PONG after"
@@ -480,15 +480,15 @@ def test_a_reload_to_message_rate_0_releases_held_lines_at_once(start_daemon) ->
     daemon = start_daemon(limits={"message_rate": 0.01, "message_burst": 2})
     paster = daemon.client("paster")
     paster.sock.sendall(b"".join(b"held %d\n" % n for n in range(4)))  # one write
-    assert [paster.readline() for _ in range(2)] == ["MSG paster held 0", "MSG paster held 1"]
+    assert [paster.readline() for _ in range(2)] == ["MSG #lobby paster held 0", "MSG #lobby paster held 1"]
     _reload(daemon, message_rate=0)
     try:  # within the usual 5 s read timeout, far less than the 100 s the old rate wanted
         released = [paster.readline() for _ in range(2)]
     except TimeoutError:
         raise AssertionError("the lines held under message_rate 0.01 stayed held after the reload to 0") from None
-    assert released == ["MSG paster held 2", "MSG paster held 3"]
+    assert released == ["MSG #lobby paster held 2", "MSG #lobby paster held 3"]
     paster.sock.sendall(b"".join(b"free %d\n" % n for n in range(20)))
-    assert [paster.readline() for _ in range(20)] == [f"MSG paster free {n}" for n in range(20)]
+    assert [paster.readline() for _ in range(20)] == [f"MSG #lobby paster free {n}" for n in range(20)]
     assert not daemon.find_events("rate_limited")
 
 
@@ -502,7 +502,7 @@ def test_a_lowered_max_clients_keeps_connected_clients_and_refuses_new_ones(star
     _refused(daemon.client(), "server_full")
     clients[-1].send("still here")
     for client in clients:
-        client.expect_eventually("MSG c4 still here")
+        client.expect_eventually("MSG #lobby c4 still here")
     assert not [e for e in daemon.find_events("disconnect") if e.get("nick")], "a member was dropped"
     for client in clients[:3]:
         client.close()

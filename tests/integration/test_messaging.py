@@ -7,15 +7,22 @@ from typing import Callable
 
 import pytest
 
+import chatd
 from tests.chatclient import ChatClient
 from tests.conftest import Daemon, with_io_threads
 
 
-def test_handshake_nick_welcome(daemon: Daemon) -> None:
+def test_hello_nick_welcome_and_the_lobby(daemon: Daemon) -> None:
     client = daemon.client()
+    assert client.readline() == f"HELLO 2 chatd {chatd.__version__}"
     assert client.readline() == "NICK"
     client.send("alice")
     assert client.readline() == "WELCOME alice Welcome to chatd, alice! Type /help for commands."
+    assert client.readline() == "JOIN #lobby alice"
+    assert client.readline() == "USERS #lobby alice"
+    assert client.readline() == "CURRENT #lobby"
+    client.send("/ping")
+    assert client.readline() == "PONG"  # nothing else came
 
 
 @with_io_threads(1, 2, 4)
@@ -24,16 +31,17 @@ def test_broadcast_reaches_everyone_with_echo(start_daemon: Callable[..., Daemon
     clients = [daemon.client(nick) for nick in ("alice", "bob", "carol", "dave")]
     for i, client in enumerate(clients):
         for joined in clients[i + 1 :]:
-            assert client.readline() == f"JOIN {joined.nick}"
+            assert client.readline() == f"JOIN #lobby {joined.nick}"
     clients[1].send("hello, world  with  spaces")
     for client in clients:
-        assert client.readline() == "MSG bob hello, world  with  spaces"
+        assert client.readline() == "MSG #lobby bob hello, world  with  spaces"
 
 
 def test_join_leave_rename(daemon: Daemon) -> None:
     alice = daemon.client("alice")
     bob = daemon.client("bob")
-    assert alice.readline() == "JOIN bob"
+    assert bob.autojoin == ["JOIN #lobby bob", "USERS #lobby alice bob", "CURRENT #lobby"]
+    assert alice.readline() == "JOIN #lobby bob"
     bob.send("/nick robert")
     assert bob.readline() == "RENAME bob robert"
     assert alice.readline() == "RENAME bob robert"
@@ -45,16 +53,16 @@ def test_join_leave_rename(daemon: Daemon) -> None:
     assert alice.readline() == "LEAVE Robert quit see you"
     bob.close()
     carol = daemon.client("carol")
-    assert alice.readline() == "JOIN carol"
+    assert alice.readline() == "JOIN #lobby carol"
     carol.close()
     assert alice.readline() == "LEAVE carol connection_lost"
 
 
 def test_direct_message_goes_to_recipient_and_sender_only(daemon: Daemon) -> None:
     alice, bob, carol = (daemon.client(n) for n in ("alice", "bob", "carol"))
-    alice.expect("JOIN bob")
-    alice.expect("JOIN carol")
-    bob.expect("JOIN carol")
+    alice.expect("JOIN #lobby bob")
+    alice.expect("JOIN #lobby carol")
+    bob.expect("JOIN #lobby carol")
     alice.send("/msg BOB psst")  # nick lookup ignores case
     assert bob.readline() == "DM alice bob psst"
     assert alice.readline() == "DM alice bob psst"
@@ -67,22 +75,26 @@ def test_direct_message_goes_to_recipient_and_sender_only(daemon: Daemon) -> Non
 def test_who_ping_help_action_and_slash_escape(daemon: Daemon) -> None:
     bob = daemon.client("bob")
     alice = daemon.client("alice")
-    bob.expect("JOIN alice")
+    bob.expect("JOIN #lobby alice")
     alice.send("/who")
-    assert alice.readline() == "USERS alice bob"
+    assert alice.readline() == "USERS #lobby alice bob"
     alice.send("/ping abc 123")
     assert alice.readline() == "PONG abc 123"
     alice.send("/me waves")
-    assert alice.readline() == "ACTION alice waves"
-    assert bob.readline() == "ACTION alice waves"
+    assert alice.readline() == "ACTION #lobby alice waves"
+    assert bob.readline() == "ACTION #lobby alice waves"
     alice.send("//etc/passwd is a path")
-    assert bob.readline() == "MSG alice /etc/passwd is a path"
-    assert alice.readline() == "MSG alice /etc/passwd is a path"
+    assert bob.readline() == "MSG #lobby alice /etc/passwd is a path"
+    assert alice.readline() == "MSG #lobby alice /etc/passwd is a path"
     alice.send("/help")
     first = alice.readline()
     assert first.startswith("INFO ")
-    help_lines = [first] + [alice.readline() for _ in range(8)]
-    assert any("/msg" in line for line in help_lines)
+    help_lines = [first] + [alice.readline() for _ in range(12)]
+    assert all(line.startswith("INFO ") for line in help_lines)
+    for command in ("/msg", "/join", "/part", "/topic", "/rooms", "/who"):
+        assert any(command in line for line in help_lines), command
+    alice.send("/ping end of help")
+    assert alice.readline() == "PONG end of help"
 
 
 @pytest.mark.parametrize(
@@ -92,18 +104,20 @@ def test_who_ping_help_action_and_slash_escape(daemon: Daemon) -> None:
 def test_refused_nickname_asks_again(daemon: Daemon, first: str, second: str, code: str) -> None:
     daemon.client(first)
     client = daemon.client()
-    client.expect("NICK")
+    client.expect_greeting()
     client.send(second)
     assert client.readline().startswith(f"ERR {code} ")
     assert client.readline() == "NICK"
     client.send("carol")
     client.expect("WELCOME carol ")
+    client.nick = "carol"
+    assert client.take_joins() == ["JOIN #lobby carol", f"USERS #lobby {first} carol", "CURRENT #lobby"]
 
 
 def test_too_many_refused_nicknames_says_bye(start_daemon) -> None:  # type: ignore[no-untyped-def]
     daemon = start_daemon(limits={"max_nick_attempts": 2})
     client = daemon.client()
-    client.expect("NICK")
+    client.expect_greeting()
     client.send("!")
     client.expect("ERR nick_invalid")
     client.expect("NICK")
@@ -115,11 +129,11 @@ def test_too_many_refused_nicknames_says_bye(start_daemon) -> None:  # type: ign
 def test_bad_lines_are_answered_and_others_keep_chatting(start_daemon) -> None:  # type: ignore[no-untyped-def]
     daemon = start_daemon(limits={"max_line_bytes": 512})
     alice, bob = daemon.client("alice"), daemon.client("bob")
-    alice.expect("JOIN bob")
+    alice.expect("JOIN #lobby bob")
     bob.send(b"x" * 2000 + b"\nstill here\n")
     assert bob.readline().startswith("ERR line_too_long ")
-    assert alice.readline() == "MSG bob still here"
-    assert bob.readline() == "MSG bob still here"
+    assert alice.readline() == "MSG #lobby bob still here"
+    assert bob.readline() == "MSG #lobby bob still here"
     bob.send(b"\xff\xfe broken\n")
     assert bob.readline().startswith("ERR bad_encoding ")
     bob.send(b"bell \x07 ring\n")
@@ -127,10 +141,10 @@ def test_bad_lines_are_answered_and_others_keep_chatting(start_daemon) -> None: 
     bob.send("/frobnicate")
     assert bob.readline().startswith("ERR unknown_command ")
     alice.send("unaffected")
-    assert alice.readline() == "MSG alice unaffected"
-    assert bob.readline() == "MSG alice unaffected"
+    assert alice.readline() == "MSG #lobby alice unaffected"
+    assert bob.readline() == "MSG #lobby alice unaffected"
     bob.send("crlf works\r")
-    assert alice.readline() == "MSG bob crlf works"
+    assert alice.readline() == "MSG #lobby bob crlf works"
 
 
 def test_strikes_end_in_bye(start_daemon) -> None:  # type: ignore[no-untyped-def]
@@ -151,7 +165,7 @@ def test_fifty_clients_chat_with_nothing_lost_or_reordered(
     clients = [daemon.client(f"u{i}") for i in range(senders)]
     for i, client in enumerate(clients):  # consume JOINs of later clients
         for _ in range(senders - i - 1):
-            client.expect("JOIN ")
+            client.expect("JOIN #lobby ")
     received: dict[str, list[str]] = {}
     errors: list[BaseException] = []
 
@@ -174,8 +188,8 @@ def test_fifty_clients_chat_with_nothing_lost_or_reordered(
     for nick, lines in received.items():
         by_sender: dict[str, list[int]] = {}
         for line in lines:
-            verb, sender, owner, number = line.split(" ")
-            assert verb == "MSG" and sender == owner
+            verb, room, sender, owner, number = line.split(" ")
+            assert verb == "MSG" and room == "#lobby" and sender == owner
             by_sender.setdefault(sender, []).append(int(number))
         assert len(by_sender) == senders, nick
         assert all(seq == list(range(per_sender)) for seq in by_sender.values()), nick

@@ -2,7 +2,7 @@
 client certificates, and `tls.nick_from_cert`.
 
 A refused certificate is refused during the handshake: the client never sees
-`NICK`. With TLS 1.3 the client's handshake completes before the server has
+`HELLO`. With TLS 1.3 the client's handshake completes before the server has
 checked the client's certificate, so the client may only learn of the refusal
 (an alert, or EOF) on its first read.
 """
@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chatctl.certs import issue_ca, issue_client_cert
 from tests.chatclient import ChatClient
-from tests.conftest import PKI, Daemon, assert_healthy, wait_until
+from tests.conftest import PKI, Daemon, assert_healthy, recv_greeting, wait_until
 
 CertPair = tuple[Path, Path]
 
@@ -112,7 +112,7 @@ def _connect(daemon: Daemon, cert: CertPair | None) -> ChatClient:
 
 
 def _assert_refused(daemon: Daemon, cert: CertPair | None) -> tuple[str, str]:
-    """The handshake fails: the client never gets `NICK`; the daemon logs why.
+    """The handshake fails: the client never gets `HELLO`; the daemon logs why.
 
     Returns what the client saw (the TLS alert) and the `error` of the
     `tls_handshake_failed` event.
@@ -140,10 +140,7 @@ def _assert_refused(daemon: Daemon, cert: CertPair | None) -> tuple[str, str]:
 
 def _assert_served(daemon: Daemon, cert: CertPair | None, nick: str) -> ChatClient:
     client = _connect(daemon, cert)
-    client.expect("NICK")
-    client.send(nick)
-    client.expect(f"WELCOME {nick} ")
-    client.nick = nick
+    client.register(nick)  # HELLO, NICK, WELCOME, the lobby's JOIN, USERS and CURRENT
     client.send("/ping mtls")
     assert client.readline() == "PONG mtls"
     return client
@@ -173,8 +170,8 @@ def test_required_serves_a_client_with_a_right_certificate(
     # Without nick_from_cert, the certificate admits; it does not name.
     _assert_served(daemon, client_certs.right, "someone_else")
     alice.send("hello")
-    assert alice.readline() == "JOIN someone_else"
-    assert alice.readline() == "MSG alice hello"
+    assert alice.readline() == "JOIN #lobby someone_else"
+    assert alice.readline() == "MSG #lobby alice hello"
     assert_healthy(daemon, "bob", cert=client_certs.other)
 
 
@@ -227,7 +224,7 @@ def test_required_refusals_cost_a_connected_client_nothing(
         with pytest.raises((ssl.SSLError, ConnectionError, EOFError)):
             _connect(daemon, _pick(client_certs, case)).readline(timeout=5)
         alice.send(f"after {case}")
-        assert alice.readline() == f"MSG alice after {case}"
+        assert alice.readline() == f"MSG #lobby alice after {case}"
     # Logged by the worker that refused it, which may not be alice's.
     wait_until(
         lambda: len(daemon.find_events("tls_handshake_failed")) == len(REFUSED_WHEN_REQUIRED), 5, "logged"
@@ -280,7 +277,7 @@ def _handshake_messages(daemon: Daemon, cert: CertPair | None, version: ssl.TLSV
     context._msg_callback = seen  # type: ignore[attr-defined]
     with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.recv(64) == b"NICK\n"
+            recv_greeting(tls)
     return received
 
 
@@ -316,21 +313,23 @@ def test_nick_from_cert_allows_only_the_common_name(
 ) -> None:
     daemon = _mtls(start_daemon, certs, "required", nick_from_cert=True)
     client = _connect(daemon, client_certs.right)  # CN=alice
-    client.expect("NICK")
+    client.expect_greeting()
     for wrong in ("bob", "Alice", "alice2"):
         client.send(wrong)
         assert client.readline().startswith("ERR nick_invalid ")
         assert client.readline() == "NICK"
     client.send("alice")
     client.expect("WELCOME alice ")
+    client.nick = "alice"
+    assert client.take_joins() == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
     client.send("/nick other")
     assert client.readline().startswith("ERR nick_invalid ")
     client.send("/nick ALICE")  # not even a change of case: the name is the certificate's
     assert client.readline().startswith("ERR nick_invalid ")
     client.send("/who")
-    assert client.readline() == "USERS alice"
+    assert client.readline() == "USERS #lobby alice"
     client.send("still alice")
-    assert client.readline() == "MSG alice still alice"
+    assert client.readline() == "MSG #lobby alice still alice"
     assert not daemon.find_events("rename")
     assert_healthy(daemon, "bob", cert=client_certs.other)
 
@@ -341,7 +340,7 @@ def test_nick_from_cert_a_second_connection_with_the_same_cert_is_taken(
     daemon = _mtls(start_daemon, certs, "required", nick_from_cert=True)
     _assert_served(daemon, client_certs.right, "alice")
     twin = _connect(daemon, client_certs.right)
-    twin.expect("NICK")
+    twin.expect_greeting()
     twin.send("alice")
     assert twin.readline().startswith("ERR nick_taken ")
     assert_healthy(daemon, "bob", cert=client_certs.other)

@@ -64,7 +64,7 @@ def test_running_as_root_is_warned_about(daemon: Daemon) -> None:
 def test_reload_applies_new_limits_to_connected_clients(daemon: Daemon) -> None:
     alice = daemon.client("alice")
     alice.send("a" * 1000)
-    alice.expect("MSG alice aaa")
+    alice.expect("MSG #lobby alice aaa")
     daemon.config["limits"]["max_line_bytes"] = 512
     daemon.write_config()
     daemon.signal(signal.SIGHUP)
@@ -72,7 +72,7 @@ def test_reload_applies_new_limits_to_connected_clients(daemon: Daemon) -> None:
     alice.send("a" * 1000)
     alice.expect("ERR line_too_long")
     alice.send("short is fine")
-    alice.expect("MSG alice short is fine")
+    alice.expect("MSG #lobby alice short is fine")
 
 
 def test_broken_reload_keeps_the_old_config(daemon: Daemon) -> None:
@@ -82,7 +82,7 @@ def test_broken_reload_keeps_the_old_config(daemon: Daemon) -> None:
     failed = daemon.wait_for_event("config_reload_failed")
     assert str(daemon.config_path) in failed["error"]
     alice.send("a" * 1000)  # the old 4096-byte limit still holds
-    alice.expect("MSG alice aaa")
+    alice.expect("MSG #lobby alice aaa")
     daemon.client("bob")  # and new clients are served
 
 
@@ -128,6 +128,6 @@ def test_certificate_rotation_keeps_connected_clients(
     served = _served_certificate(daemon)
     assert served.serial_number == new_cert.serial_number != old.serial_number
     alice.send("still here")
-    alice.expect("MSG alice still here")
+    alice.expect("MSG #lobby alice still here")
     daemon.client("bob")
-    assert alice.readline() == "JOIN bob"
+    assert alice.readline() == "JOIN #lobby bob"

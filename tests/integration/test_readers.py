@@ -71,7 +71,7 @@ class Reader:
         for line in lines:
             if line.startswith(b"BYE"):
                 self.bye = line.decode()
-            elif line.startswith(b"MSG "):
+            elif line.startswith(b"MSG #lobby "):
                 self.lines_seen += 1
 
 
@@ -83,7 +83,7 @@ def _run_readers(daemon: Daemon, readers: int, count: int, size: int) -> list[Re
     clients = [daemon.client(f"r{i}") for i in range(readers)]
     last = clients[-1].nick
     for client in clients[:-1]:
-        client.expect_eventually(f"JOIN {last}", timeout=10)
+        client.expect_eventually(f"JOIN #lobby {last}", timeout=10)
     workers = [Reader(client) for client in clients]
     expected = readers * count
     threads = [

@@ -40,7 +40,9 @@ def _send_and_read_until_bye(client: ChatClient, sent: list[int], outcome: dict[
                 client.send(f"{client.nick} {n} " + "x" * LINE)
                 n += 1
                 sent[0] += LINE
-            while not (line := client.readline(timeout=15)).startswith(f"MSG {client.nick} {client.nick} {n - 1} "):
+            while not (line := client.readline(timeout=15)).startswith(
+                f"MSG #lobby {client.nick} {client.nick} {n - 1} "
+            ):
                 if line.startswith("BYE"):
                     tail = [line, *client.expect_closed(timeout=15)]
                     return
@@ -104,8 +106,9 @@ CROWD = 300
 
 @with_io_threads(1, 2)
 def test_300_clients_connecting_at_once_are_all_served(start_daemon: Callable[..., Daemon], io_threads: int) -> None:
-    """300 clients connecting at the same moment (under max_clients) each get `NICK`,
-    have their nickname answered with `WELCOME`, and all hear one message."""
+    """300 clients connecting at the same moment (under max_clients) each get `HELLO`
+    and `NICK`, have their nickname answered with `WELCOME` and the lobby, and all
+    hear one message."""
     daemon = start_daemon(server={"io_threads": io_threads})
     barrier = threading.Barrier(CROWD)
     before_welcome: dict[str, list[str]] = {}  # lines a client got between its nickname and WELCOME
@@ -115,25 +118,27 @@ def test_300_clients_connecting_at_once_are_all_served(start_daemon: Callable[..
         client = ChatClient(daemon.port, daemon.pki.ca, timeout=30)
         daemon.clients.append(client)  # closed at teardown, whatever happens here
         client.nick = f"n{n}"
-        client.expect("NICK", timeout=30)
+        client.expect_greeting(timeout=30)
         client.send(client.nick)
         while not (line := client.readline(timeout=30)).startswith(f"WELCOME {client.nick} "):
             before_welcome.setdefault(client.nick, []).append(line)
+        # Its own JOIN, USERS and CURRENT; others' JOINs in between are left to read.
+        client.take_joins(timeout=30)
         return client
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=CROWD) as pool:
         crowd = list(pool.map(arrive, range(CROWD), timeout=120))
     crowd[0].send("hello, crowd")
     for client in crowd:
-        while (line := client.readline(timeout=10)) != "MSG n0 hello, crowd":
-            assert line.startswith("JOIN n"), (client.nick, line)
+        while (line := client.readline(timeout=10)) != "MSG #lobby n0 hello, crowd":
+            assert line.startswith("JOIN #lobby n"), (client.nick, line)
     crowd[-1].send("/who")
-    users = crowd[-1].expect("USERS ").split()[1:]
+    users = crowd[-1].expect("USERS #lobby ").split()[2:]
     assert sorted(users) == sorted(f"n{n}" for n in range(CROWD))
     assert len(daemon.find_events("connect")) == CROWD
     assert_healthy(daemon)
     # docs/protocol.md, "Registration": the answer to a valid, free nickname is
-    # WELCOME; the room's lines (JOIN of those who came after) follow it.
+    # WELCOME; the room's lines (its own and others' JOINs) follow it.
     assert not before_welcome, f"{len(before_welcome)} clients got lines before WELCOME: {before_welcome}"
 
 
@@ -169,7 +174,7 @@ def test_peers_that_reset_after_the_server_hello(start_daemon: Callable[..., Dae
         _reset_after_server_hello(daemon)
         if n % 20 == 0:
             alice.send(f"tick {n}")
-            assert alice.readline() == f"MSG alice tick {n}"
+            assert alice.readline() == f"MSG #lobby alice tick {n}"
 
     def ended() -> list[dict[str, object]]:
         failed = daemon.find_events("tls_handshake_failed")
@@ -182,9 +187,9 @@ def test_peers_that_reset_after_the_server_hello(start_daemon: Callable[..., Dae
     assert len(daemon.find_events("connect")) == 1  # alice only
     assert_healthy(daemon)
     bob = daemon.client("bob")
-    alice.expect_eventually("JOIN bob")
+    alice.expect_eventually("JOIN #lobby bob")
     bob.send("after the resets")
-    assert alice.readline() == bob.readline() == "MSG bob after the resets"
+    assert alice.readline() == bob.readline() == "MSG #lobby bob after the resets"
 
 
 # -- IPv6 -------------------------------------------------------------------------------
@@ -208,9 +213,9 @@ def test_a_listener_on_ipv6_loopback_serves_ipv6_clients(start_daemon: Callable[
     alice = daemon.client("alice")
     bob = daemon.client("bob")
     assert alice.sock.family == bob.sock.family == socket.AF_INET6
-    alice.expect("JOIN bob")
+    alice.expect("JOIN #lobby bob")
     bob.send("hello over IPv6")
-    assert alice.readline() == bob.readline() == "MSG bob hello over IPv6"
+    assert alice.readline() == bob.readline() == "MSG #lobby bob hello over IPv6"
     peers = {client.nick: f"[::1]:{client.sock.getsockname()[1]}" for client in (alice, bob)}
     for peer in peers.values():
         daemon.wait_for_event("connect", peer=peer)

@@ -111,11 +111,12 @@ def tools() -> Iterator[Callable[..., Tool]]:
 
 def _chat(tool: Tool, nick: str) -> None:
     """Register `nick` and see our own message come back."""
-    tool.wait_for(r"^NICK\r?$")
+    tool.wait_for(r"^HELLO 2 chatd \S+\r?\nNICK\r?$")
     tool.send(nick)
     tool.wait_for(rf"^WELCOME {nick} ")
+    tool.wait_for(r"^CURRENT #lobby\r?$")
     tool.send("hello")
-    tool.wait_for(rf"^MSG {nick} hello\r?$")
+    tool.wait_for(rf"^MSG #lobby {nick} hello\r?$")
 
 
 # -- openssl s_client -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, recv_greeting
 
 
 def _context(daemon: Daemon) -> ssl.SSLContext:
@@ -23,7 +23,7 @@ def test_modern_versions_accepted(daemon: Daemon, version: ssl.TLSVersion) -> No
     with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
             assert tls.version() == version.name.replace("v1_", "v1.")
-            assert tls.recv(64) == b"NICK\n"
+            recv_greeting(tls)
 
 
 def test_x25519_by_default_and_no_session_tickets(daemon: Daemon) -> None:
@@ -31,7 +31,7 @@ def test_x25519_by_default_and_no_session_tickets(daemon: Daemon) -> None:
     context.set_ecdh_curve("X25519")
     with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.recv(64) == b"NICK\n"  # tickets, if any, came before this line
+            recv_greeting(tls)  # tickets, if any, came before these lines
             assert tls.version() == "TLSv1.3"
             assert tls.session is not None and not tls.session.has_ticket
 
@@ -51,7 +51,7 @@ def test_only_the_groups_in_tls_groups_are_offered(start_daemon, server_groups: 
     with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
         if ok:
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                assert tls.recv(64) == b"NICK\n"
+                recv_greeting(tls)
         else:
             with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
                 context.wrap_socket(raw, server_hostname="localhost")
@@ -85,7 +85,7 @@ def test_plain_tcp_and_silent_clients_are_dropped_without_harm(start_daemon) -> 
     plain.sendall(b"NICK mallory\r\nhello there\r\n\r\n")
     silent = socket.create_connection((daemon.host, daemon.port), timeout=5)
     alice.send("still fine")
-    alice.expect("MSG alice still fine")
+    alice.expect("MSG #lobby alice still fine")
     plain.settimeout(5)
     with contextlib.suppress(ConnectionResetError):  # a reset is a hang-up too
         while plain.recv(4096):  # at most a TLS alert, then EOF: the server hung up
@@ -96,6 +96,6 @@ def test_plain_tcp_and_silent_clients_are_dropped_without_harm(start_daemon) -> 
     assert any(e["error"] == "timeout" for e in failures)
     assert len(failures) >= 2
     bob = daemon.client("bob")  # a fresh client is still served
-    assert alice.readline() == "JOIN bob"
+    assert alice.readline() == "JOIN #lobby bob"
     for sock in (plain, silent):
         sock.close()

@@ -22,6 +22,7 @@ from chatd.config import (
     ControlConfig,
     LimitsConfig,
     LogConfig,
+    RoomsConfig,
     ServerConfig,
     TLSConfig,
     load_config,
@@ -32,6 +33,7 @@ SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "tls": TLSConfig,
     "limits": LimitsConfig,
+    "rooms": RoomsConfig,
     "log": LogConfig,
     "control": ControlConfig,
 }
@@ -65,6 +67,12 @@ limits:
   message_burst: 10
   flood_disconnect: 0
   max_strikes: 4
+  max_rooms: 10
+  max_rooms_per_client: 3
+rooms:
+  autojoin: ["#lobby", "#Help"]
+  permanent: ["#lobby", "#help", "#news"]
+  allow_create: false
 log:
   format: json
   level: debug
@@ -143,6 +151,11 @@ def test_full_valid_config(tmp_path: Path) -> None:
         message_burst=10,
         flood_disconnect=0,
         max_strikes=4,
+        max_rooms=10,
+        max_rooms_per_client=3,
+    )
+    assert config.rooms == RoomsConfig(
+        autojoin=("#lobby", "#Help"), permanent=("#lobby", "#help", "#news"), allow_create=False
     )
     assert config.log == LogConfig(format="json", level="debug")
     assert config.control == ControlConfig(socket=tmp_path / "run/chatd.sock")
@@ -173,17 +186,27 @@ def test_missing_keys_take_their_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, minimal(server={"port": 9000}, limits={"max_clients": 7})))
     assert config.server == dataclasses.replace(ServerConfig(), port=9000)
     assert config.limits == dataclasses.replace(LimitsConfig(), max_clients=7)
+    assert config.rooms == RoomsConfig()
     assert config.log == LogConfig()
     assert config.control == ControlConfig()
     assert config.tls.client_auth == "none" and config.tls.client_ca is None
 
 
-@pytest.mark.parametrize("text", ["server:\nlimits:\nlog:\ncontrol:\n", "server: {}\nlog: {}\n"])
+def test_rooms_default_to_one_permanent_lobby(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, minimal()))
+    assert config.rooms == RoomsConfig(autojoin=("#lobby",), permanent=("#lobby",), allow_create=True)
+    assert (config.limits.max_rooms, config.limits.max_rooms_per_client) == (1000, 20)
+
+
+@pytest.mark.parametrize(
+    "text", ["server:\nlimits:\nrooms:\nlog:\ncontrol:\n", "server: {}\nrooms: {}\nlog: {}\n"]
+)
 def test_empty_sections_take_their_defaults(tmp_path: Path, text: str) -> None:
     config = load_config(write(tmp_path, "tls:\n  cert: certs/server.crt\n  key: certs/server.key\n" + text))
-    assert (config.server, config.limits, config.log, config.control) == (
+    assert (config.server, config.limits, config.rooms, config.log, config.control) == (
         ServerConfig(),
         LimitsConfig(),
+        RoomsConfig(),
         LogConfig(),
         ControlConfig(),
     )
@@ -206,9 +229,10 @@ def test_empty_file_gives_all_defaults(tmp_path: Path, monkeypatch: pytest.Monke
     # directory here; test_default_tls_paths_are_relative_to_the_file separates the two.
     monkeypatch.chdir(tmp_path)
     config = load_config(write(tmp_path, text))
-    assert (config.server, config.limits, config.log, config.control) == (
+    assert (config.server, config.limits, config.rooms, config.log, config.control) == (
         ServerConfig(),
         LimitsConfig(),
+        RoomsConfig(),
         LogConfig(),
         ControlConfig(),
     )
@@ -293,6 +317,15 @@ def test_a_relative_config_path_gives_an_absolute_config_path(
         ("limits", "register_timeout", 3600, 3600.0),
         ("limits", "max_nick_length", 64, 64),
         ("limits", "exempt", [], ()),
+        ("limits", "max_rooms", 1, 1),
+        ("limits", "max_rooms", 1_000_000, 1_000_000),
+        ("limits", "max_rooms_per_client", 1, 1),
+        ("limits", "max_rooms_per_client", 10_000, 10_000),
+        ("rooms", "autojoin", [], ()),
+        ("rooms", "autojoin", ["#a", "#" + "z" * 32, "#A-b_9"], ("#a", "#" + "z" * 32, "#A-b_9")),
+        ("rooms", "permanent", [], ()),
+        ("rooms", "permanent", ["#Lobby", "#help"], ("#Lobby", "#help")),
+        ("rooms", "allow_create", False, False),
         ("tls", "client_ca", None, None),
         ("tls", "client_auth", "none", "none"),
         ("tls", "groups", ["prime256v1"], ("prime256v1",)),
@@ -383,7 +416,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["- server\n- tls\n", "just a string\n", "42\n", "true\n"])
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
-    assert "must be a YAML mapping of sections (server, tls, limits, log, control)" in message
+    assert "must be a YAML mapping of sections (server, tls, limits, rooms, log, control)" in message
 
 
 def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None:
@@ -391,15 +424,24 @@ def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None
     assert "(got ['server', 'tls'])" in message
 
 
-@pytest.mark.parametrize("name", ["servers", "Server", "limit", "logging"])
+@pytest.mark.parametrize("name", ["servers", "Server", "limit", "logging", "room", "channels"])
 def test_unknown_section(tmp_path: Path, name: str) -> None:
     message = config_error(write(tmp_path, {**minimal(), name: {"a": 1}}))
-    assert f": {name}: unknown section (known: server, tls, limits, log, control)" in message
+    assert f": {name}: unknown section (known: server, tls, limits, rooms, log, control)" in message
 
 
 @pytest.mark.parametrize(
     ("section", "key"),
-    [("server", "hostname"), ("limits", "max_client"), ("limits", "Max_clients"), ("log", "lvl"), ("tls", "ca")],
+    [
+        ("server", "hostname"),
+        ("limits", "max_client"),
+        ("limits", "Max_clients"),
+        ("limits", "max_room"),
+        ("rooms", "auto_join"),
+        ("rooms", "default"),
+        ("log", "lvl"),
+        ("tls", "ca"),
+    ],
 )
 def test_unknown_key(tmp_path: Path, section: str, key: str) -> None:
     message = config_error(write(tmp_path, minimal(**{section: {key: 1}})))
@@ -421,6 +463,9 @@ def test_section_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None:
 # -- errors: one key at a time ----------------------------------------------------------------
 
 GROUPS_EXPECTED = "must be a list of one or more of X25519, prime256v1, secp384r1, each at most once"
+ROOMS_EXPECTED = "must be a list of room names such as '#lobby'"
+NOT_A_ROOM = "is not a room name: # and 1-32 of A-Z a-z 0-9 _ -"
+TWICE = "lists a room twice (names are case-insensitive)"
 CURVE_EXPECTED = "must be one of auto, X25519, prime256v1, secp384r1"
 
 KEY_ERRORS = [
@@ -504,6 +549,26 @@ KEY_ERRORS = [
     ("limits", "exempt", ["10.0.0.0/8", "2001:db8::/129"], "must be a list of IP addresses or CIDR networks"),
     ("limits", "exempt", [10], "must be a list of IP addresses or CIDR networks"),
     ("limits", "exempt", ["10.0.0.0/8/8"], "must be a list of IP addresses or CIDR networks"),
+    # rooms
+    ("limits", "max_rooms", 0, "must be an integer 1..1000000"),
+    ("limits", "max_rooms", "many", "must be an integer 1..1000000"),
+    ("limits", "max_rooms_per_client", 0, "must be an integer 1..10000"),
+    ("limits", "max_rooms_per_client", 10_001, "must be an integer 1..10000"),
+    ("rooms", "allow_create", "yes", "must be true or false"),
+    ("rooms", "autojoin", "#lobby", ROOMS_EXPECTED),
+    ("rooms", "autojoin", None, ROOMS_EXPECTED),
+    ("rooms", "autojoin", {"#lobby": True}, ROOMS_EXPECTED),
+    ("rooms", "autojoin", [1], ROOMS_EXPECTED),
+    ("rooms", "permanent", ["#lobby", None], ROOMS_EXPECTED),
+    ("rooms", "autojoin", ["lobby"], f"'lobby' {NOT_A_ROOM}"),
+    ("rooms", "autojoin", ["#lobby", "#"], f"'#' {NOT_A_ROOM}"),
+    ("rooms", "permanent", ["#" + "x" * 33], f"'#{'x' * 33}' {NOT_A_ROOM}"),
+    ("rooms", "permanent", ["#a b"], f"'#a b' {NOT_A_ROOM}"),
+    ("rooms", "permanent", ["#caf\u00e9"], f"'#caf\u00e9' {NOT_A_ROOM}"),
+    ("rooms", "permanent", ["&lobby"], f"'&lobby' {NOT_A_ROOM}"),
+    ("rooms", "autojoin", ["#lobby", "#lobby"], TWICE),
+    ("rooms", "autojoin", ["#lobby", "#help", "#LOBBY"], TWICE),
+    ("rooms", "permanent", ["#Help", "#hELP"], TWICE),
 ]
 
 
@@ -579,6 +644,49 @@ def test_tls_key_without_read_permission(tmp_path: Path) -> None:
     (tmp_path / "certs/server.key").chmod(0)
     message = config_error(path)
     assert ": tls.key: cannot read " in message and "chatctl gen-certs" in message
+
+
+# -- errors: rooms against each other and against the limits ----------------------------------
+
+
+def test_autojoin_must_be_permanent_when_creating_is_off(tmp_path: Path) -> None:
+    rooms = {"autojoin": ["#lobby", "#Help", "#news"], "permanent": ["#LOBBY", "#help"], "allow_create": False}
+    message = config_error(write(tmp_path, minimal(rooms=rooms)))
+    assert message.endswith(
+        ": rooms.autojoin: with rooms.allow_create false, every autojoin room must be in "
+        "rooms.permanent (got #news)"
+    )
+
+
+def test_autojoin_need_not_be_permanent_when_creating_is_on(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, minimal(rooms={"autojoin": ["#lobby", "#news"]})))
+    assert config.rooms.autojoin == ("#lobby", "#news") and config.rooms.permanent == ("#lobby",)
+
+
+def test_creating_off_with_no_autojoin_needs_no_permanent_room(tmp_path: Path) -> None:
+    rooms = {"autojoin": [], "permanent": [], "allow_create": False}
+    assert load_config(write(tmp_path, minimal(rooms=rooms))).rooms == RoomsConfig((), (), False)
+
+
+def test_more_permanent_rooms_than_max_rooms(tmp_path: Path) -> None:
+    document = minimal(rooms={"permanent": ["#a", "#b", "#c"], "autojoin": ["#a"]}, limits={"max_rooms": 2})
+    message = config_error(write(tmp_path, document))
+    assert message.endswith(": rooms.permanent: more rooms than limits.max_rooms (3 > 2)")
+    document["limits"]["max_rooms"] = 3
+    assert len(load_config(write(tmp_path, document)).rooms.permanent) == 3
+
+
+def test_more_autojoin_rooms_than_max_rooms_per_client(tmp_path: Path) -> None:
+    document = minimal(rooms={"autojoin": ["#a", "#b", "#c"]}, limits={"max_rooms_per_client": 2})
+    message = config_error(write(tmp_path, document))
+    assert message.endswith(": rooms.autojoin: more rooms than limits.max_rooms_per_client (3 > 2)")
+    document["limits"]["max_rooms_per_client"] = 3
+    assert load_config(write(tmp_path, document)).rooms.autojoin == ("#a", "#b", "#c")
+
+
+def test_the_default_lobby_against_a_limit_of_one(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, minimal(limits={"max_rooms": 1, "max_rooms_per_client": 1})))
+    assert config.rooms == RoomsConfig()
 
 
 # -- LimitsConfig.is_exempt -------------------------------------------------------------------

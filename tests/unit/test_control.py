@@ -1,4 +1,7 @@
-"""chatd.control and chatctl's operator commands, with a fake Operator over a real socket."""
+"""chatd.control and chatctl's operator commands, with a fake Operator over a real socket.
+
+(`chatctl rooms` is tested in tests/integration/test_chatctl_rooms.py.)
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ STATUS: dict[str, object] = {
     "version": "0.1.0",
     "uptime_s": 3725.4,
     "clients": 2,
+    "rooms": 3,
     "messages_in": 10,
     "messages_out": 20,
     "tls_handshake_failures": 1,
@@ -33,6 +37,11 @@ STATUS: dict[str, object] = {
 WHO: list[dict[str, object]] = [
     {"nick": "alice", "peer": "127.0.0.1:50001", "connected_since": "2026-01-02T03:04:05+00:00", "idle_s": 5.5},
     {"nick": "bob", "peer": "[::1]:50002", "connected_since": "2026-01-02T03:04:06+00:00", "idle_s": 4000},
+]
+ROOMS: list[dict[str, object]] = [
+    {"room": "#lobby", "members": ["alice", "bob"], "topic": ""},
+    {"room": "#Rust", "members": ["bob"], "topic": "borrow checker questions"},
+    {"room": "#help", "members": [], "topic": ""},
 ]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 
@@ -56,6 +65,10 @@ class FakeOperator:
         self.calls.append(("who",))
         return WHO
 
+    def rooms(self) -> list[dict[str, object]]:
+        self.calls.append(("rooms",))
+        return ROOMS
+
     def kick(self, nick: str, reason: str) -> bool:
         self.calls.append(("kick", nick, reason))
         return nick.lower() in self.nicks
@@ -70,6 +83,13 @@ class FakeOperator:
 
 
 _: Operator = FakeOperator()  # the fake keeps to the protocol the Server implements
+
+
+def test_the_fake_operator_has_every_method_of_the_protocol() -> None:
+    # Tests are not type-checked: the annotation above alone would not notice a new method.
+    wanted = {name for name, value in vars(Operator).items() if callable(value) and not name.startswith("_")}
+    assert wanted >= {"status", "who", "rooms", "kick", "broadcast", "reload"}
+    assert all(callable(getattr(FakeOperator, name, None)) for name in wanted), wanted
 
 
 @pytest.fixture(autouse=True)
@@ -120,14 +140,16 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 # -- the server ----------------------------------------------------------------------------
 
 
-def test_status_and_who(server: ControlServer, operator: FakeOperator) -> None:
+def test_status_who_and_rooms(server: ControlServer, operator: FakeOperator) -> None:
     with capture_logs() as logs:
         assert ask(server.path, {"cmd": "status"}) == {"ok": True, "result": STATUS}
         assert ask(server.path, {"cmd": "who"}) == {"ok": True, "result": WHO}
-    assert operator.calls == [("status",), ("who",)]
+        assert ask(server.path, {"cmd": "rooms"}) == {"ok": True, "result": ROOMS}
+    assert operator.calls == [("status",), ("who",), ("rooms",)]
     assert [(e["event"], e["log_level"]) for e in logs] == [
         ("operator_status", "debug"),
         ("operator_who", "debug"),
+        ("operator_rooms", "debug"),
     ]
 
 
@@ -189,7 +211,7 @@ def test_reload(server: ControlServer, operator: FakeOperator, result: dict[str,
         (b"[1, 2]\n", "a request is a JSON object"),
         (b'"status"\n', "a request is a JSON object"),
         (b"{}\n", "unknown command None"),
-        (b'{"cmd": "dance"}\n', "unknown command 'dance' (known: status, who, kick, broadcast, reload)"),
+        (b'{"cmd": "dance"}\n', "unknown command 'dance' (known: status, who, rooms, kick, broadcast, reload)"),
         (b'{"cmd": ["status"]}\n', "unknown command ['status']"),
         (b'{"cmd": "kick"}\n', "kick needs 'nick', a non-empty string"),
         (b'{"cmd": "kick", "nick": " "}\n', "kick needs 'nick'"),
@@ -197,6 +219,7 @@ def test_reload(server: ControlServer, operator: FakeOperator, result: dict[str,
         (b'{"cmd": "kick", "nick": "bob", "reason": 5}\n', "kick needs 'reason'"),
         (b'{"cmd": "broadcast", "text": ""}\n', "broadcast needs 'text'"),
         (b'{"cmd": "status", "verbose": true}\n', "status takes no field 'verbose' (it takes: none)"),
+        (b'{"cmd": "rooms", "room": "#lobby"}\n', "rooms takes no field 'room' (it takes: none)"),
         (b'{"cmd": "kick", "nick": "bob", "why": "x"}\n', "kick takes no field 'why' (it takes: nick, reason)"),
     ],
 )

@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from chatd import protocol
 from chatd.config import (
     Config,
     ControlConfig,
     LimitsConfig,
     LogConfig,
+    RoomsConfig,
     ServerConfig,
     TLSConfig,
     load_config,
 )
+from chatd.core import protocol
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "chatd.yaml"
@@ -31,6 +32,7 @@ SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "tls": TLSConfig,
     "limits": LimitsConfig,
+    "rooms": RoomsConfig,
     "log": LogConfig,
     "control": ControlConfig,
 }
@@ -125,9 +127,9 @@ REASON_CODES = table_codes("Reason codes")
 
 
 def string_literals() -> set[str]:
-    """Every string constant in chatd/*.py."""
+    """Every string constant in chatd/**/*.py."""
     found: set[str] = set()
-    for source in (REPO / "chatd").glob("*.py"):
+    for source in (REPO / "chatd").rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 found.add(node.value)
@@ -135,7 +137,7 @@ def string_literals() -> set[str]:
 
 
 def protocol_codes() -> set[str]:
-    """The values of chatd/protocol.py's ERR code constants (lower-case words)."""
+    """The values of chatd/core/protocol.py's ERR code constants (lower-case words)."""
     return {
         value
         for name, value in vars(protocol).items()
@@ -187,11 +189,37 @@ def test_limits_named_in_the_doc_exist() -> None:
     assert named and named <= fields
 
 
-DOC_DEFAULTS = re.findall(r"`limits\.([a-z_]+)`(?: [a-z]+)? \(default (\d+)\)", DOC)
+# "`limits.max_line_bytes` (default 4096)", "`limits.max_rooms_per_client`, default 20",
+# "`limits.max_rooms` rooms\n  (default 1000": however the sentence wraps.
+DOC_DEFAULTS = re.findall(r"`limits\.([a-z_]+)`(?:\s+[a-z]+)?(?:\s+\(|,\s+)default\s+(\d+)", DOC)
 
 
 def test_doc_defaults_were_found() -> None:
-    assert {key for key, _ in DOC_DEFAULTS} >= {"max_line_bytes", "max_nick_length", "max_nick_attempts"}
+    assert {key for key, _ in DOC_DEFAULTS} >= {
+        "max_line_bytes", "max_nick_length", "max_nick_attempts", "max_rooms", "max_rooms_per_client"
+    }
+
+
+def test_room_settings_named_in_the_doc_exist() -> None:
+    named = set(re.findall(r"`rooms\.([a-z_]+)`", DOC))
+    assert named == {f.name for f in dataclasses.fields(RoomsConfig)}
+
+
+# "`rooms.autojoin`\n(default `#lobby`)", "`rooms.allow_create` is true (the default)"
+ROOM_DEFAULTS = re.findall(r"`rooms\.([a-z_]+)`\s+\(default\s+`([^`]+)`\)", DOC)
+
+
+def test_room_defaults_quoted_in_the_doc_are_the_defaults() -> None:
+    assert {key for key, _ in ROOM_DEFAULTS} == {"autojoin", "permanent"}
+    for key, default in ROOM_DEFAULTS:
+        assert getattr(RoomsConfig(), key) == (default,)
+    assert re.search(r"`rooms\.allow_create`\s+is\s+true\s+\(the\s+default\)", DOC)
+    assert RoomsConfig().allow_create is True
+
+
+def test_room_name_length_in_the_doc_is_the_code() -> None:
+    match = re.search(r"Room names are `#` followed by 1 to (\d+) characters", DOC)
+    assert match is not None and int(match[1]) == protocol.ROOM_NAME_LENGTH
 
 
 @pytest.mark.parametrize(("key", "default"), DOC_DEFAULTS)

@@ -1,6 +1,7 @@
-"""Property-based tests of chatd/protocol.py on random bytes: framing, cleaning
-and parsing never fail other than with the documented `ProtocolError`s, and
-framing does not depend on how the stream is cut into reads.
+"""Property-based tests on random bytes of chatd/transport/framing.py (LineBuffer)
+and chatd/core/protocol.py: framing, cleaning and parsing never fail other than
+with the documented `ProtocolError`s, and framing does not depend on how the
+stream is cut into reads.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd import protocol
+from chatd.core import protocol
 from chatd.errors import ProtocolError
+from chatd.transport.framing import LineBuffer
 
 FUZZ = settings(max_examples=300, deadline=None)
 LIMIT = 256  # the smallest max_line_bytes the config allows
-VERBS = frozenset({"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty"})
+VERBS = frozenset(
+    {"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty", "join", "part", "topic", "rooms"}
+)
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Streams rich in newlines and with lines around the limit.
@@ -51,7 +55,7 @@ def _cuts(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
 @given(_cuts())
 def test_line_buffer_framing_does_not_depend_on_the_reads(cut: tuple[bytes, list[bytes]]) -> None:
     stream, reads = cut
-    buffer = protocol.LineBuffer(LIMIT)
+    buffer = LineBuffer(LIMIT)
     lines: list[bytes | None] = []
     for chunk in reads:
         lines.extend(buffer.feed(chunk))
@@ -66,7 +70,7 @@ def test_line_buffer_framing_does_not_depend_on_the_reads(cut: tuple[bytes, list
 @FUZZ
 @given(_streams)
 def test_line_buffer_matches_the_model_when_fed_at_once(stream: bytes) -> None:
-    assert protocol.LineBuffer(LIMIT).feed(stream) == _model(stream, LIMIT)[0]
+    assert LineBuffer(LIMIT).feed(stream) == _model(stream, LIMIT)[0]
 
 
 @FUZZ
@@ -83,7 +87,10 @@ def test_clean_line_accepts_only_utf8_text_without_control_characters(raw: bytes
     assert protocol.clean_line(clean) == clean or clean.endswith(b"\r")
 
 
-_commands = st.sampled_from([b"/me", b"/msg", b"/nick", b"/who", b"/ping", b"/quit", b"/help", b"//", b"/", b""])
+_commands = st.sampled_from(
+    [b"/me", b"/msg", b"/nick", b"/who", b"/ping", b"/quit", b"/help", b"//", b"/", b"",
+     b"/join", b"/part", b"/topic", b"/rooms", b"/msg #lobby", b"/part #", b"/topic #r", b"/who #"]
+)
 _lines = st.one_of(
     st.text(max_size=60).map(str.encode),
     st.builds(
@@ -110,11 +117,24 @@ def test_parse_command_yields_a_command_or_a_documented_error(raw: bytes) -> Non
         return
     assert command.verb in VERBS
     if command.verb in ("say", "me"):
-        out = protocol.format_text_line(b"MSG", b"alice", command.text)
+        out = protocol.format_text_line(b"MSG", b"#lobby", b"alice", command.text)
         assert out.endswith(b"\n") and out.count(b"\n") == 1
         out.decode("utf-8")
     if command.verb == "msg":
         assert command.target and command.text.strip()
+    if command.verb == "join":
+        assert command.target.strip()
+    if command.verb in ("part", "topic"):
+        # What a PART or TOPIC line would carry: one line, no padding.
+        out = protocol.format_line("PART", "#lobby", "alice", command.text.decode())
+        assert out.endswith(b"\n") and out.count(b"\n") == 1
+        assert command.text == command.text.strip(b" ")
+    if command.target.startswith("#"):
+        # A room argument is either a valid room or refused as room_invalid: no other outcome.
+        try:
+            assert protocol.check_room(command.target) == command.target
+        except ProtocolError as error:
+            assert error.code == protocol.ROOM_INVALID
 
 
 @FUZZ

@@ -1,4 +1,5 @@
-"""chatd/protocol.py against docs/protocol.md: framing, cleaning, parsing, formatting.
+"""chatd/core/protocol.py (cleaning, parsing, formatting) and chatd/transport/framing.py
+(LineBuffer) against docs/protocol.md.
 
 Sans-I/O, so everything here runs on plain bytes: no sockets, no threads.
 """
@@ -13,21 +14,25 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chatd import protocol
-from chatd.errors import ProtocolError
-from chatd.protocol import (
+from chatd.core import protocol
+from chatd.core.protocol import (
     TOO_LONG,
     Command,
-    LineBuffer,
     check_nick,
+    check_room,
     clean_line,
     format_error,
     format_line,
     format_text_line,
     format_users,
+    is_room,
     nick_key,
     parse_command,
+    room_key,
 )
+from chatd.errors import ProtocolError
+from chatd.transport import framing
+from chatd.transport.framing import LineBuffer
 
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 LIMIT = 256  # the smallest max_line_bytes load_config accepts
@@ -36,7 +41,9 @@ LIMIT = 256  # the smallest max_line_bytes load_config accepts
 DOCUMENTED_ERR_CODES = frozenset(
     re.findall(r"^\| `([a-z_]+)` \|", PROTOCOL_MD.read_text().split("## Errors", 1)[1].split("\n## ", 1)[0], re.M)
 )
-DOCUMENTED_VERBS = frozenset({"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty"})
+DOCUMENTED_VERBS = frozenset(
+    {"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty", "join", "part", "topic", "rooms"}
+)
 
 
 def feed_all(buffer: LineBuffer, chunks: list[bytes]) -> list[bytes | None]:
@@ -64,6 +71,17 @@ def chunked(draw: st.DrawFn, stream: bytes) -> list[bytes]:
 
 def test_documented_err_codes_were_found() -> None:
     assert len(DOCUMENTED_ERR_CODES) >= 10, DOCUMENTED_ERR_CODES
+
+
+def test_the_transport_and_the_core_agree_on_too_long() -> None:
+    # The transport hands framing.TOO_LONG to the session, which tests for protocol.TOO_LONG.
+    assert framing.TOO_LONG is protocol.TOO_LONG
+
+
+def test_version_is_the_documents() -> None:
+    title = re.match(r"# chatd wire protocol, version (\d+)\n", PROTOCOL_MD.read_text())
+    assert title is not None
+    assert protocol.VERSION == int(title.group(1)) == 2
 
 
 # -- LineBuffer -----------------------------------------------------------------------
@@ -293,6 +311,26 @@ VALID_COMMANDS = [
     (b"/quit gone for lunch", Command("quit", b"gone for lunch")),
     (b"/help", Command("help")),
     (b"", Command("empty")),
+    # v2: rooms. A first word that starts with # names a room; the room's
+    # validity is the session's to check (ERR room_invalid), not the parser's.
+    (b"/msg #lobby hi all", Command("msg", b"hi all", "#lobby")),
+    (b"/msg #lobby /not a command", Command("msg", b"/not a command", "#lobby")),
+    (b"/join #rust", Command("join", target="#rust")),
+    (b"/join  #Rust ", Command("join", target="#Rust")),
+    (b"/join rust", Command("join", target="rust")),
+    (b"/part", Command("part")),
+    (b"/part #rust", Command("part", target="#rust")),
+    (b"/part #rust see you later", Command("part", b"see you later", "#rust")),
+    (b"/part see you later", Command("part", b"see you later")),
+    (b"/topic", Command("topic")),
+    (b"/topic #rust", Command("topic", target="#rust")),
+    (b"/topic borrow checker questions", Command("topic", b"borrow checker questions")),
+    (b"/topic #rust borrow checker questions", Command("topic", b"borrow checker questions", "#rust")),
+    (b"/topic not #a room", Command("topic", b"not #a room")),
+    (b"/rooms", Command("rooms")),
+    (b"/rooms ignored", Command("rooms")),
+    (b"/who #rust", Command("who", target="#rust")),
+    (b"/who #rust ignored", Command("who", target="#rust")),
     ("caf\u00e9 \U0001f600".encode(), Command("say", "caf\u00e9 \U0001f600".encode())),
     ("/me \U0001f44b".encode(), Command("me", "\U0001f44b".encode())),
 ]
@@ -324,6 +362,14 @@ def test_every_command_in_the_doc_table_is_covered() -> None:
         (b"/msg bob    ", protocol.MISSING_ARGUMENT),
         (b"/nick", protocol.MISSING_ARGUMENT),
         (b"/nick   ", protocol.MISSING_ARGUMENT),
+        (b"/msg #lobby", protocol.MISSING_ARGUMENT),
+        (b"/msg #lobby ", protocol.MISSING_ARGUMENT),
+        (b"/join", protocol.MISSING_ARGUMENT),
+        (b"/join ", protocol.MISSING_ARGUMENT),
+        (b"/join \t ", protocol.MISSING_ARGUMENT),
+        (b"/JOIN #rust", protocol.UNKNOWN_COMMAND),
+        (b"/Rooms", protocol.UNKNOWN_COMMAND),
+        (b"/channels", protocol.UNKNOWN_COMMAND),
         (b"/foo", protocol.UNKNOWN_COMMAND),
         (b"/foo bar baz", protocol.UNKNOWN_COMMAND),
         (b"/", protocol.UNKNOWN_COMMAND),
@@ -351,7 +397,8 @@ def test_unknown_command_text_names_the_command() -> None:
 
 def test_help_lines_mention_every_command() -> None:
     help_text = "\n".join(protocol.HELP_LINES)
-    for command in ("/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "//"):
+    for command in ("/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "//",
+                    "/join", "/part", "/topic", "/rooms"):
         assert command in help_text
 
 
@@ -359,8 +406,9 @@ _arbitrary_lines = st.one_of(
     st.binary(max_size=64),
     st.text(max_size=32).map(str.encode),
     st.tuples(
-        st.sampled_from(["", "/", "//", "/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "/x"]),
-        st.sampled_from(["", " ", "  ", "\t", "\r"]),
+        st.sampled_from(["", "/", "//", "/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "/x",
+                         "/join", "/part", "/topic", "/rooms", "/msg #lobby", "/part #r", "/topic #"]),
+        st.sampled_from(["", " ", "  ", "\t", "\r", " #", " #r "]),
         st.text(max_size=16),
     ).map(lambda t: "".join(t).encode()),
     st.tuples(st.just(b"/"), st.binary(max_size=16)).map(b"".join),
@@ -381,6 +429,8 @@ def test_parse_of_any_cleaned_line_is_a_command_or_a_documented_error(raw: bytes
     assert isinstance(command, Command)
     assert command.verb in DOCUMENTED_VERBS
     command.text.decode("utf-8")  # text stays valid UTF-8
+    if command.verb in ("part", "topic", "who") and command.target:
+        assert is_room(command.target) and " " not in command.target  # the first word only
 
 
 @given(st.text(max_size=40).filter(lambda s: not s.startswith("/")))
@@ -460,6 +510,100 @@ def test_nick_key_is_case_insensitive() -> None:
     assert nick_key("alice") != nick_key("alice_")
 
 
+# -- the optional room of /part, /topic and /who ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rest", "room", "text"),
+    [
+        (b"", "", b""),
+        (b"#r", "#r", b""),
+        (b"#r text here", "#r", b"text here"),
+        (b"#r   ", "#r", b""),
+        (b"#r  two spaces  ", "#r", b"two spaces"),
+        (b"text #r", "", b"text #r"),
+        (b"  text  ", "", b"text"),
+        (b"#", "#", b""),  # looks like a room: refused later as room_invalid
+        (b"#not/a/room text", "#not/a/room", b"text"),
+        ("#caf\u00e9 x".encode(), "#caf\u00e9", b"x"),
+    ],
+)
+def test_optional_room_takes_a_first_word_that_starts_with_a_hash(rest: bytes, room: str, text: bytes) -> None:
+    assert protocol._optional_room(rest) == (room, text)
+
+
+@pytest.mark.parametrize(("verb", "rest"), [("part", b"#r bye"), ("topic", b"#r new topic"), ("who", b"#r")])
+def test_part_topic_and_who_share_the_optional_room_rule(verb: str, rest: bytes) -> None:
+    command = parse_command(b"/%s %s" % (verb.encode(), rest))
+    room, text = protocol._optional_room(rest)
+    assert command == Command(verb, b"" if verb == "who" else text, room)
+
+
+# -- check_room, room_key -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("room", ["#a", "#lobby", "#Lobby", "#a-b_c9", "#0", "#-", "#" + "x" * 32])
+def test_check_room_accepts(room: str) -> None:
+    assert check_room(room) == room
+
+
+@pytest.mark.parametrize(
+    "room",
+    [
+        "",
+        "#",
+        "lobby",
+        "&lobby",
+        "##lobby",
+        "#" + "x" * 33,
+        "#a b",
+        " #a",
+        "#a ",
+        "#a\n",
+        "#a.b",
+        "#a,b",
+        "#a:b",
+        "#a/b",
+        "#caf\u00e9",
+        "#\u0430",  # Cyrillic a
+        "#\U0001f600",
+    ],
+)
+def test_check_room_refuses(room: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        check_room(room)
+    assert info.value.code == protocol.ROOM_INVALID
+    assert "32" in info.value.text
+
+
+@given(st.text(max_size=40))
+@example("#" + "a" * 32)
+@example("#" + "a" * 33)
+def test_check_room_agrees_with_the_documented_rule(name: str) -> None:
+    rest = name[1:]
+    valid = (
+        name.startswith("#")
+        and 1 <= len(rest) <= 32
+        and all(c in "_-" or (c.isascii() and c.isalnum()) for c in rest)
+    )
+    try:
+        check_room(name)
+    except ProtocolError:
+        assert not valid
+    else:
+        assert valid
+
+
+def test_room_key_is_case_insensitive() -> None:
+    assert room_key("#Lobby") == room_key("#LOBBY") == room_key("#lobby") == "#lobby"
+    assert room_key("#lobby") != room_key("#lobby_")
+
+
+@pytest.mark.parametrize(("target", "room"), [("#lobby", True), ("#", True), ("lobby", False), ("", False)])
+def test_is_room_looks_at_the_first_character(target: str, room: bool) -> None:
+    assert is_room(target) is room
+
+
 # -- formatting ---------------------------------------------------------------------------
 
 
@@ -468,7 +612,17 @@ def test_nick_key_is_case_insensitive() -> None:
     [
         (format_line("NICK"), b"NICK\n"),
         (format_line("WELCOME", "alice", "Welcome to chatd, alice!"), b"WELCOME alice Welcome to chatd, alice!\n"),
-        (format_line("JOIN", "alice"), b"JOIN alice\n"),
+        (format_line("HELLO", "2", "chatd 0.2.0"), b"HELLO 2 chatd 0.2.0\n"),
+        (format_line("JOIN", "#lobby", "alice"), b"JOIN #lobby alice\n"),
+        (format_line("PART", "#rust", "alice", ""), b"PART #rust alice\n"),
+        (format_line("PART", "#rust", "alice", "see you later"), b"PART #rust alice see you later\n"),
+        (format_line("TOPIC", "#rust", "*", ""), b"TOPIC #rust *\n"),
+        (format_line("TOPIC", "#rust", "alice", "borrow checker"), b"TOPIC #rust alice borrow checker\n"),
+        (format_line("CURRENT", "#rust"), b"CURRENT #rust\n"),
+        (format_line("CURRENT", "*"), b"CURRENT *\n"),
+        (format_line("ROOM", "#lobby", "2", ""), b"ROOM #lobby 2\n"),
+        (format_line("ROOM", "#rust", "1", "borrow checker"), b"ROOM #rust 1 borrow checker\n"),
+        (format_line("ROOMS", "2"), b"ROOMS 2\n"),
         (format_line("LEAVE", "alice", "quit"), b"LEAVE alice quit\n"),
         (format_line("LEAVE", "alice", "quit gone for lunch"), b"LEAVE alice quit gone for lunch\n"),
         (format_line("RENAME", "alice", "alicia"), b"RENAME alice alicia\n"),
@@ -477,16 +631,16 @@ def test_nick_key_is_case_insensitive() -> None:
         (format_line("INFO", "You are already alice."), b"INFO You are already alice.\n"),
         (format_line("BYE", "kicked spamming links"), b"BYE kicked spamming links\n"),
         (format_line("INFO", "caf\u00e9 \U0001f600"), "INFO caf\u00e9 \U0001f600\n".encode()),
-        (format_text_line(b"MSG", b"alice", b"hello everyone"), b"MSG alice hello everyone\n"),
-        (format_text_line(b"MSG", b"alice", b"/not a command"), b"MSG alice /not a command\n"),
-        (format_text_line(b"ACTION", b"alice", b"waves"), b"ACTION alice waves\n"),
+        (format_text_line(b"MSG", b"#lobby", b"alice", b"hello everyone"), b"MSG #lobby alice hello everyone\n"),
+        (format_text_line(b"MSG", b"#lobby", b"alice", b"/not a command"), b"MSG #lobby alice /not a command\n"),
+        (format_text_line(b"ACTION", b"#Rust", b"alice", b"waves"), b"ACTION #Rust alice waves\n"),
         (
             format_error(ProtocolError("nick_taken", "The nickname bob is taken.")),
             b"ERR nick_taken The nickname bob is taken.\n",
         ),
-        (format_users(["alice"]), b"USERS alice\n"),
-        (format_users(["carol", "Bob", "alice", "Dave"]), b"USERS alice Bob carol Dave\n"),
-        (format_users(["b_", "B", "a-", "A"]), b"USERS A a- B b_\n"),
+        (format_users("#lobby", ["alice"]), b"USERS #lobby alice\n"),
+        (format_users("#lobby", ["carol", "Bob", "alice", "Dave"]), b"USERS #lobby alice Bob carol Dave\n"),
+        (format_users("#Rust", ["b_", "B", "a-", "A"]), b"USERS #Rust A a- B b_\n"),
     ],
 )
 def test_format_produces_the_documented_wire_line(line: bytes, wire: bytes) -> None:

@@ -12,8 +12,10 @@ from chatctl.render import (
     render_line,
     render_notice,
     render_plain,
+    render_status,
     sanitize,
 )
+from chatctl.state import ClientState
 
 NOW = datetime(2026, 11, 25, 9, 5, 59)
 
@@ -26,6 +28,59 @@ def styles_of(fragments: list[tuple[str, str]], text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
+        # Lines in the current room (#lobby) look as they did before rooms.
+        ("MSG #lobby alice hello there", "09:05 <alice> hello there"),
+        ("MSG #lobby alice /not a command", "09:05 <alice> /not a command"),
+        ("ACTION #lobby alice waves", "09:05 * alice waves"),
+        ("JOIN #lobby alice", "09:05 -- alice joined"),
+        ("PART #lobby alice", "09:05 -- alice left the room"),
+        ("PART #lobby alice back later", "09:05 -- alice left the room: back later"),
+        ("USERS #lobby alice bob carol", "09:05 -- 3 here: alice, bob, carol"),
+        ("TOPIC #lobby alice no spoilers", "09:05 -- topic: no spoilers (set by alice)"),
+        ("TOPIC #lobby * no spoilers", "09:05 -- topic: no spoilers"),
+        ("TOPIC #lobby *", "09:05 -- no topic"),
+        # Lines from another room start with its name.
+        ("MSG #rust alice hello there", "09:05 #rust <alice> hello there"),
+        ("ACTION #rust alice waves", "09:05 #rust * alice waves"),
+        ("JOIN #rust alice", "09:05 #rust -- alice joined"),
+        ("PART #rust alice bye", "09:05 #rust -- alice left the room: bye"),
+        ("USERS #rust alice carol", "09:05 #rust -- 2 here: alice, carol"),
+        ("TOPIC #rust alice borrowing", "09:05 #rust -- topic: borrowing (set by alice)"),
+        # Your own joins and parts name the room themselves.
+        ("JOIN #rust carol", "09:05 -- you joined #rust"),
+        ("PART #rust Carol", "09:05 -- you left #rust"),
+        ("PART #lobby carol see you", "09:05 -- you left #lobby: see you"),
+        # Lines about you, not said in a room.
+        ("CURRENT #rust", "09:05 -- now talking in #rust"),
+        ("CURRENT *", "09:05 -- you are in no room; /join one"),
+        ("ROOM #lobby 2", "09:05 -- #lobby (2)"),
+        ("ROOM #rust 1 borrow checker questions", "09:05 -- #rust (1): borrow checker questions"),
+        ("ROOMS 2", "09:05 -- 2 rooms"),
+        ("ROOMS 1", "09:05 -- 1 room"),
+        ("HELLO 2 chatd 0.2.0", "09:05 -!- chatd 0.2.0 (protocol version 2)"),
+        ("DM alice carol psst", "09:05 [DM alice → you] psst"),
+        # Tags (reserved for a later version) are skipped.
+        ("@id=7 MSG #lobby alice hi", "09:05 <alice> hi"),
+    ],
+)
+def test_each_v2_line_reads_as_text_for_people(line: str, expected: str) -> None:
+    assert render_plain(line, "carol", NOW, "#lobby") == expected
+
+
+def test_without_a_current_room_every_room_is_named() -> None:
+    assert render_plain("MSG #lobby alice hi", "carol", NOW) == "09:05 #lobby <alice> hi"
+    assert render_plain("MSG #lobby alice hi", "carol", NOW, "#LOBBY") == "09:05 <alice> hi"
+
+
+def test_the_room_name_has_its_own_style() -> None:
+    fragments = render_line("MSG #rust alice hi", "carol", NOW, "#lobby")
+    assert styles_of(fragments, "#rust") == ["class:room"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        # What a v1 server (no rooms) sends is shown too.
         ("MSG alice hello there", "09:05 <alice> hello there"),
         ("MSG alice /not a command", "09:05 <alice> /not a command"),
         ("ACTION alice waves", "09:05 * alice waves"),
@@ -52,11 +107,14 @@ def styles_of(fragments: list[tuple[str, str]], text: str) -> list[str]:
         ("BYE some_future_code", "09:05 -- disconnected: some_future_code"),
     ],
 )
-def test_each_verb_reads_as_text_for_people(line: str, expected: str) -> None:
+def test_each_v1_line_reads_as_text_for_people(line: str, expected: str) -> None:
     assert render_plain(line, "carol", NOW) == expected
 
 
-@pytest.mark.parametrize("line", ["FROB a b c", "MSG", "MSG alice", "DM alice bob", "JOIN", "ERR", ""])
+@pytest.mark.parametrize(
+    "line",
+    ["FROB a b c", "MSG", "MSG alice", "DM alice bob", "JOIN", "ERR", "", "JOIN #r a b", "MSG #r", "CURRENT"],
+)
 def test_unknown_or_malformed_lines_are_shown_as_they_are(line: str) -> None:
     fragments = render_line(line, "carol", NOW)
     assert plain(fragments) == f"09:05 {line}"
@@ -88,6 +146,8 @@ def test_every_style_class_used_is_defined() -> None:
         "MSG carol hi alice", "MSG alice hi carol", "ACTION carol waves", "DM alice carol x",
         "JOIN carol", "LEAVE bob quit", "RENAME bob rob", "USERS alice carol", "PONG", "INFO x",
         "WELCOME carol hi", "NICK", "ERR x y", "BYE quit", "BYE flood", "???",
+        "MSG #rust carol hi", "JOIN #rust carol", "PART #rust bob x", "TOPIC #rust bob t", "CURRENT #r",
+        "CURRENT *", "ROOM #r 1 t", "ROOMS 1", "HELLO 2 x", "USERS #r carol",
     ]
     for line in lines:
         for style, _text in render_line(line, "carol", NOW):
@@ -165,3 +225,51 @@ def test_notices_from_chatctl_itself_are_styled_apart() -> None:
     fragments = render_notice("choose a nickname \x1b[2J", NOW)
     assert plain(fragments) == "09:05 -- choose a nickname ^[[2J"
     assert fragments[-1][0] == "class:local"
+
+
+def status_of(*lines: str, width: int = 80) -> str:
+    state = ClientState()
+    for line in ("HELLO 2 chatd 0.2.0", "NICK", "WELCOME carol hi", *lines):
+        state.on_line(line)
+    return plain(render_status(state, width))
+
+
+IN_THREE_ROOMS = (
+    "JOIN #lobby carol", "TOPIC #lobby alice welcome, all", "USERS #lobby alice carol", "CURRENT #lobby",
+    "JOIN #rust carol", "USERS #rust carol", "CURRENT #rust",
+    "JOIN #ops carol", "USERS #ops carol", "CURRENT #ops",
+    "MSG #rust bob one", "MSG #rust bob two", "MSG #rust bob three",
+    "CURRENT #lobby",
+)
+
+
+def test_the_status_line_shows_the_current_room_the_others_and_their_unread_lines() -> None:
+    assert status_of(*IN_THREE_ROOMS) == " [#lobby] #rust(3) #ops | welcome, all"
+    assert status_of(*IN_THREE_ROOMS, "CURRENT #rust") == " #lobby [#rust] #ops"
+
+
+def test_the_topic_is_cut_to_fit_or_left_out() -> None:
+    assert status_of(*IN_THREE_ROOMS, width=36) == " [#lobby] #rust(3) #ops | welcome, …"
+    assert status_of(*IN_THREE_ROOMS, width=33) == " [#lobby] #rust(3) #ops"
+
+
+def test_the_status_line_before_registration_in_no_room_and_on_a_v1_server() -> None:
+    state = ClientState()
+    state.on_line("HELLO 2 chatd 0.2.0")
+    assert plain(render_status(state, 80)) == " not registered yet"
+    assert status_of("JOIN #lobby carol", "CURRENT #lobby", "PART #lobby carol", "CURRENT *") == " [no room]"
+    v1 = ClientState()
+    v1.on_line("NICK")
+    assert "v1" in plain(render_status(v1, 80))
+
+
+def test_the_status_line_styles_unread_rooms_apart() -> None:
+    state = ClientState()
+    for line in ("HELLO 2 x", "NICK", "WELCOME carol hi", *IN_THREE_ROOMS):
+        state.on_line(line)
+    fragments = render_status(state, 80)
+    assert styles_of(fragments, "[#lobby]") == ["class:status-current"]
+    assert styles_of(fragments, "#rust(3)") == ["class:status-unread"]
+    assert styles_of(fragments, "#ops") == ["class:status"]
+    for style, _text in fragments:
+        assert style.removeprefix("class:") in STYLE

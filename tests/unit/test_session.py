@@ -202,3 +202,81 @@ def test_a_rejected_client_is_told_why(chat: Chat) -> None:
 def test_reload_makes_new_permanent_rooms(chat: Chat) -> None:
     chat.configure(dataclasses.replace(chat.config, rooms=RoomsConfig(permanent=("#lobby", "#news"))))
     assert [room.name for room in chat.rooms.all()] == ["#lobby", "#news"]
+
+
+def test_parting_the_current_room_makes_the_latest_joined_current(chat: Chat) -> None:
+    alice = connect(chat, "alice")
+    say(alice, "/join #a", "/join #b", "/join #c")
+    assert say(alice, "/join #a") == ["CURRENT #a"]  # a switch does not reorder
+    assert say(alice, "/part") == ["PART #a alice", "CURRENT #c"]
+    assert say(alice, "/part #b gone") == ["PART #b alice gone"]  # not current: no CURRENT
+    assert say(alice, "/part #c") == ["PART #c alice", "CURRENT #lobby"]
+    assert say(alice, "/part") == ["PART #lobby alice", "CURRENT *"]
+    for line in ("hello", "/me waves", "/part", "/topic", "/topic new", "/who"):
+        assert say(alice, line)[0].startswith("ERR not_in_room "), line
+    assert say(alice, "/part #lobby")[0].startswith("ERR not_in_room ")
+    assert say(alice, "/join #lobby") == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
+
+
+def test_msg_to_a_room_does_not_switch(chat: Chat) -> None:
+    alice = connect(chat, "alice")
+    say(alice, "/join #a")
+    assert say(alice, "/msg #LOBBY over there", "right here") == [
+        "MSG #lobby alice over there", "MSG #a alice right here"
+    ]
+
+
+def test_who_of_a_room_one_is_not_in(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    say(bob, "/join #b")
+    alice.take()
+    assert say(alice, "/who #B") == ["USERS #b bob"]
+    assert say(alice, "/topic #b")[0].startswith("ERR not_in_room ")  # /topic needs membership
+    assert say(alice, "/who #bad!")[0].startswith("ERR room_invalid ")
+
+
+def test_autojoin_joins_each_room_in_order_and_the_last_is_current() -> None:
+    chat = make_chat(autojoin=("#lobby", "#help"), permanent=("#lobby", "#help"))
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {})
+    outlet.session.on_open(None, None)
+    outlet.take()
+    outlet.session.on_lines([b"alice"])
+    assert outlet.take()[1:] == [
+        "JOIN #lobby alice", "USERS #lobby alice", "JOIN #help alice", "USERS #help alice", "CURRENT #help"
+    ]
+
+
+def test_an_autojoin_room_beyond_the_server_limit_is_an_error_not_a_failure() -> None:
+    # Not permanent, so created on the first registration; max_rooms leaves no room for it.
+    chat = make_chat(autojoin=("#lobby", "#extra"), max_rooms=1)
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {})
+    outlet.session.on_open(None, None)
+    outlet.take()
+    outlet.session.on_lines([b"alice"])
+    lines = outlet.take()
+    assert lines[1:3] == ["JOIN #lobby alice", "USERS #lobby alice"]
+    assert lines[3].startswith("ERR too_many_rooms ")
+    assert lines[4:] == ["CURRENT #lobby"]
+
+
+def test_a_dropped_connection_is_announced_once_to_sharers(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    say(alice, "/join #a")
+    say(bob, "/join #a")
+    alice.take()
+    assert bob.session is not None
+    bob.session.on_close("connection_lost", "")
+    assert alice.take() == ["LEAVE bob connection_lost"]
+    assert chat.nicks.find("bob") is None
+
+
+def test_rename_case_only_and_to_the_same_nick(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    alice.take()
+    assert say(alice, "/nick ALICE") == ["RENAME alice ALICE"]
+    assert bob.take() == ["RENAME alice ALICE"]
+    assert say(alice, "/nick ALICE") == ["INFO You are already ALICE."]
+    assert say(alice, "/nick bob")[0].startswith("ERR nick_taken ")
+    assert say(alice, "hi") == ["MSG #lobby ALICE hi"]
