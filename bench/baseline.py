@@ -3,9 +3,9 @@ repository, its `chatd/` and `config/` extracted with `git archive` into
 bench/.work/ (git-ignored), so that the same run measures today's chatd
 against the one before a change ("fan-out stays within 10% of today's").
 
-The default revision is where the current work left `main`: the merge-base
-of `issue-11` and `main` (the last commit before rooms and protocol v2), or
-of HEAD and `main` when there is no `issue-11` branch. `--baseline REV` names
+The default revision is the merge-base of `issue-11` and `main`: main as the
+rooms work last merged it, today's chatd without rooms and protocol v2 (of
+HEAD and `main` when there is no `issue-11` branch). `--baseline REV` names
 any other. The tree is read, not trusted: its protocol version (v1 without
 `HELLO`, v2 with it) picks the generator's dialect, and its own
 config/chatd.yaml is the config it runs with.

@@ -272,7 +272,7 @@ def _io_section(records: list[Record], targets: list[str]) -> str:
             "1, 2 or 4, the server and the generator both free to use every CPU (\"shared\"; the "
             "generator takes its share, so a server that could use a second core only gets what the "
             "generator leaves). Server CPU% above 100 means it used more than one core. `chatd` "
-            "(io_threads 0, hence 1 when pinned to CPU 0) and ngircd, both pinned, are there for "
+            "(its default io_threads, pinned to CPU 0) and ngircd, both pinned, are there for "
             "reference. Fan-out is the one-record-per-line kind (1a).\n\n" + table(header, rows) + "\n")
 
 
