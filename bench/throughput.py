@@ -27,8 +27,11 @@ def fanout_checks(records: list[Record]) -> list[Check]:
                            f"({fmt(chatd)} / {fmt(ngircd)}){bound}", "≥ 0.5×", chatd / ngircd >= 0.5))
         before = median(runs_of(records, key, BEFORE), "msgs_per_s")
         if chatd is not None and before:
+            # Single runs differ by up to ±30% here: say when the pair is suspect.
+            flags = flags_of(runs_of(records, key, "chatd") + runs_of(records, key, BEFORE))
             checks.append((f"{key}: chatd / chatd-before delivered msg/s", f"{chatd / before:.2f}× "
-                           f"({fmt(chatd)} / {fmt(before)})", f"≥ {BEFORE_GOAL}×", chatd / before >= BEFORE_GOAL))
+                           f"({fmt(chatd)} / {fmt(before)})" + (f" (runs flagged: {flags})" if flags else ""),
+                           f"≥ {BEFORE_GOAL}×", chatd / before >= BEFORE_GOAL))
         lost_clients = median(runs_of(records, key, "chatd"), "failed_receivers")
         if lost_clients:
             checks.append((f"{key}: chatd clients dropped", fmt(lost_clients), "none", False))
