@@ -392,10 +392,11 @@ def _check_rooms(config: Config) -> None:
             f"{config.path}: rooms.autojoin: with rooms.allow_create false, every autojoin room "
             f"must be in rooms.permanent (got {', '.join(missing)})"
         )
-    if len(rooms.permanent) > limits.max_rooms:
+    standing = permanent | {room_key(name) for name in rooms.autojoin}
+    if len(standing) > limits.max_rooms:
         raise ConfigError(
-            f"{config.path}: rooms.permanent: more rooms than limits.max_rooms "
-            f"({len(rooms.permanent)} > {limits.max_rooms})"
+            f"{config.path}: rooms.permanent: with rooms.autojoin, more rooms than "
+            f"limits.max_rooms ({len(standing)} > {limits.max_rooms})"
         )
     if len(rooms.autojoin) > limits.max_rooms_per_client:
         raise ConfigError(

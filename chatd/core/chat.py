@@ -46,20 +46,24 @@ class Chat:
                 protocol.TOO_MANY_ROOMS,
                 f"You are in {joined} rooms, the most allowed; /part one first.",
             )
-        room = self.rooms.join(client, name, config.rooms.allow_create, config.limits.max_rooms)
-        room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
-        if room.topic:
-            client.deliver(self.topic_line(room))
-        client.deliver(protocol.format_users(room.name, room.nicks()))
+        with self.rooms.changing:  # one order of JOIN, PART and USERS for everyone
+            room = self.rooms.join(client, name, config.rooms.allow_create, config.limits.max_rooms)
+            room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
+            if room.topic:
+                client.deliver(self.topic_line(room))
+            client.deliver(protocol.format_users(room.name, room.nicks()))
         return room
 
     def part(self, client: Client, room: Room, text: str) -> None:
-        room.broadcast(protocol.format_line("PART", room.name, client.nick, text))
-        self.rooms.part(client, room)
+        line = protocol.format_line("PART", room.name, client.nick, text)
+        with self.rooms.changing:
+            for member in self.rooms.part(client, room):  # the leaver too
+                member.deliver(line)
 
     def set_topic(self, client: Client, room: Room, text: str) -> None:
-        room.topic, room.topic_by = text, client.nick
-        room.broadcast(self.topic_line(room))
+        with self.rooms.changing:
+            room.topic, room.topic_by = text, client.nick
+            room.broadcast(self.topic_line(room))
 
     @staticmethod
     def topic_line(room: Room) -> bytes:
@@ -80,11 +84,12 @@ class Chat:
         """Take `client` out of every room and free its nickname; with a
         `reason`, tell each client that shared a room with it, once."""
         sharers: dict[int, Member] = {}
-        for room in rooms:
-            # Who was there when it left: a client joining at the same moment
-            # either sees it in USERS and gets the LEAVE, or sees neither.
-            for member in self.rooms.part(client, room):
-                sharers[id(member)] = member
+        with self.rooms.changing:
+            for room in rooms:
+                # Who was there when it left: a client joining at the same moment
+                # either sees it in USERS and gets the LEAVE, or sees neither.
+                for member in self.rooms.part(client, room):
+                    sharers[id(member)] = member
         self.nicks.release(client)
         if reason is None or self.stopping:
             return
@@ -95,15 +100,16 @@ class Chat:
 
     def rename(self, client: Client, rooms: Iterable[Room], new: str) -> str:
         """Rename `client`; `RENAME` once to it and to each client sharing a room."""
-        old = self.nicks.rename(client, new)
-        line = protocol.format_line("RENAME", old, new)
-        client.deliver(line)
-        seen = {id(client)}
-        for room in rooms:
-            for member in room.members:
-                if id(member) not in seen:
-                    seen.add(id(member))
-                    member.deliver(line)
+        with self.rooms.changing:  # USERS lists show the old nick or get the RENAME
+            old = self.nicks.rename(client, new)
+            line = protocol.format_line("RENAME", old, new)
+            client.deliver(line)
+            seen = {id(client)}
+            for room in rooms:
+                for member in room.members:
+                    if id(member) not in seen:
+                        seen.add(id(member))
+                        member.deliver(line)
         return old
 
     def broadcast(self, data: bytes) -> int:

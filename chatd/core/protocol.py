@@ -123,8 +123,9 @@ def parse_command(raw: bytes) -> Command:
 
 def _optional_room(rest: bytes) -> tuple[str, bytes]:
     """`[#room] [text]`: the room if the first word names one, and the rest."""
+    rest = rest.lstrip(b" ")
     if not rest.startswith(b"#"):
-        return "", rest.strip(b" ")
+        return "", rest.rstrip(b" ")
     room, _, text = rest.partition(b" ")
     return room.decode(), text.strip(b" ")
 

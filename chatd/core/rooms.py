@@ -1,9 +1,12 @@
 """Rooms: who is in which room, the topics, and the fan-out of a room's lines.
 
-The lock guards membership and the room table; each room keeps an immutable
-tuple of its members, rebuilt on join and part, so a broadcast reads it
-without any lock. Delivering (`Member.deliver`) never does socket I/O: it
-only queues bytes for the member's own I/O thread.
+The lock (`Rooms.changing`) guards membership and the room table; each room
+keeps an immutable tuple of its members, rebuilt on join and part, so a
+broadcast reads it without any lock. chat.py holds the lock while it changes
+membership *and* queues the lines that announce the change, so that every
+member sees one order of JOIN, PART and USERS. Delivering (`Member.deliver`)
+never blocks: it appends to the member's queue and at most wakes its I/O
+thread with a non-blocking write.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class Rooms:
     """Every room of the server, and the limits on how many there are."""
 
     def __init__(self, permanent: Iterable[str] = ()) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: Chat holds it around a join or part and what announces it.
+        self.changing = threading.RLock()
         self._by_key: dict[str, Room] = {}
         self.set_permanent(permanent)
 
@@ -76,7 +80,7 @@ class Rooms:
         """Make these rooms exist always (a reload may add some); rooms no longer
         listed stay while they have members."""
         keys = {protocol.room_key(name): name for name in names}
-        with self._lock:
+        with self.changing:
             for room in self._by_key.values():
                 room.permanent = protocol.room_key(room.name) in keys
             for key, name in keys.items():
@@ -98,7 +102,7 @@ class Rooms:
             ProtocolError: `no_such_room` or `too_many_rooms`.
         """
         key = protocol.room_key(name)
-        with self._lock:
+        with self.changing:
             room = self._by_key.get(key)
             if room is None:
                 if not allow_create:
@@ -114,7 +118,7 @@ class Rooms:
     def part(self, member: Member, room: Room) -> tuple[Member, ...]:
         """Take `member` out of `room`; an empty room that is not permanent ends.
         Returns who was in the room at that moment, `member` included."""
-        with self._lock:
+        with self.changing:
             members = room.members
             room.members = tuple(m for m in members if m is not member)
             key = protocol.room_key(room.name)

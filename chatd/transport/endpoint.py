@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-READ_BUDGET: Final = 65536  # plaintext per connection per turn; then the others have the thread
+# Plaintext read from one connection per turn, then the others have the thread:
+# at most this, and at most an eighth of send_queue_bytes, so that what one
+# sender's turn puts in everyone's queue stays small beside the queue's limit.
+READ_BUDGET: Final = 65536
 WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
 LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
 
@@ -309,7 +312,7 @@ class LineEndpoint:
     # -- reading ----------------------------------------------------------------
 
     def _read(self) -> None:
-        """Take what has arrived, up to READ_BUDGET bytes, and hand it to the
+        """Take what has arrived, up to the read budget, and hand it to the
         application in one piece: people send one line per TLS record, and
         lines read together leave together (one block per room, not per line)."""
         if not self._may_read():
@@ -319,9 +322,10 @@ class LineEndpoint:
         received: list[bytes] = []
         size = 0
         ended = ""
-        while size < READ_BUDGET:
+        budget = min(READ_BUDGET, self.host.limits.send_queue_bytes // 8)
+        while size < budget:
             try:
-                data = self.tls.recv(READ_BUDGET - size)
+                data = self.tls.recv(budget - size)
             except ssl.SSLWantReadError:
                 break
             except (ssl.SSLError, OSError) as exc:

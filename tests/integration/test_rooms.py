@@ -10,6 +10,8 @@ import json
 import signal
 import socket
 import ssl
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -368,6 +370,75 @@ def test_rename_reaches_the_renamer_and_each_sharer_once(start_daemon: Callable[
     assert carol.readline() == "USERS #b Alicia bob dave"
     alice.send("/msg #b said by Alicia")
     assert alice.readline() == bob.readline() == dave.readline() == "MSG #b Alicia said by Alicia"
+
+
+# -- following a busy room: USERS, then JOIN and PART, add up -----------------------------------
+
+CHURNERS = 8
+CHURN_SECONDS = 6.0
+
+
+def _follow(me: str, lines: list[str], problems: list[str]) -> None:
+    """Replay what `me` was told about #busy; note each line that contradicts it."""
+    present: set[str] | None = None  # the others in #busy, by USERS, JOIN and PART
+    for line in lines:
+        verb, _, rest = line.partition(" ")
+        words = rest.split(" ")
+        if verb not in ("JOIN", "PART", "USERS") or words[0] != "#busy":
+            continue
+        if verb == "USERS":
+            present = set(words[1:]) - {me}
+        elif words[1] == me:
+            present = None  # its own JOIN: the view starts at USERS; its own PART: it ends
+        elif present is not None:
+            who = words[1]
+            if (verb == "JOIN") == (who in present):
+                listed = "already listed" if who in present else "not listed"
+                problems.append(f"{me} got {line!r} with {who} {listed}")
+            if verb == "JOIN":
+                present.add(who)
+            else:
+                present.discard(who)
+
+
+def _churn(client: ChatClient, deadline: float, problems: list[str]) -> None:
+    """Join and part #busy, one round trip each, until `deadline`."""
+    try:
+        while time.monotonic() < deadline:
+            lines = []
+            client.send("/join #busy")
+            while (line := client.readline(timeout=30)) != "CURRENT #busy":
+                lines.append(line)
+            client.send("/part #busy")
+            while (line := client.readline(timeout=30)) != f"PART #busy {client.nick}":
+                lines.append(line)
+            _follow(client.nick, [*lines, line], problems)
+    except BaseException as exc:  # reported by the test thread
+        problems.append(repr(exc))
+
+
+def test_members_can_follow_a_busy_room(start_daemon: Callable[..., Daemon]) -> None:
+    """docs/protocol.md: USERS lists a room's members after one's own JOIN, and
+    every later JOIN and PART of the room reaches every member. A client that
+    keeps a member list from these is never told that someone joined who is
+    already listed, or left who is not, however busy the room.
+
+    Eight clients join and part one room as fast as their round trips allow,
+    on two I/O workers (with one, each join and part runs start to end without
+    another in between), and each replays what it was told.
+    """
+    daemon = start_daemon(server={"io_threads": 2}, rooms={"autojoin": []})
+    churners = [daemon.client(f"c{i}") for i in range(CHURNERS)]
+    problems: list[str] = []
+    deadline = time.monotonic() + CHURN_SECONDS
+    threads = [threading.Thread(target=_churn, args=(c, deadline, problems), name=c.nick) for c in churners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(CHURN_SECONDS + 60)
+    assert not any(thread.is_alive() for thread in threads), "a churner hung"
+    assert not problems, f"{len(problems)} contradictions, e.g. {problems[:5]}"
+    assert_healthy(daemon)
 
 
 # -- permanent and passing rooms -------------------------------------------------------------------

@@ -671,9 +671,17 @@ def test_creating_off_with_no_autojoin_needs_no_permanent_room(tmp_path: Path) -
 def test_more_permanent_rooms_than_max_rooms(tmp_path: Path) -> None:
     document = minimal(rooms={"permanent": ["#a", "#b", "#c"], "autojoin": ["#a"]}, limits={"max_rooms": 2})
     message = config_error(write(tmp_path, document))
-    assert message.endswith(": rooms.permanent: more rooms than limits.max_rooms (3 > 2)")
+    assert message.endswith(": rooms.permanent: with rooms.autojoin, more rooms than limits.max_rooms (3 > 2)")
     document["limits"]["max_rooms"] = 3
     assert len(load_config(write(tmp_path, document)).rooms.permanent) == 3
+
+
+def test_autojoin_rooms_that_are_not_permanent_count_against_max_rooms(tmp_path: Path) -> None:
+    # Every client would create #extra on registration: with max_rooms 1 each
+    # would get ERR too_many_rooms, so the file is refused instead.
+    document = minimal(rooms={"permanent": ["#lobby"], "autojoin": ["#lobby", "#extra"]}, limits={"max_rooms": 1})
+    message = config_error(write(tmp_path, document))
+    assert message.endswith(": rooms.permanent: with rooms.autojoin, more rooms than limits.max_rooms (2 > 1)")
 
 
 def test_more_autojoin_rooms_than_max_rooms_per_client(tmp_path: Path) -> None:

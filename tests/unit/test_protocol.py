@@ -654,3 +654,10 @@ def test_format_error_of_each_refusal_is_one_line() -> None:
         line = format_error(info.value)
         assert line.startswith(b"ERR " + info.value.code.encode() + b" ")
         assert line.endswith(b"\n") and line.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("verb", ["part", "topic", "who"])
+def test_an_optional_room_after_extra_spaces_is_still_the_room(verb: str) -> None:
+    command = parse_command(f"/{verb}   #rust  some words ".encode())
+    assert command.target == "#rust"
+    assert command.text == (b"" if verb == "who" else b"some words")
