@@ -3,10 +3,11 @@ repository, its `chatd/` and `config/` extracted with `git archive` into
 bench/.work/ (git-ignored), so that the same run measures today's chatd
 against the one before a change ("fan-out stays within 10% of today's").
 
-The default revision is the merge-base of `issue-11` and `main`: main as the
-rooms work last merged it, today's chatd without rooms and protocol v2 (of
-HEAD and `main` when there is no `issue-11` branch). `--baseline REV` names
-any other. The tree is read, not trusted: its protocol version (v1 without
+The default revision is today's main without the rooms work: the
+merge-base of `issue-11` and `main` (main as issue-11 last merged it; of
+HEAD and `main` when there is no `issue-11` branch), or, once main has
+merged issue-11, main just before that merge. `--baseline REV` names any
+other; after later merges it is the way to say what "before" means. The tree is read, not trusted: its protocol version (v1 without
 `HELLO`, v2 with it) picks the generator's dialect, and its own
 config/chatd.yaml is the config it runs with.
 """
@@ -37,13 +38,15 @@ class Baseline:
     how: str  # how the revision was chosen, for RESULTS.md
     tree: Path  # the extracted tree: chatd/ and config/
     protocol: int  # 1 or 2
+    same_as_head: bool  # chatd/ and config/ as in HEAD: a run would compare chatd with itself
 
     @property
     def dialect(self) -> str:
         return "chatd1" if self.protocol == 1 else "chatd"
 
     def describe(self) -> str:
-        return f"chatd {chatd_version(self.tree)} ({self.commit[:7]}, protocol v{self.protocol}; {self.how})"
+        same = "; the same chatd/ and config/ as HEAD" if self.same_as_head else ""
+        return f"chatd {chatd_version(self.tree)} ({self.commit[:7]}, protocol v{self.protocol}; {self.how}{same})"
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -67,7 +70,13 @@ def resolve(repo: Path, revision: str | None) -> tuple[str, str]:
         raise BaselineError(f"no branch {MAINLINE!r} to take a merge-base with; give --baseline REV")
     branch = DEFAULT_BRANCH if _has_ref(repo, DEFAULT_BRANCH) else "HEAD"
     commit = _git(repo, "merge-base", branch, MAINLINE)
-    return commit, f"merge-base of {branch} and {MAINLINE}"
+    if commit in _git(repo, "rev-list", "--first-parent", MAINLINE).split():
+        return commit, f"merge-base of {branch} and {MAINLINE}"
+    # The merge-base is one of the branch's own commits: main has merged it.
+    # "Before" is main just before the first merge that brought it in.
+    merge = _git(repo, "rev-list", "--first-parent", "--ancestry-path", "--reverse",
+                 f"{commit}..{MAINLINE}").split()[0]
+    return _git(repo, "rev-parse", f"{merge}^1"), f"{MAINLINE} before {merge[:7]} merged {branch}"
 
 
 def extract(repo: Path, work: Path, revision: str | None) -> Baseline:
@@ -89,7 +98,9 @@ def extract(repo: Path, work: Path, revision: str | None) -> Baseline:
         if tree.exists():  # an interrupted earlier extraction
             shutil.rmtree(tree)
         staging.rename(tree)
-    return Baseline(commit, how, tree, protocol_version(tree))
+    same = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", commit, "HEAD", "--", "chatd", "config"],
+                          capture_output=True).returncode == 0
+    return Baseline(commit, how, tree, protocol_version(tree), same)
 
 
 def protocol_version(tree: Path) -> int:

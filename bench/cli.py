@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for a quiet machine before each run (default 60)")
     parser.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.jsonl go")
     parser.add_argument("--baseline", metavar="REV",
-                        help="the git revision chatd-before runs (default: the merge-base of issue-11 and main)")
+                        help="the git revision chatd-before runs (default: main without issue-11: "
+                             "their merge-base, or main just before it merged issue-11)")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.jsonl")
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)

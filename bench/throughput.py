@@ -133,7 +133,7 @@ def _before_table(records: list[Record]) -> str:
                      if r.get("target") == BEFORE and r.get("baseline")), "?")
     return (f"### 1c. Before and after rooms: chatd against chatd-before ({revision})\n\n"
             "The same fan-out runs, interleaved: `chatd-before` is chatd at the baseline revision "
-            "(default: main as the rooms work last merged it), with its own config/chatd.yaml and its own "
+            "(by default today's main without the rooms work; the machine table says which), with its own config/chatd.yaml and its own "
             "protocol (v1: no `HELLO`, `MSG <nick> <text>`); both pinned, with the io_threads of their "
             "rows in 1a and 1b. The goal: "
             f"chatd's median delivered msg/s ≥ {BEFORE_GOAL}× the baseline's.\n\n"
