@@ -5,6 +5,8 @@ Pure formatting: no I/O here."""
 
 from __future__ import annotations
 
+import statistics
+
 from bench.cells import Record, flags_of, fmt, median, runs_of, saturated, spread, table, who
 
 FANOUT_LINES = ("fanout-lines-50", "fanout-lines-200")
@@ -13,6 +15,25 @@ BEFORE = "chatd-before"
 BEFORE_GOAL = 0.9  # "fan-out in one room stays within 10% of today's"
 
 Check = tuple[str, str, str, bool | None]  # name, measured, goal, met (None: no goal)
+
+
+def before_ratio(records: list[Record], key: str) -> tuple[float, str] | None:
+    """chatd / chatd-before for one fan-out scenario: the median of the ratios
+    of runs that went back to back (same run number), and their range; the
+    ratio of the medians if no run pairs up. Pairing cancels the drift of a
+    shared machine, which moves single runs by up to ±30% in a few minutes."""
+    now = {r["run"]: r["msgs_per_s"] for r in runs_of(records, key, "chatd") if r.get("msgs_per_s")}
+    then = {r["run"]: r["msgs_per_s"] for r in runs_of(records, key, BEFORE) if r.get("msgs_per_s")}
+    pairs = [now[run] / then[run] for run in sorted(now.keys() & then.keys())]
+    if len(pairs) > 1:
+        ratio = statistics.median(pairs)
+        return ratio, f"{ratio:.2f}× (runs {min(pairs):.2f}–{max(pairs):.2f})"
+    if pairs:
+        return pairs[0], f"{pairs[0]:.2f}×"
+    a, b = median(runs_of(records, key, "chatd"), "msgs_per_s"), median(runs_of(records, key, BEFORE), "msgs_per_s")
+    if a is None or not b:
+        return None
+    return a / b, f"{a / b:.2f}× (of medians)"
 
 
 def fanout_checks(records: list[Record]) -> list[Check]:
@@ -26,12 +47,13 @@ def fanout_checks(records: list[Record]) -> list[Check]:
             checks.append((f"{key}: chatd / ngircd delivered msg/s", f"{chatd / ngircd:.2f}× "
                            f"({fmt(chatd)} / {fmt(ngircd)}){bound}", "≥ 0.5×", chatd / ngircd >= 0.5))
         before = median(runs_of(records, key, BEFORE), "msgs_per_s")
-        if chatd is not None and before:
+        paired = before_ratio(records, key)
+        if chatd is not None and before and paired:
             # Single runs differ by up to ±30% here: say when the pair is suspect.
             flags = flags_of(runs_of(records, key, "chatd") + runs_of(records, key, BEFORE))
-            checks.append((f"{key}: chatd / chatd-before delivered msg/s", f"{chatd / before:.2f}× "
-                           f"({fmt(chatd)} / {fmt(before)})" + (f" (runs flagged: {flags})" if flags else ""),
-                           f"≥ {BEFORE_GOAL}×", chatd / before >= BEFORE_GOAL))
+            checks.append((f"{key}: chatd / chatd-before delivered msg/s", f"{paired[1]}, medians "
+                           f"{fmt(chatd)} / {fmt(before)}" + (f" (runs flagged: {flags})" if flags else ""),
+                           f"≥ {BEFORE_GOAL}×", paired[0] >= BEFORE_GOAL))
         lost_clients = median(runs_of(records, key, "chatd"), "failed_receivers")
         if lost_clients:
             checks.append((f"{key}: chatd clients dropped", fmt(lost_clients), "none", False))
@@ -114,14 +136,13 @@ def _before_table(records: list[Record]) -> str:
         if not (now and then):
             continue
         g = now[0]
-        a, b = median(now, "msgs_per_s"), median(then, "msgs_per_s")
-        ratio = a / b if a is not None and b else None
+        paired = before_ratio(records, key)
         rows.append([
             f"N={g.get('n')} S={g.get('s')} M={g.get('m')}",
             "per line" if g.get("records") == "lines" else "packed",
             spread(now, "msgs_per_s"), spread(then, "msgs_per_s"),
-            "–" if ratio is None else f"{ratio:.2f}×",
-            "–" if ratio is None else ("yes" if ratio >= BEFORE_GOAL else "**no**"),
+            "–" if paired is None else paired[1],
+            "–" if paired is None else ("yes" if paired[0] >= BEFORE_GOAL else "**no**"),
             f"{spread(now, 'latency.p99_ms', 1)} / {spread(then, 'latency.p99_ms', 1)}",
             f"{fmt(median(now, 'server_cpu_pct'))} / {fmt(median(then, 'server_cpu_pct'))}",
             f"{fmt(median(now, 'gen_cpu_pct'))} / {fmt(median(then, 'gen_cpu_pct'))}",
@@ -136,7 +157,9 @@ def _before_table(records: list[Record]) -> str:
             "(by default today's main without the rooms work; the machine table says which), with its own config/chatd.yaml and its own "
             "protocol (v1: no `HELLO`, `MSG <nick> <text>`); both pinned, with the io_threads of their "
             "rows in 1a and 1b. The goal: "
-            f"chatd's median delivered msg/s ≥ {BEFORE_GOAL}× the baseline's.\n\n"
+            "chatd's delivered msg/s ≥ "
+            f"{BEFORE_GOAL}× the baseline's, as the median of the ratios of runs that went back to back "
+            "(runs drift on a shared machine; a pair shares the drift).\n\n"
             + table(["config", "records", "chatd msg/s", "chatd-before msg/s", "ratio",
                      f"≥ {BEFORE_GOAL}×", "p99 ms chatd / before", "server CPU% chatd / before",
                      "gen CPU% chatd / before", "flags"], rows) + "\n")
