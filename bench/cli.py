@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.targets import REPO, TARGETS, Certs, Running, Target, TargetUnavailable, cpu_count, pinned
+from bench.targets import (
+    REPO, TARGETS, WORK, Certs, ChatdBeforeTarget, Running, Target, TargetUnavailable, cpu_count, pinned,
+)
 
-DEFAULT_TARGETS = "chatd,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4"
+DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4"
 
 BENCH = Path(__file__).resolve().parent
-WORK = BENCH / ".work"  # git-ignored
 LOCK = Path("/tmp/chatd-bench.lock")
 
 # How the senders drive the server (bench/README.md, "Method"): batches of 10
@@ -57,6 +58,10 @@ CAPACITY = {"verify": False}
 # full session that quits, one that just closes (bench/churn.py); then the
 # server's RSS after 10 s of quiet. No certificate checks, as in capacity.
 CHURN = {"scenario": "churn", "concurrency": 40, "idle": 10, "timeout": 20, "verify": False}
+# Rooms: 1,000 clients in 100 rooms of 10, every client sending to its room
+# with the fan-out window, one record per line, as people send (bench/rooms.py).
+# 1,000 is chatd's default max_clients: the generator opens no other connection.
+ROOMS = {"scenario": "rooms", "n": 1000, "rooms": 100, **LINES, "samples": 10}
 
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
@@ -70,6 +75,7 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("churn", {**CHURN, "duration": 60}),
     ("slow-without", {**SLOW, "m": 2000}),
     ("slow-with", {**SLOW, "m": 2000, "nonreader": True}),
+    ("rooms", {**ROOMS, "m": 200}),
 ]
 QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW}),
@@ -83,6 +89,7 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("churn", {**CHURN, "duration": 15, "idle": 5}),
     ("slow-without", {**SLOW, "m": 600}),
     ("slow-with", {**SLOW, "m": 600, "nonreader": True}),
+    ("rooms", {**ROOMS, "m": 100}),
 ]
 # The seed corrupts or stalls early; don't wait long for what will not come.
 SEED_LIMITS = {"deadline": 30, "idle": 3.0, "connect_timeout": 60}
@@ -106,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="seconds to wait for a quiet machine before each run (default 60)")
     parser.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.jsonl go")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="the git revision chatd-before runs (default: main without issue-11: "
+                             "their merge-base, or main just before it merged issue-11)")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.jsonl")
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
@@ -127,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     for name in args.targets.split(","):
         target = TARGETS[name.strip()](certs)
+        if isinstance(target, ChatdBeforeTarget):
+            target.revision = args.baseline
         try:
             target.check()
         except TargetUnavailable as exc:
@@ -305,7 +317,7 @@ def _summary(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"{head} ERROR {record['error'][:200]}"
     parts = [f"ok={record.get('ok')}"]
-    for key in ("msgs_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client",
+    for key in ("msgs_per_s", "sent_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client",
                 "io_threads", "failed_receivers", "unsent", "log_slow_consumer", "connects_per_s",
                 "failed", "rss_kib_start", "rss_kib_peak", "rss_kib_end", "rss_kib_idle"):
         if key in record:
@@ -314,7 +326,7 @@ def _summary(record: dict[str, Any]) -> str:
         parts.append(f"{kind}={k['per_s']}/s(fail {k['failed']}, timeout {k['timeouts']})")
     if "latency" in record and record["latency"].get("n"):
         parts.append(f"p50={record['latency']['p50_ms']}ms p99={record['latency']['p99_ms']}ms")
-    for key in ("lost", "corrupt", "gen_cpu_pct", "server_cpu_pct", "other_cpu_pct",
+    for key in ("lost", "corrupt", "wrong_room", "gen_cpu_pct", "server_cpu_pct", "other_cpu_pct",
                 "handshake_gen_cpu_pct", "nonreader_dropped"):
         if key in record:
             parts.append(f"{key}={record[key]}")

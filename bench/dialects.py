@@ -1,10 +1,12 @@
 """Wire specifics of each target: how a client registers, what a chat message,
 a window marker and the server's lines look like.
 
-Three dialects: `chatd` (docs/protocol.md), `irc` (RFC 2812 as ngircd speaks
-it) and `seed` (the tutorial server: `NICK` without a newline, raw bytes
-relayed). No sockets here: `Registration` objects consume received bytes and
-say what to send back, so the engine stays protocol-agnostic.
+Four dialects: `chatd` (docs/protocol.md, protocol v2: rooms), `chatd1`
+(protocol v1, the one-room chatd before rooms: the `chatd-before` target),
+`irc` (RFC 2812 as ngircd speaks it) and `seed` (the tutorial server: `NICK`
+without a newline, raw bytes relayed). No sockets here: `Registration`
+objects consume received bytes and say what to send back, so the engine
+stays protocol-agnostic.
 
 Every benchmark message has the same fixed-width body, `MSG_BODY`, so every
 target carries the same payload and a receiver finds the send timestamp at a
@@ -23,7 +25,7 @@ MSG_BODY_LEN = 38
 T_OFF, S_OFF, N_OFF = 2, 24, 31  # digit offsets from the `t=`
 MSG_RE = re.compile(rb"t=\d{19} s=\d{4} n=\d{7}(?: x+)?\r?")  # optional padding
 SYNC_TEXT = b"SYNC-BARRIER"
-CHANNEL = b"#bench"
+CHANNEL = "#bench"  # IRC's equivalent of chatd's one room (#lobby, the autojoin room)
 OPER_NAME = "bench"
 OPER_PASSWORD = "bench"
 
@@ -35,64 +37,91 @@ class RegistrationFailed(Exception):
 @dataclass(frozen=True)
 class Dialect:
     name: str
+    kind: Literal["chatd", "irc", "seed"]  # the family of wire protocol
     echo: bool  # a sender receives its own messages
     window: Literal["ping", "echo"]  # how a sender learns the server took its messages
     eol: bytes
-    msg_prefix: bytes  # what precedes MSG_BODY in a line the client sends
+    msg_prefix: bytes  # what precedes MSG_BODY in a line the client sends to the common room
     body_at_start: bool  # the relayed line *is* the body (seed): corruption check is stricter
     line_re: re.Pattern[bytes]  # a whole relayed benchmark line; groups t, s, n (multiline)
     stamp_re: re.Pattern[bytes]  # the end of a benchmark line; group t only
+    rooms: bool = False  # a client can move to a room of its own (chatd v2, IRC)
 
-    def message(self, t_ns: int, sender: int, seq: int, pad: bytes = b"") -> bytes:
-        """A benchmark line; `pad` (b" xxx…") makes it longer without moving the fields."""
-        return self.msg_prefix + MSG_BODY % (t_ns, sender, seq) + pad + self.eol
+    def message(self, t_ns: int, sender: int, seq: int, pad: bytes = b"",
+                prefix: bytes | None = None) -> bytes:
+        """A benchmark line; `pad` (b" xxx…") makes it longer without moving the
+        fields; `prefix` (from `room_prefix`) addresses it to a room of its own."""
+        return (self.msg_prefix if prefix is None else prefix) + MSG_BODY % (t_ns, sender, seq) + pad + self.eol
 
-    def sync_message(self) -> bytes:
-        return self.msg_prefix + SYNC_TEXT + self.eol
+    def sync_message(self, prefix: bytes | None = None) -> bytes:
+        return (self.msg_prefix if prefix is None else prefix) + SYNC_TEXT + self.eol
 
     def chat_line(self, text: bytes) -> bytes:
-        """A line to the room (chatd's one room, IRC's #bench)."""
+        """A line to the common room (chatd's #lobby, IRC's #bench)."""
         return self.msg_prefix + text + self.eol
 
+    def room_prefix(self, room: str) -> bytes:
+        """What precedes a message to `room` once the client has moved there:
+        nothing for chatd (plain text goes to the current room, as people type
+        it), `PRIVMSG <room> :` for IRC."""
+        if self.kind == "irc":
+            return b"PRIVMSG %s :" % room.encode()
+        if self.rooms:
+            return b""
+        raise ValueError(f"{self.name} has no rooms")
+
     def quit(self) -> bytes:
-        if self.name == "chatd":
+        if self.kind == "chatd":
             return b"/quit bye\n"
-        if self.name == "irc":
+        if self.kind == "irc":
             return b"QUIT :bye\r\n"
         raise ValueError(f"{self.name} has no quit")
 
     def ping(self, token: int) -> bytes:
-        if self.name == "chatd":
+        if self.kind == "chatd":
             return b"/ping %d\n" % token
-        if self.name == "irc":
+        if self.kind == "irc":
             return b"PING %d\r\n" % token
         raise ValueError(f"{self.name} has no ping")
 
     def is_pong(self, line: bytes) -> bool:
-        if self.name == "chatd":
+        if self.kind == "chatd":
             return line.startswith(b"PONG")
-        return b" PONG " in line[:64] if self.name == "irc" else False
+        return b" PONG " in line[:64] if self.kind == "irc" else False
 
-    def registration(self, nick: str, privileged: bool) -> "Registration":
+    def registration(self, nick: str, privileged: bool, room: str | None = None) -> "Registration":
+        """How `nick` registers. With `room`, registration ends only once the
+        client is in that room and no other (a dialect with `rooms`)."""
+        if room is not None and not self.rooms:
+            raise ValueError(f"{self.name} has no rooms")
         if self.name == "chatd":
-            return ChatdRegistration(nick)
-        if self.name == "irc":
-            return IrcRegistration(nick, privileged)
+            return ChatdRegistration(nick, room)
+        if self.name == "chatd1":
+            return Chatd1Registration(nick)
+        if self.kind == "irc":
+            return IrcRegistration(nick, privileged, room or CHANNEL)
         return SeedRegistration(nick)
 
 
 _BODY_RE = rb"t=(\d{19}) s=(\d{4}) n=(\d{7})(?: x+)?"
-CHATD = Dialect("chatd", echo=True, window="ping", eol=b"\n", msg_prefix=b"", body_at_start=False,
-                line_re=re.compile(rb"^MSG [^ \n]+ " + _BODY_RE + rb"$", re.M),
-                stamp_re=re.compile(rb"t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n"))
-IRC = Dialect("irc", echo=False, window="ping", eol=b"\r\n", msg_prefix=b"PRIVMSG #bench :",
+_STAMP_RE = re.compile(rb"t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n")
+# v2: `MSG <room> <nick> <text>`. A nickname never starts with `#`, so the
+# v1 pattern below cannot match a v2 line, nor the other way round.
+CHATD = Dialect("chatd", "chatd", echo=True, window="ping", eol=b"\n", msg_prefix=b"", body_at_start=False,
+                line_re=re.compile(rb"^MSG #[^ \n]+ [^ \n]+ " + _BODY_RE + rb"$", re.M),
+                stamp_re=_STAMP_RE, rooms=True)
+# v1: `MSG <nick> <text>`.
+CHATD1 = Dialect("chatd1", "chatd", echo=True, window="ping", eol=b"\n", msg_prefix=b"", body_at_start=False,
+                 line_re=re.compile(rb"^MSG [^ #\n][^ \n]* " + _BODY_RE + rb"$", re.M),
+                 stamp_re=_STAMP_RE)
+IRC = Dialect("irc", "irc", echo=False, window="ping", eol=b"\r\n", msg_prefix=b"PRIVMSG #bench :",
               body_at_start=False,
-              line_re=re.compile(rb"^:[^ \n]+ PRIVMSG #bench :" + _BODY_RE + rb"\r$", re.M),
-              stamp_re=re.compile(rb"t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\r\n"))
-SEED = Dialect("seed", echo=True, window="echo", eol=b"\n", msg_prefix=b"", body_at_start=True,
+              line_re=re.compile(rb"^:[^ \n]+ PRIVMSG #[^ \n]+ :" + _BODY_RE + rb"\r$", re.M),
+              stamp_re=re.compile(rb"t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\r\n"), rooms=True)
+SEED = Dialect("seed", "seed", echo=True, window="echo", eol=b"\n", msg_prefix=b"", body_at_start=True,
                line_re=re.compile(rb"^" + _BODY_RE + rb"$", re.M),
                stamp_re=re.compile(rb"^t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n", re.M))
-DIALECTS = {d.name: d for d in (CHATD, IRC, SEED)}
+DIALECTS = {d.name: d for d in (CHATD, CHATD1, IRC, SEED)}
 
 
 class Registration:
@@ -111,6 +140,80 @@ class Registration:
 
 
 class ChatdRegistration(Registration):
+    """Protocol v2: `HELLO 2 …`, `NICK`; after the nickname `WELCOME`, then per
+    autojoin room `JOIN <room> <nick>`, `TOPIC` (if set), `USERS <room> …`, and
+    `CURRENT <room>` last. Registered at that `CURRENT`. With `room`, the client
+    then joins it and parts the autojoin rooms, and is registered once it has
+    seen the `CURRENT <room>` of its `/join` and its own `PART` from each
+    autojoin room (every member gets it, the leaver too).
+    """
+
+    def __init__(self, nick: str, room: str | None = None) -> None:
+        self.nick = nick.encode()
+        self.room = room.encode() if room is not None else None
+        self.buf = b""
+        self.hello = False
+        self.asked = False
+        self.welcomed = False
+        self.autojoined: list[bytes] = []  # rooms the server put us in
+        self.moving = False  # /join and /part sent
+        self.arrived = False  # /join's CURRENT seen
+        self.parting: set[bytes] = set()  # rooms whose own PART we still wait for
+
+    def feed(self, data: bytes) -> bytes:
+        self.buf += data
+        out = b""
+        while not self.done:
+            end = self.buf.find(b"\n")
+            if end < 0:
+                break
+            line, self.buf = self.buf[:end], self.buf[end + 1:]
+            out += self._line(line)
+            if self.done:
+                self.leftover, self.buf = self.buf, b""
+        return out
+
+    def _line(self, line: bytes) -> bytes:
+        verb, _, rest = line.partition(b" ")
+        if not self.hello:
+            if verb != b"HELLO" or not rest.startswith(b"2 "):
+                raise RegistrationFailed(f"expected HELLO 2 (protocol v2), got {line[:80].decode(errors='replace')!r}")
+            self.hello = True
+        elif verb in (b"ERR", b"BYE"):
+            raise RegistrationFailed(line.decode(errors="replace"))
+        elif verb == b"NICK" and not self.asked:
+            self.asked = True
+            return self.nick + b"\n"
+        elif verb == b"WELCOME":
+            self.welcomed = True
+        elif not self.welcomed:
+            pass
+        elif verb == b"JOIN" and self.room is not None and not self.moving:
+            room, _, nick = rest.partition(b" ")
+            if nick == self.nick and room != self.room:
+                self.autojoined.append(room)
+        elif verb == b"CURRENT":
+            if self.room is None:
+                self.done = True
+            elif not self.moving:  # the autojoin's CURRENT: move
+                self.moving = True
+                self.parting = {r.lower() for r in self.autojoined}
+                parts = b"".join(b"/part %s\n" % r for r in self.autojoined)
+                return b"/join %s\n" % self.room + parts
+            elif rest.lower() == self.room.lower():  # /join's, before the PARTs
+                self.arrived = True
+                self.done = not self.parting
+        elif verb == b"PART" and self.parting:
+            room, _, who = rest.partition(b" ")
+            if who.partition(b" ")[0] == self.nick:
+                self.parting.discard(room.lower())
+                self.done = self.arrived and not self.parting
+        return b""
+
+
+class Chatd1Registration(Registration):
+    """Protocol v1 (chatd before rooms): `NICK` first, then `WELCOME`."""
+
     def __init__(self, nick: str) -> None:
         self.nick = nick.encode()
         self.buf = b""
@@ -124,6 +227,8 @@ class ChatdRegistration(Registration):
             if line == b"NICK" and not self.asked:
                 self.asked = True
                 out += self.nick + b"\n"
+            elif line.startswith(b"HELLO ") and not self.asked:
+                raise RegistrationFailed("the server speaks protocol v2 (HELLO before NICK), not v1")
             elif line.startswith(b"WELCOME "):
                 self.done = True
                 self.leftover, self.buf = self.buf, b""
@@ -133,9 +238,13 @@ class ChatdRegistration(Registration):
 
 
 class IrcRegistration(Registration):
-    def __init__(self, nick: str, privileged: bool) -> None:
+    """NICK/USER, then (an operator with user mode +F if `privileged`) JOIN
+    `channel`; registered at the end of its NAMES list (366)."""
+
+    def __init__(self, nick: str, privileged: bool, channel: str = CHANNEL) -> None:
         self.nick = nick
         self.privileged = privileged
+        self.channel = channel
         self.buf = b""
         self.joined = False
 
@@ -157,7 +266,7 @@ class IrcRegistration(Registration):
                     # An IRC operator may set user mode +F, which ngircd exempts from
                     # its per-loop command limit and throttling (conn.c, Handle_Buffer).
                     out += f"OPER {OPER_NAME} {OPER_PASSWORD}\r\nMODE {self.nick} +F\r\n".encode()
-                out += b"JOIN #bench\r\n"
+                out += f"JOIN {self.channel}\r\n".encode()
             elif code == b"MODE" and b"+F" in line:
                 self.flood_exempt = True
             elif code in (b"481", b"491", b"464", b"501"):
@@ -165,7 +274,8 @@ class IrcRegistration(Registration):
             elif code == b"366":
                 self.done = True
                 self.leftover, self.buf = self.buf, b""
-            elif line.startswith(b"ERROR") or code in (b"432", b"433", b"471", b"473", b"474"):
+            elif line.startswith(b"ERROR") or code in (b"403", b"405", b"432", b"433", b"471", b"473",
+                                                        b"474"):
                 raise RegistrationFailed(line.decode(errors="replace"))
         return out
 

@@ -56,7 +56,9 @@ class Engine:
         # Run-phase accounting, shared by all connections.
         self.received_total = 0  # benchmark lines received by all reading clients
         self.expected_sent = 0  # deliveries implied by the messages sent so far
-        self.fanout = 0  # deliveries each message should cause
+        # Deliveries each message should cause, by the sender's group: one group
+        # (0) but in the rooms scenario, where a group is a room.
+        self.fanouts: list[int] = [0]
         self.lag_limit = 1 << 62
         # How a sender writes a batch: "packed", all its lines in one TLS record;
         # "lines", one TLS record and one send() per line, as people send.
@@ -71,6 +73,7 @@ class Engine:
         self.failed_senders = 0
         self.readers: list[Conn] = []  # whose expectations shrink when a sender is dropped
         self.sent_msgs = 0  # benchmark messages sent by all senders
+        self.sent_by_group: list[int] = [0]  # the same, by the senders' group
         self.unsent = 0  # messages that dropped senders never got to send
         self.t_all_finished = 0
         self.t_last_progress = 0
@@ -140,14 +143,19 @@ class Conn(Receiving):
     """One TLS client: connect → handshake → register → setup → run."""
 
     def __init__(self, engine: Engine, index: int, nick: str, *, sender_id: int = -1,
-                 sample: bool = False, privileged: bool = False, rcvbuf: int = 0) -> None:
+                 sample: bool = False, privileged: bool = False, rcvbuf: int = 0,
+                 room: str | None = None, group: int = 0) -> None:
         self.engine = engine
         self.index = index
         self.nick = nick
         self.sender_id = sender_id
         self.sample = sample
         self.rcvbuf = rcvbuf
-        self.registration = engine.dialect.registration(nick, privileged)
+        # Who hears this client and whom it hears: one group but in the rooms
+        # scenario, where the client registers into `room` and talks only there.
+        self.group = group
+        self.prefix = engine.dialect.msg_prefix if room is None else engine.dialect.room_prefix(room)
+        self.registration = engine.dialect.registration(nick, privileged, room)
         self.sock: socket.socket | None = None
         self.tls: ssl.SSLObject | None = None
         self._incoming = ssl.MemoryBIO()
@@ -327,15 +335,16 @@ class Conn(Receiving):
             k = min(self.batch, self.to_send - self.sent)
             t = perf_ns()
             first = self.sent
-            pad = engine.pad
-            parts = [dialect.message(t, self.sender_id, seq, pad) for seq in range(first, first + k)]
+            pad, prefix = engine.pad, self.prefix
+            parts = [dialect.message(t, self.sender_id, seq, pad, prefix) for seq in range(first, first + k)]
             if dialect.window == "ping":
                 parts.append(dialect.ping(self.pings))
                 self.pings += 1
             self.marks.append((first + k - 1, perf_ns()))
             self.sent += k
             engine.sent_msgs += k
-            engine.expected_sent += k * engine.fanout
+            engine.sent_by_group[self.group] += k
+            engine.expected_sent += k * engine.fanouts[self.group]
             if engine.records == "packed":
                 self.write(b"".join(parts))
             else:
@@ -405,8 +414,8 @@ class Conn(Receiving):
                 # Dropped by the server (slow_consumer, say): the run goes on without
                 # it, and what it will never receive no longer counts as lag.
                 engine.failed_receivers += 1
-                engine.fanout -= 1
-                engine.expected_sent -= max(0, engine.sent_msgs - self.count
+                engine.fanouts[self.group] -= 1
+                engine.expected_sent -= max(0, engine.sent_by_group[self.group] - self.count
                                             - (0 if engine.dialect.echo else self.sent))
                 self._finish()
         self.close()
@@ -421,7 +430,7 @@ class Conn(Receiving):
         self.to_send = self.sent
         self.marks.clear()
         for reader in engine.readers:
-            if reader is not self and not reader.done:
+            if reader is not self and not reader.done and reader.group == self.group:
                 reader.expected -= unsent
                 if reader.count >= reader.expected:
                     reader._finish()

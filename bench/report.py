@@ -7,12 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from bench.cells import (
-    GEN_SATURATED, NOISY, Record, flags_of, fmt, get_path, median, mib, runs_of, saturated, spread, table,
-    targets_in, who,
+    GEN_SATURATED, NOISY, Record, flags_of, fmt, get_path, median, mib, runs_of, spread, table, targets_in, who,
 )
-
-FANOUT_LINES = ("fanout-lines-50", "fanout-lines-200")
-FANOUT_PACKED = ("fanout-50", "fanout-200", "fanout-1000")
+from bench.throughput import FANOUT_LINES, fanout_checks, fanout_section, rooms_checks, rooms_section
 
 
 def _config_note(records: list[Record]) -> str:
@@ -50,12 +47,15 @@ def render(machine: dict[str, Any], records: list[Record]) -> str:
     rows += [["note", note] for note in machine.get("notes", [])]
     out.append(table(["", ""], rows) + "\n")
     out.append(_targets_section(records, targets))
-    out.append(_fanout_section(records, targets))
+    out.append(fanout_section(records, targets))
     out.append(_paced_section(records, targets))
     out.append(_capacity_section(records, targets))
     out.append(_slow_section(records, targets))
     out.append(_churn_section(records, targets))
     out.append(_io_section(records, targets))
+    rooms = rooms_section(records, targets)
+    if rooms:  # absent from runs before the rooms scenario: their RESULTS.md stays as it was
+        out.append(rooms)
     out.append(_seed_section(records))
     out.append(_flag_section(records))
     return "\n".join(out)
@@ -70,16 +70,8 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
         verdict = "–" if passed is None else ("yes" if passed else "**no**")
         rows.append([name, measured, goal, verdict])
 
-    for key in FANOUT_LINES + FANOUT_PACKED:
-        chatd = median(runs_of(records, key, "chatd"), "msgs_per_s")
-        ngircd = median(runs_of(records, key, "ngircd"), "msgs_per_s")
-        if chatd is not None and ngircd:
-            bound = " (ngircd: generator-bound)" if saturated(runs_of(records, key, "ngircd")) else ""
-            check(f"{key}: chatd / ngircd delivered msg/s", f"{chatd / ngircd:.2f}× "
-                  f"({fmt(chatd)} / {fmt(ngircd)}){bound}", "≥ 0.5×", chatd / ngircd >= 0.5)
-            lost_clients = median(runs_of(records, key, "chatd"), "failed_receivers")
-            if lost_clients:
-                check(f"{key}: chatd clients dropped", fmt(lost_clients), "none", False)
+    for row in fanout_checks(records):
+        check(*row)
     p99 = median(runs_of(records, "paced", "chatd"), "latency.p99_ms")
     if p99 is not None:
         check("paced: p99 latency", fmt(p99, 1, " ms"), "≤ 50 ms", p99 <= 50)
@@ -122,55 +114,9 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
               "– (memory under churn is part of correctness)", None)
         check("churn: connects/s, failed or timed out", f"{fmt(median(churn, 'connects_per_s'))}/s, "
               f"{fmt(median(churn, 'failed'))} failed", "none failed", not median(churn, "failed"))
+    for row in rooms_checks(records):
+        check(*row)
     return "## chatd against its targets\n\n" + table(["check", "measured", "target", "met"], rows) + "\n"
-
-
-def _fanout_rows(records: list[Record], targets: list[str], keys: tuple[str, ...]) -> list[list[str]]:
-    rows = []
-    for key in keys:
-        for target in targets:
-            group = runs_of(records, key, target)
-            if not group:
-                continue
-            g = group[0]
-            slow = median(group, "log_slow_consumer")
-            rows.append([
-                f"N={g.get('n')} S={g.get('s')} M={g.get('m')}", who(records, target),
-                spread(group, "msgs_per_s"),
-                spread(group, "latency.p50_ms", 1), spread(group, "latency.p99_ms", 1),
-                f"{fmt(median(group, 'lost'))} / {fmt(median(group, 'corrupt'))}",
-                f"{fmt(median(group, 'failed_receivers'))}"
-                + (f" ({fmt(slow)} slow_consumer)" if slow else ""),
-                fmt(median(group, "unsent")),
-                fmt(median(group, "gen_cpu_pct")), fmt(median(group, "server_cpu_pct")),
-                fmt(median(group, "other_cpu_pct")), flags_of(group),
-            ])
-    return rows
-
-
-FANOUT_HEADER = ["config", "target", "delivered msg/s", "p50 ms", "p99 ms", "lost / corrupt",
-                 "clients dropped", "unsent", "gen CPU%", "server CPU%", "others' CPU%", "flags"]
-
-
-def _fanout_section(records: list[Record], targets: list[str]) -> str:
-    lines_rows = _fanout_rows(records, targets, FANOUT_LINES)
-    packed_rows = _fanout_rows(records, targets, FANOUT_PACKED)
-    if not (lines_rows or packed_rows):
-        return ""
-    out = ["## 1. Fan-out\n\nS senders × M messages to a room of N, as fast as the server takes them: "
-           "batches of 10 lines, each closed by a PING, ≤ 3 batches unacknowledged per sender. Delivered "
-           "msg/s counts every line every receiver got; latency is send → receive on 5 sample receivers "
-           "and, in a closed loop, is mostly time queued inside the window (see `paced` for latency at a "
-           "fixed load). *Clients dropped*: receivers the server closed (chatd logs why); *unsent*: "
-           "messages dropped senders never sent, taken off everyone's expectations; *lost*: lines owed "
-           "to receivers, dropped ones included, that never arrived.\n"]
-    if lines_rows:
-        out.append("### 1a. As people send: one TLS record, and one send(), per line\n\n"
-                   + table(FANOUT_HEADER, lines_rows) + "\n")
-    if packed_rows:
-        out.append("### 1b. Packed: 10 lines per TLS record (as in earlier runs; amortises the server's "
-                   "per-read work as no interactive client does)\n\n" + table(FANOUT_HEADER, packed_rows) + "\n")
-    return "\n".join(out)
 
 
 def _paced_section(records: list[Record], targets: list[str]) -> str:
@@ -326,7 +272,7 @@ def _io_section(records: list[Record], targets: list[str]) -> str:
             "1, 2 or 4, the server and the generator both free to use every CPU (\"shared\"; the "
             "generator takes its share, so a server that could use a second core only gets what the "
             "generator leaves). Server CPU% above 100 means it used more than one core. `chatd` "
-            "(io_threads 0, hence 1 when pinned to CPU 0) and ngircd, both pinned, are there for "
+            "(its default io_threads, pinned to CPU 0) and ngircd, both pinned, are there for "
             "reference. Fan-out is the one-record-per-line kind (1a).\n\n" + table(header, rows) + "\n")
 
 
@@ -360,7 +306,7 @@ def _seed_section(records: list[Record]) -> str:
                      ref_text])
     if not rows:
         return ""
-    return ("## 7. The seed's design, side by side\n\nThe seed server writes to each TLS socket from "
+    return ("## 8. The seed's design, side by side\n\nThe seed server writes to each TLS socket from "
             "several threads at once (a reader thread plus every sender's broadcast), which OpenSSL "
             "does not allow. Counted, not crashed on: every seed client checks every line.\n\n"
             + table(["scenario", "seed: delivered of expected", "corrupt lines", "order errors",

@@ -1,5 +1,6 @@
-"""Fan-out, paced, capacity and slow consumer (churn is in churn.py), run inside the load-generator process against one
-already-running server. Each returns a flat dict of parameters and metrics
+"""Fan-out, paced, capacity and slow consumer (churn is in churn.py, rooms in
+rooms.py), run inside the load-generator process against one already-running
+server. Each returns a flat dict of parameters and metrics
 (one JSON line of bench/results.jsonl).
 
 Common shape: connect and register every client (bounded concurrency), pass a
@@ -38,6 +39,10 @@ def run_scenario(spec: Spec) -> dict[str, Any]:
         from bench.churn import churn  # churn.py builds on this module
 
         return churn(spec)
+    if scenario == "rooms":
+        from bench.rooms import rooms  # rooms.py builds on this module
+
+        return rooms(spec)
     runner = {"fanout": fanout, "slow": fanout, "paced": paced, "capacity": capacity}[scenario]
     return runner(spec)
 
@@ -99,11 +104,14 @@ def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: fl
     return engine.run(lambda: engine.registered + engine.connect_failed >= total, timeout)
 
 
-def barrier(engine: Engine, conns: list[Conn], timeout: float) -> str:
-    first = conns[0]
-    first.is_sync_sender = True
+def barrier(engine: Engine, conns: list[Conn], timeout: float, leaders: list[Conn] | None = None) -> str:
+    """Everyone skips what the set-up sent them (JOIN lines and the like) until
+    the `SYNC-BARRIER` line of its room's leader (default: client 0, for one
+    room). A leader that does not hear itself (IRC) waits for a PONG instead."""
     dialect = engine.dialect
-    first.write(dialect.sync_message() + (b"" if dialect.echo else dialect.ping(999999)))
+    for leader in leaders or conns[:1]:
+        leader.is_sync_sender = True
+        leader.write(dialect.sync_message(leader.prefix) + (b"" if dialect.echo else dialect.ping(999999)))
     live = [c for c in conns if c.state == "open"]
     return engine.run(lambda: all(c.synced for c in live), timeout)
 
@@ -157,7 +165,7 @@ def fanout(spec: Spec) -> dict[str, Any]:
         own = m if 0 <= conn.sender_id and not dialect.echo else 0
         conn.expected = total_msgs - own
     expected_at_start = sum(c.expected for c in readers)
-    engine.fanout = len(readers) - (0 if dialect.echo else 1)
+    engine.fanouts = [len(readers) - (0 if dialect.echo else 1)]
     engine.lag_limit = spec.get("lag", 2000) * len(readers)
     engine.finishers = len(readers)
     engine.records = spec.get("records", "lines")
@@ -222,7 +230,7 @@ def fanout(spec: Spec) -> dict[str, Any]:
         "tls": _tls_info(conns),
         **cpu,
     }
-    if dialect.name == "irc":
+    if dialect.kind == "irc":
         result["flood_exempt_senders"] = sum(1 for c in senders if c.registration.flood_exempt)
     if nonreader is not None:
         result.update(_check_nonreader(engine, nonreader))
@@ -280,7 +288,7 @@ def paced(spec: Spec) -> dict[str, Any]:
     per_sender = [total // n + (1 if i < total % n else 0) for i in range(n)]
     for conn in conns:
         conn.expected = total - (0 if dialect.echo else per_sender[conn.index])
-    engine.fanout = n - (0 if dialect.echo else 1)
+    engine.fanouts = [n - (0 if dialect.echo else 1)]
     engine.finishers = n
     interval = 1.0 / rate
     start = time.monotonic() + 0.05
@@ -295,7 +303,7 @@ def paced(spec: Spec) -> dict[str, Any]:
             if conn.state == "open":
                 conn.write(dialect.message(perf_ns(), conn.sender_id, conn.sent))
                 conn.sent += 1
-                engine.expected_sent += engine.fanout
+                engine.expected_sent += engine.fanouts[0]
             i += 1
         state["i"] = i
         if i < total:
@@ -345,7 +353,7 @@ def capacity(spec: Spec) -> dict[str, Any]:
     clients = spec["clients"]
     engine = _engine(spec)
     server = Proc(spec.get("server_pid"))
-    two_phase = engine.dialect.name != "seed"
+    two_phase = engine.dialect.kind != "seed"
     conns = [Conn(engine, i, _nick(i)) for i in range(clients)]
     for conn in conns:
         conn.hold = two_phase

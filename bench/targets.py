@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,11 @@ from typing import Any, Callable
 
 import yaml
 
+from bench import baseline
+from bench.baseline import chatd_version
+
 REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "bench" / ".work"  # git-ignored: run directories, the baseline tree
 CHATD_YAML = REPO / "config" / "chatd.yaml"
 SEED_PATH = Path(__file__).resolve().parents[2] / "shared" / "seed_server.py"
 NOFILE = 65536
@@ -104,7 +109,7 @@ def clients_needed(spec: dict[str, Any]) -> int:
         return int(spec["clients"])
     if spec["scenario"] == "churn":
         return int(spec["concurrency"]) + 1
-    return int(spec["n"]) + (1 if spec.get("nonreader") else 0)
+    return int(spec["n"]) + (1 if spec.get("nonreader") else 0)  # fan-out, paced, slow, rooms
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -169,16 +174,18 @@ class Target:
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         raise NotImplementedError
 
-    def _spawn(self, cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, cmd: list[str], log: Path, cwd: Path,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
             return subprocess.Popen(
                 pinned(cmd, 0) if self.placement == "pinned" else cmd,
                 stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=cwd, preexec_fn=_raise_nofile,
+                env=env,
             )
 
 
 def chatd_config(certs: Certs, spec: dict[str, Any], *, io_threads: int | None = None,
-                 tuned: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+                 tuned: bool = False, source: Path = CHATD_YAML) -> tuple[dict[str, Any], dict[str, Any]]:
     """config/chatd.yaml as users get it, with what a benchmark must change.
 
     Changed: the address (127.0.0.1, port 0), the certificate, JSON logs, no
@@ -189,9 +196,10 @@ def chatd_config(certs: Certs, spec: dict[str, Any], *, io_threads: int | None =
     file's unless a variant sets it. `tuned` restores the settings every
     chatd run used before (one I/O thread, 8 MiB send queues but in the
     slow-consumer scenario, a 600 s registration window), for a labelled
-    comparison row. Returns the config and the changes to the file's values.
+    comparison row. `source` is the file (a baseline tree has its own).
+    Returns the config and the changes to the file's values.
     """
-    config: dict[str, Any] = yaml.safe_load(CHATD_YAML.read_text())
+    config: dict[str, Any] = yaml.safe_load(source.read_text())
     limits = config["limits"]
     changes: dict[str, Any] = {"message_rate": 0, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0}
     needed = clients_needed(spec)
@@ -213,10 +221,16 @@ def chatd_config(certs: Certs, spec: dict[str, Any], *, io_threads: int | None =
 
 class ChatdTarget(Target):
     """chatd with config/chatd.yaml's values (see `chatd_config`); variants set
-    `io_threads` (and then run unpinned) or restore the old tuned settings."""
+    `io_threads` (and then run unpinned) or restore the old tuned settings.
+
+    It runs the chatd of `tree`, this checkout: `python -m chatd` with the
+    tree as working directory and first on PYTHONPATH, so that a chatd
+    installed in the venv (an editable install of another checkout) is never
+    the one measured; `check` makes sure of it."""
 
     dialect = "chatd"
     family = "chatd"
+    tree = REPO
 
     def __init__(self, certs: Certs, name: str = "chatd", io_threads: int | None = None,
                  tuned: bool = False, keys: tuple[str, ...] | None = None) -> None:
@@ -228,25 +242,70 @@ class ChatdTarget(Target):
         if io_threads is not None and not tuned:
             self.placement = "shared"
 
-    def version(self) -> str:
-        from chatd import __version__
+    def check(self) -> None:
+        expected = (self.tree / "chatd" / "__init__.py").resolve()
+        done = subprocess.run([sys.executable, "-c", "import chatd; print(chatd.__file__)"],
+                              capture_output=True, text=True, cwd=self.tree, env=self._env())
+        found = done.stdout.strip()
+        if done.returncode != 0 or not found or Path(found).resolve() != expected:
+            raise TargetUnavailable(f"python -m chatd in {self.tree} would not run {expected} "
+                                    f"(it imports {found or done.stderr.strip()[-200:]})")
 
+    def version(self) -> str:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "chatd"],
                                capture_output=True, text=True).stdout.strip()
-        return f"chatd {__version__} ({commit or 'no git'}{', chatd/ modified' if dirty else ''})"
+        return (f"chatd {chatd_version(self.tree)} "
+                f"({commit or 'no git'}{', chatd/ modified' if dirty else ''})")
+
+    def _env(self) -> dict[str, str]:
+        path = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": str(self.tree) + (os.pathsep + path if path else "")}
+
+    def _notes(self) -> dict[str, Any]:
+        return {}
 
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
-        config, changes = chatd_config(self.certs, spec, io_threads=self.io_threads, tuned=self.tuned)
+        config, changes = chatd_config(self.certs, spec, io_threads=self.io_threads, tuned=self.tuned,
+                                       source=self.tree / "config" / "chatd.yaml")
         path = workdir / "chatd.yaml"
         path.write_text(yaml.safe_dump(config))
         log = workdir / "chatd.log"
-        process = self._spawn([sys.executable, "-m", "chatd", "--config", str(path)], log, REPO)
-        event = listening_event(process, log, "chatd", 20)
+        process = self._spawn([sys.executable, "-m", "chatd", "--config", str(path)], log, self.tree,
+                              self._env())
+        event = listening_event(process, log, self.name, 20)
         notes = {"config_changes": changes, "io_threads": event.get("io_threads"),
-                 "send_queue_bytes": config["limits"]["send_queue_bytes"], "placement": self.placement}
+                 "send_queue_bytes": config["limits"]["send_queue_bytes"], "placement": self.placement,
+                 **self._notes()}
         return Running(process, int(event["port"]), log, workdir, notes)
+
+
+class ChatdBeforeTarget(ChatdTarget):
+    """chatd as it was at a baseline revision (bench/baseline.py), pinned and
+    with its own config/chatd.yaml, speaking the protocol of its tree: the
+    fan-out scenarios only, for "fan-out stays within 10% of today's"."""
+
+    def __init__(self, certs: Certs, revision: str | None = None) -> None:
+        super().__init__(certs, name="chatd-before", keys=("fanout",))
+        self.revision = revision  # None: baseline.py's default
+        self.baseline: baseline.Baseline | None = None
+
+    def check(self) -> None:
+        try:
+            self.baseline = baseline.extract(REPO, WORK, self.revision)
+        except (baseline.BaselineError, OSError, tarfile.TarError) as exc:
+            raise TargetUnavailable(f"no baseline tree: {exc}") from exc
+        self.tree = self.baseline.tree
+        self.dialect = self.baseline.dialect
+        super().check()
+
+    def version(self) -> str:
+        return self.baseline.describe() if self.baseline else "chatd (baseline not extracted)"
+
+    def _notes(self) -> dict[str, Any]:
+        assert self.baseline is not None
+        return {"baseline": self.baseline.commit, "protocol": self.baseline.protocol}
 
 
 class NgircdTarget(Target):
@@ -392,4 +451,5 @@ TARGETS: dict[str, Callable[[Certs], Target]] = {
     **{f"chatd-io{n}": functools.partial(ChatdTarget, name=f"chatd-io{n}", io_threads=n, keys=IO_KEYS)
        for n in (1, 2, 4)},
     "chatd-tuned": functools.partial(ChatdTarget, name="chatd-tuned", tuned=True, keys=("fanout", "slow")),
+    "chatd-before": ChatdBeforeTarget,
 }

@@ -1,6 +1,7 @@
-"""Smoke test of `make bench`'s load generator (bench/engine.py, bench/scenarios.py)
-against a real chatd: a tiny fan-out must count every delivery. Not a benchmark:
-it only checks that the generator and chatd's wire protocol still agree."""
+"""Smoke test of `make bench`'s load generator (bench/engine.py, bench/scenarios.py,
+bench/rooms.py) against a real chatd: a tiny fan-out and a tiny rooms run must
+count every delivery. Not a benchmark: it only checks that the generator and
+chatd's wire protocol (v2: HELLO, rooms) still agree."""
 
 from __future__ import annotations
 
@@ -9,16 +10,33 @@ from typing import Any, Callable
 from bench.scenarios import run_scenario
 
 
+def _spec(daemon: Any, **scenario: Any) -> dict[str, Any]:
+    # Bounded by the spec's deadline, idle and connect_timeout.
+    return {"dialect": "chatd", "host": "127.0.0.1", "port": daemon.port, "ca": str(daemon.pki.ca),
+            "server_pid": daemon.process.pid, "batch": 10, "marks": 3, "deadline": 20, "idle": 5,
+            "connect_timeout": 10, **scenario}
+
+
 def test_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
     daemon = start_daemon(log={"format": "json", "level": "info"})
-    spec = {"scenario": "fanout", "dialect": "chatd", "host": "127.0.0.1", "port": daemon.port,
-            "ca": str(daemon.pki.ca), "server_pid": daemon.process.pid,
-            "n": 5, "s": 2, "m": 20, "batch": 10, "marks": 3, "records": "packed",
-            "samples": 2, "deadline": 20, "idle": 5, "connect_timeout": 10}
-    result = run_scenario(spec)  # bounded by the spec's deadline, idle and connect_timeout
+    spec = _spec(daemon, scenario="fanout", n=5, s=2, m=20, records="packed", samples=2)
+    result = run_scenario(spec)
     assert result["ok"], result
     assert result["expected"] == 5 * 2 * 20  # chatd echoes MSG to the sender too
     assert result["delivered"] == result["expected"] and result["lost"] == 0, result
     assert result["corrupt"] == 0 and result["order_errors"] == 0, result
     assert result["latency"]["n"] == 2 * 2 * 20, result  # every line at both samples
     assert result["ack_rtt"]["n"] == 2 * 2, result  # two batches of 10 per sender, each PONGed
+
+
+def test_rooms_counts_every_delivery_in_its_room(start_daemon: Callable[..., Any]) -> None:
+    daemon = start_daemon(log={"format": "json", "level": "info"})
+    spec = _spec(daemon, scenario="rooms", n=9, rooms=3, m=20, records="lines", samples=3)
+    result = run_scenario(spec)
+    assert result["ok"], result
+    assert result["room_size"] == 3
+    assert result["expected"] == 9 * 3 * 20  # each client hears its room's 3 senders, itself too
+    assert result["delivered"] == result["expected"] and result["lost"] == 0, result
+    assert result["corrupt"] == 0 and result["order_errors"] == 0 and result["wrong_room"] == 0, result
+    assert result["latency"]["n"] == 3 * 3 * 20, result  # one sample in each room
+    assert result["ack_rtt"]["n"] == 9 * 2, result
