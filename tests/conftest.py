@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,3 +297,41 @@ def start_daemon(tmp_path: Path, certs: PKI) -> Iterator[Callable[..., Daemon]]:
 def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
     """A chatd with the test defaults (rate limits off)."""
     return start_daemon()
+
+
+@pytest.fixture
+def busy_switching() -> Iterator[None]:
+    """Switch threads as often as CPython allows, to shake out races."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    """`target(i)` in `count` threads started together; their errors fail the test."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def body(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            target(index)
+        except BaseException as exc:  # reported by the calling thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,), name=f"test-thread-{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck"
+    assert not errors, errors
+
+
+def chatctl_for(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """`chatctl COMMAND --config <daemon's config> ARGS...`."""
+    return subprocess.run(
+        [sys.executable, "-m", "chatctl", args[0], "--config", str(daemon.config_path), *args[1:]],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )

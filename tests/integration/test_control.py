@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.conftest import REPO, Daemon
+from tests.conftest import REPO, Daemon, chatctl_for
 
 
 @pytest.fixture
@@ -24,11 +24,7 @@ def controlled(start_daemon: Callable[..., Daemon], short_dir: Path) -> Daemon:
     return daemon
 
 
-def chatctl(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "chatctl", args[0], "--config", str(daemon.config_path), *args[1:]],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
-    )
+chatctl = chatctl_for
 
 
 def test_socket_is_owner_only(controlled: Daemon) -> None:

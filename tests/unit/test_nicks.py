@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-from collections.abc import Iterator
-from typing import Callable
 
 import pytest
 
 from chatd.core import protocol
 from chatd.core.nicks import Nicks
 from chatd.errors import ProtocolError
+from tests.conftest import run_threads
 
 
 class FakeMember:
@@ -193,35 +190,6 @@ class QuietMember:
 
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         pass
-
-
-@pytest.fixture
-def busy_switching() -> Iterator[None]:
-    """Switch threads as often as CPython allows, to shake out races."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def body(index: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            target(index)
-        except BaseException as exc:  # reported by the main thread below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,), name=f"nicks-test-{i}") for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck"
-    assert not errors, errors
 
 
 def assert_consistent(nicks: Nicks, expected: set[QuietMember]) -> None:

@@ -3,16 +3,13 @@ server's room table (creation, limits, permanent rooms), with fake members."""
 
 from __future__ import annotations
 
-import sys
-import threading
-from collections.abc import Iterator
-from typing import Callable
 
 import pytest
 
 from chatd.core import protocol
 from chatd.core.rooms import Room, Rooms
 from chatd.errors import ProtocolError
+from tests.conftest import run_threads
 
 
 class FakeMember:
@@ -201,35 +198,6 @@ def test_set_permanent_keeps_an_unlisted_room_while_it_has_members(rooms: Rooms)
 
 
 # -- threads ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def busy_switching() -> Iterator[None]:
-    """Switch threads as often as CPython allows, to shake out races."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def body(index: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            target(index)
-        except BaseException as exc:  # reported by the main thread below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,), name=f"rooms-test-{i}") for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck"
-    assert not errors, errors
 
 
 @pytest.mark.usefixtures("busy_switching")
