@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.engine import EPOLLERR_HUP, EPOLLIN, EPOLLOUT, Conn, Engine, perf_ns
+from bench.engine import EPOLLERR_HUP, EPOLLIN, EPOLLOUT, Conn, Engine, close_conn, perf_ns
 from bench.measure import Meter, Proc, percentiles
 
 KINDS = ("garbage", "truncated", "quit", "drop")
@@ -120,18 +120,7 @@ class RawConn:
         self.churn.done(self, error, how)
 
     def close(self) -> None:
-        if self.state == "closed":
-            return
-        self.state = "closed"
-        if self.fd >= 0:
-            self.engine.conns.pop(self.fd, None)
-            try:
-                self.engine.epoll.unregister(self.fd)
-            except (OSError, ValueError):
-                pass  # the epoll is already closed
-            self.fd = -1
-        if self.sock is not None:
-            self.sock.close()
+        close_conn(self)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import select
 import socket
 import ssl
 import time
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from bench.dialects import Dialect
 from bench.receive import Receiving
@@ -436,18 +436,24 @@ class Conn(Receiving):
                     reader._finish()
 
     def close(self) -> None:
-        if self.state == "closed":
-            return
-        self.state = "closed"
-        if self.fd >= 0:
-            self.engine.conns.pop(self.fd, None)
-            try:
-                self.engine.epoll.unregister(self.fd)
-            except (OSError, ValueError):
-                pass  # not registered (never connected) or the epoll is already closed
-            self.fd = -1
-        if self.sock is not None:
-            self.sock.close()
+        close_conn(self)
+
+
+def close_conn(conn: Any) -> None:
+    """Close a generator connection (a Conn, or churn's RawConn) once: out of
+    the engine's table and epoll, then its socket."""
+    if conn.state == "closed":
+        return
+    conn.state = "closed"
+    if conn.fd >= 0:
+        conn.engine.conns.pop(conn.fd, None)
+        try:
+            conn.engine.epoll.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass  # not registered (never connected) or the epoll is already closed
+        conn.fd = -1
+    if conn.sock is not None:
+        conn.sock.close()
 
 
 def _describe(exc: BaseException) -> str:
