@@ -1,3 +1,3 @@
 """chatd: a self-hosted TLS chat daemon."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

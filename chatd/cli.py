@@ -19,6 +19,7 @@ import structlog
 
 from chatd import __version__
 from chatd.config import Config, default_config_path, load_config
+from chatd.core.history import EventStore
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
 from chatd.notify import Notifier
@@ -72,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Block before any thread starts, so that every thread inherits the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     notifier = Notifier.from_environ()
-    server = Server(config, context, notifier)
+    try:
+        server = Server(config, context, notifier, _open_history(config))
+    except ConfigError as exc:
+        sys.stderr.write(f"chatd: config error: {exc}\n")
+        return EX_CONFIG
     try:
         server.start()
     except StartupError as exc:
@@ -94,6 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.stop(SHUTDOWN_GRACE)
         log.info("stopped")
     return EX_OK
+
+
+def _open_history(config: Config) -> EventStore | None:
+    if not config.history.enabled:
+        return None
+    from chatd.storage.sqlite import open_store
+
+    return open_store(config.history, config.path)
 
 
 def _start_control(config: Config, server: Server) -> ControlServer | None:

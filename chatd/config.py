@@ -86,6 +86,17 @@ class RoomsConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    enabled: bool = True
+    path: Path = Path("data/chatd.db")
+    backlog: int = 50  # events sent after a join
+    flush_ms: int = 100  # the writer commits at least this often
+    max_age_days: float = 90.0  # 0: keep for ever
+    max_per_room: int = 100_000  # 0: no limit
+    write_queue: int = 100_000  # events waiting for the disk before the oldest are dropped
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: Literal["json", "console", "auto"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -103,6 +114,7 @@ class Config:
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
 
@@ -269,6 +281,18 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
         RoomsConfig,
         {"autojoin": _room_names, "permanent": _room_names, "allow_create": _boolean},
     ),
+    "history": (
+        HistoryConfig,
+        {
+            "enabled": _boolean,
+            "path": _PATH,
+            "backlog": _integer(0, 500),
+            "flush_ms": _integer(1, 10_000),
+            "max_age_days": _number(0, 36500),
+            "max_per_room": _integer(0, 1 << 40),
+            "write_queue": _integer(100, 10_000_000),
+        },
+    ),
     "log": (
         LogConfig,
         {
@@ -358,6 +382,8 @@ def _load_section(path: Path, name: str, value: object) -> object:
         instance = dataclasses.replace(
             instance, cert=path.parent / instance.cert, key=path.parent / instance.key
         )
+    if isinstance(instance, HistoryConfig):
+        instance = dataclasses.replace(instance, path=path.parent / instance.path)
     return instance
 
 

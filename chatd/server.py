@@ -34,6 +34,7 @@ from chatd import __version__
 from chatd.config import Config, LimitsConfig, load_config
 from chatd.core import protocol
 from chatd.core.chat import Chat
+from chatd.core.history import EventStore
 from chatd.core.session import Session
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
@@ -47,7 +48,9 @@ log = structlog.get_logger(__name__)
 _MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this, just close
 _ACCEPT_BATCH = 64
 KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
-_RESTART_KEYS = ("server.host", "server.port", "server.io_threads", "control.socket")
+_RESTART_KEYS = (
+    "server.host", "server.port", "server.io_threads", "control.socket", "history.enabled", "history.path",
+)
 # C0, DEL and C1 (a terminal takes \x9b as CSI): what client text may not contain either.
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ACCEPT_FAILED_EVERY = 1.0  # seconds between `accept_failed` lines; the rest are counted
@@ -72,9 +75,11 @@ class Notifier(Protocol):
 
 
 class Server:
-    def __init__(self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier) -> None:
+    def __init__(
+        self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier, store: EventStore | None = None
+    ) -> None:
         self.settings = Settings(config, tls_context)
-        self.chat = Chat(config)
+        self.chat = Chat(config, store)
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self._notifier = notifier
@@ -167,6 +172,7 @@ class Server:
         stuck = [w.name for w in self._workers if not w.join(max(0.0, deadline - time.monotonic()))]
         if stuck or self._connections:
             log.warning("sessions_still_running", count=len(self._connections), threads=stuck)
+        self.chat.close()
 
     # -- accepting (on the workers' threads) -----------------------------------------------
 
@@ -330,7 +336,9 @@ class Server:
         server = dataclasses.replace(
             new.server, host=old.server.host, port=old.server.port, io_threads=old.server.io_threads
         )
-        self.settings = Settings(dataclasses.replace(new, server=server, control=old.control), context)
+        history = dataclasses.replace(new.history, enabled=old.history.enabled, path=old.history.path)
+        new = dataclasses.replace(new, server=server, control=old.control, history=history)
+        self.settings = Settings(new, context)
         configure_logging(new.log)
         self.chat.configure(self.config)
         for worker in self._workers:

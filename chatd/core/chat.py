@@ -1,6 +1,7 @@
-"""Chat: the state every session shares (nicknames, rooms, the config) and the
-operations that touch more than one client: joining, parting, leaving the
-server, renaming, topics, and what the operator commands ask for.
+"""Chat: the state every session shares (nicknames, rooms, history, the
+config) and the operations that touch more than one client: saying something
+in a room, joining, parting, leaving the server, renaming, topics, and what
+the operator commands ask for.
 
 Announcements follow docs/protocol.md: a room's events go to its members; a
 client that leaves the server, or is renamed, is announced once to each
@@ -13,22 +14,72 @@ from typing import Iterable
 
 from chatd.config import Config
 from chatd.core import protocol
+from chatd.core.history import Event, EventStore, History, NoStore, dm_key, event_line
 from chatd.core.nicks import Client, Nicks
 from chatd.core.rooms import Member, Room, Rooms, Sender
 from chatd.errors import ProtocolError
 
 
 class Chat:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, store: EventStore | None = None) -> None:
         self.config = config
         self.nicks = Nicks()
-        self.rooms = Rooms(config.rooms.permanent)
+        self.keeps_history = store is not None and config.history.enabled
+        store = store if self.keeps_history and store is not None else NoStore()
+        backlog = config.history.backlog if self.keeps_history else 0
+        snapshot = store.load(backlog)
+        self.history = History(store, snapshot.next_id)
+        self.rooms = Rooms(config.rooms.permanent, backlog)
+        for stored in snapshot.rooms:
+            self.rooms.restore(stored.name, stored.topic, stored.topic_by, stored.recent)
         self.stopping = False  # no LEAVE announcements while everybody is leaving
 
     def configure(self, config: Config) -> None:
-        """A reload: new limits and room settings; rooms and members stay."""
+        """A reload: new limits, room and history settings; rooms and members stay."""
         self.config = config
         self.rooms.set_permanent(config.rooms.permanent)
+        if self.keeps_history:
+            self.rooms.set_backlog(config.history.backlog)
+
+    @property
+    def keeps_dms(self) -> bool:
+        """DMs are kept only between nicknames proven by certificates (docs/protocol.md)."""
+        return self.keeps_history and self.config.tls.nick_from_cert
+
+    # -- events ----------------------------------------------------------------------
+
+    def say(self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None) -> None:
+        """Events in `room` (one per text), with ids in the order members get them."""
+        history, keep = self.history, self.keeps_history
+        with room.lock:
+            now = history.clock.now_ms()
+            lines = []
+            for text in texts:
+                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text)
+                lines.append(event_line(event, history.clock))
+                if keep:
+                    room.recent.append(event)
+                    history.store.append(event)
+            room.durable = room.durable or keep
+            room.broadcast(b"".join(lines), len(lines), sender=sender)
+
+    def direct(self, sender: Client, recipient: Client, text: bytes, outlet: Sender) -> None:
+        """A DM: to the recipient, echoed to the sender; kept if nicknames are proven."""
+        history = self.history
+        event = Event(
+            history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, "dm", text
+        )
+        line = event_line(event, history.clock)
+        recipient.deliver(line, 1, outlet)
+        if recipient is not sender:
+            sender.deliver(line)
+        if self.keeps_dms:
+            target = dm_key(sender.nick, recipient.nick)
+            history.store.append(Event(event.id, event.time_ms, target, event.room, event.nick, "dm", text))
+
+    def close(self) -> None:
+        """Stopping: write what history has not yet written."""
+        self.history.close()
 
     # -- rooms ---------------------------------------------------------------------
 
@@ -47,12 +98,36 @@ class Chat:
                 f"You are in {joined} rooms, the most allowed; /part one first.",
             )
         with self.rooms.changing:  # one order of JOIN, PART and USERS for everyone
-            room = self.rooms.join(client, name, config.rooms.allow_create, config.limits.max_rooms)
-            room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
-            if room.topic:
-                client.deliver(self.topic_line(room))
-            client.deliver(protocol.format_users(room.name, room.nicks()))
+            room = self.rooms.join(name, config.rooms.allow_create, config.limits.max_rooms)
+            with room.lock:  # the backlog, then the live events: none missed, none twice
+                self.rooms.add(room, client)
+                room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
+                if room.topic:
+                    client.deliver(self.topic_line(room))
+                client.deliver(protocol.format_users(room.name, room.nicks()))
+                recent = room.recent
+                older = room.older or (bool(recent) and len(recent) == recent.maxlen)
+                self.send_history(client, room.name, list(recent), older, newer=False)
         return room
+
+    def send_history(self, client: Member, target: str, events: list[Event], more: bool, newer: bool) -> None:
+        """Events tagged `history`, then `HISTORY <target> <count> <more>`, as
+        one block of at most half the send queue: enough to page on from, never
+        enough to make a reading client a slow consumer. `newer`: the events
+        follow an id the client gave, so the first ones are kept, else the last."""
+        clock = self.history.clock
+        budget = self.config.limits.send_queue_bytes // 2
+        lines = [event_line(event, clock, history=True) for event in events]
+        kept, size = 0, 0
+        for line in lines if newer else reversed(lines):
+            size += len(line)
+            if size > budget and kept:
+                more = True
+                break
+            kept += 1
+        lines = lines[:kept] if newer else lines[len(lines) - kept :]
+        lines.append(protocol.format_line("HISTORY", target, str(kept), "more" if more else "end"))
+        client.deliver(b"".join(lines), len(lines))
 
     def part(self, client: Client, room: Room, text: str) -> None:
         line = protocol.format_line("PART", room.name, client.nick, text)
@@ -63,7 +138,7 @@ class Chat:
     def set_topic(self, client: Client, room: Room, text: str) -> None:
         with self.rooms.changing:
             room.topic, room.topic_by = text, client.nick
-            room.broadcast(self.topic_line(room))
+            self.say(room, "topic", client.nick, [text.encode()], None)
 
     @staticmethod
     def topic_line(room: Room) -> bytes:

@@ -30,8 +30,10 @@ ROOM_INVALID: Final = "room_invalid"
 NOT_IN_ROOM: Final = "not_in_room"
 NO_SUCH_ROOM: Final = "no_such_room"
 TOO_MANY_ROOMS: Final = "too_many_rooms"
+BAD_ARGUMENT: Final = "bad_argument"
+NO_HISTORY: Final = "no_history"
 
-VERSION: Final = 2  # the `HELLO <version>` line; docs/protocol.md "Version"
+VERSION: Final = 3  # the `HELLO <version>` line; docs/protocol.md "Version"
 ROOM_NAME_LENGTH: Final = 32
 
 # Errors that count as strikes towards `limits.max_strikes`.
@@ -55,6 +57,7 @@ HELP_LINES: Final = (
     "/topic [#room] [text]  show or set a room's topic",
     "/rooms  list the rooms",
     "/who [#room]  list a room's members",
+    "/history <#room|nick> [before|after <id>] [limit]  earlier (or later) events",
     "/nick <new>  change your nickname",
     "/ping [token]  check the connection",
     "/quit [text]  leave",
@@ -67,8 +70,8 @@ class Command:
     """One client line after registration.
 
     `verb` is one of: say, me, msg, nick, who, ping, quit, help, empty, join,
-    part, topic, rooms. `text` is validated UTF-8; `target` is a nickname or
-    room argument ("" when an optional one was left out).
+    part, topic, rooms, history. `text` is validated UTF-8; `target` is a
+    nickname or room argument ("" when an optional one was left out).
     """
 
     verb: str
@@ -115,10 +118,46 @@ def parse_command(raw: bytes) -> Command:
     if verb == "join":
         room = _required(rest.strip(b" \t"), "Usage: /join <#room>")
         return Command("join", target=room.decode())
+    if verb == "history":
+        target, _, rest = rest.strip(b" ").partition(b" ")
+        _required(target, HISTORY_USAGE)
+        return Command("history", rest, target.decode())
     if verb in ("part", "topic", "who"):
         name, words = _optional_room(rest)
         return Command(verb, b"" if verb == "who" else words, name)
     raise ProtocolError(UNKNOWN_COMMAND, f"Unknown command /{verb}; type /help for the list.")
+
+
+HISTORY_USAGE: Final = "Usage: /history <#room|nick> [before <id> | after <id>] [limit]"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    before: int | None
+    after: int | None
+    limit: int
+
+
+def parse_history(words: bytes, default_limit: int, max_limit: int) -> HistoryQuery:
+    """`[before <id> | after <id>] [<limit>]` of a `/history` line."""
+    parts = words.split()
+    before = after = None
+    if parts and parts[0] in (b"before", b"after"):
+        if len(parts) < 2:
+            raise ProtocolError(MISSING_ARGUMENT, HISTORY_USAGE)
+        if not parts[1].isdigit() or not 0 < int(parts[1]) < 1 << 62:
+            raise ProtocolError(BAD_ARGUMENT, f"An event id is a positive integer (got {parts[1].decode()}).")
+        before, after = (int(parts[1]), None) if parts[0] == b"before" else (None, int(parts[1]))
+        parts = parts[2:]
+    limit = default_limit
+    if parts:
+        if not parts[0].isdigit() or not 1 <= int(parts[0]) <= max_limit:
+            raise ProtocolError(BAD_ARGUMENT, f"The limit is 1-{max_limit} (got {parts[0].decode()}).")
+        limit = int(parts[0])
+        parts = parts[1:]
+    if parts:
+        raise ProtocolError(BAD_ARGUMENT, HISTORY_USAGE)
+    return HistoryQuery(before, after, limit)
 
 
 def _optional_room(rest: bytes) -> tuple[str, bytes]:

@@ -1,20 +1,26 @@
-"""Rooms: who is in which room, the topics, and the fan-out of a room's lines.
+"""Rooms: who is in which room, the topics, the last events, and the fan-out
+of a room's lines.
 
-The lock (`Rooms.changing`) guards membership and the room table; each room
-keeps an immutable tuple of its members, rebuilt on join and part, so a
-broadcast reads it without any lock. chat.py holds the lock while it changes
-membership *and* queues the lines that announce the change, so that every
-member sees one order of JOIN, PART and USERS. Delivering (`Member.deliver`)
-never blocks: it appends to the member's queue and at most wakes its I/O
-thread with a non-blocking write.
+The lock (`Rooms.changing`) guards the room table and membership changes;
+each room keeps an immutable tuple of its members, rebuilt on join and part.
+chat.py holds the lock while it changes membership *and* queues the lines
+that announce the change, so that every member sees one order of JOIN, PART
+and USERS. Each room's own lock (`Room.lock`, taken after `changing`, never
+before) orders its events: ids are handed out and lines queued under it, and
+a joiner is added and sent the backlog under it, so the backlog and the live
+lines meet with no gap and no overlap. Delivering (`Member.deliver`) never
+blocks: it appends to the member's queue and at most wakes its I/O thread
+with a non-blocking write.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Iterable, Protocol
 
 from chatd.core import protocol
+from chatd.core.history import Event
 from chatd.errors import ProtocolError
 
 
@@ -37,17 +43,27 @@ class Member(Protocol):
 
 
 class Room:
-    def __init__(self, name: str, permanent: bool) -> None:
+    def __init__(self, name: str, permanent: bool, backlog: int = 0) -> None:
         self.name = name  # as created
+        self.key = protocol.room_key(name)
         self.label = name.encode()
         self.permanent = permanent
+        self.durable = False  # has history: stays when empty, like a permanent room
+        self.older = False  # events older than `recent` may exist (said in the backlog's HISTORY)
         self.topic = ""
         self.topic_by = "*"
-        # Rebuilt under Rooms' lock on every join and part; read without it.
+        self.lock = threading.Lock()  # the order of this room's events
+        self.recent: collections.deque[Event] = collections.deque(maxlen=backlog)
+        # Rebuilt under both locks on every join and part; read without them.
         self.members: tuple[Member, ...] = ()
 
     def __len__(self) -> int:
         return len(self.members)
+
+    @property
+    def stays(self) -> bool:
+        """Whether the room goes on existing without members."""
+        return self.permanent or self.durable
 
     def nicks(self) -> list[str]:
         return [member.nick for member in self.members]
@@ -67,11 +83,32 @@ class Room:
 class Rooms:
     """Every room of the server, and the limits on how many there are."""
 
-    def __init__(self, permanent: Iterable[str] = ()) -> None:
+    def __init__(self, permanent: Iterable[str] = (), backlog: int = 0) -> None:
         # Re-entrant: Chat holds it around a join or part and what announces it.
         self.changing = threading.RLock()
+        self.backlog = backlog  # events each room keeps in memory for joiners
         self._by_key: dict[str, Room] = {}
         self.set_permanent(permanent)
+
+    def set_backlog(self, backlog: int) -> None:
+        with self.changing:
+            self.backlog = backlog
+            for room in self._by_key.values():
+                with room.lock:
+                    room.older = room.older or bool(room.recent)
+                    room.recent = collections.deque(room.recent, maxlen=backlog)
+
+    def restore(self, name: str, topic: str, topic_by: str, recent: Iterable[Event]) -> Room:
+        """A room from the history store, at start-up: it stays, as it has history."""
+        with self.changing:
+            room = self._by_key.get(protocol.room_key(name))
+            if room is None:
+                room = self._by_key[protocol.room_key(name)] = Room(name, False, self.backlog)
+            room.durable = True
+            room.topic, room.topic_by = topic, topic_by
+            room.recent.extend(recent)
+            room.older = len(room.recent) == room.recent.maxlen
+        return room
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -84,8 +121,8 @@ class Rooms:
             for room in self._by_key.values():
                 room.permanent = protocol.room_key(room.name) in keys
             for key, name in keys.items():
-                self._by_key.setdefault(key, Room(name, permanent=True))
-            for key in [k for k, room in self._by_key.items() if not room.members and not room.permanent]:
+                self._by_key.setdefault(key, Room(name, True, self.backlog))
+            for key in [k for k, room in self._by_key.items() if not room.members and not room.stays]:
                 del self._by_key[key]
 
     def find(self, name: str) -> Room | None:
@@ -94,9 +131,8 @@ class Rooms:
     def all(self) -> list[Room]:
         return sorted(self._by_key.values(), key=lambda room: room.name.lower())
 
-    def join(self, member: Member, name: str, allow_create: bool, max_rooms: int) -> Room:
-        """Add `member` to room `name`, creating it if allowed; the caller has
-        checked that the member is not in it yet.
+    def join(self, name: str, allow_create: bool, max_rooms: int) -> Room:
+        """Room `name`, created if allowed, for a member to join (`add`).
 
         Raises:
             ProtocolError: `no_such_room` or `too_many_rooms`.
@@ -111,17 +147,21 @@ class Rooms:
                     raise ProtocolError(
                         protocol.TOO_MANY_ROOMS, "The server has as many rooms as it allows."
                     )
-                room = self._by_key[key] = Room(name, permanent=False)
-            room.members = (*room.members, member)
+                room = self._by_key[key] = Room(name, False, self.backlog)
         return room
+
+    @staticmethod
+    def add(room: Room, member: Member) -> None:
+        """With `changing` and `room.lock` held: `member` is in `room` from now on."""
+        room.members = (*room.members, member)
 
     def part(self, member: Member, room: Room) -> tuple[Member, ...]:
         """Take `member` out of `room`; an empty room that is not permanent ends.
         Returns who was in the room at that moment, `member` included."""
         with self.changing:
-            members = room.members
-            room.members = tuple(m for m in members if m is not member)
-            key = protocol.room_key(room.name)
-            if not room.members and not room.permanent and self._by_key.get(key) is room:
-                del self._by_key[key]
+            with room.lock:
+                members = room.members
+                room.members = tuple(m for m in members if m is not member)
+            if not room.members and not room.stays and self._by_key.get(room.key) is room:
+                del self._by_key[room.key]
         return members

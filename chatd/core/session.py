@@ -21,6 +21,7 @@ import structlog
 from chatd import __version__
 from chatd.core import protocol
 from chatd.core.chat import Chat
+from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
 from chatd.core.rooms import Room, Sender
 from chatd.errors import ProtocolError
 
@@ -71,7 +72,6 @@ class Session:
         self.rooms: dict[str, Room] = {}  # by key, in the order they were joined
         self.current: Room | None = None
         self._ctx = context
-        self._nick_bytes = b""
         self._cert_nick: str | None = None
         self._nick_attempts = 0
         self._strikes = 0
@@ -80,8 +80,9 @@ class Session:
         self._tokens_at = time.monotonic()
         self._held: collections.deque[bytes | None] = collections.deque()
         self._rejections: collections.deque[float] = collections.deque()
-        self._batch: list[bytes] = []  # lines for `_batch_room`, sent as one block
+        self._batch: list[bytes] = []  # texts for `_batch_room`, sent as one block
         self._batch_room: Room | None = None
+        self._batch_kind = "msg"
         self._register_deadline: float | None = None
         self._hold_deadline: float | None = None
 
@@ -231,7 +232,6 @@ class Session:
         self.state = State.ACTIVE
         self._register_deadline = None
         self._rearm()
-        self._nick_bytes = nick.encode()
         log.info("nickname", **self._ctx, nick=nick)
         for name in config.rooms.autojoin:
             try:
@@ -252,27 +252,27 @@ class Session:
                 )
             command = protocol.parse_command(protocol.clean_line(line))
             if command.verb == "say":
-                self._say(b"MSG", self._current_room(), command.text)
+                self._say("msg", self._current_room(), command.text)
             elif command.verb == "me":
-                self._say(b"ACTION", self._current_room(), command.text)
+                self._say("action", self._current_room(), command.text)
             else:
                 self._flush_batch()
                 self._command(command)
         except ProtocolError as error:
             self._send_error(error)
 
-    def _say(self, verb: bytes, room: Room, text: bytes) -> None:
-        """Queue a room line; lines of one read to one room leave as one block."""
-        if room is not self._batch_room:
+    def _say(self, kind: str, room: Room, text: bytes) -> None:
+        """Queue a room event; those of one read to one room leave as one block."""
+        if room is not self._batch_room or kind != self._batch_kind:
             self._flush_batch()
-            self._batch_room = room
+            self._batch_room, self._batch_kind = room, kind
         self.messages_in += 1
-        self._batch.append(protocol.format_text_line(verb, room.label, self._nick_bytes, text))
+        self._batch.append(text)
 
     def _flush_batch(self) -> None:
         if self._batch and self._batch_room is not None:
             batch, self._batch = self._batch, []
-            self._batch_room.broadcast(b"".join(batch), len(batch), sender=self.outlet)
+            self.chat.say(self._batch_room, self._batch_kind, self.nick, batch, self.outlet)
 
     def _command(self, command: protocol.Command) -> None:
         verb = command.verb
@@ -293,6 +293,8 @@ class Session:
             self.outlet.deliver(b"".join(lines), len(lines))
         elif verb == "nick":
             self._rename(command.target)
+        elif verb == "history":
+            self._history(command.target, command.text)
         elif verb == "ping":
             self.outlet.deliver(b"PONG %s\n" % command.text if command.text else b"PONG\n")
         elif verb == "quit":
@@ -318,16 +320,41 @@ class Session:
 
     def _message(self, target: str, text: bytes) -> None:
         if protocol.is_room(target):
-            self._say(b"MSG", self._joined(target), text)
+            self._say("msg", self._joined(target), text)
             return
         recipient = self.chat.nicks.find(target)
         if recipient is None:
             raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
         self.messages_in += 1
-        line = b"DM %s %s %s\n" % (self._nick_bytes, recipient.nick.encode(), text)
-        recipient.deliver(line, 1, self.outlet)
-        if recipient is not self:
-            self.outlet.deliver(line)
+        self.chat.direct(self, recipient, text, self.outlet)
+
+    def _history(self, target: str, words: bytes) -> None:
+        """`/history`: asked on the history thread; the answer comes from there."""
+        query = protocol.parse_history(words, PAGE_DEFAULT, PAGE_MAX)
+        chat = self.chat
+        if protocol.is_room(target):
+            room = self._joined(target)
+            if not chat.keeps_history:
+                raise ProtocolError(protocol.NO_HISTORY, "This server keeps no history.")
+            key, shown = room.key, room.name
+        else:
+            protocol.check_nick(target, chat.config.limits.max_nick_length)
+            if not chat.keeps_dms:
+                raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages.")
+            key, shown = dm_key(self.nick, target), target
+        newer = query.after is not None
+
+        def reply(events: list[Event] | None) -> None:
+            if events is None:  # on the history thread: only the outlet is safe to use
+                error = ProtocolError(protocol.NO_HISTORY, "History cannot be read now; try again.")
+                self.outlet.deliver(protocol.format_error(error))
+                return
+            more = len(events) > query.limit
+            if more:
+                events = events[: query.limit] if newer else events[-query.limit :]
+            chat.send_history(self, shown, events, more, newer)
+
+        chat.history.lookup(key, query.before, query.after, query.limit + 1, reply)
 
     def _topic(self, name: str, text: str) -> None:
         room = self._joined(name) if name else self._current_room()
@@ -344,7 +371,6 @@ class Session:
         if self.chat.config.tls.nick_from_cert:
             raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
         old = self.chat.rename(self, list(self.rooms.values()), new)
-        self._nick_bytes = new.encode()
         log.info("rename", **self._ctx, old=old, new=new)
 
     def _say_current(self) -> None:

@@ -416,7 +416,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["- server\n- tls\n", "just a string\n", "42\n", "true\n"])
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
-    assert "must be a YAML mapping of sections (server, tls, limits, rooms, log, control)" in message
+    assert "must be a YAML mapping of sections (server, tls, limits, rooms, history, log, control)" in message
 
 
 def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None:

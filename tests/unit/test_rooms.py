@@ -34,8 +34,17 @@ def rooms() -> Rooms:
 def join(rooms: Rooms, name: str, *nicks: str, allow_create: bool = True, max_rooms: int = 1000) -> list[FakeMember]:
     members = [FakeMember(nick) for nick in nicks]
     for member in members:
-        rooms.join(member, name, allow_create, max_rooms)
+        enter(rooms, member, name, allow_create, max_rooms)
     return members
+
+
+def enter(rooms: Rooms, member: FakeMember, name: str, allow_create: bool, max_rooms: int) -> Room:
+    """What Chat.join does with the room table: find or create, then add, as one step."""
+    with rooms.changing:
+        room = rooms.join(name, allow_create, max_rooms)
+        with room.lock:
+            rooms.add(room, member)
+    return room
 
 
 # -- Room: members and broadcast -------------------------------------------------------------
@@ -212,7 +221,7 @@ def test_concurrent_joins_and_parts_leave_a_consistent_table(rooms: Rooms) -> No
             name = names[(t + i) % len(names)]
             member = FakeMember(f"t{t}_{i}")
             try:
-                room = rooms.join(member, name, True, max_rooms)
+                room = enter(rooms, member, name, True, max_rooms)
             except ProtocolError as error:
                 assert error.code == protocol.TOO_MANY_ROOMS
                 continue

@@ -1,0 +1,173 @@
+"""History: events (what rooms remember), their ids and times, and the store
+behind them.
+
+An event is a `MSG`, `ACTION`, `DM` or topic change. The chat core gives it an
+id and a time as it happens, sends it live with those as tags, keeps the last
+few of each room in memory for the backlog on join, and hands it to an
+`EventStore`, which writes it later on its own thread. `/history` questions go
+to the store on the lookup thread here, never on an I/O worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Final, Protocol
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+KINDS: Final = ("msg", "action", "topic", "dm")
+_VERBS: Final = {"msg": b"MSG", "action": b"ACTION", "topic": b"TOPIC", "dm": b"DM"}
+PAGE_DEFAULT: Final = 100  # events per /history reply without a limit
+PAGE_MAX: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    time_ms: int  # milliseconds since the Unix epoch, UTC
+    target: str  # the room's key, or `dm_key` of the two nicknames
+    room: str  # the room as shown; for a DM, the recipient's nickname
+    nick: str  # who said it
+    kind: str  # one of KINDS
+    text: bytes  # validated UTF-8
+
+
+@dataclass(frozen=True)
+class StoredRoom:
+    name: str
+    topic: str
+    topic_by: str
+    recent: list[Event]  # its last events, oldest first
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a store holds at start-up."""
+
+    next_id: int  # greater than every id the store has handed out or seen
+    rooms: list[StoredRoom] = field(default_factory=list)
+
+
+class EventStore(Protocol):
+    """Where events are kept. chatd.storage.sqlite is the default; a shared
+    store for several nodes would implement the same five methods."""
+
+    def load(self, backlog: int) -> Snapshot:
+        """Start-up: the next free id, and each stored room with its last `backlog` events."""
+
+    def append(self, event: Event) -> None:
+        """Keep `event` (written later); any thread, never blocks."""
+
+    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
+        """Up to `limit` events of `target`, oldest first: the earliest with ids
+        above `after`, else the latest below `before` (or the latest of all).
+        Sees events appended but not yet written. Blocks: not on an I/O worker."""
+
+    def prune(self) -> int:
+        """One small step of retention; returns how many events it removed."""
+
+    def close(self) -> None:
+        """Write everything appended, then let go of the store."""
+
+
+class NoStore:
+    """`history.enabled: false`: nothing is kept."""
+
+    def load(self, backlog: int) -> Snapshot:
+        return Snapshot(next_id=1)
+
+    def append(self, event: Event) -> None:
+        pass
+
+    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
+        return []
+
+    def prune(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def dm_key(a: str, b: str) -> str:
+    """The target under which the direct messages between two nicknames are kept."""
+    first, second = sorted((a.lower(), b.lower()))
+    return f"dm:{first},{second}"
+
+
+class Clock:
+    """Event times, formatted as docs/protocol.md says, cheaply: the part up to
+    the second is cached."""
+
+    def __init__(self) -> None:
+        self._cached = (-1, b"")  # (second, its text): one tuple, so threads see a matching pair
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def format(self, ms: int) -> bytes:
+        second, millis = divmod(ms, 1000)
+        cached_second, prefix = self._cached
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+            self._cached = (second, prefix)
+        return b"%s.%03dZ" % (prefix, millis)
+
+
+def event_line(event: Event, clock: Clock, history: bool = False) -> bytes:
+    """The event as a server line, with its tags."""
+    tags = b"@id=%d;time=%s;history" if history else b"@id=%d;time=%s"
+    tags %= (event.id, clock.format(event.time_ms))
+    verb = _VERBS[event.kind]
+    if event.kind == "dm":
+        return b"%s %s %s %s %s\n" % (tags, verb, event.nick.encode(), event.room.encode(), event.text)
+    return b"%s %s %s %s %s\n" % (tags, verb, event.room.encode(), event.nick.encode(), event.text)
+
+
+Reply = Callable[[list[Event] | None], None]
+
+
+class History:
+    """Ids and times for new events, the store, and a thread for `/history`."""
+
+    def __init__(self, store: EventStore, next_id: int) -> None:
+        self.store = store
+        self.clock = Clock()
+        self._ids = itertools.count(next_id)  # next() is atomic: any thread may take one
+        self._lookups: queue.SimpleQueue[tuple[str, int | None, int | None, int, Reply] | None]
+        self._lookups = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="chatd-history", daemon=True)
+        self._thread.start()
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def lookup(self, target: str, before: int | None, after: int | None, limit: int, reply: Reply) -> None:
+        """Ask the store on the history thread; `reply` gets the events there
+        (None if the store failed)."""
+        self._lookups.put((target, before, after, limit, reply))
+
+    def close(self) -> None:
+        """Answer what was asked, then write everything (SIGTERM loses nothing)."""
+        self._lookups.put(None)
+        self._thread.join(10.0)
+        self.store.close()
+
+    def _serve(self) -> None:
+        while (job := self._lookups.get()) is not None:
+            target, before, after, limit, reply = job
+            try:
+                events: list[Event] | None = self.store.range(target, before, after, limit)
+            except Exception:
+                log.exception("history_lookup_failed", target=target)
+                events = None
+            try:
+                reply(events)
+            except Exception:
+                log.exception("history_reply_failed", target=target)

@@ -1,0 +1,1 @@
+"""Stores for the chat core's history (chatd.core.history.EventStore)."""

@@ -1,0 +1,57 @@
+"""The history database's schema, and the migrations that bring a file to it.
+
+`PRAGMA user_version` is the schema version. Each migration runs once, in
+order, inside the start-up transaction; a file from a newer chatd is refused
+rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+# Statements are split on ";": none may appear inside one, comments included.
+MIGRATIONS: Final = (
+    # 1: events, the rooms that have them (with topics), and the id reservation.
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,  -- milliseconds since the Unix epoch, UTC
+        target TEXT NOT NULL,   -- the room's key ('#lobby'), or 'dm:<nick>,<nick>'
+        room TEXT NOT NULL,     -- the room as shown ('#Lobby'), for a DM the recipient
+        nick TEXT NOT NULL,
+        kind TEXT NOT NULL,     -- msg, action, topic, dm
+        text TEXT NOT NULL
+    );
+    CREATE INDEX events_by_target ON events (target, id);
+    CREATE INDEX events_by_time ON events (time);
+    CREATE TABLE rooms (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        topic TEXT NOT NULL DEFAULT '',
+        topic_by TEXT NOT NULL DEFAULT '*'
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+)
+
+VERSION: Final = len(MIGRATIONS)
+
+
+class NewerSchema(Exception):
+    """The file was written by a newer chatd."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the open database (inside a write transaction) to `VERSION`;
+    returns the version it had."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > VERSION:
+        raise NewerSchema(f"schema version {found}, newer than this chatd's {VERSION}")
+    for number in range(found, VERSION):
+        for statement in MIGRATIONS[number].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    if found != VERSION:
+        conn.execute(f"PRAGMA user_version = {VERSION}")
+    return found

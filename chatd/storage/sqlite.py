@@ -1,0 +1,358 @@
+"""The default event store: one SQLite file in WAL mode, one writer thread.
+
+I/O workers only append to a queue. The writer wakes every `flush_ms`, writes
+what waits in one transaction, and between batches prunes in small steps, so
+no prune holds writes up for long. Readers (the history thread, `chatctl
+history export`) use their own connections: WAL lets them read while the
+writer writes.
+
+When a write fails (disk full, I/O error) the writer keeps the batch, logs
+`history_write_failed` (at most every `FAILURE_LOG_EVERY` seconds) and tries
+again with backoff; live chat goes on. At most `write_queue` events wait: the
+oldest beyond that are dropped, counted and logged.
+
+Ids: the store keeps a reservation (`meta.reserved_id`) ahead of the ids the
+chat core hands out, committed with the batches, so that after a crash the
+next ids are greater than any id a client may have seen.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Final, Iterator
+
+import structlog
+
+from chatd.config import HistoryConfig
+from chatd.core.history import Event, Snapshot, StoredRoom
+from chatd.errors import ConfigError
+from chatd.storage import schema
+
+log = structlog.get_logger(__name__)
+
+RESERVE: Final = 100_000  # ids reserved ahead of those handed out
+PRUNE_STEP: Final = 500  # rows deleted per prune transaction
+PRUNE_EVERY: Final = 10.0  # seconds between retention checks when nothing is left to do
+FAILURE_LOG_EVERY: Final = 10.0
+RETRY_MAX: Final = 5.0  # seconds between attempts while writes fail
+START_TIMEOUT: Final = 2.0  # seconds start-up waits for a lock another process holds
+_COLUMNS: Final = "id, time, target, room, nick, kind, text"
+
+
+def open_store(config: HistoryConfig, config_path: Path) -> SQLiteStore:
+    """Open (creating, migrating) the database of `config.path`.
+
+    Raises:
+        ConfigError: one line naming the file and what to do.
+    """
+    path = config.path
+    try:
+        _prepare_files(path)
+        conn = _connect(path, START_TIMEOUT)
+        with _transaction(conn):
+            schema.migrate(conn)
+    except (OSError, sqlite3.Error, schema.NewerSchema) as exc:
+        raise ConfigError(f"{config_path}: history.path: {_explain(path, exc)}") from None
+    return SQLiteStore(conn, config, config_path)
+
+
+def _prepare_files(path: Path) -> None:
+    """The folder 0700 if chatd makes it, the file 0600."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a folder, not a file", str(path))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _explain(path: Path, exc: BaseException) -> str:
+    text = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+    if "not a database" in text:
+        return f"{path} is not an SQLite database ({text}); move it away or choose another file"
+    if "locked" in text or "busy" in text:
+        return f"{path} is locked by another process ({text}); stop it (another chatd?) or choose another file"
+    if isinstance(exc, schema.NewerSchema):
+        return f"{path} was written by a newer chatd ({text}); upgrade chatd or choose another file"
+    return f"cannot use {path} ({text}); check that chatd's user can read and write it and its folder"
+
+
+def _connect(path: Path, timeout: float, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not read_only:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a commit survives a crash of chatd
+    return conn
+
+
+class _transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if kind is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says more
+
+
+def _event(row: tuple[int, int, str, str, str, str, str]) -> Event:
+    id_, time_ms, target, room, nick, kind, text = row
+    return Event(id_, time_ms, target, room, nick, kind, text.encode())
+
+
+class SQLiteStore:
+    def __init__(self, conn: sqlite3.Connection, config: HistoryConfig, config_path: Path) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.path = config.path
+        self.written = 0  # events committed
+        self.dropped = 0  # events lost because the queue was full
+        self.failures = 0  # failed write attempts
+        self._conn = conn  # the writer's, after load()
+        self._reader: sqlite3.Connection | None = None  # the history thread's
+        self._pending: collections.deque[Event] = collections.deque()  # appended, not yet taken
+        self._inflight: list[Event] = []  # taken by the writer, not yet committed
+        self._lock = threading.Lock()  # between the writer taking a batch and readers looking
+        self._stop = threading.Event()
+        self._reserved = 0
+        self._next_id = 1
+        self._highest_id = 0  # the greatest id appended
+        self._touched: set[str] = set()  # targets written since the last per-room prune
+        self._prune_due = 0.0
+        self._logged_failure = -FAILURE_LOG_EVERY
+        self._logged_drop = -FAILURE_LOG_EVERY
+        self._thread = threading.Thread(target=self._run, name="chatd-history-writer", daemon=True)
+
+    # -- the EventStore interface -----------------------------------------------------
+
+    def load(self, backlog: int) -> Snapshot:
+        """Read the rooms and their last events, reserve ids, start the writer.
+
+        Raises:
+            ConfigError: the file cannot be read or written.
+        """
+        try:
+            snapshot = self._load(backlog)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{self.config_path}: history.path: {_explain(self.path, exc)}") from None
+        self._thread.start()
+        return snapshot
+
+    def _load(self, backlog: int) -> Snapshot:
+        conn = self._conn
+        last = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        row = conn.execute("SELECT value FROM meta WHERE key = 'reserved_id'").fetchone()
+        self._next_id = max(int(last), int(row[0]) if row else 0) + 1
+        self._highest_id = self._next_id - 1
+        with _transaction(conn):
+            self._reserve(conn)
+        rooms = []
+        for key, name, topic, topic_by in conn.execute("SELECT key, name, topic, topic_by FROM rooms"):
+            recent = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE target = ? ORDER BY id DESC LIMIT ?", (key, backlog)
+            ).fetchall()
+            rooms.append(StoredRoom(name, topic, topic_by, [_event(r) for r in reversed(recent)]))
+        self._touched = {room.name.lower() for room in rooms}
+        return Snapshot(self._next_id, rooms)
+
+    def append(self, event: Event) -> None:
+        self._pending.append(event)  # deque.append is atomic: no lock on the message path
+        self._highest_id = event.id
+
+    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
+        # Look at what is not yet written first: whatever the writer commits
+        # after this is then in the database, so nothing falls in between.
+        with self._lock:
+            unwritten = [e for e in (*self._inflight, *self._pending) if e.target == target]
+        if self._reader is None:
+            self._reader = _connect(self.path, 5.0)
+        if after is not None:
+            sql = "WHERE target = ? AND id > ? ORDER BY id LIMIT ?"
+            args: tuple[object, ...] = (target, after, limit)
+        else:
+            sql = "WHERE target = ? AND id < ? ORDER BY id DESC LIMIT ?"
+            args = (target, before if before is not None else 1 << 62, limit)
+        rows = self._reader.execute(f"SELECT {_COLUMNS} FROM events {sql}", args).fetchall()
+        events = {row[0]: _event(row) for row in rows}
+        for event in unwritten:
+            if (after is None or event.id > after) and (before is None or event.id < before):
+                events[event.id] = event
+        ordered = [events[i] for i in sorted(events)]
+        return ordered[:limit] if after is not None else ordered[-limit:]
+
+    def prune(self) -> int:
+        """One step: events older than max_age_days, then rooms over max_per_room."""
+        conn, config = self._conn, self.config
+        if config.max_age_days:
+            cutoff = int((time.time() - config.max_age_days * 86400) * 1000)
+            with _transaction(conn):
+                removed = conn.execute(
+                    "DELETE FROM events WHERE id IN "
+                    "(SELECT id FROM events WHERE time < ? ORDER BY time LIMIT ?)",
+                    (cutoff, PRUNE_STEP),
+                ).rowcount
+            if removed:
+                return removed
+        while config.max_per_room and self._touched:
+            target = next(iter(self._touched))
+            with _transaction(conn):
+                removed = conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE target = ? AND id <= "
+                    "(SELECT id FROM events WHERE target = ? ORDER BY id DESC LIMIT 1 OFFSET ?) "
+                    "ORDER BY id LIMIT ?)",
+                    (target, target, config.max_per_room, PRUNE_STEP),
+                ).rowcount
+            if removed:
+                return removed
+            self._touched.discard(target)
+        return 0
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(RETRY_MAX * 3)
+        left = len(self._pending) + len(self._inflight)
+        if left:
+            log.error("history_not_written", events=left, path=str(self.path))
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                conn.close()
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self.config.flush_ms / 1000
+        failing_since: float | None = None
+        while True:
+            stopping = self._stop.wait(delay)
+            self._trim()
+            try:
+                written = self._write()
+                if failing_since is not None:
+                    log.info("history_write_recovered", events=written, dropped=self.dropped)
+                failing_since, delay = None, self.config.flush_ms / 1000
+            except sqlite3.Error as exc:
+                self.failures += 1
+                failing_since = failing_since or time.monotonic()
+                delay = min(RETRY_MAX, max(0.5, delay * 2))
+                self._log_failure(exc)
+                if stopping and time.monotonic() - failing_since > RETRY_MAX * 2:
+                    return
+                continue
+            if stopping:
+                return
+            self._prune_a_little()
+
+    def _write(self) -> int:
+        with self._lock:
+            while self._pending:
+                self._inflight.append(self._pending.popleft())
+            batch = self._inflight
+        if not batch:
+            return 0
+        rows = [(e.id, e.time_ms, e.target, e.room, e.nick, e.kind, e.text.decode()) for e in batch]
+        rooms = {e.target: e.room for e in batch if e.kind != "dm"}
+        topics = [(e.text.decode(), e.nick, e.target) for e in batch if e.kind == "topic"]
+        with _transaction(self._conn) as conn:
+            conn.executemany(f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", rooms.items()
+            )
+            conn.executemany("UPDATE rooms SET topic = ?, topic_by = ? WHERE key = ?", topics)
+            if self._highest_id + RESERVE // 2 > self._reserved:
+                self._reserve(conn)
+        with self._lock:
+            self._inflight = []
+        self.written += len(batch)
+        self._touched.update(rooms)
+        return len(batch)
+
+    def _reserve(self, conn: sqlite3.Connection) -> None:
+        reserved = max(self._highest_id, self._next_id) + RESERVE
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('reserved_id', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (reserved,),
+        )
+        self._reserved = reserved
+
+    def _trim(self) -> None:
+        """Drop the oldest waiting events beyond `write_queue`."""
+        with self._lock:
+            excess = len(self._inflight) + len(self._pending) - self.config.write_queue
+            if excess <= 0:
+                return
+            from_batch = min(excess, len(self._inflight))
+            del self._inflight[:from_batch]
+            for _ in range(excess - from_batch):
+                self._pending.popleft()
+        self.dropped += excess
+        now = time.monotonic()
+        if now - self._logged_drop >= FAILURE_LOG_EVERY:
+            self._logged_drop = now
+            log.error("history_events_dropped", dropped=self.dropped, queue=self.config.write_queue)
+
+    def _log_failure(self, exc: sqlite3.Error) -> None:
+        now = time.monotonic()
+        if now - self._logged_failure >= FAILURE_LOG_EVERY:
+            self._logged_failure = now
+            waiting = len(self._inflight) + len(self._pending)
+            log.error(
+                "history_write_failed", error=str(exc), path=str(self.path), waiting=waiting,
+                failures=self.failures, dropped=self.dropped,
+            )
+
+    def _prune_a_little(self) -> None:
+        if time.monotonic() < self._prune_due:
+            return
+        try:
+            removed = self.prune()
+        except sqlite3.Error as exc:
+            self._log_failure(exc)
+            removed = 0
+        if not removed:
+            self._prune_due = time.monotonic() + PRUNE_EVERY
+
+
+def read_events(path: Path, target: str, since_ms: int | None = None) -> Iterator[Event]:
+    """Every stored event of `target` (from `since_ms` on), oldest first, read
+    without disturbing a running chatd: for `chatctl history export`."""
+    conn = _connect(path, 5.0, read_only=True)
+    try:
+        last = 0
+        while True:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE target = ? AND id > ? AND time >= ? "
+                "ORDER BY id LIMIT 1000",
+                (target, last, since_ms or 0),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _event(row)
+            last = rows[-1][0]
+    finally:
+        conn.close()
