@@ -1,0 +1,220 @@
+"""chatd.storage.sqlite against real database files: the EventStore contract,
+retention, failures and what start-up refuses."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from chatd.config import HistoryConfig
+from chatd.core.history import Event, dm_key
+from chatd.errors import ConfigError
+from chatd.storage import schema, sqlite
+from chatd.storage.sqlite import SQLiteStore, open_store, read_events
+from tests.conftest import wait_until
+
+CONFIG = Path("/etc/chatd/chatd.yaml")  # only named in messages
+NOW = int(time.time() * 1000)
+
+
+def settings(path: Path, **overrides: object) -> HistoryConfig:
+    return HistoryConfig(path=path, **{"flush_ms": 10, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "chatd.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SQLiteStore]:
+    opened = open_store(settings(db), CONFIG)
+    opened.load(50)
+    yield opened
+    opened.close()
+
+
+def event(id_: int, text: str = "", room: str = "#Lobby", kind: str = "msg", at: int | None = None) -> Event:
+    return Event(id_, at if at is not None else NOW + id_, room.lower(), room, "alice", kind,
+                 (text or f"line {id_}").encode())
+
+
+def ids(events: list[Event]) -> list[int]:
+    return [e.id for e in events]
+
+
+def written(store: SQLiteStore, count: int) -> None:
+    wait_until(lambda: store.written >= count, 10, f"{count} events written")
+
+
+def test_range_sees_events_before_and_after_they_are_written(store: SQLiteStore) -> None:
+    for i in range(1, 11):
+        store.append(event(i))
+    assert ids(store.range("#lobby", None, None, 100)) == list(range(1, 11))  # maybe none written yet
+    written(store, 10)
+    assert ids(store.range("#lobby", None, None, 100)) == list(range(1, 11))
+    store.append(event(11))
+    assert ids(store.range("#lobby", None, 5, 100)) == list(range(6, 12))
+
+
+def test_range_directions_and_limits(store: SQLiteStore) -> None:
+    for i in range(1, 21):
+        store.append(event(i, room="#a" if i % 2 else "#b"))
+    written(store, 20)
+    assert ids(store.range("#a", None, None, 3)) == [15, 17, 19]  # the latest
+    assert ids(store.range("#a", 15, None, 3)) == [9, 11, 13]  # the latest before
+    assert ids(store.range("#a", None, 4, 3)) == [5, 7, 9]  # the earliest after
+    assert ids(store.range("#b", None, 20, 3)) == []
+    assert ids(store.range("#c", None, None, 3)) == []
+
+
+def test_events_keep_their_fields(store: SQLiteStore) -> None:
+    original = Event(7, NOW, "#rust", "#Rust", "bob", "action", "grüßt 👋".encode())
+    store.append(original)
+    written(store, 1)
+    assert store.range("#rust", None, None, 1) == [original]
+
+
+def test_reopening_restores_rooms_topics_backlog_and_ids(db: Path) -> None:
+    first = open_store(settings(db), CONFIG)
+    assert first.load(3).next_id == 1
+    for i in range(1, 6):
+        first.append(event(i))
+    first.append(Event(6, NOW, "#lobby", "#Lobby", "bob", "topic", b"news"))
+    first.append(Event(7, NOW, dm_key("alice", "bob"), "bob", "alice", "dm", b"psst"))
+    first.close()
+    second = open_store(settings(db), CONFIG)
+    snapshot = second.load(3)
+    second.close()
+    assert [(r.name, r.topic, r.topic_by) for r in snapshot.rooms] == [("#Lobby", "news", "bob")]
+    assert ids(snapshot.rooms[0].recent) == [4, 5, 6]
+    # Ids handed out before a crash were reserved: the next ones are greater.
+    assert snapshot.next_id > 7 + sqlite.RESERVE // 2
+
+
+def test_ids_after_a_crash_are_greater_than_any_handed_out(db: Path) -> None:
+    store = open_store(settings(db), CONFIG)
+    start = store.load(0).next_id
+    # The core hands out ids far ahead of what reaches the disk; then "crash":
+    # nothing of these is written, the writer simply stops.
+    for i in range(start, start + 1000):
+        store.append(event(i))
+    store._stop.set()  # the writer's own stop, without the final write close() does
+    store._thread.join(5)
+    store._pending.clear()
+    store._inflight.clear()
+    store.close()
+    again = open_store(settings(db), CONFIG)
+    assert again.load(0).next_id > start + 1000
+    again.close()
+
+
+def test_close_writes_everything(db: Path) -> None:
+    store = open_store(settings(db, flush_ms=10_000), CONFIG)  # the writer would wait 10 s
+    store.load(0)
+    for i in range(1, 501):
+        store.append(event(i))
+    store.close()
+    assert ids(list(read_events(db, "#lobby"))) == list(range(1, 501))
+
+
+def test_the_writer_prunes_rooms_to_max_per_room(db: Path) -> None:
+    store = open_store(settings(db, max_per_room=10), CONFIG)
+    store.load(0)
+    for i in range(1, 1201):
+        store.append(event(i, room="#a" if i <= 1200 - 5 else "#b"))
+    wait_until(lambda: ids(store.range("#a", None, None, 500)) == list(range(1186, 1196)), 10, "pruned")
+    assert ids(store.range("#b", None, None, 500)) == list(range(1196, 1201))
+    store.close()
+
+
+def test_the_writer_prunes_what_is_older_than_max_age(db: Path) -> None:
+    store = open_store(settings(db, max_age_days=1), CONFIG)
+    store.load(0)
+    now = int(time.time() * 1000)
+    for i in range(1, 1301):
+        store.append(event(i, at=now - 2 * 86_400_000 if i <= 1200 else now))
+    wait_until(lambda: ids(store.range("#lobby", None, None, 500)) == list(range(1201, 1301)), 10, "pruned")
+    store.close()
+
+
+def test_failed_writes_are_retried_and_the_queue_is_bounded(db: Path) -> None:
+    store = open_store(settings(db, write_queue=100), CONFIG)
+    store.load(0)
+    store._conn.execute("PRAGMA query_only = ON")  # every write fails, as on a full disk
+    for i in range(1, 301):
+        store.append(event(i))
+    wait_until(lambda: store.failures >= 2 and store.dropped >= 200, 10, "failures and drops")
+    assert store.written == 0
+    assert ids(store.range("#lobby", None, None, 500)) == list(range(201, 301))  # the newest kept
+    store._conn.execute("PRAGMA query_only = OFF")
+    written(store, 100)
+    store.close()
+    assert ids(list(read_events(db, "#lobby"))) == list(range(201, 301))
+    assert store.dropped == 200
+
+
+def test_files_are_private(db: Path) -> None:
+    open_store(settings(db), CONFIG).close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+
+
+def test_an_existing_file_is_made_private(tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    db.touch(mode=0o644)
+    os.chmod(db, 0o644)
+    open_store(settings(db), CONFIG).close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def refusal(db: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        open_store(settings(db), CONFIG).load(0)
+    message = str(caught.value)
+    assert message.startswith(f"{CONFIG}: history.path: ") and str(db) in message
+    assert "\n" not in message
+    return message
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    db.write_bytes(b"this is a text file, not SQLite\n" * 200)
+    assert "is not an SQLite database" in refusal(db)
+
+
+def test_a_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "chatd.db").mkdir()
+    assert "cannot use" in refusal(tmp_path / "chatd.db")
+
+
+def test_a_database_locked_by_another_process_is_refused(db: Path) -> None:
+    open_store(settings(db), CONFIG).close()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        assert "is locked by another process" in refusal(db)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_a_newer_schema_is_refused(db: Path) -> None:
+    open_store(settings(db), CONFIG).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {schema.VERSION + 1}")
+    assert "written by a newer chatd" in refusal(db)
+
+
+def test_read_events_reads_while_the_writer_writes(store: SQLiteStore, db: Path) -> None:
+    for i in range(1, 2501):
+        store.append(event(i))
+    written(store, 2500)
+    assert ids(list(read_events(db, "#lobby"))) == list(range(1, 2501))
+    assert ids(list(read_events(db, "#lobby", since_ms=NOW + 2401))) == list(range(2401, 2501))
