@@ -145,8 +145,8 @@ def parse_history(words: bytes, default_limit: int, max_limit: int) -> HistoryQu
     if parts and parts[0] in (b"before", b"after"):
         if len(parts) < 2:
             raise ProtocolError(MISSING_ARGUMENT, HISTORY_USAGE)
-        if not parts[1].isdigit() or not 0 < int(parts[1]) < 1 << 62:
-            raise ProtocolError(BAD_ARGUMENT, f"An event id is a positive integer (got {parts[1].decode()}).")
+        if not parts[1].isdigit() or int(parts[1]) >= 1 << 62:
+            raise ProtocolError(BAD_ARGUMENT, f"An event id is a number such as 1042 (got {parts[1].decode()}).")
         before, after = (int(parts[1]), None) if parts[0] == b"before" else (None, int(parts[1]))
         parts = parts[2:]
     limit = default_limit

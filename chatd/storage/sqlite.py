@@ -245,26 +245,44 @@ class SQLiteStore:
 
     def _run(self) -> None:
         delay = self.config.flush_ms / 1000
-        failing_since: float | None = None
+        failing = False
+        give_up_at: float | None = None  # stopping while writes fail: try until then
         while True:
-            stopping = self._stop.wait(delay)
+            if give_up_at is not None:
+                time.sleep(delay)  # the stop event is set: waiting on it returns at once
+            elif self._stop.wait(delay):
+                give_up_at = time.monotonic() + RETRY_MAX * 2
             self._trim()
             try:
                 written = self._write()
-                if failing_since is not None:
-                    log.info("history_write_recovered", events=written, dropped=self.dropped)
-                failing_since, delay = None, self.config.flush_ms / 1000
             except sqlite3.Error as exc:
                 self.failures += 1
-                failing_since = failing_since or time.monotonic()
-                delay = min(RETRY_MAX, max(0.5, delay * 2))
                 self._log_failure(exc)
-                if stopping and time.monotonic() - failing_since > RETRY_MAX * 2:
-                    return
+                self._reopen()
+                failing, delay = True, min(RETRY_MAX, max(0.5, delay * 2))
+                if give_up_at is not None:
+                    if time.monotonic() > give_up_at:
+                        return
+                    delay = 0.5
                 continue
-            if stopping:
+            if failing:
+                log.info("history_write_recovered", events=written, dropped=self.dropped)
+            failing, delay = False, self.config.flush_ms / 1000
+            if give_up_at is not None:
                 return
             self._prune_a_little()
+
+    def _reopen(self) -> None:
+        """After a failed write, start over with a new connection (an I/O error
+        can leave the old one unusable)."""
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+        try:
+            self._conn = _connect(self.path, START_TIMEOUT)
+        except sqlite3.Error as exc:
+            self._log_failure(exc)  # tried again at the next write
 
     def _write(self) -> int:
         with self._lock:
@@ -276,7 +294,7 @@ class SQLiteStore:
         rows = [(e.id, e.time_ms, e.target, e.room, e.nick, e.kind, e.text.decode()) for e in batch]
         rooms = {e.target: e.room for e in batch if e.kind != "dm"}
         topics = [(e.text.decode(), e.nick, e.target) for e in batch if e.kind == "topic"]
-        with _transaction(self._conn) as conn:
+        with _transaction(self._conn) as conn:  # a closed connection raises sqlite3.Error too
             conn.executemany(f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.executemany(
                 "INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", rooms.items()

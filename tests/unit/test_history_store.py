@@ -144,16 +144,28 @@ def test_the_writer_prunes_what_is_older_than_max_age(db: Path) -> None:
     store.close()
 
 
-def test_failed_writes_are_retried_and_the_queue_is_bounded(db: Path) -> None:
+def test_failed_writes_are_retried_and_the_queue_is_bounded(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = {"disk": True}
+    connect = sqlite._connect
+
+    def connect_to_a_full_disk(path: Path, timeout: float, read_only: bool = False) -> sqlite3.Connection:
+        conn = connect(path, timeout, read_only)
+        if full["disk"]:
+            conn.execute("PRAGMA query_only = ON")  # every write fails, as on a full disk
+        return conn
+
     store = open_store(settings(db, write_queue=100), CONFIG)
     store.load(0)
-    store._conn.execute("PRAGMA query_only = ON")  # every write fails, as on a full disk
+    monkeypatch.setattr(sqlite, "_connect", connect_to_a_full_disk)
+    store._conn.execute("PRAGMA query_only = ON")
     for i in range(1, 301):
         store.append(event(i))
     wait_until(lambda: store.failures >= 2 and store.dropped >= 200, 10, "failures and drops")
     assert store.written == 0
     assert ids(store.range("#lobby", None, None, 500)) == list(range(201, 301))  # the newest kept
-    store._conn.execute("PRAGMA query_only = OFF")
+    full["disk"] = False  # the writer reconnects after each failure
     written(store, 100)
     store.close()
     assert ids(list(read_events(db, "#lobby"))) == list(range(201, 301))

@@ -1,0 +1,366 @@
+"""History against the real daemon and a real database file (docs/protocol.md,
+"Events and tags" and "History"): tags, backlog on join, /history paging and
+its errors, persistence across restarts, kill -9, SIGTERM, and a database that
+cannot be used."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from tests.conftest import PKI, REPO, Daemon, wait_until
+
+TAGGED = re.compile(r"@id=(\d+);time=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)(;history)? (.*)")
+
+
+class Line:
+    """A server line with its tags taken apart."""
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        match = TAGGED.fullmatch(raw)
+        self.id = int(match.group(1)) if match else None
+        self.time = match.group(2) if match else None
+        self.history = bool(match and match.group(3))
+        self.text = match.group(4) if match else raw
+
+    def __repr__(self) -> str:
+        return repr(self.raw)
+
+
+class Client:
+    """A raw v3 line client: every line as the server sent it, tags included."""
+
+    def __init__(self, daemon: Daemon, nick: str) -> None:
+        context = ssl.create_default_context(cafile=str(daemon.pki.ca))
+        raw = socket.create_connection((daemon.host, daemon.port), timeout=10)
+        self.sock = context.wrap_socket(raw, server_hostname="localhost")
+        daemon.clients.append(self)  # type: ignore[arg-type]  # closed when the daemon stops
+        self.buffer = b""
+        assert self.read().raw.startswith("HELLO 3 chatd ")
+        assert self.read().raw == "NICK"
+        self.send(nick)
+        self.joined = self.until("CURRENT ")
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(line.encode() + b"\n")
+
+    def read(self, timeout: float = 10.0) -> Line:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.sock.recv(65536)
+            assert chunk, f"closed; have {self.buffer!r}"
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return Line(line.decode())
+
+    def until(self, prefix: str, timeout: float = 10.0) -> list[Line]:
+        """Lines up to and including the first whose untagged text starts with `prefix`."""
+        lines = [self.read(timeout)]
+        while not lines[-1].text.startswith(prefix):
+            lines.append(self.read(timeout))
+        return lines
+
+    def history(self, command: str) -> tuple[list[Line], str]:
+        """Send a /history command; its events and its HISTORY line (other lines skipped)."""
+        self.send(command)
+        events = []
+        while not (line := self.read()).text.startswith("HISTORY "):
+            if line.history:
+                events.append(line)
+        return events, line.text
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def texts(lines: list[Line]) -> list[str]:
+    return [line.text for line in lines]
+
+
+def said(client: Client, count: int, prefix: str = "m") -> list[Line]:
+    """Say `count` numbered lines; return the server's echoes (tagged, live)."""
+    for i in range(count):
+        client.send(f"{prefix}{i}")
+    echoes = [line for line in client.until(f"MSG #lobby {client_nick(client)} {prefix}{count - 1}")
+              if line.text.startswith("MSG ")]
+    assert all(line.id is not None and not line.history for line in echoes), echoes
+    return echoes
+
+
+def client_nick(client: Client) -> str:
+    return client.joined[0].text.split()[1]  # WELCOME <nick> ...
+
+
+def restart(daemon: Daemon, how: int = signal.SIGTERM) -> None:
+    """Stop chatd (SIGTERM, or SIGKILL), start it again on the same config and database."""
+    assert daemon.process is not None
+    for client in daemon.clients:
+        client.close()
+    daemon.process.send_signal(how)
+    daemon.process.wait(15)
+    daemon.log_path.rename(daemon.log_path.with_suffix(f".{time.monotonic_ns()}"))
+    daemon.start()
+
+
+@pytest.fixture
+def history_daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
+    return start_daemon(history={"backlog": 5})
+
+
+def test_events_carry_increasing_ids_and_times(history_daemon: Daemon) -> None:
+    alice = Client(history_daemon, "alice")
+    alice.send("/me waves")
+    alice.send("/topic a topic")
+    alice.send("/msg alice note to self")
+    lines = alice.until("DM ")
+    events = [line for line in lines if line.id is not None]
+    assert texts(events) == [
+        "ACTION #lobby alice waves", "TOPIC #lobby alice a topic", "DM alice alice note to self"
+    ]
+    assert [line.id for line in events] == sorted({line.id for line in events})
+    assert not any(line.history for line in events)
+    alice.send("/topic")  # the topic as a state: no tags
+    assert alice.read().raw == "TOPIC #lobby alice a topic"
+
+
+def test_a_join_gets_the_backlog_then_live_lines(history_daemon: Daemon) -> None:
+    alice = Client(history_daemon, "alice")
+    echoes = said(alice, 8)
+    bob = Client(history_daemon, "bob")
+    backlog = [line for line in bob.joined if line.history]
+    assert [line.id for line in backlog] == [line.id for line in echoes[-5:]]
+    assert texts(backlog) == [f"MSG #lobby alice m{i}" for i in range(3, 8)]
+    assert [line.time for line in backlog] == [line.time for line in echoes[-5:]]
+    end = bob.joined.index(backlog[-1]) + 1
+    assert texts(bob.joined[end:]) == ["HISTORY #lobby 5 more", "CURRENT #lobby"]
+    alice.send("live")
+    line = bob.until("MSG ")[-1]
+    assert line.text == "MSG #lobby alice live" and not line.history and line.id > echoes[-1].id
+
+
+def test_a_room_without_history_says_so(history_daemon: Daemon) -> None:
+    alice = Client(history_daemon, "alice")
+    assert texts(alice.joined)[-2:] == ["HISTORY #lobby 0 end", "CURRENT #lobby"]
+    alice.send("/join #new")
+    assert texts(alice.until("CURRENT "))[-2:] == ["HISTORY #new 0 end", "CURRENT #new"]
+
+
+def test_history_pages_back_and_forward(history_daemon: Daemon) -> None:
+    alice = Client(history_daemon, "alice")
+    ids = [line.id for line in said(alice, 30)]
+    events, end = alice.history("/history #lobby 10")
+    assert [e.id for e in events] == ids[-10:] and end == "HISTORY #lobby 10 more"
+    events, end = alice.history(f"/history #lobby before {ids[-10]} 15")
+    assert [e.id for e in events] == ids[5:20] and end == "HISTORY #lobby 15 more"
+    events, end = alice.history(f"/history #lobby before {ids[5]} 15")
+    assert [e.id for e in events] == ids[:5] and end == "HISTORY #lobby 5 end"
+    events, end = alice.history(f"/history #lobby after {ids[0]} 20")
+    assert [e.id for e in events] == ids[1:21] and end == "HISTORY #lobby 20 more"
+    events, end = alice.history(f"/history #lobby after {ids[20]}")
+    assert [e.id for e in events] == ids[21:] and end == "HISTORY #lobby 9 end"
+    assert all(e.history and e.text.startswith("MSG #lobby alice m") for e in events)
+
+
+def test_catch_up_after_a_reconnect_misses_nothing_and_repeats_nothing(history_daemon: Daemon) -> None:
+    alice = Client(history_daemon, "alice")
+    bob = Client(history_daemon, "bob")
+    seen = [line.id for line in said(alice, 3) if line.id]
+    bob.until("MSG #lobby alice m2")
+    bob.close()
+    missed = said(alice, 12, prefix="while-away-")
+    bob = Client(history_daemon, "bob")
+    got = [line for line in bob.joined if line.history and line.id not in seen]
+    last = max(seen)
+    while True:
+        events, end = bob.history(f"/history #lobby after {last} 4")
+        got += events
+        last = events[-1].id if events else last
+        if end.endswith(" end"):
+            break
+    unique = {line.id: line.text for line in got}
+    assert sorted(unique) == [line.id for line in missed]
+    assert [unique[i] for i in sorted(unique)] == texts(missed)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        ("/history #lobby before abc", "bad_argument"),
+        ("/history #lobby after -3", "bad_argument"),
+        ("/history #lobby 0", "bad_argument"),
+        ("/history #lobby -5", "bad_argument"),
+        ("/history #lobby 501", "bad_argument"),
+        ("/history #lobby 99999999999999999999999", "bad_argument"),
+        ("/history #lobby before 5 10 extra", "bad_argument"),
+        ("/history #lobby before", "missing_argument"),
+        ("/history", "missing_argument"),
+        ("/history #elsewhere", "not_in_room"),
+        ("/history #bad!name", "room_invalid"),
+        ("/history bob", "no_history"),  # DMs are kept only with nick_from_cert
+    ],
+)
+def test_bad_history_requests_get_a_clear_error(history_daemon: Daemon, command: str, code: str) -> None:
+    alice = Client(history_daemon, "alice")
+    alice.send(command)
+    line = alice.read()
+    assert line.text.startswith(f"ERR {code} "), line
+    alice.send("/ping still-here")
+    assert alice.read().text == "PONG still-here"
+
+
+def test_history_off_keeps_nothing(start_daemon: Callable[..., Daemon]) -> None:
+    daemon = start_daemon(history={"enabled": False})
+    alice = Client(daemon, "alice")
+    said(alice, 3)
+    alice.send("/history #lobby")
+    assert alice.read().text.startswith("ERR no_history ")
+    bob = Client(daemon, "bob")
+    assert texts(bob.joined)[-2:] == ["HISTORY #lobby 0 end", "CURRENT #lobby"]
+    assert not (daemon.workdir / "data").exists()
+
+
+def test_rooms_topics_and_history_survive_a_restart(history_daemon: Daemon) -> None:
+    alice = Client(history_daemon, "alice")
+    alice.send("/join #Rust")
+    alice.until("CURRENT #Rust")
+    alice.send("/topic borrow checker")
+    alice.send("in rust")
+    before = [line for line in alice.until("MSG #Rust alice in rust") if line.id is not None]
+    restart(history_daemon)
+    bob = Client(history_daemon, "bob")
+    bob.send("/rooms")
+    assert "ROOM #Rust 0 borrow checker" in texts(bob.until("ROOMS "))
+    bob.send("/join #rust")
+    joined = bob.until("CURRENT ")
+    assert texts(joined)[:2] == ["JOIN #Rust bob", "TOPIC #Rust alice borrow checker"]
+    assert [line.id for line in joined if line.history] == [line.id for line in before]
+    bob.send("after restart")
+    line = bob.until("MSG ")[-1]
+    assert line.id is not None and line.id > before[-1].id
+
+
+def test_sigterm_writes_everything(start_daemon: Callable[..., Daemon]) -> None:
+    daemon = start_daemon(history={"flush_ms": 10_000})  # nothing would be written for 10 s
+    alice = Client(daemon, "alice")
+    echoes = said(alice, 200)
+    restart(daemon, signal.SIGTERM)
+    bob = Client(daemon, "bob")
+    events, end = bob.history("/history #lobby 500")
+    assert [e.id for e in events] == [e.id for e in echoes] and end.endswith(" end")
+
+
+def test_kill_9_loses_only_the_last_flush_ms(start_daemon: Callable[..., Daemon]) -> None:
+    """Everything echoed more than flush_ms before the kill is on disk, in order,
+    with its ids, once; ids after the restart are greater than any seen before."""
+    daemon = start_daemon(history={"flush_ms": 100})
+    alice = Client(daemon, "alice")
+    durable = said(alice, 300)
+    time.sleep(1.0)  # ten times flush_ms: what the contract promises is on disk by now
+    for i in range(300):  # more traffic, in flight when chatd dies
+        alice.send(f"late{i}")
+    alice.until("MSG #lobby alice late10")
+    restart(daemon, signal.SIGKILL)
+    bob = Client(daemon, "bob")
+    stored: list[Line] = []
+    while True:
+        events, end = bob.history(f"/history #lobby after {stored[-1].id if stored else 0} 500")
+        stored += events
+        if end.endswith(" end"):
+            break
+    ids = [line.id for line in stored]
+    assert ids == sorted(set(ids)), "in order, no duplicates"
+    assert [(e.id, e.text) for e in stored[: len(durable)]] == [(e.id, e.text) for e in durable]
+    bob.send("after the crash")
+    line = bob.until("MSG #lobby bob after the crash")[-1]
+    assert line.id is not None and line.id > max(ids) + 300  # beyond any id handed out before
+
+
+def start_refused(daemon: Daemon) -> str:
+    """Start chatd on `daemon`'s config and expect exit 78 with one clear line."""
+    daemon.write_config()
+    result = subprocess.run(
+        [sys.executable, "-m", "chatd", "--config", str(daemon.config_path)],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("chatd: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def stopped(tmp_path: Path, certs: PKI) -> Daemon:
+    """A daemon's config and folder, not started."""
+    return Daemon(tmp_path, certs, {"history": {"path": str(tmp_path / "chat.db")}})
+
+
+def test_a_file_that_is_not_a_database_stops_start_up(stopped: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "chat.db").write_text("not a database\n" * 500)
+    line = start_refused(stopped)
+    assert "history.path" in line and str(tmp_path / "chat.db") in line and "not an SQLite database" in line
+
+
+def test_a_locked_database_stops_start_up(stopped: Daemon, tmp_path: Path) -> None:
+    holder = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        line = start_refused(stopped)
+    finally:
+        holder.close()
+    assert "history.path" in line and "locked by another process" in line
+
+
+def test_an_unusable_path_stops_start_up(stopped: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "chat.db").mkdir()
+    line = start_refused(stopped)
+    assert "history.path" in line and "cannot use" in line
+
+
+def test_a_failing_disk_keeps_chat_going_and_writes_again_later(
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    """Writes beyond RLIMIT_FSIZE fail (EFBIG) as on a full disk: history_write_failed,
+    chat goes on, the queue stays bounded and counts what it drops; once the limit
+    is lifted the writer catches up by itself."""
+    resource = pytest.importorskip("resource")
+    daemon = start_daemon(history={"write_queue": 500}, log={"level": "info"})
+    assert daemon.process is not None
+    alice, bob = Client(daemon, "alice"), Client(daemon, "bob")
+    limit = daemon.log_path.stat().st_size + (512 << 10)  # the log may grow a little; the WAL not much
+    hard = resource.prlimit(daemon.process.pid, resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(daemon.process.pid, resource.RLIMIT_FSIZE, (limit, hard))  # raising hard needs privilege
+    payload = "x" * 1000
+    for i in range(400):  # about 400 KB: written
+        alice.send(f"{i} {payload}")
+    bob.until("MSG #lobby alice 399 ")
+    for i in range(400, 2400):  # the disk is "full" part of the way through
+        alice.send(f"{i} {payload}")
+        if i % 100 == 0:
+            time.sleep(0.05)  # a few of the writer's turns, so that some writes fail first
+    assert bob.until("MSG #lobby alice 2399 ")[-1].id is not None  # chat went on
+    failed = daemon.wait_for_event("history_write_failed", timeout=20)
+    assert failed["path"].endswith("chatd.db")
+    dropped = daemon.wait_for_event("history_events_dropped", timeout=20)
+    assert dropped["dropped"] > 0 and dropped["queue"] == 500
+    resource.prlimit(daemon.process.pid, resource.RLIMIT_FSIZE, (hard, hard))
+    daemon.wait_for_event("history_write_recovered", timeout=30)
+    alice.send("after the disk came back")
+    bob.until("MSG #lobby alice after the disk came back")
+    wait_until(
+        lambda: "after the disk came back" in bob.history("/history #lobby 1")[0][0].text,
+        10, "the new event written and readable",
+    )
