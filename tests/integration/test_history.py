@@ -41,8 +41,10 @@ class Line:
 class Client:
     """A raw v3 line client: every line as the server sent it, tags included."""
 
-    def __init__(self, daemon: Daemon, nick: str) -> None:
+    def __init__(self, daemon: Daemon, nick: str, cert: tuple[Path, Path] | None = None) -> None:
         context = ssl.create_default_context(cafile=str(daemon.pki.ca))
+        if cert is not None:
+            context.load_cert_chain(*cert)
         raw = socket.create_connection((daemon.host, daemon.port), timeout=10)
         self.sock = context.wrap_socket(raw, server_hostname="localhost")
         daemon.clients.append(self)  # type: ignore[arg-type]  # closed when the daemon stops
@@ -218,6 +220,27 @@ def test_bad_history_requests_get_a_clear_error(history_daemon: Daemon, command:
     assert line.text.startswith(f"ERR {code} "), line
     alice.send("/ping still-here")
     assert alice.read().text == "PONG still-here"
+
+
+def test_direct_messages_are_kept_between_certified_nicknames(
+    start_daemon: Callable[..., Daemon], certs: PKI
+) -> None:
+    tls = {"client_ca": str(certs.ca), "client_auth": "required", "nick_from_cert": True}
+    daemon = start_daemon(tls=tls)
+    alice = Client(daemon, "alice", cert=certs.client("alice"))
+    bob = Client(daemon, "bob", cert=certs.client("bob"))
+    alice.send("/msg bob psst")
+    sent = alice.until("DM alice bob psst")[-1]
+    assert bob.until("DM alice bob psst")[-1].id == sent.id
+    bob.send("/msg alice hi back")
+    bob.until("DM bob alice hi back")
+    restart(daemon)
+    bob = Client(daemon, "bob", cert=certs.client("bob"))
+    events, end = bob.history("/history alice")
+    assert texts(events) == ["DM alice bob psst", "DM bob alice hi back"] and events[0].id == sent.id
+    assert end == "HISTORY alice 2 end"
+    bob.send("/history #lobby")  # DMs are not room events
+    assert not any("DM " in line.text for line in bob.until("HISTORY #lobby"))
 
 
 def test_history_off_keeps_nothing(start_daemon: Callable[..., Daemon]) -> None:
