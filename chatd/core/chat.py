@@ -40,6 +40,7 @@ class Chat:
         self.rooms.set_permanent(config.rooms.permanent)
         if self.keeps_history:
             self.rooms.set_backlog(config.history.backlog)
+            self.history.store.reconfigure(config.history)
 
     @property
     def keeps_dms(self) -> bool:

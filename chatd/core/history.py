@@ -19,6 +19,8 @@ from typing import Callable, Final, Protocol
 
 import structlog
 
+from chatd.config import HistoryConfig
+
 log = structlog.get_logger(__name__)
 
 KINDS: Final = ("msg", "action", "topic", "dm")
@@ -56,7 +58,7 @@ class Snapshot:
 
 class EventStore(Protocol):
     """Where events are kept. chatd.storage.sqlite is the default; a shared
-    store for several nodes would implement the same five methods."""
+    store for several nodes would implement the same methods."""
 
     def load(self, backlog: int) -> Snapshot:
         """Start-up: the next free id, and each stored room with its last `backlog` events."""
@@ -75,6 +77,9 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Write everything appended, then let go of the store."""
 
+    def reconfigure(self, config: HistoryConfig) -> None:
+        """A reload: new retention, flush and queue settings (the path stays)."""
+
 
 class NoStore:
     """`history.enabled: false`: nothing is kept."""
@@ -92,6 +97,9 @@ class NoStore:
         return 0
 
     def close(self) -> None:
+        pass
+
+    def reconfigure(self, config: HistoryConfig) -> None:
         pass
 
 

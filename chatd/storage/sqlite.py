@@ -19,6 +19,7 @@ next ids are greater than any id a client may have seen.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -141,6 +142,7 @@ class SQLiteStore:
         self._next_id = 1
         self._highest_id = 0  # the greatest id appended
         self._touched: set[str] = set()  # targets written since the last per-room prune
+        self._recheck = False  # a reload: check every stored room
         self._prune_due = 0.0
         self._logged_failure = -FAILURE_LOG_EVERY
         self._logged_drop = -FAILURE_LOG_EVERY
@@ -206,6 +208,9 @@ class SQLiteStore:
     def prune(self) -> int:
         """One step: events older than max_age_days, then rooms over max_per_room."""
         conn, config = self._conn, self.config
+        if self._recheck:
+            self._recheck = False
+            self._touched.update(key for (key,) in conn.execute("SELECT key FROM rooms"))
         if config.max_age_days:
             cutoff = int((time.time() - config.max_age_days * 86400) * 1000)
             with _transaction(conn):
@@ -229,6 +234,11 @@ class SQLiteStore:
                 return removed
             self._touched.discard(target)
         return 0
+
+    def reconfigure(self, config: HistoryConfig) -> None:
+        self.config = dataclasses.replace(config, path=self.path)
+        self._recheck = True  # every room against the new limits, at the writer's next turn
+        self._prune_due = 0.0
 
     def close(self) -> None:
         self._stop.set()

@@ -387,3 +387,17 @@ def test_a_failing_disk_keeps_chat_going_and_writes_again_later(
         lambda: "after the disk came back" in bob.history("/history #lobby 1")[0][0].text,
         10, "the new event written and readable",
     )
+
+
+def test_a_reload_changes_backlog_and_retention(history_daemon: Daemon) -> None:
+    alice = Client(history_daemon, "alice")
+    said(alice, 20)
+    history_daemon.config["history"].update(backlog=2, max_per_room=8, path="elsewhere.db")
+    history_daemon.write_config()
+    history_daemon.signal(signal.SIGHUP)
+    reloaded = history_daemon.wait_for_event("config_reloaded")
+    assert reloaded["restart_needed"] == ["history.path"]
+    bob = Client(history_daemon, "bob")
+    assert texts([line for line in bob.joined if line.history]) == ["MSG #lobby alice m18", "MSG #lobby alice m19"]
+    wait_until(lambda: len(bob.history("/history #lobby 100")[0]) == 8, 30, "the room pruned to 8 events")
+    assert not (history_daemon.workdir / "elsewhere.db").exists()
