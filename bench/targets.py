@@ -233,11 +233,12 @@ class ChatdTarget(Target):
     tree = REPO
 
     def __init__(self, certs: Certs, name: str = "chatd", io_threads: int | None = None,
-                 tuned: bool = False, keys: tuple[str, ...] | None = None) -> None:
+                 tuned: bool = False, keys: tuple[str, ...] | None = None, history: bool = True) -> None:
         super().__init__(certs)
         self.name = name
         self.io_threads = io_threads
         self.tuned = tuned
+        self.history = history  # False: history.enabled false, for "history on vs off"
         self.keys = keys
         if io_threads is not None and not tuned:
             self.placement = "shared"
@@ -269,6 +270,9 @@ class ChatdTarget(Target):
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         config, changes = chatd_config(self.certs, spec, io_threads=self.io_threads, tuned=self.tuned,
                                        source=self.tree / "config" / "chatd.yaml")
+        if not self.history:
+            config.setdefault("history", {})["enabled"] = False
+            changes["history.enabled"] = False
         path = workdir / "chatd.yaml"
         path.write_text(yaml.safe_dump(config))
         log = workdir / "chatd.log"
@@ -452,4 +456,6 @@ TARGETS: dict[str, Callable[[Certs], Target]] = {
        for n in (1, 2, 4)},
     "chatd-tuned": functools.partial(ChatdTarget, name="chatd-tuned", tuned=True, keys=("fanout", "slow")),
     "chatd-before": ChatdBeforeTarget,
+    "chatd-nohistory": functools.partial(ChatdTarget, name="chatd-nohistory", history=False,
+                                         keys=("fanout", "rooms")),
 }
