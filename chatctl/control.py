@@ -146,6 +146,9 @@ def _render(command: str, result: Any) -> str:
     if command == "status":
         result = dict(result)
         result["uptime_s"] = _duration(float(result.get("uptime_s", 0)))
+        if "history" in result:  # the store's counters, or None when history is off
+            history = result["history"]
+            result["history"] = ", ".join(f"{k} {v}" for k, v in history.items()) if history else "off"
         width = max(len(key) for key in result)
         return "".join(f"{key + ':':<{width + 1}} {value}\n" for key, value in result.items())
     if command == "who":

@@ -367,6 +367,7 @@ class Server:
             "messages_out": totals["messages_out"] + sum(c.messages_out for c in live),
             "tls_handshake_failures": failures,
             "rejected": rejected,
+            "history": self.chat.history.store.stats() if self.chat.keeps_history else None,
         }
 
     def who(self) -> list[dict[str, object]]:

@@ -27,6 +27,7 @@ KINDS: Final = ("msg", "action", "topic", "dm")
 _VERBS: Final = {"msg": b"MSG", "action": b"ACTION", "topic": b"TOPIC", "dm": b"DM"}
 PAGE_DEFAULT: Final = 100  # events per /history reply without a limit
 PAGE_MAX: Final = 500
+LOOKUPS_WAITING_MAX: Final = 1000  # /history questions queued; beyond, "try again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,9 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Write everything appended, then let go of the store."""
 
+    def stats(self) -> dict[str, int]:
+        """Counters for operators (chatctl status, metrics)."""
+
     def reconfigure(self, config: HistoryConfig) -> None:
         """A reload: new retention, flush and queue settings (the path stays)."""
 
@@ -98,6 +102,9 @@ class NoStore:
 
     def close(self) -> None:
         pass
+
+    def stats(self) -> dict[str, int]:
+        return {}
 
     def reconfigure(self, config: HistoryConfig) -> None:
         pass
@@ -158,7 +165,10 @@ class History:
 
     def lookup(self, target: str, before: int | None, after: int | None, limit: int, reply: Reply) -> None:
         """Ask the store on the history thread; `reply` gets the events there
-        (None if the store failed)."""
+        (None if the store failed or too many questions wait)."""
+        if self._lookups.qsize() >= LOOKUPS_WAITING_MAX:
+            reply(None)
+            return
         self._lookups.put((target, before, after, limit, reply))
 
     def close(self) -> None:

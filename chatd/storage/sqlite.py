@@ -235,6 +235,15 @@ class SQLiteStore:
             self._touched.discard(target)
         return 0
 
+    def stats(self) -> dict[str, int]:
+        return {
+            "written": self.written,
+            "waiting": len(self._pending) + len(self._inflight),
+            "dropped": self.dropped,
+            "write_failures": self.failures,
+            "last_id": self._highest_id,
+        }
+
     def reconfigure(self, config: HistoryConfig) -> None:
         self.config = dataclasses.replace(config, path=self.path)
         self._recheck = True  # every room against the new limits, at the writer's next turn

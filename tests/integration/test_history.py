@@ -12,13 +12,14 @@ import sqlite3
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from tests.conftest import PKI, REPO, Daemon, wait_until
+from tests.conftest import PKI, REPO, Daemon, run_threads, wait_until
 
 TAGGED = re.compile(r"@id=(\d+);time=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)(;history)? (.*)")
 
@@ -401,3 +402,38 @@ def test_a_reload_changes_backlog_and_retention(history_daemon: Daemon) -> None:
     assert texts([line for line in bob.joined if line.history]) == ["MSG #lobby alice m18", "MSG #lobby alice m19"]
     wait_until(lambda: len(bob.history("/history #lobby 100")[0]) == 8, 30, "the room pruned to 8 events")
     assert not (history_daemon.workdir / "elsewhere.db").exists()
+
+
+@pytest.mark.parametrize("io_threads", [1, 2], ids=["io_threads=1", "io_threads=2"])
+def test_a_joiner_under_traffic_sees_each_event_once(start_daemon: Callable[..., Daemon], io_threads: int) -> None:
+    """Senders on several workers, a client joining in the middle: its backlog and
+    live lines together are exactly the room's events from the backlog's first
+    on, as a member who was there all along saw them: no gap, no overlap."""
+    daemon = start_daemon(server={"io_threads": io_threads}, history={"backlog": 20})
+    watcher = Client(daemon, "watcher")
+    senders = [Client(daemon, f"s{i}") for i in range(4)]
+    stop = time.monotonic() + 3.0
+
+    def send(index: int) -> None:
+        n = 0
+        while time.monotonic() < stop:
+            senders[index].send(f"n{n}")
+            n += 1
+            if n % 20 == 0:
+                time.sleep(0.005)
+        senders[index].send("/ping done")
+
+    pump = threading.Thread(target=run_threads, args=(4, send))
+    pump.start()
+    time.sleep(1.0)
+    joiner = Client(daemon, "joiner")
+    pump.join(30)
+    for sender in senders:
+        sender.until("PONG done", timeout=30)
+    joiner.send("/ping end")
+    watcher.send("/ping end")
+    joined = joiner.joined + joiner.until("PONG end", timeout=30)
+    seen_by_watcher = [l.id for l in watcher.until("PONG end", timeout=30) if l.id is not None]
+    got = [l.id for l in joined if l.id is not None]
+    assert got and got == sorted(set(got)), "increasing, no duplicates"
+    assert got == seen_by_watcher[seen_by_watcher.index(got[0]):]
