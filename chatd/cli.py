@@ -27,6 +27,7 @@ from chatd.tls import server_context
 
 if TYPE_CHECKING:
     from chatd.control import ControlServer
+    from chatd.metrics_http import MetricsServer
 
 log = structlog.get_logger(__name__)
 
@@ -78,9 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         sys.stderr.write(f"chatd: {exc}\n")
         return EX_UNAVAILABLE
+    control = metrics = None
     try:
         control = _start_control(config, server)
+        metrics = _start_metrics(config, server)
     except ConfigError as exc:
+        if control:
+            control.stop()
         server.stop(0)
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
@@ -91,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notifier.stopping()
         if control:
             control.stop()
-        server.stop(SHUTDOWN_GRACE)
+        server.stop(SHUTDOWN_GRACE)  # /healthz says 503 meanwhile
+        if metrics:
+            metrics.stop()
         log.info("stopped")
     return EX_OK
 
@@ -109,6 +116,32 @@ def _start_control(config: Config, server: Server) -> ControlServer | None:
             f"{config.path}: control.socket: cannot listen on {config.control.socket}: {exc}"
         ) from exc
     return control
+
+
+def _start_metrics(config: Config, server: Server) -> MetricsServer | None:
+    address = config.metrics.address
+    if address is None:
+        return None
+    # Only when configured: prometheus_client is imported by these alone.
+    from chatd import metrics
+    from chatd.metrics_http import Handler, MetricsServer
+
+    registry = metrics.build_registry(server.snapshot)
+    handler = Handler(
+        lambda: metrics.render(registry),
+        metrics.CONTENT_TYPE,
+        lambda: not server.stopping and server.healthy(),
+    )
+    listener = MetricsServer(address, handler)
+    try:
+        host, port = listener.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: "
+            f"{exc.strerror or exc} (is another chatd or exporter using it?)"
+        ) from exc
+    server.metrics_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return listener
 
 
 def _serve(server: Server, notifier: Notifier) -> None:

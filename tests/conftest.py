@@ -132,6 +132,8 @@ class Daemon:
             "limits": {"message_rate": 0, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0},
             "log": {"format": "json", "level": "debug"},
             "control": {"socket": None},
+            # On, as by default, but on a free port: never the 9464 of a chatd running here.
+            "metrics": {"listen": "127.0.0.1:0"},
         }
         self.config = _merge(base, overrides)
         self.config_path = workdir / "chatd.yaml"
@@ -165,6 +167,11 @@ class Daemon:
             pinned = self.config["server"].get("io_threads", 0)
             assert not pinned or listening["io_threads"] == pinned, listening
         return self
+
+    def metrics_address(self, timeout: float = 10.0) -> tuple[str, int]:
+        """Where this daemon serves /metrics (its `metrics_listening` event)."""
+        event = self.wait_for_event("metrics_listening", timeout=timeout)
+        return event["host"], event["port"]
 
     def events(self) -> list[dict[str, Any]]:
         events = []
