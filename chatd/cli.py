@@ -9,6 +9,7 @@ worker's work: SIGTERM/SIGINT stop, SIGHUP reloads.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -136,9 +137,11 @@ def _start_metrics(config: Config, server: Server) -> MetricsServer | None:
     try:
         host, port = listener.start()
     except OSError as exc:
+        # socket.create_server() adds the address to strerror; the errno's text is enough here.
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        hint = " (is another chatd or exporter using it?)" if exc.errno == errno.EADDRINUSE else ""
         raise ConfigError(
-            f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: "
-            f"{exc.strerror or exc} (is another chatd or exporter using it?)"
+            f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {reason}{hint}"
         ) from exc
     server.metrics_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return listener

@@ -13,8 +13,13 @@ and never blocks on one, so a slow or silent peer delays nobody, and:
 - each connection has `REQUEST_TIMEOUT` seconds, from accept to the last
   byte of the response, and is closed when they run out;
 - a request head over `MAX_HEAD_BYTES` is answered 431 and closed;
-- at most `MAX_CONNECTIONS` are served at once; more are answered 503 at once
-  (best effort, without waiting) and closed.
+- at most `MAX_CONNECTIONS` are served at once; while that many are open,
+  the listener is not watched and new ones wait in the kernel's backlog, so
+  a scrape behind a few stalled peers is served late rather than refused.
+
+After its response a connection is half-closed and read to its end (for
+`LINGER` seconds at most) before it is closed: closing a socket with unread
+input sends a reset, which can destroy the response before the peer reads it.
 
 prometheus_client's own `start_http_server` has none of these limits (a
 thread per connection, no deadline), so only its registry and
@@ -38,6 +43,7 @@ log = structlog.get_logger(__name__)
 MAX_HEAD_BYTES: Final = 8192
 REQUEST_TIMEOUT: Final = 5.0
 MAX_CONNECTIONS: Final = 16
+LINGER: Final = 1.0
 _ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE and the like
 _TEXT = "text/plain; charset=utf-8"
 
@@ -52,9 +58,6 @@ def response(status: int, body: bytes = b"", content_type: str = _TEXT, allow: s
     if allow:
         head += f"Allow: {allow}\r\n"
     return head.encode("ascii") + b"\r\n" + body
-
-
-_BUSY = response(503, b"busy\n")
 
 
 class Handler:
@@ -85,13 +88,14 @@ class Handler:
 class _Exchange:
     """One connection: the request as it arrives, then the response as it leaves."""
 
-    __slots__ = ("sock", "deadline", "received", "outgoing")
+    __slots__ = ("sock", "deadline", "received", "outgoing", "draining")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
         self.deadline = deadline
         self.received = b""
         self.outgoing: memoryview | None = None
+        self.draining = False  # answered and half-closed: reading to the peer's end
 
 
 class MetricsServer:
@@ -103,6 +107,7 @@ class MetricsServer:
         self._selector = selectors.DefaultSelector()
         self._exchanges: dict[int, _Exchange] = {}
         self._accept_paused_until = 0.0
+        self._watching = False  # the listener is in the selector
         self._thread: threading.Thread | None = None
         self._wake: socket.socket | None = None
 
@@ -123,8 +128,8 @@ class MetricsServer:
         self.address = listener.getsockname()[:2]
         wake, self._wake = socket.socketpair()
         wake.setblocking(False)
-        self._selector.register(listener, selectors.EVENT_READ)
         self._selector.register(wake, selectors.EVENT_READ)
+        self._watch(True)
         self._thread = threading.Thread(target=self._serve, args=(wake,), name="chatd-metrics", daemon=True)
         self._thread.start()
         log.info("metrics_listening", host=self.address[0], port=self.address[1])
@@ -171,9 +176,18 @@ class MetricsServer:
             deadlines.append(self._accept_paused_until)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
+    def _watch(self, on: bool) -> None:
+        """Watch the listener for new connections, or stop (at the cap, or paused)."""
+        assert self._listener is not None
+        if on and not self._watching:
+            self._selector.register(self._listener, selectors.EVENT_READ)
+        elif not on and self._watching:
+            self._selector.unregister(self._listener)
+        self._watching = on
+
     def _accept(self) -> None:
         assert self._listener is not None
-        for _ in range(MAX_CONNECTIONS):
+        while len(self._exchanges) < MAX_CONNECTIONS:
             try:
                 sock, _ = self._listener.accept()
             except BlockingIOError:
@@ -181,24 +195,20 @@ class MetricsServer:
             except OSError as exc:
                 # EMFILE and the like: stop watching for a moment instead of spinning.
                 log.warning("metrics_accept_failed", error=exc.strerror or str(exc))
-                self._selector.unregister(self._listener)
+                self._watch(False)
                 self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
                 return
             sock.setblocking(False)
-            if len(self._exchanges) >= MAX_CONNECTIONS:
-                try:
-                    sock.send(_BUSY)
-                except OSError:
-                    pass  # it gets nothing then; it was refused either way
-                sock.close()
-                continue
             exchange = _Exchange(sock, time.monotonic() + REQUEST_TIMEOUT)
             self._exchanges[sock.fileno()] = exchange
             self._selector.register(sock, selectors.EVENT_READ, exchange)
+        self._watch(False)  # at the cap: the next ones wait in the backlog
 
     def _step(self, exchange: _Exchange, events: int) -> None:
         try:
-            if exchange.outgoing is None and events & selectors.EVENT_READ:
+            if exchange.draining:
+                self._drain(exchange)
+            elif exchange.outgoing is None and events & selectors.EVENT_READ:
                 self._read(exchange)
             if exchange.outgoing is not None and exchange.sock.fileno() >= 0:
                 self._write(exchange)
@@ -243,16 +253,29 @@ class MetricsServer:
         exchange.outgoing = exchange.outgoing[sent:]
         if not exchange.outgoing:
             exchange.sock.shutdown(socket.SHUT_WR)
-            self._close(exchange)
+            exchange.outgoing = None
+            exchange.draining = True
+            exchange.deadline = min(exchange.deadline, time.monotonic() + LINGER)
+            self._selector.modify(exchange.sock, selectors.EVENT_READ, exchange)
+
+    def _drain(self, exchange: _Exchange) -> None:
+        """Read what the peer still sends, until it closes its side too."""
+        try:
+            if exchange.sock.recv(65536):
+                return
+        except BlockingIOError:
+            return
+        self._close(exchange)
 
     def _expire(self, now: float) -> None:
         for exchange in [e for e in self._exchanges.values() if e.deadline <= now]:
-            log.debug("metrics_request_timed_out")
+            if not exchange.draining:
+                log.debug("metrics_request_timed_out")
             self._close(exchange)
         if self._accept_paused_until and now >= self._accept_paused_until:
-            assert self._listener is not None
             self._accept_paused_until = 0.0
-            self._selector.register(self._listener, selectors.EVENT_READ)
+        if not self._watching and not self._accept_paused_until and len(self._exchanges) < MAX_CONNECTIONS:
+            self._watch(True)
 
     def _close(self, exchange: _Exchange) -> None:
         sock = exchange.sock
