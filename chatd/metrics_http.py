@@ -29,6 +29,7 @@ connection: the I/O workers never wait for this thread.
 
 from __future__ import annotations
 
+import contextlib
 import http
 import selectors
 import socket
@@ -118,11 +119,15 @@ class MetricsServer:
             OSError: the address cannot be resolved or bound (e.g. in use).
         """
         host, port = self.requested
-        family, _, _, _, sockaddr = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        dualstack = family == socket.AF_INET6 and sockaddr[0] == "::" and socket.has_dualstack_ipv6()
-        listener = socket.create_server(sockaddr, family=family, backlog=64, dualstack_ipv6=dualstack)
+        try:
+            family, _, _, _, sockaddr = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            dualstack = family == socket.AF_INET6 and sockaddr[0] == "::" and socket.has_dualstack_ipv6()
+            listener = socket.create_server(sockaddr, family=family, backlog=64, dualstack_ipv6=dualstack)
+        except OSError:
+            self._selector.close()
+            raise
         listener.setblocking(False)
         self._listener = listener
         self.address = listener.getsockname()[:2]
@@ -139,7 +144,8 @@ class MetricsServer:
         """Stop serving and close every connection (waiting at most a second or two)."""
         if self._thread is None or self._wake is None:
             return
-        self._wake.send(b"\0")
+        with contextlib.suppress(OSError):  # the thread has ended already (metrics_crashed)
+            self._wake.send(b"\0")
         self._thread.join(timeout=2.0)
         if self._thread.is_alive():
             log.warning("metrics_still_running")

@@ -374,8 +374,8 @@ class LineEndpoint:
             self.worker.mark_readable(self)  # more may be waiting; come back next turn
         if received:
             self._stats.bytes_in += size
-        if received and self.state is State.OPEN:
-            self._on_data(b"".join(received) if len(received) > 1 else received[0])
+            if self.state is State.OPEN:
+                self._on_data(b"".join(received) if len(received) > 1 else received[0])
         if ended:
             self.finish(self._close_reason or "connection_lost", ended)
 
