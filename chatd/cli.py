@@ -75,15 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     notifier = Notifier.from_environ()
     server = Server(config, context, notifier)
+    # Ready before the chat port opens (it imports prometheus_client); bound after it.
+    metrics = _metrics_server(config, server)
     try:
         server.start()
     except StartupError as exc:
         sys.stderr.write(f"chatd: {exc}\n")
         return EX_UNAVAILABLE
-    control = metrics = None
+    control = None
     try:
         control = _start_control(config, server)
-        metrics = _start_metrics(config, server)
+        if metrics:
+            _start_metrics(config, server, metrics)
     except ConfigError as exc:
         if control:
             control.stop()
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             control.stop()
         server.stop(SHUTDOWN_GRACE)  # /healthz says 503 meanwhile
         if metrics:
-            metrics.stop()
+            metrics.stop()  # a no-op if it never started
         log.info("stopped")
     return EX_OK
 
@@ -119,7 +122,7 @@ def _start_control(config: Config, server: Server) -> ControlServer | None:
     return control
 
 
-def _start_metrics(config: Config, server: Server) -> MetricsServer | None:
+def _metrics_server(config: Config, server: Server) -> MetricsServer | None:
     address = config.metrics.address
     if address is None:
         return None
@@ -133,7 +136,10 @@ def _start_metrics(config: Config, server: Server) -> MetricsServer | None:
         metrics.CONTENT_TYPE,
         lambda: not server.stopping and server.healthy(),
     )
-    listener = MetricsServer(address, handler)
+    return MetricsServer(address, handler)
+
+
+def _start_metrics(config: Config, server: Server, listener: MetricsServer) -> None:
     try:
         host, port = listener.start()
     except OSError as exc:
@@ -144,7 +150,6 @@ def _start_metrics(config: Config, server: Server) -> MetricsServer | None:
             f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {reason}{hint}"
         ) from exc
     server.metrics_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return listener
 
 
 def _serve(server: Server, notifier: Notifier) -> None:

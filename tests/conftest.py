@@ -170,6 +170,8 @@ class Daemon:
             self.port = listening["port"]
             pinned = self.config["server"].get("io_threads", 0)
             assert not pinned or listening["io_threads"] == pinned, listening
+            if self.config.get("metrics", {}).get("listen"):
+                self.metrics_address(timeout=20)  # the end of start-up: a test may change limits now
         return self
 
     def metrics_address(self, timeout: float = 10.0) -> tuple[str, int]:
