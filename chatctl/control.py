@@ -175,11 +175,17 @@ def _status_value(key: str, value: Any) -> str:
         return ", ".join(f"{worker} {lag:g} ms" for worker, lag in value.items()) or "-"
     if key == "cert_expires":
         return _expiry(value)
+    if key == "history" and value is None:
+        return "off"
     if isinstance(value, dict):
-        return ", ".join(f"{name} {count:g}" for name, count in value.items()) or "none"
+        return ", ".join(f"{name} {_number(count)}" for name, count in value.items()) or "none"
     if "bytes" in key and isinstance(value, int) and value >= 1024:
         return f"{value} ({_size(value)})"
     return str(value)
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _expiry(value: Any) -> str:

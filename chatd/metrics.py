@@ -35,9 +35,11 @@ _KEY = re.compile(r"[a-z][a-z0-9_]*")
 # HELP texts for the figures a source is known to report; others get a generic one.
 SOURCE_HELP: Mapping[str, Mapping[str, str]] = {
     "history": {
-        "rows_written_total": "Messages written to the history store.",
-        "write_lag_seconds": "How long the oldest message not yet written has waited.",
-        "write_failures_total": "Writes to the history store that failed.",
+        "rows_written_total": "Events written to the history store.",
+        "write_failures_total": "Attempts to write to the history store that failed (they are retried).",
+        "dropped_total": "Events lost because the history store's write queue was full.",
+        "waiting_events": "Events appended to the history store and not written yet.",
+        "write_lag_seconds": "How long the oldest event not written yet has waited.",
     },
 }
 

@@ -16,7 +16,6 @@ into Prometheus metrics, and `headline` turns it into `chatctl status` fields.
 from __future__ import annotations
 
 import datetime
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
@@ -63,6 +62,40 @@ class StatsSource(Protocol):
     """
 
     def stats(self) -> Mapping[str, float]: ...
+
+
+class Counting(Protocol):
+    """What StoreStats reads: the history store (`EventStore.stats()`)."""
+
+    def stats(self) -> Mapping[str, int]: ...
+
+
+class StoreStats:
+    """The history store's counters under metric names: its `written`,
+    `write_failures`, `dropped` and `waiting` become
+    `chatd_history_rows_written_total`, `..._write_failures_total`,
+    `..._dropped_total` and `..._waiting_events`. Register it as
+    `server.stats_sources["history"] = StoreStats(store)`.
+
+    A store key for the age of its oldest waiting event
+    (`oldest_waiting_seconds`) would become `..._write_lag_seconds`, which the
+    dashboard already shows.
+    """
+
+    NAMES = {
+        "written": "rows_written_total",
+        "write_failures": "write_failures_total",
+        "dropped": "dropped_total",
+        "waiting": "waiting_events",
+        "oldest_waiting_seconds": "write_lag_seconds",
+    }
+
+    def __init__(self, store: Counting) -> None:
+        self._store = store
+
+    def stats(self) -> dict[str, float]:
+        figures = self._store.stats()
+        return {name: figures[key] for key, name in self.NAMES.items() if key in figures}
 
 
 @dataclass(frozen=True)
@@ -173,7 +206,9 @@ def take_snapshot(
 
 
 def headline(snapshot: Snapshot) -> dict[str, object]:
-    """The figures `chatctl status` adds to its older fields (which it keeps)."""
+    """The figures `chatctl status` adds to its older fields (which it keeps).
+    A source's figures are not repeated here: the component reports its own
+    to status (the history store does, as `history`)."""
     fields: dict[str, object] = {
         "handshaking": snapshot.clients["handshaking"],
         "registering": snapshot.clients["registering"],
@@ -192,8 +227,6 @@ def headline(snapshot: Snapshot) -> dict[str, object]:
         "reloads": dict(snapshot.reloads),
         "cert_expires": _iso(snapshot.cert_expiry),
     }
-    for name, values in snapshot.sources.items():
-        fields[name] = {key: value for key, value in values.items() if math.isfinite(value)}
     return fields
 
 

@@ -302,7 +302,8 @@ def fake_snapshot(**changes: Any) -> Snapshot:
         workers=(WorkerFigures("chatd-io-0", True, 0.002), WorkerFigures("chatd-io-1", False, 3.5)),
         reloads={"success": 2, "failure": 1},
         cert_expiry=1_900_000_000.0,
-        sources={"history": {"rows_written_total": 12.0, "write_lag_seconds": 0.25, "write_failures_total": 0.0}},
+        sources={"history": {"rows_written_total": 12.0, "write_failures_total": 0.0, "dropped_total": 0.0,
+                             "waiting_events": 3.0, "write_lag_seconds": 0.25}},
     )
     figures.update(changes)
     return Snapshot(**figures)

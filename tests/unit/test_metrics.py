@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatd import metrics, metrics_http
 from chatd.metrics_http import Handler, MetricsServer
-from chatd.stats import DISCONNECT_REASONS
+from chatd.stats import DISCONNECT_REASONS, StoreStats
 from tests.conftest import fake_snapshot as snapshot
 from tests.conftest import http_exchange, http_get, render_metrics as render
 
@@ -77,7 +77,9 @@ def test_a_stats_source_gives_counters_and_gauges() -> None:
     assert kinds["chatd_history_rows_written_total"] == "counter"
     assert kinds["chatd_history_write_failures_total"] == "counter"
     assert kinds["chatd_history_write_lag_seconds"] == "gauge"
-    assert "# HELP chatd_history_rows_written_total Messages written to the history store." in text
+    assert kinds["chatd_history_dropped_total"] == "counter"
+    assert kinds["chatd_history_waiting_events"] == "gauge"
+    assert "# HELP chatd_history_rows_written_total Events written to the history store." in text
     found = samples(text)
     assert found["chatd_history_write_lag_seconds", ()] == 0.25
 
@@ -225,3 +227,15 @@ def test_a_crashing_collector_costs_one_request() -> None:
         assert http_get(server.address, "/metrics")[2] == b"ok 1\n"
     finally:
         server.stop()
+
+
+def test_store_stats_name_the_history_stores_counters() -> None:
+    class Store:
+        def stats(self) -> dict[str, int]:
+            return {"written": 7, "waiting": 2, "dropped": 1, "write_failures": 3, "last_id": 99}
+
+    assert StoreStats(Store()).stats() == {
+        "rows_written_total": 7, "write_failures_total": 3, "dropped_total": 1, "waiting_events": 2,
+    }
+    text = render(snapshot(sources={"history": StoreStats(Store()).stats()}))
+    assert "chatd_history_rows_written_total 7.0" in text and "last_id" not in text
