@@ -52,6 +52,7 @@ class Application(Protocol):
 
     nick: str
     messages_in: int
+    rate_limited: int  # lines refused with ERR rate_limited
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
     def on_lines(self, lines: list[bytes | None]) -> None: ...
@@ -65,11 +66,12 @@ class Finished:
     """What a finished endpoint keeps of its application: what its logs and
     counters may still read."""
 
-    __slots__ = ("nick", "messages_in")
+    __slots__ = ("nick", "messages_in", "rate_limited")
 
-    def __init__(self, nick: str, messages_in: int) -> None:
+    def __init__(self, nick: str, messages_in: int, rate_limited: int) -> None:
         self.nick = nick
         self.messages_in = messages_in
+        self.rate_limited = rate_limited
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None:
         pass  # never called: a finished endpoint does nothing more
@@ -119,6 +121,7 @@ class LineEndpoint:
     ) -> None:
         self.host = host
         self.worker = worker
+        self._stats = worker.stats  # written on the worker's thread only
         self.tls = tls
         self.sock = tls.sock
         self.fd = tls.sock.fileno()  # what the worker's epoll watches
@@ -303,6 +306,11 @@ class LineEndpoint:
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
 
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this client (read without the lock: for metrics)."""
+        return self._queued
+
     # -- TLS handshake ----------------------------------------------------------
 
     def _handshake(self) -> None:
@@ -364,8 +372,10 @@ class LineEndpoint:
             size += len(data)
         else:
             self.worker.mark_readable(self)  # more may be waiting; come back next turn
-        if received and self.state is State.OPEN:
-            self._on_data(b"".join(received) if len(received) > 1 else received[0])
+        if received:
+            self._stats.bytes_in += size
+            if self.state is State.OPEN:
+                self._on_data(b"".join(received) if len(received) > 1 else received[0])
         if ended:
             self.finish(self._close_reason or "connection_lost", ended)
 
@@ -385,6 +395,7 @@ class LineEndpoint:
     def _on_data(self, data: bytes) -> None:
         lines = self._linebuf.feed(data)
         if lines:
+            self._stats.lines_in += len(lines)
             self.app.on_lines(lines)
 
     # -- writing --------------------------------------------------------------------
@@ -405,6 +416,7 @@ class LineEndpoint:
                 return
             with self._lock:
                 self._queued -= sent
+            self._stats.bytes_out += sent
             self._inflight = None
         try:
             if not self.tls.flush():
@@ -450,6 +462,7 @@ class LineEndpoint:
 
     def _overflowed(self) -> None:
         log.info("slow_consumer", **self.context, nick=self.app.nick, queued=self._queued)
+        self._stats.slow_consumers += 1
         # Drop what is queued, but finish a line already half handed to TLS, so
         # that the BYE starts a line of its own.
         rest_of_line = b""
@@ -514,6 +527,7 @@ class LineEndpoint:
         except OSError:
             pass  # already gone; nothing more to release
         self.host.unregister(self)
+        self._stats.disconnected(self._close_reason or reason)
         if not quiet:
             log.info(
                 "disconnect",
@@ -528,7 +542,7 @@ class LineEndpoint:
         # The session holds this endpoint (its outlet) and this endpoint holds
         # the session: let go of it, so that both, with the SSL object and every
         # buffer, are freed now rather than by a later cyclic GC pass.
-        self.app = Finished(self.app.nick, self.app.messages_in)
+        self.app = Finished(self.app.nick, self.app.messages_in, self.app.rate_limited)
 
     def _update_interest(self) -> None:
         """Watch readability unless input is paused, writability while the socket

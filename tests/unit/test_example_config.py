@@ -17,6 +17,7 @@ from chatd.config import (
     ControlConfig,
     LimitsConfig,
     LogConfig,
+    MetricsConfig,
     RoomsConfig,
     ServerConfig,
     TLSConfig,
@@ -35,6 +36,7 @@ SECTIONS: dict[str, type] = {
     "rooms": RoomsConfig,
     "log": LogConfig,
     "control": ControlConfig,
+    "metrics": MetricsConfig,
 }
 # Differ from the dataclass defaults on purpose: where a checkout keeps them.
 NOT_DEFAULTS = {("tls", "cert"), ("tls", "key"), ("control", "socket")}
