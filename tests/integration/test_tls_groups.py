@@ -109,14 +109,18 @@ def tools() -> Iterator[Callable[..., Tool]]:
         tool.close()
 
 
+# docs/protocol.md, "Events and tags": a live event's id and time.
+EVENT_TAGS = r"@id=[1-9]\d*;time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
 def _chat(tool: Tool, nick: str) -> None:
     """Register `nick` and see our own message come back."""
-    tool.wait_for(r"^HELLO 2 chatd \S+\r?\nNICK\r?$")
+    tool.wait_for(r"^HELLO 3 chatd \S+\r?\nNICK\r?$")
     tool.send(nick)
     tool.wait_for(rf"^WELCOME {nick} ")
-    tool.wait_for(r"^CURRENT #lobby\r?$")
+    tool.wait_for(r"^HISTORY #lobby \d+ (more|end)\r?\nCURRENT #lobby\r?$")
     tool.send("hello")
-    tool.wait_for(rf"^MSG #lobby {nick} hello\r?$")
+    tool.wait_for(rf"^{EVENT_TAGS} MSG #lobby {nick} hello\r?$")
 
 
 # -- openssl s_client -----------------------------------------------------------------------
