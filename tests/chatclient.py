@@ -24,6 +24,8 @@ Tags = dict[str, str]  # a bare key (`history`) maps to ""
 EVENT_VERBS = ("MSG", "ACTION", "DM")  # always tagged; a TOPIC is when it reports a change
 TAG_KEYS = ("id", "time", "history")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+# A live event's tags as a regular expression, for tests that read a tool's output.
+EVENT_TAGS = rf"@id=[1-9]\d*;time={_TIME.pattern}"
 
 
 def split_tags(line: str) -> tuple[Tags, str]:

@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
+from tests.chatclient import EVENT_TAGS
 from tests.conftest import PKI, REPO, Daemon
 
 PACKAGES = {"openssl": "openssl", "socat": "socat", "gnutls-cli": "gnutls-bin", "ncat": "ncat"}
@@ -107,10 +108,6 @@ def tools() -> Iterator[Callable[..., Tool]]:
     yield start
     for tool in started:
         tool.close()
-
-
-# docs/protocol.md, "Events and tags": a live event's id and time.
-EVENT_TAGS = r"@id=[1-9]\d*;time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
 def _chat(tool: Tool, nick: str) -> None:
