@@ -1,0 +1,95 @@
+"""chatctl/reconnect.py: when to reconnect, how long to wait, how the rooms come back."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatctl.connection import ClientError, Exit
+from chatctl.reconnect import BACKOFF_MAX, Restore, backoff, gives_up, reconnects_after_bye
+from chatctl.state import ClientState, split_line
+
+
+def test_backoff_doubles_from_half_a_second_to_thirty() -> None:
+    middle = [backoff(attempt, lambda: 0.5) for attempt in range(1, 10)]
+    assert middle == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert backoff(10_000, lambda: 0.5) == BACKOFF_MAX
+
+
+def test_backoff_jitter_is_a_quarter_either_way() -> None:
+    assert backoff(1, lambda: 0.0) == 0.375
+    assert backoff(1, lambda: 1.0) == 0.625
+    assert backoff(7, lambda: 0.0) == 22.5
+    waits = {backoff(3) for _ in range(50)}
+    assert all(1.5 <= wait <= 2.5 for wait in waits) and len(waits) > 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "again"),
+    [
+        ("shutdown", True), ("slow_consumer", True), ("write_timeout", True), ("shutdown bye all", True),
+        ("quit", False), ("kicked spamming", False), ("flood", False), ("too_many_errors", False),
+        ("nick_failed", False), ("register_timeout", False), ("server_full", False), ("throttled", False),
+        ("", False),
+    ],
+)
+def test_which_bye_reasons_are_worth_coming_back_from(reason: str, again: bool) -> None:
+    assert reconnects_after_bye(reason) is again
+
+
+@pytest.mark.parametrize(
+    ("status", "give_up"),
+    [(Exit.TLS_VERIFY, True), (Exit.USAGE, True), (Exit.UNREACHABLE, False), (Exit.TLS_HANDSHAKE, False),
+     (Exit.DROPPED, False)],
+)
+def test_which_failed_attempts_end_the_session(status: Exit, give_up: bool) -> None:
+    assert gives_up(ClientError(status, "x")) is give_up
+
+
+def run_restore(restore: Restore, *lines: str) -> tuple[ClientState, list[str]]:
+    state = ClientState()
+    sent: list[str] = []
+    for line in lines:
+        state.on_line(line)
+        sent += restore.on_line(*split_line(line), state)
+    return state, sent
+
+
+AUTOJOIN_LOBBY = ("HELLO 3 chatd 0.3.0", "NICK", "WELCOME carol hi", "JOIN #lobby carol",
+                  "USERS #lobby carol", "HISTORY #lobby 0 end", "CURRENT #lobby")
+
+
+def test_restore_joins_the_missing_rooms_then_the_current_one() -> None:
+    restore = Restore(["#lobby", "#rust", "#ops"], "#rust", "tok")
+    state, sent = run_restore(restore, *AUTOJOIN_LOBBY)
+    assert sent == ["/join #rust", "/join #ops", "/join #rust", "/ping tok"]
+    assert not restore.done
+    assert run_restore(restore, "PONG other")[1] == [] and not restore.done
+    run_restore(restore, "PONG tok")
+    assert restore.done and restore.own_pong("PONG", "tok") and not restore.own_pong("PONG", "x")
+
+
+def test_restore_sends_nothing_before_the_autojoin_is_over() -> None:
+    restore = Restore(["#rust"], "#rust", "tok")
+    _state, sent = run_restore(restore, *AUTOJOIN_LOBBY[:-1])
+    assert sent == []
+
+
+def test_restore_skips_a_switch_to_where_it_already_is() -> None:
+    _state, sent = run_restore(Restore(["#lobby", "#rust"], "#rust", "tok"), *AUTOJOIN_LOBBY)
+    assert sent == ["/join #rust", "/ping tok"]
+    _state, sent = run_restore(Restore(["#lobby"], "#LOBBY", "tok"), *AUTOJOIN_LOBBY)
+    assert sent == ["/ping tok"]
+
+
+def test_restore_parts_autojoined_rooms_you_had_left() -> None:
+    _state, sent = run_restore(Restore(["#rust"], "#rust", "tok"), *AUTOJOIN_LOBBY)
+    assert sent == ["/join #rust", "/part #lobby", "/join #rust", "/ping tok"]
+
+
+def test_restore_when_you_were_in_no_room() -> None:
+    _state, sent = run_restore(Restore([], None, "tok"), *AUTOJOIN_LOBBY)
+    assert sent == ["/part #lobby", "/ping tok"]
+    _state, sent = run_restore(
+        Restore([], None, "tok"), "HELLO 3 x", "NICK", "WELCOME carol hi", "CURRENT *"
+    )
+    assert sent == ["/ping tok"]
