@@ -102,6 +102,7 @@ COMMANDS_HELP: Final = (
     "<text> says it in the current room; //text sends a line that starts with /",
     "/join <#room>   /part [#room]   /msg <#room|nick> <text>   /topic [#room] [text]   /rooms",
     "/me <text>   /who [#room]   /nick <new>   /ping   /quit [text]   /help",
+    "/history <#room|nick> [before|after <id>] [limit]",
 )
 
 

@@ -77,6 +77,9 @@ class Restore:
         self.done = False
 
     def on_line(self, verb: str, rest: str, state: ClientState) -> list[str]:
+        if not self.sent and verb == "WELCOME" and state.version == 1:
+            self.sent = self.done = True  # a v1 server has no rooms to go back to
+            return []
         if not self.sent and verb == "CURRENT" and state.registered:
             # The first CURRENT after WELCOME ends the server's autojoin.
             self.sent = True

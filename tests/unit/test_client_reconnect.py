@@ -93,3 +93,9 @@ def test_restore_when_you_were_in_no_room() -> None:
         Restore([], None, "tok"), "HELLO 3 x", "NICK", "WELCOME carol hi", "CURRENT *"
     )
     assert sent == ["/ping tok"]
+
+
+def test_restore_on_a_v1_server_is_done_at_welcome() -> None:
+    restore = Restore([], None, "tok")
+    _state, sent = run_restore(restore, "NICK", "WELCOME carol hi")
+    assert sent == [] and restore.done
