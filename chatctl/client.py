@@ -8,7 +8,7 @@ because every chatctl subcommand imports this module to build its parser and
 prompt_toolkit is slow to import. Both modes keep what the server told them
 in a `ClientState` (chatctl/state.py). The interactive one reconnects by
 itself after a lost connection; script mode only with `--reconnect`
-(docs/client.md, "Reconnecting", says why).
+(docs/client.md, "Reconnecting in script mode", says why).
 """
 
 from __future__ import annotations

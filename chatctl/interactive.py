@@ -359,11 +359,11 @@ class _Chat:
             return []
         self.awaiting_nick = True
         if self._registered_once:
-            text = (f"the nickname {self.wanted_nick} was refused (your old connection may not have timed "
-                    "out yet); type it again to retry, or choose another")
+            texts = [f"{self.wanted_nick} was refused: your old connection may linger at the server",
+                     f"type {self.wanted_nick} again to retry, or choose another nickname"]
         else:
-            text = "choose a nickname: type it and press Enter"
-        return _lines(render_notice(text, now))
+            texts = ["choose a nickname: type it and press Enter"]
+        return [fragment for text in texts for fragment in _lines(render_notice(text, now))]
 
     def _shown(self, step: Step, own: str, current: str | None, now: datetime, hide: bool) -> Fragments:
         """Fragments for the lines a step shows (each also kept for the scroll-back view)."""

@@ -34,7 +34,7 @@ STABLE_AFTER: Final = 10.0  # a connection registered this long starts the backo
 
 # BYE reasons after which coming back makes sense: the server is restarting,
 # or the connection was too slow for a moment. After quit, kicked, flood and
-# the like the session ends (docs/client.md, "Reconnecting").
+# the like the session ends (docs/client.md, "Reconnecting and catching up").
 _RECONNECT_BYE: Final = frozenset({"shutdown", "slow_consumer", "write_timeout"})
 
 

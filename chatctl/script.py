@@ -5,7 +5,7 @@ prints every server line as it is, and keeps what they say in a
 `ClientState` (chatctl/state.py).
 
 With `--reconnect` it also comes back after a lost connection, as the
-terminal UI does (docs/client.md, "Reconnecting"): notices go to stderr, the
+terminal UI does (docs/client.md, "Reconnecting in script mode"): notices go to stderr, the
 new connection's lines are printed as they come (a second `HELLO`/`WELCOME`
 tells a program that it happened), the rooms are joined again, and each
 room's missed events are fetched (chatctl/timeline.py) and printed in order,

@@ -226,3 +226,30 @@ def test_the_scroll_back_view_pages_in_older_history(
     assert counted(term.screen.all_lines())["before 27"] == 0  # the chat did not reprint anything
     term.send("\x04")
     assert term.wait_exit() == 0
+
+
+def test_a_nickname_taken_meanwhile_is_asked_for_not_retried(
+    start_daemon: Callable[..., Daemon], terminals: list[Terminal], peer: Callable[[Any, str], Peer]
+) -> None:
+    daemon = start_daemon()
+    term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
+    terminals.append(term)
+    term.wait_for_input_line("[#lobby] carol>")
+    term.send("/join #rust\r")
+    term.wait_for_input_line("[#rust] carol>")
+    term.child.kill(signal.SIGSTOP)
+    try:
+        kill_and_restart(daemon)
+        peer(daemon, "carol")  # someone else has the nickname now
+    finally:
+        term.child.kill(signal.SIGCONT)
+    term.wait_for_line(r"error \(nick_taken\)")
+    term.wait_for_line(r"-- carol was refused: your old connection may linger at the server$")
+    term.wait_for_line(r"-- type carol again to retry, or choose another nickname$")
+    term.wait_for_input_line("nickname:")
+    term.send("carol2\r")
+    term.wait_for_input_line("[#rust] carol2>")  # registered, the rooms and the current room back
+    term.wait_for(lambda s: s.bottom_line() == " #lobby [#rust]", "the rooms in the status line")
+    assert sum("nick_taken" in line for line in term.screen.all_lines()) == 1
+    term.send("\x04")
+    assert term.wait_exit() == 0
