@@ -277,7 +277,7 @@ class _Chat:
             self._finish(outcome)
             return
         if bye is not None:
-            why = f"disconnected: {BYE_WORDS.get(bye.partition(' ')[0], bye)}"
+            why = BYE_WORDS.get(bye.partition(" ")[0], bye)
         elif error is not None:
             why = error.message.removesuffix("; try connecting again")
         else:

@@ -861,7 +861,7 @@ def test_interactive_reconnects_after_a_shutdown_until_ctrl_c(
     term.wait_for_input_line("[#lobby] carol>")
     chatd.signal(signal.SIGTERM)
     term.wait_for_line(r"-- disconnected: the server is shutting down")
-    term.wait_for_line(r"-- connection lost: disconnected: the server is shutting down$")
+    term.wait_for_line(r"-- connection lost: the server is shutting down$")
     term.wait_for_line(r"-- reconnecting in \d+\.\d s \(attempt 1\); Ctrl-C to stop$")
     term.wait_for_line(r"-- could not reconnect: .* refused the connection")  # it is gone for good
     term.wait_for_line(r"-- reconnecting in \d+\.\d s \(attempt 2\)")
