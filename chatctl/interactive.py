@@ -9,7 +9,9 @@ tear through the input line.
 # NOTE: the socket is read and written only in the asyncio event loop thread
 # that also runs prompt_toolkit (`loop.add_reader`/`add_writer` on the
 # non-blocking SSL socket). The Enter handler runs in that thread too, so no
-# other thread ever touches the SSL object (docs/architecture.md).
+# other thread ever touches an SSL object in use (docs/architecture.md); the
+# reconnect dialler's thread hands its socket over once the handshake is done
+# and never touches it again (chatctl/reconnect.py).
 
 Below the input line, a status line (prompt_toolkit's bottom toolbar) shows
 the current room and your other rooms with their unread counts. Ctrl-N
@@ -46,7 +48,6 @@ from datetime import date, datetime
 from typing import Callable, Concatenate, Final, Iterable, ParamSpec
 
 from prompt_toolkit import PromptSession, print_formatted_text
-from prompt_toolkit.application import in_terminal
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
@@ -68,7 +69,7 @@ from chatctl.connection import (
     dropped_outcome,
 )
 from chatctl.link import Link
-from chatctl.pager import Entry, Pager
+from chatctl.pager import Entry, ScrollBack
 from chatctl.reconnect import Restore, reconnects_after_bye
 from chatctl.render import (
     BYE_WORDS,
@@ -81,7 +82,7 @@ from chatctl.render import (
     render_status,
     sanitize,
 )
-from chatctl.state import ClientState, line_room, line_tags, room_key, split_line
+from chatctl.state import ClientState, line_room, split_line
 from chatctl.timeline import Step, Timeline
 
 _NICK_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -96,8 +97,6 @@ KEYS_HELP: Final = (
 # How long a lone Esc waits for the rest of an escape sequence (prompt_toolkit's
 # default is 0.5 s): short enough that Esc closes the scroll-back view at once.
 ESCAPE_TIMEOUT: Final = 0.1
-SCROLLBACK_MAX: Final = 10_000  # lines kept per room for the scroll-back view
-SCROLLBACK_TRIM: Final = 1_000  # dropped at once when there are more
 COMMANDS_HELP: Final = (
     "<text> says it in the current room; //text sends a line that starts with /",
     "/join <#room>   /part [#room]   /msg <#room|nick> <text>   /topic [#room] [text]   /rooms",
@@ -161,8 +160,6 @@ class _Chat:
         self._restore: Restore | None = None
         self._tokens = itertools.count(1)
         self._last_day: date | None = None
-        self.scrollback: dict[str, list[Entry]] = {}  # by room key, for the scroll-back view
-        self.pager: Pager | None = None
         self._deferred: Fragments = []  # printed when the scroll-back view closes
         self.style = Style.from_dict(
             {
@@ -191,6 +188,10 @@ class _Chat:
         # when output would be printed without erasing it first.
         self.session.default_buffer.accept_handler = self._accept
         self.session.app.ttimeoutlen = ESCAPE_TIMEOUT
+        self.scrollback = ScrollBack(
+            self.timeline, self.link.send, lambda: self.link.connected and self.state.registered,
+            lambda: self.state.nick, self.style, ESCAPE_TIMEOUT, self._show_deferred,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: asyncio.Future[Outcome] | None = None
 
@@ -220,8 +221,7 @@ class _Chat:
         assert self._finished is not None
         if not self._finished.done():
             self._finished.set_result(outcome)
-            if self.pager is not None:
-                self.pager.close()
+            self.scrollback.close()
             self._exit_prompt()
 
     def _exit_prompt(self) -> None:
@@ -375,34 +375,19 @@ class _Chat:
             verb, rest = split_line(line)
             room = line_room(verb, rest)
             if room is not None:
-                self._keep(room, [Entry(line, now)])
+                self.scrollback.keep(room, Entry(line, now))
             day = line_time(line, now).date()
             if self._last_day is not None and day != self._last_day:
                 fragments += _lines(render_day(day))
             self._last_day = day
             fragments += _lines(render_line(line, own, now, current))
         for page in step.pages:
-            older = [Entry(line, now) for line in page.lines]
-            if self.pager is not None and room_key(self.pager.room) == room_key(page.room):
-                self.pager.insert_older(older)
-            else:
-                self.scrollback.setdefault(room_key(page.room), [])[:0] = older
+            self.scrollback.insert(page, now)
         for room, missed in step.caught_up:
             fragments += _lines(render_notice(f"{room}: {_missed(missed)}", now))
         for room in step.incomplete:
             fragments += _lines(render_notice(f"{room}: could not fetch everything said meanwhile", now))
         return fragments
-
-    def _keep(self, room: str, entries: list[Entry]) -> None:
-        kept = self.scrollback.setdefault(room_key(room), [])
-        kept.extend(entries)
-        if len(kept) > SCROLLBACK_MAX:
-            del kept[:SCROLLBACK_TRIM]
-            oldest = next((i for e in kept if (i := line_tags(e.line).id) is not None), None)
-            if oldest is not None:
-                self.timeline.forget_before(room, oldest)
-        if self.pager is not None and room_key(self.pager.room) == room_key(room):
-            self.pager.refresh()
 
     def _restored(self) -> None:
         """The rooms are back as they were: send what was typed meanwhile."""
@@ -472,39 +457,10 @@ class _Chat:
         self._send_command(f"/join {room}")
 
     def _open_pager(self) -> None:
-        room = self.state.current
-        if room is None or self.pager is not None:
-            if room is None:
-                self._notice("you are in no room: there is nothing to scroll back through")
-            return
-        entries = self.scrollback.setdefault(room_key(room), [])
-        self.pager = Pager(
-            room, entries, lambda: self._request_older(room), lambda: self.timeline.has_older(room),
-            lambda: self.state.nick, self.style, ESCAPE_TIMEOUT,
-        )
-        self.session.app.create_background_task(self._run_pager(self.pager))
-
-    async def _run_pager(self, pager: Pager) -> None:
-        try:
-            # NOTE: the prompt's application flushes the (shared) terminal input
-            # `ttimeoutlen` after each key, to tell Esc from an escape sequence;
-            # a flush due while the view runs would take an Esc meant for it.
-            await asyncio.sleep(self.session.app.ttimeoutlen)
-            async with in_terminal():
-                await pager.run()
-        finally:
-            self.pager = None
-            deferred, self._deferred = self._deferred, []
-            self._show(deferred)
-
-    def _request_older(self, room: str) -> bool:
-        if not self.link.connected or not self.state.registered:
-            return False
-        command = self.timeline.request_older(room)
-        if command is None:
-            return False
-        self.link.send(command)
-        return True
+        if self.state.current is None:
+            self._notice("you are in no room: there is nothing to scroll back through")
+        else:
+            self.scrollback.open(self.state.current, self.session.app)
 
     def _redraw(self) -> None:
         app = self.session.app
@@ -519,10 +475,14 @@ class _Chat:
         while the scroll-back view is open, when it closes."""
         if not fragments:
             return
-        if self.pager is not None:
+        if self.scrollback.is_open:
             self._deferred.extend(fragments)
             return
         print_formatted_text(FormattedText(fragments), style=self.style, end="")
+
+    def _show_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        self._show(deferred)
 
     def _accept(self, buffer: Buffer) -> bool:
         """Enter: send what was typed; False clears the input (and keeps it in

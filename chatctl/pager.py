@@ -11,19 +11,21 @@ above, and the line you were looking at stays where it was. New lines of the
 room appear at the bottom while it is open. Esc or q (or PageDown at the
 bottom) goes back to the chat.
 
-chatctl/interactive.py owns the lines (`Entry` lists per room) and the
-requests; this module only shows them. Lines are rendered by
-chatctl/render.py as in the chat, without the room's name, with a day
-separator wherever the day changes.
+`ScrollBack` keeps each room's lines (`Entry` lists) for the view, at most
+`KEEP_MAX` per room, takes in the pages of older events the Timeline
+(chatctl/timeline.py) hands over, and runs the view (`Pager`) over the chat
+when asked. Lines are rendered by chatctl/render.py as in the chat, without
+the room's name, with a day separator wherever the day changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable
+from typing import Callable, Final
 
-from prompt_toolkit.application import Application
+from prompt_toolkit.application import Application, in_terminal
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.layout import HSplit, Layout, Window
@@ -32,6 +34,11 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.utils import get_cwidth
 
 from chatctl.render import Fragments, line_time, render_day, render_line, sanitize
+from chatctl.state import line_tags, room_key
+from chatctl.timeline import Page, Timeline
+
+KEEP_MAX: Final = 10_000  # lines kept per room
+KEEP_TRIM: Final = 1_000  # dropped at once when there are more
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,98 @@ class Entry:
 
     line: str
     at: datetime
+
+
+class ScrollBack:
+    """Each room's lines for the scroll-back view, and the view while it is open.
+
+    Args:
+        timeline: what the client has seen of each room; asked for the
+            `/history` command of an older page.
+        send: sends a command to the server.
+        connected: whether a command can be sent now (connected and registered).
+        own_nick: your nickname, highlighted as in the chat.
+        on_closed: called when the view closes (to print what waited meanwhile).
+    """
+
+    def __init__(
+        self,
+        timeline: Timeline,
+        send: Callable[[str], None],
+        connected: Callable[[], bool],
+        own_nick: Callable[[], str],
+        style: Style,
+        escape_timeout: float,
+        on_closed: Callable[[], None],
+    ) -> None:
+        self.timeline = timeline
+        self._send = send
+        self._connected = connected
+        self._own_nick = own_nick
+        self._style = style
+        self._escape_timeout = escape_timeout
+        self._on_closed = on_closed
+        self.rooms: dict[str, list[Entry]] = {}  # by room key
+        self.pager: Pager | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.pager is not None
+
+    def keep(self, room: str, entry: Entry) -> None:
+        """A line of `room` was shown in the chat."""
+        kept = self.rooms.setdefault(room_key(room), [])
+        kept.append(entry)
+        if len(kept) > KEEP_MAX:
+            del kept[:KEEP_TRIM]
+            oldest = next((i for e in kept if (i := line_tags(e.line).id) is not None), None)
+            if oldest is not None:
+                self.timeline.forget_before(room, oldest)  # fetched again if scrolled back to
+        if self.pager is not None and room_key(self.pager.room) == room_key(room):
+            self.pager.refresh()
+
+    def insert(self, page: Page, now: datetime) -> None:
+        """Older events of a room came: above its first line (and in the view, if open on it)."""
+        older = [Entry(line, now) for line in page.lines]
+        if self.pager is not None and room_key(self.pager.room) == room_key(page.room):
+            self.pager.insert_older(older)
+        else:
+            self.rooms.setdefault(room_key(page.room), [])[:0] = older
+
+    def open(self, room: str, app: Application[str]) -> None:
+        """Show the view of `room` over `app` (the chat's prompt) until it is closed."""
+        if self.pager is not None:
+            return
+        self.pager = Pager(
+            room, self.rooms.setdefault(room_key(room), []), lambda: self._request_older(room),
+            lambda: self.timeline.has_older(room), self._own_nick, self._style, self._escape_timeout,
+        )
+        app.create_background_task(self._run(self.pager, app.ttimeoutlen))
+
+    def close(self) -> None:
+        if self.pager is not None:
+            self.pager.close()
+
+    async def _run(self, pager: Pager, prompt_timeout: float) -> None:
+        try:
+            # NOTE: the prompt's application flushes the (shared) terminal input
+            # `ttimeoutlen` after each key, to tell Esc from an escape sequence;
+            # a flush due while the view runs would take an Esc meant for it.
+            await asyncio.sleep(prompt_timeout)
+            async with in_terminal():
+                await pager.run()
+        finally:
+            self.pager = None
+            self._on_closed()
+
+    def _request_older(self, room: str) -> bool:
+        if not self._connected():
+            return False
+        command = self.timeline.request_older(room)
+        if command is None:
+            return False
+        self._send(command)
+        return True
 
 
 class Pager:
