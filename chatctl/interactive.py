@@ -40,7 +40,6 @@ top; chatctl/client.py imports it only when an interactive session starts.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import ssl
 import sys
 import time
@@ -70,7 +69,7 @@ from chatctl.connection import (
 )
 from chatctl.link import Link
 from chatctl.pager import Entry, ScrollBack
-from chatctl.reconnect import Restore, reconnects_after_bye
+from chatctl.reconnect import Outbox, Restore, reconnects_after_bye
 from chatctl.render import (
     BYE_WORDS,
     STYLE,
@@ -158,7 +157,7 @@ class _Chat:
         self._registered_once = False  # reconnecting starts only after a first registration
         self._bye: str | None = None  # the reason of the BYE received on this connection
         self._restore: Restore | None = None
-        self._tokens = itertools.count(1)
+        self.outbox = Outbox()  # the client's own commands, paced
         self._last_day: date | None = None
         self._deferred: Fragments = []  # printed when the scroll-back view closes
         self.style = Style.from_dict(
@@ -189,7 +188,7 @@ class _Chat:
         self.session.default_buffer.accept_handler = self._accept
         self.session.app.ttimeoutlen = ESCAPE_TIMEOUT
         self.scrollback = ScrollBack(
-            self.timeline, self.link.send, lambda: self.link.connected and self.state.registered,
+            self.timeline, self._push, lambda: self.link.connected and self.state.registered,
             lambda: self.state.nick, self.style, ESCAPE_TIMEOUT, self._show_deferred,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -311,7 +310,8 @@ class _Chat:
             rooms, current = previous.rooms, previous.current
         else:
             rooms, current = [room.name for room in self.state.rooms.values()], self.state.current
-        self._restore = Restore(rooms, current, f"chatctl-restored-{next(self._tokens)}")
+        self._restore = Restore(rooms, current)
+        self.outbox.reset()
         self.timeline.connection_lost()
         self.wanted_nick = self.state.nick or self.wanted_nick
         self.state.connection_lost()
@@ -328,15 +328,24 @@ class _Chat:
         # unless it was the current room when the line came.
         own, current = self.state.nick, self.state.current
         self.state.on_line(line)
-        step = self.timeline.feed(line, self.state.nick)
+        step = self.timeline.feed(line, self.state.nick, self.outbox.history_in_flight)
         for command in step.send:
-            self.link.send(command)
+            self._push(command)
         restore = self._restore
-        if restore is not None and not restore.done:
+        restoring = restore is not None and not restore.done
+        ours = self.outbox.on_pong(rest) if verb == "PONG" else None
+        if ours is not None:
+            commands, lines = ours
+            self.timeline.acked(commands)
+            if restore is not None:
+                restore.acked(commands)
+            for text in lines:
+                self.link.send(text)
+        if restore is not None and not restore.sent:
             for command in restore.on_line(verb, rest, self.state):
-                self._send_command(command)
-            if restore.done:
-                self._restored()
+                self._push(command)
+        if restoring and restore is not None and restore.done:
+            self._restored()
         if verb == "NICK":
             return self._on_nick(now)
         if verb == "WELCOME":
@@ -349,8 +358,7 @@ class _Chat:
             self._bye = rest
             if not reconnects_after_bye(rest) or self.link.dialer is None or self._quitting:
                 self._finish(bye_outcome(rest))
-        hide = restore is not None and restore.own_pong(verb, rest)
-        return self._shown(step, own, current, now, hide)
+        return self._shown(step, own, current, now, hide=ours is not None)
 
     def _on_nick(self, now: datetime) -> Fragments:
         if self.wanted_nick is not None and not self._nick_offered:
@@ -400,6 +408,12 @@ class _Chat:
         held, self._held = self._held, []
         for text in held:
             self._send_command(text)
+
+    def _push(self, command: str) -> None:
+        """One of the client's own commands, through the outbox (see chatctl/reconnect.py)."""
+        self.state.on_command(command)
+        for text in self.outbox.push(command):
+            self.link.send(text)
 
     def _send_command(self, text: str) -> None:
         """A line the user typed (or a key stood for), after registration."""

@@ -8,8 +8,10 @@ where the session was.
 - `Restore`: after the new connection registers (and the server has done its
   autojoin), the commands that put the rooms back as they were: `/join` the
   missing ones, `/part` autojoined ones you had left, `/join` the current room
-  last, then a `/ping` whose `PONG` says all of that has been answered. Each
-  room then catches up on its own (chatctl/timeline.py).
+  last. Each room then catches up on its own (chatctl/timeline.py).
+- `Outbox`: the client's own commands, a few at a time, acknowledged by the
+  `PONG` of a `/ping` sent after them, so that the server's flood control
+  never drops one.
 - `dial_in_background()`: the interactive client's connection attempt, in a
   thread so that the terminal stays responsive.
 
@@ -19,6 +21,7 @@ Only `dial_in_background` touches a socket; the rest is pure and tested as such.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import ssl
 import threading
@@ -60,36 +63,106 @@ def backoff(attempt: int, uniform: Callable[[], float] = random.random) -> float
     return base * (1 + JITTER * (2 * uniform() - 1))
 
 
+class Outbox:
+    """The client's own commands (the restore's, the catch-up's, the scroll-back
+    view's), sent a few at a time.
+
+    Up to `WINDOW` commands go out followed by `/ping <token>`, and the next
+    ones only when that `PONG` is back. The server's flood control holds a
+    burst of lines (5 by default) and drops what comes beyond
+    (docs/protocol.md, "Flow control"): a window and its ping are never
+    dropped, however many rooms come back. A `/history` goes alone in its
+    window, so that an `ERR` arriving before the `PONG` answers that request:
+    that is how a refused `/history` is told from the others (see
+    `Timeline.feed`'s `in_flight`).
+    """
+
+    WINDOW: Final = 4
+
+    def __init__(self, prefix: str = "chatctl") -> None:
+        self.prefix = prefix
+        self.in_flight: list[str] = []  # sent, their PONG not yet back
+        self._token = ""
+        self._count = 0
+        self._queue: collections.deque[str] = collections.deque()
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_flight and not self._queue
+
+    @property
+    def history_in_flight(self) -> str | None:
+        """The `/history` waiting for its `PONG`, if that is what is in flight."""
+        return self.in_flight[0] if self.in_flight and _is_history(self.in_flight[0]) else None
+
+    def push(self, command: str) -> list[str]:
+        """Queue `command`; returns the lines to send now."""
+        self._queue.append(command)
+        return [] if self.in_flight else self._next()
+
+    def on_pong(self, rest: str) -> tuple[list[str], list[str]] | None:
+        """A `PONG <rest>`: if it is ours, (the commands it acknowledges, the
+        lines to send next); None for anyone else's."""
+        if not self.in_flight or rest != self._token:
+            return None
+        done, self.in_flight = self.in_flight, []
+        return done, self._next()
+
+    def reset(self) -> None:
+        """The connection is gone: nothing is in flight, nothing waits."""
+        self.in_flight = []
+        self._queue.clear()
+
+    def _next(self) -> list[str]:
+        while self._queue and len(self.in_flight) < self.WINDOW:
+            if self.in_flight and (_is_history(self._queue[0]) or _is_history(self.in_flight[0])):
+                break
+            self.in_flight.append(self._queue.popleft())
+        if not self.in_flight:
+            return []
+        self._count += 1
+        self._token = f"{self.prefix}-{self._count}"
+        return [*self.in_flight, f"/ping {self._token}"]
+
+
+def _is_history(command: str) -> bool:
+    return command.startswith("/history ")
+
+
 class Restore:
     """Rooms and the current room as they were before the connection was lost.
 
-    Feed it every line of the new connection (after `ClientState.on_line`);
-    `on_line` returns the commands to send. `done` is true once the server has
-    answered all of them; `own_pong()` tells the line that says so, which is
-    not shown.
+    Feed it every line of the new connection (after `ClientState.on_line`):
+    `on_line` returns the commands to send (through the `Outbox`), once, when
+    the server's autojoin is over; `acked` is told of the commands the
+    `Outbox` has had acknowledged. `done` is true when all of them were.
     """
 
-    def __init__(self, rooms: list[str], current: str | None, token: str) -> None:
+    def __init__(self, rooms: list[str], current: str | None) -> None:
         self.rooms = rooms  # in the order they were joined
         self.current = current
-        self.token = token
         self.sent = False
         self.done = False
+        self._waiting: list[str] = []
 
     def on_line(self, verb: str, rest: str, state: ClientState) -> list[str]:
-        if not self.sent and verb == "WELCOME" and state.version == 1:
-            self.sent = self.done = True  # a v1 server has no rooms to go back to
+        if self.sent:
             return []
-        if not self.sent and verb == "CURRENT" and state.registered:
+        if verb == "WELCOME" and state.version == 1:
+            self.sent = self.done = True  # a v1 server has no rooms to go back to
+        elif verb == "CURRENT" and state.registered:
             # The first CURRENT after WELCOME ends the server's autojoin.
             self.sent = True
-            return self._plan(state)
-        if self.sent and self.own_pong(verb, rest):
-            self.done = True
+            self._waiting = self._plan(state)
+            self.done = not self._waiting
+            return list(self._waiting)
         return []
 
-    def own_pong(self, verb: str, rest: str) -> bool:
-        return verb == "PONG" and rest == self.token
+    def acked(self, commands: list[str]) -> None:
+        for command in commands:
+            if command in self._waiting:
+                self._waiting.remove(command)
+        self.done = self.sent and not self._waiting
 
     def _plan(self, state: ClientState) -> list[str]:
         wanted = {room_key(name) for name in self.rooms}
@@ -105,7 +178,6 @@ class Restore:
             then = room_key(state.current) if state.current is not None else None
         if self.current is not None and room_key(self.current) != then:
             commands.append(f"/join {self.current}")  # a switch: the room is joined by then
-        commands.append(f"/ping {self.token}")
         return commands
 
 

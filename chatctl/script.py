@@ -36,7 +36,7 @@ from chatctl.connection import (
     bye_outcome,
     dropped_outcome,
 )
-from chatctl.reconnect import STABLE_AFTER, Restore, backoff, gives_up, reconnects_after_bye
+from chatctl.reconnect import STABLE_AFTER, Outbox, Restore, backoff, gives_up, reconnects_after_bye
 from chatctl.render import sanitize
 from chatctl.state import ClientState, split_line
 from chatctl.timeline import Timeline
@@ -87,11 +87,11 @@ class ScriptSession:
         self.state = ClientState()
         self.timeline = Timeline()
         self._restore: Restore | None = None
+        self.outbox = Outbox()  # the client's own commands, paced
         self._connected = True
         self._registered_once = False
         self._registered_at: float | None = None
         self._attempt = 0
-        self._tokens = 0
         self._bye: str | None = None
         self._nick_sent = False
         self._last_error = ""
@@ -155,8 +155,8 @@ class ScriptSession:
             rooms, current = previous.rooms, previous.current
         else:
             rooms, current = [room.name for room in self.state.rooms.values()], self.state.current
-        self._tokens += 1
-        self._restore = Restore(rooms, current, f"chatctl-restored-{self._tokens}")
+        self._restore = Restore(rooms, current)
+        self.outbox.reset()
         self.timeline.connection_lost()
         self.nick = self.state.nick or self.nick
         self.state.connection_lost()
@@ -302,26 +302,37 @@ class ScriptSession:
 
     def _follow(self, line: str, verb: str, rest: str) -> None:
         """With --reconnect: the timeline decides what is printed; the restore and
-        the catch-up send their commands."""
-        step = self.timeline.feed(line, self.state.nick)
-        restore = self._restore
-        hide = restore is not None and restore.own_pong(verb, rest)
+        the catch-up send their commands, through the outbox."""
+        step = self.timeline.feed(line, self.state.nick, self.outbox.history_in_flight)
+        ours = self.outbox.on_pong(rest) if verb == "PONG" else None
         for shown in step.show:
-            if not hide:
+            if ours is None:  # the acknowledgement of our own command is not printed
                 self._print(shown.line.encode("utf-8"))
         for command in step.send:
-            self.channel.send_line(command.encode())
-        if restore is not None and not restore.done:
+            self._push(command)
+        restore = self._restore
+        restoring = restore is not None and not restore.done
+        if ours is not None:
+            commands, lines = ours
+            self.timeline.acked(commands)
+            if restore is not None:
+                restore.acked(commands)
+            for text in lines:
+                self.channel.send_line(text.encode())
+        if restore is not None and not restore.sent:
             for command in restore.on_line(verb, rest, self.state):
-                self.timeline.on_command(command)
-                self.channel.send_line(command.encode())
-            if restore.done:
-                self.state.reorder(restore.rooms)
-                self.timeline.forget_catch_up()
+                self._push(command)
+        if restoring and restore is not None and restore.done:
+            self.state.reorder(restore.rooms)
+            self.timeline.forget_catch_up()
         for room, missed in step.caught_up:
             report(f"{room}: caught up, {missed} missed event" + ("" if missed == 1 else "s"))  # on stderr
         for room in step.incomplete:
             report(f"{room}: could not fetch everything said while disconnected")
+
+    def _push(self, command: str) -> None:
+        for text in self.outbox.push(command):
+            self.channel.send_line(text.encode())
 
     def _nick_refused(self) -> Outcome:
         code, _, text = self._last_error.partition(" ")

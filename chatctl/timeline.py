@@ -35,6 +35,14 @@ flight are a queue: a `history`-tagged line of a room belongs to the backlog
 of a join in progress, or else to the oldest request for that room. `/history`
 lines the user types are queued too (when they are well-formed and for a room
 we are in) so that their replies are shown as they are.
+
+A failed request is answered `ERR no_history` instead, which does not say
+which request it answers: at once when the server refuses it (too many
+questions waiting), or in its turn when the store could not be read. The
+client's own requests are sent one at a time, each acknowledged by a `PONG`
+(chatctl/reconnect.py `Outbox`); an `ERR no_history` that arrives while one
+waits for its acknowledgement (`in_flight`) refused that one, any other
+failed the oldest acknowledged request.
 """
 
 from __future__ import annotations
@@ -106,6 +114,8 @@ class _CatchUp:
 class _Request:
     key: str
     kind: Literal["catch_up", "older", "user"]
+    command: str
+    acked: bool = False  # the server has taken the command (its PONG came back)
     max_id: int = 0
     lines: list[str] = field(default_factory=list)
 
@@ -166,8 +176,16 @@ class Timeline:
         ):
             return None
         mark.paging = True
-        self._requests.append(_Request(key, "older"))
-        return f"/history {self._member[key]} before {mark.oldest_id} {PAGE}"
+        command = f"/history {self._member[key]} before {mark.oldest_id} {PAGE}"
+        self._requests.append(_Request(key, "older", command))
+        return command
+
+    def acked(self, commands: list[str]) -> None:
+        """The server has taken `commands` (ours): a failure now comes in its turn."""
+        for command in commands:
+            request = next((r for r in self._requests if not r.acked and r.command == command), None)
+            if request is not None:
+                request.acked = True
 
     def has_older(self, name: str) -> bool:
         """Whether the server may have events of `name` older than those seen."""
@@ -188,12 +206,13 @@ class Timeline:
             return
         key = room_key(words[1])
         if key in self._member and _well_formed(words[2:]):
-            self._requests.append(_Request(key, "user"))
+            self._requests.append(_Request(key, "user", text, acked=True))
 
     # -- what the server says ----------------------------------------------------------
 
-    def feed(self, line: str, own_nick: str) -> Step:
-        """Take in one server line (every one, in order)."""
+    def feed(self, line: str, own_nick: str, in_flight: str | None = None) -> Step:
+        """Take in one server line (every one, in order); `in_flight` is the
+        client's own command that waits for its acknowledgement, if any."""
         step = Step()
         verb, rest = split_line(line)
         tags = line_tags(line)
@@ -216,11 +235,20 @@ class Timeline:
             self._on_own_join(room)
         elif verb == "PART" and room is not None and own:
             self._on_own_part(room_key(room), step)
-        elif verb == "ERR" and rest.partition(" ")[0] == "no_history" and self._requests:
-            # The oldest request failed (the store could not be read, or the
-            # server keeps no history): replies come in the order asked.
-            self._end_request(self._requests.popleft(), [], False, step, failed=True)
+        elif verb == "ERR" and rest.partition(" ")[0] == "no_history":
+            failed = self._failed(in_flight)
+            if failed is not None:
+                self._requests.remove(failed)
+                self._end_request(failed, [], False, step, failed=True)
         return step
+
+    def _failed(self, in_flight: str | None) -> _Request | None:
+        """The request an `ERR no_history` answers (see the module doc)."""
+        if in_flight is not None:
+            refused = next((r for r in self._requests if not r.acked and r.command == in_flight), None)
+            if refused is not None:
+                return refused
+        return next((r for r in self._requests if r.acked), None)
 
     def _mark(self, key: str) -> Mark:
         mark = self.marks.get(key)
@@ -342,8 +370,9 @@ class Timeline:
             self._ask_after(key, catch_up, step)
 
     def _ask_after(self, key: str, catch_up: _CatchUp, step: Step) -> None:
-        self._requests.append(_Request(key, "catch_up"))
-        step.send.append(f"/history {catch_up.name} after {catch_up.after} {CATCH_UP_PAGE}")
+        command = f"/history {catch_up.name} after {catch_up.after} {CATCH_UP_PAGE}"
+        self._requests.append(_Request(key, "catch_up", command))
+        step.send.append(command)
 
     def _end_request(
         self, request: _Request, lines: list[str], more: bool, step: Step, failed: bool, count: int = 0
@@ -389,8 +418,8 @@ class Timeline:
 def _well_formed(words: list[str]) -> bool:
     """`[before <id> | after <id>] [<limit>]`, as the server checks it."""
     if words[:1] in (["before"], ["after"]):
-        if len(words) < 2 or not (words[1].isascii() and words[1].isdigit()) or int(words[1]) < 1:
-            return False
+        if len(words) < 2 or not (words[1].isascii() and words[1].isdigit()) or int(words[1]) >= 1 << 62:
+            return False  # `after 0` is fine: the earliest events
         words = words[2:]
     if words:
         if not (words[0].isascii() and words[0].isdigit()) or not 1 <= int(words[0]) <= _LIMIT_MAX:

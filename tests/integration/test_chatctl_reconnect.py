@@ -253,3 +253,50 @@ def test_a_nickname_taken_meanwhile_is_asked_for_not_retried(
     assert sum("nick_taken" in line for line in term.screen.all_lines()) == 1
     term.send("\x04")
     assert term.wait_exit() == 0
+
+
+def test_script_mode_restores_many_rooms_under_the_default_flood_control(
+    start_daemon: Callable[..., Daemon], peer: Callable[[Any, str], Peer], tmp_path: Path
+) -> None:
+    """12 rooms to join again and chatd's default limits (2 lines/s, a burst of 5,
+    5 more held, then dropped): the client's own commands are paced, none is
+    dropped, and plain text goes to the right room afterwards."""
+    daemon = start_daemon(limits={"message_rate": 2, "message_burst": 5}, history={"flush_ms": 20})
+    rooms = [f"#r{n}" for n in range(1, 12)]
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        script = subprocess.Popen(
+            connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca), "--reconnect"),
+            stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, text=True, cwd=REPO,
+        )
+    try:
+        assert script.stdin is not None
+        for room in rooms:  # one at a time: the test itself must not flood
+            script.stdin.write(f"/join {room}\n")
+            script.stdin.flush()
+            wait_until(lambda: f"CURRENT {room}" in out.read_text(), TIMEOUT, f"{room} joined")
+        script.send_signal(signal.SIGSTOP)
+        try:
+            kill_and_restart(daemon)
+            bob = peer(daemon, "bob")
+            bob.join("#r3")
+            bob.send("missed in r3")
+            bob.send("/ping sent")
+            bob.expect_eventually("PONG sent")
+        finally:
+            script.send_signal(signal.SIGCONT)
+        wait_until(lambda: err.read_text().count(": caught up, ") == 12, 60, "all 12 rooms back")
+        script.stdin.write("back in r11\n")
+        script.stdin.close()
+        assert script.wait(30) == 0, err.read_text()
+    finally:
+        if script.poll() is None:
+            script.kill()
+            script.wait(TIMEOUT)
+        if script.stdin is not None and not script.stdin.closed:
+            script.stdin.close()
+    texts = [untagged(line) for line in out.read_text().splitlines()]
+    assert not [line for line in texts if line.startswith("ERR")], texts
+    assert texts.count("MSG #r3 bob missed in r3") == 1
+    assert texts.count("MSG #r11 carol back in r11") == 1  # the current room is #r11 again
+    assert "chatctl: #r3: caught up, 1 missed event" in err.read_text()

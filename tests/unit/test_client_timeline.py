@@ -33,11 +33,11 @@ def join(room: str = "#lobby", nick: str = "carol") -> list[str]:
     return [f"JOIN {room} {nick}", f"USERS {room} bob {nick}"]
 
 
-def feed(timeline: Timeline, *lines: str) -> Step:
+def feed(timeline: Timeline, *lines: str, in_flight: str | None = None) -> Step:
     """Every line, one after the other; the steps merged."""
     total = Step()
     for line in lines:
-        step = timeline.feed(line, "carol")
+        step = timeline.feed(line, "carol", in_flight)
         total.show += step.show
         total.send += step.send
         total.pages += step.pages
@@ -190,7 +190,8 @@ def test_a_failed_catch_up_shows_what_it_has_and_says_so() -> None:
     timeline = Timeline()
     feed(timeline, *join(), "HISTORY #lobby 0 more", event(5))
     reconnected(timeline)
-    feed(timeline, *join(), old(10), "HISTORY #lobby 1 more")
+    step = feed(timeline, *join(), old(10), "HISTORY #lobby 1 more")
+    timeline.acked(step.send)
     step = feed(timeline, "ERR no_history History cannot be read now; try again.")
     assert ids(step) == [10] and step.incomplete == ["#lobby"]
     assert shown(step)[0].startswith("ERR no_history")
@@ -236,10 +237,29 @@ def test_older_pages_for_the_scroll_back_view() -> None:
 def test_a_failed_page_can_be_asked_for_again() -> None:
     timeline = Timeline()
     feed(timeline, *join(), old(30), "HISTORY #lobby 1 more")
-    assert timeline.request_older("#lobby") is not None
-    step = feed(timeline, "ERR no_history History cannot be read now; try again.")
+    command = timeline.request_older("#lobby")
+    assert command is not None
+    step = feed(timeline, "ERR no_history History cannot be read now; try again.", in_flight=command)
     assert step.pages[0].lines == [] and step.pages[0].more
     assert timeline.request_older("#lobby") == f"/history #lobby before 30 {PAGE}"
+
+
+def test_an_err_no_history_is_told_to_the_request_it_answers() -> None:
+    """Refused at once (too many questions waiting at the server): the one that
+    waits for its PONG. Failed in its turn (the store could not be read): the
+    oldest acknowledged one. Nobody's: only shown."""
+    timeline = Timeline()
+    feed(timeline, *join(), old(30), "HISTORY #lobby 1 more", *join("#rust"), old(40, room="#rust"),
+         "HISTORY #rust 1 more")
+    lobby, rust = timeline.request_older("#lobby"), timeline.request_older("#rust")
+    assert lobby is not None and rust is not None
+    timeline.acked([lobby])
+    step = feed(timeline, "ERR no_history Too many questions; try again.", in_flight=rust)
+    assert [page.room for page in step.pages] == ["#rust"]
+    step = feed(timeline, "ERR no_history Too many questions; try again.", in_flight="/join #ops")
+    assert [page.room for page in step.pages] == ["#lobby"]
+    step = feed(timeline, "ERR no_history Nobody asked.")
+    assert step.pages == [] and shown(step) == ["ERR no_history Nobody asked."]
 
 
 def test_no_older_page_of_a_room_without_history_or_with_all_of_it() -> None:
@@ -268,6 +288,7 @@ def test_what_the_user_asks_for_is_shown_as_it_comes() -> None:
 @pytest.mark.parametrize(
     "command",
     ["/history #rust", "/history #lobby before", "/history #lobby after x", "/history #lobby 501",
+     f"/history #lobby after {1 << 62}", "/history #lobby after -1",
      "/history #lobby 0", "/history #lobby before 3 4 5", "/history bob", "/historyx #lobby", "hello"],
 )
 def test_commands_the_server_would_refuse_or_not_for_a_room_are_not_queued(command: str) -> None:
@@ -279,7 +300,10 @@ def test_commands_the_server_would_refuse_or_not_for_a_room_are_not_queued(comma
     assert step.pages and step.pages[0].lines == [old(20)]
 
 
-@pytest.mark.parametrize("command", ["/history #lobby", "/history #LOBBY after 3", "/history #lobby before 9 500"])
+@pytest.mark.parametrize(
+    "command",
+    ["/history #lobby", "/history #LOBBY after 3", "/history #lobby before 9 500", "/history #lobby after 0 5"],
+)
 def test_well_formed_history_commands_are_queued(command: str) -> None:
     timeline = Timeline()
     feed(timeline, *join(), old(30), "HISTORY #lobby 1 more")
