@@ -305,12 +305,7 @@ class _Chat:
 
     def _connection_lost(self, why: str) -> None:
         """Remember where the session was, forget the connection, and dial again."""
-        previous = self._restore
-        if previous is not None and not previous.done:  # lost again before the rooms were back
-            rooms, current = previous.rooms, previous.current
-        else:
-            rooms, current = [room.name for room in self.state.rooms.values()], self.state.current
-        self._restore = Restore(rooms, current)
+        self._restore = Restore.after_loss(self._restore, self.state)
         self.outbox.reset()
         self.timeline.connection_lost()
         self.wanted_nick = self.state.nick or self.wanted_nick

@@ -138,6 +138,15 @@ class Restore:
     `Outbox` has had acknowledged. `done` is true when all of them were.
     """
 
+    @classmethod
+    def after_loss(cls, previous: Restore | None, state: ClientState) -> Restore:
+        """What to rebuild on the next connection: the rooms still being
+        restored if it was lost again before they were back, else the rooms
+        the client is in now."""
+        if previous is not None and not previous.done:
+            return cls(previous.rooms, previous.current)
+        return cls([room.name for room in state.rooms.values()], state.current)
+
     def __init__(self, rooms: list[str], current: str | None) -> None:
         self.rooms = rooms  # in the order they were joined
         self.current = current

@@ -150,12 +150,7 @@ class ScriptSession:
         self._connected = False
         if unsent:
             report(f"{unsent} bytes of input were not sent before the connection was lost")
-        previous = self._restore
-        if previous is not None and not previous.done:
-            rooms, current = previous.rooms, previous.current
-        else:
-            rooms, current = [room.name for room in self.state.rooms.values()], self.state.current
-        self._restore = Restore(rooms, current)
+        self._restore = Restore.after_loss(self._restore, self.state)
         self.outbox.reset()
         self.timeline.connection_lost()
         self.nick = self.state.nick or self.nick
