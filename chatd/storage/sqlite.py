@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 import sqlite3
 import threading
@@ -44,6 +45,11 @@ FAILURE_LOG_EVERY: Final = 10.0
 RETRY_MAX: Final = 5.0  # seconds between attempts while writes fail
 START_TIMEOUT: Final = 2.0  # seconds start-up waits for a lock another process holds
 _COLUMNS: Final = "id, time, target, room, nick, kind, text"
+_INSERT_BATCH: Final = f"""
+    INSERT OR IGNORE INTO events ({_COLUMNS})
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6
+    FROM json_each(?)
+"""
 
 
 def open_store(config: HistoryConfig, config_path: Path) -> SQLiteStore:
@@ -335,11 +341,15 @@ class SQLiteStore:
             batch = self._inflight
         if not batch:
             return 0
-        rows = [(e.id, e.time_ms, e.target, e.room, e.nick, e.kind, e.text.decode()) for e in batch]
+        # The batch as one JSON parameter: one statement inserts it all inside
+        # SQLite. executemany would step once per row, and each step hands the
+        # GIL back and forth with the I/O worker (measured: fan-out to 50 at
+        # 0.7x of history off).
+        rows = json.dumps([(e.id, e.time_ms, e.target, e.room, e.nick, e.kind, e.text.decode()) for e in batch])
         rooms = {e.target: e.room for e in batch if e.kind != "dm"}
         topics = [(e.text.decode(), e.nick, e.target) for e in batch if e.kind == "topic"]
         with _transaction(self._conn) as conn:  # a closed connection raises sqlite3.Error too
-            conn.executemany(f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute(_INSERT_BATCH, (rows,))
             conn.executemany(
                 "INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", rooms.items()
             )
