@@ -20,6 +20,7 @@ from chatd.config import (
     RoomsConfig,
     ServerConfig,
     TLSConfig,
+    WebConfig,
     load_config,
 )
 from chatd.core import protocol
@@ -33,6 +34,7 @@ SECTIONS: dict[str, type] = {
     "tls": TLSConfig,
     "limits": LimitsConfig,
     "rooms": RoomsConfig,
+    "web": WebConfig,
     "log": LogConfig,
     "control": ControlConfig,
 }
