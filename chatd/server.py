@@ -39,7 +39,8 @@ from chatd.core.session import Session
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
 from chatd.tls import HTTP_ALPN, server_context
-from chatd.transport.endpoint import Codec, Endpoint
+from chatd.transport.codec import Codec
+from chatd.transport.endpoint import Endpoint
 from chatd.transport.http import HttpCodec
 from chatd.transport.lines import LineCodec
 from chatd.transport.tlsstream import TLSStream

@@ -9,7 +9,8 @@ path); this codec only sees what comes in.
 
 from __future__ import annotations
 
-from chatd.transport.endpoint import Application, Endpoint
+from chatd.transport.codec import Application
+from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import LineBuffer
 
 

@@ -28,7 +28,8 @@ from wsproto.connection import SERVER, Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
-from chatd.transport.endpoint import Application, Endpoint, Sender
+from chatd.transport.codec import Application, Sender
+from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import TOO_LONG
 
 log = structlog.get_logger(__name__)
