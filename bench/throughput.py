@@ -13,24 +13,27 @@ FANOUT_LINES = ("fanout-lines-50", "fanout-lines-200")
 FANOUT_PACKED = ("fanout-50", "fanout-200", "fanout-1000")
 BEFORE = "chatd-before"
 BEFORE_GOAL = 0.9  # "fan-out in one room stays within 10% of today's"
+NOMETRICS = "chatd-nometrics"
+METRICS_GOAL = 0.97  # issue 14: "fan-out with metrics on stays at least 0.97x metrics off"
 
 Check = tuple[str, str, str, bool | None]  # name, measured, goal, met (None: no goal)
 
 
-def before_ratio(records: list[Record], key: str) -> tuple[float, str] | None:
-    """chatd / chatd-before for one fan-out scenario: the median of the ratios
-    of runs that went back to back (same run number), and their range; the
-    ratio of the medians if no run pairs up. Pairing cancels the drift of a
-    shared machine, which moves single runs by up to ±30% in a few minutes."""
+def before_ratio(records: list[Record], key: str, other: str = BEFORE) -> tuple[float, str] | None:
+    """chatd / chatd-before (or chatd / `other`) for one fan-out scenario: the
+    median of the ratios of runs that went back to back (same run number), and
+    their range; the ratio of the medians if no run pairs up. Pairing cancels
+    the drift of a shared machine, which moves single runs by up to ±30% in a
+    few minutes."""
     now = {r["run"]: r["msgs_per_s"] for r in runs_of(records, key, "chatd") if r.get("msgs_per_s")}
-    then = {r["run"]: r["msgs_per_s"] for r in runs_of(records, key, BEFORE) if r.get("msgs_per_s")}
+    then = {r["run"]: r["msgs_per_s"] for r in runs_of(records, key, other) if r.get("msgs_per_s")}
     pairs = [now[run] / then[run] for run in sorted(now.keys() & then.keys())]
     if len(pairs) > 1:
         ratio = statistics.median(pairs)
         return ratio, f"{ratio:.2f}× (runs {min(pairs):.2f}–{max(pairs):.2f})"
     if pairs:
         return pairs[0], f"{pairs[0]:.2f}×"
-    a, b = median(runs_of(records, key, "chatd"), "msgs_per_s"), median(runs_of(records, key, BEFORE), "msgs_per_s")
+    a, b = median(runs_of(records, key, "chatd"), "msgs_per_s"), median(runs_of(records, key, other), "msgs_per_s")
     if a is None or not b:
         return None
     return a / b, f"{a / b:.2f}× (of medians)"
@@ -54,6 +57,14 @@ def fanout_checks(records: list[Record]) -> list[Check]:
             checks.append((f"{key}: chatd / chatd-before delivered msg/s", f"{paired[1]}, medians "
                            f"{fmt(chatd)} / {fmt(before)}" + (f" (runs flagged: {flags})" if flags else ""),
                            f"≥ {BEFORE_GOAL}×", paired[0] >= BEFORE_GOAL))
+        off = runs_of(records, key, NOMETRICS)
+        paired = before_ratio(records, key, NOMETRICS)
+        if chatd is not None and off and paired:
+            flags = flags_of(runs_of(records, key, "chatd") + off)
+            checks.append((f"{key}: chatd (metrics on, scraped) / chatd-nometrics delivered msg/s",
+                           f"{paired[1]}, medians {fmt(chatd)} / {fmt(median(off, 'msgs_per_s'))}"
+                           + (f" (runs flagged: {flags})" if flags else ""),
+                           f"≥ {METRICS_GOAL}×", paired[0] >= METRICS_GOAL))
         lost_clients = median(runs_of(records, key, "chatd"), "failed_receivers")
         if lost_clients:
             checks.append((f"{key}: chatd clients dropped", fmt(lost_clients), "none", False))

@@ -30,6 +30,7 @@ class Application(Protocol):
 
     nick: str
     messages_in: int
+    rate_limited: int  # lines refused with ERR rate_limited
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
     def on_lines(self, lines: list[bytes | None]) -> None: ...
@@ -44,17 +45,19 @@ class Counted(Protocol):
 
     nick: str
     messages_in: int
+    rate_limited: int
 
 
 class Finished:
     """What an endpoint keeps of its application before it has one and after
     it has finished: what its logs and counters may still read."""
 
-    __slots__ = ("nick", "messages_in")
+    __slots__ = ("nick", "messages_in", "rate_limited")
 
-    def __init__(self, nick: str = "", messages_in: int = 0) -> None:
+    def __init__(self, nick: str = "", messages_in: int = 0, rate_limited: int = 0) -> None:
         self.nick = nick
         self.messages_in = messages_in
+        self.rate_limited = rate_limited
 
 
 class Codec(Protocol):

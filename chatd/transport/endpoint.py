@@ -70,6 +70,7 @@ class Endpoint(Output):
     ) -> None:
         self.host = host
         self.worker = worker
+        self._stats = worker.stats  # written on the worker's thread only
         self.tls = tls
         self.sock = tls.sock
         self.fd = tls.sock.fileno()  # what the worker's epoll watches
@@ -164,6 +165,11 @@ class Endpoint(Output):
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
 
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this client (read without the lock: for metrics)."""
+        return self._queued
+
     # -- TLS handshake ----------------------------------------------------------
 
     def _handshake(self) -> None:
@@ -226,8 +232,10 @@ class Endpoint(Output):
             size += len(data)
         else:
             self.worker.mark_readable(self)  # more may be waiting; come back next turn
-        if received and self.state is State.OPEN:
-            self.codec.on_data(b"".join(received) if len(received) > 1 else received[0])
+        if received:
+            self._stats.bytes_in += size
+            if self.state is State.OPEN:
+                self.codec.on_data(b"".join(received) if len(received) > 1 else received[0])
         if ended:
             self.finish(self._close_reason or "connection_lost", ended)
 
@@ -281,6 +289,7 @@ class Endpoint(Output):
         except OSError:
             pass  # already gone; nothing more to release
         self.host.unregister(self)
+        self._stats.disconnected(self._close_reason or reason)
         if not quiet:
             log.info(
                 "disconnect",
@@ -295,7 +304,7 @@ class Endpoint(Output):
         # The session holds this endpoint (its outlet) and this endpoint holds
         # the session and the codec: let go of them, so that all, with the SSL
         # object and every buffer, are freed now rather than by a later cyclic GC pass.
-        self.app = Finished(self.app.nick, self.app.messages_in)
+        self.app = Finished(self.app.nick, self.app.messages_in, self.app.rate_limited)
         self.codec = IDLE
 
     def _update_interest(self) -> None:

@@ -21,6 +21,7 @@ class LineCodec:
         self.endpoint = endpoint
         self.app = app
         self._buffer = LineBuffer(endpoint.host.limits.max_line_bytes)
+        self._stats = endpoint.worker.stats  # its worker's counters (one thread writes them)
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None:
         self.app.on_open(reject, cert_nick)
@@ -28,6 +29,7 @@ class LineCodec:
     def on_data(self, data: bytes) -> None:
         lines = self._buffer.feed(data)
         if lines:
+            self._stats.lines_in += len(lines)
             self.app.on_lines(lines)
 
     def on_timer(self, now: float) -> None:

@@ -24,6 +24,7 @@ import structlog
 from chatd.config import LimitsConfig
 from chatd.transport.codec import Codec, Counted, Sender, State
 from chatd.transport.tlsstream import TLSStream, describe_error
+from chatd.transport.worker import IOStats
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,7 @@ class Output:
     app: Counted
     context: dict[str, object]
     messages_out: int
+    _stats: IOStats
     _stall_deadline: float | None
     _linger_deadline: float | None
 
@@ -172,6 +174,11 @@ class Output:
             waiter.resume_after_backlog()
         return chunks
 
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this client (read without the lock: for metrics)."""
+        return self._queued
+
     def output_pending(self) -> bool:
         """Whether bytes queued for this client have not all gone to the socket yet."""
         return self._queued > 0 or self.tls.pending_out > 0
@@ -209,6 +216,7 @@ class Output:
                 return
             with self._lock:
                 self._queued -= sent
+            self._stats.bytes_out += sent
             self._inflight = None
         try:
             if not self.tls.flush():
@@ -256,6 +264,7 @@ class Output:
 
     def _overflowed(self) -> None:
         log.info("slow_consumer", **self.context, nick=self.app.nick, queued=self._queued)
+        self._stats.slow_consumers += 1
         # Drop what is queued, but finish a line already half handed to TLS, so
         # that the BYE starts a line of its own.
         rest_of_line = b""

@@ -202,6 +202,7 @@ class WebSocketCodec:
                 self._wsproto = True
                 self._receive(data[taken:], lines)
         if lines and self.endpoint.is_open():
+            self.endpoint.worker.stats.lines_in += len(lines)
             self.app.on_lines(lines)
 
     def _receive(self, data: bytes, lines: list[bytes | None]) -> None:
