@@ -3,7 +3,8 @@
 `complete()` looks at the input line up to the cursor and at a `ClientState`
 and returns the word being completed and what it may be replaced with:
 nicknames (the current room's members first), room names (after `/join`,
-`/part`, `/msg`, `/topic`, `/who`, or for a word that starts with `#`) and
+`/part`, `/msg`, `/topic`, `/who`, `/history`, or for a word that starts
+with `#`) and
 command names. chatctl/interactive.py wraps it in a prompt_toolkit
 `Completer`; nothing here imports prompt_toolkit.
 """
@@ -15,10 +16,11 @@ from typing import Final
 from chatctl.state import ClientState, is_room
 
 COMMANDS: Final = (
-    "/help", "/join", "/me", "/msg", "/nick", "/part", "/ping", "/quit", "/rooms", "/topic", "/who",
+    "/help", "/history", "/join", "/me", "/msg", "/nick", "/part", "/ping", "/quit", "/rooms", "/topic",
+    "/who",
 )
 # Commands whose first argument is a room (docs/protocol.md, "After registration").
-ROOM_COMMANDS: Final = frozenset({"/join", "/part", "/msg", "/topic", "/who"})
+ROOM_COMMANDS: Final = frozenset({"/join", "/part", "/msg", "/topic", "/who", "/history"})
 
 
 def complete(state: ClientState, before_cursor: str) -> tuple[str, list[str]]:
@@ -37,9 +39,9 @@ def complete(state: ClientState, before_cursor: str) -> tuple[str, list[str]]:
     first_argument = len(words_before) == 1 and words_before[0] in ROOM_COMMANDS
     if is_room(word) or first_argument:
         rooms = [f"{name} " for name in state.room_names() if _room_matches(name, word)]
-        if words_before[:1] != ["/msg"] or is_room(word):
+        if words_before[:1] not in (["/msg"], ["/history"]) or is_room(word):
             return word, rooms
-        return word, rooms + [f"{nick} " for nick in _nicks(state, word)]  # /msg <nick> is a DM
+        return word, rooms + [f"{nick} " for nick in _nicks(state, word)]  # a DM, or DMs' history
     suffix = ": " if not head.strip() else " "
     return word, [nick + suffix for nick in _nicks(state, word)]
 

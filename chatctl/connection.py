@@ -25,6 +25,12 @@ from typing import Final
 from chatctl.render import BYE_WORDS, sanitize
 
 QUIT_TIMEOUT: Final = 5.0  # how long to wait for BYE after sending /quit
+# TCP keepalive, how a dead server is noticed (docs/protocol.md: there is no
+# application-level ping): probes after 60 s of silence, every 10 s, 3 missed
+# probes and the connection fails, about 90 s after the server went away.
+KEEPALIVE_IDLE: Final = 60
+KEEPALIVE_INTERVAL: Final = 10
+KEEPALIVE_COUNT: Final = 3
 READ_SIZE: Final = 65536
 WRITE_CHUNK: Final = 16384  # one TLS record
 
@@ -157,8 +163,38 @@ def open_connection(address: Address, context: ssl.SSLContext, timeout: float) -
             f"{address} closed the connection during the TLS handshake ({_reason(exc)}); "
             "is that a chatd port?",
         ) from exc
+    _keep_alive(sock)
     sock.setblocking(False)
     return sock
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    ):
+        option = getattr(socket, name, None)  # Linux names; other systems keep their defaults
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+@dataclass(frozen=True)
+class Dialer:
+    """Everything needed to connect again: where, with which TLS context, how patiently."""
+
+    address: Address
+    context: ssl.SSLContext
+    timeout: float
+
+    def connect(self) -> ssl.SSLSocket:
+        """`open_connection()` with these.
+
+        Raises:
+            ClientError: as `open_connection()`.
+        """
+        return open_connection(self.address, self.context, self.timeout)
 
 
 # OpenSSL reasons for alerts a server sends when it refuses our client certificate.

@@ -4,7 +4,9 @@
 into a list of `(style, text)` fragments, the shape prompt_toolkit calls
 `FormattedText`; `render_plain()` is the same without styles, for tests and
 for terminals without colour. A line from a room other than the current one
-starts with the room's name. `render_status()` is the status line: the
+starts with the room's name. An event shows the time its `time` tag gives
+(in local time), and one tagged `history` is drawn in grey throughout
+(`class:history`); `render_day()` is the separator shown when the day changes. `render_status()` is the status line: the
 current room, your other rooms with their unread counts, the topic. Lines of
 a v1 server (no room argument) are shown too. Nothing here imports
 prompt_toolkit, so the module is cheap to import and easy to test; `STYLE` is
@@ -19,10 +21,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime
 from typing import Final, TypeAlias
 
-from chatctl.state import ROOM_VERBS, ClientState, is_room, line_room, room_key, same_nick, split_line
+from chatctl.state import (
+    ROOM_VERBS,
+    ClientState,
+    is_room,
+    line_room,
+    line_tags,
+    room_key,
+    same_nick,
+    split_line,
+)
 
 Fragment: TypeAlias = tuple[str, str]
 Fragments: TypeAlias = list[Fragment]
@@ -43,11 +54,16 @@ STYLE: Final[dict[str, str]] = {
     "local": "ansiblue",  # chatctl's own notices, not the server's
     "unknown": "#8a8a8a",
     "room": "bold ansicyan",  # the room a line comes from, when it is not the current one
+    "day": "bold #8a8a8a",  # the separator when the day changes
     # The status line, on the background of prompt_toolkit's `bottom-toolbar` class.
     "status": "",
     "status-current": "bold #ffffff",
     "status-unread": "bold ansiyellow",
     "status-topic": "#a8a8a8",
+    # Events sent again from the server's history: grey, whatever else they are.
+    # NOTE: keep it last. prompt_toolkit applies the rules that match a
+    # fragment in the order they are defined here, so the last one wins.
+    "history": "nobold noitalic #7a7a7a",
 }
 
 _BIDI_CONTROLS: Final = frozenset(
@@ -118,6 +134,7 @@ def render_line(line: str, own_nick: str, now: datetime, current: str | None = N
         current: the current room; a line from any other room (or from any
             room, when this is None) starts with that room's name.
     """
+    tags = line_tags(line)
     line = sanitize(line.removesuffix("\r"))
     verb, rest = split_line(line)
     body = _render_body(verb, rest, own_nick)
@@ -127,7 +144,27 @@ def render_line(line: str, own_nick: str, now: datetime, current: str | None = N
     else:
         room = _prefix_room(verb, rest, own_nick, current)
     prefix: Fragments = [("class:room", room), ("", " ")] if room is not None else []
-    return [("class:time", now.strftime("%H:%M")), ("", " "), *prefix, *body]
+    when = line_time(line, now)
+    fragments = [("class:time", when.strftime("%H:%M")), ("", " "), *prefix, *body]
+    if tags.history:
+        fragments = [(f"{style} class:history".lstrip(), text) for style, text in fragments]
+    return fragments
+
+
+def line_time(line: str, now: datetime) -> datetime:
+    """When a line happened, in `now`'s time zone (local if `now` is naive):
+    its `time` tag if it has one, else `now`."""
+    when = line_tags(line).time
+    if when is None:
+        return now
+    if now.tzinfo is None:
+        return when.astimezone().replace(tzinfo=None)
+    return when.astimezone(now.tzinfo)
+
+
+def render_day(day: date) -> Fragments:
+    """The separator before the first line of a day (other than the first line shown)."""
+    return [("class:day", f"-- {day.strftime('%A')} {day.day} {day.strftime('%B %Y')} --")]
 
 
 def render_plain(line: str, own_nick: str, now: datetime, current: str | None = None) -> str:
@@ -207,6 +244,12 @@ def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
         return listed + ([("class:event", ": "), *_text(topic[0], own, "class:event")] if topic else [])
     if verb == "ROOMS" and len(args) == 1 and rest:
         return [("class:event", f"-- {rest} room" + ("" if rest == "1" else "s"))]
+    if verb == "HISTORY" and len(args) == 3 and args[1].isdigit():
+        target, count, more = args
+        events = "1 event" if count == "1" else f"{count} events"
+        whose = f"the history of {target}" if is_room(target) else f"your direct messages with {target}"
+        tail = "; there are more" if more == "more" else ""
+        return [("class:event", f"-- {events} from {whose}{tail}")]
     if verb == "PONG":
         return [("class:event", "-- pong" + (f" {rest}" if rest else ""))]
     if verb in ("INFO", "WELCOME"):

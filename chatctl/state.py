@@ -8,14 +8,17 @@ the current room, and the room names seen anywhere (for completion). It
 follows docs/protocol.md and trusts the server: the current room is what the
 last `CURRENT` said, never what the client guessed.
 
-The helpers that read a server line (`split_line`, `line_room`) live here too,
-so that chatctl/render.py and the state read lines the same way. Nothing here
-imports another chatctl module.
+The helpers that read a server line (`split_line`, `line_tags`, `line_room`)
+live here too, so that chatctl/render.py, chatctl/timeline.py and the state
+read lines the same way. Lines tagged `history` (docs/protocol.md, "Events
+and tags") are events of the past: they change nothing here and never count
+as unread. Nothing here imports another chatctl module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Final
 
 # Lines that happen in a room, with the room as their first argument (v2).
@@ -29,12 +32,52 @@ _JOIN_ERRORS: Final = frozenset({"room_invalid", "no_such_room", "too_many_rooms
 
 def split_line(line: str) -> tuple[str, str]:
     """A server line as (verb, the rest), without a trailing `\\r` or a leading
-    `@tags` word (reserved for later versions: docs/protocol.md, "Line format")."""
+    `@tags` word (docs/protocol.md, "Line format"; see `line_tags`)."""
     line = line.removesuffix("\r")
     if line.startswith("@"):
         line = line.partition(" ")[2]
     verb, _, rest = line.partition(" ")
     return verb, rest
+
+
+@dataclass(frozen=True)
+class Tags:
+    """What an event's tags say (docs/protocol.md, "Events and tags")."""
+
+    id: int | None = None  # None: no id, or one that is not a positive integer
+    time: datetime | None = None  # UTC; None: absent or malformed
+    history: bool = False  # sent again from the server's history, not live
+
+
+NO_TAGS: Final = Tags()
+
+
+def line_tags(line: str) -> Tags:
+    """The tags of a server line; unknown keys and malformed values are ignored."""
+    if not line.startswith("@"):
+        return NO_TAGS
+    event_id: int | None = None
+    when: datetime | None = None
+    history = False
+    for item in line[1:].partition(" ")[0].split(";"):
+        key, _, value = item.partition("=")
+        if key == "id" and value.isascii() and value.isdigit() and int(value) > 0:
+            event_id = int(value)
+        elif key == "time":
+            when = parse_time(value)
+        elif key == "history":
+            history = True
+    return Tags(event_id, when, history)
+
+
+def parse_time(text: str) -> datetime | None:
+    """`YYYY-MM-DDTHH:MM:SS.mmmZ` as an aware UTC datetime, or None."""
+    if not text.endswith("Z") or not text.isascii():
+        return None
+    try:
+        return datetime.strptime(text[:-1], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 def is_room(word: str) -> bool:
@@ -141,6 +184,28 @@ class ClientState:
         at = keys.index(room_key(base))
         return rooms[at + 1 :] + rooms[:at]
 
+    # -- a new connection -------------------------------------------------------------
+
+    def connection_lost(self) -> None:
+        """Forget what belonged to the connection (rooms, members, the current
+        room, registration) before reconnecting. Your nickname and the room
+        names seen stay: the next connection registers with the same nickname."""
+        self.version = None
+        self.registered = False
+        self.rooms = {}
+        self.current = None
+        self.everyone = []
+        self._listing = None
+        self._switching_to = None
+
+    def reorder(self, names: list[str]) -> None:
+        """Put your rooms in the order of `names` (the order before a reconnect);
+        rooms not named keep their place after them."""
+        keys = [room_key(name) for name in names]
+        ordered = {key: self.rooms[key] for key in keys if key in self.rooms}
+        ordered.update(self.rooms)
+        self.rooms = ordered
+
     # -- what the user sent -----------------------------------------------------------
 
     def on_command(self, text: str) -> None:
@@ -156,6 +221,13 @@ class ClientState:
         """Take in one server line (without its newline)."""
         verb, rest = split_line(line)
         args = rest.split(" ")
+        if line_tags(line).history:
+            # An event of the past: it says nothing about now (a backlog TOPIC is
+            # not the topic), and is never unread.
+            room = line_room(verb, rest)
+            if room is not None:
+                self._known.setdefault(room_key(room), room)
+            return
         if verb == "HELLO":
             if self.version is None and args[0].isdigit():
                 self.version = int(args[0])

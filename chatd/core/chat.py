@@ -14,7 +14,7 @@ from typing import Iterable
 
 from chatd.config import Config
 from chatd.core import protocol
-from chatd.core.history import Event, EventStore, History, NoStore, dm_key, event_line
+from chatd.core.history import Event, EventStore, History, NoStore, StoredRoom, dm_key, event_line
 from chatd.core.nicks import Client, Nicks
 from chatd.core.rooms import Member, Room, Rooms, Sender
 from chatd.errors import ProtocolError
@@ -29,9 +29,9 @@ class Chat:
         backlog = config.history.backlog if self.keeps_history else 0
         snapshot = store.load(backlog)
         self.history = History(store, snapshot.next_id)
-        self.rooms = Rooms(config.rooms.permanent, backlog)
+        self.rooms = Rooms(config.rooms.permanent, backlog, self._recall if self.keeps_history else None)
         for stored in snapshot.rooms:
-            self.rooms.restore(stored.name, stored.topic, stored.topic_by, stored.recent)
+            self.rooms.restore(stored)
         self.stopping = False  # no LEAVE announcements while everybody is leaving
 
     def configure(self, config: Config) -> None:
@@ -41,6 +41,9 @@ class Chat:
         if self.keeps_history:
             self.rooms.set_backlog(config.history.backlog)
             self.history.store.reconfigure(config.history)
+
+    def _recall(self, key: str) -> StoredRoom | None:
+        return self.history.store.room(key, self.rooms.backlog)
 
     @property
     def keeps_dms(self) -> bool:
@@ -103,19 +106,23 @@ class Chat:
             with room.lock:  # the backlog, then the live events: none missed, none twice
                 self.rooms.add(room, client)
                 room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
-                if room.topic:
-                    client.deliver(self.topic_line(room))
-                client.deliver(protocol.format_users(room.name, room.nicks()))
+                # TOPIC, USERS and the backlog as one block: no /history reply
+                # (from the history thread) can land in between.
+                topic = self.topic_line(room) if room.topic else b""
+                users = protocol.format_users(room.name, room.nicks())
                 recent = room.recent
-                older = room.older or (bool(recent) and len(recent) == recent.maxlen)
-                self.send_history(client, room.name, list(recent), older, newer=False)
+                older = room.older or (room.durable and len(recent) == recent.maxlen)
+                self.send_history(client, room.name, list(recent), older, False, topic + users)
         return room
 
-    def send_history(self, client: Member, target: str, events: list[Event], more: bool, newer: bool) -> None:
+    def send_history(
+        self, client: Member, target: str, events: list[Event], more: bool, newer: bool, before: bytes = b""
+    ) -> None:
         """Events tagged `history`, then `HISTORY <target> <count> <more>`, as
-        one block of at most half the send queue: enough to page on from, never
-        enough to make a reading client a slow consumer. `newer`: the events
-        follow an id the client gave, so the first ones are kept, else the last."""
+        one block (after the lines `before`) of at most half the send queue:
+        enough to page on from, never enough to make a reading client a slow
+        consumer. `newer`: the events follow an id the client gave, so the
+        first ones are kept, else the last."""
         clock = self.history.clock
         budget = self.config.limits.send_queue_bytes // 2
         lines = [event_line(event, clock, history=True) for event in events]
@@ -128,7 +135,7 @@ class Chat:
             kept += 1
         lines = lines[:kept] if newer else lines[len(lines) - kept :]
         lines.append(protocol.format_line("HISTORY", target, str(kept), "more" if more else "end"))
-        client.deliver(b"".join(lines), len(lines))
+        client.deliver(before + b"".join(lines), len(lines) + before.count(b"\n"))
 
     def part(self, client: Client, room: Room, text: str) -> None:
         line = protocol.format_line("PART", room.name, client.nick, text)

@@ -72,6 +72,10 @@ class EventStore(Protocol):
         above `after`, else the latest below `before` (or the latest of all).
         Sees events appended but not yet written. Blocks: not on an I/O worker."""
 
+    def room(self, target: str, backlog: int) -> StoredRoom | None:
+        """One stored room with its last `backlog` events (a room long ended
+        being joined again), or None. A small read, on the joining thread."""
+
     def prune(self) -> int:
         """One small step of retention; returns how many events it removed."""
 
@@ -96,6 +100,9 @@ class NoStore:
 
     def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
         return []
+
+    def room(self, target: str, backlog: int) -> StoredRoom | None:
+        return None
 
     def prune(self) -> int:
         return 0

@@ -1,4 +1,4 @@
-"""The line protocol (v2), without I/O: parsing, formatting, codes.
+"""The line protocol (v3), without I/O: parsing, formatting, codes.
 
 No sockets, threads or logging live here, so every rule in docs/protocol.md
 can be tested exhaustively on plain bytes. Message text stays as validated
@@ -215,11 +215,6 @@ def format_line(verb: str, *args: str) -> bytes:
     if args and not args[-1]:
         args = args[:-1]
     return " ".join((verb, *args)).encode("utf-8") + b"\n"
-
-
-def format_text_line(verb: bytes, room: bytes, nick: bytes, text: bytes) -> bytes:
-    """`MSG`/`ACTION` with already-encoded parts: the fan-out hot path."""
-    return b"%s %s %s %s\n" % (verb, room, nick, text)
 
 
 def format_error(error: ProtocolError) -> bytes:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Iterable, Protocol
+from typing import Callable, Final, Iterable, Protocol
 
 from chatd.core import protocol
-from chatd.core.history import Event
+from chatd.core.history import Event, StoredRoom
+
+DORMANT_MAX: Final = 1000  # ended rooms with history kept in memory for a quick return
 from chatd.errors import ProtocolError
 
 
@@ -48,7 +50,7 @@ class Room:
         self.key = protocol.room_key(name)
         self.label = name.encode()
         self.permanent = permanent
-        self.durable = False  # has history: stays when empty, like a permanent room
+        self.durable = False  # has history: when it ends, it sleeps (Rooms._dormant)
         self.older = False  # events older than `recent` may exist (said in the backlog's HISTORY)
         self.topic = ""
         self.topic_by = "*"
@@ -60,10 +62,6 @@ class Room:
     def __len__(self) -> int:
         return len(self.members)
 
-    @property
-    def stays(self) -> bool:
-        """Whether the room goes on existing without members."""
-        return self.permanent or self.durable
 
     def nicks(self) -> list[str]:
         return [member.nick for member in self.members]
@@ -83,11 +81,21 @@ class Room:
 class Rooms:
     """Every room of the server, and the limits on how many there are."""
 
-    def __init__(self, permanent: Iterable[str] = (), backlog: int = 0) -> None:
+    def __init__(
+        self,
+        permanent: Iterable[str] = (),
+        backlog: int = 0,
+        recall: Callable[[str], StoredRoom | None] | None = None,
+    ) -> None:
         # Re-entrant: Chat holds it around a join or part and what announces it.
         self.changing = threading.RLock()
         self.backlog = backlog  # events each room keeps in memory for joiners
         self._by_key: dict[str, Room] = {}
+        # Rooms that ended with history, most recently ended last: joining one
+        # brings back its topic and backlog. Not counted as rooms. Beyond these,
+        # `recall` asks the history store.
+        self._dormant: collections.OrderedDict[str, Room] = collections.OrderedDict()
+        self._recall = recall
         self.set_permanent(permanent)
 
     def set_backlog(self, backlog: int) -> None:
@@ -98,17 +106,33 @@ class Rooms:
                     room.older = room.older or bool(room.recent)
                     room.recent = collections.deque(room.recent, maxlen=backlog)
 
-    def restore(self, name: str, topic: str, topic_by: str, recent: Iterable[Event]) -> Room:
-        """A room from the history store, at start-up: it stays, as it has history."""
+    def restore(self, stored: StoredRoom) -> None:
+        """A room from the history store, at start-up: a permanent one gets its
+        topic and backlog back; any other sleeps until someone joins it."""
         with self.changing:
-            room = self._by_key.get(protocol.room_key(name))
+            room = self._by_key.get(protocol.room_key(stored.name))
             if room is None:
-                room = self._by_key[protocol.room_key(name)] = Room(name, False, self.backlog)
-            room.durable = True
-            room.topic, room.topic_by = topic, topic_by
-            room.recent.extend(recent)
-            room.older = len(room.recent) == room.recent.maxlen
+                self._sleep(self._revive(stored))
+            else:
+                self._fill(room, stored)
+
+    def _revive(self, stored: StoredRoom) -> Room:
+        room = Room(stored.name, False, self.backlog)
+        self._fill(room, stored)
         return room
+
+    @staticmethod
+    def _fill(room: Room, stored: StoredRoom) -> None:
+        room.durable = True
+        room.topic, room.topic_by = stored.topic, stored.topic_by
+        room.recent.extend(stored.recent)
+        room.older = len(room.recent) == room.recent.maxlen
+
+    def _sleep(self, room: Room) -> None:
+        self._dormant[room.key] = room
+        self._dormant.move_to_end(room.key)
+        while len(self._dormant) > DORMANT_MAX:
+            self._dormant.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -122,8 +146,8 @@ class Rooms:
                 room.permanent = protocol.room_key(room.name) in keys
             for key, name in keys.items():
                 self._by_key.setdefault(key, Room(name, True, self.backlog))
-            for key in [k for k, room in self._by_key.items() if not room.members and not room.stays]:
-                del self._by_key[key]
+            for key in [k for k, room in self._by_key.items() if not room.members and not room.permanent]:
+                self._end(self._by_key[key])
 
     def find(self, name: str) -> Room | None:
         return self._by_key.get(protocol.room_key(name))
@@ -147,8 +171,25 @@ class Rooms:
                     raise ProtocolError(
                         protocol.TOO_MANY_ROOMS, "The server has as many rooms as it allows."
                     )
-                room = self._by_key[key] = Room(name, False, self.backlog)
+                woken = self._wake(key)  # (a Room with no members is falsy: no `or` here)
+                room = self._by_key[key] = woken if woken is not None else Room(name, False, self.backlog)
         return room
+
+    def _wake(self, key: str) -> Room | None:
+        """The ended room `key` with its topic and backlog, if it had history."""
+        room = self._dormant.pop(key, None)
+        if room is None and self._recall is not None:
+            stored = self._recall(key)  # a small indexed read; only for rooms long ended
+            room = self._revive(stored) if stored is not None else None
+        if room is not None and len(room.recent) != room.recent.maxlen:
+            room.older = room.older or bool(room.recent)  # the backlog size changed since
+            room.recent = collections.deque(room.recent, maxlen=self.backlog)
+        return room
+
+    def _end(self, room: Room) -> None:
+        del self._by_key[room.key]
+        if room.durable:
+            self._sleep(room)
 
     @staticmethod
     def add(room: Room, member: Member) -> None:
@@ -162,6 +203,6 @@ class Rooms:
             with room.lock:
                 members = room.members
                 room.members = tuple(m for m in members if m is not member)
-            if not room.members and not room.stays and self._by_key.get(room.key) is room:
-                del self._by_key[room.key]
+            if not room.members and not room.permanent and self._by_key.get(room.key) is room:
+                self._end(room)
         return members

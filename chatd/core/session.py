@@ -348,7 +348,7 @@ class Session:
 
         def reply(events: list[Event] | None) -> None:
             if events is None:  # on the history thread: only the outlet is safe to use
-                error = ProtocolError(protocol.NO_HISTORY, "History cannot be read now; try again.")
+                error = ProtocolError(protocol.NO_HISTORY, f"The history of {shown} cannot be read now; try again.")
                 self.outlet.deliver(protocol.format_error(error))
                 return
             more = len(events) > query.limit

@@ -37,6 +37,7 @@ from chatd.storage import schema
 log = structlog.get_logger(__name__)
 
 RESERVE: Final = 100_000  # ids reserved ahead of those handed out
+LOAD_MAX: Final = 1000  # rooms read at start-up (the latest stored); others are read when joined
 PRUNE_STEP: Final = 500  # rows deleted per prune transaction
 PRUNE_EVERY: Final = 10.0  # seconds between retention checks when nothing is left to do
 FAILURE_LOG_EVERY: Final = 10.0
@@ -119,6 +120,16 @@ class _transaction:
                 pass  # the original error says more
 
 
+def _stored_room(conn: sqlite3.Connection, key: str, backlog: int) -> StoredRoom | None:
+    row = conn.execute("SELECT name, topic, topic_by FROM rooms WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        return None
+    recent = conn.execute(
+        f"SELECT {_COLUMNS} FROM events WHERE target = ? ORDER BY id DESC LIMIT ?", (key, backlog)
+    ).fetchall()
+    return StoredRoom(row[0], row[1], row[2], [_event(r) for r in reversed(recent)])
+
+
 def _event(row: tuple[int, int, str, str, str, str, str]) -> Event:
     id_, time_ms, target, room, nick, kind, text = row
     return Event(id_, time_ms, target, room, nick, kind, text.encode())
@@ -134,6 +145,8 @@ class SQLiteStore:
         self.failures = 0  # failed write attempts
         self._conn = conn  # the writer's, after load()
         self._reader: sqlite3.Connection | None = None  # the history thread's
+        self._recaller: sqlite3.Connection | None = None  # for `room`, on I/O threads, under its lock
+        self._recalling = threading.Lock()
         self._pending: collections.deque[Event] = collections.deque()  # appended, not yet taken
         self._inflight: list[Event] = []  # taken by the writer, not yet committed
         self._lock = threading.Lock()  # between the writer taking a batch and readers looking
@@ -171,14 +184,20 @@ class SQLiteStore:
         self._highest_id = self._next_id - 1
         with _transaction(conn):
             self._reserve(conn)
-        rooms = []
-        for key, name, topic, topic_by in conn.execute("SELECT key, name, topic, topic_by FROM rooms"):
-            recent = conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE target = ? ORDER BY id DESC LIMIT ?", (key, backlog)
-            ).fetchall()
-            rooms.append(StoredRoom(name, topic, topic_by, [_event(r) for r in reversed(recent)]))
-        self._touched = {room.name.lower() for room in rooms}
+        keys = [key for (key,) in conn.execute("SELECT key FROM rooms ORDER BY rowid DESC LIMIT ?", (LOAD_MAX,))]
+        rooms = [room for key in keys if (room := _stored_room(conn, key, backlog)) is not None]
+        self._touched = set(keys)
         return Snapshot(self._next_id, rooms)
+
+    def room(self, target: str, backlog: int) -> StoredRoom | None:
+        with self._recalling:
+            if self._recaller is None:
+                self._recaller = _connect(self.path, 1.0)
+            try:
+                return _stored_room(self._recaller, target, backlog)
+            except sqlite3.Error as exc:
+                self._log_failure(exc)
+                return None  # the room starts afresh; its history is still there for /history
 
     def append(self, event: Event) -> None:
         self._pending.append(event)  # deque.append is atomic: no lock on the message path
@@ -262,7 +281,7 @@ class SQLiteStore:
         left = len(self._pending) + len(self._inflight)
         if left:
             log.error("history_not_written", events=left, path=str(self.path))
-        for conn in (self._conn, self._reader):
+        for conn in (self._conn, self._reader, self._recaller):
             if conn is not None:
                 conn.close()
 

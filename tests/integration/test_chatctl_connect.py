@@ -117,6 +117,88 @@ class ScriptClient:
                     pass
 
 
+TAGS = re.compile(r"@id=[1-9][0-9]*;time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z(;history)? ")
+
+
+def untagged(line: str) -> str:
+    """A server line without its tags, which must be well-formed `id` and `time`
+    when there are any (docs/protocol.md, "Events and tags")."""
+    if not line.startswith("@"):
+        return line
+    match = TAGS.match(line)
+    assert match, f"malformed tags: {line!r}"
+    return line[match.end() :]
+
+
+class Peer:
+    """Another client for these tests, on its own TLS socket: it registers
+    (taking the autojoin's answers, up to `CURRENT`), sends, and reads lines
+    without their tags.
+
+    tests/chatclient.py's ChatClient is being brought to protocol v3 in another
+    branch; this small client keeps chatctl's tests independent of that.
+    """
+
+    def __init__(self, daemon: Any, nick: str) -> None:
+        context = ssl.create_default_context(cafile=str(daemon.pki.ca))
+        raw = socket.create_connection((daemon.host, daemon.port), timeout=TIMEOUT)
+        self.sock = context.wrap_socket(raw, server_hostname="localhost")
+        self.nick = nick
+        self._buffer = b""
+        assert self.readline().startswith("HELLO ")
+        assert self.readline() == "NICK"
+        self.send(nick)
+        self.expect_eventually(f"WELCOME {nick} ")
+        self.expect_eventually("CURRENT ")
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(line.encode() + b"\n")
+
+    def readline(self, timeout: float = TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(f"{self.nick}: no line within {timeout}s") from None
+            assert chunk, f"{self.nick}: the connection closed"
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return untagged(line.decode())
+
+    def expect_eventually(self, prefix: str, timeout: float = TIMEOUT) -> str:
+        """Skip lines until one starts with `prefix`; return it, without tags."""
+        deadline = time.monotonic() + timeout
+        while not (line := self.readline(max(0.01, deadline - time.monotonic()))).startswith(prefix):
+            pass
+        return line
+
+    def join(self, room: str) -> None:
+        self.send(f"/join {room}")
+        self.expect_eventually("CURRENT ")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass  # already gone
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[[Any, str], Peer]]:
+    """Factory: `peer(daemon, "bob")`, closed at teardown."""
+    made: list[Peer] = []
+
+    def make(daemon: Any, nick: str) -> Peer:
+        made.append(Peer(daemon, nick))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
 @pytest.fixture
 def script_clients() -> Iterator[list[ScriptClient]]:
     clients: list[ScriptClient] = []
@@ -260,11 +342,13 @@ def test_script_mode_prints_the_echo(daemon: Any) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("HELLO 2 chatd ")
+    assert lines[0].startswith("HELLO 3 chatd ")
     assert lines[1] == "NICK"
     assert lines[2].startswith("WELCOME alice ")
-    assert lines[3:6] == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
-    assert "MSG #lobby alice hello" in lines
+    assert lines[3:7] == ["JOIN #lobby alice", "USERS #lobby alice", "HISTORY #lobby 0 end", "CURRENT #lobby"]
+    # Printed as the server sent it: with its tags.
+    echo = next(line for line in lines if line.endswith(" MSG #lobby alice hello"))
+    assert TAGS.match(echo) and untagged(echo) == "MSG #lobby alice hello"
     assert lines[-1] == "BYE quit"
 
 
@@ -273,8 +357,9 @@ def test_script_mode_sends_a_last_line_without_newline(daemon: Any) -> None:
         daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="one\r\n\n/me two"
     )
     assert result.returncode == 0, result.stderr
-    assert "MSG #lobby alice one" in result.stdout.splitlines()
-    assert "ACTION #lobby alice two" in result.stdout.splitlines()
+    lines = [untagged(line) for line in result.stdout.splitlines()]
+    assert "MSG #lobby alice one" in lines
+    assert "ACTION #lobby alice two" in lines
 
 
 def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
@@ -287,9 +372,9 @@ def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
     )
     assert result.returncode == 0, result.stderr
     echoed = [
-        line.removeprefix("MSG #lobby alice ")
+        untagged(line).removeprefix("MSG #lobby alice ")
         for line in result.stdout.splitlines()
-        if line.startswith("MSG ")
+        if untagged(line).startswith("MSG ")
     ]
     assert echoed == lines
 
@@ -300,7 +385,7 @@ def test_script_mode_by_ipv4_and_localhost_names(daemon: Any) -> None:
             daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="hi\n", host=host
         )
         assert result.returncode == 0, (host, result.stderr)
-        assert "MSG #lobby alice hi" in result.stdout.splitlines()
+        assert "MSG #lobby alice hi" in [untagged(line) for line in result.stdout.splitlines()]
 
 
 def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[ScriptClient]) -> None:
@@ -313,12 +398,12 @@ def test_two_script_clients_see_each_other(daemon: Any, script_clients: list[Scr
     alice.expect("JOIN #lobby bob")
 
     alice.send("hi bob")
-    assert bob.expect("MSG #lobby alice") == "MSG #lobby alice hi bob"
-    assert alice.expect("MSG #lobby alice") == "MSG #lobby alice hi bob"
+    assert untagged(bob.expect("@")) == "MSG #lobby alice hi bob"
+    assert untagged(alice.expect("@")) == "MSG #lobby alice hi bob"
     bob.send("/me waves at alice")
-    assert alice.expect("ACTION #lobby bob") == "ACTION #lobby bob waves at alice"
+    assert untagged(alice.expect("@")) == "ACTION #lobby bob waves at alice"
     bob.send("/msg alice psst")
-    assert alice.expect("DM bob") == "DM bob alice psst"
+    assert untagged(alice.expect("@")) == "DM bob alice psst"
 
     assert bob.finish() == (0, "")
     bob.expect("BYE quit")
@@ -422,13 +507,13 @@ def test_silent_server_exits_5_after_the_timeout(certs: Any, fake_server: Any) -
     assert_one_sentence(result.stderr, "TLS handshake within 0.5 s")
 
 
-def test_nick_taken_exits_6(daemon: Any) -> None:
-    daemon.client("alice")
+def test_nick_taken_exits_6(daemon: Any, peer: Callable[[Any, str], Peer]) -> None:
+    peer(daemon, "alice")
     result = run_connect(daemon.port, "--nick", "ALICE", "--ca", str(daemon.pki.ca), stdin="hi\n")
     assert result.returncode == 6
     assert_one_sentence(result.stderr, "'ALICE' is taken", "--nick")
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("HELLO 2 ")
+    assert lines[0].startswith("HELLO 3 ")
     assert lines[1:4] == ["NICK", lines[2], "NICK"]
     assert lines[2].startswith("ERR nick_taken ")
     assert "MSG" not in result.stdout  # the input was never sent
@@ -503,7 +588,7 @@ def test_client_certificate_required_exits_4(start_daemon: Any, certs: Any) -> N
         stdin="hi\n",
     )
     assert result.returncode == 0, result.stderr
-    assert "MSG #lobby alice hi" in result.stdout.splitlines()
+    assert "MSG #lobby alice hi" in [untagged(line) for line in result.stdout.splitlines()]
 
 
 def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> None:
@@ -535,8 +620,9 @@ class Screen:
     """Just enough of a VT100 to replay what prompt_toolkit draws: text, CR/LF,
     relative cursor moves and erase-down/erase-line, and answers to cursor
     position requests (prompt_toolkit draws its bottom toolbar, the client's
-    status line, only once it knows where the cursor is). Colours and modes
-    are ignored."""
+    status line, only once it knows where the cursor is), the alternate
+    screen of full-screen views (the scroll-back view), and the lines that
+    scroll off the top (`scrolled`). Colours and other modes are ignored."""
 
     _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|\x1b.|[\r\n\x08]|[^\x1b\r\n\x08]")
 
@@ -545,6 +631,8 @@ class Screen:
         self.grid = [[" "] * cols for _ in range(rows)]
         self.row = self.col = 0
         self.replies: list[str] = []  # what the terminal answers, for the program's stdin
+        self.scrolled: list[str] = []  # lines that went off the top, oldest first
+        self._saved: tuple[list[list[str]], int, int] | None = None  # the main screen, in the alternate one
 
     def feed(self, text: str) -> None:
         for match in self._TOKEN.finditer(text):
@@ -566,14 +654,22 @@ class Screen:
 
     def _linefeed(self) -> None:
         if self.row == self.rows - 1:
-            self.grid.pop(0)
+            gone = "".join(self.grid.pop(0)).rstrip()
+            if self._saved is None and gone:
+                self.scrolled.append(gone)
             self.grid.append([" "] * self.cols)
         else:
             self.row += 1
 
     def _csi(self, params: str, final: str) -> None:
+        if params == "?1049" and final == "h" and self._saved is None:  # the alternate screen
+            self._saved = (self.grid, self.row, self.col)
+            self.grid = [[" "] * self.cols for _ in range(self.rows)]
+        elif params == "?1049" and final == "l" and self._saved is not None:
+            self.grid, self.row, self.col = self._saved
+            self._saved = None
         if params.startswith("?"):
-            return  # private modes: cursor visibility, bracketed paste, autowrap
+            return  # other private modes: cursor visibility, bracketed paste, autowrap
         numbers = [int(p) if p else 0 for p in params.split(";")] if params else []
         n = max(1, numbers[0]) if numbers else 1
         if final == "n" and numbers == [6]:
@@ -589,6 +685,8 @@ class Screen:
         elif final == "H":
             self.row = min(self.rows, max(1, numbers[0] if numbers else 1)) - 1
             self.col = min(self.cols, max(1, numbers[1] if len(numbers) > 1 else 1)) - 1
+        elif final == "J" and numbers == [2]:
+            self.grid = [[" "] * self.cols for _ in range(self.rows)]
         elif final == "J":
             self.grid[self.row][self.col :] = [" "] * (self.cols - self.col)
             for row in range(self.row + 1, self.rows):
@@ -599,6 +697,15 @@ class Screen:
     def lines(self) -> list[str]:
         """The non-blank lines, top to bottom, right-trimmed."""
         return [text for text in ("".join(row).rstrip() for row in self.grid) if text]
+
+    def all_lines(self) -> list[str]:
+        """The lines that scrolled off the top, then those on the screen."""
+        return [*self.scrolled, *self.lines()]
+
+    @property
+    def alternate(self) -> bool:
+        """A full-screen view is up."""
+        return self._saved is not None
 
     def cursor_line(self) -> str:
         return "".join(self.grid[self.row]).rstrip()
@@ -614,14 +721,14 @@ class Screen:
 class Terminal:
     """`chatctl connect` on a pseudo-terminal, watched through a `Screen`."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], rows: int = 24, cols: int = 80) -> None:
         env = {**os.environ, "TERM": "xterm-256color", "PYTHONUTF8": "1"}
         env.pop("PROMPT_TOOLKIT_NO_CPR", None)  # this terminal answers cursor position requests
         self.child = pexpect.spawn(
-            argv[0], argv[1:], cwd=str(REPO), env=env, dimensions=(24, 80), encoding="utf-8",
+            argv[0], argv[1:], cwd=str(REPO), env=env, dimensions=(rows, cols), encoding="utf-8",
             timeout=TIMEOUT,
         )
-        self.screen = Screen()
+        self.screen = Screen(rows, cols)
 
     def _pump(self, wait: float) -> None:
         try:
@@ -680,12 +787,14 @@ def terminals() -> Iterator[list[Terminal]]:
         terminal.close()
 
 
-def test_interactive_typing_survives_incoming_messages(daemon: Any, terminals: list[Terminal]) -> None:
+def test_interactive_typing_survives_incoming_messages(
+    daemon: Any, terminals: list[Terminal], peer: Callable[[Any, str], Peer]
+) -> None:
     term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
     terminals.append(term)
     term.wait_for_line(r"^\d\d:\d\d -!- Welcome to chatd, carol!")
     term.wait_for_input_line("[#lobby] carol>")
-    bob = daemon.client("bob")
+    bob = peer(daemon, "bob")
     term.wait_for_line(r"^\d\d:\d\d -- bob joined$")
 
     term.send("hello wo")
@@ -712,8 +821,10 @@ def test_interactive_typing_survives_incoming_messages(daemon: Any, terminals: l
     assert bob.expect_eventually("LEAVE carol") == "LEAVE carol quit"
 
 
-def test_interactive_asks_again_for_a_taken_nick(daemon: Any, terminals: list[Terminal]) -> None:
-    daemon.client("bob")
+def test_interactive_asks_again_for_a_taken_nick(
+    daemon: Any, terminals: list[Terminal], peer: Callable[[Any, str], Peer]
+) -> None:
+    peer(daemon, "bob")
     term = Terminal(connect_cmd(daemon.port, "--ca", str(daemon.pki.ca)))
     terminals.append(term)
     term.wait_for_line(r"choose a nickname")
@@ -731,7 +842,7 @@ def test_interactive_asks_again_for_a_taken_nick(daemon: Any, terminals: list[Te
 
 def test_interactive_reports_a_server_shutdown(start_daemon: Any, terminals: list[Terminal]) -> None:
     chatd = start_daemon()
-    term = Terminal(connect_cmd(chatd.port, "--nick", "carol", "--ca", str(chatd.pki.ca)))
+    term = Terminal(connect_cmd(chatd.port, "--nick", "carol", "--ca", str(chatd.pki.ca), "--no-reconnect"))
     terminals.append(term)
     term.wait_for_input_line("[#lobby] carol>")
     term.send("unsent")
@@ -741,8 +852,31 @@ def test_interactive_reports_a_server_shutdown(start_daemon: Any, terminals: lis
     term.wait_for_line(r"^chatctl: the server closed the connection: the server is shutting down")
 
 
+def test_interactive_reconnects_after_a_shutdown_until_ctrl_c(
+    start_daemon: Any, terminals: list[Terminal]
+) -> None:
+    chatd = start_daemon()
+    term = Terminal(connect_cmd(chatd.port, "--nick", "carol", "--ca", str(chatd.pki.ca)))
+    terminals.append(term)
+    term.wait_for_input_line("[#lobby] carol>")
+    chatd.signal(signal.SIGTERM)
+    term.wait_for_line(r"-- disconnected: the server is shutting down")
+    term.wait_for_line(r"-- connection lost: the server is shutting down$")
+    term.wait_for_line(r"-- reconnecting in \d+\.\d s \(attempt 1\); Ctrl-C to stop$")
+    term.wait_for_line(r"-- could not reconnect: .* refused the connection")  # it is gone for good
+    term.wait_for_line(r"-- reconnecting in \d+\.\d s \(attempt 2\)")
+    term.wait_for(lambda s: "not connected: reconnecting" in s.bottom_line(), "the status line says so")
+    term.send("hello?\r")  # not sent, and kept in the input line for later
+    term.wait_for_line(r"-- not connected: the line was not sent")
+    term.wait_for_input_line("carol> hello?")
+    term.send("\x03")  # Ctrl-C stops it
+    assert term.wait_exit() == 7
+    last = term.screen.lines()[-1]
+    assert last == f"chatctl: the connection to 127.0.0.1:{chatd.port} was lost; you stopped reconnecting"
+
+
 def test_interactive_rooms_status_line_switching_and_completion(
-    daemon: Any, terminals: list[Terminal]
+    daemon: Any, terminals: list[Terminal], peer: Callable[[Any, str], Peer]
 ) -> None:
     term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
     terminals.append(term)
@@ -755,7 +889,7 @@ def test_interactive_rooms_status_line_switching_and_completion(
     term.wait_for_input_line("[#lobby] carol>")
     term.wait_for(lambda s: s.bottom_line() == " [#lobby] #rust", "#lobby current again")
 
-    bob = daemon.client("bob")
+    bob = peer(daemon, "bob")
     bob.join("#rust")  # bob's current room is #rust now, carol's #lobby
     term.wait_for_line(r"^\d\d:\d\d #rust -- bob joined$")
     bob.send("anyone into lifetimes?")

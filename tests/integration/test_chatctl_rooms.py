@@ -11,6 +11,7 @@ from typing import Callable
 import pytest
 
 from tests.conftest import REPO, Daemon, chatctl_for
+from tests.integration.test_chatctl_connect import Peer, peer  # noqa: F401 -- a fixture used here
 
 
 @pytest.fixture
@@ -26,13 +27,13 @@ def controlled(start_daemon: Callable[..., Daemon], short_dir: Path) -> Daemon:
 chatctl = chatctl_for
 
 
-def test_rooms_lists_members_and_topics(controlled: Daemon) -> None:
-    alice, bob = controlled.client("alice"), controlled.client("bob")
+def test_rooms_lists_members_and_topics(controlled: Daemon, peer: Callable[[Daemon, str], Peer]) -> None:
+    alice, bob = peer(controlled, "alice"), peer(controlled, "bob")
     alice.join("#rust")
     alice.send("/topic borrow checker questions")
     alice.expect_eventually("TOPIC #rust alice")
     bob.join("#Rust")  # one room: rooms ignore case
-    carol = controlled.client("carol")
+    carol = peer(controlled, "carol")
     carol.send("/part")
     carol.expect_eventually("CURRENT *")
 
@@ -57,8 +58,10 @@ def test_rooms_lists_members_and_topics(controlled: Daemon) -> None:
     assert [line[column:].split()[0] for line in lines[1:4]] == ["-", "-", "borrow"]
 
 
-def test_a_long_topic_is_cut_in_the_table_but_whole_in_json(controlled: Daemon) -> None:
-    alice = controlled.client("alice")
+def test_a_long_topic_is_cut_in_the_table_but_whole_in_json(
+    controlled: Daemon, peer: Callable[[Daemon, str], Peer]
+) -> None:
+    alice = peer(controlled, "alice")
     topic = "a topic that goes on " * 5
     alice.send(f"/topic {topic.strip()}")
     alice.expect_eventually("TOPIC #lobby alice")
@@ -69,8 +72,8 @@ def test_a_long_topic_is_cut_in_the_table_but_whole_in_json(controlled: Daemon) 
     assert rooms[1]["topic"] == topic.strip()
 
 
-def test_status_counts_rooms(controlled: Daemon) -> None:
-    alice = controlled.client("alice")
+def test_status_counts_rooms(controlled: Daemon, peer: Callable[[Daemon, str], Peer]) -> None:
+    alice = peer(controlled, "alice")
     status = json.loads(chatctl(controlled, "status", "--json").stdout)
     assert status["rooms"] == 2  # the permanent ones
     alice.join("#rust")

@@ -264,8 +264,8 @@ def test_rooms_topics_and_history_survive_a_restart(history_daemon: Daemon) -> N
     before = [line for line in alice.until("MSG #Rust alice in rust") if line.id is not None]
     restart(history_daemon)
     bob = Client(history_daemon, "bob")
-    bob.send("/rooms")
-    assert "ROOM #Rust 0 borrow checker" in texts(bob.until("ROOMS "))
+    bob.send("/rooms")  # an empty room is not listed, history or not
+    assert texts(bob.until("ROOMS ")) == ["ROOM #lobby 1", "ROOMS 1"]
     bob.send("/join #rust")
     joined = bob.until("CURRENT ")
     assert texts(joined)[:2] == ["JOIN #Rust bob", "TOPIC #Rust alice borrow checker"]
@@ -437,3 +437,24 @@ def test_a_joiner_under_traffic_sees_each_event_once(start_daemon: Callable[...,
     got = [l.id for l in joined if l.id is not None]
     assert got and got == sorted(set(got)), "increasing, no duplicates"
     assert got == seen_by_watcher[seen_by_watcher.index(got[0]):]
+
+
+def test_rooms_that_ended_with_history_do_not_use_up_the_room_limit(start_daemon: Callable[..., Daemon]) -> None:
+    daemon = start_daemon(limits={"max_rooms": 3}, history={"backlog": 5})
+    alice = Client(daemon, "alice")
+    for name in ("#a", "#b"):
+        alice.send(f"/join {name}")
+        alice.until(f"CURRENT {name}")
+        alice.send(f"/topic about {name}")
+        alice.send(f"said in {name}")
+        alice.until(f"MSG {name} alice said in {name}")
+        alice.send(f"/part {name}")
+        alice.until("CURRENT ")
+    alice.send("/join #c")  # #a and #b ended: room for #c, and for #a again
+    alice.until("CURRENT #c")
+    alice.send("/join #a")
+    joined = alice.until("CURRENT #a")
+    assert texts(joined)[:2] == ["JOIN #a alice", "TOPIC #a alice about #a"]
+    assert texts([line for line in joined if line.history]) == ["TOPIC #a alice about #a", "MSG #a alice said in #a"]
+    alice.send("/join #b")  # lobby, #c, #a: the limit
+    assert alice.until("ERR ")[-1].text.startswith("ERR too_many_rooms ")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatctl.state import ClientState, line_room, split_line
+from datetime import datetime, timezone
+
+from chatctl.state import ClientState, Tags, line_room, line_tags, split_line
 
 REGISTRATION = [
     "HELLO 2 chatd 0.2.0",
@@ -216,3 +218,67 @@ def test_unknown_and_malformed_lines_are_ignored() -> None:
     state = in_rooms("FROB #lobby x", "MSG", "JOIN", "RENAME x", "USERS", "CURRENT", "@only-tags")
     assert state.current == "#lobby"
     assert list(state.rooms) == ["#lobby", "#rust", "#ops"]
+
+
+# -- protocol v3: tags, history --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "tags"),
+    [
+        (
+            "@id=1042;time=2026-12-01T18:04:05.123Z MSG #lobby alice hello",
+            Tags(1042, datetime(2026, 12, 1, 18, 4, 5, 123000, tzinfo=timezone.utc), False),
+        ),
+        (
+            "@id=7;time=2026-12-01T18:04:05.000Z;history MSG #lobby a b",
+            Tags(7, datetime(2026, 12, 1, 18, 4, 5, tzinfo=timezone.utc), True),
+        ),
+        ("@history;id=3 TOPIC #r a t", Tags(3, None, True)),  # any order
+        ("@id=9;future=x;flag MSG #r a b", Tags(9)),  # unknown keys are ignored
+        ("@id=0 MSG #r a b", Tags()),  # ids are positive
+        ("@id=-1;id2=5 MSG #r a b", Tags()),
+        ("@id=١٢ MSG #r a b", Tags()),  # digits, but not ASCII ones
+        ("@time=2026-12-01T18:04:05Z MSG #r a b", Tags()),  # milliseconds are required
+        ("@time=2026-12-01T18:04:05.123+01:00 MSG #r a b", Tags()),  # and Z
+        ("@time=2026-13-01T18:04:05.123Z MSG #r a b", Tags()),
+        ("MSG #lobby alice @id=1", Tags()),
+        ("", Tags()),
+    ],
+)
+def test_line_tags(line: str, tags: Tags) -> None:
+    assert line_tags(line) == tags
+
+
+def test_history_lines_are_never_unread_and_change_nothing() -> None:
+    state = in_rooms(
+        "@id=1;time=2026-12-01T18:04:05.123Z;history MSG #rust bob old news",
+        "@id=2;time=2026-12-01T18:04:05.123Z;history ACTION #rust bob waved",
+        "@id=3;time=2026-12-01T18:04:05.123Z;history TOPIC #rust bob an old topic",
+        "@id=4;time=2026-12-01T18:04:05.123Z;history MSG #elsewhere bob x",
+    )
+    assert unread(state) == {"#lobby": 0, "#rust": 0, "#ops": 0}
+    assert state.rooms["#rust"].topic == ""  # a backlog TOPIC is not the topic
+    assert "#elsewhere" in state.room_names()
+    state.on_line("@id=5;time=2026-12-01T18:04:06.000Z MSG #rust bob new")
+    state.on_line("@id=6;time=2026-12-01T18:04:06.000Z TOPIC #rust bob a new topic")
+    assert unread(state)["#rust"] == 1
+    assert state.rooms["#rust"].topic == "a new topic"
+
+
+def test_a_lost_connection_forgets_the_rooms_but_not_the_nick() -> None:
+    state = in_rooms("ROOM #zeta 1", "ROOMS 1")
+    state.connection_lost()
+    assert not state.registered and state.version is None
+    assert state.rooms == {} and state.current is None and state.current_room is None
+    assert state.nick == "carol"
+    assert "#zeta" in state.room_names()
+    for line in REGISTRATION:
+        state.on_line(line)
+    assert state.registered and list(state.rooms) == ["#lobby"]
+
+
+def test_reorder_puts_rooms_back_in_their_old_order() -> None:
+    state = in_rooms("JOIN #new carol", "USERS #new carol", "CURRENT #new")
+    state.reorder(["#ops", "#LOBBY", "#gone"])
+    assert list(state.rooms) == ["#ops", "#lobby", "#rust", "#new"]

@@ -43,12 +43,16 @@ def state() -> ClientState:
         ("/msg #l", "#l", ["#lobby "]),
         ("/msg b", "b", ["bea ", "Bob "]),
         ("/msg r", "r", ["#rust ", "#random "]),
+        # /history too (a nickname: the direct messages with them).
+        ("/history #r", "#r", ["#rust ", "#random "]),
+        ("/history b", "b", ["bea ", "Bob "]),
         # Later arguments of a room command are text: nicknames again.
         ("/msg #rust b", "b", ["bea ", "Bob "]),
         # Commands at the start of the line.
         ("/j", "/j", ["/join "]),
-        ("/", "/", ["/help ", "/join ", "/me ", "/msg ", "/nick ", "/part ", "/ping ", "/quit ",
-                    "/rooms ", "/topic ", "/who "]),
+        ("/h", "/h", ["/help ", "/history "]),
+        ("/", "/", ["/help ", "/history ", "/join ", "/me ", "/msg ", "/nick ", "/part ", "/ping ",
+                    "/quit ", "/rooms ", "/topic ", "/who "]),
         ("/x", "/x", []),
     ],
 )

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatd.core import protocol
+from chatd.core.history import Clock, Event, event_line
 from chatd.errors import ProtocolError
 from chatd.transport.framing import LineBuffer
 
@@ -117,7 +118,8 @@ def test_parse_command_yields_a_command_or_a_documented_error(raw: bytes) -> Non
         return
     assert command.verb in VERBS
     if command.verb in ("say", "me"):
-        out = protocol.format_text_line(b"MSG", b"#lobby", b"alice", command.text)
+        event = Event(1, 0, "#lobby", "#lobby", "alice", "msg", command.text)
+        out = event_line(event, Clock())
         assert out.endswith(b"\n") and out.count(b"\n") == 1
         out.decode("utf-8")
     if command.verb == "msg":

@@ -25,7 +25,6 @@ from chatd.core.protocol import (
     clean_line,
     format_error,
     format_line,
-    format_text_line,
     format_users,
     is_room,
     nick_key,
@@ -90,12 +89,21 @@ def test_version_is_the_documents() -> None:
     assert re.search(r"^S: HELLO 3 chatd ", PROTOCOL_MD.read_text(), re.M)  # the example too
 
 
+def event(kind: str, room: str, text: bytes) -> bytes:
+    """An event as chatd sends it live (id 9, at 2026-12-01T18:04:05.123Z)."""
+    return history.event_line(
+        history.Event(9, 1796148245123, room.lower(), room, "alice", kind, text), history.Clock()
+    )
+
+
 def server_verbs_in_the_code() -> set[str]:
     """The verbs chatd/ sends: the first argument of each `format_line(...)`
     call, and bytes constants that are a verb alone or a verb and the rest of
     a line (`b"NICK\\n"`, `b"PONG %s\\n"`, history's `b"MSG"`)."""
     verbs = set()
     for source in (REPO / "chatd").rglob("*.py"):
+        if "http" in source.name:
+            continue  # HTTP servers (metrics, the web client): their b"GET" is not a chat verb
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
             called = getattr(node, "func", None)
             if isinstance(node, ast.Call) and getattr(called, "attr", getattr(called, "id", "")) == "format_line":
@@ -489,7 +497,6 @@ def test_parse_history(words: bytes, query: HistoryQuery) -> None:
     [
         (b"before", protocol.MISSING_ARGUMENT),
         (b"after ", protocol.MISSING_ARGUMENT),
-        (b"before 0", protocol.BAD_ARGUMENT),  # ids are positive
         (b"after -3", protocol.BAD_ARGUMENT),
         (b"before x", protocol.BAD_ARGUMENT),
         (b"before 1.5", protocol.BAD_ARGUMENT),
@@ -526,7 +533,7 @@ def test_parse_history_of_anything_is_a_query_or_a_documented_error(words: bytes
         return
     assert 1 <= query.limit <= PAGE_MAX
     assert query.before is None or query.after is None
-    assert all(id_ is None or id_ > 0 for id_ in (query.before, query.after))
+    assert all(id_ is None or id_ >= 0 for id_ in (query.before, query.after))
 
 
 _arbitrary_lines = st.one_of(
@@ -762,9 +769,9 @@ def test_is_room_looks_at_the_first_character(target: str, room: bool) -> None:
         (format_line("INFO", "You are already alice."), b"INFO You are already alice.\n"),
         (format_line("BYE", "kicked spamming links"), b"BYE kicked spamming links\n"),
         (format_line("INFO", "caf\u00e9 \U0001f600"), "INFO caf\u00e9 \U0001f600\n".encode()),
-        (format_text_line(b"MSG", b"#lobby", b"alice", b"hello everyone"), b"MSG #lobby alice hello everyone\n"),
-        (format_text_line(b"MSG", b"#lobby", b"alice", b"/not a command"), b"MSG #lobby alice /not a command\n"),
-        (format_text_line(b"ACTION", b"#Rust", b"alice", b"waves"), b"ACTION #Rust alice waves\n"),
+        (event("msg", "#lobby", b"hello everyone"), b"@id=9;time=2026-12-01T18:04:05.123Z MSG #lobby alice hello everyone\n"),
+        (event("msg", "#lobby", b"/not a command"), b"@id=9;time=2026-12-01T18:04:05.123Z MSG #lobby alice /not a command\n"),
+        (event("action", "#Rust", b"waves"), b"@id=9;time=2026-12-01T18:04:05.123Z ACTION #Rust alice waves\n"),
         (
             format_error(ProtocolError("nick_taken", "The nickname bob is taken.")),
             b"ERR nick_taken The nickname bob is taken.\n",

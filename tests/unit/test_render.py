@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from chatctl.render import (
     STYLE,
+    line_time,
     plain,
+    render_day,
     render_line,
     render_notice,
     render_plain,
@@ -147,7 +149,8 @@ def test_every_style_class_used_is_defined() -> None:
         "JOIN carol", "LEAVE bob quit", "RENAME bob rob", "USERS alice carol", "PONG", "INFO x",
         "WELCOME carol hi", "NICK", "ERR x y", "BYE quit", "BYE flood", "???",
         "MSG #rust carol hi", "JOIN #rust carol", "PART #rust bob x", "TOPIC #rust bob t", "CURRENT #r",
-        "CURRENT *", "ROOM #r 1 t", "ROOMS 1", "HELLO 2 x", "USERS #r carol",
+        "CURRENT *", "ROOM #r 1 t", "ROOMS 1", "HELLO 2 x", "USERS #r carol", "HISTORY #r 1 end",
+        "@id=1;time=2026-12-01T18:04:05.123Z;history MSG #rust alice hi carol",
     ]
     for line in lines:
         for style, _text in render_line(line, "carol", NOW):
@@ -273,3 +276,51 @@ def test_the_status_line_styles_unread_rooms_apart() -> None:
     assert styles_of(fragments, "#ops") == ["class:status"]
     for style, _text in fragments:
         assert style.removeprefix("class:") in STYLE
+
+
+# -- protocol v3: event times, history -----------------------------------------------------
+
+
+PARIS = timezone(timedelta(hours=1))
+NOW_IN_PARIS = datetime(2026, 12, 2, 9, 5, 59, tzinfo=PARIS)
+
+
+def test_an_event_shows_its_own_time_in_local_time() -> None:
+    line = "@id=5;time=2026-12-01T18:04:05.123Z MSG #lobby alice hi"
+    assert render_plain(line, "carol", NOW_IN_PARIS, "#lobby") == "19:04 <alice> hi"
+    assert line_time(line, NOW_IN_PARIS) == datetime(2026, 12, 1, 19, 4, 5, 123000, tzinfo=PARIS)
+    # A naive `now` means the machine's local time: the result is naive too.
+    assert line_time(line, NOW).tzinfo is None
+    # No time (or a malformed one): when it arrived.
+    assert render_plain("@id=5 MSG #lobby alice hi", "carol", NOW_IN_PARIS, "#lobby") == "09:05 <alice> hi"
+    assert line_time("@time=soon MSG #lobby alice hi", NOW_IN_PARIS) == NOW_IN_PARIS
+
+
+def test_history_lines_are_grey_throughout_and_read_the_same() -> None:
+    live = "@id=5;time=2026-12-01T18:04:05.123Z MSG #rust alice hi carol"
+    old = "@id=5;time=2026-12-01T18:04:05.123Z;history MSG #rust alice hi carol"
+    assert render_plain(old, "carol", NOW_IN_PARIS, "#lobby") == render_plain(live, "carol", NOW_IN_PARIS, "#lobby")
+    for style, _text in render_line(old, "carol", NOW_IN_PARIS, "#lobby"):
+        assert style.split()[-1] == "class:history", style
+    for style, _text in render_line(live, "carol", NOW_IN_PARIS, "#lobby"):
+        assert "class:history" not in style
+    assert list(STYLE)[-1] == "history"  # its rule comes last, so its colour wins
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("HISTORY #lobby 5 more", "09:05 -- 5 events from the history of #lobby; there are more"),
+        ("HISTORY #lobby 1 end", "09:05 -- 1 event from the history of #lobby"),
+        ("HISTORY bob 0 end", "09:05 -- 0 events from your direct messages with bob"),
+        ("HISTORY #lobby x end", "09:05 HISTORY #lobby x end"),
+    ],
+)
+def test_history_ends(line: str, expected: str) -> None:
+    assert render_plain(line, "carol", NOW, "#lobby") == expected
+
+
+def test_the_day_separator() -> None:
+    fragments = render_day(date(2026, 12, 1))
+    assert plain(fragments) == "-- Tuesday 1 December 2026 --"
+    assert fragments[0][0] == "class:day"

@@ -242,3 +242,37 @@ def test_concurrent_joins_and_parts_leave_a_consistent_table(rooms: Rooms) -> No
         assert len(table[key].members) == len(set(table[key].members)) == len(members)
         assert set(table[key].members) == members
     assert len(rooms) <= max_rooms
+
+
+# -- rooms that ended with history ------------------------------------------------------------
+
+
+def test_a_room_long_ended_is_recalled_from_the_store_with_its_topic_and_backlog() -> None:
+    from chatd.core.history import Event, StoredRoom
+
+    asked: list[str] = []
+    stored = StoredRoom("#Old", "old news", "carol",
+                        [Event(i, 0, "#old", "#Old", "carol", "msg", b"x") for i in (4, 5)])
+
+    def recall(key: str) -> StoredRoom | None:
+        asked.append(key)
+        return stored if key == "#old" else None
+
+    rooms = Rooms(["#lobby"], backlog=2, recall=recall)
+    old = enter(rooms, FakeMember("alice"), "#OLD", True, 10)
+    new = enter(rooms, FakeMember("alice"), "#new", True, 10)
+    assert asked == ["#old", "#new"]
+    assert (old.name, old.topic, old.topic_by, [e.id for e in old.recent]) == ("#Old", "old news", "carol", [4, 5])
+    assert old.durable and old.older  # a full backlog: there may be more
+    assert (new.topic, list(new.recent), new.durable) == ("", [], False)
+
+
+def test_an_ended_room_with_history_sleeps_and_only_rooms_with_members_count() -> None:
+    rooms = Rooms(["#lobby"], backlog=5)
+    alice = FakeMember("alice")
+    room = enter(rooms, alice, "#a", True, 2)
+    room.durable, room.topic = True, "kept"
+    rooms.part(alice, room)
+    assert rooms.find("#a") is None and len(rooms) == 1
+    again = enter(rooms, alice, "#a", True, 2)
+    assert again is room and again.topic == "kept"
