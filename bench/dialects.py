@@ -18,6 +18,7 @@ fixed offset after `t=`.
 from __future__ import annotations
 
 import re
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +49,7 @@ class Dialect:
     line_re: re.Pattern[bytes]  # a whole relayed benchmark line; groups t, s, n (multiline)
     stamp_re: re.Pattern[bytes]  # the end of a benchmark line; group t only
     rooms: bool = False  # a client can move to a room of its own (chatd v2 and later, IRC)
+    websocket: bool = False  # lines as WebSocket text messages (bench/websocket.py), after ALPN http/1.1
 
     def message(self, t_ns: int, sender: int, seq: int, pad: bytes = b"",
                 prefix: bytes | None = None) -> bytes:
@@ -96,7 +98,7 @@ class Dialect:
         client is in that room and no other (a dialect with `rooms`)."""
         if room is not None and not self.rooms:
             raise ValueError(f"{self.name} has no rooms")
-        if self.name == "chatd":
+        if self.name in ("chatd", "chatd-ws"):
             return ChatdRegistration(nick, room)
         if self.name == "chatd1":
             return Chatd1Registration(nick)
@@ -125,7 +127,10 @@ IRC = Dialect("irc", "irc", echo=False, window="ping", eol=b"\r\n", msg_prefix=b
 SEED = Dialect("seed", "seed", echo=True, window="echo", eol=b"\n", msg_prefix=b"", body_at_start=True,
                line_re=re.compile(rb"^" + _BODY_RE + rb"$", re.M),
                stamp_re=re.compile(rb"^t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n", re.M))
-DIALECTS = {d.name: d for d in (CHATD, CHATD1, IRC, SEED)}
+# chatd's lines over a WebSocket, as its web client sends and reads them (the fanout-ws and
+# idle-ws scenarios): the same lines, so the same patterns.
+CHATD_WS = dataclasses.replace(CHATD, name="chatd-ws", websocket=True)
+DIALECTS = {d.name: d for d in (CHATD, CHATD1, IRC, SEED, CHATD_WS)}
 
 
 class Registration:

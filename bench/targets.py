@@ -195,6 +195,7 @@ class Target:
     dialect = ""
     family = ""  # "chatd" for chatd and its variants: same log, same checks
     keys: tuple[str, ...] | None = None  # the scenario keys (prefixes) it runs; None: all
+    websocket = False  # serves its lines over a WebSocket too (the `websocket` scenarios)
     # "pinned": server on CPU 0, generator on CPU 1. "shared": neither pinned,
     # so the server may use every CPU and the generator takes its share.
     placement = "pinned"
@@ -202,7 +203,9 @@ class Target:
     def __init__(self, certs: Certs) -> None:
         self.certs = certs
 
-    def runs(self, key: str) -> bool:
+    def runs(self, key: str, spec: dict[str, Any] | None = None) -> bool:
+        if spec is not None and spec.get("websocket") and not self.websocket:
+            return False
         return self.keys is None or any(key.startswith(prefix) for prefix in self.keys)
 
     def check(self) -> None:
@@ -277,6 +280,7 @@ class ChatdTarget(Target):
 
     dialect = "chatd"
     family = "chatd"
+    websocket = True
     tree = REPO
 
     def __init__(self, certs: Certs, name: str = "chatd", io_threads: int | None = None,
@@ -349,6 +353,7 @@ class ChatdBeforeTarget(ChatdTarget):
 
     def __init__(self, certs: Certs, revision: str | None = None) -> None:
         super().__init__(certs, name="chatd-before", keys=("fanout",))
+        self.websocket = False  # a revision from before the web client
         self.revision = revision  # None: baseline.py's default
         self.baseline: baseline.Baseline | None = None
 

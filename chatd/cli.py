@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config or default_config_path())
-        context = server_context(config.tls, config.path)
+        context = server_context(config.tls, config.path, web=config.web.enabled)
     except ConfigError as exc:
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
+    except StartupError as exc:
+        sys.stderr.write(f"chatd: {exc}\n")
+        return EX_UNAVAILABLE
     # Ready before the chat port opens (it imports prometheus_client); bound after it.
     metrics = _metrics_server(config, server)
     try:

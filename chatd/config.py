@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import urllib.parse
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,12 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True  # HTTPS and WebSocket on the chat port, for browsers (ALPN http/1.1)
+    allowed_origins: tuple[str, ...] = ()  # besides the server itself, as normalised by `origin_key`
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: Literal["json", "console", "auto"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -127,6 +134,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -201,6 +209,37 @@ def _room_names(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def origin_key(scheme: str, host: str, port: int | None) -> str:
+    """An origin as `scheme://host[:port]`, lower case, without its scheme's default port,
+    so that two spellings of one origin compare equal."""
+    scheme, host = scheme.lower(), host.lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6, bracketed as in a URL
+    if port is None or port == {"https": 443, "http": 80}.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _origin(item: object) -> str:
+    expected = "must be a list of origins such as 'https://chat.example.org' or 'https://example.org:8443'"
+    if not isinstance(item, str):
+        raise ValueError(expected)
+    try:
+        parts = urllib.parse.urlsplit(item)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{item!r} is not an origin; {expected}") from None
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{item!r} is not an origin (scheme http or https and a host); {expected}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{item!r} has more than scheme, host and port; {expected}")
+    return origin_key(parts.scheme, parts.hostname, port)
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of origins such as 'https://chat.example.org'")
+    return tuple(_origin(item) for item in value)
 _LISTEN_EXPECTED = "must be host:port or [IPv6]:port, e.g. 127.0.0.1:9464, or null for off"
 _DOTTED = re.compile(r"[0-9.]+")
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -353,6 +392,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "write_queue": _integer(100, 10_000_000),
         },
     ),
+    "web": (WebConfig, {"enabled": _boolean, "allowed_origins": _origins}),
     "log": (
         LogConfig,
         {

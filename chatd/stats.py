@@ -22,7 +22,8 @@ from typing import Mapping, Protocol, Sequence
 
 from chatd.core import protocol
 from chatd.core.chat import Chat
-from chatd.transport.endpoint import LineEndpoint, State
+from chatd.transport.codec import State
+from chatd.transport.endpoint import Endpoint
 from chatd.transport.worker import Worker
 
 # The reasons a connection ends (the `disconnect` event's `reason`): the reason
@@ -142,7 +143,7 @@ class Snapshot:
 
 def take_snapshot(
     tally: Tally,
-    live: Sequence[LineEndpoint],
+    live: Sequence[Endpoint],
     workers: Sequence[Worker],
     chat: Chat,
     cert_expiry: float | None,

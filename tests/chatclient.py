@@ -76,13 +76,7 @@ class ChatClient:
             source: the local address to connect from; 127.0.0.0/8 is all local
                 on Linux, so per-IP limits see another client address.
         """
-        context = ssl.create_default_context(cafile=str(ca))
-        if cert is not None:
-            context.load_cert_chain(*cert)
-        source_address = (source, 0) if source is not None else None
-        raw = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
-        self.sock = context.wrap_socket(raw, server_hostname="localhost")
-        self.sock.settimeout(timeout)
+        self.sock = self._connect(port, ca, host, cert, timeout, source)
         self._buffer = b""
         # Lines read ahead while taking this client's own joining lines;
         # read_event hands them out first, in order.
@@ -269,3 +263,16 @@ class ChatClient:
             self.sock.close()
         except OSError:
             pass
+
+    def _connect(
+        self, port: int, ca: Path, host: str, cert: tuple[Path, Path] | None, timeout: float, source: str | None
+    ) -> ssl.SSLSocket:
+        """The TLS socket lines go through (tests/wsclient.py carries them over a WebSocket)."""
+        context = ssl.create_default_context(cafile=str(ca))
+        if cert is not None:
+            context.load_cert_chain(*cert)
+        source_address = (source, 0) if source is not None else None
+        raw = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
+        sock = context.wrap_socket(raw, server_hostname="localhost")
+        sock.settimeout(timeout)
+        return sock

@@ -1,8 +1,11 @@
-"""LineEndpoint: one TLS client socket, from handshake to close, driven by its
-I/O worker: TLS, lines in, the output queue, backpressure, deadlines, closing.
+"""Endpoint: one TLS client socket, from handshake to close, driven by its
+I/O worker: the TLS handshake, reading, deadlines, closing; its output queue
+and backpressure are output.py's (a mixin).
 
-It knows nothing of chat: lines go to its `Application` (a chat session),
-which answers through `deliver` and `close`.
+What the bytes mean is its `Codec`'s business, chosen by the host once the
+handshake has said which protocol ALPN selected: lines for a chat session
+(lines.py), or HTTP and WebSocket (http.py, websocket.py). It knows nothing
+of chat: a session answers through `deliver` and `close`.
 
 # NOTE: every method here except `deliver()` and `close()` runs only on the
 # owning worker's thread, which is the only thread that ever touches this
@@ -14,20 +17,18 @@ which answers through `deliver` and `close`.
 
 from __future__ import annotations
 
-import collections
 import math
 import ssl
-import threading
 import time
-from enum import Enum
 from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
 
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
-from chatd.transport.framing import LineBuffer
-from chatd.transport.tlsstream import TLSStream
+from chatd.transport.codec import IDLE, Codec, Counted, Finished, State
+from chatd.transport.output import Output
+from chatd.transport.tlsstream import TLSStream, describe_error
 
 if TYPE_CHECKING:
     from chatd.transport.worker import Timer, Worker
@@ -38,55 +39,7 @@ log = structlog.get_logger(__name__)
 # at most this, and at most an eighth of send_queue_bytes, so that what one
 # sender's turn puts in everyone's queue stays small beside the queue's limit.
 READ_BUDGET: Final = 65536
-WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
 LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
-
-
-class Sender(Protocol):
-    def pause_for_backlog(self) -> bool: ...
-    def resume_after_backlog(self) -> None: ...
-
-
-class Application(Protocol):
-    """What an endpoint serves: a chat session (chatd.core.session.Session)."""
-
-    nick: str
-    messages_in: int
-    rate_limited: int  # lines refused with ERR rate_limited
-
-    def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
-    def on_lines(self, lines: list[bytes | None]) -> None: ...
-    def on_timer(self, now: float) -> None: ...
-    def on_close(self, reason: str, text: str) -> bytes:
-        """The connection ends for `reason`; returns the last line to send."""
-    def limits_changed(self) -> None: ...
-
-
-class Finished:
-    """What a finished endpoint keeps of its application: what its logs and
-    counters may still read."""
-
-    __slots__ = ("nick", "messages_in", "rate_limited")
-
-    def __init__(self, nick: str, messages_in: int, rate_limited: int) -> None:
-        self.nick = nick
-        self.messages_in = messages_in
-        self.rate_limited = rate_limited
-
-    def on_open(self, reject: str | None, cert_nick: str | None) -> None:
-        pass  # never called: a finished endpoint does nothing more
-
-    def on_lines(self, lines: list[bytes | None]) -> None:
-        pass
-
-    def on_timer(self, now: float) -> None:
-        pass
-
-    def on_close(self, reason: str, text: str) -> bytes:
-        return b""
-
-    def limits_changed(self) -> None:
-        pass
 
 
 class Host(Protocol):
@@ -95,20 +48,16 @@ class Host(Protocol):
     @property
     def limits(self) -> LimitsConfig: ...
 
-    def unregister(self, endpoint: LineEndpoint) -> None: ...
+    def open_codec(self, endpoint: Endpoint, alpn: str | None) -> Codec:
+        """The codec for the protocol the handshake selected (None: no ALPN)."""
+    def unregister(self, endpoint: Endpoint) -> None: ...
     def note_handshake_failure(self) -> None: ...
-    def note_rejected(self, endpoint: LineEndpoint, reason: str) -> None: ...
+    def note_rejected(self, endpoint: Endpoint, reason: str) -> None: ...
 
 
-class State(Enum):
-    HANDSHAKE = "handshake"
-    OPEN = "open"
-    CLOSING = "closing"  # BYE queued; flushing, then lingering
-    CLOSED = "closed"
-
-
-class LineEndpoint:
-    app: Application  # set by whoever creates the endpoint, before `start`
+class Endpoint(Output):
+    host: Host
+    worker: Worker
 
     def __init__(
         self,
@@ -134,28 +83,10 @@ class LineEndpoint:
         self.interest = 0  # epoll events currently registered
         self.reject = reject
         self.context = {"session": conn_id, "peer": self.peer}
-        self._linebuf = LineBuffer(host.limits.max_line_bytes)
+        self.app: Counted = Finished()  # the session, once a codec has made one
+        self.codec: Codec = IDLE
         self._close_reason = ""
-        # Output. `_outbox`, `_queued`, `_unflushed` and `_waiters` are shared
-        # with other threads under _lock.
-        self._lock = threading.Lock()
-        self._outbox: list[bytes] = []
-        self._queued = 0  # bytes waiting for this client, wherever they wait
-        self._unflushed = 0  # of those, bytes this worker has not taken yet
-        self._waiters: list[Sender] = []  # senders paused until this worker takes them
-        self._scheduled = False
-        self._accepting_output = True
-        self._unsent: collections.deque[bytes] = collections.deque()
-        self._inflight: bytes | None = None
-        self._split_line = False  # the last chunk handed to TLS ended inside a line
-        # The socket would not take all our ciphertext; `_update_interest` watches writability.
-        self._write_wants_write = False
-        # Backpressure: this client is not read while its own queue is over half
-        # its limit (a sender that outpaces its own echo is slowed by TCP rather
-        # than disconnected), nor while `_waiting` for a recipient's worker to
-        # catch up with what it sent (chatd itself is the bottleneck then).
-        self._input_paused = False
-        self._waiting = False
+        self._init_output()
         # Deadlines (monotonic); `timer_at` is the one the worker's heap knows.
         self.timer_at = math.inf
         self.timer: Timer | None = None
@@ -167,53 +98,12 @@ class LineEndpoint:
 
     # -- called from any thread -------------------------------------------------
 
-    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
-        """Queue `data` for this client; never blocks, never touches the socket.
-
-        `sender`, whose line this is (called on its thread), is paused when this
-        client's worker has fallen more than half a queue behind, until that
-        worker has taken what waits here (`resume_after_backlog`).
-        """
-        size = len(data)
-        with self._lock:
-            if not self._accepting_output:
-                return
-            self._outbox.append(data)
-            self._queued += size
-            self._unflushed += size
-            self.messages_out += lines
-            if (
-                sender is not None
-                and self._unflushed > self.host.limits.send_queue_bytes // 2
-                and sender.pause_for_backlog()
-            ):
-                self._waiters.append(sender)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self.worker.mark_dirty(self)
-
     def close(self, reason: str, text: str = "") -> None:
         """`BYE`, flush and close, from any thread (see `begin_close`)."""
         if self.worker.in_thread():
             self.begin_close(reason, text)
         else:
             self.worker.call_soon(lambda: self.begin_close(reason, text), self)
-
-    def pause_for_backlog(self) -> bool:
-        """Stop reading this client until `resume_after_backlog`; False if it is
-        already waiting. Called on this connection's own thread, as the sender."""
-        if self._waiting:
-            return False
-        self._waiting = True
-        return True
-
-    def resume_after_backlog(self) -> None:
-        """The recipient this client waited for has been taken by its worker."""
-        if self.worker.in_thread():
-            self._backlog_taken()
-        else:
-            self.worker.call_soon(self._backlog_taken, self)
 
     # -- events from the worker -------------------------------------------------
 
@@ -242,36 +132,6 @@ class LineEndpoint:
         self.flush()
         self._update_interest()
 
-    def flush(self) -> None:
-        """Move queued output to the socket, as far as it takes it.
-
-        A client whose socket refuses data while more than `send_queue_bytes`
-        wait for it is a slow consumer. Bytes this worker had not yet tried to
-        write never count against a client (docs/architecture.md).
-        """
-        chunks = self._take_outbox(scheduled=False)
-        if self.state is State.CLOSED:
-            return
-        self._unsent.extend(chunks)
-        self._write()
-        if (
-            self._write_wants_write
-            and self.state is State.OPEN
-            and self._queued > self.host.limits.send_queue_bytes
-        ):
-            self._overflowed()
-
-    def _take_outbox(self, scheduled: bool) -> list[bytes]:
-        """Everything queued by other threads; senders waiting on it read again."""
-        with self._lock:
-            self._scheduled = scheduled
-            chunks, self._outbox = self._outbox, []
-            self._unflushed = 0
-            waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.resume_after_backlog()
-        return chunks
-
     def set_deadline(self, when: float | None) -> None:
         """The application's one deadline: its `on_timer` runs then."""
         self._app_deadline = when
@@ -295,13 +155,12 @@ class LineEndpoint:
         if self._app_deadline is not None and now >= self._app_deadline:
             self._app_deadline = None
             if self.state is State.OPEN:
-                self.app.on_timer(now)
+                self.codec.on_timer(now)
         self._rearm()
 
     def limits_changed(self) -> None:
-        self._linebuf.max_line_bytes = self.host.limits.max_line_bytes
         if self.state is State.OPEN:
-            self.app.limits_changed()
+            self.codec.limits_changed()
 
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
@@ -320,7 +179,7 @@ class LineEndpoint:
             self.worker.set_interest(self, read=True, write=self.tls.pending_out > 0)
             return
         except (ssl.SSLError, OSError) as exc:
-            self._handshake_failed(_describe(exc))
+            self._handshake_failed(describe_error(exc))
             return
         self._phase_deadline = None
         cipher = self.tls.cipher()
@@ -334,7 +193,8 @@ class LineEndpoint:
         self.state = State.OPEN
         if self.reject is not None:
             self.host.note_rejected(self, self.reject)
-        self.app.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
+        self.codec = self.host.open_codec(self, self.tls.selected_alpn_protocol())
+        self.codec.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
         if self.state is State.OPEN and self.tls.has_buffered_input():
             self.worker.mark_readable(self)  # the nickname came with the client's Finished
 
@@ -363,7 +223,7 @@ class LineEndpoint:
             except ssl.SSLWantReadError:
                 break
             except (ssl.SSLError, OSError) as exc:
-                ended = _describe(exc)
+                ended = describe_error(exc)
                 break
             if not data:
                 ended = "closed by peer"
@@ -375,107 +235,9 @@ class LineEndpoint:
         if received:
             self._stats.bytes_in += size
             if self.state is State.OPEN:
-                self._on_data(b"".join(received) if len(received) > 1 else received[0])
+                self.codec.on_data(b"".join(received) if len(received) > 1 else received[0])
         if ended:
             self.finish(self._close_reason or "connection_lost", ended)
-
-    def _may_read(self) -> bool:
-        return not self._waiting and self._queued <= self.host.limits.send_queue_bytes // 2
-
-    def _backlog_taken(self) -> None:
-        self._waiting = False
-        self._resume_input()
-
-    def _resume_input(self) -> None:
-        if self._input_paused and self._may_read() and self.state is not State.CLOSED:
-            self._input_paused = False
-            self._update_interest()
-            self.worker.mark_readable(self)
-
-    def _on_data(self, data: bytes) -> None:
-        lines = self._linebuf.feed(data)
-        if lines:
-            self._stats.lines_in += len(lines)
-            self.app.on_lines(lines)
-
-    # -- writing --------------------------------------------------------------------
-
-    def _write(self) -> None:
-        while True:
-            if self._inflight is None:
-                if not self._unsent:
-                    break
-                self._inflight = self._next_chunk()
-            try:
-                sent = self.tls.send(self._inflight)
-            except ssl.SSLWantWriteError:
-                self._blocked()
-                return
-            except (ssl.SSLError, OSError) as exc:
-                self.finish("connection_lost", _describe(exc))
-                return
-            with self._lock:
-                self._queued -= sent
-            self._stats.bytes_out += sent
-            self._inflight = None
-        try:
-            if not self.tls.flush():
-                self._blocked()
-                return
-        except OSError as exc:
-            self.finish("connection_lost", _describe(exc))
-            return
-        self._stall_deadline = None
-        if self._write_wants_write:
-            self._write_wants_write = False
-            self._update_interest()
-        self._resume_input()
-        if self.state is State.CLOSING and self._linger_deadline is None:
-            self._start_linger()
-
-    def _next_chunk(self) -> bytes:
-        chunk = self._take_chunk()
-        self._split_line = not chunk.endswith(b"\n")
-        return chunk
-
-    def _take_chunk(self) -> bytes:
-        first = self._unsent.popleft()
-        if len(first) >= WRITE_CHUNK or not self._unsent:
-            if len(first) > WRITE_CHUNK:
-                self._unsent.appendleft(first[WRITE_CHUNK:])
-                return first[:WRITE_CHUNK]
-            return first
-        parts = [first]
-        size = len(first)
-        while self._unsent and size + len(self._unsent[0]) <= WRITE_CHUNK:
-            chunk = self._unsent.popleft()
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts)
-
-    def _blocked(self) -> None:
-        self._write_wants_write = True
-        self._update_interest()
-        if self._stall_deadline is None:
-            self._stall_deadline = time.monotonic() + self.host.limits.write_timeout
-            self._rearm()
-
-    def _overflowed(self) -> None:
-        log.info("slow_consumer", **self.context, nick=self.app.nick, queued=self._queued)
-        self._stats.slow_consumers += 1
-        # Drop what is queued, but finish a line already half handed to TLS, so
-        # that the BYE starts a line of its own.
-        rest_of_line = b""
-        if self._split_line and self._unsent:
-            head = self._unsent[0]
-            rest_of_line = head[: head.find(b"\n") + 1] or head
-        self._unsent.clear()
-        if rest_of_line:
-            self._unsent.append(rest_of_line)
-        self._take_outbox(scheduled=False)
-        with self._lock:
-            self._queued = len(self._inflight or b"") + len(rest_of_line)
-        self.begin_close("slow_consumer")
 
     # -- closing ----------------------------------------------------------------------
 
@@ -486,7 +248,7 @@ class LineEndpoint:
         if self.state is State.HANDSHAKE:
             self.finish(reason)
             return
-        last_line = self.app.on_close(reason, text)
+        last_line = self.codec.on_close(reason, text)
         self.state = State.CLOSING
         self._close_reason = reason
         with self._lock:
@@ -515,7 +277,7 @@ class LineEndpoint:
         if self.state is State.CLOSED:
             return
         if self.state is State.OPEN:
-            self.app.on_close(reason, "")
+            self.codec.on_close(reason, "")
         self.state = State.CLOSED
         with self._lock:
             self._accepting_output = False
@@ -540,9 +302,10 @@ class LineEndpoint:
                 messages_out=self.messages_out,
             )
         # The session holds this endpoint (its outlet) and this endpoint holds
-        # the session: let go of it, so that both, with the SSL object and every
-        # buffer, are freed now rather than by a later cyclic GC pass.
+        # the session and the codec: let go of them, so that all, with the SSL
+        # object and every buffer, are freed now rather than by a later cyclic GC pass.
         self.app = Finished(self.app.nick, self.app.messages_in, self.app.rate_limited)
+        self.codec = IDLE
 
     def _update_interest(self) -> None:
         """Watch readability unless input is paused, writability while the socket
@@ -564,13 +327,3 @@ class LineEndpoint:
         ]
         if deadlines:
             self.worker.arm_timer(self, min(deadlines))
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return f"{exc.reason}: {exc.verify_message}"  # e.g. certificate has expired
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__

@@ -467,7 +467,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["- server\n- tls\n", "just a string\n", "42\n", "true\n"])
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
-    assert "must be a YAML mapping of sections (server, tls, limits, rooms, history, log, control, metrics)" in message
+    assert "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics)" in message
 
 
 def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None:
@@ -478,7 +478,7 @@ def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None
 @pytest.mark.parametrize("name", ["servers", "Server", "limit", "logging", "room", "channels"])
 def test_unknown_section(tmp_path: Path, name: str) -> None:
     message = config_error(write(tmp_path, {**minimal(), name: {"a": 1}}))
-    assert f": {name}: unknown section (known: server, tls, limits, rooms, history, log, control, metrics)" in message
+    assert f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics)" in message
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from chatd.config import (
     RoomsConfig,
     ServerConfig,
     TLSConfig,
+    WebConfig,
     load_config,
 )
 from chatd.core import history, protocol
@@ -36,6 +37,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "rooms": RoomsConfig,
     "history": HistoryConfig,
+    "web": WebConfig,
     "log": LogConfig,
     "control": ControlConfig,
     "metrics": MetricsConfig,
