@@ -173,7 +173,10 @@ export class Chat {
       conv.replyMaxId = 0;
       conv.loadingBefore = false;
       this._rememberRoom(room, true);
-      if (this.restoreKey === conv.key || this.pendingSwitch === conv.key) this.select(conv);
+      if (this.restoreKey === conv.key || this.pendingSwitch === conv.key) {
+        this.restoreKey = null;
+        this.select(conv);
+      }
       this.ui.changed(conv);
       return;
     }
@@ -461,7 +464,6 @@ export class Chat {
   select(conv) {
     if (!conv || !this.conversations.has(conv.key)) return;
     this.current = conv;
-    this.restoreKey = null;
     conv.unread = 0;
     conv.mentioned = false;
     store.set("current", conv.key);
