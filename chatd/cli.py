@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config or default_config_path())
-        context = server_context(config.tls, config.path)
+        context = server_context(config.tls, config.path, web=config.web.enabled)
     except ConfigError as exc:
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
+    except StartupError as exc:
+        sys.stderr.write(f"chatd: {exc}\n")
+        return EX_UNAVAILABLE
     try:
         server.start()
     except StartupError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,6 +98,12 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True  # HTTPS and WebSocket on the chat port, for browsers (ALPN http/1.1)
+    allowed_origins: tuple[str, ...] = ()  # besides the server itself, as normalised by `origin_key`
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: Literal["json", "console", "auto"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -115,6 +122,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
 
@@ -186,6 +194,39 @@ def _room_names(value: object) -> tuple[str, ...]:
     if len(set(keys)) != len(keys):
         raise ValueError("lists a room twice (names are case-insensitive)")
     return tuple(value)
+
+
+def origin_key(scheme: str, host: str, port: int | None) -> str:
+    """An origin as `scheme://host[:port]`, lower case, without its scheme's default port,
+    so that two spellings of one origin compare equal."""
+    scheme, host = scheme.lower(), host.lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6, bracketed as in a URL
+    if port is None or port == {"https": 443, "http": 80}.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _origin(item: object) -> str:
+    expected = "must be a list of origins such as 'https://chat.example.org' or 'https://example.org:8443'"
+    if not isinstance(item, str):
+        raise ValueError(expected)
+    try:
+        parts = urllib.parse.urlsplit(item)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{item!r} is not an origin; {expected}") from None
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{item!r} is not an origin (scheme http or https and a host); {expected}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{item!r} has more than scheme, host and port; {expected}")
+    return origin_key(parts.scheme, parts.hostname, port)
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of origins such as 'https://chat.example.org'")
+    return tuple(_origin(item) for item in value)
 
 
 # Names people write for the profile's groups (OpenSSL's own aliases among them),
@@ -293,6 +334,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "write_queue": _integer(100, 10_000_000),
         },
     ),
+    "web": (WebConfig, {"enabled": _boolean, "allowed_origins": _origins}),
     "log": (
         LogConfig,
         {

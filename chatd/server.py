@@ -38,10 +38,14 @@ from chatd.core.history import EventStore
 from chatd.core.session import Session
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
-from chatd.tls import server_context
-from chatd.transport.endpoint import LineEndpoint
+from chatd.tls import HTTP_ALPN, server_context
+from chatd.transport.endpoint import Codec, Endpoint
+from chatd.transport.http import HttpCodec
+from chatd.transport.lines import LineCodec
 from chatd.transport.tlsstream import TLSStream
+from chatd.transport.websocket import Outlet, TextFrames
 from chatd.transport.worker import Worker
+from chatd.web.files import StaticFiles
 
 log = structlog.get_logger(__name__)
 
@@ -57,12 +61,22 @@ _ACCEPT_FAILED_EVERY = 1.0  # seconds between `accept_failed` lines; the rest ar
 
 
 @dataclasses.dataclass(frozen=True)
+class Site:
+    """What a browser's connection is served (chatd.transport.http.Site)."""
+
+    files: StaticFiles
+    allowed_origins: frozenset[str]
+    frames: TextFrames  # shared by every WebSocket, for the whole life of the server
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """What a reload replaces, as one object, so that no connection sees a new
-    config with an old certificate or the other way round."""
+    config with an old certificate (or web client) or the other way round."""
 
     config: Config
     tls_context: ssl.SSLContext
+    site: Site
 
 
 class StartupError(Exception):
@@ -78,7 +92,15 @@ class Server:
     def __init__(
         self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier, store: EventStore | None = None
     ) -> None:
-        self.settings = Settings(config, tls_context)
+        """Raises:
+        StartupError: the web client's files cannot be read.
+        """
+        self._frames = TextFrames()
+        try:
+            site = self._site(config)
+        except OSError as exc:
+            raise StartupError(f"cannot read the web client's files: {exc.strerror or exc} ({exc.filename})") from exc
+        self.settings = Settings(config, tls_context, site)
         self.chat = Chat(config, store)
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
@@ -88,7 +110,7 @@ class Server:
         self._reload_lock = threading.Lock()  # SIGHUP (main thread) and chatctl (control thread)
         self._accept_failures = 0
         self._accept_failed_logged = -math.inf
-        self._connections: dict[int, LineEndpoint] = {}
+        self._connections: dict[int, Endpoint] = {}
         self._admitted = 0
         self._per_ip: collections.Counter[str] = collections.Counter()
         self._recent: dict[str, collections.deque[float]] = {}
@@ -113,6 +135,15 @@ class Server:
     @property
     def limits(self) -> LimitsConfig:
         return self.settings.config.limits
+
+    def _site(self, config: Config) -> Site:
+        """The web client as `config` says, its files read now (none when it is off).
+
+        Raises:
+            OSError: a file cannot be read.
+        """
+        files = StaticFiles.load() if config.web.enabled else StaticFiles({})
+        return Site(files, frozenset(config.web.allowed_origins), self._frames)
 
     def healthy(self) -> bool:
         """Every I/O worker is running (a crashed one withholds the systemd watchdog)."""
@@ -272,16 +303,31 @@ class Server:
 
     def open_endpoint(
         self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
-    ) -> LineEndpoint:
-        """A new client's endpoint and chat session, on `worker`'s thread."""
-        tls = TLSStream(sock, self.tls_context, worker.scratch)
-        endpoint = LineEndpoint(self, worker, tls, peer, conn_id, reject)
-        endpoint.app = Session(self.chat, endpoint, endpoint.context)
+    ) -> Endpoint:
+        """A new client's endpoint, on `worker`'s thread; its codec comes after the handshake."""
+        settings = self.settings
+        alpn = HTTP_ALPN.encode() if settings.config.web.enabled else None
+        tls = TLSStream(sock, settings.tls_context, worker.scratch, alpn)
+        endpoint = Endpoint(self, worker, tls, peer, conn_id, reject)
         with self._lock:
             self._connections[endpoint.id] = endpoint
         return endpoint
 
-    def unregister(self, endpoint: LineEndpoint) -> None:
+    def open_codec(self, endpoint: Endpoint, alpn: str | None) -> Codec:
+        """Lines and a chat session for a client that negotiated no ALPN (the line
+        protocol); HTTP for one that negotiated `http/1.1` (a browser), whose
+        session comes with its WebSocket."""
+        if alpn == HTTP_ALPN:
+
+            def open_session(outlet: Outlet) -> Session:
+                return Session(self.chat, outlet, endpoint.context)
+
+            return HttpCodec(endpoint, self.settings.site, open_session)
+        session = Session(self.chat, endpoint, endpoint.context)
+        endpoint.app = session
+        return LineCodec(endpoint, session)
+
+    def unregister(self, endpoint: Endpoint) -> None:
         with self._lock:
             self._connections.pop(endpoint.id, None)
             self._totals["messages_in"] += endpoint.app.messages_in
@@ -305,7 +351,7 @@ class Server:
         with self._lock:
             self._handshake_failures += 1
 
-    def note_rejected(self, endpoint: LineEndpoint, reason: str) -> None:
+    def note_rejected(self, endpoint: Endpoint, reason: str) -> None:
         with self._lock:
             self._rejected += 1
         log.info("rejected", session=endpoint.id, peer=endpoint.peer, reason=reason, told=True)
@@ -315,8 +361,8 @@ class Server:
     def reload(self) -> dict[str, object]:
         """Re-read the config file and apply what can change live.
 
-        Limits, log settings, the server name and the TLS certificate (for new
-        connections) change at once; listener and thread settings are reported as
+        Limits, log settings, the server name, the web settings and files, and
+        the TLS certificate (for new connections) change at once; listener and thread settings are reported as
         needing a restart. A bad file changes nothing.
         """
         with self._reload_lock:
@@ -326,11 +372,13 @@ class Server:
         self._notifier.reloading()
         try:
             new = load_config(self.config.path)
-            context = server_context(new.tls, new.path)
-        except ConfigError as exc:
-            log.error("config_reload_failed", error=str(exc))
+            context = server_context(new.tls, new.path, web=new.web.enabled)
+            site = self._site(new)
+        except (ConfigError, OSError) as exc:
+            error = str(exc) if isinstance(exc, ConfigError) else f"cannot read the web client's files: {exc}"
+            log.error("config_reload_failed", error=error)
             self._notifier.ready()
-            return {"ok": False, "error": str(exc), "restart_needed": []}
+            return {"ok": False, "error": error, "restart_needed": []}
         old = self.config
         restart = [key for key in _RESTART_KEYS if _get(old, key) != _get(new, key)]
         server = dataclasses.replace(
@@ -338,7 +386,7 @@ class Server:
         )
         history = dataclasses.replace(new.history, enabled=old.history.enabled, path=old.history.path)
         new = dataclasses.replace(new, server=server, control=old.control, history=history)
-        self.settings = Settings(new, context)
+        self.settings = Settings(new, context, site)
         configure_logging(new.log)
         self.chat.configure(self.config)
         for worker in self._workers:

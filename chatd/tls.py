@@ -18,6 +18,10 @@ context takes a client offering only one group for each listed group and
 refuses one offering only a group outside them: a list that did not take
 effect is a `ConfigError`, never a silent fallback to OpenSSL's default.
 
+ALPN: with the web client on (`web.enabled`), the context offers `http/1.1`,
+so that a browser (which offers it) gets HTTP on the same port as line
+clients (which offer no ALPN); see docs/architecture.md, "One port".
+
 Tickets are off as in Mozilla's server configurations: a chat session lasts
 hours, so resumption saves nothing, while each ticket costs the server an
 encryption and the client a message at every connect.
@@ -56,6 +60,9 @@ _SSL_CTRL_SET_GROUPS_LIST = 92
 # accepts a client offering only this one did not take the list it was given.
 _OUTSIDE_GROUP = "X448"
 
+# The one ALPN protocol chatd speaks besides its line protocol (which has no ALPN name).
+HTTP_ALPN = "http/1.1"
+
 _CLIENT_AUTH = {
     "none": ssl.CERT_NONE,
     "optional": ssl.CERT_OPTIONAL,
@@ -63,8 +70,8 @@ _CLIENT_AUTH = {
 }
 
 
-def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLContext:
-    """Return a server context for `tls`.
+def server_context(tls: TLSConfig, config_path: object = "config", web: bool = False) -> ssl.SSLContext:
+    """Return a server context for `tls`; with `web`, offering ALPN `http/1.1`.
 
     Raises:
         ConfigError: a certificate or key that cannot be loaded, or that do not
@@ -75,6 +82,8 @@ def server_context(tls: TLSConfig, config_path: object = "config") -> ssl.SSLCon
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
     context.num_tickets = 0
+    if web:
+        context.set_alpn_protocols([HTTP_ALPN])
     _apply_groups(context, tls.groups, config_path)
     try:
         context.load_cert_chain(tls.cert, tls.key)

@@ -1,8 +1,16 @@
-"""A tiny blocking TLS line client for tests: what a user's client would see."""
+"""A tiny blocking TLS line client for tests: what a user's client would see.
+
+Server lines may start with tags (docs/protocol.md, "Events and tags"):
+`readline` returns a line without them and keeps them in `last_tags`;
+`read_event` returns both. Every line read is checked against the tag rules
+on the way in (`split_tags`), so no test ignores a missing or malformed tag.
+"""
 
 from __future__ import annotations
 
 import collections
+import datetime
+import re
 import socket
 import ssl
 import time
@@ -10,7 +18,44 @@ import uuid
 from pathlib import Path
 
 # docs/protocol.md, "Version": the server's first line.
-HELLO = "HELLO 2 "
+HELLO = "HELLO 3 "
+
+Tags = dict[str, str]  # a bare key (`history`) maps to ""
+EVENT_VERBS = ("MSG", "ACTION", "DM")  # always tagged; a TOPIC is when it reports a change
+TAG_KEYS = ("id", "time", "history")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+# A live event's tags as a regular expression, for tests that read a tool's output.
+EVENT_TAGS = rf"@id=[1-9]\d*;time={_TIME.pattern}"
+
+
+def split_tags(line: str) -> tuple[Tags, str]:
+    """`@id=7;time=...;history MSG #a bob hi` → `({"id": "7", ...}, "MSG #a bob hi")`,
+    asserting the rules of docs/protocol.md, "Events and tags": `MSG`,
+    `ACTION` and `DM` carry a positive decimal `id` and a `time` in
+    `YYYY-MM-DDTHH:MM:SS.mmmZ`, as does a tagged `TOPIC`; no other line is
+    tagged; `history` is bare; no key comes twice or is unknown."""
+    tags: Tags = {}
+    if line.startswith("@"):
+        prefix, space, line = line.partition(" ")
+        assert space and prefix != "@", f"tags without a line: {prefix!r}"
+        for item in prefix[1:].split(";"):
+            key, equals, value = item.partition("=")
+            assert key in TAG_KEYS and key not in tags, f"tag {key!r} in {prefix!r}"
+            assert (key == "history") != bool(equals), f"tag {item!r} in {prefix!r}"
+            tags[key] = value
+    verb = line.partition(" ")[0]
+    if verb in EVENT_VERBS or (verb == "TOPIC" and tags):
+        assert tags.keys() >= {"id", "time"}, f"an event without id and time: {tags} {line!r}"
+        assert tags["id"].isdigit() and int(tags["id"]) > 0 and tags["id"][0] != "0", tags
+        assert _TIME.fullmatch(tags["time"]), tags
+        datetime.datetime.strptime(tags["time"], "%Y-%m-%dT%H:%M:%S.%fZ")  # a real date
+    else:
+        assert not tags, f"tags on a line that is not an event: {tags} {line!r}"
+    return tags, line
+
+
+def event_id(tags: Tags) -> int:
+    return int(tags["id"])
 
 
 class ChatClient:
@@ -31,23 +76,22 @@ class ChatClient:
             source: the local address to connect from; 127.0.0.0/8 is all local
                 on Linux, so per-IP limits see another client address.
         """
-        context = ssl.create_default_context(cafile=str(ca))
-        if cert is not None:
-            context.load_cert_chain(*cert)
-        source_address = (source, 0) if source is not None else None
-        raw = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
-        self.sock = context.wrap_socket(raw, server_hostname="localhost")
-        self.sock.settimeout(timeout)
+        self.sock = self._connect(port, ca, host, cert, timeout, source)
         self._buffer = b""
-        # Lines read ahead while taking this client's own JOIN/USERS/CURRENT
-        # answers; readline hands them out first, in order.
-        self._pending: collections.deque[str] = collections.deque()
+        # Lines read ahead while taking this client's own joining lines;
+        # read_event hands them out first, in order.
+        self._pending: collections.deque[tuple[Tags, str]] = collections.deque()
+        # The id of the last live event of each room (by lower-case name):
+        # in one room, events arrive in increasing id order.
+        self._last_ids: dict[str, int] = {}
         self.nick = ""
         self.autojoin: list[str] = []  # the lines taken after WELCOME, up to CURRENT
+        self.backlog: dict[str, list[tuple[Tags, str]]] = {}  # each room's backlog at its last join
+        self.last_tags: Tags = {}  # the tags of the line `readline` returned last
 
     @classmethod
     def registered(cls, port: int, ca: Path, nick: str, **kwargs: object) -> "ChatClient":
-        """Connect and register as `nick`: `HELLO 2`, `NICK`, `WELCOME` first
+        """Connect and register as `nick`: `HELLO 3`, `NICK`, `WELCOME` first
         after the nickname, then the autojoin rooms up to `CURRENT`, so that a
         test starts from a clean slate (see `take_joins`)."""
         client = cls(port, ca, **kwargs)  # type: ignore[arg-type]
@@ -62,7 +106,7 @@ class ChatClient:
         self.autojoin = self.take_joins()
 
     def expect_greeting(self, timeout: float = 5.0) -> str:
-        """The first two lines: `HELLO 2 <text>`, then `NICK`; returns the HELLO line."""
+        """The first two lines: `HELLO 3 <text>`, then `NICK`; returns the HELLO line."""
         hello = self.expect(HELLO, timeout)
         line = self.readline(timeout)
         assert line == "NICK", f"expected 'NICK' after {hello!r}, got {line!r}"
@@ -70,14 +114,22 @@ class ChatClient:
 
     def join(self, room: str, timeout: float = 5.0) -> list[str]:
         """`/join <room>`; returns this client's own answer up to `CURRENT`
-        (`JOIN`, `TOPIC` if any, `USERS`, `CURRENT`; or `CURRENT` alone for a switch)."""
+        (`JOIN`, `TOPIC` if any, `USERS`, `HISTORY`, `CURRENT`; or `CURRENT`
+        alone for a switch). The backlog goes to `self.backlog[room]`."""
         self.send(f"/join {room}")
         return self.take_joins(timeout)
 
     def take_joins(self, timeout: float = 5.0) -> list[str]:
         """Read this client's own joining lines up to and including `CURRENT`,
-        and return them: `JOIN <room> <own nick>`, then that room's `TOPIC` and
-        `USERS`, for each room joined, and the `CURRENT` that ends them.
+        and return them: `JOIN <room> <own nick>`, then that room's `TOPIC`,
+        `USERS` and `HISTORY`, for each room joined, and the `CURRENT` that
+        ends them.
+
+        The backlog events between a room's `USERS` and its `HISTORY` are not
+        in the list: they go to `self.backlog[room]` (the room as the server
+        spells it), as (tags, line) pairs. Each must carry the `history` tag,
+        their ids must increase, their number must be the `HISTORY` line's
+        count, and the room's live events that follow must have greater ids.
 
         Other lines that arrive in between (another client's `JOIN` or `MSG`
         in a room already joined) are not taken: `readline` returns them next.
@@ -85,27 +137,48 @@ class ChatClient:
         """
         taken: list[str] = []
         joining: str | None = None  # the room whose TOPIC/USERS come next
-        skipped: list[str] = []
+        filling: str | None = None  # the room whose backlog and HISTORY come next
+        skipped: list[tuple[Tags, str]] = []
         deadline = time.monotonic() + timeout
         while True:
-            line = self._read(max(0.01, deadline - time.monotonic()))
+            tags, line = self._read_event(max(0.01, deadline - time.monotonic()))
             verb, _, rest = line.partition(" ")
             words = rest.split(" ")
             if verb == "JOIN" and words[1:] == [self.nick]:
+                assert filling is None, f"{line!r} before HISTORY {filling} (after {taken})"
                 joining = words[0]
             elif verb in ("TOPIC", "USERS") and joining is not None and words[0] == joining:
+                assert not tags, f"{line!r} is a state, not an event, yet tagged {tags}"
                 if verb == "USERS":
-                    joining = None
+                    filling, joining = joining, None
+                    self.backlog[filling] = []
+            elif filling is not None and "history" in tags and words[0] == filling:
+                self.backlog[filling].append((tags, line))
+                continue
+            elif verb == "HISTORY" and filling is not None and words[0] == filling:
+                self._check_backlog(line, self.backlog[filling])
+                filling = None
             elif verb == "CURRENT":
+                assert joining is None and filling is None, f"{line!r} in the middle of a join: {taken}"
                 taken.append(line)
                 break
             else:
                 assert verb != "ERR", f"{line!r} while joining (after {taken})"
-                skipped.append(line)
+                skipped.append((tags, line))
                 continue
             taken.append(line)
         self._pending.extend(skipped)
         return taken
+
+    def _check_backlog(self, history: str, events: list[tuple[Tags, str]]) -> None:
+        """`HISTORY <room> <count> <more|end>` against the backlog that came before it."""
+        room, count, more = history.split(" ")[1:]
+        assert count == str(len(events)) and more in ("more", "end"), (history, events)
+        ids = [event_id(tags) for tags, _ in events]
+        assert ids == sorted(set(ids)), f"backlog ids out of order: {ids}"
+        if ids:
+            key = room.lower()
+            self._last_ids[key] = max(self._last_ids.get(key, 0), ids[-1])
 
     def sync(self, timeout: float = 5.0) -> list[str]:
         """`/ping` with a fresh token; return the lines that came before its `PONG`.
@@ -125,9 +198,25 @@ class ChatClient:
         self.sock.sendall(data + (b"" if data.endswith(b"\n") else b"\n"))
 
     def readline(self, timeout: float = 5.0) -> str:
+        """The next line without its tags, which go to `last_tags`."""
+        self.last_tags, line = self.read_event(timeout)
+        return line
+
+    def read_event(self, timeout: float = 5.0) -> tuple[Tags, str]:
+        """The next line as (its tags, the line without them)."""
         if self._pending:
             return self._pending.popleft()
-        return self._read(timeout)
+        return self._read_event(timeout)
+
+    def _read_event(self, timeout: float) -> tuple[Tags, str]:
+        tags, line = split_tags(self._read(timeout))
+        verb, _, rest = line.partition(" ")
+        if tags and "history" not in tags and verb in ("MSG", "ACTION", "TOPIC"):
+            key, new = rest.partition(" ")[0].lower(), event_id(tags)
+            last = self._last_ids.get(key, 0)
+            assert new > last, f"event {new} in {key} after event {last}: {line!r}"
+            self._last_ids[key] = new
+        return tags, line
 
     def _read(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -174,3 +263,16 @@ class ChatClient:
             self.sock.close()
         except OSError:
             pass
+
+    def _connect(
+        self, port: int, ca: Path, host: str, cert: tuple[Path, Path] | None, timeout: float, source: str | None
+    ) -> ssl.SSLSocket:
+        """The TLS socket lines go through (tests/wsclient.py carries them over a WebSocket)."""
+        context = ssl.create_default_context(cafile=str(ca))
+        if cert is not None:
+            context.load_cert_chain(*cert)
+        source_address = (source, 0) if source is not None else None
+        raw = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
+        sock = context.wrap_socket(raw, server_hostname="localhost")
+        sock.settimeout(timeout)
+        return sock

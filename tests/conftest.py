@@ -225,14 +225,14 @@ class Daemon:
 
 def recv_greeting(tls: ssl.SSLSocket) -> None:
     """Read a raw TLS socket's first lines, in as many records as they come:
-    exactly `HELLO 2 chatd <version>` and `NICK` (docs/protocol.md, "Version")."""
+    exactly `HELLO 3 chatd <version>` and `NICK` (docs/protocol.md, "Version")."""
     data = b""
     while data.count(b"\n") < 2:
         chunk = tls.recv(4096)
         assert chunk, f"closed after {data!r}"
         data += chunk
     hello, nick, rest = data.split(b"\n", 2)
-    assert hello.startswith(b"HELLO 2 chatd ") and nick == b"NICK" and rest == b"", data
+    assert hello.startswith(b"HELLO 3 chatd ") and nick == b"NICK" and rest == b"", data
 
 
 def defaults_for_load(**overrides: int) -> dict[str, int]:

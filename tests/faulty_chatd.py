@@ -17,7 +17,7 @@ import sys
 from typing import Any, Callable
 
 from chatd import cli
-from chatd.transport.endpoint import LineEndpoint
+from chatd.transport.endpoint import Endpoint
 from chatd.transport.worker import Worker
 
 
@@ -44,14 +44,14 @@ def _plant(point: str, trigger: str) -> None:
 
         Worker._turn = faulty_turn  # type: ignore[method-assign]
     elif point == "start":
-        start = LineEndpoint.start
+        start = Endpoint.start
 
-        def faulty_start(self: LineEndpoint) -> None:
+        def faulty_start(self: Endpoint) -> None:
             if _fires(trigger):
                 raise InjectedFault("connection start")
             start(self)
 
-        LineEndpoint.start = faulty_start  # type: ignore[method-assign]
+        Endpoint.start = faulty_start  # type: ignore[method-assign]
     elif point == "call":
         turn = Worker._turn
 

@@ -158,7 +158,7 @@ class History:
         self._lookups: queue.SimpleQueue[tuple[str, int | None, int | None, int, Reply] | None]
         self._lookups = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="chatd-history", daemon=True)
-        self._thread.start()
+        self._starting = threading.Lock()
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -169,12 +169,17 @@ class History:
         if self._lookups.qsize() >= LOOKUPS_WAITING_MAX:
             reply(None)
             return
+        if not self._thread.is_alive():
+            with self._starting:  # the first question starts the thread
+                if not self._thread.is_alive() and self._thread.ident is None:
+                    self._thread.start()
         self._lookups.put((target, before, after, limit, reply))
 
     def close(self) -> None:
         """Answer what was asked, then write everything (SIGTERM loses nothing)."""
-        self._lookups.put(None)
-        self._thread.join(10.0)
+        if self._thread.is_alive():
+            self._lookups.put(None)
+            self._thread.join(10.0)
         self.store.close()
 
     def _serve(self) -> None:

@@ -1,8 +1,10 @@
-"""LineEndpoint: one TLS client socket, from handshake to close, driven by its
-I/O worker: TLS, lines in, the output queue, backpressure, deadlines, closing.
+"""Endpoint: one TLS client socket, from handshake to close, driven by its
+I/O worker: TLS, the output queue, backpressure, deadlines, closing.
 
-It knows nothing of chat: lines go to its `Application` (a chat session),
-which answers through `deliver` and `close`.
+What the bytes mean is its `Codec`'s business, chosen by the host once the
+handshake has said which protocol ALPN selected: lines for a chat session
+(lines.py), or HTTP and WebSocket (http.py, websocket.py). It knows nothing
+of chat: a session answers through `deliver` and `close`.
 
 # NOTE: every method here except `deliver()` and `close()` runs only on the
 # owning worker's thread, which is the only thread that ever touches this
@@ -26,7 +28,6 @@ import structlog
 
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
-from chatd.transport.framing import LineBuffer
 from chatd.transport.tlsstream import TLSStream
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Sender(Protocol):
 
 
 class Application(Protocol):
-    """What an endpoint serves: a chat session (chatd.core.session.Session)."""
+    """What a codec serves: a chat session (chatd.core.session.Session)."""
 
     nick: str
     messages_in: int
@@ -61,20 +62,53 @@ class Application(Protocol):
     def limits_changed(self) -> None: ...
 
 
+class Counted(Protocol):
+    """What an endpoint's logs and counters read of its application."""
+
+    nick: str
+    messages_in: int
+
+
 class Finished:
-    """What a finished endpoint keeps of its application: what its logs and
-    counters may still read."""
+    """What an endpoint keeps of its application before it has one and after
+    it has finished: what its logs and counters may still read."""
 
     __slots__ = ("nick", "messages_in")
 
-    def __init__(self, nick: str, messages_in: int) -> None:
+    def __init__(self, nick: str = "", messages_in: int = 0) -> None:
         self.nick = nick
         self.messages_in = messages_in
 
-    def on_open(self, reject: str | None, cert_nick: str | None) -> None:
-        pass  # never called: a finished endpoint does nothing more
 
-    def on_lines(self, lines: list[bytes | None]) -> None:
+class Codec(Protocol):
+    """What the bytes of an open connection mean (lines.py, http.py, websocket.py)."""
+
+    # Whether the slow-consumer rule applies: false while answering HTTP, whose
+    # responses (files) may be larger than a chat client's queue.
+    bounded: bool
+
+    def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
+    def on_data(self, data: bytes) -> None: ...
+    def on_timer(self, now: float) -> None: ...
+    def on_close(self, reason: str, text: str) -> bytes:
+        """The connection ends for `reason` (with the application's `text`);
+        returns the last bytes to send."""
+    def limits_changed(self) -> None: ...
+    def cut(self, data: bytes, limit: int) -> int:
+        """Where to cut `data`, longer than `limit`, for one write: at most `limit`."""
+    def rest_of_unit(self, head: bytes) -> bytes:
+        """What of `head` finishes the unit (line, frame) a write cut short."""
+
+
+class _Idle:
+    """The codec before the handshake and after the end: nothing to do."""
+
+    bounded = True
+
+    def on_open(self, reject: str | None, cert_nick: str | None) -> None:
+        pass
+
+    def on_data(self, data: bytes) -> None:
         pass
 
     def on_timer(self, now: float) -> None:
@@ -86,6 +120,15 @@ class Finished:
     def limits_changed(self) -> None:
         pass
 
+    def cut(self, data: bytes, limit: int) -> int:
+        return limit
+
+    def rest_of_unit(self, head: bytes) -> bytes:
+        return b""
+
+
+IDLE: Final = _Idle()
+
 
 class Host(Protocol):
     """What an endpoint needs from the server."""
@@ -93,9 +136,11 @@ class Host(Protocol):
     @property
     def limits(self) -> LimitsConfig: ...
 
-    def unregister(self, endpoint: LineEndpoint) -> None: ...
+    def open_codec(self, endpoint: Endpoint, alpn: str | None) -> Codec:
+        """The codec for the protocol the handshake selected (None: no ALPN)."""
+    def unregister(self, endpoint: Endpoint) -> None: ...
     def note_handshake_failure(self) -> None: ...
-    def note_rejected(self, endpoint: LineEndpoint, reason: str) -> None: ...
+    def note_rejected(self, endpoint: Endpoint, reason: str) -> None: ...
 
 
 class State(Enum):
@@ -105,9 +150,7 @@ class State(Enum):
     CLOSED = "closed"
 
 
-class LineEndpoint:
-    app: Application  # set by whoever creates the endpoint, before `start`
-
+class Endpoint:
     def __init__(
         self,
         host: Host,
@@ -131,7 +174,8 @@ class LineEndpoint:
         self.interest = 0  # epoll events currently registered
         self.reject = reject
         self.context = {"session": conn_id, "peer": self.peer}
-        self._linebuf = LineBuffer(host.limits.max_line_bytes)
+        self.app: Counted = Finished()  # the session, once a codec has made one
+        self.codec: Codec = IDLE
         self._close_reason = ""
         # Output. `_outbox`, `_queued`, `_unflushed` and `_waiters` are shared
         # with other threads under _lock.
@@ -255,6 +299,7 @@ class LineEndpoint:
             self._write_wants_write
             and self.state is State.OPEN
             and self._queued > self.host.limits.send_queue_bytes
+            and self.codec.bounded
         ):
             self._overflowed()
 
@@ -292,16 +337,19 @@ class LineEndpoint:
         if self._app_deadline is not None and now >= self._app_deadline:
             self._app_deadline = None
             if self.state is State.OPEN:
-                self.app.on_timer(now)
+                self.codec.on_timer(now)
         self._rearm()
 
     def limits_changed(self) -> None:
-        self._linebuf.max_line_bytes = self.host.limits.max_line_bytes
         if self.state is State.OPEN:
-            self.app.limits_changed()
+            self.codec.limits_changed()
 
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
+
+    def output_pending(self) -> bool:
+        """Whether bytes queued for this client have not all gone to the socket yet."""
+        return self._queued > 0 or self.tls.pending_out > 0
 
     # -- TLS handshake ----------------------------------------------------------
 
@@ -326,7 +374,8 @@ class LineEndpoint:
         self.state = State.OPEN
         if self.reject is not None:
             self.host.note_rejected(self, self.reject)
-        self.app.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
+        self.codec = self.host.open_codec(self, self.tls.selected_alpn_protocol())
+        self.codec.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
         if self.state is State.OPEN and self.tls.has_buffered_input():
             self.worker.mark_readable(self)  # the nickname came with the client's Finished
 
@@ -365,7 +414,7 @@ class LineEndpoint:
         else:
             self.worker.mark_readable(self)  # more may be waiting; come back next turn
         if received and self.state is State.OPEN:
-            self._on_data(b"".join(received) if len(received) > 1 else received[0])
+            self.codec.on_data(b"".join(received) if len(received) > 1 else received[0])
         if ended:
             self.finish(self._close_reason or "connection_lost", ended)
 
@@ -381,11 +430,6 @@ class LineEndpoint:
             self._input_paused = False
             self._update_interest()
             self.worker.mark_readable(self)
-
-    def _on_data(self, data: bytes) -> None:
-        lines = self._linebuf.feed(data)
-        if lines:
-            self.app.on_lines(lines)
 
     # -- writing --------------------------------------------------------------------
 
@@ -430,8 +474,10 @@ class LineEndpoint:
         first = self._unsent.popleft()
         if len(first) >= WRITE_CHUNK or not self._unsent:
             if len(first) > WRITE_CHUNK:
-                self._unsent.appendleft(first[WRITE_CHUNK:])
-                return first[:WRITE_CHUNK]
+                cut = self.codec.cut(first, WRITE_CHUNK)
+                if cut < len(first):
+                    self._unsent.appendleft(first[cut:])
+                    return first[:cut]
             return first
         parts = [first]
         size = len(first)
@@ -454,8 +500,7 @@ class LineEndpoint:
         # that the BYE starts a line of its own.
         rest_of_line = b""
         if self._split_line and self._unsent:
-            head = self._unsent[0]
-            rest_of_line = head[: head.find(b"\n") + 1] or head
+            rest_of_line = self.codec.rest_of_unit(self._unsent[0])
         self._unsent.clear()
         if rest_of_line:
             self._unsent.append(rest_of_line)
@@ -473,7 +518,7 @@ class LineEndpoint:
         if self.state is State.HANDSHAKE:
             self.finish(reason)
             return
-        last_line = self.app.on_close(reason, text)
+        last_line = self.codec.on_close(reason, text)
         self.state = State.CLOSING
         self._close_reason = reason
         with self._lock:
@@ -502,7 +547,7 @@ class LineEndpoint:
         if self.state is State.CLOSED:
             return
         if self.state is State.OPEN:
-            self.app.on_close(reason, "")
+            self.codec.on_close(reason, "")
         self.state = State.CLOSED
         with self._lock:
             self._accepting_output = False
@@ -526,9 +571,10 @@ class LineEndpoint:
                 messages_out=self.messages_out,
             )
         # The session holds this endpoint (its outlet) and this endpoint holds
-        # the session: let go of it, so that both, with the SSL object and every
-        # buffer, are freed now rather than by a later cyclic GC pass.
+        # the session and the codec: let go of them, so that all, with the SSL
+        # object and every buffer, are freed now rather than by a later cyclic GC pass.
         self.app = Finished(self.app.nick, self.app.messages_in)
+        self.codec = IDLE
 
     def _update_interest(self) -> None:
         """Watch readability unless input is paused, writability while the socket

@@ -7,7 +7,7 @@ sees memory: one `recv()` takes whatever the kernel holds, the SSL object
 decrypts it record by record, and what it produces (a whole handshake flight,
 several records of chat) leaves in one `send()`.
 
-The interface mirrors the parts of `SSLSocket` that `LineEndpoint` uses, with
+The interface mirrors the parts of `SSLSocket` that `Endpoint` uses, with
 its exceptions: `ssl.SSLWantReadError` means "wait for the socket to become
 readable", `ssl.SSLWantWriteError` "wait until it is writable". Like any SSL
 object, a stream must only ever be used by one thread at a time (its worker).
@@ -19,19 +19,37 @@ import socket
 import ssl
 from typing import Any, Final
 
+from chatd.transport.clienthello import MAX_HELLO, NO_APPLICATION_PROTOCOL_ALERT, Incomplete, offered_alpn
+
 RECV_SIZE: Final = 262144  # one recv() per readiness event takes this much at most
 SEND_BATCH: Final = 16384  # ciphertext gathered before send() is called
 
 
+class NoApplicationProtocol(ssl.SSLError):
+    """The client offered ALPN protocols, none of them the server's."""
+
+    reason = "no_application_protocol"
+
+
 class TLSStream:
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext, scratch: bytearray) -> None:
-        """`scratch`: a buffer of RECV_SIZE bytes, shared by the streams of one thread."""
+    def __init__(
+        self, sock: socket.socket, context: ssl.SSLContext, scratch: bytearray, alpn: bytes | None = None
+    ) -> None:
+        """`scratch`: a buffer of RECV_SIZE bytes, shared by the streams of one thread.
+
+        `alpn`: the one ALPN protocol `context` offers, if any. A client that
+        offers ALPN without it is refused with a `no_application_protocol`
+        alert (RFC 7301, 3.2) instead of being taken for one that offered
+        nothing, which is what OpenSSL, through Python, would do.
+        """
         self.sock = sock
         self._scratch = memoryview(scratch)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._out = bytearray()  # ciphertext the socket has not taken yet
+        self._alpn = alpn
+        self._hello: bytearray | None = bytearray() if alpn is not None else None  # until examined
 
     # -- handshake ----------------------------------------------------------------
 
@@ -50,6 +68,8 @@ class TLSStream:
                 self.flush()
                 if not self._pull():
                     raise
+                if self._hello is not None:
+                    self._check_hello()
                 continue
             except ssl.SSLError:
                 self._collect()
@@ -57,6 +77,24 @@ class TLSStream:
                 raise
             self._collect()  # TLS 1.2's last flight: it leaves with the first line
             return
+
+    def _check_hello(self) -> None:
+        """Refuse a ClientHello that offers ALPN protocols, none of them ours,
+        before OpenSSL answers it."""
+        assert self._hello is not None
+        try:
+            offered = offered_alpn(self._hello)
+        except Incomplete:
+            if len(self._hello) < MAX_HELLO:
+                return  # wait for the rest (OpenSSL waits too)
+            offered = None
+        except ValueError:
+            offered = None  # not a ClientHello OpenSSL will take either; let it say why
+        self._hello = None
+        if offered is not None and self._alpn not in offered:
+            self._out += NO_APPLICATION_PROTOCOL_ALERT
+            self._flush_quietly()
+            raise NoApplicationProtocol("the client offered no protocol the server speaks (ALPN)")
 
     # -- reading ------------------------------------------------------------------
 
@@ -108,7 +146,7 @@ class TLSStream:
     def pending_out(self) -> int:
         return len(self._out)
 
-    # -- the rest of what LineEndpoint needs ------------------------------------------
+    # -- the rest of what Endpoint needs ----------------------------------------------
 
     def version(self) -> str | None:
         return self._tls.version()
@@ -118,6 +156,9 @@ class TLSStream:
 
     def getpeercert(self) -> dict[str, Any] | None:
         return self._tls.getpeercert()
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self._tls.selected_alpn_protocol()
 
     def shutdown_write(self) -> None:
         """TLS close_notify, then TCP FIN after it; the session stays usable for
@@ -147,6 +188,8 @@ class TLSStream:
             return False
         if received:
             self._incoming.write(self._scratch[:received])
+            if self._hello is not None:
+                self._hello += self._scratch[:received]
         else:
             self._incoming.write_eof()
         return True

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.chatclient import ChatClient
+from tests.chatclient import EVENT_TAGS, ChatClient
 from tests.conftest import Daemon, wait_until, with_io_threads
 
 SENDERS = 8
@@ -71,7 +71,11 @@ def test_key_updates_under_concurrent_load(start_daemon, tmp_path, io_threads: i
 
     wait_until(s_client_saw_everything, 30, "every line to reach the KeyUpdate client")
     text = out_path.read_text(errors="replace")
-    assert re.search(r"^HELLO 2 chatd \S+\nNICK\nWELCOME updater ", text, re.M), text[:2000]
+    assert re.search(r"^HELLO 3 chatd \S+\nNICK\nWELCOME updater ", text, re.M), text[:2000]
+    # Every line reached it whole, tags included. (s_client prints KEYUPDATE
+    # where it is when it reads the command, which may be inside a line.)
+    received = text.replace("KEYUPDATE\n", "")
+    assert len(re.findall(rf"{EVENT_TAGS} MSG #lobby (s\d) \1 \d+ x{{60}}\n", received)) == SENDERS * PER_SENDER
     assert text.count("KEYUPDATE") == 20
     s_client.stdin.write(b"/quit\n")
     s_client.stdin.close()

@@ -32,13 +32,13 @@ FUZZ = settings(
 
 # docs/protocol.md, "Server → client" and "Errors".
 VERBS = frozenset(
-    "HELLO NICK WELCOME JOIN TOPIC USERS CURRENT PART LEAVE RENAME MSG ACTION DM ROOM ROOMS "
+    "HELLO NICK WELCOME JOIN TOPIC USERS CURRENT PART LEAVE RENAME MSG ACTION DM HISTORY ROOM ROOMS "
     "PONG INFO ERR BYE".split()
 )
 ERR_CODES = frozenset(
     "nick_invalid nick_taken line_too_long bad_encoding unknown_command missing_argument "
-    "no_such_nick room_invalid not_in_room no_such_room too_many_rooms rate_limited server_full "
-    "too_many_connections throttled".split()
+    "no_such_nick room_invalid not_in_room no_such_room too_many_rooms bad_argument no_history "
+    "rate_limited server_full too_many_connections throttled".split()
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -225,6 +225,7 @@ _COMMANDS = [
     b"/me ", b"/msg ", b"/msg watcher ", b"/nick ", b"/who", b"/ping ", b"/help", b"//", b"/", b"/x",
     b"/join ", b"/join #", b"/part", b"/part #", b"/part #lobby ", b"/topic ", b"/topic #lobby ",
     b"/rooms", b"/who #", b"/msg #", b"/msg #lobby ",
+    b"/history ", b"/history #lobby ", b"/history #lobby before ", b"/history #lobby after ", b"/history watcher ",
 ]
 _line = st.one_of(
     st.binary(max_size=300),
@@ -239,7 +240,8 @@ _lines = st.lists(_line, min_size=1, max_size=20).map(lambda ls: b"\n".join(ls) 
 
 
 def _check_line(line: str) -> str:
-    """A server line as docs/protocol.md defines them; returns its verb."""
+    """A server line as docs/protocol.md defines them; returns its verb. (The
+    client has already checked and taken off its tags.)"""
     verb, _, rest = line.partition(" ")
     assert verb in VERBS, line
     assert not _CONTROL.search(line), line
@@ -382,7 +384,7 @@ def test_forged_tls_records_after_the_handshake(start_daemon: Callable[..., Daem
         content_type, legacy_version, body = record
         client = RawTLS(daemon, version)
         try:
-            assert client.readline().startswith("HELLO 2 chatd ")
+            assert client.readline().startswith("HELLO 3 chatd ")
             assert client.readline() == "NICK"
             if register:
                 client.send(f"forger{count}")
@@ -418,11 +420,13 @@ def test_the_daemon_drains_a_client_that_talks_after_bye(start_daemon: Callable[
     daemon = start_daemon()
     client = RawTLS(daemon, ssl.TLSVersion.TLSv1_3)
     try:
-        assert client.readline().startswith("HELLO 2 chatd ")
+        assert client.readline().startswith("HELLO 3 chatd ")
         assert client.readline() == "NICK"
         client.send("chatty")
         assert client.readline().startswith("WELCOME chatty ")
-        assert [client.readline() for _ in range(3)] == ["JOIN #lobby chatty", "USERS #lobby chatty", "CURRENT #lobby"]
+        assert [client.readline() for _ in range(4)] == [
+            "JOIN #lobby chatty", "USERS #lobby chatty", "HISTORY #lobby 0 end", "CURRENT #lobby"
+        ]
         client.send("/quit")
         assert client.readline() == "BYE quit"
         client.send("did you say something?")  # a client that has not noticed yet

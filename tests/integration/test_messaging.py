@@ -14,12 +14,13 @@ from tests.conftest import Daemon, with_io_threads
 
 def test_hello_nick_welcome_and_the_lobby(daemon: Daemon) -> None:
     client = daemon.client()
-    assert client.readline() == f"HELLO 2 chatd {chatd.__version__}"
+    assert client.readline() == f"HELLO 3 chatd {chatd.__version__}"
     assert client.readline() == "NICK"
     client.send("alice")
     assert client.readline() == "WELCOME alice Welcome to chatd, alice! Type /help for commands."
     assert client.readline() == "JOIN #lobby alice"
     assert client.readline() == "USERS #lobby alice"
+    assert client.readline() == "HISTORY #lobby 0 end"  # a new server: no backlog
     assert client.readline() == "CURRENT #lobby"
     client.send("/ping")
     assert client.readline() == "PONG"  # nothing else came
@@ -33,14 +34,19 @@ def test_broadcast_reaches_everyone_with_echo(start_daemon: Callable[..., Daemon
         for joined in clients[i + 1 :]:
             assert client.readline() == f"JOIN #lobby {joined.nick}"
     clients[1].send("hello, world  with  spaces")
-    for client in clients:
-        assert client.readline() == "MSG #lobby bob hello, world  with  spaces"
+    events = [client.read_event() for client in clients]
+    for tags, line in events:
+        assert line == "MSG #lobby bob hello, world  with  spaces"
+        assert tags.keys() == {"id", "time"}  # live: no `history` tag
+    assert len({tags["id"] for tags, _ in events}) == 1  # one event: one id for all, echo included
+    assert len({tags["time"] for tags, _ in events}) == 1
 
 
 def test_join_leave_rename(daemon: Daemon) -> None:
     alice = daemon.client("alice")
     bob = daemon.client("bob")
-    assert bob.autojoin == ["JOIN #lobby bob", "USERS #lobby alice bob", "CURRENT #lobby"]
+    assert bob.autojoin == ["JOIN #lobby bob", "USERS #lobby alice bob", "HISTORY #lobby 0 end", "CURRENT #lobby"]
+    assert bob.backlog == {"#lobby": []}
     assert alice.readline() == "JOIN #lobby bob"
     bob.send("/nick robert")
     assert bob.readline() == "RENAME bob robert"
@@ -64,8 +70,9 @@ def test_direct_message_goes_to_recipient_and_sender_only(daemon: Daemon) -> Non
     alice.expect("JOIN #lobby carol")
     bob.expect("JOIN #lobby carol")
     alice.send("/msg BOB psst")  # nick lookup ignores case
-    assert bob.readline() == "DM alice bob psst"
-    assert alice.readline() == "DM alice bob psst"
+    received, echoed = bob.read_event(), alice.read_event()
+    assert received[1] == echoed[1] == "DM alice bob psst"
+    assert received[0] == echoed[0] and received[0].keys() == {"id", "time"}  # an event, tagged
     alice.send("/msg nobody hi")
     assert alice.readline().startswith("ERR no_such_nick ")
     carol.send("/ping")  # carol saw nothing in between
@@ -81,17 +88,20 @@ def test_who_ping_help_action_and_slash_escape(daemon: Daemon) -> None:
     alice.send("/ping abc 123")
     assert alice.readline() == "PONG abc 123"
     alice.send("/me waves")
-    assert alice.readline() == "ACTION #lobby alice waves"
-    assert bob.readline() == "ACTION #lobby alice waves"
+    action = alice.read_event()
+    assert action[1] == "ACTION #lobby alice waves" and action[0].keys() == {"id", "time"}
+    assert bob.read_event() == action
     alice.send("//etc/passwd is a path")
-    assert bob.readline() == "MSG #lobby alice /etc/passwd is a path"
-    assert alice.readline() == "MSG #lobby alice /etc/passwd is a path"
+    message = bob.read_event()
+    assert message[1] == "MSG #lobby alice /etc/passwd is a path"
+    assert alice.read_event() == message
+    assert int(message[0]["id"]) > int(action[0]["id"])  # ids increase
     alice.send("/help")
     first = alice.readline()
     assert first.startswith("INFO ")
-    help_lines = [first] + [alice.readline() for _ in range(12)]
+    help_lines = [first] + [alice.readline() for _ in range(13)]
     assert all(line.startswith("INFO ") for line in help_lines)
-    for command in ("/msg", "/join", "/part", "/topic", "/rooms", "/who"):
+    for command in ("/msg", "/join", "/part", "/topic", "/rooms", "/who", "/history"):
         assert any(command in line for line in help_lines), command
     alice.send("/ping end of help")
     assert alice.readline() == "PONG end of help"
@@ -111,7 +121,9 @@ def test_refused_nickname_asks_again(daemon: Daemon, first: str, second: str, co
     client.send("carol")
     client.expect("WELCOME carol ")
     client.nick = "carol"
-    assert client.take_joins() == ["JOIN #lobby carol", f"USERS #lobby {first} carol", "CURRENT #lobby"]
+    assert client.take_joins() == [
+        "JOIN #lobby carol", f"USERS #lobby {first} carol", "HISTORY #lobby 0 end", "CURRENT #lobby"
+    ]
 
 
 def test_too_many_refused_nicknames_says_bye(start_daemon) -> None:  # type: ignore[no-untyped-def]

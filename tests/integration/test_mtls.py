@@ -140,7 +140,7 @@ def _assert_refused(daemon: Daemon, cert: CertPair | None) -> tuple[str, str]:
 
 def _assert_served(daemon: Daemon, cert: CertPair | None, nick: str) -> ChatClient:
     client = _connect(daemon, cert)
-    client.register(nick)  # HELLO, NICK, WELCOME, the lobby's JOIN, USERS and CURRENT
+    client.register(nick)  # HELLO, NICK, WELCOME, the lobby's JOIN, USERS, HISTORY and CURRENT
     client.send("/ping mtls")
     assert client.readline() == "PONG mtls"
     return client
@@ -321,7 +321,7 @@ def test_nick_from_cert_allows_only_the_common_name(
     client.send("alice")
     client.expect("WELCOME alice ")
     client.nick = "alice"
-    assert client.take_joins() == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
+    assert client.take_joins() == ["JOIN #lobby alice", "USERS #lobby alice", "HISTORY #lobby 0 end", "CURRENT #lobby"]
     client.send("/nick other")
     assert client.readline().startswith("ERR nick_invalid ")
     client.send("/nick ALICE")  # not even a change of case: the name is the certificate's

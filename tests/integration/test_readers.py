@@ -71,8 +71,8 @@ class Reader:
         for line in lines:
             if line.startswith(b"BYE"):
                 self.bye = line.decode()
-            elif line.startswith(b"MSG #lobby "):
-                self.lines_seen += 1
+            elif line.startswith(b"@id=") and line.partition(b" ")[2].startswith(b"MSG #lobby "):
+                self.lines_seen += 1  # an MSG is an event: one without its tags is not counted
 
 
 def _start(start_daemon, io_threads: int, **limits: int) -> Daemon:  # type: ignore[no-untyped-def]

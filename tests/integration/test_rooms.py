@@ -1,4 +1,4 @@
-"""Rooms (protocol v2, issue 11) against a real chatd over TLS: each command and
+"""Rooms (protocol v2, issue 11; v3 lines) against a real chatd over TLS: each command and
 error of docs/protocol.md's "Rooms" and "After registration", announcements to
 the clients that share a room and to no one else, permanent and passing rooms,
 limits, a reload, and the control socket's view of the rooms.
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.chatclient import ChatClient
+from tests.chatclient import ChatClient, event_id, split_tags
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
 
 
@@ -62,12 +62,14 @@ def reload(daemon: Daemon) -> None:
 def test_join_creates_a_room_joins_it_case_insensitively_and_switches(daemon: Daemon) -> None:
     alice, bob = daemon.client("alice"), daemon.client("bob")
     alice.expect("JOIN #lobby bob")
-    assert alice.join("#Rust") == ["JOIN #Rust alice", "USERS #Rust alice", "CURRENT #Rust"]
+    assert alice.join("#Rust") == ["JOIN #Rust alice", "USERS #Rust alice", "HISTORY #Rust 0 end", "CURRENT #Rust"]
     # One room whatever the case, shown as it was created.
-    assert bob.join("#rUST") == ["JOIN #Rust bob", "USERS #Rust alice bob", "CURRENT #Rust"]
+    assert bob.join("#rUST") == ["JOIN #Rust bob", "USERS #Rust alice bob", "HISTORY #Rust 0 end", "CURRENT #Rust"]
     assert alice.readline() == "JOIN #Rust bob"
     carol = daemon.client("carol")
-    assert carol.join("#RUST") == ["JOIN #Rust carol", "USERS #Rust alice bob carol", "CURRENT #Rust"]
+    assert carol.join("#RUST") == [
+        "JOIN #Rust carol", "USERS #Rust alice bob carol", "HISTORY #Rust 0 end", "CURRENT #Rust"
+    ]
     assert [alice.readline(), alice.readline()] == ["JOIN #lobby carol", "JOIN #Rust carol"]
     assert [bob.readline(), bob.readline()] == ["JOIN #lobby carol", "JOIN #Rust carol"]
     # Already a member: a switch, nothing else, and nobody else hears of it.
@@ -109,7 +111,9 @@ def test_part_with_and_without_a_room_and_text(daemon: Daemon) -> None:
         assert error_code(alice, line) == "not_in_room", line
     assert room_list(alice) == ["ROOM #a 1", "ROOM #b 1", "ROOM #lobby 1", "ROOMS 3"]
     assert bob.sync() == []  # none of that reached bob
-    assert alice.join("#lobby") == ["JOIN #lobby alice", "USERS #lobby alice bob", "CURRENT #lobby"]
+    assert alice.join("#lobby") == [
+        "JOIN #lobby alice", "USERS #lobby alice bob", "HISTORY #lobby 0 end", "CURRENT #lobby"
+    ]
     assert bob.readline() == "JOIN #lobby alice"
 
 
@@ -157,24 +161,31 @@ def test_topic_shown_set_sent_to_members_and_on_join(daemon: Daemon) -> None:
     alice, bob = daemon.client("alice"), daemon.client("bob")
     alice.expect("JOIN #lobby bob")
     alice.send("/topic")
-    assert alice.readline() == "TOPIC #lobby *"  # no topic yet, set by nobody
+    assert alice.read_event() == ({}, "TOPIC #lobby *")  # no topic yet, set by nobody; a state: untagged
     alice.send("/topic welcome all")
-    assert alice.readline() == bob.readline() == "TOPIC #lobby alice welcome all"
-    # A newcomer hears the topic between its JOIN and the members.
+    change = alice.read_event()
+    assert change[1] == "TOPIC #lobby alice welcome all" and change[0].keys() == {"id", "time"}  # an event
+    assert bob.read_event() == change
+    # A newcomer hears the topic between its JOIN and the members, and the
+    # change itself in the backlog.
     carol = daemon.client("carol")
     assert carol.autojoin == [
-        "JOIN #lobby carol", "TOPIC #lobby alice welcome all", "USERS #lobby alice bob carol", "CURRENT #lobby"
+        "JOIN #lobby carol", "TOPIC #lobby alice welcome all", "USERS #lobby alice bob carol",
+        "HISTORY #lobby 1 end", "CURRENT #lobby",
     ]
+    assert carol.backlog["#lobby"] == [({**change[0], "history": ""}, change[1])]
     assert alice.readline() == bob.readline() == "JOIN #lobby carol"
     bob.send("/topic #Lobby")  # shown to the asker only
-    assert bob.readline() == "TOPIC #lobby alice welcome all"
+    assert bob.read_event() == ({}, "TOPIC #lobby alice welcome all")
     # Another room's topic, set from outside it (by a member), and heard on /join.
     alice.join("#rust")
     alice.send("/topic borrow checker questions")
     assert alice.readline() == "TOPIC #rust alice borrow checker questions"
     assert bob.join("#rust") == [
-        "JOIN #rust bob", "TOPIC #rust alice borrow checker questions", "USERS #rust alice bob", "CURRENT #rust"
+        "JOIN #rust bob", "TOPIC #rust alice borrow checker questions", "USERS #rust alice bob",
+        "HISTORY #rust 1 end", "CURRENT #rust",
     ]
+    assert [line for _, line in bob.backlog["#rust"]] == ["TOPIC #rust alice borrow checker questions"]
     assert alice.readline() == "JOIN #rust bob"
     bob.send("/topic #lobby set from rust")
     for client in (alice, bob, carol):
@@ -237,7 +248,7 @@ def test_no_such_room_when_creating_is_off(start_daemon: Callable[..., Daemon]) 
     alice = daemon.client("alice")
     assert error_code(alice, "/join #new") == "no_such_room"
     assert error_code(alice, "/who #new") == "no_such_room"
-    assert alice.join("#HELP") == ["JOIN #help alice", "USERS #help alice", "CURRENT #help"]
+    assert alice.join("#HELP") == ["JOIN #help alice", "USERS #help alice", "HISTORY #help 0 end", "CURRENT #help"]
     assert room_list(alice) == ["ROOM #help 1", "ROOM #lobby 1", "ROOMS 2"]
     alice.send("/part")
     assert [alice.readline(), alice.readline()] == ["PART #help alice", "CURRENT #lobby"]
@@ -257,7 +268,7 @@ def test_too_many_rooms_for_one_client(start_daemon: Callable[..., Daemon]) -> N
     assert bob.join("#c")[-1] == "CURRENT #c"
     alice.send("/part #b")
     alice.expect("PART #b alice")
-    assert alice.join("#c") == ["JOIN #c alice", "USERS #c alice bob", "CURRENT #c"]
+    assert alice.join("#c") == ["JOIN #c alice", "USERS #c alice bob", "HISTORY #c 0 end", "CURRENT #c"]
     assert error_code(alice, "/join #d") == "too_many_rooms"
 
 
@@ -288,12 +299,16 @@ def test_a_client_in_twenty_rooms_hears_each_with_its_name(
     assert listener.autojoin == ["CURRENT *"]
     rooms = [f"#r{n:02d}" for n in range(1, 21)]
     for room in rooms:
-        assert listener.join(room) == [f"JOIN {room} listener", f"USERS {room} listener", f"CURRENT {room}"]
+        assert listener.join(room) == [
+            f"JOIN {room} listener", f"USERS {room} listener", f"HISTORY {room} 0 end", f"CURRENT {room}"
+        ]
     assert error_code(listener, "/join #r21") == "too_many_rooms"  # the default limit is 20
     speakers = []
     for n, room in enumerate(rooms, 1):
         speaker = daemon.client(f"s{n:02d}")
-        assert speaker.join(room) == [f"JOIN {room} s{n:02d}", f"USERS {room} listener s{n:02d}", f"CURRENT {room}"]
+        assert speaker.join(room) == [
+            f"JOIN {room} s{n:02d}", f"USERS {room} listener s{n:02d}", f"HISTORY {room} 0 end", f"CURRENT {room}"
+        ]
         assert listener.readline() == f"JOIN {room} s{n:02d}"
         speakers.append(speaker)
     for n, speaker in enumerate(speakers, 1):
@@ -468,9 +483,12 @@ def test_permanent_rooms_survive_being_empty_and_others_vanish(start_daemon: Cal
     # Empty permanent rooms stay, with their topics; the others are gone.
     assert room_list(alice) == ["ROOM #help 0 ask here", "ROOM #lobby 0", "ROOMS 2"]
     assert alice.join("#help") == [
-        "JOIN #help alice", "TOPIC #help alice ask here", "USERS #help alice", "CURRENT #help"
+        "JOIN #help alice", "TOPIC #help alice ask here", "USERS #help alice", "HISTORY #help 1 end", "CURRENT #help"
     ]
-    assert alice.join("#tmp") == ["JOIN #tmp alice", "USERS #tmp alice", "CURRENT #tmp"]  # a new #tmp
+    assert [line for _, line in alice.backlog["#help"]] == ["TOPIC #help alice ask here"]
+    assert alice.join("#tmp") == [  # a new #tmp
+        "JOIN #tmp alice", "USERS #tmp alice", "HISTORY #tmp 0 end", "CURRENT #tmp"
+    ]
     alice.send("/topic")
     assert alice.readline() == "TOPIC #tmp *"
 
@@ -496,7 +514,7 @@ def test_reload_adds_a_permanent_room_and_lowers_the_per_client_limit(daemon: Da
     alice.expect("CURRENT #lobby")
     assert alice.join("#news")[0] == "JOIN #news alice"
     assert error_code(alice, "/join #c") == "too_many_rooms"  # 2 of 2
-    assert bob.join("#news") == ["JOIN #news bob", "USERS #news alice bob", "CURRENT #news"]
+    assert bob.join("#news") == ["JOIN #news bob", "USERS #news alice bob", "HISTORY #news 0 end", "CURRENT #news"]
     alice.send("/part #news")
     assert [alice.readline() for _ in range(3)] == ["JOIN #news bob", "PART #news alice", "CURRENT #lobby"]
     assert bob.readline() == "PART #news alice"
@@ -572,16 +590,19 @@ def test_a_raw_tls_client_types_the_protocol(daemon: Daemon) -> None:
                 chunk = tls.recv(65536)
                 assert chunk, received
                 received += chunk
-    lines = received.decode().split("\n")[:-1]
-    assert lines[0].startswith("HELLO 2 chatd ") and lines[1] == "NICK"
+    events = [split_tags(line) for line in received.decode().split("\n")[:-1]]  # checks the tags
+    lines = [line for _, line in events]
+    assert lines[0].startswith("HELLO 3 chatd ") and lines[1] == "NICK"
     assert lines[2].startswith("WELCOME typist ")
     assert lines[3:] == [
         "JOIN #lobby typist",
         "USERS #lobby typist watcher",
+        "HISTORY #lobby 0 end",
         "CURRENT #lobby",
         "MSG #lobby typist hello from a terminal",
         "JOIN #Rust typist",
         "USERS #Rust typist",
+        "HISTORY #Rust 0 end",
         "CURRENT #Rust",
         "TOPIC #Rust typist borrow checker questions",
         "MSG #lobby typist back in a minute",
@@ -593,6 +614,12 @@ def test_a_raw_tls_client_types_the_protocol(daemon: Daemon) -> None:
         "CURRENT #lobby",
         "BYE quit",
     ]
+    # The events (and only they) carry id and time, live (no history tag), in the order said.
+    tagged = [(tags, line) for tags, line in events if tags]
+    assert [line.split(" ")[0] for _, line in tagged] == ["MSG", "TOPIC", "MSG", "ACTION"]
+    assert all(tags.keys() == {"id", "time"} for tags, _ in tagged)
+    ids = [event_id(tags) for tags, _ in tagged]
+    assert ids == sorted(set(ids))
     assert [watcher.readline() for _ in range(4)] == [
         "JOIN #lobby typist",
         "MSG #lobby typist hello from a terminal",

@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
+from tests.chatclient import EVENT_TAGS
 from tests.conftest import PKI, REPO, Daemon
 
 PACKAGES = {"openssl": "openssl", "socat": "socat", "gnutls-cli": "gnutls-bin", "ncat": "ncat"}
@@ -111,12 +112,12 @@ def tools() -> Iterator[Callable[..., Tool]]:
 
 def _chat(tool: Tool, nick: str) -> None:
     """Register `nick` and see our own message come back."""
-    tool.wait_for(r"^HELLO 2 chatd \S+\r?\nNICK\r?$")
+    tool.wait_for(r"^HELLO 3 chatd \S+\r?\nNICK\r?$")
     tool.send(nick)
     tool.wait_for(rf"^WELCOME {nick} ")
-    tool.wait_for(r"^CURRENT #lobby\r?$")
+    tool.wait_for(r"^HISTORY #lobby \d+ (more|end)\r?\nCURRENT #lobby\r?$")
     tool.send("hello")
-    tool.wait_for(rf"^MSG #lobby {nick} hello\r?$")
+    tool.wait_for(rf"^{EVENT_TAGS} MSG #lobby {nick} hello\r?$")
 
 
 # -- openssl s_client -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from chatd.config import (
     GROUPS,
     Config,
     ControlConfig,
+    HistoryConfig,
     LimitsConfig,
     LogConfig,
     RoomsConfig,
@@ -34,6 +35,7 @@ SECTIONS: dict[str, type] = {
     "tls": TLSConfig,
     "limits": LimitsConfig,
     "rooms": RoomsConfig,
+    "history": HistoryConfig,
     "log": LogConfig,
     "control": ControlConfig,
 }
@@ -73,6 +75,14 @@ rooms:
   autojoin: ["#lobby", "#Help"]
   permanent: ["#lobby", "#help", "#news"]
   allow_create: false
+history:
+  enabled: false
+  path: var/history.db
+  backlog: 20
+  flush_ms: 250
+  max_age_days: 7.5
+  max_per_room: 5000
+  write_queue: 1000
 log:
   format: json
   level: debug
@@ -157,6 +167,15 @@ def test_full_valid_config(tmp_path: Path) -> None:
     assert config.rooms == RoomsConfig(
         autojoin=("#lobby", "#Help"), permanent=("#lobby", "#help", "#news"), allow_create=False
     )
+    assert config.history == HistoryConfig(
+        enabled=False,
+        path=tmp_path / "var/history.db",
+        backlog=20,
+        flush_ms=250,
+        max_age_days=7.5,
+        max_per_room=5000,
+        write_queue=1000,
+    )
     assert config.log == LogConfig(format="json", level="debug")
     assert config.control == ControlConfig(socket=tmp_path / "run/chatd.sock")
 
@@ -174,6 +193,8 @@ def test_numbers_become_floats_and_integers_stay_integers(tmp_path: Path) -> Non
     assert type(config.limits.message_rate) is float
     assert type(config.limits.max_clients) is int
     assert type(config.server.port) is int
+    assert type(config.history.max_age_days) is float
+    assert type(config.history.backlog) is int
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
@@ -187,6 +208,7 @@ def test_missing_keys_take_their_defaults(tmp_path: Path) -> None:
     assert config.server == dataclasses.replace(ServerConfig(), port=9000)
     assert config.limits == dataclasses.replace(LimitsConfig(), max_clients=7)
     assert config.rooms == RoomsConfig()
+    assert config.history == HistoryConfig(path=tmp_path / "data/chatd.db")  # beside the file
     assert config.log == LogConfig()
     assert config.control == ControlConfig()
     assert config.tls.client_auth == "none" and config.tls.client_ca is None
@@ -199,14 +221,16 @@ def test_rooms_default_to_one_permanent_lobby(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["server:\nlimits:\nrooms:\nlog:\ncontrol:\n", "server: {}\nrooms: {}\nlog: {}\n"]
+    "text",
+    ["server:\nlimits:\nrooms:\nhistory:\nlog:\ncontrol:\n", "server: {}\nrooms: {}\nhistory: {}\nlog: {}\n"],
 )
 def test_empty_sections_take_their_defaults(tmp_path: Path, text: str) -> None:
     config = load_config(write(tmp_path, "tls:\n  cert: certs/server.crt\n  key: certs/server.key\n" + text))
-    assert (config.server, config.limits, config.rooms, config.log, config.control) == (
+    assert (config.server, config.limits, config.rooms, config.history, config.log, config.control) == (
         ServerConfig(),
         LimitsConfig(),
         RoomsConfig(),
+        HistoryConfig(path=tmp_path / "data/chatd.db"),
         LogConfig(),
         ControlConfig(),
     )
@@ -229,10 +253,11 @@ def test_empty_file_gives_all_defaults(tmp_path: Path, monkeypatch: pytest.Monke
     # directory here; test_default_tls_paths_are_relative_to_the_file separates the two.
     monkeypatch.chdir(tmp_path)
     config = load_config(write(tmp_path, text))
-    assert (config.server, config.limits, config.rooms, config.log, config.control) == (
+    assert (config.server, config.limits, config.rooms, config.history, config.log, config.control) == (
         ServerConfig(),
         LimitsConfig(),
         RoomsConfig(),
+        HistoryConfig(path=tmp_path / "data/chatd.db"),
         LogConfig(),
         ControlConfig(),
     )
@@ -266,6 +291,7 @@ def test_relative_paths_are_resolved_against_the_config_folder(
                 "client_auth": "optional",
             },
             control={"socket": "chatd.sock"},
+            history={"path": "../../var/chatd.db"},
         ),
     )
     elsewhere = tmp_path / "elsewhere"
@@ -277,6 +303,7 @@ def test_relative_paths_are_resolved_against_the_config_folder(
         (config.tls.key, tmp_path / "certs/server.key"),
         (config.tls.client_ca, tmp_path / "certs/ca.crt"),
         (config.control.socket, folder / "chatd.sock"),
+        (config.history.path, tmp_path / "var/chatd.db"),
     ]:
         assert file is not None and file.is_absolute()
         assert file.resolve() == expected.resolve()
@@ -285,11 +312,11 @@ def test_relative_paths_are_resolved_against_the_config_folder(
 def test_absolute_paths_are_kept(tmp_path: Path) -> None:
     make_certs(tmp_path / "pki")
     cert, key = tmp_path / "pki/certs/server.crt", tmp_path / "pki/certs/server.key"
-    sock = tmp_path / "run/chatd.sock"
-    config = load_config(
-        write(tmp_path / "etc", {"tls": {"cert": str(cert), "key": str(key)}, "control": {"socket": str(sock)}})
-    )
-    assert (config.tls.cert, config.tls.key, config.control.socket) == (cert, key, sock)
+    sock, db = tmp_path / "run/chatd.sock", tmp_path / "lib/chatd.db"
+    document = {"tls": {"cert": str(cert), "key": str(key)}, "control": {"socket": str(sock)},
+                "history": {"path": str(db)}}
+    config = load_config(write(tmp_path / "etc", document))
+    assert (config.tls.cert, config.tls.key, config.control.socket, config.history.path) == (cert, key, sock, db)
 
 
 def test_a_relative_config_path_gives_an_absolute_config_path(
@@ -333,6 +360,18 @@ def test_a_relative_config_path_gives_an_absolute_config_path(
         ("log", "format", "console", "console"),
         ("log", "level", "error", "error"),
         ("control", "socket", None, None),
+        ("history", "enabled", False, False),
+        ("history", "backlog", 0, 0),
+        ("history", "backlog", 500, 500),
+        ("history", "flush_ms", 1, 1),
+        ("history", "flush_ms", 10_000, 10_000),
+        ("history", "max_age_days", 0, 0.0),
+        ("history", "max_age_days", 0.5, 0.5),
+        ("history", "max_age_days", 36500, 36500.0),
+        ("history", "max_per_room", 0, 0),
+        ("history", "max_per_room", 1 << 40, 1 << 40),
+        ("history", "write_queue", 100, 100),
+        ("history", "write_queue", 10_000_000, 10_000_000),
     ],
 )
 def test_boundary_values_are_accepted(tmp_path: Path, section: str, key: str, value: Any, expected: Any) -> None:
@@ -416,7 +455,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["- server\n- tls\n", "just a string\n", "42\n", "true\n"])
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
-    assert "must be a YAML mapping of sections (server, tls, limits, rooms, history, log, control)" in message
+    assert "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control)" in message
 
 
 def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None:
@@ -427,7 +466,7 @@ def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None
 @pytest.mark.parametrize("name", ["servers", "Server", "limit", "logging", "room", "channels"])
 def test_unknown_section(tmp_path: Path, name: str) -> None:
     message = config_error(write(tmp_path, {**minimal(), name: {"a": 1}}))
-    assert f": {name}: unknown section (known: server, tls, limits, rooms, log, control)" in message
+    assert f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control)" in message
 
 
 @pytest.mark.parametrize(
@@ -441,6 +480,8 @@ def test_unknown_section(tmp_path: Path, name: str) -> None:
         ("rooms", "default"),
         ("log", "lvl"),
         ("tls", "ca"),
+        ("history", "max_age"),
+        ("history", "file"),
     ],
 )
 def test_unknown_key(tmp_path: Path, section: str, key: str) -> None:
@@ -569,6 +610,24 @@ KEY_ERRORS = [
     ("rooms", "autojoin", ["#lobby", "#lobby"], TWICE),
     ("rooms", "autojoin", ["#lobby", "#help", "#LOBBY"], TWICE),
     ("rooms", "permanent", ["#Help", "#hELP"], TWICE),
+    # history
+    ("history", "enabled", "yes", "must be true or false"),
+    ("history", "enabled", None, "must be true or false"),
+    ("history", "path", "", "must be a non-empty string"),
+    ("history", "path", None, "must be a non-empty string"),
+    ("history", "backlog", -1, "must be an integer 0..500"),
+    ("history", "backlog", 501, "must be an integer 0..500"),
+    ("history", "backlog", 50.0, "must be an integer 0..500"),
+    ("history", "flush_ms", 0, "must be an integer 1..10000"),
+    ("history", "flush_ms", 10_001, "must be an integer 1..10000"),
+    ("history", "flush_ms", "100ms", "must be an integer 1..10000"),
+    ("history", "max_age_days", -1, "must be a number 0..36500"),
+    ("history", "max_age_days", 36501, "must be a number 0..36500"),
+    ("history", "max_age_days", float("inf"), "must be a number 0..36500"),
+    ("history", "max_age_days", "90d", "must be a number 0..36500"),
+    ("history", "max_per_room", -1, "must be an integer 0..1099511627776"),
+    ("history", "write_queue", 99, "must be an integer 100..10000000"),
+    ("history", "write_queue", 10_000_001, "must be an integer 100..10000000"),
 ]
 
 
@@ -774,6 +833,7 @@ def test_config_dataclass_defaults_are_valid(tmp_path: Path) -> None:
     assert config == Config(
         path=tmp_path / "chatd.yaml",
         tls=TLSConfig(cert=tmp_path / "certs/server.crt", key=tmp_path / "certs/server.key"),
+        history=HistoryConfig(path=tmp_path / "data/chatd.db"),
     )
 
 

@@ -15,14 +15,16 @@ import pytest
 from chatd.config import (
     Config,
     ControlConfig,
+    HistoryConfig,
     LimitsConfig,
     LogConfig,
     RoomsConfig,
     ServerConfig,
     TLSConfig,
+    WebConfig,
     load_config,
 )
-from chatd.core import protocol
+from chatd.core import history, protocol
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "chatd.yaml"
@@ -33,11 +35,14 @@ SECTIONS: dict[str, type] = {
     "tls": TLSConfig,
     "limits": LimitsConfig,
     "rooms": RoomsConfig,
+    "history": HistoryConfig,
+    "web": WebConfig,
     "log": LogConfig,
     "control": ControlConfig,
 }
-# Differ from the dataclass defaults on purpose: where a checkout keeps them.
-NOT_DEFAULTS = {("tls", "cert"), ("tls", "key"), ("control", "socket")}
+# Differ from the dataclass defaults on purpose: where a checkout keeps them. A
+# relative history.path is the default, but loaded it is beside the file.
+NOT_DEFAULTS = {("tls", "cert"), ("tls", "key"), ("control", "socket"), ("history", "path")}
 
 
 @pytest.fixture
@@ -76,6 +81,7 @@ def test_example_loads(example: Config, tmp_path: Path) -> None:
     assert example.tls.cert.resolve() == tmp_path / "certs" / "server.crt"
     assert example.tls.key.resolve() == tmp_path / "certs" / "server.key"
     assert example.control.socket == tmp_path / "config" / "chatd.sock"
+    assert example.history.path == tmp_path / "config" / HistoryConfig().path
 
 
 @pytest.mark.parametrize(("section", "key"), ALL_FIELDS)
@@ -215,6 +221,35 @@ def test_room_defaults_quoted_in_the_doc_are_the_defaults() -> None:
         assert getattr(RoomsConfig(), key) == (default,)
     assert re.search(r"`rooms\.allow_create`\s+is\s+true\s+\(the\s+default\)", DOC)
     assert RoomsConfig().allow_create is True
+
+
+def test_history_settings_named_in_the_doc_exist() -> None:
+    named = set(re.findall(r"`history\.([a-z_]+)[`:]", DOC))  # `history.enabled:\nfalse` too
+    assert named >= {"enabled", "backlog", "max_age_days", "max_per_room"}
+    assert named <= {f.name for f in dataclasses.fields(HistoryConfig)}
+
+
+def test_history_defaults_quoted_in_the_doc_are_the_defaults() -> None:
+    """"History": "by default for 90 days and at most 100,000 events per room",
+    "the room's last `history.backlog` events (default 50)", "With
+    `history.enabled:\nfalse` it keeps none" (so true is the default), and
+    `/history`'s "(1 to 500, default 100)"."""
+    text = doc_section("History")
+    kept = re.search(r"by default for (\d+) days and at most ([\d,]+) events per room", text)
+    assert kept is not None
+    assert HistoryConfig().max_age_days == int(kept[1])
+    assert HistoryConfig().max_per_room == int(kept[2].replace(",", ""))
+    backlog = re.search(r"`history\.backlog`\s+events\s+\(default\s+(\d+)\)", text)
+    assert backlog is not None and HistoryConfig().backlog == int(backlog[1])
+    assert re.search(r"With\s+`history\.enabled:\s+false`", text) and HistoryConfig().enabled is True
+    page = re.search(r"up to\s+`<limit>`\s+events\s+\((\d+) to (\d+), default (\d+)\)", text)
+    assert page is not None
+    assert (int(page[1]), int(page[2]), int(page[3])) == (1, history.PAGE_MAX, history.PAGE_DEFAULT)
+
+
+def test_bad_argument_limits_in_the_doc_are_the_code() -> None:
+    match = re.search(r"a limit outside (\d+)–(\d+)", doc_section("Errors"))
+    assert match is not None and (int(match[1]), int(match[2])) == (1, history.PAGE_MAX)
 
 
 def test_room_name_length_in_the_doc_is_the_code() -> None:

@@ -6,6 +6,7 @@ Sans-I/O, so everything here runs on plain bytes: no sockets, no threads.
 
 from __future__ import annotations
 
+import ast
 import re
 import unicodedata
 from pathlib import Path
@@ -14,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chatd.core import protocol
+from chatd.core import history, protocol
 from chatd.core.protocol import (
     TOO_LONG,
     Command,
+    HistoryQuery,
     check_nick,
     check_room,
     clean_line,
@@ -28,13 +30,15 @@ from chatd.core.protocol import (
     is_room,
     nick_key,
     parse_command,
+    parse_history,
     room_key,
 )
 from chatd.errors import ProtocolError
 from chatd.transport import framing
 from chatd.transport.framing import LineBuffer
 
-PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+REPO = Path(__file__).resolve().parents[2]
+PROTOCOL_MD = REPO / "docs" / "protocol.md"
 LIMIT = 256  # the smallest max_line_bytes load_config accepts
 
 # The codes in docs/protocol.md "Errors"; parse_command/clean_line may raise only these.
@@ -42,7 +46,8 @@ DOCUMENTED_ERR_CODES = frozenset(
     re.findall(r"^\| `([a-z_]+)` \|", PROTOCOL_MD.read_text().split("## Errors", 1)[1].split("\n## ", 1)[0], re.M)
 )
 DOCUMENTED_VERBS = frozenset(
-    {"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty", "join", "part", "topic", "rooms"}
+    {"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty", "join", "part", "topic", "rooms",
+     "history"}
 )
 
 
@@ -81,7 +86,45 @@ def test_the_transport_and_the_core_agree_on_too_long() -> None:
 def test_version_is_the_documents() -> None:
     title = re.match(r"# chatd wire protocol, version (\d+)\n", PROTOCOL_MD.read_text())
     assert title is not None
-    assert protocol.VERSION == int(title.group(1)) == 2
+    assert protocol.VERSION == int(title.group(1)) == 3
+    assert re.search(r"^S: HELLO 3 chatd ", PROTOCOL_MD.read_text(), re.M)  # the example too
+
+
+def server_verbs_in_the_code() -> set[str]:
+    """The verbs chatd/ sends: the first argument of each `format_line(...)`
+    call, and bytes constants that are a verb alone or a verb and the rest of
+    a line (`b"NICK\\n"`, `b"PONG %s\\n"`, history's `b"MSG"`)."""
+    verbs = set()
+    for source in (REPO / "chatd").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            called = getattr(node, "func", None)
+            if isinstance(node, ast.Call) and getattr(called, "attr", getattr(called, "id", "")) == "format_line":
+                first = node.args[0]
+                assert isinstance(first, ast.Constant), f"{source}:{node.lineno}: a verb that is not a literal"
+                verbs.add(first.value)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, bytes):
+                if match := re.fullmatch(rb"([A-Z]+)( .*|\n)?", node.value, re.S):
+                    verbs.add(match[1].decode())
+    return verbs
+
+
+def test_the_server_sends_exactly_the_documented_verbs() -> None:
+    table = PROTOCOL_MD.read_text().split("## Server → client", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z]+)[ `]", table, re.M))
+    assert {"HELLO", "MSG", "HISTORY", "BYE"} <= documented, table
+    assert server_verbs_in_the_code() == documented
+
+
+def test_history_lines_are_documented() -> None:
+    """`HISTORY <target> <count> <more>` as the table and "History" write it,
+    and the `history` tag in "Events and tags"."""
+    doc = PROTOCOL_MD.read_text()
+    assert "| `HISTORY <target> <count> <more>` |" in doc
+    assert re.search(r"`<more>`\*\*\s+is\s+`end`.*?and\s+`more`\s+when", doc, re.S)
+    assert "- `history`: present (no value)" in doc
+    assert history.event_line(
+        history.Event(7, 0, "#a", "#a", "bob", "msg", b"hi"), history.Clock(), history=True
+    ) == b"@id=7;time=1970-01-01T00:00:00.000Z;history MSG #a bob hi\n"
 
 
 # -- LineBuffer -----------------------------------------------------------------------
@@ -331,6 +374,12 @@ VALID_COMMANDS = [
     (b"/rooms ignored", Command("rooms")),
     (b"/who #rust", Command("who", target="#rust")),
     (b"/who #rust ignored", Command("who", target="#rust")),
+    # v3: history. The target and the rest; parse_history reads the rest.
+    (b"/history #lobby", Command("history", b"", "#lobby")),
+    (b"/history #lobby before 1042 2", Command("history", b"before 1042 2", "#lobby")),
+    (b"/history  #Rust  after 7", Command("history", b" after 7", "#Rust")),  # parse_history splits it
+    (b"/history bob 20", Command("history", b"20", "bob")),
+    (b"/history lobby", Command("history", b"", "lobby")),  # not a room: a nick, checked later
     ("caf\u00e9 \U0001f600".encode(), Command("say", "caf\u00e9 \U0001f600".encode())),
     ("/me \U0001f44b".encode(), Command("me", "\U0001f44b".encode())),
 ]
@@ -367,6 +416,10 @@ def test_every_command_in_the_doc_table_is_covered() -> None:
         (b"/join", protocol.MISSING_ARGUMENT),
         (b"/join ", protocol.MISSING_ARGUMENT),
         (b"/join \t ", protocol.MISSING_ARGUMENT),
+        (b"/history", protocol.MISSING_ARGUMENT),
+        (b"/history ", protocol.MISSING_ARGUMENT),
+        (b"/history   ", protocol.MISSING_ARGUMENT),
+        (b"/History #lobby", protocol.UNKNOWN_COMMAND),
         (b"/JOIN #rust", protocol.UNKNOWN_COMMAND),
         (b"/Rooms", protocol.UNKNOWN_COMMAND),
         (b"/channels", protocol.UNKNOWN_COMMAND),
@@ -398,8 +451,82 @@ def test_unknown_command_text_names_the_command() -> None:
 def test_help_lines_mention_every_command() -> None:
     help_text = "\n".join(protocol.HELP_LINES)
     for command in ("/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "//",
-                    "/join", "/part", "/topic", "/rooms"):
+                    "/join", "/part", "/topic", "/rooms", "/history"):
         assert command in help_text
+
+
+# -- parse_history ----------------------------------------------------------------------
+
+# docs/protocol.md "History": `[before <id> | after <id>] [<limit>]`, limit 1 to 500, default 100.
+PAGE_DEFAULT, PAGE_MAX = 100, 500
+
+
+def test_page_limits_are_the_documents() -> None:
+    assert (history.PAGE_DEFAULT, history.PAGE_MAX) == (PAGE_DEFAULT, PAGE_MAX)
+
+
+@pytest.mark.parametrize(
+    ("words", "query"),
+    [
+        (b"", HistoryQuery(None, None, PAGE_DEFAULT)),
+        (b"2", HistoryQuery(None, None, 2)),
+        (b"1", HistoryQuery(None, None, 1)),
+        (b"500", HistoryQuery(None, None, 500)),
+        (b"before 1042", HistoryQuery(1042, None, PAGE_DEFAULT)),
+        (b"before 1042 2", HistoryQuery(1042, None, 2)),
+        (b"after 7", HistoryQuery(None, 7, PAGE_DEFAULT)),
+        (b"after 7 500", HistoryQuery(None, 7, 500)),
+        (b"after 1", HistoryQuery(None, 1, PAGE_DEFAULT)),
+        (b"  before   5   3  ", HistoryQuery(5, None, 3)),
+    ],
+)
+def test_parse_history(words: bytes, query: HistoryQuery) -> None:
+    assert parse_history(words, PAGE_DEFAULT, PAGE_MAX) == query
+
+
+@pytest.mark.parametrize(
+    ("words", "code"),
+    [
+        (b"before", protocol.MISSING_ARGUMENT),
+        (b"after ", protocol.MISSING_ARGUMENT),
+        (b"before 0", protocol.BAD_ARGUMENT),  # ids are positive
+        (b"after -3", protocol.BAD_ARGUMENT),
+        (b"before x", protocol.BAD_ARGUMENT),
+        (b"before 1.5", protocol.BAD_ARGUMENT),
+        (b"after 99999999999999999999999", protocol.BAD_ARGUMENT),
+        (b"0", protocol.BAD_ARGUMENT),  # the limit is 1 to 500
+        (b"501", protocol.BAD_ARGUMENT),
+        (b"-1", protocol.BAD_ARGUMENT),
+        (b"ten", protocol.BAD_ARGUMENT),
+        (b"before 5 after 6", protocol.BAD_ARGUMENT),
+        (b"after 5 10 more", protocol.BAD_ARGUMENT),
+        (b"5 before 3", protocol.BAD_ARGUMENT),
+        ("before \u0661".encode(), protocol.BAD_ARGUMENT),  # an Arabic-Indic digit is not an id
+    ],
+)
+def test_parse_history_refuses(words: bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_history(words, PAGE_DEFAULT, PAGE_MAX)
+    assert info.value.code == code
+    assert info.value.text
+
+
+# The session hands parse_history the rest of a line that went through clean_line: UTF-8 text.
+@given(st.one_of(
+    st.text(max_size=40).map(str.encode),
+    st.lists(st.sampled_from(["before", "after", "0", "1", "7", "500", "501", "-1", "x", "1e3"]), max_size=4)
+    .map(lambda words: " ".join(words).encode()),
+))
+def test_parse_history_of_anything_is_a_query_or_a_documented_error(words: bytes) -> None:
+    try:
+        query = parse_history(words, PAGE_DEFAULT, PAGE_MAX)
+    except ProtocolError as error:
+        assert error.code in DOCUMENTED_ERR_CODES
+        assert error.code in {protocol.BAD_ARGUMENT, protocol.MISSING_ARGUMENT}
+        return
+    assert 1 <= query.limit <= PAGE_MAX
+    assert query.before is None or query.after is None
+    assert all(id_ is None or id_ > 0 for id_ in (query.before, query.after))
 
 
 _arbitrary_lines = st.one_of(
@@ -407,7 +534,8 @@ _arbitrary_lines = st.one_of(
     st.text(max_size=32).map(str.encode),
     st.tuples(
         st.sampled_from(["", "/", "//", "/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "/x",
-                         "/join", "/part", "/topic", "/rooms", "/msg #lobby", "/part #r", "/topic #"]),
+                         "/join", "/part", "/topic", "/rooms", "/msg #lobby", "/part #r", "/topic #",
+                         "/history", "/history #r", "/history bob"]),
         st.sampled_from(["", " ", "  ", "\t", "\r", " #", " #r "]),
         st.text(max_size=16),
     ).map(lambda t: "".join(t).encode()),
@@ -612,7 +740,10 @@ def test_is_room_looks_at_the_first_character(target: str, room: bool) -> None:
     [
         (format_line("NICK"), b"NICK\n"),
         (format_line("WELCOME", "alice", "Welcome to chatd, alice!"), b"WELCOME alice Welcome to chatd, alice!\n"),
-        (format_line("HELLO", "2", "chatd 0.2.0"), b"HELLO 2 chatd 0.2.0\n"),
+        (format_line("HELLO", "3", "chatd 0.3.0"), b"HELLO 3 chatd 0.3.0\n"),
+        (format_line("HISTORY", "#lobby", "1", "end"), b"HISTORY #lobby 1 end\n"),
+        (format_line("HISTORY", "#lobby", "2", "more"), b"HISTORY #lobby 2 more\n"),
+        (format_line("HISTORY", "bob", "0", "end"), b"HISTORY bob 0 end\n"),
         (format_line("JOIN", "#lobby", "alice"), b"JOIN #lobby alice\n"),
         (format_line("PART", "#rust", "alice", ""), b"PART #rust alice\n"),
         (format_line("PART", "#rust", "alice", "see you later"), b"PART #rust alice see you later\n"),

@@ -11,10 +11,15 @@ import pytest
 from chatd.config import Config, LimitsConfig, RoomsConfig
 from chatd.core.chat import Chat
 from chatd.core.session import Session
+from tests.chatclient import Tags, split_tags
 
 
 class FakeOutlet:
-    """What a transport gives a session, recording instead of sending."""
+    """What a transport gives a session, recording instead of sending.
+
+    `take` returns the lines without their tags, `take_events` with them;
+    both check every line's tags against docs/protocol.md (`split_tags`).
+    """
 
     def __init__(self, peer: str) -> None:
         self.peer = peer
@@ -42,9 +47,12 @@ class FakeOutlet:
     def resume_after_backlog(self) -> None:
         pass
 
-    def take(self) -> list[str]:
+    def take_events(self) -> list[tuple[Tags, str]]:
         lines, self.received = self.received, []
-        return lines
+        return [split_tags(line) for line in lines]
+
+    def take(self) -> list[str]:
+        return [line for _, line in self.take_events()]
 
 
 def make_chat(**rooms: object) -> Chat:
@@ -65,9 +73,13 @@ def connect(chat: Chat, nick: str) -> FakeOutlet:
 
 
 def say(outlet: FakeOutlet, *lines: str) -> list[str]:
+    return [line for _, line in say_events(outlet, *lines)]
+
+
+def say_events(outlet: FakeOutlet, *lines: str) -> list[tuple[Tags, str]]:
     assert outlet.session is not None
     outlet.session.on_lines([line.encode() for line in lines])
-    return outlet.take()
+    return outlet.take_events()
 
 
 @pytest.fixture
@@ -81,30 +93,38 @@ def test_registration_greets_then_joins_the_autojoin_rooms(chat: Chat) -> None:
     outlet.session = session
     session.on_open(None, None)
     hello, ask = outlet.take()
-    assert hello.startswith("HELLO 2 chatd ") and ask == "NICK"
+    assert hello.startswith("HELLO 3 chatd ") and ask == "NICK"
     session.on_lines([b"alice"])
     lines = outlet.take()
     assert lines[0].startswith("WELCOME alice ")
-    assert lines[1:] == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
+    assert lines[1:] == ["JOIN #lobby alice", "USERS #lobby alice", "HISTORY #lobby 0 end", "CURRENT #lobby"]
 
 
 def test_text_goes_to_the_current_room_and_names_it(chat: Chat) -> None:
     alice, bob = connect(chat, "alice"), connect(chat, "bob")
     assert alice.take() == ["JOIN #lobby bob"]
     say(bob, "hello", "/me waves")
-    assert alice.take() == ["MSG #lobby bob hello", "ACTION #lobby bob waves"]
+    events = alice.take_events()
+    assert [line for _, line in events] == ["MSG #lobby bob hello", "ACTION #lobby bob waves"]
+    assert all(tags.keys() == {"id", "time"} for tags, _ in events)  # live events: id and time
+    first, second = (int(tags["id"]) for tags, _ in events)
+    assert first < second
 
 
 def test_join_creates_switches_and_parts(chat: Chat) -> None:
     alice, bob = connect(chat, "alice"), connect(chat, "bob")
     alice.take()
-    assert say(alice, "/join #Rust") == ["JOIN #Rust alice", "USERS #Rust alice", "CURRENT #Rust"]
-    assert say(bob, "/join #rust") == ["JOIN #Rust bob", "USERS #Rust alice bob", "CURRENT #Rust"]
+    assert say(alice, "/join #Rust") == [
+        "JOIN #Rust alice", "USERS #Rust alice", "HISTORY #Rust 0 end", "CURRENT #Rust"
+    ]
+    assert say(bob, "/join #rust") == [
+        "JOIN #Rust bob", "USERS #Rust alice bob", "HISTORY #Rust 0 end", "CURRENT #Rust"
+    ]
     assert alice.take() == ["JOIN #Rust bob"]
     assert say(alice, "/join #lobby") == ["CURRENT #lobby"]  # already in it: a switch
     assert say(alice, "hi lobby") == ["MSG #lobby alice hi lobby"]
     assert say(alice, "/msg #rust in rust") == ["MSG #Rust alice in rust"]
-    assert bob.take() == ["MSG #lobby alice hi lobby", "MSG #Rust alice in rust"]
+    assert bob.take() == ["MSG #lobby alice hi lobby", "MSG #Rust alice in rust"]  # take checks their tags
     assert say(bob, "/part #rust bye now") == ["PART #Rust bob bye now", "CURRENT #lobby"]
     assert alice.take() == ["PART #Rust bob bye now"]
     say(alice, "/part #rust")
@@ -116,17 +136,23 @@ def test_join_creates_switches_and_parts(chat: Chat) -> None:
 def test_topics(chat: Chat) -> None:
     alice, bob = connect(chat, "alice"), connect(chat, "bob")
     alice.take()
-    assert say(alice, "/topic") == ["TOPIC #lobby *"]
-    assert say(alice, "/topic welcome all") == ["TOPIC #lobby alice welcome all"]
-    assert bob.take() == ["TOPIC #lobby alice welcome all"]
+    assert say_events(alice, "/topic") == [({}, "TOPIC #lobby *")]  # a state: no tags
+    set_by_alice = say_events(alice, "/topic welcome all")
+    assert [line for _, line in set_by_alice] == ["TOPIC #lobby alice welcome all"]
+    assert set_by_alice[0][0].keys() == {"id", "time"}  # a change of topic is an event
+    assert bob.take_events() == set_by_alice
     carol = FakeOutlet("x")
     carol.session = Session(chat, carol, {})
     carol.session.on_open(None, None)
     carol.session.on_lines([b"carol"])
-    assert carol.take()[3:] == [
-        "JOIN #lobby carol", "TOPIC #lobby alice welcome all", "USERS #lobby alice bob carol", "CURRENT #lobby"
+    joined = carol.take_events()[3:]
+    assert [line for _, line in joined] == [
+        "JOIN #lobby carol", "TOPIC #lobby alice welcome all", "USERS #lobby alice bob carol",
+        "HISTORY #lobby 0 end", "CURRENT #lobby",
     ]
+    assert all(tags == {} for tags, _ in joined)  # the TOPIC after a JOIN is a state: no tags
     assert alice.take() == ["JOIN #lobby carol"]
+    assert say_events(alice, "/topic") == [({}, "TOPIC #lobby alice welcome all")]
     assert say(alice, "/topic #nowhere x")[0].startswith("ERR not_in_room ")
 
 
@@ -215,15 +241,17 @@ def test_parting_the_current_room_makes_the_latest_joined_current(chat: Chat) ->
     for line in ("hello", "/me waves", "/part", "/topic", "/topic new", "/who"):
         assert say(alice, line)[0].startswith("ERR not_in_room "), line
     assert say(alice, "/part #lobby")[0].startswith("ERR not_in_room ")
-    assert say(alice, "/join #lobby") == ["JOIN #lobby alice", "USERS #lobby alice", "CURRENT #lobby"]
+    assert say(alice, "/join #lobby") == [
+        "JOIN #lobby alice", "USERS #lobby alice", "HISTORY #lobby 0 end", "CURRENT #lobby"
+    ]
 
 
 def test_msg_to_a_room_does_not_switch(chat: Chat) -> None:
     alice = connect(chat, "alice")
     say(alice, "/join #a")
-    assert say(alice, "/msg #LOBBY over there", "right here") == [
-        "MSG #lobby alice over there", "MSG #a alice right here"
-    ]
+    events = say_events(alice, "/msg #LOBBY over there", "right here")
+    assert [line for _, line in events] == ["MSG #lobby alice over there", "MSG #a alice right here"]
+    assert all(tags.keys() == {"id", "time"} for tags, _ in events)
 
 
 def test_who_of_a_room_one_is_not_in(chat: Chat) -> None:
@@ -243,7 +271,8 @@ def test_autojoin_joins_each_room_in_order_and_the_last_is_current() -> None:
     outlet.take()
     outlet.session.on_lines([b"alice"])
     assert outlet.take()[1:] == [
-        "JOIN #lobby alice", "USERS #lobby alice", "JOIN #help alice", "USERS #help alice", "CURRENT #help"
+        "JOIN #lobby alice", "USERS #lobby alice", "HISTORY #lobby 0 end",
+        "JOIN #help alice", "USERS #help alice", "HISTORY #help 0 end", "CURRENT #help",
     ]
 
 
@@ -256,9 +285,9 @@ def test_an_autojoin_room_beyond_the_server_limit_is_an_error_not_a_failure() ->
     outlet.take()
     outlet.session.on_lines([b"alice"])
     lines = outlet.take()
-    assert lines[1:3] == ["JOIN #lobby alice", "USERS #lobby alice"]
-    assert lines[3].startswith("ERR too_many_rooms ")
-    assert lines[4:] == ["CURRENT #lobby"]
+    assert lines[1:4] == ["JOIN #lobby alice", "USERS #lobby alice", "HISTORY #lobby 0 end"]
+    assert lines[4].startswith("ERR too_many_rooms ")
+    assert lines[5:] == ["CURRENT #lobby"]
 
 
 def test_a_dropped_connection_is_announced_once_to_sharers(chat: Chat) -> None:
@@ -279,4 +308,4 @@ def test_rename_case_only_and_to_the_same_nick(chat: Chat) -> None:
     assert bob.take() == ["RENAME alice ALICE"]
     assert say(alice, "/nick ALICE") == ["INFO You are already ALICE."]
     assert say(alice, "/nick bob")[0].startswith("ERR nick_taken ")
-    assert say(alice, "hi") == ["MSG #lobby ALICE hi"]
+    assert say(alice, "hi") == ["MSG #lobby ALICE hi"]  # the new spelling, tagged (take checks)

@@ -80,6 +80,11 @@ def test_production_config_matches_the_unit_and_the_loader(tmp_path: Path) -> No
     unit = _directives(UNIT.read_text())
     assert unit["RuntimeDirectory"] == ["chatd"]
     assert document["control"]["socket"] == "/run/chatd/control.sock"
+    # The history database is in the state folder systemd makes, the one place
+    # ProtectSystem=strict leaves writable without a ReadWritePaths=.
+    assert unit["StateDirectory"] == ["chatd"] and unit["StateDirectoryMode"] == ["0700"]
+    assert unit["ProtectSystem"] == ["strict"] and "ReadWritePaths" not in unit
+    assert document["history"]["path"] == "/var/lib/chatd/chatd.db"
     assert document["log"]["format"] == "json"  # journald stores it; the console renderer is for TTYs
     assert (document["tls"]["cert"], document["tls"]["key"]) == (
         "/etc/chatd/certs/server.crt",
@@ -95,6 +100,7 @@ def test_production_config_matches_the_unit_and_the_loader(tmp_path: Path) -> No
     (tmp_path / "chatd.yaml").write_text(yaml.safe_dump(document))
     config = load_config(tmp_path / "chatd.yaml")
     assert config.control.socket == Path("/run/chatd/control.sock")
+    assert config.history.path == Path("/var/lib/chatd/chatd.db")
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")

@@ -1,0 +1,214 @@
+"""WebSocketCodec: the line protocol over a WebSocket (RFC 6455), after
+http.py's `GET /ws` upgrade: one protocol line per text message each way.
+
+Coming in, wsproto parses frames (masking, fragments, UTF-8, control
+frames); each finished text message is one line for the session, with one
+trailing `\\n` (or `\\r\\n`) allowed and none needed. A message longer than
+`limits.max_line_bytes` becomes `TOO_LONG` (the session answers
+`ERR line_too_long`, a strike) and is dropped, as a long line is; a message
+with a `\\n` inside is one line that contains a control character (the
+session answers `ERR bad_encoding`). A binary message ends the connection
+(close code 1003), as does anything wsproto finds malformed.
+
+Going out, the session's lines are framed here rather than by wsproto:
+server frames are not masked, so the frames of a block of lines are the
+same bytes for every recipient, and `TextFrames` makes them once per block
+for a whole room (docs/architecture.md, "The web client").
+
+This codec is also the session's outlet: it frames what the session
+delivers and hands it to the endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Final, Protocol
+
+import structlog
+from wsproto.connection import SERVER, Connection, ConnectionState
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.frame_protocol import CloseReason
+
+from chatd.transport.endpoint import Application, Endpoint, Sender
+from chatd.transport.framing import TOO_LONG
+
+log = structlog.get_logger(__name__)
+
+_TEXT: Final = 0x81  # FIN and opcode 1: a whole text message in one frame
+
+
+class Outlet(Sender, Protocol):
+    """What a session needs from its transport (chatd.core.session.Outlet)."""
+
+    peer: str
+    connected_at: float
+
+    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None: ...
+    def close(self, reason: str, text: str = "") -> None: ...
+    def set_deadline(self, when: float | None) -> None: ...
+
+
+def encode_text_frames(data: bytes) -> bytes:
+    """One unmasked text frame per `\\n`-terminated line of `data`, without the `\\n`."""
+    lines = data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()  # what followed the last newline: nothing
+    parts = []
+    for line in lines:
+        size = len(line)
+        if size < 126:
+            parts.append(bytes((_TEXT, size)))
+        elif size < 65536:
+            parts.append(b"\x81\x7e" + size.to_bytes(2, "big"))
+        else:
+            parts.append(b"\x81\x7f" + size.to_bytes(8, "big"))
+        parts.append(line)
+    return b"".join(parts)
+
+
+def frame_end(data: bytes, start: int) -> int:
+    """Where the unmasked frame that starts at `start` ends."""
+    size = data[start + 1] & 0x7F
+    if size == 126:
+        return start + 4 + int.from_bytes(data[start + 2 : start + 4], "big")
+    if size == 127:
+        return start + 10 + int.from_bytes(data[start + 2 : start + 10], "big")
+    return start + 2 + size
+
+
+class TextFrames:
+    """Frames for blocks of lines, with the last block's kept: a room's members
+    are all delivered the same `bytes` object, one after the other.
+
+    Any thread may call `frame`. The cache is one tuple, read and replaced
+    whole (atomic under the GIL): two threads framing at once at worst miss.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[bytes, bytes] = (b"", b"")
+
+    def frame(self, data: bytes) -> bytes:
+        last = self._last
+        if last[0] is data:
+            return last[1]
+        framed = encode_text_frames(data)
+        self._last = (data, framed)
+        return framed
+
+
+class WebSocketCodec:
+    bounded = True  # a WebSocket reader that takes nothing is a slow consumer like any other
+
+    def __init__(self, endpoint: Endpoint, frames: TextFrames, open_session: Callable[[Outlet], Application]) -> None:
+        self.endpoint = endpoint
+        self.peer = endpoint.peer
+        self.connected_at = endpoint.connected_at
+        self._frames = frames
+        self._ws = Connection(SERVER)
+        self._parts: list[bytes] = []  # the text message being received, as UTF-8
+        self._size = 0
+        self._discarding = False  # the rest of an oversized message is dropped
+        self._close_reply: CloseConnection | None = None  # when the client closed, or broke the protocol
+        self.app = open_session(self)
+        endpoint.app = self.app
+
+    # -- the session's outlet (any thread) --------------------------------------------------
+
+    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
+        self.endpoint.deliver(self._frames.frame(data), lines, sender)
+
+    def close(self, reason: str, text: str = "") -> None:
+        self.endpoint.close(reason, text)
+
+    def set_deadline(self, when: float | None) -> None:
+        self.endpoint.set_deadline(when)
+
+    def pause_for_backlog(self) -> bool:
+        return self.endpoint.pause_for_backlog()
+
+    def resume_after_backlog(self) -> None:
+        self.endpoint.resume_after_backlog()
+
+    # -- the codec (the endpoint's thread) -------------------------------------------------
+
+    def on_open(self, reject: str | None, cert_nick: str | None) -> None:
+        log.info("websocket_opened", **self.endpoint.context)
+        self.app.on_open(reject, cert_nick)
+
+    def on_data(self, data: bytes) -> None:
+        self._ws.receive_data(data)
+        lines: list[bytes | None] = []
+        for event in self._ws.events():
+            if isinstance(event, TextMessage):
+                self._take(event.data, event.message_finished, lines)
+            elif isinstance(event, Ping):
+                self.endpoint.deliver(self._ws.send(event.response()), 0)
+            elif isinstance(event, CloseConnection):
+                self._closed_by_client(event)
+                break
+            elif isinstance(event, BytesMessage):
+                self._closed_by_client(CloseConnection(CloseReason.UNSUPPORTED_DATA, "text messages only"))
+                break
+            # Pong: nothing to do (chatd sends no pings; dead peers are TCP keepalive's).
+        if lines and self.endpoint.is_open():
+            self.app.on_lines(lines)
+
+    def _take(self, text: str, finished: bool, lines: list[bytes | None]) -> None:
+        """Add a piece of a text message; once finished, its line goes to `lines`,
+        or TOO_LONG (once, as soon as it goes over the limit)."""
+        if not self._discarding:
+            data = text.encode()
+            self._parts.append(data)
+            self._size += len(data)
+            limit = self.endpoint.host.limits.max_line_bytes
+            if self._size > limit:  # too long even if it ends with a newline
+                lines.append(TOO_LONG)
+                self._parts, self._discarding = [], True
+            elif finished:
+                line = b"".join(self._parts)
+                if line.endswith(b"\n"):
+                    line = line[:-1]
+                # As for a line: max_line_bytes counts its newline.
+                lines.append(TOO_LONG if len(line) >= limit else line)
+        if finished:
+            self._parts, self._size, self._discarding = [], 0, False
+
+    def _closed_by_client(self, event: CloseConnection) -> None:
+        """The client closed, sent what chatd does not take, or broke the protocol
+        (wsproto reports that as a close with the code to answer)."""
+        remote = self._ws.state is ConnectionState.REMOTE_CLOSING
+        self._close_reply = event.response() if remote else CloseConnection(event.code)
+        log.info("websocket_closed", **self.endpoint.context, code=int(event.code), reason=event.reason or None,
+                 by_client=remote)
+        self.endpoint.begin_close("connection_lost")
+
+    def on_timer(self, now: float) -> None:
+        self.app.on_timer(now)
+
+    def on_close(self, reason: str, text: str) -> bytes:
+        """The session's `BYE`, then a close frame; only the close frame if the client
+        closed first (or broke the protocol), as RFC 6455 5.5.1 asks."""
+        bye = self.app.on_close(reason, text)
+        ws = self._ws
+        if ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            return b""
+        if self._close_reply is not None:
+            return ws.send(self._close_reply)
+        code = CloseReason.GOING_AWAY if reason == "shutdown" else CloseReason.NORMAL_CLOSURE
+        return self._frames.frame(bye) + ws.send(CloseConnection(code))
+
+    def limits_changed(self) -> None:
+        self.app.limits_changed()
+
+    def cut(self, data: bytes, limit: int) -> int:
+        """The last frame boundary within `limit`, or the end of the first
+        frame if that is longer: a frame is never cut in two."""
+        at = frame_end(data, 0)
+        while at < len(data):
+            end = frame_end(data, at)
+            if end > limit:
+                break
+            at = end
+        return at
+
+    def rest_of_unit(self, head: bytes) -> bytes:
+        return b""  # `cut` never leaves a frame unfinished
