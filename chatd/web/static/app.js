@@ -489,6 +489,11 @@ document.addEventListener("visibilitychange", () => {
   }
 });
 window.addEventListener("online", () => chat.conn.retryNow());
+// A status line appearing, the keyboard opening on a phone, a resized window:
+// a log that showed its newest line keeps showing it.
+new ResizeObserver(() => {
+  if (chat.current && chat.current.stuck) chat.current.scrollToBottom();
+}).observe(el.logs);
 window.addEventListener("pagehide", () => chat.conn.ws?.close(1000));
 
 // ---- start -----------------------------------------------------------------------

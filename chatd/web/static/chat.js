@@ -109,6 +109,7 @@ export class Chat {
     const [nick] = line.args;
     this.registered = true;
     this.awaitingNick = false;
+    this.lostWhy = null;
     this.nick = nick;
     this.pendingNick = null;
     store.set("nick", nick);
@@ -551,9 +552,14 @@ export class Chat {
       this.automatic = true;
       this.ghostTries = 0;
     }
-    const why = this.byeReason === "shutdown" ? "The server is restarting." : wasOpen ? "Connection lost." : "Cannot reach the server.";
+    // Why we are away, from the first failure on: a restart stays a restart
+    // while the server is down, rather than turning into "cannot reach".
+    if (registered || !this.lostWhy) {
+      this.lostWhy = this.byeReason === "shutdown" ? "The server is restarting."
+        : wasOpen ? "Connection lost." : "Cannot reach the server.";
+    }
     this.byeReason = null;
-    this.ui.reconnecting(why, delayMs);
+    this.ui.reconnecting(this.lostWhy, delayMs);
   }
 
   _isMe(nick) {
