@@ -15,11 +15,11 @@ from typing import Any, Callable
 import pytest
 
 from tests.browser.conftest import (
-    DESKTOP, PHONE, PageWatch, event_ids, free_port, line_user, log_of, login, next_from, say, texts, url_of,
+    DESKTOP, HOW_TO_RUN, PHONE, PageWatch, event_ids, free_port, line_user, log_of, login, next_from, say, texts, url_of,
 )
 from tests.conftest import Daemon, wait_until
 
-pytest.importorskip("playwright", reason="playwright is not installed (see tests/browser/conftest.py)")
+pytest.importorskip("playwright", reason=f"playwright is not installed; to run the browser tests: {HOW_TO_RUN}")
 from playwright.sync_api import Page, expect  # noqa: E402
 
 OpenPage = Callable[..., tuple[Page, PageWatch]]
