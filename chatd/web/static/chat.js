@@ -601,8 +601,10 @@ export class Chat {
     const self = this._isMe(nick);
     const item = {
       kind, nick, text, id: line.id, time: line.time ?? new Date(), history: line.history,
-      self, mention: !self && (conv.kind === "dm" || mentions(text, this.nick)),
+      self, mention: !self && mentions(text, this.nick), // highlighted in the log
     };
+    // What calls for attention (a red badge, a notification): a mention, or any DM.
+    const urgent = item.mention || (!self && conv.kind === "dm");
     if (line.history && line.id !== null) conv.replyMaxId = Math.max(conv.replyMaxId, line.id);
     // New to this person: a live event, or one from the history of a gap being filled.
     const isNew = !line.history || (conv.resumeFrom !== null && line.id !== null && line.id > conv.resumeFrom);
@@ -611,17 +613,17 @@ export class Chat {
     const hidden = document.hidden;
     if (conv !== this.current) {
       conv.unread += 1;
-      if (item.mention) conv.mentioned = true;
+      if (urgent) conv.mentioned = true;
       this.ui.changed(conv);
     } else if (hidden) {
       this.hiddenUnread += 1;
       this.ui.changed(conv);
     }
-    if (conv === this.current || item.mention) {
+    if (conv === this.current || urgent) {
       const where = conv === this.current ? "" : conv.kind === "dm" ? " (direct)" : ` in ${conv.name}`;
       this.ui.announce(kind === "action" ? `${nick}${where} ${text}` : `${nick}${where}: ${text}`);
     }
-    if (hidden && item.mention && !line.history) this.ui.notify(conv, item);
+    if (hidden && urgent && !line.history) this.ui.notify(conv, item);
   }
 
   /** Add an item to a conversation's log; false if that event was there already. */
