@@ -70,9 +70,13 @@ class WebSocket:
         headers = list(extra_headers or [])
         if origin is not None:
             headers.append((b"Origin", origin.encode()))
-        self.tls.sendall(self.ws.send(Request(host=host, target=path, extra_headers=headers)))
-        self._handshake()
-        self._take_events()  # the first messages may have come with the 101
+        try:
+            self.tls.sendall(self.ws.send(Request(host=host, target=path, extra_headers=headers)))
+            self._handshake()
+            self._take_events()  # the first messages may have come with the 101
+        except BaseException:
+            self.tls.close()
+            raise
 
     def _handshake(self) -> None:
         rejected: RejectConnection | None = None

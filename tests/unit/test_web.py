@@ -1,0 +1,144 @@
+"""The web transport's pure parts: the ClientHello's ALPN, server text frames
+and where a write may cut them, the static files and their conditional
+answers, and the `web` config section."""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+from pathlib import Path
+
+import pytest
+from wsproto.connection import CLIENT, Connection
+from wsproto.events import TextMessage
+
+from chatd.config import load_config
+from chatd.errors import ConfigError
+from chatd.transport.clienthello import Incomplete, offered_alpn
+from chatd.transport.websocket import TextFrames, encode_text_frames, frame_end
+from chatd.web.files import HEADERS, STATIC, StaticFiles
+
+
+def client_hello(alpn: list[str] | None) -> bytes:
+    context = ssl.create_default_context()
+    if alpn is not None:
+        context.set_alpn_protocols(alpn)
+    outgoing = ssl.MemoryBIO()
+    client = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+@pytest.mark.parametrize("alpn", [None, ["http/1.1"], ["h2", "http/1.1"], ["h2"], ["x" * 200]])
+def test_offered_alpn_is_read_from_the_client_hello(alpn: list[str] | None) -> None:
+    hello = client_hello(alpn)
+    expected = None if alpn is None else tuple(name.encode() for name in alpn)
+    assert offered_alpn(hello) == expected
+    for cut in (0, 3, 5, 40, len(hello) - 1):
+        with pytest.raises(Incomplete):
+            offered_alpn(hello[:cut])
+
+
+def test_a_client_hello_split_over_records() -> None:
+    hello = client_hello(["h2", "http/1.1"])
+    body = hello[5:]  # one handshake message; split it into two records
+    records = b"".join(
+        b"\x16\x03\x01" + len(part).to_bytes(2, "big") + part for part in (body[:100], body[100:])
+    )
+    assert offered_alpn(records) == (b"h2", b"http/1.1")
+
+
+@pytest.mark.parametrize("data", [b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x04\x02\x00\x00\x00",
+                                  b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\xff"])
+def test_what_is_not_a_client_hello(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        offered_alpn(data)
+
+
+@pytest.mark.parametrize("lines", [[b"HELLO 3 chatd"], [b"", b"a" * 125, b"b" * 126, b"c" * 65535, b"d" * 65536],
+                                   ["é €".encode() * 50]])
+def test_text_frames_are_what_a_client_reads(lines: list[bytes]) -> None:
+    framed = encode_text_frames(b"".join(line + b"\n" for line in lines))
+    client = Connection(CLIENT)
+    client.receive_data(framed)
+    messages = [event.data for event in client.events() if isinstance(event, TextMessage)]
+    assert messages == [line.decode() for line in lines]
+    ends = []
+    at = 0
+    while at < len(framed):
+        at = frame_end(framed, at)
+        ends.append(at)
+    assert at == len(framed) and len(ends) == len(lines)
+
+
+def test_a_block_is_framed_once_for_all_its_recipients() -> None:
+    frames = TextFrames()
+    block = b"MSG #lobby alice hi\nMSG #lobby alice again\n"
+    first = frames.frame(block)
+    assert frames.frame(block) is first
+    other = b"MSG #lobby alice hi\nMSG #lobby alice again\n"[:]
+    assert frames.frame(bytes(bytearray(other))) == first  # equal content, another object: framed anew
+
+
+def test_static_files_answers(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    (tmp_path / "app.js").write_text("export {}")
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "logo.svg").write_text("<svg/>")
+    (tmp_path / ".hidden").write_text("secret")
+    files = StaticFiles.load(tmp_path)
+    assert len(files) == 3
+    index = files.answer("GET", "/", None, None)
+    assert index.status == 200 and index.body == b"<!doctype html>"
+    headers = dict(index.headers)
+    assert headers[b"Content-Type"] == b"text/html; charset=utf-8"
+    assert headers[b"Cache-Control"] == b"no-cache"
+    assert dict(files.answer("GET", "/app.js", None, None).headers)[b"Content-Type"].startswith(b"text/javascript")
+    assert files.answer("GET", "/img/logo.svg", None, None).status == 200
+    for path in ("/.hidden", "/img", "/nope", "/index.html/"):
+        assert files.answer("GET", path, None, None).status == 404, path
+    etag = headers[b"ETag"]
+    assert files.answer("GET", "/", etag, None).status == 304
+    assert files.answer("GET", "/", b'"x", ' + etag, None).status == 304
+    assert files.answer("GET", "/", b"W/" + etag, None).status == 304
+    assert files.answer("GET", "/", b'"x"', headers[b"Last-Modified"]).status == 200  # If-None-Match decides
+    assert files.answer("GET", "/", None, headers[b"Last-Modified"]).status == 304
+    earlier = email.utils.formatdate(0, usegmt=True).encode()
+    assert files.answer("GET", "/", None, earlier).status == 200
+    assert files.answer("GET", "/", None, b"yesterday").status == 200
+
+
+def test_the_packaged_files_have_an_index() -> None:
+    assert StaticFiles.load(STATIC).answer("GET", "/", None, None).status == 200
+    names = {name for name, _ in HEADERS}
+    assert names == {b"Content-Security-Policy", b"X-Content-Type-Options", b"Referrer-Policy"}
+
+
+def _config(tmp_path: Path, web: str) -> Path:
+    for name in ("server.crt", "server.key"):
+        (tmp_path / name).write_text("dummy")
+    path = tmp_path / "chatd.yaml"
+    path.write_text(f"tls: {{cert: server.crt, key: server.key}}\nweb: {web}\n")
+    return path
+
+
+def test_web_config(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, "{enabled: false, allowed_origins: ['https://Chat.Example.org:443/', "
+                                           "'http://[::1]:8080']}"))
+    assert config.web.enabled is False
+    assert config.web.allowed_origins == ("https://chat.example.org", "http://[::1]:8080")
+    assert load_config(_config(tmp_path, "{}")).web.enabled is True
+
+
+@pytest.mark.parametrize(("web", "error"), [
+    ("{enabled: yes please}", "web.enabled: must be true or false"),
+    ("{allowed_origins: https://x}", "web.allowed_origins: must be a list of origins"),
+    ("{allowed_origins: ['ftp://x']}", "web.allowed_origins: 'ftp://x' is not an origin"),
+    ("{allowed_origins: ['https://x/chat']}", "web.allowed_origins: 'https://x/chat' has more than"),
+    ("{allowed_origins: ['https://x:99999']}", "web.allowed_origins: 'https://x:99999' is not an origin"),
+    ("{origins: []}", "web.origins: unknown key (known: enabled, allowed_origins)"),
+])
+def test_web_config_errors(tmp_path: Path, web: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=f": {error}".replace("(", r"\(").replace(")", r"\)")):
+        load_config(_config(tmp_path, web))
