@@ -8,7 +8,7 @@ merge-base of `issue-11` and `main` (main as issue-11 last merged it; of
 HEAD and `main` when there is no `issue-11` branch), or, once main has
 merged issue-11, main just before that merge. `--baseline REV` names any
 other; after later merges it is the way to say what "before" means. The tree is read, not trusted: its protocol version (v1 without
-`HELLO`, v2 with it) picks the generator's dialect, and its own
+`HELLO`, v2 or v3 with it) picks the generator's dialect, and its own
 config/chatd.yaml is the config it runs with.
 """
 
@@ -37,7 +37,7 @@ class Baseline:
     commit: str  # full SHA
     how: str  # how the revision was chosen, for RESULTS.md
     tree: Path  # the extracted tree: chatd/ and config/
-    protocol: int  # 1 or 2
+    protocol: int  # 1, 2 or 3
     same_as_head: bool  # chatd/ and config/ as in HEAD: a run would compare chatd with itself
 
     @property

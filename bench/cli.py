@@ -62,6 +62,10 @@ CHURN = {"scenario": "churn", "concurrency": 40, "idle": 10, "timeout": 20, "ver
 # with the fan-out window, one record per line, as people send (bench/rooms.py).
 # 1,000 is chatd's default max_clients: the generator opens no other connection.
 ROOMS = {"scenario": "rooms", "n": 1000, "rooms": 100, **LINES, "samples": 10}
+# WebSocket (issue 13): chatd's lines one per text message, after ALPN http/1.1 and
+# `GET /ws`, as its web client speaks them; fanout-ws is fanout-50 over WebSockets,
+# idle-ws the capacity scenario's idle clients (RSS per client) over WebSockets.
+WS = {"websocket": True}
 
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
@@ -76,6 +80,9 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("slow-without", {**SLOW, "m": 2000}),
     ("slow-with", {**SLOW, "m": 2000, "nonreader": True}),
     ("rooms", {**ROOMS, "m": 200}),
+    ("fanout-ws", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW, **WS}),
+    ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 120,
+                 **CAPACITY, **WS}),
 ]
 QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW}),
@@ -90,6 +97,9 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("slow-without", {**SLOW, "m": 600}),
     ("slow-with", {**SLOW, "m": 600, "nonreader": True}),
     ("rooms", {**ROOMS, "m": 100}),
+    ("fanout-ws", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW, **WS}),
+    ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60,
+                 **CAPACITY, **WS}),
 ]
 # The seed corrupts or stalls early; don't wait long for what will not come.
 SEED_LIMITS = {"deadline": 30, "idle": 3.0, "connect_timeout": 60}
@@ -156,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             if run > (slow_runs if key.startswith("slow") else runs):
                 continue
             for target in targets:
-                if not target.runs(key):
+                if not target.runs(key, spec):
                     continue
                 if key == "capacity" and target.name not in ("chatd", "floor") and run > (args.capacity_runs or 1):
                     continue

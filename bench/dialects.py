@@ -1,8 +1,10 @@
 """Wire specifics of each target: how a client registers, what a chat message,
 a window marker and the server's lines look like.
 
-Four dialects: `chatd` (docs/protocol.md, protocol v2: rooms), `chatd1`
-(protocol v1, the one-room chatd before rooms: the `chatd-before` target),
+Four dialects: `chatd` (docs/protocol.md, protocol v2: rooms, and v3:
+history, whose lines start with tags and whose joins end with a backlog and
+`HISTORY`), `chatd1` (protocol v1, the one-room chatd before rooms: the
+`chatd-before` target),
 `irc` (RFC 2812 as ngircd speaks it) and `seed` (the tutorial server: `NICK`
 without a newline, raw bytes relayed). No sockets here: `Registration`
 objects consume received bytes and say what to send back, so the engine
@@ -16,6 +18,7 @@ fixed offset after `t=`.
 from __future__ import annotations
 
 import re
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,7 +48,8 @@ class Dialect:
     body_at_start: bool  # the relayed line *is* the body (seed): corruption check is stricter
     line_re: re.Pattern[bytes]  # a whole relayed benchmark line; groups t, s, n (multiline)
     stamp_re: re.Pattern[bytes]  # the end of a benchmark line; group t only
-    rooms: bool = False  # a client can move to a room of its own (chatd v2, IRC)
+    rooms: bool = False  # a client can move to a room of its own (chatd v2 and later, IRC)
+    websocket: bool = False  # lines as WebSocket text messages (bench/websocket.py), after ALPN http/1.1
 
     def message(self, t_ns: int, sender: int, seq: int, pad: bytes = b"",
                 prefix: bytes | None = None) -> bytes:
@@ -94,7 +98,7 @@ class Dialect:
         client is in that room and no other (a dialect with `rooms`)."""
         if room is not None and not self.rooms:
             raise ValueError(f"{self.name} has no rooms")
-        if self.name == "chatd":
+        if self.name in ("chatd", "chatd-ws"):
             return ChatdRegistration(nick, room)
         if self.name == "chatd1":
             return Chatd1Registration(nick)
@@ -105,10 +109,12 @@ class Dialect:
 
 _BODY_RE = rb"t=(\d{19}) s=(\d{4}) n=(\d{7})(?: x+)?"
 _STAMP_RE = re.compile(rb"t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n")
-# v2: `MSG <room> <nick> <text>`. A nickname never starts with `#`, so the
-# v1 pattern below cannot match a v2 line, nor the other way round.
+# v2: `MSG <room> <nick> <text>`; v3 puts tags before it (`@id=…;time=… MSG …`).
+# A nickname never starts with `#`, so the v1 pattern below cannot match a v2
+# or v3 line, nor the other way round. (A tag value never holds `t=`: the
+# stamp is found by its own pattern.)
 CHATD = Dialect("chatd", "chatd", echo=True, window="ping", eol=b"\n", msg_prefix=b"", body_at_start=False,
-                line_re=re.compile(rb"^MSG #[^ \n]+ [^ \n]+ " + _BODY_RE + rb"$", re.M),
+                line_re=re.compile(rb"^(?:@[^ \n]+ )?MSG #[^ \n]+ [^ \n]+ " + _BODY_RE + rb"$", re.M),
                 stamp_re=_STAMP_RE, rooms=True)
 # v1: `MSG <nick> <text>`.
 CHATD1 = Dialect("chatd1", "chatd", echo=True, window="ping", eol=b"\n", msg_prefix=b"", body_at_start=False,
@@ -121,7 +127,10 @@ IRC = Dialect("irc", "irc", echo=False, window="ping", eol=b"\r\n", msg_prefix=b
 SEED = Dialect("seed", "seed", echo=True, window="echo", eol=b"\n", msg_prefix=b"", body_at_start=True,
                line_re=re.compile(rb"^" + _BODY_RE + rb"$", re.M),
                stamp_re=re.compile(rb"^t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n", re.M))
-DIALECTS = {d.name: d for d in (CHATD, CHATD1, IRC, SEED)}
+# chatd's lines over a WebSocket, as its web client sends and reads them (the fanout-ws and
+# idle-ws scenarios): the same lines, so the same patterns.
+CHATD_WS = dataclasses.replace(CHATD, name="chatd-ws", websocket=True)
+DIALECTS = {d.name: d for d in (CHATD, CHATD1, IRC, SEED, CHATD_WS)}
 
 
 class Registration:
@@ -139,10 +148,16 @@ class Registration:
         raise NotImplementedError
 
 
+CHATD_VERSIONS = (b"2 ", b"3 ")  # the `HELLO <version> ` this dialect speaks
+
+
 class ChatdRegistration(Registration):
-    """Protocol v2: `HELLO 2 …`, `NICK`; after the nickname `WELCOME`, then per
-    autojoin room `JOIN <room> <nick>`, `TOPIC` (if set), `USERS <room> …`, and
-    `CURRENT <room>` last. Registered at that `CURRENT`. With `room`, the client
+    """Protocol v2 and v3: `HELLO 2 …` or `HELLO 3 …`, `NICK`; after the
+    nickname `WELCOME`, then per autojoin room `JOIN <room> <nick>`, `TOPIC`
+    (if set), `USERS <room> …` (in v3 then the room's backlog, tagged events,
+    and `HISTORY <room> <count> <more>`), and `CURRENT <room>` last. Registered
+    at that `CURRENT`: a backlog, older benchmark lines among them, is never
+    counted as a delivery. With `room`, the client
     then joins it and parts the autojoin rooms, and is registered once it has
     seen the `CURRENT <room>` of its `/join` and its own `PART` from each
     autojoin room (every member gets it, the leaver too).
@@ -174,10 +189,13 @@ class ChatdRegistration(Registration):
         return out
 
     def _line(self, line: bytes) -> bytes:
+        if line.startswith(b"@"):  # v3 tags (an event of a backlog): not needed here
+            line = line.partition(b" ")[2]
         verb, _, rest = line.partition(b" ")
         if not self.hello:
-            if verb != b"HELLO" or not rest.startswith(b"2 "):
-                raise RegistrationFailed(f"expected HELLO 2 (protocol v2), got {line[:80].decode(errors='replace')!r}")
+            if verb != b"HELLO" or not rest.startswith(CHATD_VERSIONS):
+                got = line[:80].decode(errors="replace")
+                raise RegistrationFailed(f"expected HELLO 2 or 3 (protocol v2 or v3), got {got!r}")
             self.hello = True
         elif verb in (b"ERR", b"BYE"):
             raise RegistrationFailed(line.decode(errors="replace"))
@@ -228,7 +246,7 @@ class Chatd1Registration(Registration):
                 self.asked = True
                 out += self.nick + b"\n"
             elif line.startswith(b"HELLO ") and not self.asked:
-                raise RegistrationFailed("the server speaks protocol v2 (HELLO before NICK), not v1")
+                raise RegistrationFailed("the server speaks protocol v2 or later (HELLO before NICK), not v1")
             elif line.startswith(b"WELCOME "):
                 self.done = True
                 self.leftover, self.buf = self.buf, b""

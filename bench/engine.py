@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 
 from bench.dialects import Dialect
 from bench.receive import Receiving
+from bench.websocket import ClientWebSocket, WebSocketFailed
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
@@ -156,6 +157,8 @@ class Conn(Receiving):
         self.group = group
         self.prefix = engine.dialect.msg_prefix if room is None else engine.dialect.room_prefix(room)
         self.registration = engine.dialect.registration(nick, privileged, room)
+        # Lines as WebSocket messages, once `GET /ws` has been answered (bench/websocket.py).
+        self.ws = ClientWebSocket("%s:%d" % engine.address) if engine.dialect.websocket else None
         self.sock: socket.socket | None = None
         self.tls: ssl.SSLObject | None = None
         self._incoming = ssl.MemoryBIO()
@@ -248,9 +251,19 @@ class Conn(Receiving):
         except (ssl.SSLError, OSError) as exc:
             self._fail(f"handshake: {_describe(exc)}")
             return
-        self.t_handshake = perf_ns()
         self.state = "open"
         self._flush()
+        if self.ws is not None:
+            self._write_raw(self.ws.upgrade_request())  # ready (below) once answered
+        else:
+            self._ready()
+        if self._incoming.pending and self.state == "open":
+            self._decrypt()  # the server's first line came with its last handshake flight
+
+    def _ready(self) -> None:
+        """TLS is up (and with a WebSocket, the upgrade answered): count the
+        handshake, then register, or wait for register() (`hold`)."""
+        self.t_handshake = perf_ns()
         self.engine.handshaken += 1
         self.engine.on_handshake(self)
         if self.hold:
@@ -259,8 +272,6 @@ class Conn(Receiving):
             hello = self.registration.start()
             if hello:
                 self.write(hello)
-        if self._incoming.pending and self.state == "open":
-            self._decrypt()  # the server's first line came with its last handshake flight
 
     # -- reading -------------------------------------------------------------------------
     #
@@ -311,11 +322,38 @@ class Conn(Receiving):
             if n == 0:
                 self._fail("closed by server")
                 return
-            self.feed(buf, n)
+            if self.ws is None:
+                self.feed(buf, n)
+            else:
+                lines = self._from_websocket(buf, n)
+                if lines:
+                    self.feed(lines, len(lines))
             if self.state != "open" or not self.reading:
                 return
         if self._outgoing.pending:
             self._flush()  # e.g. a KeyUpdate answer
+
+    def _from_websocket(self, buf: bytearray, n: int) -> bytes:
+        """What the server's frames in buf[:n] say, as lines; the upgrade's answer first."""
+        ws = self.ws
+        assert ws is not None
+        try:
+            if not ws.open:
+                rest = ws.take_upgrade(bytes(buf[:n]))
+                if rest is None:
+                    return b""
+                self._ready()
+                if not rest or self.state != "open":
+                    return b""
+                lines, reply = ws.lines(rest)
+            else:
+                lines, reply = ws.lines(memoryview(buf)[:n])
+        except WebSocketFailed as exc:
+            self._fail(f"websocket: {exc}")
+            return b""
+        if reply:
+            self._write_raw(reply)
+        return lines
 
     def stop_reading(self) -> None:
         """The slow consumer: never read again (the socket stays open)."""
@@ -365,6 +403,11 @@ class Conn(Receiving):
             self.pump()
 
     def write(self, data: bytes) -> None:
+        if self.ws is not None:
+            data = self.ws.frame(data)  # lines as text messages
+        self._write_raw(data)
+
+    def _write_raw(self, data: bytes) -> None:
         assert self.tls is not None
         try:
             self.tls.write(data)  # into the memory BIO: never blocks

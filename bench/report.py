@@ -9,7 +9,9 @@ from typing import Any
 from bench.cells import (
     GEN_SATURATED, NOISY, Record, flags_of, fmt, get_path, median, mib, runs_of, spread, table, targets_in, who,
 )
-from bench.throughput import FANOUT_LINES, fanout_checks, fanout_section, rooms_checks, rooms_section
+from bench.throughput import (
+    FANOUT_LINES, fanout_checks, fanout_section, rooms_checks, rooms_section, websocket_checks, websocket_section,
+)
 
 
 def _config_note(records: list[Record]) -> str:
@@ -56,6 +58,9 @@ def render(machine: dict[str, Any], records: list[Record]) -> str:
     rooms = rooms_section(records, targets)
     if rooms:  # absent from runs before the rooms scenario: their RESULTS.md stays as it was
         out.append(rooms)
+    websocket = websocket_section(records, targets)
+    if websocket:  # likewise for runs before the WebSocket scenarios
+        out.append(websocket)
     out.append(_seed_section(records))
     out.append(_flag_section(records))
     return "\n".join(out)
@@ -115,6 +120,8 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
         check("churn: connects/s, failed or timed out", f"{fmt(median(churn, 'connects_per_s'))}/s, "
               f"{fmt(median(churn, 'failed'))} failed", "none failed", not median(churn, "failed"))
     for row in rooms_checks(records):
+        check(*row)
+    for row in websocket_checks(records):
         check(*row)
     return "## chatd against its targets\n\n" + table(["check", "measured", "target", "met"], rows) + "\n"
 

@@ -68,7 +68,12 @@ def make_context(ca: str | None) -> ssl.SSLContext:
 
 def _engine(spec: Spec) -> Engine:
     ca = spec.get("ca") if spec.get("verify", True) else None
-    return Engine(spec["host"], spec["port"], make_context(ca), DIALECTS[spec["dialect"]])
+    context = make_context(ca)
+    dialect = DIALECTS[spec["dialect"]]
+    if spec.get("websocket"):  # the target's lines over a WebSocket, as a browser connects
+        dialect = DIALECTS[dialect.name + "-ws"]
+        context.set_alpn_protocols(["http/1.1"])
+    return Engine(spec["host"], spec["port"], context, dialect)
 
 
 def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: float,

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ WORK = REPO / "bench" / ".work"  # git-ignored: run directories, the baseline tr
 CHATD_YAML = REPO / "config" / "chatd.yaml"
 SEED_PATH = Path(__file__).resolve().parents[2] / "shared" / "seed_server.py"
 NOFILE = 65536
+SCRAPE_INTERVAL = 1.0  # seconds between scrapes of a chatd with metrics on
 
 
 class TargetUnavailable(Exception):
@@ -84,19 +86,21 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes], l
     raise RuntimeError(f"server not listening on port {port} after {timeout}s:\n{_tail(log)}")
 
 
-def listening_event(process: subprocess.Popen[bytes], log: Path, name: str, timeout: float) -> dict[str, Any]:
-    """The JSON `listening` event a server writes to its log (it has the port)."""
+def listening_event(process: subprocess.Popen[bytes], log: Path, name: str, timeout: float,
+                    event_name: str = "listening") -> dict[str, Any]:
+    """The JSON `listening` event a server writes to its log (it has the port),
+    or another event of chatd's (`metrics_listening`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{_tail(log)}")
         for line in log.read_text(errors="replace").splitlines():
-            if '"listening"' in line:
+            if f'"{event_name}"' in line:
                 event: dict[str, Any] = json.loads(line)
                 return event
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"{name} did not log `listening` within {timeout:g}s:\n{_tail(log)}")
+    raise RuntimeError(f"{name} did not log `{event_name}` within {timeout:g}s:\n{_tail(log)}")
 
 
 def listening_port(process: subprocess.Popen[bytes], log: Path, name: str, timeout: float) -> int:
@@ -126,6 +130,39 @@ class Certs:
     key: Path
 
 
+class Scraper:
+    """Asks a chatd's /metrics every `interval` seconds while a run lasts, as
+    Prometheus would (more often than most do), so that a run with metrics on
+    pays for being scraped too; counts its scrapes in `notes`."""
+
+    def __init__(self, port: int, notes: dict[str, Any], interval: float = SCRAPE_INTERVAL) -> None:
+        self.port = port
+        self.notes = notes
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
+        notes.update(metrics_scrape_interval_s=interval, metrics_scrapes=0, metrics_scrape_failures=0)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            request = b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n"
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    sock.sendall(request)
+                    reply = b""
+                    while chunk := sock.recv(65536):
+                        reply += chunk
+                ok = reply.startswith(b"HTTP/1.1 200 ")
+            except OSError:
+                ok = False
+            self.notes["metrics_scrapes" if ok else "metrics_scrape_failures"] += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 @dataclass
 class Running:
     process: subprocess.Popen[bytes]
@@ -133,6 +170,7 @@ class Running:
     log: Path
     workdir: Path
     notes: dict[str, Any] = field(default_factory=dict)
+    scraper: Scraper | None = None
 
     @property
     def pid(self) -> int:
@@ -140,6 +178,8 @@ class Running:
         return self.process.pid
 
     def stop(self, timeout: float = 15.0) -> int:
+        if self.scraper is not None:
+            self.scraper.stop()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -155,6 +195,7 @@ class Target:
     dialect = ""
     family = ""  # "chatd" for chatd and its variants: same log, same checks
     keys: tuple[str, ...] | None = None  # the scenario keys (prefixes) it runs; None: all
+    websocket = False  # serves its lines over a WebSocket too (the `websocket` scenarios)
     # "pinned": server on CPU 0, generator on CPU 1. "shared": neither pinned,
     # so the server may use every CPU and the generator takes its share.
     placement = "pinned"
@@ -162,7 +203,9 @@ class Target:
     def __init__(self, certs: Certs) -> None:
         self.certs = certs
 
-    def runs(self, key: str) -> bool:
+    def runs(self, key: str, spec: dict[str, Any] | None = None) -> bool:
+        if spec is not None and spec.get("websocket") and not self.websocket:
+            return False
         return self.keys is None or any(key.startswith(prefix) for prefix in self.keys)
 
     def check(self) -> None:
@@ -185,12 +228,15 @@ class Target:
 
 
 def chatd_config(certs: Certs, spec: dict[str, Any], *, io_threads: int | None = None,
-                 tuned: bool = False, source: Path = CHATD_YAML) -> tuple[dict[str, Any], dict[str, Any]]:
+                 tuned: bool = False, source: Path = CHATD_YAML,
+                 metrics: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """config/chatd.yaml as users get it, with what a benchmark must change.
 
     Changed: the address (127.0.0.1, port 0), the certificate, JSON logs, no
     control socket, and the limits lifted for ngircd too: the message rate and
-    the two per-IP limits (every client comes from 127.0.0.1).
+    the two per-IP limits (every client comes from 127.0.0.1). Metrics, in a
+    file that has them, stay on but on port 0 (never the 9464 of a chatd
+    running here, nor another target's), or are turned off (`metrics=False`).
     `limits.max_clients` is raised only for a scenario that holds more
     connections than the default allows (capacity). `io_threads` is the
     file's unless a variant sets it. `tuned` restores the settings every
@@ -216,6 +262,10 @@ def chatd_config(certs: Certs, spec: dict[str, Any], *, io_threads: int | None =
     config["tls"].update(cert=str(certs.cert), key=str(certs.key))
     config["log"]["format"] = "json"
     config["control"]["socket"] = None
+    if "metrics" in config:  # a baseline tree from before issue 14 has none
+        config["metrics"]["listen"] = "127.0.0.1:0" if metrics else None
+        if not metrics:
+            changes["metrics.listen"] = None
     return config, changes
 
 
@@ -230,16 +280,19 @@ class ChatdTarget(Target):
 
     dialect = "chatd"
     family = "chatd"
+    websocket = True
     tree = REPO
 
     def __init__(self, certs: Certs, name: str = "chatd", io_threads: int | None = None,
-                 tuned: bool = False, keys: tuple[str, ...] | None = None, history: bool = True) -> None:
+                 tuned: bool = False, keys: tuple[str, ...] | None = None, history: bool = True,
+                 metrics: bool = True) -> None:
         super().__init__(certs)
         self.name = name
         self.io_threads = io_threads
         self.tuned = tuned
         self.history = history  # False: history.enabled false, for "history on vs off"
         self.keys = keys
+        self.metrics = metrics
         if io_threads is not None and not tuned:
             self.placement = "shared"
 
@@ -269,7 +322,7 @@ class ChatdTarget(Target):
 
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         config, changes = chatd_config(self.certs, spec, io_threads=self.io_threads, tuned=self.tuned,
-                                       source=self.tree / "config" / "chatd.yaml")
+                                       source=self.tree / "config" / "chatd.yaml", metrics=self.metrics)
         if not self.history:
             config.setdefault("history", {})["enabled"] = False
             changes["history.enabled"] = False
@@ -281,8 +334,16 @@ class ChatdTarget(Target):
         event = listening_event(process, log, self.name, 20)
         notes = {"config_changes": changes, "io_threads": event.get("io_threads"),
                  "send_queue_bytes": config["limits"]["send_queue_bytes"], "placement": self.placement,
-                 **self._notes()}
-        return Running(process, int(event["port"]), log, workdir, notes)
+                 "metrics": bool(config.get("metrics", {}).get("listen")), **self._notes()}
+        running = Running(process, int(event["port"]), log, workdir, notes)
+        if notes["metrics"]:
+            try:
+                metrics = listening_event(process, log, self.name, 20, "metrics_listening")
+            except RuntimeError:
+                running.stop()
+                raise
+            running.scraper = Scraper(int(metrics["port"]), notes)
+        return running
 
 
 class ChatdBeforeTarget(ChatdTarget):
@@ -292,6 +353,7 @@ class ChatdBeforeTarget(ChatdTarget):
 
     def __init__(self, certs: Certs, revision: str | None = None) -> None:
         super().__init__(certs, name="chatd-before", keys=("fanout",))
+        self.websocket = False  # a revision from before the web client
         self.revision = revision  # None: baseline.py's default
         self.baseline: baseline.Baseline | None = None
 
@@ -455,6 +517,8 @@ TARGETS: dict[str, Callable[[Certs], Target]] = {
     **{f"chatd-io{n}": functools.partial(ChatdTarget, name=f"chatd-io{n}", io_threads=n, keys=IO_KEYS)
        for n in (1, 2, 4)},
     "chatd-tuned": functools.partial(ChatdTarget, name="chatd-tuned", tuned=True, keys=("fanout", "slow")),
+    # Metrics off, beside `chatd` (on, and scraped): "fan-out with metrics on ≥ 0.97× off".
+    "chatd-nometrics": functools.partial(ChatdTarget, name="chatd-nometrics", metrics=False, keys=("fanout",)),
     "chatd-before": ChatdBeforeTarget,
     "chatd-nohistory": functools.partial(ChatdTarget, name="chatd-nohistory", history=False,
                                          keys=("fanout", "rooms")),

@@ -9,6 +9,7 @@ owns is refused, since answering it could mean talking to an impostor.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -144,11 +145,7 @@ def _build_request(args: argparse.Namespace) -> dict[str, Any]:
 
 def _render(command: str, result: Any) -> str:
     if command == "status":
-        result = dict(result)
-        result["uptime_s"] = _duration(float(result.get("uptime_s", 0)))
-        if "history" in result:  # the store's counters, or None when history is off
-            history = result["history"]
-            result["history"] = ", ".join(f"{k} {v}" for k, v in history.items()) if history else "off"
+        result = {key: _status_value(key, value) for key, value in result.items()}
         width = max(len(key) for key in result)
         return "".join(f"{key + ':':<{width + 1}} {value}\n" for key, value in result.items())
     if command == "who":
@@ -168,6 +165,47 @@ def _render(command: str, result: Any) -> str:
         note = f"; needs a restart for: {', '.join(restart)}" if restart else ""
         return f"configuration reloaded{note}\n"
     return f"reload failed, still running on the old configuration: {result.get('error')}\n"
+
+
+def _status_value(key: str, value: Any) -> str:
+    """One `chatctl status` figure as people read it; --json has the raw ones."""
+    if key == "uptime_s":
+        return _duration(float(value or 0))
+    if key == "loop_lag_ms" and isinstance(value, dict):
+        return ", ".join(f"{worker} {lag:g} ms" for worker, lag in value.items()) or "-"
+    if key == "cert_expires":
+        return _expiry(value)
+    if key == "history" and value is None:
+        return "off"
+    if isinstance(value, dict):
+        return ", ".join(f"{name} {_number(count)}" for name, count in value.items()) or "none"
+    if "bytes" in key and isinstance(value, int) and value >= 1024:
+        return f"{value} ({_size(value)})"
+    return str(value)
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _expiry(value: Any) -> str:
+    if not isinstance(value, str):
+        return "unknown"
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    days = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400
+    return f"{value} (in {days:.0f} days)" if days >= 0 else f"{value} (EXPIRED {-days:.0f} days ago)"
+
+
+def _size(count: int) -> str:
+    size, unit = float(count), "B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024:
+            break
+    return f"{size:.1f} {unit}"
 
 
 def _render_rooms(rooms: list[dict[str, Any]]) -> str:

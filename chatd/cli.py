@@ -9,6 +9,7 @@ worker's work: SIGTERM/SIGINT stop, SIGHUP reloads.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from chatd.tls import server_context
 
 if TYPE_CHECKING:
     from chatd.control import ControlServer
+    from chatd.metrics_http import MetricsServer
 
 log = structlog.get_logger(__name__)
 
@@ -81,14 +83,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         sys.stderr.write(f"chatd: {exc}\n")
         return EX_UNAVAILABLE
+    # Ready before the chat port opens (it imports prometheus_client); bound after it.
+    metrics = _metrics_server(config, server)
     try:
         server.start()
     except StartupError as exc:
         sys.stderr.write(f"chatd: {exc}\n")
         return EX_UNAVAILABLE
+    control = None
     try:
         control = _start_control(config, server)
+        if metrics:
+            _start_metrics(config, server, metrics)
     except ConfigError as exc:
+        if control:
+            control.stop()
         server.stop(0)
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
@@ -99,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notifier.stopping()
         if control:
             control.stop()
-        server.stop(SHUTDOWN_GRACE)
+        server.stop(SHUTDOWN_GRACE)  # /healthz says 503 meanwhile
+        if metrics:
+            metrics.stop()  # a no-op if it never started
         log.info("stopped")
     return EX_OK
 
@@ -125,6 +136,36 @@ def _start_control(config: Config, server: Server) -> ControlServer | None:
             f"{config.path}: control.socket: cannot listen on {config.control.socket}: {exc}"
         ) from exc
     return control
+
+
+def _metrics_server(config: Config, server: Server) -> MetricsServer | None:
+    address = config.metrics.address
+    if address is None:
+        return None
+    # Only when configured: prometheus_client is imported by these alone.
+    from chatd import metrics
+    from chatd.metrics_http import Handler, MetricsServer
+
+    registry = metrics.build_registry(server.snapshot)
+    handler = Handler(
+        lambda: metrics.render(registry),
+        metrics.CONTENT_TYPE,
+        lambda: not server.stopping and server.healthy(),
+    )
+    return MetricsServer(address, handler)
+
+
+def _start_metrics(config: Config, server: Server, listener: MetricsServer) -> None:
+    try:
+        host, port = listener.start()
+    except OSError as exc:
+        # socket.create_server() adds the address to strerror; the errno's text is enough here.
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        hint = " (is another chatd or exporter using it?)" if exc.errno == errno.EADDRINUSE else ""
+        raise ConfigError(
+            f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {reason}{hint}"
+        ) from exc
+    server.metrics_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _serve(server: Server, notifier: Notifier) -> None:

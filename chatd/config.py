@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import math
 import urllib.parse
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -115,6 +116,17 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # host:port or [IPv6]:port, as written (checked by `_listen_address`); None: off.
+    listen: str | None = "127.0.0.1:9464"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind, brackets removed; None when metrics are off."""
+        return None if self.listen is None else split_host_port(self.listen)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -125,6 +137,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 # Per key: a check that returns the converted value or raises ValueError whose
@@ -227,6 +240,51 @@ def _origins(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError("must be a list of origins such as 'https://chat.example.org'")
     return tuple(_origin(item) for item in value)
+_LISTEN_EXPECTED = "must be host:port or [IPv6]:port, e.g. 127.0.0.1:9464, or null for off"
+_DOTTED = re.compile(r"[0-9.]+")
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """`host:port` or `[IPv6]:port` as (host, port); the host is an IP address
+    or a host name, the port 0..65535 (0: any free port).
+
+    Raises:
+        ValueError: the text is neither, with what is expected.
+    """
+    if text.startswith("["):
+        host, bracket, port = text[1:].partition("]:")
+        if not bracket:
+            raise ValueError(_LISTEN_EXPECTED)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address; {_LISTEN_EXPECTED}") from None
+    else:
+        host, colon, port = text.rpartition(":")
+        if not colon or not host:
+            raise ValueError(_LISTEN_EXPECTED)
+        if ":" in host:
+            raise ValueError(f"an IPv6 address goes in brackets, as in [::1]:9464; {_LISTEN_EXPECTED}")
+        if _DOTTED.fullmatch(host):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv4 address; {_LISTEN_EXPECTED}") from None
+        elif not _HOSTNAME.fullmatch(host):
+            raise ValueError(f"{host!r} is not an IP address or host name; {_LISTEN_EXPECTED}")
+    if not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"the port must be 0..65535; {_LISTEN_EXPECTED}")
+    return host, int(port)
+
+
+def _listen_address(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(_LISTEN_EXPECTED)
+    split_host_port(value)
+    return value
 
 
 # Names people write for the profile's groups (OpenSSL's own aliases among them),
@@ -343,6 +401,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
         },
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
+    "metrics": (MetricsConfig, {"listen": _listen_address}),
 }
 
 
@@ -431,6 +490,7 @@ def _load_section(path: Path, name: str, value: object) -> object:
 
 def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
+    _check_metrics(config)
     tls = config.tls
     if tls.client_auth != "none" and tls.client_ca is None:
         raise ConfigError(
@@ -470,6 +530,23 @@ def _check_rooms(config: Config) -> None:
         raise ConfigError(
             f"{config.path}: rooms.autojoin: more rooms than limits.max_rooms_per_client "
             f"({len(rooms.autojoin)} > {limits.max_rooms_per_client})"
+        )
+
+
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def _check_metrics(config: Config) -> None:
+    """The metrics listener may not take the chat port: both would fail to bind."""
+    address = config.metrics.address
+    server = config.server
+    if address is None or address[1] == 0 or address[1] != server.port:
+        return
+    host = address[0]
+    if host == server.host or host in _WILDCARDS or server.host in _WILDCARDS:
+        raise ConfigError(
+            f"{config.path}: metrics.listen: the port of server.port ({server.port}); "
+            f"choose another port (got {config.metrics.listen!r})"
         )
 
 

@@ -38,8 +38,10 @@ from chatd.core.history import EventStore
 from chatd.core.session import Session
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
-from chatd.tls import HTTP_ALPN, server_context
-from chatd.transport.endpoint import Codec, Endpoint
+from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, headline, take_snapshot
+from chatd.tls import HTTP_ALPN, certificate_expiry, server_context
+from chatd.transport.codec import Codec
+from chatd.transport.endpoint import Endpoint
 from chatd.transport.http import HttpCodec
 from chatd.transport.lines import LineCodec
 from chatd.transport.tlsstream import TLSStream
@@ -54,6 +56,7 @@ _ACCEPT_BATCH = 64
 KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
 _RESTART_KEYS = (
     "server.host", "server.port", "server.io_threads", "control.socket", "history.enabled", "history.path",
+    "metrics.listen",
 )
 # C0, DEL and C1 (a terminal takes \x9b as CSI): what client text may not contain either.
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -77,6 +80,7 @@ class Settings:
     config: Config
     tls_context: ssl.SSLContext
     site: Site
+    cert_expiry: float | None = None  # the certificate's notAfter (Unix time), for the metrics
 
 
 class StartupError(Exception):
@@ -100,7 +104,7 @@ class Server:
             site = self._site(config)
         except OSError as exc:
             raise StartupError(f"cannot read the web client's files: {exc.strerror or exc} ({exc.filename})") from exc
-        self.settings = Settings(config, tls_context, site)
+        self.settings = Settings(config, tls_context, site, certificate_expiry(config.tls.cert))
         self.chat = Chat(config, store)
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
@@ -116,9 +120,17 @@ class Server:
         self._recent: dict[str, collections.deque[float]] = {}
         self._rejecting = 0
         self._ids = itertools.count(1)
-        self._totals = {"messages_in": 0, "messages_out": 0}
+        self._totals = {"messages_in": 0, "messages_out": 0, "rate_limited": 0}
         self._handshake_failures = 0
         self._rejected = 0
+        self._accepted = 0  # admitted; refused ones by reason in _refused
+        self._refused: collections.Counter[str] = collections.Counter()
+        self._reloads: collections.Counter[str] = collections.Counter()  # under _reload_lock
+        # Components with figures of their own for /metrics and status (see StatsSource).
+        self.stats_sources: dict[str, StatsSource] = {}
+        self.metrics_address: str | None = None  # where /metrics is served, once it is
+        if self.chat.keeps_history:
+            self.stats_sources["history"] = StoreStats(self.chat.history.store)
         self._all_closed = threading.Event()
         self._listener: socket.socket | None = None
         count = config.server.io_threads or len(os.sched_getaffinity(0))
@@ -256,6 +268,7 @@ class Server:
         with self._lock:
             reject = self._admission(ip)
             if reject is None:
+                self._accepted += 1
                 self._admitted += 1
                 self._per_ip[ip] += 1
             elif self._rejecting >= _MAX_PENDING_REJECTS:
@@ -263,6 +276,8 @@ class Server:
                 told = False
             else:
                 self._rejecting += 1
+            if reject is not None:
+                self._refused[reject] += 1
             conn_id = next(self._ids)
         if not told:
             sock.close()
@@ -332,6 +347,7 @@ class Server:
             self._connections.pop(endpoint.id, None)
             self._totals["messages_in"] += endpoint.app.messages_in
             self._totals["messages_out"] += endpoint.messages_out
+            self._totals["rate_limited"] += endpoint.app.rate_limited
         self.release(endpoint.ip, endpoint.reject)
 
     def release(self, ip: str, reject: str | None) -> None:
@@ -375,6 +391,7 @@ class Server:
             context = server_context(new.tls, new.path, web=new.web.enabled)
             site = self._site(new)
         except (ConfigError, OSError) as exc:
+            self._reloads["failure"] += 1
             error = str(exc) if isinstance(exc, ConfigError) else f"cannot read the web client's files: {exc}"
             log.error("config_reload_failed", error=error)
             self._notifier.ready()
@@ -385,8 +402,9 @@ class Server:
             new.server, host=old.server.host, port=old.server.port, io_threads=old.server.io_threads
         )
         history = dataclasses.replace(new.history, enabled=old.history.enabled, path=old.history.path)
-        new = dataclasses.replace(new, server=server, control=old.control, history=history)
-        self.settings = Settings(new, context, site)
+        kept = dataclasses.replace(new, server=server, control=old.control, history=history, metrics=old.metrics)
+        self.settings = Settings(kept, context, site, certificate_expiry(new.tls.cert))
+        self._reloads["success"] += 1
         configure_logging(new.log)
         self.chat.configure(self.config)
         for worker in self._workers:
@@ -416,7 +434,24 @@ class Server:
             "tls_handshake_failures": failures,
             "rejected": rejected,
             "history": self.chat.history.store.stats() if self.chat.keeps_history else None,
+            "metrics": self.metrics_address or "off",
+            **headline(self.snapshot()),
         }
+
+    def snapshot(self) -> Snapshot:
+        """Every figure for /metrics and `chatctl status`, read now (chatd/stats.py)."""
+        with self._lock:
+            live = list(self._connections.values())
+            tally = Tally(
+                accepted=self._accepted,
+                refused=dict(self._refused),
+                handshake_failures=self._handshake_failures,
+                reloads=dict(self._reloads),
+                closed=dict(self._totals),
+            )
+        return take_snapshot(
+            tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources
+        )
 
     def who(self) -> list[dict[str, object]]:
         now = time.monotonic()

@@ -34,7 +34,10 @@ import contextlib
 import ctypes
 import ssl
 import sys
+from pathlib import Path
 from typing import Sequence
+
+from cryptography import x509
 
 from chatd.config import GROUPS, TLSConfig
 from chatd.errors import ConfigError
@@ -230,3 +233,18 @@ def peer_common_name(peercert: dict[str, object] | None) -> str | None:
             if key == "commonName":
                 return str(value)
     return None
+
+
+def certificate_expiry(path: Path) -> float | None:
+    """When the first certificate in `path` (the server's own, before its
+    chain) expires, as Unix time; None if it cannot be read or parsed.
+
+    Called after `server_context` has loaded the same file, so a None here
+    means it changed in between; the metric is then left out until the next
+    reload rather than failing the start or the reload over it.
+    """
+    try:
+        chain = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return chain[0].not_valid_after_utc.timestamp()

@@ -12,6 +12,7 @@ server: {host: 127.0.0.1, port: $port}
 tls: {cert: $PWD/certs/server.crt, key: $PWD/certs/server.key}
 log: {format: json, level: warning}
 control: {socket: null}
+metrics: {listen: null}
 EOF
 .venv/bin/chatd --config "$work/chatd.yaml" 2>"$work/chatd.log" &
 pid=$!

@@ -46,7 +46,7 @@ def split_tags(line: str) -> tuple[Tags, str]:
     verb = line.partition(" ")[0]
     if verb in EVENT_VERBS or (verb == "TOPIC" and tags):
         assert tags.keys() >= {"id", "time"}, f"an event without id and time: {tags} {line!r}"
-        assert tags["id"].isdigit() and int(tags["id"]) > 0 and tags["id"][0] != "0", tags
+        assert re.fullmatch(r"[1-9][0-9]*", tags["id"]), tags
         assert _TIME.fullmatch(tags["time"]), tags
         datetime.datetime.strptime(tags["time"], "%Y-%m-%dT%H:%M:%S.%fZ")  # a real date
     else:

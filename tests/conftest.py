@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -21,7 +22,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from chatd import metrics
+from chatd.stats import CLIENT_STATES, DISCONNECT_REASONS, Snapshot, WorkerFigures
 from tests.chatclient import ChatClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,6 +136,8 @@ class Daemon:
             "limits": {"message_rate": 0, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0},
             "log": {"format": "json", "level": "debug"},
             "control": {"socket": None},
+            # On, as by default, but on a free port: never the 9464 of a chatd running here.
+            "metrics": {"listen": "127.0.0.1:0"},
         }
         self.config = _merge(base, overrides)
         self.config_path = workdir / "chatd.yaml"
@@ -164,7 +170,14 @@ class Daemon:
             self.port = listening["port"]
             pinned = self.config["server"].get("io_threads", 0)
             assert not pinned or listening["io_threads"] == pinned, listening
+            if self.config.get("metrics", {}).get("listen"):
+                self.metrics_address(timeout=20)  # the end of start-up: a test may change limits now
         return self
+
+    def metrics_address(self, timeout: float = 10.0) -> tuple[str, int]:
+        """Where this daemon serves /metrics (its `metrics_listening` event)."""
+        event = self.wait_for_event("metrics_listening", timeout=timeout)
+        return event["host"], event["port"]
 
     def events(self) -> list[dict[str, Any]]:
         events = []
@@ -221,6 +234,84 @@ class Daemon:
                 self.process.wait(5)
                 raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}")
         return self.process.returncode
+
+
+def http_exchange(address: tuple[str, int], request: bytes, timeout: float = 10.0) -> bytes:
+    """Send `request` to a plain-HTTP listener and read until it closes."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def http_get(address: tuple[str, int], path: str) -> tuple[int, dict[str, str], bytes]:
+    """`GET path` from the metrics listener: the status, headers (lower-case names) and body."""
+    reply = http_exchange(address, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("ascii").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    assert status_line.startswith("HTTP/1.1 "), reply[:200]
+    assert int(headers["content-length"]) == len(body), reply[:200]
+    return int(status_line.split(" ")[1]), headers, body
+
+
+class Scrape(dict[tuple[str, tuple[tuple[str, str], ...]], float]):
+    """One /metrics answer: `scrape("chatd_disconnects_total", reason="quit")` is a sample's value."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+
+    def __call__(self, name: str, **labels: str) -> float:
+        return self[name, tuple(sorted(labels.items()))]
+
+    def names(self) -> set[str]:
+        return {name for name, _ in self}
+
+
+def scrape(daemon: "Daemon") -> Scrape:
+    status, headers, body = http_get(daemon.metrics_address(), "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4"), body[:200]
+    return Scrape(body.decode())
+
+
+def fake_snapshot(**changes: Any) -> Snapshot:
+    """A Snapshot with a figure in every field (a history source too); `changes` replace some."""
+    figures: dict[str, Any] = dict(
+        clients=dict(zip(CLIENT_STATES, (1, 2, 3, 4))),
+        accepted=10,
+        refused={"server_full": 1, "throttled": 0, "too_many_connections": 0},
+        disconnects={**dict.fromkeys(DISCONNECT_REASONS, 0), "quit": 5},
+        tls_handshake_failures=2,
+        lines_received=100,
+        lines_delivered=300,
+        bytes_received=5000,
+        bytes_sent=15000,
+        messages_in=90,
+        rate_limited_lines=4,
+        slow_consumers=1,
+        rooms=3,
+        room_members=7,
+        send_queue_bytes=2048,
+        send_queue_largest_bytes=1024,
+        workers=(WorkerFigures("chatd-io-0", True, 0.002), WorkerFigures("chatd-io-1", False, 3.5)),
+        reloads={"success": 2, "failure": 1},
+        cert_expiry=1_900_000_000.0,
+        sources={"history": {"rows_written_total": 12.0, "write_failures_total": 0.0, "dropped_total": 0.0,
+                             "waiting_events": 3.0, "write_lag_seconds": 0.25}},
+    )
+    figures.update(changes)
+    return Snapshot(**figures)
+
+
+def render_metrics(snap: Snapshot) -> str:
+    """What /metrics would answer for `snap`."""
+    return metrics.render(metrics.build_registry(lambda: snap)).decode()
 
 
 def recv_greeting(tls: ssl.SSLSocket) -> None:

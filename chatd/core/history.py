@@ -78,7 +78,7 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Write everything appended, then let go of the store."""
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         """Counters for operators (chatctl status, metrics)."""
 
     def reconfigure(self, config: HistoryConfig) -> None:
@@ -103,7 +103,7 @@ class NoStore:
     def close(self) -> None:
         pass
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         return {}
 
     def reconfigure(self, config: HistoryConfig) -> None:

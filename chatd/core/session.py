@@ -69,6 +69,7 @@ class Session:
         self.nick = ""
         self.state = State.REGISTERING
         self.messages_in = 0
+        self.rate_limited = 0  # lines dropped with ERR rate_limited (for the metrics)
         self.rooms: dict[str, Room] = {}  # by key, in the order they were joined
         self.current: Room | None = None
         self._ctx = context
@@ -165,6 +166,7 @@ class Session:
                 self._rearm()
             return
         self._send_error(ProtocolError(protocol.RATE_LIMITED, "Slow down; that line was dropped."))
+        self.rate_limited += 1
         log.info("rate_limited", **self._ctx, nick=self.nick)
         if limits.flood_disconnect:
             self._rejections.append(now)

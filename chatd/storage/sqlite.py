@@ -235,10 +235,16 @@ class SQLiteStore:
             self._touched.discard(target)
         return 0
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
+        try:  # read from another thread: the writer may empty either at any moment
+            oldest: Event | None = self._inflight[0] if self._inflight else self._pending[0]
+        except IndexError:
+            oldest = None
+        lag = max(0.0, time.time() - oldest.time_ms / 1000) if oldest is not None else 0.0
         return {
             "written": self.written,
             "waiting": len(self._pending) + len(self._inflight),
+            "oldest_waiting_seconds": round(lag, 3),
             "dropped": self.dropped,
             "write_failures": self.failures,
             "last_id": self._highest_id,

@@ -1,5 +1,6 @@
 """Endpoint: one TLS client socket, from handshake to close, driven by its
-I/O worker: TLS, the output queue, backpressure, deadlines, closing.
+I/O worker: the TLS handshake, reading, deadlines, closing; its output queue
+and backpressure are output.py's (a mixin).
 
 What the bytes mean is its `Codec`'s business, chosen by the host once the
 handshake has said which protocol ALPN selected: lines for a chat session
@@ -16,19 +17,18 @@ of chat: a session answers through `deliver` and `close`.
 
 from __future__ import annotations
 
-import collections
 import math
 import ssl
-import threading
 import time
-from enum import Enum
 from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
 
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
-from chatd.transport.tlsstream import TLSStream
+from chatd.transport.codec import IDLE, Codec, Counted, Finished, State
+from chatd.transport.output import Output
+from chatd.transport.tlsstream import TLSStream, describe_error
 
 if TYPE_CHECKING:
     from chatd.transport.worker import Timer, Worker
@@ -39,95 +39,7 @@ log = structlog.get_logger(__name__)
 # at most this, and at most an eighth of send_queue_bytes, so that what one
 # sender's turn puts in everyone's queue stays small beside the queue's limit.
 READ_BUDGET: Final = 65536
-WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
 LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
-
-
-class Sender(Protocol):
-    def pause_for_backlog(self) -> bool: ...
-    def resume_after_backlog(self) -> None: ...
-
-
-class Application(Protocol):
-    """What a codec serves: a chat session (chatd.core.session.Session)."""
-
-    nick: str
-    messages_in: int
-
-    def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
-    def on_lines(self, lines: list[bytes | None]) -> None: ...
-    def on_timer(self, now: float) -> None: ...
-    def on_close(self, reason: str, text: str) -> bytes:
-        """The connection ends for `reason`; returns the last line to send."""
-    def limits_changed(self) -> None: ...
-
-
-class Counted(Protocol):
-    """What an endpoint's logs and counters read of its application."""
-
-    nick: str
-    messages_in: int
-
-
-class Finished:
-    """What an endpoint keeps of its application before it has one and after
-    it has finished: what its logs and counters may still read."""
-
-    __slots__ = ("nick", "messages_in")
-
-    def __init__(self, nick: str = "", messages_in: int = 0) -> None:
-        self.nick = nick
-        self.messages_in = messages_in
-
-
-class Codec(Protocol):
-    """What the bytes of an open connection mean (lines.py, http.py, websocket.py)."""
-
-    # Whether the slow-consumer rule applies: false while answering HTTP, whose
-    # responses (files) may be larger than a chat client's queue.
-    bounded: bool
-
-    def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
-    def on_data(self, data: bytes) -> None: ...
-    def on_timer(self, now: float) -> None: ...
-    def on_close(self, reason: str, text: str) -> bytes:
-        """The connection ends for `reason` (with the application's `text`);
-        returns the last bytes to send."""
-    def limits_changed(self) -> None: ...
-    def cut(self, data: bytes, limit: int) -> int:
-        """Where to cut `data`, longer than `limit`, for one write: at most `limit`."""
-    def rest_of_unit(self, head: bytes) -> bytes:
-        """What of `head` finishes the unit (line, frame) a write cut short."""
-
-
-class _Idle:
-    """The codec before the handshake and after the end: nothing to do."""
-
-    bounded = True
-
-    def on_open(self, reject: str | None, cert_nick: str | None) -> None:
-        pass
-
-    def on_data(self, data: bytes) -> None:
-        pass
-
-    def on_timer(self, now: float) -> None:
-        pass
-
-    def on_close(self, reason: str, text: str) -> bytes:
-        return b""
-
-    def limits_changed(self) -> None:
-        pass
-
-    def cut(self, data: bytes, limit: int) -> int:
-        return limit
-
-    def rest_of_unit(self, head: bytes) -> bytes:
-        return b""
-
-
-IDLE: Final = _Idle()
 
 
 class Host(Protocol):
@@ -143,14 +55,10 @@ class Host(Protocol):
     def note_rejected(self, endpoint: Endpoint, reason: str) -> None: ...
 
 
-class State(Enum):
-    HANDSHAKE = "handshake"
-    OPEN = "open"
-    CLOSING = "closing"  # BYE queued; flushing, then lingering
-    CLOSED = "closed"
+class Endpoint(Output):
+    host: Host
+    worker: Worker
 
-
-class Endpoint:
     def __init__(
         self,
         host: Host,
@@ -162,6 +70,7 @@ class Endpoint:
     ) -> None:
         self.host = host
         self.worker = worker
+        self._stats = worker.stats  # written on the worker's thread only
         self.tls = tls
         self.sock = tls.sock
         self.fd = tls.sock.fileno()  # what the worker's epoll watches
@@ -177,26 +86,7 @@ class Endpoint:
         self.app: Counted = Finished()  # the session, once a codec has made one
         self.codec: Codec = IDLE
         self._close_reason = ""
-        # Output. `_outbox`, `_queued`, `_unflushed` and `_waiters` are shared
-        # with other threads under _lock.
-        self._lock = threading.Lock()
-        self._outbox: list[bytes] = []
-        self._queued = 0  # bytes waiting for this client, wherever they wait
-        self._unflushed = 0  # of those, bytes this worker has not taken yet
-        self._waiters: list[Sender] = []  # senders paused until this worker takes them
-        self._scheduled = False
-        self._accepting_output = True
-        self._unsent: collections.deque[bytes] = collections.deque()
-        self._inflight: bytes | None = None
-        self._split_line = False  # the last chunk handed to TLS ended inside a line
-        # The socket would not take all our ciphertext; `_update_interest` watches writability.
-        self._write_wants_write = False
-        # Backpressure: this client is not read while its own queue is over half
-        # its limit (a sender that outpaces its own echo is slowed by TCP rather
-        # than disconnected), nor while `_waiting` for a recipient's worker to
-        # catch up with what it sent (chatd itself is the bottleneck then).
-        self._input_paused = False
-        self._waiting = False
+        self._init_output()
         # Deadlines (monotonic); `timer_at` is the one the worker's heap knows.
         self.timer_at = math.inf
         self.timer: Timer | None = None
@@ -208,53 +98,12 @@ class Endpoint:
 
     # -- called from any thread -------------------------------------------------
 
-    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
-        """Queue `data` for this client; never blocks, never touches the socket.
-
-        `sender`, whose line this is (called on its thread), is paused when this
-        client's worker has fallen more than half a queue behind, until that
-        worker has taken what waits here (`resume_after_backlog`).
-        """
-        size = len(data)
-        with self._lock:
-            if not self._accepting_output:
-                return
-            self._outbox.append(data)
-            self._queued += size
-            self._unflushed += size
-            self.messages_out += lines
-            if (
-                sender is not None
-                and self._unflushed > self.host.limits.send_queue_bytes // 2
-                and sender.pause_for_backlog()
-            ):
-                self._waiters.append(sender)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self.worker.mark_dirty(self)
-
     def close(self, reason: str, text: str = "") -> None:
         """`BYE`, flush and close, from any thread (see `begin_close`)."""
         if self.worker.in_thread():
             self.begin_close(reason, text)
         else:
             self.worker.call_soon(lambda: self.begin_close(reason, text), self)
-
-    def pause_for_backlog(self) -> bool:
-        """Stop reading this client until `resume_after_backlog`; False if it is
-        already waiting. Called on this connection's own thread, as the sender."""
-        if self._waiting:
-            return False
-        self._waiting = True
-        return True
-
-    def resume_after_backlog(self) -> None:
-        """The recipient this client waited for has been taken by its worker."""
-        if self.worker.in_thread():
-            self._backlog_taken()
-        else:
-            self.worker.call_soon(self._backlog_taken, self)
 
     # -- events from the worker -------------------------------------------------
 
@@ -282,37 +131,6 @@ class Endpoint:
             return
         self.flush()
         self._update_interest()
-
-    def flush(self) -> None:
-        """Move queued output to the socket, as far as it takes it.
-
-        A client whose socket refuses data while more than `send_queue_bytes`
-        wait for it is a slow consumer. Bytes this worker had not yet tried to
-        write never count against a client (docs/architecture.md).
-        """
-        chunks = self._take_outbox(scheduled=False)
-        if self.state is State.CLOSED:
-            return
-        self._unsent.extend(chunks)
-        self._write()
-        if (
-            self._write_wants_write
-            and self.state is State.OPEN
-            and self._queued > self.host.limits.send_queue_bytes
-            and self.codec.bounded
-        ):
-            self._overflowed()
-
-    def _take_outbox(self, scheduled: bool) -> list[bytes]:
-        """Everything queued by other threads; senders waiting on it read again."""
-        with self._lock:
-            self._scheduled = scheduled
-            chunks, self._outbox = self._outbox, []
-            self._unflushed = 0
-            waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.resume_after_backlog()
-        return chunks
 
     def set_deadline(self, when: float | None) -> None:
         """The application's one deadline: its `on_timer` runs then."""
@@ -347,9 +165,10 @@ class Endpoint:
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
 
-    def output_pending(self) -> bool:
-        """Whether bytes queued for this client have not all gone to the socket yet."""
-        return self._queued > 0 or self.tls.pending_out > 0
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this client (read without the lock: for metrics)."""
+        return self._queued
 
     # -- TLS handshake ----------------------------------------------------------
 
@@ -360,7 +179,7 @@ class Endpoint:
             self.worker.set_interest(self, read=True, write=self.tls.pending_out > 0)
             return
         except (ssl.SSLError, OSError) as exc:
-            self._handshake_failed(_describe(exc))
+            self._handshake_failed(describe_error(exc))
             return
         self._phase_deadline = None
         cipher = self.tls.cipher()
@@ -404,7 +223,7 @@ class Endpoint:
             except ssl.SSLWantReadError:
                 break
             except (ssl.SSLError, OSError) as exc:
-                ended = _describe(exc)
+                ended = describe_error(exc)
                 break
             if not data:
                 ended = "closed by peer"
@@ -413,101 +232,12 @@ class Endpoint:
             size += len(data)
         else:
             self.worker.mark_readable(self)  # more may be waiting; come back next turn
-        if received and self.state is State.OPEN:
-            self.codec.on_data(b"".join(received) if len(received) > 1 else received[0])
+        if received:
+            self._stats.bytes_in += size
+            if self.state is State.OPEN:
+                self.codec.on_data(b"".join(received) if len(received) > 1 else received[0])
         if ended:
             self.finish(self._close_reason or "connection_lost", ended)
-
-    def _may_read(self) -> bool:
-        return not self._waiting and self._queued <= self.host.limits.send_queue_bytes // 2
-
-    def _backlog_taken(self) -> None:
-        self._waiting = False
-        self._resume_input()
-
-    def _resume_input(self) -> None:
-        if self._input_paused and self._may_read() and self.state is not State.CLOSED:
-            self._input_paused = False
-            self._update_interest()
-            self.worker.mark_readable(self)
-
-    # -- writing --------------------------------------------------------------------
-
-    def _write(self) -> None:
-        while True:
-            if self._inflight is None:
-                if not self._unsent:
-                    break
-                self._inflight = self._next_chunk()
-            try:
-                sent = self.tls.send(self._inflight)
-            except ssl.SSLWantWriteError:
-                self._blocked()
-                return
-            except (ssl.SSLError, OSError) as exc:
-                self.finish("connection_lost", _describe(exc))
-                return
-            with self._lock:
-                self._queued -= sent
-            self._inflight = None
-        try:
-            if not self.tls.flush():
-                self._blocked()
-                return
-        except OSError as exc:
-            self.finish("connection_lost", _describe(exc))
-            return
-        self._stall_deadline = None
-        if self._write_wants_write:
-            self._write_wants_write = False
-            self._update_interest()
-        self._resume_input()
-        if self.state is State.CLOSING and self._linger_deadline is None:
-            self._start_linger()
-
-    def _next_chunk(self) -> bytes:
-        chunk = self._take_chunk()
-        self._split_line = not chunk.endswith(b"\n")
-        return chunk
-
-    def _take_chunk(self) -> bytes:
-        first = self._unsent.popleft()
-        if len(first) >= WRITE_CHUNK or not self._unsent:
-            if len(first) > WRITE_CHUNK:
-                cut = self.codec.cut(first, WRITE_CHUNK)
-                if cut < len(first):
-                    self._unsent.appendleft(first[cut:])
-                    return first[:cut]
-            return first
-        parts = [first]
-        size = len(first)
-        while self._unsent and size + len(self._unsent[0]) <= WRITE_CHUNK:
-            chunk = self._unsent.popleft()
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts)
-
-    def _blocked(self) -> None:
-        self._write_wants_write = True
-        self._update_interest()
-        if self._stall_deadline is None:
-            self._stall_deadline = time.monotonic() + self.host.limits.write_timeout
-            self._rearm()
-
-    def _overflowed(self) -> None:
-        log.info("slow_consumer", **self.context, nick=self.app.nick, queued=self._queued)
-        # Drop what is queued, but finish a line already half handed to TLS, so
-        # that the BYE starts a line of its own.
-        rest_of_line = b""
-        if self._split_line and self._unsent:
-            rest_of_line = self.codec.rest_of_unit(self._unsent[0])
-        self._unsent.clear()
-        if rest_of_line:
-            self._unsent.append(rest_of_line)
-        self._take_outbox(scheduled=False)
-        with self._lock:
-            self._queued = len(self._inflight or b"") + len(rest_of_line)
-        self.begin_close("slow_consumer")
 
     # -- closing ----------------------------------------------------------------------
 
@@ -559,6 +289,7 @@ class Endpoint:
         except OSError:
             pass  # already gone; nothing more to release
         self.host.unregister(self)
+        self._stats.disconnected(self._close_reason or reason)
         if not quiet:
             log.info(
                 "disconnect",
@@ -573,7 +304,7 @@ class Endpoint:
         # The session holds this endpoint (its outlet) and this endpoint holds
         # the session and the codec: let go of them, so that all, with the SSL
         # object and every buffer, are freed now rather than by a later cyclic GC pass.
-        self.app = Finished(self.app.nick, self.app.messages_in)
+        self.app = Finished(self.app.nick, self.app.messages_in, self.app.rate_limited)
         self.codec = IDLE
 
     def _update_interest(self) -> None:
@@ -596,13 +327,3 @@ class Endpoint:
         ]
         if deadlines:
             self.worker.arm_timer(self, min(deadlines))
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return f"{exc.reason}: {exc.verify_message}"  # e.g. certificate has expired
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__

@@ -29,7 +29,8 @@ import structlog
 from wsproto.utilities import generate_accept_token
 
 from chatd.config import origin_key
-from chatd.transport.endpoint import Application, Endpoint, State
+from chatd.transport.codec import Application, State
+from chatd.transport.endpoint import Endpoint
 from chatd.transport.websocket import Outlet, TextFrames, WebSocketCodec
 
 log = structlog.get_logger(__name__)
@@ -168,6 +169,11 @@ class HttpCodec:
         headers = _headers(request.headers)
         if len(request.headers) > MAX_HEADERS:
             self._refuse(431, f"more than {MAX_HEADERS} header lines")
+            return
+        # h11 bounds only a head that arrives in pieces (max_incomplete_event_size).
+        size = len(request.method) + len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
+        if size > MAX_HEAD:
+            self._refuse(431, f"a request head over {MAX_HEAD} bytes")
             return
         if b"content-length" in headers and headers[b"content-length"] != b"0" or b"transfer-encoding" in headers:
             self._refuse(413, "a request body (chatd takes none)", method, path)

@@ -9,7 +9,8 @@ path); this codec only sees what comes in.
 
 from __future__ import annotations
 
-from chatd.transport.endpoint import Application, Endpoint
+from chatd.transport.codec import Application
+from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import LineBuffer
 
 
@@ -20,6 +21,7 @@ class LineCodec:
         self.endpoint = endpoint
         self.app = app
         self._buffer = LineBuffer(endpoint.host.limits.max_line_bytes)
+        self._stats = endpoint.worker.stats  # its worker's counters (one thread writes them)
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None:
         self.app.on_open(reject, cert_nick)
@@ -27,6 +29,7 @@ class LineCodec:
     def on_data(self, data: bytes) -> None:
         lines = self._buffer.feed(data)
         if lines:
+            self._stats.lines_in += len(lines)
             self.app.on_lines(lines)
 
     def on_timer(self, now: float) -> None:

@@ -203,3 +203,13 @@ class TLSStream:
             self.flush()
         except OSError:
             pass  # the peer is gone; the alert had no one to go to
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"{exc.reason}: {exc.verify_message}"  # e.g. certificate has expired
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -35,6 +35,7 @@ ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
 log = structlog.get_logger(__name__)
 
 _MAX_SELECT_WAIT = 1.0
+LAG_TICK: Final = 1.0  # seconds between the loop-lag measurements a worker makes of itself
 _TIMER_SLACK = 256  # cancelled timers the heap may hold beyond one per connection
 READ: Final = select.EPOLLIN
 WRITE: Final = select.EPOLLOUT
@@ -74,6 +75,29 @@ class Service(Protocol):
     def release(self, ip: str, reject: str | None) -> None: ...
 
 
+class IOStats:
+    """Counters of one worker's connections, for the metrics and `chatctl status`.
+
+    # NOTE: only the worker's own thread writes them, with plain increments,
+    # and per read or per write rather than per line where that is exact: no
+    # lock and no metrics library on the message path. The collector reads
+    # them from another thread when scraped, which the GIL makes safe enough
+    # for counters (a read may miss the increment in flight, never corrupt).
+    """
+
+    __slots__ = ("lines_in", "bytes_in", "bytes_out", "slow_consumers", "disconnects")
+
+    def __init__(self) -> None:
+        self.lines_in = 0  # lines cut from what clients sent, commands and nicknames too
+        self.bytes_in = 0  # plaintext read from clients (after TLS)
+        self.bytes_out = 0  # plaintext handed to TLS for clients
+        self.slow_consumers = 0
+        self.disconnects: dict[str, int] = {}  # by the `disconnect` event's reason
+
+    def disconnected(self, reason: str) -> None:
+        self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
+
+
 class Timer:
     """A heap entry's handle: cancelling it lets go of the connection at once,
     so a closed connection is never kept alive until its old deadline."""
@@ -108,6 +132,11 @@ class Worker:
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
         self._stopping = threading.Event()
+        self.stats = IOStats()
+        # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
+        # got round to it, which is how long its turns take when it is busy.
+        self.lag = 0.0
+        self._tick_at = time.monotonic() + LAG_TICK
         # False once the loop has ended, by stop() or by a crash: the server no
         # longer hands it clients, and call_soon() refuses work it would never run.
         self.running = True
@@ -130,6 +159,11 @@ class Worker:
         if wake:
             self._wake()
         return True
+
+    def loop_lag(self, now: float) -> float:
+        """Seconds by which this worker ran its last lag tick late, or by which
+        the pending one is already overdue (a stuck or dead worker's grows)."""
+        return max(self.lag, now - self._tick_at)
 
     def in_thread(self) -> bool:
         return threading.get_ident() == self._thread.ident
@@ -247,6 +281,7 @@ class Worker:
         self._guard(conn, conn.start)
 
     def _run(self) -> None:
+        self._tick_at = time.monotonic() + LAG_TICK
         try:
             while not self._stopping.is_set():
                 self._turn()
@@ -367,7 +402,7 @@ class Worker:
             self._listening(True)
 
     def _select_timeout(self) -> float:
-        wait = _MAX_SELECT_WAIT
+        wait = min(_MAX_SELECT_WAIT, self._tick_at - time.monotonic())
         if self._timers:
             wait = min(wait, self._timers[0][0] - time.monotonic())
         if self._accept_paused_until:
@@ -376,6 +411,9 @@ class Worker:
 
     def _run_timers(self) -> None:
         now = time.monotonic()
+        if now >= self._tick_at:
+            self.lag = now - self._tick_at
+            self._tick_at = now + LAG_TICK
         self._resume_accepting(now)
         while self._timers and self._timers[0][0] <= now:
             conn = heapq.heappop(self._timers)[2].conn

@@ -1,7 +1,7 @@
 """Smoke test of `make bench`'s load generator (bench/engine.py, bench/scenarios.py,
 bench/rooms.py) against a real chatd: a tiny fan-out and a tiny rooms run must
 count every delivery. Not a benchmark: it only checks that the generator and
-chatd's wire protocol (v2: HELLO, rooms) still agree."""
+chatd's wire protocol (v3: HELLO, rooms, tags and backlogs) still agree."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def test_events_follow_one_connection(daemon: Daemon) -> None:
     assert daemon.find_events("rename", session=session, old="alice", new="alicia")
     assert disconnect["reason"] == "quit"
     assert disconnect["messages_in"] == 1
-    assert disconnect["messages_out"] >= 8  # HELLO, NICK, WELCOME, JOIN, USERS, CURRENT, MSG, RENAME, BYE
+    assert disconnect["messages_out"] >= 9  # HELLO, NICK, WELCOME, JOIN, USERS, HISTORY, CURRENT, MSG, RENAME, BYE
     assert isinstance(disconnect["duration_s"], float)
     for event in daemon.events():
         assert {"event", "level", "timestamp"} <= event.keys()

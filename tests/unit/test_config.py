@@ -23,6 +23,7 @@ from chatd.config import (
     HistoryConfig,
     LimitsConfig,
     LogConfig,
+    MetricsConfig,
     RoomsConfig,
     ServerConfig,
     TLSConfig,
@@ -38,6 +39,7 @@ SECTIONS: dict[str, type] = {
     "history": HistoryConfig,
     "log": LogConfig,
     "control": ControlConfig,
+    "metrics": MetricsConfig,
 }
 
 FULL = """\
@@ -88,6 +90,8 @@ log:
   level: debug
 control:
   socket: run/chatd.sock
+metrics:
+  listen: "[::1]:9100"
 """
 
 
@@ -178,6 +182,8 @@ def test_full_valid_config(tmp_path: Path) -> None:
     )
     assert config.log == LogConfig(format="json", level="debug")
     assert config.control == ControlConfig(socket=tmp_path / "run/chatd.sock")
+    assert config.metrics == MetricsConfig(listen="[::1]:9100")
+    assert config.metrics.address == ("::1", 9100)
 
 
 def test_full_config_sets_every_key(tmp_path: Path) -> None:
@@ -211,6 +217,7 @@ def test_missing_keys_take_their_defaults(tmp_path: Path) -> None:
     assert config.history == HistoryConfig(path=tmp_path / "data/chatd.db")  # beside the file
     assert config.log == LogConfig()
     assert config.control == ControlConfig()
+    assert config.metrics == MetricsConfig()
     assert config.tls.client_auth == "none" and config.tls.client_ca is None
 
 
@@ -360,6 +367,11 @@ def test_a_relative_config_path_gives_an_absolute_config_path(
         ("log", "format", "console", "console"),
         ("log", "level", "error", "error"),
         ("control", "socket", None, None),
+        ("metrics", "listen", None, None),
+        ("metrics", "listen", "0.0.0.0:0", "0.0.0.0:0"),
+        ("metrics", "listen", "[::]:9464", "[::]:9464"),
+        ("metrics", "listen", "localhost:65535", "localhost:65535"),
+        ("metrics", "listen", "metrics.example.org:9100", "metrics.example.org:9100"),
         ("history", "enabled", False, False),
         ("history", "backlog", 0, 0),
         ("history", "backlog", 500, 500),
@@ -455,7 +467,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["- server\n- tls\n", "just a string\n", "42\n", "true\n"])
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
-    assert "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control)" in message
+    assert "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics)" in message
 
 
 def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None:
@@ -466,7 +478,7 @@ def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None
 @pytest.mark.parametrize("name", ["servers", "Server", "limit", "logging", "room", "channels"])
 def test_unknown_section(tmp_path: Path, name: str) -> None:
     message = config_error(write(tmp_path, {**minimal(), name: {"a": 1}}))
-    assert f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control)" in message
+    assert f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics)" in message
 
 
 @pytest.mark.parametrize(
@@ -508,6 +520,7 @@ ROOMS_EXPECTED = "must be a list of room names such as '#lobby'"
 NOT_A_ROOM = "is not a room name: # and 1-32 of A-Z a-z 0-9 _ -"
 TWICE = "lists a room twice (names are case-insensitive)"
 CURVE_EXPECTED = "must be one of auto, X25519, prime256v1, secp384r1"
+LISTEN_EXPECTED = "must be host:port or [IPv6]:port, e.g. 127.0.0.1:9464, or null for off"
 
 KEY_ERRORS = [
     # wrong type
@@ -610,6 +623,24 @@ KEY_ERRORS = [
     ("rooms", "autojoin", ["#lobby", "#lobby"], TWICE),
     ("rooms", "autojoin", ["#lobby", "#help", "#LOBBY"], TWICE),
     ("rooms", "permanent", ["#Help", "#hELP"], TWICE),
+    # metrics.listen
+    ("metrics", "listen", 9464, LISTEN_EXPECTED),
+    ("metrics", "listen", True, LISTEN_EXPECTED),
+    ("metrics", "listen", ["127.0.0.1:9464"], LISTEN_EXPECTED),
+    ("metrics", "listen", "", LISTEN_EXPECTED),
+    ("metrics", "listen", "9464", LISTEN_EXPECTED),
+    ("metrics", "listen", ":9464", LISTEN_EXPECTED),
+    ("metrics", "listen", "127.0.0.1", LISTEN_EXPECTED),
+    ("metrics", "listen", "[::1]", LISTEN_EXPECTED),
+    ("metrics", "listen", "[::1]9464", LISTEN_EXPECTED),
+    ("metrics", "listen", "::1:9464", f"an IPv6 address goes in brackets, as in [::1]:9464; {LISTEN_EXPECTED}"),
+    ("metrics", "listen", "[127.0.0.1]:9464", f"'127.0.0.1' in brackets is not an IPv6 address; {LISTEN_EXPECTED}"),
+    ("metrics", "listen", "300.0.0.1:9464", f"'300.0.0.1' is not an IPv4 address; {LISTEN_EXPECTED}"),
+    ("metrics", "listen", "my_host:9464", f"'my_host' is not an IP address or host name; {LISTEN_EXPECTED}"),
+    ("metrics", "listen", "127.0.0.1:65536", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
+    ("metrics", "listen", "127.0.0.1:-1", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
+    ("metrics", "listen", "127.0.0.1:http", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
+    ("metrics", "listen", "127.0.0.1:", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
     # history
     ("history", "enabled", "yes", "must be true or false"),
     ("history", "enabled", None, "must be true or false"),
@@ -706,6 +737,31 @@ def test_tls_key_without_read_permission(tmp_path: Path) -> None:
 
 
 # -- errors: rooms against each other and against the limits ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "listen"),
+    [("127.0.0.1", "127.0.0.1:7443"), ("::", "127.0.0.1:7443"), ("127.0.0.1", "0.0.0.0:7443"),
+     ("0.0.0.0", "[::]:7443")],
+)
+def test_metrics_may_not_listen_on_the_chat_port(tmp_path: Path, host: str, listen: str) -> None:
+    message = config_error(write(tmp_path, minimal(server={"host": host, "port": 7443}, metrics={"listen": listen})))
+    assert f": metrics.listen: the port of server.port (7443); choose another port (got {listen!r})" in message
+
+
+@pytest.mark.parametrize(
+    ("server", "listen"),
+    [({"port": 7443}, "127.0.0.2:7443"), ({"port": 0}, "127.0.0.1:0"), ({"port": 7443}, "127.0.0.1:9464")],
+)
+def test_metrics_beside_the_chat_port(tmp_path: Path, server: dict[str, Any], listen: str) -> None:
+    config = load_config(write(tmp_path, minimal(server=server, metrics={"listen": listen})))
+    assert config.metrics.listen == listen
+
+
+def test_metrics_address_takes_the_brackets_off(tmp_path: Path) -> None:
+    assert MetricsConfig().address == ("127.0.0.1", 9464)
+    assert MetricsConfig(listen="[fe80::1%eth0]:9100").address == ("fe80::1%eth0", 9100)
+    assert MetricsConfig(listen=None).address is None
 
 
 def test_autojoin_must_be_permanent_when_creating_is_off(tmp_path: Path) -> None:

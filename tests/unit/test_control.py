@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ from structlog.testing import capture_logs
 
 import chatd.control
 from chatctl.cli import main as chatctl
+from chatctl.control import _render
 from chatd.control import MAX_REQUEST_BYTES, ControlServer, Operator
 
 STATUS: dict[str, object] = {
@@ -548,3 +550,38 @@ def test_chatctl_timeout_must_be_sensible(value: str, capsys: pytest.CaptureFixt
         chatctl(["status", "--socket", "/nonexistent", "--timeout", value])
     assert exited.value.code == 2
     assert "--timeout: must be a number of seconds" in capsys.readouterr().err
+
+
+def render_status(status: dict[str, object]) -> str:
+    return _render("status", status)
+
+
+def test_chatctl_status_prints_the_metrics_figures_readably() -> None:
+    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30, hours=1)).isoformat(
+        timespec="seconds"
+    )
+    status = {
+        "uptime_s": 59,
+        "bytes_sent": 3 * 1024 * 1024,
+        "send_queue_bytes": 100,
+        "disconnects": {"quit": 3, "slow_consumer": 1},
+        "connections_refused": {},
+        "loop_lag_ms": {"chatd-io-0": 0.4, "chatd-io-1": 12.0},
+        "cert_expires": soon,
+        "history": {"rows_written_total": 12.0, "write_lag_seconds": 0.5},
+        "metrics": "off",
+    }
+    lines = dict(line.split(":", 1) for line in render_status(status).splitlines())
+    assert {key: value.strip() for key, value in lines.items()} == {
+        "uptime_s": "59s",
+        "bytes_sent": "3145728 (3.0 MiB)",
+        "send_queue_bytes": "100",
+        "disconnects": "quit 3, slow_consumer 1",
+        "connections_refused": "none",
+        "loop_lag_ms": "chatd-io-0 0.4 ms, chatd-io-1 12 ms",
+        "cert_expires": f"{soon} (in 30 days)",
+        "history": "rows_written_total 12, write_lag_seconds 0.5",
+        "metrics": "off",
+    }
+    assert "(EXPIRED " in render_status({"cert_expires": "2000-01-01T00:00:00+00:00"})
+    assert render_status({"cert_expires": None}) == "cert_expires: unknown\n"

@@ -18,6 +18,7 @@ from chatd.config import (
     HistoryConfig,
     LimitsConfig,
     LogConfig,
+    MetricsConfig,
     RoomsConfig,
     ServerConfig,
     TLSConfig,
@@ -39,6 +40,7 @@ SECTIONS: dict[str, type] = {
     "web": WebConfig,
     "log": LogConfig,
     "control": ControlConfig,
+    "metrics": MetricsConfig,
 }
 # Differ from the dataclass defaults on purpose: where a checkout keeps them. A
 # relative history.path is the default, but loaded it is beside the file.

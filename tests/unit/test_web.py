@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from wsproto.connection import CLIENT, Connection
-from wsproto.events import TextMessage
+from wsproto.events import BytesMessage, Ping, TextMessage
 
 from chatd.config import load_config
 from chatd.errors import ConfigError
 from chatd.transport.clienthello import Incomplete, offered_alpn
-from chatd.transport.websocket import TextFrames, encode_text_frames, frame_end
+from chatd.transport.websocket import TextFrames, encode_text_frames, frame_end, read_text_frames
 from chatd.web.files import HEADERS, STATIC, StaticFiles
 
 
@@ -142,3 +142,30 @@ def test_web_config(tmp_path: Path) -> None:
 def test_web_config_errors(tmp_path: Path, web: str, error: str) -> None:
     with pytest.raises(ConfigError, match=f": {error}".replace("(", r"\(").replace(")", r"\)")):
         load_config(_config(tmp_path, web))
+
+
+@pytest.mark.parametrize("texts", [["hi"], ["", "a" * 125, "b" * 126, "é" * 300], ["x" * 4096]])
+def test_read_text_frames_reads_what_a_browser_sends(texts: list[str]) -> None:
+    client = Connection(CLIENT)
+    data = b"".join(client.send(TextMessage(text)) for text in texts)
+    payloads, taken, partial = read_text_frames(data, 4096)
+    assert [p.decode() for p in payloads] == texts and taken == len(data) and not partial
+    for cut in range(1, len(data)):  # however the bytes are cut, nothing is lost or doubled
+        first, at, waiting = read_text_frames(data[:cut], 4096)
+        rest, _, _ = read_text_frames(data[at:], 4096)
+        assert waiting == (at < cut)  # the rest is the start of a text frame
+        assert [p.decode() for p in first + rest] == texts
+
+
+@pytest.mark.parametrize("frame", [
+    Connection(CLIENT).send(Ping(b"x")),  # control frames
+    Connection(CLIENT).send(BytesMessage(b"binary")),
+    Connection(CLIENT).send(TextMessage("part", message_finished=False)),  # a fragment
+    b"\x81\x05hello",  # unmasked
+    Connection(CLIENT).send(TextMessage("y" * 5000)),  # over the limit
+    b"\x81\x82\x00\x00\x00\x00\xff\xfe",  # not UTF-8
+])
+def test_read_text_frames_leaves_anything_else_to_wsproto(frame: bytes) -> None:
+    hello = Connection(CLIENT).send(TextMessage("hello"))
+    payloads, taken, partial = read_text_frames(hello + frame + hello, 4096)
+    assert payloads == [b"hello"] and taken == len(hello) and not partial
