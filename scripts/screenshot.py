@@ -77,6 +77,7 @@ def _start_chatd(work: Path, port: int) -> subprocess.Popen[bytes]:
         "history": {"path": str(work / "chatd.db")},
         "log": {"format": "json", "level": "info"},
         "control": {"socket": None},
+        "metrics": {"listen": None},  # not 9464: a chatd of `make run` may hold it
     }))
     log = (work / "chatd.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "chatd", "--config", str(config)],
