@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/chatd.yaml
 
-.PHONY: run test check-python certs typecheck bench clean install check-unit tls-check
+.PHONY: run test check-python certs typecheck bench clean install check-unit tls-check screenshot
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chatd needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -44,6 +44,11 @@ check-unit: $(VENV)/.installed
 # sslyze against Mozilla's "intermediate" profile (downloads sslyze into .venv-sslyze).
 tls-check: $(VENV)/.installed certs/server.crt
 	bash scripts/tls-check.sh
+
+# docs/img/chatd-web.png for README: a throwaway chatd with demo content, in Debian's
+# Chromium (apt-get install chromium); SCHEME=dark for the dark one.
+screenshot: $(VENV)/.installed certs/server.crt
+	$(BIN)/python scripts/screenshot.py
 
 # The benchmark (not part of `make test`): see bench/README.md.
 bench: $(VENV)/.installed certs/server.crt
