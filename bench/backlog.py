@@ -22,7 +22,6 @@ import ssl
 import tempfile
 from pathlib import Path
 
-from bench.cli import _certs
 from bench.measure import Proc
 from bench.targets import ChatdTarget
 
@@ -59,6 +58,8 @@ def cycle(client: Line, room: str, joins: int) -> int:
 
 
 def measure(joins: int, text_bytes: int) -> dict[str, object]:
+    from bench.cli import _certs  # here: bench.cli imports this module
+
     certs = _certs()
     work = Path(tempfile.mkdtemp(prefix="chatd-backlog-"))
     running = ChatdTarget(certs).start(work, {"scenario": "backlog", "n": 3})

@@ -26,12 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import history, report
 from bench.targets import (
     REPO, TARGETS, WORK, Certs, ChatdBeforeTarget, Running, Target, TargetUnavailable, cpu_count, pinned,
 )
 
-DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4"
+DEFAULT_TARGETS = ("chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,"
+                   "chatd-nometrics")
 
 BENCH = Path(__file__).resolve().parent
 LOCK = Path("/tmp/chatd-bench.lock")
@@ -83,6 +84,8 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-ws", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW, **WS}),
     ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 120,
                  **CAPACITY, **WS}),
+    (history.STORE, {"scenario": history.STORE, "events": 200_000, "rooms": 100}),
+    (history.BACKLOG, {"scenario": history.BACKLOG, "joins": 2000, "text_bytes": 100}),
 ]
 QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW}),
@@ -100,6 +103,8 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-ws", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW, **WS}),
     ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60,
                  **CAPACITY, **WS}),
+    (history.STORE, {"scenario": history.STORE, "events": 50_000, "rooms": 100}),
+    (history.BACKLOG, {"scenario": history.BACKLOG, "joins": 300, "text_bytes": 100}),
 ]
 # The seed corrupts or stalls early; don't wait long for what will not come.
 SEED_LIMITS = {"deadline": 30, "idle": 3.0, "connect_timeout": 60}
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             if run > (slow_runs if key.startswith("slow") else runs):
                 continue
             for target in targets:
-                if not target.runs(key, spec):
+                if not target.runs(key, spec) or (key.startswith("history-") and target.name != "chatd"):
                     continue
                 if key == "capacity" and target.name not in ("chatd", "floor") and run > (args.capacity_runs or 1):
                     continue
@@ -197,6 +202,9 @@ def _one_run(target: Target, key: str, spec: dict[str, Any], run: int, certs: Ce
     with LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # never two of these benches at once on one machine
         record["quiet_before_pct"] = _wait_quiet(quiet_wait)
+        if key.startswith("history-"):  # it starts its own chatd, or none
+            record.update(history.measure(key, spec), ok=True)
+            return record
         try:
             running = target.start(workdir, spec)
         except (RuntimeError, OSError) as exc:
@@ -328,6 +336,7 @@ def _summary(record: dict[str, Any]) -> str:
         return f"{head} ERROR {record['error'][:200]}"
     parts = [f"ok={record.get('ok')}"]
     for key in ("msgs_per_s", "sent_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client",
+                "written_per_s", "append_cpu_us", "backlog_ms_per_join",
                 "io_threads", "failed_receivers", "unsent", "log_slow_consumer", "connects_per_s",
                 "failed", "rss_kib_start", "rss_kib_peak", "rss_kib_end", "rss_kib_idle"):
         if key in record:

@@ -9,6 +9,7 @@ from typing import Any
 from bench.cells import (
     GEN_SATURATED, NOISY, Record, flags_of, fmt, get_path, median, mib, runs_of, spread, table, targets_in, who,
 )
+from bench.history import history_checks, history_section
 from bench.throughput import (
     FANOUT_LINES, fanout_checks, fanout_section, rooms_checks, rooms_section, websocket_checks, websocket_section,
 )
@@ -61,6 +62,9 @@ def render(machine: dict[str, Any], records: list[Record]) -> str:
     websocket = websocket_section(records, targets)
     if websocket:  # likewise for runs before the WebSocket scenarios
         out.append(websocket)
+    history = history_section(records)
+    if history:  # likewise for runs before the history measurements
+        out.append(history)
     out.append(_seed_section(records))
     out.append(_flag_section(records))
     return "\n".join(out)
@@ -122,6 +126,8 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
     for row in rooms_checks(records):
         check(*row)
     for row in websocket_checks(records):
+        check(*row)
+    for row in history_checks(records):
         check(*row)
     return "## chatd against its targets\n\n" + table(["check", "measured", "target", "met"], rows) + "\n"
 
