@@ -52,8 +52,7 @@ class Room:
         # NOTE: the fan-out loop calls these directly. `member.deliver(...)` on a
         # session, whose `deliver` is an instance attribute (its outlet's bound
         # method), is a method lookup CPython 3.11 cannot specialise: ~180 more
-        # instructions per member per broadcast (bench/README.md, "Instructions
-        # per delivered line").
+        # instructions per member per broadcast (bench/INSTRUCTIONS.md).
         self._deliveries: tuple[Deliver, ...] = ()
 
     def __len__(self) -> int:
