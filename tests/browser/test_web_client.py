@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from tests.browser.conftest import (
     DESKTOP, HOW_TO_RUN, PHONE, PageWatch, event_ids, free_port, line_user, log_of, login, next_from, say, texts, url_of,
 )
 from tests.conftest import Daemon, wait_until
+from tests.integration.test_chatctl_connect import TAGS, ScriptClient, script_clients  # noqa: F401 (a fixture)
 
 pytest.importorskip("playwright", reason=f"playwright is not installed; to run the browser tests: {HOW_TO_RUN}")
 from playwright.sync_api import Page, expect  # noqa: E402
@@ -29,14 +31,35 @@ def sidebar_entry(page: Page, name: str) -> Any:
     return page.locator(f'#sidebar li[data-conv="{name.lower()}"] button')
 
 
-def test_a_browser_user_and_a_line_user_chat_both_ways_in_two_rooms(
-    start_daemon: Callable[..., Daemon], open_page: OpenPage
+class TerminalUser:
+    """`chatctl connect` (script mode: stdin in, the server's lines out), the
+    terminal client, as the browser user's partner."""
+
+    def __init__(self, daemon: Daemon, nick: str, clients: list[ScriptClient]) -> None:
+        self.script = ScriptClient(daemon.port, daemon.pki.ca, nick)
+        clients.append(self.script)  # killed at teardown
+        self.expect_eventually("CURRENT ")
+
+    def send(self, line: str) -> None:
+        self.script.send(line)
+
+    def expect_eventually(self, prefix: str, timeout: float = 10.0) -> str:
+        """The next line, tags taken off, that starts with `prefix`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = TAGS.sub("", self.script.expect("", max(0.01, deadline - time.monotonic())), count=1)
+            if line.startswith(prefix):
+                return line
+
+
+def test_a_browser_user_and_a_chatctl_user_chat_both_ways_in_two_rooms(
+    start_daemon: Callable[..., Daemon], open_page: OpenPage, script_clients: list[ScriptClient]
 ) -> None:
     daemon = start_daemon()
     page, watch = open_page()
     login(page, daemon, "alice")
     expect(page.locator("#conv-title")).to_have_text("#lobby")
-    bob = line_user(daemon, "bob")
+    bob = TerminalUser(daemon, "bob", script_clients)
 
     # #lobby, both ways.
     bob.send("hello from the terminal")
