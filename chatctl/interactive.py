@@ -69,7 +69,7 @@ from chatctl.connection import (
 )
 from chatctl.link import Link
 from chatctl.pager import Entry, ScrollBack
-from chatctl.reconnect import Outbox, Restore, reconnects_after_bye
+from chatctl.reconnect import Outbox, Restore, acknowledge, reconnects_after_bye
 from chatctl.render import (
     BYE_WORDS,
     STYLE,
@@ -330,11 +330,7 @@ class _Chat:
         restoring = restore is not None and not restore.done
         ours = self.outbox.on_pong(rest) if verb == "PONG" else None
         if ours is not None:
-            commands, lines = ours
-            self.timeline.acked(commands)
-            if restore is not None:
-                restore.acked(commands)
-            for text in lines:
+            for text in acknowledge(ours, self.timeline, restore):
                 self.link.send(text)
         if restore is not None and not restore.sent:
             for command in restore.on_line(verb, rest, self.state):

@@ -29,6 +29,7 @@ from typing import Callable, Final
 
 from chatctl.connection import ClientError, Dialer, Exit
 from chatctl.state import ClientState, room_key
+from chatctl.timeline import Timeline
 
 BACKOFF_FIRST: Final = 0.5  # seconds before the first attempt
 BACKOFF_MAX: Final = 30.0
@@ -127,6 +128,16 @@ class Outbox:
 
 def _is_history(command: str) -> bool:
     return command.startswith("/history ")
+
+
+def acknowledge(ours: tuple[list[str], list[str]], timeline: Timeline, restore: Restore | None) -> list[str]:
+    """The `Outbox` had a batch of our commands acknowledged (`ours`, from its
+    `on_pong`): tell the timeline and the restore; returns the lines to send next."""
+    commands, lines = ours
+    timeline.acked(commands)
+    if restore is not None:
+        restore.acked(commands)
+    return lines
 
 
 class Restore:

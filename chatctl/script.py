@@ -36,7 +36,15 @@ from chatctl.connection import (
     bye_outcome,
     dropped_outcome,
 )
-from chatctl.reconnect import STABLE_AFTER, Outbox, Restore, backoff, gives_up, reconnects_after_bye
+from chatctl.reconnect import (
+    STABLE_AFTER,
+    Outbox,
+    Restore,
+    acknowledge,
+    backoff,
+    gives_up,
+    reconnects_after_bye,
+)
 from chatctl.render import sanitize
 from chatctl.state import ClientState, split_line
 from chatctl.timeline import Timeline
@@ -308,11 +316,7 @@ class ScriptSession:
         restore = self._restore
         restoring = restore is not None and not restore.done
         if ours is not None:
-            commands, lines = ours
-            self.timeline.acked(commands)
-            if restore is not None:
-                restore.acked(commands)
-            for text in lines:
+            for text in acknowledge(ours, self.timeline, restore):
                 self.channel.send_line(text.encode())
         if restore is not None and not restore.sent:
             for command in restore.on_line(verb, rest, self.state):

@@ -285,6 +285,8 @@ class Timeline:
             self._finish(key, step, complete=False)
 
     def _on_live_event(self, key: str, event_id: int, line: str, step: Step) -> None:
+        """A live event, or one of a join's backlog: held while the room catches
+        up, else shown unless it was seen."""
         catch_up = self._catch_up.get(key)
         if catch_up is not None:
             self._hold(catch_up, event_id, line, from_join=True)
@@ -296,12 +298,7 @@ class Timeline:
         backlog = self._joining.get(key)
         if backlog is not None:
             backlog.append(event_id)
-            catch_up = self._catch_up.get(key)
-            if catch_up is not None:
-                self._hold(catch_up, event_id, line, from_join=True)
-            elif event_id not in self._mark(key).seen:
-                self._see(key, event_id)
-                step.show.append(Shown(line))
+            self._on_live_event(key, event_id, line, step)
             return
         request = next((r for r in self._requests if r.key == key), None)
         if request is None:  # not asked for by us: show it as it is
