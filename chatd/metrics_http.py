@@ -39,6 +39,8 @@ from typing import Callable, Final
 
 import structlog
 
+from chatd.transport.listening import listen_on
+
 log = structlog.get_logger(__name__)
 
 MAX_HEAD_BYTES: Final = 8192
@@ -120,15 +122,10 @@ class MetricsServer:
         """
         host, port = self.requested
         try:
-            family, _, _, _, sockaddr = socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )[0]
-            dualstack = family == socket.AF_INET6 and sockaddr[0] == "::" and socket.has_dualstack_ipv6()
-            listener = socket.create_server(sockaddr, family=family, backlog=64, dualstack_ipv6=dualstack)
+            listener = listen_on(host, port, backlog=64)
         except OSError:
             self._selector.close()
             raise
-        listener.setblocking(False)
         self._listener = listener
         self.address = listener.getsockname()[:2]
         wake, self._wake = socket.socketpair()

@@ -44,6 +44,7 @@ from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.http import HttpCodec
 from chatd.transport.lines import LineCodec
+from chatd.transport.listening import listen_on
 from chatd.transport.tlsstream import TLSStream
 from chatd.transport.websocket import Outlet, TextFrames
 from chatd.transport.worker import Worker
@@ -184,17 +185,12 @@ class Server:
     def _listen(self) -> socket.socket:
         host, port = self.config.server.host, self.config.server.port
         try:
-            family, _, _, _, address = socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )[0]
-            dualstack = family == socket.AF_INET6 and address[0] == "::" and socket.has_dualstack_ipv6()
-            listener = socket.create_server(address, family=family, backlog=1024, dualstack_ipv6=dualstack)
+            listener = listen_on(host, port, backlog=1024)
         except OSError as exc:
             raise StartupError(
                 f"{self.config.path}: server.port: cannot listen on {host} port {port}: "
                 f"{exc.strerror or exc} (is another server using it?)"
             ) from exc
-        listener.setblocking(False)
         tune_listener(listener)
         return listener
 
