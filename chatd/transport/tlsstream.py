@@ -19,16 +19,20 @@ import socket
 import ssl
 from typing import Any, Final
 
-from chatd.transport.clienthello import MAX_HELLO, NO_APPLICATION_PROTOCOL_ALERT, Incomplete, offered_alpn
+from chatd.transport.clienthello import HelloReader
 
 RECV_SIZE: Final = 262144  # one recv() per readiness event takes this much at most
 SEND_BATCH: Final = 16384  # ciphertext gathered before send() is called
 
 
-class NoApplicationProtocol(ssl.SSLError):
-    """The client offered ALPN protocols, none of them the server's."""
+class ClientHelloRefused(ssl.SSLError):
+    """The client's ClientHello was refused before OpenSSL answered it: ALPN
+    protocols none of which is the server's, too many records, records of
+    another type inside it (clienthello.py). `reason` is what the log says."""
 
-    reason = "no_application_protocol"
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.reason = error
 
 
 class TLSStream:
@@ -40,7 +44,8 @@ class TLSStream:
         `alpn`: the one ALPN protocol `context` offers, if any. A client that
         offers ALPN without it is refused with a `no_application_protocol`
         alert (RFC 7301, 3.2) instead of being taken for one that offered
-        nothing, which is what OpenSSL, through Python, would do.
+        nothing, which is what OpenSSL, through Python, would do. With or
+        without it, a ClientHello in too many records is refused.
         """
         self.sock = sock
         self._scratch = memoryview(scratch)
@@ -48,8 +53,10 @@ class TLSStream:
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._out = bytearray()  # ciphertext the socket has not taken yet
-        self._alpn = alpn
-        self._hello: bytearray | None = bytearray() if alpn is not None else None  # until examined
+        # Until no ClientHello can come: every byte the client sends goes
+        # through it before OpenSSL, every byte the server sends after it.
+        self._hello: HelloReader | None = HelloReader(alpn)
+        self._held = b""  # what came after a hello, kept from OpenSSL until it has answered
 
     # -- handshake ----------------------------------------------------------------
 
@@ -68,33 +75,25 @@ class TLSStream:
                 self.flush()
                 if not self._pull():
                     raise
-                if self._hello is not None:
-                    self._check_hello()
+                self._check_hello()
                 continue
             except ssl.SSLError:
                 self._collect()
                 self._flush_quietly()
                 raise
+            self._hello = None
             self._collect()  # TLS 1.2's last flight: it leaves with the first line
             return
 
     def _check_hello(self) -> None:
-        """Refuse a ClientHello that offers ALPN protocols, none of them ours,
-        before OpenSSL answers it."""
-        assert self._hello is not None
-        try:
-            offered = offered_alpn(self._hello)
-        except Incomplete:
-            if len(self._hello) < MAX_HELLO:
-                return  # wait for the rest (OpenSSL waits too)
-            offered = None
-        except ValueError:
-            offered = None  # not a ClientHello OpenSSL will take either; let it say why
+        """Refuse the ClientHello if the reader did, before OpenSSL answers it."""
+        hello = self._hello
+        if hello is None or hello.refusal is None:
+            return
         self._hello = None
-        if offered is not None and self._alpn not in offered:
-            self._out += NO_APPLICATION_PROTOCOL_ALERT
-            self._flush_quietly()
-            raise NoApplicationProtocol("the client offered no protocol the server speaks (ALPN)")
+        self._out += hello.refusal.alert
+        self._flush_quietly()
+        raise ClientHelloRefused(hello.refusal.error)
 
     # -- reading ------------------------------------------------------------------
 
@@ -114,7 +113,7 @@ class TLSStream:
 
     def has_buffered_input(self) -> bool:
         """Input already taken from the kernel, which epoll cannot see."""
-        return bool(self._incoming.pending or self._tls.pending())
+        return bool(self._held or self._incoming.pending or self._tls.pending())
 
     # -- writing ------------------------------------------------------------------
 
@@ -181,22 +180,49 @@ class TLSStream:
     # -- plumbing -------------------------------------------------------------------
 
     def _pull(self) -> bool:
-        """Move what the kernel holds into the TLS layer; False if it holds nothing."""
+        """Move what the kernel holds (or what was held back) into the TLS
+        layer; False if there is nothing."""
+        if self._held:
+            held, self._held = self._held, b""
+            if self._hello is not None and self._hello.awaiting_answer:
+                # OpenSSL wants more than a whole hello without answering it,
+                # so it has sent no HelloRetryRequest and no second hello can
+                # come: nothing is left to examine. (Not seen with OpenSSL 3;
+                # without this the held bytes would go round for ever.)
+                self._hello = None
+            self._take(memoryview(held))
+            return True
         try:
             received = self.sock.recv_into(self._scratch)
         except (BlockingIOError, InterruptedError):
             return False
         if received:
-            self._incoming.write(self._scratch[:received])
-            if self._hello is not None:
-                self._hello += self._scratch[:received]
+            self._take(self._scratch[:received])
         else:
             self._incoming.write_eof()
         return True
 
+    def _take(self, data: memoryview) -> None:
+        hello = self._hello
+        if hello is None:
+            self._incoming.write(data)
+            return
+        used = hello.receive(data)
+        if used:
+            self._incoming.write(data[:used])
+        if used < len(data):
+            self._held = bytes(data[used:])
+        if hello.done and hello.refusal is None:
+            self._hello = None
+
     def _collect(self) -> None:
         if self._outgoing.pending:
-            self._out += self._outgoing.read()
+            data = self._outgoing.read()
+            if self._hello is not None:
+                self._hello.sent(data)  # a HelloRetryRequest means a second hello to examine
+                if self._hello.done:
+                    self._hello = None
+            self._out += data
 
     def _flush_quietly(self) -> None:
         try:

@@ -1,11 +1,10 @@
-"""The web transport's pure parts: the ClientHello's ALPN, server text frames
-and where a write may cut them, the static files and their conditional
-answers, and the `web` config section."""
+"""The web transport's pure parts: server text frames and where a write may
+cut them, the static files and their conditional answers, and the `web`
+config section. (The ClientHello's ALPN: test_clienthello.py.)"""
 
 from __future__ import annotations
 
 import email.utils
-import ssl
 from pathlib import Path
 
 import pytest
@@ -14,46 +13,8 @@ from wsproto.events import BytesMessage, Ping, TextMessage
 
 from chatd.config import load_config
 from chatd.errors import ConfigError
-from chatd.transport.clienthello import Incomplete, offered_alpn
 from chatd.transport.websocket import TextFrames, encode_text_frames, frame_end, read_text_frames
 from chatd.web.files import HEADERS, STATIC, StaticFiles
-
-
-def client_hello(alpn: list[str] | None) -> bytes:
-    context = ssl.create_default_context()
-    if alpn is not None:
-        context.set_alpn_protocols(alpn)
-    outgoing = ssl.MemoryBIO()
-    client = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        client.do_handshake()
-    return outgoing.read()
-
-
-@pytest.mark.parametrize("alpn", [None, ["http/1.1"], ["h2", "http/1.1"], ["h2"], ["x" * 200]])
-def test_offered_alpn_is_read_from_the_client_hello(alpn: list[str] | None) -> None:
-    hello = client_hello(alpn)
-    expected = None if alpn is None else tuple(name.encode() for name in alpn)
-    assert offered_alpn(hello) == expected
-    for cut in (0, 3, 5, 40, len(hello) - 1):
-        with pytest.raises(Incomplete):
-            offered_alpn(hello[:cut])
-
-
-def test_a_client_hello_split_over_records() -> None:
-    hello = client_hello(["h2", "http/1.1"])
-    body = hello[5:]  # one handshake message; split it into two records
-    records = b"".join(
-        b"\x16\x03\x01" + len(part).to_bytes(2, "big") + part for part in (body[:100], body[100:])
-    )
-    assert offered_alpn(records) == (b"h2", b"http/1.1")
-
-
-@pytest.mark.parametrize("data", [b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x04\x02\x00\x00\x00",
-                                  b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\xff"])
-def test_what_is_not_a_client_hello(data: bytes) -> None:
-    with pytest.raises(ValueError):
-        offered_alpn(data)
 
 
 @pytest.mark.parametrize("lines", [[b"HELLO 3 chatd"], [b"", b"a" * 125, b"b" * 126, b"c" * 65535, b"d" * 65536],
