@@ -17,11 +17,11 @@ nobody, and:
   cannot extend them;
 - a request head over `MAX_HEAD_BYTES` is answered 431 and closed;
 - at most `MAX_CONNECTIONS` are open at once, and the listener keeps
-  accepting: a new connection past the cap closes the oldest one that has
-  not sent a whole head yet. A scraper sends its request as soon as it has
-  connected, so it is answered however many silent peers are connected
-  (issue 19: with the listener paused at the cap, 48 silent peers made 3 of
-  3 scrapes time out).
+  accepting (with a `BACKLOG` for bursts): a new connection past the cap
+  closes the oldest one that has not sent a whole head yet. A scraper sends
+  its request as soon as it has connected, so it is answered however many
+  silent peers are connected (issue 19: with the listener paused at the
+  cap, 48 silent peers made 3 of 3 scrapes time out).
 
 prometheus_client's own `start_http_server` has none of these limits (a
 thread per connection, no deadline), so only its registry and
@@ -46,6 +46,9 @@ MAX_HEAD_BYTES: Final = 8192
 HEAD_TIMEOUT: Final = 2.0
 REQUEST_TIMEOUT: Final = 5.0
 MAX_CONNECTIONS: Final = 16
+# Room in the kernel for a burst of connects while the thread is busy: past it, a
+# connection is refused or, worse, left half-open on the client's side.
+BACKLOG: Final = 128
 LINGER: Final = 1.0
 _TEXT = "text/plain; charset=utf-8"
 
@@ -101,7 +104,7 @@ class MetricsServer:
             OSError: the address cannot be resolved or bound (e.g. in use).
         """
         host, port = self.requested
-        listener = listen_on(host, port, backlog=64)
+        listener = listen_on(host, port, backlog=BACKLOG)
         self.address = listener.getsockname()[:2]
         limits = Limits(
             max_connections=MAX_CONNECTIONS,

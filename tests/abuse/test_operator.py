@@ -63,6 +63,9 @@ def _closed_by_server(sock: socket.socket, timeout: float) -> bool:
 def test_a_scrape_is_answered_while_100_silent_peers_are_connected(daemon: Daemon) -> None:
     # Issue 19: the listener served 16 connections and then stopped accepting,
     # so ~48 silent peers kept every scrape in the backlog until they timed out.
+    # All of them and the scrape fit in the listener's backlog, so the kernel
+    # queues every one even while the metrics thread waits for a CPU.
+    assert SILENT_PEERS + 1 <= metrics_http.BACKLOG
     host, port = daemon.metrics_address()
     silent = [_connect_quietly((host, port)) for _ in range(SILENT_PEERS)]
     try:
