@@ -266,8 +266,18 @@ def test_request_size_is_bounded(server: ControlServer, operator: FakeOperator) 
 
 @pytest.fixture
 def quick_server(short_dir: Path, operator: FakeOperator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlServer]:
-    """A control socket whose clients have 0.3 s to send a request, three at once."""
+    """A control socket whose clients have 0.3 s to send a request."""
     monkeypatch.setattr(chatd.control, "REQUEST_TIMEOUT", 0.3)
+    control = ControlServer(short_dir / "control.sock", operator)
+    control.start()
+    yield control
+    control.stop()
+
+
+@pytest.fixture
+def capped_server(short_dir: Path, operator: FakeOperator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlServer]:
+    """Three connections at once, and deadlines no test here reaches."""
+    monkeypatch.setattr(chatd.control, "REQUEST_TIMEOUT", 60.0)
     monkeypatch.setattr(chatd.control, "MAX_CONNECTIONS", 3)
     control = ControlServer(short_dir / "control.sock", operator)
     control.start()
@@ -311,13 +321,13 @@ def test_a_stalled_client_is_cut_off_at_the_deadline(quick_server: ControlServer
     assert ask(quick_server.path, {"cmd": "who"})["ok"] is True
 
 
-def test_past_the_cap_the_oldest_silent_client_makes_room(quick_server: ControlServer) -> None:
+def test_past_the_cap_the_oldest_silent_client_makes_room(capped_server: ControlServer) -> None:
     with capture_logs() as logs:
-        silent = [connect(quick_server.path) for _ in range(3)]
+        silent = [connect(capped_server.path) for _ in range(3)]
         try:
-            assert ask(quick_server.path, {"cmd": "who"})["ok"] is True
+            assert ask(capped_server.path, {"cmd": "who"})["ok"] is True
             assert silent[0].recv(100) == b""  # the oldest went for the newcomer
-            assert still_open(silent[1])
+            assert still_open(silent[1]) and still_open(silent[2])
         finally:
             for sock in silent:
                 sock.close()
