@@ -9,7 +9,7 @@ are checked: only the daemon's own user and root are served.
 
 A request that is not one of the documented ones is answered with a sentence
 saying what is wrong, and costs nothing else: not JSON, not valid UTF-8, text
-with a lone surrogate (`"\ud800"`, which JSON allows and no line can carry),
+with a lone surrogate (`"\\ud800"`, which JSON allows and no line can carry),
 nested too deeply, larger than `MAX_REQUEST_BYTES`, an unknown command or
 field. The operator's action runs only on a request that passed all of that.
 
