@@ -7,9 +7,17 @@ then the server closes the connection. The socket is created with mode 0600
 never reachable with wider permissions), and every request's peer credentials
 are checked: only the daemon's own user and root are served.
 
-One `chatd-control` thread serves requests one at a time, each within
-`REQUEST_TIMEOUT` seconds in all: only root and the daemon's user can connect,
-so there is no crowd to serve, and a stalled client is cut off at the deadline.
+A request that is not one of the documented ones is answered with a sentence
+saying what is wrong, and costs nothing else: not JSON, not valid UTF-8, text
+with a lone surrogate (`"\\ud800"`, which JSON allows and no line can carry),
+nested too deeply, larger than `MAX_REQUEST_BYTES`, an unknown command or
+field. The operator's action runs only on a request that passed all of that.
+
+One `chatd-control` thread serves up to `MAX_CONNECTIONS` connections at once
+through a selector (chatd/oneshot.py), each with its own deadlines fixed at
+accept (`REQUEST_TIMEOUT` to send the request, `EXCHANGE_TIMEOUT` until the
+reply has left), so a stalled or silent client delays nobody: it is cut off
+at its deadline, or sooner if newer connections need its place.
 """
 
 from __future__ import annotations
@@ -17,21 +25,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import socket
 import stat
 import struct
-import threading
-import time
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
+from chatd.oneshot import Limits, OneShotServer
+
 log = structlog.get_logger(__name__)
 
-MAX_REQUEST_BYTES = 65536
-REQUEST_TIMEOUT = 5.0
+MAX_REQUEST_BYTES: Final = 65536
+REQUEST_TIMEOUT: Final = 5.0
+EXCHANGE_TIMEOUT: Final = 10.0
+MAX_CONNECTIONS: Final = 8
 _UCRED = struct.Struct("3i")  # struct ucred, as SO_PEERCRED returns it: pid, uid, gid
 # Per command, the fields it takes and whether each is required.
 _FIELDS: dict[str, dict[str, bool]] = {
@@ -68,8 +77,7 @@ class ControlServer:
         self.path = path
         self._operator = operator
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket file
-        self._thread: threading.Thread | None = None
-        self._wake: socket.socket | None = None  # the sending end of the thread's wake-up pair
+        self._server: OneShotServer | None = None
 
     def start(self) -> None:
         """Bind the socket (mode 0600) and start serving.
@@ -88,79 +96,52 @@ class ControlServer:
             info = os.lstat(temporary)
             os.replace(temporary, self.path)  # also replaces a stale socket of a dead daemon
             listener.listen(16)
+            listener.setblocking(False)
         except OSError:
             listener.close()
             temporary.unlink(missing_ok=True)
             raise
         self._identity = (info.st_dev, info.st_ino)
-        wake, self._wake = socket.socketpair()
-        self._thread = threading.Thread(target=self._serve, args=(listener, wake), name="chatd-control")
-        self._thread.daemon = True  # stop() joins it with a deadline; it never holds up exit
-        self._thread.start()
+        limits = Limits(
+            max_connections=MAX_CONNECTIONS,
+            request_timeout=REQUEST_TIMEOUT,
+            exchange_timeout=EXCHANGE_TIMEOUT,
+            max_request_bytes=MAX_REQUEST_BYTES,
+        )
+        self._server = OneShotServer("control", listener, self._respond, limits)
+        self._server.start()
         log.info("control_listening", socket=str(self.path))
 
     def stop(self) -> None:
-        """Stop serving (waiting for a request in progress) and remove the socket file."""
-        if self._thread and self._wake:
-            self._wake.send(b"\0")
-            self._thread.join(timeout=REQUEST_TIMEOUT + 1)
-            if self._thread.is_alive():
-                log.warning("control_still_running", socket=str(self.path))
-            else:
-                self._wake.close()
-                self._wake = None
+        """Stop serving and remove the socket file."""
+        if self._server is not None and self._server.stop():
+            self._server = None
         # NOTE: only our own socket file: after a restart, a newer daemon may already own the name.
         with contextlib.suppress(FileNotFoundError):
             info = self.path.lstat()
             if (info.st_dev, info.st_ino) == self._identity:
                 self.path.unlink()
 
-    def _serve(self, listener: socket.socket, wake: socket.socket) -> None:
-        with listener, wake, selectors.DefaultSelector() as selector:
-            selector.register(listener, selectors.EVENT_READ)
-            selector.register(wake, selectors.EVENT_READ)
-            while True:
-                for key, _ in selector.select():
-                    if key.fileobj is wake:
-                        return
-                    try:
-                        conn, _ = listener.accept()
-                    except OSError as exc:  # e.g. EMFILE: pause instead of spinning on it
-                        log.warning("control_accept_failed", error=str(exc))
-                        selector.select(timeout=0.5)
-                        continue
-                    with conn:
-                        try:
-                            self._handle(conn)
-                        except Exception:
-                            # The thread's top: a bug (chatd's or an operator action's) is logged
-                            # and answered; the control socket and the daemon keep running.
-                            log.exception("control_crashed")
-                            error = "internal error in chatd (its log says control_crashed)"
-                            _reply(conn, {"ok": False, "error": error}, time.monotonic() + 1)
-
-    def _handle(self, conn: socket.socket) -> None:
-        deadline = time.monotonic() + REQUEST_TIMEOUT
+    def _respond(self, conn: socket.socket, received: bytes, ended: bool) -> bytes | None:
+        """The reply once `received` holds a whole request: a line, or all there is at EOF."""
+        if not received or (b"\n" not in received and not ended):
+            return None  # more to come, or a client that hung up without asking
         pid, uid, _gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
         if uid not in (os.geteuid(), 0):
-            # Read the request anyway: closing before the client has sent it would turn
-            # this answer into EPIPE on the client's side.
-            with contextlib.suppress(BadRequest, OSError):
-                _read_line(conn, deadline)
             log.warning("control_refused", uid=uid, pid=pid)
-            error = "permission denied: not the daemon's user or root"
-            _reply(conn, {"ok": False, "error": error}, deadline)
-            return
+            return _encode({"ok": False, "error": "permission denied: not the daemon's user or root"})
         try:
-            command, fields = _parse(_read_line(conn, deadline))
+            command, fields = _parse(_request_line(received))
         except BadRequest as exc:
             log.warning("control_bad_request", error=str(exc), uid=uid, pid=pid)
-            _reply(conn, {"ok": False, "error": str(exc)}, deadline)
-            return
-        except OSError as exc:  # the client went away, or stalled past the deadline
-            log.info("control_request_failed", error=str(exc) or type(exc).__name__, uid=uid, pid=pid)
-            return
-        _reply(conn, self._perform(command, fields), deadline)
+            return _encode({"ok": False, "error": str(exc)})
+        try:
+            return _encode(self._perform(command, fields))
+        except Exception:
+            # One request's piece of work: a bug (chatd's or an operator action's) is
+            # logged and answered; the control socket and the daemon keep running.
+            log.exception("control_crashed", command=command)
+            return _encode({"ok": False, "error": "internal error in chatd (its log says control_crashed)"})
 
     def _perform(self, command: str, fields: dict[str, str]) -> dict[str, object]:
         operator = self._operator
@@ -202,19 +183,12 @@ def _check_replaceable(path: Path) -> None:
     raise ValueError(f"{path} is in use by a running process (another chatd?); stop it or choose another path")
 
 
-def _read_line(conn: socket.socket, deadline: float) -> bytes:
-    data = b""
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("timed out")  # what recv() says when its timeout expires
-        conn.settimeout(remaining)
-        if not (chunk := conn.recv(65536)):
-            break
-        data += chunk
-        if len(data) > MAX_REQUEST_BYTES and b"\n" not in data[: MAX_REQUEST_BYTES + 1]:
-            raise BadRequest(f"request larger than {MAX_REQUEST_BYTES} bytes")
-    return data.split(b"\n", 1)[0]
+def _request_line(received: bytes) -> bytes:
+    """Up to the first newline, or all of it when the client ended without one."""
+    end = received.find(b"\n")
+    if end < 0 and len(received) > MAX_REQUEST_BYTES:
+        raise BadRequest(f"request larger than {MAX_REQUEST_BYTES} bytes")
+    return received if end < 0 else received[:end]
 
 
 def _parse(line: bytes) -> tuple[str, dict[str, str]]:
@@ -225,8 +199,14 @@ def _parse(line: bytes) -> tuple[str, dict[str, str]]:
         request = json.loads(line)
     except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
         raise BadRequest(f"the request is not valid JSON ({exc})") from None
+    except RecursionError:  # json's parser recurses once per level of nesting
+        raise BadRequest('the request is nested too deeply; send one flat JSON object, e.g. {"cmd": "status"}') from None
     if not isinstance(request, dict):
         raise BadRequest('a request is a JSON object, e.g. {"cmd": "status"}')
+    if not all(_is_unicode(text) for item in request.items() for text in item if isinstance(text, str)):
+        # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 line (a
+        # kick's BYE, a broadcast's INFO, a log event) can carry.
+        raise BadRequest("text fields must be valid Unicode without lone surrogates")
     command = request.get("cmd")
     if not isinstance(command, str) or command not in _FIELDS:
         raise BadRequest(f"unknown command {command!r} (known: {', '.join(_FIELDS)})")
@@ -244,10 +224,13 @@ def _parse(line: bytes) -> tuple[str, dict[str, str]]:
     return command, fields
 
 
-def _reply(conn: socket.socket, reply: dict[str, object], deadline: float) -> None:
-    data = json.dumps(reply).encode() + b"\n"  # TypeError here is a bug: the caller logs it
+def _is_unicode(text: str) -> bool:
     try:
-        conn.settimeout(max(deadline - time.monotonic(), 0.1))
-        conn.sendall(data)
-    except OSError as exc:
-        log.info("control_reply_failed", error=str(exc) or type(exc).__name__)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encode(reply: dict[str, object]) -> bytes:
+    return json.dumps(reply).encode() + b"\n"  # TypeError here is a bug: the caller logs it

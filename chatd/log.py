@@ -3,6 +3,12 @@
 Events go to stderr, one per line: JSON for machines (`format: json`, or
 `auto` when stderr is not a terminal, e.g. under journald) or the console
 renderer for people. Reloading the config calls `configure_logging` again.
+
+A crash event (`session_crashed` and the like) carries the exception and its
+stack, and never the stack's local variables: both renderers would show them
+by default (structlog's `dict_tracebacks` always, the console renderer when
+rich or better-exceptions is installed), and on the message path the locals
+are users' messages and DMs, which chatd never logs.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import sys
 from typing import TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from chatd.config import LogConfig
 
@@ -26,9 +33,12 @@ def configure_logging(cfg: LogConfig, stream: TextIO | None = None) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if use_json:
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        tracebacks = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        processors += [tracebacks, structlog.processors.JSONRenderer()]
     else:
-        processors += [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+        processors += [
+            structlog.dev.ConsoleRenderer(colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback)
+        ]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -7,7 +7,9 @@ when the file TRIGGER exists (the thread that fires removes it):
 
 - `worker`: an I/O worker's loop raises outside any connection's handling;
 - `start`: starting a newly accepted connection (its endpoint) raises;
-- `call`: a callback with no connection, queued on a worker, raises.
+- `call`: a callback with no connection, queued on a worker, raises;
+- `message`: formatting the next room message or DM raises, deep in the
+  message path, where the frames below it hold the message's text.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from typing import Any, Callable
 
 from chatd import cli
+from chatd.core import chat
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.worker import Worker
 
@@ -61,6 +64,15 @@ def _plant(point: str, trigger: str) -> None:
             turn(self)
 
         Worker._turn = turn_with_bad_call  # type: ignore[method-assign]
+    elif point == "message":
+        event_line = chat.event_line
+
+        def faulty_event_line(*args: Any, **kwargs: Any) -> bytes:
+            if _fires(trigger):
+                raise InjectedFault("message path")
+            return event_line(*args, **kwargs)
+
+        chat.event_line = faulty_event_line  # type: ignore[assignment]
     else:
         raise SystemExit(f"unknown fault point {point!r}")
 

@@ -11,7 +11,6 @@ import os
 import socket
 import stat
 import threading
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,8 @@ ROOMS: list[dict[str, object]] = [
     {"room": "#Rust", "members": ["bob"], "topic": "borrow checker questions"},
     {"room": "#help", "members": [], "topic": ""},
 ]
+SURROGATES = "text fields must be valid Unicode without lone surrogates"
+NESTED = "the request is nested too deeply"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 
 
@@ -203,6 +204,11 @@ def test_reload(server: ControlServer, operator: FakeOperator, result: dict[str,
     assert events(logs, "operator_reload")[0]["ok"] is result["ok"]
 
 
+def test_a_surrogate_pair_is_fine(server: ControlServer, operator: FakeOperator) -> None:
+    reply = json.loads(ask_raw(server.path, b'{"cmd": "broadcast", "text": "\\ud83d\\ude00 smile"}\n'))
+    assert reply["ok"] is True and operator.calls == [("broadcast", "\U0001f600 smile")]
+
+
 @pytest.mark.parametrize(
     ("data", "error"),
     [
@@ -223,6 +229,17 @@ def test_reload(server: ControlServer, operator: FakeOperator, result: dict[str,
         (b'{"cmd": "status", "verbose": true}\n', "status takes no field 'verbose' (it takes: none)"),
         (b'{"cmd": "rooms", "room": "#lobby"}\n', "rooms takes no field 'room' (it takes: none)"),
         (b'{"cmd": "kick", "nick": "bob", "why": "x"}\n', "kick takes no field 'why' (it takes: nick, reason)"),
+        # Issue 19: JSON may carry lone surrogates, which no line can; deep nesting
+        # overflowed the parser's recursion. Both were "internal error" (or, for a
+        # kick's reason, "ok" and a crashed session for the client kicked).
+        (b'{"cmd": "kick", "nick": "bob", "reason": "bye \\ud800"}\n', SURROGATES),
+        (b'{"cmd": "broadcast", "text": "\\udfff"}\n', SURROGATES),
+        (b'{"cmd": "kick", "nick": "b\\udc80b"}\n', SURROGATES),
+        (b'{"cmd": "\\ud800"}\n', SURROGATES),
+        (b'{"cmd": "status", "\\ud800": 1}\n', SURROGATES),
+        (b'{"cmd": "kick", "nick": "bob", "reason": "\\ud83d\\ude00 \\ud800"}\n', SURROGATES),
+        (b'{"cmd": "status", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}\n", NESTED),
+        (b"[" * 60000 + b"\n", NESTED),
     ],
 )
 def test_bad_requests(server: ControlServer, operator: FakeOperator, data: bytes, error: str) -> None:
@@ -247,20 +264,74 @@ def test_request_size_is_bounded(server: ControlServer, operator: FakeOperator) 
     assert operator.calls == [("broadcast", text)]
 
 
-def test_a_stalled_client_is_cut_off_at_the_deadline(
-    server: ControlServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def quick_server(short_dir: Path, operator: FakeOperator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlServer]:
+    """A control socket whose clients have 0.3 s to send a request."""
     monkeypatch.setattr(chatd.control, "REQUEST_TIMEOUT", 0.3)
-    with capture_logs() as logs, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stalled:
-        stalled.settimeout(10)
-        stalled.connect(str(server.path))
+    control = ControlServer(short_dir / "control.sock", operator)
+    control.start()
+    yield control
+    control.stop()
+
+
+@pytest.fixture
+def capped_server(short_dir: Path, operator: FakeOperator, monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlServer]:
+    """Three connections at once, and deadlines no test here reaches."""
+    monkeypatch.setattr(chatd.control, "REQUEST_TIMEOUT", 60.0)
+    monkeypatch.setattr(chatd.control, "MAX_CONNECTIONS", 3)
+    control = ControlServer(short_dir / "control.sock", operator)
+    control.start()
+    yield control
+    control.stop()
+
+
+def connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    return sock
+
+
+def still_open(sock: socket.socket) -> bool:
+    """Nothing to read and no end: the server has neither answered nor closed it."""
+    sock.setblocking(False)
+    try:
+        sock.recv(100)  # an answer, or b"" for the end: either way, not waiting
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(10)
+    return False
+
+
+def test_a_silent_client_delays_nobody(server: ControlServer) -> None:
+    # Issue 19: one silent client held the control thread for its whole deadline.
+    with connect(server.path) as silent, connect(server.path) as stalled:
         stalled.sendall(b'{"cmd":')  # and then nothing
-        started = time.monotonic()
-        assert ask(server.path, {"cmd": "who"})["ok"] is True  # served once the first gives up
+        assert ask(server.path, {"cmd": "who"})["ok"] is True
+        assert still_open(silent) and still_open(stalled)  # answered while both wait
+
+
+def test_a_stalled_client_is_cut_off_at_the_deadline(quick_server: ControlServer) -> None:
+    with capture_logs() as logs, connect(quick_server.path) as stalled:
+        stalled.sendall(b'{"cmd":')  # and then nothing
         assert stalled.recv(100) == b""  # closed without an answer
-        assert time.monotonic() - started < 5
-    [event] = events(logs, "control_request_failed")
-    assert event["error"] == "timed out" and event["log_level"] == "info"
+    [event] = events(logs, "control_request_timed_out")
+    assert event["stage"] == "reading" and event["log_level"] == "debug"
+    assert ask(quick_server.path, {"cmd": "who"})["ok"] is True
+
+
+def test_past_the_cap_the_oldest_silent_client_makes_room(capped_server: ControlServer) -> None:
+    with capture_logs() as logs:
+        silent = [connect(capped_server.path) for _ in range(3)]
+        try:
+            assert ask(capped_server.path, {"cmd": "who"})["ok"] is True
+            assert silent[0].recv(100) == b""  # the oldest went for the newcomer
+            assert still_open(silent[1]) and still_open(silent[2])
+        finally:
+            for sock in silent:
+                sock.close()
+    assert [event["stage"] for event in events(logs, "control_request_evicted")] == ["reading"]
 
 
 def test_a_bug_is_logged_answered_and_survived(server: ControlServer, operator: FakeOperator) -> None:

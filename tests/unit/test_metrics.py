@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from chatd import metrics, metrics_http
 from chatd.metrics_http import Handler, MetricsServer
@@ -151,6 +152,7 @@ def test_405_says_what_is_allowed() -> None:
 
 @pytest.fixture
 def listener(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetricsServer]:
+    monkeypatch.setattr(metrics_http, "HEAD_TIMEOUT", 0.3)
     monkeypatch.setattr(metrics_http, "REQUEST_TIMEOUT", 0.5)
     monkeypatch.setattr(metrics_http, "MAX_CONNECTIONS", 3)
     server = MetricsServer(("127.0.0.1", 0), handler())
@@ -185,16 +187,77 @@ def test_an_oversized_head_is_refused(listener: MetricsServer) -> None:
     assert reply.startswith(b"HTTP/1.1 431 ")
 
 
-def test_connections_beyond_the_cap_wait(listener: MetricsServer) -> None:
-    held = [socket.create_connection(listener.address, timeout=5) for _ in range(3)]
+@pytest.fixture
+def crowded(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetricsServer]:
+    """Three connections at once, and deadlines no test here reaches."""
+    for name in ("HEAD_TIMEOUT", "REQUEST_TIMEOUT", "LINGER"):
+        monkeypatch.setattr(metrics_http, name, 60.0)
+    monkeypatch.setattr(metrics_http, "MAX_CONNECTIONS", 3)
+    server = MetricsServer(("127.0.0.1", 0), handler())
+    server.start()
+    yield server
+    server.stop()
+
+
+def _still_open(sock: socket.socket) -> bool:
+    sock.setblocking(False)
     try:
-        # The fourth waits in the backlog until a held one reaches its deadline.
-        assert http_get(listener.address, "/healthz")[0] == 200
+        sock.recv(4096)  # an answer, or b"" for the end: either way, not waiting
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(5)
+    return False
+
+
+def test_past_the_cap_the_oldest_silent_peer_makes_room(crowded: MetricsServer) -> None:
+    # Issue 19: at the cap the listener stopped accepting, so silent peers, 16 at a
+    # time, held every scrape in the backlog until their deadlines ran out.
+    with capture_logs() as logs:
+        held = [socket.create_connection(crowded.address, timeout=5) for _ in range(3)]
+        try:
+            assert http_get(crowded.address, "/healthz")[0] == 200  # now, not after a deadline
+            assert held[0].recv(4096) == b""  # the oldest silent one went for the newcomer
+            assert _still_open(held[1]) and _still_open(held[2])
+        finally:
+            for sock in held:
+                sock.close()
+    assert [e["stage"] for e in logs if e["event"] == "metrics_request_evicted"] == ["reading"]
+
+
+def test_a_peer_being_answered_is_not_pushed_out_by_silent_ones(crowded: MetricsServer) -> None:
+    with capture_logs() as logs, socket.create_connection(crowded.address, timeout=5) as answered:
+        answered.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        reply = b""
+        while not reply.endswith(b"ok\n"):
+            reply += answered.recv(4096)  # and it does not hang up: the listener lingers
+        older = socket.create_connection(crowded.address, timeout=5)
+        newer = socket.create_connection(crowded.address, timeout=5)
+        with older, newer, socket.create_connection(crowded.address, timeout=5):
+            assert older.recv(4096) == b""  # the oldest silent one made room, not `answered`
+            assert _still_open(newer)
+    assert [e["stage"] for e in logs if e["event"] == "metrics_request_evicted"] == ["reading"]
+
+
+def test_silent_peers_are_closed_at_their_deadline(listener: MetricsServer) -> None:
+    with capture_logs() as logs:
+        held = [socket.create_connection(listener.address, timeout=5) for _ in range(2)]
         for sock in held:
             assert sock.recv(4096) == b""
-    finally:
-        for sock in held:
             sock.close()
+    assert [e["stage"] for e in logs if e["event"] == "metrics_request_timed_out"] == ["reading", "reading"]
+
+
+def test_a_trickling_peer_cannot_extend_its_deadline(listener: MetricsServer) -> None:
+    with capture_logs() as logs, socket.create_connection(listener.address, timeout=5) as sock:
+        try:
+            for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
+                sock.send(bytes([byte]))
+                time.sleep(0.01)  # a trickle, not a synchronisation: the deadline cuts it
+            raise AssertionError("a trickle of 1000 bytes was never cut off")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed at its deadline, with the trickle unread: a reset
+    assert [e["stage"] for e in logs if e["event"] == "metrics_request_timed_out"] == ["reading"]
 
 
 def test_many_scrapes_in_a_row(listener: MetricsServer) -> None:

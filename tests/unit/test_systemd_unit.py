@@ -32,13 +32,18 @@ def test_unit_verifies(tmp_path: Path) -> None:
 
 
 @needs_analyze
-def test_security_exposure_is_ok_or_better() -> None:
+def test_security_exposure_is_at_its_floor() -> None:
     result = subprocess.run(
         [ANALYZE, "security", "--offline=true", str(UNIT)], capture_output=True, text=True, timeout=60
     )
     match = re.search(r"Overall exposure level for chatd\.service: ([\d.]+)", result.stdout)
     assert match, result.stdout + result.stderr
-    assert float(match.group(1)) <= 4.0, result.stdout
+    # Issue 19: 1.4 before PrivateMounts= and the filter without @resources; 1.1
+    # after. Every other setting systemd-analyze weighs is at its best except what
+    # a network daemon needs (the network, AF_INET/AF_INET6/AF_UNIX, the host's
+    # root, and the rtc read that ProtectClock= itself adds), and an IP allow
+    # list, which depends on where an operator's clients are (docs/operations.md).
+    assert float(match.group(1)) <= 1.1, result.stdout
 
 
 def test_unit_has_the_operational_essentials() -> None:
@@ -51,6 +56,8 @@ def test_unit_has_the_operational_essentials() -> None:
         "NoNewPrivileges=yes",
         "CapabilityBoundingSet=\n",
         "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
+        "PrivateMounts=yes",
     ):
         assert line in text, line
 
