@@ -33,6 +33,25 @@ MIGRATIONS: Final = (
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 2: the one spelling of each certificate identity (chatd/core/identities.py). A
+    # database with direct messages, which are kept only between certified
+    # nicknames, starts with the spelling of each name's earliest one (SQLite
+    # takes a bare column beside min() from the row min() picked).
+    """
+    CREATE TABLE identities (
+        key TEXT PRIMARY KEY,  -- the nickname in lower case (protocol.nick_key)
+        spelling TEXT NOT NULL -- the certificate name chatd accepts for it
+    );
+    INSERT INTO identities (key, spelling)
+    SELECT lower(name), name FROM (
+        SELECT name, min(id) FROM (
+            SELECT nick AS name, id FROM events WHERE kind = 'dm'
+            UNION ALL
+            SELECT room AS name, id FROM events WHERE kind = 'dm'
+        )
+        GROUP BY lower(name)
+    );
+    """,
 )
 
 VERSION: Final = len(MIGRATIONS)

@@ -11,6 +11,9 @@ When a write fails (disk full, I/O error) the writer keeps the batch, logs
 again with backoff; live chat goes on. At most `write_queue` events wait: the
 oldest beyond that are dropped, counted and logged.
 
+Certificate identities (chatd/core/identities.py) are queued like events
+and written in the same transactions, to the `identities` table.
+
 Ids: the store keeps a reservation (`meta.reserved_id`) ahead of the ids the
 chat core hands out, committed with the batches, so that after a crash the
 next ids are greater than any id a client may have seen.
@@ -155,6 +158,8 @@ class SQLiteStore:
         self._recalling = threading.Lock()
         self._pending: collections.deque[Event] = collections.deque()  # appended, not yet taken
         self._inflight: list[Event] = []  # taken by the writer, not yet committed
+        self._identities: collections.deque[tuple[str, str]] = collections.deque()  # (key, spelling)
+        self._identities_inflight: list[tuple[str, str]] = []
         self._lock = threading.Lock()  # between the writer taking a batch and readers looking
         self._stop = threading.Event()
         self._reserved = 0
@@ -193,7 +198,8 @@ class SQLiteStore:
         keys = [key for (key,) in conn.execute("SELECT key FROM rooms ORDER BY rowid DESC LIMIT ?", (LOAD_MAX,))]
         rooms = [room for key in keys if (room := _stored_room(conn, key, backlog)) is not None]
         self._touched = set(keys)
-        return Snapshot(self._next_id, rooms)
+        identities = {key: spelling for key, spelling in conn.execute("SELECT key, spelling FROM identities")}
+        return Snapshot(self._next_id, rooms, identities)
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         with self._recalling:
@@ -208,6 +214,9 @@ class SQLiteStore:
     def append(self, event: Event) -> None:
         self._pending.append(event)  # deque.append is atomic: no lock on the message path
         self._highest_id = event.id
+
+    def remember_identity(self, key: str, spelling: str) -> None:
+        self._identities.append((key, spelling))  # written with the next batch
 
     def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
         # Look at what is not yet written first: whatever the writer commits
@@ -285,8 +294,9 @@ class SQLiteStore:
         if self._thread.is_alive():
             self._thread.join(RETRY_MAX * 3)
         left = len(self._pending) + len(self._inflight)
-        if left:
-            log.error("history_not_written", events=left, path=str(self.path))
+        identities = len(self._identities) + len(self._identities_inflight)
+        if left or identities:
+            log.error("history_not_written", events=left, identities=identities, path=str(self.path))
         for conn in (self._conn, self._reader, self._recaller):
             if conn is not None:
                 conn.close()
@@ -339,7 +349,10 @@ class SQLiteStore:
             while self._pending:
                 self._inflight.append(self._pending.popleft())
             batch = self._inflight
-        if not batch:
+        identities = self._identities_inflight  # only this thread touches it
+        while self._identities:
+            identities.append(self._identities.popleft())
+        if not batch and not identities:
             return 0
         # The batch as one JSON parameter: one statement inserts it all inside
         # SQLite. executemany would step once per row, and each step hands the
@@ -354,10 +367,14 @@ class SQLiteStore:
                 "INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", rooms.items()
             )
             conn.executemany("UPDATE rooms SET topic = ?, topic_by = ? WHERE key = ?", topics)
+            conn.executemany(
+                "INSERT INTO identities (key, spelling) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", identities
+            )
             if self._highest_id + RESERVE // 2 > self._reserved:
                 self._reserve(conn)
         with self._lock:
             self._inflight = []
+        self._identities_inflight = []
         self.written += len(batch)
         self._touched.update(rooms)
         return len(batch)

@@ -230,3 +230,45 @@ def test_read_events_reads_while_the_writer_writes(store: SQLiteStore, db: Path)
     written(store, 2500)
     assert ids(list(read_events(db, "#lobby"))) == list(range(1, 2501))
     assert ids(list(read_events(db, "#lobby", since_ms=NOW + 2401))) == list(range(2401, 2501))
+
+
+# -- certificate identities (chatd/core/identities.py) ------------------------------------
+
+
+def test_identities_are_written_and_handed_back_at_start(db: Path) -> None:
+    first = open_store(settings(db), CONFIG)
+    assert first.load(0).identities == {}
+    first.remember_identity("alice", "alice")
+    first.remember_identity("bob", "Bob")
+    first.append(event(1))
+    written(first, 1)  # in one transaction with the events
+    first.remember_identity("carol", "CAROL")  # alone: written too
+    first.close()
+    again = open_store(settings(db), CONFIG)
+    assert again.load(0).identities == {"alice": "alice", "bob": "Bob", "carol": "CAROL"}
+    again.remember_identity("alice", "ALICE")  # never happens (the core asks first); the first stays
+    again.close()
+    last = open_store(settings(db), CONFIG)
+    assert last.load(0).identities["alice"] == "alice"
+    last.close()
+
+
+def test_a_version_1_database_learns_identities_from_its_direct_messages(db: Path) -> None:
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        for statement in schema.MIGRATIONS[0].split(";"):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        rows = [
+            (1, "msg", "#lobby", "#lobby", "Mallory"),  # room events prove nothing: not taken
+            (2, "dm", dm_key("alice", "bob"), "bob", "alice"),
+            (3, "dm", dm_key("ALICE", "bob"), "bob", "ALICE"),  # the later spelling loses
+            (4, "dm", dm_key("bob", "Carol"), "Carol", "bob"),  # a recipient counts too
+        ]
+        conn.executemany(
+            "INSERT INTO events (id, time, target, room, nick, kind, text) VALUES (?, 0, ?, ?, ?, ?, 'x')",
+            [(id_, target, room, nick, kind) for id_, kind, target, room, nick in rows],
+        )
+    store = open_store(settings(db), CONFIG)
+    assert store.load(0).identities == {"alice": "alice", "bob": "bob", "carol": "Carol"}
+    store.close()
