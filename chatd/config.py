@@ -84,6 +84,7 @@ class HistoryConfig:
     flush_ms: int = 100  # the writer commits at least this often
     max_age_days: float = 90.0  # 0: keep for ever
     max_per_room: int = 100_000  # 0: no limit
+    max_rooms_kept: int = 10_000  # stored rooms, the least recently written removed beyond; 0: no limit
     write_queue: int = 100_000  # events waiting for the disk before the oldest are dropped
 
 
@@ -379,6 +380,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "flush_ms": _integer(1, 10_000),
             "max_age_days": _number(0, 36500),
             "max_per_room": _integer(0, 1 << 40),
+            "max_rooms_kept": _integer(0, 100_000_000),
             "write_queue": _integer(100, 10_000_000),
         },
     ),

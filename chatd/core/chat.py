@@ -31,6 +31,7 @@ class Chat:
         snapshot = store.load(backlog)
         self.history = History(store, snapshot.next_id)
         self.identities = Identities(snapshot.identities, store.remember_identity)
+        store.keep_rooms(frozenset(map(protocol.room_key, config.rooms.permanent)))
         self.rooms = Rooms(config.rooms.permanent, backlog, self._recall if self.keeps_history else None)
         for stored in snapshot.rooms:
             self.rooms.restore(stored)
@@ -43,6 +44,7 @@ class Chat:
         if self.keeps_history:
             self.rooms.set_backlog(config.history.backlog)
             self.history.store.reconfigure(config.history)
+            self.history.store.keep_rooms(frozenset(map(protocol.room_key, config.rooms.permanent)))
 
     def _recall(self, key: str) -> StoredRoom | None:
         return self.history.store.room(key, self.rooms.backlog)

@@ -85,7 +85,12 @@ class EventStore(Protocol):
         being joined again), or None. A small read, on the joining thread."""
 
     def prune(self) -> int:
-        """One small step of retention; returns how many events it removed."""
+        """One small step of retention; returns how many rows (events, rooms)
+        it removed, 0 when nothing is left to do."""
+
+    def keep_rooms(self, keys: frozenset[str]) -> None:
+        """Rooms (by key) retention keeps, whatever `history.max_rooms_kept`
+        says, with their topics: the permanent ones. At start-up and on reload."""
 
     def close(self) -> None:
         """Write everything appended, then let go of the store."""
@@ -117,6 +122,9 @@ class NoStore:
 
     def prune(self) -> int:
         return 0
+
+    def keep_rooms(self, keys: frozenset[str]) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -1,8 +1,8 @@
 """The default event store: one SQLite file in WAL mode, one writer thread.
 
 I/O workers only append to a queue. The writer wakes every `flush_ms`, writes
-what waits in one transaction, and between batches prunes in small steps, so
-no prune holds writes up for long. Readers (the history thread, `chatctl
+what waits in one transaction, and between batches prunes in small steps
+(chatd/storage/retention.py), so no prune holds writes up for long. Readers (the history thread, `chatctl
 history export`) use their own connections: WAL lets them read while the
 writer writes.
 
@@ -37,12 +37,13 @@ from chatd.config import HistoryConfig
 from chatd.core.history import Event, Snapshot, StoredRoom
 from chatd.errors import ConfigError
 from chatd.storage import schema
+from chatd.storage.retention import Retention
+from chatd.storage.schema import transaction
 
 log = structlog.get_logger(__name__)
 
 RESERVE: Final = 100_000  # ids reserved ahead of those handed out
 LOAD_MAX: Final = 1000  # rooms read at start-up (the latest stored); others are read when joined
-PRUNE_STEP: Final = 500  # rows deleted per prune transaction
 PRUNE_EVERY: Final = 10.0  # seconds between retention checks when nothing is left to do
 FAILURE_LOG_EVERY: Final = 10.0
 RETRY_MAX: Final = 5.0  # seconds between attempts while writes fail
@@ -65,7 +66,7 @@ def open_store(config: HistoryConfig, config_path: Path) -> SQLiteStore:
     try:
         _prepare_files(path)
         conn = _connect(path, START_TIMEOUT)
-        with _transaction(conn):
+        with transaction(conn):
             schema.migrate(conn)
     except (OSError, sqlite3.Error, schema.NewerSchema) as exc:
         raise ConfigError(f"{config_path}: history.path: {_explain(path, exc)}") from None
@@ -111,24 +112,6 @@ def _connect(path: Path, timeout: float, read_only: bool = False) -> sqlite3.Con
     return conn
 
 
-class _transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        if kind is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            try:
-                self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the original error says more
-
-
 def _stored_room(conn: sqlite3.Connection, key: str, backlog: int) -> StoredRoom | None:
     row = conn.execute("SELECT name, topic, topic_by FROM rooms WHERE key = ?", (key,)).fetchone()
     if row is None:
@@ -165,8 +148,7 @@ class SQLiteStore:
         self._reserved = 0
         self._next_id = 1
         self._highest_id = 0  # the greatest id appended
-        self._touched: set[str] = set()  # targets written since the last per-room prune
-        self._recheck = False  # a reload: check every stored room
+        self._retention = Retention(config)  # used on the writer thread only
         self._prune_due = 0.0
         self._logged_failure = -FAILURE_LOG_EVERY
         self._logged_drop = -FAILURE_LOG_EVERY
@@ -193,11 +175,11 @@ class SQLiteStore:
         row = conn.execute("SELECT value FROM meta WHERE key = 'reserved_id'").fetchone()
         self._next_id = max(int(last), int(row[0]) if row else 0) + 1
         self._highest_id = self._next_id - 1
-        with _transaction(conn):
+        with transaction(conn):
             self._reserve(conn)
         keys = [key for (key,) in conn.execute("SELECT key FROM rooms ORDER BY rowid DESC LIMIT ?", (LOAD_MAX,))]
         rooms = [room for key in keys if (room := _stored_room(conn, key, backlog)) is not None]
-        self._touched = set(keys)
+        self._retention.touched = set(keys)
         identities = {key: spelling for key, spelling in conn.execute("SELECT key, spelling FROM identities")}
         return Snapshot(self._next_id, rooms, identities)
 
@@ -240,34 +222,11 @@ class SQLiteStore:
         return ordered[:limit] if after is not None else ordered[-limit:]
 
     def prune(self) -> int:
-        """One step: events older than max_age_days, then rooms over max_per_room."""
-        conn, config = self._conn, self.config
-        if self._recheck:
-            self._recheck = False
-            self._touched.update(key for (key,) in conn.execute("SELECT key FROM rooms"))
-        if config.max_age_days:
-            cutoff = int((time.time() - config.max_age_days * 86400) * 1000)
-            with _transaction(conn):
-                removed = conn.execute(
-                    "DELETE FROM events WHERE id IN "
-                    "(SELECT id FROM events WHERE time < ? ORDER BY time LIMIT ?)",
-                    (cutoff, PRUNE_STEP),
-                ).rowcount
-            if removed:
-                return removed
-        while config.max_per_room and self._touched:
-            target = next(iter(self._touched))
-            with _transaction(conn):
-                removed = conn.execute(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE target = ? AND id <= "
-                    "(SELECT id FROM events WHERE target = ? ORDER BY id DESC LIMIT 1 OFFSET ?) "
-                    "ORDER BY id LIMIT ?)",
-                    (target, target, config.max_per_room, PRUNE_STEP),
-                ).rowcount
-            if removed:
-                return removed
-            self._touched.discard(target)
-        return 0
+        """One step of retention (chatd/storage/retention.py); the rows it removed."""
+        return self._retention.step(self._conn)
+
+    def keep_rooms(self, keys: frozenset[str]) -> None:
+        self._retention.keep(keys)
 
     def stats(self) -> dict[str, float]:
         try:  # read from another thread: the writer may empty either at any moment
@@ -286,7 +245,8 @@ class SQLiteStore:
 
     def reconfigure(self, config: HistoryConfig) -> None:
         self.config = dataclasses.replace(config, path=self.path)
-        self._recheck = True  # every room against the new limits, at the writer's next turn
+        self._retention.config = self.config
+        self._retention.recheck = True  # every room against the new limits, at the writer's next turn
         self._prune_due = 0.0
 
     def close(self) -> None:
@@ -359,12 +319,14 @@ class SQLiteStore:
         # GIL back and forth with the I/O worker (measured: fan-out to 50 at
         # 0.7x of history off).
         rows = json.dumps([(e.id, e.time_ms, e.target, e.room, e.nick, e.kind, e.text.decode()) for e in batch])
-        rooms = {e.target: e.room for e in batch if e.kind != "dm"}
+        rooms = {e.target: (e.room, e.id) for e in batch if e.kind != "dm"}  # the last id of each
         topics = [(e.text.decode(), e.nick, e.target) for e in batch if e.kind == "topic"]
-        with _transaction(self._conn) as conn:  # a closed connection raises sqlite3.Error too
+        with transaction(self._conn) as conn:  # a closed connection raises sqlite3.Error too
             conn.execute(_INSERT_BATCH, (rows,))
             conn.executemany(
-                "INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", rooms.items()
+                "INSERT INTO rooms (key, name, last_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+                [(key, name, last) for key, (name, last) in rooms.items()],
             )
             conn.executemany("UPDATE rooms SET topic = ?, topic_by = ? WHERE key = ?", topics)
             conn.executemany(
@@ -376,7 +338,7 @@ class SQLiteStore:
             self._inflight = []
         self._identities_inflight = []
         self.written += len(batch)
-        self._touched.update(rooms)
+        self._retention.touched.update(rooms)
         return len(batch)
 
     def _reserve(self, conn: sqlite3.Connection) -> None:

@@ -85,6 +85,7 @@ history:
   flush_ms: 250
   max_age_days: 7.5
   max_per_room: 5000
+  max_rooms_kept: 300
   write_queue: 1000
 log:
   format: json
@@ -180,6 +181,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
         flush_ms=250,
         max_age_days=7.5,
         max_per_room=5000,
+        max_rooms_kept=300,
         write_queue=1000,
     )
     assert config.log == LogConfig(format="json", level="debug")
@@ -386,6 +388,8 @@ def test_a_relative_config_path_gives_an_absolute_config_path(
         ("history", "max_age_days", 36500, 36500.0),
         ("history", "max_per_room", 0, 0),
         ("history", "max_per_room", 1 << 40, 1 << 40),
+        ("history", "max_rooms_kept", 0, 0),
+        ("history", "max_rooms_kept", 100_000_000, 100_000_000),
         ("history", "write_queue", 100, 100),
         ("history", "write_queue", 10_000_000, 10_000_000),
     ],
@@ -664,6 +668,8 @@ KEY_ERRORS = [
     ("history", "max_age_days", float("inf"), "must be a number 0..36500"),
     ("history", "max_age_days", "90d", "must be a number 0..36500"),
     ("history", "max_per_room", -1, "must be an integer 0..1099511627776"),
+    ("history", "max_rooms_kept", -1, "must be an integer 0..100000000"),
+    ("history", "max_rooms_kept", "many", "must be an integer 0..100000000"),
     ("history", "write_queue", 99, "must be an integer 100..10000000"),
     ("history", "write_queue", 10_000_001, "must be an integer 100..10000000"),
 ]
