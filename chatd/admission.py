@@ -137,7 +137,7 @@ def _decrement(counter: collections.Counter[str], key: str, by: int = 1) -> None
     if left > 0:
         counter[key] = left
     else:
-        del counter[key]
+        counter.pop(key, None)
 
 
 def _parse(ip: str) -> tuple[int, int] | None:
