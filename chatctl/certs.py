@@ -58,6 +58,25 @@ def _check_client_names(names: Sequence[str]) -> None:
         seen.add(name.lower())
 
 
+def _check_spellings(out: Path, names: Sequence[str]) -> None:
+    """Refuse a client name that differs only in case from one `out` already has a
+    certificate for: nicknames ignore case, so chatd would take the two for one
+    person (and, with tls.nick_from_cert, refuses the second spelling)."""
+    if not out.is_dir():
+        return
+    existing = {path.name[len("client-") : -len(".crt")] for path in out.glob("client-*.crt")}
+    by_key = {name.lower(): name for name in existing}
+    for name in names:
+        other = by_key.get(name.lower())
+        if other is not None and other != name:
+            raise CertError(
+                f"--client {name!r}: {out / f'client-{other}.crt'} is already there for {other!r}, and "
+                f"nicknames ignore case, so chatd would refuse a certificate for {name!r} as a second "
+                f"spelling of {other!r}. For that person, use --client {other} (with --force to "
+                "replace the files); for someone else, choose a name that differs in more than case"
+            )
+
+
 def _san(host: str) -> x509.GeneralName:
     """An IP SAN for an IP literal, an IDNA-encoded DNS SAN for anything else."""
     try:
@@ -287,7 +306,8 @@ def write_pki(
         out: the directory, created with mode 0700 if missing. A CA in it is reused.
         hosts: subjectAltNames of server.crt. None means DEFAULT_HOSTS, except that an
             existing server.crt and server.key are kept when only `clients` are added.
-        clients: nicknames; each gets client-NAME.crt and client-NAME.key.
+        clients: nicknames; each gets client-NAME.crt and client-NAME.key. A name
+            that differs only in case from an existing client-*.crt is refused.
         days: validity of server and client certificates, 1..365.
         force: replace existing server and client files. The CA is reused all the same.
 
@@ -303,6 +323,7 @@ def write_pki(
     _check_client_names(clients)
     if os.path.lexists(out) and not out.is_dir():
         raise CertError(f"--out {out}: exists and is not a directory")
+    _check_spellings(out, clients)
     ca = load_ca(out)
     issued: dict[str, CertAndKey] = {}
     if ca is None:

@@ -53,6 +53,7 @@ class LimitsConfig:
     max_clients_per_ip: int = 16
     connects_per_ip_per_minute: int = 30
     exempt: tuple[IPNetwork, ...] = ()
+    ipv6_prefix: int = 64  # the per-IP limits count an IPv6 client's network of this length
     max_line_bytes: int = 4096
     max_nick_length: int = 32
     max_nick_attempts: int = 5
@@ -66,18 +67,6 @@ class LimitsConfig:
     max_strikes: int = 10
     max_rooms: int = 1000
     max_rooms_per_client: int = 20
-
-    def is_exempt(self, address: str) -> bool:
-        """Whether per-address limits skip `address` (an IP literal)."""
-        if not self.exempt:
-            return False  # the usual case, decided without parsing the address
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped  # an IPv4 client of a dual-stack (::) listener
-        return any(ip in network for network in self.exempt)
 
 
 @dataclass(frozen=True)
@@ -95,6 +84,7 @@ class HistoryConfig:
     flush_ms: int = 100  # the writer commits at least this often
     max_age_days: float = 90.0  # 0: keep for ever
     max_per_room: int = 100_000  # 0: no limit
+    max_rooms_kept: int = 10_000  # stored rooms, the least recently written removed beyond; 0: no limit
     write_queue: int = 100_000  # events waiting for the disk before the oldest are dropped
 
 
@@ -361,6 +351,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "max_clients_per_ip": _integer(0, 1_000_000),
             "connects_per_ip_per_minute": _integer(0, 1_000_000),
             "exempt": _networks,
+            "ipv6_prefix": _integer(1, 128),
             "max_line_bytes": _integer(256, 65536),
             "max_nick_length": _integer(1, 64),
             "max_nick_attempts": _integer(1, 100),
@@ -389,6 +380,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "flush_ms": _integer(1, 10_000),
             "max_age_days": _number(0, 36500),
             "max_per_room": _integer(0, 1 << 40),
+            "max_rooms_kept": _integer(0, 100_000_000),
             "write_queue": _integer(100, 10_000_000),
         },
     ),

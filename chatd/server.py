@@ -1,5 +1,5 @@
-"""Server: the listener, accepting and admission limits, the connection
-registry, reload, the operator actions and the stop sequence.
+"""Server: the listener, accepting (admission's policy is chatd/admission.py),
+the connection registry, reload, the operator actions and the stop sequence.
 
 Threads: the `chatd-io-N` workers accept from the shared listener in their
 own loops (`accept_from`), and each new socket goes to the least busy
@@ -31,6 +31,7 @@ from typing import Protocol
 import structlog
 
 from chatd import __version__
+from chatd.admission import Admission
 from chatd.config import Config, LimitsConfig, load_config
 from chatd.core import protocol
 from chatd.core.chat import Chat
@@ -116,9 +117,7 @@ class Server:
         self._accept_failures = 0
         self._accept_failed_logged = -math.inf
         self._connections: dict[int, Endpoint] = {}
-        self._admitted = 0
-        self._per_ip: collections.Counter[str] = collections.Counter()
-        self._recent: dict[str, collections.deque[float]] = {}
+        self._admission = Admission(config.limits)  # under _lock
         self._rejecting = 0
         self._ids = itertools.count(1)
         self._totals = {"messages_in": 0, "messages_out": 0, "rate_limited": 0}
@@ -202,7 +201,7 @@ class Server:
         for worker in self._workers:
             worker.for_each_connection(lambda conn: conn.begin_close("shutdown"))
         with self._lock:
-            if not self._connections and not self._admitted:
+            if not self._connections and not self._admission.admitted:
                 self._all_closed.set()
         self._all_closed.wait(grace)
         for worker in self._workers:
@@ -261,12 +260,11 @@ class Server:
     def _admit(self, sock: socket.socket, peer: tuple[str, int], acceptor: Worker) -> None:
         ip = peer[0]
         told = True
+        now = time.monotonic()
         with self._lock:
-            reject = self._admission(ip)
+            reject = self._admission.admit(ip, now)
             if reject is None:
                 self._accepted += 1
-                self._admitted += 1
-                self._per_ip[ip] += 1
             elif self._rejecting >= _MAX_PENDING_REJECTS:
                 self._rejected += 1
                 told = False
@@ -289,26 +287,6 @@ class Server:
         if not worker.adopt(sock, peer, conn_id, reject) and not acceptor.adopt(sock, peer, conn_id, reject):
             sock.close()  # both stopped meanwhile: nobody is left to serve it
             self.release(ip, reject)
-
-    def _admission(self, ip: str) -> str | None:
-        limits = self.limits
-        if self._admitted >= limits.max_clients:
-            return protocol.SERVER_FULL
-        if limits.is_exempt(ip):
-            return None
-        if limits.max_clients_per_ip and self._per_ip[ip] >= limits.max_clients_per_ip:
-            return protocol.TOO_MANY_CONNECTIONS
-        if limits.connects_per_ip_per_minute:
-            now = time.monotonic()
-            recent = self._recent.setdefault(ip, collections.deque())
-            while recent and now - recent[0] > 60.0:
-                recent.popleft()
-            recent.append(now)
-            if len(self._recent) > 4096:
-                self._recent = {k: v for k, v in self._recent.items() if v and now - v[-1] <= 60.0}
-            if len(recent) > limits.connects_per_ip_per_minute:
-                return protocol.THROTTLED
-        return None
 
     # -- registry (called by workers) -------------------------------------------------
 
@@ -352,11 +330,8 @@ class Server:
             if reject is not None:
                 self._rejecting -= 1
             else:
-                self._admitted -= 1
-                self._per_ip[ip] -= 1
-                if self._per_ip[ip] <= 0:
-                    del self._per_ip[ip]
-            if self.stopping and not self._connections and not self._admitted:
+                self._admission.release(ip)
+            if self.stopping and not self._connections and not self._admission.admitted:
                 self._all_closed.set()
 
     def note_handshake_failure(self) -> None:
@@ -400,6 +375,8 @@ class Server:
         history = dataclasses.replace(new.history, enabled=old.history.enabled, path=old.history.path)
         kept = dataclasses.replace(new, server=server, control=old.control, history=history, metrics=old.metrics)
         self.settings = Settings(kept, context, site, certificate_expiry(new.tls.cert))
+        with self._lock:
+            self._admission.apply(new.limits)
         self._reloads["success"] += 1
         configure_logging(new.log)
         self.chat.configure(self.config)

@@ -15,6 +15,7 @@ from typing import Iterable
 from chatd.config import Config
 from chatd.core import protocol
 from chatd.core.history import Event, EventStore, History, NoStore, StoredRoom, dm_key, event_line
+from chatd.core.identities import Identities
 from chatd.core.nicks import Client, Nicks
 from chatd.core.rooms import Member, Room, Rooms, Sender
 from chatd.errors import ProtocolError
@@ -29,6 +30,8 @@ class Chat:
         backlog = config.history.backlog if self.keeps_history else 0
         snapshot = store.load(backlog)
         self.history = History(store, snapshot.next_id)
+        self.identities = Identities(snapshot.identities, store.remember_identity)
+        store.keep_rooms(frozenset(map(protocol.room_key, config.rooms.permanent)))
         self.rooms = Rooms(config.rooms.permanent, backlog, self._recall if self.keeps_history else None)
         for stored in snapshot.rooms:
             self.rooms.restore(stored)
@@ -41,6 +44,7 @@ class Chat:
         if self.keeps_history:
             self.rooms.set_backlog(config.history.backlog)
             self.history.store.reconfigure(config.history)
+            self.history.store.keep_rooms(frozenset(map(protocol.room_key, config.rooms.permanent)))
 
     def _recall(self, key: str) -> StoredRoom | None:
         return self.history.store.room(key, self.rooms.backlog)

@@ -20,6 +20,7 @@ from typing import Callable, Final, Protocol
 import structlog
 
 from chatd.config import HistoryConfig
+from chatd.core.protocol import nick_key
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,8 @@ class Snapshot:
 
     next_id: int  # greater than every id the store has handed out or seen
     rooms: list[StoredRoom] = field(default_factory=list)
+    # Certificate names seen: each identity (nick_key) with its one spelling (core/identities.py).
+    identities: dict[str, str] = field(default_factory=dict)
 
 
 class EventStore(Protocol):
@@ -62,10 +65,15 @@ class EventStore(Protocol):
     store for several nodes would implement the same methods."""
 
     def load(self, backlog: int) -> Snapshot:
-        """Start-up: the next free id, and each stored room with its last `backlog` events."""
+        """Start-up: the next free id, each stored room with its last `backlog`
+        events, and the certificate identities remembered."""
 
     def append(self, event: Event) -> None:
         """Keep `event` (written later); any thread, never blocks."""
+
+    def remember_identity(self, key: str, spelling: str) -> None:
+        """Keep the spelling of a certificate identity seen for the first time
+        (written later, handed back by `load`); any thread, never blocks."""
 
     def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
         """Up to `limit` events of `target`, oldest first: the earliest with ids
@@ -77,7 +85,12 @@ class EventStore(Protocol):
         being joined again), or None. A small read, on the joining thread."""
 
     def prune(self) -> int:
-        """One small step of retention; returns how many events it removed."""
+        """One small step of retention; returns how many rows (events, rooms)
+        it removed, 0 when nothing is left to do."""
+
+    def keep_rooms(self, keys: frozenset[str]) -> None:
+        """Rooms (by key) retention keeps, whatever `history.max_rooms_kept`
+        says, with their topics: the permanent ones. At start-up and on reload."""
 
     def close(self) -> None:
         """Write everything appended, then let go of the store."""
@@ -98,6 +111,9 @@ class NoStore:
     def append(self, event: Event) -> None:
         pass
 
+    def remember_identity(self, key: str, spelling: str) -> None:
+        pass
+
     def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
         return []
 
@@ -106,6 +122,9 @@ class NoStore:
 
     def prune(self) -> int:
         return 0
+
+    def keep_rooms(self, keys: frozenset[str]) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -118,8 +137,9 @@ class NoStore:
 
 
 def dm_key(a: str, b: str) -> str:
-    """The target under which the direct messages between two nicknames are kept."""
-    first, second = sorted((a.lower(), b.lower()))
+    """The target under which the direct messages between two nicknames are
+    kept: their identities, so one spelling per identity (core/identities.py)."""
+    first, second = sorted((nick_key(a), nick_key(b)))
     return f"dm:{first},{second}"
 
 

@@ -22,6 +22,7 @@ from chatd import __version__
 from chatd.core import protocol
 from chatd.core.chat import Chat
 from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
+from chatd.core.identities import refusal
 from chatd.core.rooms import Room, Sender
 from chatd.errors import ProtocolError
 
@@ -74,6 +75,7 @@ class Session:
         self.current: Room | None = None
         self._ctx = context
         self._cert_nick: str | None = None
+        self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
         self._strikes = 0
         limits = chat.config.limits
@@ -215,6 +217,8 @@ class Session:
             if text == "/quit" or text.startswith("/quit "):
                 self.close("quit")
                 return
+            if config.tls.nick_from_cert and self._identity_refused():
+                return
             nick = protocol.check_nick(text, config.limits.max_nick_length)
             if config.tls.nick_from_cert and nick != self._cert_nick:
                 raise ProtocolError(
@@ -241,6 +245,21 @@ class Session:
             except ProtocolError as error:  # e.g. the server's room limit
                 self._send_error(error)
         self._say_current()
+
+    def _identity_refused(self) -> bool:
+        """A certificate whose name is another spelling of an identity already
+        seen is refused, whatever nickname was sent (core/identities.py)."""
+        cert = self._cert_nick
+        if cert is None or self._identity_checked:
+            return False
+        known = self.chat.identities.claim(cert)
+        self._identity_checked = known is None
+        if known is None:
+            return False
+        log.warning("certificate_identity_refused", **self._ctx, certificate_name=cert, known_as=known)
+        self._send_error(refusal(cert, known))
+        self.close("nick_failed")
+        return True
 
     # -- commands ----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The history database's schema, and the migrations that bring a file to it.
+"""The history database's schema, the migrations that bring a file to it, and
+`transaction`, how chatd writes to it.
 
 `PRAGMA user_version` is the schema version. Each migration runs once, in
 order, inside the start-up transaction; a file from a newer chatd is refused
@@ -33,6 +34,32 @@ MIGRATIONS: Final = (
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 2: the one spelling of each certificate identity (chatd/core/identities.py). A
+    # database with direct messages, which are kept only between certified
+    # nicknames, starts with the spelling of each name's earliest one (SQLite
+    # takes a bare column beside min() from the row min() picked).
+    """
+    CREATE TABLE identities (
+        key TEXT PRIMARY KEY,  -- the nickname in lower case (protocol.nick_key)
+        spelling TEXT NOT NULL -- the certificate name chatd accepts for it
+    );
+    INSERT INTO identities (key, spelling)
+    SELECT lower(name), name FROM (
+        SELECT name, min(id) FROM (
+            SELECT nick AS name, id FROM events WHERE kind = 'dm'
+            UNION ALL
+            SELECT room AS name, id FROM events WHERE kind = 'dm'
+        )
+        GROUP BY lower(name)
+    );
+    """,
+    # 3: each room's last event id, so that retention finds the rooms least
+    # recently written, and those with no events left (chatd/storage/retention.py).
+    """
+    ALTER TABLE rooms ADD COLUMN last_id INTEGER NOT NULL DEFAULT 0;
+    UPDATE rooms SET last_id = coalesce((SELECT max(id) FROM events WHERE target = rooms.key), 0);
+    CREATE INDEX rooms_by_last_id ON rooms (last_id);
+    """,
 )
 
 VERSION: Final = len(MIGRATIONS)
@@ -55,3 +82,24 @@ def migrate(conn: sqlite3.Connection) -> int:
     if found != VERSION:
         conn.execute(f"PRAGMA user_version = {VERSION}")
     return found
+
+
+class transaction:
+    """`with transaction(conn):` BEGIN IMMEDIATE (the write lock at once, so a
+    busy file fails here, not halfway), COMMIT, or ROLLBACK on an error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if kind is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says more

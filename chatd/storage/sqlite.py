@@ -1,8 +1,8 @@
 """The default event store: one SQLite file in WAL mode, one writer thread.
 
 I/O workers only append to a queue. The writer wakes every `flush_ms`, writes
-what waits in one transaction, and between batches prunes in small steps, so
-no prune holds writes up for long. Readers (the history thread, `chatctl
+what waits in one transaction, and between batches prunes in small steps
+(chatd/storage/retention.py), so no prune holds writes up for long. Readers (the history thread, `chatctl
 history export`) use their own connections: WAL lets them read while the
 writer writes.
 
@@ -10,6 +10,9 @@ When a write fails (disk full, I/O error) the writer keeps the batch, logs
 `history_write_failed` (at most every `FAILURE_LOG_EVERY` seconds) and tries
 again with backoff; live chat goes on. At most `write_queue` events wait: the
 oldest beyond that are dropped, counted and logged.
+
+Certificate identities (chatd/core/identities.py) are queued like events
+and written in the same transactions, to the `identities` table.
 
 Ids: the store keeps a reservation (`meta.reserved_id`) ahead of the ids the
 chat core hands out, committed with the batches, so that after a crash the
@@ -34,12 +37,13 @@ from chatd.config import HistoryConfig
 from chatd.core.history import Event, Snapshot, StoredRoom
 from chatd.errors import ConfigError
 from chatd.storage import schema
+from chatd.storage.retention import Retention
+from chatd.storage.schema import transaction
 
 log = structlog.get_logger(__name__)
 
 RESERVE: Final = 100_000  # ids reserved ahead of those handed out
 LOAD_MAX: Final = 1000  # rooms read at start-up (the latest stored); others are read when joined
-PRUNE_STEP: Final = 500  # rows deleted per prune transaction
 PRUNE_EVERY: Final = 10.0  # seconds between retention checks when nothing is left to do
 FAILURE_LOG_EVERY: Final = 10.0
 RETRY_MAX: Final = 5.0  # seconds between attempts while writes fail
@@ -62,7 +66,7 @@ def open_store(config: HistoryConfig, config_path: Path) -> SQLiteStore:
     try:
         _prepare_files(path)
         conn = _connect(path, START_TIMEOUT)
-        with _transaction(conn):
+        with transaction(conn):
             schema.migrate(conn)
     except (OSError, sqlite3.Error, schema.NewerSchema) as exc:
         raise ConfigError(f"{config_path}: history.path: {_explain(path, exc)}") from None
@@ -108,24 +112,6 @@ def _connect(path: Path, timeout: float, read_only: bool = False) -> sqlite3.Con
     return conn
 
 
-class _transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        if kind is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            try:
-                self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the original error says more
-
-
 def _stored_room(conn: sqlite3.Connection, key: str, backlog: int) -> StoredRoom | None:
     row = conn.execute("SELECT name, topic, topic_by FROM rooms WHERE key = ?", (key,)).fetchone()
     if row is None:
@@ -155,13 +141,14 @@ class SQLiteStore:
         self._recalling = threading.Lock()
         self._pending: collections.deque[Event] = collections.deque()  # appended, not yet taken
         self._inflight: list[Event] = []  # taken by the writer, not yet committed
+        self._identities: collections.deque[tuple[str, str]] = collections.deque()  # (key, spelling)
+        self._identities_inflight: list[tuple[str, str]] = []
         self._lock = threading.Lock()  # between the writer taking a batch and readers looking
         self._stop = threading.Event()
         self._reserved = 0
         self._next_id = 1
         self._highest_id = 0  # the greatest id appended
-        self._touched: set[str] = set()  # targets written since the last per-room prune
-        self._recheck = False  # a reload: check every stored room
+        self._retention = Retention(config)  # used on the writer thread only
         self._prune_due = 0.0
         self._logged_failure = -FAILURE_LOG_EVERY
         self._logged_drop = -FAILURE_LOG_EVERY
@@ -188,12 +175,13 @@ class SQLiteStore:
         row = conn.execute("SELECT value FROM meta WHERE key = 'reserved_id'").fetchone()
         self._next_id = max(int(last), int(row[0]) if row else 0) + 1
         self._highest_id = self._next_id - 1
-        with _transaction(conn):
+        with transaction(conn):
             self._reserve(conn)
         keys = [key for (key,) in conn.execute("SELECT key FROM rooms ORDER BY rowid DESC LIMIT ?", (LOAD_MAX,))]
         rooms = [room for key in keys if (room := _stored_room(conn, key, backlog)) is not None]
-        self._touched = set(keys)
-        return Snapshot(self._next_id, rooms)
+        self._retention.touched = set(keys)
+        identities = {key: spelling for key, spelling in conn.execute("SELECT key, spelling FROM identities")}
+        return Snapshot(self._next_id, rooms, identities)
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         with self._recalling:
@@ -208,6 +196,9 @@ class SQLiteStore:
     def append(self, event: Event) -> None:
         self._pending.append(event)  # deque.append is atomic: no lock on the message path
         self._highest_id = event.id
+
+    def remember_identity(self, key: str, spelling: str) -> None:
+        self._identities.append((key, spelling))  # written with the next batch
 
     def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
         # Look at what is not yet written first: whatever the writer commits
@@ -231,34 +222,11 @@ class SQLiteStore:
         return ordered[:limit] if after is not None else ordered[-limit:]
 
     def prune(self) -> int:
-        """One step: events older than max_age_days, then rooms over max_per_room."""
-        conn, config = self._conn, self.config
-        if self._recheck:
-            self._recheck = False
-            self._touched.update(key for (key,) in conn.execute("SELECT key FROM rooms"))
-        if config.max_age_days:
-            cutoff = int((time.time() - config.max_age_days * 86400) * 1000)
-            with _transaction(conn):
-                removed = conn.execute(
-                    "DELETE FROM events WHERE id IN "
-                    "(SELECT id FROM events WHERE time < ? ORDER BY time LIMIT ?)",
-                    (cutoff, PRUNE_STEP),
-                ).rowcount
-            if removed:
-                return removed
-        while config.max_per_room and self._touched:
-            target = next(iter(self._touched))
-            with _transaction(conn):
-                removed = conn.execute(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE target = ? AND id <= "
-                    "(SELECT id FROM events WHERE target = ? ORDER BY id DESC LIMIT 1 OFFSET ?) "
-                    "ORDER BY id LIMIT ?)",
-                    (target, target, config.max_per_room, PRUNE_STEP),
-                ).rowcount
-            if removed:
-                return removed
-            self._touched.discard(target)
-        return 0
+        """One step of retention (chatd/storage/retention.py); the rows it removed."""
+        return self._retention.step(self._conn)
+
+    def keep_rooms(self, keys: frozenset[str]) -> None:
+        self._retention.keep(keys)
 
     def stats(self) -> dict[str, float]:
         try:  # read from another thread: the writer may empty either at any moment
@@ -277,7 +245,8 @@ class SQLiteStore:
 
     def reconfigure(self, config: HistoryConfig) -> None:
         self.config = dataclasses.replace(config, path=self.path)
-        self._recheck = True  # every room against the new limits, at the writer's next turn
+        self._retention.config = self.config
+        self._retention.recheck = True  # every room against the new limits, at the writer's next turn
         self._prune_due = 0.0
 
     def close(self) -> None:
@@ -285,8 +254,9 @@ class SQLiteStore:
         if self._thread.is_alive():
             self._thread.join(RETRY_MAX * 3)
         left = len(self._pending) + len(self._inflight)
-        if left:
-            log.error("history_not_written", events=left, path=str(self.path))
+        identities = len(self._identities) + len(self._identities_inflight)
+        if left or identities:
+            log.error("history_not_written", events=left, identities=identities, path=str(self.path))
         for conn in (self._conn, self._reader, self._recaller):
             if conn is not None:
                 conn.close()
@@ -339,27 +309,36 @@ class SQLiteStore:
             while self._pending:
                 self._inflight.append(self._pending.popleft())
             batch = self._inflight
-        if not batch:
+        identities = self._identities_inflight  # only this thread touches it
+        while self._identities:
+            identities.append(self._identities.popleft())
+        if not batch and not identities:
             return 0
         # The batch as one JSON parameter: one statement inserts it all inside
         # SQLite. executemany would step once per row, and each step hands the
         # GIL back and forth with the I/O worker (measured: fan-out to 50 at
         # 0.7x of history off).
         rows = json.dumps([(e.id, e.time_ms, e.target, e.room, e.nick, e.kind, e.text.decode()) for e in batch])
-        rooms = {e.target: e.room for e in batch if e.kind != "dm"}
+        rooms = {e.target: (e.room, e.id) for e in batch if e.kind != "dm"}  # the last id of each
         topics = [(e.text.decode(), e.nick, e.target) for e in batch if e.kind == "topic"]
-        with _transaction(self._conn) as conn:  # a closed connection raises sqlite3.Error too
+        with transaction(self._conn) as conn:  # a closed connection raises sqlite3.Error too
             conn.execute(_INSERT_BATCH, (rows,))
             conn.executemany(
-                "INSERT INTO rooms (key, name) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", rooms.items()
+                "INSERT INTO rooms (key, name, last_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+                [(key, name, last) for key, (name, last) in rooms.items()],
             )
             conn.executemany("UPDATE rooms SET topic = ?, topic_by = ? WHERE key = ?", topics)
+            conn.executemany(
+                "INSERT INTO identities (key, spelling) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", identities
+            )
             if self._highest_id + RESERVE // 2 > self._reserved:
                 self._reserve(conn)
         with self._lock:
             self._inflight = []
+        self._identities_inflight = []
         self.written += len(batch)
-        self._touched.update(rooms)
+        self._retention.touched.update(rooms)
         return len(batch)
 
     def _reserve(self, conn: sqlite3.Connection) -> None:

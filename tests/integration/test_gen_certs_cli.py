@@ -172,6 +172,18 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert not out.exists()
 
 
+def test_a_second_spelling_of_a_client_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "pki"
+    assert gen_certs(out, "--client", "alice").returncode == 0
+    result = gen_certs(out, "--client", "Alice", "--force")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"chatctl: error: --client 'Alice': {out / 'client-alice.crt'} is already there")
+    assert "use --client alice" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(path.name for path in out.glob("client-*")) == ["client-alice.crt", "client-alice.key"]
+
+
 def test_half_present_ca_is_an_error(tmp_path: Path) -> None:
     out = tmp_path / "pki"
     assert gen_certs(out).returncode == 0

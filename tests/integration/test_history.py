@@ -458,3 +458,37 @@ def test_rooms_that_ended_with_history_do_not_use_up_the_room_limit(start_daemon
     assert texts([line for line in joined if line.history]) == ["TOPIC #a alice about #a", "MSG #a alice said in #a"]
     alice.send("/join #b")  # lobby, #c, #a: the limit
     assert alice.until("ERR ")[-1].text.startswith("ERR too_many_rooms ")
+
+
+def test_history_keeps_at_most_max_rooms_kept_rooms(start_daemon: Callable[..., Daemon]) -> None:
+    # Spreading messages over new rooms no longer escapes max_per_room: beyond
+    # history.max_rooms_kept rooms, those least recently written are removed
+    # (their events and topics with them); #lobby, a permanent room, stays.
+    daemon = start_daemon(history={"max_rooms_kept": 2})
+    alice = Client(daemon, "alice")
+    said(alice, 1, prefix="hello")  # in #lobby, written first
+    for name in ("#r1", "#r2", "#r3"):
+        alice.send(f"/join {name}")
+        alice.until(f"CURRENT {name}")
+        alice.send(f"/topic about {name}")
+        alice.send(f"said in {name}")
+        alice.until(f"MSG {name} alice said in {name}")
+        alice.send(f"/part {name}")
+        alice.until("CURRENT ")
+    database = daemon.workdir / "data" / "chatd.db"
+
+    def stored() -> list[str]:
+        with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True) as conn:
+            return sorted(key for (key,) in conn.execute("SELECT key FROM rooms"))
+
+    wait_until(lambda: stored() == ["#lobby", "#r3"], 10, "the rooms pruned")
+    events, end = alice.history("/history #lobby")
+    assert texts(events) == ["MSG #lobby alice hello0"] and end == "HISTORY #lobby 1 end"
+    restart(daemon)
+    alice = Client(daemon, "alice")
+    for name, kept in (("#r1", False), ("#r2", False), ("#r3", True)):
+        alice.send(f"/join {name}")
+        joined = alice.until(f"CURRENT {name}")
+        topic = [line.text for line in joined if line.text.startswith("TOPIC")]
+        assert topic == ([f"TOPIC {name} alice about {name}"] * 2 if kept else []), (name, texts(joined))
+        assert (f"MSG {name} alice said in {name}" in texts(joined)) is kept, (name, texts(joined))

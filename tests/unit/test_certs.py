@@ -314,6 +314,21 @@ def test_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
+def test_a_client_name_that_differs_only_in_case_is_refused(tmp_path: Path) -> None:
+    write_pki(tmp_path, clients=["alice"])
+    before = snapshot(tmp_path)
+    for force in (False, True):  # --force replaces files; it does not make two spellings one
+        with pytest.raises(CertError) as excinfo:
+            write_pki(tmp_path, clients=["bob", "ALICE"], force=force)
+        message = str(excinfo.value)
+        assert message.startswith("--client 'ALICE': ")
+        assert str(tmp_path / "client-alice.crt") in message and "ignore case" in message
+        assert "--client alice" in message
+        assert snapshot(tmp_path) == before  # not even client-bob
+    # The same spelling is the same person: a new certificate with --force.
+    assert write_pki(tmp_path, clients=["alice"], force=True)[-1] == tmp_path / "client-alice.crt"
+
+
 def test_force_replaces_leaves_but_reuses_the_ca(tmp_path: Path) -> None:
     write_pki(tmp_path, clients=["alice"])
     before = snapshot(tmp_path)

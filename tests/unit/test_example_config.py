@@ -66,7 +66,7 @@ def example_keys() -> list[tuple[str, str, int]]:
     for index, line in enumerate(EXAMPLE.read_text().splitlines()):
         if match := re.fullmatch(r"([a-z_]+):\s*", line):
             section = match.group(1)
-        elif match := re.fullmatch(r"  ([a-z_]+):.*", line):
+        elif match := re.fullmatch(r"  ([a-z0-9_]+):.*", line):
             assert section is not None, f"line {index + 1}: key outside a section"
             keys.append((section, match.group(1), index))
     return keys
@@ -105,7 +105,7 @@ def test_every_key_has_a_comment_above_it(section: str, key: str) -> None:
     index = next(i for s, k, i in example_keys() if (s, k) == (section, key))
     above = index - 1
     if (section, key) in SHARES_COMMENT_ABOVE:
-        assert re.fullmatch(r"  [a-z_]+:.*", lines[above]), f"{section}.{key} no longer shares a comment"
+        assert re.fullmatch(r"  [a-z0-9_]+:.*", lines[above]), f"{section}.{key} no longer shares a comment"
         above -= 1
     assert re.fullmatch(r"  # \S.*", lines[above]), (
         f"{EXAMPLE.name} line {index + 1}: {section}.{key} has no comment directly above it"

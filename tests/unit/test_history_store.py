@@ -15,7 +15,7 @@ import pytest
 from chatd.config import HistoryConfig
 from chatd.core.history import Event, dm_key
 from chatd.errors import ConfigError
-from chatd.storage import schema, sqlite
+from chatd.storage import retention, schema, sqlite
 from chatd.storage.sqlite import SQLiteStore, open_store, read_events
 from tests.conftest import wait_until
 
@@ -230,3 +230,160 @@ def test_read_events_reads_while_the_writer_writes(store: SQLiteStore, db: Path)
     written(store, 2500)
     assert ids(list(read_events(db, "#lobby"))) == list(range(1, 2501))
     assert ids(list(read_events(db, "#lobby", since_ms=NOW + 2401))) == list(range(2401, 2501))
+
+
+# -- certificate identities (chatd/core/identities.py) ------------------------------------
+
+
+def test_identities_are_written_and_handed_back_at_start(db: Path) -> None:
+    first = open_store(settings(db), CONFIG)
+    assert first.load(0).identities == {}
+    first.remember_identity("alice", "alice")
+    first.remember_identity("bob", "Bob")
+    first.append(event(1))
+    written(first, 1)  # in one transaction with the events
+    first.remember_identity("carol", "CAROL")  # alone: written too
+    first.close()
+    again = open_store(settings(db), CONFIG)
+    assert again.load(0).identities == {"alice": "alice", "bob": "Bob", "carol": "CAROL"}
+    again.remember_identity("alice", "ALICE")  # never happens (the core asks first); the first stays
+    again.close()
+    last = open_store(settings(db), CONFIG)
+    assert last.load(0).identities["alice"] == "alice"
+    last.close()
+
+
+def test_a_version_1_database_learns_identities_from_its_direct_messages(db: Path) -> None:
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        for statement in schema.MIGRATIONS[0].split(";"):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        rows = [
+            (1, "msg", "#lobby", "#lobby", "Mallory"),  # room events prove nothing: not taken
+            (2, "dm", dm_key("alice", "bob"), "bob", "alice"),
+            (3, "dm", dm_key("ALICE", "bob"), "bob", "ALICE"),  # the later spelling loses
+            (4, "dm", dm_key("bob", "Carol"), "Carol", "bob"),  # a recipient counts too
+        ]
+        conn.executemany(
+            "INSERT INTO events (id, time, target, room, nick, kind, text) VALUES (?, 0, ?, ?, ?, ?, 'x')",
+            [(id_, target, room, nick, kind) for id_, kind, target, room, nick in rows],
+        )
+    store = open_store(settings(db), CONFIG)
+    assert store.load(0).identities == {"alice": "alice", "bob": "bob", "carol": "Carol"}
+    store.close()
+
+
+# -- retention of whole rooms: history.max_rooms_kept and rooms with no events left ---------
+
+
+def unstarted(db: Path, **overrides: object) -> SQLiteStore:
+    """A store whose writer thread is not started: the test writes (`_write`) and
+    prunes itself, one step at a time, on the store's own connection."""
+    return open_store(settings(db, **overrides), CONFIG)
+
+
+def write(store: SQLiteStore, *events: Event) -> None:
+    for e in events:
+        store.append(e)
+    store._write()
+
+
+def prune_all(store: SQLiteStore) -> list[int]:
+    """Prune until nothing is left to do; the rows each step removed."""
+    steps = []
+    while removed := store.prune():
+        steps.append(removed)
+        assert len(steps) < 100, steps
+    return steps
+
+
+def stored_rooms(db: Path) -> list[str]:
+    """The rooms table, least recently written first."""
+    with sqlite3.connect(db) as conn:
+        return [key for (key,) in conn.execute("SELECT key FROM rooms ORDER BY last_id")]
+
+
+def test_rooms_beyond_max_rooms_kept_go_least_recently_written_first(db: Path) -> None:
+    store = unstarted(db, max_rooms_kept=3)
+    write(store, event(1, room="#a"), event(2, room="#a"), event(3, room="#b"),
+          Event(4, NOW, "#b", "#b", "bob", "topic", b"b's topic"), event(5, room="#c"), event(6, room="#d"))
+    write(store, event(7, room="#a"))  # #a is the most recently written now; #b the least
+    assert prune_all(store) == [2 + 1]  # #b's two events and its row, in one small step
+    assert stored_rooms(db) == ["#c", "#d", "#a"]
+    assert store.range("#b", None, None, 10) == []
+    assert store.room("#b", 10) is None  # topic and all
+    assert ids(store.range("#a", None, None, 10)) == [1, 2, 7]
+    store.close()
+
+
+def test_permanent_rooms_are_kept_beyond_max_rooms_kept(db: Path) -> None:
+    store = unstarted(db, max_rooms_kept=2)
+    store.keep_rooms(frozenset({"#lobby"}))
+    write(store, *(event(i, room=room) for i, room in enumerate(["#Lobby", "#b", "#c", "#d"], 1)))
+    prune_all(store)
+    assert stored_rooms(db) == ["#lobby", "#d"]
+    store.close()
+
+
+def test_removing_a_big_room_takes_small_steps(db: Path) -> None:
+    store = unstarted(db, max_rooms_kept=1)
+    write(store, *(event(i, room="#big") for i in range(1, 1201)))
+    write(store, event(1201, room="#new"))
+    assert prune_all(store) == [retention.PRUNE_STEP, retention.PRUNE_STEP, 200 + 1]
+    assert stored_rooms(db) == ["#new"]
+    store.close()
+
+
+def test_rooms_with_no_events_left_are_removed_except_permanent_ones(db: Path) -> None:
+    store = unstarted(db, max_age_days=1)
+    store.keep_rooms(frozenset({"#perm"}))
+    old = NOW - 2 * 86_400_000
+    write(
+        store,
+        event(1, room="#old", at=old),
+        Event(2, old, "#perm", "#perm", "bob", "topic", b"the rules"),
+        event(3, room="#perm", at=old),
+        event(4, room="#new"),
+    )
+    assert prune_all(store) == [3, 1]  # the old events, then #old's row
+    assert stored_rooms(db) == ["#perm", "#new"]
+    perm = store.room("#perm", 10)
+    assert perm is not None and (perm.topic, perm.recent) == ("the rules", [])
+    store.close()
+
+
+def test_the_limits_apply_after_a_reload(db: Path) -> None:
+    store = unstarted(db)
+    write(store, *(event(i, room=f"#r{i}") for i in range(1, 11)))
+    assert prune_all(store) == []
+    store.reconfigure(settings(db, max_rooms_kept=4))
+    assert prune_all(store) == [6 + 6]
+    assert stored_rooms(db) == ["#r7", "#r8", "#r9", "#r10"]
+    store.close()
+
+
+def test_a_version_1_database_gets_its_rooms_last_ids(db: Path) -> None:
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        for statement in schema.MIGRATIONS[0].split(";"):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.executemany("INSERT INTO rooms (key, name) VALUES (?, ?)", [("#c", "#c"), ("#b", "#b"), ("#a", "#a")])
+        conn.executemany(
+            "INSERT INTO events (id, time, target, room, nick, kind, text) VALUES (?, ?, ?, ?, 'x', 'msg', 'x')",
+            [(1, NOW, "#a", "#a"), (2, NOW, "#b", "#b"), (3, NOW, "#a", "#a")],  # #c: its events are gone
+        )
+    store = unstarted(db, max_rooms_kept=1)
+    assert prune_all(store) == [1, 1 + 1]  # #c as empty; then #b, the least recently written
+    assert stored_rooms(db) == ["#a"]
+    store.close()
+
+
+def test_the_writer_keeps_the_rooms_written_last(db: Path) -> None:
+    store = open_store(settings(db, max_rooms_kept=5), CONFIG)
+    store.load(0)
+    for i in range(1, 21):
+        store.append(event(i, room=f"#r{i}"))
+    wait_until(lambda: stored_rooms(db) == [f"#r{i}" for i in range(16, 21)], 10, "the last five rooms")
+    store.close()

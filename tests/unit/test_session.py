@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatd.config import Config, LimitsConfig, RoomsConfig
+from chatd.config import Config, LimitsConfig, RoomsConfig, TLSConfig
 from chatd.core.chat import Chat
 from chatd.core.session import Session
 from tests.chatclient import Tags, split_tags
@@ -309,3 +309,58 @@ def test_rename_case_only_and_to_the_same_nick(chat: Chat) -> None:
     assert say(alice, "/nick ALICE") == ["INFO You are already ALICE."]
     assert say(alice, "/nick bob")[0].startswith("ERR nick_taken ")
     assert say(alice, "hi") == ["MSG #lobby ALICE hi"]  # the new spelling, tagged (take checks)
+
+
+# -- nicknames from certificates: one spelling per identity (core/identities.py) ----------
+
+
+def certified_chat() -> Chat:
+    tls = TLSConfig(client_auth="required", client_ca=Path("ca.crt"), nick_from_cert=True)
+    return Chat(Config(path=Path("chatd.yaml"), tls=tls, limits=LimitsConfig(message_rate=0)))
+
+
+def open_with(chat: Chat, cert_name: str) -> FakeOutlet:
+    outlet = FakeOutlet("127.0.0.1:40000")
+    outlet.session = Session(chat, outlet, {"session": 1})
+    outlet.session.on_open(None, cert_name)
+    hello, nick = outlet.take()
+    assert hello.startswith("HELLO ") and nick == "NICK"
+    return outlet
+
+
+def send(outlet: FakeOutlet, line: str) -> list[str]:
+    assert outlet.session is not None
+    outlet.session.on_lines([line.encode()])
+    return outlet.take()
+
+
+def test_a_certificate_for_another_spelling_is_refused() -> None:
+    chat = certified_chat()
+    alice = open_with(chat, "alice")
+    assert send(alice, "alice")[0].startswith("WELCOME alice ")
+    alice.session.on_close("quit", "")  # type: ignore[union-attr]  # gone: the spelling stays
+    shouting = open_with(chat, "ALICE")
+    lines = send(shouting, "ALICE")
+    assert len(lines) == 1, lines  # then BYE nick_failed, which the transport writes
+    assert lines[0].startswith("ERR nick_invalid Your certificate names you ALICE, but this server knows")
+    assert "certificate for alice" in lines[0]
+    assert shouting.closed == ("nick_failed", "")
+    assert chat.nicks.find("alice") is None
+
+
+def test_the_refusal_comes_whatever_nickname_is_sent() -> None:
+    chat = certified_chat()
+    send(open_with(chat, "alice"), "alice")
+    shouting = open_with(chat, "ALICE")
+    assert send(shouting, "alice")[0].startswith("ERR nick_invalid Your certificate names you ALICE")
+    assert shouting.closed == ("nick_failed", "")
+
+
+def test_the_first_spelling_keeps_working_and_a_wrong_nickname_is_the_usual_error() -> None:
+    chat = certified_chat()
+    first = open_with(chat, "Dave")
+    lines = send(first, "dave")  # not the certificate's spelling: as before, ask again
+    assert lines[0].startswith("ERR nick_invalid Your certificate allows only the nickname Dave")
+    assert lines[1] == "NICK"
+    assert send(first, "Dave")[0].startswith("WELCOME Dave ")
+    assert chat.identities.claim("Dave") is None
