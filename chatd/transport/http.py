@@ -18,6 +18,8 @@ at a time, each answered in order.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import http
 import time
@@ -28,7 +30,7 @@ import h11
 import structlog
 from wsproto.utilities import generate_accept_token
 
-from chatd.config import origin_key
+from chatd.origin import origin_or_none
 from chatd.transport.codec import Application, State
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.websocket import Outlet, TextFrames, WebSocketCodec
@@ -68,7 +70,7 @@ class Site(Protocol):
     def files(self) -> Files: ...
     @property
     def allowed_origins(self) -> Collection[str]:
-        """Besides the server itself, as config.origin_key spells them."""
+        """Besides the server itself, as chatd.origin keys."""
     @property
     def frames(self) -> TextFrames: ...
 
@@ -236,8 +238,8 @@ class HttpCodec:
             return _Reply(426, "This is a WebSocket endpoint.", [(b"Upgrade", b"websocket")])
         if headers.get(b"sec-websocket-version") != b"13":
             return _Reply(426, "WebSocket version 13 only.", [(b"Sec-WebSocket-Version", b"13")])
-        if len(headers.get(b"sec-websocket-key", b"")) != 24:
-            return _Reply(400, "Sec-WebSocket-Key is missing or malformed.")
+        if not _websocket_key_valid(headers.get(b"sec-websocket-key", b"")):
+            return _Reply(400, "Sec-WebSocket-Key is missing or malformed (base64 of 16 bytes).")
         origin = headers.get(b"origin")
         if origin is not None and not self._origin_allowed(origin, headers.get(b"host")):
             log.info("websocket_refused", **self.endpoint.context, origin=origin.decode("latin-1")[:_LOG_PATH])
@@ -250,14 +252,14 @@ class HttpCodec:
         A request without `Origin` is allowed by the caller: every browser sends
         one with a WebSocket request, and a program can send any it likes.
         """
-        key = _origin_key(origin.decode("latin-1"))
+        key = origin_or_none(origin.decode("latin-1"))
         if key is None:
-            return False  # `null` (a sandboxed or file: page), or not an origin at all
+            return False  # `null` (a sandboxed or file: page), or not exactly an origin
         if key in self.site.allowed_origins:
             return True
         if host is None:
             return False
-        return _origin_key("https://" + host.decode("latin-1")) == key
+        return origin_or_none("https://" + host.decode("latin-1")) == key
 
     def _upgrade(self, headers: dict[bytes, bytes]) -> None:
         self._upgrading = None
@@ -295,15 +297,12 @@ def _tokens(value: bytes) -> list[bytes]:
     return [token.strip().lower() for token in value.split(b",")]
 
 
-def _origin_key(text: str) -> str | None:
+def _websocket_key_valid(key: bytes) -> bool:
+    """RFC 6455, 4.1: the key is the base64 of 16 random bytes (24 characters)."""
     try:
-        parts = urllib.parse.urlsplit(text)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
-        return None
-    return origin_key(parts.scheme, parts.hostname, port)
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except binascii.Error:
+        return False
 
 
 def _http_date() -> bytes:
