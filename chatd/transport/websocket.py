@@ -103,6 +103,8 @@ def read_text_frames(data: bytes, limit: int) -> tuple[list[bytes], int, bool]:
             if at + 4 > end:
                 return payloads, at, True
             size, head = int.from_bytes(data[at + 2 : at + 4], "big"), 8
+            if size < 126:
+                break  # a length in 2 bytes that fits in 7 bits: wsproto closes with 1002
         elif size == 127:
             break  # a 64-bit length is never a line
         if size > limit:
