@@ -34,6 +34,10 @@ class Application(Protocol):
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
     def on_lines(self, lines: list[bytes | None]) -> None: ...
+    def charge(self, frames: int) -> bool:
+        """`frames` that carry no line (WebSocket pings, pongs, fragments) take a
+        line's worth of the flood-control budget each; False (and counted, as a
+        line refused for the rate is) when the budget does not have them all."""
     def on_timer(self, now: float) -> None: ...
     def on_close(self, reason: str, text: str) -> bytes:
         """The connection ends for `reason`; returns the last line to send."""
