@@ -13,7 +13,9 @@ bodies (413 and close), GET and HEAD only (405); the head of each request
 must be complete within `limits.handshake_timeout` of the connection being
 ready for it (after the TLS handshake, or after the previous response),
 which is the keep-alive idle timeout too. h11 parses pipelined requests one
-at a time, each answered in order.
+at a time, each answered in order, and the next one only once the previous
+response has gone to the socket: a client that pipelines requests and reads
+nothing holds one response in chatd's queue, never one per request.
 """
 
 from __future__ import annotations
@@ -90,10 +92,12 @@ class _Reply:
 
 
 class HttpCodec:
-    bounded = False  # a response may be larger than a chat client's queue; write_timeout still applies
-
     def __init__(self, endpoint: Endpoint, site: Site, open_session: Callable[[Outlet], Application]) -> None:
         self.endpoint = endpoint
+        # The response in flight, in bytes (0: none): exempt from the slow-consumer
+        # rule, since a file may be larger than a chat client's queue. Nothing
+        # else is queued while it is: the next request waits for `drained`.
+        self.exempt_bytes = 0
         self.site = site
         self._open_session = open_session
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -109,6 +113,14 @@ class HttpCodec:
 
     def on_data(self, data: bytes) -> None:
         self._conn.receive_data(data)
+        self._process()
+        if self.exempt_bytes and len(self._conn.trailing_data[0]) > MAX_HEAD:
+            self.endpoint.hold_input()  # enough requests wait behind this response: TCP holds the rest
+
+    def drained(self) -> None:
+        """The response in flight has left: the next request may be answered."""
+        self.exempt_bytes = 0
+        self.endpoint.release_input()
         self._process()
 
     def on_timer(self, now: float) -> None:
@@ -131,7 +143,7 @@ class HttpCodec:
         return limit
 
     def rest_of_unit(self, head: bytes) -> bytes:
-        return b""  # never asked: no slow-consumer rule here (`bounded`)
+        return b""  # an HTTP client gets no goodbye to finish a unit for
 
     # -- requests ------------------------------------------------------------------------
 
@@ -139,8 +151,19 @@ class HttpCodec:
         self.endpoint.set_deadline(time.monotonic() + self.endpoint.host.limits.handshake_timeout)
 
     def _process(self) -> None:
+        """Answer what h11 has of requests, one at a time: the next one only
+        once the previous response has left (`drained`), so that requests
+        pipelined by a client that reads nothing cost no memory here."""
         conn = self._conn
         while self.endpoint.state is State.OPEN:
+            if conn.our_state is h11.MUST_CLOSE:
+                self.endpoint.begin_close("http_done")
+                return
+            if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                if self.exempt_bytes:
+                    return  # `drained` comes back here
+                conn.start_next_cycle()
+                self._await_request()
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -157,12 +180,6 @@ class HttpCodec:
                 self.endpoint.begin_close("http_closed")
                 return
             # Data and EndOfMessage of a request already answered: nothing to do.
-            if conn.our_state is h11.MUST_CLOSE:
-                self.endpoint.begin_close("http_done")
-                return
-            if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-                conn.start_next_cycle()
-                self._await_request()
 
     def _request(self, request: h11.Request) -> None:
         method = request.method.decode("ascii", "replace")
@@ -217,7 +234,10 @@ class HttpCodec:
             log.info("http_error", **self.endpoint.context, status=reply.status, error=str(exc))
             self.endpoint.begin_close("http_error")
             return
-        self.endpoint.deliver(b"".join(part for part in out if part is not None), 0)
+        data = b"".join(part for part in out if part is not None)
+        self.exempt_bytes += len(data)
+        self.endpoint.notify_when_drained()
+        self.endpoint.deliver(data, 0)
 
     def _refuse(self, status: int, error: str, method: str = "GET", path: str = "") -> None:
         """A request chatd will not answer normally: say why, then close."""

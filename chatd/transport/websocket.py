@@ -159,7 +159,7 @@ class TextFrames:
 
 
 class WebSocketCodec:
-    bounded = True  # a WebSocket reader that takes nothing is a slow consumer like any other
+    exempt_bytes = 0  # a WebSocket reader that takes nothing is a slow consumer like any other
 
     def __init__(self, endpoint: Endpoint, frames: TextFrames, open_session: Callable[[Outlet], Application]) -> None:
         self.endpoint = endpoint
@@ -315,3 +315,6 @@ class WebSocketCodec:
 
     def rest_of_unit(self, head: bytes) -> bytes:
         return b""  # `cut` never leaves a frame unfinished
+
+    def drained(self) -> None:
+        pass  # never asked for
