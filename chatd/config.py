@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
-import urllib.parse
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 from chatd.core.protocol import check_room, room_key
 from chatd.errors import ConfigError, ProtocolError
+from chatd.origin import parse_origin
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -91,7 +91,7 @@ class HistoryConfig:
 @dataclass(frozen=True)
 class WebConfig:
     enabled: bool = True  # HTTPS and WebSocket on the chat port, for browsers (ALPN http/1.1)
-    allowed_origins: tuple[str, ...] = ()  # besides the server itself, as normalised by `origin_key`
+    allowed_origins: tuple[str, ...] = ()  # besides the server itself, as keys of chatd.origin
 
 
 @dataclass(frozen=True)
@@ -199,31 +199,16 @@ def _room_names(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def origin_key(scheme: str, host: str, port: int | None) -> str:
-    """An origin as `scheme://host[:port]`, lower case, without its scheme's default port,
-    so that two spellings of one origin compare equal."""
-    scheme, host = scheme.lower(), host.lower()
-    if ":" in host:
-        host = f"[{host}]"  # IPv6, bracketed as in a URL
-    if port is None or port == {"https": 443, "http": 80}.get(scheme):
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
-
-
 def _origin(item: object) -> str:
     expected = "must be a list of origins such as 'https://chat.example.org' or 'https://example.org:8443'"
     if not isinstance(item, str):
         raise ValueError(expected)
     try:
-        parts = urllib.parse.urlsplit(item)
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{item!r} is not an origin; {expected}") from None
-    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{item!r} is not an origin (scheme http or https and a host); {expected}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{item!r} has more than scheme, host and port; {expected}")
-    return origin_key(parts.scheme, parts.hostname, port)
+        # A trailing `/` is forgiven here, where an operator may paste a URL,
+        # and nowhere else: a browser's `Origin` never has one.
+        return parse_origin(item.removesuffix("/"))
+    except ValueError as exc:
+        raise ValueError(f"{item!r} {exc}; {expected}") from None
 
 
 def _origins(value: object) -> tuple[str, ...]:

@@ -115,6 +115,19 @@ class Session:
                 break
         self._flush_batch()
 
+    def charge(self, frames: int) -> bool:
+        """What a WebSocket sends besides lines (pings, pongs, fragments) takes
+        from the same bucket as lines, before registration too, one line's
+        worth per frame; refused, it counts as a line refused for the rate
+        (`ERR rate_limited`, and `BYE flood` after `flood_disconnect` of them)."""
+        if self.state is State.CLOSED:
+            return False
+        now = time.monotonic()
+        if self._take_tokens(now, frames):
+            return True
+        self._refuse_for_rate(now, "Slow down; that frame was dropped.")
+        return False
+
     def on_timer(self, now: float) -> None:
         if self._register_deadline is not None and now >= self._register_deadline:
             self._register_deadline = None
@@ -157,7 +170,7 @@ class Session:
 
     def _gate(self, line: bytes | None, now: float) -> None:
         """Token-bucket flood control: handle, hold, or refuse the line."""
-        if not self._held and self._take_token(now):
+        if not self._held and self._take_tokens(now, 1):
             self._handle(line)
             return
         limits = self.chat.config.limits
@@ -167,17 +180,22 @@ class Session:
                 self._hold_deadline = self._next_token_at(now)
                 self._rearm()
             return
-        self._send_error(ProtocolError(protocol.RATE_LIMITED, "Slow down; that line was dropped."))
+        self._refuse_for_rate(now, "Slow down; that line was dropped.")
+
+    def _refuse_for_rate(self, now: float, text: str) -> None:
+        """A line (or frame) found no token: say so, count it, and end a flood."""
+        self._send_error(ProtocolError(protocol.RATE_LIMITED, text))
         self.rate_limited += 1
         log.info("rate_limited", **self._ctx, nick=self.nick)
-        if limits.flood_disconnect:
+        flood_disconnect = self.chat.config.limits.flood_disconnect
+        if flood_disconnect:
             self._rejections.append(now)
             while self._rejections and now - self._rejections[0] > FLOOD_WINDOW:
                 self._rejections.popleft()
-            if len(self._rejections) >= limits.flood_disconnect:
+            if len(self._rejections) >= flood_disconnect:
                 self.close("flood")
 
-    def _take_token(self, now: float) -> bool:
+    def _take_tokens(self, now: float, count: int) -> bool:
         limits = self.chat.config.limits
         if limits.message_rate <= 0:
             return True
@@ -186,13 +204,13 @@ class Session:
             self._tokens + (now - self._tokens_at) * limits.message_rate,
         )
         self._tokens_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= count:
+            self._tokens -= count
             return True
         return False
 
     def _release_held(self, now: float) -> None:
-        while self._held and self.state is State.ACTIVE and self._take_token(now):
+        while self._held and self.state is State.ACTIVE and self._take_tokens(now, 1):
             self._handle(self._held.popleft())
         self._flush_batch()
         if self._held and self.state is State.ACTIVE:

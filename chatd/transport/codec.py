@@ -34,6 +34,10 @@ class Application(Protocol):
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
     def on_lines(self, lines: list[bytes | None]) -> None: ...
+    def charge(self, frames: int) -> bool:
+        """`frames` that carry no line (WebSocket pings, pongs, fragments) take a
+        line's worth of the flood-control budget each; False (and counted, as a
+        line refused for the rate is) when the budget does not have them all."""
     def on_timer(self, now: float) -> None: ...
     def on_close(self, reason: str, text: str) -> bytes:
         """The connection ends for `reason`; returns the last line to send."""
@@ -63,9 +67,10 @@ class Finished:
 class Codec(Protocol):
     """What the bytes of an open connection mean (lines.py, http.py, websocket.py)."""
 
-    # Whether the slow-consumer rule applies: false while answering HTTP, whose
-    # responses (files) may be larger than a chat client's queue.
-    bounded: bool
+    # Bytes of the output queue the slow-consumer rule does not count: the HTTP
+    # response in flight (a file may be larger than a chat client's queue);
+    # 0 for a chat client, whose every queued byte counts.
+    exempt_bytes: int
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
     def on_data(self, data: bytes) -> None: ...
@@ -78,12 +83,15 @@ class Codec(Protocol):
         """Where to cut `data`, longer than `limit`, for one write: at most `limit`."""
     def rest_of_unit(self, head: bytes) -> bytes:
         """What of `head` finishes the unit (line, frame) a write cut short."""
+    def drained(self) -> None:
+        """Everything queued has gone to the socket; called once after each
+        `Endpoint.notify_when_drained`, and only while the connection is open."""
 
 
 class _Idle:
     """The codec before the handshake and after the end: nothing to do."""
 
-    bounded = True
+    exempt_bytes = 0
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None:
         pass
@@ -105,6 +113,9 @@ class _Idle:
 
     def rest_of_unit(self, head: bytes) -> bytes:
         return b""
+
+    def drained(self) -> None:
+        pass
 
 
 IDLE: Final = _Idle()

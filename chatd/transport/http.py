@@ -13,11 +13,15 @@ bodies (413 and close), GET and HEAD only (405); the head of each request
 must be complete within `limits.handshake_timeout` of the connection being
 ready for it (after the TLS handshake, or after the previous response),
 which is the keep-alive idle timeout too. h11 parses pipelined requests one
-at a time, each answered in order.
+at a time, each answered in order, and the next one only once the previous
+response has gone to the socket: a client that pipelines requests and reads
+nothing holds one response in chatd's queue, never one per request.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import http
 import time
@@ -28,7 +32,7 @@ import h11
 import structlog
 from wsproto.utilities import generate_accept_token
 
-from chatd.config import origin_key
+from chatd.origin import origin_or_none
 from chatd.transport.codec import Application, State
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.websocket import Outlet, TextFrames, WebSocketCodec
@@ -68,7 +72,7 @@ class Site(Protocol):
     def files(self) -> Files: ...
     @property
     def allowed_origins(self) -> Collection[str]:
-        """Besides the server itself, as config.origin_key spells them."""
+        """Besides the server itself, as chatd.origin keys."""
     @property
     def frames(self) -> TextFrames: ...
 
@@ -88,10 +92,12 @@ class _Reply:
 
 
 class HttpCodec:
-    bounded = False  # a response may be larger than a chat client's queue; write_timeout still applies
-
     def __init__(self, endpoint: Endpoint, site: Site, open_session: Callable[[Outlet], Application]) -> None:
         self.endpoint = endpoint
+        # The response in flight, in bytes (0: none): exempt from the slow-consumer
+        # rule, since a file may be larger than a chat client's queue. Nothing
+        # else is queued while it is: the next request waits for `drained`.
+        self.exempt_bytes = 0
         self.site = site
         self._open_session = open_session
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -107,6 +113,14 @@ class HttpCodec:
 
     def on_data(self, data: bytes) -> None:
         self._conn.receive_data(data)
+        self._process()
+        if self.exempt_bytes and len(self._conn.trailing_data[0]) > MAX_HEAD:
+            self.endpoint.hold_input()  # enough requests wait behind this response: TCP holds the rest
+
+    def drained(self) -> None:
+        """The response in flight has left: the next request may be answered."""
+        self.exempt_bytes = 0
+        self.endpoint.release_input()
         self._process()
 
     def on_timer(self, now: float) -> None:
@@ -129,7 +143,7 @@ class HttpCodec:
         return limit
 
     def rest_of_unit(self, head: bytes) -> bytes:
-        return b""  # never asked: no slow-consumer rule here (`bounded`)
+        return b""  # an HTTP client gets no goodbye to finish a unit for
 
     # -- requests ------------------------------------------------------------------------
 
@@ -137,8 +151,19 @@ class HttpCodec:
         self.endpoint.set_deadline(time.monotonic() + self.endpoint.host.limits.handshake_timeout)
 
     def _process(self) -> None:
+        """Answer what h11 has of requests, one at a time: the next one only
+        once the previous response has left (`drained`), so that requests
+        pipelined by a client that reads nothing cost no memory here."""
         conn = self._conn
         while self.endpoint.state is State.OPEN:
+            if conn.our_state is h11.MUST_CLOSE:
+                self.endpoint.begin_close("http_done")
+                return
+            if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                if self.exempt_bytes:
+                    return  # `drained` comes back here
+                conn.start_next_cycle()
+                self._await_request()
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -155,12 +180,6 @@ class HttpCodec:
                 self.endpoint.begin_close("http_closed")
                 return
             # Data and EndOfMessage of a request already answered: nothing to do.
-            if conn.our_state is h11.MUST_CLOSE:
-                self.endpoint.begin_close("http_done")
-                return
-            if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-                conn.start_next_cycle()
-                self._await_request()
 
     def _request(self, request: h11.Request) -> None:
         method = request.method.decode("ascii", "replace")
@@ -215,7 +234,10 @@ class HttpCodec:
             log.info("http_error", **self.endpoint.context, status=reply.status, error=str(exc))
             self.endpoint.begin_close("http_error")
             return
-        self.endpoint.deliver(b"".join(part for part in out if part is not None), 0)
+        data = b"".join(part for part in out if part is not None)
+        self.exempt_bytes += len(data)
+        self.endpoint.notify_when_drained()
+        self.endpoint.deliver(data, 0)
 
     def _refuse(self, status: int, error: str, method: str = "GET", path: str = "") -> None:
         """A request chatd will not answer normally: say why, then close."""
@@ -236,8 +258,8 @@ class HttpCodec:
             return _Reply(426, "This is a WebSocket endpoint.", [(b"Upgrade", b"websocket")])
         if headers.get(b"sec-websocket-version") != b"13":
             return _Reply(426, "WebSocket version 13 only.", [(b"Sec-WebSocket-Version", b"13")])
-        if len(headers.get(b"sec-websocket-key", b"")) != 24:
-            return _Reply(400, "Sec-WebSocket-Key is missing or malformed.")
+        if not _websocket_key_valid(headers.get(b"sec-websocket-key", b"")):
+            return _Reply(400, "Sec-WebSocket-Key is missing or malformed (base64 of 16 bytes).")
         origin = headers.get(b"origin")
         if origin is not None and not self._origin_allowed(origin, headers.get(b"host")):
             log.info("websocket_refused", **self.endpoint.context, origin=origin.decode("latin-1")[:_LOG_PATH])
@@ -250,14 +272,14 @@ class HttpCodec:
         A request without `Origin` is allowed by the caller: every browser sends
         one with a WebSocket request, and a program can send any it likes.
         """
-        key = _origin_key(origin.decode("latin-1"))
+        key = origin_or_none(origin.decode("latin-1"))
         if key is None:
-            return False  # `null` (a sandboxed or file: page), or not an origin at all
+            return False  # `null` (a sandboxed or file: page), or not exactly an origin
         if key in self.site.allowed_origins:
             return True
         if host is None:
             return False
-        return _origin_key("https://" + host.decode("latin-1")) == key
+        return origin_or_none("https://" + host.decode("latin-1")) == key
 
     def _upgrade(self, headers: dict[bytes, bytes]) -> None:
         self._upgrading = None
@@ -295,15 +317,12 @@ def _tokens(value: bytes) -> list[bytes]:
     return [token.strip().lower() for token in value.split(b",")]
 
 
-def _origin_key(text: str) -> str | None:
+def _websocket_key_valid(key: bytes) -> bool:
+    """RFC 6455, 4.1: the key is the base64 of 16 random bytes (24 characters)."""
     try:
-        parts = urllib.parse.urlsplit(text)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
-        return None
-    return origin_key(parts.scheme, parts.hostname, port)
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except binascii.Error:
+        return False
 
 
 def _http_date() -> bytes:

@@ -15,7 +15,7 @@ from chatd.transport.framing import LineBuffer
 
 
 class LineCodec:
-    bounded = True
+    exempt_bytes = 0
 
     def __init__(self, endpoint: Endpoint, app: Application) -> None:
         self.endpoint = endpoint
@@ -47,3 +47,6 @@ class LineCodec:
 
     def rest_of_unit(self, head: bytes) -> bytes:
         return head[: head.find(b"\n") + 1] or head
+
+    def drained(self) -> None:
+        pass  # never asked for

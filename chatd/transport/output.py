@@ -80,6 +80,10 @@ class Output:
         # catch up with what it sent (chatd itself is the bottleneck then).
         self._input_paused = False
         self._waiting = False
+        # The codec takes no more input for now (HTTP: requests are queued
+        # behind a response in flight), until `release_input`.
+        self._input_held = False
+        self._notify_drained = False  # call `codec.drained()` once the queue is empty
 
     # -- the endpoint's, called from here ---------------------------------------------
 
@@ -159,7 +163,7 @@ class Output:
             self._write_wants_write
             and self.state is State.OPEN
             and self._queued > self.host.limits.send_queue_bytes
-            and self.codec.bounded
+            and self._queued - self.codec.exempt_bytes > self.host.limits.send_queue_bytes
         ):
             self._overflowed()
 
@@ -183,10 +187,26 @@ class Output:
         """Whether bytes queued for this client have not all gone to the socket yet."""
         return self._queued > 0 or self.tls.pending_out > 0
 
+    def notify_when_drained(self) -> None:
+        """Call the codec's `drained()` once all that is queued has gone to the socket."""
+        self._notify_drained = True
+
     # -- backpressure on this client's reading ------------------------------------------
 
+    def hold_input(self) -> None:
+        """Read nothing more from this client until `release_input` (its codec's call)."""
+        self._input_held = True
+
+    def release_input(self) -> None:
+        self._input_held = False
+        self._resume_input()
+
     def _may_read(self) -> bool:
-        return not self._waiting and self._queued <= self.host.limits.send_queue_bytes // 2
+        return (
+            not self._waiting
+            and not self._input_held
+            and self._queued <= self.host.limits.send_queue_bytes // 2
+        )
 
     def _backlog_taken(self) -> None:
         self._waiting = False
@@ -232,6 +252,10 @@ class Output:
         self._resume_input()
         if self.state is State.CLOSING and self._linger_deadline is None:
             self._start_linger()
+        elif self._notify_drained and self._queued == 0 and self.state is State.OPEN:
+            # NOTE: last, for the codec may queue more or begin closing here.
+            self._notify_drained = False
+            self.codec.drained()
 
     def _next_chunk(self) -> bytes:
         chunk = self._take_chunk()

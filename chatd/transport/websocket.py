@@ -12,7 +12,17 @@ for good, from that frame boundary on. A message longer than
 `ERR line_too_long`, a strike) and is dropped, as a long line is; a message
 with a `\\n` inside is one line that contains a control character (the
 session answers `ERR bad_encoding`). A binary message ends the connection
-(close code 1003), as does anything wsproto finds malformed.
+(close code 1003), as does anything wsproto finds malformed (1002, a length
+in more bytes than it needs included: `read_text_frames` leaves such a
+frame to wsproto).
+
+Frames that carry no line are not free: each ping, pong and fragment but a
+message's last takes one line's worth of the session's flood-control budget
+(`Application.charge`), so a client that floods them is told
+`ERR rate_limited` and then `BYE flood` as a line client would be. A
+message in more than `MAX_FRAGMENTS` frames is closed with 1009; empty
+fragments are not stored, and what is stored is bounded by
+`limits.max_line_bytes`.
 
 Going out, the session's lines are framed here rather than by wsproto:
 server frames are not masked, so the frames of a block of lines are the
@@ -29,16 +39,19 @@ from typing import Callable, Final, Protocol
 
 import structlog
 from wsproto.connection import SERVER, Connection, ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
 
-from chatd.transport.codec import Application, Sender
+from chatd.transport.codec import Application, Sender, State
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import TOO_LONG
 
 log = structlog.get_logger(__name__)
 
 _TEXT: Final = 0x81  # FIN and opcode 1: a whole text message in one frame
+# The frames one text message may come in; more is closed with 1009 (docs/protocol.md,
+# "WebSocket"). Browsers send one; a library that fragments uses a few.
+MAX_FRAGMENTS: Final = 64
 
 
 class Outlet(Sender, Protocol):
@@ -103,6 +116,8 @@ def read_text_frames(data: bytes, limit: int) -> tuple[list[bytes], int, bool]:
             if at + 4 > end:
                 return payloads, at, True
             size, head = int.from_bytes(data[at + 2 : at + 4], "big"), 8
+            if size < 126:
+                break  # a length in 2 bytes that fits in 7 bits: wsproto closes with 1002
         elif size == 127:
             break  # a 64-bit length is never a line
         if size > limit:
@@ -144,7 +159,7 @@ class TextFrames:
 
 
 class WebSocketCodec:
-    bounded = True  # a WebSocket reader that takes nothing is a slow consumer like any other
+    exempt_bytes = 0  # a WebSocket reader that takes nothing is a slow consumer like any other
 
     def __init__(self, endpoint: Endpoint, frames: TextFrames, open_session: Callable[[Outlet], Application]) -> None:
         self.endpoint = endpoint
@@ -154,9 +169,9 @@ class WebSocketCodec:
         self._ws = Connection(SERVER)
         self._wsproto = False  # every byte goes to wsproto from now on
         self._partial = b""  # the start of a text frame for read_text_frames
-        self._parts: list[bytes] = []  # the text message being received, as UTF-8
-        self._size = 0
-        self._discarding = False  # the rest of an oversized message is dropped
+        self._message = bytearray()  # the text message being received, as UTF-8
+        self._fragments = 0  # the frames of that message so far
+        self._discarding = False  # the rest of that message is dropped (too long, or over the rate)
         self._close_reply: CloseConnection | None = None  # when the client closed, or broke the protocol
         self.app = open_session(self)
         endpoint.app = self.app
@@ -206,40 +221,59 @@ class WebSocketCodec:
             self.app.on_lines(lines)
 
     def _receive(self, data: bytes, lines: list[bytes | None]) -> None:
-        """wsproto's way, for anything but whole text frames."""
+        """wsproto's way, for anything but whole text frames.
+
+        Every frame that carries no line (a ping, a pong, a fragment but the
+        last) is charged to the session's flood-control budget as a line would
+        be (`Application.charge`): a ping that finds none is not answered, a
+        fragment that finds none drops its message.
+        """
         self._ws.receive_data(data)
+        endpoint = self.endpoint
         for event in self._ws.events():
             if isinstance(event, TextMessage):
-                self._take(event.data, event.message_finished, lines)
+                self._take(event, lines)
             elif isinstance(event, Ping):
-                self.endpoint.deliver(self._ws.send(event.response()), 0)
+                if self.app.charge(1):
+                    endpoint.deliver(self._ws.send(event.response()), 0)
+            elif isinstance(event, Pong):
+                self.app.charge(1)  # chatd sends no pings: a pong is the client's doing
             elif isinstance(event, CloseConnection):
                 self._closed_by_client(event)
-                break
             elif isinstance(event, BytesMessage):
                 self._closed_by_client(CloseConnection(CloseReason.UNSUPPORTED_DATA, "text messages only"))
-                break
-            # Pong: nothing to do (chatd sends no pings; dead peers are TCP keepalive's).
+            if endpoint.state is not State.OPEN:
+                break  # closing (flood, too many fragments, a close frame): the rest is not read
 
-    def _take(self, text: str, finished: bool, lines: list[bytes | None]) -> None:
+    def _take(self, event: TextMessage, lines: list[bytes | None]) -> None:
         """Add a piece of a text message; once finished, its line goes to `lines`,
         or TOO_LONG (once, as soon as it goes over the limit)."""
-        if not self._discarding:
-            data = text.encode()
-            self._parts.append(data)
-            self._size += len(data)
+        finished = event.message_finished
+        if event.frame_finished:
+            self._fragments += 1
+            if self._fragments > MAX_FRAGMENTS:
+                self._closed_by_client(CloseConnection(CloseReason.MESSAGE_TOO_BIG,
+                                                       f"more than {MAX_FRAGMENTS} frames in a message"))
+                return
+            if not finished and not self.app.charge(1) and not self._discarding:
+                self._message.clear()
+                self._discarding = True  # the session said why (ERR rate_limited)
+        if not self._discarding and event.data:  # an empty fragment adds nothing, not even an entry
+            self._message += event.data.encode()
             limit = self.endpoint.host.limits.max_line_bytes
-            if self._size > limit:  # too long even if it ends with a newline
+            if len(self._message) > limit:  # too long even if it ends with a newline
                 lines.append(TOO_LONG)
-                self._parts, self._discarding = [], True
-            elif finished:
-                line = b"".join(self._parts)
+                self._message.clear()
+                self._discarding = True
+        if finished:
+            if not self._discarding:
+                line = bytes(self._message)
                 if line.endswith(b"\n"):
                     line = line[:-1]
                 # As for a line: max_line_bytes counts its newline.
-                lines.append(TOO_LONG if len(line) >= limit else line)
-        if finished:
-            self._parts, self._size, self._discarding = [], 0, False
+                lines.append(TOO_LONG if len(line) >= self.endpoint.host.limits.max_line_bytes else line)
+            self._message.clear()
+            self._fragments, self._discarding = 0, False
 
     def _closed_by_client(self, event: CloseConnection) -> None:
         """The client closed, sent what chatd does not take, or broke the protocol
@@ -281,3 +315,6 @@ class WebSocketCodec:
 
     def rest_of_unit(self, head: bytes) -> bytes:
         return b""  # `cut` never leaves a frame unfinished
+
+    def drained(self) -> None:
+        pass  # never asked for

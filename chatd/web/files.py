@@ -11,6 +11,7 @@ changed on disk is served after the next reload.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import hashlib
 import mimetypes
@@ -137,12 +138,27 @@ def _not_modified(file: File, if_none_match: bytes | None, if_modified_since: by
         tags = [tag.strip() for tag in if_none_match.split(b",")]
         return b"*" in tags or any(tag.removeprefix(b"W/") == file.etag for tag in tags)
     if if_modified_since is not None:
-        try:
-            since = email.utils.parsedate_to_datetime(if_modified_since.decode("latin-1"))
-        except (TypeError, ValueError, IndexError):
-            return False  # not a date: the condition is ignored
-        return file.mtime <= since.timestamp()
+        since = http_date_seconds(if_modified_since)
+        return since is not None and file.mtime <= since  # not a date: the condition is ignored
     return False
+
+
+def http_date_seconds(value: bytes) -> float | None:
+    """The time an HTTP date (RFC 9110, 5.6.7) names, in seconds since the epoch;
+    None for anything that is not a date chatd can use.
+
+    email.utils is lenient about what it parses and raises more than ValueError
+    for what it cannot: an offset of twenty digits (`+99999999999999999999`)
+    overflows a C int (OverflowError), a year like 99999999 is out of range.
+    A date without a zone (`-0000`) is read as GMT, the only zone HTTP uses.
+    """
+    try:
+        since = email.utils.parsedate_to_datetime(value.decode("latin-1"))
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=datetime.timezone.utc)
+        return since.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _content_type(path: Path) -> str:

@@ -1,7 +1,7 @@
 """The web client in a real Chromium against a real chatd: a browser user and a
 line user chat both ways, history after a reload and when scrolling up, a
 restart of chatd survived with nothing missed or doubled, hostile text shown
-as text, the security headers, cross-origin WebSockets refused, and the page
+as text, bidi controls kept inside their text, the security headers, cross-origin WebSockets refused, and the page
 at desktop and phone size (screenshots in the test's tmp folder)."""
 
 from __future__ import annotations
@@ -238,6 +238,62 @@ def test_hostile_text_appears_as_text_and_runs_nothing(
     assert links.get_attribute("target") == "_blank"
     sidebar_entry(page, "mallory").click()
     expect(log_of(page, "mallory")).to_contain_text("<script>alert(7)</script>")
+    assert watch.dialogs == []
+
+
+# Where the text holding U+202E is, how it is isolated, and where a probe put
+# right after it (in the same line) lands: left of the text if the override
+# leaked out of it and reordered what follows.
+_BIDI_PROBE = """holder => {
+  const walker = document.createTreeWalker(holder, NodeFilter.SHOW_TEXT);
+  let node = walker.nextNode();
+  while (node && !node.data.includes("\\u202e")) node = walker.nextNode();
+  if (!node) return null;
+  const isolate = node.parentElement.closest("bdi, [dir=auto]");
+  const probe = document.createElement("span");
+  probe.textContent = "END";
+  (isolate || node).after(probe);
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  const text = range.getBoundingClientRect(), after = probe.getBoundingClientRect();
+  probe.remove();
+  return {
+    isolated: isolate !== null && holder.contains(isolate),
+    style: isolate ? getComputedStyle(isolate).unicodeBidi : null,
+    textRight: text.right, probeLeft: after.left,
+  };
+}"""
+
+
+def test_bidi_controls_in_a_text_or_a_topic_stay_inside_it(
+    start_daemon: Callable[..., Daemon], open_page: OpenPage
+) -> None:
+    """The server keeps bidi controls (right-to-left text needs them); the page
+    isolates each message text, topic and nickname, so that an override left
+    open (U+202E) cannot reorder the rest of the line or of the page."""
+    daemon = start_daemon()
+    page, watch = open_page()
+    login(page, daemon, "hana")
+    mallory = line_user(daemon, "mallory")
+    spoof = "look \u202egnp.exe"  # shows as "look exe.png"; the override is never closed
+    mallory.send(spoof)
+    mallory.send("/me \u2067waves \u202eolleh")  # an isolate opened, and an override, both left open
+    mallory.send(f"/topic {spoof}")
+    lobby = log_of(page, "#lobby")
+    expect(lobby.locator(".msg[data-id]")).to_have_count(3)
+    assert texts(page, "#lobby")[:2] == [spoof, "* mallory \u2067waves \u202eolleh"]  # kept, as sent
+    expect(page.locator("#topic")).to_have_text(spoof)
+    holders = {"message": lobby.locator(".msg[data-id]").nth(0).locator(".line"),
+               "action": lobby.locator(".msg[data-id]").nth(1).locator(".line"),
+               "topic change": lobby.locator(".msg[data-id]").nth(2).locator(".line"),
+               "topic": page.locator("#topic")}
+    for what, holder in holders.items():
+        found = holder.evaluate(_BIDI_PROBE)
+        assert found is not None, what
+        assert found["isolated"] and found["style"] in ("isolate", "isolate-override", "plaintext"), (what, found)
+        assert found["probeLeft"] >= found["textRight"] - 1, (what, found)  # what follows stays after it
+    for nick in lobby.locator(".msg[data-id] .nick").all():
+        assert nick.evaluate("n => n.tagName === 'BDI' && getComputedStyle(n).unicodeBidi === 'isolate'")
     assert watch.dialogs == []
 
 

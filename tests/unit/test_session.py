@@ -364,3 +364,31 @@ def test_the_first_spelling_keeps_working_and_a_wrong_nickname_is_the_usual_erro
     assert lines[1] == "NICK"
     assert send(first, "Dave")[0].startswith("WELCOME Dave ")
     assert chat.identities.claim("Dave") is None
+
+
+def test_frames_without_a_line_take_tokens_as_lines_do_before_registration_too() -> None:
+    """WebSocket pings, pongs and fragments (Session.charge): one line's worth each,
+    refused ones counted as lines refused for the rate, flood_disconnect of them the end."""
+    limits = LimitsConfig(message_rate=0.001, message_burst=3, flood_disconnect=4)  # no refill meanwhile
+    chat = Chat(Config(path=Path("chatd.yaml"), limits=limits))
+    outlet = FakeOutlet("127.0.0.1:1")
+    session = Session(chat, outlet, {})
+    outlet.session = session
+    session.on_open(None, None)
+    outlet.take()
+    assert session.charge(2) and session.charge(1)  # the burst
+    assert not session.charge(1)
+    assert outlet.take() == ["ERR rate_limited Slow down; that frame was dropped."]
+    assert session.rate_limited == 1 and outlet.closed is None
+    assert not session.charge(1) and not session.charge(1) and outlet.closed is None
+    assert not session.charge(1)
+    assert outlet.closed == ("flood", "")
+    assert not session.charge(1)  # closed: nothing more is taken
+    assert session.rate_limited == 4
+
+
+def test_frames_are_free_when_the_rate_is_off(chat: Chat) -> None:
+    alice = connect(chat, "alice")
+    assert alice.session is not None
+    assert all(alice.session.charge(1) for _ in range(1000))
+    assert alice.take() == []

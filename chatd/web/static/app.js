@@ -4,7 +4,7 @@
 
 import { Chat } from "./chat.js";
 import { keyOf, NICK_RE } from "./protocol.js";
-import { linkify, nickClass } from "./render.js";
+import { isolated, nickSpan } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -210,13 +210,6 @@ const chat = new Chat(ui);
 
 // ---- the page's own parts -----------------------------------------------------
 
-function nickSpan(nick) {
-  const span = document.createElement("span");
-  span.className = `nick ${nickClass(nick)}`;
-  span.textContent = nick;
-  return span;
-}
-
 function showLogin() {
   clearInterval(countdownTimer);
   el.app.hidden = true;
@@ -258,7 +251,7 @@ function updateChrome() {
   } else if (!conv.joined) {
     el.topic.textContent = chat.registered ? `You are not in ${conv.name}.` : "Not connected.";
   } else if (conv.topic) {
-    el.topic.append(linkify(conv.topic));
+    el.topic.append(isolated(conv.topic));
     el.topic.title = conv.topicSetter && conv.topicSetter !== "*" ? `Set by ${conv.topicSetter}` : "";
   } else {
     el.topic.textContent = "No topic. Set one with /topic text";

@@ -1,6 +1,10 @@
 // Turning chat items into DOM nodes. Every text that came from the network goes
 // in through textContent or a text node, never as HTML; links are made only for
-// http(s) URLs, and open in a new tab without an opener or a referrer.
+// http(s) URLs, and open in a new tab without an opener or a referrer. Each
+// message text, topic and nickname is its own bidi isolate (<bdi dir="auto">):
+// the server passes bidi controls through (docs/protocol.md, "Line format"), so
+// that right-to-left text works, and an isolate keeps a reversal (U+202E) or an
+// embedding left open inside it from reordering the rest of the line.
 
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 const TRAILING = /[.,;:!?)\]}'"]+$/;
@@ -83,11 +87,23 @@ export function nickClass(nick) {
   return `nick-c${hash % 8}`;
 }
 
-function nickSpan(nick) {
-  const span = document.createElement("span");
-  span.className = `nick ${nickClass(nick)}`;
-  span.textContent = nick;
-  return span;
+/** A text from the network (a message, a topic) with its links, as a bidi isolate
+ *  whose direction is its own first strong character's. */
+export function isolated(text) {
+  const bdi = document.createElement("bdi");
+  bdi.className = "text";
+  bdi.dir = "auto";
+  bdi.append(linkify(text));
+  return bdi;
+}
+
+/** A nickname, coloured, as a bidi isolate. */
+export function nickSpan(nick) {
+  const bdi = document.createElement("bdi");
+  bdi.className = `nick ${nickClass(nick)}`;
+  bdi.dir = "auto";
+  bdi.textContent = nick;
+  return bdi;
 }
 
 /**
@@ -115,19 +131,19 @@ export function itemElement(item) {
   switch (item.kind) {
     case "msg":
       line.append(nickSpan(item.nick), " ");
-      body.append(linkify(item.text));
+      body.append(isolated(item.text));
       break;
     case "action":
-      body.append("* ", nickSpan(item.nick), " ", linkify(item.text));
+      body.append("* ", nickSpan(item.nick), " ", isolated(item.text));
       break;
     case "topic":
-      body.append(nickSpan(item.nick), " set the topic: ", linkify(item.text));
+      body.append(nickSpan(item.nick), " set the topic: ", isolated(item.text));
       break;
     default:
       // join, part, leave, rename, info, error: the client's own words, with
       // names and the server's text as text nodes.
       if (item.nick) body.append(nickSpan(item.nick), " ");
-      body.append(linkify(item.text));
+      body.append(isolated(item.text));
   }
   line.append(body);
   row.append(time, line);
