@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
-from chatd.core.protocol import check_room, room_key
-from chatd.errors import ConfigError, ProtocolError
+from chatd.errors import ConfigError
+from chatd.names import is_room_name, room_key
 from chatd.origin import parse_origin
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -189,10 +189,8 @@ def _room_names(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("must be a list of room names such as '#lobby'")
     for name in value:
-        try:
-            check_room(name)
-        except ProtocolError:
-            raise ValueError(f"{name!r} is not a room name: # and 1-32 of A-Z a-z 0-9 _ -") from None
+        if not is_room_name(name):
+            raise ValueError(f"{name!r} is not a room name: # and 1-32 of A-Z a-z 0-9 _ -")
     keys = [room_key(name) for name in value]
     if len(set(keys)) != len(keys):
         raise ValueError("lists a room twice (names are case-insensitive)")

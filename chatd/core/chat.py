@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from chatd import names
 from chatd.config import Config
 from chatd.core import protocol
 from chatd.core.history import Event, EventStore, History, NoStore, StoredRoom, dm_key, event_line
@@ -31,7 +32,7 @@ class Chat:
         snapshot = store.load(backlog)
         self.history = History(store, snapshot.next_id)
         self.identities = Identities(snapshot.identities, store.remember_identity)
-        store.keep_rooms(frozenset(map(protocol.room_key, config.rooms.permanent)))
+        store.keep_rooms(frozenset(map(names.room_key, config.rooms.permanent)))
         self.rooms = Rooms(config.rooms.permanent, backlog, self._recall if self.keeps_history else None)
         for stored in snapshot.rooms:
             self.rooms.restore(stored)
@@ -44,7 +45,7 @@ class Chat:
         if self.keeps_history:
             self.rooms.set_backlog(config.history.backlog)
             self.history.store.reconfigure(config.history)
-            self.history.store.keep_rooms(frozenset(map(protocol.room_key, config.rooms.permanent)))
+            self.history.store.keep_rooms(frozenset(map(names.room_key, config.rooms.permanent)))
 
     def _recall(self, key: str) -> StoredRoom | None:
         return self.history.store.room(key, self.rooms.backlog)

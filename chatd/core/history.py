@@ -20,7 +20,7 @@ from typing import Callable, Final, Protocol
 import structlog
 
 from chatd.config import HistoryConfig
-from chatd.core.protocol import nick_key
+from chatd.names import nick_key
 
 log = structlog.get_logger(__name__)
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
+from chatd import names
 from chatd.core import protocol
 from chatd.errors import ProtocolError
 
 
 class Identities:
     def __init__(self, known: dict[str, str], remember: Callable[[str, str], None]) -> None:
-        """`known`: each identity (`protocol.nick_key`) with its spelling, as
+        """`known`: each identity (`names.nick_key`) with its spelling, as
         stored; `remember(key, spelling)` keeps a new one (must not block)."""
         self._lock = threading.Lock()  # two first connections with one name, on two I/O threads
         self._spellings = dict(known)
@@ -38,7 +39,7 @@ class Identities:
         Returns None if `spelling` is (now) the identity's, else the spelling
         the identity already has.
         """
-        key = protocol.nick_key(spelling)
+        key = names.nick_key(spelling)
         with self._lock:
             known = self._spellings.get(key)
             if known is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
+from chatd import names
 from chatd.core import protocol
 from chatd.core.rooms import Member
 from chatd.errors import ProtocolError
@@ -41,7 +42,7 @@ class Nicks:
             ProtocolError: `nick_taken`.
         """
         with self._lock:
-            self._take(protocol.nick_key(nick), nick, member)
+            self._take(names.nick_key(nick), nick, member)
             member.nick = nick
             member.deliver(greeting)  # only queues: no I/O under the lock
 
@@ -54,7 +55,7 @@ class Nicks:
         """
         with self._lock:
             old = member.nick
-            old_key, new_key = protocol.nick_key(old), protocol.nick_key(new)
+            old_key, new_key = names.nick_key(old), names.nick_key(new)
             if new_key != old_key:
                 self._take(new_key, new, member)
                 del self._by_key[old_key]
@@ -63,7 +64,7 @@ class Nicks:
 
     def release(self, member: Client) -> bool:
         """Free `member`'s nickname; False if it held none."""
-        key = protocol.nick_key(member.nick)
+        key = names.nick_key(member.nick)
         with self._lock:
             if self._by_key.get(key) is not member:
                 return False
@@ -71,7 +72,7 @@ class Nicks:
         return True
 
     def find(self, nick: str) -> Client | None:
-        return self._by_key.get(protocol.nick_key(nick))
+        return self._by_key.get(names.nick_key(nick))
 
     def members(self) -> list[Client]:
         with self._lock:

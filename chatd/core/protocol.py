@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from chatd import names
 from chatd.errors import ProtocolError
 
 # ERR codes (stable; docs/protocol.md "Errors").
@@ -34,7 +35,6 @@ BAD_ARGUMENT: Final = "bad_argument"
 NO_HISTORY: Final = "no_history"
 
 VERSION: Final = 3  # the `HELLO <version>` line; docs/protocol.md "Version"
-ROOM_NAME_LENGTH: Final = 32
 
 # Errors that count as strikes towards `limits.max_strikes`.
 STRIKE_CODES: Final = frozenset({LINE_TOO_LONG, BAD_ENCODING, UNKNOWN_COMMAND})
@@ -44,8 +44,6 @@ TOO_LONG: Final = None  # what a transport hands over in place of an oversized l
 # C0 controls but tab, DEL, and C1 controls (U+0080..U+009F, e.g. U+009B, a
 # terminal's CSI), as they appear in UTF-8: none of them belongs in chat text.
 _CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xc2[\x80-\x9f]")
-_NICK = re.compile(r"[A-Za-z0-9_-]+")
-_ROOM = re.compile(r"#[A-Za-z0-9_-]{1,%d}" % ROOM_NAME_LENGTH)
 
 HELP_LINES: Final = (
     "Commands:",
@@ -177,36 +175,16 @@ def _required(value: bytes, usage: str) -> bytes:
 
 def check_nick(nick: str, max_length: int) -> str:
     """Return `nick` if it follows the nickname rules, else raise `nick_invalid`."""
-    if not 1 <= len(nick) <= max_length or not _NICK.fullmatch(nick):
-        raise ProtocolError(
-            NICK_INVALID,
-            f"Nicknames are 1-{max_length} characters of A-Z, a-z, 0-9, _ and -.",
-        )
+    if not names.is_nick(nick, max_length):
+        raise ProtocolError(NICK_INVALID, f"Nicknames are {names.NICK_RULE.format(max_length=max_length)}.")
     return nick
-
-
-def nick_key(nick: str) -> str:
-    """The case-insensitive identity of a nickname."""
-    return nick.lower()
 
 
 def check_room(name: str) -> str:
     """Return `name` if it follows the room-name rules, else raise `room_invalid`."""
-    if not _ROOM.fullmatch(name):
-        raise ProtocolError(
-            ROOM_INVALID,
-            f"Room names are # and 1-{ROOM_NAME_LENGTH} characters of A-Z, a-z, 0-9, _ and -.",
-        )
+    if not names.is_room_name(name):
+        raise ProtocolError(ROOM_INVALID, f"Room names are {names.ROOM_RULE}.")
     return name
-
-
-def is_room(target: str) -> bool:
-    return target.startswith("#")
-
-
-def room_key(name: str) -> str:
-    """The case-insensitive identity of a room."""
-    return name.lower()
 
 
 def format_line(verb: str, *args: str) -> bytes:

@@ -19,6 +19,7 @@ import collections
 import threading
 from typing import Callable, Final, Iterable, Protocol
 
+from chatd import names
 from chatd.core import protocol
 from chatd.core.history import Event, StoredRoom
 
@@ -50,7 +51,7 @@ Deliver = Callable[[bytes, int, "Sender | None"], None]  # a member's `deliver`
 class Room:
     def __init__(self, name: str, permanent: bool, backlog: int = 0) -> None:
         self.name = name  # as created
-        self.key = protocol.room_key(name)
+        self.key = names.room_key(name)
         self.label = name.encode()
         self.permanent = permanent
         self.durable = False  # has history: when it ends, it sleeps (Rooms._dormant)
@@ -129,7 +130,7 @@ class Rooms:
         """A room from the history store, at start-up: a permanent one gets its
         topic and backlog back; any other sleeps until someone joins it."""
         with self.changing:
-            room = self._by_key.get(protocol.room_key(stored.name))
+            room = self._by_key.get(names.room_key(stored.name))
             if room is None:
                 self._sleep(self._revive(stored))
             else:
@@ -156,20 +157,20 @@ class Rooms:
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def set_permanent(self, names: Iterable[str]) -> None:
+    def set_permanent(self, permanent: Iterable[str]) -> None:
         """Make these rooms exist always (a reload may add some); rooms no longer
         listed stay while they have members."""
-        keys = {protocol.room_key(name): name for name in names}
+        keys = {names.room_key(name): name for name in permanent}
         with self.changing:
             for room in self._by_key.values():
-                room.permanent = protocol.room_key(room.name) in keys
+                room.permanent = names.room_key(room.name) in keys
             for key, name in keys.items():
                 self._by_key.setdefault(key, Room(name, True, self.backlog))
             for key in [k for k, room in self._by_key.items() if not room.members and not room.permanent]:
                 self._end(self._by_key[key])
 
     def find(self, name: str) -> Room | None:
-        return self._by_key.get(protocol.room_key(name))
+        return self._by_key.get(names.room_key(name))
 
     def all(self) -> list[Room]:
         return sorted(self._by_key.values(), key=lambda room: room.name.lower())
@@ -180,7 +181,7 @@ class Rooms:
         Raises:
             ProtocolError: `no_such_room` or `too_many_rooms`.
         """
-        key = protocol.room_key(name)
+        key = names.room_key(name)
         with self.changing:
             room = self._by_key.get(key)
             if room is None:

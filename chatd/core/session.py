@@ -18,6 +18,7 @@ from typing import Final, Protocol
 
 import structlog
 
+from chatd import names
 from chatd import __version__
 from chatd.core import protocol
 from chatd.core.chat import Chat
@@ -343,22 +344,22 @@ class Session:
                 self.outlet.deliver(protocol.format_line("INFO", text))
 
     def _join(self, name: str) -> None:
-        room = self.rooms.get(protocol.room_key(protocol.check_room(name)))
+        room = self.rooms.get(names.room_key(protocol.check_room(name)))
         if room is None:
             room = self.chat.join(self, name, len(self.rooms), self.outlet)
-            self.rooms[protocol.room_key(room.name)] = room
+            self.rooms[names.room_key(room.name)] = room
         self.current = room
 
     def _part(self, name: str, text: str) -> None:
         room = self._joined(name) if name else self._current_room()
-        del self.rooms[protocol.room_key(room.name)]
+        del self.rooms[names.room_key(room.name)]
         self.chat.part(self, room, text)
         if room is self.current:
             self.current = next(reversed(self.rooms.values()), None)
             self._say_current()
 
     def _message(self, target: str, text: bytes) -> None:
-        if protocol.is_room(target):
+        if names.is_room(target):
             self._say("msg", self._joined(target), text)
             return
         recipient = self.chat.nicks.find(target)
@@ -371,7 +372,7 @@ class Session:
         """`/history`: asked on the history thread; the answer comes from there."""
         query = protocol.parse_history(words, PAGE_DEFAULT, PAGE_MAX)
         chat = self.chat
-        if protocol.is_room(target):
+        if names.is_room(target):
             room = self._joined(target)
             if not chat.keeps_history:
                 raise ProtocolError(protocol.NO_HISTORY, "This server keeps no history.")
@@ -421,7 +422,7 @@ class Session:
         return self.current
 
     def _joined(self, name: str) -> Room:
-        room = self.rooms.get(protocol.room_key(protocol.check_room(name)))
+        room = self.rooms.get(names.room_key(protocol.check_room(name)))
         if room is None:
             raise ProtocolError(protocol.NOT_IN_ROOM, f"You are not in {name}; /join it first.")
         return room

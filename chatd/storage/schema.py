@@ -40,7 +40,7 @@ MIGRATIONS: Final = (
     # takes a bare column beside min() from the row min() picked).
     """
     CREATE TABLE identities (
-        key TEXT PRIMARY KEY,  -- the nickname in lower case (protocol.nick_key)
+        key TEXT PRIMARY KEY,  -- the nickname in lower case (names.nick_key)
         spelling TEXT NOT NULL -- the certificate name chatd accepts for it
     );
     INSERT INTO identities (key, spelling)

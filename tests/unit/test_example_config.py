@@ -25,6 +25,7 @@ from chatd.config import (
     WebConfig,
     load_config,
 )
+from chatd import names
 from chatd.core import history, protocol
 
 REPO = Path(__file__).resolve().parents[2]
@@ -256,7 +257,7 @@ def test_bad_argument_limits_in_the_doc_are_the_code() -> None:
 
 def test_room_name_length_in_the_doc_is_the_code() -> None:
     match = re.search(r"Room names are `#` followed by 1 to (\d+) characters", DOC)
-    assert match is not None and int(match[1]) == protocol.ROOM_NAME_LENGTH
+    assert match is not None and int(match[1]) == names.ROOM_NAME_LENGTH
 
 
 @pytest.mark.parametrize(("key", "default"), DOC_DEFAULTS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatd import names
 from chatd.core import protocol
 from chatd.core.nicks import Nicks
 from chatd.errors import ProtocolError
@@ -196,7 +197,7 @@ def assert_consistent(nicks: Nicks, expected: set[QuietMember]) -> None:
     members = nicks.members()
     assert set(members) == expected
     assert len(members) == len(expected) == len(nicks)
-    keys = [protocol.nick_key(member.nick) for member in members]
+    keys = [names.nick_key(member.nick) for member in members]
     assert len(keys) == len(set(keys)), "a nick is registered twice"
     for member in expected:
         assert nicks.find(member.nick) is member

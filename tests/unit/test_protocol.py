@@ -26,13 +26,11 @@ from chatd.core.protocol import (
     format_error,
     format_line,
     format_users,
-    is_room,
-    nick_key,
     parse_command,
     parse_history,
-    room_key,
 )
 from chatd.errors import ProtocolError
+from chatd.names import is_room, nick_key, room_key
 from chatd.transport import framing
 from chatd.transport.framing import LineBuffer
 

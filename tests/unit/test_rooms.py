@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatd import names
 from chatd.core import protocol
 from chatd.core.rooms import Room, Rooms
 from chatd.errors import ProtocolError
@@ -213,12 +214,12 @@ def test_set_permanent_keeps_an_unlisted_room_while_it_has_members(rooms: Rooms)
 def test_concurrent_joins_and_parts_leave_a_consistent_table(rooms: Rooms) -> None:
     """Eight threads join and part ten shared rooms in turn, against a room limit:
     no member is lost or doubled, rooms end exactly when they empty, and the limit holds."""
-    threads, rounds, names, max_rooms = 8, 200, [f"#r{i}" for i in range(10)], 8
+    threads, rounds, room_names, max_rooms = 8, 200, [f"#r{i}" for i in range(10)], 8
     stayed: list[dict[str, FakeMember]] = [{} for _ in range(threads)]
 
     def work(t: int) -> None:
         for i in range(rounds):
-            name = names[(t + i) % len(names)]
+            name = room_names[(t + i) % len(room_names)]
             member = FakeMember(f"t{t}_{i}")
             try:
                 room = enter(rooms, member, name, True, max_rooms)
@@ -235,8 +236,8 @@ def test_concurrent_joins_and_parts_leave_a_consistent_table(rooms: Rooms) -> No
     expected: dict[str, set[FakeMember]] = {}
     for per_thread in stayed:
         for name, member in per_thread.items():
-            expected.setdefault(protocol.room_key(name), set()).add(member)
-    table = {protocol.room_key(room.name): room for room in rooms.all()}
+            expected.setdefault(names.room_key(name), set()).add(member)
+    table = {names.room_key(room.name): room for room in rooms.all()}
     assert set(table) == {"#lobby", *expected}, "a room outlived its members, or vanished with some"
     for key, members in expected.items():
         assert len(table[key].members) == len(set(table[key].members)) == len(members)
