@@ -39,6 +39,7 @@ from chatd.core.history import EventStore
 from chatd.core.session import Session
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
+from chatd.outlet import Outlet
 from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, headline, take_snapshot
 from chatd.tls import HTTP_ALPN, certificate_expiry, server_context
 from chatd.transport.codec import Codec
@@ -47,7 +48,7 @@ from chatd.transport.http import HttpCodec
 from chatd.transport.lines import LineCodec
 from chatd.transport.listening import listen_on
 from chatd.transport.tlsstream import TLSStream
-from chatd.transport.websocket import Outlet, TextFrames
+from chatd.transport.websocket import TextFrames
 from chatd.transport.worker import Worker
 from chatd.web.files import StaticFiles
 

@@ -18,8 +18,9 @@ from chatd.core import protocol
 from chatd.core.history import Event, EventStore, History, NoStore, StoredRoom, dm_key, event_line
 from chatd.core.identities import Identities
 from chatd.core.nicks import Client, Nicks
-from chatd.core.rooms import Member, Room, Rooms, Sender
+from chatd.core.rooms import Member, Room, Rooms
 from chatd.errors import ProtocolError
+from chatd.outlet import Sender
 
 
 class Chat:

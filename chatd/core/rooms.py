@@ -22,19 +22,10 @@ from typing import Callable, Final, Iterable, Protocol
 from chatd import names
 from chatd.core import protocol
 from chatd.core.history import Event, StoredRoom
+from chatd.errors import ProtocolError
+from chatd.outlet import Sender
 
 DORMANT_MAX: Final = 1000  # ended rooms with history kept in memory for a quick return
-from chatd.errors import ProtocolError
-
-
-class Sender(Protocol):
-    """The transport of the client a line comes from, as its recipients see it."""
-
-    def pause_for_backlog(self) -> bool:
-        """Stop reading this sender; False if it is already paused."""
-
-    def resume_after_backlog(self) -> None:
-        """Read this sender again (callable from any thread)."""
 
 
 class Member(Protocol):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import time
 from enum import Enum
-from typing import Final, Protocol
+from typing import Final
 
 import structlog
 
@@ -24,8 +24,9 @@ from chatd.core import protocol
 from chatd.core.chat import Chat
 from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
 from chatd.core.identities import refusal
-from chatd.core.rooms import Room, Sender
+from chatd.core.rooms import Room
 from chatd.errors import ProtocolError
+from chatd.outlet import Outlet, Sender
 
 log = structlog.get_logger(__name__)
 
@@ -36,22 +37,6 @@ _REJECT_TEXT: Final = {
     protocol.TOO_MANY_CONNECTIONS: "Too many connections from your address.",
     protocol.THROTTLED: "Too many connections from your address in the last minute; wait a bit.",
 }
-
-
-class Outlet(Sender, Protocol):
-    """What a session needs from its transport."""
-
-    peer: str
-    connected_at: float
-
-    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
-        """Queue bytes for the client (any thread)."""
-
-    def close(self, reason: str, text: str = "") -> None:
-        """`BYE <reason>` (with `text` unless the reason is `quit`), then close (any thread)."""
-
-    def set_deadline(self, when: float | None) -> None:
-        """Call `on_timer` at `when` (monotonic), or never."""
 
 
 class State(Enum):

@@ -20,11 +20,6 @@ class State(Enum):
     CLOSED = "closed"
 
 
-class Sender(Protocol):
-    def pause_for_backlog(self) -> bool: ...
-    def resume_after_backlog(self) -> None: ...
-
-
 class Application(Protocol):
     """What a codec serves: a chat session (chatd.core.session.Session)."""
 

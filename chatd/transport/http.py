@@ -33,9 +33,10 @@ import structlog
 from wsproto.utilities import generate_accept_token
 
 from chatd.origin import origin_or_none
+from chatd.outlet import Outlet
 from chatd.transport.codec import Application, State
 from chatd.transport.endpoint import Endpoint
-from chatd.transport.websocket import Outlet, TextFrames, WebSocketCodec
+from chatd.transport.websocket import TextFrames, WebSocketCodec
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,8 @@ from typing import Any, Callable, Final, Protocol
 import structlog
 
 from chatd.config import LimitsConfig
-from chatd.transport.codec import Codec, Counted, Sender, State
+from chatd.outlet import Sender
+from chatd.transport.codec import Codec, Counted, State
 from chatd.transport.tlsstream import TLSStream, describe_error
 from chatd.transport.worker import IOStats
 

@@ -42,7 +42,8 @@ from wsproto.connection import SERVER, Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
 
-from chatd.transport.codec import Application, Sender, State
+from chatd.outlet import Outlet, Sender
+from chatd.transport.codec import Application, State
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import TOO_LONG
 
@@ -52,17 +53,6 @@ _TEXT: Final = 0x81  # FIN and opcode 1: a whole text message in one frame
 # The frames one text message may come in; more is closed with 1009 (docs/protocol.md,
 # "WebSocket"). Browsers send one; a library that fragments uses a few.
 MAX_FRAGMENTS: Final = 64
-
-
-class Outlet(Sender, Protocol):
-    """What a session needs from its transport (chatd.core.session.Outlet)."""
-
-    peer: str
-    connected_at: float
-
-    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None: ...
-    def close(self, reason: str, text: str = "") -> None: ...
-    def set_deadline(self, when: float | None) -> None: ...
 
 
 def encode_text_frames(data: bytes) -> bytes:
