@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/chatd.yaml
 
-.PHONY: run test check-python certs typecheck bench clean install check-unit tls-check screenshot
+.PHONY: run test lint format check-python certs typecheck bench clean install check-unit tls-check screenshot
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chatd needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -26,9 +26,18 @@ certs: certs/server.crt
 run: $(VENV)/.installed certs/server.crt
 	$(BIN)/chatd --config $(CONFIG)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed lint
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
+
+# ruff: lint rules and the formatter, as pyproject.toml sets them (`make format` applies the formatter).
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 typecheck: $(VENV)/.installed
 	$(BIN)/python -m mypy

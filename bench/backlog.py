@@ -29,8 +29,7 @@ from bench.targets import ChatdTarget
 class Line:
     def __init__(self, port: int, ca: Path, nick: str) -> None:
         context = ssl.create_default_context(cafile=str(ca))
-        self.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), 10),
-                                        server_hostname="localhost")
+        self.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), 10), server_hostname="localhost")
         self.file = self.sock.makefile("rb")
         self.send(nick)
         self.until(b"CURRENT ")

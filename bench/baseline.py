@@ -24,7 +24,7 @@ from pathlib import Path
 
 DEFAULT_BRANCH = "issue-11"  # the rooms work; its merge-base with main is the baseline
 MAINLINE = "main"
-_VERSION_RE = re.compile(r'^VERSION(?:\s*:\s*[\w\[\]]+)?\s*=\s*(\d+)', re.M)
+_VERSION_RE = re.compile(r"^VERSION(?:\s*:\s*[\w\[\]]+)?\s*=\s*(\d+)", re.M)
 _CHATD_VERSION_RE = re.compile(r'^__version__\s*=\s*"([^"]+)"', re.M)
 
 
@@ -57,8 +57,11 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _has_ref(repo: Path, ref: str) -> bool:
-    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
     return done.returncode == 0
 
 
@@ -74,8 +77,7 @@ def resolve(repo: Path, revision: str | None) -> tuple[str, str]:
         return commit, f"merge-base of {branch} and {MAINLINE}"
     # The merge-base is one of the branch's own commits: main has merged it.
     # "Before" is main just before the first merge that brought it in.
-    merge = _git(repo, "rev-list", "--first-parent", "--ancestry-path", "--reverse",
-                 f"{commit}..{MAINLINE}").split()[0]
+    merge = _git(repo, "rev-list", "--first-parent", "--ancestry-path", "--reverse", f"{commit}..{MAINLINE}").split()[0]
     return _git(repo, "rev-parse", f"{merge}^1"), f"{MAINLINE} before {merge[:7]} merged {branch}"
 
 
@@ -87,8 +89,11 @@ def extract(repo: Path, work: Path, revision: str | None) -> Baseline:
         work.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="baseline-", dir=work))
         with tempfile.TemporaryFile() as archive:
-            done = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit, "chatd", "config"],
-                                  stdout=archive, stderr=subprocess.PIPE)
+            done = subprocess.run(
+                ["git", "-C", str(repo), "archive", "--format=tar", commit, "chatd", "config"],
+                stdout=archive,
+                stderr=subprocess.PIPE,
+            )
             if done.returncode != 0:
                 raise BaselineError(f"git archive {commit[:12]}: {done.stderr.decode(errors='replace')[:300]}")
             archive.seek(0)
@@ -98,8 +103,12 @@ def extract(repo: Path, work: Path, revision: str | None) -> Baseline:
         if tree.exists():  # an interrupted earlier extraction
             shutil.rmtree(tree)
         staging.rename(tree)
-    same = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", commit, "HEAD", "--", "chatd", "config"],
-                          capture_output=True).returncode == 0
+    same = (
+        subprocess.run(
+            ["git", "-C", str(repo), "diff", "--quiet", commit, "HEAD", "--", "chatd", "config"], capture_output=True
+        ).returncode
+        == 0
+    )
     return Baseline(commit, how, tree, protocol_version(tree), same)
 
 

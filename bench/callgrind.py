@@ -56,8 +56,16 @@ SLOW_LIMITS = {"handshake_timeout": 600, "register_timeout": 3600, "write_timeou
 # Functions whose calls and cost are reported (OpenSSL, libc, CPython). AES-GCM
 # itself runs in assembly without symbols, inside SSL_write_ex's cost.
 FUNCTIONS = (
-    "SSL_write_ex", "BIO_write", "SSL_read_ex", "send", "recv", "epoll_wait", "__memcpy_avx_unaligned_erms",
-    "stringlib_bytes_join", "lock_PyThread_acquire_lock", "gc_collect_main",
+    "SSL_write_ex",
+    "BIO_write",
+    "SSL_read_ex",
+    "send",
+    "recv",
+    "epoll_wait",
+    "__memcpy_avx_unaligned_erms",
+    "stringlib_bytes_join",
+    "lock_PyThread_acquire_lock",
+    "gc_collect_main",
 )
 
 
@@ -84,10 +92,12 @@ def _control(option: str, pid: int) -> None:
 def _tree(revision: str) -> tuple[Path, str, str]:
     """The chatd tree to run, its generator dialect, and a label."""
     if revision == "this":
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "chatd"],
-                               capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "chatd"], capture_output=True, text=True
+        ).stdout.strip()
         return REPO, "chatd", f"this checkout ({commit}{', chatd/ modified' if dirty else ''})"
     base = baseline.extract(REPO, WORK, revision)
     return base.tree, base.dialect, f"{base.commit[:7]} (protocol v{base.protocol})"
@@ -101,18 +111,40 @@ def run_one(revision: str, spec: dict[str, Any], certs: Certs, out: Path) -> dic
     config["limits"].update(SLOW_LIMITS)
     (workdir / "chatd.yaml").write_text(yaml.safe_dump(config))
     log = workdir / "chatd.log"
-    cmd = ["valgrind", "--tool=callgrind", "--cache-sim=no", f"--callgrind-out-file={workdir}/callgrind.out",
-           sys.executable, "-m", "chatd", "--config", str(workdir / "chatd.yaml")]
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--cache-sim=no",
+        f"--callgrind-out-file={workdir}/callgrind.out",
+        sys.executable,
+        "-m",
+        "chatd",
+        "--config",
+        str(workdir / "chatd.yaml"),
+    ]
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": str(tree) + (os.pathsep + path if path else "")}
     with log.open("ab") as sink:
-        process = subprocess.Popen(pinned(cmd, 0), stdout=sink, stderr=sink, stdin=subprocess.DEVNULL,
-                                   cwd=tree, env=env, preexec_fn=_raise_nofile)
+        process = subprocess.Popen(
+            pinned(cmd, 0),
+            stdout=sink,
+            stderr=sink,
+            stdin=subprocess.DEVNULL,
+            cwd=tree,
+            env=env,
+            preexec_fn=_raise_nofile,
+        )
     try:
         event = listening_event(process, log, "chatd under valgrind", 300)
         _Phase.pid = process.pid
-        full = {**spec, "dialect": dialect, "host": "127.0.0.1", "port": int(event["port"]),
-                "ca": str(certs.ca), "server_pid": process.pid}
+        full = {
+            **spec,
+            "dialect": dialect,
+            "host": "127.0.0.1",
+            "port": int(event["port"]),
+            "ca": str(certs.ca),
+            "server_pid": process.pid,
+        }
         started = time.monotonic()
         result = scenarios.fanout(full)
         wall = time.monotonic() - started
@@ -121,13 +153,22 @@ def run_one(revision: str, spec: dict[str, Any], certs: Certs, out: Path) -> dic
         process.wait(300)
     dump = workdir / "callgrind.out.1"
     record: dict[str, Any] = {
-        "tree": label, "revision": revision, "records": spec["records"],
-        **{k: spec[k] for k in ("n", "s", "m", "batch", "marks")}, "pad": spec.get("pad", 0),
+        "tree": label,
+        "revision": revision,
+        "records": spec["records"],
+        **{k: spec[k] for k in ("n", "s", "m", "batch", "marks")},
+        "pad": spec.get("pad", 0),
         "config_changes": {**changes, **SLOW_LIMITS, "io_threads": 1},
-        "ok": result.get("ok"), "outcome": result.get("outcome"), "delivered": result.get("delivered"),
-        "expected": result.get("expected"), "lost": result.get("lost"), "wall_s": round(wall, 1),
-        "phase_s": result.get("elapsed_s"), "server_cpu_pct": result.get("server_cpu_pct"),
-        "callgrind_file": str(dump), "server_log": str(log),
+        "ok": result.get("ok"),
+        "outcome": result.get("outcome"),
+        "delivered": result.get("delivered"),
+        "expected": result.get("expected"),
+        "lost": result.get("lost"),
+        "wall_s": round(wall, 1),
+        "phase_s": result.get("elapsed_s"),
+        "server_cpu_pct": result.get("server_cpu_pct"),
+        "callgrind_file": str(dump),
+        "server_log": str(log),
     }
     if dump.exists():
         total, functions = parse_callgrind(dump)
@@ -195,8 +236,13 @@ def _difference(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     if lines <= 0:
         return None
     diff: dict[str, Any] = {
-        "tree": low["tree"], "records": low["records"], "n": low["n"], "s": low["s"], "pad": low["pad"],
-        "m": [low["m"], high["m"]], "extra_deliveries": lines,
+        "tree": low["tree"],
+        "records": low["records"],
+        "n": low["n"],
+        "s": low["s"],
+        "pad": low["pad"],
+        "m": [low["m"], high["m"]],
+        "extra_deliveries": lines,
         "per_line": round((high["instructions"] - low["instructions"]) / lines, 1),
     }
     for name in FUNCTIONS:
@@ -212,18 +258,30 @@ def _difference(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.callgrind", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trees", default="this",
-                        help="comma-separated: `this` (this checkout) or git revisions (default: this)")
-    parser.add_argument("--records", choices=("packed", "lines"), default="packed",
-                        help="how senders write a batch: as fanout-N (packed) or fanout-lines-N (lines)")
+    parser.add_argument(
+        "--trees", default="this", help="comma-separated: `this` (this checkout) or git revisions (default: this)"
+    )
+    parser.add_argument(
+        "--records",
+        choices=("packed", "lines"),
+        default="packed",
+        help="how senders write a batch: as fanout-N (packed) or fanout-lines-N (lines)",
+    )
     parser.add_argument("--n", type=int, default=1000, help="clients in the room (default 1000)")
     parser.add_argument("--s", type=int, default=10, help="senders among them (default 10)")
-    parser.add_argument("--m", default="100,300",
-                        help="messages per sender, one fresh server each (default 100,300)")
-    parser.add_argument("--pad", type=int, default=0,
-                        help="lengthen every message by 1+PAD bytes (` xxx…`), e.g. 6 makes v1's lines as long as v2's")
-    parser.add_argument("--out", type=Path, default=WORK / "callgrind",
-                        help="where the callgrind files and server logs go (default bench/.work/callgrind)")
+    parser.add_argument("--m", default="100,300", help="messages per sender, one fresh server each (default 100,300)")
+    parser.add_argument(
+        "--pad",
+        type=int,
+        default=0,
+        help="lengthen every message by 1+PAD bytes (` xxx…`), e.g. 6 makes v1's lines as long as v2's",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=WORK / "callgrind",
+        help="where the callgrind files and server logs go (default bench/.work/callgrind)",
+    )
     args = parser.parse_args(argv)
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):

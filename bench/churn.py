@@ -203,8 +203,7 @@ class Churn:
         if conn.ended:
             return
         if conn.kind == "quit" and conn.registration.done:
-            self.done(conn, None, "closed by server" if conn.error == "closed by server"
-                      else f"reset ({conn.error})")
+            self.done(conn, None, "closed by server" if conn.error == "closed by server" else f"reset ({conn.error})")
         else:
             self.done(conn, conn.error or "closed")
 
@@ -243,8 +242,14 @@ def churn(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
 
     def sample() -> None:
-        samples.append([round(time.monotonic() - t0, 1), server.rss_kib(), _fds(server.pid),
-                        sum(s.completed for s in loop.stats.values())])
+        samples.append(
+            [
+                round(time.monotonic() - t0, 1),
+                server.rss_kib(),
+                _fds(server.pid),
+                sum(s.completed for s in loop.stats.values()),
+            ]
+        )
         engine.call_at(time.monotonic() + 1.0, sample)
 
     sample()
@@ -252,8 +257,9 @@ def churn(spec: dict[str, Any]) -> dict[str, Any]:
     meter = Meter(server)
     t_start = perf_ns()
     loop.start(duration)
-    outcome = engine.run(lambda: loop.in_progress == 0 and time.monotonic() >= loop.stop_at,
-                         duration + loop.timeout + 5)
+    outcome = engine.run(
+        lambda: loop.in_progress == 0 and time.monotonic() >= loop.stop_at, duration + loop.timeout + 5
+    )
     cpu = meter.result()
     elapsed = (perf_ns() - t_start) / 1e9
     rss_end, fds_end = server.rss_kib(), _fds(server.pid)
@@ -265,10 +271,14 @@ def churn(spec: dict[str, Any]) -> dict[str, Any]:
     kinds: dict[str, Any] = {}
     for kind, s in loop.stats.items():
         kinds[kind] = {
-            "started": s.started, "completed": s.completed,
-            "per_s": round(s.in_window / duration, 1), "timeouts": s.timeouts,
-            "failed": sum(s.errors.values()), "errors": dict(s.errors.most_common(5)),
-            "how": dict(s.how.most_common(4)), "time": percentiles(s.times),
+            "started": s.started,
+            "completed": s.completed,
+            "per_s": round(s.in_window / duration, 1),
+            "timeouts": s.timeouts,
+            "failed": sum(s.errors.values()),
+            "errors": dict(s.errors.most_common(5)),
+            "how": dict(s.how.most_common(4)),
+            "time": percentiles(s.times),
         }
     completed = sum(k["completed"] for k in kinds.values())
     failed = sum(k["failed"] + k["timeouts"] for k in kinds.values())

@@ -28,11 +28,19 @@ from typing import Any
 
 from bench import history, report
 from bench.targets import (
-    REPO, TARGETS, WORK, Certs, ChatdBeforeTarget, Running, Target, TargetUnavailable, cpu_count, pinned,
+    REPO,
+    TARGETS,
+    WORK,
+    Certs,
+    ChatdBeforeTarget,
+    Running,
+    Target,
+    TargetUnavailable,
+    cpu_count,
+    pinned,
 )
 
-DEFAULT_TARGETS = ("chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,"
-                   "chatd-nometrics")
+DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics"
 
 BENCH = Path(__file__).resolve().parent
 LOCK = Path("/tmp/chatd-bench.lock")
@@ -75,15 +83,13 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **LINES}),
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 20}),
-    ("capacity", {"scenario": "capacity", "clients": 5000, "concurrency": 100, "deadline": 150,
-                  **CAPACITY}),
+    ("capacity", {"scenario": "capacity", "clients": 5000, "concurrency": 100, "deadline": 150, **CAPACITY}),
     ("churn", {**CHURN, "duration": 60}),
     ("slow-without", {**SLOW, "m": 2000}),
     ("slow-with", {**SLOW, "m": 2000, "nonreader": True}),
     ("rooms", {**ROOMS, "m": 200}),
     ("fanout-ws", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW, **WS}),
-    ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 120,
-                 **CAPACITY, **WS}),
+    ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 120, **CAPACITY, **WS}),
     (history.STORE, {"scenario": history.STORE, "events": 200_000, "rooms": 100}),
     (history.BACKLOG, {"scenario": history.BACKLOG, "joins": 2000, "text_bytes": 100}),
 ]
@@ -94,15 +100,13 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **LINES}),
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 100, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 5}),
-    ("capacity", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60,
-                  **CAPACITY}),
+    ("capacity", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60, **CAPACITY}),
     ("churn", {**CHURN, "duration": 15, "idle": 5}),
     ("slow-without", {**SLOW, "m": 600}),
     ("slow-with", {**SLOW, "m": 600, "nonreader": True}),
     ("rooms", {**ROOMS, "m": 100}),
     ("fanout-ws", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW, **WS}),
-    ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60,
-                 **CAPACITY, **WS}),
+    ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60, **CAPACITY, **WS}),
     (history.STORE, {"scenario": history.STORE, "events": 50_000, "rooms": 100}),
     (history.BACKLOG, {"scenario": history.BACKLOG, "joins": 300, "text_bytes": 100}),
 ]
@@ -114,23 +118,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 run, smaller parameters (~3 min)")
     parser.add_argument("--runs", type=int, help="runs per scenario and target (default 3, quick 1)")
-    parser.add_argument("--targets", default=DEFAULT_TARGETS,
-                        help=f"comma-separated, of {', '.join(TARGETS)} (default {DEFAULT_TARGETS})")
-    parser.add_argument("--scenarios", default="",
-                        help="comma-separated prefixes, e.g. fanout,paced (default: all)")
-    parser.add_argument("--slow-runs", type=int,
-                        help="runs of the slow-consumer pair, whose p99 varies most (default 5, quick 1)")
-    parser.add_argument("--capacity-runs", type=int,
-                        help="runs of the (long) capacity scenario for all but chatd and the floor (default 1)")
+    parser.add_argument(
+        "--targets",
+        default=DEFAULT_TARGETS,
+        help=f"comma-separated, of {', '.join(TARGETS)} (default {DEFAULT_TARGETS})",
+    )
+    parser.add_argument("--scenarios", default="", help="comma-separated prefixes, e.g. fanout,paced (default: all)")
+    parser.add_argument(
+        "--slow-runs", type=int, help="runs of the slow-consumer pair, whose p99 varies most (default 5, quick 1)"
+    )
+    parser.add_argument(
+        "--capacity-runs",
+        type=int,
+        help="runs of the (long) capacity scenario for all but chatd and the floor (default 1)",
+    )
     parser.add_argument("--churn-runs", type=int, default=1, help="runs of the churn scenario (default 1)")
-    parser.add_argument("--churn-seconds", type=float,
-                        help="how long the churn lasts (default 60, quick 15)")
-    parser.add_argument("--quiet-wait", type=float, default=60.0,
-                        help="seconds to wait for a quiet machine before each run (default 60)")
+    parser.add_argument("--churn-seconds", type=float, help="how long the churn lasts (default 60, quick 15)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait for a quiet machine before each run (default 60)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.jsonl go")
-    parser.add_argument("--baseline", metavar="REV",
-                        help="the git revision chatd-before runs (default: main without issue-11: "
-                             "their merge-base, or main just before it merged issue-11)")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="the git revision chatd-before runs (default: main without issue-11: "
+        "their merge-base, or main just before it merged issue-11)",
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.jsonl")
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
@@ -140,11 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "RESULTS.md").write_text(report.render(records[0]["machine"], records))
         return 0
 
-    plan = [(key, spec) for key, spec in (QUICK if args.quick else FULL)
-            if not args.scenarios or any(key.startswith(p) for p in args.scenarios.split(","))]
+    plan = [
+        (key, spec)
+        for key, spec in (QUICK if args.quick else FULL)
+        if not args.scenarios or any(key.startswith(p) for p in args.scenarios.split(","))
+    ]
     if args.churn_seconds:
-        plan = [(key, {**spec, "duration": args.churn_seconds} if key == "churn" else spec)
-                for key, spec in plan]
+        plan = [(key, {**spec, "duration": args.churn_seconds} if key == "churn" else spec) for key, spec in plan]
     WORK.mkdir(exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     certs = _certs()
@@ -192,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _one_run(target: Target, key: str, spec: dict[str, Any], run: int, certs: Certs,
-             quiet_wait: float) -> dict[str, Any]:
+def _one_run(
+    target: Target, key: str, spec: dict[str, Any], run: int, certs: Certs, quiet_wait: float
+) -> dict[str, Any]:
     spec = dict(spec)
     if target.name == "seed":
         spec.update(SEED_LIMITS)
@@ -224,8 +243,14 @@ def _one_run(target: Target, key: str, spec: dict[str, Any], run: int, certs: Ce
 
 
 def _generate(running: Running, target: Target, spec: dict[str, Any], certs: Certs) -> dict[str, Any]:
-    full = {**spec, "dialect": target.dialect, "host": "127.0.0.1", "port": running.port,
-            "ca": str(certs.ca), "server_pid": running.pid}
+    full = {
+        **spec,
+        "dialect": target.dialect,
+        "host": "127.0.0.1",
+        "port": running.port,
+        "ca": str(certs.ca),
+        "server_pid": running.pid,
+    }
     limit = float(spec.get("deadline", 120)) + float(spec.get("connect_timeout", 120)) + 120
     if spec["scenario"] == "churn":
         limit = float(spec["duration"]) + float(spec["idle"]) + 3 * float(spec["timeout"]) + 60
@@ -255,14 +280,18 @@ def _log_evidence(target: Target, running: Running) -> dict[str, Any]:
     if target.family == "chatd":
         # Events, not mentions: each drop also ends in a `disconnect` whose
         # reason is slow_consumer.
-        return {"log_slow_consumer": text.count('"event": "slow_consumer"'),
-                "log_tracebacks": text.count('"exception"'),
-                "log_tls_handshake_failed": text.count('"event": "tls_handshake_failed"'),
-                "log_accept_failed": text.count('"event": "accept_failed"'),
-                "log_lines": text.count("\n")}
+        return {
+            "log_slow_consumer": text.count('"event": "slow_consumer"'),
+            "log_tracebacks": text.count('"exception"'),
+            "log_tls_handshake_failed": text.count('"event": "tls_handshake_failed"'),
+            "log_accept_failed": text.count('"event": "accept_failed"'),
+            "log_lines": text.count("\n"),
+        }
     if target.name == "ngircd":
-        return {"log_write_buffer_exhausted": text.count("Write buffer space exhausted"),
-                "log_read_buffer_exhausted": text.count("Receive buffer space exhausted")}
+        return {
+            "log_write_buffer_exhausted": text.count("Write buffer space exhausted"),
+            "log_read_buffer_exhausted": text.count("Receive buffer space exhausted"),
+        }
     return {"log_tracebacks": text.count("Traceback")}
 
 
@@ -318,14 +347,23 @@ def _machine(targets: list[Target], runs: int, args: argparse.Namespace, notes: 
         pass
     debian = Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else ""
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": model, "cpus": cpu_count(), "memory": mem,
-        "kernel": platform.release(), "os": f"Debian {debian}" if debian else platform.platform(),
-        "python": sys.version.split()[0], "openssl": ssl.OPENSSL_VERSION,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model,
+        "cpus": cpu_count(),
+        "memory": mem,
+        "kernel": platform.release(),
+        "os": f"Debian {debian}" if debian else platform.platform(),
+        "python": sys.version.split()[0],
+        "openssl": ssl.OPENSSL_VERSION,
         "targets": {t.name: t.version() for t in targets},
-        "pinning": ("server on CPU 0, generator on CPU 1 (taskset); chatd-ioN: neither pinned"
-                    if cpu_count() >= 2 else "none (1 CPU)"),
-        "runs": runs, "quick": args.quick, "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "pinning": (
+            "server on CPU 0, generator on CPU 1 (taskset); chatd-ioN: neither pinned"
+            if cpu_count() >= 2
+            else "none (1 CPU)"
+        ),
+        "runs": runs,
+        "quick": args.quick,
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
         "notes": notes,
     }
 
@@ -335,18 +373,42 @@ def _summary(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"{head} ERROR {record['error'][:200]}"
     parts = [f"ok={record.get('ok')}"]
-    for key in ("msgs_per_s", "sent_per_s", "handshakes_per_s", "registrations_per_s", "rss_kib_per_client",
-                "written_per_s", "append_cpu_us", "backlog_ms_per_join",
-                "io_threads", "failed_receivers", "unsent", "log_slow_consumer", "connects_per_s",
-                "failed", "rss_kib_start", "rss_kib_peak", "rss_kib_end", "rss_kib_idle"):
+    for key in (
+        "msgs_per_s",
+        "sent_per_s",
+        "handshakes_per_s",
+        "registrations_per_s",
+        "rss_kib_per_client",
+        "written_per_s",
+        "append_cpu_us",
+        "backlog_ms_per_join",
+        "io_threads",
+        "failed_receivers",
+        "unsent",
+        "log_slow_consumer",
+        "connects_per_s",
+        "failed",
+        "rss_kib_start",
+        "rss_kib_peak",
+        "rss_kib_end",
+        "rss_kib_idle",
+    ):
         if key in record:
             parts.append(f"{key}={record[key]}")
     for kind, k in (record.get("kinds") or {}).items():
         parts.append(f"{kind}={k['per_s']}/s(fail {k['failed']}, timeout {k['timeouts']})")
     if "latency" in record and record["latency"].get("n"):
         parts.append(f"p50={record['latency']['p50_ms']}ms p99={record['latency']['p99_ms']}ms")
-    for key in ("lost", "corrupt", "wrong_room", "gen_cpu_pct", "server_cpu_pct", "other_cpu_pct",
-                "handshake_gen_cpu_pct", "nonreader_dropped"):
+    for key in (
+        "lost",
+        "corrupt",
+        "wrong_room",
+        "gen_cpu_pct",
+        "server_cpu_pct",
+        "other_cpu_pct",
+        "handshake_gen_cpu_pct",
+        "nonreader_dropped",
+    ):
         if key in record:
             parts.append(f"{key}={record[key]}")
     return f"{head} " + " ".join(parts)

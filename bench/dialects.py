@@ -17,8 +17,8 @@ fixed offset after `t=`.
 
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,8 +51,7 @@ class Dialect:
     rooms: bool = False  # a client can move to a room of its own (chatd v2 and later, IRC)
     websocket: bool = False  # lines as WebSocket text messages (bench/websocket.py), after ALPN http/1.1
 
-    def message(self, t_ns: int, sender: int, seq: int, pad: bytes = b"",
-                prefix: bytes | None = None) -> bytes:
+    def message(self, t_ns: int, sender: int, seq: int, pad: bytes = b"", prefix: bytes | None = None) -> bytes:
         """A benchmark line; `pad` (b" xxx…") makes it longer without moving the
         fields; `prefix` (from `room_prefix`) addresses it to a room of its own."""
         return (self.msg_prefix if prefix is None else prefix) + MSG_BODY % (t_ns, sender, seq) + pad + self.eol
@@ -93,7 +92,7 @@ class Dialect:
             return line.startswith(b"PONG")
         return b" PONG " in line[:64] if self.kind == "irc" else False
 
-    def registration(self, nick: str, privileged: bool, room: str | None = None) -> "Registration":
+    def registration(self, nick: str, privileged: bool, room: str | None = None) -> Registration:
         """How `nick` registers. With `room`, registration ends only once the
         client is in that room and no other (a dialect with `rooms`)."""
         if room is not None and not self.rooms:
@@ -113,20 +112,53 @@ _STAMP_RE = re.compile(rb"t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n")
 # A nickname never starts with `#`, so the v1 pattern below cannot match a v2
 # or v3 line, nor the other way round. (A tag value never holds `t=`: the
 # stamp is found by its own pattern.)
-CHATD = Dialect("chatd", "chatd", echo=True, window="ping", eol=b"\n", msg_prefix=b"", body_at_start=False,
-                line_re=re.compile(rb"^(?:@[^ \n]+ )?MSG #[^ \n]+ [^ \n]+ " + _BODY_RE + rb"$", re.M),
-                stamp_re=_STAMP_RE, rooms=True)
+CHATD = Dialect(
+    "chatd",
+    "chatd",
+    echo=True,
+    window="ping",
+    eol=b"\n",
+    msg_prefix=b"",
+    body_at_start=False,
+    line_re=re.compile(rb"^(?:@[^ \n]+ )?MSG #[^ \n]+ [^ \n]+ " + _BODY_RE + rb"$", re.M),
+    stamp_re=_STAMP_RE,
+    rooms=True,
+)
 # v1: `MSG <nick> <text>`.
-CHATD1 = Dialect("chatd1", "chatd", echo=True, window="ping", eol=b"\n", msg_prefix=b"", body_at_start=False,
-                 line_re=re.compile(rb"^MSG [^ #\n][^ \n]* " + _BODY_RE + rb"$", re.M),
-                 stamp_re=_STAMP_RE)
-IRC = Dialect("irc", "irc", echo=False, window="ping", eol=b"\r\n", msg_prefix=b"PRIVMSG #bench :",
-              body_at_start=False,
-              line_re=re.compile(rb"^:[^ \n]+ PRIVMSG #[^ \n]+ :" + _BODY_RE + rb"\r$", re.M),
-              stamp_re=re.compile(rb"t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\r\n"), rooms=True)
-SEED = Dialect("seed", "seed", echo=True, window="echo", eol=b"\n", msg_prefix=b"", body_at_start=True,
-               line_re=re.compile(rb"^" + _BODY_RE + rb"$", re.M),
-               stamp_re=re.compile(rb"^t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n", re.M))
+CHATD1 = Dialect(
+    "chatd1",
+    "chatd",
+    echo=True,
+    window="ping",
+    eol=b"\n",
+    msg_prefix=b"",
+    body_at_start=False,
+    line_re=re.compile(rb"^MSG [^ #\n][^ \n]* " + _BODY_RE + rb"$", re.M),
+    stamp_re=_STAMP_RE,
+)
+IRC = Dialect(
+    "irc",
+    "irc",
+    echo=False,
+    window="ping",
+    eol=b"\r\n",
+    msg_prefix=b"PRIVMSG #bench :",
+    body_at_start=False,
+    line_re=re.compile(rb"^:[^ \n]+ PRIVMSG #[^ \n]+ :" + _BODY_RE + rb"\r$", re.M),
+    stamp_re=re.compile(rb"t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\r\n"),
+    rooms=True,
+)
+SEED = Dialect(
+    "seed",
+    "seed",
+    echo=True,
+    window="echo",
+    eol=b"\n",
+    msg_prefix=b"",
+    body_at_start=True,
+    line_re=re.compile(rb"^" + _BODY_RE + rb"$", re.M),
+    stamp_re=re.compile(rb"^t=(\d{19}) s=\d{4} n=\d{7}(?: x+)?\n", re.M),
+)
 # chatd's lines over a WebSocket, as its web client sends and reads them (the fanout-ws and
 # idle-ws scenarios): the same lines, so the same patterns.
 CHATD_WS = dataclasses.replace(CHATD, name="chatd-ws", websocket=True)
@@ -182,7 +214,7 @@ class ChatdRegistration(Registration):
             end = self.buf.find(b"\n")
             if end < 0:
                 break
-            line, self.buf = self.buf[:end], self.buf[end + 1:]
+            line, self.buf = self.buf[:end], self.buf[end + 1 :]
             out += self._line(line)
             if self.done:
                 self.leftover, self.buf = self.buf, b""
@@ -292,8 +324,7 @@ class IrcRegistration(Registration):
             elif code == b"366":
                 self.done = True
                 self.leftover, self.buf = self.buf, b""
-            elif line.startswith(b"ERROR") or code in (b"403", b"405", b"432", b"433", b"471", b"473",
-                                                        b"474"):
+            elif line.startswith(b"ERROR") or code in (b"403", b"405", b"432", b"433", b"471", b"473", b"474"):
                 raise RegistrationFailed(line.decode(errors="replace"))
         return out
 

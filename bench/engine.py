@@ -20,7 +20,8 @@ import select
 import socket
 import ssl
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from bench.dialects import Dialect
 from bench.receive import Receiving
@@ -143,9 +144,19 @@ class Engine:
 class Conn(Receiving):
     """One TLS client: connect → handshake → register → setup → run."""
 
-    def __init__(self, engine: Engine, index: int, nick: str, *, sender_id: int = -1,
-                 sample: bool = False, privileged: bool = False, rcvbuf: int = 0,
-                 room: str | None = None, group: int = 0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        index: int,
+        nick: str,
+        *,
+        sender_id: int = -1,
+        sample: bool = False,
+        privileged: bool = False,
+        rcvbuf: int = 0,
+        room: str | None = None,
+        group: int = 0,
+    ) -> None:
         self.engine = engine
         self.index = index
         self.nick = nick
@@ -158,7 +169,7 @@ class Conn(Receiving):
         self.prefix = engine.dialect.msg_prefix if room is None else engine.dialect.room_prefix(room)
         self.registration = engine.dialect.registration(nick, privileged, room)
         # Lines as WebSocket messages, once `GET /ws` has been answered (bench/websocket.py).
-        self.ws = ClientWebSocket("%s:%d" % engine.address) if engine.dialect.websocket else None
+        self.ws = ClientWebSocket("{}:{}".format(*engine.address)) if engine.dialect.websocket else None
         self.sock: socket.socket | None = None
         self.tls: ssl.SSLObject | None = None
         self._incoming = ssl.MemoryBIO()
@@ -458,8 +469,9 @@ class Conn(Receiving):
                 # it, and what it will never receive no longer counts as lag.
                 engine.failed_receivers += 1
                 engine.fanouts[self.group] -= 1
-                engine.expected_sent -= max(0, engine.sent_by_group[self.group] - self.count
-                                            - (0 if engine.dialect.echo else self.sent))
+                engine.expected_sent -= max(
+                    0, engine.sent_by_group[self.group] - self.count - (0 if engine.dialect.echo else self.sent)
+                )
                 self._finish()
         self.close()
         self.engine.on_closed(self)

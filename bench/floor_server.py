@@ -51,8 +51,7 @@ def serve(config_path: str) -> None:
                 _serve_one(clients[fd], epoll, clients)
 
 
-def _accept(listener: socket.socket, context: ssl.SSLContext, epoll: select.epoll,
-            clients: dict[int, Client]) -> None:
+def _accept(listener: socket.socket, context: ssl.SSLContext, epoll: select.epoll, clients: dict[int, Client]) -> None:
     while True:
         try:
             sock, _ = listener.accept()
@@ -60,8 +59,9 @@ def _accept(listener: socket.socket, context: ssl.SSLContext, epoll: select.epol
             return
         sock.setblocking(False)
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        clients[sock.fileno()] = Client(sock, context.wrap_bio(incoming, outgoing, server_side=True),
-                                        incoming, outgoing)
+        clients[sock.fileno()] = Client(
+            sock, context.wrap_bio(incoming, outgoing, server_side=True), incoming, outgoing
+        )
         epoll.register(sock.fileno(), select.EPOLLIN)
 
 

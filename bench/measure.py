@@ -81,5 +81,10 @@ def percentiles(values_ns: list[int]) -> dict[str, float | int]:
     def pick(q: float) -> float:
         return round(values[min(n - 1, int(q * n))] / 1e6, 3)
 
-    return {"n": n, "p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": round(values[-1] / 1e6, 3),
-            "mean_ms": round(sum(values) / n / 1e6, 3)}
+    return {
+        "n": n,
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "max_ms": round(values[-1] / 1e6, 3),
+        "mean_ms": round(sum(values) / n / 1e6, 3),
+    }

@@ -16,7 +16,7 @@ a reference to the buffer. From cheapest to dearest per byte:
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from bench.dialects import MSG_RE, N_OFF, S_OFF, SYNC_TEXT, T_OFF, RegistrationFailed
 
@@ -70,7 +70,7 @@ class Receiving:
                 self.synced = True
                 self.engine.synced += 1
                 self.feed = self._run_feed()
-                rest = b"".join(rest_line + b"\n" for rest_line in lines[i + 1:]) + self.partial
+                rest = b"".join(rest_line + b"\n" for rest_line in lines[i + 1 :]) + self.partial
                 self.partial = b""
                 if rest:
                     self.feed(rest, len(rest))
@@ -94,7 +94,7 @@ class Receiving:
         if n >= 4:
             # a "PONG " cut in two by the previous read
             pongs += (self.tail + bytes(buf[:4])).count(b"PONG ")
-            self.tail = bytes(buf[n - 4:n])
+            self.tail = bytes(buf[n - 4 : n])
         else:
             joined = self.tail + bytes(buf[:n])
             pongs += joined.count(b"PONG ") - self.tail.count(b"PONG ")
@@ -213,8 +213,8 @@ class Receiving:
             if not MSG_RE.fullmatch(line, i) or (dialect.body_at_start and i):
                 self.corrupt += 1
                 continue
-            s = line[i + S_OFF:i + S_OFF + 4]
-            seq = int(line[i + N_OFF:i + N_OFF + 7])
+            s = line[i + S_OFF : i + S_OFF + 4]
+            seq = int(line[i + N_OFF : i + N_OFF + 7])
             if self.last_seq.get(s, -1) + 1 != seq:
                 self.order_errors += 1
             self.last_seq[s] = seq
@@ -222,7 +222,7 @@ class Receiving:
                 own_seq = seq
             msgs += 1
             if latencies is not None:
-                latencies.append(now - int(line[i + T_OFF:i + T_OFF + 19]))
+                latencies.append(now - int(line[i + T_OFF : i + T_OFF + 19]))
         self._counted(msgs, own_seq, now)
 
     def _counted(self, msgs: int, own_seq: int, now: int) -> None:

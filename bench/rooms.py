@@ -44,8 +44,16 @@ def rooms(spec: Spec) -> dict[str, Any]:
     for i, group in enumerate(groups):
         members.setdefault(group, []).append(i)
     conns = [
-        Conn(engine, i, _nick(i), sender_id=i, privileged=True, room=room_name(groups[i], n_rooms),
-             group=groups[i], sample=groups[i] in sampled and i == members[groups[i]][-1])
+        Conn(
+            engine,
+            i,
+            _nick(i),
+            sender_id=i,
+            privileged=True,
+            room=room_name(groups[i], n_rooms),
+            group=groups[i],
+            sample=groups[i] in sampled and i == members[groups[i]][-1],
+        )
         for i in range(n)
     ]
     for conn in conns:
@@ -80,8 +88,9 @@ def rooms(spec: Spec) -> dict[str, Any]:
     t_start = perf_ns()
     for conn in conns:
         conn.pump()
-    outcome = engine.run(lambda: engine.finished >= engine.finishers, spec.get("deadline", 120),
-                         idle=spec.get("idle", 5.0))
+    outcome = engine.run(
+        lambda: engine.finished >= engine.finishers, spec.get("deadline", 120), idle=spec.get("idle", 5.0)
+    )
     t_end = engine.t_all_finished if outcome == "done" else max(engine.t_last_progress, t_start)
     if t_end <= t_start:
         t_end = perf_ns()

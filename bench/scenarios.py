@@ -76,8 +76,7 @@ def _engine(spec: Spec) -> Engine:
     return Engine(spec["host"], spec["port"], context, dialect)
 
 
-def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: float,
-                then: Any = None) -> str:
+def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: float, then: Any = None) -> str:
     """Connect and register `conns`, at most `concurrency` in progress at once."""
     queue = list(reversed(conns))
     in_progress = 0
@@ -126,8 +125,14 @@ def _nick(i: int) -> str:
 
 
 def _fail_result(spec: Spec, engine: Engine, stage: str, outcome: str) -> dict[str, Any]:
-    return {**spec, "ok": False, "stage": stage, "outcome": outcome,
-            "registered": engine.registered, "errors": dict(engine.errors.most_common(8))}
+    return {
+        **spec,
+        "ok": False,
+        "stage": stage,
+        "outcome": outcome,
+        "registered": engine.registered,
+        "errors": dict(engine.errors.most_common(8)),
+    }
 
 
 # -- fan-out and slow consumer --------------------------------------------------------------
@@ -141,8 +146,7 @@ def fanout(spec: Spec) -> dict[str, Any]:
     server = Proc(spec.get("server_pid"))
     sample_from = n - samples  # the last clients: receivers only, unless everyone sends
     conns = [
-        Conn(engine, i, _nick(i), sender_id=i if i < s else -1, sample=i >= sample_from,
-             privileged=i < s)
+        Conn(engine, i, _nick(i), sender_id=i if i < s else -1, sample=i >= sample_from, privileged=i < s)
         for i in range(n)
     ]
     for conn in conns:
@@ -186,10 +190,12 @@ def fanout(spec: Spec) -> dict[str, Any]:
         conn.max_marks = spec.get("marks", 2)
     stall = spec.get("stall", 1.0)
     if dialect.window == "echo":
+
         def check() -> None:
             for sender in senders:
                 sender.check_stall(stall)
             engine.call_at(time.monotonic() + 0.1, check)
+
         engine.call_at(time.monotonic() + 0.1, check)
 
     meter = Meter(server)
@@ -197,8 +203,9 @@ def fanout(spec: Spec) -> dict[str, Any]:
     t_start = perf_ns()
     for conn in senders:
         conn.pump()
-    outcome = engine.run(lambda: engine.finished >= engine.finishers, spec.get("deadline", 120),
-                         idle=spec.get("idle", 5.0))
+    outcome = engine.run(
+        lambda: engine.finished >= engine.finishers, spec.get("deadline", 120), idle=spec.get("idle", 5.0)
+    )
     # A run that did not finish (the seed's) is timed to its last delivery.
     t_end = engine.t_all_finished if outcome == "done" else max(engine.t_last_progress, t_start)
     if t_end <= t_start:
@@ -260,8 +267,12 @@ def _check_nonreader(engine: Engine, conn: Conn) -> dict[str, Any]:
     for line in bytes(tail).split(b"\n"):
         if line.startswith((b"BYE ", b"ERROR ")):
             bye = line.decode(errors="replace").strip()
-    return {"nonreader_dropped": conn.state != "open", "nonreader_bye": bye,
-            "nonreader_error": conn.error, "others_saw_leave": engine.watch_hits}
+    return {
+        "nonreader_dropped": conn.state != "open",
+        "nonreader_bye": bye,
+        "nonreader_error": conn.error,
+        "others_saw_leave": engine.watch_hits,
+    }
 
 
 def _tls_info(conns: list[Conn]) -> str:
@@ -388,16 +399,15 @@ def capacity(spec: Spec) -> dict[str, Any]:
             start_more(conn)
 
     engine.on_handshake = start_more if two_phase else (lambda conn: None)
-    engine.on_registered = (lambda conn: (idle(conn), None)[1]) if two_phase else (
-        lambda conn: (idle(conn), start_more(conn))[1])
+    engine.on_registered = (
+        (lambda conn: (idle(conn), None)[1]) if two_phase else (lambda conn: (idle(conn), start_more(conn))[1])
+    )
     engine.on_closed = closed
     start_more()
     if two_phase:
-        outcome = engine.run(lambda: engine.handshaken + engine.connect_failed >= clients,
-                             deadline - time.monotonic())
+        outcome = engine.run(lambda: engine.handshaken + engine.connect_failed >= clients, deadline - time.monotonic())
     else:
-        outcome = engine.run(lambda: engine.registered + engine.connect_failed >= clients,
-                             deadline - time.monotonic())
+        outcome = engine.run(lambda: engine.registered + engine.connect_failed >= clients, deadline - time.monotonic())
     t_hs = max((c.t_handshake for c in conns if c.t_handshake), default=t0)
     handshaken = sum(1 for c in conns if c.t_handshake)
     phase1 = meter.result("handshake_")
@@ -409,8 +419,9 @@ def capacity(spec: Spec) -> dict[str, Any]:
         for conn in conns:
             if conn.state == "open":
                 conn.register()
-        outcome = engine.run(lambda: engine.registered + engine.connect_failed >= clients,
-                             max(1.0, deadline - time.monotonic()))
+        outcome = engine.run(
+            lambda: engine.registered + engine.connect_failed >= clients, max(1.0, deadline - time.monotonic())
+        )
     phase2 = meter.result("register_")
     ok = [c for c in conns if c.registration.done]
     t_reg = max((c.t_registered for c in ok), default=t1)
@@ -436,8 +447,9 @@ def capacity(spec: Spec) -> dict[str, Any]:
         "handshake_latency": percentiles(hs_times),
         # Independent of the generator's speed: what one handshake cost the server,
         # hence the rate one fully busy core would sustain.
-        "server_cpu_ms_per_handshake": round(10 * phase1["handshake_server_cpu_pct"]
-                                             * (t_hs - t0) / 1e9 / max(handshaken, 1), 3),
+        "server_cpu_ms_per_handshake": round(
+            10 * phase1["handshake_server_cpu_pct"] * (t_hs - t0) / 1e9 / max(handshaken, 1), 3
+        ),
         "rss_kib_before": rss_before,
         "rss_kib_handshaken": rss_handshaken,
         "rss_kib_after": rss_after,
@@ -451,5 +463,3 @@ def capacity(spec: Spec) -> dict[str, Any]:
     }
     engine.close_all()
     return result
-
-

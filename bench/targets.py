@@ -24,9 +24,10 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -63,7 +64,7 @@ def _raise_nofile() -> None:
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     except (ValueError, OSError):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -86,8 +87,9 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes], l
     raise RuntimeError(f"server not listening on port {port} after {timeout}s:\n{_tail(log)}")
 
 
-def listening_event(process: subprocess.Popen[bytes], log: Path, name: str, timeout: float,
-                    event_name: str = "listening") -> dict[str, Any]:
+def listening_event(
+    process: subprocess.Popen[bytes], log: Path, name: str, timeout: float, event_name: str = "listening"
+) -> dict[str, Any]:
     """The JSON `listening` event a server writes to its log (it has the port),
     or another event of chatd's (`metrics_listening`)."""
     deadline = time.monotonic() + timeout
@@ -217,19 +219,30 @@ class Target:
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         raise NotImplementedError
 
-    def _spawn(self, cmd: list[str], log: Path, cwd: Path,
-               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
             return subprocess.Popen(
                 pinned(cmd, 0) if self.placement == "pinned" else cmd,
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=cwd, preexec_fn=_raise_nofile,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                preexec_fn=_raise_nofile,
                 env=env,
             )
 
 
-def chatd_config(certs: Certs, spec: dict[str, Any], *, io_threads: int | None = None,
-                 tuned: bool = False, source: Path = CHATD_YAML,
-                 metrics: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+def chatd_config(
+    certs: Certs,
+    spec: dict[str, Any],
+    *,
+    io_threads: int | None = None,
+    tuned: bool = False,
+    source: Path = CHATD_YAML,
+    metrics: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """config/chatd.yaml as users get it, with what a benchmark must change.
 
     Changed: the address (127.0.0.1, port 0), the certificate, JSON logs, no
@@ -254,8 +267,12 @@ def chatd_config(certs: Certs, spec: dict[str, Any], *, io_threads: int | None =
     if io_threads is not None:
         changes["io_threads"] = io_threads
     if tuned:
-        changes.update(io_threads=1, max_clients=max(10000, needed), register_timeout=600,
-                       send_queue_bytes=98304 if spec["scenario"] == "slow" else 8 * 1024 * 1024)
+        changes.update(
+            io_threads=1,
+            max_clients=max(10000, needed),
+            register_timeout=600,
+            send_queue_bytes=98304 if spec["scenario"] == "slow" else 8 * 1024 * 1024,
+        )
     for key, value in changes.items():
         (config["server"] if key == "io_threads" else limits)[key] = value
     config["server"].update(host="127.0.0.1", port=0)
@@ -283,9 +300,16 @@ class ChatdTarget(Target):
     websocket = True
     tree = REPO
 
-    def __init__(self, certs: Certs, name: str = "chatd", io_threads: int | None = None,
-                 tuned: bool = False, keys: tuple[str, ...] | None = None, history: bool = True,
-                 metrics: bool = True) -> None:
+    def __init__(
+        self,
+        certs: Certs,
+        name: str = "chatd",
+        io_threads: int | None = None,
+        tuned: bool = False,
+        keys: tuple[str, ...] | None = None,
+        history: bool = True,
+        metrics: bool = True,
+    ) -> None:
         super().__init__(certs)
         self.name = name
         self.io_threads = io_threads
@@ -298,20 +322,28 @@ class ChatdTarget(Target):
 
     def check(self) -> None:
         expected = (self.tree / "chatd" / "__init__.py").resolve()
-        done = subprocess.run([sys.executable, "-c", "import chatd; print(chatd.__file__)"],
-                              capture_output=True, text=True, cwd=self.tree, env=self._env())
+        done = subprocess.run(
+            [sys.executable, "-c", "import chatd; print(chatd.__file__)"],
+            capture_output=True,
+            text=True,
+            cwd=self.tree,
+            env=self._env(),
+        )
         found = done.stdout.strip()
         if done.returncode != 0 or not found or Path(found).resolve() != expected:
-            raise TargetUnavailable(f"python -m chatd in {self.tree} would not run {expected} "
-                                    f"(it imports {found or done.stderr.strip()[-200:]})")
+            raise TargetUnavailable(
+                f"python -m chatd in {self.tree} would not run {expected} "
+                f"(it imports {found or done.stderr.strip()[-200:]})"
+            )
 
     def version(self) -> str:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "chatd"],
-                               capture_output=True, text=True).stdout.strip()
-        return (f"chatd {chatd_version(self.tree)} "
-                f"({commit or 'no git'}{', chatd/ modified' if dirty else ''})")
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "chatd"], capture_output=True, text=True
+        ).stdout.strip()
+        return f"chatd {chatd_version(self.tree)} ({commit or 'no git'}{', chatd/ modified' if dirty else ''})"
 
     def _env(self) -> dict[str, str]:
         path = os.environ.get("PYTHONPATH")
@@ -321,20 +353,30 @@ class ChatdTarget(Target):
         return {}
 
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
-        config, changes = chatd_config(self.certs, spec, io_threads=self.io_threads, tuned=self.tuned,
-                                       source=self.tree / "config" / "chatd.yaml", metrics=self.metrics)
+        config, changes = chatd_config(
+            self.certs,
+            spec,
+            io_threads=self.io_threads,
+            tuned=self.tuned,
+            source=self.tree / "config" / "chatd.yaml",
+            metrics=self.metrics,
+        )
         if not self.history:
             config.setdefault("history", {})["enabled"] = False
             changes["history.enabled"] = False
         path = workdir / "chatd.yaml"
         path.write_text(yaml.safe_dump(config))
         log = workdir / "chatd.log"
-        process = self._spawn([sys.executable, "-m", "chatd", "--config", str(path)], log, self.tree,
-                              self._env())
+        process = self._spawn([sys.executable, "-m", "chatd", "--config", str(path)], log, self.tree, self._env())
         event = listening_event(process, log, self.name, 20)
-        notes = {"config_changes": changes, "io_threads": event.get("io_threads"),
-                 "send_queue_bytes": config["limits"]["send_queue_bytes"], "placement": self.placement,
-                 "metrics": bool(config.get("metrics", {}).get("listen")), **self._notes()}
+        notes = {
+            "config_changes": changes,
+            "io_threads": event.get("io_threads"),
+            "send_queue_bytes": config["limits"]["send_queue_bytes"],
+            "placement": self.placement,
+            "metrics": bool(config.get("metrics", {}).get("listen")),
+            **self._notes(),
+        }
         running = Running(process, int(event["port"]), log, workdir, notes)
         if notes["metrics"]:
             try:
@@ -385,8 +427,7 @@ class NgircdTarget(Target):
             raise TargetUnavailable("ngircd is not installed (apt-get install ngircd)")
         print("bench: installing ngircd with apt-get ...", file=sys.stderr, flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        result = subprocess.run(["apt-get", "install", "-y", "-q", "ngircd"], env=env,
-                                capture_output=True, text=True)
+        result = subprocess.run(["apt-get", "install", "-y", "-q", "ngircd"], env=env, capture_output=True, text=True)
         if result.returncode != 0 or not shutil.which("ngircd"):
             raise TargetUnavailable(f"apt-get install ngircd failed: {result.stderr.strip()[-300:]}")
 
@@ -399,9 +440,21 @@ class NgircdTarget(Target):
         # a DHFile, which takes seconds; the RFC 7919 group is instant and standard.
         path = cache / "ffdhe2048.pem"
         if not path.exists():
-            subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH",
-                            "-pkeyopt", "dh_param:ffdhe2048", "-out", str(path)],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "openssl",
+                    "genpkey",
+                    "-genparam",
+                    "-algorithm",
+                    "DH",
+                    "-pkeyopt",
+                    "dh_param:ffdhe2048",
+                    "-out",
+                    str(path),
+                ],
+                check=True,
+                capture_output=True,
+            )
             path.chmod(0o644)
         return path
 
@@ -450,8 +503,7 @@ Password = bench
         path = workdir / "ngircd.conf"
         path.write_text(config)
         log = workdir / "ngircd.log"
-        test = subprocess.run(["ngircd", "--configtest", "--config", str(path)],
-                              capture_output=True, text=True)
+        test = subprocess.run(["ngircd", "--configtest", "--config", str(path)], capture_output=True, text=True)
         if test.returncode != 0:
             raise RuntimeError(f"ngircd --configtest failed:\n{test.stdout[-2000:]}{test.stderr}")
         process = self._spawn(["ngircd", "--nodaemon", "--config", str(path)], log, workdir)
@@ -475,8 +527,19 @@ class SeedTarget(Target):
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         port = free_port()
         log = workdir / "seed.log"
-        cmd = [sys.executable, str(SEED_PATH), "--host", "127.0.0.1", "--port", str(port),
-               "--tls-cert", str(self.certs.cert), "--tls-key", str(self.certs.key), "--quiet"]
+        cmd = [
+            sys.executable,
+            str(SEED_PATH),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(self.certs.cert),
+            "--tls-key",
+            str(self.certs.key),
+            "--quiet",
+        ]
         process = self._spawn(cmd, log, workdir)
         deadline = time.monotonic() + 15
         while "listening" not in _tail(log, 5):
@@ -514,12 +577,13 @@ TARGETS: dict[str, Callable[[Certs], Target]] = {
     "ngircd": NgircdTarget,
     "seed": SeedTarget,
     "floor": FloorTarget,
-    **{f"chatd-io{n}": functools.partial(ChatdTarget, name=f"chatd-io{n}", io_threads=n, keys=IO_KEYS)
-       for n in (1, 2, 4)},
+    **{
+        f"chatd-io{n}": functools.partial(ChatdTarget, name=f"chatd-io{n}", io_threads=n, keys=IO_KEYS)
+        for n in (1, 2, 4)
+    },
     "chatd-tuned": functools.partial(ChatdTarget, name="chatd-tuned", tuned=True, keys=("fanout", "slow")),
     # Metrics off, beside `chatd` (on, and scraped): "fan-out with metrics on ≥ 0.97× off".
     "chatd-nometrics": functools.partial(ChatdTarget, name="chatd-nometrics", metrics=False, keys=("fanout",)),
     "chatd-before": ChatdBeforeTarget,
-    "chatd-nohistory": functools.partial(ChatdTarget, name="chatd-nohistory", history=False,
-                                         keys=("fanout", "rooms")),
+    "chatd-nohistory": functools.partial(ChatdTarget, name="chatd-nohistory", history=False, keys=("fanout", "rooms")),
 }

@@ -47,24 +47,41 @@ def fanout_checks(records: list[Record]) -> list[Check]:
         ngircd = median(runs_of(records, key, "ngircd"), "msgs_per_s")
         if chatd is not None and ngircd:
             bound = " (ngircd: generator-bound)" if saturated(runs_of(records, key, "ngircd")) else ""
-            checks.append((f"{key}: chatd / ngircd delivered msg/s", f"{chatd / ngircd:.2f}× "
-                           f"({fmt(chatd)} / {fmt(ngircd)}){bound}", "≥ 0.5×", chatd / ngircd >= 0.5))
+            checks.append(
+                (
+                    f"{key}: chatd / ngircd delivered msg/s",
+                    f"{chatd / ngircd:.2f}× ({fmt(chatd)} / {fmt(ngircd)}){bound}",
+                    "≥ 0.5×",
+                    chatd / ngircd >= 0.5,
+                )
+            )
         before = median(runs_of(records, key, BEFORE), "msgs_per_s")
         paired = before_ratio(records, key)
         if chatd is not None and before and paired:
             # Single runs differ by up to ±30% here: say when the pair is suspect.
             flags = flags_of(runs_of(records, key, "chatd") + runs_of(records, key, BEFORE))
-            checks.append((f"{key}: chatd / chatd-before delivered msg/s", f"{paired[1]}, medians "
-                           f"{fmt(chatd)} / {fmt(before)}" + (f" (runs flagged: {flags})" if flags else ""),
-                           f"≥ {BEFORE_GOAL}×", paired[0] >= BEFORE_GOAL))
+            checks.append(
+                (
+                    f"{key}: chatd / chatd-before delivered msg/s",
+                    f"{paired[1]}, medians "
+                    f"{fmt(chatd)} / {fmt(before)}" + (f" (runs flagged: {flags})" if flags else ""),
+                    f"≥ {BEFORE_GOAL}×",
+                    paired[0] >= BEFORE_GOAL,
+                )
+            )
         off = runs_of(records, key, NOMETRICS)
         paired = before_ratio(records, key, NOMETRICS)
         if chatd is not None and off and paired:
             flags = flags_of(runs_of(records, key, "chatd") + off)
-            checks.append((f"{key}: chatd (metrics on, scraped) / chatd-nometrics delivered msg/s",
-                           f"{paired[1]}, medians {fmt(chatd)} / {fmt(median(off, 'msgs_per_s'))}"
-                           + (f" (runs flagged: {flags})" if flags else ""),
-                           f"≥ {METRICS_GOAL}×", paired[0] >= METRICS_GOAL))
+            checks.append(
+                (
+                    f"{key}: chatd (metrics on, scraped) / chatd-nometrics delivered msg/s",
+                    f"{paired[1]}, medians {fmt(chatd)} / {fmt(median(off, 'msgs_per_s'))}"
+                    + (f" (runs flagged: {flags})" if flags else ""),
+                    f"≥ {METRICS_GOAL}×",
+                    paired[0] >= METRICS_GOAL,
+                )
+            )
         lost_clients = median(runs_of(records, key, "chatd"), "failed_receivers")
         if lost_clients:
             checks.append((f"{key}: chatd clients dropped", fmt(lost_clients), "none", False))
@@ -80,12 +97,29 @@ def rooms_checks(records: list[Record]) -> list[Check]:
     ngircd = median(runs_of(records, "rooms", "ngircd"), "msgs_per_s")
     checks: list[Check] = []
     if chatd and ngircd:
-        checks.append(("rooms: chatd / ngircd delivered msg/s", f"{chatd / ngircd:.2f}× "
-                       f"({fmt(chatd)} / {fmt(ngircd)})", "– (compared, no goal set)", None))
-    faults = sum(int(r.get("lost") or 0) + int(r.get("corrupt") or 0) + int(r.get("wrong_room") or 0)
-                 + int(r.get("failed_receivers") or 0) for r in group)
-    checks.append(("rooms: chatd lines lost, corrupt or in the wrong room, clients dropped",
-                   f"{faults} in {len(group)} runs", "none", faults == 0))
+        checks.append(
+            (
+                "rooms: chatd / ngircd delivered msg/s",
+                f"{chatd / ngircd:.2f}× ({fmt(chatd)} / {fmt(ngircd)})",
+                "– (compared, no goal set)",
+                None,
+            )
+        )
+    faults = sum(
+        int(r.get("lost") or 0)
+        + int(r.get("corrupt") or 0)
+        + int(r.get("wrong_room") or 0)
+        + int(r.get("failed_receivers") or 0)
+        for r in group
+    )
+    checks.append(
+        (
+            "rooms: chatd lines lost, corrupt or in the wrong room, clients dropped",
+            f"{faults} in {len(group)} runs",
+            "none",
+            faults == 0,
+        )
+    )
     return checks
 
 
@@ -98,22 +132,39 @@ def _fanout_rows(records: list[Record], targets: list[str], keys: tuple[str, ...
                 continue
             g = group[0]
             slow = median(group, "log_slow_consumer")
-            rows.append([
-                f"N={g.get('n')} S={g.get('s')} M={g.get('m')}", who(records, target),
-                spread(group, "msgs_per_s"),
-                spread(group, "latency.p50_ms", 1), spread(group, "latency.p99_ms", 1),
-                f"{fmt(median(group, 'lost'))} / {fmt(median(group, 'corrupt'))}",
-                f"{fmt(median(group, 'failed_receivers'))}"
-                + (f" ({fmt(slow)} slow_consumer)" if slow else ""),
-                fmt(median(group, "unsent")),
-                fmt(median(group, "gen_cpu_pct")), fmt(median(group, "server_cpu_pct")),
-                fmt(median(group, "other_cpu_pct")), flags_of(group),
-            ])
+            rows.append(
+                [
+                    f"N={g.get('n')} S={g.get('s')} M={g.get('m')}",
+                    who(records, target),
+                    spread(group, "msgs_per_s"),
+                    spread(group, "latency.p50_ms", 1),
+                    spread(group, "latency.p99_ms", 1),
+                    f"{fmt(median(group, 'lost'))} / {fmt(median(group, 'corrupt'))}",
+                    f"{fmt(median(group, 'failed_receivers'))}" + (f" ({fmt(slow)} slow_consumer)" if slow else ""),
+                    fmt(median(group, "unsent")),
+                    fmt(median(group, "gen_cpu_pct")),
+                    fmt(median(group, "server_cpu_pct")),
+                    fmt(median(group, "other_cpu_pct")),
+                    flags_of(group),
+                ]
+            )
     return rows
 
 
-FANOUT_HEADER = ["config", "target", "delivered msg/s", "p50 ms", "p99 ms", "lost / corrupt",
-                 "clients dropped", "unsent", "gen CPU%", "server CPU%", "others' CPU%", "flags"]
+FANOUT_HEADER = [
+    "config",
+    "target",
+    "delivered msg/s",
+    "p50 ms",
+    "p99 ms",
+    "lost / corrupt",
+    "clients dropped",
+    "unsent",
+    "gen CPU%",
+    "server CPU%",
+    "others' CPU%",
+    "flags",
+]
 
 
 def fanout_section(records: list[Record], targets: list[str]) -> str:
@@ -121,19 +172,26 @@ def fanout_section(records: list[Record], targets: list[str]) -> str:
     packed_rows = _fanout_rows(records, targets, FANOUT_PACKED)
     if not (lines_rows or packed_rows):
         return ""
-    out = ["## 1. Fan-out\n\nS senders × M messages to a room of N, as fast as the server takes them: "
-           "batches of 10 lines, each closed by a PING, ≤ 3 batches unacknowledged per sender. Delivered "
-           "msg/s counts every line every receiver got; latency is send → receive on 5 sample receivers "
-           "and, in a closed loop, is mostly time queued inside the window (see `paced` for latency at a "
-           "fixed load). *Clients dropped*: receivers the server closed (chatd logs why); *unsent*: "
-           "messages dropped senders never sent, taken off everyone's expectations; *lost*: lines owed "
-           "to receivers, dropped ones included, that never arrived.\n"]
+    out = [
+        "## 1. Fan-out\n\nS senders × M messages to a room of N, as fast as the server takes them: "
+        "batches of 10 lines, each closed by a PING, ≤ 3 batches unacknowledged per sender. Delivered "
+        "msg/s counts every line every receiver got; latency is send → receive on 5 sample receivers "
+        "and, in a closed loop, is mostly time queued inside the window (see `paced` for latency at a "
+        "fixed load). *Clients dropped*: receivers the server closed (chatd logs why); *unsent*: "
+        "messages dropped senders never sent, taken off everyone's expectations; *lost*: lines owed "
+        "to receivers, dropped ones included, that never arrived.\n"
+    ]
     if lines_rows:
-        out.append("### 1a. As people send: one TLS record, and one send(), per line\n\n"
-                   + table(FANOUT_HEADER, lines_rows) + "\n")
+        out.append(
+            "### 1a. As people send: one TLS record, and one send(), per line\n\n"
+            + table(FANOUT_HEADER, lines_rows)
+            + "\n"
+        )
     if packed_rows:
-        out.append("### 1b. Packed: 10 lines per TLS record (as in earlier runs; amortises the server's "
-                   "per-read work as no interactive client does)\n\n" + table(FANOUT_HEADER, packed_rows) + "\n")
+        out.append(
+            "### 1b. Packed: 10 lines per TLS record (as in earlier runs; amortises the server's "
+            "per-read work as no interactive client does)\n\n" + table(FANOUT_HEADER, packed_rows) + "\n"
+        )
     before = _before_table(records)
     if before:
         out.append(before)
@@ -148,32 +206,51 @@ def _before_table(records: list[Record]) -> str:
             continue
         g = now[0]
         paired = before_ratio(records, key)
-        rows.append([
-            f"N={g.get('n')} S={g.get('s')} M={g.get('m')}",
-            "per line" if g.get("records") == "lines" else "packed",
-            spread(now, "msgs_per_s"), spread(then, "msgs_per_s"),
-            "–" if paired is None else paired[1],
-            "–" if paired is None else ("yes" if paired[0] >= BEFORE_GOAL else "**no**"),
-            f"{spread(now, 'latency.p99_ms', 1)} / {spread(then, 'latency.p99_ms', 1)}",
-            f"{fmt(median(now, 'server_cpu_pct'))} / {fmt(median(then, 'server_cpu_pct'))}",
-            f"{fmt(median(now, 'gen_cpu_pct'))} / {fmt(median(then, 'gen_cpu_pct'))}",
-            flags_of(now + then),
-        ])
+        rows.append(
+            [
+                f"N={g.get('n')} S={g.get('s')} M={g.get('m')}",
+                "per line" if g.get("records") == "lines" else "packed",
+                spread(now, "msgs_per_s"),
+                spread(then, "msgs_per_s"),
+                "–" if paired is None else paired[1],
+                "–" if paired is None else ("yes" if paired[0] >= BEFORE_GOAL else "**no**"),
+                f"{spread(now, 'latency.p99_ms', 1)} / {spread(then, 'latency.p99_ms', 1)}",
+                f"{fmt(median(now, 'server_cpu_pct'))} / {fmt(median(then, 'server_cpu_pct'))}",
+                f"{fmt(median(now, 'gen_cpu_pct'))} / {fmt(median(then, 'gen_cpu_pct'))}",
+                flags_of(now + then),
+            ]
+        )
     if not rows:
         return ""
-    revision = next((str(r.get("baseline"))[:7] for r in records
-                     if r.get("target") == BEFORE and r.get("baseline")), "?")
-    return (f"### 1c. Before and after rooms: chatd against chatd-before ({revision})\n\n"
-            "The same fan-out runs, interleaved: `chatd-before` is chatd at the baseline revision "
-            "(by default today's main without the rooms work; the machine table says which), with its own config/chatd.yaml and its own "
-            "protocol (v1: no `HELLO`, `MSG <nick> <text>`); both pinned, with the io_threads of their "
-            "rows in 1a and 1b. The goal: "
-            "chatd's delivered msg/s ≥ "
-            f"{BEFORE_GOAL}× the baseline's, as the median of the ratios of runs that went back to back "
-            "(runs drift on a shared machine; a pair shares the drift).\n\n"
-            + table(["config", "records", "chatd msg/s", "chatd-before msg/s", "ratio",
-                     f"≥ {BEFORE_GOAL}×", "p99 ms chatd / before", "server CPU% chatd / before",
-                     "gen CPU% chatd / before", "flags"], rows) + "\n")
+    revision = next(
+        (str(r.get("baseline"))[:7] for r in records if r.get("target") == BEFORE and r.get("baseline")), "?"
+    )
+    return (
+        f"### 1c. Before and after rooms: chatd against chatd-before ({revision})\n\n"
+        "The same fan-out runs, interleaved: `chatd-before` is chatd at the baseline revision "
+        "(by default today's main without the rooms work; the machine table says which), with its own config/chatd.yaml and its own "
+        "protocol (v1: no `HELLO`, `MSG <nick> <text>`); both pinned, with the io_threads of their "
+        "rows in 1a and 1b. The goal: "
+        "chatd's delivered msg/s ≥ "
+        f"{BEFORE_GOAL}× the baseline's, as the median of the ratios of runs that went back to back "
+        "(runs drift on a shared machine; a pair shares the drift).\n\n"
+        + table(
+            [
+                "config",
+                "records",
+                "chatd msg/s",
+                "chatd-before msg/s",
+                "ratio",
+                f"≥ {BEFORE_GOAL}×",
+                "p99 ms chatd / before",
+                "server CPU% chatd / before",
+                "gen CPU% chatd / before",
+                "flags",
+            ],
+            rows,
+        )
+        + "\n"
+    )
 
 
 def rooms_section(records: list[Record], targets: list[str]) -> str:
@@ -183,30 +260,55 @@ def rooms_section(records: list[Record], targets: list[str]) -> str:
         if not group:
             continue
         g = group[0]
-        rows.append([
-            f"{g.get('n')} clients, {g.get('rooms')} rooms of {g.get('room_size')}, M={g.get('m')}",
-            who(records, target), spread(group, "msgs_per_s"), spread(group, "sent_per_s"),
-            spread(group, "latency.p50_ms", 1), spread(group, "latency.p99_ms", 1),
-            f"{fmt(median(group, 'lost'))} / {fmt(median(group, 'corrupt'))} / "
-            f"{fmt(median(group, 'wrong_room'))}",
-            fmt(median(group, "failed_receivers")), fmt(median(group, "setup_s"), 1),
-            fmt(median(group, "gen_cpu_pct")), fmt(median(group, "server_cpu_pct")),
-            fmt(median(group, "other_cpu_pct")), flags_of(group),
-        ])
+        rows.append(
+            [
+                f"{g.get('n')} clients, {g.get('rooms')} rooms of {g.get('room_size')}, M={g.get('m')}",
+                who(records, target),
+                spread(group, "msgs_per_s"),
+                spread(group, "sent_per_s"),
+                spread(group, "latency.p50_ms", 1),
+                spread(group, "latency.p99_ms", 1),
+                f"{fmt(median(group, 'lost'))} / {fmt(median(group, 'corrupt'))} / {fmt(median(group, 'wrong_room'))}",
+                fmt(median(group, "failed_receivers")),
+                fmt(median(group, "setup_s"), 1),
+                fmt(median(group, "gen_cpu_pct")),
+                fmt(median(group, "server_cpu_pct")),
+                fmt(median(group, "other_cpu_pct")),
+                flags_of(group),
+            ]
+        )
     if not rows:
         return ""
-    return ("## 7. Rooms\n\nEvery client in one room of its own (chatd: the autojoin's `#lobby`, then "
-            "`/join #rNN` and `/part #lobby`; IRC: `JOIN #rNN`), every client sending M lines to its "
-            "room with the fan-out window (batches of 10, each closed by a PING, ≤ 3 unacknowledged), "
-            "one TLS record per line. *Delivered* counts every line at every member; chatd echoes a "
-            "line to its sender and IRC does not, so a chatd message makes 10 deliveries and an IRC one "
-            "9: *sent msg/s*, the lines the server took in per second, compares the two servers' work "
-            "line for line. Latency: send → receive at one client in each of 10 rooms, which also check "
-            "every line's format, each sender's order and that every sender is in their room "
-            "(*wrong room*). Set-up (connect, register, move to the room) is not measured.\n\n"
-            + table(["config", "target", "delivered msg/s", "sent msg/s", "p50 ms", "p99 ms",
-                     "lost / corrupt / wrong room", "clients dropped", "set-up s", "gen CPU%",
-                     "server CPU%", "others' CPU%", "flags"], rows) + "\n")
+    return (
+        "## 7. Rooms\n\nEvery client in one room of its own (chatd: the autojoin's `#lobby`, then "
+        "`/join #rNN` and `/part #lobby`; IRC: `JOIN #rNN`), every client sending M lines to its "
+        "room with the fan-out window (batches of 10, each closed by a PING, ≤ 3 unacknowledged), "
+        "one TLS record per line. *Delivered* counts every line at every member; chatd echoes a "
+        "line to its sender and IRC does not, so a chatd message makes 10 deliveries and an IRC one "
+        "9: *sent msg/s*, the lines the server took in per second, compares the two servers' work "
+        "line for line. Latency: send → receive at one client in each of 10 rooms, which also check "
+        "every line's format, each sender's order and that every sender is in their room "
+        "(*wrong room*). Set-up (connect, register, move to the room) is not measured.\n\n"
+        + table(
+            [
+                "config",
+                "target",
+                "delivered msg/s",
+                "sent msg/s",
+                "p50 ms",
+                "p99 ms",
+                "lost / corrupt / wrong room",
+                "clients dropped",
+                "set-up s",
+                "gen CPU%",
+                "server CPU%",
+                "others' CPU%",
+                "flags",
+            ],
+            rows,
+        )
+        + "\n"
+    )
 
 
 # -- WebSocket (issue 13) -------------------------------------------------------------------
@@ -227,23 +329,36 @@ def websocket_checks(records: list[Record]) -> list[Check]:
         ratio = statistics.median(pairs)
         spread_text = f" (runs {min(pairs):.2f}–{max(pairs):.2f})" if len(pairs) > 1 else ""
         flags = flags_of(runs_of(records, WS_FANOUT, "chatd") + runs_of(records, WS_LINES_FANOUT, "chatd"))
-        checks.append((f"{WS_FANOUT}: WebSocket / line clients delivered msg/s (N=50)",
-                       f"{ratio:.2f}×{spread_text}, medians {fmt(median(runs_of(records, WS_FANOUT, 'chatd'), 'msgs_per_s'))}"
-                       f" / {fmt(median(runs_of(records, WS_LINES_FANOUT, 'chatd'), 'msgs_per_s'))}"
-                       + (f" (runs flagged: {flags})" if flags else ""),
-                       f"≥ {WS_FANOUT_GOAL}×", ratio >= WS_FANOUT_GOAL))
+        checks.append(
+            (
+                f"{WS_FANOUT}: WebSocket / line clients delivered msg/s (N=50)",
+                f"{ratio:.2f}×{spread_text}, medians {fmt(median(runs_of(records, WS_FANOUT, 'chatd'), 'msgs_per_s'))}"
+                f" / {fmt(median(runs_of(records, WS_LINES_FANOUT, 'chatd'), 'msgs_per_s'))}"
+                + (f" (runs flagged: {flags})" if flags else ""),
+                f"≥ {WS_FANOUT_GOAL}×",
+                ratio >= WS_FANOUT_GOAL,
+            )
+        )
     idle = runs_of(records, WS_IDLE, "chatd")
     if idle:
         rss = median(idle, "rss_kib_per_client")
-        checks.append((f"{WS_IDLE}: RSS per idle WebSocket client at {fmt(median(idle, 'clients'))}",
-                       fmt(rss, 1, " KiB"), f"≤ {WS_IDLE_GOAL_KIB} KiB",
-                       None if rss is None else rss <= WS_IDLE_GOAL_KIB))
+        checks.append(
+            (
+                f"{WS_IDLE}: RSS per idle WebSocket client at {fmt(median(idle, 'clients'))}",
+                fmt(rss, 1, " KiB"),
+                f"≤ {WS_IDLE_GOAL_KIB} KiB",
+                None if rss is None else rss <= WS_IDLE_GOAL_KIB,
+            )
+        )
     return checks
 
 
 def _cpu_us_per_delivery(group: list[Record]) -> float | None:
-    values = [r["server_cpu_pct"] / 100 * r["elapsed_s"] / r["delivered"] * 1e6 for r in group
-              if r.get("server_cpu_pct") is not None and r.get("elapsed_s") and r.get("delivered")]
+    values = [
+        r["server_cpu_pct"] / 100 * r["elapsed_s"] / r["delivered"] * 1e6
+        for r in group
+        if r.get("server_cpu_pct") is not None and r.get("elapsed_s") and r.get("delivered")
+    ]
     return statistics.median(values) if values else None
 
 
@@ -254,36 +369,83 @@ def websocket_section(records: list[Record], targets: list[str]) -> str:
             group = runs_of(records, key, target)
             if not group or not runs_of(records, WS_FANOUT, target):
                 continue
-            rows.append([f"{key} ({clients})", who(records, target), spread(group, "msgs_per_s"),
-                         fmt(_cpu_us_per_delivery(group), 2),
-                         spread(group, "latency.p50_ms", 1), spread(group, "latency.p99_ms", 1),
-                         f"{fmt(median(group, 'lost'))} / {fmt(median(group, 'corrupt'))}",
-                         fmt(median(group, "failed_receivers")), fmt(median(group, "gen_cpu_pct")),
-                         fmt(median(group, "server_cpu_pct")), fmt(median(group, "other_cpu_pct")),
-                         flags_of(group)])
+            rows.append(
+                [
+                    f"{key} ({clients})",
+                    who(records, target),
+                    spread(group, "msgs_per_s"),
+                    fmt(_cpu_us_per_delivery(group), 2),
+                    spread(group, "latency.p50_ms", 1),
+                    spread(group, "latency.p99_ms", 1),
+                    f"{fmt(median(group, 'lost'))} / {fmt(median(group, 'corrupt'))}",
+                    fmt(median(group, "failed_receivers")),
+                    fmt(median(group, "gen_cpu_pct")),
+                    fmt(median(group, "server_cpu_pct")),
+                    fmt(median(group, "other_cpu_pct")),
+                    flags_of(group),
+                ]
+            )
     idle_rows = []
     for target in targets:
         group = runs_of(records, WS_IDLE, target)
         if group:
-            idle_rows.append([who(records, target), f"{fmt(median(group, 'registered'))} / "
-                              f"{fmt(median(group, 'clients'))}", spread(group, "handshakes_per_s"),
-                              spread(group, "server_cpu_ms_per_handshake", 2),
-                              spread(group, "rss_kib_per_client", 1), spread(group, "rss_kib_total_per_client", 1),
-                              flags_of(group, "handshake_gen_cpu_pct", "handshake_other_cpu_pct")])
+            idle_rows.append(
+                [
+                    who(records, target),
+                    f"{fmt(median(group, 'registered'))} / {fmt(median(group, 'clients'))}",
+                    spread(group, "handshakes_per_s"),
+                    spread(group, "server_cpu_ms_per_handshake", 2),
+                    spread(group, "rss_kib_per_client", 1),
+                    spread(group, "rss_kib_total_per_client", 1),
+                    flags_of(group, "handshake_gen_cpu_pct", "handshake_other_cpu_pct"),
+                ]
+            )
     if not rows and not idle_rows:
         return ""
-    out = ["## 8. WebSocket\n\nchatd's lines over WebSockets, as its web client speaks them: a TLS handshake "
-           "with ALPN `http/1.1`, `GET /ws`, then one line per text message each way (the generator "
-           "frames and masks what it sends with wsproto, and reads the server's frames with a header "
-           "walk of its own, bench/websocket.py). `fanout-ws` is `fanout-50` (N=50, S=10, packed "
-           "window) with WebSocket clients, in the same run; *server µs per delivery* is the server's "
-           "CPU time over the lines delivered. `idle-ws` is the capacity scenario's idle clients, "
-           "connected through the upgrade (its *handshakes/s* include it).\n"]
+    out = [
+        "## 8. WebSocket\n\nchatd's lines over WebSockets, as its web client speaks them: a TLS handshake "
+        "with ALPN `http/1.1`, `GET /ws`, then one line per text message each way (the generator "
+        "frames and masks what it sends with wsproto, and reads the server's frames with a header "
+        "walk of its own, bench/websocket.py). `fanout-ws` is `fanout-50` (N=50, S=10, packed "
+        "window) with WebSocket clients, in the same run; *server µs per delivery* is the server's "
+        "CPU time over the lines delivered. `idle-ws` is the capacity scenario's idle clients, "
+        "connected through the upgrade (its *handshakes/s* include it).\n"
+    ]
     if rows:
-        out.append(table(["scenario", "target", "delivered msg/s", "server µs per delivery", "p50 ms",
-                          "p99 ms", "lost / corrupt", "clients dropped", "gen CPU%", "server CPU%",
-                          "others' CPU%", "flags"], rows) + "\n")
+        out.append(
+            table(
+                [
+                    "scenario",
+                    "target",
+                    "delivered msg/s",
+                    "server µs per delivery",
+                    "p50 ms",
+                    "p99 ms",
+                    "lost / corrupt",
+                    "clients dropped",
+                    "gen CPU%",
+                    "server CPU%",
+                    "others' CPU%",
+                    "flags",
+                ],
+                rows,
+            )
+            + "\n"
+        )
     if idle_rows:
-        out.append(table(["target", "registered", "handshakes + upgrades/s", "server CPU ms per connect",
-                          "RSS KiB per client (Δ)", "RSS KiB per client (total)", "flags"], idle_rows) + "\n")
+        out.append(
+            table(
+                [
+                    "target",
+                    "registered",
+                    "handshakes + upgrades/s",
+                    "server CPU ms per connect",
+                    "RSS KiB per client (Δ)",
+                    "RSS KiB per client (total)",
+                    "flags",
+                ],
+                idle_rows,
+            )
+            + "\n"
+        )
     return "\n".join(out)

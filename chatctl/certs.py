@@ -15,8 +15,9 @@ import os
 import re
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TypeAlias
+from typing import TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -43,9 +44,7 @@ class CertError(Exception):
 
 def _check_days(days: int) -> None:
     if not 1 <= days <= MAX_DAYS:
-        raise CertError(
-            f"--days must be 1..{MAX_DAYS} for server and client certificates (got {days})"
-        )
+        raise CertError(f"--days must be 1..{MAX_DAYS} for server and client certificates (got {days})")
 
 
 def _check_client_names(names: Sequence[str]) -> None:
@@ -100,15 +99,21 @@ def _validity(days: int) -> Validity:
     # NOTE: notBefore lies in the past so that peers whose clocks lag accept the certificate.
     # notAfter counts from notBefore, so that the whole period is `days` long; the period
     # includes both ends (RFC 5280 4.1.2.5), hence the second taken off.
-    not_before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - _CLOCK_SKEW
+    not_before = dt.datetime.now(dt.UTC).replace(microsecond=0) - _CLOCK_SKEW
     return not_before, not_before + dt.timedelta(days=days, seconds=-1)
 
 
 def _key_usage(*, ca: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=not ca, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
-        encipher_only=False, decipher_only=False,
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -360,26 +365,40 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         "are never replaced without --force."
     )
     parser.add_argument(
-        "--out", type=Path, required=True, metavar="DIR",
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
         help="directory for the files, created with mode 0700 if missing",
     )
     parser.add_argument(
-        "--host", dest="hosts", action="append", metavar="NAME",
+        "--host",
+        dest="hosts",
+        action="append",
+        metavar="NAME",
         help="DNS name or IP address clients reach the server by; repeatable (default: "
         f"{', '.join(DEFAULT_HOSTS)}). Without --host, --client keeps an existing server.crt",
     )
     parser.add_argument(
-        "--client", dest="clients", action="append", default=[], metavar="NAME",
+        "--client",
+        dest="clients",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="also write client-NAME.crt/.key for client authentication; NAME is the "
         "nickname (1-32 of A-Z a-z 0-9 _ -); repeatable",
     )
     parser.add_argument(
-        "--days", type=int, default=365, metavar="N",
+        "--days",
+        type=int,
+        default=365,
+        metavar="N",
         help=f"validity of server and client certificates, 1..{MAX_DAYS} days "
         "(default: %(default)s); a new CA gets 10 years",
     )
     parser.add_argument(
-        "--force", action="store_true",
+        "--force",
+        action="store_true",
         help="replace existing server and client files. An existing CA (ca.crt, ca.key) is "
         "reused even with --force, so clients that trust it keep working; to create a new "
         "CA, remove both files first",

@@ -108,28 +108,35 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument(
-        "address", type=_address_arg, metavar="HOST[:PORT]",
+        "address",
+        type=_address_arg,
+        metavar="HOST[:PORT]",
         help=f"the chatd server; the port defaults to {DEFAULT_PORT}; IPv6 as [::1]:{DEFAULT_PORT}",
     )
+    parser.add_argument("--nick", help="your nickname (required in script mode; asked for when interactive)")
     parser.add_argument(
-        "--nick", help="your nickname (required in script mode; asked for when interactive)"
-    )
-    parser.add_argument(
-        "--ca", metavar="FILE",
+        "--ca",
+        metavar="FILE",
         help="CA certificate(s) to verify the server with (default: the system's trust store)",
     )
     parser.add_argument("--cert", metavar="FILE", help="client certificate (PEM), if the server asks for one")
     parser.add_argument("--key", metavar="FILE", help="the client certificate's private key (PEM)")
     parser.add_argument(
-        "--raw", action="store_true",
+        "--raw",
+        action="store_true",
         help="script mode even on a terminal: send stdin lines, print server lines verbatim",
     )
     parser.add_argument(
-        "--timeout", type=_timeout_arg, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+        "--timeout",
+        type=_timeout_arg,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
         help=f"limit for connecting and for the TLS handshake (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument(
-        "--reconnect", action=argparse.BooleanOptionalAction, default=None,
+        "--reconnect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="after a lost connection, connect again, rejoin the rooms and fetch what was missed "
         "(default: on in interactive mode, off in script mode)",
     )
@@ -159,7 +166,5 @@ def _check_nick(nick: str | None, required: bool) -> str | None:
             raise ClientError(Exit.USAGE, "--nick is required when stdin is not a terminal (or with --raw)")
         return None
     if not _NICK.fullmatch(nick):
-        raise ClientError(
-            Exit.USAGE, f"--nick {nick!r}: nicknames are letters, digits, _ and - only"
-        )
+        raise ClientError(Exit.USAGE, f"--nick {nick!r}: nicknames are letters, digits, _ and - only")
     return nick

@@ -16,7 +16,17 @@ from typing import Final
 from chatctl.state import ClientState, is_room
 
 COMMANDS: Final = (
-    "/help", "/history", "/join", "/me", "/msg", "/nick", "/part", "/ping", "/quit", "/rooms", "/topic",
+    "/help",
+    "/history",
+    "/join",
+    "/me",
+    "/msg",
+    "/nick",
+    "/part",
+    "/ping",
+    "/quit",
+    "/rooms",
+    "/topic",
     "/who",
 )
 # Commands whose first argument is a room (docs/protocol.md, "After registration").

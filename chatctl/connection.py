@@ -160,8 +160,7 @@ def open_connection(address: Address, context: ssl.SSLContext, timeout: float) -
         raw.close()
         raise ClientError(
             Exit.TLS_HANDSHAKE,
-            f"{address} closed the connection during the TLS handshake ({_reason(exc)}); "
-            "is that a chatd port?",
+            f"{address} closed the connection during the TLS handshake ({_reason(exc)}); is that a chatd port?",
         ) from exc
     _keep_alive(sock)
     sock.setblocking(False)
@@ -198,9 +197,15 @@ class Dialer:
 
 
 # OpenSSL reasons for alerts a server sends when it refuses our client certificate.
-_CLIENT_CERT_REFUSED: Final = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
-                               "CERTIFICATE_UNKNOWN", "UNSUPPORTED_CERTIFICATE",
-                               "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED")
+_CLIENT_CERT_REFUSED: Final = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "UNSUPPORTED_CERTIFICATE",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+)
 
 
 def tls_error(exc: ssl.SSLError, address: Address | str) -> ClientError:
@@ -214,8 +219,7 @@ def tls_error(exc: ssl.SSLError, address: Address | str) -> ClientError:
     if any(code in reason for code in _CLIENT_CERT_REFUSED):
         return ClientError(
             Exit.TLS_VERIFY,
-            f"{address} refused our client certificate ({_reason(exc)}); "
-            "use a certificate issued by the server's CA",
+            f"{address} refused our client certificate ({_reason(exc)}); use a certificate issued by the server's CA",
         )
     if isinstance(exc, ssl.SSLEOFError):
         return ClientError(
@@ -224,8 +228,7 @@ def tls_error(exc: ssl.SSLError, address: Address | str) -> ClientError:
         )
     return ClientError(
         Exit.TLS_HANDSHAKE,
-        f"the TLS handshake with {address} failed ({_reason(exc)}); "
-        "is that a chatd port and not some other service?",
+        f"the TLS handshake with {address} failed ({_reason(exc)}); is that a chatd port and not some other service?",
     )
 
 
@@ -329,9 +332,7 @@ class LineChannel:
 
 
 def _connection_failed(peer: str, exc: OSError) -> ClientError:
-    return ClientError(
-        Exit.DROPPED, f"the connection to {peer} failed ({_reason(exc)}); try connecting again"
-    )
+    return ClientError(Exit.DROPPED, f"the connection to {peer} failed ({_reason(exc)}); try connecting again")
 
 
 def _peer_name(sock: socket.socket) -> str:
@@ -368,6 +369,4 @@ def bye_outcome(reason: str) -> Outcome:
 
 
 def dropped_outcome() -> Outcome:
-    return Outcome(
-        Exit.DROPPED, "the server closed the connection without saying why; try connecting again"
-    )
+    return Outcome(Exit.DROPPED, "the server closed the connection without saying why; try connecting again")

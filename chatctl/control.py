@@ -106,8 +106,7 @@ def _socket_path(args: argparse.Namespace) -> Path:
         raise ControlError(f"config error: {exc}", EXIT_USAGE) from exc
     if config.control.socket is None:
         raise ControlError(
-            f"{config.path}: control.socket is not set, so chatd has no control socket; "
-            "set it and restart chatd",
+            f"{config.path}: control.socket is not set, so chatd has no control socket; set it and restart chatd",
             EXIT_USAGE,
         )
     return config.control.socket
@@ -152,7 +151,7 @@ def _render(command: str, result: Any) -> str:
         rows = [("NICK", "PEER", "CONNECTED", "IDLE")]
         rows += [(c["nick"], c["peer"], c["connected_since"], _duration(c["idle_s"])) for c in result]
         widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
-        lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+        lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         return "\n".join(lines) + f"\n{len(result)} connected\n"
     if command == "rooms":
         return _render_rooms(result)
@@ -195,16 +194,16 @@ def _expiry(value: Any) -> str:
         when = datetime.datetime.fromisoformat(value)
     except ValueError:
         return value
-    days = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400
+    days = (when - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
     return f"{value} (in {days:.0f} days)" if days >= 0 else f"{value} (EXPIRED {-days:.0f} days ago)"
 
 
 def _size(count: int) -> str:
-    size, unit = float(count), "B"
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
+    size, unit = count / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
         if size < 1024:
             break
+        size, unit = size / 1024, bigger
     return f"{size:.1f} {unit}"
 
 
@@ -220,7 +219,7 @@ def _render_rooms(rooms: list[dict[str, Any]]) -> str:
         members = [sanitize(str(nick)) for nick in room["members"]]
         rows.append((sanitize(str(room["room"])), str(len(members)), topic, " ".join(members)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join([*(v.ljust(w) for v, w in zip(row, widths)), row[3]]).rstrip() for row in rows]
+    lines = ["  ".join([*(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)), row[3]]).rstrip() for row in rows]
     return "\n".join(lines) + f"\n{len(rooms)} room" + ("" if len(rooms) == 1 else "s") + "\n"
 
 

@@ -22,7 +22,7 @@ import os
 import re
 import sqlite3
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -53,16 +53,21 @@ class ExportError(Exception):
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     export = actions.add_parser(
-        "export", help="print a room's stored events", description="Print a room's stored events, oldest first.",
+        "export",
+        help="print a room's stored events",
+        description="Print a room's stored events, oldest first.",
         epilog=EPILOG,
     )
     export.add_argument("room", help="the room, e.g. '#lobby' (quote it: # starts a shell comment)")
     export.add_argument(
-        "--since", metavar="TIME",
+        "--since",
+        metavar="TIME",
         help="only events from then on: 2026-12-01, 2026-12-01T18:00 (UTC unless a zone is given), or 2h, 7d",
     )
     export.add_argument(
-        "--format", choices=("jsonl", "text"), default="jsonl",
+        "--format",
+        choices=("jsonl", "text"),
+        default="jsonl",
         help="jsonl: one JSON object per event (default); text: one line per event",
     )
     export.add_argument("--config", type=Path, help=f"chatd's YAML file (default: {default_config_path()})")
@@ -71,7 +76,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         room = _check_room(args.room)
-        since_ms = parse_since(args.since, datetime.now(timezone.utc)) if args.since else None
+        since_ms = parse_since(args.since, datetime.now(UTC)) if args.since else None
         path = _database(args.config)
         count = export(path, room, since_ms, args.format, sys.stdout)
     except ExportError as exc:
@@ -118,7 +123,7 @@ def parse_since(text: str, now: datetime) -> int:
             EXIT_USAGE,
         ) from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
 
 
@@ -144,12 +149,18 @@ def export(path: Path, room: str, since_ms: int | None, form: str, out: TextIO) 
 
 def format_event(event: Event, form: str) -> str:
     """One event as a line of `--format` `form`, with its newline."""
-    when = datetime.fromtimestamp(event.time_ms / 1000, timezone.utc)
+    when = datetime.fromtimestamp(event.time_ms / 1000, UTC)
     text = event.text.decode("utf-8", "replace")
     if form == "jsonl":
         stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{event.time_ms % 1000:03d}Z"
-        record = {"id": event.id, "time": stamp, "room": event.room, "nick": event.nick, "kind": event.kind,
-                  "text": text}
+        record = {
+            "id": event.id,
+            "time": stamp,
+            "room": event.room,
+            "nick": event.nick,
+            "kind": event.kind,
+            "text": text,
+        }
         return json.dumps(record, ensure_ascii=False) + "\n"
     nick, text = sanitize(event.nick), sanitize(text)
     said = {
@@ -163,9 +174,7 @@ def format_event(event: Event, form: str) -> str:
 def _check_room(text: str) -> str:
     if not _ROOM.fullmatch(text):
         hint = " (quote it: an unquoted # starts a shell comment)" if not text.startswith("#") else ""
-        raise ExportError(
-            f"{text!r} is not a room name: # then 1-32 letters, digits, _ or -{hint}", EXIT_USAGE
-        )
+        raise ExportError(f"{text!r} is not a room name: # then 1-32 letters, digits, _ or -{hint}", EXIT_USAGE)
     return text
 
 
@@ -182,8 +191,7 @@ def _database(config_path: Path | None) -> Path:
         )
     if not history.path.exists():
         raise ExportError(
-            f"no history database at {history.path} (history.path in {config.path}); "
-            "has chatd run with this config?",
+            f"no history database at {history.path} (history.path in {config.path}); has chatd run with this config?",
             EXIT_NO_DATABASE,
         )
     return history.path
@@ -196,4 +204,3 @@ def _explain(path: Path, exc: sqlite3.Error) -> str:
     if "unable to open" in text or "readonly" in text or "permission" in text.lower():
         return f"cannot read {path} ({text}); run chatctl as chatd's user"
     return f"reading {path} failed ({text})"
-

@@ -43,8 +43,9 @@ import asyncio
 import ssl
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
-from typing import Callable, Concatenate, Final, Iterable, ParamSpec
+from typing import Concatenate, Final, ParamSpec
 
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.buffer import Buffer
@@ -188,8 +189,13 @@ class _Chat:
         self.session.default_buffer.accept_handler = self._accept
         self.session.app.ttimeoutlen = ESCAPE_TIMEOUT
         self.scrollback = ScrollBack(
-            self.timeline, self._push, lambda: self.link.connected and self.state.registered,
-            lambda: self.state.nick, self.style, ESCAPE_TIMEOUT, self._show_deferred,
+            self.timeline,
+            self._push,
+            lambda: self.link.connected and self.state.registered,
+            lambda: self.state.nick,
+            self.style,
+            ESCAPE_TIMEOUT,
+            self._show_deferred,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: asyncio.Future[Outcome] | None = None
@@ -269,8 +275,10 @@ class _Chat:
         if bye is not None and not reconnects_after_bye(bye):
             self._finish(bye_outcome(bye))
             return
-        outcome = Outcome(error.status, error.message) if error is not None else (
-            bye_outcome(bye) if bye is not None else dropped_outcome()
+        outcome = (
+            Outcome(error.status, error.message)
+            if error is not None
+            else (bye_outcome(bye) if bye is not None else dropped_outcome())
         )
         if self.link.dialer is None or not self._registered_once or self._quitting:
             self._finish(outcome)
@@ -358,8 +366,10 @@ class _Chat:
             return []
         self.awaiting_nick = True
         if self._registered_once:
-            texts = [f"{self.wanted_nick} was refused: your old connection may linger at the server",
-                     f"type {self.wanted_nick} again to retry, or choose another nickname"]
+            texts = [
+                f"{self.wanted_nick} was refused: your old connection may linger at the server",
+                f"type {self.wanted_nick} again to retry, or choose another nickname",
+            ]
         else:
             texts = ["choose a nickname: type it and press Enter"]
         return [fragment for text in texts for fragment in _lines(render_notice(text, now))]
@@ -423,7 +433,9 @@ class _Chat:
 
     def _status(self) -> FormattedText:
         if self.link.waiting:
-            return FormattedText([("class:status-unread", f" not connected: reconnecting (attempt {self.link.attempt})")])
+            return FormattedText(
+                [("class:status-unread", f" not connected: reconnecting (attempt {self.link.attempt})")]
+            )
         width = self.session.app.output.get_size().columns
         return FormattedText(render_status(self.state, width))
 

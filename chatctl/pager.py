@@ -21,9 +21,10 @@ the room's name, with a day separator wherever the day changes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable, Final
+from typing import Final
 
 from prompt_toolkit.application import Application, in_terminal
 from prompt_toolkit.formatted_text import FormattedText
@@ -110,8 +111,13 @@ class ScrollBack:
         if self.pager is not None:
             return
         self.pager = Pager(
-            room, self.rooms.setdefault(room_key(room), []), lambda: self._request_older(room),
-            lambda: self.timeline.has_older(room), self._own_nick, self._style, self._escape_timeout,
+            room,
+            self.rooms.setdefault(room_key(room), []),
+            lambda: self._request_older(room),
+            lambda: self.timeline.has_older(room),
+            self._own_nick,
+            self._style,
+            self._escape_timeout,
         )
         app.create_background_task(self._run(self.pager, app.ttimeoutlen))
 
@@ -176,10 +182,14 @@ class Pager:
         self._top = 0  # the first row shown
         self._follow = True  # at the bottom: new lines scroll the view
         self.app: Application[None] = Application(
-            layout=Layout(HSplit([
-                Window(FormattedTextControl(self._text), wrap_lines=False),
-                Window(FormattedTextControl(self._status), height=1, style="class:bottom-toolbar"),
-            ])),
+            layout=Layout(
+                HSplit(
+                    [
+                        Window(FormattedTextControl(self._text), wrap_lines=False),
+                        Window(FormattedTextControl(self._status), height=1, style="class:bottom-toolbar"),
+                    ]
+                )
+            ),
             key_bindings=self._key_bindings(),
             style=style,
             full_screen=True,
@@ -294,8 +304,10 @@ class Pager:
         else:
             where = f"{len(self._wrapped()) - self._top - self._height()} rows below"
         return FormattedText(
-            [("class:status-current", f" {sanitize(self.room)} "),
-             ("class:status", f" {where} | PgUp PgDn Home End | Esc: back ")]
+            [
+                ("class:status-current", f" {sanitize(self.room)} "),
+                ("class:status", f" {where} | PgUp PgDn Home End | Esc: back "),
+            ]
         )
 
     # -- keys --------------------------------------------------------------------------

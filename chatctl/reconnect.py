@@ -25,7 +25,8 @@ import collections
 import random
 import ssl
 import threading
-from typing import Callable, Final
+from collections.abc import Callable
+from typing import Final
 
 from chatctl.connection import ClientError, Dialer, Exit
 from chatctl.state import ClientState, room_key

@@ -66,9 +66,7 @@ STYLE: Final[dict[str, str]] = {
     "history": "nobold noitalic #7a7a7a",
 }
 
-_BIDI_CONTROLS: Final = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+_BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _NICK_CHARS = "A-Za-z0-9_-"
 
 _LEAVE_WORDS: Final[dict[str, str]] = {
@@ -231,7 +229,7 @@ def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
         old, new = args
         if own and (same_nick(old, own) or same_nick(new, own)):
             return [("class:event", "-- you are now known as "), ("class:own", new)]
-        return _event(old, own, " is now known as ") + [("class:nick", new)]
+        return [*_event(old, own, " is now known as "), ("class:nick", new)]
     if verb == "USERS":
         return _users(args, "online", own)
     if verb == "CURRENT" and rest == "*":
@@ -351,9 +349,7 @@ def _text(text: str, own: str, style: str) -> Fragments:
     """`text` in `style`, with whole-word mentions of `own` highlighted."""
     if not own:
         return [(style, text)]
-    pattern = re.compile(
-        rf"(?<![{_NICK_CHARS}]){re.escape(own)}(?![{_NICK_CHARS}])", re.IGNORECASE
-    )
+    pattern = re.compile(rf"(?<![{_NICK_CHARS}]){re.escape(own)}(?![{_NICK_CHARS}])", re.IGNORECASE)
     fragments: Fragments = []
     position = 0
     for match in pattern.finditer(text):

@@ -142,7 +142,9 @@ class ScriptSession:
 
     def _may_reconnect(self) -> bool:
         return (
-            self.dialer is not None and self._registered_once and self._quit_deadline is None
+            self.dialer is not None
+            and self._registered_once
+            and self._quit_deadline is None
             and (self._bye is None or reconnects_after_bye(self._bye))
         )
 
@@ -219,7 +221,9 @@ class ScriptSession:
                 selector.modify(self.channel.fileno(), events)
                 restoring = self._restore is not None and not self._restore.done
                 want_stdin = (
-                    self.state.registered and not restoring and self._stdin_open
+                    self.state.registered
+                    and not restoring
+                    and self._stdin_open
                     and self.channel.backlog < STDIN_HIGH_WATER
                 )
                 if want_stdin != stdin_watched:
@@ -233,9 +237,7 @@ class ScriptSession:
                     timeout = max(0.0, self._quit_deadline - time.monotonic())
                 ready = selector.select(timeout)
                 if not ready and self._quit_deadline is not None and time.monotonic() >= self._quit_deadline:
-                    raise ClientError(
-                        Exit.DROPPED, f"the server did not answer /quit within {QUIT_TIMEOUT:g} s"
-                    )
+                    raise ClientError(Exit.DROPPED, f"the server did not answer /quit within {QUIT_TIMEOUT:g} s")
                 for key, _mask in ready:
                     if key.fd == self.stdin_fd:
                         self._read_stdin()

@@ -18,7 +18,7 @@ as unread. Nothing here imports another chatctl module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Final
 
 # Lines that happen in a room, with the room as their first argument (v2).
@@ -75,7 +75,7 @@ def parse_time(text: str) -> datetime | None:
     if not text.endswith("Z") or not text.isascii():
         return None
     try:
-        return datetime.strptime(text[:-1], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        return datetime.strptime(text[:-1], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -137,9 +137,7 @@ class ClientState:
     def room_names(self) -> list[str]:
         """Rooms for completion: yours in the order joined, then the others seen, sorted."""
         mine = [room.name for room in self.rooms.values()]
-        others = sorted(
-            (name for key, name in self._known.items() if key not in self.rooms), key=str.lower
-        )
+        others = sorted((name for key, name in self._known.items() if key not in self.rooms), key=str.lower)
         return mine + others
 
     def nicks(self) -> list[str]:

@@ -171,8 +171,13 @@ class Timeline:
         key = room_key(name)
         mark = self.marks.get(key)
         if (
-            key not in self._member or key in self._joining or key in self._catch_up
-            or mark is None or mark.oldest_id is None or not mark.older or mark.paging
+            key not in self._member
+            or key in self._joining
+            or key in self._catch_up
+            or mark is None
+            or mark.oldest_id is None
+            or not mark.older
+            or mark.paging
         ):
             return None
         mark.paging = True

@@ -13,8 +13,9 @@ import errno
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -132,9 +133,7 @@ def _start_control(config: Config, server: Server) -> ControlServer | None:
     try:
         control.start()
     except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"{config.path}: control.socket: cannot listen on {config.control.socket}: {exc}"
-        ) from exc
+        raise ConfigError(f"{config.path}: control.socket: cannot listen on {config.control.socket}: {exc}") from exc
     return control
 
 

@@ -213,6 +213,8 @@ def _origins(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError("must be a list of origins such as 'https://chat.example.org'")
     return tuple(_origin(item) for item in value)
+
+
 _LISTEN_EXPECTED = "must be host:port or [IPv6]:port, e.g. 127.0.0.1:9464, or null for off"
 _DOTTED = re.compile(r"[0-9.]+")
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -296,8 +298,7 @@ def _read_ecdh_curve(path: Path, tls: dict[str, Any]) -> dict[str, Any]:
     curve = tls.pop("ecdh_curve")
     if "groups" in tls:
         raise ConfigError(
-            f"{path}: tls.ecdh_curve: replaced by tls.groups; remove it (got {curve!r} "
-            "beside tls.groups)"
+            f"{path}: tls.ecdh_curve: replaced by tls.groups; remove it (got {curve!r} beside tls.groups)"
         )
     if curve != "auto" and curve not in GROUPS:
         raise ConfigError(
@@ -416,9 +417,7 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise ConfigError(
-            f"{path}: must be a YAML mapping of sections ({', '.join(_SCHEMA)}) (got {document!r})"
-        )
+        raise ConfigError(f"{path}: must be a YAML mapping of sections ({', '.join(_SCHEMA)}) (got {document!r})")
     for name in document:
         if name not in _SCHEMA:
             raise ConfigError(f"{path}: {name}: unknown section (known: {', '.join(_SCHEMA)})")
@@ -434,9 +433,7 @@ def _load_section(path: Path, name: str, value: object) -> object:
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        raise ConfigError(
-            f"{path}: {name}: must be a mapping of keys ({', '.join(checks)}) (got {value!r})"
-        )
+        raise ConfigError(f"{path}: {name}: must be a mapping of keys ({', '.join(checks)}) (got {value!r})")
     if cls is TLSConfig:
         value = _read_ecdh_curve(path, value)
     converted: dict[str, Any] = {}
@@ -455,9 +452,7 @@ def _load_section(path: Path, name: str, value: object) -> object:
             raise ConfigError(f"{path}: {name}.{key}: {exc} (got {raw!r})") from None
     instance = cls(**converted)
     if isinstance(instance, TLSConfig):
-        instance = dataclasses.replace(
-            instance, cert=path.parent / instance.cert, key=path.parent / instance.key
-        )
+        instance = dataclasses.replace(instance, cert=path.parent / instance.cert, key=path.parent / instance.key)
     if isinstance(instance, HistoryConfig):
         instance = dataclasses.replace(instance, path=path.parent / instance.path)
     return instance
@@ -469,20 +464,17 @@ def _check_combinations(config: Config, check_files: bool) -> None:
     tls = config.tls
     if tls.client_auth != "none" and tls.client_ca is None:
         raise ConfigError(
-            f"{config.path}: tls.client_ca: required when tls.client_auth is "
-            f"{tls.client_auth!r} (got none)"
+            f"{config.path}: tls.client_ca: required when tls.client_auth is {tls.client_auth!r} (got none)"
         )
     if tls.nick_from_cert and tls.client_auth != "required":
         raise ConfigError(
-            f"{config.path}: tls.nick_from_cert: needs tls.client_auth: required "
-            f"(got client_auth {tls.client_auth!r})"
+            f"{config.path}: tls.nick_from_cert: needs tls.client_auth: required (got client_auth {tls.client_auth!r})"
         )
     for key in ("cert", "key", "client_ca") if check_files else ():
         file = getattr(tls, key)
         if file is not None and not _readable(file):
             raise ConfigError(
-                f"{config.path}: tls.{key}: cannot read {file} "
-                "(create certificates with `chatctl gen-certs`)"
+                f"{config.path}: tls.{key}: cannot read {file} (create certificates with `chatctl gen-certs`)"
             )
 
 

@@ -44,8 +44,12 @@ MAX_CONNECTIONS: Final = 8
 _UCRED = struct.Struct("3i")  # struct ucred, as SO_PEERCRED returns it: pid, uid, gid
 # Per command, the fields it takes and whether each is required.
 _FIELDS: dict[str, dict[str, bool]] = {
-    "status": {}, "who": {}, "rooms": {}, "kick": {"nick": True, "reason": False},
-    "broadcast": {"text": True}, "reload": {},
+    "status": {},
+    "who": {},
+    "rooms": {},
+    "kick": {"nick": True, "reason": False},
+    "broadcast": {"text": True},
+    "reload": {},
 }
 
 
@@ -200,7 +204,9 @@ def _parse(line: bytes) -> tuple[str, dict[str, str]]:
     except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
         raise BadRequest(f"the request is not valid JSON ({exc})") from None
     except RecursionError:  # json's parser recurses once per level of nesting
-        raise BadRequest('the request is nested too deeply; send one flat JSON object, e.g. {"cmd": "status"}') from None
+        raise BadRequest(
+            'the request is nested too deeply; send one flat JSON object, e.g. {"cmd": "status"}'
+        ) from None
     if not isinstance(request, dict):
         raise BadRequest('a request is a JSON object, e.g. {"cmd": "status"}')
     if not all(_is_unicode(text) for item in request.items() for text in item if isinstance(text, str)):

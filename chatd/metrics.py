@@ -17,7 +17,7 @@ from __future__ import annotations
 import platform
 import re
 import ssl
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -56,50 +56,73 @@ class ChatdCollector:
     def collect(self) -> Iterable[Metric]:
         s = self._snapshot()
         yield _gauge(
-            "chatd_build_info", "chatd's version and the Python and OpenSSL it runs on (always 1).",
+            "chatd_build_info",
+            "chatd's version and the Python and OpenSSL it runs on (always 1).",
             {(__version__, platform.python_version(), ssl.OPENSSL_VERSION): 1},
             ("version", "python", "openssl"),
         )
-        yield _gauge("chatd_clients", "Connections by state: handshaking (TLS), registering (no "
-                     "nickname yet), registered, closing.", _by(s.clients), ("state",))
-        yield _counter("chatd_connections_accepted_total", "Connections accepted past the admission "
-                       "limits.", s.accepted)
-        yield _counter("chatd_connections_refused_total", "Connections refused by an admission limit, by "
-                       "the ERR code the client is sent.", _by(s.refused), ("reason",))
-        yield _counter("chatd_disconnects_total", "Connections ended, by the reason in the disconnect "
-                       "event (the protocol's BYE reason codes and a few internal ones).",
-                       _by(s.disconnects), ("reason",))
-        yield _counter("chatd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.",
-                       s.tls_handshake_failures)
-        yield _counter("chatd_lines_received_total", "Lines received from clients (commands too).",
-                       s.lines_received)
-        yield _counter("chatd_lines_delivered_total", "Lines queued for clients, one per recipient.",
-                       s.lines_delivered)
-        yield _counter("chatd_received_bytes_total", "Plaintext bytes read from clients (after TLS).",
-                       s.bytes_received)
+        yield _gauge(
+            "chatd_clients",
+            "Connections by state: handshaking (TLS), registering (no nickname yet), registered, closing.",
+            _by(s.clients),
+            ("state",),
+        )
+        yield _counter(
+            "chatd_connections_accepted_total", "Connections accepted past the admission limits.", s.accepted
+        )
+        yield _counter(
+            "chatd_connections_refused_total",
+            "Connections refused by an admission limit, by the ERR code the client is sent.",
+            _by(s.refused),
+            ("reason",),
+        )
+        yield _counter(
+            "chatd_disconnects_total",
+            "Connections ended, by the reason in the disconnect "
+            "event (the protocol's BYE reason codes and a few internal ones).",
+            _by(s.disconnects),
+            ("reason",),
+        )
+        yield _counter(
+            "chatd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.", s.tls_handshake_failures
+        )
+        yield _counter("chatd_lines_received_total", "Lines received from clients (commands too).", s.lines_received)
+        yield _counter("chatd_lines_delivered_total", "Lines queued for clients, one per recipient.", s.lines_delivered)
+        yield _counter("chatd_received_bytes_total", "Plaintext bytes read from clients (after TLS).", s.bytes_received)
         yield _counter("chatd_sent_bytes_total", "Plaintext bytes handed to TLS for clients.", s.bytes_sent)
-        yield _counter("chatd_messages_received_total", "Chat messages (MSG, ACTION, DM) clients sent.",
-                       s.messages_in)
-        yield _counter("chatd_rate_limited_lines_total", "Lines dropped with ERR rate_limited.",
-                       s.rate_limited_lines)
+        yield _counter("chatd_messages_received_total", "Chat messages (MSG, ACTION, DM) clients sent.", s.messages_in)
+        yield _counter("chatd_rate_limited_lines_total", "Lines dropped with ERR rate_limited.", s.rate_limited_lines)
         yield _counter("chatd_slow_consumers_total", "Clients dropped as slow consumers.", s.slow_consumers)
         yield _gauge("chatd_rooms", "Rooms that exist, permanent ones included.", s.rooms)
-        yield _gauge("chatd_room_members", "Room memberships (a client in three rooms counts three times).",
-                     s.room_members)
-        yield _gauge("chatd_send_queue_bytes", "Bytes waiting for clients, all queues together.",
-                     s.send_queue_bytes)
-        yield _gauge("chatd_send_queue_largest_bytes", "Bytes waiting for the client with the longest queue.",
-                     s.send_queue_largest_bytes)
-        yield _gauge("chatd_io_worker_lag_seconds", "How late each I/O worker ran its last periodic tick "
-                     "(or how overdue the next one is): how long its turns take.",
-                     {(w.name,): w.lag_seconds for w in s.workers}, ("worker",))
-        yield _gauge("chatd_io_worker_up", "1 while the I/O worker's loop runs, 0 once it has stopped.",
-                     {(w.name,): int(w.running) for w in s.workers}, ("worker",))
-        yield _counter("chatd_config_reloads_total", "Configuration reloads, by result.", _by(s.reloads),
-                       ("result",))
+        yield _gauge(
+            "chatd_room_members", "Room memberships (a client in three rooms counts three times).", s.room_members
+        )
+        yield _gauge("chatd_send_queue_bytes", "Bytes waiting for clients, all queues together.", s.send_queue_bytes)
+        yield _gauge(
+            "chatd_send_queue_largest_bytes",
+            "Bytes waiting for the client with the longest queue.",
+            s.send_queue_largest_bytes,
+        )
+        yield _gauge(
+            "chatd_io_worker_lag_seconds",
+            "How late each I/O worker ran its last periodic tick "
+            "(or how overdue the next one is): how long its turns take.",
+            {(w.name,): w.lag_seconds for w in s.workers},
+            ("worker",),
+        )
+        yield _gauge(
+            "chatd_io_worker_up",
+            "1 while the I/O worker's loop runs, 0 once it has stopped.",
+            {(w.name,): int(w.running) for w in s.workers},
+            ("worker",),
+        )
+        yield _counter("chatd_config_reloads_total", "Configuration reloads, by result.", _by(s.reloads), ("result",))
         if s.cert_expiry is not None:
-            yield _gauge("chatd_tls_cert_expiry_timestamp_seconds", "When the server certificate expires "
-                         "(its notAfter, Unix time), as loaded at start or the last reload.", s.cert_expiry)
+            yield _gauge(
+                "chatd_tls_cert_expiry_timestamp_seconds",
+                "When the server certificate expires (its notAfter, Unix time), as loaded at start or the last reload.",
+                s.cert_expiry,
+            )
         for source, values in s.sources.items():
             yield from _source_metrics(source, values)
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import http
 import socket
-from typing import Callable, Final
+from collections.abc import Callable
+from typing import Final
 
 import structlog
 

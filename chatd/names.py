@@ -17,7 +17,7 @@ NICK_RULE: Final = "1-{max_length} characters of A-Z, a-z, 0-9, _ and -"
 ROOM_RULE: Final = f"# and 1-{ROOM_NAME_LENGTH} characters of A-Z, a-z, 0-9, _ and -"
 
 _NICK: Final = re.compile(r"[A-Za-z0-9_-]+")
-_ROOM: Final = re.compile(r"#[A-Za-z0-9_-]{1,%d}" % ROOM_NAME_LENGTH)
+_ROOM: Final = re.compile(rf"#[A-Za-z0-9_-]{{1,{ROOM_NAME_LENGTH}}}")
 
 
 def is_nick(text: str, max_length: int) -> bool:

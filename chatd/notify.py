@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import structlog
 

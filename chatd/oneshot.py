@@ -43,8 +43,9 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Final
+from typing import Final
 
 import structlog
 
@@ -81,7 +82,7 @@ class _Stage(enum.IntEnum):
 class _Exchange:
     """One connection: the request as it arrives, then the response as it leaves."""
 
-    __slots__ = ("sock", "accepted", "deadline", "received", "outgoing", "stage")
+    __slots__ = ("accepted", "deadline", "outgoing", "received", "sock", "stage")
 
     def __init__(self, sock: socket.socket, now: float, limits: Limits) -> None:
         self.sock = sock

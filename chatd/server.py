@@ -58,7 +58,12 @@ _MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this
 _ACCEPT_BATCH = 64
 KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
 _RESTART_KEYS = (
-    "server.host", "server.port", "server.io_threads", "control.socket", "history.enabled", "history.path",
+    "server.host",
+    "server.port",
+    "server.io_threads",
+    "control.socket",
+    "history.enabled",
+    "history.path",
     "metrics.listen",
 )
 # C0, DEL and C1 (a terminal takes \x9b as CSI): what client text may not contain either.
@@ -423,15 +428,13 @@ class Server:
                 reloads=dict(self._reloads),
                 closed=dict(self._totals),
             )
-        return take_snapshot(
-            tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources
-        )
+        return take_snapshot(tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources)
 
     def who(self) -> list[dict[str, object]]:
         now = time.monotonic()
         clients = []
         for client in self.chat.nicks.members():
-            since = datetime.datetime.fromtimestamp(client.connected_at, datetime.timezone.utc)
+            since = datetime.datetime.fromtimestamp(client.connected_at, datetime.UTC)
             clients.append(
                 {
                     "nick": client.nick,

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import ClassVar, Protocol
 
 from chatd.core import protocol
 from chatd.core.chat import Chat
@@ -83,7 +84,7 @@ class StoreStats:
     dashboard already shows.
     """
 
-    NAMES = {
+    NAMES: ClassVar[Mapping[str, str]] = {
         "written": "rows_written_total",
         "write_failures": "write_failures_total",
         "dropped": "dropped_total",
@@ -238,4 +239,4 @@ def _nonzero(counts: Mapping[str, int]) -> dict[str, int]:
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")

@@ -34,8 +34,8 @@ import contextlib
 import ctypes
 import ssl
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from cryptography import x509
 
@@ -100,9 +100,7 @@ def server_context(tls: TLSConfig, config_path: object = "config", web: bool = F
         try:
             context.load_verify_locations(cafile=tls.client_ca)
         except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"{config_path}: tls.client_ca: cannot load {tls.client_ca}: {_reason(exc)}"
-            ) from exc
+            raise ConfigError(f"{config_path}: tls.client_ca: cannot load {tls.client_ca}: {_reason(exc)}") from exc
     _check_groups(context, tls.groups, config_path)  # needs the certificate loaded
     return context
 
@@ -162,9 +160,7 @@ def _apply_groups(context: ssl.SSLContext, groups: Sequence[str], config_path: o
     try:
         set_groups(context, groups)
     except (OSError, ValueError, AttributeError) as exc:
-        raise ConfigError(
-            f"{config_path}: tls.groups: cannot offer {', '.join(groups)}: {_reason(exc)}"
-        ) from exc
+        raise ConfigError(f"{config_path}: tls.groups: cannot offer {', '.join(groups)}: {_reason(exc)}") from exc
 
 
 def _check_groups(context: ssl.SSLContext, groups: Sequence[str], config_path: object) -> None:

@@ -24,8 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "img" / "chatd-web.png"
 CERTS = REPO / "certs"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -69,19 +75,24 @@ def _free_port() -> int:
 
 def _start_chatd(work: Path, port: int) -> subprocess.Popen[bytes]:
     config = work / "chatd.yaml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "server": {"host": "127.0.0.1", "port": port},
-        "tls": {"cert": str(CERTS / "server.crt"), "key": str(CERTS / "server.key")},
-        "limits": {"message_rate": 0},
-        "rooms": {"autojoin": ["#lobby"]},
-        "history": {"path": str(work / "chatd.db")},
-        "log": {"format": "json", "level": "info"},
-        "control": {"socket": None},
-        "metrics": {"listen": None},  # not 9464: a chatd of `make run` may hold it
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "server": {"host": "127.0.0.1", "port": port},
+                "tls": {"cert": str(CERTS / "server.crt"), "key": str(CERTS / "server.key")},
+                "limits": {"message_rate": 0},
+                "rooms": {"autojoin": ["#lobby"]},
+                "history": {"path": str(work / "chatd.db")},
+                "log": {"format": "json", "level": "info"},
+                "control": {"socket": None},
+                "metrics": {"listen": None},  # not 9464: a chatd of `make run` may hold it
+            }
+        )
+    )
     log = (work / "chatd.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "chatd", "--config", str(config)],
-                               stdout=log, stderr=log, cwd=REPO)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatd", "--config", str(config)], stdout=log, stderr=log, cwd=REPO
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -129,13 +140,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="chatd-screenshot-") as tmp:
         chatd = _start_chatd(Path(tmp), port)
         try:
-            bob, carol, dave = _demo(port)
+            _bob, carol, dave = _demo(port)
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                                             args=CHROMIUM_ARGS)
+                browser = pw.chromium.launch(
+                    executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS
+                )
                 context = browser.new_context(
-                    ignore_https_errors=True, viewport={"width": 1280, "height": 800},
-                    color_scheme=os.environ.get("SCHEME", "light"), locale="en-GB", timezone_id="UTC",
+                    ignore_https_errors=True,
+                    viewport={"width": 1280, "height": 800},
+                    color_scheme=os.environ.get("SCHEME", "light"),
+                    locale="en-GB",
+                    timezone_id="UTC",
                 )
                 page = context.new_page()
                 page.goto(f"https://127.0.0.1:{port}/")

@@ -90,7 +90,7 @@ class ChatClient:
         self.last_tags: Tags = {}  # the tags of the line `readline` returned last
 
     @classmethod
-    def registered(cls, port: int, ca: Path, nick: str, **kwargs: object) -> "ChatClient":
+    def registered(cls, port: int, ca: Path, nick: str, **kwargs: object) -> ChatClient:
         """Connect and register as `nick`: `HELLO 3`, `NICK`, `WELCOME` first
         after the nickname, then the autojoin rooms up to `CURRENT`, so that a
         test starts from a clean slate (see `take_joins`)."""

@@ -16,9 +16,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -154,7 +155,7 @@ class Daemon:
     def write_config(self, config: dict[str, Any] | None = None) -> None:
         self.config_path.write_text(yaml.safe_dump(config or self.config))
 
-    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> "Daemon":
+    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> Daemon:
         self.write_config()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -189,11 +190,7 @@ class Daemon:
         return events
 
     def find_events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events()
-            if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
-        ]
+        return [e for e in self.events() if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]
 
     def wait_for_event(self, event: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
@@ -232,7 +229,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-                raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}")
+                raise AssertionError(f"chatd did not stop within {timeout}s:\n{self.log()}") from None
         return self.process.returncode
 
 
@@ -274,7 +271,7 @@ class Scrape(dict[tuple[str, tuple[tuple[str, str], ...]], float]):
         return {name for name, _ in self}
 
 
-def scrape(daemon: "Daemon") -> Scrape:
+def scrape(daemon: Daemon) -> Scrape:
     status, headers, body = http_get(daemon.metrics_address(), "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4"), body[:200]
     return Scrape(body.decode())
@@ -283,7 +280,7 @@ def scrape(daemon: "Daemon") -> Scrape:
 def fake_snapshot(**changes: Any) -> Snapshot:
     """A Snapshot with a figure in every field (a history source too); `changes` replace some."""
     figures: dict[str, Any] = dict(
-        clients=dict(zip(CLIENT_STATES, (1, 2, 3, 4))),
+        clients=dict(zip(CLIENT_STATES, (1, 2, 3, 4), strict=True)),
         accepted=10,
         refused={"server_full": 1, "throttled": 0, "too_many_connections": 0},
         disconnects={**dict.fromkeys(DISCONNECT_REASONS, 0), "quit": 5},
@@ -302,8 +299,15 @@ def fake_snapshot(**changes: Any) -> Snapshot:
         workers=(WorkerFigures("chatd-io-0", True, 0.002), WorkerFigures("chatd-io-1", False, 3.5)),
         reloads={"success": 2, "failure": 1},
         cert_expiry=1_900_000_000.0,
-        sources={"history": {"rows_written_total": 12.0, "write_failures_total": 0.0, "dropped_total": 0.0,
-                             "waiting_events": 3.0, "write_lag_seconds": 0.25}},
+        sources={
+            "history": {
+                "rows_written_total": 12.0,
+                "write_failures_total": 0.0,
+                "dropped_total": 0.0,
+                "waiting_events": 3.0,
+                "write_lag_seconds": 0.25,
+            }
+        },
     )
     figures.update(changes)
     return Snapshot(**figures)
@@ -329,8 +333,13 @@ def recv_greeting(tls: ssl.SSLSocket) -> None:
 def defaults_for_load(**overrides: int) -> dict[str, int]:
     """config/chatd.yaml's limits, with only the rate and per-IP limits lifted
     (as for any load test); the test daemon's other limits are the defaults too."""
-    return {"message_rate": 0, "max_clients_per_ip": 0, "connects_per_ip_per_minute": 0,
-            "send_queue_bytes": 98304, **overrides}
+    return {
+        "message_rate": 0,
+        "max_clients_per_ip": 0,
+        "connects_per_ip_per_minute": 0,
+        "send_queue_bytes": 98304,
+        **overrides,
+    }
 
 
 def assert_healthy(daemon: Daemon, nick: str = "fresh", **client: Any) -> None:
@@ -378,9 +387,7 @@ def start_daemon(tmp_path: Path, certs: PKI) -> Iterator[Callable[..., Daemon]]:
             continue
         status = daemon.stop()
         assert status == 0, f"chatd exited with {status}:\n{daemon.log()}"
-        tracebacks = [
-            e for e in daemon.events() if "exception" in e and e["event"] not in daemon.expected_crashes
-        ]
+        tracebacks = [e for e in daemon.events() if "exception" in e and e["event"] not in daemon.expected_crashes]
         assert not tracebacks, f"chatd logged an exception:\n{daemon.log()}"
 
 
@@ -424,5 +431,8 @@ def chatctl_for(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
     """`chatctl COMMAND --config <daemon's config> ARGS...`."""
     return subprocess.run(
         [sys.executable, "-m", "chatctl", args[0], "--config", str(daemon.config_path), *args[1:]],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )

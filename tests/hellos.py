@@ -120,10 +120,16 @@ class _Parts:
         return cls(body[:head_end], body[head_end + 2 : suites_end], body[suites_end:compression_end], extensions)
 
     def message(self) -> bytes:
-        block = b"".join(kind.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data for kind, data in self.extensions)
+        block = b"".join(
+            kind.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data for kind, data in self.extensions
+        )
         body = (
-            self.head + len(self.suites).to_bytes(2, "big") + self.suites + self.compression
-            + len(block).to_bytes(2, "big") + block
+            self.head
+            + len(self.suites).to_bytes(2, "big")
+            + self.suites
+            + self.compression
+            + len(block).to_bytes(2, "big")
+            + block
         )
         return b"\x01" + len(body).to_bytes(3, "big") + body
 

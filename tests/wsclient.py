@@ -43,8 +43,9 @@ class WebSocketRefused(Exception):
         self.body = body
 
 
-def tls_http(port: int, ca: Path, host: str = "127.0.0.1", timeout: float = 5.0,
-             alpn: list[str] | None = None) -> ssl.SSLSocket:
+def tls_http(
+    port: int, ca: Path, host: str = "127.0.0.1", timeout: float = 5.0, alpn: list[str] | None = None
+) -> ssl.SSLSocket:
     """A TLS socket to chatd offering ALPN `http/1.1` (or `alpn`), as a browser's."""
     context = ssl.create_default_context(cafile=str(ca))
     context.set_alpn_protocols(alpn if alpn is not None else ["http/1.1"])
@@ -59,8 +60,14 @@ class WebSocket:
     and `close` as on a socket, carrying lines: each text message received
     comes out with a `\\n` after it, each line sent goes as one text message."""
 
-    def __init__(self, tls: ssl.SSLSocket, host: str, origin: str | None = None, path: str = "/ws",
-                 extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        tls: ssl.SSLSocket,
+        host: str,
+        origin: str | None = None,
+        path: str = "/ws",
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         self.tls = tls
         self.ws = WSConnection(ConnectionType.CLIENT)
         self._lines = bytearray()
@@ -169,8 +176,9 @@ class WebSocketClient(ChatClient):
 
     origin: str | None = None  # default Origin: the server itself, as a page it served would send
 
-    def _connect(self, port: int, ca: Path, host: str, cert: tuple[Path, Path] | None, timeout: float,
-                 source: str | None) -> Any:
+    def _connect(
+        self, port: int, ca: Path, host: str, cert: tuple[Path, Path] | None, timeout: float, source: str | None
+    ) -> Any:
         tls = tls_http(port, ca, host, timeout)
         authority = f"localhost:{port}"
         origin = self.origin if self.origin is not None else f"https://{authority}"
@@ -182,9 +190,15 @@ class WebSocketClient(ChatClient):
         return self.sock
 
 
-def https_request(port: int, ca: Path, method: str = "GET", target: str = "/",
-                  headers: list[tuple[str, str]] | None = None, timeout: float = 5.0,
-                  sock: ssl.SSLSocket | None = None) -> tuple[int, dict[str, str], bytes]:
+def https_request(
+    port: int,
+    ca: Path,
+    method: str = "GET",
+    target: str = "/",
+    headers: list[tuple[str, str]] | None = None,
+    timeout: float = 5.0,
+    sock: ssl.SSLSocket | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 request over TLS with ALPN `http/1.1` (on `sock` if given,
     which stays open for keep-alive); returns status, headers (lower-case names)
     and body."""

@@ -10,7 +10,7 @@ client that shares at least one room with it, however many rooms that is.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from chatd import names
 from chatd.config import Config
@@ -76,9 +76,7 @@ class Chat:
     def direct(self, sender: Client, recipient: Client, text: bytes, outlet: Sender) -> None:
         """A DM: to the recipient, echoed to the sender; kept if nicknames are proven."""
         history = self.history
-        event = Event(
-            history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, "dm", text
-        )
+        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, "dm", text)
         line = event_line(event, history.clock)
         recipient.deliver(line, 1, outlet)
         if recipient is not sender:

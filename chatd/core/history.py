@@ -14,8 +14,9 @@ import itertools
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Final, Protocol
+from typing import Final, Protocol
 
 import structlog
 

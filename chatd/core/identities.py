@@ -18,7 +18,7 @@ history off, it lasts as long as the process.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from chatd import names
 from chatd.core import protocol

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Callable, Final, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol
 
 from chatd import names
 from chatd.core import protocol
@@ -67,7 +68,6 @@ class Room:
         """Under both locks: the new member tuple, and their `deliver`s."""
         self._deliveries = tuple(member.deliver for member in members)
         self.members = members
-
 
     def nicks(self) -> list[str]:
         return [member.nick for member in self.members]
@@ -179,9 +179,7 @@ class Rooms:
                 if not allow_create:
                     raise ProtocolError(protocol.NO_SUCH_ROOM, f"There is no room {name}.")
                 if len(self._by_key) >= max_rooms:
-                    raise ProtocolError(
-                        protocol.TOO_MANY_ROOMS, "The server has as many rooms as it allows."
-                    )
+                    raise ProtocolError(protocol.TOO_MANY_ROOMS, "The server has as many rooms as it allows.")
                 woken = self._wake(key)  # (a Room with no members is falsy: no `or` here)
                 room = self._by_key[key] = woken if woken is not None else Room(name, False, self.backlog)
         return room

@@ -18,15 +18,14 @@ from typing import Final
 
 import structlog
 
-from chatd import names
-from chatd import __version__
+from chatd import __version__, names
 from chatd.core import protocol
 from chatd.core.chat import Chat
 from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
 from chatd.core.identities import refusal
 from chatd.core.rooms import Room
 from chatd.errors import ProtocolError
-from chatd.outlet import Outlet, Sender
+from chatd.outlet import Outlet
 
 log = structlog.get_logger(__name__)
 
@@ -272,8 +271,7 @@ class Session:
             if line is protocol.TOO_LONG:
                 raise ProtocolError(
                     protocol.LINE_TOO_LONG,
-                    f"Lines are limited to {self.chat.config.limits.max_line_bytes} bytes; "
-                    "that one was dropped.",
+                    f"Lines are limited to {self.chat.config.limits.max_line_bytes} bytes; that one was dropped.",
                 )
             command = protocol.parse_command(protocol.clean_line(line))
             if command.verb == "say":

@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Final, Iterable
+from collections.abc import Iterable
+from typing import Final
 
 from chatd.config import HistoryConfig
 from chatd.storage.schema import transaction
@@ -54,7 +55,9 @@ class Retention:
             self.recheck = False
             self.touched.update(key for (key,) in conn.execute("SELECT key FROM rooms"))
         return (
-            self._too_old(conn) or self._beyond_max_per_room(conn) or self._empty_rooms(conn)
+            self._too_old(conn)
+            or self._beyond_max_per_room(conn)
+            or self._empty_rooms(conn)
             or self._beyond_max_rooms(conn)
         )
 
@@ -125,4 +128,3 @@ class Retention:
                 (victims,),
             ).rowcount
         return events + rooms
-

@@ -28,8 +28,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, Iterator
+from typing import Final
 
 import structlog
 
@@ -372,8 +373,12 @@ class SQLiteStore:
             self._logged_failure = now
             waiting = len(self._inflight) + len(self._pending)
             log.error(
-                "history_write_failed", error=str(exc), path=str(self.path), waiting=waiting,
-                failures=self.failures, dropped=self.dropped,
+                "history_write_failed",
+                error=str(exc),
+                path=str(self.path),
+                waiting=waiting,
+                failures=self.failures,
+                dropped=self.dropped,
             )
 
     def _prune_a_little(self) -> None:
@@ -396,8 +401,7 @@ def read_events(path: Path, target: str, since_ms: int | None = None) -> Iterato
         last = 0
         while True:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE target = ? AND id > ? AND time >= ? "
-                "ORDER BY id LIMIT 1000",
+                f"SELECT {_COLUMNS} FROM events WHERE target = ? AND id > ? AND time >= ? ORDER BY id LIMIT 1000",
                 (target, last, since_ms or 0),
             ).fetchall()
             if not rows:

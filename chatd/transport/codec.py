@@ -33,9 +33,11 @@ class Application(Protocol):
         """`frames` that carry no line (WebSocket pings, pongs, fragments) take a
         line's worth of the flood-control budget each; False (and counted, as a
         line refused for the rate is) when the budget does not have them all."""
+
     def on_timer(self, now: float) -> None: ...
     def on_close(self, reason: str, text: str) -> bytes:
         """The connection ends for `reason`; returns the last line to send."""
+
     def limits_changed(self) -> None: ...
 
 
@@ -51,7 +53,7 @@ class Finished:
     """What an endpoint keeps of its application before it has one and after
     it has finished: what its logs and counters may still read."""
 
-    __slots__ = ("nick", "messages_in", "rate_limited")
+    __slots__ = ("messages_in", "nick", "rate_limited")
 
     def __init__(self, nick: str = "", messages_in: int = 0, rate_limited: int = 0) -> None:
         self.nick = nick
@@ -73,11 +75,14 @@ class Codec(Protocol):
     def on_close(self, reason: str, text: str) -> bytes:
         """The connection ends for `reason` (with the application's `text`);
         returns the last bytes to send."""
+
     def limits_changed(self) -> None: ...
     def cut(self, data: bytes, limit: int) -> int:
         """Where to cut `data`, longer than `limit`, for one write: at most `limit`."""
+
     def rest_of_unit(self, head: bytes) -> bytes:
         """What of `head` finishes the unit (line, frame) a write cut short."""
+
     def drained(self) -> None:
         """Everything queued has gone to the socket; called once after each
         `Endpoint.notify_when_drained`, and only while the connection is open."""

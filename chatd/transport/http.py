@@ -26,7 +26,8 @@ import email.utils
 import http
 import time
 import urllib.parse
-from typing import Callable, Collection, Final, Iterable, Protocol
+from collections.abc import Callable, Collection, Iterable
+from typing import Final, Protocol
 
 import h11
 import structlog
@@ -74,12 +75,13 @@ class Site(Protocol):
     @property
     def allowed_origins(self) -> Collection[str]:
         """Besides the server itself, as chatd.origin keys."""
+
     @property
     def frames(self) -> TextFrames: ...
 
 
 class _Reply:
-    __slots__ = ("status", "headers", "body")
+    __slots__ = ("body", "headers", "status")
 
     def __init__(self, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.status = status
@@ -195,7 +197,7 @@ class HttpCodec:
         if size > MAX_HEAD:
             self._refuse(431, f"a request head over {MAX_HEAD} bytes")
             return
-        if b"content-length" in headers and headers[b"content-length"] != b"0" or b"transfer-encoding" in headers:
+        if (b"content-length" in headers and headers[b"content-length"] != b"0") or b"transfer-encoding" in headers:
             self._refuse(413, "a request body (chatd takes none)", method, path)
             return
         if self._reject is not None:

@@ -17,7 +17,8 @@ import collections
 import ssl
 import threading
 import time
-from typing import Any, Callable, Final, Protocol
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -203,11 +204,7 @@ class Output:
         self._resume_input()
 
     def _may_read(self) -> bool:
-        return (
-            not self._waiting
-            and not self._input_held
-            and self._queued <= self.host.limits.send_queue_bytes // 2
-        )
+        return not self._waiting and not self._input_held and self._queued <= self.host.limits.send_queue_bytes // 2
 
     def _backlog_taken(self) -> None:
         self._waiting = False

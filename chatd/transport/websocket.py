@@ -35,7 +35,8 @@ delivers and hands it to the endpoint.
 
 from __future__ import annotations
 
-from typing import Callable, Final, Protocol
+from collections.abc import Callable
+from typing import Final
 
 import structlog
 from wsproto.connection import SERVER, Connection, ConnectionState
@@ -242,8 +243,9 @@ class WebSocketCodec:
         if event.frame_finished:
             self._fragments += 1
             if self._fragments > MAX_FRAGMENTS:
-                self._closed_by_client(CloseConnection(CloseReason.MESSAGE_TOO_BIG,
-                                                       f"more than {MAX_FRAGMENTS} frames in a message"))
+                self._closed_by_client(
+                    CloseConnection(CloseReason.MESSAGE_TOO_BIG, f"more than {MAX_FRAGMENTS} frames in a message")
+                )
                 return
             if not finished and not self.app.charge(1) and not self._discarding:
                 self._message.clear()
@@ -270,8 +272,13 @@ class WebSocketCodec:
         (wsproto reports that as a close with the code to answer)."""
         remote = self._ws.state is ConnectionState.REMOTE_CLOSING
         self._close_reply = event.response() if remote else CloseConnection(event.code)
-        log.info("websocket_closed", **self.endpoint.context, code=int(event.code), reason=event.reason or None,
-                 by_client=remote)
+        log.info(
+            "websocket_closed",
+            **self.endpoint.context,
+            code=int(event.code),
+            reason=event.reason or None,
+            by_client=remote,
+        )
         self.endpoint.begin_close("connection_lost")
 
     def on_timer(self, now: float) -> None:

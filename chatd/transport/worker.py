@@ -15,6 +15,7 @@ connection.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -23,7 +24,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import Callable, Final, Protocol
+from collections.abc import Callable
+from typing import Final, Protocol
 
 import structlog
 
@@ -85,7 +87,7 @@ class IOStats:
     # for counters (a read may miss the increment in flight, never corrupt).
     """
 
-    __slots__ = ("lines_in", "bytes_in", "bytes_out", "slow_consumers", "disconnects")
+    __slots__ = ("bytes_in", "bytes_out", "disconnects", "lines_in", "slow_consumers")
 
     def __init__(self) -> None:
         self.lines_in = 0  # lines cut from what clients sent, commands and nicknames too
@@ -217,7 +219,7 @@ class Worker:
 
         def run() -> None:
             for conn in list(self.connections):
-                self._guard(conn, lambda: action(conn))
+                self._guard(conn, functools.partial(action, conn))
 
         return self.call_soon(run)
 
@@ -264,9 +266,7 @@ class Worker:
         _cancel(conn)
         self.connections.discard(conn)
 
-    def _start_connection(
-        self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
-    ) -> None:
+    def _start_connection(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> None:
         try:
             conn = self.server.open_endpoint(self, sock, peer, conn_id, reject)
         except Exception as exc:
@@ -420,7 +420,7 @@ class Worker:
             if conn is None:
                 continue  # cancelled: superseded by an earlier deadline, or closed
             _cancel(conn)
-            self._guard(conn, lambda: conn.on_timer(now))
+            self._guard(conn, functools.partial(conn.on_timer, now))
         self._flush_dirty()
 
     def _wake(self) -> None:
@@ -442,7 +442,7 @@ class Worker:
         self._take_remote_work()  # e.g. clients handed over meanwhile: closed just below
         reason = "shutdown" if self._stopping.is_set() else "internal_error"
         for conn in list(self.connections):
-            self._guard(conn, lambda: conn.finish(reason))
+            self._guard(conn, functools.partial(conn.finish, reason))
         self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()

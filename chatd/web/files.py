@@ -155,7 +155,7 @@ def http_date_seconds(value: bytes) -> float | None:
     try:
         since = email.utils.parsedate_to_datetime(value.decode("latin-1"))
         if since.tzinfo is None:
-            since = since.replace(tzinfo=datetime.timezone.utc)
+            since = since.replace(tzinfo=datetime.UTC)
         return since.timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None

@@ -8,8 +8,8 @@ it used to rebuild its address table on every connect past 4,096 addresses).
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, wait_until

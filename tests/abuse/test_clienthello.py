@@ -15,8 +15,9 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -130,9 +131,7 @@ def taken_by_server(sock: socket.socket) -> bool:
 
 
 @pytest.mark.parametrize("web", [True, False], ids=["web", "web-disabled"])
-def test_a_hello_in_1_byte_records_costs_little_and_is_refused(
-    shipped: Callable[..., Daemon], web: bool
-) -> None:
+def test_a_hello_in_1_byte_records_costs_little_and_is_refused(shipped: Callable[..., Daemon], web: bool) -> None:
     daemon = shipped(enabled=web)
     alice = daemon.client("alice")
     message = client_hello(BIG_ALPN)
@@ -193,9 +192,7 @@ def test_an_h2_only_hello_past_16_kib_in_two_pieces_is_refused(shipped: Callable
 
 
 @pytest.mark.parametrize("waits", [True, False], ids=["after-the-retry", "without-waiting"])
-def test_the_second_hello_after_a_retry_is_refused_without_http(
-    shipped: Callable[..., Daemon], waits: bool
-) -> None:
+def test_the_second_hello_after_a_retry_is_refused_without_http(shipped: Callable[..., Daemon], waits: bool) -> None:
     daemon = shipped()
     client = Client(["http/1.1"], groups=RETRY_GROUPS, ca=daemon.pki.ca)
     first = client.hello()

@@ -13,8 +13,9 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -78,15 +79,20 @@ def test_a_scrape_is_answered_while_100_silent_peers_are_connected(daemon: Daemo
         assert status == 200
         assert Scrape(body)("chatd_rooms") == 1  # prometheus_client's parser accepts it
         if shutil.which("promtool"):
-            check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=60)
+            check = subprocess.run(
+                ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=60
+            )
             assert check.returncode == 0, check.stdout + check.stderr
         assert timed_out <= metrics_http.MAX_CONNECTIONS, f"the scrape waited for {timed_out} silent peers"
         # Every silent peer is closed: pushed out by newer ones, or at its deadline.
         for sock in silent:
             assert _closed_by_server(sock, timeout=30)
         evicted = wait_until(
-            lambda: len(daemon.find_events("metrics_request_evicted")) + len(daemon.find_events("metrics_request_timed_out"))
-            >= SILENT_PEERS,
+            lambda: (
+                len(daemon.find_events("metrics_request_evicted"))
+                + len(daemon.find_events("metrics_request_timed_out"))
+                >= SILENT_PEERS
+            ),
             10,
             "an event for every silent peer",
         )
@@ -199,7 +205,9 @@ def test_a_kick_with_a_lone_surrogate_is_refused_and_its_victim_stays(controlled
     # lone surrogate in argv (surrogateescape).
     result = subprocess.run(
         [sys.executable, "-m", "chatctl", "kick", "--config", str(controlled.config_path), "bob", b"caf\xe9"],
-        capture_output=True, timeout=30, cwd=REPO,
+        capture_output=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert result.returncode == 1 and SURROGATES.encode() in result.stderr, result.stderr
     reply = _ask(controlled, b'{"cmd": "broadcast", "text": ' + b"[" * 20000 + b"]" * 20000 + b"}\n")

@@ -14,8 +14,9 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -75,9 +76,11 @@ def tls_socket(daemon: Daemon, rcvbuf: int | None = None) -> ssl.SSLSocket:
 
 def upgrade_request(daemon: Daemon, key: str = KEY, origin: str | None = None) -> bytes:
     origin_line = f"Origin: {origin}\r\n" if origin is not None else ""
-    return (f"GET /ws HTTP/1.1\r\nHost: localhost:{daemon.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"{origin_line}\r\n").encode()
+    return (
+        f"GET /ws HTTP/1.1\r\nHost: localhost:{daemon.port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{origin_line}\r\n"
+    ).encode()
 
 
 def upgrade_status(daemon: Daemon, key: str = KEY, origin: str | None = None) -> int:
@@ -276,8 +279,7 @@ def test_a_message_in_more_than_64_frames_is_closed_with_1009(
     # 64 frames: one line (a nickname, "ab"), however many of them are empty.
     ws.tls.sendall(frame(TEXT, b"a", fin=False) + frame(CONTINUATION, fin=False) * 62 + frame(CONTINUATION, b"b"))
     assert ws.read_texts(1)[0].startswith("WELCOME ab ")
-    ws.send_until_closed(frame(TEXT, b"a", fin=False) + frame(CONTINUATION, fin=False) * 64
-                         + frame(CONTINUATION, b"b"))
+    ws.send_until_closed(frame(TEXT, b"a", fin=False) + frame(CONTINUATION, fin=False) * 64 + frame(CONTINUATION, b"b"))
     assert ws.close_code == 1009, (ws.close_code, ws.texts[-3:])
     assert not any(text.startswith("MSG ") for text in ws.texts)
     daemon.wait_for_event("websocket_closed", code=1009, by_client=False)
@@ -298,27 +300,33 @@ def test_a_length_written_in_more_bytes_than_needed_is_closed_with_1002(
     assert_healthy(daemon)
 
 
-@pytest.mark.parametrize("key", [
-    "!!!!!!!!!!!!!!!!!!!!!!==",  # 24 characters, not base64
-    "AAAAAAAAAAAAAAAAAAAAAAAA",  # base64 of 18 bytes
-    "dGhlIHNhbXBsZSBub25jZQ=!",
-    "dGhlIHNhbXBsZSBub25j ZQ=",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "!!!!!!!!!!!!!!!!!!!!!!==",  # 24 characters, not base64
+        "AAAAAAAAAAAAAAAAAAAAAAAA",  # base64 of 18 bytes
+        "dGhlIHNhbXBsZSBub25jZQ=!",
+        "dGhlIHNhbXBsZSBub25j ZQ=",
+    ],
+)
 def test_a_websocket_key_that_is_not_base64_of_16_bytes_gets_400(daemon: Daemon, key: str) -> None:
     assert upgrade_status(daemon, key=key) == 400
     assert upgrade_status(daemon) == 101
 
 
-@pytest.mark.parametrize("origin", [
-    "https://evil.example@localhost:{port}",
-    "https://user:password@localhost:{port}",
-    "https://localhost:{port}@evil.example",
-    "https://localhost:{port}/",
-    "https://localhost:{port}/chat",
-    "https://localhost:{port}?x=1",
-    "https://localhost:{port}#top",
-    "https://localhost:{port} https://evil.example",
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example@localhost:{port}",
+        "https://user:password@localhost:{port}",
+        "https://localhost:{port}@evil.example",
+        "https://localhost:{port}/",
+        "https://localhost:{port}/chat",
+        "https://localhost:{port}?x=1",
+        "https://localhost:{port}#top",
+        "https://localhost:{port} https://evil.example",
+    ],
+)
 def test_an_origin_with_userinfo_path_query_or_fragment_gets_403(daemon: Daemon, origin: str) -> None:
     assert upgrade_status(daemon, origin=origin.format(port=daemon.port)) == 403
     assert upgrade_status(daemon, origin=f"https://localhost:{daemon.port}") == 101
@@ -370,8 +378,14 @@ def test_pipelined_requests_are_all_answered_in_order_to_a_client_that_reads(dae
         tls.sendall(requests)
         while len(sizes) < len(paths):
             head, found, rest = data.partition(b"\r\n\r\n")
-            size = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
-                         if line.startswith(b"content-length:")), None)
+            size = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.lower().split(b"\r\n")
+                    if line.startswith(b"content-length:")
+                ),
+                None,
+            )
             if found and size is not None and len(rest) >= size:
                 statuses.append(int(head.split(b" ", 2)[1]))
                 sizes.append(size)
@@ -385,13 +399,16 @@ def test_pipelined_requests_are_all_answered_in_order_to_a_client_that_reads(dae
     assert len(set(sizes[0::4])) == 1 and sizes[0] > 10_000  # chat.js, whole each time
 
 
-@pytest.mark.parametrize("date", [
-    "Mon, 01 Jan 2020 00:00:00 +99999999999999999999",
-    "Mon, 01 Jan 99999999 00:00:00 GMT",
-    "Mon, 01 Jan 2020 99:99:99 GMT",
-    "Sun, 06 Nov 1994 08:49:37 +2400",
-    "yesterday",
-])
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Mon, 01 Jan 2020 00:00:00 +99999999999999999999",
+        "Mon, 01 Jan 99999999 00:00:00 GMT",
+        "Mon, 01 Jan 2020 99:99:99 GMT",
+        "Sun, 06 Nov 1994 08:49:37 +2400",
+        "yesterday",
+    ],
+)
 def test_an_unparsable_if_modified_since_is_ignored(daemon: Daemon, date: str) -> None:
     status, _, body = https_request(daemon.port, daemon.pki.ca, "GET", "/", headers=[("If-Modified-Since", date)])
     assert status == 200 and body.startswith(b"<!doctype html>")

@@ -13,8 +13,9 @@ reason that says how to run them.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -27,8 +28,14 @@ HOW_TO_RUN = (
     "pip install -e '.[test]' (playwright for Python; never `playwright install`)"
 )
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -49,7 +56,7 @@ def _skip_reason() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def playwright() -> Iterator["Playwright"]:
+def playwright() -> Iterator[Playwright]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -60,7 +67,7 @@ def playwright() -> Iterator["Playwright"]:
 
 
 @pytest.fixture(scope="session")
-def browser(playwright: "Playwright") -> Iterator["Browser"]:
+def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
     browser.close()
@@ -70,7 +77,7 @@ class PageWatch:
     """What a page did that a test must not miss: uncaught errors, CSP
     violations, dialogs (an alert() that ran), notifications shown."""
 
-    def __init__(self, page: "Page") -> None:
+    def __init__(self, page: Page) -> None:
         self.page = page
         self.errors: list[str] = []
         self.dialogs: list[str] = []
@@ -126,18 +133,22 @@ _INIT_SCRIPT = """
 
 
 @pytest.fixture
-def open_page(browser: "Browser", tmp_path: Path) -> Iterator[Callable[..., tuple["Page", PageWatch]]]:
+def open_page(browser: Browser, tmp_path: Path) -> Iterator[Callable[..., tuple[Page, PageWatch]]]:
     """Factory: `open_page(viewport=DESKTOP, color_scheme="light")` gives a page in a
     fresh context (its own localStorage) and its PageWatch; closed at teardown,
     and the test fails if a page logged an error or ran a dialog."""
-    contexts: list[tuple["BrowserContext", PageWatch]] = []
+    contexts: list[tuple[BrowserContext, PageWatch]] = []
 
     def open_one(
         viewport: dict[str, int] = DESKTOP, color_scheme: str = "light", bypass_csp: bool = False
-    ) -> tuple["Page", PageWatch]:
+    ) -> tuple[Page, PageWatch]:
         context = browser.new_context(
-            ignore_https_errors=True, viewport=viewport, color_scheme=color_scheme,  # type: ignore[arg-type]
-            locale="en-GB", timezone_id="UTC", bypass_csp=bypass_csp,
+            ignore_https_errors=True,
+            viewport=viewport,
+            color_scheme=color_scheme,  # type: ignore[arg-type]
+            locale="en-GB",
+            timezone_id="UTC",
+            bypass_csp=bypass_csp,
         )
         context.add_init_script(_INIT_SCRIPT)
         context.set_default_timeout(TIMEOUT_MS)
@@ -158,7 +169,7 @@ def url_of(daemon: Daemon) -> str:
     return f"https://127.0.0.1:{daemon.port}/"
 
 
-def login(page: "Page", daemon: Daemon, nick: str) -> None:
+def login(page: Page, daemon: Daemon, nick: str) -> None:
     """Open the client and sign in as `nick`; returns once the composer is there."""
     page.goto(url_of(daemon))
     page.get_by_label("Nickname").fill(nick)
@@ -167,7 +178,7 @@ def login(page: "Page", daemon: Daemon, nick: str) -> None:
     expect(page.locator("#composer-input")).to_be_visible()
 
 
-def say(page: "Page", text: str) -> None:
+def say(page: Page, text: str) -> None:
     """Type `text` in the message box and press Enter."""
     box = page.locator("#composer-input")
     box.fill(text)
@@ -175,17 +186,19 @@ def say(page: "Page", text: str) -> None:
     expect(box).to_have_value("")
 
 
-def log_of(page: "Page", conversation: str) -> Any:
+def log_of(page: Page, conversation: str) -> Any:
     """The message log of one conversation (a room or a nickname), on screen or not."""
     return page.locator(f'.log[aria-label="Messages in {conversation}"]')
 
 
-def event_ids(page: "Page", conversation: str) -> list[int]:
-    return [int(i) for i in log_of(page, conversation).locator(".msg[data-id]").evaluate_all(
-        "rows => rows.map(r => r.dataset.id)")]
+def event_ids(page: Page, conversation: str) -> list[int]:
+    return [
+        int(i)
+        for i in log_of(page, conversation).locator(".msg[data-id]").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    ]
 
 
-def texts(page: "Page", conversation: str) -> list[str]:
+def texts(page: Page, conversation: str) -> list[str]:
     """The message bodies of a conversation's events, top to bottom."""
     return log_of(page, conversation).locator(".msg[data-id] .body").all_text_contents()  # type: ignore[no-any-return]
 

@@ -10,19 +10,32 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from tests.browser.conftest import (
-    DESKTOP, HOW_TO_RUN, PHONE, PageWatch, event_ids, free_port, line_user, log_of, login, next_from, say, texts, url_of,
+    DESKTOP,
+    HOW_TO_RUN,
+    PHONE,
+    PageWatch,
+    event_ids,
+    free_port,
+    line_user,
+    log_of,
+    login,
+    next_from,
+    say,
+    texts,
+    url_of,
 )
 from tests.conftest import Daemon, wait_until
 from tests.integration.test_chatctl_connect import TAGS, ScriptClient, script_clients  # noqa: F401 (a fixture)
 
 pytest.importorskip("playwright", reason=f"playwright is not installed; to run the browser tests: {HOW_TO_RUN}")
-from playwright.sync_api import Page, expect  # noqa: E402
+from playwright.sync_api import Page, expect
 
 OpenPage = Callable[..., tuple[Page, PageWatch]]
 
@@ -144,7 +157,8 @@ def test_a_reload_shows_the_history_and_scrolling_up_pages_older_history(
             break
         lobby.evaluate("log => { log.scrollTop = 0; log.dispatchEvent(new Event('scroll')); }")
         page.wait_for_function(
-            "log => !log.querySelector('.older').textContent.startsWith('Loading')", arg=lobby.element_handle())
+            "log => !log.querySelector('.older').textContent.startsWith('Loading')", arg=lobby.element_handle()
+        )
     expect(lobby.locator(".older")).to_have_text("The start of #lobby")
     assert texts(page, "#lobby") == said
     ids = event_ids(page, "#lobby")
@@ -283,10 +297,12 @@ def test_bidi_controls_in_a_text_or_a_topic_stay_inside_it(
     expect(lobby.locator(".msg[data-id]")).to_have_count(3)
     assert texts(page, "#lobby")[:2] == [spoof, "* mallory \u2067waves \u202eolleh"]  # kept, as sent
     expect(page.locator("#topic")).to_have_text(spoof)
-    holders = {"message": lobby.locator(".msg[data-id]").nth(0).locator(".line"),
-               "action": lobby.locator(".msg[data-id]").nth(1).locator(".line"),
-               "topic change": lobby.locator(".msg[data-id]").nth(2).locator(".line"),
-               "topic": page.locator("#topic")}
+    holders = {
+        "message": lobby.locator(".msg[data-id]").nth(0).locator(".line"),
+        "action": lobby.locator(".msg[data-id]").nth(1).locator(".line"),
+        "topic change": lobby.locator(".msg[data-id]").nth(2).locator(".line"),
+        "topic": page.locator("#topic"),
+    }
     for what, holder in holders.items():
         found = holder.evaluate(_BIDI_PROBE)
         assert found is not None, what
@@ -303,8 +319,13 @@ def test_the_page_carries_its_security_headers(start_daemon: Callable[..., Daemo
     response = page.goto(url_of(daemon))
     assert response is not None and response.ok
     csp = response.headers["content-security-policy"]
-    for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'",
-                      "connect-src 'self'", "frame-ancestors 'none'"):
+    for directive in (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ):
         assert directive in csp, csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
@@ -344,16 +365,15 @@ def test_a_cross_origin_websocket_is_refused(start_daemon: Callable[..., Daemon]
                 tls.sendall(
                     f"GET /ws HTTP/1.1\r\nHost: localhost:{daemon.port}\r\nUpgrade: websocket\r\n"
                     f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n".encode())
+                    f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n".encode()
+                )
                 return tls.recv(4096)
 
     assert upgrade("https://evil.example").startswith(b"HTTP/1.1 403 ")
     assert upgrade(f"https://localhost:{daemon.port}").startswith(b"HTTP/1.1 101 ")
 
 
-def test_nickname_errors_are_shown_next_to_the_field(
-    start_daemon: Callable[..., Daemon], open_page: OpenPage
-) -> None:
+def test_nickname_errors_are_shown_next_to_the_field(start_daemon: Callable[..., Daemon], open_page: OpenPage) -> None:
     daemon = start_daemon(limits={"max_nick_length": 8})
     line_user(daemon, "taken")
     page, _ = open_page()

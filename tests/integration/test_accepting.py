@@ -9,7 +9,8 @@ import resource
 import socket
 import ssl
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.measure import Proc
 from tests.conftest import Daemon, recv_greeting, wait_until
@@ -50,9 +51,7 @@ def test_out_of_descriptors_pauses_accepting_then_recovers(start_daemon: Callabl
         spent = cpu() - cpu_before
         assert spent < 0.5, f"chatd spun on the full descriptor table: {spent:.2f}s CPU in 1s"
         # Retried every 0.1 s, logged at most once a second with a count of the rest.
-        repeated = wait_until(
-            lambda: [e for e in daemon.find_events("accept_failed") if e["count"] > 1], 5, "a count"
-        )
+        repeated = wait_until(lambda: [e for e in daemon.find_events("accept_failed") if e["count"] > 1], 5, "a count")
         failures = daemon.find_events("accept_failed")
         seconds = (time.monotonic() - started) + 1
         assert len(failures) <= seconds, f"{len(failures)} accept_failed lines in {seconds:.1f}s"

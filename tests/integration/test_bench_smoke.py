@@ -5,16 +5,27 @@ chatd's wire protocol (v3: HELLO, rooms, tags and backlogs) still agree."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.scenarios import run_scenario
 
 
 def _spec(daemon: Any, **scenario: Any) -> dict[str, Any]:
     # Bounded by the spec's deadline, idle and connect_timeout.
-    return {"dialect": "chatd", "host": "127.0.0.1", "port": daemon.port, "ca": str(daemon.pki.ca),
-            "server_pid": daemon.process.pid, "batch": 10, "marks": 3, "deadline": 20, "idle": 5,
-            "connect_timeout": 10, **scenario}
+    return {
+        "dialect": "chatd",
+        "host": "127.0.0.1",
+        "port": daemon.port,
+        "ca": str(daemon.pki.ca),
+        "server_pid": daemon.process.pid,
+        "batch": 10,
+        "marks": 3,
+        "deadline": 20,
+        "idle": 5,
+        "connect_timeout": 10,
+        **scenario,
+    }
 
 
 def test_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:

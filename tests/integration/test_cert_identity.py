@@ -10,8 +10,9 @@ from __future__ import annotations
 import signal
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cryptography import x509

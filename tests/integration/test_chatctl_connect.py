@@ -18,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pexpect
 import pytest
@@ -40,8 +41,12 @@ def run_connect(
     port: int, *args: str, stdin: str = "", host: str = "127.0.0.1", timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        connect_cmd(port, *args, host=host), input=stdin, capture_output=True, text=True,
-        timeout=timeout, cwd=REPO,
+        connect_cmd(port, *args, host=host),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
     )
 
 
@@ -61,8 +66,12 @@ class ScriptClient:
     def __init__(self, port: int, ca: Path, nick: str) -> None:
         self.process = subprocess.Popen(
             connect_cmd(port, "--nick", nick, "--ca", str(ca)),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            cwd=REPO,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, name=f"read-{nick}", daemon=True)
@@ -86,7 +95,7 @@ class ScriptClient:
             try:
                 line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no line starting {prefix!r} within {timeout}s; saw {seen}")
+                raise AssertionError(f"no line starting {prefix!r} within {timeout}s; saw {seen}") from None
             if line.startswith(prefix):
                 return line
             seen.append(line)
@@ -327,7 +336,10 @@ def test_client_module_does_not_import_prompt_toolkit() -> None:
 def test_help_documents_exit_statuses() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "chatctl", "connect", "--help"],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert result.returncode == 0
     for status in ("0", "2", "3", "4", "5", "6", "7"):
@@ -353,9 +365,7 @@ def test_script_mode_prints_the_echo(daemon: Any) -> None:
 
 
 def test_script_mode_sends_a_last_line_without_newline(daemon: Any) -> None:
-    result = run_connect(
-        daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="one\r\n\n/me two"
-    )
+    result = run_connect(daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="one\r\n\n/me two")
     assert result.returncode == 0, result.stderr
     lines = [untagged(line) for line in result.stdout.splitlines()]
     assert "MSG #lobby alice one" in lines
@@ -367,7 +377,12 @@ def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
     send_queue_bytes: chatd echoes everything it read in one turn as one block.)"""
     lines = [f"line {n:05d} " + "x" * 200 for n in range(300)]
     result = run_connect(
-        daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="\n".join(lines) + "\n",
+        daemon.port,
+        "--nick",
+        "alice",
+        "--ca",
+        str(daemon.pki.ca),
+        stdin="\n".join(lines) + "\n",
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -381,9 +396,7 @@ def test_script_mode_sends_a_large_input_in_order(daemon: Any) -> None:
 
 def test_script_mode_by_ipv4_and_localhost_names(daemon: Any) -> None:
     for host in ("127.0.0.1", "localhost"):
-        result = run_connect(
-            daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="hi\n", host=host
-        )
+        result = run_connect(daemon.port, "--nick", "alice", "--ca", str(daemon.pki.ca), stdin="hi\n", host=host)
         assert result.returncode == 0, (host, result.stderr)
         assert "MSG #lobby alice hi" in [untagged(line) for line in result.stdout.splitlines()]
 
@@ -415,9 +428,7 @@ def test_script_mode_against_a_v1_server(tmp_path: Path, fake_server: Any) -> No
     server = v1_server(tmp_path, fake_server, b"WELCOME {nick} hi\nJOIN {nick}\nUSERS bob {nick}\n")
     result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "NICK", "WELCOME alice hi", "JOIN alice", "USERS bob alice", "BYE quit"
-    ]
+    assert result.stdout.splitlines() == ["NICK", "WELCOME alice hi", "JOIN alice", "USERS bob alice", "BYE quit"]
 
 
 def test_script_mode_requires_a_nick(daemon: Any) -> None:
@@ -584,7 +595,15 @@ def test_client_certificate_required_exits_4(start_daemon: Any, certs: Any) -> N
 
     cert, key = certs.client("alice")
     result = run_connect(
-        chatd.port, "--nick", "alice", "--ca", str(certs.ca), "--cert", str(cert), "--key", str(key),
+        chatd.port,
+        "--nick",
+        "alice",
+        "--ca",
+        str(certs.ca),
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
         stdin="hi\n",
     )
     assert result.returncode == 0, result.stderr
@@ -608,9 +627,7 @@ def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> N
     server = fake_server(handle)
     result = run_connect(server.port, "--nick", "alice", "--ca", str(tmp_path / "ca.crt"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "HELLO 2 fake", "NICK", "WELCOME alice hi", "INFO tab\there", "BYE quit"
-    ]
+    assert result.stdout.splitlines() == ["HELLO 2 fake", "NICK", "WELCOME alice hi", "INFO tab\there", "BYE quit"]
 
 
 # -- interactive mode in a pseudo-terminal -----------------------------------------------------
@@ -725,7 +742,12 @@ class Terminal:
         env = {**os.environ, "TERM": "xterm-256color", "PYTHONUTF8": "1"}
         env.pop("PROMPT_TOOLKIT_NO_CPR", None)  # this terminal answers cursor position requests
         self.child = pexpect.spawn(
-            argv[0], argv[1:], cwd=str(REPO), env=env, dimensions=(rows, cols), encoding="utf-8",
+            argv[0],
+            argv[1:],
+            cwd=str(REPO),
+            env=env,
+            dimensions=(rows, cols),
+            encoding="utf-8",
             timeout=TIMEOUT,
         )
         self.screen = Screen(rows, cols)
@@ -852,9 +874,7 @@ def test_interactive_reports_a_server_shutdown(start_daemon: Any, terminals: lis
     term.wait_for_line(r"^chatctl: the server closed the connection: the server is shutting down")
 
 
-def test_interactive_reconnects_after_a_shutdown_until_ctrl_c(
-    start_daemon: Any, terminals: list[Terminal]
-) -> None:
+def test_interactive_reconnects_after_a_shutdown_until_ctrl_c(start_daemon: Any, terminals: list[Terminal]) -> None:
     chatd = start_daemon()
     term = Terminal(connect_cmd(chatd.port, "--nick", "carol", "--ca", str(chatd.pki.ca)))
     terminals.append(term)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -29,7 +30,7 @@ def test_export_reads_the_database_while_chatd_runs(
 ) -> None:
     daemon = start_daemon(history={"flush_ms": 20})
     alice, bob = peer(daemon, "alice"), peer(daemon, "bob")
-    alice.send("hello, with ünïcödé and \"quotes\"")
+    alice.send('hello, with ünïcödé and "quotes"')
     bob.expect_eventually("MSG #lobby alice")
     bob.send("/me waves")
     alice.expect_eventually("ACTION #lobby bob")
@@ -41,10 +42,11 @@ def test_export_reads_the_database_while_chatd_runs(
 
     events = wait_until(
         lambda: (found := jsonl(export(daemon.config_path, "#lobby"))) and len(found) == 3 and found,
-        TIMEOUT, "three events of #lobby on disk",
+        TIMEOUT,
+        "three events of #lobby on disk",
     )
     assert [(e["nick"], e["kind"], e["text"]) for e in events] == [
-        ("alice", "msg", "hello, with ünïcödé and \"quotes\""),
+        ("alice", "msg", 'hello, with ünïcödé and "quotes"'),
         ("bob", "action", "waves"),
         ("alice", "topic", "what we talk about"),
     ]
@@ -61,8 +63,9 @@ def test_export_reads_the_database_while_chatd_runs(
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert len(lines) == 3
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ #lobby <alice> hello, with ünïcödé and \"quotes\"",
-                        lines[0]), lines[0]
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ #lobby <alice> hello, with ünïcödé and \"quotes\"", lines[0]
+    ), lines[0]
     assert lines[1].endswith(" #lobby * bob waves")
     assert lines[2].endswith(" #lobby -- alice set the topic: what we talk about")
 
@@ -73,9 +76,7 @@ def test_export_reads_the_database_while_chatd_runs(
     assert daemon.process is not None and daemon.process.poll() is None  # chatd ran all along
 
 
-def test_export_errors_are_one_sentence_with_a_status(
-    start_daemon: Callable[..., Daemon], tmp_path: Path
-) -> None:
+def test_export_errors_are_one_sentence_with_a_status(start_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
     daemon = start_daemon(history={"flush_ms": 20})
     never = export(daemon.config_path, "#never")
     assert never.returncode == 1 and "never been stored" in never.stderr

@@ -14,9 +14,9 @@ import collections
 import re
 import signal
 import subprocess
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chatd.config import load_config
 from chatd.storage.sqlite import read_events
@@ -117,9 +117,7 @@ def test_interactive_reconnects_and_catches_up_exactly(
     assert term.wait_exit() == 0
 
 
-def test_interactive_ctrl_c_while_chatd_is_down(
-    start_daemon: Callable[..., Daemon], terminals: list[Terminal]
-) -> None:
+def test_interactive_ctrl_c_while_chatd_is_down(start_daemon: Callable[..., Daemon], terminals: list[Terminal]) -> None:
     daemon = start_daemon()
     term = Terminal(connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca)))
     terminals.append(term)
@@ -143,12 +141,20 @@ def test_script_mode_reconnects_only_when_asked(
     with out.open("w") as stdout, err.open("w") as stderr:
         script = subprocess.Popen(
             [*connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca), "--reconnect")],
-            stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, text=True, cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            cwd=REPO,
         )
     with plain_out.open("w") as stdout, plain_err.open("w") as stderr:
         plain = subprocess.Popen(  # the same without --reconnect
             connect_cmd(daemon.port, "--nick", "dave", "--ca", str(daemon.pki.ca)),
-            stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, text=True, cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            cwd=REPO,
         )
     try:
         assert script.stdin is not None
@@ -267,7 +273,11 @@ def test_script_mode_restores_many_rooms_under_the_default_flood_control(
     with out.open("w") as stdout, err.open("w") as stderr:
         script = subprocess.Popen(
             connect_cmd(daemon.port, "--nick", "carol", "--ca", str(daemon.pki.ca), "--reconnect"),
-            stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, text=True, cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            cwd=REPO,
         )
     try:
         assert script.stdin is not None

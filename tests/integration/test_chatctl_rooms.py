@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -90,7 +90,10 @@ def test_status_counts_rooms(controlled: Daemon, peer: Callable[[Daemon, str], P
 def test_rooms_without_a_daemon_exits_3(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "chatctl", "rooms", "--socket", str(tmp_path / "none.sock")],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert result.returncode == 3
     assert result.stderr.startswith("chatctl: ") and len(result.stderr.splitlines()) == 1

@@ -15,12 +15,11 @@ import socket
 import ssl
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 from tests.conftest import Daemon, assert_healthy, defaults_for_load, wait_until
-
 
 THREADS = 40
 CHURN_SECONDS = 6.0
@@ -130,8 +129,7 @@ def test_memory_under_churn(start_daemon, kind: str, io_threads: int) -> None:  
         sampler.join(5)
     assert not errors, errors[:3]
     assert connections > 100, f"only {connections} connections in {CHURN_SECONDS}s"
-    print(f"{kind} io_threads={io_threads}: {connections} connections, RSS {baseline:.0f} MB → "
-          f"peak {peak[0]:.0f} MB")
+    print(f"{kind} io_threads={io_threads}: {connections} connections, RSS {baseline:.0f} MB → peak {peak[0]:.0f} MB")
     assert peak[0] - baseline < GROWTH_LIMIT_MB, (baseline, peak[0])
     # Connections still closing (lingering, deadlines) are live ones; once they
     # are gone, so is their memory.

@@ -37,9 +37,19 @@ def test_key_updates_under_concurrent_load(start_daemon, tmp_path, io_threads: i
         # s_client turns a line "K" into a TLS 1.3 KeyUpdate that also asks the
         # server to update its keys; lines starting with k, K, Q or R are commands.
         s_client = subprocess.Popen(
-            ["openssl", "s_client", "-connect", f"127.0.0.1:{daemon.port}", "-tls1_3",
-             "-CAfile", str(daemon.pki.ca), "-verify_return_error"],
-            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{daemon.port}",
+                "-tls1_3",
+                "-CAfile",
+                str(daemon.pki.ca),
+                "-verify_return_error",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     assert s_client.stdin is not None
     observer = daemon.client("observer")
@@ -151,9 +161,7 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon, io_t
 
 @with_io_threads(1, 2)
 def test_write_timeout_drops_a_peer_whose_window_stays_shut(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
-    daemon = start_daemon(
-        server={"io_threads": io_threads}, limits={"write_timeout": 1, "send_queue_bytes": 256 << 20}
-    )
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"write_timeout": 1, "send_queue_bytes": 256 << 20})
     stuck = daemon.client("stuck")
     stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     talker = daemon.client("talker")

@@ -9,8 +9,9 @@ import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,10 @@ def test_reload_through_the_socket(controlled: Daemon) -> None:
     socket_path = controlled.config["control"]["socket"]
     result = subprocess.run(
         [sys.executable, "-m", "chatctl", "reload", "--socket", socket_path],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert result.returncode == 1 and "still running on the old configuration" in result.stdout
     alice.send("x" * 400)
@@ -101,7 +105,10 @@ def test_chatctl_refuses_a_socket_with_wrong_permissions(controlled: Daemon) -> 
 def test_chatctl_without_a_daemon_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "chatctl", "status", "--socket", str(tmp_path / "none.sock")],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert result.returncode == 3 and "is chatd running" in result.stderr
 

@@ -159,9 +159,7 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
         (("--host", "not a host"), "--host 'not a host'"),
     ],
 )
-def test_bad_input_exits_2_and_writes_nothing(
-    tmp_path: Path, args: tuple[str, ...], message: str
-) -> None:
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     out = tmp_path / "pki"
     result = gen_certs(out, "--client", "alice", *args)
     assert result.returncode == 2

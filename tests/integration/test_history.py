@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 
@@ -96,8 +96,11 @@ def said(client: Client, count: int, prefix: str = "m") -> list[Line]:
     """Say `count` numbered lines; return the server's echoes (tagged, live)."""
     for i in range(count):
         client.send(f"{prefix}{i}")
-    echoes = [line for line in client.until(f"MSG #lobby {client_nick(client)} {prefix}{count - 1}")
-              if line.text.startswith("MSG ")]
+    echoes = [
+        line
+        for line in client.until(f"MSG #lobby {client_nick(client)} {prefix}{count - 1}")
+        if line.text.startswith("MSG ")
+    ]
     assert all(line.id is not None and not line.history for line in echoes), echoes
     return echoes
 
@@ -129,9 +132,7 @@ def test_events_carry_increasing_ids_and_times(history_daemon: Daemon) -> None:
     alice.send("/msg alice note to self")
     lines = alice.until("DM ")
     events = [line for line in lines if line.id is not None]
-    assert texts(events) == [
-        "ACTION #lobby alice waves", "TOPIC #lobby alice a topic", "DM alice alice note to self"
-    ]
+    assert texts(events) == ["ACTION #lobby alice waves", "TOPIC #lobby alice a topic", "DM alice alice note to self"]
     assert [line.id for line in events] == sorted({line.id for line in events})
     assert not any(line.history for line in events)
     alice.send("/topic")  # the topic as a state: no tags
@@ -223,9 +224,7 @@ def test_bad_history_requests_get_a_clear_error(history_daemon: Daemon, command:
     assert alice.read().text == "PONG still-here"
 
 
-def test_direct_messages_are_kept_between_certified_nicknames(
-    start_daemon: Callable[..., Daemon], certs: PKI
-) -> None:
+def test_direct_messages_are_kept_between_certified_nicknames(start_daemon: Callable[..., Daemon], certs: PKI) -> None:
     tls = {"client_ca": str(certs.ca), "client_auth": "required", "nick_from_cert": True}
     daemon = start_daemon(tls=tls)
     alice = Client(daemon, "alice", cert=certs.client("alice"))
@@ -316,7 +315,10 @@ def start_refused(daemon: Daemon) -> str:
     daemon.write_config()
     result = subprocess.run(
         [sys.executable, "-m", "chatd", "--config", str(daemon.config_path)],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert result.returncode == 78, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
@@ -386,7 +388,8 @@ def test_a_failing_disk_keeps_chat_going_and_writes_again_later(
     bob.until("MSG #lobby alice after the disk came back")
     wait_until(
         lambda: "after the disk came back" in bob.history("/history #lobby 1")[0][0].text,
-        10, "the new event written and readable",
+        10,
+        "the new event written and readable",
     )
 
 
@@ -433,10 +436,10 @@ def test_a_joiner_under_traffic_sees_each_event_once(start_daemon: Callable[...,
     joiner.send("/ping end")
     watcher.send("/ping end")
     joined = joiner.joined + joiner.until("PONG end", timeout=30)
-    seen_by_watcher = [l.id for l in watcher.until("PONG end", timeout=30) if l.id is not None]
-    got = [l.id for l in joined if l.id is not None]
+    seen_by_watcher = [line.id for line in watcher.until("PONG end", timeout=30) if line.id is not None]
+    got = [line.id for line in joined if line.id is not None]
     assert got and got == sorted(set(got)), "increasing, no duplicates"
-    assert got == seen_by_watcher[seen_by_watcher.index(got[0]):]
+    assert got == seen_by_watcher[seen_by_watcher.index(got[0]) :]
 
 
 def test_rooms_that_ended_with_history_do_not_use_up_the_room_limit(start_daemon: Callable[..., Daemon]) -> None:

@@ -15,9 +15,8 @@ import socket
 import ssl
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -212,9 +211,7 @@ def test_random_bytes_instead_of_a_handshake(start_daemon: Callable[..., Daemon]
     garbage_is_dropped()
     alice.send("/ping")
     assert alice.readline() == "PONG"
-    wait_until(
-        lambda: len(daemon.find_events("tls_handshake_failed")) >= tried, 5, "every failure logged"
-    )
+    wait_until(lambda: len(daemon.find_events("tls_handshake_failed")) >= tried, 5, "every failure logged")
     assert len(daemon.find_events("connect")) == 1  # alice only
     assert_healthy(daemon)
 
@@ -222,10 +219,32 @@ def test_random_bytes_instead_of_a_handshake(start_daemon: Callable[..., Daemon]
 # -- random lines after registration ---------------------------------------------------------
 
 _COMMANDS = [
-    b"/me ", b"/msg ", b"/msg watcher ", b"/nick ", b"/who", b"/ping ", b"/help", b"//", b"/", b"/x",
-    b"/join ", b"/join #", b"/part", b"/part #", b"/part #lobby ", b"/topic ", b"/topic #lobby ",
-    b"/rooms", b"/who #", b"/msg #", b"/msg #lobby ",
-    b"/history ", b"/history #lobby ", b"/history #lobby before ", b"/history #lobby after ", b"/history watcher ",
+    b"/me ",
+    b"/msg ",
+    b"/msg watcher ",
+    b"/nick ",
+    b"/who",
+    b"/ping ",
+    b"/help",
+    b"//",
+    b"/",
+    b"/x",
+    b"/join ",
+    b"/join #",
+    b"/part",
+    b"/part #",
+    b"/part #lobby ",
+    b"/topic ",
+    b"/topic #lobby ",
+    b"/rooms",
+    b"/who #",
+    b"/msg #",
+    b"/msg #lobby ",
+    b"/history ",
+    b"/history #lobby ",
+    b"/history #lobby before ",
+    b"/history #lobby after ",
+    b"/history watcher ",
 ]
 _line = st.one_of(
     st.binary(max_size=300),
@@ -234,8 +253,10 @@ _line = st.one_of(
     st.builds(bytes.__add__, st.sampled_from(_COMMANDS), st.text(max_size=40).map(str.encode)),
 )
 # `/quit` ends the connection by design; everything else must leave it up.
-_lines = st.lists(_line, min_size=1, max_size=20).map(lambda ls: b"\n".join(ls) + b"\n").filter(
-    lambda data: not any(piece.startswith(b"/quit") for piece in data.split(b"\n"))
+_lines = (
+    st.lists(_line, min_size=1, max_size=20)
+    .map(lambda ls: b"\n".join(ls) + b"\n")
+    .filter(lambda data: not any(piece.startswith(b"/quit") for piece in data.split(b"\n")))
 )
 
 
@@ -425,7 +446,10 @@ def test_the_daemon_drains_a_client_that_talks_after_bye(start_daemon: Callable[
         client.send("chatty")
         assert client.readline().startswith("WELCOME chatty ")
         assert [client.readline() for _ in range(4)] == [
-            "JOIN #lobby chatty", "USERS #lobby chatty", "HISTORY #lobby 0 end", "CURRENT #lobby"
+            "JOIN #lobby chatty",
+            "USERS #lobby chatty",
+            "HISTORY #lobby 0 end",
+            "CURRENT #lobby",
         ]
         client.send("/quit")
         assert client.readline() == "BYE quit"

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO, Daemon, PKI
+from tests.conftest import PKI, REPO, Daemon
 
 
 def _chatd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "chatd", *args], capture_output=True, text=True, timeout=30, cwd=REPO
-    )
+    return subprocess.run([sys.executable, "-m", "chatd", *args], capture_output=True, text=True, timeout=30, cwd=REPO)
 
 
 def test_sigterm_says_bye_to_everyone_and_exits_zero(daemon: Daemon) -> None:

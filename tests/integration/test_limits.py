@@ -100,9 +100,7 @@ def test_connects_per_ip_per_minute(start_daemon) -> None:  # type: ignore[no-un
 
 def test_exempt_addresses_skip_the_per_ip_limits(start_daemon) -> None:  # type: ignore[no-untyped-def]
     # Many users behind one NAT gateway (here: 127.0.0.1).
-    daemon = start_daemon(
-        limits={"max_clients_per_ip": 3, "connects_per_ip_per_minute": 5, "exempt": ["127.0.0.0/8"]}
-    )
+    daemon = start_daemon(limits={"max_clients_per_ip": 3, "connects_per_ip_per_minute": 5, "exempt": ["127.0.0.0/8"]})
     clients = [daemon.client(f"n{i}") for i in range(8)]
     clients[-1].send("/who")
     assert clients[-1].readline() == "USERS #lobby " + " ".join(f"n{i}" for i in range(8))
@@ -138,16 +136,12 @@ def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon
     member = daemon.client("member")
     flood = [socket.create_connection((daemon.host, daemon.port), timeout=5) for _ in range(300)]
     try:
-        wait_until(
-            lambda: len(daemon.find_events("rejected", told=False)) >= 300 - 256, 10, "untold rejections"
-        )
+        wait_until(lambda: len(daemon.find_events("rejected", told=False)) >= 300 - 256, 10, "untold rejections")
         assert len(daemon.find_events("rejected", told=False)) == 300 - 256
         member.send("/ping")
         assert member.readline() == "PONG"
         # Those that were held for an explanation time out in the handshake.
-        wait_until(
-            lambda: len(daemon.find_events("tls_handshake_failed", error="timeout")) >= 256, 10, "timeouts"
-        )
+        wait_until(lambda: len(daemon.find_events("tls_handshake_failed", error="timeout")) >= 256, 10, "timeouts")
     finally:
         for sock in flood:
             sock.close()
@@ -434,7 +428,8 @@ def test_a_lowered_send_queue_bytes_drops_a_connected_sleeper_at_the_new_limit(s
     # queue grows; the talk is capped well below the old limit, so only the new
     # one can end it.
     told = False  # the talker saw the sleeper's LEAVE
-    for sent in range(OLD_QUEUE // 4 // len(line)):
+    lines = OLD_QUEUE // 4 // len(line)
+    for _ in range(lines):
         if daemon.find_events("slow_consumer"):
             break
         talker.send(line)
@@ -442,7 +437,7 @@ def test_a_lowered_send_queue_bytes_drops_a_connected_sleeper_at_the_new_limit(s
             assert seen == "LEAVE sleeper slow_consumer", seen[:80]
             told = True
     else:
-        raise AssertionError(f"{sent + 1} lines of {len(line)} bytes and the sleeper was not dropped")
+        raise AssertionError(f"{lines} lines of {len(line)} bytes and the sleeper was not dropped")
     event = daemon.wait_for_event("slow_consumer", nick="sleeper")
     # Queued when it overflowed: over the new limit, by no more than what the
     # sleeper's worker had not yet taken when it checked (under half a queue:

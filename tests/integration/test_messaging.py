@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -122,7 +122,10 @@ def test_refused_nickname_asks_again(daemon: Daemon, first: str, second: str, co
     client.expect("WELCOME carol ")
     client.nick = "carol"
     assert client.take_joins() == [
-        "JOIN #lobby carol", f"USERS #lobby {first} carol", "HISTORY #lobby 0 end", "CURRENT #lobby"
+        "JOIN #lobby carol",
+        f"USERS #lobby {first} carol",
+        "HISTORY #lobby 0 end",
+        "CURRENT #lobby",
     ]
 
 

@@ -10,8 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 import yaml
@@ -158,16 +158,12 @@ def _issue(certs: PKI, cert_path: Path, key_path: Path, days: int) -> x509.Certi
     cert, key = issue_server_cert(*loaded, hosts=["localhost", "127.0.0.1"], days=days)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert
 
 
-def test_certificate_expiry_and_reloads(
-    start_daemon: Callable[..., Daemon], tmp_path: Path, certs: PKI
-) -> None:
+def test_certificate_expiry_and_reloads(start_daemon: Callable[..., Daemon], tmp_path: Path, certs: PKI) -> None:
     cert_path, key_path = tmp_path / "live.crt", tmp_path / "live.key"
     first = _issue(certs, cert_path, key_path, days=300)
     daemon = start_daemon(tls={"cert": str(cert_path), "key": str(key_path)})
@@ -226,7 +222,7 @@ def test_chatctl_status_shows_the_headline_figures(start_daemon: Callable[..., D
     assert status["reloads"] == {"success": 0, "failure": 0}
     assert list(status["loop_lag_ms"]) == ["chatd-io-0"]
     expires = datetime.datetime.fromisoformat(status["cert_expires"])
-    assert expires > datetime.datetime.now(datetime.timezone.utc)
+    assert expires > datetime.datetime.now(datetime.UTC)
     human = chatctl_for(daemon, "status").stdout
     assert "loop_lag_ms:" in human and "chatd-io-0 " in human and " ms" in human
     assert "cert_expires:" in human and "days)" in human
@@ -320,7 +316,11 @@ def test_metrics_port_in_use_is_a_config_error(tmp_path: Path, certs: PKI) -> No
         )
         result = subprocess.run(
             [sys.executable, "-m", "chatd", "--config", str(config)],
-            capture_output=True, text=True, timeout=30, cwd=REPO, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
         )
     assert result.returncode == 78, result.stderr
     assert result.stderr.endswith(

@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -42,9 +43,7 @@ def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticC
     crt_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
     crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     key_path.chmod(0o600)
     return crt_path, key_path
@@ -56,7 +55,7 @@ def _expired_client_cert(
     # chatctl refuses to make this (days must be >= 1), so build it by hand, otherwise
     # exactly like a chatctl client certificate.
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
         x509.CertificateBuilder()
@@ -69,16 +68,20 @@ def _expired_client_cert(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return cert, key
@@ -129,9 +132,7 @@ def _assert_refused(daemon: Daemon, cert: CertPair | None) -> tuple[str, str]:
             line = client.readline(timeout=5)
             pytest.fail(f"a refused client was served: {line!r}")
         seen = refused.value
-    failures = wait_until(
-        lambda: daemon.find_events("tls_handshake_failed")[before:], 5, "tls_handshake_failed"
-    )
+    failures = wait_until(lambda: daemon.find_events("tls_handshake_failed")[before:], 5, "tls_handshake_failed")
     assert len(failures) == 1, failures
     assert not daemon.find_events("connect"), "a refused client got past the handshake"
     alert = str(getattr(seen, "reason", None) or seen)
@@ -226,9 +227,7 @@ def test_required_refusals_cost_a_connected_client_nothing(
         alice.send(f"after {case}")
         assert alice.readline() == f"MSG #lobby alice after {case}"
     # Logged by the worker that refused it, which may not be alice's.
-    wait_until(
-        lambda: len(daemon.find_events("tls_handshake_failed")) == len(REFUSED_WHEN_REQUIRED), 5, "logged"
-    )
+    wait_until(lambda: len(daemon.find_events("tls_handshake_failed")) == len(REFUSED_WHEN_REQUIRED), 5, "logged")
     assert_healthy(daemon, "bob", cert=client_certs.other)
 
 

@@ -6,11 +6,11 @@ import os
 import signal
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -37,9 +37,7 @@ def _receive_until(sock: socket.socket, wanted: str) -> list[str]:
             return messages
 
 
-def test_sd_notify_ready_reload_watchdog_stopping(
-    start_daemon: Callable[..., Daemon], notify_socket: Any
-) -> None:
+def test_sd_notify_ready_reload_watchdog_stopping(start_daemon: Callable[..., Daemon], notify_socket: Any) -> None:
     sock, path = notify_socket
     env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
     daemon = start_daemon(env=env)

@@ -21,7 +21,6 @@ from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, defaults_for_load
 
 
-
 @dataclass
 class Reader:
     """A client that sends its lines and reads whatever has arrived in between."""
@@ -55,7 +54,7 @@ class Reader:
         while True:
             try:
                 data = sock.recv(262144)
-            except (ssl.SSLWantReadError, BlockingIOError, socket.timeout):
+            except (TimeoutError, ssl.SSLWantReadError, BlockingIOError):
                 return
             if not data:
                 self.bye = self.bye or "closed"
@@ -86,10 +85,7 @@ def _run_readers(daemon: Daemon, readers: int, count: int, size: int) -> list[Re
         client.expect_eventually(f"JOIN #lobby {last}", timeout=10)
     workers = [Reader(client) for client in clients]
     expected = readers * count
-    threads = [
-        threading.Thread(target=w.run, args=(count, size, expected, 60), name=w.client.nick)
-        for w in workers
-    ]
+    threads = [threading.Thread(target=w.run, args=(count, size, expected, 60), name=w.client.nick) for w in workers]
     for thread in threads:
         thread.start()
     for thread in threads:

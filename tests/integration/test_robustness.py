@@ -11,7 +11,7 @@ import socket
 import ssl
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

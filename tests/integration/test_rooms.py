@@ -12,8 +12,9 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,10 @@ def test_join_creates_a_room_joins_it_case_insensitively_and_switches(daemon: Da
     assert alice.readline() == "JOIN #Rust bob"
     carol = daemon.client("carol")
     assert carol.join("#RUST") == [
-        "JOIN #Rust carol", "USERS #Rust alice bob carol", "HISTORY #Rust 0 end", "CURRENT #Rust"
+        "JOIN #Rust carol",
+        "USERS #Rust alice bob carol",
+        "HISTORY #Rust 0 end",
+        "CURRENT #Rust",
     ]
     assert [alice.readline(), alice.readline()] == ["JOIN #lobby carol", "JOIN #Rust carol"]
     assert [bob.readline(), bob.readline()] == ["JOIN #lobby carol", "JOIN #Rust carol"]
@@ -112,7 +116,10 @@ def test_part_with_and_without_a_room_and_text(daemon: Daemon) -> None:
     assert room_list(alice) == ["ROOM #a 1", "ROOM #b 1", "ROOM #lobby 1", "ROOMS 3"]
     assert bob.sync() == []  # none of that reached bob
     assert alice.join("#lobby") == [
-        "JOIN #lobby alice", "USERS #lobby alice bob", "HISTORY #lobby 0 end", "CURRENT #lobby"
+        "JOIN #lobby alice",
+        "USERS #lobby alice bob",
+        "HISTORY #lobby 0 end",
+        "CURRENT #lobby",
     ]
     assert bob.readline() == "JOIN #lobby alice"
 
@@ -170,8 +177,11 @@ def test_topic_shown_set_sent_to_members_and_on_join(daemon: Daemon) -> None:
     # change itself in the backlog.
     carol = daemon.client("carol")
     assert carol.autojoin == [
-        "JOIN #lobby carol", "TOPIC #lobby alice welcome all", "USERS #lobby alice bob carol",
-        "HISTORY #lobby 1 end", "CURRENT #lobby",
+        "JOIN #lobby carol",
+        "TOPIC #lobby alice welcome all",
+        "USERS #lobby alice bob carol",
+        "HISTORY #lobby 1 end",
+        "CURRENT #lobby",
     ]
     assert carol.backlog["#lobby"] == [({**change[0], "history": ""}, change[1])]
     assert alice.readline() == bob.readline() == "JOIN #lobby carol"
@@ -182,8 +192,11 @@ def test_topic_shown_set_sent_to_members_and_on_join(daemon: Daemon) -> None:
     alice.send("/topic borrow checker questions")
     assert alice.readline() == "TOPIC #rust alice borrow checker questions"
     assert bob.join("#rust") == [
-        "JOIN #rust bob", "TOPIC #rust alice borrow checker questions", "USERS #rust alice bob",
-        "HISTORY #rust 1 end", "CURRENT #rust",
+        "JOIN #rust bob",
+        "TOPIC #rust alice borrow checker questions",
+        "USERS #rust alice bob",
+        "HISTORY #rust 1 end",
+        "CURRENT #rust",
     ]
     assert [line for _, line in bob.backlog["#rust"]] == ["TOPIC #rust alice borrow checker questions"]
     assert alice.readline() == "JOIN #rust bob"
@@ -207,13 +220,11 @@ def test_rooms_are_listed_sorted_with_member_counts_and_topics(daemon: Daemon) -
     alice.send("/topic #C the c room")
     alice.expect("TOPIC #C alice the c room")
     bob.join("#A")
-    assert room_list(bob) == [
-        "ROOM #a 2", "ROOM #b 1", "ROOM #C 1 the c room", "ROOM #lobby 2", "ROOMS 4"
-    ]
+    assert room_list(bob) == ["ROOM #a 2", "ROOM #b 1", "ROOM #C 1 the c room", "ROOM #lobby 2", "ROOMS 4"]
 
 
 def test_who_lists_any_room_sorted(daemon: Daemon) -> None:
-    bob, alice, carol = clients(daemon, "bob", "Alice", "carol")
+    bob, alice, _carol = clients(daemon, "bob", "Alice", "carol")
     bob.join("#Rust")
     bob.send("/who")  # the current room
     assert bob.readline() == "USERS #Rust bob"
@@ -233,8 +244,16 @@ def test_room_invalid_is_an_answer_not_a_strike(start_daemon: Callable[..., Daem
     daemon = start_daemon(limits={"max_strikes": 1})
     alice = daemon.client("alice")
     for line in (
-        "/join lobby", "/join #", "/join #" + "x" * 33, "/join #a.b", "/join #caf\u00e9", "/join #a #b",
-        "/part #bad!", "/topic #bad! x", "/who #bad!", "/msg #bad! hi",
+        "/join lobby",
+        "/join #",
+        "/join #" + "x" * 33,
+        "/join #a.b",
+        "/join #caf\u00e9",
+        "/join #a #b",
+        "/part #bad!",
+        "/topic #bad! x",
+        "/who #bad!",
+        "/msg #bad! hi",
     ):
         assert error_code(alice, line) == "room_invalid", line
     assert error_code(alice, "/join") == "missing_argument"
@@ -300,14 +319,20 @@ def test_a_client_in_twenty_rooms_hears_each_with_its_name(
     rooms = [f"#r{n:02d}" for n in range(1, 21)]
     for room in rooms:
         assert listener.join(room) == [
-            f"JOIN {room} listener", f"USERS {room} listener", f"HISTORY {room} 0 end", f"CURRENT {room}"
+            f"JOIN {room} listener",
+            f"USERS {room} listener",
+            f"HISTORY {room} 0 end",
+            f"CURRENT {room}",
         ]
     assert error_code(listener, "/join #r21") == "too_many_rooms"  # the default limit is 20
     speakers = []
     for n, room in enumerate(rooms, 1):
         speaker = daemon.client(f"s{n:02d}")
         assert speaker.join(room) == [
-            f"JOIN {room} s{n:02d}", f"USERS {room} listener s{n:02d}", f"HISTORY {room} 0 end", f"CURRENT {room}"
+            f"JOIN {room} s{n:02d}",
+            f"USERS {room} listener s{n:02d}",
+            f"HISTORY {room} 0 end",
+            f"CURRENT {room}",
         ]
         assert listener.readline() == f"JOIN {room} s{n:02d}"
         speakers.append(speaker)
@@ -468,9 +493,7 @@ def test_permanent_rooms_survive_being_empty_and_others_vanish(start_daemon: Cal
     alice.expect("TOPIC #help alice ask here")
     alice.join("#tmp")
     bob.join("#bobs")
-    assert room_list(alice) == [
-        "ROOM #bobs 1", "ROOM #help 1 ask here", "ROOM #lobby 2", "ROOM #tmp 1", "ROOMS 4"
-    ]
+    assert room_list(alice) == ["ROOM #bobs 1", "ROOM #help 1 ask here", "ROOM #lobby 2", "ROOM #tmp 1", "ROOMS 4"]
     alice.send("/part #help")
     assert alice.readline() == "PART #help alice"
     alice.send("/part #tmp")
@@ -483,11 +506,18 @@ def test_permanent_rooms_survive_being_empty_and_others_vanish(start_daemon: Cal
     # Empty permanent rooms stay, with their topics; the others are gone.
     assert room_list(alice) == ["ROOM #help 0 ask here", "ROOM #lobby 0", "ROOMS 2"]
     assert alice.join("#help") == [
-        "JOIN #help alice", "TOPIC #help alice ask here", "USERS #help alice", "HISTORY #help 1 end", "CURRENT #help"
+        "JOIN #help alice",
+        "TOPIC #help alice ask here",
+        "USERS #help alice",
+        "HISTORY #help 1 end",
+        "CURRENT #help",
     ]
     assert [line for _, line in alice.backlog["#help"]] == ["TOPIC #help alice ask here"]
     assert alice.join("#tmp") == [  # a new #tmp
-        "JOIN #tmp alice", "USERS #tmp alice", "HISTORY #tmp 0 end", "CURRENT #tmp"
+        "JOIN #tmp alice",
+        "USERS #tmp alice",
+        "HISTORY #tmp 0 end",
+        "CURRENT #tmp",
     ]
     alice.send("/topic")
     assert alice.readline() == "TOPIC #tmp *"
@@ -539,9 +569,7 @@ def ask(path: Path, request: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def test_control_socket_rooms_and_the_status_room_count(
-    start_daemon: Callable[..., Daemon], short_dir: Path
-) -> None:
+def test_control_socket_rooms_and_the_status_room_count(start_daemon: Callable[..., Daemon], short_dir: Path) -> None:
     path = short_dir / "control.sock"
     daemon = start_daemon(control={"socket": str(path)}, rooms={"permanent": ["#lobby", "#help"]})
     daemon.wait_for_event("control_listening")
@@ -581,8 +609,15 @@ def test_a_raw_tls_client_types_the_protocol(daemon: Daemon) -> None:
     with socket.create_connection((daemon.host, daemon.port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
             typed = [
-                "typist", "hello from a terminal", "/join #Rust", "/topic borrow checker questions",
-                "/msg #lobby back in a minute", "/me waves", "/rooms", "/part #rust bye", "/quit",
+                "typist",
+                "hello from a terminal",
+                "/join #Rust",
+                "/topic borrow checker questions",
+                "/msg #lobby back in a minute",
+                "/me waves",
+                "/rooms",
+                "/part #rust bye",
+                "/quit",
             ]
             tls.sendall("".join(f"{line}\r\n" for line in typed).encode())
             received = b""

@@ -21,8 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import yaml
@@ -36,10 +36,7 @@ PACKAGES = {"openssl": "openssl", "socat": "socat", "gnutls-cli": "gnutls-bin", 
 def _require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.skip(
-            f"{tool} is not installed: apt-get install {PACKAGES[tool]} "
-            "(.ci/run installs it when run as root)"
-        )
+        pytest.skip(f"{tool} is not installed: apt-get install {PACKAGES[tool]} (.ci/run installs it when run as root)")
     return path
 
 
@@ -49,9 +46,7 @@ class Tool:
 
     def __init__(self, argv: list[str]) -> None:
         self.name = Path(argv[0]).name
-        self.process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._received = b""
 
     @property
@@ -145,12 +140,8 @@ def _negotiated(tool: Tool) -> tuple[str, str]:
     return version, group
 
 
-@pytest.mark.parametrize(
-    ("offered", "group"), [("X25519", "X25519"), ("P-256", "prime256v1"), ("P-384", "secp384r1")]
-)
-def test_tls13_client_offering_one_group(
-    daemon: Daemon, tools: Callable[..., Tool], offered: str, group: str
-) -> None:
+@pytest.mark.parametrize(("offered", "group"), [("X25519", "X25519"), ("P-256", "prime256v1"), ("P-384", "secp384r1")])
+def test_tls13_client_offering_one_group(daemon: Daemon, tools: Callable[..., Tool], offered: str, group: str) -> None:
     client = tools(*_s_client(daemon, "-tls1_3", "-groups", offered))
     _chat(client, "alice")
     assert _negotiated(client) == ("TLSv1.3", group)
@@ -191,9 +182,7 @@ def test_s_client_default_needs_no_hello_retry(daemon: Daemon, tools: Callable[.
     assert _client_hellos(client) == 1
 
 
-def test_s_client_with_an_unlisted_first_share_gets_one_hello_retry(
-    daemon: Daemon, tools: Callable[..., Tool]
-) -> None:
+def test_s_client_with_an_unlisted_first_share_gets_one_hello_retry(daemon: Daemon, tools: Callable[..., Tool]) -> None:
     # A P-256-only client sends a P-256 share and needs no retry (the test above);
     # only a client whose share is for a group the server lacks is asked again.
     client = tools(*_s_client(daemon, "-groups", "X448:P-256"))
@@ -203,9 +192,7 @@ def test_s_client_with_an_unlisted_first_share_gets_one_hello_retry(
 
 
 # TLS 1.3 finds no key share to use; TLS 1.2, whose suites are all ECDHE, no cipher.
-@pytest.mark.parametrize(
-    ("version", "error"), [("-tls1_3", "NO_SUITABLE_KEY_SHARE"), ("-tls1_2", "NO_SHARED_CIPHER")]
-)
+@pytest.mark.parametrize(("version", "error"), [("-tls1_3", "NO_SUITABLE_KEY_SHARE"), ("-tls1_2", "NO_SHARED_CIPHER")])
 def test_a_client_offering_only_an_unlisted_group_is_refused(
     daemon: Daemon, tools: Callable[..., Tool], version: str, error: str
 ) -> None:
@@ -234,9 +221,7 @@ def test_tls12_ecdsa_client_certificate_needs_its_curve_in_the_list(
     start_daemon: Callable[..., Daemon], certs: PKI, tools: Callable[..., Tool]
 ) -> None:
     # Why the list matters for mTLS: without prime256v1, the same client is refused.
-    daemon = start_daemon(
-        tls={"client_ca": str(certs.ca), "client_auth": "required", "groups": ["X25519"]}
-    )
+    daemon = start_daemon(tls={"client_ca": str(certs.ca), "client_auth": "required", "groups": ["X25519"]})
     cert, key = certs.client("alice")
     client = tools(*_s_client(daemon, "-tls1_2", "-cert", cert, "-key", key))
     client.process.wait(timeout=5)
@@ -264,9 +249,7 @@ def test_ncat(daemon: Daemon, tools: Callable[..., Tool]) -> None:
     ncat = _require("ncat")
     # ncat 7.93 checks the certificate against the host name it is given but does not
     # match IP addresses, so it gets localhost, and -4 keeps it on 127.0.0.1.
-    client = tools(
-        ncat, "-4", "--ssl", "--ssl-verify", "--ssl-trustfile", daemon.pki.ca, "localhost", str(daemon.port)
-    )
+    client = tools(ncat, "-4", "--ssl", "--ssl-verify", "--ssl-trustfile", daemon.pki.ca, "localhost", str(daemon.port))
     _chat(client, "alice")
 
 

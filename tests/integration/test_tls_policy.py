@@ -36,15 +36,22 @@ def test_x25519_by_default_and_no_session_tickets(daemon: Daemon) -> None:
             assert tls.session is not None and not tls.session.has_ticket
 
 
-@pytest.mark.parametrize(("server_groups", "client_group", "ok"), [
-    (["X25519"], "prime256v1", False),
-    (["prime256v1"], "prime256v1", True),
-    (["prime256v1"], "X25519", False),
-    (["secp384r1"], "secp384r1", True),
-    (["secp384r1", "X25519"], "prime256v1", False),
-])
-def test_only_the_groups_in_tls_groups_are_offered(start_daemon, server_groups: list[str],  # type: ignore[no-untyped-def]
-                                                   client_group: str, ok: bool) -> None:
+@pytest.mark.parametrize(
+    ("server_groups", "client_group", "ok"),
+    [
+        (["X25519"], "prime256v1", False),
+        (["prime256v1"], "prime256v1", True),
+        (["prime256v1"], "X25519", False),
+        (["secp384r1"], "secp384r1", True),
+        (["secp384r1", "X25519"], "prime256v1", False),
+    ],
+)
+def test_only_the_groups_in_tls_groups_are_offered(
+    start_daemon,
+    server_groups: list[str],  # type: ignore[no-untyped-def]
+    client_group: str,
+    ok: bool,
+) -> None:
     daemon = start_daemon(tls={"groups": server_groups})
     context = _context(daemon)
     context.set_ecdh_curve(client_group)
@@ -53,7 +60,7 @@ def test_only_the_groups_in_tls_groups_are_offered(start_daemon, server_groups: 
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
                 recv_greeting(tls)
         else:
-            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
+            with pytest.raises(ssl.SSLError, match=r"HANDSHAKE_FAILURE|handshake failure"):
                 context.wrap_socket(raw, server_hostname="localhost")
 
 
@@ -95,7 +102,7 @@ def test_plain_tcp_and_silent_clients_are_dropped_without_harm(start_daemon) -> 
     failures = daemon.find_events("tls_handshake_failed")
     assert any(e["error"] == "timeout" for e in failures)
     assert len(failures) >= 2
-    bob = daemon.client("bob")  # a fresh client is still served
+    daemon.client("bob")  # a fresh client is still served
     assert alice.readline() == "JOIN #lobby bob"
     for sock in (plain, silent):
         sock.close()

@@ -10,11 +10,11 @@ import signal
 import socket
 import ssl
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
 from tests.wsclient import WebSocket, WebSocketClient, WebSocketRefused, https_request, tls_http
 
@@ -73,8 +73,12 @@ def test_the_page_with_its_headers_and_validators(daemon: Daemon) -> None:
     status, head, empty = https_request(daemon.port, daemon.pki.ca, "HEAD", "/")
     assert (status, empty, head["etag"], head["content-length"]) == (200, b"", etag, str(len(body)))
 
-    for condition in (("If-None-Match", etag), ("If-None-Match", f'"other", W/{etag}'), ("If-None-Match", "*"),
-                      ("If-Modified-Since", modified)):
+    for condition in (
+        ("If-None-Match", etag),
+        ("If-None-Match", f'"other", W/{etag}'),
+        ("If-None-Match", "*"),
+        ("If-Modified-Since", modified),
+    ):
         status, headers, body304 = https_request(daemon.port, daemon.pki.ca, "GET", "/", headers=[condition])
         assert (status, body304, headers["etag"]) == (304, b"", etag), condition
         assert_security_headers(headers)
@@ -121,7 +125,7 @@ def test_alpn_chooses_http_or_the_line_protocol(daemon: Daemon) -> None:
     line.expect_greeting()
     # ALPN offered, but not http/1.1: refused in the handshake (RFC 7301, 3.2).
     for offer in (["h2"], ["chatd", "spdy/3"]):
-        with pytest.raises(ssl.SSLError, match="NO_APPLICATION_PROTOCOL|no application protocol"):
+        with pytest.raises(ssl.SSLError, match=r"NO_APPLICATION_PROTOCOL|no application protocol"):
             tls_http(daemon.port, daemon.pki.ca, alpn=offer)
     event = daemon.wait_for_event("tls_handshake_failed", error="no_application_protocol")
     assert event["peer"].startswith("127.0.0.1:")
@@ -172,11 +176,17 @@ def test_websocket_and_line_clients_chat_in_two_rooms(start_daemon: Callable[...
     # History: a newcomer over WebSocket gets #lobby's backlog on joining, and pages it.
     carol = ws_client(daemon, "carol")
     backlog = [line for _, line in carol.backlog["#lobby"]]
-    assert backlog == ["MSG #lobby alice hello from a browser", "MSG #lobby bob hello from a terminal",
-                       "MSG #lobby bob still here"]
+    assert backlog == [
+        "MSG #lobby alice hello from a browser",
+        "MSG #lobby bob hello from a terminal",
+        "MSG #lobby bob still here",
+    ]
     carol.send("/history #lobby 2")
     assert [carol.readline() for _ in range(3)] == [
-        "MSG #lobby bob hello from a terminal", "MSG #lobby bob still here", "HISTORY #lobby 2 more"]
+        "MSG #lobby bob hello from a terminal",
+        "MSG #lobby bob still here",
+        "HISTORY #lobby 2 more",
+    ]
     assert carol.last_tags == {}
     assert daemon.find_events("websocket_opened")
 
@@ -248,13 +258,24 @@ def _open(daemon: Daemon, origin: str | None, host: str | None = None) -> WebSoc
 def test_origins_allowed_and_refused(start_daemon: Callable[..., Daemon]) -> None:
     daemon = start_daemon(web={"allowed_origins": ["https://chat.example.org"]})
     port = daemon.port
-    for origin in (f"https://localhost:{port}", f"HTTPS://LOCALHOST:{port}", "https://chat.example.org",
-                   "https://chat.example.org:443", None):
+    for origin in (
+        f"https://localhost:{port}",
+        f"HTTPS://LOCALHOST:{port}",
+        "https://chat.example.org",
+        "https://chat.example.org:443",
+        None,
+    ):
         ws = _open(daemon, origin)  # None: a program, not a browser; see docs/protocol.md
         assert ws.recv(4096).startswith(b"HELLO 3 "), origin
         ws.close()
-    for origin in ("https://evil.example", f"http://localhost:{port}", f"https://localhost:{port + 1}",
-                   "https://chat.example.org:8443", "null", "not an origin"):
+    for origin in (
+        "https://evil.example",
+        f"http://localhost:{port}",
+        f"https://localhost:{port + 1}",
+        "https://chat.example.org:8443",
+        "null",
+        "not an origin",
+    ):
         with pytest.raises(WebSocketRefused) as refused:
             _open(daemon, origin)
         assert refused.value.status == 403, origin
@@ -275,12 +296,17 @@ def test_not_a_websocket_request(daemon: Daemon) -> None:
     status, headers, _ = https_request(daemon.port, daemon.pki.ca, "GET", "/ws")
     assert (status, headers["upgrade"]) == (426, "websocket")
     upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]
-    status, headers, _ = https_request(daemon.port, daemon.pki.ca, "GET", "/ws",
-                                       headers=[*upgrade, ("Sec-WebSocket-Version", "8")])
+    status, headers, _ = https_request(
+        daemon.port, daemon.pki.ca, "GET", "/ws", headers=[*upgrade, ("Sec-WebSocket-Version", "8")]
+    )
     assert (status, headers["sec-websocket-version"]) == (426, "13")
-    status, _, _ = https_request(daemon.port, daemon.pki.ca, "GET", "/ws",
-                                 headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                          ("Sec-WebSocket-Version", "13")])
+    status, _, _ = https_request(
+        daemon.port,
+        daemon.pki.ca,
+        "GET",
+        "/ws",
+        headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")],
+    )
     assert status == 400
 
 
@@ -293,8 +319,10 @@ def test_hostile_http_clients_are_closed_and_others_carry_on(start_daemon: Calla
     host = f"Host: localhost:{daemon.port}\r\n"
 
     # A head over 8 KiB, and one with too many header lines: 431, then closed.
-    for head in (f"GET / HTTP/1.1\r\n{host}X-Big: {'a' * 9000}\r\n\r\n",
-                 f"GET / HTTP/1.1\r\n{host}" + "".join(f"X-{i}: {i}\r\n" for i in range(70)) + "\r\n"):
+    for head in (
+        f"GET / HTTP/1.1\r\n{host}X-Big: {'a' * 9000}\r\n\r\n",
+        f"GET / HTTP/1.1\r\n{host}" + "".join(f"X-{i}: {i}\r\n" for i in range(70)) + "\r\n",
+    ):
         with tls_http(daemon.port, daemon.pki.ca) as tls:
             tls.sendall(head.encode())
             assert closed_by_server(tls).startswith(b"HTTP/1.1 431 ")
@@ -343,10 +371,12 @@ def test_per_ip_limits_count_browsers_too(start_daemon: Callable[..., Daemon]) -
 
 
 @with_io_threads(1, 2)
-def test_a_websocket_that_stops_reading_is_a_slow_consumer(start_daemon: Callable[..., Daemon],
-                                                           io_threads: int) -> None:
-    daemon = start_daemon(server={"io_threads": io_threads},
-                          limits={"send_queue_bytes": 64 * 1024, "max_line_bytes": 8192})
+def test_a_websocket_that_stops_reading_is_a_slow_consumer(
+    start_daemon: Callable[..., Daemon], io_threads: int
+) -> None:
+    daemon = start_daemon(
+        server={"io_threads": io_threads}, limits={"send_queue_bytes": 64 * 1024, "max_line_bytes": 8192}
+    )
     sleeper = ws_client(daemon, "sleeper")
     sleeper.websocket.tls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     talker = daemon.client("talker")

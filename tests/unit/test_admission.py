@@ -227,8 +227,9 @@ def test_20000_distinct_sources_cost_little_per_connect(kind: str, exempt: list[
     # Every limit on, as shipped; 20,000 sources within the minute, each
     # connecting twice and staying connected once. CPU time of this thread,
     # not wall time: a busy machine makes it slower, not costlier.
-    admission = Admission(limits(max_clients=1_000_000, max_clients_per_ip=16, connects_per_ip_per_minute=30,
-                                 exempt=exempt))
+    admission = Admission(
+        limits(max_clients=1_000_000, max_clients_per_ip=16, connects_per_ip_per_minute=30, exempt=exempt)
+    )
     addresses = _addresses(kind)
     start = time.thread_time()
     for n, address in enumerate(addresses * 2):

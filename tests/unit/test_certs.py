@@ -9,8 +9,9 @@ import os
 import re
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 import pytest
 from cryptography import x509
@@ -63,9 +64,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
 
 
-def openssl_verify(
-    ca_file: Path, cert_file: Path, purpose: str
-) -> subprocess.CompletedProcess[str]:
+def openssl_verify(ca_file: Path, cert_file: Path, purpose: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["openssl", "verify", "-x509_strict", "-purpose", purpose, "-CAfile", ca_file, cert_file],
         capture_output=True,
@@ -86,9 +85,7 @@ def test_ca_constraints_and_key_usage(ca: CertAndKey) -> None:
     assert usage.critical
     assert usage.value.key_cert_sign and usage.value.crl_sign
     assert not usage.value.digital_signature
-    assert ext(cert, x509.SubjectKeyIdentifier).value == x509.SubjectKeyIdentifier.from_public_key(
-        key.public_key()
-    )
+    assert ext(cert, x509.SubjectKeyIdentifier).value == x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     assert cert.subject == cert.issuer
     assert common_name(cert) == "chatd development CA"
     cert.verify_directly_issued_by(cert)
@@ -113,9 +110,7 @@ def check_leaf(cert: x509.Certificate, ca: CertAndKey, usage: x509.ObjectIdentif
     assert list(ext(cert, x509.ExtendedKeyUsage).value) == [usage]
     ca_ski = ext(ca_cert, x509.SubjectKeyIdentifier).value
     assert ext(cert, x509.AuthorityKeyIdentifier).value.key_identifier == ca_ski.digest
-    assert ext(cert, x509.SubjectKeyIdentifier).value == x509.SubjectKeyIdentifier.from_public_key(
-        cert.public_key()
-    )
+    assert ext(cert, x509.SubjectKeyIdentifier).value == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
 
 
 def test_server_cert_default_hosts(ca: CertAndKey) -> None:
@@ -187,7 +182,7 @@ def test_serials_are_random_and_positive(ca: CertAndKey) -> None:
 
 @pytest.mark.parametrize("days", [1, 30, 365])
 def test_leaf_validity(ca: CertAndKey, days: int) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     leaves = [
         issue_server_cert(*ca, ["localhost"], days=days),
         issue_client_cert(*ca, "bob", days=days),
@@ -210,7 +205,7 @@ def test_leaf_may_not_outlive_the_ca(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(certs, "_CA_DAYS", 10)
     short_ca = issue_ca()
     issue_client_cert(*short_ca, "bob", days=9)
-    with pytest.raises(CertError, match="the CA expires on .*remove ca.crt and ca.key"):
+    with pytest.raises(CertError, match=r"the CA expires on .*remove ca.crt and ca.key"):
         issue_client_cert(*short_ca, "bob", days=30)
 
 
@@ -285,7 +280,7 @@ def test_second_run_adds_a_client_signed_by_the_same_ca(tmp_path: Path) -> None:
 def test_explicit_host_with_client_replaces_server_only_with_force(tmp_path: Path) -> None:
     write_pki(tmp_path)
     before = snapshot(tmp_path)
-    with pytest.raises(CertError, match="server.crt"):
+    with pytest.raises(CertError, match=r"server.crt"):
         write_pki(tmp_path, hosts=["chat.example.org"], clients=["bob"])
     assert snapshot(tmp_path) == before
     written = write_pki(tmp_path, hosts=["chat.example.org"], clients=["bob"], force=True)
@@ -309,7 +304,7 @@ def test_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
     assert str(tmp_path / "client-alice.crt") in message
     assert "--force" in message and "another --out" in message
     assert snapshot(tmp_path) == before  # not even client-bob
-    with pytest.raises(CertError, match="server.crt.*--force"):
+    with pytest.raises(CertError, match=r"server.crt.*--force"):
         write_pki(tmp_path)  # a plain second run
     assert snapshot(tmp_path) == before
 
@@ -401,7 +396,7 @@ def test_load_ca_rejects_unusable_files(tmp_path: Path, ca: CertAndKey) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     ca_key.write_bytes(other_key)
-    with pytest.raises(CertError, match="ca.key is not the key of"):
+    with pytest.raises(CertError, match=r"ca.key is not the key of"):
         load_ca(tmp_path)
     ca_key.write_bytes(b"garbage")
     with pytest.raises(CertError, match="not an unencrypted PEM private key"):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from chatctl.export import ExportError, format_event, parse_since
 from chatd.core.history import Event
 
-NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
 
 def ms(when: datetime) -> int:
@@ -20,11 +20,11 @@ def ms(when: datetime) -> int:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("2026-12-01", datetime(2026, 12, 1, tzinfo=timezone.utc)),
-        ("2026-12-01T18:00", datetime(2026, 12, 1, 18, tzinfo=timezone.utc)),  # UTC without a zone
-        ("2026-12-01 18:00:05", datetime(2026, 12, 1, 18, 0, 5, tzinfo=timezone.utc)),
-        ("2026-12-01T18:04:05.123Z", datetime(2026, 12, 1, 18, 4, 5, 123000, tzinfo=timezone.utc)),
-        ("2026-12-01T19:00+01:00", datetime(2026, 12, 1, 18, tzinfo=timezone.utc)),
+        ("2026-12-01", datetime(2026, 12, 1, tzinfo=UTC)),
+        ("2026-12-01T18:00", datetime(2026, 12, 1, 18, tzinfo=UTC)),  # UTC without a zone
+        ("2026-12-01 18:00:05", datetime(2026, 12, 1, 18, 0, 5, tzinfo=UTC)),
+        ("2026-12-01T18:04:05.123Z", datetime(2026, 12, 1, 18, 4, 5, 123000, tzinfo=UTC)),
+        ("2026-12-01T19:00+01:00", datetime(2026, 12, 1, 18, tzinfo=UTC)),
         ("90s", NOW - timedelta(seconds=90)),
         ("90m", NOW - timedelta(minutes=90)),
         ("2h", NOW - timedelta(hours=2)),
@@ -45,16 +45,21 @@ def test_since_refuses_anything_else_with_a_usage_error(text: str) -> None:
 
 
 def event(kind: str, text: str, nick: str = "bob") -> Event:
-    return Event(1042, ms(datetime(2026, 12, 1, 18, 4, 5, 7000, tzinfo=timezone.utc)), "#lobby", "#Lobby",
-                 nick, kind, text.encode())
+    return Event(
+        1042, ms(datetime(2026, 12, 1, 18, 4, 5, 7000, tzinfo=UTC)), "#lobby", "#Lobby", nick, kind, text.encode()
+    )
 
 
 def test_jsonl_has_the_six_fields_and_the_protocols_time() -> None:
-    line = format_event(event("msg", "héllo \"there\""), "jsonl")
+    line = format_event(event("msg", 'héllo "there"'), "jsonl")
     assert line.endswith("\n") and line.count("\n") == 1
     assert json.loads(line) == {
-        "id": 1042, "time": "2026-12-01T18:04:05.007Z", "room": "#Lobby", "nick": "bob", "kind": "msg",
-        "text": "héllo \"there\"",
+        "id": 1042,
+        "time": "2026-12-01T18:04:05.007Z",
+        "room": "#Lobby",
+        "nick": "bob",
+        "kind": "msg",
+        "text": 'héllo "there"',
     }
     assert "héllo" in line  # UTF-8 as it is, not \u escapes
 

@@ -26,9 +26,18 @@ def test_backoff_jitter_is_a_quarter_either_way() -> None:
 @pytest.mark.parametrize(
     ("reason", "again"),
     [
-        ("shutdown", True), ("slow_consumer", True), ("write_timeout", True), ("shutdown bye all", True),
-        ("quit", False), ("kicked spamming", False), ("flood", False), ("too_many_errors", False),
-        ("nick_failed", False), ("register_timeout", False), ("server_full", False), ("throttled", False),
+        ("shutdown", True),
+        ("slow_consumer", True),
+        ("write_timeout", True),
+        ("shutdown bye all", True),
+        ("quit", False),
+        ("kicked spamming", False),
+        ("flood", False),
+        ("too_many_errors", False),
+        ("nick_failed", False),
+        ("register_timeout", False),
+        ("server_full", False),
+        ("throttled", False),
         ("", False),
     ],
 )
@@ -38,8 +47,13 @@ def test_which_bye_reasons_are_worth_coming_back_from(reason: str, again: bool) 
 
 @pytest.mark.parametrize(
     ("status", "give_up"),
-    [(Exit.TLS_VERIFY, True), (Exit.USAGE, True), (Exit.UNREACHABLE, False), (Exit.TLS_HANDSHAKE, False),
-     (Exit.DROPPED, False)],
+    [
+        (Exit.TLS_VERIFY, True),
+        (Exit.USAGE, True),
+        (Exit.UNREACHABLE, False),
+        (Exit.TLS_HANDSHAKE, False),
+        (Exit.DROPPED, False),
+    ],
 )
 def test_which_failed_attempts_end_the_session(status: Exit, give_up: bool) -> None:
     assert gives_up(ClientError(status, "x")) is give_up
@@ -54,8 +68,15 @@ def run_restore(restore: Restore, *lines: str) -> tuple[ClientState, list[str]]:
     return state, sent
 
 
-AUTOJOIN_LOBBY = ("HELLO 3 chatd 0.3.0", "NICK", "WELCOME carol hi", "JOIN #lobby carol",
-                  "USERS #lobby carol", "HISTORY #lobby 0 end", "CURRENT #lobby")
+AUTOJOIN_LOBBY = (
+    "HELLO 3 chatd 0.3.0",
+    "NICK",
+    "WELCOME carol hi",
+    "JOIN #lobby carol",
+    "USERS #lobby carol",
+    "HISTORY #lobby 0 end",
+    "CURRENT #lobby",
+)
 
 
 def test_restore_joins_the_missing_rooms_then_the_current_one() -> None:

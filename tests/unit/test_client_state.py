@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
 
-from datetime import datetime, timezone
+import pytest
 
 from chatctl.state import ClientState, Tags, line_room, line_tags, split_line
 
@@ -30,8 +30,12 @@ def in_rooms(*extra: str) -> ClientState:
     """carol, registered in #lobby, then in #rust and #ops, back in #lobby."""
     return fed(
         *REGISTRATION,
-        "JOIN #rust carol", "USERS #rust bob carol", "CURRENT #rust",
-        "JOIN #ops carol", "USERS #ops carol", "CURRENT #ops",
+        "JOIN #rust carol",
+        "USERS #rust bob carol",
+        "CURRENT #rust",
+        "JOIN #ops carol",
+        "USERS #ops carol",
+        "CURRENT #ops",
         "CURRENT #lobby",
         *extra,
     )
@@ -82,9 +86,7 @@ def test_rooms_are_kept_in_the_order_joined_and_current_follows_current() -> Non
 
 
 def test_messages_in_other_rooms_are_unread_until_the_room_is_current() -> None:
-    state = in_rooms(
-        "MSG #rust bob one", "ACTION #rust bob two", "MSG #lobby bob here", "MSG #ops alice x"
-    )
+    state = in_rooms("MSG #rust bob one", "ACTION #rust bob two", "MSG #lobby bob here", "MSG #ops alice x")
     assert unread(state) == {"#lobby": 0, "#rust": 2, "#ops": 1}
     state.on_line("CURRENT #rust")
     assert unread(state) == {"#lobby": 0, "#rust": 0, "#ops": 1}
@@ -95,7 +97,10 @@ def test_messages_in_other_rooms_are_unread_until_the_room_is_current() -> None:
 def test_your_own_lines_and_room_events_are_not_unread() -> None:
     state = in_rooms(
         "MSG #rust carol said from elsewhere",  # /msg #rust from #lobby
-        "JOIN #rust alice", "PART #rust alice", "TOPIC #rust bob new", "USERS #rust bob carol",
+        "JOIN #rust alice",
+        "PART #rust alice",
+        "TOPIC #rust bob new",
+        "USERS #rust bob carol",
     )
     assert unread(state) == {"#lobby": 0, "#rust": 0, "#ops": 0}
 
@@ -228,11 +233,11 @@ def test_unknown_and_malformed_lines_are_ignored() -> None:
     [
         (
             "@id=1042;time=2026-12-01T18:04:05.123Z MSG #lobby alice hello",
-            Tags(1042, datetime(2026, 12, 1, 18, 4, 5, 123000, tzinfo=timezone.utc), False),
+            Tags(1042, datetime(2026, 12, 1, 18, 4, 5, 123000, tzinfo=UTC), False),
         ),
         (
             "@id=7;time=2026-12-01T18:04:05.000Z;history MSG #lobby a b",
-            Tags(7, datetime(2026, 12, 1, 18, 4, 5, tzinfo=timezone.utc), True),
+            Tags(7, datetime(2026, 12, 1, 18, 4, 5, tzinfo=UTC), True),
         ),
         ("@history;id=3 TOPIC #r a t", Tags(3, None, True)),  # any order
         ("@id=9;future=x;flag MSG #r a b", Tags(9)),  # unknown keys are ignored

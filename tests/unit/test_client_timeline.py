@@ -56,8 +56,18 @@ def ids(step: Step) -> list[int]:
 
 def test_lines_that_are_not_events_pass_through() -> None:
     timeline = Timeline()
-    lines = ["HELLO 3 chatd 0.3.0", "NICK", "WELCOME carol hi", "TOPIC #lobby bob t", "MSG #lobby bob v2",
-             "DM bob carol hi", "@id=3;time=x DM bob carol hi", "PONG x", "CURRENT #lobby", "FROB"]
+    lines = [
+        "HELLO 3 chatd 0.3.0",
+        "NICK",
+        "WELCOME carol hi",
+        "TOPIC #lobby bob t",
+        "MSG #lobby bob v2",
+        "DM bob carol hi",
+        "@id=3;time=x DM bob carol hi",
+        "PONG x",
+        "CURRENT #lobby",
+        "FROB",
+    ]
     assert shown(feed(timeline, *lines)) == lines
 
 
@@ -77,8 +87,9 @@ def test_an_event_already_shown_is_not_shown_again() -> None:
     step = feed(timeline, event(6))  # a live line twice: never happens, but harmless
     assert ids(step) == []
     # A part and a rejoin: the backlog repeats what was seen; only the new is shown.
-    step = feed(timeline, "PART #lobby carol", event(9, room="#rust"), *join(), old(5), old(6), old(7),
-                "HISTORY #lobby 3 more")
+    step = feed(
+        timeline, "PART #lobby carol", event(9, room="#rust"), *join(), old(5), old(6), old(7), "HISTORY #lobby 3 more"
+    )
     assert ids(step) == [9, 7]
 
 
@@ -159,14 +170,37 @@ def test_a_room_in_which_nothing_was_said_catches_up_from_the_join() -> None:
 
 def test_rooms_catch_up_each_on_their_own_and_their_replies_are_told_apart() -> None:
     timeline = Timeline()
-    feed(timeline, *join(), "HISTORY #lobby 0 more", event(5), *join("#rust"), "HISTORY #rust 0 end",
-         event(6, room="#rust"))
+    feed(
+        timeline,
+        *join(),
+        "HISTORY #lobby 0 more",
+        event(5),
+        *join("#rust"),
+        "HISTORY #rust 0 end",
+        event(6, room="#rust"),
+    )
     reconnected(timeline)
-    step = feed(timeline, *join(), old(10), "HISTORY #lobby 1 more", *join("#rust"),
-                old(11, room="#rust"), "HISTORY #rust 1 more", event(12, room="#rust"), event(13))
+    step = feed(
+        timeline,
+        *join(),
+        old(10),
+        "HISTORY #lobby 1 more",
+        *join("#rust"),
+        old(11, room="#rust"),
+        "HISTORY #rust 1 more",
+        event(12, room="#rust"),
+        event(13),
+    )
     assert step.send == [f"/history #lobby after 5 {CATCH_UP_PAGE}", f"/history #rust after 6 {CATCH_UP_PAGE}"]
-    step = feed(timeline, old(7), old(10), "HISTORY #lobby 2 more", old(8, room="#rust"),
-                old(11, room="#rust"), "HISTORY #rust 2 more")
+    step = feed(
+        timeline,
+        old(7),
+        old(10),
+        "HISTORY #lobby 2 more",
+        old(8, room="#rust"),
+        old(11, room="#rust"),
+        "HISTORY #rust 2 more",
+    )
     assert ids(step) == [7, 10, 13, 8, 11, 12]
     assert step.caught_up == [("#lobby", 2), ("#rust", 2)]
 
@@ -249,8 +283,15 @@ def test_an_err_no_history_is_told_to_the_request_it_answers() -> None:
     waits for its PONG. Failed in its turn (the store could not be read): the
     oldest acknowledged one. Nobody's: only shown."""
     timeline = Timeline()
-    feed(timeline, *join(), old(30), "HISTORY #lobby 1 more", *join("#rust"), old(40, room="#rust"),
-         "HISTORY #rust 1 more")
+    feed(
+        timeline,
+        *join(),
+        old(30),
+        "HISTORY #lobby 1 more",
+        *join("#rust"),
+        old(40, room="#rust"),
+        "HISTORY #rust 1 more",
+    )
     lobby, rust = timeline.request_older("#lobby"), timeline.request_older("#rust")
     assert lobby is not None and rust is not None
     timeline.acked([lobby])
@@ -287,9 +328,19 @@ def test_what_the_user_asks_for_is_shown_as_it_comes() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["/history #rust", "/history #lobby before", "/history #lobby after x", "/history #lobby 501",
-     f"/history #lobby after {1 << 62}", "/history #lobby after -1",
-     "/history #lobby 0", "/history #lobby before 3 4 5", "/history bob", "/historyx #lobby", "hello"],
+    [
+        "/history #rust",
+        "/history #lobby before",
+        "/history #lobby after x",
+        "/history #lobby 501",
+        f"/history #lobby after {1 << 62}",
+        "/history #lobby after -1",
+        "/history #lobby 0",
+        "/history #lobby before 3 4 5",
+        "/history bob",
+        "/historyx #lobby",
+        "hello",
+    ],
 )
 def test_commands_the_server_would_refuse_or_not_for_a_room_are_not_queued(command: str) -> None:
     timeline = Timeline()

@@ -5,6 +5,7 @@ OpenSSL server context, chatd's own."""
 
 from __future__ import annotations
 
+import itertools
 import ssl
 import time
 
@@ -166,7 +167,7 @@ def spread(message: bytes, count: int) -> bytes:
     parts = count - 4
     assert -(-len(rest) // parts) <= 16384
     bounds = [len(rest) * i // parts for i in range(parts + 1)]
-    return in_records(message[:4], 1) + b"".join(record(rest[a:b]) for a, b in zip(bounds, bounds[1:]))
+    return in_records(message[:4], 1) + b"".join(record(rest[a:b]) for a, b in itertools.pairwise(bounds))
 
 
 @pytest.mark.parametrize("size", [600, 16384, 16385, 100000])
@@ -310,7 +311,7 @@ def test_a_change_cipher_spec_is_taken_only_after_a_retry(certs: PKI) -> None:
     reader = HelloReader(HTTP)
     reader.receive(first)
     reader.sent(retry)
-    (_, ccs), (_, message) = records(second)
+    _, (_, message) = records(second)
     flight = CHANGE_CIPHER_SPEC + record(message[:1]) + CHANGE_CIPHER_SPEC + record(message[1:])
     reader.receive(flight)
     assert reader.refusal is not None and "type 20" in reader.refusal.error

@@ -8,10 +8,19 @@ from chatctl.completion import complete
 from chatctl.state import ClientState
 
 LINES = [
-    "HELLO 2 chatd 0.2.0", "NICK", "WELCOME carol hi",
-    "JOIN #lobby carol", "USERS #lobby alice Bob carol", "CURRENT #lobby",
-    "JOIN #rust carol", "USERS #rust bea carol", "CURRENT #rust",
-    "ROOM #lobby 3", "ROOM #random 1", "ROOM #rust 2", "ROOMS 3",
+    "HELLO 2 chatd 0.2.0",
+    "NICK",
+    "WELCOME carol hi",
+    "JOIN #lobby carol",
+    "USERS #lobby alice Bob carol",
+    "CURRENT #lobby",
+    "JOIN #rust carol",
+    "USERS #rust bea carol",
+    "CURRENT #rust",
+    "ROOM #lobby 3",
+    "ROOM #random 1",
+    "ROOM #rust 2",
+    "ROOMS 3",
 ]
 
 
@@ -51,8 +60,24 @@ def state() -> ClientState:
         # Commands at the start of the line.
         ("/j", "/j", ["/join "]),
         ("/h", "/h", ["/help ", "/history "]),
-        ("/", "/", ["/help ", "/history ", "/join ", "/me ", "/msg ", "/nick ", "/part ", "/ping ",
-                    "/quit ", "/rooms ", "/topic ", "/who "]),
+        (
+            "/",
+            "/",
+            [
+                "/help ",
+                "/history ",
+                "/join ",
+                "/me ",
+                "/msg ",
+                "/nick ",
+                "/part ",
+                "/ping ",
+                "/quit ",
+                "/rooms ",
+                "/topic ",
+                "/who ",
+            ],
+        ),
         ("/x", "/x", []),
     ],
 )

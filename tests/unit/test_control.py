@@ -12,9 +12,10 @@ import socket
 import stat
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -52,9 +53,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as 
 @dataclass
 class FakeOperator:
     nicks: tuple[str, ...] = ("alice", "bob")
-    reload_result: dict[str, object] = field(
-        default_factory=lambda: {"ok": True, "error": None, "restart_needed": []}
-    )
+    reload_result: dict[str, object] = field(default_factory=lambda: {"ok": True, "error": None, "restart_needed": []})
     bug: Exception | None = None
     calls: list[tuple[object, ...]] = field(default_factory=list)
 
@@ -523,7 +522,11 @@ def test_chatctl_kick(server: ControlServer, operator: FakeOperator, capsys: pyt
 
 
 def test_chatctl_broadcast(server: ControlServer, operator: FakeOperator, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "broadcast", "--socket", str(server.path), "back", "at", "noon") == (0, "sent to 2 clients\n", "")
+    assert run(capsys, "broadcast", "--socket", str(server.path), "back", "at", "noon") == (
+        0,
+        "sent to 2 clients\n",
+        "",
+    )
     assert operator.calls == [("broadcast", "back at noon")]
 
 
@@ -628,9 +631,7 @@ def render_status(status: dict[str, object]) -> str:
 
 
 def test_chatctl_status_prints_the_metrics_figures_readably() -> None:
-    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30, hours=1)).isoformat(
-        timespec="seconds"
-    )
+    soon = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30, hours=1)).isoformat(timespec="seconds")
     status = {
         "uptime_s": 59,
         "bytes_sent": 3 * 1024 * 1024,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from chatd import names
 from chatd.config import (
     Config,
     ControlConfig,
@@ -25,7 +26,6 @@ from chatd.config import (
     WebConfig,
     load_config,
 )
-from chatd import names
 from chatd.core import history, protocol
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,9 +176,7 @@ def test_documented_reason_code_is_used_by_the_code(code: str) -> None:
 
 def test_codes_mentioned_in_the_prose_are_in_the_tables() -> None:
     err_mentions = set(re.findall(r"\bERR ([a-z_]+)", DOC))
-    bye_mentions = set(re.findall(r"\bBYE ([a-z_]+)", DOC)) | set(
-        re.findall(r"\bLEAVE <?[a-z]+>? ([a-z_]+)", DOC)
-    )
+    bye_mentions = set(re.findall(r"\bBYE ([a-z_]+)", DOC)) | set(re.findall(r"\bLEAVE <?[a-z]+>? ([a-z_]+)", DOC))
     bye_mentions |= set(re.findall(r"reason `([a-z_]+)`", DOC))
     assert err_mentions and bye_mentions
     assert err_mentions <= set(ERR_CODES)
@@ -205,7 +203,11 @@ DOC_DEFAULTS = re.findall(r"`limits\.([a-z_]+)`(?:\s+[a-z]+)?(?:\s+\(|,\s+)defau
 
 def test_doc_defaults_were_found() -> None:
     assert {key for key, _ in DOC_DEFAULTS} >= {
-        "max_line_bytes", "max_nick_length", "max_nick_attempts", "max_rooms", "max_rooms_per_client"
+        "max_line_bytes",
+        "max_nick_length",
+        "max_nick_attempts",
+        "max_rooms",
+        "max_rooms_per_client",
     }
 
 
@@ -233,7 +235,7 @@ def test_history_settings_named_in_the_doc_exist() -> None:
 
 
 def test_history_defaults_quoted_in_the_doc_are_the_defaults() -> None:
-    """"History": "by default for 90 days and at most 100,000 events per room",
+    """ "History": "by default for 90 days and at most 100,000 events per room",
     "the room's last `history.backlog` events (default 50)", "With
     `history.enabled:\nfalse` it keeps none" (so true is the default), and
     `/history`'s "(1 to 500, default 100)"."""

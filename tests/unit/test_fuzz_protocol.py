@@ -6,6 +6,7 @@ stream is cut into reads.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -40,7 +41,7 @@ def _model(stream: bytes, limit: int) -> tuple[list[bytes | None], bytes]:
     *complete, partial = stream.split(b"\n")
     lines: list[bytes | None] = [protocol.TOO_LONG if len(p) >= limit else p for p in complete]
     if len(partial) >= limit:  # refused as soon as it is known to be too long
-        return lines + [protocol.TOO_LONG], b""
+        return [*lines, protocol.TOO_LONG], b""
     return lines, partial
 
 
@@ -49,7 +50,7 @@ def _cuts(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
     stream = draw(_streams)
     points = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=12)))
     bounds = [0, *points, len(stream)]
-    return stream, [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    return stream, [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @FUZZ
@@ -89,8 +90,26 @@ def test_clean_line_accepts_only_utf8_text_without_control_characters(raw: bytes
 
 
 _commands = st.sampled_from(
-    [b"/me", b"/msg", b"/nick", b"/who", b"/ping", b"/quit", b"/help", b"//", b"/", b"",
-     b"/join", b"/part", b"/topic", b"/rooms", b"/msg #lobby", b"/part #", b"/topic #r", b"/who #"]
+    [
+        b"/me",
+        b"/msg",
+        b"/nick",
+        b"/who",
+        b"/ping",
+        b"/quit",
+        b"/help",
+        b"//",
+        b"/",
+        b"",
+        b"/join",
+        b"/part",
+        b"/topic",
+        b"/rooms",
+        b"/msg #lobby",
+        b"/part #",
+        b"/topic #r",
+        b"/who #",
+    ]
 )
 _lines = st.one_of(
     st.text(max_size=60).map(str.encode),

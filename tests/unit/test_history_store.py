@@ -7,8 +7,8 @@ import os
 import sqlite3
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -41,8 +41,9 @@ def store(db: Path) -> Iterator[SQLiteStore]:
 
 
 def event(id_: int, text: str = "", room: str = "#Lobby", kind: str = "msg", at: int | None = None) -> Event:
-    return Event(id_, at if at is not None else NOW + id_, room.lower(), room, "alice", kind,
-                 (text or f"line {id_}").encode())
+    return Event(
+        id_, at if at is not None else NOW + id_, room.lower(), room, "alice", kind, (text or f"line {id_}").encode()
+    )
 
 
 def ids(events: list[Event]) -> list[int]:
@@ -144,9 +145,7 @@ def test_the_writer_prunes_what_is_older_than_max_age(db: Path) -> None:
     store.close()
 
 
-def test_failed_writes_are_retried_and_the_queue_is_bounded(
-    db: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_writes_are_retried_and_the_queue_is_bounded(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full = {"disk": True}
     connect = sqlite._connect
 
@@ -306,8 +305,15 @@ def stored_rooms(db: Path) -> list[str]:
 
 def test_rooms_beyond_max_rooms_kept_go_least_recently_written_first(db: Path) -> None:
     store = unstarted(db, max_rooms_kept=3)
-    write(store, event(1, room="#a"), event(2, room="#a"), event(3, room="#b"),
-          Event(4, NOW, "#b", "#b", "bob", "topic", b"b's topic"), event(5, room="#c"), event(6, room="#d"))
+    write(
+        store,
+        event(1, room="#a"),
+        event(2, room="#a"),
+        event(3, room="#b"),
+        Event(4, NOW, "#b", "#b", "bob", "topic", b"b's topic"),
+        event(5, room="#c"),
+        event(6, room="#d"),
+    )
     write(store, event(7, room="#a"))  # #a is the most recently written now; #b the least
     assert prune_all(store) == [2 + 1]  # #b's two events and its row, in one small step
     assert stored_rooms(db) == ["#c", "#d", "#a"]

@@ -7,8 +7,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,7 +18,8 @@ from chatd import metrics, metrics_http
 from chatd.metrics_http import Handler, MetricsServer
 from chatd.stats import DISCONNECT_REASONS, StoreStats
 from tests.conftest import fake_snapshot as snapshot
-from tests.conftest import http_exchange, http_get, render_metrics as render
+from tests.conftest import http_exchange, http_get
+from tests.conftest import render_metrics as render
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -298,7 +299,10 @@ def test_store_stats_name_the_history_stores_counters() -> None:
             return {"written": 7, "waiting": 2, "dropped": 1, "write_failures": 3, "last_id": 99}
 
     assert StoreStats(Store()).stats() == {
-        "rows_written_total": 7, "write_failures_total": 3, "dropped_total": 1, "waiting_events": 2,
+        "rows_written_total": 7,
+        "write_failures_total": 3,
+        "dropped_total": 1,
+        "waiting_events": 2,
     }
     text = render(snapshot(sources={"history": StoreStats(Store()).stats()}))
     assert "chatd_history_rows_written_total 7.0" in text and "last_id" not in text

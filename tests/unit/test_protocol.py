@@ -7,6 +7,7 @@ Sans-I/O, so everything here runs on plain bytes: no sockets, no threads.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import unicodedata
 from pathlib import Path
@@ -43,8 +44,7 @@ DOCUMENTED_ERR_CODES = frozenset(
     re.findall(r"^\| `([a-z_]+)` \|", PROTOCOL_MD.read_text().split("## Errors", 1)[1].split("\n## ", 1)[0], re.M)
 )
 DOCUMENTED_VERBS = frozenset(
-    {"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty", "join", "part", "topic", "rooms",
-     "history"}
+    {"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty", "join", "part", "topic", "rooms", "history"}
 )
 
 
@@ -68,7 +68,7 @@ def expected_lines(stream: bytes, limit: int) -> list[bytes | None]:
 def chunked(draw: st.DrawFn, stream: bytes) -> list[bytes]:
     cuts = sorted(draw(st.sets(st.integers(0, len(stream)), max_size=20)))
     bounds = [0, *cuts, len(stream)]
-    return [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def test_documented_err_codes_were_found() -> None:
@@ -89,9 +89,7 @@ def test_version_is_the_documents() -> None:
 
 def event(kind: str, room: str, text: bytes) -> bytes:
     """An event as chatd sends it live (id 9, at 2026-12-01T18:04:05.123Z)."""
-    return history.event_line(
-        history.Event(9, 1796148245123, room.lower(), room, "alice", kind, text), history.Clock()
-    )
+    return history.event_line(history.Event(9, 1796148245123, room.lower(), room, "alice", kind, text), history.Clock())
 
 
 def server_verbs_in_the_code() -> set[str]:
@@ -128,9 +126,10 @@ def test_history_lines_are_documented() -> None:
     assert "| `HISTORY <target> <count> <more>` |" in doc
     assert re.search(r"`<more>`\*\*\s+is\s+`end`.*?and\s+`more`\s+when", doc, re.S)
     assert "- `history`: present (no value)" in doc
-    assert history.event_line(
-        history.Event(7, 0, "#a", "#a", "bob", "msg", b"hi"), history.Clock(), history=True
-    ) == b"@id=7;time=1970-01-01T00:00:00.000Z;history MSG #a bob hi\n"
+    assert (
+        history.event_line(history.Event(7, 0, "#a", "#a", "bob", "msg", b"hi"), history.Clock(), history=True)
+        == b"@id=7;time=1970-01-01T00:00:00.000Z;history MSG #a bob hi\n"
+    )
 
 
 # -- LineBuffer -----------------------------------------------------------------------
@@ -456,8 +455,21 @@ def test_unknown_command_text_names_the_command() -> None:
 
 def test_help_lines_mention_every_command() -> None:
     help_text = "\n".join(protocol.HELP_LINES)
-    for command in ("/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "//",
-                    "/join", "/part", "/topic", "/rooms", "/history"):
+    for command in (
+        "/me",
+        "/msg",
+        "/nick",
+        "/who",
+        "/ping",
+        "/quit",
+        "/help",
+        "//",
+        "/join",
+        "/part",
+        "/topic",
+        "/rooms",
+        "/history",
+    ):
         assert command in help_text
 
 
@@ -517,11 +529,14 @@ def test_parse_history_refuses(words: bytes, code: str) -> None:
 
 
 # The session hands parse_history the rest of a line that went through clean_line: UTF-8 text.
-@given(st.one_of(
-    st.text(max_size=40).map(str.encode),
-    st.lists(st.sampled_from(["before", "after", "0", "1", "7", "500", "501", "-1", "x", "1e3"]), max_size=4)
-    .map(lambda words: " ".join(words).encode()),
-))
+@given(
+    st.one_of(
+        st.text(max_size=40).map(str.encode),
+        st.lists(st.sampled_from(["before", "after", "0", "1", "7", "500", "501", "-1", "x", "1e3"]), max_size=4).map(
+            lambda words: " ".join(words).encode()
+        ),
+    )
+)
 def test_parse_history_of_anything_is_a_query_or_a_documented_error(words: bytes) -> None:
     try:
         query = parse_history(words, PAGE_DEFAULT, PAGE_MAX)
@@ -538,9 +553,31 @@ _arbitrary_lines = st.one_of(
     st.binary(max_size=64),
     st.text(max_size=32).map(str.encode),
     st.tuples(
-        st.sampled_from(["", "/", "//", "/me", "/msg", "/nick", "/who", "/ping", "/quit", "/help", "/x",
-                         "/join", "/part", "/topic", "/rooms", "/msg #lobby", "/part #r", "/topic #",
-                         "/history", "/history #r", "/history bob"]),
+        st.sampled_from(
+            [
+                "",
+                "/",
+                "//",
+                "/me",
+                "/msg",
+                "/nick",
+                "/who",
+                "/ping",
+                "/quit",
+                "/help",
+                "/x",
+                "/join",
+                "/part",
+                "/topic",
+                "/rooms",
+                "/msg #lobby",
+                "/part #r",
+                "/topic #",
+                "/history",
+                "/history #r",
+                "/history bob",
+            ]
+        ),
         st.sampled_from(["", " ", "  ", "\t", "\r", " #", " #r "]),
         st.text(max_size=16),
     ).map(lambda t: "".join(t).encode()),
@@ -715,9 +752,7 @@ def test_check_room_refuses(room: str) -> None:
 def test_check_room_agrees_with_the_documented_rule(name: str) -> None:
     rest = name[1:]
     valid = (
-        name.startswith("#")
-        and 1 <= len(rest) <= 32
-        and all(c in "_-" or (c.isascii() and c.isalnum()) for c in rest)
+        name.startswith("#") and 1 <= len(rest) <= 32 and all(c in "_-" or (c.isascii() and c.isalnum()) for c in rest)
     )
     try:
         check_room(name)
@@ -767,8 +802,14 @@ def test_is_room_looks_at_the_first_character(target: str, room: bool) -> None:
         (format_line("INFO", "You are already alice."), b"INFO You are already alice.\n"),
         (format_line("BYE", "kicked spamming links"), b"BYE kicked spamming links\n"),
         (format_line("INFO", "caf\u00e9 \U0001f600"), "INFO caf\u00e9 \U0001f600\n".encode()),
-        (event("msg", "#lobby", b"hello everyone"), b"@id=9;time=2026-12-01T18:04:05.123Z MSG #lobby alice hello everyone\n"),
-        (event("msg", "#lobby", b"/not a command"), b"@id=9;time=2026-12-01T18:04:05.123Z MSG #lobby alice /not a command\n"),
+        (
+            event("msg", "#lobby", b"hello everyone"),
+            b"@id=9;time=2026-12-01T18:04:05.123Z MSG #lobby alice hello everyone\n",
+        ),
+        (
+            event("msg", "#lobby", b"/not a command"),
+            b"@id=9;time=2026-12-01T18:04:05.123Z MSG #lobby alice /not a command\n",
+        ),
         (event("action", "#Rust", b"waves"), b"@id=9;time=2026-12-01T18:04:05.123Z ACTION #Rust alice waves\n"),
         (
             format_error(ProtocolError("nick_taken", "The nickname bob is taken.")),

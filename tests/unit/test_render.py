@@ -145,11 +145,33 @@ def test_kinds_of_line_have_distinct_styles() -> None:
 
 def test_every_style_class_used_is_defined() -> None:
     lines = [
-        "MSG carol hi alice", "MSG alice hi carol", "ACTION carol waves", "DM alice carol x",
-        "JOIN carol", "LEAVE bob quit", "RENAME bob rob", "USERS alice carol", "PONG", "INFO x",
-        "WELCOME carol hi", "NICK", "ERR x y", "BYE quit", "BYE flood", "???",
-        "MSG #rust carol hi", "JOIN #rust carol", "PART #rust bob x", "TOPIC #rust bob t", "CURRENT #r",
-        "CURRENT *", "ROOM #r 1 t", "ROOMS 1", "HELLO 2 x", "USERS #r carol", "HISTORY #r 1 end",
+        "MSG carol hi alice",
+        "MSG alice hi carol",
+        "ACTION carol waves",
+        "DM alice carol x",
+        "JOIN carol",
+        "LEAVE bob quit",
+        "RENAME bob rob",
+        "USERS alice carol",
+        "PONG",
+        "INFO x",
+        "WELCOME carol hi",
+        "NICK",
+        "ERR x y",
+        "BYE quit",
+        "BYE flood",
+        "???",
+        "MSG #rust carol hi",
+        "JOIN #rust carol",
+        "PART #rust bob x",
+        "TOPIC #rust bob t",
+        "CURRENT #r",
+        "CURRENT *",
+        "ROOM #r 1 t",
+        "ROOMS 1",
+        "HELLO 2 x",
+        "USERS #r carol",
+        "HISTORY #r 1 end",
         "@id=1;time=2026-12-01T18:04:05.123Z;history MSG #rust alice hi carol",
     ]
     for line in lines:
@@ -238,10 +260,19 @@ def status_of(*lines: str, width: int = 80) -> str:
 
 
 IN_THREE_ROOMS = (
-    "JOIN #lobby carol", "TOPIC #lobby alice welcome, all", "USERS #lobby alice carol", "CURRENT #lobby",
-    "JOIN #rust carol", "USERS #rust carol", "CURRENT #rust",
-    "JOIN #ops carol", "USERS #ops carol", "CURRENT #ops",
-    "MSG #rust bob one", "MSG #rust bob two", "MSG #rust bob three",
+    "JOIN #lobby carol",
+    "TOPIC #lobby alice welcome, all",
+    "USERS #lobby alice carol",
+    "CURRENT #lobby",
+    "JOIN #rust carol",
+    "USERS #rust carol",
+    "CURRENT #rust",
+    "JOIN #ops carol",
+    "USERS #ops carol",
+    "CURRENT #ops",
+    "MSG #rust bob one",
+    "MSG #rust bob two",
+    "MSG #rust bob three",
     "CURRENT #lobby",
 )
 

@@ -3,7 +3,6 @@ server's room table (creation, limits, permanent rooms), with fake members."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from chatd import names
@@ -252,8 +251,9 @@ def test_a_room_long_ended_is_recalled_from_the_store_with_its_topic_and_backlog
     from chatd.core.history import Event, StoredRoom
 
     asked: list[str] = []
-    stored = StoredRoom("#Old", "old news", "carol",
-                        [Event(i, 0, "#old", "#Old", "carol", "msg", b"x") for i in (4, 5)])
+    stored = StoredRoom(
+        "#Old", "old news", "carol", [Event(i, 0, "#old", "#Old", "carol", "msg", b"x") for i in (4, 5)]
+    )
 
     def recall(key: str) -> StoredRoom | None:
         asked.append(key)

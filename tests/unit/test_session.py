@@ -57,8 +57,11 @@ class FakeOutlet:
 
 def make_chat(**rooms: object) -> Chat:
     limits = {k: rooms.pop(k) for k in list(rooms) if k.startswith("max_")}
-    config = Config(path=Path("chatd.yaml"), rooms=RoomsConfig(**rooms),  # type: ignore[arg-type]
-                    limits=LimitsConfig(message_rate=0, **limits))  # type: ignore[arg-type]
+    config = Config(
+        path=Path("chatd.yaml"),
+        rooms=RoomsConfig(**rooms),  # type: ignore[arg-type]
+        limits=LimitsConfig(message_rate=0, **limits),
+    )  # type: ignore[arg-type]
     return Chat(config)
 
 
@@ -115,10 +118,16 @@ def test_join_creates_switches_and_parts(chat: Chat) -> None:
     alice, bob = connect(chat, "alice"), connect(chat, "bob")
     alice.take()
     assert say(alice, "/join #Rust") == [
-        "JOIN #Rust alice", "USERS #Rust alice", "HISTORY #Rust 0 end", "CURRENT #Rust"
+        "JOIN #Rust alice",
+        "USERS #Rust alice",
+        "HISTORY #Rust 0 end",
+        "CURRENT #Rust",
     ]
     assert say(bob, "/join #rust") == [
-        "JOIN #Rust bob", "USERS #Rust alice bob", "HISTORY #Rust 0 end", "CURRENT #Rust"
+        "JOIN #Rust bob",
+        "USERS #Rust alice bob",
+        "HISTORY #Rust 0 end",
+        "CURRENT #Rust",
     ]
     assert alice.take() == ["JOIN #Rust bob"]
     assert say(alice, "/join #lobby") == ["CURRENT #lobby"]  # already in it: a switch
@@ -147,8 +156,11 @@ def test_topics(chat: Chat) -> None:
     carol.session.on_lines([b"carol"])
     joined = carol.take_events()[3:]
     assert [line for _, line in joined] == [
-        "JOIN #lobby carol", "TOPIC #lobby alice welcome all", "USERS #lobby alice bob carol",
-        "HISTORY #lobby 0 end", "CURRENT #lobby",
+        "JOIN #lobby carol",
+        "TOPIC #lobby alice welcome all",
+        "USERS #lobby alice bob carol",
+        "HISTORY #lobby 0 end",
+        "CURRENT #lobby",
     ]
     assert all(tags == {} for tags, _ in joined)  # the TOPIC after a JOIN is a state: no tags
     assert alice.take() == ["JOIN #lobby carol"]
@@ -242,7 +254,10 @@ def test_parting_the_current_room_makes_the_latest_joined_current(chat: Chat) ->
         assert say(alice, line)[0].startswith("ERR not_in_room "), line
     assert say(alice, "/part #lobby")[0].startswith("ERR not_in_room ")
     assert say(alice, "/join #lobby") == [
-        "JOIN #lobby alice", "USERS #lobby alice", "HISTORY #lobby 0 end", "CURRENT #lobby"
+        "JOIN #lobby alice",
+        "USERS #lobby alice",
+        "HISTORY #lobby 0 end",
+        "CURRENT #lobby",
     ]
 
 
@@ -271,8 +286,13 @@ def test_autojoin_joins_each_room_in_order_and_the_last_is_current() -> None:
     outlet.take()
     outlet.session.on_lines([b"alice"])
     assert outlet.take()[1:] == [
-        "JOIN #lobby alice", "USERS #lobby alice", "HISTORY #lobby 0 end",
-        "JOIN #help alice", "USERS #help alice", "HISTORY #help 0 end", "CURRENT #help",
+        "JOIN #lobby alice",
+        "USERS #lobby alice",
+        "HISTORY #lobby 0 end",
+        "JOIN #help alice",
+        "USERS #help alice",
+        "HISTORY #help 0 end",
+        "CURRENT #help",
     ]
 
 

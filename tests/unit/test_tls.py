@@ -80,9 +80,8 @@ def test_server_context_fails_when_openssl_cannot_be_reached(certs: PKI, monkeyp
         raise ValueError("cannot find the OpenSSL context of this Python's SSLContext")
 
     monkeypatch.setattr(tls, "set_groups", unreachable)
-    with pytest.raises(ConfigError, match="tls.groups: cannot offer X25519, prime256v1, secp384r1: cannot find"):
+    with pytest.raises(ConfigError, match=r"tls.groups: cannot offer X25519, prime256v1, secp384r1: cannot find"):
         server_context(_tls_config(certs), CONFIG)
-
 
 
 @pytest.mark.parametrize("client_auth", ["none", "optional", "required"])

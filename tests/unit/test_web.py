@@ -19,8 +19,9 @@ from chatd.transport.websocket import TextFrames, encode_text_frames, frame_end,
 from chatd.web.files import HEADERS, STATIC, StaticFiles, http_date_seconds
 
 
-@pytest.mark.parametrize("lines", [[b"HELLO 3 chatd"], [b"", b"a" * 125, b"b" * 126, b"c" * 65535, b"d" * 65536],
-                                   ["é €".encode() * 50]])
+@pytest.mark.parametrize(
+    "lines", [[b"HELLO 3 chatd"], [b"", b"a" * 125, b"b" * 126, b"c" * 65535, b"d" * 65536], ["é €".encode() * 50]]
+)
 def test_text_frames_are_what_a_client_reads(lines: list[bytes]) -> None:
     framed = encode_text_frames(b"".join(line + b"\n" for line in lines))
     client = Connection(CLIENT)
@@ -71,8 +72,12 @@ def test_static_files_answers(tmp_path: Path) -> None:
     assert files.answer("GET", "/", None, earlier).status == 200
     assert files.answer("GET", "/", None, b"yesterday").status == 200
     # A date email.utils cannot turn into a time is no date: the condition is ignored.
-    for date in (b"Mon, 01 Jan 2020 00:00:00 +99999999999999999999", b"Mon, 01 Jan 99999999 00:00:00 GMT",
-                 b"Sun, 06 Nov 1994 08:49:37 +2400", b"\xff\xfe"):
+    for date in (
+        b"Mon, 01 Jan 2020 00:00:00 +99999999999999999999",
+        b"Mon, 01 Jan 99999999 00:00:00 GMT",
+        b"Sun, 06 Nov 1994 08:49:37 +2400",
+        b"\xff\xfe",
+    ):
         assert files.answer("GET", "/", None, date).status == 200, date
 
 
@@ -84,8 +89,14 @@ def test_http_dates() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=60), st.from_regex(
-    rb"\A(Mon, )?[0-9]{1,12} (Jan|Feb|Xyz) [0-9]{1,12} [0-9]{1,3}:[0-9]{1,3}(:[0-9]{1,3})? ([+-][0-9]{1,24}|GMT|[A-Z]{1,4})\Z")))
+@given(
+    st.one_of(
+        st.binary(max_size=60),
+        st.from_regex(
+            rb"\A(Mon, )?[0-9]{1,12} (Jan|Feb|Xyz) [0-9]{1,12} [0-9]{1,3}:[0-9]{1,3}(:[0-9]{1,3})? ([+-][0-9]{1,24}|GMT|[A-Z]{1,4})\Z"
+        ),
+    )
+)
 def test_any_if_modified_since_is_a_time_or_none(value: bytes) -> None:
     seconds = http_date_seconds(value)
     assert seconds is None or isinstance(seconds, float)
@@ -106,22 +117,26 @@ def _config(tmp_path: Path, web: str) -> Path:
 
 
 def test_web_config(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path, "{enabled: false, allowed_origins: ['https://Chat.Example.org:443/', "
-                                           "'http://[::1]:8080']}"))
+    config = load_config(
+        _config(tmp_path, "{enabled: false, allowed_origins: ['https://Chat.Example.org:443/', 'http://[::1]:8080']}")
+    )
     assert config.web.enabled is False
     assert config.web.allowed_origins == ("https://chat.example.org", "http://[::1]:8080")
     assert load_config(_config(tmp_path, "{}")).web.enabled is True
 
 
-@pytest.mark.parametrize(("web", "error"), [
-    ("{enabled: yes please}", "web.enabled: must be true or false"),
-    ("{allowed_origins: https://x}", "web.allowed_origins: must be a list of origins"),
-    ("{allowed_origins: ['ftp://x']}", "web.allowed_origins: 'ftp://x' is not an origin"),
-    ("{allowed_origins: ['https://x/chat']}", "web.allowed_origins: 'https://x/chat' has more than"),
-    ("{allowed_origins: ['https://me@x']}", "web.allowed_origins: 'https://me@x' has more than"),
-    ("{allowed_origins: ['https://x:99999']}", "web.allowed_origins: 'https://x:99999' is not an origin"),
-    ("{origins: []}", "web.origins: unknown key (known: enabled, allowed_origins)"),
-])
+@pytest.mark.parametrize(
+    ("web", "error"),
+    [
+        ("{enabled: yes please}", "web.enabled: must be true or false"),
+        ("{allowed_origins: https://x}", "web.allowed_origins: must be a list of origins"),
+        ("{allowed_origins: ['ftp://x']}", "web.allowed_origins: 'ftp://x' is not an origin"),
+        ("{allowed_origins: ['https://x/chat']}", "web.allowed_origins: 'https://x/chat' has more than"),
+        ("{allowed_origins: ['https://me@x']}", "web.allowed_origins: 'https://me@x' has more than"),
+        ("{allowed_origins: ['https://x:99999']}", "web.allowed_origins: 'https://x:99999' is not an origin"),
+        ("{origins: []}", "web.origins: unknown key (known: enabled, allowed_origins)"),
+    ],
+)
 def test_web_config_errors(tmp_path: Path, web: str, error: str) -> None:
     with pytest.raises(ConfigError, match=f": {error}".replace("(", r"\(").replace(")", r"\)")):
         load_config(_config(tmp_path, web))
@@ -140,27 +155,33 @@ def test_read_text_frames_reads_what_a_browser_sends(texts: list[str]) -> None:
         assert [p.decode() for p in first + rest] == texts
 
 
-@pytest.mark.parametrize("frame", [
-    Connection(CLIENT).send(Ping(b"x")),  # control frames
-    Connection(CLIENT).send(BytesMessage(b"binary")),
-    Connection(CLIENT).send(TextMessage("part", message_finished=False)),  # a fragment
-    b"\x81\x05hello",  # unmasked
-    Connection(CLIENT).send(TextMessage("y" * 5000)),  # over the limit
-    b"\x81\x82\x00\x00\x00\x00\xff\xfe",  # not UTF-8
-    b"\x81\xfe\x00\x05\x00\x00\x00\x00hello",  # a length in 2 bytes that fits in 7
-    b"\x81\xff" + (5).to_bytes(8, "big") + b"\x00\x00\x00\x00hello",  # ... or in 8
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Connection(CLIENT).send(Ping(b"x")),  # control frames
+        Connection(CLIENT).send(BytesMessage(b"binary")),
+        Connection(CLIENT).send(TextMessage("part", message_finished=False)),  # a fragment
+        b"\x81\x05hello",  # unmasked
+        Connection(CLIENT).send(TextMessage("y" * 5000)),  # over the limit
+        b"\x81\x82\x00\x00\x00\x00\xff\xfe",  # not UTF-8
+        b"\x81\xfe\x00\x05\x00\x00\x00\x00hello",  # a length in 2 bytes that fits in 7
+        b"\x81\xff" + (5).to_bytes(8, "big") + b"\x00\x00\x00\x00hello",  # ... or in 8
+    ],
+)
 def test_read_text_frames_leaves_anything_else_to_wsproto(frame: bytes) -> None:
     hello = Connection(CLIENT).send(TextMessage("hello"))
     payloads, taken, partial = read_text_frames(hello + frame + hello, 4096)
     assert payloads == [b"hello"] and taken == len(hello) and not partial
 
 
-@pytest.mark.parametrize("frame", [
-    b"\x81\xfe\x00\x05\x00\x00\x00\x00hello",
-    b"\x81\xfe\x00\x7d\x00\x00\x00\x00" + b"x" * 125,
-    b"\x81\xff" + (65535).to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"x" * 65535,
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\x81\xfe\x00\x05\x00\x00\x00\x00hello",
+        b"\x81\xfe\x00\x7d\x00\x00\x00\x00" + b"x" * 125,
+        b"\x81\xff" + (65535).to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"x" * 65535,
+    ],
+)
 def test_a_length_in_more_bytes_than_it_needs_is_what_wsproto_refuses(frame: bytes) -> None:
     """read_text_frames is as strict as wsproto, which it hands such frames to."""
     assert read_text_frames(frame, 1 << 20) == ([], 0, False)
