@@ -1,5 +1,6 @@
 """Server: the listener, accepting (admission's policy is chatd/admission.py),
-the connection registry, reload, the operator actions and the stop sequence.
+the connection registry, reload and the stop sequence. What the operator's
+commands read and do is chatd/operations.py, from the server's `snapshot()`.
 
 Threads: the `chatd-io-N` workers accept from the shared listener in their
 own loops (`accept_from`), and each new socket goes to the least busy
@@ -16,12 +17,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 import errno
 import itertools
 import math
 import os
-import re
 import socket
 import ssl
 import threading
@@ -30,17 +29,15 @@ from typing import Protocol
 
 import structlog
 
-from chatd import __version__
 from chatd.admission import Admission
 from chatd.config import Config, LimitsConfig, load_config
-from chatd.core import protocol
 from chatd.core.chat import Chat
 from chatd.core.history import EventStore
 from chatd.core.session import Session
 from chatd.errors import ConfigError
 from chatd.log import configure_logging
 from chatd.outlet import Outlet
-from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, headline, take_snapshot
+from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, take_snapshot
 from chatd.tls import HTTP_ALPN, certificate_expiry, server_context
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
@@ -66,8 +63,6 @@ _RESTART_KEYS = (
     "history.path",
     "metrics.listen",
 )
-# C0, DEL and C1 (a terminal takes \x9b as CSI): what client text may not contain either.
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ACCEPT_FAILED_EVERY = 1.0  # seconds between `accept_failed` lines; the rest are counted
 
 
@@ -117,7 +112,7 @@ class Server:
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self._notifier = notifier
-        self._started = time.monotonic()
+        self.started = time.monotonic()
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()  # SIGHUP (main thread) and chatctl (control thread)
         self._accept_failures = 0
@@ -392,30 +387,7 @@ class Server:
         self._notifier.ready()
         return {"ok": True, "error": None, "restart_needed": restart}
 
-    # -- operator actions (the control socket) ---------------------------------------------
-
-    def status(self) -> dict[str, object]:
-        with self._lock:
-            live = list(self._connections.values())
-            totals = dict(self._totals)
-            failures, rejected = self._handshake_failures, self._rejected
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - self._started, 1),
-            "listening": f"{self.address[0]}:{self.address[1]}",
-            "config_file": str(self.config.path),
-            "clients": len(self.chat.nicks),
-            "rooms": len(self.chat.rooms),
-            "connections": len(live),
-            "messages_in": totals["messages_in"] + sum(c.app.messages_in for c in live),
-            "messages_out": totals["messages_out"] + sum(c.messages_out for c in live),
-            "tls_handshake_failures": failures,
-            "rejected": rejected,
-            "history": self.chat.history.store.stats() if self.chat.keeps_history else None,
-            "metrics": self.metrics_address or "off",
-            **headline(self.snapshot()),
-        }
+    # -- figures (for /metrics and chatd/operations.py) -----------------------------------
 
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics and `chatctl status`, read now (chatd/stats.py)."""
@@ -425,46 +397,11 @@ class Server:
                 accepted=self._accepted,
                 refused=dict(self._refused),
                 handshake_failures=self._handshake_failures,
+                rejected=self._rejected,
                 reloads=dict(self._reloads),
                 closed=dict(self._totals),
             )
         return take_snapshot(tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources)
-
-    def who(self) -> list[dict[str, object]]:
-        now = time.monotonic()
-        clients = []
-        for client in self.chat.nicks.members():
-            since = datetime.datetime.fromtimestamp(client.connected_at, datetime.UTC)
-            clients.append(
-                {
-                    "nick": client.nick,
-                    "peer": client.peer,
-                    "connected_since": since.isoformat(timespec="seconds"),
-                    "idle_s": round(now - client.last_active, 1),
-                }
-            )
-        return sorted(clients, key=lambda c: str(c["nick"]).lower())
-
-    def rooms(self) -> list[dict[str, object]]:
-        return [
-            {"room": room.name, "members": sorted(room.nicks(), key=str.lower), "topic": room.topic}
-            for room in self.chat.rooms.all()
-        ]
-
-    def kick(self, nick: str, reason: str) -> bool:
-        client = self.chat.nicks.find(nick)
-        if client is None:
-            return False
-        client.close("kicked", _one_line(reason))
-        return True
-
-    def broadcast(self, text: str) -> int:
-        return self.chat.broadcast(protocol.format_line("INFO", _one_line(text)))
-
-
-def _one_line(text: str) -> str:
-    """Operator text goes on the wire inside one line: no control characters."""
-    return _CONTROL_CHARS.sub(" ", text).strip()
 
 
 def tune_listener(listener: socket.socket) -> None:
