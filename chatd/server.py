@@ -16,7 +16,6 @@ impossible.)
 from __future__ import annotations
 
 import collections
-import dataclasses
 import errno
 import itertools
 import math
@@ -25,20 +24,19 @@ import socket
 import ssl
 import threading
 import time
-from typing import Protocol
 
 import structlog
 
 from chatd.admission import Admission
-from chatd.config import Config, LimitsConfig, load_config
+from chatd.config import Config, LimitsConfig
 from chatd.core.chat import Chat
 from chatd.core.history import EventStore
 from chatd.core.session import Session
-from chatd.errors import ConfigError
-from chatd.log import configure_logging
+from chatd.notify import Notifier
 from chatd.outlet import Outlet
+from chatd.reload import Reloader, Settings, read_settings
 from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, take_snapshot
-from chatd.tls import HTTP_ALPN, certificate_expiry, server_context
+from chatd.tls import HTTP_ALPN
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.http import HttpCodec
@@ -47,52 +45,17 @@ from chatd.transport.listening import listen_on
 from chatd.transport.tlsstream import TLSStream
 from chatd.transport.websocket import TextFrames
 from chatd.transport.worker import Worker
-from chatd.web.files import StaticFiles
 
 log = structlog.get_logger(__name__)
 
 _MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this, just close
 _ACCEPT_BATCH = 64
 KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
-_RESTART_KEYS = (
-    "server.host",
-    "server.port",
-    "server.io_threads",
-    "control.socket",
-    "history.enabled",
-    "history.path",
-    "metrics.listen",
-)
 _ACCEPT_FAILED_EVERY = 1.0  # seconds between `accept_failed` lines; the rest are counted
-
-
-@dataclasses.dataclass(frozen=True)
-class Site:
-    """What a browser's connection is served (chatd.transport.http.Site)."""
-
-    files: StaticFiles
-    allowed_origins: frozenset[str]
-    frames: TextFrames  # shared by every WebSocket, for the whole life of the server
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """What a reload replaces, as one object, so that no connection sees a new
-    config with an old certificate (or web client) or the other way round."""
-
-    config: Config
-    tls_context: ssl.SSLContext
-    site: Site
-    cert_expiry: float | None = None  # the certificate's notAfter (Unix time), for the metrics
 
 
 class StartupError(Exception):
     """The daemon cannot start for a reason outside the config file (e.g. port in use)."""
-
-
-class Notifier(Protocol):
-    def reloading(self) -> None: ...
-    def ready(self, status: str | None = None) -> None: ...
 
 
 class Server:
@@ -102,19 +65,15 @@ class Server:
         """Raises:
         StartupError: the web client's files cannot be read.
         """
-        self._frames = TextFrames()
         try:
-            site = self._site(config)
+            self.settings = read_settings(config, tls_context, TextFrames())
         except OSError as exc:
             raise StartupError(f"cannot read the web client's files: {exc.strerror or exc} ({exc.filename})") from exc
-        self.settings = Settings(config, tls_context, site, certificate_expiry(config.tls.cert))
         self.chat = Chat(config, store)
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
-        self._notifier = notifier
         self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._reload_lock = threading.Lock()  # SIGHUP (main thread) and chatctl (control thread)
         self._accept_failures = 0
         self._accept_failed_logged = -math.inf
         self._connections: dict[int, Endpoint] = {}
@@ -126,7 +85,6 @@ class Server:
         self._rejected = 0
         self._accepted = 0  # admitted; refused ones by reason in _refused
         self._refused: collections.Counter[str] = collections.Counter()
-        self._reloads: collections.Counter[str] = collections.Counter()  # under _reload_lock
         # Components with figures of their own for /metrics and status (see StatsSource).
         self.stats_sources: dict[str, StatsSource] = {}
         self.metrics_address: str | None = None  # where /metrics is served, once it is
@@ -136,35 +94,19 @@ class Server:
         self._listener: socket.socket | None = None
         count = config.server.io_threads or len(os.sched_getaffinity(0))
         self._workers = [Worker(self, index) for index in range(count)]
+        self.reloader = Reloader(self, notifier)
 
     @property
     def config(self) -> Config:
         return self.settings.config
 
     @property
-    def tls_context(self) -> ssl.SSLContext:
-        return self.settings.tls_context
-
-    @property
     def limits(self) -> LimitsConfig:
         return self.settings.config.limits
-
-    def _site(self, config: Config) -> Site:
-        """The web client as `config` says, its files read now (none when it is off).
-
-        Raises:
-            OSError: a file cannot be read.
-        """
-        files = StaticFiles.load() if config.web.enabled else StaticFiles({})
-        return Site(files, frozenset(config.web.allowed_origins), self._frames)
 
     def healthy(self) -> bool:
         """Every I/O worker is running (a crashed one withholds the systemd watchdog)."""
         return self.stopping or all(worker.running for worker in self._workers)
-
-    @property
-    def name(self) -> str:
-        return self.config.server.name
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -344,48 +286,22 @@ class Server:
             self._rejected += 1
         log.info("rejected", session=endpoint.id, peer=endpoint.peer, reason=reason, told=True)
 
-    # -- reload ---------------------------------------------------------------------------
+    # -- reload (chatd/reload.py) ----------------------------------------------------------
 
     def reload(self) -> dict[str, object]:
-        """Re-read the config file and apply what can change live.
+        """Re-read the config file and apply what can change live (Reloader.reload)."""
+        return self.reloader.reload()
 
-        Limits, log settings, the server name, the web settings and files, and
-        the TLS certificate (for new connections) change at once; listener and thread settings are reported as
-        needing a restart. A bad file changes nothing.
-        """
-        with self._reload_lock:
-            return self._reload()
-
-    def _reload(self) -> dict[str, object]:
-        self._notifier.reloading()
-        try:
-            new = load_config(self.config.path)
-            context = server_context(new.tls, new.path, web=new.web.enabled)
-            site = self._site(new)
-        except (ConfigError, OSError) as exc:
-            self._reloads["failure"] += 1
-            error = str(exc) if isinstance(exc, ConfigError) else f"cannot read the web client's files: {exc}"
-            log.error("config_reload_failed", error=error)
-            self._notifier.ready()
-            return {"ok": False, "error": error, "restart_needed": []}
-        old = self.config
-        restart = [key for key in _RESTART_KEYS if _get(old, key) != _get(new, key)]
-        server = dataclasses.replace(
-            new.server, host=old.server.host, port=old.server.port, io_threads=old.server.io_threads
-        )
-        history = dataclasses.replace(new.history, enabled=old.history.enabled, path=old.history.path)
-        kept = dataclasses.replace(new, server=server, control=old.control, history=history, metrics=old.metrics)
-        self.settings = Settings(kept, context, site, certificate_expiry(new.tls.cert))
+    def apply(self, settings: Settings) -> None:
+        """A reload's settings: new connections get them at once (their TLS
+        context, web client, limits); admission, the chat and every connection
+        take the new limits."""
+        self.settings = settings
         with self._lock:
-            self._admission.apply(new.limits)
-        self._reloads["success"] += 1
-        configure_logging(new.log)
-        self.chat.configure(self.config)
+            self._admission.apply(settings.config.limits)
+        self.chat.configure(settings.config)
         for worker in self._workers:
             worker.for_each_connection(lambda conn: conn.limits_changed())
-        log.info("config_reloaded", path=str(new.path), restart_needed=restart)
-        self._notifier.ready()
-        return {"ok": True, "error": None, "restart_needed": restart}
 
     # -- figures (for /metrics and chatd/operations.py) -----------------------------------
 
@@ -398,7 +314,7 @@ class Server:
                 refused=dict(self._refused),
                 handshake_failures=self._handshake_failures,
                 rejected=self._rejected,
-                reloads=dict(self._reloads),
+                reloads=self.reloader.counts(),
                 closed=dict(self._totals),
             )
         return take_snapshot(tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources)
@@ -413,8 +329,3 @@ def tune_listener(listener: socket.socket) -> None:
     for name, value in KEEPALIVE.items():
         if hasattr(socket, name):
             listener.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-
-
-def _get(config: Config, dotted: str) -> object:
-    section, key = dotted.split(".")
-    return getattr(getattr(config, section), key)
