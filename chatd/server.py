@@ -1,6 +1,10 @@
-"""Server: the listener, accepting (admission's policy is chatd/admission.py),
-the connection registry, reload and the stop sequence. What the operator's
-commands read and do is chatd/operations.py, from the server's `snapshot()`.
+"""Server: the wiring. The listener and the I/O workers, the hand-off of each
+accepted socket to a worker, the registry of connections (with the counters
+of rare events: accepts, refusals, handshake failures) and the stop sequence.
+
+Whether a client is served is chatd/admission.py's policy; a reload is
+chatd/reload.py's, which hands the server new `Settings` to `apply`; what the
+operator's commands read and do is chatd/operations.py's, from `snapshot()`.
 
 Threads: the `chatd-io-N` workers accept from the shared listener in their
 own loops (`accept_from`), and each new socket goes to the least busy
@@ -59,6 +63,9 @@ class StartupError(Exception):
 
 
 class Server:
+    """The daemon's parts, put together: what workers (`Service`) and endpoints
+    (`Host`) call back, and what the operations and the reload read."""
+
     def __init__(
         self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier, store: EventStore | None = None
     ) -> None:
@@ -155,6 +162,19 @@ class Server:
             log.warning("sessions_still_running", count=len(self._connections), threads=stuck)
         self.chat.close()
 
+    def _close_listener(self, grace: float) -> None:
+        """Every worker stops accepting, then the port closes: new clients are refused."""
+        assert self._listener is not None
+        unwatched = []
+        for worker in self._workers:
+            done = threading.Event()
+            worker.unwatch_listener(done)
+            unwatched.append(done)
+        deadline = time.monotonic() + grace
+        for done in unwatched:
+            done.wait(max(0.0, deadline - time.monotonic()))
+        self._listener.close()
+
     # -- accepting (on the workers' threads) -----------------------------------------------
 
     def accept_from(self, acceptor: Worker) -> bool:
@@ -186,19 +206,6 @@ class Server:
             count, self._accept_failures = self._accept_failures, 0
             self._accept_failed_logged = now
         log.warning("accept_failed", error=exc.strerror or str(exc), count=count)
-
-    def _close_listener(self, grace: float) -> None:
-        """Every worker stops accepting, then the port closes: new clients are refused."""
-        assert self._listener is not None
-        unwatched = []
-        for worker in self._workers:
-            done = threading.Event()
-            worker.unwatch_listener(done)
-            unwatched.append(done)
-        deadline = time.monotonic() + grace
-        for done in unwatched:
-            done.wait(max(0.0, deadline - time.monotonic()))
-        self._listener.close()
 
     def _admit(self, sock: socket.socket, peer: tuple[str, int], acceptor: Worker) -> None:
         ip = peer[0]
