@@ -128,8 +128,9 @@ def _start_control(config: Config, server: Server) -> ControlServer | None:
     if config.control.socket is None:
         return None
     from chatd.control import ControlServer  # only when configured: it is optional
+    from chatd.operations import Operations
 
-    control = ControlServer(config.control.socket, server)
+    control = ControlServer(config.control.socket, Operations(server))
     try:
         control.start()
     except (OSError, ValueError) as exc:

@@ -54,7 +54,7 @@ _FIELDS: dict[str, dict[str, bool]] = {
 
 
 class Operator(Protocol):
-    """What the control socket asks of the daemon; chatd.server.Server provides it.
+    """What the control socket asks of the daemon; chatd.operations.Operations provides it.
 
     - status(): uptime_s, version, clients, messages_in, messages_out, tls_handshake_failures, ...
     - who(): per client: nick, peer, connected_since (ISO 8601, UTC), idle_s.

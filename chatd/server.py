@@ -1,5 +1,10 @@
-"""Server: the listener, accepting (admission's policy is chatd/admission.py),
-the connection registry, reload, the operator actions and the stop sequence.
+"""Server: the wiring. The listener and the I/O workers, the hand-off of each
+accepted socket to a worker, the registry of connections (with the counters
+of rare events: accepts, refusals, handshake failures) and the stop sequence.
+
+Whether a client is served is chatd/admission.py's policy; a reload is
+chatd/reload.py's, which hands the server new `Settings` to `apply`; what the
+operator's commands read and do is chatd/operations.py's, from `snapshot()`.
 
 Threads: the `chatd-io-N` workers accept from the shared listener in their
 own loops (`accept_from`), and each new socket goes to the least busy
@@ -15,33 +20,27 @@ impossible.)
 from __future__ import annotations
 
 import collections
-import dataclasses
-import datetime
 import errno
 import itertools
 import math
 import os
-import re
 import socket
 import ssl
 import threading
 import time
-from typing import Protocol
 
 import structlog
 
-from chatd import __version__
 from chatd.admission import Admission
-from chatd.config import Config, LimitsConfig, load_config
-from chatd.core import protocol
+from chatd.config import Config, LimitsConfig
 from chatd.core.chat import Chat
 from chatd.core.history import EventStore
 from chatd.core.session import Session
-from chatd.errors import ConfigError
-from chatd.log import configure_logging
+from chatd.notify import Notifier
 from chatd.outlet import Outlet
-from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, headline, take_snapshot
-from chatd.tls import HTTP_ALPN, certificate_expiry, server_context
+from chatd.reload import Reloader, Settings, read_settings
+from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, take_snapshot
+from chatd.tls import HTTP_ALPN
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.http import HttpCodec
@@ -50,76 +49,38 @@ from chatd.transport.listening import listen_on
 from chatd.transport.tlsstream import TLSStream
 from chatd.transport.websocket import TextFrames
 from chatd.transport.worker import Worker
-from chatd.web.files import StaticFiles
 
 log = structlog.get_logger(__name__)
 
 _MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this, just close
 _ACCEPT_BATCH = 64
 KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
-_RESTART_KEYS = (
-    "server.host",
-    "server.port",
-    "server.io_threads",
-    "control.socket",
-    "history.enabled",
-    "history.path",
-    "metrics.listen",
-)
-# C0, DEL and C1 (a terminal takes \x9b as CSI): what client text may not contain either.
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ACCEPT_FAILED_EVERY = 1.0  # seconds between `accept_failed` lines; the rest are counted
-
-
-@dataclasses.dataclass(frozen=True)
-class Site:
-    """What a browser's connection is served (chatd.transport.http.Site)."""
-
-    files: StaticFiles
-    allowed_origins: frozenset[str]
-    frames: TextFrames  # shared by every WebSocket, for the whole life of the server
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """What a reload replaces, as one object, so that no connection sees a new
-    config with an old certificate (or web client) or the other way round."""
-
-    config: Config
-    tls_context: ssl.SSLContext
-    site: Site
-    cert_expiry: float | None = None  # the certificate's notAfter (Unix time), for the metrics
 
 
 class StartupError(Exception):
     """The daemon cannot start for a reason outside the config file (e.g. port in use)."""
 
 
-class Notifier(Protocol):
-    def reloading(self) -> None: ...
-    def ready(self, status: str | None = None) -> None: ...
-
-
 class Server:
+    """The daemon's parts, put together: what workers (`Service`) and endpoints
+    (`Host`) call back, and what the operations and the reload read."""
+
     def __init__(
         self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier, store: EventStore | None = None
     ) -> None:
         """Raises:
         StartupError: the web client's files cannot be read.
         """
-        self._frames = TextFrames()
         try:
-            site = self._site(config)
+            self.settings = read_settings(config, tls_context, TextFrames())
         except OSError as exc:
             raise StartupError(f"cannot read the web client's files: {exc.strerror or exc} ({exc.filename})") from exc
-        self.settings = Settings(config, tls_context, site, certificate_expiry(config.tls.cert))
         self.chat = Chat(config, store)
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
-        self._notifier = notifier
-        self._started = time.monotonic()
+        self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._reload_lock = threading.Lock()  # SIGHUP (main thread) and chatctl (control thread)
         self._accept_failures = 0
         self._accept_failed_logged = -math.inf
         self._connections: dict[int, Endpoint] = {}
@@ -131,7 +92,6 @@ class Server:
         self._rejected = 0
         self._accepted = 0  # admitted; refused ones by reason in _refused
         self._refused: collections.Counter[str] = collections.Counter()
-        self._reloads: collections.Counter[str] = collections.Counter()  # under _reload_lock
         # Components with figures of their own for /metrics and status (see StatsSource).
         self.stats_sources: dict[str, StatsSource] = {}
         self.metrics_address: str | None = None  # where /metrics is served, once it is
@@ -141,35 +101,19 @@ class Server:
         self._listener: socket.socket | None = None
         count = config.server.io_threads or len(os.sched_getaffinity(0))
         self._workers = [Worker(self, index) for index in range(count)]
+        self.reloader = Reloader(self, notifier)
 
     @property
     def config(self) -> Config:
         return self.settings.config
 
     @property
-    def tls_context(self) -> ssl.SSLContext:
-        return self.settings.tls_context
-
-    @property
     def limits(self) -> LimitsConfig:
         return self.settings.config.limits
-
-    def _site(self, config: Config) -> Site:
-        """The web client as `config` says, its files read now (none when it is off).
-
-        Raises:
-            OSError: a file cannot be read.
-        """
-        files = StaticFiles.load() if config.web.enabled else StaticFiles({})
-        return Site(files, frozenset(config.web.allowed_origins), self._frames)
 
     def healthy(self) -> bool:
         """Every I/O worker is running (a crashed one withholds the systemd watchdog)."""
         return self.stopping or all(worker.running for worker in self._workers)
-
-    @property
-    def name(self) -> str:
-        return self.config.server.name
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -218,6 +162,19 @@ class Server:
             log.warning("sessions_still_running", count=len(self._connections), threads=stuck)
         self.chat.close()
 
+    def _close_listener(self, grace: float) -> None:
+        """Every worker stops accepting, then the port closes: new clients are refused."""
+        assert self._listener is not None
+        unwatched = []
+        for worker in self._workers:
+            done = threading.Event()
+            worker.unwatch_listener(done)
+            unwatched.append(done)
+        deadline = time.monotonic() + grace
+        for done in unwatched:
+            done.wait(max(0.0, deadline - time.monotonic()))
+        self._listener.close()
+
     # -- accepting (on the workers' threads) -----------------------------------------------
 
     def accept_from(self, acceptor: Worker) -> bool:
@@ -249,19 +206,6 @@ class Server:
             count, self._accept_failures = self._accept_failures, 0
             self._accept_failed_logged = now
         log.warning("accept_failed", error=exc.strerror or str(exc), count=count)
-
-    def _close_listener(self, grace: float) -> None:
-        """Every worker stops accepting, then the port closes: new clients are refused."""
-        assert self._listener is not None
-        unwatched = []
-        for worker in self._workers:
-            done = threading.Event()
-            worker.unwatch_listener(done)
-            unwatched.append(done)
-        deadline = time.monotonic() + grace
-        for done in unwatched:
-            done.wait(max(0.0, deadline - time.monotonic()))
-        self._listener.close()
 
     def _admit(self, sock: socket.socket, peer: tuple[str, int], acceptor: Worker) -> None:
         ip = peer[0]
@@ -349,73 +293,24 @@ class Server:
             self._rejected += 1
         log.info("rejected", session=endpoint.id, peer=endpoint.peer, reason=reason, told=True)
 
-    # -- reload ---------------------------------------------------------------------------
+    # -- reload (chatd/reload.py) ----------------------------------------------------------
 
     def reload(self) -> dict[str, object]:
-        """Re-read the config file and apply what can change live.
+        """Re-read the config file and apply what can change live (Reloader.reload)."""
+        return self.reloader.reload()
 
-        Limits, log settings, the server name, the web settings and files, and
-        the TLS certificate (for new connections) change at once; listener and thread settings are reported as
-        needing a restart. A bad file changes nothing.
-        """
-        with self._reload_lock:
-            return self._reload()
-
-    def _reload(self) -> dict[str, object]:
-        self._notifier.reloading()
-        try:
-            new = load_config(self.config.path)
-            context = server_context(new.tls, new.path, web=new.web.enabled)
-            site = self._site(new)
-        except (ConfigError, OSError) as exc:
-            self._reloads["failure"] += 1
-            error = str(exc) if isinstance(exc, ConfigError) else f"cannot read the web client's files: {exc}"
-            log.error("config_reload_failed", error=error)
-            self._notifier.ready()
-            return {"ok": False, "error": error, "restart_needed": []}
-        old = self.config
-        restart = [key for key in _RESTART_KEYS if _get(old, key) != _get(new, key)]
-        server = dataclasses.replace(
-            new.server, host=old.server.host, port=old.server.port, io_threads=old.server.io_threads
-        )
-        history = dataclasses.replace(new.history, enabled=old.history.enabled, path=old.history.path)
-        kept = dataclasses.replace(new, server=server, control=old.control, history=history, metrics=old.metrics)
-        self.settings = Settings(kept, context, site, certificate_expiry(new.tls.cert))
+    def apply(self, settings: Settings) -> None:
+        """A reload's settings: new connections get them at once (their TLS
+        context, web client, limits); admission, the chat and every connection
+        take the new limits."""
+        self.settings = settings
         with self._lock:
-            self._admission.apply(new.limits)
-        self._reloads["success"] += 1
-        configure_logging(new.log)
-        self.chat.configure(self.config)
+            self._admission.apply(settings.config.limits)
+        self.chat.configure(settings.config)
         for worker in self._workers:
             worker.for_each_connection(lambda conn: conn.limits_changed())
-        log.info("config_reloaded", path=str(new.path), restart_needed=restart)
-        self._notifier.ready()
-        return {"ok": True, "error": None, "restart_needed": restart}
 
-    # -- operator actions (the control socket) ---------------------------------------------
-
-    def status(self) -> dict[str, object]:
-        with self._lock:
-            live = list(self._connections.values())
-            totals = dict(self._totals)
-            failures, rejected = self._handshake_failures, self._rejected
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - self._started, 1),
-            "listening": f"{self.address[0]}:{self.address[1]}",
-            "config_file": str(self.config.path),
-            "clients": len(self.chat.nicks),
-            "rooms": len(self.chat.rooms),
-            "connections": len(live),
-            "messages_in": totals["messages_in"] + sum(c.app.messages_in for c in live),
-            "messages_out": totals["messages_out"] + sum(c.messages_out for c in live),
-            "tls_handshake_failures": failures,
-            "rejected": rejected,
-            "history": self.chat.history.store.stats() if self.chat.keeps_history else None,
-            "metrics": self.metrics_address or "off",
-            **headline(self.snapshot()),
-        }
+    # -- figures (for /metrics and chatd/operations.py) -----------------------------------
 
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics and `chatctl status`, read now (chatd/stats.py)."""
@@ -425,46 +320,11 @@ class Server:
                 accepted=self._accepted,
                 refused=dict(self._refused),
                 handshake_failures=self._handshake_failures,
-                reloads=dict(self._reloads),
+                rejected=self._rejected,
+                reloads=self.reloader.counts(),
                 closed=dict(self._totals),
             )
         return take_snapshot(tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources)
-
-    def who(self) -> list[dict[str, object]]:
-        now = time.monotonic()
-        clients = []
-        for client in self.chat.nicks.members():
-            since = datetime.datetime.fromtimestamp(client.connected_at, datetime.UTC)
-            clients.append(
-                {
-                    "nick": client.nick,
-                    "peer": client.peer,
-                    "connected_since": since.isoformat(timespec="seconds"),
-                    "idle_s": round(now - client.last_active, 1),
-                }
-            )
-        return sorted(clients, key=lambda c: str(c["nick"]).lower())
-
-    def rooms(self) -> list[dict[str, object]]:
-        return [
-            {"room": room.name, "members": sorted(room.nicks(), key=str.lower), "topic": room.topic}
-            for room in self.chat.rooms.all()
-        ]
-
-    def kick(self, nick: str, reason: str) -> bool:
-        client = self.chat.nicks.find(nick)
-        if client is None:
-            return False
-        client.close("kicked", _one_line(reason))
-        return True
-
-    def broadcast(self, text: str) -> int:
-        return self.chat.broadcast(protocol.format_line("INFO", _one_line(text)))
-
-
-def _one_line(text: str) -> str:
-    """Operator text goes on the wire inside one line: no control characters."""
-    return _CONTROL_CHARS.sub(" ", text).strip()
 
 
 def tune_listener(listener: socket.socket) -> None:
@@ -476,8 +336,3 @@ def tune_listener(listener: socket.socket) -> None:
     for name, value in KEEPALIVE.items():
         if hasattr(socket, name):
             listener.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-
-
-def _get(config: Config, dotted: str) -> object:
-    section, key = dotted.split(".")
-    return getattr(getattr(config, section), key)

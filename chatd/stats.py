@@ -10,7 +10,8 @@ asked, once per scrape or `chatctl status`, and adds what it finds by
 walking the live connections (clients by state, send queues).
 
 No metrics library is imported here: chatd/metrics.py turns a `Snapshot`
-into Prometheus metrics, and `headline` turns it into `chatctl status` fields.
+into Prometheus metrics, and chatd/operations.py into `chatctl status`, every
+figure of which comes from one `Snapshot` (`headline` is the newer half).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class Tally:
     accepted: int = 0  # connections that passed admission
     refused: Mapping[str, int] = field(default_factory=dict)  # by ERR code
     handshake_failures: int = 0
+    rejected: int = 0  # refused clients told so after their handshake, or closed untold
     reloads: Mapping[str, int] = field(default_factory=dict)  # success, failure
     closed: Mapping[str, int] = field(default_factory=dict)  # messages_in/out, rate_limited of gone clients
 
@@ -140,6 +142,10 @@ class Snapshot:
     reloads: Mapping[str, int]
     cert_expiry: float | None  # the server certificate's notAfter, Unix time
     sources: Mapping[str, Mapping[str, float]]
+    # For `chatctl status` (not exported as metrics: the series above cover them).
+    connections: int = 0  # live connections, in any state
+    nicks: int = 0  # registered nicknames
+    rejected: int = 0
 
 
 def take_snapshot(
@@ -204,6 +210,9 @@ def take_snapshot(
         reloads={**dict.fromkeys(RELOAD_RESULTS, 0), **tally.reloads},
         cert_expiry=cert_expiry,
         sources={name: dict(source.stats()) for name, source in sources.items()},
+        connections=len(live),
+        nicks=len(chat.nicks),
+        rejected=tally.rejected,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatd.server import _one_line
+from chatd.operations import _one_line
 
 
 def test_c0_del_and_c1_controls_become_spaces() -> None:
