@@ -133,13 +133,6 @@ class Timeline:
 
     # -- what the client does --------------------------------------------------------
 
-    def catching_up(self, name: str | None = None) -> bool:
-        """Whether `name` (or any room) is catching up, or waits to after a reconnect."""
-        if name is None:
-            return bool(self._catch_up or self._to_catch_up)
-        key = room_key(name)
-        return key in self._catch_up or key in self._to_catch_up
-
     def connection_lost(self) -> None:
         """The connection is gone: the rooms we were in catch up once joined again.
         Events held back and requests in flight are forgotten (held events were
