@@ -70,7 +70,7 @@ from chatctl.connection import (
 )
 from chatctl.link import Link
 from chatctl.pager import Entry, ScrollBack
-from chatctl.reconnect import Outbox, Restore, acknowledge, reconnects_after_bye
+from chatctl.reconnect import Attempts, Outbox, Restore, acknowledge, reconnects_after_bye
 from chatctl.render import (
     BYE_WORDS,
     STYLE,
@@ -147,7 +147,7 @@ class _Chat:
     """The session on the terminal; `Link` calls its `on_*` methods (chatctl/link.py `Handler`)."""
 
     def __init__(self, channel: LineChannel, nick: str | None, dialer: Dialer | None) -> None:
-        self.link = Link(self, channel, dialer)
+        self.link = Link(self, channel, dialer, Attempts())
         self.wanted_nick = nick
         self.state = ClientState()
         self.timeline = Timeline()
@@ -350,7 +350,7 @@ class _Chat:
         if verb == "WELCOME":
             self.awaiting_nick = False
             self._registered_once = True
-            self.link.registered_at = time.monotonic()
+            self.link.attempts.registered(time.monotonic())
             if restore is None or restore.done:
                 self._send_held()
         elif verb == "BYE":

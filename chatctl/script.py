@@ -37,7 +37,7 @@ from chatctl.connection import (
     dropped_outcome,
 )
 from chatctl.reconnect import (
-    STABLE_AFTER,
+    Attempts,
     Outbox,
     Restore,
     acknowledge,
@@ -98,8 +98,7 @@ class ScriptSession:
         self.outbox = Outbox()  # the client's own commands, paced
         self._connected = True
         self._registered_once = False
-        self._registered_at: float | None = None
-        self._attempt = 0
+        self.attempts = Attempts()
         self._bye: str | None = None
         self._nick_sent = False
         self._last_error = ""
@@ -165,14 +164,11 @@ class ScriptSession:
         self.timeline.connection_lost()
         self.nick = self.state.nick or self.nick
         self.state.connection_lost()
-        if self._registered_at is not None and time.monotonic() - self._registered_at >= STABLE_AFTER:
-            self._attempt = 0
-        self._registered_at = None
         report(f"connection lost: {why}")
         while True:
-            self._attempt += 1
-            delay = backoff(self._attempt)
-            report(f"reconnecting in {delay:.1f} s (attempt {self._attempt})")
+            attempt = self.attempts.next(time.monotonic())
+            delay = backoff(attempt)
+            report(f"reconnecting in {delay:.1f} s (attempt {attempt})")
             time.sleep(delay)  # nothing else to do meanwhile: stdin waits
             try:
                 sock = self.dialer.connect()
@@ -293,7 +289,7 @@ class ScriptSession:
                 self._nick_sent = True
         elif verb == "WELCOME":
             self._registered_once = True
-            self._registered_at = time.monotonic()
+            self.attempts.registered(time.monotonic())
         elif verb == "ERR":
             self._last_error = rest
         elif verb == "BYE":
