@@ -16,7 +16,9 @@ where the session was.
 - `dial_in_background()`: the interactive client's connection attempt, in a
   thread so that the terminal stays responsive.
 
-Only `dial_in_background` touches a socket; the rest is pure and tested as such.
+Only `dial_in_background` touches a socket; the rest is pure and tested as
+such. The protocol session (chatctl/session.py) drives `Restore`, `Outbox`
+and `Attempts`; the front ends wait and dial.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from typing import Final
 
 from chatctl.connection import ClientError, Dialer, Exit
 from chatctl.state import ClientState, room_key
-from chatctl.timeline import Timeline
 
 BACKOFF_FIRST: Final = 0.5  # seconds before the first attempt
 BACKOFF_MAX: Final = 30.0
@@ -153,16 +154,6 @@ class Outbox:
 
 def _is_history(command: str) -> bool:
     return command.startswith("/history ")
-
-
-def acknowledge(ours: tuple[list[str], list[str]], timeline: Timeline, restore: Restore | None) -> list[str]:
-    """The `Outbox` had a batch of our commands acknowledged (`ours`, from its
-    `on_pong`): tell the timeline and the restore; returns the lines to send next."""
-    commands, lines = ours
-    timeline.acked(commands)
-    if restore is not None:
-        restore.acked(commands)
-    return lines
 
 
 class Restore:

@@ -4,8 +4,9 @@ a reconnect, and pages of older history. No sockets, no terminal.
 `Timeline.feed()` takes every server line, in order, and answers with a
 `Step`: the lines to show now (in order; a line held back earlier may come
 out with a later one), the `/history` commands to send, pages of older events
-for the scroll-back view, and the rooms whose catch-up just finished. Both
-modes of `chatctl connect` use it; what "show" means is theirs.
+for the scroll-back view, and the rooms whose catch-up just finished. The
+protocol session (chatctl/session.py) feeds it for both modes of `chatctl
+connect`; what "show" means is theirs.
 
 The rules come from docs/protocol.md ("Events and tags", "History"):
 
