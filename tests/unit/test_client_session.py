@@ -162,6 +162,22 @@ def test_a_reconnect_rejoins_the_rooms_in_order_restores_the_current_one_and_cat
     assert shown(actions) == [event(6, "#rust", True), event(7, "#rust", True), event(9, "#rust", True)]
 
 
+def test_the_rooms_come_back_in_their_old_order_not_the_autojoins() -> None:
+    session = Session("carol", reconnect=True)
+    registered(session)
+    feed(session, *joined("#rust"), "PART #lobby carol", *joined("#lobby"))
+    assert list(session.state.rooms) == ["#rust", "#lobby"]
+    lose(session)
+    actions = feed(session, *GREETING, "WELCOME carol hi", *joined("#lobby"))  # autojoined first
+    assert sent(actions) == ["carol", "/join #rust", "/ping chatctl-1"]
+    feed(session, *joined("#rust"))
+    assert sent(feed(session, "PONG chatctl-1")) == ["/join #lobby", "/ping chatctl-2"]  # current again
+    assert list(session.state.rooms) == ["#lobby", "#rust"] and not session.ready
+    feed(session, "CURRENT #lobby", "PONG chatctl-2")
+    assert session.ready and list(session.state.rooms) == ["#rust", "#lobby"]
+    assert session.state.current == "#lobby"
+
+
 def test_lost_again_before_the_rooms_are_back_restores_the_first_rooms() -> None:
     session = Session("carol", reconnect=True)
     registered(session)
