@@ -20,7 +20,7 @@ import sys
 from typing import Final
 
 from chatctl.connection import Address, ClientError, Dialer, Exit, LineChannel, client_context
-from chatctl.script import ScriptSession, report
+from chatctl.script import ScriptMode, report
 
 DEFAULT_PORT: Final = 7443
 DEFAULT_TIMEOUT: Final = 10.0
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             from chatctl.interactive import run_interactive  # prompt_toolkit only when needed
 
             return run_interactive(sock, nick, dialer if reconnect else None)
-        return ScriptSession(LineChannel(sock), nick or "", dialer=dialer if reconnect else None).run()
+        return ScriptMode(LineChannel(sock), nick or "", dialer=dialer if reconnect else None).run()
     except ClientError as exc:
         report(exc.message)
         return int(exc.status)

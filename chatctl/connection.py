@@ -5,7 +5,7 @@ into a `ClientError`: one sentence for the user and the exit status it earns
 (`Exit`). `LineChannel` does line I/O over the resulting non-blocking
 `SSLSocket` for one thread. `Outcome`, `bye_outcome()` and
 `dropped_outcome()` say how a session ended. Both modes of the client use
-this module (chatctl/client.py for script mode, chatctl/interactive.py for
+this module (chatctl/script.py for script mode, chatctl/interactive.py for
 the terminal UI); it imports neither of them, and nothing of prompt_toolkit.
 
 # NOTE: one thread owns the SSL socket in both modes (docs/architecture.md,

@@ -24,7 +24,7 @@ import time
 from typing import Protocol
 
 from chatctl.connection import ClientError, Dialer, LineChannel
-from chatctl.reconnect import STABLE_AFTER, backoff, dial_in_background, gives_up
+from chatctl.reconnect import Attempts, backoff, dial_in_background, gives_up
 
 
 class Handler(Protocol):
@@ -45,12 +45,11 @@ class Handler(Protocol):
 
 
 class Link:
-    def __init__(self, handler: Handler, channel: LineChannel, dialer: Dialer | None) -> None:
+    def __init__(self, handler: Handler, channel: LineChannel, dialer: Dialer | None, attempts: Attempts) -> None:
         self.handler = handler
         self.dialer = dialer  # None: no reconnecting
         self.channel: LineChannel | None = None
-        self.attempt = 0  # reconnect attempts since the last stable connection
-        self.registered_at: float | None = None  # set by the handler at WELCOME
+        self.attempts = attempts  # told of each registration by the handler's session
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer_added = False
         self._flush_soon = False
@@ -58,6 +57,11 @@ class Link:
         self._dialling: asyncio.Future[ssl.SSLSocket] | None = None
         self._first = channel
         self.stopped = False
+
+    @property
+    def attempt(self) -> int:
+        """Reconnect attempts since the last stable connection."""
+        return self.attempts.count
 
     @property
     def connected(self) -> bool:
@@ -127,12 +131,9 @@ class Link:
         """Dial again after the backoff (`failed`: why the last attempt failed)."""
         if self.dialer is None or self.stopped:
             return
-        if self.registered_at is not None and time.monotonic() - self.registered_at >= STABLE_AFTER:
-            self.attempt = 0  # it had been up for a while: start the backoff afresh
-        self.registered_at = None
-        self.attempt += 1
-        delay = backoff(self.attempt)
-        self.handler.on_waiting(delay, self.attempt, failed)
+        attempt = self.attempts.next(time.monotonic())
+        delay = backoff(attempt)
+        self.handler.on_waiting(delay, attempt, failed)
         assert self._loop is not None
         self._timer = self._loop.call_later(delay, self._dial)
 

@@ -4,7 +4,8 @@ where the session was.
 - `reconnects_after_bye()`: which `BYE` reasons are worth coming back from.
   A close without `BYE` (a crash, a reset, a keepalive timeout) always is.
 - `backoff()`: exponential backoff with jitter, so that clients dropped
-  together by a restart do not all come back in the same instant.
+  together by a restart do not all come back in the same instant; `Attempts`
+  numbers the attempts, afresh after a connection that stayed up a while.
 - `Restore`: after the new connection registers (and the server has done its
   autojoin), the commands that put the rooms back as they were: `/join` the
   missing ones, `/part` autojoined ones you had left, `/join` the current room
@@ -15,7 +16,9 @@ where the session was.
 - `dial_in_background()`: the interactive client's connection attempt, in a
   thread so that the terminal stays responsive.
 
-Only `dial_in_background` touches a socket; the rest is pure and tested as such.
+Only `dial_in_background` touches a socket; the rest is pure and tested as
+such. The protocol session (chatctl/session.py) drives `Restore`, `Outbox`
+and `Attempts`; the front ends wait and dial.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from typing import Final
 
 from chatctl.connection import ClientError, Dialer, Exit
 from chatctl.state import ClientState, room_key
-from chatctl.timeline import Timeline
 
 BACKOFF_FIRST: Final = 0.5  # seconds before the first attempt
 BACKOFF_MAX: Final = 30.0
@@ -63,6 +65,29 @@ def backoff(attempt: int, uniform: Callable[[], float] = random.random) -> float
     doubling up to 30 s, each ±25% at random (`uniform()` gives 0 to 1)."""
     base = min(BACKOFF_MAX, BACKOFF_FIRST * 2.0 ** min(attempt - 1, 16))
     return base * (1 + JITTER * (2 * uniform() - 1))
+
+
+class Attempts:
+    """Reconnect attempts since the last stable connection, numbered for
+    `backoff()`: a connection that stayed registered for `STABLE_AFTER`
+    seconds starts the count afresh. `now` is passed in (seconds on a
+    monotonic clock)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._registered_at: float | None = None
+
+    def registered(self, now: float) -> None:
+        """The connection has registered (`WELCOME`)."""
+        self._registered_at = now
+
+    def next(self, now: float) -> int:
+        """The number of the attempt about to be scheduled (1, 2, ...)."""
+        if self._registered_at is not None and now - self._registered_at >= STABLE_AFTER:
+            self.count = 0  # it had been up for a while: start the backoff afresh
+        self._registered_at = None
+        self.count += 1
+        return self.count
 
 
 class Outbox:
@@ -129,16 +154,6 @@ class Outbox:
 
 def _is_history(command: str) -> bool:
     return command.startswith("/history ")
-
-
-def acknowledge(ours: tuple[list[str], list[str]], timeline: Timeline, restore: Restore | None) -> list[str]:
-    """The `Outbox` had a batch of our commands acknowledged (`ours`, from its
-    `on_pong`): tell the timeline and the restore; returns the lines to send next."""
-    commands, lines = ours
-    timeline.acked(commands)
-    if restore is not None:
-        restore.acked(commands)
-    return lines
 
 
 class Restore:

@@ -1,8 +1,11 @@
 """`chatctl connect` in script mode: stdin lines out, server lines to stdout.
 
-`ScriptSession` is one thread with a selector over the socket and stdin. It
-prints every server line as it is, and keeps what they say in a
-`ClientState` (chatctl/state.py).
+`ScriptMode` is one thread with a selector over the socket and stdin. It
+prints every server line as it is; what the lines mean (registration, the
+restore after a reconnect, the catch-up, the pacing of the client's own
+commands) is the `Session`'s (chatctl/session.py), which the terminal UI
+drives too. This module does the I/O: the socket, stdin, stdout, stderr and
+the waits.
 
 With `--reconnect` it also comes back after a lost connection, as the
 terminal UI does (docs/client.md, "Reconnecting in script mode"): notices go to stderr, the
@@ -23,31 +26,23 @@ import os
 import selectors
 import sys
 import time
+from collections.abc import Sequence
 from typing import BinaryIO, Final
 
-from chatctl.connection import (
-    QUIT_TIMEOUT,
-    READ_SIZE,
-    ClientError,
-    Dialer,
-    Exit,
-    LineChannel,
-    Outcome,
-    bye_outcome,
-    dropped_outcome,
-)
-from chatctl.reconnect import (
-    STABLE_AFTER,
-    Outbox,
-    Restore,
-    acknowledge,
-    backoff,
-    gives_up,
-    reconnects_after_bye,
-)
+from chatctl.connection import QUIT_TIMEOUT, READ_SIZE, ClientError, Dialer, Exit, LineChannel, Outcome
+from chatctl.reconnect import backoff, gives_up
 from chatctl.render import sanitize
-from chatctl.state import ClientState, split_line
-from chatctl.timeline import Timeline
+from chatctl.session import (
+    Action,
+    CaughtUp,
+    Ended,
+    Incomplete,
+    Lost,
+    NickNeeded,
+    Send,
+    Session,
+    Shown,
+)
 
 STDIN_HIGH_WATER: Final = 256 * 1024  # stop reading stdin while this much waits to be sent
 
@@ -66,16 +61,19 @@ class _Lost(Exception):
         self.why = why
 
 
-class ScriptSession:
+class ScriptMode:
     """Script mode: stdin lines out, server lines verbatim to stdout, one thread.
 
     One selector watches the socket and stdin (fd 0, read with `os.read`).
     Registration is automatic: the nickname is sent when `NICK` arrives (after
     `HELLO` from a v2 server, first from a v1 server), and stdin is read only
-    after `WELCOME` (and, after a reconnect, once the rooms are back), so no
-    input line is mistaken for a nickname or sent to the wrong room. A second
-    `NICK` means the nickname was refused: exit 6. At end of input `/quit` is
-    sent and the session ends at the server's `BYE`.
+    once the session is `ready` (after `WELCOME` and, after a reconnect, once
+    the rooms are back), so no input line is mistaken for a nickname or sent
+    to the wrong room. A second `NICK` means the nickname was refused: exit 6.
+    At end of input `/quit` is sent and the run ends at the server's `BYE`.
+
+    Lines are decoded with `surrogateescape` and encoded back the same way:
+    what is printed and sent is byte for byte what came.
     """
 
     def __init__(
@@ -87,26 +85,16 @@ class ScriptSession:
         dialer: Dialer | None = None,
     ) -> None:
         self.channel = channel
-        self.nick = nick  # the one asked for; the server's answer is in state
         self.stdin_fd = stdin_fd
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
         self.dialer = dialer  # None: no reconnecting
+        # Without --reconnect every line is printed as it came (follow=False).
+        self.session = Session(nick, follow=dialer is not None, reconnect=dialer is not None)
         self._sanitize_output = self.stdout.isatty()
-        self.state = ClientState()
-        self.timeline = Timeline()
-        self._restore: Restore | None = None
-        self.outbox = Outbox()  # the client's own commands, paced
         self._connected = True
-        self._registered_once = False
-        self._registered_at: float | None = None
-        self._attempt = 0
-        self._bye: str | None = None
-        self._nick_sent = False
-        self._last_error = ""
         self._stdin_open = True
         self._stdin_partial = b""
         self._quit_deadline: float | None = None
-        self._after_bye: Outcome | None = None  # what to report once BYE (or EOF) arrives
 
     def run(self) -> int:
         """Returns the exit status; failures are reported on stderr, one sentence."""
@@ -140,14 +128,6 @@ class ScriptSession:
             except _Lost as lost:
                 self._reconnect(lost.why)
 
-    def _may_reconnect(self) -> bool:
-        return (
-            self.dialer is not None
-            and self._registered_once
-            and self._quit_deadline is None
-            and (self._bye is None or reconnects_after_bye(self._bye))
-        )
-
     def _reconnect(self, why: str) -> None:
         """Dial again until connected (or a failure that retrying cannot mend).
 
@@ -160,19 +140,11 @@ class ScriptSession:
         self._connected = False
         if unsent:
             report(f"{unsent} bytes of input were not sent before the connection was lost")
-        self._restore = Restore.after_loss(self._restore, self.state)
-        self.outbox.reset()
-        self.timeline.connection_lost()
-        self.nick = self.state.nick or self.nick
-        self.state.connection_lost()
-        if self._registered_at is not None and time.monotonic() - self._registered_at >= STABLE_AFTER:
-            self._attempt = 0
-        self._registered_at = None
         report(f"connection lost: {why}")
         while True:
-            self._attempt += 1
-            delay = backoff(self._attempt)
-            report(f"reconnecting in {delay:.1f} s (attempt {self._attempt})")
+            attempt = self.session.attempts.next(time.monotonic())
+            delay = backoff(attempt)
+            report(f"reconnecting in {delay:.1f} s (attempt {attempt})")
             time.sleep(delay)  # nothing else to do meanwhile: stdin waits
             try:
                 sock = self.dialer.connect()
@@ -183,26 +155,30 @@ class ScriptSession:
                 continue
             self.channel = LineChannel(sock)
             self._connected = True
-            self._bye = None
-            self._nick_sent = False
-            self._last_error = ""
             return
 
     def _quit(self, then: Outcome) -> None:
         """Send /quit and end with `then` when BYE arrives (or on timeout)."""
-        if self._quit_deadline is None:
-            self.channel.send_line(b"/quit")
+        sends = self.session.quit(then=then)
+        if sends:
             self._quit_deadline = time.monotonic() + QUIT_TIMEOUT
-        self._after_bye = then
+        self._act(sends)
         self._stdin_open = False
 
     def _loop(self) -> Outcome:
         try:
             return self._select()
         except ClientError as exc:
-            if self._may_reconnect():
-                raise _Lost(exc.message.removesuffix("; try connecting again")) from exc
-            raise
+            if self.session.quitting:
+                raise  # leaving anyway: the failure (or the /quit timeout) says how it ended
+            return self._closed(exc)
+
+    def _closed(self, error: ClientError | None) -> Outcome:
+        """The connection ended: the outcome, or `_Lost` to dial again."""
+        result = self.session.closed(error)
+        if isinstance(result, Lost):
+            raise _Lost(result.why)
+        return result.outcome
 
     def _select(self) -> Outcome:
         selector = selectors.PollSelector() if hasattr(selectors, "PollSelector") else selectors.DefaultSelector()
@@ -219,13 +195,7 @@ class ScriptSession:
                 self.channel.flush()
                 events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.channel.wants_write else 0)
                 selector.modify(self.channel.fileno(), events)
-                restoring = self._restore is not None and not self._restore.done
-                want_stdin = (
-                    self.state.registered
-                    and not restoring
-                    and self._stdin_open
-                    and self.channel.backlog < STDIN_HIGH_WATER
-                )
+                want_stdin = self.session.ready and self._stdin_open and self.channel.backlog < STDIN_HIGH_WATER
                 if want_stdin != stdin_watched:
                     if want_stdin:
                         selector.register(self.stdin_fd, selectors.EVENT_READ)
@@ -260,94 +230,42 @@ class ScriptSession:
                 self._send(line)
 
     def _send(self, line: bytes) -> None:
-        if self.dialer is not None:
-            self.timeline.on_command(line.decode("utf-8", "replace"))
-        self.channel.send_line(line)
+        self._act(self.session.command(line.decode("utf-8", "surrogateescape")))
 
     def _read_socket(self) -> Outcome | None:
-        lines = self.channel.read_lines()
-        for line in lines:
-            if self.dialer is None:
-                self._print(line)
-            outcome = self._handle(line.decode("utf-8", "replace"))
+        for line in self.channel.read_lines():
+            outcome = self._act(self.session.feed(line.decode("utf-8", "surrogateescape"), time.monotonic()))
             if outcome is not None:
                 return outcome
         if self.channel.closed:
-            if self._after_bye is not None and self._after_bye.status != Exit.OK:
-                return self._after_bye
-            if self._may_reconnect():
-                raise _Lost("the server closed the connection" + ("" if self._bye else " without saying why"))
-            return bye_outcome(self._bye) if self._bye is not None else dropped_outcome()
+            return self._closed(None)
         return None
 
-    def _handle(self, line: str) -> Outcome | None:
-        self.state.on_line(line)
-        verb, rest = split_line(line)
-        if self.dialer is not None:
-            self._follow(line, verb, rest)
-        if verb == "NICK":
-            if self._nick_sent:
-                self._quit(self._nick_refused())
-            else:
-                self.channel.send_line(self.nick.encode())
-                self._nick_sent = True
-        elif verb == "WELCOME":
-            self._registered_once = True
-            self._registered_at = time.monotonic()
-        elif verb == "ERR":
-            self._last_error = rest
-        elif verb == "BYE":
-            self._bye = rest
-            if self._after_bye is not None and self._after_bye.status != Exit.OK:
-                return self._after_bye  # we asked to leave because of an error: report that
-            if self._may_reconnect():
-                return None  # the close that follows is where reconnecting starts
-            return bye_outcome(rest)
-        return None
+    def _act(self, actions: Sequence[Action]) -> Outcome | None:
+        """Do what the session says; returns the outcome when it ended."""
+        outcome: Outcome | None = None
+        for action in actions:
+            match action:
+                case Send(text):
+                    self.channel.send_line(text.encode("utf-8", "surrogateescape"))
+                case Shown(line):  # quiet lines too: they are the protocol's
+                    self._print(line)
+                case CaughtUp(room, missed):  # on stderr
+                    report(f"{room}: caught up, {missed} missed event" + ("" if missed == 1 else "s"))
+                case Incomplete(room):
+                    report(f"{room}: could not fetch everything said while disconnected")
+                case NickNeeded(refused, error):
+                    self._quit(_nick_refused(refused or "", error))
+                case Ended(ended):
+                    outcome = ended
+        return outcome
 
-    def _follow(self, line: str, verb: str, rest: str) -> None:
-        """With --reconnect: the timeline decides what is printed; the restore and
-        the catch-up send their commands, through the outbox."""
-        step = self.timeline.feed(line, self.state.nick, self.outbox.history_in_flight)
-        ours = self.outbox.on_pong(rest) if verb == "PONG" else None
-        for shown in step.show:
-            if ours is None:  # the acknowledgement of our own command is not printed
-                self._print(shown.line.encode("utf-8"))
-        for command in step.send:
-            self._push(command)
-        restore = self._restore
-        restoring = restore is not None and not restore.done
-        if ours is not None:
-            for text in acknowledge(ours, self.timeline, restore):
-                self.channel.send_line(text.encode())
-        if restore is not None and not restore.sent:
-            for command in restore.on_line(verb, rest, self.state):
-                self._push(command)
-        if restoring and restore is not None and restore.done:
-            self.state.reorder(restore.rooms)
-            self.timeline.forget_catch_up()
-        for room, missed in step.caught_up:
-            report(f"{room}: caught up, {missed} missed event" + ("" if missed == 1 else "s"))  # on stderr
-        for room in step.incomplete:
-            report(f"{room}: could not fetch everything said while disconnected")
-
-    def _push(self, command: str) -> None:
-        for text in self.outbox.push(command):
-            self.channel.send_line(text.encode())
-
-    def _nick_refused(self) -> Outcome:
-        code, _, text = self._last_error.partition(" ")
-        if code == "nick_taken":
-            why = "is taken"
-        else:
-            why = "was refused" + (f" ({sanitize(text)})" if text else "")
-        return Outcome(Exit.NICK_REFUSED, f"the nickname {self.nick!r} {why}; choose another with --nick")
-
-    def _print(self, line: bytes) -> None:
+    def _print(self, line: str) -> None:
+        data = line.encode("utf-8", "surrogateescape")
         if self._sanitize_output:
-            line = sanitize(line.decode("utf-8", "replace")).encode("utf-8")
+            data = sanitize(data.decode("utf-8", "replace")).encode("utf-8")
         try:
-            self.stdout.write(line + b"\n")
+            self.stdout.write(data + b"\n")
             self.stdout.flush()
         except BrokenPipeError:
             # Whoever reads our output has gone (`| head`): stop printing, leave politely.
@@ -356,3 +274,12 @@ class ScriptSession:
             os.dup2(devnull, self.stdout.fileno())
             os.close(devnull)
             self._quit(Outcome(Exit.OTHER))
+
+
+def _nick_refused(nick: str, error: str) -> Outcome:
+    code, _, text = error.partition(" ")
+    if code == "nick_taken":
+        why = "is taken"
+    else:
+        why = "was refused" + (f" ({sanitize(text)})" if text else "")
+    return Outcome(Exit.NICK_REFUSED, f"the nickname {nick!r} {why}; choose another with --nick")

@@ -4,8 +4,9 @@ a reconnect, and pages of older history. No sockets, no terminal.
 `Timeline.feed()` takes every server line, in order, and answers with a
 `Step`: the lines to show now (in order; a line held back earlier may come
 out with a later one), the `/history` commands to send, pages of older events
-for the scroll-back view, and the rooms whose catch-up just finished. Both
-modes of `chatctl connect` use it; what "show" means is theirs.
+for the scroll-back view, and the rooms whose catch-up just finished. The
+protocol session (chatctl/session.py) feeds it for both modes of `chatctl
+connect`; what "show" means is theirs.
 
 The rules come from docs/protocol.md ("Events and tags", "History"):
 
@@ -132,13 +133,6 @@ class Timeline:
         self._requests: collections.deque[_Request] = collections.deque()
 
     # -- what the client does --------------------------------------------------------
-
-    def catching_up(self, name: str | None = None) -> bool:
-        """Whether `name` (or any room) is catching up, or waits to after a reconnect."""
-        if name is None:
-            return bool(self._catch_up or self._to_catch_up)
-        key = room_key(name)
-        return key in self._catch_up or key in self._to_catch_up
 
     def connection_lost(self) -> None:
         """The connection is gone: the rooms we were in catch up once joined again.

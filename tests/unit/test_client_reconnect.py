@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from chatctl.connection import ClientError, Exit
-from chatctl.reconnect import BACKOFF_MAX, Outbox, Restore, backoff, gives_up, reconnects_after_bye
+from chatctl.reconnect import (
+    BACKOFF_MAX,
+    STABLE_AFTER,
+    Attempts,
+    Outbox,
+    Restore,
+    backoff,
+    gives_up,
+    reconnects_after_bye,
+)
 from chatctl.state import ClientState, split_line
 
 
@@ -21,6 +30,17 @@ def test_backoff_jitter_is_a_quarter_either_way() -> None:
     assert backoff(7, lambda: 0.0) == 22.5
     waits = {backoff(3) for _ in range(50)}
     assert all(1.5 <= wait <= 2.5 for wait in waits) and len(waits) > 1
+
+
+def test_attempts_start_afresh_after_a_connection_that_stayed_up() -> None:
+    attempts = Attempts()
+    assert [attempts.next(now) for now in (0.0, 1.0, 3.0)] == [1, 2, 3]
+    attempts.registered(10.0)
+    assert attempts.next(10.0 + STABLE_AFTER - 0.1) == 4  # a short connection: the backoff goes on
+    assert attempts.next(100.0) == 5  # not registered since: still counting
+    attempts.registered(200.0)
+    assert attempts.next(200.0 + STABLE_AFTER) == 1 and attempts.count == 1
+    assert attempts.next(500.0) == 2
 
 
 @pytest.mark.parametrize(
