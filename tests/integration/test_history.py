@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PKI, REPO, Daemon, run_threads, wait_until
+from tests.conftest import PKI, REPO, Daemon, run_threads, scrape, wait_until
 
 TAGGED = re.compile(r"@id=(\d+);time=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)(;history)? (.*)")
 
@@ -285,12 +285,15 @@ def test_sigterm_writes_everything(start_daemon: Callable[..., Daemon]) -> None:
 
 
 def test_kill_9_loses_only_the_last_flush_ms(start_daemon: Callable[..., Daemon]) -> None:
-    """Everything echoed more than flush_ms before the kill is on disk, in order,
-    with its ids, once; ids after the restart are greater than any seen before."""
+    """What the writer has written (it commits by itself every flush_ms) is on
+    disk after a kill -9, in order, with its ids, once; what was still waiting
+    is all that is lost; ids after the restart are greater than any seen before."""
     daemon = start_daemon(history={"flush_ms": 100})
     alice = Client(daemon, "alice")
     durable = said(alice, 300)
-    time.sleep(1.0)  # ten times flush_ms: what the contract promises is on disk by now
+    # The writer's own word that these are committed, with no more traffic to
+    # prompt it (not a guess at how long its turns take on this machine).
+    wait_until(lambda: scrape(daemon)("chatd_history_rows_written_total") >= len(durable), 20, "the 300 lines written")
     for i in range(300):  # more traffic, in flight when chatd dies
         alice.send(f"late{i}")
     alice.until("MSG #lobby alice late10")
@@ -370,16 +373,30 @@ def test_a_failing_disk_keeps_chat_going_and_writes_again_later(
     hard = resource.prlimit(daemon.process.pid, resource.RLIMIT_FSIZE)[1]
     resource.prlimit(daemon.process.pid, resource.RLIMIT_FSIZE, (limit, hard))  # raising hard needs privilege
     payload = "x" * 1000
-    for i in range(400):  # about 400 KB: written
-        alice.send(f"{i} {payload}")
-    bob.until("MSG #lobby alice 399 ")
-    for i in range(400, 2400):  # the disk is "full" part of the way through
-        alice.send(f"{i} {payload}")
-        if i % 100 == 0:
-            time.sleep(0.05)  # a few of the writer's turns, so that some writes fail first
-    assert bob.until("MSG #lobby alice 2399 ")[-1].id is not None  # chat went on
+    sent = 0
+
+    def chat(count: int) -> None:
+        nonlocal sent
+        for i in range(sent, sent + count):
+            alice.send(f"{i} {payload}")
+        sent += count
+        assert bob.until(f"MSG #lobby alice {sent - 1} ")[-1].id is not None  # chat goes on
+
+    def writer_took_them() -> bool:
+        figures = scrape(daemon)
+        return figures("chatd_history_waiting_events") == 0 or figures("chatd_history_write_failures_total") > 0
+
+    # The disk is "full" part of the way through (the WAL passes the limit after
+    # some 400 KB of events): chat on a hundred lines at a time, each hundred
+    # taken by the writer (its own figures say so) before the next, until a
+    # write fails, however the writer's turns happen to batch them.
+    while not scrape(daemon)("chatd_history_write_failures_total"):
+        assert sent < 2000, "the writes never failed"
+        chat(100)
+        wait_until(writer_took_them, 20, "the writer's turn")
     failed = daemon.wait_for_event("history_write_failed", timeout=20)
     assert failed["path"].endswith("chatd.db")
+    chat(1000)  # more than the write queue holds, while writes fail
     dropped = daemon.wait_for_event("history_events_dropped", timeout=20)
     assert dropped["dropped"] > 0 and dropped["queue"] == 500
     resource.prlimit(daemon.process.pid, resource.RLIMIT_FSIZE, (hard, hard))
@@ -415,27 +432,38 @@ def test_a_joiner_under_traffic_sees_each_event_once(start_daemon: Callable[...,
     daemon = start_daemon(server={"io_threads": io_threads}, history={"backlog": 20})
     watcher = Client(daemon, "watcher")
     senders = [Client(daemon, f"s{i}") for i in range(4)]
-    stop = time.monotonic() + 3.0
+    stop = threading.Event()
 
     def send(index: int) -> None:
         n = 0
-        while time.monotonic() < stop:
+        while not stop.is_set():
             senders[index].send(f"n{n}")
             n += 1
             if n % 20 == 0:
-                time.sleep(0.005)
+                time.sleep(0.005)  # paces the senders; nothing below depends on it
         senders[index].send("/ping done")
 
     pump = threading.Thread(target=run_threads, args=(4, send))
     pump.start()
-    time.sleep(1.0)
-    joiner = Client(daemon, "joiner")
+    try:
+        # In the middle of the traffic: once the room has more than a backlog's
+        # worth of events, and until the joiner has live ones from every sender.
+        wait_until(lambda: scrape(daemon)("chatd_messages_received_total") >= 200, 30, "traffic")
+        joiner = Client(daemon, "joiner")
+        after_join: list[Line] = []
+        heard: set[str] = set()  # the senders whose live lines the joiner has had
+        while len(heard) < len(senders):
+            after_join.append(line := joiner.read())
+            if line.id is not None:  # MSG #lobby <sender> n<k>
+                heard.add(line.text.split()[2])
+    finally:
+        stop.set()
     pump.join(30)
     for sender in senders:
         sender.until("PONG done", timeout=30)
     joiner.send("/ping end")
     watcher.send("/ping end")
-    joined = joiner.joined + joiner.until("PONG end", timeout=30)
+    joined = joiner.joined + after_join + joiner.until("PONG end", timeout=30)
     seen_by_watcher = [line.id for line in watcher.until("PONG end", timeout=30) if line.id is not None]
     got = [line.id for line in joined if line.id is not None]
     assert got and got == sorted(set(got)), "increasing, no duplicates"

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.chatclient import ChatClient
-from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
+from tests.conftest import Daemon, assert_healthy, scrape, wait_until, with_io_threads
 
 FUZZ = settings(
     max_examples=25,
@@ -76,9 +76,20 @@ CLIENT_HELLO = _client_hello()
 # -- connections that never finish the handshake ------------------------------------------
 
 
+# How long the test below waits for all its sockets to be closed: a deadline for
+# the wait, not a bound on the daemon (it closes them after `handshake_timeout`).
+CLOSE_WAIT = 60.0
+
+
 @with_io_threads(1, 2)
 def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[..., Daemon], io_threads: int) -> None:
-    daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": 1})
+    """100 sockets that connect and send nothing cost the registered clients
+    nothing: their lines go round while all 100 still wait (an I/O thread that
+    waited on a silent socket would hold every echo until that socket's
+    handshake timed out), and each silent socket is closed by the handshake
+    timeout, counted from accept, not before."""
+    timeout = 2.0
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": timeout})
     alice = daemon.client("alice")
     bob = daemon.client("bob")
     alice.expect("JOIN #lobby bob")
@@ -89,17 +100,15 @@ def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[.
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ, sock)
     closed_after: list[float] = []
-    delays: list[float] = []
+    echoed_while_all_waited = 0  # ticks that went round before any silent socket was closed
     n = 0
     try:
         while len(closed_after) < len(silent):
-            assert time.monotonic() - opened < 10, f"only {len(closed_after)} of 100 were closed"
-            # The registered clients chat on; each line's echo is timed.
-            sent = time.monotonic()
+            assert time.monotonic() - opened < CLOSE_WAIT, f"only {len(closed_after)} of 100 were closed"
+            # The registered clients chat on.
             alice.send(f"tick {n}")
-            assert alice.readline(timeout=2) == f"MSG #lobby alice tick {n}"
-            assert bob.readline(timeout=2) == f"MSG #lobby alice tick {n}"
-            delays.append(time.monotonic() - sent)
+            assert alice.readline() == f"MSG #lobby alice tick {n}"
+            assert bob.readline() == f"MSG #lobby alice tick {n}"
             n += 1
             for key, _ in selector.select(timeout=0.05):
                 sock = key.data
@@ -110,13 +119,18 @@ def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[.
                 assert data == b"", f"a silent client was sent {data!r}"
                 selector.unregister(sock)
                 closed_after.append(time.monotonic() - opened)
+            if not closed_after:  # read after the echoes: they came first
+                echoed_while_all_waited = n
     finally:
         selector.close()
         for sock in silent:
             sock.close()
+    # The order of events, not a latency: the chat went on while every silent
+    # socket was still waiting for its handshake.
+    assert echoed_while_all_waited >= 1, f"no line went round before the first silent socket was closed ({n} ticks)"
     # Closed because of the timeout (the deadline runs from accept), not before.
-    assert min(closed_after) >= 0.9, min(closed_after)
-    assert max(delays) < 0.75, f"an echo took {max(delays):.2f}s while 100 sockets idled"
+    # (A lower bound: a busy machine only makes the close later.)
+    assert min(closed_after) >= timeout - 0.1, min(closed_after)
     timeouts = daemon.find_events("tls_handshake_failed", error="timeout")
     assert len(timeouts) == 100
     assert_healthy(daemon)
@@ -126,8 +140,14 @@ def test_100_connections_that_never_start_the_handshake(start_daemon: Callable[.
 def test_slowloris_handshakes_are_cut_at_the_handshake_timeout(
     start_daemon: Callable[..., Daemon], io_threads: int
 ) -> None:
-    # A ClientHello trickled a byte at a time: activity must not extend the deadline.
-    daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": 1})
+    """A ClientHello trickled a byte at a time: activity must not extend the
+    deadline. The trickle goes on (a byte every 50 ms or so, far more often than
+    the 1 s timeout) until the daemon closes the sockets, or until all of the
+    hello but its last byte has gone: a daemon that counted the deadline from
+    the last byte would get that far, some 25 s; this one closes each with a
+    handshake timeout, not before the timeout has passed since accept."""
+    timeout = 1.0
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"handshake_timeout": timeout})
     alice = daemon.client("alice")
     opened = time.monotonic()
     tricklers = [socket.create_connection((daemon.host, daemon.port), timeout=5) for _ in range(20)]
@@ -139,13 +159,16 @@ def test_slowloris_handshakes_are_cut_at_the_handshake_timeout(
     offset = 0
     try:
         while len(closed_after) < len(tricklers):
-            assert time.monotonic() - opened < 10, f"only {len(closed_after)} of 20 were closed"
+            # Counted in bytes, not seconds: how far the trickle got.
+            assert offset < len(CLIENT_HELLO) - 1, (
+                f"all of the hello but a byte went, and {len(closed_after)} of 20 were closed"
+            )
             for key in selector.get_map().values():
                 try:
                     key.data.send(CLIENT_HELLO[offset : offset + 1])
                 except OSError:
                     pass  # reset by the daemon; the select below notices the close
-            offset = min(offset + 1, len(CLIENT_HELLO) - 2)  # never the whole hello
+            offset += 1
             for key, _ in selector.select(timeout=0.05):  # also paces the trickle
                 sock = key.data
                 try:
@@ -159,8 +182,9 @@ def test_slowloris_handshakes_are_cut_at_the_handshake_timeout(
         selector.close()
         for sock in tricklers:
             sock.close()
-    assert 0.9 <= min(closed_after) and max(closed_after) < 3.0, closed_after
+    # Each was cut by the handshake timeout, and not before it had passed since accept.
     assert len(daemon.find_events("tls_handshake_failed", error="timeout")) == 20
+    assert min(closed_after) >= timeout - 0.1, closed_after
     alice.send("/ping")
     assert alice.readline() == "PONG"
     assert_healthy(daemon)
@@ -453,12 +477,18 @@ def test_the_daemon_drains_a_client_that_talks_after_bye(start_daemon: Callable[
         ]
         client.send("/quit")
         assert client.readline() == "BYE quit"
-        client.send("did you say something?")  # a client that has not noticed yet
-        # Still draining: the daemon must not have given up on the connection.
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            assert not daemon.find_events("disconnect", nick="chatty"), "stopped draining"
-            time.sleep(0.02)  # wait_until-style polling of the log
+        received = scrape(daemon)("chatd_received_bytes_total")
+        late = "did you say something?"
+        client.send(late)  # a client that has not noticed yet
+        # Still draining: the daemon read the late line (it counts the bytes it
+        # reads, after TLS) and has not given up on the connection.
+        wait_until(
+            lambda: scrape(daemon)("chatd_received_bytes_total") >= received + len(late) + 1,
+            10,
+            "the daemon to read the line sent after its BYE",
+        )
+        assert not daemon.find_events("disconnect", nick="chatty"), "stopped draining"
+        assert scrape(daemon)("chatd_clients", state="closing") == 1
         # The BYE was followed by a TLS close_notify (and FIN): a client that reads
         # it, as a careful one does, then closes without a reset.
         assert client.read_close_notify() == b""

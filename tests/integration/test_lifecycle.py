@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -22,7 +21,6 @@ def test_sigterm_says_bye_to_everyone_and_exits_zero(daemon: Daemon) -> None:
     clients = [daemon.client(f"c{i}") for i in range(5)]
     unregistered = daemon.client()
     unregistered.expect_greeting()
-    started = time.monotonic()
     daemon.signal(signal.SIGTERM)
     for client in clients:
         assert client.expect_eventually("BYE", timeout=10) == "BYE shutdown"
@@ -31,9 +29,10 @@ def test_sigterm_says_bye_to_everyone_and_exits_zero(daemon: Daemon) -> None:
     unregistered.close()
     assert daemon.process is not None
     assert daemon.process.wait(10) == 0
-    assert time.monotonic() - started < 10
     assert daemon.find_events("shutdown")
-    assert not daemon.find_events("sessions_still_running")
+    # Within its own deadlines (chatd's clock, not the test's): nothing was still running at the end.
+    for straggler in ("sessions_still_running", "control_still_running", "metrics_still_running"):
+        assert not daemon.find_events(straggler), daemon.log()
     assert "Traceback" not in daemon.log()
 
 

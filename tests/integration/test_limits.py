@@ -12,11 +12,13 @@ import re
 import signal
 import socket
 import ssl
+import string
 import threading
 import time
 
 import pytest
 
+from bench.measure import Proc
 from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
 
@@ -36,11 +38,16 @@ def _wait_disconnected(daemon: Daemon, nick: str) -> dict[str, object]:
 
 # -- admission: max_clients, max_clients_per_ip, connects_per_ip_per_minute --------------
 
+FLOOD_CPU_SECONDS = 2.0  # ten times what turning away 200 clients measured
+
 
 @with_io_threads(1, 2)
 def test_flood_of_200_connections_beyond_max_clients(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
+    """200 clients beyond max_clients are each told `server_full` and closed,
+    at little cost in CPU time to the daemon, and the members never notice."""
     daemon = start_daemon(server={"io_threads": io_threads}, limits={"max_clients": 20})
     members = [daemon.client(f"m{i}") for i in range(20)]
+    cpu = Proc(daemon.process.pid).cpu  # utime + stime of all of chatd's threads
     flood: list[ChatClient] = []
     lock = threading.Lock()
 
@@ -50,16 +57,20 @@ def test_flood_of_200_connections_beyond_max_clients(start_daemon, io_threads: i
             flood.append(client)
         _refused(client, "server_full")
 
-    started = time.monotonic()
+    cpu_before = cpu()
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
-            for result in pool.map(knock, range(200), timeout=60):
+            for result in pool.map(knock, range(200), timeout=90):
                 assert result is None
     finally:
         for client in flood:
             client.close()
     assert len(flood) == 200
-    assert time.monotonic() - started < 30
+    # CPU time, not wall time, so that a busy machine does not fail it: each
+    # refusal is a TLS handshake and two lines (about 1 ms; measured 0.2 s for all 200).
+    spent = cpu() - cpu_before
+    print(f"200 turned away: chatd CPU {spent:.2f}s")
+    assert spent < FLOOD_CPU_SECONDS, f"turning away 200 clients cost chatd {spent:.2f}s of CPU"
     rejected = daemon.find_events("rejected", reason="server_full")
     assert len(rejected) == 200
     assert all(event["told"] is True for event in rejected)
@@ -166,16 +177,23 @@ def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon
 
 
 def test_register_timeout(start_daemon) -> None:  # type: ignore[no-untyped-def]
-    daemon = start_daemon(limits={"register_timeout": 1})
+    """A client must register within register_timeout of its handshake: one that
+    trickles a nickname a byte at a time (slowloris) is cut off all the same, as
+    is one that sends nothing; a registered client is not subject to it."""
+    timeout = 1.0
+    daemon = start_daemon(limits={"register_timeout": timeout})
     alice = daemon.client("alice")
+    started = time.monotonic()  # before their handshakes, where the deadline starts
     idle = daemon.client()
     trickler = daemon.client()
     idle.expect_greeting()
     trickler.expect_greeting()
-    started = time.monotonic()
     # Slowloris: a nickname trickled a byte at a time does not extend the deadline.
+    # The trickle goes on until the BYE, a byte every 0.1 s or so, far more often
+    # than the timeout: a deadline counted from the last byte would never come.
+    # Counted in bytes, not seconds: 300 of them, some 30 s of trickle.
     lines: list[str] = []
-    for letter in "abcdefghijklmnopqrstuvwxyz" * 2:
+    for letter in (string.ascii_lowercase * 12)[:300]:
         try:
             trickler.sock.sendall(letter.encode())
             lines.append(trickler.readline(timeout=0.1))  # also paces the trickle
@@ -183,10 +201,10 @@ def test_register_timeout(start_daemon) -> None:  # type: ignore[no-untyped-def]
         except TimeoutError:
             continue
     assert lines == ["BYE register_timeout"]
-    assert 0.8 <= time.monotonic() - started < 4
+    # Not before the deadline (a lower bound: a busy machine only makes it later).
+    assert time.monotonic() - started >= timeout
     # The one that sent nothing at all.
-    assert idle.expect_closed(timeout=5) == ["BYE register_timeout"]
-    assert time.monotonic() - started < 4
+    assert idle.expect_closed(timeout=10) == ["BYE register_timeout"]
     trickler.close()  # the daemon lingers after BYE until the client hangs up
     idle.close()
     wait_until(lambda: len(daemon.find_events("disconnect", reason="register_timeout")) == 2, 5, "events")
@@ -202,22 +220,37 @@ RATE = {"message_rate": 2, "message_burst": 5, "flood_disconnect": 20}
 
 
 def test_a_pasted_burst_is_delayed_not_refused(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """Ten lines in one write, at message_rate 2 and message_burst 5: the first
+    five go out at once, the other five are held and follow one per token; none
+    is refused, and the client carries on."""
     daemon = start_daemon(limits=RATE)
     paster = daemon.client("paster")
     watcher = daemon.client("watcher")
     paster.expect("JOIN #lobby watcher")
+    pasted = [f"MSG #lobby paster line {n}" for n in range(10)]
     started = time.monotonic()
     paster.sock.sendall(b"".join(b"line %d\n" % n for n in range(10)))  # one write
-    arrivals = []
-    for n in range(10):
-        assert paster.readline(timeout=5) == f"MSG #lobby paster line {n}"
-        arrivals.append(time.monotonic() - started)
-    assert arrivals[-1] < 5
-    # The burst went out at once; the other five waited for tokens (2/s).
-    assert arrivals[4] < 1.0
-    assert arrivals[-1] >= 1.5
-    for n in range(10):
-        assert watcher.readline() == f"MSG #lobby paster line {n}"
+    assert paster.readline() == pasted[0]
+    # The burst went out at once, in the turn that read it: a line the watcher
+    # sends only now, after line 0 came back, reaches the room after all five.
+    # (Were the burst not honoured, lines 1-4 would wait for a token each, 0.5 s,
+    # and come after it.) The order of events, not a latency.
+    watcher.send("mark")
+    before_mark: list[str] = []
+    while (line := watcher.readline()) != "MSG #lobby watcher mark":
+        before_mark.append(line)
+    assert before_mark == pasted[: len(before_mark)] and len(before_mark) >= 5, before_mark
+    for expected in pasted[len(before_mark) :]:
+        assert watcher.readline(timeout=10) == expected
+    got: list[str] = []
+    while len(got) < 9:
+        line = paster.readline(timeout=10)
+        if line != "MSG #lobby watcher mark":
+            got.append(line)
+    assert got == pasted[1:]
+    # The other five waited for tokens: at 2/s, the fifth is 2.5 s after the paste
+    # at the earliest (a lower bound: a busy machine only makes it later).
+    assert time.monotonic() - started >= 2.0
     # Not kicked, nothing refused: the connection carries on.
     paster.send("/ping after")
     assert paster.readline(timeout=5) == "PONG after"
@@ -263,88 +296,125 @@ CHATTERS = 20
 LINES_EACH = 100
 LINE_BYTES = 4000
 WINDOW = 8  # a sender is never more than this many lines ahead of its slowest reader
+# How long the chatters may take: a deadline for the wait, not a bound on the
+# daemon (a few seconds on a quiet machine, most of it the test's own threads
+# reading TLS).
+CHAT_WAIT = 60.0
 
 
-def _chat_windowed(
-    chatter: ChatClient,
-    progress: dict[str, dict[str, int]],
-    latencies: list[float],
-    left: set[str],
-    errors: list[BaseException],
-) -> None:
-    """Send LINES_EACH lines of LINE_BYTES, staying within WINDOW lines of the slowest
-    reader (test_concurrency's scheme), and read everyone's lines, checking that they
-    are complete and in order. `progress[reader][sender]` counts sender's lines that
-    reader has seen; each line carries its send time, so delivery delay is measured.
-    """
-    try:
-        seen = progress[chatter.nick]
-        sent = 0
-        deadline = time.monotonic() + 30
-        while sum(seen.values()) < len(progress) * LINES_EACH:
-            assert time.monotonic() < deadline, f"{chatter.nick}: sent {sent}, seen {seen}"
-            slowest = min(p[chatter.nick] for p in progress.values())
-            if sent < LINES_EACH and sent - slowest < WINDOW:
-                head = f"{chatter.nick} {sent} {time.monotonic():.6f} "
-                chatter.send(head + "x" * (LINE_BYTES - len(head) - 1))
-                sent += 1
-                continue
-            try:
-                # Short: what unblocks this sender may arrive at another reader.
-                line = chatter.readline(timeout=0.05)
-            except TimeoutError:
-                continue
-            if line.startswith("MSG "):
-                _, room, sender, owner, number, stamp, _ = line.split(" ")
-                assert room == "#lobby" and owner == sender and int(number) == seen[sender], line[:80]
-                latencies.append(time.monotonic() - float(stamp))
-                seen[sender] += 1
-            else:
-                assert line == "LEAVE sleeper slow_consumer", line[:80]
-                left.add(chatter.nick)
-    except BaseException as exc:  # reported by the test thread
-        errors.append(exc)
+class Chat:
+    """CHATTERS clients of one daemon, each sending up to `lines_each` lines of
+    LINE_BYTES in a window (test_concurrency's scheme) and reading everyone's,
+    checking that they are complete and in order, each in a thread of its own,
+    until done or told to stop. `progress[reader][sender]` counts sender's lines
+    that reader has seen; each line carries its send time, so that delivery
+    delays can be shown (not asserted: they are wall time)."""
+
+    def __init__(self, chatters: list[ChatClient], lines_each: int) -> None:
+        self.lines_each = lines_each
+        self.progress = {r.nick: {s.nick: 0 for s in chatters} for r in chatters}
+        self.latencies: list[float] = []
+        self.left: set[str] = set()  # chatters that saw the sleeper's LEAVE
+        self.errors: list[BaseException] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(c,), name=c.nick) for c in chatters]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(CHAT_WAIT + 10)
+        assert not any(thread.is_alive() for thread in self.threads)
+        assert not self.errors, self.errors[:3]
+
+    def lines_seen(self) -> int:
+        return sum(sum(seen.values()) for seen in self.progress.values())
+
+    def _run(self, chatter: ChatClient) -> None:
+        try:
+            seen = self.progress[chatter.nick]
+            sent = 0
+            deadline = time.monotonic() + CHAT_WAIT
+            while sum(seen.values()) < len(self.progress) * self.lines_each and not self.stop.is_set():
+                assert time.monotonic() < deadline, f"{chatter.nick}: sent {sent}, seen {seen}"
+                slowest = min(p[chatter.nick] for p in self.progress.values())
+                if sent < self.lines_each and sent - slowest < WINDOW:
+                    head = f"{chatter.nick} {sent} {time.monotonic():.6f} "
+                    chatter.send(head + "x" * (LINE_BYTES - len(head) - 1))
+                    sent += 1
+                    continue
+                try:
+                    # Short: what unblocks this sender may arrive at another reader.
+                    line = chatter.readline(timeout=0.05)
+                except TimeoutError:
+                    continue
+                if line.startswith("MSG "):
+                    _, room, sender, owner, number, stamp, _ = line.split(" ")
+                    assert room == "#lobby" and owner == sender and int(number) == seen[sender], line[:80]
+                    self.latencies.append(time.monotonic() - float(stamp))
+                    seen[sender] += 1
+                else:
+                    assert line == "LEAVE sleeper slow_consumer", line[:80]
+                    self.left.add(chatter.nick)
+        except BaseException as exc:  # reported by the test thread
+            self.errors.append(exc)
 
 
-@with_io_threads(1, 2, 4)
-def test_a_client_that_stops_reading_while_20_others_chat(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
-    # Each chatter is owed at most 20 senders x 8 lines x 4 KB = 640 KB at once;
-    # the sleeper is owed all of 20 x 100 x 4 KB = 8 MB, far more than its queue
-    # and the kernel's socket buffers hold.
-    daemon = start_daemon(server={"io_threads": io_threads}, limits={"send_queue_bytes": 1 << 20})
-    sleeper = daemon.client("sleeper")
-    sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+def _chatters(daemon: Daemon) -> list[ChatClient]:
     chatters = [daemon.client(f"c{i:02d}") for i in range(CHATTERS)]
     for i, chatter in enumerate(chatters):
         for later in chatters[i + 1 :]:
             chatter.expect(f"JOIN #lobby {later.nick}")
-    progress = {r.nick: {s.nick: 0 for s in chatters} for r in chatters}
-    latencies: list[float] = []
-    left: set[str] = set()
-    errors: list[BaseException] = []
-    threads = [
-        threading.Thread(target=_chat_windowed, args=(c, progress, latencies, left, errors), name=c.nick)
-        for c in chatters
-    ]
+    return chatters
+
+
+@with_io_threads(1, 2, 4)
+def test_a_client_that_stops_reading_while_20_others_chat(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
+    """A client that stops reading does not hold up the 20 who chat: they get
+    every line, whole and in order; the sleeper is dropped because its queue
+    overflowed (docs/architecture.md, "Fan-out without stalls"); and the chat
+    keeps pace with the same chat on a daemon without a sleeper, run at the
+    same time on the same machine.
+
+    Each chatter is owed at most 20 senders x 8 lines x 4 KB = 640 KB at once;
+    the sleeper is owed all of 20 x 100 x 4 KB = 8 MB, far more than its queue
+    and the kernel's socket buffers hold.
+    """
+    daemon = start_daemon(server={"io_threads": io_threads}, limits={"send_queue_bytes": 1 << 20})
+    sleeper = daemon.client("sleeper")
+    sleeper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    chat = Chat(_chatters(daemon), LINES_EACH)
+    # The control: the same chat on a second daemon without a sleeper, running
+    # alongside until the first is done, whatever else the machine is doing.
+    control = Chat(_chatters(start_daemon(server={"io_threads": io_threads})), 3 * LINES_EACH)
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(40)
+    control.start()
+    chat.start()
+    chat.join()
     elapsed = time.monotonic() - started
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors[:3]
-    # Complete and in order (checked line by line above), and prompt.
-    assert all(sum(seen.values()) == CHATTERS * LINES_EACH for seen in progress.values())
-    assert len(latencies) == CHATTERS * CHATTERS * LINES_EACH
-    latencies.sort()
+    control.stop.set()
+    control_seen = control.lines_seen()
+    control.join()
+    # Complete and in order (checked line by line as they came).
+    assert all(sum(seen.values()) == CHATTERS * LINES_EACH for seen in chat.progress.values())
+    assert chat.lines_seen() == len(chat.latencies) == CHATTERS * CHATTERS * LINES_EACH
+    latencies = sorted(chat.latencies)
     median, worst = latencies[len(latencies) // 2], latencies[-1]
-    print(f"20 chatters: {elapsed:.1f}s, delivery median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms")
-    assert elapsed < 25, f"chatters needed {elapsed:.1f}s"
-    assert worst < 3.0, f"a line took {worst:.2f}s to arrive"
-    daemon.wait_for_event("slow_consumer", nick="sleeper")
-    for chatter in chatters:  # everyone was told, if not already during the chat
-        if chatter.nick not in left:
+    print(
+        f"20 chatters beside a sleeper: {elapsed:.1f}s, delivery median {median * 1000:.0f} ms, "
+        f"max {worst * 1000:.0f} ms; meanwhile the control chat saw {control_seen} lines"
+    )  # shown, not asserted
+    # Kept pace: by the time it was done, the control had not got far ahead of
+    # it (counted in lines, not seconds: a busy machine slows both alike). A chat
+    # held up behind the sleeper would have let the control run on to its end.
+    assert control_seen < 2 * chat.lines_seen(), (control_seen, chat.lines_seen())
+    # The sleeper was dropped for what it did not take, not at write_timeout.
+    overflowed = daemon.wait_for_event("slow_consumer", nick="sleeper")
+    assert overflowed["queued"] > 1 << 20, overflowed
+    for chatter in daemon.clients[1:]:  # everyone was told, if not already during the chat
+        if chatter.nick not in chat.left:
             assert chatter.readline() == "LEAVE sleeper slow_consumer"
     # Its BYE waits behind a shut window (test_concurrency shows the daemon giving
     # up on it); hanging up ends it at once, still as a slow consumer.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -422,6 +421,4 @@ def test_many_websockets_fan_out(start_daemon: Callable[..., Daemon]) -> None:
     assert messages(line) == expected
     for client in clients:
         assert messages(client) == expected
-    started = time.monotonic()
     wait_until(lambda: len(daemon.find_events("websocket_opened")) == 10, 5, "10 websockets logged")
-    assert time.monotonic() - started < 6
