@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatd import metrics
 from chatd.stats import CLIENT_STATES, DISCONNECT_REASONS, Snapshot, WorkerFigures
-from tests.chatclient import ChatClient
+from tests.support.chatclient import ChatClient
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_NAMES = ("alice", "bob")

@@ -11,8 +11,8 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, wait_until
+from tests.support.chatclient import ChatClient
 
 PER_IP = 2
 PER_MINUTE = 3

@@ -3,7 +3,7 @@ raw TCP to a real chatd at the shipped defaults of config/chatd.yaml (web
 on, one I/O thread, the shipped limits).
 
 The hellos are a real client's (OpenSSL's, through Python's `ssl`; see
-tests/hellos.py), re-framed or edited where the attack needs what no real
+tests/support/hellos.py), re-framed or edited where the attack needs what no real
 client sends. The server's cost is read as the process's CPU time from
 /proc/<pid>/stat, never as wall time.
 """
@@ -25,7 +25,7 @@ import yaml
 from chatd.config import TLSConfig
 from chatd.tls import server_context, set_groups
 from tests.conftest import REPO, Daemon, assert_healthy, wait_until
-from tests.hellos import (
+from tests.support.hellos import (
     CHANGE_CIPHER_SPEC,
     NO_APPLICATION_PROTOCOL_ALERT,
     RETRY_RANDOM,
@@ -38,7 +38,7 @@ from tests.hellos import (
     records,
     with_alpn,
 )
-from tests.wsclient import https_request, tls_http
+from tests.support.wsclient import https_request, tls_http
 
 SHIPPED = yaml.safe_load((REPO / "config" / "chatd.yaml").read_text())
 # A 14 KB ClientHello, as OpenSSL's client writes it when offered many ALPN names.

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, Daemon, assert_healthy, scrape, wait_until
-from tests.wsclient import https_request
+from tests.support.wsclient import https_request
 
 TEXT, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x0, 0x8, 0x9, 0xA
 MASK = b"\x37\xfa\x21\x3d"

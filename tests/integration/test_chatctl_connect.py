@@ -144,7 +144,7 @@ class Peer:
     (taking the autojoin's answers, up to `CURRENT`), sends, and reads lines
     without their tags.
 
-    tests/chatclient.py's ChatClient is being brought to protocol v3 in another
+    tests/support/chatclient.py's ChatClient is being brought to protocol v3 in another
     branch; this small client keeps chatctl's tests independent of that.
     """
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.chatclient import EVENT_TAGS, ChatClient
 from tests.conftest import Daemon, wait_until, with_io_threads
+from tests.support.chatclient import EVENT_TAGS, ChatClient
 
 SENDERS = 8
 PER_SENDER = 150

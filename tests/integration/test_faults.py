@@ -3,7 +3,7 @@
 Issue 10: a raising `call_soon` callback ended its worker's thread; the
 server kept choosing that idle, dead worker, so every new client hung
 without `NICK` and leaked its admission slot. Faults are planted by
-tests/faulty_chatd.py, which runs chatd's own main() with one bug in it.
+tests/support/faulty_chatd.py, which runs chatd's own main() with one bug in it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CLIENTS = 6
 
 def _faulty(start_daemon: Callable[..., Daemon], tmp_path: Path, point: str, **kwargs: object) -> tuple[Daemon, Path]:
     trigger = tmp_path / f"fault-{point}"
-    command = [sys.executable, "-m", "tests.faulty_chatd", point, str(trigger)]
+    command = [sys.executable, "-m", "tests.support.faulty_chatd", point, str(trigger)]
     daemon = start_daemon(command=command, server={"io_threads": 2}, **kwargs)
     return daemon, trigger
 

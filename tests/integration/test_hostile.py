@@ -20,8 +20,8 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
+from tests.support.chatclient import ChatClient
 
 FUZZ = settings(
     max_examples=25,

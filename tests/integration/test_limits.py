@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
+from tests.support.chatclient import ChatClient
 
 
 def _refused(client: ChatClient, code: str) -> None:

@@ -267,7 +267,7 @@ class ChatClient:
     def _connect(
         self, port: int, ca: Path, host: str, cert: tuple[Path, Path] | None, timeout: float, source: str | None
     ) -> ssl.SSLSocket:
-        """The TLS socket lines go through (tests/wsclient.py carries them over a WebSocket)."""
+        """The TLS socket lines go through (tests/support/wsclient.py carries them over a WebSocket)."""
         context = ssl.create_default_context(cafile=str(ca))
         if cert is not None:
             context.load_cert_chain(*cert)
