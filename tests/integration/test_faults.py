@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daemon, wait_until
-from tests.integration.test_operations import _receive_until, notify_socket  # noqa: F401
+from tests.support.sdnotify import receive_until
 
 CLIENTS = 6
 
@@ -67,7 +67,7 @@ def test_a_dead_worker_is_noticed_and_no_longer_chosen(start_daemon, tmp_path: P
     sock, path = notify_socket
     env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
     daemon, trigger = _faulty(start_daemon, tmp_path, "worker", env=env)
-    assert _receive_until(sock, "WATCHDOG=1")
+    assert receive_until(sock, "WATCHDOG=1")
     before = [daemon.client(f"b{i}") for i in range(4)]  # spread over both workers
     _fire(daemon, trigger, "worker_crashed")
     # The dead worker's clients are closed, not orphaned; the others stay.

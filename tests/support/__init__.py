@@ -7,3 +7,7 @@ fixtures that hand these out live in the conftest.py of the directory whose
 tests use them (tests/conftest.py for all), so that no test module imports
 another.
 """
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout the tests run from
