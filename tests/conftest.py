@@ -215,6 +215,11 @@ class Daemon:
         self.clients.append(client)
         return client
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the daemon was never started"
+        return self.process.pid
+
     def signal(self, signum: int) -> None:
         assert self.process is not None
         self.process.send_signal(signum)

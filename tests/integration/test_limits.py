@@ -19,14 +19,7 @@ import pytest
 
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
 from tests.support.chatclient import ChatClient
-
-
-def _refused(client: ChatClient, code: str) -> None:
-    """The server explains (`ERR <code> <text>`), says `BYE <code>`, and hangs up."""
-    lines = client.expect_closed(timeout=10)
-    assert len(lines) == 2, lines
-    assert lines[0].startswith(f"ERR {code} "), lines
-    assert lines[1] == f"BYE {code}", lines
+from tests.support.windowed import chat_windowed
 
 
 def _wait_disconnected(daemon: Daemon, nick: str) -> dict[str, object]:
@@ -48,7 +41,7 @@ def test_flood_of_200_connections_beyond_max_clients(start_daemon, io_threads: i
         client = ChatClient(daemon.port, daemon.pki.ca, timeout=10)
         with lock:
             flood.append(client)
-        _refused(client, "server_full")
+        client.expect_refused("server_full")
 
     started = time.monotonic()
     try:
@@ -77,7 +70,7 @@ def test_max_clients_per_ip(start_daemon) -> None:  # type: ignore[no-untyped-de
     daemon = start_daemon(limits={"max_clients_per_ip": 3})
     first = [daemon.client(f"c{i}") for i in range(3)]
     fourth = daemon.client()
-    _refused(fourth, "too_many_connections")
+    fourth.expect_refused("too_many_connections")
     assert daemon.find_events("rejected", reason="too_many_connections")
     # Another address is not affected, and a slot given back is usable again.
     assert_healthy(daemon, "elsewhere", source="127.0.0.2")
@@ -92,7 +85,7 @@ def test_connects_per_ip_per_minute(start_daemon) -> None:  # type: ignore[no-un
         client = daemon.client(f"c{i}")
         client.close()
     sixth = daemon.client()
-    _refused(sixth, "throttled")
+    sixth.expect_refused("throttled")
     assert daemon.find_events("rejected", reason="throttled")
     # 127.0.0.1 stays throttled for a minute; everyone else is served.
     assert_healthy(daemon, source="127.0.0.2")
@@ -112,7 +105,7 @@ def test_per_ip_limits_and_exempt_see_ipv4_clients_of_a_dual_stack_listener(star
     # With server.host "::" an IPv4 client's address is ::ffff:127.0.0.1.
     limited = start_daemon(server={"host": "::"}, limits={"max_clients_per_ip": 1})
     limited.client("first")
-    _refused(limited.client(), "too_many_connections")
+    limited.client().expect_refused("too_many_connections")
     exempt = start_daemon(server={"host": "::"}, limits={"max_clients_per_ip": 1, "exempt": ["127.0.0.1"]})
     clients = [exempt.client(f"n{i}") for i in range(3)]
     clients[-1].send("/who")
@@ -124,7 +117,7 @@ def test_max_clients_still_applies_to_exempt_addresses(start_daemon) -> None:  #
     daemon = start_daemon(limits={"max_clients": 2, "exempt": ["127.0.0.1"]})
     daemon.client("a")
     daemon.client("b")
-    _refused(daemon.client(), "server_full")
+    daemon.client().expect_refused("server_full")
 
 
 @with_io_threads(1, 2)
@@ -153,7 +146,7 @@ def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon
             client = daemon.client()
         except (ssl.SSLError, OSError):
             return False  # closed at once: the cap was not free yet
-        _refused(client, "server_full")
+        client.expect_refused("server_full")
         return True
 
     wait_until(told_why, 5, "a rejected client told why again")
@@ -265,47 +258,6 @@ LINE_BYTES = 4000
 WINDOW = 8  # a sender is never more than this many lines ahead of its slowest reader
 
 
-def _chat_windowed(
-    chatter: ChatClient,
-    progress: dict[str, dict[str, int]],
-    latencies: list[float],
-    left: set[str],
-    errors: list[BaseException],
-) -> None:
-    """Send LINES_EACH lines of LINE_BYTES, staying within WINDOW lines of the slowest
-    reader (test_concurrency's scheme), and read everyone's lines, checking that they
-    are complete and in order. `progress[reader][sender]` counts sender's lines that
-    reader has seen; each line carries its send time, so delivery delay is measured.
-    """
-    try:
-        seen = progress[chatter.nick]
-        sent = 0
-        deadline = time.monotonic() + 30
-        while sum(seen.values()) < len(progress) * LINES_EACH:
-            assert time.monotonic() < deadline, f"{chatter.nick}: sent {sent}, seen {seen}"
-            slowest = min(p[chatter.nick] for p in progress.values())
-            if sent < LINES_EACH and sent - slowest < WINDOW:
-                head = f"{chatter.nick} {sent} {time.monotonic():.6f} "
-                chatter.send(head + "x" * (LINE_BYTES - len(head) - 1))
-                sent += 1
-                continue
-            try:
-                # Short: what unblocks this sender may arrive at another reader.
-                line = chatter.readline(timeout=0.05)
-            except TimeoutError:
-                continue
-            if line.startswith("MSG "):
-                _, room, sender, owner, number, stamp, _ = line.split(" ")
-                assert room == "#lobby" and owner == sender and int(number) == seen[sender], line[:80]
-                latencies.append(time.monotonic() - float(stamp))
-                seen[sender] += 1
-            else:
-                assert line == "LEAVE sleeper slow_consumer", line[:80]
-                left.add(chatter.nick)
-    except BaseException as exc:  # reported by the test thread
-        errors.append(exc)
-
-
 @with_io_threads(1, 2, 4)
 def test_a_client_that_stops_reading_while_20_others_chat(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # Each chatter is owed at most 20 senders x 8 lines x 4 KB = 640 KB at once;
@@ -323,7 +275,12 @@ def test_a_client_that_stops_reading_while_20_others_chat(start_daemon, io_threa
     left: set[str] = set()
     errors: list[BaseException] = []
     threads = [
-        threading.Thread(target=_chat_windowed, args=(c, progress, latencies, left, errors), name=c.nick)
+        threading.Thread(
+            target=chat_windowed,
+            args=(c, progress, LINES_EACH, errors),
+            kwargs={"line_bytes": LINE_BYTES, "window": WINDOW, "latencies": latencies, "left": left},
+            name=c.nick,
+        )
         for c in chatters
     ]
     started = time.monotonic()
@@ -496,7 +453,7 @@ def test_a_lowered_max_clients_keeps_connected_clients_and_refuses_new_ones(star
     daemon = start_daemon()
     clients = [daemon.client(f"c{i}") for i in range(5)]
     _reload(daemon, max_clients=3)
-    _refused(daemon.client(), "server_full")
+    daemon.client().expect_refused("server_full")
     clients[-1].send("still here")
     for client in clients:
         client.expect_eventually("MSG #lobby c4 still here")

@@ -258,6 +258,13 @@ class ChatClient:
             except (ConnectionResetError, ssl.SSLError):
                 return lines
 
+    def expect_refused(self, code: str) -> None:
+        """The server explains (`ERR <code> <text>`), says `BYE <code>`, and hangs up."""
+        lines = self.expect_closed(timeout=10)
+        assert len(lines) == 2, lines
+        assert lines[0].startswith(f"ERR {code} "), lines
+        assert lines[1] == f"BYE {code}", lines
+
     def close(self) -> None:
         try:
             self.sock.close()
