@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from bench.measure import Proc
-from bench.targets import ChatdTarget
+from bench.targets import ChatdTarget, dev_certs
 
 
 class Line:
@@ -57,9 +57,7 @@ def cycle(client: Line, room: str, joins: int) -> int:
 
 
 def measure(joins: int, text_bytes: int) -> dict[str, object]:
-    from bench.cli import _certs  # here: bench.cli imports this module
-
-    certs = _certs()
+    certs = dev_certs()
     work = Path(tempfile.mkdtemp(prefix="chatd-backlog-"))
     running = ChatdTarget(certs).start(work, {"scenario": "backlog", "n": 3})
     try:

@@ -9,14 +9,15 @@ CPU 1). Instruction counts do not depend on what else the machine runs,
 which wall-clock throughput on a shared machine does.
 
 Only the measured phase is counted: the scenario's `Meter` marks it (from
-the first send to the last receiver's last line), and this module's
-`_Phase` zeroes callgrind's counters when it starts (`callgrind_control -z`)
-and dumps them when it ends (`callgrind_control -d`). Set-up (handshakes,
-registrations, the JOIN storm) and shutdown are outside. Each M of `--m`
-is one fresh server; with two Ms, the difference (I(M2) - I(M1)) /
-(deliveries(M2) - deliveries(M1)) cancels what the phase costs whatever
-its length (the first and last batches). bench/INSTRUCTIONS.md has the
-method, the commands and what they measured.
+the first send to the last receiver's last line, bench/phase.py), and the
+one this module hands `fanout()`, `_Phase`, zeroes callgrind's counters when
+it starts (`callgrind_control -z`) and dumps them when it ends
+(`callgrind_control -d`). Set-up (handshakes, registrations, the JOIN
+storm) and shutdown are outside. Each M of `--m` is one fresh server; with
+two Ms, the difference (I(M2) - I(M1)) / (deliveries(M2) - deliveries(M1))
+cancels what the phase costs whatever its length (the first and last
+batches). bench/INSTRUCTIONS.md has the method, the commands and what they
+measured.
 
 Everything runs ~50x slower under valgrind, so the timeouts that the
 bench's scenarios take from the spec are lifted here, and the server's
@@ -42,10 +43,10 @@ from typing import Any
 import yaml
 
 from bench import baseline, scenarios
-from bench.cli import LINES, WINDOW, _certs
+from bench.cli import LINES, WINDOW
 from bench.loadgen import raise_nofile
 from bench.measure import Meter, Proc
-from bench.targets import REPO, WORK, Certs, _raise_nofile, chatd_config, listening_event, pinned
+from bench.targets import REPO, WORK, Certs, chatd_config, dev_certs, listening_event, pinned, raise_child_nofile
 
 # What the scenario may wait for under valgrind (the bench's defaults are
 # 120 s and 5 s; the barrier's 30 s stays, and suffices at N=1000), and
@@ -132,7 +133,7 @@ def run_one(revision: str, spec: dict[str, Any], certs: Certs, out: Path) -> dic
             stdin=subprocess.DEVNULL,
             cwd=tree,
             env=env,
-            preexec_fn=_raise_nofile,
+            preexec_fn=raise_child_nofile,
         )
     try:
         event = listening_event(process, log, "chatd under valgrind", 300)
@@ -146,7 +147,7 @@ def run_one(revision: str, spec: dict[str, Any], certs: Certs, out: Path) -> dic
             "server_pid": process.pid,
         }
         started = time.monotonic()
-        result = scenarios.fanout(full)
+        result = scenarios.fanout(full, meter=_Phase)
         wall = time.monotonic() - started
     finally:
         process.terminate()
@@ -287,12 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         if not shutil.which(tool):
             print(f"bench.callgrind: {tool} not found (apt-get install valgrind)", file=sys.stderr)
             return 2
-    scenarios.Meter = _Phase  # type: ignore[attr-defined]  # fanout() marks its phase with a Meter
     if len(os.sched_getaffinity(0)) >= 2:
         os.sched_setaffinity(0, {1})  # the generator's CPU, as in the bench (the server gets 0)
     raise_nofile()
     args.out.mkdir(parents=True, exist_ok=True)
-    certs = _certs()
+    certs = dev_certs()
     window = WINDOW if args.records == "packed" else LINES
     per_line: dict[str, float] = {}
     for revision in args.trees.split(","):

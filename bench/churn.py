@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.engine import EPOLLERR_HUP, EPOLLIN, EPOLLOUT, Conn, Engine, close_conn, perf_ns
+from bench.harness import make_engine
 from bench.measure import Meter, Proc, percentiles
 
 KINDS = ("garbage", "truncated", "quit", "drop")
@@ -231,9 +232,7 @@ class Churn:
 
 
 def churn(spec: dict[str, Any]) -> dict[str, Any]:
-    from bench.scenarios import _engine  # one way to build an engine for every scenario
-
-    engine = _engine(spec)
+    engine = make_engine(spec)
     server = Proc(spec.get("server_pid"))
     duration = float(spec.get("duration", 60))
     idle = float(spec.get("idle", 10))

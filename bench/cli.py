@@ -37,6 +37,7 @@ from bench.targets import (
     Target,
     TargetUnavailable,
     cpu_count,
+    dev_certs,
     pinned,
 )
 
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = [(key, {**spec, "duration": args.churn_seconds} if key == "churn" else spec) for key, spec in plan]
     WORK.mkdir(exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    certs = _certs()
+    certs = dev_certs()
     targets: list[Target] = []
     notes: list[str] = []
     for name in args.targets.split(","):
@@ -316,17 +317,6 @@ def _wait_quiet(limit: float, threshold: float = 0.10) -> float:
     while busy >= threshold and time.monotonic() < deadline:
         busy = _busy_fraction(1.0)
     return round(100 * busy, 1)
-
-
-def _certs() -> Certs:
-    """The repository's dev certificates (`make bench` creates them), else a fresh set."""
-    certs_dir = REPO / "certs"
-    if not all((certs_dir / f).exists() for f in ("ca.crt", "server.crt", "server.key")):
-        certs_dir = WORK / "pki"
-        if not (certs_dir / "server.key").exists():
-            chatctl = [sys.executable, "-m", "chatctl", "gen-certs", "--out", str(certs_dir)]
-            subprocess.run(chatctl, check=True, capture_output=True, cwd=REPO)
-    return Certs(certs_dir / "ca.crt", certs_dir / "server.crt", certs_dir / "server.key")
 
 
 def _machine(targets: list[Target], runs: int, args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Fan-out, paced, capacity and slow consumer (churn is in churn.py, rooms in
-rooms.py), run inside the load-generator process against one already-running
-server. Each returns a flat dict of parameters and metrics
-(one JSON line of bench/results.jsonl).
+rooms.py; `run_scenario` runs any of them), run inside the load-generator
+process against one already-running server. Each returns a flat dict of
+parameters and metrics (one JSON line of bench/results.jsonl). What they all
+set up alike is in harness.py; the measured phase that fan-out and rooms
+share is in phase.py.
 
 Common shape: connect and register every client (bounded concurrency), pass a
 barrier (client 0 sends `SYNC-BARRIER`; everyone skips lines until they see
@@ -22,131 +24,37 @@ Method, in short (bench/README.md has the long form):
 
 from __future__ import annotations
 
-import ssl
 import time
 from typing import Any
 
-from bench.dialects import DIALECTS
+from bench.churn import churn
 from bench.engine import Conn, Engine, perf_ns
+from bench.harness import Spec, barrier, connect_all, fail_result, make_engine, nick, tls_info
 from bench.measure import Meter, Proc, percentiles
-
-Spec = dict[str, Any]
+from bench.phase import measure_phase
+from bench.rooms import rooms
 
 
 def run_scenario(spec: Spec) -> dict[str, Any]:
-    scenario = spec["scenario"]
-    if scenario == "churn":
-        from bench.churn import churn  # churn.py builds on this module
-
-        return churn(spec)
-    if scenario == "rooms":
-        from bench.rooms import rooms  # rooms.py builds on this module
-
-        return rooms(spec)
-    runner = {"fanout": fanout, "slow": fanout, "paced": paced, "capacity": capacity}[scenario]
-    return runner(spec)
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def make_context(ca: str | None) -> ssl.SSLContext:
-    """A client context that verifies against `ca`, or verifies nothing.
-
-    Without a CA no trust store is loaded at all: OpenSSL builds a chain even
-    under CERT_NONE, and with the system store (a directory, read on every
-    lookup by OpenSSL 3.0) that alone cost the generator more than the
-    server's whole handshake.
-    """
-    if ca:
-        return ssl.create_default_context(cafile=ca)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _engine(spec: Spec) -> Engine:
-    ca = spec.get("ca") if spec.get("verify", True) else None
-    context = make_context(ca)
-    dialect = DIALECTS[spec["dialect"]]
-    if spec.get("websocket"):  # the target's lines over a WebSocket, as a browser connects
-        dialect = DIALECTS[dialect.name + "-ws"]
-        context.set_alpn_protocols(["http/1.1"])
-    return Engine(spec["host"], spec["port"], context, dialect)
-
-
-def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: float, then: Any = None) -> str:
-    """Connect and register `conns`, at most `concurrency` in progress at once."""
-    queue = list(reversed(conns))
-    in_progress = 0
-
-    def start_more() -> None:
-        nonlocal in_progress
-        while queue and in_progress < concurrency:
-            conn = queue.pop()
-            in_progress += 1
-            conn.connect()
-
-    def registered(conn: Conn) -> None:
-        nonlocal in_progress
-        in_progress -= 1
-        if then is not None:
-            then(conn)
-        start_more()
-
-    def closed(conn: Conn) -> None:
-        nonlocal in_progress
-        if not conn.registration.done:
-            in_progress -= 1
-            start_more()
-
-    engine.on_registered = registered
-    engine.on_closed = closed
-    start_more()
-    total = len(conns)
-    return engine.run(lambda: engine.registered + engine.connect_failed >= total, timeout)
-
-
-def barrier(engine: Engine, conns: list[Conn], timeout: float, leaders: list[Conn] | None = None) -> str:
-    """Everyone skips what the set-up sent them (JOIN lines and the like) until
-    the `SYNC-BARRIER` line of its room's leader (default: client 0, for one
-    room). A leader that does not hear itself (IRC) waits for a PONG instead."""
-    dialect = engine.dialect
-    for leader in leaders or conns[:1]:
-        leader.is_sync_sender = True
-        leader.write(dialect.sync_message(leader.prefix) + (b"" if dialect.echo else dialect.ping(999999)))
-    live = [c for c in conns if c.state == "open"]
-    return engine.run(lambda: all(c.synced for c in live), timeout)
-
-
-def _nick(i: int) -> str:
-    return f"c{i:05d}"
-
-
-def _fail_result(spec: Spec, engine: Engine, stage: str, outcome: str) -> dict[str, Any]:
-    return {
-        **spec,
-        "ok": False,
-        "stage": stage,
-        "outcome": outcome,
-        "registered": engine.registered,
-        "errors": dict(engine.errors.most_common(8)),
-    }
+    """The record of one run of `spec["scenario"]`."""
+    runner = {"fanout": fanout, "slow": fanout, "paced": paced, "capacity": capacity, "churn": churn, "rooms": rooms}
+    return runner[spec["scenario"]](spec)
 
 
 # -- fan-out and slow consumer --------------------------------------------------------------
 
 
-def fanout(spec: Spec) -> dict[str, Any]:
+def fanout(spec: Spec, meter: type[Meter] = Meter) -> dict[str, Any]:
+    """S senders and N - S receivers in one room; `meter` measures the phase
+    (bench/callgrind.py passes one that also counts the server's instructions)."""
     n, s, m = spec["n"], spec["s"], spec["m"]
     samples = spec.get("samples", 5)
-    engine = _engine(spec)
+    engine = make_engine(spec)
     dialect = engine.dialect
     server = Proc(spec.get("server_pid"))
     sample_from = n - samples  # the last clients: receivers only, unless everyone sends
     conns = [
-        Conn(engine, i, _nick(i), sender_id=i if i < s else -1, sample=i >= sample_from, privileged=i < s)
+        Conn(engine, i, nick(i), sender_id=i if i < s else -1, sample=i >= sample_from, privileged=i < s)
         for i in range(n)
     ]
     for conn in conns:
@@ -156,16 +64,16 @@ def fanout(spec: Spec) -> dict[str, Any]:
         conn.parse = bool(spec.get("parse_all"))
     nonreader = None
     if spec.get("nonreader"):
-        nonreader = Conn(engine, n, _nick(n), rcvbuf=spec.get("nonreader_rcvbuf", 4096))
+        nonreader = Conn(engine, n, nick(n), rcvbuf=spec.get("nonreader_rcvbuf", 4096))
         conns.append(nonreader)
         engine.watch = nonreader.nick.encode()
     t0 = time.monotonic()
     outcome = connect_all(engine, conns, spec.get("concurrency", 50), spec.get("connect_timeout", 120))
     if outcome != "done" or engine.connect_failed:
-        return _fail_result(spec, engine, "connect", outcome)
+        return fail_result(spec, engine, "connect", outcome)
     outcome = barrier(engine, conns, 30)
     if outcome != "done":
-        return _fail_result(spec, engine, "barrier", outcome)
+        return fail_result(spec, engine, "barrier", outcome)
     setup_s = time.monotonic() - t0
 
     readers = [c for c in conns if c is not nonreader]
@@ -198,52 +106,15 @@ def fanout(spec: Spec) -> dict[str, Any]:
 
         engine.call_at(time.monotonic() + 0.1, check)
 
-    meter = Meter(server)
-    rss_before = server.rss_kib()
-    t_start = perf_ns()
-    for conn in senders:
-        conn.pump()
-    outcome = engine.run(
-        lambda: engine.finished >= engine.finishers, spec.get("deadline", 120), idle=spec.get("idle", 5.0)
-    )
-    # A run that did not finish (the seed's) is timed to its last delivery.
-    t_end = engine.t_all_finished if outcome == "done" else max(engine.t_last_progress, t_start)
-    if t_end <= t_start:
-        t_end = perf_ns()
-    cpu = meter.result()
-    rss_after = server.rss_kib()
-    elapsed = max((t_end - t_start) / 1e9, 1e-9)
-    delivered = sum(c.count for c in readers)
-    expected = sum(c.expected for c in readers)
-    latencies = [v for c in readers if c.latencies is not None for v in c.latencies]
+    measured = measure_phase(spec, engine, server, senders, readers, meter)
     result: dict[str, Any] = {
         **spec,
-        "ok": outcome == "done" and engine.failed_receivers == 0,
-        "outcome": outcome,
         "setup_s": round(setup_s, 2),
-        "elapsed_s": round(elapsed, 3),
-        "delivered": delivered,
-        "expected": expected,  # less what dropped senders never sent
         "expected_at_start": expected_at_start,
-        "lost": expected - delivered,
-        "corrupt": sum(c.corrupt for c in readers),
-        "order_errors": sum(c.order_errors for c in readers if c.validate),
-        "failed_receivers": engine.failed_receivers,
-        "failed_senders": engine.failed_senders,
-        "unsent": engine.unsent,
-        "msgs_per_s": round(delivered / elapsed),
-        "sent": sum(c.sent for c in senders),
+        **measured,
         "window_stalls": sum(c.stalls for c in senders),
-        "ack_rtt": percentiles(engine.mark_rtts),
-        "latency": percentiles(latencies),
-        "rss_kib_before": rss_before,
-        "rss_kib_after": rss_after,
-        "errors": dict(engine.errors.most_common(8)),
-        "tls": _tls_info(conns),
-        **cpu,
+        "tls": tls_info(conns),
     }
-    if dialect.kind == "irc":
-        result["flood_exempt_senders"] = sum(1 for c in senders if c.registration.flood_exempt)
     if nonreader is not None:
         result.update(_check_nonreader(engine, nonreader))
     engine.close_all()
@@ -275,31 +146,23 @@ def _check_nonreader(engine: Engine, conn: Conn) -> dict[str, Any]:
     }
 
 
-def _tls_info(conns: list[Conn]) -> str:
-    for conn in conns:
-        if conn.tls is not None and conn.state == "open":
-            cipher = conn.tls.cipher()
-            return f"{conn.tls.version()} {cipher[0] if cipher else '?'}"
-    return "?"
-
-
 # -- paced ----------------------------------------------------------------------------------
 
 
 def paced(spec: Spec) -> dict[str, Any]:
     n, rate, duration = spec["n"], spec["rate"], spec["duration"]
     samples = spec.get("samples", 5)
-    engine = _engine(spec)
+    engine = make_engine(spec)
     dialect = engine.dialect
     server = Proc(spec.get("server_pid"))
-    conns = [Conn(engine, i, _nick(i), sender_id=i, sample=i >= n - samples) for i in range(n)]
+    conns = [Conn(engine, i, nick(i), sender_id=i, sample=i >= n - samples) for i in range(n)]
     for conn in conns:
         conn.validate = conn.sample or dialect.body_at_start
     outcome = connect_all(engine, conns, spec.get("concurrency", 50), spec.get("connect_timeout", 120))
     if outcome != "done" or engine.connect_failed:
-        return _fail_result(spec, engine, "connect", outcome)
+        return fail_result(spec, engine, "connect", outcome)
     if barrier(engine, conns, 30) != "done":
-        return _fail_result(spec, engine, "barrier", "timeout")
+        return fail_result(spec, engine, "barrier", "timeout")
     total = int(rate * duration)
     per_sender = [total // n + (1 if i < total % n else 0) for i in range(n)]
     for conn in conns:
@@ -349,7 +212,7 @@ def paced(spec: Spec) -> dict[str, Any]:
         "send_late_max_ms": round(state["late_max"] * 1000, 2),
         "latency": percentiles(latencies),
         "errors": dict(engine.errors.most_common(8)),
-        "tls": _tls_info(conns),
+        "tls": tls_info(conns),
         **cpu,
     }
     engine.close_all()
@@ -367,10 +230,10 @@ def capacity(spec: Spec) -> dict[str, Any]:
     (its accept loop blocks on each client's nickname), so its clients register
     right after their handshake and both rates are the same number."""
     clients = spec["clients"]
-    engine = _engine(spec)
+    engine = make_engine(spec)
     server = Proc(spec.get("server_pid"))
     two_phase = engine.dialect.kind != "seed"
-    conns = [Conn(engine, i, _nick(i)) for i in range(clients)]
+    conns = [Conn(engine, i, nick(i)) for i in range(clients)]
     for conn in conns:
         conn.hold = two_phase
 
@@ -457,7 +320,7 @@ def capacity(spec: Spec) -> dict[str, Any]:
         "rss_kib_total_per_client": round(rss_after / max(still_open, 1), 1),
         "lines_drained": engine.received_total,
         "errors": dict(engine.errors.most_common(8)),
-        "tls": _tls_info(conns),
+        "tls": tls_info(conns),
         **phase1,
         **phase2,
     }

@@ -59,8 +59,9 @@ def pinned(cmd: list[str], cpu: int) -> list[str]:
     return cmd
 
 
-def _raise_nofile() -> None:
-    # Runs in the child between fork and exec (root may raise the hard limit).
+def raise_child_nofile() -> None:
+    """A server's descriptor limit, as `preexec_fn`: it runs in the child between
+    fork and exec (root may raise the hard limit)."""
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     except (ValueError, OSError):
@@ -130,6 +131,17 @@ class Certs:
     ca: Path
     cert: Path
     key: Path
+
+
+def dev_certs() -> Certs:
+    """The repository's dev certificates (`make bench` creates them), else a fresh set."""
+    certs_dir = REPO / "certs"
+    if not all((certs_dir / f).exists() for f in ("ca.crt", "server.crt", "server.key")):
+        certs_dir = WORK / "pki"
+        if not (certs_dir / "server.key").exists():
+            chatctl = [sys.executable, "-m", "chatctl", "gen-certs", "--out", str(certs_dir)]
+            subprocess.run(chatctl, check=True, capture_output=True, cwd=REPO)
+    return Certs(certs_dir / "ca.crt", certs_dir / "server.crt", certs_dir / "server.key")
 
 
 class Scraper:
@@ -229,7 +241,7 @@ class Target:
                 stderr=out,
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
-                preexec_fn=_raise_nofile,
+                preexec_fn=raise_child_nofile,
                 env=env,
             )
 

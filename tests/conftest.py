@@ -27,9 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatd import metrics
 from chatd.stats import CLIENT_STATES, DISCONNECT_REASONS, Snapshot, WorkerFigures
-from tests.chatclient import ChatClient
+from tests.support import REPO
+from tests.support.chatclient import ChatClient
+from tests.support.chatctl import ScriptClient
 
-REPO = Path(__file__).resolve().parent.parent
 CLIENT_NAMES = ("alice", "bob")
 # What the daemon logs when a bug got as far as a worker's catch-all (docs/architecture.md, "Errors").
 CRASH_EVENTS = ("session_crashed", "callback_crashed", "worker_crashed", "accept_crashed")
@@ -214,6 +215,11 @@ class Daemon:
         self.clients.append(client)
         return client
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the daemon was never started"
+        return self.process.pid
+
     def signal(self, signum: int) -> None:
         assert self.process is not None
         self.process.send_signal(signum)
@@ -395,6 +401,15 @@ def start_daemon(tmp_path: Path, certs: PKI) -> Iterator[Callable[..., Daemon]]:
 def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
     """A chatd with the test defaults (rate limits off)."""
     return start_daemon()
+
+
+@pytest.fixture
+def script_clients() -> Iterator[list[ScriptClient]]:
+    """`chatctl connect` processes in script mode that a test starts: killed at teardown."""
+    clients: list[ScriptClient] = []
+    yield clients
+    for client in clients:
+        client.kill()
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, wait_until
+from tests.support.proc import cpu_seconds
 
 PER_IP = 2
 PER_MINUTE = 3
@@ -39,30 +38,19 @@ def _handshake_failures(daemon: Daemon) -> int:
     return daemon.log_path.read_bytes().count(b'"event": "tls_handshake_failed"')
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole daemon (every thread), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # USER_HZ is 100 on Linux
-
-
 def _flood(daemon: Daemon, addresses: Iterator[str]) -> float:
     """One connect from each address, paced by the daemon's handshake failures;
     returns the daemon's CPU seconds from the first connect until the last is handled."""
     assert daemon.process is not None
     before = _handshake_failures(daemon)
-    start = _cpu_seconds(daemon.process.pid)
+    start = cpu_seconds(daemon.pid)
     sent = 0
     for sent, source in enumerate(addresses, 1):
         _knock(daemon.port, source)
         if sent % PACE == 0:
             wait_until(lambda: _handshake_failures(daemon) - before >= sent - PACE, 30, f"{sent - PACE} handled")
     wait_until(lambda: _handshake_failures(daemon) - before >= sent, 30, f"all {sent} handled")
-    return _cpu_seconds(daemon.process.pid) - start
-
-
-def _refused(client: ChatClient, code: str) -> None:
-    lines = client.expect_closed(timeout=10)
-    assert len(lines) == 2 and lines[0].startswith(f"ERR {code} ") and lines[1] == f"BYE {code}", lines
+    return cpu_seconds(daemon.pid) - start
 
 
 def test_limits_hold_and_cost_stays_flat_across_10000_addresses(start_daemon: Callable[..., Daemon]) -> None:
@@ -83,16 +71,16 @@ def test_limits_hold_and_cost_stays_flat_across_10000_addresses(start_daemon: Ca
     assert not daemon.find_events("rejected")  # every address of the flood was new
 
     # The throttle remembers the address from before the flood...
-    _refused(daemon.client(source=early), "throttled")
+    daemon.client(source=early).expect_refused("throttled")
     # ...and still counts a new one.
     fresh = "127.0.6.1"
     for i in range(PER_MINUTE):
         daemon.client(f"f{i}", source=fresh).close()
         daemon.wait_for_event("disconnect", timeout=10, nick=f"f{i}")  # its slot given back
-    _refused(daemon.client(source=fresh), "throttled")
+    daemon.client(source=fresh).expect_refused("throttled")
     # The per-IP limit holds too, and one address's limit is not another's.
     crowded = "127.0.7.1"
     kept = [daemon.client(f"c{i}", source=crowded) for i in range(PER_IP)]
-    _refused(daemon.client(source=crowded), "too_many_connections")
+    daemon.client(source=crowded).expect_refused("too_many_connections")
     assert len(kept) == PER_IP
     assert_healthy(daemon, source="127.0.8.1")

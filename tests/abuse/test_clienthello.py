@@ -3,14 +3,13 @@ raw TCP to a real chatd at the shipped defaults of config/chatd.yaml (web
 on, one I/O thread, the shipped limits).
 
 The hellos are a real client's (OpenSSL's, through Python's `ssl`; see
-tests/hellos.py), re-framed or edited where the attack needs what no real
+tests/support/hellos.py), re-framed or edited where the attack needs what no real
 client sends. The server's cost is read as the process's CPU time from
 /proc/<pid>/stat, never as wall time.
 """
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import ssl
@@ -25,7 +24,7 @@ import yaml
 from chatd.config import TLSConfig
 from chatd.tls import server_context, set_groups
 from tests.conftest import REPO, Daemon, assert_healthy, wait_until
-from tests.hellos import (
+from tests.support.hellos import (
     CHANGE_CIPHER_SPEC,
     NO_APPLICATION_PROTOCOL_ALERT,
     RETRY_RANDOM,
@@ -38,7 +37,8 @@ from tests.hellos import (
     records,
     with_alpn,
 )
-from tests.wsclient import https_request, tls_http
+from tests.support.proc import cpu_seconds
+from tests.support.wsclient import https_request, tls_http
 
 SHIPPED = yaml.safe_load((REPO / "config" / "chatd.yaml").read_text())
 # A 14 KB ClientHello, as OpenSSL's client writes it when offered many ALPN names.
@@ -60,14 +60,6 @@ def shipped(start_daemon: Callable[..., Daemon]) -> Callable[..., Daemon]:
         )
 
     return start
-
-
-def cpu_seconds(daemon: Daemon) -> float:
-    """utime + stime of the daemon process, all threads."""
-    assert daemon.process is not None
-    stat = Path(f"/proc/{daemon.process.pid}/stat").read_text()
-    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def connect(daemon: Daemon) -> socket.socket:
@@ -136,7 +128,7 @@ def test_a_hello_in_1_byte_records_costs_little_and_is_refused(shipped: Callable
     alice = daemon.client("alice")
     message = client_hello(BIG_ALPN)
     assert 14000 < len(message) < 16384
-    before = cpu_seconds(daemon)
+    before = cpu_seconds(daemon.pid)
     with connect(daemon) as sock:
         for at in range(len(message)):
             try:
@@ -150,7 +142,7 @@ def test_a_hello_in_1_byte_records_costs_little_and_is_refused(shipped: Callable
                 break
         reply = read_until_closed(sock)
     failed = daemon.wait_for_event("tls_handshake_failed", timeout=10)
-    spent = cpu_seconds(daemon) - before
+    spent = cpu_seconds(daemon.pid) - before
     assert spent < 0.05, f"the probe cost the server {spent:.3f}s of CPU"
     # The alert, unless a record sent after the server's last read made its
     # close a reset, which may cost us the alert: the log says why, below.

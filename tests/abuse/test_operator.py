@@ -114,7 +114,7 @@ def test_a_crash_on_the_message_path_logs_no_message_text(
     # Issue 19: structlog's dict_tracebacks put every frame's locals in the log,
     # and on the message path those are what users wrote.
     trigger = tmp_path / "fault-message"
-    daemon = start_daemon(command=[sys.executable, "-m", "tests.faulty_chatd", "message", str(trigger)])
+    daemon = start_daemon(command=[sys.executable, "-m", "tests.support.faulty_chatd", "message", str(trigger)])
     daemon.expected_crashes.add("session_crashed")
     alice, bob = daemon.client("alice"), daemon.client("bob")
     alice.expect("JOIN #lobby bob")

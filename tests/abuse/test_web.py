@@ -9,20 +9,19 @@ time; every wait has a timeout.
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import ssl
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import REPO, Daemon, assert_healthy, scrape, wait_until
-from tests.wsclient import https_request
+from tests.support.proc import cpu_seconds, rss_bytes
+from tests.support.wsclient import https_request
 
 TEXT, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x0, 0x8, 0x9, 0xA
 MASK = b"\x37\xfa\x21\x3d"
@@ -36,25 +35,6 @@ def shipped_flood_control() -> dict[str, Any]:
 
 
 SHIPPED = shipped_flood_control()
-
-
-# -- what /proc says of the daemon ---------------------------------------------------------
-
-
-def cpu_seconds(daemon: Daemon) -> float:
-    """User and system CPU time of the daemon's process, all threads."""
-    assert daemon.process is not None
-    stat = Path(f"/proc/{daemon.process.pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(daemon: Daemon) -> int:
-    assert daemon.process is not None
-    for line in Path(f"/proc/{daemon.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 # -- raw TLS, HTTP and WebSocket ---------------------------------------------------------
@@ -234,11 +214,11 @@ def test_empty_pings_from_an_unregistered_websocket_end_in_bye_flood(
 ) -> None:
     daemon = start_daemon(limits=SHIPPED)
     ws = open_websocket(daemon, raw_websockets)
-    cpu_before = cpu_seconds(daemon)
+    cpu_before = cpu_seconds(daemon.pid)
     ws.send_until_closed(frame(PING) * 100_000)  # 600 KB of empty pings, as fast as TLS takes them
     if ws.close_code is not None:
         daemon.wait_for_event("disconnect", reason="flood")  # its linger over: all it cost is counted
-    cpu = cpu_seconds(daemon) - cpu_before
+    cpu = cpu_seconds(daemon.pid) - cpu_before
     # A normal handshake and session cost ~0.01 s; answering 100,000 pings cost seconds.
     assert cpu < 0.5, f"{cpu:.2f} s of CPU for a ping flood ({ws.pongs} pongs)"
     assert ws.close_code == 1000, (ws.close_code, ws.pongs, ws.texts[-3:])
@@ -256,12 +236,12 @@ def test_empty_fragments_are_charged_and_not_stored(
 ) -> None:
     daemon = start_daemon(limits=SHIPPED)
     ws = open_websocket(daemon, raw_websockets)
-    rss_before, cpu_before = rss_bytes(daemon), cpu_seconds(daemon)
+    rss_before, cpu_before = rss_bytes(daemon.pid), cpu_seconds(daemon.pid)
     # One message that never ends: a first fragment, then a million empty ones (6 MB).
     ws.send_until_closed(frame(TEXT, b"a", fin=False) + frame(CONTINUATION, fin=False) * 1_000_000)
     if ws.close_code is not None:
         daemon.wait_for_event("disconnect", reason="flood")
-    growth, cpu = rss_bytes(daemon) - rss_before, cpu_seconds(daemon) - cpu_before
+    growth, cpu = rss_bytes(daemon.pid) - rss_before, cpu_seconds(daemon.pid) - cpu_before
     assert growth < 3 << 20, f"RSS grew {growth / (1 << 20):.1f} MiB for empty fragments"
     assert cpu < 0.5, f"{cpu:.2f} s of CPU for empty fragments"
     assert ws.close_code == 1000, (ws.close_code, ws.texts[-3:])

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon
+from tests.support.chatclient import ChatClient
 
 CHROMIUM = "/usr/bin/chromium"
 HOW_TO_RUN = (

@@ -32,7 +32,7 @@ from tests.browser.conftest import (
     url_of,
 )
 from tests.conftest import Daemon, wait_until
-from tests.integration.test_chatctl_connect import TAGS, ScriptClient, script_clients  # noqa: F401 (a fixture)
+from tests.support.chatctl import TAGS, ScriptClient
 
 pytest.importorskip("playwright", reason=f"playwright is not installed; to run the browser tests: {HOW_TO_RUN}")
 from playwright.sync_api import Page, expect

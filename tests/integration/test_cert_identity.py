@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from chatctl.certs import issue_client_cert
-from tests.chatclient import ChatClient
 from tests.conftest import PKI, Daemon, assert_healthy
+from tests.support.chatclient import ChatClient
 
 CertPair = tuple[Path, Path]
 

@@ -8,8 +8,6 @@ BYE) come from small servers started here.
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import signal
 import socket
@@ -17,24 +15,18 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
 from chatctl.certs import write_pki
 from chatctl.client import DEFAULT_PORT, parse_address
 from chatctl.connection import Address
 from tests.conftest import REPO, make_pki
-
-TIMEOUT = 10.0
-
-
-def connect_cmd(port: int, *args: str, host: str = "127.0.0.1") -> list[str]:
-    return [sys.executable, "-m", "chatctl", "connect", f"{host}:{port}", *args]
+from tests.support.chatctl import TAGS, TIMEOUT, Peer, ScriptClient, connect_cmd, untagged
+from tests.support.terminal import Terminal
 
 
 def run_connect(
@@ -58,162 +50,6 @@ def assert_one_sentence(stderr: str, *words: str) -> None:
     assert "Traceback" not in stderr
     for word in words:
         assert word in lines[0], stderr
-
-
-class ScriptClient:
-    """`chatctl connect` in script mode with its stdin kept open; stdout read by a thread."""
-
-    def __init__(self, port: int, ca: Path, nick: str) -> None:
-        self.process = subprocess.Popen(
-            connect_cmd(port, "--nick", nick, "--ca", str(ca)),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            cwd=REPO,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name=f"read-{nick}", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def send(self, line: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def expect(self, prefix: str, timeout: float = TIMEOUT) -> str:
-        """Skip lines until one starts with `prefix`."""
-        deadline = time.monotonic() + timeout
-        seen = []
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line starting {prefix!r} within {timeout}s; saw {seen}") from None
-            if line.startswith(prefix):
-                return line
-            seen.append(line)
-
-    def finish(self, timeout: float = TIMEOUT) -> tuple[int, str]:
-        """Close stdin (end of input) and return the exit status and stderr."""
-        assert self.process.stdin is not None
-        if not self.process.stdin.closed:
-            self.process.stdin.close()
-        return self.wait(timeout)
-
-    def wait(self, timeout: float = TIMEOUT) -> tuple[int, str]:
-        status = self.process.wait(timeout)
-        assert self.process.stderr is not None
-        stderr = self.process.stderr.read()
-        self._reader.join(timeout)
-        return status, stderr
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                try:
-                    stream.close()
-                except BrokenPipeError:
-                    pass
-
-
-TAGS = re.compile(r"@id=[1-9][0-9]*;time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z(;history)? ")
-
-
-def untagged(line: str) -> str:
-    """A server line without its tags, which must be well-formed `id` and `time`
-    when there are any (docs/protocol.md, "Events and tags")."""
-    if not line.startswith("@"):
-        return line
-    match = TAGS.match(line)
-    assert match, f"malformed tags: {line!r}"
-    return line[match.end() :]
-
-
-class Peer:
-    """Another client for these tests, on its own TLS socket: it registers
-    (taking the autojoin's answers, up to `CURRENT`), sends, and reads lines
-    without their tags.
-
-    tests/chatclient.py's ChatClient is being brought to protocol v3 in another
-    branch; this small client keeps chatctl's tests independent of that.
-    """
-
-    def __init__(self, daemon: Any, nick: str) -> None:
-        context = ssl.create_default_context(cafile=str(daemon.pki.ca))
-        raw = socket.create_connection((daemon.host, daemon.port), timeout=TIMEOUT)
-        self.sock = context.wrap_socket(raw, server_hostname="localhost")
-        self.nick = nick
-        self._buffer = b""
-        assert self.readline().startswith("HELLO ")
-        assert self.readline() == "NICK"
-        self.send(nick)
-        self.expect_eventually(f"WELCOME {nick} ")
-        self.expect_eventually("CURRENT ")
-
-    def send(self, line: str) -> None:
-        self.sock.sendall(line.encode() + b"\n")
-
-    def readline(self, timeout: float = TIMEOUT) -> str:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                raise AssertionError(f"{self.nick}: no line within {timeout}s") from None
-            assert chunk, f"{self.nick}: the connection closed"
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return untagged(line.decode())
-
-    def expect_eventually(self, prefix: str, timeout: float = TIMEOUT) -> str:
-        """Skip lines until one starts with `prefix`; return it, without tags."""
-        deadline = time.monotonic() + timeout
-        while not (line := self.readline(max(0.01, deadline - time.monotonic()))).startswith(prefix):
-            pass
-        return line
-
-    def join(self, room: str) -> None:
-        self.send(f"/join {room}")
-        self.expect_eventually("CURRENT ")
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass  # already gone
-
-
-@pytest.fixture
-def peer() -> Iterator[Callable[[Any, str], Peer]]:
-    """Factory: `peer(daemon, "bob")`, closed at teardown."""
-    made: list[Peer] = []
-
-    def make(daemon: Any, nick: str) -> Peer:
-        made.append(Peer(daemon, nick))
-        return made[-1]
-
-    yield make
-    for one in made:
-        one.close()
-
-
-@pytest.fixture
-def script_clients() -> Iterator[list[ScriptClient]]:
-    clients: list[ScriptClient] = []
-    yield clients
-    for client in clients:
-        client.kill()
 
 
 class FakeServer:
@@ -631,182 +467,6 @@ def test_raw_output_to_a_pipe_is_verbatim(tmp_path: Path, fake_server: Any) -> N
 
 
 # -- interactive mode in a pseudo-terminal -----------------------------------------------------
-
-
-class Screen:
-    """Just enough of a VT100 to replay what prompt_toolkit draws: text, CR/LF,
-    relative cursor moves and erase-down/erase-line, and answers to cursor
-    position requests (prompt_toolkit draws its bottom toolbar, the client's
-    status line, only once it knows where the cursor is), the alternate
-    screen of full-screen views (the scroll-back view), and the lines that
-    scroll off the top (`scrolled`). Colours and other modes are ignored."""
-
-    _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|\x1b.|[\r\n\x08]|[^\x1b\r\n\x08]")
-
-    def __init__(self, rows: int = 24, cols: int = 80) -> None:
-        self.rows, self.cols = rows, cols
-        self.grid = [[" "] * cols for _ in range(rows)]
-        self.row = self.col = 0
-        self.replies: list[str] = []  # what the terminal answers, for the program's stdin
-        self.scrolled: list[str] = []  # lines that went off the top, oldest first
-        self._saved: tuple[list[list[str]], int, int] | None = None  # the main screen, in the alternate one
-
-    def feed(self, text: str) -> None:
-        for match in self._TOKEN.finditer(text):
-            token = match.group()
-            if match.group(2):
-                self._csi(match.group(1), match.group(2))
-            elif token == "\r":
-                self.col = 0
-            elif token == "\n":
-                self._linefeed()
-            elif token == "\x08":
-                self.col = max(0, self.col - 1)
-            elif not token.startswith("\x1b"):
-                if self.col >= self.cols:
-                    self.col = 0
-                    self._linefeed()
-                self.grid[self.row][self.col] = token
-                self.col += 1
-
-    def _linefeed(self) -> None:
-        if self.row == self.rows - 1:
-            gone = "".join(self.grid.pop(0)).rstrip()
-            if self._saved is None and gone:
-                self.scrolled.append(gone)
-            self.grid.append([" "] * self.cols)
-        else:
-            self.row += 1
-
-    def _csi(self, params: str, final: str) -> None:
-        if params == "?1049" and final == "h" and self._saved is None:  # the alternate screen
-            self._saved = (self.grid, self.row, self.col)
-            self.grid = [[" "] * self.cols for _ in range(self.rows)]
-        elif params == "?1049" and final == "l" and self._saved is not None:
-            self.grid, self.row, self.col = self._saved
-            self._saved = None
-        if params.startswith("?"):
-            return  # other private modes: cursor visibility, bracketed paste, autowrap
-        numbers = [int(p) if p else 0 for p in params.split(";")] if params else []
-        n = max(1, numbers[0]) if numbers else 1
-        if final == "n" and numbers == [6]:
-            self.replies.append(f"\x1b[{self.row + 1};{self.col + 1}R")
-        elif final == "A":
-            self.row = max(0, self.row - n)
-        elif final == "B":
-            self.row = min(self.rows - 1, self.row + n)
-        elif final == "C":
-            self.col = min(self.cols - 1, self.col + n)
-        elif final == "D":
-            self.col = max(0, self.col - n)
-        elif final == "H":
-            self.row = min(self.rows, max(1, numbers[0] if numbers else 1)) - 1
-            self.col = min(self.cols, max(1, numbers[1] if len(numbers) > 1 else 1)) - 1
-        elif final == "J" and numbers == [2]:
-            self.grid = [[" "] * self.cols for _ in range(self.rows)]
-        elif final == "J":
-            self.grid[self.row][self.col :] = [" "] * (self.cols - self.col)
-            for row in range(self.row + 1, self.rows):
-                self.grid[row] = [" "] * self.cols
-        elif final == "K":
-            self.grid[self.row][self.col :] = [" "] * (self.cols - self.col)
-
-    def lines(self) -> list[str]:
-        """The non-blank lines, top to bottom, right-trimmed."""
-        return [text for text in ("".join(row).rstrip() for row in self.grid) if text]
-
-    def all_lines(self) -> list[str]:
-        """The lines that scrolled off the top, then those on the screen."""
-        return [*self.scrolled, *self.lines()]
-
-    @property
-    def alternate(self) -> bool:
-        """A full-screen view is up."""
-        return self._saved is not None
-
-    def cursor_line(self) -> str:
-        return "".join(self.grid[self.row]).rstrip()
-
-    def line_above_cursor(self) -> str:
-        return "".join(self.grid[self.row - 1]).rstrip() if self.row else ""
-
-    def bottom_line(self) -> str:
-        """The last row: where prompt_toolkit draws the status line (the bottom toolbar)."""
-        return "".join(self.grid[-1]).rstrip()
-
-
-class Terminal:
-    """`chatctl connect` on a pseudo-terminal, watched through a `Screen`."""
-
-    def __init__(self, argv: list[str], rows: int = 24, cols: int = 80) -> None:
-        env = {**os.environ, "TERM": "xterm-256color", "PYTHONUTF8": "1"}
-        env.pop("PROMPT_TOOLKIT_NO_CPR", None)  # this terminal answers cursor position requests
-        self.child = pexpect.spawn(
-            argv[0],
-            argv[1:],
-            cwd=str(REPO),
-            env=env,
-            dimensions=(rows, cols),
-            encoding="utf-8",
-            timeout=TIMEOUT,
-        )
-        self.screen = Screen(rows, cols)
-
-    def _pump(self, wait: float) -> None:
-        try:
-            self._feed(self.child.read_nonblocking(65536, timeout=wait))
-        except pexpect.TIMEOUT:
-            pass
-
-    def _feed(self, output: str) -> None:
-        self.screen.feed(output)
-        replies, self.screen.replies = self.screen.replies, []
-        for reply in replies:
-            self.child.send(reply)
-
-    def wait_for(self, predicate: Callable[[Screen], bool], what: str, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate(self.screen):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; screen:\n" + "\n".join(self.screen.lines()))
-            self._pump(0.05)
-
-    def wait_for_line(self, pattern: str, timeout: float = TIMEOUT) -> None:
-        self.wait_for(lambda s: any(re.search(pattern, line) for line in s.lines()), repr(pattern), timeout)
-
-    def wait_for_input_line(self, text: str, timeout: float = TIMEOUT) -> None:
-        """The line with the cursor (the input line) reads exactly `text`."""
-        self.wait_for(lambda s: s.cursor_line() == text, f"input line {text!r}", timeout)
-
-    def send(self, text: str) -> None:
-        self.child.send(text)
-
-    def wait_exit(self, timeout: float = TIMEOUT) -> int:
-        deadline = time.monotonic() + timeout
-        while self.child.isalive():
-            if time.monotonic() > deadline:
-                raise AssertionError("chatctl did not exit; screen:\n" + "\n".join(self.screen.lines()))
-            try:
-                self._feed(self.child.read_nonblocking(65536, timeout=0.05))
-            except pexpect.TIMEOUT:
-                pass
-            except pexpect.EOF:
-                break
-        self.child.close()
-        status: int = self.child.exitstatus
-        return status
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
-
-
-@pytest.fixture
-def terminals() -> Iterator[list[Terminal]]:
-    opened: list[Terminal] = []
-    yield opened
-    for terminal in opened:
-        terminal.close()
 
 
 def test_interactive_typing_survives_incoming_messages(

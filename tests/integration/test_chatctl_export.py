@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import Daemon, run_chatctl, wait_until
-from tests.integration.test_chatctl_connect import TIMEOUT, Peer, peer  # noqa: F401 -- a fixture used here
+from tests.support.chatctl import TIMEOUT, Peer
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 

@@ -21,15 +21,8 @@ from typing import Any
 from chatd.config import load_config
 from chatd.storage.sqlite import read_events
 from tests.conftest import REPO, Daemon, wait_until
-from tests.integration.test_chatctl_connect import (  # noqa: F401 -- fixtures used here
-    TIMEOUT,
-    Peer,
-    Terminal,
-    connect_cmd,
-    peer,
-    terminals,
-    untagged,
-)
+from tests.support.chatctl import TIMEOUT, Peer, connect_cmd, untagged
+from tests.support.terminal import Terminal
 
 MESSAGE = re.compile(r"<bob> ((?:before|missed|after) \d+)$")
 

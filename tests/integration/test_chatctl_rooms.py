@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, Daemon, chatctl_for
-from tests.integration.test_chatctl_connect import Peer, peer  # noqa: F401 -- a fixture used here
+from tests.support.chatctl import Peer
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import Daemon, assert_healthy, defaults_for_load, wait_until
+from tests.support.hellos import Client
+from tests.support.proc import rss_bytes
 
 THREADS = 40
 CHURN_SECONDS = 6.0
@@ -28,22 +30,7 @@ SETTLED_LIMIT_MB = 12  # after the churn: near the baseline (a leak of a few KiB
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def _client_hello(ca: str) -> bytes:
-    context = ssl.create_default_context(cafile=ca)
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
+    return rss_bytes(pid) / (1 << 20)
 
 
 Churn = Callable[[Daemon], None]
@@ -75,7 +62,7 @@ def _chat(daemon: Daemon, context: ssl.SSLContext, nick: str, quit: bool) -> Non
 
 def _churn(daemon: Daemon, kind: str) -> tuple[int, list[BaseException]]:
     context = ssl.create_default_context(cafile=str(daemon.pki.ca))
-    hello = _client_hello(str(daemon.pki.ca))
+    hello = Client(ca=daemon.pki.ca).hello()
     deadline = time.monotonic() + CHURN_SECONDS
     done = [0]
     errors: list[BaseException] = []

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from tests.chatclient import EVENT_TAGS, ChatClient
 from tests.conftest import Daemon, wait_until, with_io_threads
+from tests.support.chatclient import EVENT_TAGS, ChatClient
+from tests.support.windowed import chat_windowed
 
 SENDERS = 8
 PER_SENDER = 150
@@ -93,44 +94,6 @@ def test_key_updates_under_concurrent_load(start_daemon, tmp_path, io_threads: i
     assert not [e for e in daemon.events() if e.get("level") == "error"]
 
 
-def _chat_windowed(
-    client: ChatClient,
-    progress: dict[str, dict[str, int]],
-    count: int,
-    errors: list[BaseException],
-) -> None:
-    """Send `count` 4 KB lines, never more than 8 ahead of the slowest reader, and
-    read every reader's lines, checking they are complete and in order.
-
-    `progress[reader][sender]` is how many of sender's lines reader has seen.
-    """
-    try:
-        seen = progress[client.nick]
-        sent = 0
-        deadline = time.monotonic() + 30
-        while sum(seen.values()) < len(progress) * count:
-            assert time.monotonic() < deadline, f"{client.nick}: sent {sent}, seen {seen}"
-            slowest = min(p[client.nick] for p in progress.values())
-            if sent < count and sent - slowest < 8:
-                client.send(f"{client.nick} {sent} " + "x" * 4000)
-                sent += 1
-                continue
-            try:
-                # Short: what unblocks this sender may arrive at another reader.
-                line = client.readline(timeout=0.05)
-            except TimeoutError:
-                continue
-            if line.startswith("MSG "):
-                _, room, sender, _, number, _ = line.split(" ")
-                assert room == "#lobby", line[:80]
-                assert int(number) == seen[sender], line
-                seen[sender] += 1
-            else:
-                assert line == "LEAVE sleeper slow_consumer", line
-    except BaseException as exc:  # reported by the test thread
-        errors.append(exc)
-
-
 @with_io_threads(1, 2)
 def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # Readers are owed at most 3 senders x 8 lines x 4 KB = 96 KB at any time.
@@ -144,7 +107,7 @@ def test_a_client_that_stops_reading_does_not_slow_the_others(start_daemon, io_t
     errors: list[BaseException] = []
     # 3 x 400 x 4 KB: far more than the kernel's socket buffers can hide.
     progress = {r.nick: {s.nick: 0 for s in readers} for r in readers}
-    threads = [threading.Thread(target=_chat_windowed, args=(r, progress, 400, errors)) for r in readers]
+    threads = [threading.Thread(target=chat_windowed, args=(r, progress, 400, errors)) for r in readers]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -3,7 +3,7 @@
 Issue 10: a raising `call_soon` callback ended its worker's thread; the
 server kept choosing that idle, dead worker, so every new client hung
 without `NICK` and leaked its admission slot. Faults are planted by
-tests/faulty_chatd.py, which runs chatd's own main() with one bug in it.
+tests/support/faulty_chatd.py, which runs chatd's own main() with one bug in it.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daemon, wait_until
-from tests.integration.test_operations import _receive_until, notify_socket  # noqa: F401
+from tests.support.sdnotify import receive_until
 
 CLIENTS = 6
 
 
 def _faulty(start_daemon: Callable[..., Daemon], tmp_path: Path, point: str, **kwargs: object) -> tuple[Daemon, Path]:
     trigger = tmp_path / f"fault-{point}"
-    command = [sys.executable, "-m", "tests.faulty_chatd", point, str(trigger)]
+    command = [sys.executable, "-m", "tests.support.faulty_chatd", point, str(trigger)]
     daemon = start_daemon(command=command, server={"io_threads": 2}, **kwargs)
     return daemon, trigger
 
@@ -67,7 +67,7 @@ def test_a_dead_worker_is_noticed_and_no_longer_chosen(start_daemon, tmp_path: P
     sock, path = notify_socket
     env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
     daemon, trigger = _faulty(start_daemon, tmp_path, "worker", env=env)
-    assert _receive_until(sock, "WATCHDOG=1")
+    assert receive_until(sock, "WATCHDOG=1")
     before = [daemon.client(f"b{i}") for i in range(4)]  # spread over both workers
     _fire(daemon, trigger, "worker_crashed")
     # The dead worker's clients are closed, not orphaned; the others stay.

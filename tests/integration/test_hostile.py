@@ -20,8 +20,9 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, scrape, wait_until, with_io_threads
+from tests.support.chatclient import ChatClient
+from tests.support.hellos import Client
 
 FUZZ = settings(
     max_examples=25,
@@ -59,18 +60,7 @@ def _wait_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
         received += chunk
 
 
-def _client_hello() -> bytes:
-    """A real TLS ClientHello, as Python's ssl would send it to chatd."""
-    context = ssl.create_default_context()
-    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="localhost")
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
-
-
-CLIENT_HELLO = _client_hello()
+CLIENT_HELLO = Client().hello()  # a real TLS ClientHello, as Python's ssl would send it to chatd
 
 
 # -- connections that never finish the handshake ------------------------------------------

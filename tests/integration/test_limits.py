@@ -19,16 +19,8 @@ import time
 import pytest
 
 from bench.measure import Proc
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
-
-
-def _refused(client: ChatClient, code: str) -> None:
-    """The server explains (`ERR <code> <text>`), says `BYE <code>`, and hangs up."""
-    lines = client.expect_closed(timeout=10)
-    assert len(lines) == 2, lines
-    assert lines[0].startswith(f"ERR {code} "), lines
-    assert lines[1] == f"BYE {code}", lines
+from tests.support.chatclient import ChatClient
 
 
 def _wait_disconnected(daemon: Daemon, nick: str) -> dict[str, object]:
@@ -55,7 +47,7 @@ def test_flood_of_200_connections_beyond_max_clients(start_daemon, io_threads: i
         client = ChatClient(daemon.port, daemon.pki.ca, timeout=10)
         with lock:
             flood.append(client)
-        _refused(client, "server_full")
+        client.expect_refused("server_full")
 
     cpu_before = cpu()
     try:
@@ -88,7 +80,7 @@ def test_max_clients_per_ip(start_daemon) -> None:  # type: ignore[no-untyped-de
     daemon = start_daemon(limits={"max_clients_per_ip": 3})
     first = [daemon.client(f"c{i}") for i in range(3)]
     fourth = daemon.client()
-    _refused(fourth, "too_many_connections")
+    fourth.expect_refused("too_many_connections")
     assert daemon.find_events("rejected", reason="too_many_connections")
     # Another address is not affected, and a slot given back is usable again.
     assert_healthy(daemon, "elsewhere", source="127.0.0.2")
@@ -103,7 +95,7 @@ def test_connects_per_ip_per_minute(start_daemon) -> None:  # type: ignore[no-un
         client = daemon.client(f"c{i}")
         client.close()
     sixth = daemon.client()
-    _refused(sixth, "throttled")
+    sixth.expect_refused("throttled")
     assert daemon.find_events("rejected", reason="throttled")
     # 127.0.0.1 stays throttled for a minute; everyone else is served.
     assert_healthy(daemon, source="127.0.0.2")
@@ -123,7 +115,7 @@ def test_per_ip_limits_and_exempt_see_ipv4_clients_of_a_dual_stack_listener(star
     # With server.host "::" an IPv4 client's address is ::ffff:127.0.0.1.
     limited = start_daemon(server={"host": "::"}, limits={"max_clients_per_ip": 1})
     limited.client("first")
-    _refused(limited.client(), "too_many_connections")
+    limited.client().expect_refused("too_many_connections")
     exempt = start_daemon(server={"host": "::"}, limits={"max_clients_per_ip": 1, "exempt": ["127.0.0.1"]})
     clients = [exempt.client(f"n{i}") for i in range(3)]
     clients[-1].send("/who")
@@ -135,7 +127,7 @@ def test_max_clients_still_applies_to_exempt_addresses(start_daemon) -> None:  #
     daemon = start_daemon(limits={"max_clients": 2, "exempt": ["127.0.0.1"]})
     daemon.client("a")
     daemon.client("b")
-    _refused(daemon.client(), "server_full")
+    daemon.client().expect_refused("server_full")
 
 
 @with_io_threads(1, 2)
@@ -164,7 +156,7 @@ def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon
             client = daemon.client()
         except (ssl.SSLError, OSError):
             return False  # closed at once: the cap was not free yet
-        _refused(client, "server_full")
+        client.expect_refused("server_full")
         return True
 
     wait_until(told_why, 5, "a rejected client told why again")
@@ -566,7 +558,7 @@ def test_a_lowered_max_clients_keeps_connected_clients_and_refuses_new_ones(star
     daemon = start_daemon()
     clients = [daemon.client(f"c{i}") for i in range(5)]
     _reload(daemon, max_clients=3)
-    _refused(daemon.client(), "server_full")
+    daemon.client().expect_refused("server_full")
     clients[-1].send("still here")
     for client in clients:
         client.expect_eventually("MSG #lobby c4 still here")

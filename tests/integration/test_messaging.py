@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 import chatd
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, with_io_threads
+from tests.support.chatclient import ChatClient
 
 
 def test_hello_nick_welcome_and_the_lobby(daemon: Daemon) -> None:

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chatctl.certs import issue_ca, issue_client_cert
-from tests.chatclient import ChatClient
 from tests.conftest import PKI, Daemon, assert_healthy, recv_greeting, wait_until
+from tests.support.chatclient import ChatClient
 
 CertPair = tuple[Path, Path]
 

@@ -16,41 +16,23 @@ from cryptography.hazmat.primitives import serialization
 
 from chatctl.certs import issue_server_cert, load_ca
 from tests.conftest import Daemon
-
-
-@pytest.fixture
-def notify_socket(short_dir: Path) -> Any:
-    path = short_dir / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(10)
-    yield sock, path
-    sock.close()
-
-
-def _receive_until(sock: socket.socket, wanted: str) -> list[str]:
-    messages = []
-    while True:
-        message = sock.recv(4096).decode()
-        messages.append(message)
-        if wanted in message.split("\n"):
-            return messages
+from tests.support.sdnotify import receive_until
 
 
 def test_sd_notify_ready_reload_watchdog_stopping(start_daemon: Callable[..., Daemon], notify_socket: Any) -> None:
     sock, path = notify_socket
     env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
     daemon = start_daemon(env=env)
-    ready = _receive_until(sock, "READY=1")[-1]
+    ready = receive_until(sock, "READY=1")[-1]
     assert "STATUS=0 clients on 127.0.0.1:" in ready
-    assert _receive_until(sock, "WATCHDOG=1")  # every 0.2 s with WatchdogSec=0.4
+    assert receive_until(sock, "WATCHDOG=1")  # every 0.2 s with WatchdogSec=0.4
     daemon.signal(signal.SIGHUP)
-    reload = _receive_until(sock, "READY=1")
+    reload = receive_until(sock, "READY=1")
     reloading = next(m for m in reload if m.startswith("RELOADING=1"))
     assert reloading.split("\n")[1].startswith("MONOTONIC_USEC=")
     assert int(reloading.split("=")[-1]) > 0
     assert daemon.stop() == 0
-    assert _receive_until(sock, "STOPPING=1")
+    assert receive_until(sock, "STOPPING=1")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only meaningful when the tests run as root")

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.chatclient import ChatClient
 from tests.conftest import Daemon, assert_healthy, defaults_for_load
+from tests.support.chatclient import ChatClient
 
 
 @dataclass

@@ -16,8 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from chatd.cli import SHUTDOWN_GRACE
-from tests.chatclient import ChatClient
 from tests.conftest import CRASH_EVENTS, Daemon, assert_healthy, wait_until, with_io_threads
+from tests.support.chatclient import ChatClient
 
 # -- SIGTERM under heavy traffic ------------------------------------------------------------
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.chatclient import ChatClient, event_id, split_tags
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
+from tests.support.chatclient import ChatClient, event_id, split_tags
 
 
 def clients(daemon: Daemon, *nicks: str) -> list[ChatClient]:

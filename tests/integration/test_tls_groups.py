@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chatclient import EVENT_TAGS
 from tests.conftest import PKI, REPO, Daemon
+from tests.support.chatclient import EVENT_TAGS
 
 PACKAGES = {"openssl": "openssl", "socat": "socat", "gnutls-cli": "gnutls-bin", "ncat": "ncat"}
 

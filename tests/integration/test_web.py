@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Daemon, assert_healthy, wait_until, with_io_threads
-from tests.wsclient import WebSocket, WebSocketClient, WebSocketRefused, https_request, tls_http
+from tests.support.wsclient import WebSocket, WebSocketClient, WebSocketRefused, https_request, tls_http
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

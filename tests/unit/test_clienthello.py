@@ -16,7 +16,7 @@ from chatd.tls import server_context
 from chatd.transport import clienthello
 from chatd.transport.clienthello import MAX_HELLO, RECORD_SLACK, HelloReader, offered_alpn
 from tests.conftest import PKI
-from tests.hellos import (
+from tests.support.hellos import (
     CHANGE_CIPHER_SPEC,
     NO_APPLICATION_PROTOCOL_ALERT,
     RETRY_RANDOM,

@@ -9,21 +9,7 @@ from chatd.core import protocol
 from chatd.core.nicks import Nicks
 from chatd.errors import ProtocolError
 from tests.conftest import run_threads
-
-
-class FakeMember:
-    """What Nicks needs of a client: a `nick` and a `deliver()` that records."""
-
-    def __init__(self, label: str = "") -> None:
-        self.nick = ""
-        self.label = label
-        self.received: list[bytes] = []
-
-    def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
-        self.received.append(data)
-
-    def __repr__(self) -> str:
-        return f"FakeMember({self.label or self.nick!r})"
+from tests.support.members import FakeMember
 
 
 @pytest.fixture
@@ -34,7 +20,7 @@ def nicks() -> Nicks:
 def claimed(nicks: Nicks, *names: str) -> list[FakeMember]:
     members = []
     for name in names:
-        member = FakeMember(name)
+        member = FakeMember(label=name)
         nicks.claim(member, name, b"WELCOME " + name.encode() + b"\n")
         members.append(member)
     for member in members:

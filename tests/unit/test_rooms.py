@@ -10,20 +10,7 @@ from chatd.core import protocol
 from chatd.core.rooms import Room, Rooms
 from chatd.errors import ProtocolError
 from tests.conftest import run_threads
-
-
-class FakeMember:
-    """What a room needs of a client: a `nick` and a `deliver()` that records."""
-
-    def __init__(self, nick: str) -> None:
-        self.nick = nick
-        self.received: list[tuple[bytes, int, object]] = []
-
-    def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
-        self.received.append((data, lines, sender))
-
-    def __repr__(self) -> str:
-        return f"FakeMember({self.nick!r})"
+from tests.support.members import FakeMember
 
 
 @pytest.fixture
@@ -62,7 +49,7 @@ def test_broadcast_reaches_every_member_in_join_order(rooms: Rooms) -> None:
     assert room is not None
     assert room.broadcast(b"MSG #lobby alice a\nMSG #lobby alice b\n", 2, sender="the sender") == 3
     for member in (alice, bob, carol):
-        assert member.received == [(b"MSG #lobby alice a\nMSG #lobby alice b\n", 2, "the sender")]
+        assert member.deliveries == [(b"MSG #lobby alice a\nMSG #lobby alice b\n", 2, "the sender")]
     assert room.nicks() == ["alice", "bob", "carol"]
 
 
@@ -71,7 +58,7 @@ def test_broadcast_excludes_one_member(rooms: Rooms) -> None:
     room = rooms.find("#lobby")
     assert room is not None
     assert room.broadcast(b"INFO x\n", exclude=alice) == 1
-    assert alice.received == [] and bob.received == [(b"INFO x\n", 1, None)]
+    assert alice.deliveries == [] and bob.deliveries == [(b"INFO x\n", 1, None)]
     assert room.broadcast(b"INFO y\n", exclude=FakeMember("stranger")) == 2
 
 
@@ -85,7 +72,7 @@ def test_members_who_parted_get_no_broadcasts(rooms: Rooms) -> None:
     assert room is not None
     rooms.part(bob, room)
     room.broadcast(b"INFO x\n")
-    assert bob.received == [] and alice.received == [(b"INFO x\n", 1, None)]
+    assert bob.deliveries == [] and alice.deliveries == [(b"INFO x\n", 1, None)]
 
 
 def test_a_broadcast_in_progress_keeps_the_members_it_started_with(rooms: Rooms) -> None:

@@ -11,7 +11,7 @@ import pytest
 from chatd.config import Config, LimitsConfig, RoomsConfig, TLSConfig
 from chatd.core.chat import Chat
 from chatd.core.session import Session
-from tests.chatclient import Tags, split_tags
+from tests.support.chatclient import Tags, split_tags
 
 
 class FakeOutlet:

@@ -258,6 +258,13 @@ class ChatClient:
             except (ConnectionResetError, ssl.SSLError):
                 return lines
 
+    def expect_refused(self, code: str) -> None:
+        """The server explains (`ERR <code> <text>`), says `BYE <code>`, and hangs up."""
+        lines = self.expect_closed(timeout=10)
+        assert len(lines) == 2, lines
+        assert lines[0].startswith(f"ERR {code} "), lines
+        assert lines[1] == f"BYE {code}", lines
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -267,7 +274,7 @@ class ChatClient:
     def _connect(
         self, port: int, ca: Path, host: str, cert: tuple[Path, Path] | None, timeout: float, source: str | None
     ) -> ssl.SSLSocket:
-        """The TLS socket lines go through (tests/wsclient.py carries them over a WebSocket)."""
+        """The TLS socket lines go through (tests/support/wsclient.py carries them over a WebSocket)."""
         context = ssl.create_default_context(cafile=str(ca))
         if cert is not None:
             context.load_cert_chain(*cert)

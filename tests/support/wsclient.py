@@ -32,7 +32,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from tests.chatclient import ChatClient
+from tests.support.chatclient import ChatClient
 
 
 class WebSocketRefused(Exception):

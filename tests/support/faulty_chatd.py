@@ -1,6 +1,6 @@
 """chatd with one fault injected, for the tests of crash containment.
 
-    python -m tests.faulty_chatd POINT TRIGGER --config FILE
+    python -m tests.support.faulty_chatd POINT TRIGGER --config FILE
 
 runs chatd's own `main()` with one bug planted at POINT, which fires once,
 when the file TRIGGER exists (the thread that fires removes it):

@@ -1,0 +1,48 @@
+"""Fixtures for more than one integration test module (tests/conftest.py has
+those for every directory): the other users and terminals of chatctl's tests,
+and a socket to stand in for systemd's notify socket."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.chatctl import Peer
+from tests.support.terminal import Terminal
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[[Any, str], Peer]]:
+    """Factory: `peer(daemon, "bob")`, closed at teardown."""
+    made: list[Peer] = []
+
+    def make(daemon: Any, nick: str) -> Peer:
+        made.append(Peer(daemon, nick))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[Terminal]]:
+    """`chatctl connect` on pseudo-terminals that a test opens: closed at teardown."""
+    opened: list[Terminal] = []
+    yield opened
+    for terminal in opened:
+        terminal.close()
+
+
+@pytest.fixture
+def notify_socket(short_dir: Path) -> Any:
+    path = short_dir / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(10)
+    yield sock, path
+    sock.close()
