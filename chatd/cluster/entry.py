@@ -3,7 +3,8 @@
 An entry's stream id is `0-<id>`, where `<id>` is chatd's protocol id, so log
 order is id order. Every entry has the same eight fields, in this order,
 which lets Redis store their names once per stream node (its "same fields"
-flag) — about 100 bytes per message entry (docs/architecture.md, "Cluster"):
+flag): about 70-80 bytes per entry beyond its text (docs/architecture.md,
+"Cluster (engine layer)"):
 
     k   kind (below)
     r   target key: a room key; for `dm` the recipient's nickname key
@@ -23,21 +24,23 @@ apply). Fields a kind does not use are empty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 FIELDS: Final = (b"k", b"r", b"R", b"n", b"t", b"ms", b"o", b"c")
 KINDS: Final = frozenset(
     {"msg", "action", "topic", "dm", "info", "nick", "rename", "join", "part", "leave", "release", "kick", "raise"}
 )
+_NAMES: Final = list(FIELDS)
 
 
 class EntryError(Exception):
     """A stream entry this chatd cannot read (written by a newer chatd, or by hand)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """One entry, as the reader hands it on. A NamedTuple: the reader builds
+    one per event, and a frozen dataclass costs twice as much to build."""
+
     id: int
     kind: str
     target: str  # `r`
@@ -59,20 +62,19 @@ def decode(stream_id: bytes, fields: list[bytes]) -> Entry:
     Raises:
         EntryError: not an entry of this layout.
     """
-    if fields[::2] != list(FIELDS) or not stream_id.startswith(b"0-"):
-        raise EntryError(f"log entry {stream_id!r} has fields {fields[::2]!r}, not {list(FIELDS)!r}")
-    kind, target, shown, nick, text, ms, origin, conn = fields[1::2]
+    if fields[::2] != _NAMES or stream_id[:2] != b"0-":
+        raise EntryError(f"log entry {stream_id!r} has fields {fields[::2]!r}, not {_NAMES!r}")
     try:
         return Entry(
             int(stream_id[2:]),
-            kind.decode(),
-            target.decode(),
-            shown.decode(),
-            nick.decode(),
-            text,
-            int(ms),
-            origin.decode(),
-            int(conn),
+            fields[1].decode(),
+            fields[3].decode(),
+            fields[5].decode(),
+            fields[7].decode(),
+            fields[9],
+            int(fields[11]),
+            fields[13].decode(),
+            int(fields[15]),
         )
     except ValueError as exc:  # UnicodeDecodeError is one
         raise EntryError(f"log entry {stream_id!r}: {exc}") from None
