@@ -18,5 +18,5 @@ brings them). What lives here is the Redis side alone, with no chat logic:
     lease.py        the node's lease: heartbeat, self-fencing, reaping dead nodes
     persistence.py  the start-up check of Redis's append-only settings
 
-The chat core plugs in later through a `Bus` (docs/architecture.md, "Cluster").
+The chat core plugs in later through a `Bus` (docs/architecture.md, "Cluster (engine layer)").
 """
