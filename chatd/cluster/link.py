@@ -155,6 +155,8 @@ class Link:
 def _read(conn: Any) -> object:
     try:
         reply: object = conn.read_response()
+    except redis.exceptions.NoScriptError as exc:  # redis-py drops the error code from the message
+        return ReplyError(f"NOSCRIPT {exc}")
     except redis.exceptions.ResponseError as exc:
         return ReplyError(str(exc))
     return reply
