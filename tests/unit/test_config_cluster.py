@@ -14,8 +14,30 @@ import pytest
 import yaml
 
 from chatd.config import ClusterConfig, load_config
+from chatd.errors import ConfigError
 from tests.conftest import PKI
-from tests.unit.test_config import config_error, minimal, write
+
+
+def write(folder: Path, document: dict[str, Any]) -> Path:
+    """chatd.yaml in `folder`, with the (dummy) certificate files it names."""
+    (folder / "certs").mkdir(exist_ok=True)
+    for name in ("server.crt", "server.key"):
+        (folder / "certs" / name).write_text("dummy PEM; load_config only opens it\n")
+    path = folder / "chatd.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def minimal() -> dict[str, Any]:
+    return {"tls": {"cert": "certs/server.crt", "key": "certs/server.key"}}
+
+
+def config_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
 
 
 def cluster_config(tmp_path: Path, section: Any) -> ClusterConfig | None:
