@@ -70,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         sys.stdout.write(f"chatd: {config.path}: configuration OK\n")
         return EX_OK
+    if config.cluster is not None:
+        # chatd/cluster/ (the Redis side) exists; the chat core does not run on it yet (issue 24).
+        sys.stderr.write(
+            f"chatd: config error: {config.path}: cluster: this chatd cannot run as a cluster node yet "
+            "(only its Redis engine layer is built); remove the cluster section to run standalone\n"
+        )
+        return EX_CONFIG
     configure_logging(config.log)
     if os.geteuid() == 0:
         log.warning("running_as_root", hint="run chatd as an unprivileged user (see systemd/chatd.service)")

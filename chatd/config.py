@@ -11,6 +11,8 @@ import dataclasses
 import ipaddress
 import math
 import re
+import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -117,6 +119,19 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """`cluster:` (docs/architecture.md, "Cluster (engine layer)"): this process is a node of a
+    network of chatd processes sharing one Redis. Absent (None): standalone."""
+
+    redis: str  # redis://host[:port][/db], rediss://…, or unix:///path/redis.sock[?db=N]
+    node: str = field(default_factory=socket.gethostname)
+    lease_s: float = 10.0  # a dead node's nicknames are freed this long after it stopped renewing
+    log_max: int = 1_000_000  # entries kept in the shared log
+    prefix: str = "chatd:"  # of every Redis key
+    require_appendonly: bool = True  # refuse a Redis without append-only persistence
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -128,6 +143,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig | None = None
 
 
 # Per key: a check that returns the converted value or raises ValueError whose
@@ -262,6 +278,47 @@ def _listen_address(value: object) -> str | None:
     return value
 
 
+_REDIS_EXPECTED = "must be redis://host[:port][/db], rediss://host[:port][/db] or unix:///path/to/redis.sock[?db=N]"
+_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _redis_url(value: object) -> str:
+    """A URL redis-py reads, checked here so that config.py needs no Redis client."""
+    if not isinstance(value, str):
+        raise ValueError(_REDIS_EXPECTED)
+    url = urllib.parse.urlsplit(value)
+    try:
+        port = url.port  # raises on a port that is not a number 0..65535
+    except ValueError:
+        raise ValueError(f"the port must be 1..65535; {_REDIS_EXPECTED}") from None
+    if url.scheme == "unix":
+        query = urllib.parse.parse_qs(url.query)
+        if url.netloc or not url.path.startswith("/") or set(query) - {"db"}:
+            raise ValueError(f"a Unix socket URL has an absolute path and at most ?db=N; {_REDIS_EXPECTED}")
+        databases = query.get("db", ["0"])
+    elif url.scheme in ("redis", "rediss"):
+        if not url.hostname or port == 0 or url.query:
+            raise ValueError(_REDIS_EXPECTED)
+        databases = [url.path.strip("/") or "0"]
+    else:
+        raise ValueError(_REDIS_EXPECTED)
+    if len(databases) != 1 or not databases[0].isascii() or not databases[0].isdigit():
+        raise ValueError(f"the database is a number; {_REDIS_EXPECTED}")
+    return value
+
+
+def _node_name(value: object) -> str:
+    if not isinstance(value, str) or not _NODE.fullmatch(value):
+        raise ValueError("must be 1-63 characters of A-Z a-z 0-9 _ . -, unique in the network, e.g. chat-a")
+    return value
+
+
+def _prefix(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 64 or not value.isprintable() or " " in value:
+        raise ValueError("must be 1-64 printable characters without spaces, e.g. 'chatd:'")
+    return value
+
+
 # Names people write for the profile's groups (OpenSSL's own aliases among them),
 # so that the error can say which spelling chatd expects.
 _GROUP_SPELLINGS = {
@@ -378,6 +435,18 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
     "metrics": (MetricsConfig, {"listen": _listen_address}),
+    # Optional: absent means standalone (`_load_cluster`).
+    "cluster": (
+        ClusterConfig,
+        {
+            "redis": _redis_url,
+            "node": _node_name,
+            "lease_s": _number(3, 3600),
+            "log_max": _integer(1000, 1 << 40),
+            "prefix": _prefix,
+            "require_appendonly": _boolean,
+        },
+    ),
 }
 
 
@@ -422,8 +491,10 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
         if name not in _SCHEMA:
             raise ConfigError(f"{path}: {name}: unknown section (known: {', '.join(_SCHEMA)})")
     # Every section, present or not, so that default paths resolve against the file's folder.
-    sections: dict[str, Any] = {name: _load_section(path, name, document.get(name)) for name in _SCHEMA}
-    config = Config(path=path, **sections)
+    sections: dict[str, Any] = {
+        name: _load_section(path, name, document.get(name)) for name in _SCHEMA if name != "cluster"
+    }
+    config = Config(path=path, cluster=_load_cluster(path, document.get("cluster")), **sections)
     _check_combinations(config, check_files)
     return config
 
@@ -456,6 +527,25 @@ def _load_section(path: Path, name: str, value: object) -> object:
     if isinstance(instance, HistoryConfig):
         instance = dataclasses.replace(instance, path=path.parent / instance.path)
     return instance
+
+
+def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
+    """The one optional section: absent or empty, chatd runs standalone."""
+    if value is None:
+        return None
+    keys = value if isinstance(value, dict) else {}
+    if isinstance(value, dict) and "redis" not in value:
+        raise ConfigError(f"{path}: cluster.redis: required in a cluster section; {_REDIS_EXPECTED} (got none)")
+    cluster = _load_section(path, "cluster", value)  # refuses what is not a mapping
+    assert isinstance(cluster, ClusterConfig)
+    if "node" not in keys:
+        try:  # the default, the host name, must be a node name too
+            _node_name(cluster.node)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{path}: cluster.node: the host name is no node name; set one: {exc} (got {cluster.node!r})"
+            ) from None
+    return cluster
 
 
 def _check_combinations(config: Config, check_files: bool) -> None:

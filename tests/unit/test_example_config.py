@@ -14,6 +14,7 @@ import pytest
 
 from chatd import names
 from chatd.config import (
+    ClusterConfig,
     Config,
     ControlConfig,
     HistoryConfig,
@@ -77,7 +78,47 @@ ALL_FIELDS = [(name, f.name) for name, cls in SECTIONS.items() for f in dataclas
 
 
 def test_config_has_exactly_these_sections() -> None:
-    assert {f.name for f in dataclasses.fields(Config)} == {"path", *SECTIONS}
+    assert {f.name for f in dataclasses.fields(Config)} == {"path", *SECTIONS, "cluster"}
+
+
+# -- the optional cluster section: documented commented out --------------------------------------
+
+
+def commented_cluster() -> list[str]:
+    """The example's `# cluster:` section, uncommented."""
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# cluster:")
+    section = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        section.append(line.removeprefix("# ").removeprefix("#"))
+    return section
+
+
+def test_the_cluster_section_is_commented_out(example: Config) -> None:
+    assert example.cluster is None  # standalone is the default
+
+
+def test_every_cluster_key_is_documented_with_a_comment_above_it() -> None:
+    section = commented_cluster()
+    keys = [(i, m.group(1)) for i, line in enumerate(section) if (m := re.fullmatch(r"  ([a-z_]+):.*", line))]
+    assert [key for _, key in keys] == [f.name for f in dataclasses.fields(ClusterConfig)]
+    for index, key in keys:
+        assert re.fullmatch(r"  # \S.*", section[index - 1]), f"cluster.{key} has no comment directly above it"
+
+
+def test_the_cluster_section_loads_uncommented_with_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    for name in ("server.crt", "server.key"):
+        (tmp_path / "certs" / name).write_text("dummy PEM\n")
+    path = tmp_path / "chatd.yaml"
+    path.write_text("tls:\n  cert: certs/server.crt\n  key: certs/server.key\n" + "\n".join(commented_cluster()))
+    cluster = load_config(path).cluster
+    assert cluster is not None
+    assert (cluster.redis, cluster.node) == ("unix:///run/redis/redis.sock", "chat-a")
+    defaults = ClusterConfig(redis=cluster.redis, node=cluster.node)
+    assert cluster == defaults
 
 
 def test_example_loads(example: Config, tmp_path: Path) -> None:
