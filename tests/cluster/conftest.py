@@ -1,5 +1,5 @@
 """Fixtures for the cluster engine's tests: one private redis-server for the
-whole session (tests/redisserver.py), and per test its own key prefix, so
+whole session (tests/support/redisserver.py), and per test its own key prefix, so
 tests never see each other's keys. A test that kills or reconfigures Redis
 starts its own (`private_redis`).
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.redisserver import RedisServer
+from tests.support.redisserver import RedisServer
 
 try:
     from chatd.cluster.keys import Keys

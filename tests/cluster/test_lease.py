@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.redisserver import RedisServer, require_redis
+from tests.support.redisserver import RedisServer, require_redis
 
 require_redis()
 

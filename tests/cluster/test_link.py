@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.redisserver import RedisServer, require_redis
+from tests.support.redisserver import RedisServer, require_redis
 
 require_redis()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.redisserver import RedisServer, require_redis
+from tests.support.redisserver import RedisServer, require_redis
 
 require_redis()
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import structlog
 
-from tests.redisserver import RedisServer, require_redis
+from tests.support.redisserver import RedisServer, require_redis
 
 require_redis()
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.redisserver import require_redis
+from tests.support.redisserver import require_redis
 
 require_redis()
 

@@ -11,7 +11,7 @@ from functools import partial
 import pytest
 import structlog
 
-from tests.redisserver import RedisServer, require_redis
+from tests.support.redisserver import RedisServer, require_redis
 
 require_redis()
 
