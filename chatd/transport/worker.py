@@ -6,8 +6,8 @@ no hand-over between threads; see docs/architecture.md.
 
 A connection belongs to exactly one worker for its whole life, and only that
 worker's thread calls into its SSL object. Other threads hand work over with
-`call_soon()` or, for output, `mark_dirty()`; both wake the loop through a
-socketpair at most once per turn. Output queued by the worker's own thread
+`call_soon()` or, for output, `mark_dirty()`; both wake the loop through its
+`Waker` (waker.py), at most once per turn. Output queued by the worker's own thread
 (the common case: one client's line fanned out to the room) needs no wake-up
 at all: it is flushed at the end of the turn, all of it in one write per
 connection.
@@ -30,6 +30,7 @@ from typing import Final, Protocol
 import structlog
 
 from chatd.transport.tlsstream import RECV_SIZE
+from chatd.transport.waker import Waker
 
 ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
 
@@ -118,17 +119,14 @@ class Worker:
         self._epoll = select.epoll()
         self._by_fd: dict[int, Endpoint] = {}  # what the epoll watches, by descriptor
         self.scratch = bytearray(RECV_SIZE)  # every recv() of this thread lands here first
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._wake_fd = self._wake_r.fileno()
+        self._waker = Waker()
+        self._wake_fd = self._waker.fileno()
         self._epoll.register(self._wake_fd, READ)
         self._listener_fd = -1  # the server's listener while this worker accepts from it
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
         self._calls: list[tuple[Callable[[], None], Endpoint | None]] = []
         self._remote_dirty: list[Endpoint] = []
-        self._woken = False
         self._local_dirty: list[Endpoint] = []
         self._readable: list[Endpoint] = []
         self._timers: list[tuple[float, int, Timer]] = []
@@ -156,10 +154,7 @@ class Worker:
             if not self.running:
                 return False
             self._calls.append((call, conn))
-            wake = not self._woken
-            self._woken = True
-        if wake:
-            self._wake()
+        self._waker.wake()
         return True
 
     def loop_lag(self, now: float) -> float:
@@ -177,14 +172,11 @@ class Worker:
             return
         with self._lock:
             self._remote_dirty.append(conn)
-            wake = not self._woken
-            self._woken = True
-        if wake:
-            self._wake()
+        self._waker.wake()
 
     def stop(self) -> None:
         self._stopping.set()
-        self._wake()
+        self._waker.wake()
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -304,7 +296,7 @@ class Worker:
             elif fd == self._listener_fd:
                 self._accept()
             elif fd == self._wake_fd:
-                self._drain_wakeups()
+                self._waker.drain()  # the work it announced is taken just below
             # else: a connection closed earlier in this batch
         self._take_remote_work()
         if self._readable:
@@ -341,7 +333,6 @@ class Worker:
         with self._lock:
             calls, self._calls = self._calls, []
             dirty, self._remote_dirty = self._remote_dirty, []
-            self._woken = False
         for call, conn in calls:
             if conn is not None:
                 self._guard(conn, call)
@@ -423,19 +414,6 @@ class Worker:
             self._guard(conn, functools.partial(conn.on_timer, now))
         self._flush_dirty()
 
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (a wake-up is pending anyway) or closed at shutdown
-
-    def _drain_wakeups(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass  # drained
-
     def _close_all(self) -> None:
         with self._lock:
             self.running = False
@@ -444,8 +422,7 @@ class Worker:
         for conn in list(self.connections):
             self._guard(conn, functools.partial(conn.finish, reason))
         self._epoll.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._waker.close()
 
 
 def _cancel(conn: Endpoint) -> None:
