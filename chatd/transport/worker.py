@@ -16,9 +16,6 @@ connection.
 from __future__ import annotations
 
 import functools
-import heapq
-import itertools
-import math
 import select
 import socket
 import ssl
@@ -29,6 +26,8 @@ from typing import Final, Protocol
 
 import structlog
 
+from chatd.transport.timers import Timed, Timers
+from chatd.transport.timers import Timer as Timer  # re-exported: endpoint.py imports it from here
 from chatd.transport.tlsstream import RECV_SIZE
 from chatd.transport.waker import Waker
 
@@ -39,22 +38,20 @@ log = structlog.get_logger(__name__)
 
 _MAX_SELECT_WAIT = 1.0
 LAG_TICK: Final = 1.0  # seconds between the loop-lag measurements a worker makes of itself
-_TIMER_SLACK = 256  # cancelled timers the heap may hold beyond one per connection
 READ: Final = select.EPOLLIN
 WRITE: Final = select.EPOLLOUT
 # Wake only one of the workers waiting on the listener per connection (Linux ≥ 4.5).
 _EXCLUSIVE: Final = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
-class Endpoint(Protocol):
-    """One socket's life as its worker drives it (chatd.transport.endpoint)."""
+class Endpoint(Timed, Protocol):
+    """A connection as its worker sees it: a descriptor to watch, events and a
+    deadline to run, output to flush (chatd.transport.endpoint.Endpoint)."""
 
     id: int
     peer: str
     fd: int
     interest: int  # epoll events currently registered
-    timer_at: float
-    timer: Timer | None
 
     def start(self) -> None: ...
     def on_readable(self) -> None: ...
@@ -101,16 +98,6 @@ class IOStats:
         self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
 
 
-class Timer:
-    """A heap entry's handle: cancelling it lets go of the connection at once,
-    so a closed connection is never kept alive until its old deadline."""
-
-    __slots__ = ("conn",)
-
-    def __init__(self, conn: Endpoint) -> None:
-        self.conn: Endpoint | None = conn
-
-
 class Worker:
     def __init__(self, server: Service, index: int) -> None:
         self.server = server
@@ -129,8 +116,7 @@ class Worker:
         self._remote_dirty: list[Endpoint] = []
         self._local_dirty: list[Endpoint] = []
         self._readable: list[Endpoint] = []
-        self._timers: list[tuple[float, int, Timer]] = []
-        self._sequence = itertools.count()
+        self._timers: Timers[Endpoint] = Timers()
         self._stopping = threading.Event()
         self.stats = IOStats()
         # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
@@ -236,16 +222,8 @@ class Worker:
         self._readable.append(conn)
 
     def arm_timer(self, conn: Endpoint, when: float) -> None:
-        if when >= conn.timer_at:
-            return
-        _cancel(conn)
-        conn.timer = Timer(conn)
-        conn.timer_at = when
-        heapq.heappush(self._timers, (when, next(self._sequence), conn.timer))
-        if len(self._timers) > 2 * len(self.connections) + _TIMER_SLACK:
-            # Cancelled entries are dead weight; drop them (amortised O(1) per arm).
-            self._timers = [entry for entry in self._timers if entry[2].conn is not None]
-            heapq.heapify(self._timers)
+        """Run `conn.on_timer` at `when` (monotonic), unless it is due earlier already."""
+        self._timers.arm(conn, when)
 
     def forget(self, conn: Endpoint) -> None:
         if conn.interest:
@@ -255,7 +233,7 @@ class Worker:
             except OSError:
                 pass  # the socket was already closed underneath the epoll
             conn.interest = 0
-        _cancel(conn)
+        self._timers.cancel(conn)
         self.connections.discard(conn)
 
     def _start_connection(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> None:
@@ -394,8 +372,9 @@ class Worker:
 
     def _select_timeout(self) -> float:
         wait = min(_MAX_SELECT_WAIT, self._tick_at - time.monotonic())
-        if self._timers:
-            wait = min(wait, self._timers[0][0] - time.monotonic())
+        next_timer = self._timers.next_at()
+        if next_timer is not None:
+            wait = min(wait, next_timer - time.monotonic())
         if self._accept_paused_until:
             wait = min(wait, self._accept_paused_until - time.monotonic())
         return max(0.0, wait)
@@ -406,11 +385,7 @@ class Worker:
             self.lag = now - self._tick_at
             self._tick_at = now + LAG_TICK
         self._resume_accepting(now)
-        while self._timers and self._timers[0][0] <= now:
-            conn = heapq.heappop(self._timers)[2].conn
-            if conn is None:
-                continue  # cancelled: superseded by an earlier deadline, or closed
-            _cancel(conn)
+        while (conn := self._timers.pop_due(now)) is not None:
             self._guard(conn, functools.partial(conn.on_timer, now))
         self._flush_dirty()
 
@@ -423,10 +398,3 @@ class Worker:
             self._guard(conn, functools.partial(conn.finish, reason))
         self._epoll.close()
         self._waker.close()
-
-
-def _cancel(conn: Endpoint) -> None:
-    if conn.timer is not None:
-        conn.timer.conn = None
-        conn.timer = None
-    conn.timer_at = math.inf
