@@ -44,7 +44,7 @@ WRITE: Final = select.EPOLLOUT
 _EXCLUSIVE: Final = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
-class Endpoint(Timed, Protocol):
+class Connection(Timed, Protocol):
     """A connection as its worker sees it: a descriptor to watch, events and a
     deadline to run, output to flush (chatd.transport.endpoint.Endpoint)."""
 
@@ -70,7 +70,7 @@ class Service(Protocol):
 
     def open_endpoint(
         self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
-    ) -> Endpoint: ...
+    ) -> Connection: ...
 
     def release(self, ip: str, reject: str | None) -> None: ...
 
@@ -102,9 +102,9 @@ class Worker:
     def __init__(self, server: Service, index: int) -> None:
         self.server = server
         self.name = f"chatd-io-{index}"
-        self.connections: set[Endpoint] = set()
+        self.connections: set[Connection] = set()
         self._epoll = select.epoll()
-        self._by_fd: dict[int, Endpoint] = {}  # what the epoll watches, by descriptor
+        self._by_fd: dict[int, Connection] = {}  # what the epoll watches, by descriptor
         self.scratch = bytearray(RECV_SIZE)  # every recv() of this thread lands here first
         self._waker = Waker()
         self._wake_fd = self._waker.fileno()
@@ -112,11 +112,11 @@ class Worker:
         self._listener_fd = -1  # the server's listener while this worker accepts from it
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
-        self._calls: list[tuple[Callable[[], None], Endpoint | None]] = []
-        self._remote_dirty: list[Endpoint] = []
-        self._local_dirty: list[Endpoint] = []
-        self._readable: list[Endpoint] = []
-        self._timers: Timers[Endpoint] = Timers()
+        self._calls: list[tuple[Callable[[], None], Connection | None]] = []
+        self._remote_dirty: list[Connection] = []
+        self._local_dirty: list[Connection] = []
+        self._readable: list[Connection] = []
+        self._timers: Timers[Connection] = Timers()
         self._stopping = threading.Event()
         self.stats = IOStats()
         # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
@@ -133,7 +133,7 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
-    def call_soon(self, call: Callable[[], None], conn: Endpoint | None = None) -> bool:
+    def call_soon(self, call: Callable[[], None], conn: Connection | None = None) -> bool:
         """Run `call` on this worker's thread, guarded like `conn`'s events if
         given; False (and nothing will run) if the worker has stopped."""
         with self._lock:
@@ -151,7 +151,7 @@ class Worker:
     def in_thread(self) -> bool:
         return threading.get_ident() == self._thread.ident
 
-    def mark_dirty(self, conn: Endpoint) -> None:
+    def mark_dirty(self, conn: Connection) -> None:
         """`conn` has output queued; flush it at the end of this worker's turn."""
         if self.in_thread():
             self._local_dirty.append(conn)
@@ -191,7 +191,7 @@ class Worker:
         if not self.call_soon(unwatch):
             done.set()  # stopped: its epoll, and the listener in it, are closed
 
-    def for_each_connection(self, action: Callable[[Endpoint], None]) -> bool:
+    def for_each_connection(self, action: Callable[[Connection], None]) -> bool:
         """Run `action` on each of this worker's connections, on its thread,
         each under the connection's guard; False if the worker has stopped."""
 
@@ -203,7 +203,7 @@ class Worker:
 
     # -- worker thread only ---------------------------------------------------------
 
-    def set_interest(self, conn: Endpoint, read: bool, write: bool) -> None:
+    def set_interest(self, conn: Connection, read: bool, write: bool) -> None:
         events = (READ if read else 0) | (WRITE if write else 0)
         if events == conn.interest:
             return
@@ -217,15 +217,15 @@ class Worker:
             self._epoll.modify(conn.fd, events)
         conn.interest = events
 
-    def mark_readable(self, conn: Endpoint) -> None:
+    def mark_readable(self, conn: Connection) -> None:
         """`conn` may hold decrypted input the selector cannot see; read it next turn."""
         self._readable.append(conn)
 
-    def arm_timer(self, conn: Endpoint, when: float) -> None:
+    def arm_timer(self, conn: Connection, when: float) -> None:
         """Run `conn.on_timer` at `when` (monotonic), unless it is due earlier already."""
         self._timers.arm(conn, when)
 
-    def forget(self, conn: Endpoint) -> None:
+    def forget(self, conn: Connection) -> None:
         if conn.interest:
             self._by_fd.pop(conn.fd, None)
             try:
@@ -284,13 +284,13 @@ class Worker:
         self._flush_dirty()
         self._run_timers()
 
-    def _guarded(self, conn: Endpoint, events: int) -> None:
+    def _guarded(self, conn: Connection, events: int) -> None:
         if events & ~WRITE:  # readable, or an error or hang-up that reading will report
             self._guard(conn, conn.on_readable)
         if events & ~READ:
             self._guard(conn, conn.on_writable)
 
-    def _guard(self, conn: Endpoint, call: Callable[[], None]) -> None:
+    def _guard(self, conn: Connection, call: Callable[[], None]) -> None:
         """Run one piece of work for `conn`: a bug in it costs that client only.
 
         Every event, timer, flush and callback of a connection runs through here.
