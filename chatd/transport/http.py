@@ -37,7 +37,8 @@ from chatd.origin import origin_or_none
 from chatd.outlet import Outlet
 from chatd.transport.codec import Application, State
 from chatd.transport.endpoint import Endpoint
-from chatd.transport.websocket import TextFrames, WebSocketCodec
+from chatd.transport.websocket import WebSocketCodec
+from chatd.transport.wsframes import TextFrames
 
 log = structlog.get_logger(__name__)
 
