@@ -47,7 +47,7 @@ from chatd.outlet import Outlet, Sender
 from chatd.transport.codec import Application, State
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import TOO_LONG
-from chatd.transport.wsframes import TextFrames, frame_end, read_text_frames
+from chatd.transport.wsframes import TextFrames, frame_end, frame_needs, read_text_frames
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +66,12 @@ class WebSocketCodec:
         self._frames = frames
         self._ws = Connection(SERVER)
         self._wsproto = False  # every byte goes to wsproto from now on
-        self._partial = b""  # the start of a text frame for read_text_frames
+        # The start of a text frame for read_text_frames, and the size it must
+        # reach before it is worth reading again (the frame's end once its head
+        # says it): a frame trickled a byte at a time costs O(bytes), as a
+        # trickled line does in framing.py.
+        self._partial = bytearray()
+        self._partial_needs = 0
         self._message = bytearray()  # the text message being received, as UTF-8
         self._fragments = 0  # the frames of that message so far
         self._discarding = False  # the rest of that message is dropped (too long, or over the rate)
@@ -103,14 +108,19 @@ class WebSocketCodec:
             self._receive(data, lines)
         else:
             if self._partial:
-                data, self._partial = self._partial + data, b""
+                self._partial += data
+                if len(self._partial) < self._partial_needs:
+                    return
+                data = bytes(self._partial)
+                self._partial.clear()
             limit = self.endpoint.host.limits.max_line_bytes
             payloads, taken, partial = read_text_frames(data, limit)
             for payload in payloads:
                 line = payload[:-1] if payload.endswith(b"\n") else payload
                 lines.append(TOO_LONG if len(line) >= limit else line)  # max_line_bytes counts a newline
             if partial:
-                self._partial = data[taken:]
+                self._partial += memoryview(data)[taken:]
+                self._partial_needs = frame_needs(self._partial)
             elif taken < len(data):
                 self._wsproto = True
                 self._receive(data[taken:], lines)

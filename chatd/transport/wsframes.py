@@ -43,6 +43,20 @@ def frame_end(data: bytes, start: int) -> int:
     return start + 2 + size
 
 
+def frame_needs(data: bytes | bytearray) -> int:
+    """How long the client's (masked) frame at the start of `data` is, as far
+    as what has come of its head tells: the whole frame once its length is
+    there, else the head up to where the length ends."""
+    if len(data) < 2:
+        return 2
+    size = data[1] & 0x7F
+    if size == 126:
+        return 4 if len(data) < 4 else 8 + int.from_bytes(data[2:4], "big")
+    if size == 127:
+        return 10 if len(data) < 10 else 14 + int.from_bytes(data[2:10], "big")
+    return 6 + size
+
+
 def read_text_frames(data: bytes, limit: int) -> tuple[list[bytes], int, bool]:
     """The whole, unfragmented, masked text frames of at most `limit` bytes of
     valid UTF-8 at the start of `data`, unmasked.

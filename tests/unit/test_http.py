@@ -1,7 +1,8 @@
 """chatd/transport/http.py without sockets: HttpCodec fed bytes by a small
 fake endpoint and read by a real h11 client. Requests and their answers,
 the limits (405, 413, 431, 400, 503, 408), pipelined requests answered one
-at a time on `drained`, and the upgrade of `GET /ws` to the WebSocket codec."""
+at a time on `drained`, and the upgrade of `GET /ws` to the WebSocket codec,
+which then reads what a browser sends (also a byte at a time)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from wsproto.connection import CLIENT, Connection
 from wsproto.events import TextMessage
 from wsproto.utilities import generate_accept_token
 
+from chatd.transport import websocket
 from chatd.transport.codec import State
 from chatd.transport.http import MAX_HEAD, MAX_HEADERS, HttpCodec
 from chatd.transport.websocket import WebSocketCodec
-from chatd.transport.wsframes import TextFrames
+from chatd.transport.wsframes import TextFrames, read_text_frames
 from chatd.web.files import HEADERS, StaticFiles
 
 PAGE = b"<!doctype html><title>chat</title>\n"
@@ -329,3 +331,35 @@ def test_an_upgrade_chatd_does_not_take_is_refused_and_the_connection_stays(
 def test_an_allowed_origin_or_the_servers_own_may_upgrade(tmp_path: Path, origin: str) -> None:
     browser = Browser(tmp_path)
     assert browser.answer(browser.request("GET", "/ws", upgrade_headers(Origin=origin)))[0] == 101
+
+
+def test_a_message_trickled_a_byte_at_a_time_costs_linear_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 65,535-byte text message at max_line_bytes 65536, one byte per read
+    (a TLS record each): its partial frame is neither copied whole nor read
+    again on each read, only once its head says the frame can be whole.
+
+    (Copying it on each read cost 0.16 s of CPU here, too little beside the
+    0.01 s it costs now for a bound with a margin to tell them apart on a
+    busy machine; the count of reads does.)"""
+    browser = Browser(tmp_path, max_line_bytes=65536)
+    browser.codec.on_data(browser.request("GET", "/ws", upgrade_headers()))
+    browser.responses()
+    codec = browser.endpoint.codec
+    assert isinstance(codec, WebSocketCodec)
+    reads = []
+
+    def counted(data: bytes, limit: int) -> tuple[list[bytes], int, bool]:
+        reads.append(len(data))
+        return read_text_frames(data, limit)
+
+    monkeypatch.setattr(websocket, "read_text_frames", counted)
+    text = "x" * 65535
+    frame = Connection(CLIENT).send(TextMessage(text))
+    pieces = [frame[i : i + 1] for i in range(len(frame))]  # sliced beforehand: not measured
+    started = time.thread_time()
+    for piece in pieces:
+        codec.on_data(piece)
+    spent = time.thread_time() - started
+    assert browser.sessions[0].lines == [text.encode()]
+    assert len(reads) <= 4, f"the partial frame was read {len(reads)} times"  # 1, 2, 4 bytes of head, then whole
+    assert spent < 0.1, f"{spent:.2f} s of CPU for one {len(frame)}-byte frame fed a byte at a time"
