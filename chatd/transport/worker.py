@@ -26,6 +26,7 @@ from typing import Final, Protocol
 
 import structlog
 
+from chatd.addresses import format_host_port
 from chatd.transport.timers import Timed, Timers
 from chatd.transport.timers import Timer as Timer  # re-exported: endpoint.py imports it from here
 from chatd.transport.tlsstream import RECV_SIZE
@@ -241,9 +242,11 @@ class Worker:
             conn = self.server.open_endpoint(self, sock, peer, conn_id, reject)
         except Exception as exc:
             if not isinstance(exc, (ssl.SSLError, OSError)):
-                log.exception("session_crashed", session=conn_id, peer=f"{peer[0]}:{peer[1]}")
+                log.exception("session_crashed", session=conn_id, peer=format_host_port(peer[0], peer[1]))
             else:
-                log.info("tls_handshake_failed", session=conn_id, peer=f"{peer[0]}:{peer[1]}", error=str(exc))
+                log.info(
+                    "tls_handshake_failed", session=conn_id, peer=format_host_port(peer[0], peer[1]), error=str(exc)
+                )
             sock.close()
             self.server.release(peer[0], reject)
             return
