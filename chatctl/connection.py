@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from chatctl.render import BYE_WORDS, sanitize
+from chatd.addresses import format_host_port
 
 QUIT_TIMEOUT: Final = 5.0  # how long to wait for BYE after sending /quit
 # TCP keepalive, how a dead server is noticed (docs/protocol.md: there is no
@@ -66,7 +67,7 @@ class Address:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return format_host_port(self.host, self.port)
 
 
 def client_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
@@ -340,7 +341,7 @@ def _peer_name(sock: socket.socket) -> str:
         host, port = sock.getpeername()[:2]
     except OSError:
         return "the server"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return format_host_port(host, port)
 
 
 @dataclass(frozen=True)

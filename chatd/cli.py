@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from chatd import __version__
+from chatd.addresses import format_host_port
 from chatd.config import Config, default_config_path, load_config
 from chatd.core.history import EventStore
 from chatd.errors import ConfigError
@@ -172,7 +173,7 @@ def _start_metrics(config: Config, server: Server, listener: MetricsServer) -> N
         raise ConfigError(
             f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {reason}{hint}"
         ) from exc
-    server.metrics_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    server.metrics_address = format_host_port(host, port)
 
 
 def _serve(server: Server, notifier: Notifier) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from chatd.addresses import LISTEN_EXPECTED, split_host_port
 from chatd.errors import ConfigError
 from chatd.names import is_room_name, room_key
 from chatd.origin import parse_origin
@@ -231,49 +232,11 @@ def _origins(value: object) -> tuple[str, ...]:
     return tuple(_origin(item) for item in value)
 
 
-_LISTEN_EXPECTED = "must be host:port or [IPv6]:port, e.g. 127.0.0.1:9464, or null for off"
-_DOTTED = re.compile(r"[0-9.]+")
-_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """`host:port` or `[IPv6]:port` as (host, port); the host is an IP address
-    or a host name, the port 0..65535 (0: any free port).
-
-    Raises:
-        ValueError: the text is neither, with what is expected.
-    """
-    if text.startswith("["):
-        host, bracket, port = text[1:].partition("]:")
-        if not bracket:
-            raise ValueError(_LISTEN_EXPECTED)
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} in brackets is not an IPv6 address; {_LISTEN_EXPECTED}") from None
-    else:
-        host, colon, port = text.rpartition(":")
-        if not colon or not host:
-            raise ValueError(_LISTEN_EXPECTED)
-        if ":" in host:
-            raise ValueError(f"an IPv6 address goes in brackets, as in [::1]:9464; {_LISTEN_EXPECTED}")
-        if _DOTTED.fullmatch(host):
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError:
-                raise ValueError(f"{host!r} is not an IPv4 address; {_LISTEN_EXPECTED}") from None
-        elif not _HOSTNAME.fullmatch(host):
-            raise ValueError(f"{host!r} is not an IP address or host name; {_LISTEN_EXPECTED}")
-    if not port.isascii() or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"the port must be 0..65535; {_LISTEN_EXPECTED}")
-    return host, int(port)
-
-
 def _listen_address(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(_LISTEN_EXPECTED)
+        raise ValueError(LISTEN_EXPECTED)
     split_host_port(value)
     return value
 

@@ -14,12 +14,3 @@ class ProtocolError(Exception):
         super().__init__(f"{code}: {text}")
         self.code = code
         self.text = text
-
-
-class ConnectionClosed(Exception):
-    """The connection ended; `reason` is a reason code from docs/protocol.md."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason if not detail else f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail

@@ -23,6 +23,11 @@ nobody, and:
   silent peers are connected (issue 19: with the listener paused at the
   cap, 48 silent peers made 3 of 3 scrapes time out).
 
+The request head is read by h11 (as chatd/transport/http.py reads the web
+client's), one connection's `h11.Connection` per request: only GET of the
+two paths is served, and an HTTP/1.1 request without `Host` is answered
+too (see `read_request`).
+
 prometheus_client's own `start_http_server` has none of these limits (a
 thread per connection, no deadline), so only its registry and
 `generate_latest` are used (chatd/metrics.py). Nothing here touches a chat
@@ -36,8 +41,10 @@ import socket
 from collections.abc import Callable
 from typing import Final
 
+import h11
 import structlog
 
+from chatd.http_response import Response, text_response
 from chatd.oneshot import Limits, OneShotServer
 from chatd.transport.listening import listen_on
 
@@ -51,19 +58,42 @@ MAX_CONNECTIONS: Final = 16
 # connection is refused or, worse, left half-open on the client's side.
 BACKLOG: Final = 128
 LINGER: Final = 1.0
-_TEXT = "text/plain; charset=utf-8"
 
 
-def response(status: int, body: bytes = b"", content_type: str = _TEXT, allow: str = "") -> bytes:
-    """A whole HTTP/1.1 response that closes the connection."""
-    phrase = http.HTTPStatus(status).phrase
-    head = (
-        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n"
-    )
-    if allow:
-        head += f"Allow: {allow}\r\n"
-    return head.encode("ascii") + b"\r\n" + body
+def read_request(received: bytes) -> tuple[h11.Connection, h11.Request | int | None]:
+    """The request whose head `received` starts with, None while the head is
+    not whole, or the status that refuses it (400; 431 for a head over
+    MAX_HEAD_BYTES); and the h11 connection that read it, to answer with.
+
+    h11 refuses an HTTP/1.1 request without `Host`, as RFC 9112 (3.2) tells
+    a server to. This listener has one site and has always answered such a
+    request (`printf 'GET /metrics HTTP/1.1\\r\\n\\r\\n' | nc`), so a request h11
+    refuses is read once more with an empty `Host` after its request line:
+    if that was all it lacked, it is answered.
+    """
+    conn, request = _read(received)
+    if request == 400:
+        after_line = received.find(b"\n") + 1
+        again, retried = _read(received[:after_line] + b"Host:\r\n" + received[after_line:])
+        if isinstance(retried, h11.Request):
+            return again, retried
+    return conn, request
+
+
+def _read(data: bytes) -> tuple[h11.Connection, h11.Request | int | None]:
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    conn.receive_data(data)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        return conn, exc.error_status_hint  # 431 for a head not whole within MAX_HEAD_BYTES
+    if event is h11.NEED_DATA:
+        return conn, None
+    if not isinstance(event, h11.Request) or not event.http_version.startswith(b"1."):
+        return conn, 400
+    if len(data) - len(conn.trailing_data[0]) > MAX_HEAD_BYTES:
+        return conn, 431  # h11 bounds only a head that is not whole yet
+    return conn, event
 
 
 class Handler:
@@ -71,24 +101,46 @@ class Handler:
 
     def __init__(self, metrics: Callable[[], bytes], content_type: str, accepting: Callable[[], bool]) -> None:
         self._metrics = metrics
-        self._content_type = content_type
+        self._content_type = content_type.encode()
         self._accepting = accepting
 
+    def respond(self, received: bytes) -> bytes | None:
+        """The whole response (which closes the connection) once `received`
+        holds a whole request head; None until then."""
+        conn, request = read_request(received)
+        if request is None:
+            return None
+        if isinstance(request, int):
+            text = "request head too large" if request == 431 else "bad request"
+            return _write(conn, text_response(request, text))
+        return _write(conn, self._answer(request), request.method)
+
     def answer(self, head: bytes) -> bytes:
-        """The response to a request head (its request line and headers)."""
-        line = head.split(b"\n", 1)[0].rstrip(b"\r")
-        parts = line.split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not parts[0].isalpha():
-            return response(400, b"bad request\n")
-        method, target = parts[0], parts[1]
-        path = target.split(b"?", 1)[0]
+        """The response to a request head already cut out (the blank line that
+        ends it may be left out)."""
+        return self.respond(head + b"\r\n\r\n") or b""  # never b"": a blank line ends any head
+
+    def _answer(self, request: h11.Request) -> Response:
+        path = request.target.split(b"?", 1)[0]
         if path not in (b"/metrics", b"/healthz"):
-            return response(404, b"not found: try /metrics or /healthz\n")
-        if method != b"GET":
-            return response(405, b"only GET\n", allow="GET")
+            return text_response(404, "not found: try /metrics or /healthz")
+        if request.method != b"GET":
+            return text_response(405, "only GET", [(b"Allow", b"GET")])
         if path == b"/healthz":
-            return response(200, b"ok\n") if self._accepting() else response(503, b"stopping\n")
-        return response(200, self._metrics(), self._content_type)
+            return text_response(200, "ok") if self._accepting() else text_response(503, "stopping")
+        body = self._metrics()
+        return Response(200, [(b"Content-Type", self._content_type), (b"Content-Length", b"%d" % len(body))], body)
+
+
+def _write(conn: h11.Connection, response: Response, method: bytes = b"") -> bytes:
+    """`response` to a `method` request (none: a head that was not one), as
+    `conn` writes it, ending the connection."""
+    headers = [*response.headers, (b"Connection", b"close")]
+    reason = http.HTTPStatus(response.status).phrase.encode()
+    out = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason)) or b""
+    if method != b"HEAD":
+        out += conn.send(h11.Data(data=response.body)) or b""
+    return out + (conn.send(h11.EndOfMessage()) or b"")
 
 
 class MetricsServer:
@@ -125,12 +177,4 @@ class MetricsServer:
             self._server.stop()
 
     def _respond(self, sock: socket.socket, received: bytes, ended: bool) -> bytes | None:
-        """The answer once `received` holds a whole head; 431 for one too large."""
-        end = received.find(b"\r\n\r\n")
-        if end < 0:
-            end = received.find(b"\n\n")
-        if 0 <= end <= MAX_HEAD_BYTES:
-            return self._handler.answer(received[:end])
-        if end > MAX_HEAD_BYTES or len(received) > MAX_HEAD_BYTES:
-            return response(431, b"request head too large\n")
-        return None  # more to come, or the peer gave up before a whole head
+        return self._handler.respond(received)  # None: more to come, or the peer gave up first

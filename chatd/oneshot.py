@@ -37,7 +37,6 @@ Nothing here knows HTTP or JSON, and nothing here touches a chat connection.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import selectors
 import socket
@@ -48,6 +47,8 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
+
+from chatd.transport.waker import Waker
 
 log = structlog.get_logger(__name__)
 
@@ -106,38 +107,34 @@ class OneShotServer:
         self._exchanges: dict[int, _Exchange] = {}  # by fd, in the order they were accepted
         self._accept_paused_until = 0.0
         self._thread: threading.Thread | None = None
-        self._wake: socket.socket | None = None  # the sending end of the thread's wake-up pair
+        self._waker: Waker | None = None  # how stop() wakes the thread; the thread closes it as it ends
 
     def start(self) -> None:
-        wake, self._wake = socket.socketpair()
-        wake.setblocking(False)
-        self._selector.register(wake, selectors.EVENT_READ)
+        self._waker = waker = Waker()
+        self._selector.register(waker, selectors.EVENT_READ)
         self._selector.register(self._listener, selectors.EVENT_READ)
-        self._thread = threading.Thread(target=self._serve, args=(wake,), name=f"chatd-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._serve, args=(waker,), name=f"chatd-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop serving and close every connection; False if the thread did not end in time."""
-        if self._thread is None or self._wake is None:
+        if self._thread is None or self._waker is None:
             return True
-        with contextlib.suppress(OSError):  # the thread has ended already (<name>_crashed)
-            self._wake.send(b"\0")
+        self._waker.wake()  # nothing if the thread has ended already (<name>_crashed)
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning(f"{self.name}_still_running")
             return False
-        self._wake.close()
-        self._wake = None
         return True
 
     # -- the serving thread ------------------------------------------------------------
 
-    def _serve(self, wake: socket.socket) -> None:
+    def _serve(self, waker: Waker) -> None:
         try:
             while True:
                 for key, events in self._selector.select(self._timeout()):
-                    if key.fileobj is wake:
-                        return
+                    if key.fileobj is waker:
+                        return  # stop()
                     if key.fileobj is self._listener:
                         self._accept()
                     else:
@@ -151,7 +148,7 @@ class OneShotServer:
                 self._close(exchange)
             self._selector.close()
             self._listener.close()
-            wake.close()
+            waker.close()
 
     def _timeout(self) -> float | None:
         deadlines = [exchange.deadline for exchange in self._exchanges.values()]

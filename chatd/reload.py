@@ -29,7 +29,7 @@ from chatd.errors import ConfigError
 from chatd.log import configure_logging
 from chatd.notify import Notifier
 from chatd.tls import certificate_expiry, server_context
-from chatd.transport.websocket import TextFrames
+from chatd.transport.wsframes import TextFrames
 from chatd.web.files import StaticFiles
 
 log = structlog.get_logger(__name__)

@@ -47,8 +47,8 @@ from chatd.transport.http import HttpCodec
 from chatd.transport.lines import LineCodec
 from chatd.transport.listening import listen_on
 from chatd.transport.tlsstream import TLSStream
-from chatd.transport.websocket import TextFrames
 from chatd.transport.worker import Worker
+from chatd.transport.wsframes import TextFrames
 
 log = structlog.get_logger(__name__)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
 
+from chatd.addresses import format_host_port
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
 from chatd.transport.codec import IDLE, Codec, Counted, Finished, State
@@ -77,7 +78,7 @@ class Endpoint(Output):
         self.fd = tls.sock.fileno()  # what the worker's epoll watches
         self.id = conn_id
         self.ip = peer[0]
-        self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        self.peer = format_host_port(peer[0], peer[1])
         self.state = State.HANDSHAKE
         self.connected_at = time.time()
         self.messages_out = 0

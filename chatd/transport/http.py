@@ -33,11 +33,13 @@ import h11
 import structlog
 from wsproto.utilities import generate_accept_token
 
+from chatd.http_response import Response, text_response
 from chatd.origin import origin_or_none
 from chatd.outlet import Outlet
 from chatd.transport.codec import Application, State
 from chatd.transport.endpoint import Endpoint
-from chatd.transport.websocket import TextFrames, WebSocketCodec
+from chatd.transport.websocket import WebSocketCodec
+from chatd.transport.wsframes import TextFrames
 
 log = structlog.get_logger(__name__)
 
@@ -47,15 +49,6 @@ WEBSOCKET_PATH: Final = "/ws"
 _LOG_PATH: Final = 200  # characters of a path that go into a log line
 
 
-class Reply(Protocol):
-    @property
-    def status(self) -> int: ...
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]: ...
-    @property
-    def body(self) -> bytes: ...
-
-
 class Files(Protocol):
     """The static files (chatd.web.files.StaticFiles)."""
 
@@ -63,7 +56,7 @@ class Files(Protocol):
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
         """What every response carries."""
 
-    def answer(self, method: str, path: str, if_none_match: bytes | None, if_modified_since: bytes | None) -> Reply:
+    def answer(self, method: str, path: str, if_none_match: bytes | None, if_modified_since: bytes | None) -> Response:
         """What a GET or HEAD of `path` gets."""
 
 
@@ -78,20 +71,6 @@ class Site(Protocol):
 
     @property
     def frames(self) -> TextFrames: ...
-
-
-class _Reply:
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        self.status = status
-        self.body = (text + "\n").encode()
-        self.headers = [
-            (b"Content-Type", b"text/plain; charset=utf-8"),
-            (b"Cache-Control", b"no-store"),
-            (b"Content-Length", str(len(self.body)).encode()),
-            *(headers or []),
-        ]
 
 
 class HttpCodec:
@@ -133,7 +112,7 @@ class HttpCodec:
         started = bool(self._conn.trailing_data[0])
         if started:
             log.info("http_error", **self.endpoint.context, status=408, error="request head not complete in time")
-            self._send(_Reply(408, "Request timeout."), "GET", close=True)
+            self._send(text_response(408, "Request timeout."), "GET", close=True)
         self.endpoint.begin_close("http_request_timeout" if started else "http_idle")
 
     def on_close(self, reason: str, text: str) -> bytes:
@@ -201,40 +180,40 @@ class HttpCodec:
             self._refuse(413, "a request body (chatd takes none)", method, path)
             return
         if self._reject is not None:
-            reply: Reply = _Reply(503, "The server is busy; try again later.", [(b"Retry-After", b"60")])
-            self._log(method, path, reply.status)
-            self._send(reply, method, close=True)
+            response = text_response(503, "The server is busy; try again later.", [(b"Retry-After", b"60")])
+            self._log(method, path, response.status)
+            self._send(response, method, close=True)
             return
         if method not in ("GET", "HEAD"):
-            reply = _Reply(405, "Only GET and HEAD.", [(b"Allow", b"GET, HEAD")])
+            response = text_response(405, "Only GET and HEAD.", [(b"Allow", b"GET, HEAD")])
         elif not path.startswith("/"):
-            reply = _Reply(400, "Bad request target.")
+            response = text_response(400, "Bad request target.")
         elif path == WEBSOCKET_PATH:
             refusal = self._upgrade_refusal(method, headers)
             if refusal is None:
                 self._upgrading = headers
                 return
-            reply = refusal
+            response = refusal
         else:
-            reply = self.site.files.answer(
+            response = self.site.files.answer(
                 method, path, headers.get(b"if-none-match"), headers.get(b"if-modified-since")
             )
-        self._log(method, path, reply.status)
-        self._send(reply, method)
+        self._log(method, path, response.status)
+        self._send(response, method)
 
-    def _send(self, reply: Reply, method: str, close: bool = False) -> None:
+    def _send(self, response: Response, method: str, close: bool = False) -> None:
         conn = self._conn
-        headers = [*reply.headers, *self.site.files.headers, (b"Date", _http_date())]
+        headers = [*response.headers, *self.site.files.headers, (b"Date", _http_date())]
         if close:
             headers.append((b"Connection", b"close"))
-        reason = http.HTTPStatus(reply.status).phrase.encode()
+        reason = http.HTTPStatus(response.status).phrase.encode()
         try:
-            out = [conn.send(h11.Response(status_code=reply.status, headers=headers, reason=reason))]
-            if reply.body and method != "HEAD" and reply.status != 304:
-                out += conn.send_with_data_passthrough(h11.Data(data=reply.body)) or []
+            out = [conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))]
+            if response.body and method != "HEAD" and response.status != 304:
+                out += conn.send_with_data_passthrough(h11.Data(data=response.body)) or []
             out.append(conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError as exc:  # e.g. the client's half of the exchange broke first
-            log.info("http_error", **self.endpoint.context, status=reply.status, error=str(exc))
+            log.info("http_error", **self.endpoint.context, status=response.status, error=str(exc))
             self.endpoint.begin_close("http_error")
             return
         data = b"".join(part for part in out if part is not None)
@@ -246,7 +225,7 @@ class HttpCodec:
         """A request chatd will not answer normally: say why, then close."""
         log.info("http_error", **self.endpoint.context, status=status, error=error, path=path[:_LOG_PATH] or None)
         if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._send(_Reply(status, http.HTTPStatus(status).phrase + "."), method, close=True)
+            self._send(text_response(status, http.HTTPStatus(status).phrase + "."), method, close=True)
         self.endpoint.begin_close("http_error")
 
     def _log(self, method: str, path: str, status: int) -> None:
@@ -254,19 +233,19 @@ class HttpCodec:
 
     # -- the WebSocket upgrade -------------------------------------------------------------
 
-    def _upgrade_refusal(self, method: str, headers: dict[bytes, bytes]) -> Reply | None:
+    def _upgrade_refusal(self, method: str, headers: dict[bytes, bytes]) -> Response | None:
         """None if `GET /ws` may become a WebSocket (RFC 6455, 4.2.1), else the answer."""
         upgrade = _tokens(headers.get(b"upgrade", b""))
         if method != "GET" or b"websocket" not in upgrade or b"upgrade" not in _tokens(headers.get(b"connection", b"")):
-            return _Reply(426, "This is a WebSocket endpoint.", [(b"Upgrade", b"websocket")])
+            return text_response(426, "This is a WebSocket endpoint.", [(b"Upgrade", b"websocket")])
         if headers.get(b"sec-websocket-version") != b"13":
-            return _Reply(426, "WebSocket version 13 only.", [(b"Sec-WebSocket-Version", b"13")])
+            return text_response(426, "WebSocket version 13 only.", [(b"Sec-WebSocket-Version", b"13")])
         if not _websocket_key_valid(headers.get(b"sec-websocket-key", b"")):
-            return _Reply(400, "Sec-WebSocket-Key is missing or malformed (base64 of 16 bytes).")
+            return text_response(400, "Sec-WebSocket-Key is missing or malformed (base64 of 16 bytes).")
         origin = headers.get(b"origin")
         if origin is not None and not self._origin_allowed(origin, headers.get(b"host")):
             log.info("websocket_refused", **self.endpoint.context, origin=origin.decode("latin-1")[:_LOG_PATH])
-            return _Reply(403, "Cross-origin WebSocket refused.")
+            return text_response(403, "Cross-origin WebSocket refused.")
         return None
 
     def _origin_allowed(self, origin: bytes, host: bytes | None) -> bool:

@@ -5,8 +5,8 @@ Coming in, wsproto parses frames (masking, fragments, UTF-8, control
 frames); each finished text message is one line for the session, with one
 trailing `\\n` (or `\\r\\n`) allowed and none needed. What browsers send
 (a line, one whole masked text frame per message) is read by
-`read_text_frames` instead, which costs a tenth of wsproto's ~15 µs per
-message; at the first frame of any other kind the connection is wsproto's
+`read_text_frames` (wsframes.py) instead, which costs a tenth of wsproto's
+~15 µs per message; at the first frame of any other kind the connection is wsproto's
 for good, from that frame boundary on. A message longer than
 `limits.max_line_bytes` becomes `TOO_LONG` (the session answers
 `ERR line_too_long`, a strike) and is dropped, as a long line is; a message
@@ -24,9 +24,9 @@ message in more than `MAX_FRAGMENTS` frames is closed with 1009; empty
 fragments are not stored, and what is stored is bounded by
 `limits.max_line_bytes`.
 
-Going out, the session's lines are framed here rather than by wsproto:
-server frames are not masked, so the frames of a block of lines are the
-same bytes for every recipient, and `TextFrames` makes them once per block
+Going out, the session's lines are framed by `TextFrames` (wsframes.py)
+rather than by wsproto: server frames are not masked, so the frames of a
+block of lines are the same bytes for every recipient, made once per block
 for a whole room (docs/architecture.md, "The web client").
 
 This codec is also the session's outlet: it frames what the session
@@ -47,106 +47,13 @@ from chatd.outlet import Outlet, Sender
 from chatd.transport.codec import Application, State
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import TOO_LONG
+from chatd.transport.wsframes import TextFrames, frame_end, frame_needs, read_text_frames
 
 log = structlog.get_logger(__name__)
 
-_TEXT: Final = 0x81  # FIN and opcode 1: a whole text message in one frame
 # The frames one text message may come in; more is closed with 1009 (docs/protocol.md,
 # "WebSocket"). Browsers send one; a library that fragments uses a few.
 MAX_FRAGMENTS: Final = 64
-
-
-def encode_text_frames(data: bytes) -> bytes:
-    """One unmasked text frame per `\\n`-terminated line of `data`, without the `\\n`."""
-    lines = data.split(b"\n")
-    if not lines[-1]:
-        lines.pop()  # what followed the last newline: nothing
-    parts = []
-    for line in lines:
-        size = len(line)
-        if size < 126:
-            parts.append(bytes((_TEXT, size)))
-        elif size < 65536:
-            parts.append(b"\x81\x7e" + size.to_bytes(2, "big"))
-        else:
-            parts.append(b"\x81\x7f" + size.to_bytes(8, "big"))
-        parts.append(line)
-    return b"".join(parts)
-
-
-def frame_end(data: bytes, start: int) -> int:
-    """Where the unmasked frame that starts at `start` ends."""
-    size = data[start + 1] & 0x7F
-    if size == 126:
-        return start + 4 + int.from_bytes(data[start + 2 : start + 4], "big")
-    if size == 127:
-        return start + 10 + int.from_bytes(data[start + 2 : start + 10], "big")
-    return start + 2 + size
-
-
-def read_text_frames(data: bytes, limit: int) -> tuple[list[bytes], int, bool]:
-    """The whole, unfragmented, masked text frames of at most `limit` bytes of
-    valid UTF-8 at the start of `data`, unmasked.
-
-    Returns:
-        Their payloads; how many bytes they took; and whether what follows is
-        the start of such a frame, not all there yet (else it is another kind
-        of frame, for wsproto, or nothing).
-    """
-    payloads: list[bytes] = []
-    at, end = 0, len(data)
-    while at < end:
-        if data[at] != _TEXT or at + 2 > end:
-            return payloads, at, data[at] == _TEXT
-        size = data[at + 1]
-        if size < 0x80:
-            break  # unmasked: a protocol error wsproto will report
-        size &= 0x7F
-        head = 6
-        if size == 126:
-            if at + 4 > end:
-                return payloads, at, True
-            size, head = int.from_bytes(data[at + 2 : at + 4], "big"), 8
-            if size < 126:
-                break  # a length in 2 bytes that fits in 7 bits: wsproto closes with 1002
-        elif size == 127:
-            break  # a 64-bit length is never a line
-        if size > limit:
-            break  # wsproto's path drops it in pieces
-        stop = at + head + size
-        if stop > end:
-            return payloads, at, True
-        payload = data[at + head : stop]
-        if size:
-            key = (data[at + head - 4 : at + head] * (size // 4 + 1))[:size]
-            payload = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
-            try:
-                payload.decode("utf-8")
-            except UnicodeDecodeError:
-                break  # wsproto closes with 1007
-        payloads.append(payload)
-        at = stop
-    return payloads, at, False
-
-
-class TextFrames:
-    """Frames for blocks of lines, with the last block's kept: a room's members
-    are all delivered the same `bytes` object, one after the other.
-
-    Any thread may call `frame`. The cache is one tuple, read and replaced
-    whole (atomic under the GIL): two threads framing at once at worst miss.
-    """
-
-    def __init__(self) -> None:
-        self._last: tuple[bytes, bytes] = (b"", b"")
-
-    def frame(self, data: bytes) -> bytes:
-        last = self._last
-        if last[0] is data:
-            return last[1]
-        framed = encode_text_frames(data)
-        self._last = (data, framed)
-        return framed
 
 
 class WebSocketCodec:
@@ -159,7 +66,12 @@ class WebSocketCodec:
         self._frames = frames
         self._ws = Connection(SERVER)
         self._wsproto = False  # every byte goes to wsproto from now on
-        self._partial = b""  # the start of a text frame for read_text_frames
+        # The start of a text frame for read_text_frames, and the size it must
+        # reach before it is worth reading again (the frame's end once its head
+        # says it): a frame trickled a byte at a time costs O(bytes), as a
+        # trickled line does in framing.py.
+        self._partial = bytearray()
+        self._partial_needs = 0
         self._message = bytearray()  # the text message being received, as UTF-8
         self._fragments = 0  # the frames of that message so far
         self._discarding = False  # the rest of that message is dropped (too long, or over the rate)
@@ -196,14 +108,19 @@ class WebSocketCodec:
             self._receive(data, lines)
         else:
             if self._partial:
-                data, self._partial = self._partial + data, b""
+                self._partial += data
+                if len(self._partial) < self._partial_needs:
+                    return
+                data = bytes(self._partial)
+                self._partial.clear()
             limit = self.endpoint.host.limits.max_line_bytes
             payloads, taken, partial = read_text_frames(data, limit)
             for payload in payloads:
                 line = payload[:-1] if payload.endswith(b"\n") else payload
                 lines.append(TOO_LONG if len(line) >= limit else line)  # max_line_bytes counts a newline
             if partial:
-                self._partial = data[taken:]
+                self._partial += memoryview(data)[taken:]
+                self._partial_needs = frame_needs(self._partial)
             elif taken < len(data):
                 self._wsproto = True
                 self._receive(data[taken:], lines)

@@ -6,8 +6,8 @@ no hand-over between threads; see docs/architecture.md.
 
 A connection belongs to exactly one worker for its whole life, and only that
 worker's thread calls into its SSL object. Other threads hand work over with
-`call_soon()` or, for output, `mark_dirty()`; both wake the loop through a
-socketpair at most once per turn. Output queued by the worker's own thread
+`call_soon()` or, for output, `mark_dirty()`; both wake the loop through its
+`Waker` (waker.py), at most once per turn. Output queued by the worker's own thread
 (the common case: one client's line fanned out to the room) needs no wake-up
 at all: it is flushed at the end of the turn, all of it in one write per
 connection.
@@ -16,9 +16,6 @@ connection.
 from __future__ import annotations
 
 import functools
-import heapq
-import itertools
-import math
 import select
 import socket
 import ssl
@@ -29,7 +26,11 @@ from typing import Final, Protocol
 
 import structlog
 
+from chatd.addresses import format_host_port
+from chatd.transport.timers import Timed, Timers
+from chatd.transport.timers import Timer as Timer  # re-exported: endpoint.py imports it from here
 from chatd.transport.tlsstream import RECV_SIZE
+from chatd.transport.waker import Waker
 
 ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
 
@@ -38,22 +39,20 @@ log = structlog.get_logger(__name__)
 
 _MAX_SELECT_WAIT = 1.0
 LAG_TICK: Final = 1.0  # seconds between the loop-lag measurements a worker makes of itself
-_TIMER_SLACK = 256  # cancelled timers the heap may hold beyond one per connection
 READ: Final = select.EPOLLIN
 WRITE: Final = select.EPOLLOUT
 # Wake only one of the workers waiting on the listener per connection (Linux ≥ 4.5).
 _EXCLUSIVE: Final = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
-class Endpoint(Protocol):
-    """One socket's life as its worker drives it (chatd.transport.endpoint)."""
+class Connection(Timed, Protocol):
+    """A connection as its worker sees it: a descriptor to watch, events and a
+    deadline to run, output to flush (chatd.transport.endpoint.Endpoint)."""
 
     id: int
     peer: str
     fd: int
     interest: int  # epoll events currently registered
-    timer_at: float
-    timer: Timer | None
 
     def start(self) -> None: ...
     def on_readable(self) -> None: ...
@@ -72,7 +71,7 @@ class Service(Protocol):
 
     def open_endpoint(
         self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
-    ) -> Endpoint: ...
+    ) -> Connection: ...
 
     def release(self, ip: str, reject: str | None) -> None: ...
 
@@ -100,39 +99,25 @@ class IOStats:
         self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
 
 
-class Timer:
-    """A heap entry's handle: cancelling it lets go of the connection at once,
-    so a closed connection is never kept alive until its old deadline."""
-
-    __slots__ = ("conn",)
-
-    def __init__(self, conn: Endpoint) -> None:
-        self.conn: Endpoint | None = conn
-
-
 class Worker:
     def __init__(self, server: Service, index: int) -> None:
         self.server = server
         self.name = f"chatd-io-{index}"
-        self.connections: set[Endpoint] = set()
+        self.connections: set[Connection] = set()
         self._epoll = select.epoll()
-        self._by_fd: dict[int, Endpoint] = {}  # what the epoll watches, by descriptor
+        self._by_fd: dict[int, Connection] = {}  # what the epoll watches, by descriptor
         self.scratch = bytearray(RECV_SIZE)  # every recv() of this thread lands here first
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._wake_fd = self._wake_r.fileno()
+        self._waker = Waker()
+        self._wake_fd = self._waker.fileno()
         self._epoll.register(self._wake_fd, READ)
         self._listener_fd = -1  # the server's listener while this worker accepts from it
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
-        self._calls: list[tuple[Callable[[], None], Endpoint | None]] = []
-        self._remote_dirty: list[Endpoint] = []
-        self._woken = False
-        self._local_dirty: list[Endpoint] = []
-        self._readable: list[Endpoint] = []
-        self._timers: list[tuple[float, int, Timer]] = []
-        self._sequence = itertools.count()
+        self._calls: list[tuple[Callable[[], None], Connection | None]] = []
+        self._remote_dirty: list[Connection] = []
+        self._local_dirty: list[Connection] = []
+        self._readable: list[Connection] = []
+        self._timers: Timers[Connection] = Timers()
         self._stopping = threading.Event()
         self.stats = IOStats()
         # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
@@ -149,17 +134,14 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
-    def call_soon(self, call: Callable[[], None], conn: Endpoint | None = None) -> bool:
+    def call_soon(self, call: Callable[[], None], conn: Connection | None = None) -> bool:
         """Run `call` on this worker's thread, guarded like `conn`'s events if
         given; False (and nothing will run) if the worker has stopped."""
         with self._lock:
             if not self.running:
                 return False
             self._calls.append((call, conn))
-            wake = not self._woken
-            self._woken = True
-        if wake:
-            self._wake()
+        self._waker.wake()
         return True
 
     def loop_lag(self, now: float) -> float:
@@ -170,21 +152,18 @@ class Worker:
     def in_thread(self) -> bool:
         return threading.get_ident() == self._thread.ident
 
-    def mark_dirty(self, conn: Endpoint) -> None:
+    def mark_dirty(self, conn: Connection) -> None:
         """`conn` has output queued; flush it at the end of this worker's turn."""
         if self.in_thread():
             self._local_dirty.append(conn)
             return
         with self._lock:
             self._remote_dirty.append(conn)
-            wake = not self._woken
-            self._woken = True
-        if wake:
-            self._wake()
+        self._waker.wake()
 
     def stop(self) -> None:
         self._stopping.set()
-        self._wake()
+        self._waker.wake()
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -213,7 +192,7 @@ class Worker:
         if not self.call_soon(unwatch):
             done.set()  # stopped: its epoll, and the listener in it, are closed
 
-    def for_each_connection(self, action: Callable[[Endpoint], None]) -> bool:
+    def for_each_connection(self, action: Callable[[Connection], None]) -> bool:
         """Run `action` on each of this worker's connections, on its thread,
         each under the connection's guard; False if the worker has stopped."""
 
@@ -225,7 +204,7 @@ class Worker:
 
     # -- worker thread only ---------------------------------------------------------
 
-    def set_interest(self, conn: Endpoint, read: bool, write: bool) -> None:
+    def set_interest(self, conn: Connection, read: bool, write: bool) -> None:
         events = (READ if read else 0) | (WRITE if write else 0)
         if events == conn.interest:
             return
@@ -239,23 +218,15 @@ class Worker:
             self._epoll.modify(conn.fd, events)
         conn.interest = events
 
-    def mark_readable(self, conn: Endpoint) -> None:
+    def mark_readable(self, conn: Connection) -> None:
         """`conn` may hold decrypted input the selector cannot see; read it next turn."""
         self._readable.append(conn)
 
-    def arm_timer(self, conn: Endpoint, when: float) -> None:
-        if when >= conn.timer_at:
-            return
-        _cancel(conn)
-        conn.timer = Timer(conn)
-        conn.timer_at = when
-        heapq.heappush(self._timers, (when, next(self._sequence), conn.timer))
-        if len(self._timers) > 2 * len(self.connections) + _TIMER_SLACK:
-            # Cancelled entries are dead weight; drop them (amortised O(1) per arm).
-            self._timers = [entry for entry in self._timers if entry[2].conn is not None]
-            heapq.heapify(self._timers)
+    def arm_timer(self, conn: Connection, when: float) -> None:
+        """Run `conn.on_timer` at `when` (monotonic), unless it is due earlier already."""
+        self._timers.arm(conn, when)
 
-    def forget(self, conn: Endpoint) -> None:
+    def forget(self, conn: Connection) -> None:
         if conn.interest:
             self._by_fd.pop(conn.fd, None)
             try:
@@ -263,7 +234,7 @@ class Worker:
             except OSError:
                 pass  # the socket was already closed underneath the epoll
             conn.interest = 0
-        _cancel(conn)
+        self._timers.cancel(conn)
         self.connections.discard(conn)
 
     def _start_connection(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> None:
@@ -271,9 +242,11 @@ class Worker:
             conn = self.server.open_endpoint(self, sock, peer, conn_id, reject)
         except Exception as exc:
             if not isinstance(exc, (ssl.SSLError, OSError)):
-                log.exception("session_crashed", session=conn_id, peer=f"{peer[0]}:{peer[1]}")
+                log.exception("session_crashed", session=conn_id, peer=format_host_port(peer[0], peer[1]))
             else:
-                log.info("tls_handshake_failed", session=conn_id, peer=f"{peer[0]}:{peer[1]}", error=str(exc))
+                log.info(
+                    "tls_handshake_failed", session=conn_id, peer=format_host_port(peer[0], peer[1]), error=str(exc)
+                )
             sock.close()
             self.server.release(peer[0], reject)
             return
@@ -304,7 +277,7 @@ class Worker:
             elif fd == self._listener_fd:
                 self._accept()
             elif fd == self._wake_fd:
-                self._drain_wakeups()
+                self._waker.drain()  # the work it announced is taken just below
             # else: a connection closed earlier in this batch
         self._take_remote_work()
         if self._readable:
@@ -314,13 +287,13 @@ class Worker:
         self._flush_dirty()
         self._run_timers()
 
-    def _guarded(self, conn: Endpoint, events: int) -> None:
+    def _guarded(self, conn: Connection, events: int) -> None:
         if events & ~WRITE:  # readable, or an error or hang-up that reading will report
             self._guard(conn, conn.on_readable)
         if events & ~READ:
             self._guard(conn, conn.on_writable)
 
-    def _guard(self, conn: Endpoint, call: Callable[[], None]) -> None:
+    def _guard(self, conn: Connection, call: Callable[[], None]) -> None:
         """Run one piece of work for `conn`: a bug in it costs that client only.
 
         Every event, timer, flush and callback of a connection runs through here.
@@ -341,7 +314,6 @@ class Worker:
         with self._lock:
             calls, self._calls = self._calls, []
             dirty, self._remote_dirty = self._remote_dirty, []
-            self._woken = False
         for call, conn in calls:
             if conn is not None:
                 self._guard(conn, call)
@@ -403,8 +375,9 @@ class Worker:
 
     def _select_timeout(self) -> float:
         wait = min(_MAX_SELECT_WAIT, self._tick_at - time.monotonic())
-        if self._timers:
-            wait = min(wait, self._timers[0][0] - time.monotonic())
+        next_timer = self._timers.next_at()
+        if next_timer is not None:
+            wait = min(wait, next_timer - time.monotonic())
         if self._accept_paused_until:
             wait = min(wait, self._accept_paused_until - time.monotonic())
         return max(0.0, wait)
@@ -415,26 +388,9 @@ class Worker:
             self.lag = now - self._tick_at
             self._tick_at = now + LAG_TICK
         self._resume_accepting(now)
-        while self._timers and self._timers[0][0] <= now:
-            conn = heapq.heappop(self._timers)[2].conn
-            if conn is None:
-                continue  # cancelled: superseded by an earlier deadline, or closed
-            _cancel(conn)
+        while (conn := self._timers.pop_due(now)) is not None:
             self._guard(conn, functools.partial(conn.on_timer, now))
         self._flush_dirty()
-
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (a wake-up is pending anyway) or closed at shutdown
-
-    def _drain_wakeups(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass  # drained
 
     def _close_all(self) -> None:
         with self._lock:
@@ -444,12 +400,4 @@ class Worker:
         for conn in list(self.connections):
             self._guard(conn, functools.partial(conn.finish, reason))
         self._epoll.close()
-        self._wake_r.close()
-        self._wake_w.close()
-
-
-def _cancel(conn: Endpoint) -> None:
-    if conn.timer is not None:
-        conn.timer.conn = None
-        conn.timer = None
-    conn.timer_at = math.inf
+        self._waker.close()

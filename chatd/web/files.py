@@ -2,7 +2,7 @@
 GET or HEAD of a path answers (status, headers, body), conditional requests
 included. No sockets and no HTTP parsing here (chatd/transport/http.py does
 that); the headers every response carries are defined here, beside the
-files they protect.
+files they protect. A response is a `chatd.http_response.Response`.
 
 The files are read once, at start-up and on each reload, so serving one is
 a dictionary lookup and the same `bytes` object for every client; a file
@@ -18,6 +18,8 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from chatd.http_response import Response, text_response
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
 INDEX: Final = "index.html"
@@ -37,7 +39,6 @@ HEADERS: Final = (
 )
 # Names are not fingerprinted, so a browser revalidates each time (a 304 when unchanged).
 FILE_CACHE_CONTROL: Final = b"no-cache"
-ERROR_CACHE_CONTROL: Final = b"no-store"
 
 _TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -61,13 +62,6 @@ class File:
     etag: bytes  # a strong validator: a hash of the content, quoted
     last_modified: bytes  # an HTTP date
     mtime: int  # whole seconds, as Last-Modified says it
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes  # what a GET gets; a HEAD gets the same headers and no body
 
 
 class StaticFiles:
@@ -104,11 +98,11 @@ class StaticFiles:
     def __len__(self) -> int:
         return len(self._files)
 
-    def answer(self, method: str, path: str, if_none_match: bytes | None, if_modified_since: bytes | None) -> Reply:
+    def answer(self, method: str, path: str, if_none_match: bytes | None, if_modified_since: bytes | None) -> Response:
         """What `method` (GET or HEAD, already checked) of `path` (no query) gets."""
         file = self._files.get("/" + INDEX if path == "/" else path)
         if file is None:
-            return error_reply(404, "Not found.")
+            return text_response(404, "Not found.")
         headers = [
             (b"Content-Type", file.content_type),
             (b"ETag", file.etag),
@@ -116,19 +110,8 @@ class StaticFiles:
             (b"Cache-Control", FILE_CACHE_CONTROL),
         ]
         if _not_modified(file, if_none_match, if_modified_since):
-            return Reply(304, headers, b"")
-        return Reply(200, [*headers, (b"Content-Length", str(len(file.body)).encode())], file.body)
-
-
-def error_reply(status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None) -> Reply:
-    body = (text + "\n").encode()
-    headers = [
-        (b"Content-Type", b"text/plain; charset=utf-8"),
-        (b"Cache-Control", ERROR_CACHE_CONTROL),
-        (b"Content-Length", str(len(body)).encode()),
-        *(extra or []),
-    ]
-    return Reply(status, headers, body)
+            return Response(304, headers, b"")
+        return Response(200, [*headers, (b"Content-Length", str(len(file.body)).encode())], file.body)
 
 
 def _not_modified(file: File, if_none_match: bytes | None, if_modified_since: bytes | None) -> bool:

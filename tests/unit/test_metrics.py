@@ -148,6 +148,25 @@ def test_405_says_what_is_allowed() -> None:
     assert b"\r\nAllow: GET\r\n" in handler().answer(b"DELETE /metrics HTTP/1.1")
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /metrics HTTP/1.1x",  # not a version
+        b"GET /metrics HTTP/1.1\r\nno colon here",
+        b"GET /metrics HTTP/1.1\r\nX-A : b",  # whitespace before the colon (RFC 9112, 5.1)
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b",
+        b"GET /metrics HTTP/1.1\r\nX-A: b\x00c",
+        b"GET /met\x7frics HTTP/1.1",
+    ],
+)
+def test_a_malformed_head_is_400_as_h11_reads_it(head: bytes) -> None:
+    assert handler().answer(head).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_head_request_gets_no_body() -> None:
+    assert handler().answer(b"HEAD /healthz HTTP/1.1\r\nHost: x").endswith(b"\r\n\r\n")
+
+
 # -- the listener ------------------------------------------------------------------------------
 
 

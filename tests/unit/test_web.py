@@ -15,7 +15,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 from chatd.config import load_config
 from chatd.errors import ConfigError
-from chatd.transport.websocket import TextFrames, encode_text_frames, frame_end, read_text_frames
+from chatd.transport.wsframes import TextFrames, encode_text_frames, frame_end, read_text_frames
 from chatd.web.files import HEADERS, STATIC, StaticFiles, http_date_seconds
 
 

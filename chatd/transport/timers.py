@@ -1,0 +1,109 @@
+"""Timers: one worker's deadlines, a heap of cancellable handles.
+
+Each target (a connection) has at most one live deadline, the earliest it
+was armed for; its handle and that deadline live on the target itself
+(`timer`, `timer_at`), so arming a later deadline costs a comparison and
+arming an earlier one cancels the handle in the heap. The heap holds a
+small `Timer` handle, never the target: cancelling the handle (arming
+earlier, firing, or closing the connection) lets go of the target at once,
+so a closed connection, its SSL object and its buffers are never kept alive
+until an old deadline. Before issue 10 the heap held each connection until
+then (10 s for a handshake, 60 s for registration), and 40 clients sending
+garbage in a loop grew chatd to about a gigabyte.
+
+Cancelled handles stay in the heap (deleting from the middle of a heap is
+O(n)) until they outnumber the live ones by `slack`; then the heap is
+rebuilt without them, which is O(1) per arm, amortised.
+
+What a deadline means is the target's (`on_timer`); when to look is the
+worker's (worker.py). Only the owning worker's thread uses a `Timers`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from typing import Generic, Protocol, TypeVar, cast
+
+SLACK = 256  # cancelled handles the heap may hold beyond one per live one
+
+
+class Timed(Protocol):
+    """What a target carries for the heap (chatd.transport.endpoint.Endpoint)."""
+
+    timer_at: float  # its live deadline (monotonic); inf: none
+    timer: Timer | None  # the handle in the heap for it
+
+
+class Timer:
+    """A heap entry's handle; `target` is None once cancelled."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Timed) -> None:
+        self.target: Timed | None = target
+
+
+T = TypeVar("T", bound=Timed)
+
+
+class Timers(Generic[T]):
+    """The deadlines of targets of one kind (a worker's connections)."""
+
+    def __init__(self, slack: int = SLACK) -> None:
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._sequence = itertools.count()  # ties in time leave in the order they were armed
+        self._live = 0  # handles in the heap not cancelled
+        self._slack = slack
+
+    def __len__(self) -> int:
+        """Entries in the heap, cancelled ones included."""
+        return len(self._heap)
+
+    def arm(self, target: T, when: float) -> None:
+        """`target` is due at `when`, unless it already is earlier."""
+        if when >= target.timer_at:
+            return
+        self.cancel(target)
+        timer = target.timer = Timer(target)
+        target.timer_at = when
+        heapq.heappush(self._heap, (when, next(self._sequence), timer))
+        self._live += 1
+        if len(self._heap) > 2 * self._live + self._slack:
+            self._compact()
+
+    def cancel(self, target: T) -> None:
+        """`target` has no deadline any more; the heap lets go of it now."""
+        timer = target.timer
+        if timer is not None:
+            timer.target = None
+            target.timer = None
+            self._live -= 1
+        target.timer_at = math.inf
+
+    def next_at(self) -> float | None:
+        """The earliest live deadline, or None."""
+        heap = self._heap
+        while heap and heap[0][2].target is None:
+            heapq.heappop(heap)  # cancelled: nothing to wake up for
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> T | None:
+        """A target whose deadline is `now` or earlier, its deadline cancelled
+        (it arms again if it wants another); None when none is due. Targets
+        leave in the order of their deadlines, ties in the order armed."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            target = heapq.heappop(heap)[2].target
+            if target is not None:
+                due = cast(T, target)  # only a T is ever armed here
+                self.cancel(due)
+                return due
+        return None
+
+    def _compact(self) -> None:
+        # Cancelled entries are dead weight; dropping them costs the heap's size,
+        # at least `slack` + the live count arms since the last time.
+        self._heap = [entry for entry in self._heap if entry[2].target is not None]
+        heapq.heapify(self._heap)

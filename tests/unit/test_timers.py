@@ -1,0 +1,123 @@
+"""chatd/transport/timers.py: one live deadline per target, in order, cancelled
+handles that let go of their target, and compaction that stays O(1) per arm."""
+
+from __future__ import annotations
+
+import gc
+import math
+import weakref
+
+from chatd.transport.timers import SLACK, Timer, Timers
+
+
+class Target:
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.timer_at = math.inf
+        self.timer: Timer | None = None
+
+
+def due(timers: Timers[Target], now: float) -> list[Target]:
+    out = []
+    while (target := timers.pop_due(now)) is not None:
+        out.append(target)
+    return out
+
+
+def test_arming_earlier_cancels_the_later_deadline() -> None:
+    timers: Timers[Target] = Timers()
+    target = Target()
+    timers.arm(target, 10.0)
+    timers.arm(target, 5.0)
+    assert target.timer_at == 5.0 and len(timers) == 2  # the later entry is cancelled, not removed
+    assert due(timers, 4.9) == []
+    assert due(timers, 5.0) == [target]
+    assert due(timers, 100.0) == []  # the cancelled 10.0 does not fire
+    assert target.timer_at == math.inf and target.timer is None
+
+
+def test_arming_later_than_the_live_deadline_changes_nothing() -> None:
+    timers: Timers[Target] = Timers()
+    target = Target()
+    timers.arm(target, 5.0)
+    timers.arm(target, 10.0)
+    assert len(timers) == 1 and target.timer_at == 5.0
+    assert due(timers, 100.0) == [target]
+
+
+def test_targets_are_due_in_the_order_of_their_deadlines_ties_in_the_order_armed() -> None:
+    timers: Timers[Target] = Timers()
+    targets = {name: Target(name) for name in "abcde"}
+    for name, when in [("c", 3.0), ("a", 1.0), ("d", 2.0), ("b", 1.0), ("e", 9.0)]:
+        timers.arm(targets[name], when)
+    assert timers.next_at() == 1.0
+    assert [t.name for t in due(timers, 3.0)] == ["a", "b", "d", "c"]
+    assert timers.next_at() == 9.0
+
+
+def test_a_due_target_may_arm_again() -> None:
+    timers: Timers[Target] = Timers()
+    target = Target()
+    timers.arm(target, 1.0)
+    (fired,) = due(timers, 1.0)
+    timers.arm(fired, 2.0)
+    assert timers.next_at() == 2.0 and due(timers, 2.0) == [target]
+
+
+def test_next_at_skips_cancelled_entries() -> None:
+    timers: Timers[Target] = Timers()
+    early, late = Target(), Target()
+    timers.arm(early, 1.0)
+    timers.arm(late, 5.0)
+    timers.cancel(early)
+    assert timers.next_at() == 5.0
+    timers.cancel(late)
+    assert timers.next_at() is None
+
+
+def test_a_cancelled_handle_lets_go_of_its_target() -> None:
+    timers: Timers[Target] = Timers()
+    target = Target()
+    timers.arm(target, 60.0)  # a registration deadline a minute away
+    gone = weakref.ref(target)
+    timers.cancel(target)  # the connection closes
+    del target
+    gc.collect()
+    assert gone() is None
+    assert len(timers) == 1  # the heap still holds the handle, not the target
+
+
+def test_arming_earlier_lets_go_of_the_target_from_the_later_entry() -> None:
+    timers: Timers[Target] = Timers()
+    target = Target()
+    timers.arm(target, 60.0)
+    timers.arm(target, 1.0)
+    gone = weakref.ref(target)
+    assert due(timers, 1.0) == [target]
+    del target
+    gc.collect()
+    assert gone() is None  # the cancelled 60.0 entry remains, without the target
+
+
+def test_compaction_is_amortised_constant_per_arm() -> None:
+    timers: Timers[Target] = Timers()
+    live = [Target() for _ in range(1000)]
+    for index, target in enumerate(live):
+        timers.arm(target, 1000.0 + index)
+    compacted: list[int] = []  # the heap's size at each compaction: the work it does
+    compact = timers._compact
+
+    def counting() -> None:
+        compacted.append(len(timers))
+        compact()
+
+    timers._compact = counting  # type: ignore[method-assign]
+    arms = 0
+    for round_ in range(50):
+        for index, target in enumerate(live):
+            timers.arm(target, 999.0 - round_ - index / 1000)  # earlier each time: cancels the last
+            arms += 1
+            assert len(timers) <= 2 * len(live) + SLACK + 1
+    assert compacted, "cancelled entries were never dropped"
+    assert sum(compacted) <= 3 * arms
+    assert len(due(timers, math.inf)) == len(live)

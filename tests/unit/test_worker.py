@@ -1,0 +1,250 @@
+"""chatd/transport/worker.py with real socketpairs and a real thread, and
+fake connections in place of endpoints (its `Connection` Protocol): work
+handed over from another thread wakes it and runs under the connection's
+guard, a crash in one connection's callback closes that one only, timers
+fire in order, and a stopped worker refuses work."""
+
+from __future__ import annotations
+
+import math
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from structlog.testing import capture_logs
+
+from chatd.transport import worker as worker_module
+from chatd.transport.timers import Timer
+from chatd.transport.worker import Worker
+
+WAIT = 10.0  # seconds any one event may take on a busy machine
+
+
+class FakeConnection:
+    """What the worker drives; every event it gets goes to `events` as (id, what)."""
+
+    def __init__(self, worker: Worker, sock: socket.socket, conn_id: int, events: queue.Queue[tuple[int, str]]) -> None:
+        self.worker = worker
+        self.sock = sock
+        self.id = conn_id
+        self.peer = f"127.0.0.1:{conn_id}"
+        self.fd = sock.fileno()
+        self.interest = 0
+        self.timer_at = math.inf
+        self.timer: Timer | None = None
+        self.events = events
+        self.crash_on_read = False
+        self.finished: str | None = None
+
+    def start(self) -> None:
+        self.worker.set_interest(self, read=True, write=False)
+        self.events.put((self.id, "started"))
+
+    def on_readable(self) -> None:
+        data = self.sock.recv(4096)
+        if self.crash_on_read:
+            raise RuntimeError("a bug in one connection's handling")
+        self.events.put((self.id, f"read {data.decode()}"))
+
+    def on_writable(self) -> None:
+        pass
+
+    def on_timer(self, now: float) -> None:
+        self.events.put((self.id, "timer"))
+
+    def flush(self) -> None:
+        self.events.put((self.id, "flushed"))
+
+    def begin_close(self, reason: str, text: str = "") -> None:
+        self.finish(reason)
+
+    def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None:
+        if self.finished is None:
+            self.finished = reason
+            self.worker.forget(self)
+            self.sock.close()
+            self.events.put((self.id, f"finished {reason}"))
+
+    def limits_changed(self) -> None:
+        pass
+
+
+class FakeServer:
+    """The worker's `Service`: makes FakeConnections; accepting is not tested here.
+    Keeps the peers' ends of the socketpairs, closed at the end of the test."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[tuple[int, str]] = queue.Queue()
+        self.peers: list[socket.socket] = []
+        self.released: list[str] = []
+        self.refuse_with: Exception | None = None
+
+    def accept_from(self, acceptor: Worker) -> bool:
+        return False
+
+    def open_endpoint(
+        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
+    ) -> FakeConnection:
+        if self.refuse_with is not None:
+            raise self.refuse_with
+        return FakeConnection(worker, sock, conn_id, self.events)
+
+    def release(self, ip: str, reject: str | None) -> None:
+        self.released.append(ip)
+
+
+@pytest.fixture
+def sleepy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that, unless woken, sleeps for an hour between turns: what
+    ends a wait in these tests is the wake-up under test, not a tick."""
+    monkeypatch.setattr(worker_module, "_MAX_SELECT_WAIT", 3600.0)
+    monkeypatch.setattr(worker_module, "LAG_TICK", 3600.0)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    server = FakeServer()
+    yield server
+    for peer in server.peers:
+        peer.close()
+
+
+@pytest.fixture
+def worker(sleepy: None, server: FakeServer) -> Iterator[Worker]:
+    worker = Worker(server, 0)  # type: ignore[arg-type]
+    worker.start()
+    yield worker
+    worker.stop()
+    assert worker.join(WAIT)
+
+
+def connect(worker: Worker, server: FakeServer, conn_id: int) -> socket.socket:
+    """A connection on `worker`, started; returns the peer's end of its socketpair."""
+    ours, theirs = socket.socketpair()
+    server.peers.append(theirs)
+    ours.setblocking(False)
+    assert worker.adopt(ours, ("127.0.0.1", conn_id), conn_id, None)
+    assert server.events.get(timeout=WAIT) == (conn_id, "started")
+    return theirs
+
+
+def on_worker(worker: Worker, call: Callable[[], None]) -> None:
+    """Run `call` on the worker's thread and wait until it has run."""
+    done = threading.Event()
+
+    def run() -> None:
+        call()
+        done.set()
+
+    assert worker.call_soon(run)
+    assert done.wait(WAIT)
+
+
+def test_call_soon_from_another_thread_wakes_the_worker(worker: Worker) -> None:
+    ran_on: list[str] = []
+    done = threading.Event()
+
+    def call() -> None:
+        ran_on.append(threading.current_thread().name)
+        done.set()
+
+    assert worker.call_soon(call)  # the worker takes work only after its wait, an hour unless woken
+    assert done.wait(WAIT), "call_soon did not wake the worker"
+    assert ran_on == ["chatd-io-0"]
+
+
+def test_call_soon_for_a_connection_runs_under_its_guard(worker: Worker, server: FakeServer) -> None:
+    peer = connect(worker, server, 1)
+    conn = next(iter(worker.connections))
+
+    def bug() -> None:
+        raise RuntimeError("a bug in a kick")
+
+    with capture_logs() as logs:
+        assert worker.call_soon(bug, conn)  # type: ignore[arg-type]
+        assert server.events.get(timeout=WAIT) == (1, "finished internal_error")
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["session_crashed"]
+    assert peer.recv(10) == b""  # closed: the worker goes on (the fixture stops it)
+    on_worker(worker, lambda: None)
+
+
+def test_a_callback_of_no_connection_that_fails_is_logged_and_the_worker_goes_on(worker: Worker) -> None:
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    with capture_logs() as logs:
+        assert worker.call_soon(bug)
+        on_worker(worker, lambda: None)
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["callback_crashed"]
+
+
+def test_a_crash_in_one_connections_callback_closes_that_one_only(worker: Worker, server: FakeServer) -> None:
+    first, second = connect(worker, server, 1), connect(worker, server, 2)
+    crashing = next(conn for conn in worker.connections if conn.id == 1)
+    crashing.crash_on_read = True  # type: ignore[attr-defined]
+    with capture_logs() as logs:
+        first.sendall(b"boom")
+        assert server.events.get(timeout=WAIT) == (1, "finished internal_error")
+        second.sendall(b"hello")
+        assert server.events.get(timeout=WAIT) == (2, "read hello")
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["session_crashed"]
+    assert [conn.id for conn in worker.connections] == [2]
+
+
+def test_output_marked_from_another_thread_is_flushed_on_the_worker(worker: Worker, server: FakeServer) -> None:
+    connect(worker, server, 1)
+    (conn,) = worker.connections
+    worker.mark_dirty(conn)
+    assert server.events.get(timeout=WAIT) == (1, "flushed")
+
+
+def test_timers_fire_in_the_order_of_their_deadlines(worker: Worker, server: FakeServer) -> None:
+    for conn_id in (1, 2, 3):
+        connect(worker, server, conn_id)
+    by_id = {conn.id: conn for conn in worker.connections}
+
+    def arm() -> None:
+        now = time.monotonic()
+        worker.arm_timer(by_id[2], now + 0.02)
+        worker.arm_timer(by_id[3], now + 0.03)
+        worker.arm_timer(by_id[1], now + 0.01)
+        worker.arm_timer(by_id[3], now + 0.5)  # later than its deadline: changes nothing
+
+    on_worker(worker, arm)
+    assert [server.events.get(timeout=WAIT) for _ in range(3)] == [(1, "timer"), (2, "timer"), (3, "timer")]
+    assert all(conn.timer is None and conn.timer_at == math.inf for conn in by_id.values())
+
+
+def test_a_connection_that_fails_to_open_is_logged_with_its_peer_written_as_everywhere(
+    worker: Worker, server: FakeServer
+) -> None:
+    server.refuse_with = OSError(107, "Transport endpoint is not connected")
+    ours, theirs = socket.socketpair()
+    server.peers.append(theirs)
+    with capture_logs() as logs:
+        assert worker.adopt(ours, ("::1", 50000, 0, 0), 9, None)  # type: ignore[arg-type]  # as accept() gives it
+        assert theirs.recv(10) == b""  # the worker closed its end
+        on_worker(worker, lambda: None)
+    (failed,) = [e for e in logs if e["event"] == "tls_handshake_failed"]
+    assert failed["peer"] == "[::1]:50000"
+    assert server.released == ["::1"] and not worker.connections
+
+
+def test_a_stopped_worker_closes_its_connections_and_refuses_work(sleepy: None, server: FakeServer) -> None:
+    worker = Worker(server, 0)  # type: ignore[arg-type]
+    worker.start()
+    peer = connect(worker, server, 1)
+    worker.stop()
+    assert worker.join(WAIT)
+    assert server.events.get(timeout=WAIT) == (1, "finished shutdown")
+    assert peer.recv(10) == b""
+    assert not worker.running
+    assert not worker.call_soon(lambda: None)
+    assert not worker.for_each_connection(lambda conn: None)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert not worker.adopt(ours, ("127.0.0.1", 2), 2, None)  # still the caller's to close
+        worker.mark_dirty(FakeConnection(worker, theirs, 3, server.events))  # a late deliver: harmless
