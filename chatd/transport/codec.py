@@ -1,5 +1,6 @@
 """What an endpoint, its codec and the application behind them agree on:
-the Protocols between the transport's modules, and the endpoint's states.
+the Protocols between the transport's modules. (The endpoint's phases are
+lifecycle.py's.)
 
 An `Endpoint` (endpoint.py) drives one TLS socket; a `Codec` (lines.py,
 http.py, websocket.py) says what its bytes mean; an `Application` (a chat
@@ -9,15 +10,7 @@ others only through these.
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Final, Protocol
-
-
-class State(Enum):
-    HANDSHAKE = "handshake"
-    OPEN = "open"
-    CLOSING = "closing"  # BYE queued; flushing, then lingering
-    CLOSED = "closed"
 
 
 class Application(Protocol):

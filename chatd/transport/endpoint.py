@@ -1,6 +1,7 @@
 """Endpoint: one TLS client socket, from handshake to close, driven by its
-I/O worker: the TLS handshake, reading, deadlines, closing; its output queue
-and backpressure are output.py's (a mixin).
+I/O worker: the TLS handshake, reading, closing; its phases and deadlines
+are its `Lifecycle`'s (lifecycle.py), its output queue and backpressure are
+output.py's (a mixin).
 
 What the bytes mean is its `Codec`'s business, chosen by the host once the
 handshake has said which protocol ALPN selected: lines for a chat session
@@ -26,7 +27,8 @@ import structlog
 
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
-from chatd.transport.codec import IDLE, Codec, Counted, Finished, State
+from chatd.transport.codec import IDLE, Codec, Counted, Finished
+from chatd.transport.lifecycle import Expiry, Lifecycle, Phase
 from chatd.transport.output import Output
 from chatd.transport.tlsstream import TLSStream, describe_error
 
@@ -39,7 +41,6 @@ log = structlog.get_logger(__name__)
 # at most this, and at most an eighth of send_queue_bytes, so that what one
 # sender's turn puts in everyone's queue stays small beside the queue's limit.
 READ_BUDGET: Final = 65536
-LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
 
 
 class Host(Protocol):
@@ -78,7 +79,6 @@ class Endpoint(Output):
         self.id = conn_id
         self.ip = peer[0]
         self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
-        self.state = State.HANDSHAKE
         self.connected_at = time.time()
         self.messages_out = 0
         self.interest = 0  # epoll events currently registered
@@ -86,16 +86,14 @@ class Endpoint(Output):
         self.context = {"session": conn_id, "peer": self.peer}
         self.app: Counted = Finished()  # the session, once a codec has made one
         self.codec: Codec = IDLE
-        self._close_reason = ""
-        self._init_output()
-        # Deadlines (monotonic); `timer_at` is the one the worker's heap knows.
-        self.timer_at = math.inf
+        self.life = Lifecycle(time.monotonic(), host.limits.handshake_timeout)
+        self.timer_at = math.inf  # the deadline the worker's heap knows (`_rearm`)
         self.timer: Timer | None = None
-        now = time.monotonic()
-        self._phase_deadline: float | None = now + host.limits.handshake_timeout
-        self._stall_deadline: float | None = None
-        self._app_deadline: float | None = None
-        self._linger_deadline: float | None = None
+        self._init_output()
+
+    @property
+    def state(self) -> Phase:
+        return self.life.phase
 
     # -- called from any thread -------------------------------------------------
 
@@ -113,9 +111,10 @@ class Endpoint(Output):
         self._handshake()
 
     def on_readable(self) -> None:
-        if self.state is State.CLOSED:
+        phase = self.life.phase
+        if phase is Phase.CLOSED:
             return
-        if self.state is State.HANDSHAKE:
+        if phase is Phase.HANDSHAKE:
             self._handshake()
             return
         if not self._input_paused:
@@ -125,9 +124,10 @@ class Endpoint(Output):
         self._update_interest()
 
     def on_writable(self) -> None:
-        if self.state is State.CLOSED:
+        phase = self.life.phase
+        if phase is Phase.CLOSED:
             return
-        if self.state is State.HANDSHAKE:
+        if phase is Phase.HANDSHAKE:
             self._handshake()
             return
         self.flush()
@@ -135,36 +135,30 @@ class Endpoint(Output):
 
     def set_deadline(self, when: float | None) -> None:
         """The application's one deadline: its `on_timer` runs then."""
-        self._app_deadline = when
+        self.life.set_app_deadline(when)
         self._rearm()
 
     def on_timer(self, now: float) -> None:
-        if self._phase_deadline is not None and now >= self._phase_deadline:
-            self._phase_deadline = None
-            if self.state is State.HANDSHAKE:
-                self._handshake_failed("timeout")
-                return
-            if self.state is State.CLOSING:
-                self.finish(self._close_reason, "peer did not take the BYE in time")
-                return
-        if self._stall_deadline is not None and now >= self._stall_deadline:
+        expiry = self.life.expired(now)
+        if expiry is Expiry.HANDSHAKE:
+            self._handshake_failed("timeout")
+        elif expiry is Expiry.BYE:
+            self.finish(self.life.reason, "peer did not take the BYE in time")
+        elif expiry is Expiry.STALL:
             self.finish("write_timeout", "no data accepted by the peer")
-            return
-        if self._linger_deadline is not None and now >= self._linger_deadline:
-            self.finish(self._close_reason)
-            return
-        if self._app_deadline is not None and now >= self._app_deadline:
-            self._app_deadline = None
-            if self.state is State.OPEN:
+        elif expiry is Expiry.LINGER:
+            self.finish(self.life.reason)
+        else:
+            if expiry is Expiry.APP:
                 self.codec.on_timer(now)
-        self._rearm()
+            self._rearm()
 
     def limits_changed(self) -> None:
-        if self.state is State.OPEN:
+        if self.life.phase is Phase.OPEN:
             self.codec.limits_changed()
 
     def is_open(self) -> bool:
-        return self.state is not State.CLOSED
+        return self.life.phase is not Phase.CLOSED
 
     @property
     def queued(self) -> int:
@@ -182,7 +176,6 @@ class Endpoint(Output):
         except (ssl.SSLError, OSError) as exc:
             self._handshake_failed(describe_error(exc))
             return
-        self._phase_deadline = None
         cipher = self.tls.cipher()
         log.info(
             "connect",
@@ -191,12 +184,12 @@ class Endpoint(Output):
             cipher=cipher[0] if cipher else None,
         )
         self.worker.set_interest(self, read=True, write=False)
-        self.state = State.OPEN
+        self.life.opened()
         if self.reject is not None:
             self.host.note_rejected(self, self.reject)
         self.codec = self.host.open_codec(self, self.tls.selected_alpn_protocol())
         self.codec.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
-        if self.state is State.OPEN and self.tls.has_buffered_input():
+        if self.life.phase is Phase.OPEN and self.tls.has_buffered_input():
             self.worker.mark_readable(self)  # the nickname came with the client's Finished
 
     def _handshake_failed(self, error: str) -> None:
@@ -235,23 +228,23 @@ class Endpoint(Output):
             self.worker.mark_readable(self)  # more may be waiting; come back next turn
         if received:
             self._stats.bytes_in += size
-            if self.state is State.OPEN:
+            if self.life.phase is Phase.OPEN:
                 self.codec.on_data(b"".join(received) if len(received) > 1 else received[0])
         if ended:
-            self.finish(self._close_reason or "connection_lost", ended)
+            self.finish("connection_lost", ended)
 
     # -- closing ----------------------------------------------------------------------
 
     def begin_close(self, reason: str, text: str = "") -> None:
         """Say `BYE <reason>`, tell the application, flush, then close (after a short linger)."""
-        if self.state in (State.CLOSING, State.CLOSED):
+        phase = self.life.phase
+        if phase is Phase.CLOSING or phase is Phase.CLOSED:
             return
-        if self.state is State.HANDSHAKE:
+        if phase is Phase.HANDSHAKE:
             self.finish(reason)
             return
         last_line = self.codec.on_close(reason, text)
-        self.state = State.CLOSING
-        self._close_reason = reason
+        self.life.closing(reason, time.monotonic())
         with self._lock:
             # The last line, whatever the queue holds or the limit says.
             self._outbox.append(last_line)
@@ -260,26 +253,24 @@ class Endpoint(Output):
             self._scheduled = True
         if schedule:
             self.worker.mark_dirty(self)
-        self._linger_deadline = None
-        self._phase_deadline = time.monotonic() + LINGER_SECONDS + 1.0  # cap the flush too
         self._rearm()
 
     def _start_linger(self) -> None:
         try:
             self.tls.shutdown_write()  # FIN after the BYE; reading goes on, to drain the peer
         except OSError:
-            self.finish(self._close_reason)
+            self.finish(self.life.reason)
             return
-        self._linger_deadline = time.monotonic() + LINGER_SECONDS
+        self.life.lingering(time.monotonic())
         self._rearm()
 
     def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None:
         """Close the socket now and forget this connection."""
-        if self.state is State.CLOSED:
+        if self.life.phase is Phase.CLOSED:
             return
-        if self.state is State.OPEN:
+        if self.life.phase is Phase.OPEN:
             self.codec.on_close(reason, "")
-        self.state = State.CLOSED
+        reason = self.life.closed(reason)
         with self._lock:
             self._accepting_output = False
         self._take_outbox(scheduled=True)  # nothing more is sent, nor scheduled
@@ -290,13 +281,13 @@ class Endpoint(Output):
         except OSError:
             pass  # already gone; nothing more to release
         self.host.unregister(self)
-        self._stats.disconnected(self._close_reason or reason)
+        self._stats.disconnected(reason)
         if not quiet:
             log.info(
                 "disconnect",
                 **self.context,
                 nick=self.app.nick or None,
-                reason=self._close_reason or reason,
+                reason=reason,
                 detail=detail or None,
                 duration_s=round(time.time() - self.connected_at, 3),
                 messages_in=self.app.messages_in,
@@ -311,20 +302,9 @@ class Endpoint(Output):
     def _update_interest(self) -> None:
         """Watch readability unless input is paused, writability while the socket
         holds back our ciphertext."""
-        if self.state in (State.HANDSHAKE, State.CLOSED):
+        if self.life.phase in (Phase.HANDSHAKE, Phase.CLOSED):
             return
         self.worker.set_interest(self, read=not self._input_paused, write=self._write_wants_write)
 
     def _rearm(self) -> None:
-        deadlines = [
-            d
-            for d in (
-                self._phase_deadline,
-                self._stall_deadline,
-                self._app_deadline,
-                self._linger_deadline,
-            )
-            if d is not None
-        ]
-        if deadlines:
-            self.worker.arm_timer(self, min(deadlines))
+        self.worker.arm_timer(self, self.life.next_deadline())  # a later one is ignored

@@ -35,8 +35,9 @@ from wsproto.utilities import generate_accept_token
 
 from chatd.origin import origin_or_none
 from chatd.outlet import Outlet
-from chatd.transport.codec import Application, State
+from chatd.transport.codec import Application
 from chatd.transport.endpoint import Endpoint
+from chatd.transport.lifecycle import Phase
 from chatd.transport.websocket import TextFrames, WebSocketCodec
 
 log = structlog.get_logger(__name__)
@@ -158,7 +159,7 @@ class HttpCodec:
         once the previous response has left (`drained`), so that requests
         pipelined by a client that reads nothing cost no memory here."""
         conn = self._conn
-        while self.endpoint.state is State.OPEN:
+        while self.endpoint.state is Phase.OPEN:
             if conn.our_state is h11.MUST_CLOSE:
                 self.endpoint.begin_close("http_done")
                 return

@@ -24,7 +24,8 @@ import structlog
 
 from chatd.config import LimitsConfig
 from chatd.outlet import Sender
-from chatd.transport.codec import Codec, Counted, State
+from chatd.transport.codec import Codec, Counted
+from chatd.transport.lifecycle import Lifecycle, Phase
 from chatd.transport.tlsstream import TLSStream, describe_error
 from chatd.transport.worker import IOStats
 
@@ -52,14 +53,12 @@ class Output:
     host: _Limited
     worker: _Worker
     tls: TLSStream
-    state: State
     codec: Codec
     app: Counted
     context: dict[str, object]
     messages_out: int
     _stats: IOStats
-    _stall_deadline: float | None
-    _linger_deadline: float | None
+    life: Lifecycle
 
     def _init_output(self) -> None:
         # `_outbox`, `_queued`, `_unflushed` and `_waiters` are shared
@@ -157,13 +156,13 @@ class Output:
         write never count against a client (docs/architecture.md).
         """
         chunks = self._take_outbox(scheduled=False)
-        if self.state is State.CLOSED:
+        if self.life.phase is Phase.CLOSED:
             return
         self._unsent.extend(chunks)
         self._write()
         if (
             self._write_wants_write
-            and self.state is State.OPEN
+            and self.life.phase is Phase.OPEN
             and self._queued > self.host.limits.send_queue_bytes
             and self._queued - self.codec.exempt_bytes > self.host.limits.send_queue_bytes
         ):
@@ -211,7 +210,7 @@ class Output:
         self._resume_input()
 
     def _resume_input(self) -> None:
-        if self._input_paused and self._may_read() and self.state is not State.CLOSED:
+        if self._input_paused and self._may_read() and self.life.phase is not Phase.CLOSED:
             self._input_paused = False
             self._update_interest()
             self.worker.mark_readable(self)
@@ -243,14 +242,14 @@ class Output:
         except OSError as exc:
             self.finish("connection_lost", describe_error(exc))
             return
-        self._stall_deadline = None
+        self.life.written()
         if self._write_wants_write:
             self._write_wants_write = False
             self._update_interest()
         self._resume_input()
-        if self.state is State.CLOSING and self._linger_deadline is None:
+        if self.life.awaits_linger():
             self._start_linger()
-        elif self._notify_drained and self._queued == 0 and self.state is State.OPEN:
+        elif self._notify_drained and self._queued == 0 and self.life.phase is Phase.OPEN:
             # NOTE: last, for the codec may queue more or begin closing here.
             self._notify_drained = False
             self.codec.drained()
@@ -280,8 +279,7 @@ class Output:
     def _blocked(self) -> None:
         self._write_wants_write = True
         self._update_interest()
-        if self._stall_deadline is None:
-            self._stall_deadline = time.monotonic() + self.host.limits.write_timeout
+        if self.life.write_refused(time.monotonic(), self.host.limits.write_timeout):
             self._rearm()
 
     def _overflowed(self) -> None:
