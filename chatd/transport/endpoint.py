@@ -9,9 +9,9 @@ a turn reads, and when its client is not read at all) and a `Lifecycle`
 this module does what they call for, on the socket and with the worker.
 
 What the bytes mean is its `Codec`'s business, chosen by the host once the
-handshake has said which protocol ALPN selected: lines for a chat session
-(lines.py), or HTTP and WebSocket (http.py, websocket.py). It knows nothing
-of chat: a session answers through `deliver` and `close`.
+handshake has said which protocol ALPN selected (`switch_codec`): lines for
+a chat session (lines.py), or HTTP and WebSocket (http.py, websocket.py). It
+knows nothing of chat: a session answers through `deliver` and `close`.
 
 # NOTE: every method here except `deliver()` and `close()` runs only on the
 # owning worker's thread, which is the only thread that ever touches this
@@ -34,7 +34,7 @@ import structlog
 
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
-from chatd.transport.codec import IDLE, Codec, Counted, Finished
+from chatd.transport.codec import IDLE, Codec, Counted, Idle
 from chatd.transport.intake import Intake
 from chatd.transport.lifecycle import Expiry, Lifecycle, Phase
 from chatd.transport.sendqueue import SendQueue
@@ -103,8 +103,8 @@ class Endpoint:
         self.interest = 0  # epoll events currently registered
         self.reject = reject
         self.context = {"session": conn_id, "peer": self.peer}
-        self.app: Counted = Finished()  # the session, once a codec has made one
-        self.codec: Codec = IDLE
+        self.codec: Codec = IDLE  # set by `switch_codec` only
+        self.app: Counted = IDLE.app  # the codec's application, for the logs and counters
         self.life = Lifecycle(time.monotonic(), host.limits.handshake_timeout)
         self.timer_at = math.inf  # the deadline the worker's heap knows (`_rearm`)
         self.timer: Timer | None = None
@@ -130,6 +130,12 @@ class Endpoint:
 
     def is_open(self) -> bool:
         return self.life.phase is not Phase.CLOSED
+
+    def switch_codec(self, codec: Codec) -> None:
+        """Let `codec` take the connection's bytes from now on; the logs and
+        counters read its application."""
+        self.codec = codec
+        self.app = codec.app
 
     # -- called from any thread -------------------------------------------------
 
@@ -217,7 +223,7 @@ class Endpoint:
         self.life.opened()
         if self.reject is not None:
             self.host.note_rejected(self, self.reject)
-        self.codec = self.host.open_codec(self, self.tls.selected_alpn_protocol())
+        self.switch_codec(self.host.open_codec(self, self.tls.selected_alpn_protocol()))
         self.codec.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
         if self.life.phase is Phase.OPEN and self.tls.has_buffered_input():
             self.worker.mark_readable(self)  # the nickname came with the client's Finished
@@ -377,8 +383,7 @@ class Endpoint:
         # The session holds this endpoint (its outlet) and this endpoint holds
         # the session and the codec: let go of them, so that all, with the SSL
         # object and every buffer, are freed now rather than by a later cyclic GC pass.
-        self.app = Finished(app.nick, app.messages_in, app.rate_limited)
-        self.codec = IDLE
+        self.switch_codec(Idle(app.nick, app.messages_in, app.rate_limited))
 
 
 def _log_disconnect(endpoint: Endpoint, app: Counted, reason: str, detail: str) -> None:

@@ -166,7 +166,6 @@ class WebSocketCodec:
         self._discarding = False  # the rest of that message is dropped (too long, or over the rate)
         self._close_reply: CloseConnection | None = None  # when the client closed, or broke the protocol
         self.app = open_session(self)
-        endpoint.app = self.app
 
     # -- the session's outlet (any thread) --------------------------------------------------
 
