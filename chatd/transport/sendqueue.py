@@ -117,6 +117,7 @@ class SendQueue:
         and nothing after it."""
         with self._lock:
             self._outbox.append(last)
+            self._queued += len(last)
             self._accepting = False
             schedule = not self._scheduled
             self._scheduled = True

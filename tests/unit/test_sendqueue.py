@@ -172,6 +172,7 @@ def test_a_line_cut_across_chunks_is_finished_before_the_bye(queue: SendQueue) -
     sent_lines = received[: -len(BYE)].split(b"\n")[:-1]
     assert sent_lines == block.split(b"\n")[: len(sent_lines)]  # whole lines, in order
     assert len(sent_lines) < 60
+    assert queue.queued == 0  # the BYE counted while it waited, and left
 
 
 def test_a_sender_is_paused_once_its_recipient_is_half_a_queue_behind_and_resumed_when_taken(
@@ -227,6 +228,7 @@ def test_a_queue_with_its_last_line_takes_nothing_more(queue: SendQueue, owner: 
     queue.close_with(b"BYE quit\n")
     queue.deliver(b"too late\n")
     assert queue.messages_out == 1
+    assert queue.queued == 3 * LIMIT - WRITE_CHUNK + 9  # the first record went to TLS
     assert not queue.slow_consumer(0)  # already closing: the BYE's deadline decides
 
 
