@@ -263,7 +263,6 @@ class Server:
 
             return HttpCodec(endpoint, self.settings.site, open_session)
         session = Session(self.chat, endpoint, endpoint.context)
-        endpoint.app = session
         return LineCodec(endpoint, session)
 
     def unregister(self, endpoint: Endpoint) -> None:

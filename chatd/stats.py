@@ -24,8 +24,8 @@ from typing import ClassVar, Protocol
 
 from chatd.core import protocol
 from chatd.core.chat import Chat
-from chatd.transport.codec import State
 from chatd.transport.endpoint import Endpoint
+from chatd.transport.lifecycle import Phase
 from chatd.transport.worker import Worker
 
 # The reasons a connection ends (the `disconnect` event's `reason`): the reason
@@ -162,11 +162,11 @@ def take_snapshot(
     messages_in = messages_out = rate_limited = queued_total = queued_max = 0
     for conn in live:
         state = conn.state
-        if state is State.HANDSHAKE:
+        if state is Phase.HANDSHAKE:
             clients["handshaking"] += 1
-        elif state is State.OPEN:
+        elif state is Phase.OPEN:
             clients["registered" if conn.app.nick else "registering"] += 1
-        elif state is State.CLOSING:
+        elif state is Phase.CLOSING:
             clients["closing"] += 1
         app = conn.app
         messages_in += app.messages_in

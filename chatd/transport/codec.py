@@ -1,5 +1,6 @@
 """What an endpoint, its codec and the application behind them agree on:
-the Protocols between the transport's modules, and the endpoint's states.
+the Protocols between the transport's modules. (The endpoint's phases are
+lifecycle.py's.)
 
 An `Endpoint` (endpoint.py) drives one TLS socket; a `Codec` (lines.py,
 http.py, websocket.py) says what its bytes mean; an `Application` (a chat
@@ -9,15 +10,7 @@ others only through these.
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Final, Protocol
-
-
-class State(Enum):
-    HANDSHAKE = "handshake"
-    OPEN = "open"
-    CLOSING = "closing"  # BYE queued; flushing, then lingering
-    CLOSED = "closed"
 
 
 class Application(Protocol):
@@ -69,6 +62,10 @@ class Codec(Protocol):
     # 0 for a chat client, whose every queued byte counts.
     exempt_bytes: int
 
+    @property
+    def app(self) -> Counted:
+        """The application it serves (what the endpoint's logs and counters read)."""
+
     def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
     def on_data(self, data: bytes) -> None: ...
     def on_timer(self, now: float) -> None: ...
@@ -88,10 +85,15 @@ class Codec(Protocol):
         `Endpoint.notify_when_drained`, and only while the connection is open."""
 
 
-class _Idle:
-    """The codec before the handshake and after the end: nothing to do."""
+class Idle:
+    """The codec before the handshake and after the end: nothing to do. Its
+    `app` keeps what the logs and counters may still read (nothing before;
+    the application's last figures after)."""
 
     exempt_bytes = 0
+
+    def __init__(self, nick: str = "", messages_in: int = 0, rate_limited: int = 0) -> None:
+        self.app = Finished(nick, messages_in, rate_limited)
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None:
         pass
@@ -118,4 +120,4 @@ class _Idle:
         pass
 
 
-IDLE: Final = _Idle()
+IDLE: Final = Idle()

@@ -1,25 +1,33 @@
 """Endpoint: one TLS client socket, from handshake to close, driven by its
-I/O worker: the TLS handshake, reading, deadlines, closing; its output queue
-and backpressure are output.py's (a mixin).
+I/O worker: the TLS handshake, reading (and when not to read), writing
+what its send queue holds, closing with a `BYE` and a linger.
+
+It has a `SendQueue` (sendqueue.py: the queue, coalescing, the senders
+paused behind it, the slow-consumer rule), an `Intake` (intake.py: how much
+a turn reads, and when its client is not read at all) and a `Lifecycle`
+(lifecycle.py: its phases and deadlines, and which deadline calls for what);
+this module does what they call for, on the socket and with the worker.
 
 What the bytes mean is its `Codec`'s business, chosen by the host once the
-handshake has said which protocol ALPN selected: lines for a chat session
-(lines.py), or HTTP and WebSocket (http.py, websocket.py). It knows nothing
-of chat: a session answers through `deliver` and `close`.
+handshake has said which protocol ALPN selected (`switch_codec`): lines for
+a chat session (lines.py), or HTTP and WebSocket (http.py, websocket.py). It
+knows nothing of chat: a session answers through `deliver` and `close`.
 
 # NOTE: every method here except `deliver()` and `close()` runs only on the
 # owning worker's thread, which is the only thread that ever touches this
 # endpoint's TLSStream and its SSL object (OpenSSL forbids concurrent use of
 # one SSL object; see docs/architecture.md). Other threads reach an endpoint
-# only through `deliver()`, which queues bytes under `_lock`, `close()`, or
-# `Worker.call_soon()`.
+# only through `deliver()` (its send queue's, which takes the queue's lock),
+# `close()`, or `Worker.call_soon()`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import ssl
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
@@ -27,12 +35,15 @@ import structlog
 from chatd.addresses import format_host_port
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
-from chatd.transport.codec import IDLE, Codec, Counted, Finished, State
-from chatd.transport.output import Output
+from chatd.transport.codec import IDLE, Codec, Counted, Idle
+from chatd.transport.intake import Intake
+from chatd.transport.lifecycle import Expiry, Lifecycle, Phase
+from chatd.transport.sendqueue import SendQueue
 from chatd.transport.tlsstream import TLSStream, describe_error
+from chatd.transport.worker import IOStats
 
 if TYPE_CHECKING:
-    from chatd.transport.worker import Timer, Worker
+    from chatd.transport.timers import Timer
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +51,6 @@ log = structlog.get_logger(__name__)
 # at most this, and at most an eighth of send_queue_bytes, so that what one
 # sender's turn puts in everyone's queue stays small beside the queue's limit.
 READ_BUDGET: Final = 65536
-LINGER_SECONDS: Final = 2.0  # after BYE, how long to drain the peer before closing
 
 
 class Host(Protocol):
@@ -57,14 +67,26 @@ class Host(Protocol):
     def note_rejected(self, endpoint: Endpoint, reason: str) -> None: ...
 
 
-class Endpoint(Output):
-    host: Host
-    worker: Worker
+class IOWorker(Protocol):
+    """What an endpoint needs from its worker (chatd.transport.worker.Worker)."""
 
+    @property
+    def stats(self) -> IOStats: ...
+
+    def in_thread(self) -> bool: ...
+    def call_soon(self, call: Callable[[], None], conn: Endpoint | None = None) -> bool: ...
+    def mark_dirty(self, conn: Endpoint) -> None: ...
+    def mark_readable(self, conn: Endpoint) -> None: ...
+    def set_interest(self, conn: Endpoint, read: bool, write: bool) -> None: ...
+    def arm_timer(self, conn: Endpoint, when: float) -> None: ...
+    def forget(self, conn: Endpoint) -> None: ...
+
+
+class Endpoint:
     def __init__(
         self,
         host: Host,
-        worker: Worker,
+        worker: IOWorker,
         tls: TLSStream,
         peer: tuple[str, int],
         conn_id: int,
@@ -74,29 +96,47 @@ class Endpoint(Output):
         self.worker = worker
         self._stats = worker.stats  # written on the worker's thread only
         self.tls = tls
-        self.sock = tls.sock
         self.fd = tls.sock.fileno()  # what the worker's epoll watches
         self.id = conn_id
         self.ip = peer[0]
         self.peer = format_host_port(peer[0], peer[1])
-        self.state = State.HANDSHAKE
         self.connected_at = time.time()
-        self.messages_out = 0
         self.interest = 0  # epoll events currently registered
         self.reject = reject
         self.context = {"session": conn_id, "peer": self.peer}
-        self.app: Counted = Finished()  # the session, once a codec has made one
-        self.codec: Codec = IDLE
-        self._close_reason = ""
-        self._init_output()
-        # Deadlines (monotonic); `timer_at` is the one the worker's heap knows.
-        self.timer_at = math.inf
+        self.codec: Codec = IDLE  # set by `switch_codec` only
+        self.app: Counted = IDLE.app  # the codec's application, for the logs and counters
+        self.life = Lifecycle(time.monotonic(), host.limits.handshake_timeout)
+        self.timer_at = math.inf  # the deadline the worker's heap knows (`_rearm`)
         self.timer: Timer | None = None
-        now = time.monotonic()
-        self._phase_deadline: float | None = now + host.limits.handshake_timeout
-        self._stall_deadline: float | None = None
-        self._app_deadline: float | None = None
-        self._linger_deadline: float | None = None
+        self._queue = SendQueue(host, self._stats, functools.partial(worker.mark_dirty, self))
+        # NOTE: the queue's own bound method, not a method of this class that
+        # calls it: rooms call it once per member per line (the fan-out path).
+        self.deliver = self._queue.deliver
+        self._intake = Intake(self._queue)  # when not to read
+        self._notify_drained = False  # call `codec.drained()` once the queue is empty
+
+    @property
+    def state(self) -> Phase:
+        return self.life.phase
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this client (read without the lock: for metrics)."""
+        return self._queue.queued
+
+    @property
+    def messages_out(self) -> int:
+        return self._queue.messages_out
+
+    def is_open(self) -> bool:
+        return self.life.phase is not Phase.CLOSED
+
+    def switch_codec(self, codec: Codec) -> None:
+        """Let `codec` take the connection's bytes from now on; the logs and
+        counters read its application."""
+        self.codec = codec
+        self.app = codec.app
 
     # -- called from any thread -------------------------------------------------
 
@@ -107,6 +147,13 @@ class Endpoint(Output):
         else:
             self.worker.call_soon(lambda: self.begin_close(reason, text), self)
 
+    def resume_after_backlog(self) -> None:
+        """The recipient this client waited for has been taken by its worker."""
+        if self.worker.in_thread():
+            self._backlog_taken()
+        else:
+            self.worker.call_soon(self._backlog_taken, self)
+
     # -- events from the worker -------------------------------------------------
 
     def start(self) -> None:
@@ -114,63 +161,51 @@ class Endpoint(Output):
         self._handshake()
 
     def on_readable(self) -> None:
-        if self.state is State.CLOSED:
+        phase = self.life.phase
+        if phase is Phase.CLOSED:
             return
-        if self.state is State.HANDSHAKE:
+        if phase is Phase.HANDSHAKE:
             self._handshake()
             return
-        if not self._input_paused:
+        if not self._intake.paused:
             self._read()
         if self.tls.pending_out and self.is_open():
             self._write()  # what reading produced, e.g. the answer to a KeyUpdate
         self._update_interest()
 
     def on_writable(self) -> None:
-        if self.state is State.CLOSED:
+        phase = self.life.phase
+        if phase is Phase.CLOSED:
             return
-        if self.state is State.HANDSHAKE:
+        if phase is Phase.HANDSHAKE:
             self._handshake()
             return
         self.flush()
         self._update_interest()
 
+    def on_timer(self, now: float) -> None:
+        expiry = self.life.expired(now)
+        if expiry is Expiry.HANDSHAKE:
+            self._handshake_failed("timeout")
+        elif expiry is Expiry.BYE:
+            self.finish(self.life.reason, "peer did not take the BYE in time")
+        elif expiry is Expiry.STALL:
+            self.finish("write_timeout", "no data accepted by the peer")
+        elif expiry is Expiry.LINGER:
+            self.finish(self.life.reason)
+        else:
+            if expiry is Expiry.APP:
+                self.codec.on_timer(now)
+            self._rearm()
+
     def set_deadline(self, when: float | None) -> None:
         """The application's one deadline: its `on_timer` runs then."""
-        self._app_deadline = when
-        self._rearm()
-
-    def on_timer(self, now: float) -> None:
-        if self._phase_deadline is not None and now >= self._phase_deadline:
-            self._phase_deadline = None
-            if self.state is State.HANDSHAKE:
-                self._handshake_failed("timeout")
-                return
-            if self.state is State.CLOSING:
-                self.finish(self._close_reason, "peer did not take the BYE in time")
-                return
-        if self._stall_deadline is not None and now >= self._stall_deadline:
-            self.finish("write_timeout", "no data accepted by the peer")
-            return
-        if self._linger_deadline is not None and now >= self._linger_deadline:
-            self.finish(self._close_reason)
-            return
-        if self._app_deadline is not None and now >= self._app_deadline:
-            self._app_deadline = None
-            if self.state is State.OPEN:
-                self.codec.on_timer(now)
+        self.life.set_app_deadline(when)
         self._rearm()
 
     def limits_changed(self) -> None:
-        if self.state is State.OPEN:
+        if self.life.phase is Phase.OPEN:
             self.codec.limits_changed()
-
-    def is_open(self) -> bool:
-        return self.state is not State.CLOSED
-
-    @property
-    def queued(self) -> int:
-        """Bytes waiting for this client (read without the lock: for metrics)."""
-        return self._queued
 
     # -- TLS handshake ----------------------------------------------------------
 
@@ -183,21 +218,15 @@ class Endpoint(Output):
         except (ssl.SSLError, OSError) as exc:
             self._handshake_failed(describe_error(exc))
             return
-        self._phase_deadline = None
         cipher = self.tls.cipher()
-        log.info(
-            "connect",
-            **self.context,
-            tls_version=self.tls.version(),
-            cipher=cipher[0] if cipher else None,
-        )
+        log.info("connect", **self.context, tls_version=self.tls.version(), cipher=cipher[0] if cipher else None)
         self.worker.set_interest(self, read=True, write=False)
-        self.state = State.OPEN
+        self.life.opened()
         if self.reject is not None:
             self.host.note_rejected(self, self.reject)
-        self.codec = self.host.open_codec(self, self.tls.selected_alpn_protocol())
+        self.switch_codec(self.host.open_codec(self, self.tls.selected_alpn_protocol()))
         self.codec.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
-        if self.state is State.OPEN and self.tls.has_buffered_input():
+        if self.life.phase is Phase.OPEN and self.tls.has_buffered_input():
             self.worker.mark_readable(self)  # the nickname came with the client's Finished
 
     def _handshake_failed(self, error: str) -> None:
@@ -211,121 +240,161 @@ class Endpoint(Output):
         """Take what has arrived, up to the read budget, and hand it to the
         application in one piece: people send one line per TLS record, and
         lines read together leave together (one block per room, not per line)."""
-        if not self._may_read():
-            self._input_paused = True
-            self._update_interest()
+        received = self._intake.read(self.tls, min(READ_BUDGET, self.host.limits.send_queue_bytes // 8))
+        if received is None:
+            self._update_interest()  # paused
             return
-        received: list[bytes] = []
-        size = 0
-        ended = ""
-        budget = min(READ_BUDGET, self.host.limits.send_queue_bytes // 8)
-        while size < budget:
-            try:
-                data = self.tls.recv(budget - size)
-            except ssl.SSLWantReadError:
-                break
-            except (ssl.SSLError, OSError) as exc:
-                ended = describe_error(exc)
-                break
-            if not data:
-                ended = "closed by peer"
-                break
-            received.append(data)
-            size += len(data)
-        else:
-            self.worker.mark_readable(self)  # more may be waiting; come back next turn
-        if received:
-            self._stats.bytes_in += size
-            if self.state is State.OPEN:
-                self.codec.on_data(b"".join(received) if len(received) > 1 else received[0])
+        data, ended, more = received
+        if more:
+            self.worker.mark_readable(self)  # the budget ran out; come back next turn
+        if data:
+            self._stats.bytes_in += len(data)
+            if self.life.phase is Phase.OPEN:
+                self.codec.on_data(data)
         if ended:
-            self.finish(self._close_reason or "connection_lost", ended)
+            self.finish("connection_lost", ended)
+
+    def pause_for_backlog(self) -> bool:
+        """Stop reading this client until `resume_after_backlog`; False if it is
+        already waiting. Called on this connection's own thread, as the sender."""
+        return self._intake.pause_for_backlog()
+
+    def hold_input(self) -> None:
+        """Read nothing more from this client until `release_input` (its codec's call)."""
+        self._intake.held = True
+
+    def release_input(self) -> None:
+        self._intake.held = False
+        self._resume_input()
+
+    def _backlog_taken(self) -> None:
+        self._intake.waiting = False
+        self._resume_input()
+
+    def _resume_input(self) -> None:
+        if self.life.phase is not Phase.CLOSED and self._intake.resume():
+            self._update_interest()
+            self.worker.mark_readable(self)
+
+    # -- writing ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Move queued output to the socket, as far as it takes it; a client
+        that does not take it is a slow consumer (`SendQueue.slow_consumer`)."""
+        queue = self._queue
+        queue.take()
+        if self.life.phase is Phase.CLOSED:
+            return
+        self._write()
+        if queue.slow_consumer(self.codec.exempt_bytes):
+            self._overflowed()
+
+    def output_pending(self) -> bool:
+        """Whether bytes queued for this client have not all gone to the socket yet."""
+        return self._queue.queued > 0 or self.tls.pending_out > 0
+
+    def notify_when_drained(self) -> None:
+        """Call the codec's `drained()` once all that is queued has gone to the socket."""
+        self._notify_drained = True
+
+    def _write(self) -> None:
+        queue = self._queue
+        was_refused = queue.refused
+        try:
+            written = queue.write(self.tls, self.codec.cut)
+        except OSError as exc:  # ssl.SSLError included
+            self.finish("connection_lost", describe_error(exc))
+            return
+        if not written:
+            self._update_interest()  # watch for writability
+            if self.life.write_refused(time.monotonic(), self.host.limits.write_timeout):
+                self._rearm()
+            return
+        self.life.written()
+        if was_refused:
+            self._update_interest()
+        self._resume_input()
+        if self.life.awaits_linger():
+            self._start_linger()
+        elif self._notify_drained and queue.queued == 0 and self.life.phase is Phase.OPEN:
+            # NOTE: last, for the codec may queue more or begin closing here.
+            self._notify_drained = False
+            self.codec.drained()
+
+    def _overflowed(self) -> None:
+        log.info("slow_consumer", **self.context, nick=self.app.nick, queued=self._queue.queued)
+        self._stats.slow_consumers += 1
+        # What is queued goes, but a line already half handed to TLS is
+        # finished, so that the BYE starts a line of its own.
+        self._queue.drop(self.codec.rest_of_unit)
+        self.begin_close("slow_consumer")
+
+    def _update_interest(self) -> None:
+        """Watch readability unless input is paused, writability while the socket
+        holds back our ciphertext."""
+        if self.life.phase in (Phase.HANDSHAKE, Phase.CLOSED):
+            return
+        self.worker.set_interest(self, read=not self._intake.paused, write=self._queue.refused)
+
+    def _rearm(self) -> None:
+        self.worker.arm_timer(self, self.life.next_deadline())  # a later one is ignored
 
     # -- closing ----------------------------------------------------------------------
 
     def begin_close(self, reason: str, text: str = "") -> None:
         """Say `BYE <reason>`, tell the application, flush, then close (after a short linger)."""
-        if self.state in (State.CLOSING, State.CLOSED):
+        phase = self.life.phase
+        if phase is Phase.CLOSING or phase is Phase.CLOSED:
             return
-        if self.state is State.HANDSHAKE:
+        if phase is Phase.HANDSHAKE:
             self.finish(reason)
             return
         last_line = self.codec.on_close(reason, text)
-        self.state = State.CLOSING
-        self._close_reason = reason
-        with self._lock:
-            # The last line, whatever the queue holds or the limit says.
-            self._outbox.append(last_line)
-            self._accepting_output = False
-            schedule = not self._scheduled
-            self._scheduled = True
-        if schedule:
-            self.worker.mark_dirty(self)
-        self._linger_deadline = None
-        self._phase_deadline = time.monotonic() + LINGER_SECONDS + 1.0  # cap the flush too
+        self.life.closing(reason, time.monotonic())
+        self._queue.close_with(last_line)
         self._rearm()
 
     def _start_linger(self) -> None:
         try:
             self.tls.shutdown_write()  # FIN after the BYE; reading goes on, to drain the peer
         except OSError:
-            self.finish(self._close_reason)
+            self.finish(self.life.reason)
             return
-        self._linger_deadline = time.monotonic() + LINGER_SECONDS
+        self.life.lingering(time.monotonic())
         self._rearm()
 
     def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None:
         """Close the socket now and forget this connection."""
-        if self.state is State.CLOSED:
+        if self.life.phase is Phase.CLOSED:
             return
-        if self.state is State.OPEN:
+        if self.life.phase is Phase.OPEN:
             self.codec.on_close(reason, "")
-        self.state = State.CLOSED
-        with self._lock:
-            self._accepting_output = False
-        self._take_outbox(scheduled=True)  # nothing more is sent, nor scheduled
-        self._unsent.clear()
+        reason = self.life.closed(reason)
+        self._queue.close()  # nothing more is sent, nor scheduled
         self.worker.forget(self)
         try:
             self.tls.close()
         except OSError:
             pass  # already gone; nothing more to release
         self.host.unregister(self)
-        self._stats.disconnected(self._close_reason or reason)
+        self._stats.disconnected(reason)
+        app = self.app
         if not quiet:
-            log.info(
-                "disconnect",
-                **self.context,
-                nick=self.app.nick or None,
-                reason=self._close_reason or reason,
-                detail=detail or None,
-                duration_s=round(time.time() - self.connected_at, 3),
-                messages_in=self.app.messages_in,
-                messages_out=self.messages_out,
-            )
+            _log_disconnect(self, app, reason, detail)
         # The session holds this endpoint (its outlet) and this endpoint holds
         # the session and the codec: let go of them, so that all, with the SSL
         # object and every buffer, are freed now rather than by a later cyclic GC pass.
-        self.app = Finished(self.app.nick, self.app.messages_in, self.app.rate_limited)
-        self.codec = IDLE
+        self.switch_codec(Idle(app.nick, app.messages_in, app.rate_limited))
 
-    def _update_interest(self) -> None:
-        """Watch readability unless input is paused, writability while the socket
-        holds back our ciphertext."""
-        if self.state in (State.HANDSHAKE, State.CLOSED):
-            return
-        self.worker.set_interest(self, read=not self._input_paused, write=self._write_wants_write)
 
-    def _rearm(self) -> None:
-        deadlines = [
-            d
-            for d in (
-                self._phase_deadline,
-                self._stall_deadline,
-                self._app_deadline,
-                self._linger_deadline,
-            )
-            if d is not None
-        ]
-        if deadlines:
-            self.worker.arm_timer(self, min(deadlines))
+def _log_disconnect(endpoint: Endpoint, app: Counted, reason: str, detail: str) -> None:
+    log.info(
+        "disconnect",
+        **endpoint.context,
+        nick=app.nick or None,
+        reason=reason,
+        detail=detail or None,
+        duration_s=round(time.time() - endpoint.connected_at, 3),
+        messages_in=app.messages_in,
+        messages_out=endpoint.messages_out,
+    )

@@ -36,8 +36,9 @@ from wsproto.utilities import generate_accept_token
 from chatd.http_response import Response, text_response
 from chatd.origin import origin_or_none
 from chatd.outlet import Outlet
-from chatd.transport.codec import Application, State
+from chatd.transport.codec import Application, Finished
 from chatd.transport.endpoint import Endpoint
+from chatd.transport.lifecycle import Phase
 from chatd.transport.websocket import WebSocketCodec
 from chatd.transport.wsframes import TextFrames
 
@@ -76,6 +77,7 @@ class Site(Protocol):
 class HttpCodec:
     def __init__(self, endpoint: Endpoint, site: Site, open_session: Callable[[Outlet], Application]) -> None:
         self.endpoint = endpoint
+        self.app = Finished()  # until the upgrade, whose codec has a session
         # The response in flight, in bytes (0: none): exempt from the slow-consumer
         # rule, since a file may be larger than a chat client's queue. Nothing
         # else is queued while it is: the next request waits for `drained`.
@@ -137,7 +139,7 @@ class HttpCodec:
         once the previous response has left (`drained`), so that requests
         pipelined by a client that reads nothing cost no memory here."""
         conn = self._conn
-        while self.endpoint.state is State.OPEN:
+        while self.endpoint.state is Phase.OPEN:
             if conn.our_state is h11.MUST_CLOSE:
                 self.endpoint.begin_close("http_done")
                 return
@@ -281,7 +283,7 @@ class HttpCodec:
         self._log("GET", WEBSOCKET_PATH, 101)
         self.endpoint.set_deadline(None)
         codec = WebSocketCodec(self.endpoint, self.site.frames, self._open_session)
-        self.endpoint.codec = codec
+        self.endpoint.switch_codec(codec)
         codec.on_open(None, self._cert_nick)
         if trailing and self.endpoint.is_open():
             codec.on_data(bytes(trailing))

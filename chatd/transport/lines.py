@@ -2,9 +2,10 @@
 (`chatctl connect`, `openssl s_client`): bytes cut into bounded lines for its
 session, and the session's bytes sent as they are.
 
-The session's outlet is the endpoint itself, so that a line delivered to this
-client costs nothing more than the endpoint's own queueing (the fan-out hot
-path); this codec only sees what comes in.
+The session's outlet is the endpoint itself, whose `deliver` is its send
+queue's (sendqueue.py), so that a line delivered to this client costs nothing
+more than queueing it (the fan-out hot path); this codec only sees what
+comes in.
 """
 
 from __future__ import annotations

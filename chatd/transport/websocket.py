@@ -44,9 +44,10 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from wsproto.frame_protocol import CloseReason
 
 from chatd.outlet import Outlet, Sender
-from chatd.transport.codec import Application, State
+from chatd.transport.codec import Application
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import TOO_LONG
+from chatd.transport.lifecycle import Phase
 from chatd.transport.wsframes import TextFrames, frame_end, frame_needs, read_text_frames
 
 log = structlog.get_logger(__name__)
@@ -77,7 +78,6 @@ class WebSocketCodec:
         self._discarding = False  # the rest of that message is dropped (too long, or over the rate)
         self._close_reply: CloseConnection | None = None  # when the client closed, or broke the protocol
         self.app = open_session(self)
-        endpoint.app = self.app
 
     # -- the session's outlet (any thread) --------------------------------------------------
 
@@ -150,7 +150,7 @@ class WebSocketCodec:
                 self._closed_by_client(event)
             elif isinstance(event, BytesMessage):
                 self._closed_by_client(CloseConnection(CloseReason.UNSUPPORTED_DATA, "text messages only"))
-            if endpoint.state is not State.OPEN:
+            if endpoint.state is not Phase.OPEN:
                 break  # closing (flood, too many fragments, a close frame): the rest is not read
 
     def _take(self, event: TextMessage, lines: list[bytes | None]) -> None:

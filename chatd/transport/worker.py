@@ -28,7 +28,6 @@ import structlog
 
 from chatd.addresses import format_host_port
 from chatd.transport.timers import Timed, Timers
-from chatd.transport.timers import Timer as Timer  # re-exported: endpoint.py imports it from here
 from chatd.transport.tlsstream import RECV_SIZE
 from chatd.transport.waker import Waker
 

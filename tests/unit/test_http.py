@@ -18,8 +18,8 @@ from wsproto.events import TextMessage
 from wsproto.utilities import generate_accept_token
 
 from chatd.transport import websocket
-from chatd.transport.codec import State
 from chatd.transport.http import MAX_HEAD, MAX_HEADERS, HttpCodec
+from chatd.transport.lifecycle import Phase
 from chatd.transport.websocket import WebSocketCodec
 from chatd.transport.wsframes import TextFrames, read_text_frames
 from chatd.web.files import HEADERS, StaticFiles
@@ -38,7 +38,7 @@ class FakeEndpoint:
         self.peer = "192.0.2.1:50000"
         self.context = {"session": 1, "peer": self.peer}
         self.connected_at = 0.0
-        self.state = State.OPEN
+        self.state = Phase.OPEN
         self.app: object = None
         self.codec: object = None
         self.queue = bytearray()
@@ -50,11 +50,15 @@ class FakeEndpoint:
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         self.queue += data
 
+    def switch_codec(self, codec: object) -> None:
+        self.codec = codec
+        self.app = codec.app  # type: ignore[attr-defined]
+
     def write(self) -> bytes:
         """The socket takes what is queued; then `drained`, as the endpoint's flush does."""
         out = bytes(self.queue)
         self.queue.clear()
-        if self.notify and self.state is State.OPEN:
+        if self.notify and self.state is Phase.OPEN:
             self.notify = False
             self.codec.drained()  # type: ignore[attr-defined]
         return out
@@ -75,14 +79,14 @@ class FakeEndpoint:
         self.deadline = when
 
     def begin_close(self, reason: str, text: str = "") -> None:
-        if self.state is State.OPEN:
-            self.state, self.closed_for = State.CLOSING, reason
+        if self.state is Phase.OPEN:
+            self.state, self.closed_for = Phase.CLOSING, reason
 
     def close(self, reason: str, text: str = "") -> None:
         self.begin_close(reason, text)
 
     def is_open(self) -> bool:
-        return self.state is not State.CLOSED
+        return self.state is not Phase.CLOSED
 
 
 class FakeSession:
@@ -200,7 +204,7 @@ def test_a_get_gets_the_file_with_the_security_headers_and_the_connection_stays(
     assert headers[b"content-type"] == b"text/html; charset=utf-8"
     assert all(headers[name.lower()] == value for name, value in HEADERS)
     assert b"date" in headers and b"connection" not in headers
-    assert browser.endpoint.state is State.OPEN and browser.endpoint.deadline is not None
+    assert browser.endpoint.state is Phase.OPEN and browser.endpoint.deadline is not None
 
 
 def test_head_gets_the_headers_and_no_body(tmp_path: Path) -> None:
@@ -213,7 +217,7 @@ def test_an_unknown_path_is_404_and_the_connection_stays(tmp_path: Path) -> None
     browser = Browser(tmp_path)
     status, headers, _ = browser.answer(browser.request("GET", "/nothing"))
     assert status == 404 and headers[b"cache-control"] == b"no-store"
-    assert browser.endpoint.state is State.OPEN
+    assert browser.endpoint.state is Phase.OPEN
 
 
 def test_another_method_is_405_with_allow(tmp_path: Path) -> None:
@@ -239,20 +243,20 @@ def test_limits_answer_and_close(tmp_path: Path, data: bytes, status: int) -> No
     got, headers, _ = browser.answer(data)
     assert got == status
     assert headers[b"connection"] == b"close"
-    assert browser.endpoint.state is State.CLOSING and browser.endpoint.closed_for in ("http_error", "http_done")
+    assert browser.endpoint.state is Phase.CLOSING and browser.endpoint.closed_for in ("http_error", "http_done")
 
 
 def test_a_target_that_is_not_a_path_is_400_and_the_connection_stays(tmp_path: Path) -> None:
     browser = Browser(tmp_path)
     assert browser.answer(b"GET http://elsewhere/ HTTP/1.1\r\nHost: chat\r\n\r\n")[0] == 400
-    assert browser.endpoint.state is State.OPEN
+    assert browser.endpoint.state is Phase.OPEN
 
 
 def test_a_busy_server_answers_503_and_closes(tmp_path: Path) -> None:
     browser = Browser(tmp_path, reject="server_full")
     status, headers, _ = browser.answer(browser.request())
     assert (status, headers[b"retry-after"], headers[b"connection"]) == (503, b"60", b"close")
-    assert browser.endpoint.state is State.CLOSING
+    assert browser.endpoint.state is Phase.CLOSING
 
 
 def test_a_head_not_whole_in_time_is_408_and_an_idle_connection_just_closes(tmp_path: Path) -> None:
@@ -324,7 +328,7 @@ def test_an_upgrade_chatd_does_not_take_is_refused_and_the_connection_stays(
 ) -> None:
     browser = Browser(tmp_path)
     assert browser.answer(browser.request("GET", "/ws", headers))[0] == status
-    assert browser.endpoint.state is State.OPEN and not browser.sessions
+    assert browser.endpoint.state is Phase.OPEN and not browser.sessions
 
 
 @pytest.mark.parametrize("origin", ["https://app.example", "https://chat"])

@@ -12,7 +12,7 @@ from chatd.config import Config
 from chatd.core.chat import Chat
 from chatd.operations import Operations
 from chatd.stats import Snapshot, Tally, take_snapshot
-from chatd.transport.codec import State
+from chatd.transport.lifecycle import Phase
 
 # `chatctl status` shows the fields in this order (chatctl/control.py keeps it).
 STATUS_FIELDS = [
@@ -86,7 +86,7 @@ class CountedApp:
 class FakeConnection:
     """What the snapshot reads of a live endpoint."""
 
-    state: State
+    state: Phase
     app: CountedApp
     messages_out: int = 0
     queued: int = 0
@@ -148,10 +148,10 @@ def test_status_is_one_reading_of_the_snapshot() -> None:
         closed={"messages_in": 10, "messages_out": 20, "rate_limited": 0},
     )
     daemon.live = [
-        FakeConnection(State.OPEN, CountedApp("alice", 3), messages_out=5),
-        FakeConnection(State.OPEN, CountedApp("bob", 4), messages_out=6),
-        FakeConnection(State.OPEN, CountedApp("", 0)),  # registering
-        FakeConnection(State.HANDSHAKE, CountedApp("", 0)),
+        FakeConnection(Phase.OPEN, CountedApp("alice", 3), messages_out=5),
+        FakeConnection(Phase.OPEN, CountedApp("bob", 4), messages_out=6),
+        FakeConnection(Phase.OPEN, CountedApp("", 0)),  # registering
+        FakeConnection(Phase.HANDSHAKE, CountedApp("", 0)),
     ]
     status = Operations(daemon).status()
     assert daemon.snapshots == 1

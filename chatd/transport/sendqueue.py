@@ -1,0 +1,245 @@
+"""SendQueue: what waits to be sent to one client, from `deliver` on any thread
+to its TLS stream on its worker's: the queue and its byte counts, coalescing
+into TLS-record-sized writes, the senders paused behind it (backpressure),
+and the slow-consumer rule (docs/architecture.md, "Fan-out without stalls").
+
+An endpoint (endpoint.py) has one. The queue sees nothing of it: it is given
+a `schedule` callable (have the worker flush me this turn), the limits to
+read, the worker's counters, and, at each write, the stream and where a unit
+(a line, a frame) may be cut. What the endpoint does about a socket that
+refuses data, a broken connection or a slow consumer is the endpoint's: this
+module answers with values (`write`, `slow_consumer`) or an `OSError`.
+
+The reading side of flow control (not reading a client while its own queue
+is over half full, or while it waits for a recipient's worker) is the
+endpoint's `Intake` (intake.py); the queue only says `over_half()`.
+
+# NOTE: `deliver()` is the fan-out hot path: every line to every member of a
+# room goes through it, as this object's bound method (an endpoint's
+# `deliver` *is* its queue's, and so is its session's). It takes the lock
+# around the queue only, and schedules the worker outside it, once per turn
+# at most. Keep it one call, without a hop.
+"""
+
+from __future__ import annotations
+
+import collections
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from chatd.config import LimitsConfig
+from chatd.outlet import Sender
+from chatd.transport.worker import IOStats
+
+WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
+
+
+class Limited(Protocol):
+    """Where the queue reads its limit (the server: it changes on reload)."""
+
+    @property
+    def limits(self) -> LimitsConfig: ...
+
+
+class Stream(Protocol):
+    """What the queue writes to: chatd.transport.tlsstream.TLSStream."""
+
+    def send(self, data: bytes) -> int:
+        """Take all of `data`; ssl.SSLWantWriteError (and nothing taken) while full."""
+
+    def flush(self) -> bool:
+        """Send what was taken; True once the socket has taken all of it."""
+
+
+def _unscheduled() -> None:
+    """A closed queue's `schedule`: it lets go of the endpoint's."""
+
+
+class SendQueue:
+    """One client's outgoing bytes, wherever they wait: the outbox (filled by
+    `deliver` on any thread), the unsent blocks its worker has taken, and the
+    chunk in flight (handed to the stream, which refused it)."""
+
+    def __init__(self, host: Limited, stats: IOStats, schedule: Callable[[], None]) -> None:
+        """`schedule`: have the worker call the owner's flush at the end of its
+        turn (any thread; called once per turn at most)."""
+        self._host = host
+        self._stats = stats  # the worker's counters, written on its thread only
+        self._schedule = schedule
+        # `_outbox`, `_queued`, `_unflushed`, `_waiters`, `_scheduled`,
+        # `_accepting` and `messages_out` are shared with other threads under _lock.
+        self._lock = threading.Lock()
+        self._outbox: list[bytes] = []
+        self._queued = 0  # bytes waiting for this client, wherever they wait
+        self._unflushed = 0  # of those, bytes the worker has not taken yet
+        self._waiters: list[Sender] = []  # senders paused until the worker takes the outbox
+        self._scheduled = False
+        self._accepting = True
+        self.messages_out = 0  # lines delivered
+        # The worker's own, from here on.
+        self._unsent: collections.deque[bytes] = collections.deque()
+        self._inflight: bytes | None = None
+        self._split_line = False  # the last chunk handed to the stream ended inside a unit
+        self.refused = False  # the socket would not take all that was written
+
+    # -- any thread ---------------------------------------------------------------------
+
+    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
+        """Queue `data` (`lines` lines) for this client; never blocks, never touches the socket.
+
+        `sender`, whose line this is (called on its thread), is paused when this
+        client's worker has fallen more than half a queue behind, until that
+        worker has taken what waits here (`take`).
+        """
+        size = len(data)
+        with self._lock:
+            if not self._accepting:
+                return
+            self._outbox.append(data)
+            self._queued += size
+            self._unflushed += size
+            self.messages_out += lines
+            if (
+                sender is not None
+                and self._unflushed > self._host.limits.send_queue_bytes // 2
+                and sender.pause_for_backlog()
+            ):
+                self._waiters.append(sender)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._schedule()
+
+    def close_with(self, last: bytes) -> None:
+        """Queue `last` (a `BYE`), whatever the queue holds or the limit says,
+        and nothing after it."""
+        with self._lock:
+            self._outbox.append(last)
+            self._queued += len(last)
+            self._accepting = False
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self._schedule()
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for this client (read without the lock: for metrics)."""
+        return self._queued
+
+    # -- the worker's thread ----------------------------------------------------------------
+
+    def take(self) -> None:
+        """Take what other threads queued; the senders waiting on it read again."""
+        with self._lock:
+            self._scheduled = False
+            outbox, self._outbox = self._outbox, []
+            self._unflushed = 0
+            waiters, self._waiters = self._waiters, []
+        self._unsent.extend(outbox)
+        for waiter in waiters:
+            waiter.resume_after_backlog()
+
+    def write(self, stream: Stream, cut: Callable[[bytes, int], int]) -> bool:
+        """Hand what was taken to `stream`, up to WRITE_CHUNK bytes at a time,
+        and flush it; True once the socket has taken it all, False (and
+        `refused`) when it would not.
+
+        `cut(data, limit)`: where a block longer than a chunk may be cut.
+
+        Raises:
+            OSError: the connection is broken (ssl.SSLError included).
+        """
+        while True:
+            if self._inflight is None:
+                if not self._unsent:
+                    break
+                self._inflight = self._next_chunk(cut)
+            try:
+                sent = stream.send(self._inflight)
+            except ssl.SSLWantWriteError:
+                self.refused = True
+                return False
+            with self._lock:
+                self._queued -= sent
+            self._stats.bytes_out += sent
+            self._inflight = None
+        if not stream.flush():
+            self.refused = True
+            return False
+        self.refused = False
+        return True
+
+    def over_half(self) -> bool:
+        """Whether more than half of `send_queue_bytes` waits (the owner stops reading its client)."""
+        return self._queued > self._host.limits.send_queue_bytes // 2
+
+    def slow_consumer(self, exempt: int) -> bool:
+        """Whether this client does not take its data: the socket refused it
+        while more than `send_queue_bytes` wait, beside `exempt` bytes (an HTTP
+        response in flight). Bytes not yet written never count; nor does a
+        queue that has its last line (`close_with`)."""
+        limit = self._host.limits.send_queue_bytes
+        return self.refused and self._accepting and self._queued > limit and self._queued - exempt > limit
+
+    def drop(self, rest_of_unit: Callable[[bytes], bytes]) -> None:
+        """Forget what waits, but finish a unit already half handed to the
+        stream (`rest_of_unit(head)`), so that the next line (a `BYE`) starts one
+        of its own."""
+        rest = b""
+        if self._split_line and self._unsent:
+            rest = rest_of_unit(self._unsent[0])
+        self._unsent.clear()
+        if rest:
+            self._unsent.append(rest)
+        with self._lock:
+            self._scheduled = False
+            self._outbox = []
+            self._unflushed = 0
+            waiters, self._waiters = self._waiters, []
+            self._queued = len(self._inflight or b"") + len(rest)
+        for waiter in waiters:
+            waiter.resume_after_backlog()
+
+    def close(self) -> None:
+        """Nothing more is sent: let go of every byte, of the waiting senders
+        (they read again) and of `schedule`, which holds the owner."""
+        with self._lock:
+            self._accepting = False
+            self._scheduled = True
+            self._schedule = _unscheduled
+            self._outbox = []
+            self._queued = self._unflushed = 0
+            waiters, self._waiters = self._waiters, []
+        self._unsent.clear()
+        self._inflight = None
+        for waiter in waiters:
+            waiter.resume_after_backlog()
+
+    # -- coalescing -------------------------------------------------------------------------
+
+    def _next_chunk(self, cut: Callable[[bytes, int], int]) -> bytes:
+        chunk = self._take_chunk(cut)
+        self._split_line = not chunk.endswith(b"\n")
+        return chunk
+
+    def _take_chunk(self, cut: Callable[[bytes, int], int]) -> bytes:
+        """The next write: blocks joined up to WRITE_CHUNK, or the first WRITE_CHUNK
+        bytes of a longer one (cut where `cut` says)."""
+        first = self._unsent.popleft()
+        if len(first) >= WRITE_CHUNK or not self._unsent:
+            if len(first) > WRITE_CHUNK:
+                at = cut(first, WRITE_CHUNK)
+                if at < len(first):
+                    self._unsent.appendleft(first[at:])
+                    return first[:at]
+            return first
+        parts = [first]
+        size = len(first)
+        while self._unsent and size + len(self._unsent[0]) <= WRITE_CHUNK:
+            chunk = self._unsent.popleft()
+            parts.append(chunk)
+            size += len(chunk)
+        return b"".join(parts)
