@@ -10,7 +10,8 @@ client that shares at least one room with it, however many rooms that is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from chatd import names
 from chatd.config import Config
@@ -24,8 +25,13 @@ from chatd.outlet import Sender
 
 
 class Chat:
-    def __init__(self, config: Config, store: EventStore | None = None) -> None:
+    def __init__(
+        self, config: Config, store: EventStore | None = None, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`monotonic` is the clock of the sessions' deadlines and flood control:
+        the transport's (`on_timer` is given its time), or a fake one in tests."""
         self.config = config
+        self.monotonic = monotonic
         self.nicks = Nicks()
         self.keeps_history = store is not None and config.history.enabled
         store = store if self.keeps_history and store is not None else NoStore()

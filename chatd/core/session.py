@@ -11,8 +11,6 @@ its deadline, `on_close` once, whatever ended the connection.
 
 from __future__ import annotations
 
-import collections
-import time
 from enum import Enum
 from typing import Final
 
@@ -21,6 +19,7 @@ import structlog
 from chatd import __version__, names
 from chatd.core import protocol
 from chatd.core.chat import Chat
+from chatd.core.flood import FloodControl, Line
 from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
 from chatd.core.identities import refusal
 from chatd.core.rooms import Room
@@ -28,8 +27,6 @@ from chatd.errors import ProtocolError
 from chatd.outlet import Outlet
 
 log = structlog.get_logger(__name__)
-
-FLOOD_WINDOW: Final = 30.0
 
 _REJECT_TEXT: Final = {
     protocol.SERVER_FULL: "The server is full; try again later.",
@@ -51,7 +48,9 @@ class Session:
         self.deliver = outlet.deliver  # the fan-out hot path: no hop through the session
         self.peer = outlet.peer
         self.connected_at = outlet.connected_at
-        self.last_active = time.monotonic()
+        self._clock = chat.monotonic
+        now = self._clock()
+        self.last_active = now
         self.nick = ""
         self.state = State.REGISTERING
         self.messages_in = 0
@@ -63,16 +62,11 @@ class Session:
         self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
         self._strikes = 0
-        limits = chat.config.limits
-        self._tokens = float(limits.message_burst)
-        self._tokens_at = time.monotonic()
-        self._held: collections.deque[bytes | None] = collections.deque()
-        self._rejections: collections.deque[float] = collections.deque()
+        self._flood = FloodControl(chat.config.limits, now)
         self._batch: list[bytes] = []  # texts for `_batch_room`, sent as one block
         self._batch_room: Room | None = None
         self._batch_kind = "msg"
         self._register_deadline: float | None = None
-        self._hold_deadline: float | None = None
 
     # -- driven by the transport --------------------------------------------------------
 
@@ -85,11 +79,11 @@ class Session:
         self._cert_nick = cert_nick
         self.outlet.deliver(protocol.format_line("HELLO", str(protocol.VERSION), f"chatd {__version__}"))
         self.outlet.deliver(b"NICK\n")
-        self._register_deadline = time.monotonic() + self.chat.config.limits.register_timeout
+        self._register_deadline = self._clock() + self.chat.config.limits.register_timeout
         self._rearm()
 
-    def on_lines(self, lines: list[bytes | None]) -> None:
-        now = time.monotonic()
+    def on_lines(self, lines: list[Line]) -> None:
+        now = self._clock()
         self.last_active = now
         for line in lines:
             if self.state is State.ACTIVE:
@@ -107,8 +101,8 @@ class Session:
         (`ERR rate_limited`, and `BYE flood` after `flood_disconnect` of them)."""
         if self.state is State.CLOSED:
             return False
-        now = time.monotonic()
-        if self._take_tokens(now, frames):
+        now = self._clock()
+        if self._flood.charge(frames, now):
             return True
         self._refuse_for_rate(now, "Slow down; that frame was dropped.")
         return False
@@ -119,8 +113,8 @@ class Session:
             if self.state is State.REGISTERING:
                 self.close("register_timeout")
                 return
-        if self._hold_deadline is not None and now >= self._hold_deadline:
-            self._hold_deadline = None
+        due = self._flood.due
+        if due is not None and now >= due:
             self._release_held(now)
         self._rearm()
 
@@ -136,82 +130,56 @@ class Session:
             self.state = State.CLOSED
             self.rooms.clear()
             self.current = None
-            self._held.clear()
+            self._flood.clear()
         # A /quit's own words go to the others only; any other reason's text
         # (an operator's kick message) is for the client too.
         return protocol.format_line("BYE", reason if reason == "quit" else full_reason)
 
     def limits_changed(self) -> None:
         """A reload changed the limits: lines held by the old rate go by the new one."""
-        if self._held and self.state is State.ACTIVE:
-            self._hold_deadline = None
-            self._release_held(time.monotonic())
+        self._flood.apply(self.chat.config.limits)
+        if self._flood.held and self.state is State.ACTIVE:
+            self._release_held(self._clock())
             self._rearm()
 
     def close(self, reason: str, text: str = "") -> None:
         self.outlet.close(reason, text)
 
-    # -- flood control ---------------------------------------------------------------
+    # -- flood control (core/flood.py decides; this acts) ----------------------------
 
-    def _gate(self, line: bytes | None, now: float) -> None:
-        """Token-bucket flood control: handle, hold, or refuse the line."""
-        if not self._held and self._take_tokens(now, 1):
+    def _gate(self, line: Line, now: float) -> None:
+        """Handle the line now, hold it for a token, or refuse it."""
+        flood = self._flood
+        if flood.admit(now):
             self._handle(line)
-            return
-        limits = self.chat.config.limits
-        if len(self._held) < limits.message_burst:
-            self._held.append(line)
-            if self._hold_deadline is None:
-                self._hold_deadline = self._next_token_at(now)
+        elif flood.hold(line, now):
+            if flood.held == 1:  # the first held: its token's time is the new deadline
                 self._rearm()
-            return
-        self._refuse_for_rate(now, "Slow down; that line was dropped.")
+        else:
+            self._refuse_for_rate(now, "Slow down; that line was dropped.")
 
     def _refuse_for_rate(self, now: float, text: str) -> None:
         """A line (or frame) found no token: say so, count it, and end a flood."""
         self._send_error(ProtocolError(protocol.RATE_LIMITED, text))
         self.rate_limited += 1
         log.info("rate_limited", **self._ctx, nick=self.nick)
-        flood_disconnect = self.chat.config.limits.flood_disconnect
-        if flood_disconnect:
-            self._rejections.append(now)
-            while self._rejections and now - self._rejections[0] > FLOOD_WINDOW:
-                self._rejections.popleft()
-            if len(self._rejections) >= flood_disconnect:
-                self.close("flood")
-
-    def _take_tokens(self, now: float, count: int) -> bool:
-        limits = self.chat.config.limits
-        if limits.message_rate <= 0:
-            return True
-        self._tokens = min(
-            float(limits.message_burst),
-            self._tokens + (now - self._tokens_at) * limits.message_rate,
-        )
-        self._tokens_at = now
-        if self._tokens >= count:
-            self._tokens -= count
-            return True
-        return False
+        if self._flood.refused(now):
+            self.close("flood")
 
     def _release_held(self, now: float) -> None:
-        while self._held and self.state is State.ACTIVE and self._take_tokens(now, 1):
-            self._handle(self._held.popleft())
+        for line in self._flood.release(now):
+            if self.state is not State.ACTIVE:  # a held /quit, or strikes, ended it
+                break
+            self._handle(line)
         self._flush_batch()
-        if self._held and self.state is State.ACTIVE:
-            self._hold_deadline = self._next_token_at(now)
-
-    def _next_token_at(self, now: float) -> float:
-        rate = self.chat.config.limits.message_rate or 1.0  # 0 after a reload: release at once
-        return now + max(0.0, 1.0 - self._tokens) / rate
 
     def _rearm(self) -> None:
-        deadlines = [d for d in (self._register_deadline, self._hold_deadline) if d is not None]
+        deadlines = [d for d in (self._register_deadline, self._flood.due) if d is not None]
         self.outlet.set_deadline(min(deadlines) if deadlines else None)
 
     # -- registration ----------------------------------------------------------------
 
-    def _register(self, line: bytes | None) -> None:
+    def _register(self, line: Line) -> None:
         config = self.chat.config
         try:
             if line is protocol.TOO_LONG:
@@ -266,7 +234,7 @@ class Session:
 
     # -- commands ----------------------------------------------------------------------
 
-    def _handle(self, line: bytes | None) -> None:
+    def _handle(self, line: Line) -> None:
         try:
             if line is protocol.TOO_LONG:
                 raise ProtocolError(
