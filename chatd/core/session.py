@@ -11,16 +11,17 @@ its deadline, `on_close` once, whatever ended the connection.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from typing import Final
 
 import structlog
 
-from chatd import __version__, names
+from chatd import __version__
 from chatd.core import protocol
 from chatd.core.chat import Chat
+from chatd.core.commands import COMMANDS, Row, enter, say_current
 from chatd.core.flood import FloodControl, Line
-from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
 from chatd.core.identities import refusal
 from chatd.core.rooms import Room
 from chatd.errors import ProtocolError
@@ -42,7 +43,9 @@ class State(Enum):
 
 
 class Session:
-    def __init__(self, chat: Chat, outlet: Outlet, context: dict[str, object]) -> None:
+    def __init__(
+        self, chat: Chat, outlet: Outlet, context: dict[str, object], commands: Mapping[str, Row] = COMMANDS
+    ) -> None:
         self.chat = chat
         self.outlet = outlet
         self.deliver = outlet.deliver  # the fan-out hot path: no hop through the session
@@ -57,11 +60,12 @@ class Session:
         self.rate_limited = 0  # lines dropped with ERR rate_limited (for the metrics)
         self.rooms: dict[str, Room] = {}  # by key, in the order they were joined
         self.current: Room | None = None
-        self._ctx = context
+        self.context = context  # for its log events
         self._cert_nick: str | None = None
         self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
         self._strikes = 0
+        self._commands = commands
         self._flood = FloodControl(chat.config.limits, now)
         self._batch: list[bytes] = []  # texts for `_batch_room`, sent as one block
         self._batch_room: Room | None = None
@@ -162,7 +166,7 @@ class Session:
         """A line (or frame) found no token: say so, count it, and end a flood."""
         self._send_error(ProtocolError(protocol.RATE_LIMITED, text))
         self.rate_limited += 1
-        log.info("rate_limited", **self._ctx, nick=self.nick)
+        log.info("rate_limited", **self.context, nick=self.nick)
         if self._flood.refused(now):
             self.close("flood")
 
@@ -184,13 +188,15 @@ class Session:
         try:
             if line is protocol.TOO_LONG:
                 raise ProtocolError(protocol.LINE_TOO_LONG, "Nicknames are short; line dropped.")
-            text = protocol.clean_line(line).decode("utf-8")
-            if text == "/quit" or text.startswith("/quit "):
-                self.close("quit")
+            text = protocol.clean_line(line)
+            verb = protocol.command_verb(text)
+            row = self._commands.get(verb) if verb else None
+            if row is not None and row.before_registration:
+                row.handler(self, protocol.parse_command(text))
                 return
             if config.tls.nick_from_cert and self._identity_refused():
                 return
-            nick = protocol.check_nick(text, config.limits.max_nick_length)
+            nick = protocol.check_nick(text.decode("utf-8"), config.limits.max_nick_length)
             if config.tls.nick_from_cert and nick != self._cert_nick:
                 raise ProtocolError(
                     protocol.NICK_INVALID,
@@ -209,13 +215,13 @@ class Session:
         self.state = State.ACTIVE
         self._register_deadline = None
         self._rearm()
-        log.info("nickname", **self._ctx, nick=nick)
+        log.info("nickname", **self.context, nick=nick)
         for name in config.rooms.autojoin:
             try:
-                self._join(name)
+                enter(self, name)
             except ProtocolError as error:  # e.g. the server's room limit
                 self._send_error(error)
-        self._say_current()
+        say_current(self)
 
     def _identity_refused(self) -> bool:
         """A certificate whose name is another spelling of an identity already
@@ -227,12 +233,12 @@ class Session:
         self._identity_checked = known is None
         if known is None:
             return False
-        log.warning("certificate_identity_refused", **self._ctx, certificate_name=cert, known_as=known)
+        log.warning("certificate_identity_refused", **self.context, certificate_name=cert, known_as=known)
         self._send_error(refusal(cert, known))
         self.close("nick_failed")
         return True
 
-    # -- commands ----------------------------------------------------------------------
+    # -- commands (core/commands.py says what each does) --------------------------------
 
     def _handle(self, line: Line) -> None:
         try:
@@ -242,17 +248,14 @@ class Session:
                     f"Lines are limited to {self.chat.config.limits.max_line_bytes} bytes; that one was dropped.",
                 )
             command = protocol.parse_command(protocol.clean_line(line))
-            if command.verb == "say":
-                self._say("msg", self._current_room(), command.text)
-            elif command.verb == "me":
-                self._say("action", self._current_room(), command.text)
-            else:
+            row = self._commands[command.verb]
+            if not row.speaks:
                 self._flush_batch()
-                self._command(command)
+            row.handler(self, command)
         except ProtocolError as error:
             self._send_error(error)
 
-    def _say(self, kind: str, room: Room, text: bytes) -> None:
+    def say(self, kind: str, room: Room, text: bytes) -> None:
         """Queue a room event; those of one read to one room leave as one block."""
         if room is not self._batch_room or kind != self._batch_kind:
             self._flush_batch()
@@ -264,125 +267,6 @@ class Session:
         if self._batch and self._batch_room is not None:
             batch, self._batch = self._batch, []
             self.chat.say(self._batch_room, self._batch_kind, self.nick, batch, self.outlet)
-
-    def _command(self, command: protocol.Command) -> None:
-        verb = command.verb
-        if verb == "join":
-            self._join(command.target)
-            self._say_current()
-        elif verb == "part":
-            self._part(command.target, command.text.decode())
-        elif verb == "msg":
-            self._message(command.target, command.text)
-        elif verb == "topic":
-            self._topic(command.target, command.text.decode())
-        elif verb == "who":
-            room = self._room_named(command.target) if command.target else self._current_room()
-            self.outlet.deliver(protocol.format_users(room.name, room.nicks()))
-        elif verb == "rooms":
-            lines = self.chat.room_list()
-            self.outlet.deliver(b"".join(lines), len(lines))
-        elif verb == "nick":
-            self._rename(command.target)
-        elif verb == "history":
-            self._history(command.target, command.text)
-        elif verb == "ping":
-            self.outlet.deliver(b"PONG %s\n" % command.text if command.text else b"PONG\n")
-        elif verb == "quit":
-            self.close("quit", command.text.decode())
-        elif verb == "help":
-            for text in protocol.HELP_LINES:
-                self.outlet.deliver(protocol.format_line("INFO", text))
-
-    def _join(self, name: str) -> None:
-        room = self.rooms.get(names.room_key(protocol.check_room(name)))
-        if room is None:
-            room = self.chat.join(self, name, len(self.rooms), self.outlet)
-            self.rooms[names.room_key(room.name)] = room
-        self.current = room
-
-    def _part(self, name: str, text: str) -> None:
-        room = self._joined(name) if name else self._current_room()
-        del self.rooms[names.room_key(room.name)]
-        self.chat.part(self, room, text)
-        if room is self.current:
-            self.current = next(reversed(self.rooms.values()), None)
-            self._say_current()
-
-    def _message(self, target: str, text: bytes) -> None:
-        if names.is_room(target):
-            self._say("msg", self._joined(target), text)
-            return
-        recipient = self.chat.nicks.find(target)
-        if recipient is None:
-            raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
-        self.messages_in += 1
-        self.chat.direct(self, recipient, text, self.outlet)
-
-    def _history(self, target: str, words: bytes) -> None:
-        """`/history`: asked on the history thread; the answer comes from there."""
-        query = protocol.parse_history(words, PAGE_DEFAULT, PAGE_MAX)
-        chat = self.chat
-        if names.is_room(target):
-            room = self._joined(target)
-            if not chat.keeps_history:
-                raise ProtocolError(protocol.NO_HISTORY, "This server keeps no history.")
-            key, shown = room.key, room.name
-        else:
-            protocol.check_nick(target, chat.config.limits.max_nick_length)
-            if not chat.keeps_dms:
-                raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages.")
-            key, shown = dm_key(self.nick, target), target
-        newer = query.after is not None
-
-        def reply(events: list[Event] | None) -> None:
-            if events is None:  # on the history thread: only the outlet is safe to use
-                error = ProtocolError(protocol.NO_HISTORY, f"The history of {shown} cannot be read now; try again.")
-                self.outlet.deliver(protocol.format_error(error))
-                return
-            more = len(events) > query.limit
-            if more:
-                events = events[: query.limit] if newer else events[-query.limit :]
-            chat.send_history(self, shown, events, more, newer)
-
-        chat.history.lookup(key, query.before, query.after, query.limit + 1, reply)
-
-    def _topic(self, name: str, text: str) -> None:
-        room = self._joined(name) if name else self._current_room()
-        if text:
-            self.chat.set_topic(self, room, text)
-        else:
-            self.outlet.deliver(self.chat.topic_line(room))
-
-    def _rename(self, new: str) -> None:
-        protocol.check_nick(new, self.chat.config.limits.max_nick_length)
-        if new == self.nick:
-            self.outlet.deliver(protocol.format_line("INFO", f"You are already {new}."))
-            return
-        if self.chat.config.tls.nick_from_cert:
-            raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
-        old = self.chat.rename(self, list(self.rooms.values()), new)
-        log.info("rename", **self._ctx, old=old, new=new)
-
-    def _say_current(self) -> None:
-        self.outlet.deliver(protocol.format_line("CURRENT", self.current.name if self.current else "*"))
-
-    def _current_room(self) -> Room:
-        if self.current is None:
-            raise ProtocolError(protocol.NOT_IN_ROOM, "You are in no room; /join one first.")
-        return self.current
-
-    def _joined(self, name: str) -> Room:
-        room = self.rooms.get(names.room_key(protocol.check_room(name)))
-        if room is None:
-            raise ProtocolError(protocol.NOT_IN_ROOM, f"You are not in {name}; /join it first.")
-        return room
-
-    def _room_named(self, name: str) -> Room:
-        room = self.chat.rooms.find(protocol.check_room(name))
-        if room is None:
-            raise ProtocolError(protocol.NO_SUCH_ROOM, f"There is no room {name}.")
-        return room
 
     def _send_error(self, error: ProtocolError) -> None:
         self._flush_batch()

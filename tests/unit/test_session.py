@@ -12,6 +12,7 @@ import pytest
 
 from chatd.config import Config, LimitsConfig, RoomsConfig, TLSConfig
 from chatd.core.chat import Chat
+from chatd.core.commands import COMMANDS
 from chatd.core.session import Session
 from tests.chatclient import Tags, split_tags
 
@@ -520,3 +521,32 @@ def test_a_reload_mid_hold_releases_held_lines_by_the_new_rate(chat: Chat) -> No
     assert alice.deadline is None
     paste(alice, 20)
     assert len(alice.take()) == 20
+
+
+# -- the command table (core/commands.py) ---------------------------------------------------
+
+
+def test_before_registration_a_command_without_a_row_for_it_is_taken_for_a_nickname(chat: Chat) -> None:
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {})
+    outlet.session.on_open(None, None)
+    outlet.take()
+    assert send(outlet, "/join #lobby") == [
+        "ERR nick_invalid Nicknames are 1-32 characters of A-Z, a-z, 0-9, _ and -.",
+        "NICK",
+    ]
+    send(outlet, "/quit see you")
+    assert outlet.closed == ("quit", "see you")
+
+
+def test_a_row_usable_before_registration_is_run_there() -> None:
+    """What accounts' /login will do: a row, not a branch in the session."""
+    chat = make_chat(max_nick_attempts=1)
+    ping = dataclasses.replace(COMMANDS["ping"], before_registration=True)
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {}, commands={**COMMANDS, "ping": ping})
+    outlet.session.on_open(None, None)
+    outlet.take()
+    assert send(outlet, "/ping 42") == ["PONG 42"]  # not a nickname attempt: the one allowed is left
+    assert send(outlet, "alice")[0].startswith("WELCOME alice ")
+    assert send(outlet, "/ping") == ["PONG"]
