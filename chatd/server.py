@@ -41,6 +41,7 @@ from chatd.errors import ConfigError
 from chatd.log import configure_logging
 from chatd.outlet import Outlet
 from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, headline, take_snapshot
+from chatd.storage.lookups import LookupThread
 from chatd.tls import HTTP_ALPN, certificate_expiry, server_context
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
@@ -113,7 +114,7 @@ class Server:
         except OSError as exc:
             raise StartupError(f"cannot read the web client's files: {exc.strerror or exc} ({exc.filename})") from exc
         self.settings = Settings(config, tls_context, site, certificate_expiry(config.tls.cert))
-        self.chat = Chat(config, store)
+        self.chat = Chat(config, store, lookups=LookupThread(store) if store is not None else None)
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self._notifier = notifier

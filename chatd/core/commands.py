@@ -160,7 +160,7 @@ def _history(caller: Caller, command: Command) -> None:
             events = events[: query.limit] if newer else events[-query.limit :]
         chat.send_history(caller, shown, events, more, newer)
 
-    chat.history.lookup(key, query.before, query.after, query.limit + 1, answer)
+    chat.lookups.history(key, query.before, query.after, query.limit + 1, answer)
 
 
 # -- the connection ----------------------------------------------------------------------
