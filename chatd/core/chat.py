@@ -54,14 +54,14 @@ class Chat:
         self.keeps_history = store is not None and config.history.enabled
         store = store if self.keeps_history and store is not None else NoStore()
         backlog = config.history.backlog if self.keeps_history else 0
-        snapshot = store.load(backlog)
-        self.history = History(store, snapshot.next_id)
+        stored = store.load(backlog)
+        self.history = History(store, stored.next_id)
         self.lookups = lookups if lookups is not None else DirectLookups(store)
-        self.identities = Identities(snapshot.identities, store.remember_identity)
+        self.identities = Identities(stored.identities, store.remember_identity)
         store.keep_rooms(frozenset(map(names.room_key, config.rooms.permanent)))
         self.rooms = Rooms(config.rooms.permanent, backlog, self._recall if self.keeps_history else None)
-        for stored in snapshot.rooms:
-            self.rooms.restore(stored)
+        for room in stored.rooms:
+            self.rooms.restore(room)
         self.stopping = False  # no LEAVE announcements while everybody is leaving
 
     def configure(self, config: Config) -> None:

@@ -49,8 +49,8 @@ class StoredRoom:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """What a store holds at start-up."""
+class StoredState:
+    """What a store holds at start-up (`EventStore.load`)."""
 
     next_id: int  # greater than every id the store has handed out or seen
     rooms: list[StoredRoom] = field(default_factory=list)
@@ -62,7 +62,7 @@ class EventStore(Protocol):
     """Where events are kept. chatd.storage.sqlite is the default; a shared
     store for several nodes would implement the same methods."""
 
-    def load(self, backlog: int) -> Snapshot:
+    def load(self, backlog: int) -> StoredState:
         """Start-up: the next free id, each stored room with its last `backlog`
         events, and the certificate identities remembered."""
 
@@ -103,8 +103,8 @@ class EventStore(Protocol):
 class NoStore:
     """`history.enabled: false`: nothing is kept."""
 
-    def load(self, backlog: int) -> Snapshot:
-        return Snapshot(next_id=1)
+    def load(self, backlog: int) -> StoredState:
+        return StoredState(next_id=1)
 
     def append(self, event: Event) -> None:
         pass

@@ -36,7 +36,9 @@ _REJECT_TEXT: Final = {
 }
 
 
-class State(Enum):
+class Stage(Enum):
+    """Where a session is in its life (not its transport's: chatd/transport/)."""
+
     REGISTERING = "registering"
     ACTIVE = "active"
     CLOSED = "closed"
@@ -55,7 +57,7 @@ class Session:
         now = self._clock()
         self.last_active = now
         self.nick = ""
-        self.state = State.REGISTERING
+        self.stage = Stage.REGISTERING
         self.messages_in = 0
         self.rate_limited = 0  # lines dropped with ERR rate_limited (for the metrics)
         self.rooms: dict[str, Room] = {}  # by key, in the order they were joined
@@ -90,9 +92,9 @@ class Session:
         now = self._clock()
         self.last_active = now
         for line in lines:
-            if self.state is State.ACTIVE:
+            if self.stage is Stage.ACTIVE:
                 self._gate(line, now)
-            elif self.state is State.REGISTERING:
+            elif self.stage is Stage.REGISTERING:
                 self._register(line)
             else:
                 break
@@ -103,7 +105,7 @@ class Session:
         from the same bucket as lines, before registration too, one line's
         worth per frame; refused, it counts as a line refused for the rate
         (`ERR rate_limited`, and `BYE flood` after `flood_disconnect` of them)."""
-        if self.state is State.CLOSED:
+        if self.stage is Stage.CLOSED:
             return False
         now = self._clock()
         if self._flood.charge(frames, now):
@@ -114,7 +116,7 @@ class Session:
     def on_timer(self, now: float) -> None:
         if self._register_deadline is not None and now >= self._register_deadline:
             self._register_deadline = None
-            if self.state is State.REGISTERING:
+            if self.stage is Stage.REGISTERING:
                 self.close("register_timeout")
                 return
         due = self._flood.due
@@ -127,11 +129,11 @@ class Session:
         told `LEAVE <nick> <reason> <text>`); returns the `BYE` line to send.
         Called once, by the transport."""
         full_reason = f"{reason} {text}".rstrip()
-        if self.state is not State.CLOSED:
+        if self.stage is not Stage.CLOSED:
             self._flush_batch()
-            if self.state is State.ACTIVE:
+            if self.stage is Stage.ACTIVE:
                 self.chat.leave(self, list(self.rooms.values()), full_reason)
-            self.state = State.CLOSED
+            self.stage = Stage.CLOSED
             self.rooms.clear()
             self.current = None
             self._flood.clear()
@@ -142,7 +144,7 @@ class Session:
     def limits_changed(self) -> None:
         """A reload changed the limits: lines held by the old rate go by the new one."""
         self._flood.apply(self.chat.config.limits)
-        if self._flood.held and self.state is State.ACTIVE:
+        if self._flood.held and self.stage is Stage.ACTIVE:
             self._release_held(self._clock())
             self._rearm()
 
@@ -172,7 +174,7 @@ class Session:
 
     def _release_held(self, now: float) -> None:
         for line in self._flood.release(now):
-            if self.state is not State.ACTIVE:  # a held /quit, or strikes, ended it
+            if self.stage is not Stage.ACTIVE:  # a held /quit, or strikes, ended it
                 break
             self._handle(line)
         self._flush_batch()
@@ -212,7 +214,7 @@ class Session:
             else:
                 self.outlet.deliver(b"NICK\n")
             return
-        self.state = State.ACTIVE
+        self.stage = Stage.ACTIVE
         self._register_deadline = None
         self._rearm()
         log.info("nickname", **self.context, nick=nick)
