@@ -1,9 +1,13 @@
 """Session: one client's side of the chat, from `HELLO` to its last line.
 
-Registration, commands, the rooms it is in, flood control and strikes. It
-sees its transport only through `Outlet`, and is driven by it: `on_open`
-after the handshake, `on_lines` for what one read produced, `on_timer` at
-its deadline, `on_close` once, whatever ended the connection.
+Registration, the rooms it is in, the block of room events one read makes,
+and strikes. It asks its `FloodControl` (core/flood.py) whether each line
+may go, and runs each line's row of the command table (core/commands.py),
+which is what the commands do. It sees its transport only through `Outlet`,
+and is driven by it: `on_open` after the handshake, `on_lines` for what one
+read produced, `charge` for WebSocket frames that carry no line, `on_timer`
+at its deadline, `on_close` once, whatever ended the connection. It reads
+time only from the chat's clock (`Chat.monotonic`).
 
 # NOTE: every method runs on the transport's own thread, except `deliver`
 # (the outlet's, callable from any thread) and `close`.
