@@ -40,6 +40,7 @@ from chatd.notify import Notifier
 from chatd.outlet import Outlet
 from chatd.reload import Reloader, Settings, read_settings
 from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, take_snapshot
+from chatd.storage.lookups import LookupThread
 from chatd.tls import HTTP_ALPN
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
@@ -76,7 +77,7 @@ class Server:
             self.settings = read_settings(config, tls_context, TextFrames())
         except OSError as exc:
             raise StartupError(f"cannot read the web client's files: {exc.strerror or exc} ({exc.filename})") from exc
-        self.chat = Chat(config, store)
+        self.chat = Chat(config, store, lookups=LookupThread(store) if store is not None else None)
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self.started = time.monotonic()

@@ -10,12 +10,23 @@ client that shares at least one room with it, however many rooms that is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from chatd import names
 from chatd.config import Config
 from chatd.core import protocol
-from chatd.core.history import Event, EventStore, History, NoStore, StoredRoom, dm_key, event_line
+from chatd.core.history import (
+    DirectLookups,
+    Event,
+    EventStore,
+    History,
+    Lookups,
+    NoStore,
+    StoredRoom,
+    dm_key,
+    event_line,
+)
 from chatd.core.identities import Identities
 from chatd.core.nicks import Client, Nicks
 from chatd.core.rooms import Member, Room, Rooms
@@ -24,19 +35,33 @@ from chatd.outlet import Sender
 
 
 class Chat:
-    def __init__(self, config: Config, store: EventStore | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: EventStore | None = None,
+        *,
+        lookups: Lookups | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`lookups` answers `/history` off the I/O workers: the server gives a
+        thread of its own (chatd/storage/lookups.py); without one the store is
+        asked on the asking thread, which suits only a store that never blocks.
+        `monotonic` is the clock of the sessions' deadlines and flood control:
+        the transport's (`on_timer` is given its time), or a fake one in tests."""
         self.config = config
+        self.monotonic = monotonic
         self.nicks = Nicks()
         self.keeps_history = store is not None and config.history.enabled
         store = store if self.keeps_history and store is not None else NoStore()
         backlog = config.history.backlog if self.keeps_history else 0
-        snapshot = store.load(backlog)
-        self.history = History(store, snapshot.next_id)
-        self.identities = Identities(snapshot.identities, store.remember_identity)
+        stored = store.load(backlog)
+        self.history = History(store, stored.next_id)
+        self.lookups = lookups if lookups is not None else DirectLookups(store)
+        self.identities = Identities(stored.identities, store.remember_identity)
         store.keep_rooms(frozenset(map(names.room_key, config.rooms.permanent)))
         self.rooms = Rooms(config.rooms.permanent, backlog, self._recall if self.keeps_history else None)
-        for stored in snapshot.rooms:
-            self.rooms.restore(stored)
+        for room in stored.rooms:
+            self.rooms.restore(room)
         self.stopping = False  # no LEAVE announcements while everybody is leaving
 
     def configure(self, config: Config) -> None:
@@ -86,8 +111,10 @@ class Chat:
             history.store.append(Event(event.id, event.time_ms, target, event.room, event.nick, "dm", text))
 
     def close(self) -> None:
-        """Stopping: write what history has not yet written."""
-        self.history.close()
+        """Stopping: answer the questions asked, then write what history has
+        not yet written (SIGTERM loses nothing)."""
+        self.lookups.close()
+        self.history.store.close()
 
     # -- rooms ---------------------------------------------------------------------
 

@@ -1,35 +1,32 @@
-"""History: events (what rooms remember), their ids and times, and the store
-behind them.
+"""History: events (what rooms remember), their ids and times, and the two
+ports behind them.
 
 An event is a `MSG`, `ACTION`, `DM` or topic change. The chat core gives it an
 id and a time as it happens, sends it live with those as tags, keeps the last
 few of each room in memory for the backlog on join, and hands it to an
-`EventStore`, which writes it later on its own thread. `/history` questions go
-to the store on the lookup thread here, never on an I/O worker.
+`EventStore`, which writes it later on its own thread. `/history` questions
+go through `Lookups`, which answers them off the I/O workers: the thread that
+does it is not the core's (chatd/storage/lookups.py).
+
+What is not here: the stores (chatd/storage/), the thread that answers
+questions, and what a session does with an answer (core/commands.py).
 """
 
 from __future__ import annotations
 
 import itertools
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-import structlog
-
 from chatd.config import HistoryConfig
 from chatd.names import nick_key
-
-log = structlog.get_logger(__name__)
 
 KINDS: Final = ("msg", "action", "topic", "dm")
 _VERBS: Final = {"msg": b"MSG", "action": b"ACTION", "topic": b"TOPIC", "dm": b"DM"}
 PAGE_DEFAULT: Final = 100  # events per /history reply without a limit
 PAGE_MAX: Final = 500
-LOOKUPS_WAITING_MAX: Final = 1000  # /history questions queued; beyond, "try again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +49,8 @@ class StoredRoom:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """What a store holds at start-up."""
+class StoredState:
+    """What a store holds at start-up (`EventStore.load`)."""
 
     next_id: int  # greater than every id the store has handed out or seen
     rooms: list[StoredRoom] = field(default_factory=list)
@@ -65,7 +62,7 @@ class EventStore(Protocol):
     """Where events are kept. chatd.storage.sqlite is the default; a shared
     store for several nodes would implement the same methods."""
 
-    def load(self, backlog: int) -> Snapshot:
+    def load(self, backlog: int) -> StoredState:
         """Start-up: the next free id, each stored room with its last `backlog`
         events, and the certificate identities remembered."""
 
@@ -106,8 +103,8 @@ class EventStore(Protocol):
 class NoStore:
     """`history.enabled: false`: nothing is kept."""
 
-    def load(self, backlog: int) -> Snapshot:
-        return Snapshot(next_id=1)
+    def load(self, backlog: int) -> StoredState:
+        return StoredState(next_id=1)
 
     def append(self, event: Event) -> None:
         pass
@@ -173,52 +170,44 @@ def event_line(event: Event, clock: Clock, history: bool = False) -> bytes:
     return b"%s %s %s %s %s\n" % (tags, verb, event.room.encode(), event.nick.encode(), event.text)
 
 
-Reply = Callable[[list[Event] | None], None]
+Answer = Callable[[list[Event] | None], None]  # the events asked for, or None: not now
+
+
+class Lookups(Protocol):
+    """Questions for the store that may block, asked on an I/O worker and
+    answered elsewhere. chatd.storage.lookups.LookupThread is the server's."""
+
+    def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
+        """Ask for `EventStore.range(target, before, after, limit)`; never blocks.
+        `answer` gets the events later, on another thread (where only the
+        outlet is safe to use), or None if the store failed or too many
+        questions wait."""
+
+    def close(self) -> None:
+        """Answer what was asked, then stop."""
+
+
+class DirectLookups:
+    """Answers at once, on the asking thread: for a store that never blocks
+    (`NoStore`, a test's), the default of `Chat`."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
+        answer(self._store.range(target, before, after, limit))
+
+    def close(self) -> None:
+        pass
 
 
 class History:
-    """Ids and times for new events, the store, and a thread for `/history`."""
+    """Ids and times for new events, and the store they are kept in."""
 
     def __init__(self, store: EventStore, next_id: int) -> None:
         self.store = store
         self.clock = Clock()
         self._ids = itertools.count(next_id)  # next() is atomic: any thread may take one
-        self._lookups: queue.SimpleQueue[tuple[str, int | None, int | None, int, Reply] | None]
-        self._lookups = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="chatd-history", daemon=True)
-        self._starting = threading.Lock()
 
     def next_id(self) -> int:
         return next(self._ids)
-
-    def lookup(self, target: str, before: int | None, after: int | None, limit: int, reply: Reply) -> None:
-        """Ask the store on the history thread; `reply` gets the events there
-        (None if the store failed or too many questions wait)."""
-        if self._lookups.qsize() >= LOOKUPS_WAITING_MAX:
-            reply(None)
-            return
-        if not self._thread.is_alive():
-            with self._starting:  # the first question starts the thread
-                if not self._thread.is_alive() and self._thread.ident is None:
-                    self._thread.start()
-        self._lookups.put((target, before, after, limit, reply))
-
-    def close(self) -> None:
-        """Answer what was asked, then write everything (SIGTERM loses nothing)."""
-        if self._thread.is_alive():
-            self._lookups.put(None)
-            self._thread.join(10.0)
-        self.store.close()
-
-    def _serve(self) -> None:
-        while (job := self._lookups.get()) is not None:
-            target, before, after, limit, reply = job
-            try:
-                events: list[Event] | None = self.store.range(target, before, after, limit)
-            except Exception:
-                log.exception("history_lookup_failed", target=target)
-                events = None
-            try:
-                reply(events)
-            except Exception:
-                log.exception("history_reply_failed", target=target)

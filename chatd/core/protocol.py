@@ -9,7 +9,9 @@ clients) never decodes and re-encodes it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from chatd import names
@@ -45,23 +47,6 @@ TOO_LONG: Final = None  # what a transport hands over in place of an oversized l
 # terminal's CSI), as they appear in UTF-8: none of them belongs in chat text.
 _CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xc2[\x80-\x9f]")
 
-HELP_LINES: Final = (
-    "Commands:",
-    "<text>  say something in your current room (//text sends a text starting with /)",
-    "/me <text>  describe an action",
-    "/join <#room>  join a room (creating it) or switch to it",
-    "/part [#room] [text]  leave a room (default: the current one)",
-    "/msg <#room|nick> <text>  speak in a room without switching, or send a direct message",
-    "/topic [#room] [text]  show or set a room's topic",
-    "/rooms  list the rooms",
-    "/who [#room]  list a room's members",
-    "/history <#room|nick> [before|after <id>] [limit]  earlier (or later) events",
-    "/nick <new>  change your nickname",
-    "/ping [token]  check the connection",
-    "/quit [text]  leave",
-    "/help  this list",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -77,7 +62,110 @@ class Command:
     target: str = ""
 
 
-_SIMPLE_VERBS: Final = frozenset({"help", "rooms"})
+Reader = Callable[[str, bytes, str], Command]  # (verb, the rest of the line, its usage) -> Command
+
+
+@dataclass(frozen=True, slots=True)
+class Syntax:
+    """How the line protocol spells one slash command: how its arguments are
+    read (`read`, one of the readers below) and its line in `/help`."""
+
+    form: str  # "/join <#room>"
+    about: str  # what it does, after the form in /help
+    read: Reader
+    usage_text: str = ""  # the `missing_argument` text, when not "Usage: <form>"
+
+    @property
+    def usage(self) -> str:
+        return self.usage_text or f"Usage: {self.form}"
+
+    @property
+    def help(self) -> str:
+        return f"{self.form}  {self.about}"
+
+
+def _nothing(verb: str, rest: bytes, usage: str) -> Command:
+    """No arguments: anything after the verb is ignored."""
+    return Command(verb)
+
+
+def _rest(verb: str, rest: bytes, usage: str) -> Command:
+    """Optional free text: the rest of the line as it is."""
+    return Command(verb, rest)
+
+
+def _text(verb: str, rest: bytes, usage: str) -> Command:
+    """Required free text."""
+    return Command(verb, _required(rest, usage))
+
+
+def _word(verb: str, rest: bytes, usage: str) -> Command:
+    """One required name (a nickname, a room)."""
+    return Command(verb, target=_required(rest.strip(b" \t"), usage).decode())
+
+
+def _target_and_text(verb: str, rest: bytes, usage: str) -> Command:
+    """A required name, then required free text after one space."""
+    target, _, text = rest.partition(b" ")
+    _required(target, usage)
+    return Command(verb, _required(text, usage), target.decode())
+
+
+def _target_and_words(verb: str, rest: bytes, usage: str) -> Command:
+    """A required name, then words read by the command itself (`parse_history`)."""
+    target, _, words = rest.strip(b" ").partition(b" ")
+    _required(target, usage)
+    return Command(verb, words, target.decode())
+
+
+def _room_and_text(verb: str, rest: bytes, usage: str) -> Command:
+    """An optional room (a first word starting with #), then optional text."""
+    room, text = _optional_room(rest)
+    return Command(verb, text, room)
+
+
+def _room(verb: str, rest: bytes, usage: str) -> Command:
+    """An optional room; anything after it is ignored."""
+    return Command(verb, target=_optional_room(rest)[0])
+
+
+HISTORY_USAGE: Final = "Usage: /history <#room|nick> [before <id> | after <id>] [limit]"
+
+# Every slash command of the line protocol, in the order /help lists them: the
+# one place that says which verbs exist and how their arguments are read.
+# A line that is not a command has the verb "say" (an empty one "empty").
+# What each does is chatd/core/commands.py's table, which has a row for each.
+GRAMMAR: Final[Mapping[str, Syntax]] = MappingProxyType(
+    {
+        "me": Syntax("/me <text>", "describe an action", _text),
+        "join": Syntax("/join <#room>", "join a room (creating it) or switch to it", _word),
+        "part": Syntax("/part [#room] [text]", "leave a room (default: the current one)", _room_and_text),
+        "msg": Syntax(
+            "/msg <#room|nick> <text>",
+            "speak in a room without switching, or send a direct message",
+            _target_and_text,
+        ),
+        "topic": Syntax("/topic [#room] [text]", "show or set a room's topic", _room_and_text),
+        "rooms": Syntax("/rooms", "list the rooms", _nothing),
+        "who": Syntax("/who [#room]", "list a room's members", _room),
+        "history": Syntax(
+            "/history <#room|nick> [before|after <id>] [limit]",
+            "earlier (or later) events",
+            _target_and_words,
+            HISTORY_USAGE,
+        ),
+        "nick": Syntax("/nick <new>", "change your nickname", _word),
+        "ping": Syntax("/ping [token]", "check the connection", _rest),
+        "quit": Syntax("/quit [text]", "leave", _rest),
+        "help": Syntax("/help", "this list", _nothing),
+    }
+)
+
+HELP_LINES: Final = (
+    "Commands:",
+    "<text>  say something in your current room (//text sends a text starting with /)",
+    *(syntax.help for syntax in GRAMMAR.values()),
+)
 
 
 def clean_line(raw: bytes) -> bytes:
@@ -101,32 +189,20 @@ def parse_command(raw: bytes) -> Command:
         return Command("say", raw[1:])
     word, _, rest = raw[1:].partition(b" ")
     verb = word.decode("utf-8")
-    if verb in _SIMPLE_VERBS:
-        return Command(verb)
-    if verb in ("ping", "quit"):
-        return Command(verb, rest)
-    if verb == "me":
-        return Command("me", _required(rest, "Usage: /me <text>"))
-    if verb == "nick":
-        return Command("nick", target=_required(rest.strip(b" \t"), "Usage: /nick <new>").decode())
-    if verb == "msg":
-        target, _, text = rest.partition(b" ")
-        _required(target, "Usage: /msg <#room|nick> <text>")
-        return Command("msg", _required(text, "Usage: /msg <#room|nick> <text>"), target.decode())
-    if verb == "join":
-        room = _required(rest.strip(b" \t"), "Usage: /join <#room>")
-        return Command("join", target=room.decode())
-    if verb == "history":
-        target, _, rest = rest.strip(b" ").partition(b" ")
-        _required(target, HISTORY_USAGE)
-        return Command("history", rest, target.decode())
-    if verb in ("part", "topic", "who"):
-        name, words = _optional_room(rest)
-        return Command(verb, b"" if verb == "who" else words, name)
-    raise ProtocolError(UNKNOWN_COMMAND, f"Unknown command /{verb}; type /help for the list.")
+    syntax = GRAMMAR.get(verb)
+    if syntax is None:
+        raise ProtocolError(UNKNOWN_COMMAND, f"Unknown command /{verb}; type /help for the list.")
+    return syntax.read(verb, rest, syntax.usage)
 
 
-HISTORY_USAGE: Final = "Usage: /history <#room|nick> [before <id> | after <id>] [limit]"
+def command_verb(raw: bytes) -> str | None:
+    """The verb of a line (already through `clean_line`) that names a slash
+    command of `GRAMMAR`, else None: what a line before registration is asked,
+    before it is taken for a nickname."""
+    if not raw.startswith(b"/") or raw.startswith(b"//"):
+        return None
+    verb = raw[1:].partition(b" ")[0].decode("utf-8")
+    return verb if verb in GRAMMAR else None
 
 
 @dataclass(frozen=True, slots=True)

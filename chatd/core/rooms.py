@@ -44,7 +44,6 @@ class Room:
     def __init__(self, name: str, permanent: bool, backlog: int = 0) -> None:
         self.name = name  # as created
         self.key = names.room_key(name)
-        self.label = name.encode()
         self.permanent = permanent
         self.durable = False  # has history: when it ends, it sleeps (Rooms._dormant)
         self.older = False  # events older than `recent` may exist (said in the backlog's HISTORY)

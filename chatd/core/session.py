@@ -1,9 +1,13 @@
 """Session: one client's side of the chat, from `HELLO` to its last line.
 
-Registration, commands, the rooms it is in, flood control and strikes. It
-sees its transport only through `Outlet`, and is driven by it: `on_open`
-after the handshake, `on_lines` for what one read produced, `on_timer` at
-its deadline, `on_close` once, whatever ended the connection.
+Registration, the rooms it is in, the block of room events one read makes,
+and strikes. It asks its `FloodControl` (core/flood.py) whether each line
+may go, and runs each line's row of the command table (core/commands.py),
+which is what the commands do. It sees its transport only through `Outlet`,
+and is driven by it: `on_open` after the handshake, `on_lines` for what one
+read produced, `charge` for WebSocket frames that carry no line, `on_timer`
+at its deadline, `on_close` once, whatever ended the connection. It reads
+time only from the chat's clock (`Chat.monotonic`).
 
 # NOTE: every method runs on the transport's own thread, except `deliver`
 # (the outlet's, callable from any thread) and `close`.
@@ -11,25 +15,23 @@ its deadline, `on_close` once, whatever ended the connection.
 
 from __future__ import annotations
 
-import collections
-import time
+from collections.abc import Mapping
 from enum import Enum
 from typing import Final
 
 import structlog
 
-from chatd import __version__, names
+from chatd import __version__
 from chatd.core import protocol
 from chatd.core.chat import Chat
-from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
+from chatd.core.commands import COMMANDS, Row, enter, say_current
+from chatd.core.flood import FloodControl, Line
 from chatd.core.identities import refusal
 from chatd.core.rooms import Room
 from chatd.errors import ProtocolError
 from chatd.outlet import Outlet
 
 log = structlog.get_logger(__name__)
-
-FLOOD_WINDOW: Final = 30.0
 
 _REJECT_TEXT: Final = {
     protocol.SERVER_FULL: "The server is full; try again later.",
@@ -38,41 +40,43 @@ _REJECT_TEXT: Final = {
 }
 
 
-class State(Enum):
+class Stage(Enum):
+    """Where a session is in its life (not its transport's: chatd/transport/)."""
+
     REGISTERING = "registering"
     ACTIVE = "active"
     CLOSED = "closed"
 
 
 class Session:
-    def __init__(self, chat: Chat, outlet: Outlet, context: dict[str, object]) -> None:
+    def __init__(
+        self, chat: Chat, outlet: Outlet, context: dict[str, object], commands: Mapping[str, Row] = COMMANDS
+    ) -> None:
         self.chat = chat
         self.outlet = outlet
         self.deliver = outlet.deliver  # the fan-out hot path: no hop through the session
         self.peer = outlet.peer
         self.connected_at = outlet.connected_at
-        self.last_active = time.monotonic()
+        self._clock = chat.monotonic
+        now = self._clock()
+        self.last_active = now
         self.nick = ""
-        self.state = State.REGISTERING
+        self.stage = Stage.REGISTERING
         self.messages_in = 0
         self.rate_limited = 0  # lines dropped with ERR rate_limited (for the metrics)
         self.rooms: dict[str, Room] = {}  # by key, in the order they were joined
         self.current: Room | None = None
-        self._ctx = context
+        self.context = context  # for its log events
         self._cert_nick: str | None = None
         self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
         self._strikes = 0
-        limits = chat.config.limits
-        self._tokens = float(limits.message_burst)
-        self._tokens_at = time.monotonic()
-        self._held: collections.deque[bytes | None] = collections.deque()
-        self._rejections: collections.deque[float] = collections.deque()
+        self._commands = commands
+        self._flood = FloodControl(chat.config.limits, now)
         self._batch: list[bytes] = []  # texts for `_batch_room`, sent as one block
         self._batch_room: Room | None = None
         self._batch_kind = "msg"
         self._register_deadline: float | None = None
-        self._hold_deadline: float | None = None
 
     # -- driven by the transport --------------------------------------------------------
 
@@ -85,16 +89,16 @@ class Session:
         self._cert_nick = cert_nick
         self.outlet.deliver(protocol.format_line("HELLO", str(protocol.VERSION), f"chatd {__version__}"))
         self.outlet.deliver(b"NICK\n")
-        self._register_deadline = time.monotonic() + self.chat.config.limits.register_timeout
+        self._register_deadline = self._clock() + self.chat.config.limits.register_timeout
         self._rearm()
 
-    def on_lines(self, lines: list[bytes | None]) -> None:
-        now = time.monotonic()
+    def on_lines(self, lines: list[Line]) -> None:
+        now = self._clock()
         self.last_active = now
         for line in lines:
-            if self.state is State.ACTIVE:
+            if self.stage is Stage.ACTIVE:
                 self._gate(line, now)
-            elif self.state is State.REGISTERING:
+            elif self.stage is Stage.REGISTERING:
                 self._register(line)
             else:
                 break
@@ -105,10 +109,10 @@ class Session:
         from the same bucket as lines, before registration too, one line's
         worth per frame; refused, it counts as a line refused for the rate
         (`ERR rate_limited`, and `BYE flood` after `flood_disconnect` of them)."""
-        if self.state is State.CLOSED:
+        if self.stage is Stage.CLOSED:
             return False
-        now = time.monotonic()
-        if self._take_tokens(now, frames):
+        now = self._clock()
+        if self._flood.charge(frames, now):
             return True
         self._refuse_for_rate(now, "Slow down; that frame was dropped.")
         return False
@@ -116,11 +120,11 @@ class Session:
     def on_timer(self, now: float) -> None:
         if self._register_deadline is not None and now >= self._register_deadline:
             self._register_deadline = None
-            if self.state is State.REGISTERING:
+            if self.stage is Stage.REGISTERING:
                 self.close("register_timeout")
                 return
-        if self._hold_deadline is not None and now >= self._hold_deadline:
-            self._hold_deadline = None
+        due = self._flood.due
+        if due is not None and now >= due:
             self._release_held(now)
         self._rearm()
 
@@ -129,100 +133,76 @@ class Session:
         told `LEAVE <nick> <reason> <text>`); returns the `BYE` line to send.
         Called once, by the transport."""
         full_reason = f"{reason} {text}".rstrip()
-        if self.state is not State.CLOSED:
+        if self.stage is not Stage.CLOSED:
             self._flush_batch()
-            if self.state is State.ACTIVE:
+            if self.stage is Stage.ACTIVE:
                 self.chat.leave(self, list(self.rooms.values()), full_reason)
-            self.state = State.CLOSED
+            self.stage = Stage.CLOSED
             self.rooms.clear()
             self.current = None
-            self._held.clear()
+            self._flood.clear()
         # A /quit's own words go to the others only; any other reason's text
         # (an operator's kick message) is for the client too.
         return protocol.format_line("BYE", reason if reason == "quit" else full_reason)
 
     def limits_changed(self) -> None:
         """A reload changed the limits: lines held by the old rate go by the new one."""
-        if self._held and self.state is State.ACTIVE:
-            self._hold_deadline = None
-            self._release_held(time.monotonic())
+        self._flood.apply(self.chat.config.limits)
+        if self._flood.held and self.stage is Stage.ACTIVE:
+            self._release_held(self._clock())
             self._rearm()
 
     def close(self, reason: str, text: str = "") -> None:
         self.outlet.close(reason, text)
 
-    # -- flood control ---------------------------------------------------------------
+    # -- flood control (core/flood.py decides; this acts) ----------------------------
 
-    def _gate(self, line: bytes | None, now: float) -> None:
-        """Token-bucket flood control: handle, hold, or refuse the line."""
-        if not self._held and self._take_tokens(now, 1):
+    def _gate(self, line: Line, now: float) -> None:
+        """Handle the line now, hold it for a token, or refuse it."""
+        flood = self._flood
+        if flood.admit(now):
             self._handle(line)
-            return
-        limits = self.chat.config.limits
-        if len(self._held) < limits.message_burst:
-            self._held.append(line)
-            if self._hold_deadline is None:
-                self._hold_deadline = self._next_token_at(now)
+        elif flood.hold(line, now):
+            if flood.held == 1:  # the first held: its token's time is the new deadline
                 self._rearm()
-            return
-        self._refuse_for_rate(now, "Slow down; that line was dropped.")
+        else:
+            self._refuse_for_rate(now, "Slow down; that line was dropped.")
 
     def _refuse_for_rate(self, now: float, text: str) -> None:
         """A line (or frame) found no token: say so, count it, and end a flood."""
         self._send_error(ProtocolError(protocol.RATE_LIMITED, text))
         self.rate_limited += 1
-        log.info("rate_limited", **self._ctx, nick=self.nick)
-        flood_disconnect = self.chat.config.limits.flood_disconnect
-        if flood_disconnect:
-            self._rejections.append(now)
-            while self._rejections and now - self._rejections[0] > FLOOD_WINDOW:
-                self._rejections.popleft()
-            if len(self._rejections) >= flood_disconnect:
-                self.close("flood")
-
-    def _take_tokens(self, now: float, count: int) -> bool:
-        limits = self.chat.config.limits
-        if limits.message_rate <= 0:
-            return True
-        self._tokens = min(
-            float(limits.message_burst),
-            self._tokens + (now - self._tokens_at) * limits.message_rate,
-        )
-        self._tokens_at = now
-        if self._tokens >= count:
-            self._tokens -= count
-            return True
-        return False
+        log.info("rate_limited", **self.context, nick=self.nick)
+        if self._flood.refused(now):
+            self.close("flood")
 
     def _release_held(self, now: float) -> None:
-        while self._held and self.state is State.ACTIVE and self._take_tokens(now, 1):
-            self._handle(self._held.popleft())
+        for line in self._flood.release(now):
+            if self.stage is not Stage.ACTIVE:  # a held /quit, or strikes, ended it
+                break
+            self._handle(line)
         self._flush_batch()
-        if self._held and self.state is State.ACTIVE:
-            self._hold_deadline = self._next_token_at(now)
-
-    def _next_token_at(self, now: float) -> float:
-        rate = self.chat.config.limits.message_rate or 1.0  # 0 after a reload: release at once
-        return now + max(0.0, 1.0 - self._tokens) / rate
 
     def _rearm(self) -> None:
-        deadlines = [d for d in (self._register_deadline, self._hold_deadline) if d is not None]
+        deadlines = [d for d in (self._register_deadline, self._flood.due) if d is not None]
         self.outlet.set_deadline(min(deadlines) if deadlines else None)
 
     # -- registration ----------------------------------------------------------------
 
-    def _register(self, line: bytes | None) -> None:
+    def _register(self, line: Line) -> None:
         config = self.chat.config
         try:
             if line is protocol.TOO_LONG:
                 raise ProtocolError(protocol.LINE_TOO_LONG, "Nicknames are short; line dropped.")
-            text = protocol.clean_line(line).decode("utf-8")
-            if text == "/quit" or text.startswith("/quit "):
-                self.close("quit")
+            text = protocol.clean_line(line)
+            verb = protocol.command_verb(text)
+            row = self._commands.get(verb) if verb else None
+            if row is not None and row.before_registration:
+                row.handler(self, protocol.parse_command(text))
                 return
             if config.tls.nick_from_cert and self._identity_refused():
                 return
-            nick = protocol.check_nick(text, config.limits.max_nick_length)
+            nick = protocol.check_nick(text.decode("utf-8"), config.limits.max_nick_length)
             if config.tls.nick_from_cert and nick != self._cert_nick:
                 raise ProtocolError(
                     protocol.NICK_INVALID,
@@ -238,16 +218,16 @@ class Session:
             else:
                 self.outlet.deliver(b"NICK\n")
             return
-        self.state = State.ACTIVE
+        self.stage = Stage.ACTIVE
         self._register_deadline = None
         self._rearm()
-        log.info("nickname", **self._ctx, nick=nick)
+        log.info("nickname", **self.context, nick=nick)
         for name in config.rooms.autojoin:
             try:
-                self._join(name)
+                enter(self, name)
             except ProtocolError as error:  # e.g. the server's room limit
                 self._send_error(error)
-        self._say_current()
+        say_current(self)
 
     def _identity_refused(self) -> bool:
         """A certificate whose name is another spelling of an identity already
@@ -259,14 +239,14 @@ class Session:
         self._identity_checked = known is None
         if known is None:
             return False
-        log.warning("certificate_identity_refused", **self._ctx, certificate_name=cert, known_as=known)
+        log.warning("certificate_identity_refused", **self.context, certificate_name=cert, known_as=known)
         self._send_error(refusal(cert, known))
         self.close("nick_failed")
         return True
 
-    # -- commands ----------------------------------------------------------------------
+    # -- commands (core/commands.py says what each does) --------------------------------
 
-    def _handle(self, line: bytes | None) -> None:
+    def _handle(self, line: Line) -> None:
         try:
             if line is protocol.TOO_LONG:
                 raise ProtocolError(
@@ -274,17 +254,14 @@ class Session:
                     f"Lines are limited to {self.chat.config.limits.max_line_bytes} bytes; that one was dropped.",
                 )
             command = protocol.parse_command(protocol.clean_line(line))
-            if command.verb == "say":
-                self._say("msg", self._current_room(), command.text)
-            elif command.verb == "me":
-                self._say("action", self._current_room(), command.text)
-            else:
+            row = self._commands[command.verb]
+            if not row.speaks:
                 self._flush_batch()
-                self._command(command)
+            row.handler(self, command)
         except ProtocolError as error:
             self._send_error(error)
 
-    def _say(self, kind: str, room: Room, text: bytes) -> None:
+    def say(self, kind: str, room: Room, text: bytes) -> None:
         """Queue a room event; those of one read to one room leave as one block."""
         if room is not self._batch_room or kind != self._batch_kind:
             self._flush_batch()
@@ -296,125 +273,6 @@ class Session:
         if self._batch and self._batch_room is not None:
             batch, self._batch = self._batch, []
             self.chat.say(self._batch_room, self._batch_kind, self.nick, batch, self.outlet)
-
-    def _command(self, command: protocol.Command) -> None:
-        verb = command.verb
-        if verb == "join":
-            self._join(command.target)
-            self._say_current()
-        elif verb == "part":
-            self._part(command.target, command.text.decode())
-        elif verb == "msg":
-            self._message(command.target, command.text)
-        elif verb == "topic":
-            self._topic(command.target, command.text.decode())
-        elif verb == "who":
-            room = self._room_named(command.target) if command.target else self._current_room()
-            self.outlet.deliver(protocol.format_users(room.name, room.nicks()))
-        elif verb == "rooms":
-            lines = self.chat.room_list()
-            self.outlet.deliver(b"".join(lines), len(lines))
-        elif verb == "nick":
-            self._rename(command.target)
-        elif verb == "history":
-            self._history(command.target, command.text)
-        elif verb == "ping":
-            self.outlet.deliver(b"PONG %s\n" % command.text if command.text else b"PONG\n")
-        elif verb == "quit":
-            self.close("quit", command.text.decode())
-        elif verb == "help":
-            for text in protocol.HELP_LINES:
-                self.outlet.deliver(protocol.format_line("INFO", text))
-
-    def _join(self, name: str) -> None:
-        room = self.rooms.get(names.room_key(protocol.check_room(name)))
-        if room is None:
-            room = self.chat.join(self, name, len(self.rooms), self.outlet)
-            self.rooms[names.room_key(room.name)] = room
-        self.current = room
-
-    def _part(self, name: str, text: str) -> None:
-        room = self._joined(name) if name else self._current_room()
-        del self.rooms[names.room_key(room.name)]
-        self.chat.part(self, room, text)
-        if room is self.current:
-            self.current = next(reversed(self.rooms.values()), None)
-            self._say_current()
-
-    def _message(self, target: str, text: bytes) -> None:
-        if names.is_room(target):
-            self._say("msg", self._joined(target), text)
-            return
-        recipient = self.chat.nicks.find(target)
-        if recipient is None:
-            raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
-        self.messages_in += 1
-        self.chat.direct(self, recipient, text, self.outlet)
-
-    def _history(self, target: str, words: bytes) -> None:
-        """`/history`: asked on the history thread; the answer comes from there."""
-        query = protocol.parse_history(words, PAGE_DEFAULT, PAGE_MAX)
-        chat = self.chat
-        if names.is_room(target):
-            room = self._joined(target)
-            if not chat.keeps_history:
-                raise ProtocolError(protocol.NO_HISTORY, "This server keeps no history.")
-            key, shown = room.key, room.name
-        else:
-            protocol.check_nick(target, chat.config.limits.max_nick_length)
-            if not chat.keeps_dms:
-                raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages.")
-            key, shown = dm_key(self.nick, target), target
-        newer = query.after is not None
-
-        def reply(events: list[Event] | None) -> None:
-            if events is None:  # on the history thread: only the outlet is safe to use
-                error = ProtocolError(protocol.NO_HISTORY, f"The history of {shown} cannot be read now; try again.")
-                self.outlet.deliver(protocol.format_error(error))
-                return
-            more = len(events) > query.limit
-            if more:
-                events = events[: query.limit] if newer else events[-query.limit :]
-            chat.send_history(self, shown, events, more, newer)
-
-        chat.history.lookup(key, query.before, query.after, query.limit + 1, reply)
-
-    def _topic(self, name: str, text: str) -> None:
-        room = self._joined(name) if name else self._current_room()
-        if text:
-            self.chat.set_topic(self, room, text)
-        else:
-            self.outlet.deliver(self.chat.topic_line(room))
-
-    def _rename(self, new: str) -> None:
-        protocol.check_nick(new, self.chat.config.limits.max_nick_length)
-        if new == self.nick:
-            self.outlet.deliver(protocol.format_line("INFO", f"You are already {new}."))
-            return
-        if self.chat.config.tls.nick_from_cert:
-            raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
-        old = self.chat.rename(self, list(self.rooms.values()), new)
-        log.info("rename", **self._ctx, old=old, new=new)
-
-    def _say_current(self) -> None:
-        self.outlet.deliver(protocol.format_line("CURRENT", self.current.name if self.current else "*"))
-
-    def _current_room(self) -> Room:
-        if self.current is None:
-            raise ProtocolError(protocol.NOT_IN_ROOM, "You are in no room; /join one first.")
-        return self.current
-
-    def _joined(self, name: str) -> Room:
-        room = self.rooms.get(names.room_key(protocol.check_room(name)))
-        if room is None:
-            raise ProtocolError(protocol.NOT_IN_ROOM, f"You are not in {name}; /join it first.")
-        return room
-
-    def _room_named(self, name: str) -> Room:
-        room = self.chat.rooms.find(protocol.check_room(name))
-        if room is None:
-            raise ProtocolError(protocol.NO_SUCH_ROOM, f"There is no room {name}.")
-        return room
 
     def _send_error(self, error: ProtocolError) -> None:
         self._flush_batch()

@@ -35,7 +35,7 @@ from typing import Final
 import structlog
 
 from chatd.config import HistoryConfig
-from chatd.core.history import Event, Snapshot, StoredRoom
+from chatd.core.history import Event, StoredRoom, StoredState
 from chatd.errors import ConfigError
 from chatd.storage import schema
 from chatd.storage.retention import Retention
@@ -157,20 +157,20 @@ class SQLiteStore:
 
     # -- the EventStore interface -----------------------------------------------------
 
-    def load(self, backlog: int) -> Snapshot:
+    def load(self, backlog: int) -> StoredState:
         """Read the rooms and their last events, reserve ids, start the writer.
 
         Raises:
             ConfigError: the file cannot be read or written.
         """
         try:
-            snapshot = self._load(backlog)
+            stored = self._load(backlog)
         except sqlite3.Error as exc:
             raise ConfigError(f"{self.config_path}: history.path: {_explain(self.path, exc)}") from None
         self._thread.start()
-        return snapshot
+        return stored
 
-    def _load(self, backlog: int) -> Snapshot:
+    def _load(self, backlog: int) -> StoredState:
         conn = self._conn
         last = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         row = conn.execute("SELECT value FROM meta WHERE key = 'reserved_id'").fetchone()
@@ -182,7 +182,7 @@ class SQLiteStore:
         rooms = [room for key in keys if (room := _stored_room(conn, key, backlog)) is not None]
         self._retention.touched = set(keys)
         identities = {key: spelling for key, spelling in conn.execute("SELECT key, spelling FROM identities")}
-        return Snapshot(self._next_id, rooms, identities)
+        return StoredState(self._next_id, rooms, identities)
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         with self._recalling:

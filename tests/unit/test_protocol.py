@@ -859,3 +859,32 @@ def test_an_optional_room_after_extra_spaces_is_still_the_room(verb: str) -> Non
     command = parse_command(f"/{verb}   #rust  some words ".encode())
     assert command.target == "#rust"
     assert command.text == (b"" if verb == "who" else b"some words")
+
+
+# -- the grammar: one row per slash command -----------------------------------------------
+
+
+def test_help_lists_the_grammar_in_its_order() -> None:
+    assert protocol.HELP_LINES[2:] == tuple(syntax.help for syntax in protocol.GRAMMAR.values())
+    for verb, syntax in protocol.GRAMMAR.items():
+        assert syntax.form.startswith(f"/{verb}"), verb
+
+
+@pytest.mark.parametrize(
+    ("raw", "verb"),
+    [
+        (b"/quit", "quit"),
+        (b"/quit see you", "quit"),
+        (b"/join #rust", "join"),
+        (b"/msg", "msg"),  # named, even with its arguments missing
+        (b"/quitx", None),
+        (b"/quit\tnow", None),  # arguments are separated by a space
+        (b"/QUIT", None),
+        (b"//quit", None),
+        (b"/", None),
+        (b"alice", None),
+        (b"", None),
+    ],
+)
+def test_command_verb_names_a_slash_command_of_the_grammar_or_none(raw: bytes, verb: str | None) -> None:
+    assert protocol.command_verb(raw) == verb

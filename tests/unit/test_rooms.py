@@ -39,7 +39,7 @@ def enter(rooms: Rooms, member: FakeMember, name: str, allow_create: bool, max_r
 
 def test_a_new_room_is_empty_without_a_topic() -> None:
     room = Room("#Rust", permanent=False)
-    assert (room.name, room.label, room.topic, room.topic_by) == ("#Rust", b"#Rust", "", "*")
+    assert (room.name, room.topic, room.topic_by) == ("#Rust", "", "*")
     assert len(room) == 0 and room.nicks() == []
 
 

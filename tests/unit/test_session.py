@@ -1,5 +1,7 @@
 """chatd/core: sessions, rooms and announcements against docs/protocol.md, with
-an in-memory outlet in place of the transport (the core has no sockets)."""
+an in-memory outlet in place of the transport (the core has no sockets) and a
+fake clock: flood control is on, at the default limits, and each exchange
+below comes long enough after the last for the bucket to be full again."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 
 from chatd.config import Config, LimitsConfig, RoomsConfig, TLSConfig
 from chatd.core.chat import Chat
+from chatd.core.commands import COMMANDS
 from chatd.core.session import Session
 from tests.support.chatclient import Tags, split_tags
 
@@ -55,14 +58,36 @@ class FakeOutlet:
         return [line for _, line in self.take_events()]
 
 
+class FakeClock:
+    """The chat's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+PAUSE = 60.0  # between two exchanges: the bucket is full again
+
+
 def make_chat(**rooms: object) -> Chat:
-    limits = {k: rooms.pop(k) for k in list(rooms) if k.startswith("max_")}
+    limit_keys = {field.name for field in dataclasses.fields(LimitsConfig)}
+    limits = {k: rooms.pop(k) for k in list(rooms) if k in limit_keys}
     config = Config(
         path=Path("chatd.yaml"),
         rooms=RoomsConfig(**rooms),  # type: ignore[arg-type]
-        limits=LimitsConfig(message_rate=0, **limits),
-    )  # type: ignore[arg-type]
-    return Chat(config)
+        limits=LimitsConfig(**limits),  # type: ignore[arg-type]
+    )
+    return Chat(config, monotonic=FakeClock())
+
+
+def clock_of(outlet: FakeOutlet) -> FakeClock:
+    assert outlet.session is not None and isinstance(outlet.session.chat.monotonic, FakeClock)
+    return outlet.session.chat.monotonic
 
 
 def connect(chat: Chat, nick: str) -> FakeOutlet:
@@ -81,6 +106,7 @@ def say(outlet: FakeOutlet, *lines: str) -> list[str]:
 
 def say_events(outlet: FakeOutlet, *lines: str) -> list[tuple[Tags, str]]:
     assert outlet.session is not None
+    clock_of(outlet).advance(PAUSE)
     outlet.session.on_lines([line.encode() for line in lines])
     return outlet.take_events()
 
@@ -336,7 +362,7 @@ def test_rename_case_only_and_to_the_same_nick(chat: Chat) -> None:
 
 def certified_chat() -> Chat:
     tls = TLSConfig(client_auth="required", client_ca=Path("ca.crt"), nick_from_cert=True)
-    return Chat(Config(path=Path("chatd.yaml"), tls=tls, limits=LimitsConfig(message_rate=0)))
+    return Chat(Config(path=Path("chatd.yaml"), tls=tls), monotonic=FakeClock())
 
 
 def open_with(chat: Chat, cert_name: str) -> FakeOutlet:
@@ -350,6 +376,7 @@ def open_with(chat: Chat, cert_name: str) -> FakeOutlet:
 
 def send(outlet: FakeOutlet, line: str) -> list[str]:
     assert outlet.session is not None
+    clock_of(outlet).advance(PAUSE)
     outlet.session.on_lines([line.encode()])
     return outlet.take()
 
@@ -407,8 +434,119 @@ def test_frames_without_a_line_take_tokens_as_lines_do_before_registration_too()
     assert session.rate_limited == 4
 
 
-def test_frames_are_free_when_the_rate_is_off(chat: Chat) -> None:
-    alice = connect(chat, "alice")
+def test_frames_are_free_when_the_rate_is_off() -> None:
+    alice = connect(make_chat(message_rate=0), "alice")
     assert alice.session is not None
     assert all(alice.session.charge(1) for _ in range(1000))
     assert alice.take() == []
+
+
+# -- flood control (core/flood.py decides, the session acts), on the fake clock ----------
+
+
+def paste(outlet: FakeOutlet, count: int, start: int = 0) -> None:
+    """`count` lines in one read, after a pause that fills the bucket."""
+    assert outlet.session is not None
+    clock_of(outlet).advance(PAUSE)
+    outlet.session.on_lines([b"line %d" % i for i in range(start, start + count)])
+
+
+def test_a_paste_beyond_the_burst_is_held_and_released_in_order_as_tokens_come(chat: Chat) -> None:
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")  # burst 5, 2 tokens a second
+    alice.take()
+    clock = clock_of(bob)
+    paste(bob, 8)
+    assert bob.take() == [f"MSG #lobby bob line {i}" for i in range(5)]
+    assert bob.deadline == clock.now + 0.5  # the next token
+    assert bob.session is not None
+    bob.session.on_timer(clock.now + 0.4)  # early: nothing yet
+    assert bob.take() == []
+    clock.advance(0.5)
+    bob.session.on_timer(clock.now)
+    assert bob.take() == ["MSG #lobby bob line 5"]
+    assert bob.deadline == clock.now + 0.5
+    clock.advance(1.0)
+    bob.session.on_timer(clock.now)
+    assert bob.take() == ["MSG #lobby bob line 6", "MSG #lobby bob line 7"]
+    assert bob.deadline is None
+    assert alice.take() == [f"MSG #lobby bob line {i}" for i in range(8)]
+    assert bob.session.rate_limited == 0
+
+
+def test_a_line_beyond_the_held_burst_is_refused_and_the_rest_still_go(chat: Chat) -> None:
+    alice = connect(chat, "alice")
+    paste(alice, 11)  # 5 at once, 5 held, 1 refused
+    assert alice.take() == [
+        *(f"MSG #lobby alice line {i}" for i in range(5)),
+        "ERR rate_limited Slow down; that line was dropped.",
+    ]
+    assert alice.session is not None and alice.session.rate_limited == 1
+    clock_of(alice).advance(10)
+    alice.session.on_timer(clock_of(alice).now)
+    assert alice.take() == [f"MSG #lobby alice line {i}" for i in range(5, 10)]
+    assert alice.closed is None
+
+
+def test_flood_disconnect_refusals_within_30_seconds_end_the_connection() -> None:
+    chat = make_chat(flood_disconnect=3)
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    alice.take()
+    paste(bob, 12)  # 5 said, 5 held, 2 refused
+    assert bob.closed is None
+    clock_of(bob).advance(31)  # the held lines wait for a timer; the refusals leave the window
+    assert bob.session is not None
+    bob.session.on_lines([b"more", b"more"])
+    assert bob.closed is None
+    bob.session.on_lines([b"more"])
+    assert bob.closed == ("flood", "")
+    assert bob.session.rate_limited == 5
+    assert alice.take() == [*(f"MSG #lobby bob line {i}" for i in range(5)), "LEAVE bob flood"]
+
+
+def test_a_reload_mid_hold_releases_held_lines_by_the_new_rate(chat: Chat) -> None:
+    alice = connect(chat, "alice")
+    paste(alice, 8)
+    alice.take()
+    clock = clock_of(alice)
+    assert alice.deadline == clock.now + 0.5
+    assert alice.session is not None
+    faster = dataclasses.replace(chat.config.limits, message_rate=100.0)
+    chat.configure(dataclasses.replace(chat.config, limits=faster))
+    alice.session.limits_changed()
+    assert alice.take() == []
+    assert alice.deadline == pytest.approx(clock.now + 0.01)  # the next token, at the new rate
+    chat.configure(dataclasses.replace(chat.config, limits=dataclasses.replace(faster, message_rate=0)))
+    alice.session.limits_changed()  # no limit: all of them, at once
+    assert alice.take() == [f"MSG #lobby alice line {i}" for i in range(5, 8)]
+    assert alice.deadline is None
+    paste(alice, 20)
+    assert len(alice.take()) == 20
+
+
+# -- the command table (core/commands.py) ---------------------------------------------------
+
+
+def test_before_registration_a_command_without_a_row_for_it_is_taken_for_a_nickname(chat: Chat) -> None:
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {})
+    outlet.session.on_open(None, None)
+    outlet.take()
+    assert send(outlet, "/join #lobby") == [
+        "ERR nick_invalid Nicknames are 1-32 characters of A-Z, a-z, 0-9, _ and -.",
+        "NICK",
+    ]
+    send(outlet, "/quit see you")
+    assert outlet.closed == ("quit", "see you")
+
+
+def test_a_row_usable_before_registration_is_run_there() -> None:
+    """What accounts' /login will do: a row, not a branch in the session."""
+    chat = make_chat(max_nick_attempts=1)
+    ping = dataclasses.replace(COMMANDS["ping"], before_registration=True)
+    outlet = FakeOutlet("x")
+    outlet.session = Session(chat, outlet, {}, commands={**COMMANDS, "ping": ping})
+    outlet.session.on_open(None, None)
+    outlet.take()
+    assert send(outlet, "/ping 42") == ["PONG 42"]  # not a nickname attempt: the one allowed is left
+    assert send(outlet, "alice")[0].startswith("WELCOME alice ")
+    assert send(outlet, "/ping") == ["PONG"]

@@ -1,0 +1,255 @@
+"""The command table: what each command does, and who may use it when.
+
+One row per verb (a `Command.verb`), in the shape of Ergo's irc/commands.go:
+the handler, whether it is usable before registration, and whether it speaks
+in a room (see `Row`). `Session` looks a parsed line's verb up here and runs
+the handler; nothing else in the core dispatches on verb strings. How the line
+protocol spells each command and reads its arguments is `protocol.GRAMMAR`'s;
+a transport with a grammar of its own (the IRC listener) turns its lines into
+the same `Command`s and runs the same rows.
+
+A handler gets the session as a `Caller` (what a command may use of it) and
+the `Command`, answers through `caller.outlet`, and raises `ProtocolError`
+for an `ERR` reply. Adding a command is a row in each table and a handler;
+for example a `/login` that works before the nickname:
+
+    # protocol.py, in GRAMMAR: how the line reads
+    "login": Syntax("/login <account> <password>", "sign in", _target_and_text),
+
+    # here, in COMMANDS: what it does
+    "login": Row(_login, before_registration=True),
+
+    def _login(caller: Caller, command: Command) -> None:
+        ...
+
+What is not here: parsing (protocol.py), flood control and strikes (the
+session's, core/flood.py), and what touches several clients (chat.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Protocol
+
+import structlog
+
+from chatd import names
+from chatd.core import protocol
+from chatd.core.chat import Chat
+from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
+from chatd.core.nicks import Client
+from chatd.core.protocol import Command
+from chatd.core.rooms import Room
+from chatd.errors import ProtocolError
+from chatd.outlet import Outlet
+
+log = structlog.get_logger(__name__)
+
+
+class Caller(Client, Protocol):
+    """What a command may use of the session it runs for (core/session.py)."""
+
+    chat: Chat
+    outlet: Outlet
+    context: dict[str, object]  # for its log events
+    rooms: dict[str, Room]  # by key, in the order they were joined
+    current: Room | None
+    messages_in: int
+
+    def say(self, kind: str, room: Room, text: bytes) -> None:
+        """Queue a room event; those of one read to one room leave as one block."""
+
+
+Handler = Callable[[Caller, Command], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    handler: Handler
+    # Usable before the nickname is accepted; any other line then is taken for one.
+    before_registration: bool = False
+    # Adds to the read's block of room events; any other command sends that block
+    # first, so that what it answers comes after what was said before it.
+    speaks: bool = False
+
+
+# -- saying things ---------------------------------------------------------------------
+
+
+def _say(caller: Caller, command: Command) -> None:
+    caller.say("msg", _current_room(caller), command.text)
+
+
+def _me(caller: Caller, command: Command) -> None:
+    caller.say("action", _current_room(caller), command.text)
+
+
+def _msg(caller: Caller, command: Command) -> None:
+    target, text = command.target, command.text
+    if names.is_room(target):
+        caller.say("msg", _joined(caller, target), text)
+        return
+    recipient = caller.chat.nicks.find(target)
+    if recipient is None:
+        raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
+    caller.messages_in += 1
+    caller.chat.direct(caller, recipient, text, caller.outlet)
+
+
+# -- rooms -------------------------------------------------------------------------------
+
+
+def _join(caller: Caller, command: Command) -> None:
+    enter(caller, command.target)
+    say_current(caller)
+
+
+def _part(caller: Caller, command: Command) -> None:
+    room = _joined(caller, command.target) if command.target else _current_room(caller)
+    del caller.rooms[room.key]
+    caller.chat.part(caller, room, command.text.decode())
+    if room is caller.current:
+        caller.current = next(reversed(caller.rooms.values()), None)
+        say_current(caller)
+
+
+def _topic(caller: Caller, command: Command) -> None:
+    room = _joined(caller, command.target) if command.target else _current_room(caller)
+    text = command.text.decode()
+    if text:
+        caller.chat.set_topic(caller, room, text)
+    else:
+        caller.outlet.deliver(caller.chat.topic_line(room))
+
+
+def _who(caller: Caller, command: Command) -> None:
+    room = _room_named(caller.chat, command.target) if command.target else _current_room(caller)
+    caller.outlet.deliver(protocol.format_users(room.name, room.nicks()))
+
+
+def _rooms(caller: Caller, command: Command) -> None:
+    lines = caller.chat.room_list()
+    caller.outlet.deliver(b"".join(lines), len(lines))
+
+
+def _history(caller: Caller, command: Command) -> None:
+    """`/history`: the store is asked off this thread; the answer is sent from there."""
+    query = protocol.parse_history(command.text, PAGE_DEFAULT, PAGE_MAX)
+    chat, target, outlet = caller.chat, command.target, caller.outlet
+    if names.is_room(target):
+        room = _joined(caller, target)
+        if not chat.keeps_history:
+            raise ProtocolError(protocol.NO_HISTORY, "This server keeps no history.")
+        key, shown = room.key, room.name
+    else:
+        protocol.check_nick(target, chat.config.limits.max_nick_length)
+        if not chat.keeps_dms:
+            raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages.")
+        key, shown = dm_key(caller.nick, target), target
+    newer = query.after is not None
+
+    def answer(events: list[Event] | None) -> None:
+        if events is None:  # on the lookup thread: only the outlet is safe to use
+            error = ProtocolError(protocol.NO_HISTORY, f"The history of {shown} cannot be read now; try again.")
+            outlet.deliver(protocol.format_error(error))
+            return
+        more = len(events) > query.limit
+        if more:
+            events = events[: query.limit] if newer else events[-query.limit :]
+        chat.send_history(caller, shown, events, more, newer)
+
+    chat.lookups.history(key, query.before, query.after, query.limit + 1, answer)
+
+
+# -- the connection ----------------------------------------------------------------------
+
+
+def _nick(caller: Caller, command: Command) -> None:
+    new, chat = command.target, caller.chat
+    protocol.check_nick(new, chat.config.limits.max_nick_length)
+    if new == caller.nick:
+        caller.outlet.deliver(protocol.format_line("INFO", f"You are already {new}."))
+        return
+    if chat.config.tls.nick_from_cert:
+        raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
+    old = chat.rename(caller, list(caller.rooms.values()), new)
+    log.info("rename", **caller.context, old=old, new=new)
+
+
+def _ping(caller: Caller, command: Command) -> None:
+    caller.outlet.deliver(b"PONG %s\n" % command.text if command.text else b"PONG\n")
+
+
+def _quit(caller: Caller, command: Command) -> None:
+    caller.close("quit", command.text.decode())
+
+
+def _help(caller: Caller, command: Command) -> None:
+    for text in protocol.HELP_LINES:
+        caller.outlet.deliver(protocol.format_line("INFO", text))
+
+
+def _nothing(caller: Caller, command: Command) -> None:
+    pass
+
+
+COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
+    {
+        "say": Row(_say, speaks=True),
+        "me": Row(_me, speaks=True),
+        "msg": Row(_msg),
+        "join": Row(_join),
+        "part": Row(_part),
+        "topic": Row(_topic),
+        "who": Row(_who),
+        "rooms": Row(_rooms),
+        "history": Row(_history),
+        "nick": Row(_nick),
+        "ping": Row(_ping),
+        "quit": Row(_quit, before_registration=True),
+        "help": Row(_help),
+        "empty": Row(_nothing),
+    }
+)
+
+
+# -- what handlers share (and registration's autojoin) ------------------------------------
+
+
+def enter(caller: Caller, name: str) -> None:
+    """Join room `name`, or switch to it if the caller is in it already.
+
+    Raises:
+        ProtocolError: `room_invalid`, `no_such_room`, `too_many_rooms`.
+    """
+    room = caller.rooms.get(names.room_key(protocol.check_room(name)))
+    if room is None:
+        room = caller.chat.join(caller, name, len(caller.rooms), caller.outlet)
+        caller.rooms[room.key] = room
+    caller.current = room
+
+
+def say_current(caller: Caller) -> None:
+    caller.outlet.deliver(protocol.format_line("CURRENT", caller.current.name if caller.current else "*"))
+
+
+def _current_room(caller: Caller) -> Room:
+    if caller.current is None:
+        raise ProtocolError(protocol.NOT_IN_ROOM, "You are in no room; /join one first.")
+    return caller.current
+
+
+def _joined(caller: Caller, name: str) -> Room:
+    room = caller.rooms.get(names.room_key(protocol.check_room(name)))
+    if room is None:
+        raise ProtocolError(protocol.NOT_IN_ROOM, f"You are not in {name}; /join it first.")
+    return room
+
+
+def _room_named(chat: Chat, name: str) -> Room:
+    room = chat.rooms.find(protocol.check_room(name))
+    if room is None:
+        raise ProtocolError(protocol.NO_SUCH_ROOM, f"There is no room {name}.")
+    return room

@@ -1,0 +1,23 @@
+"""chatd/core/commands.py: the command table against the line protocol's
+grammar (chatd/core/protocol.py). What each command answers is checked on a
+session in test_session.py and against the daemon in tests/integration."""
+
+from __future__ import annotations
+
+from chatd.core import protocol
+from chatd.core.commands import COMMANDS
+
+
+def test_every_command_the_grammar_can_yield_has_a_row_and_no_row_is_unreachable() -> None:
+    assert set(COMMANDS) == {"say", "empty", *protocol.GRAMMAR}
+    assert protocol.parse_command(b"hello").verb in COMMANDS
+    assert protocol.parse_command(b"").verb in COMMANDS
+
+
+def test_only_quit_works_before_registration() -> None:
+    assert [verb for verb, row in COMMANDS.items() if row.before_registration] == ["quit"]
+
+
+def test_only_saying_something_adds_to_the_block_of_room_events() -> None:
+    # /msg to a room speaks too, but sends what was said before it first, as it always did.
+    assert {verb for verb, row in COMMANDS.items() if row.speaks} == {"say", "me"}
