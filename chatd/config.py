@@ -2,34 +2,26 @@
 
 Everything is validated here, once; the `Config` that comes out is known good
 and nothing downstream checks it again. Unknown keys are refused, because a
-silent typo is the worst configuration bug.
+silent typo is the worst configuration bug. What each single value must be is
+config_values.py's (the schema below names a check per key); what several keys
+must be together is checked here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import math
-import re
 import socket
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from chatd.addresses import LISTEN_EXPECTED, split_host_port
+from chatd import config_values as values
+from chatd.addresses import split_host_port
+from chatd.config_values import GROUPS, Group, IPNetwork
 from chatd.errors import ConfigError
-from chatd.names import is_room_name, room_key
-from chatd.origin import parse_origin
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# The key-exchange groups of Mozilla's server profiles, in their order: X25519
-# first, the share modern clients send, so that they need no HelloRetryRequest.
-Group = Literal["X25519", "prime256v1", "secp384r1"]
-GROUPS: tuple[Group, ...] = ("X25519", "prime256v1", "secp384r1")
+from chatd.names import room_key
 
 
 @dataclass(frozen=True)
@@ -110,7 +102,7 @@ class ControlConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    # host:port or [IPv6]:port, as written (checked by `_listen_address`); None: off.
+    # host:port or [IPv6]:port, as written (checked by `values.listen_address`); None: off.
     listen: str | None = "127.0.0.1:9464"
 
     @property
@@ -147,165 +139,6 @@ class Config:
     cluster: ClusterConfig | None = None
 
 
-# Per key: a check that returns the converted value or raises ValueError whose
-# message says what was expected.
-_Check = Any
-
-
-def _integer(low: int, high: int) -> _Check:
-    def check(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"must be an integer {low}..{high}")
-        return value
-
-    return check
-
-
-def _number(low: float, high: float) -> _Check:
-    def check(value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be a number {low:g}..{high:g}")
-        if not math.isfinite(value) or not low <= value <= high:
-            raise ValueError(f"must be a number {low:g}..{high:g}")
-        return float(value)
-
-    return check
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a non-empty string")
-    return value
-
-
-def _boolean(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _choice(*choices: str) -> _Check:
-    def check(value: object) -> str:
-        if value not in choices:
-            raise ValueError("must be one of " + ", ".join(choices))
-        return str(value)
-
-    return check
-
-
-def _networks(value: object) -> tuple[IPNetwork, ...]:
-    if not isinstance(value, list):
-        raise ValueError("must be a list of IP addresses or CIDR networks")
-    try:
-        return tuple(ipaddress.ip_network(str(item), strict=False) for item in value)
-    except ValueError as exc:
-        raise ValueError(f"must be a list of IP addresses or CIDR networks ({exc})") from None
-
-
-def _room_names(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError("must be a list of room names such as '#lobby'")
-    for name in value:
-        if not is_room_name(name):
-            raise ValueError(f"{name!r} is not a room name: # and 1-32 of A-Z a-z 0-9 _ -")
-    keys = [room_key(name) for name in value]
-    if len(set(keys)) != len(keys):
-        raise ValueError("lists a room twice (names are case-insensitive)")
-    return tuple(value)
-
-
-def _origin(item: object) -> str:
-    expected = "must be a list of origins such as 'https://chat.example.org' or 'https://example.org:8443'"
-    if not isinstance(item, str):
-        raise ValueError(expected)
-    try:
-        # A trailing `/` is forgiven here, where an operator may paste a URL,
-        # and nowhere else: a browser's `Origin` never has one.
-        return parse_origin(item.removesuffix("/"))
-    except ValueError as exc:
-        raise ValueError(f"{item!r} {exc}; {expected}") from None
-
-
-def _origins(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError("must be a list of origins such as 'https://chat.example.org'")
-    return tuple(_origin(item) for item in value)
-
-
-def _listen_address(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(LISTEN_EXPECTED)
-    split_host_port(value)
-    return value
-
-
-_REDIS_EXPECTED = "must be redis://host[:port][/db], rediss://host[:port][/db] or unix:///path/to/redis.sock[?db=N]"
-_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-
-
-def _redis_url(value: object) -> str:
-    """A URL redis-py reads, checked here so that config.py needs no Redis client."""
-    if not isinstance(value, str):
-        raise ValueError(_REDIS_EXPECTED)
-    url = urllib.parse.urlsplit(value)
-    try:
-        port = url.port  # raises on a port that is not a number 0..65535
-    except ValueError:
-        raise ValueError(f"the port must be 1..65535; {_REDIS_EXPECTED}") from None
-    if url.scheme == "unix":
-        query = urllib.parse.parse_qs(url.query)
-        if url.netloc or not url.path.startswith("/") or set(query) - {"db"}:
-            raise ValueError(f"a Unix socket URL has an absolute path and at most ?db=N; {_REDIS_EXPECTED}")
-        databases = query.get("db", ["0"])
-    elif url.scheme in ("redis", "rediss"):
-        if not url.hostname or port == 0 or url.query:
-            raise ValueError(_REDIS_EXPECTED)
-        databases = [url.path.strip("/") or "0"]
-    else:
-        raise ValueError(_REDIS_EXPECTED)
-    if len(databases) != 1 or not databases[0].isascii() or not databases[0].isdigit():
-        raise ValueError(f"the database is a number; {_REDIS_EXPECTED}")
-    return value
-
-
-def _node_name(value: object) -> str:
-    if not isinstance(value, str) or not _NODE.fullmatch(value):
-        raise ValueError("must be 1-63 characters of A-Z a-z 0-9 _ . -, unique in the network, e.g. chat-a")
-    return value
-
-
-def _prefix(value: object) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 64 or not value.isprintable() or " " in value:
-        raise ValueError("must be 1-64 printable characters without spaces, e.g. 'chatd:'")
-    return value
-
-
-# Names people write for the profile's groups (OpenSSL's own aliases among them),
-# so that the error can say which spelling chatd expects.
-_GROUP_SPELLINGS = {
-    "x25519": "X25519",
-    "P-256": "prime256v1",
-    "secp256r1": "prime256v1",
-    "P-384": "secp384r1",
-}
-
-
-def _groups(value: object) -> tuple[Group, ...]:
-    expected = f"must be a list of one or more of {', '.join(GROUPS)}, each at most once"
-    if not isinstance(value, list) or not value:
-        raise ValueError(expected)
-    for item in value:
-        if item not in GROUPS:
-            known = isinstance(item, str) and item in _GROUP_SPELLINGS
-            hint = f" (chatd calls it {_GROUP_SPELLINGS[item]})" if known else ""
-            raise ValueError(f"unknown group {item!r}{hint}; {expected}")
-        if value.count(item) > 1:
-            raise ValueError(f"{item!r} is listed twice; {expected}")
-    return tuple(value)
-
-
 def _read_ecdh_curve(path: Path, tls: dict[str, Any]) -> dict[str, Any]:
     """Read the deprecated `tls.ecdh_curve` (one group, or auto) as `tls.groups`.
 
@@ -335,7 +168,12 @@ _OPTIONAL_PATH = object()
 _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     "server": (
         ServerConfig,
-        {"host": _text, "port": _integer(0, 65535), "name": _text, "io_threads": _integer(0, 64)},
+        {
+            "host": values.text,
+            "port": values.integer(0, 65535),
+            "name": values.text,
+            "io_threads": values.integer(0, 64),
+        },
     ),
     "tls": (
         TLSConfig,
@@ -343,71 +181,71 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "cert": _PATH,
             "key": _PATH,
             "client_ca": _OPTIONAL_PATH,
-            "client_auth": _choice("none", "optional", "required"),
-            "nick_from_cert": _boolean,
-            "groups": _groups,
+            "client_auth": values.choice("none", "optional", "required"),
+            "nick_from_cert": values.boolean,
+            "groups": values.groups,
         },
     ),
     "limits": (
         LimitsConfig,
         {
-            "max_clients": _integer(1, 1_000_000),
-            "max_clients_per_ip": _integer(0, 1_000_000),
-            "connects_per_ip_per_minute": _integer(0, 1_000_000),
-            "exempt": _networks,
-            "ipv6_prefix": _integer(1, 128),
-            "max_line_bytes": _integer(256, 65536),
-            "max_nick_length": _integer(1, 64),
-            "max_nick_attempts": _integer(1, 100),
-            "handshake_timeout": _number(0.1, 3600),
-            "register_timeout": _number(0.1, 3600),
-            "write_timeout": _number(0.1, 3600),
-            "send_queue_bytes": _integer(4096, 1 << 30),
-            "message_rate": _number(0, 1_000_000),
-            "message_burst": _integer(1, 1_000_000),
-            "flood_disconnect": _integer(0, 1_000_000),
-            "max_strikes": _integer(1, 1000),
-            "max_rooms": _integer(1, 1_000_000),
-            "max_rooms_per_client": _integer(1, 10_000),
+            "max_clients": values.integer(1, 1_000_000),
+            "max_clients_per_ip": values.integer(0, 1_000_000),
+            "connects_per_ip_per_minute": values.integer(0, 1_000_000),
+            "exempt": values.networks,
+            "ipv6_prefix": values.integer(1, 128),
+            "max_line_bytes": values.integer(256, 65536),
+            "max_nick_length": values.integer(1, 64),
+            "max_nick_attempts": values.integer(1, 100),
+            "handshake_timeout": values.number(0.1, 3600),
+            "register_timeout": values.number(0.1, 3600),
+            "write_timeout": values.number(0.1, 3600),
+            "send_queue_bytes": values.integer(4096, 1 << 30),
+            "message_rate": values.number(0, 1_000_000),
+            "message_burst": values.integer(1, 1_000_000),
+            "flood_disconnect": values.integer(0, 1_000_000),
+            "max_strikes": values.integer(1, 1000),
+            "max_rooms": values.integer(1, 1_000_000),
+            "max_rooms_per_client": values.integer(1, 10_000),
         },
     ),
     "rooms": (
         RoomsConfig,
-        {"autojoin": _room_names, "permanent": _room_names, "allow_create": _boolean},
+        {"autojoin": values.room_names, "permanent": values.room_names, "allow_create": values.boolean},
     ),
     "history": (
         HistoryConfig,
         {
-            "enabled": _boolean,
+            "enabled": values.boolean,
             "path": _PATH,
-            "backlog": _integer(0, 500),
-            "flush_ms": _integer(1, 10_000),
-            "max_age_days": _number(0, 36500),
-            "max_per_room": _integer(0, 1 << 40),
-            "max_rooms_kept": _integer(0, 100_000_000),
-            "write_queue": _integer(100, 10_000_000),
+            "backlog": values.integer(0, 500),
+            "flush_ms": values.integer(1, 10_000),
+            "max_age_days": values.number(0, 36500),
+            "max_per_room": values.integer(0, 1 << 40),
+            "max_rooms_kept": values.integer(0, 100_000_000),
+            "write_queue": values.integer(100, 10_000_000),
         },
     ),
-    "web": (WebConfig, {"enabled": _boolean, "allowed_origins": _origins}),
+    "web": (WebConfig, {"enabled": values.boolean, "allowed_origins": values.origins}),
     "log": (
         LogConfig,
         {
-            "format": _choice("json", "console", "auto"),
-            "level": _choice("debug", "info", "warning", "error"),
+            "format": values.choice("json", "console", "auto"),
+            "level": values.choice("debug", "info", "warning", "error"),
         },
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
-    "metrics": (MetricsConfig, {"listen": _listen_address}),
+    "metrics": (MetricsConfig, {"listen": values.listen_address}),
     # Optional: absent means standalone (`_load_cluster`).
     "cluster": (
         ClusterConfig,
         {
-            "redis": _redis_url,
-            "node": _node_name,
-            "lease_s": _number(3, 3600),
-            "log_max": _integer(1000, 1 << 40),
-            "prefix": _prefix,
-            "require_appendonly": _boolean,
+            "redis": values.redis_url,
+            "node": values.node_name,
+            "lease_s": values.number(3, 3600),
+            "log_max": values.integer(1000, 1 << 40),
+            "prefix": values.key_prefix,
+            "require_appendonly": values.boolean,
         },
     ),
 }
@@ -477,7 +315,7 @@ def _load_section(path: Path, name: str, value: object) -> object:
         check = checks[key]
         try:
             if check is _PATH or (check is _OPTIONAL_PATH and raw is not None):
-                converted[key] = path.parent / _text(raw)
+                converted[key] = path.parent / values.text(raw)
             elif check is _OPTIONAL_PATH:
                 converted[key] = None
             else:
@@ -498,12 +336,12 @@ def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
         return None
     keys = value if isinstance(value, dict) else {}
     if isinstance(value, dict) and "redis" not in value:
-        raise ConfigError(f"{path}: cluster.redis: required in a cluster section; {_REDIS_EXPECTED} (got none)")
+        raise ConfigError(f"{path}: cluster.redis: required in a cluster section; {values.REDIS_EXPECTED} (got none)")
     cluster = _load_section(path, "cluster", value)  # refuses what is not a mapping
     assert isinstance(cluster, ClusterConfig)
     if "node" not in keys:
         try:  # the default, the host name, must be a node name too
-            _node_name(cluster.node)
+            values.node_name(cluster.node)
         except ValueError as exc:
             raise ConfigError(
                 f"{path}: cluster.node: the host name is no node name; set one: {exc} (got {cluster.node!r})"

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from chatd.config import GROUPS, TLSConfig
+from chatd.config import TLSConfig
+from chatd.config_values import GROUPS
 from chatd.errors import ConfigError
 
 # Mozilla intermediate (v5.7) TLS 1.2 suites, ECDHE only: chatd has no DH
