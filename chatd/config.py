@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
-from chatd import config_values as values
 from chatd import config_accounts
+from chatd import config_values as values
 from chatd.addresses import split_host_port
 from chatd.config_accounts import AccountsConfig
 from chatd.config_values import GROUPS, Group, IPNetwork, Section
