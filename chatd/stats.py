@@ -46,10 +46,13 @@ DISCONNECT_REASONS = (
     protocol.SERVER_FULL,
     protocol.TOO_MANY_CONNECTIONS,
     protocol.THROTTLED,
+    protocol.BANNED,
+    "replaced",
+    "logout",
     "tls_handshake_failed",
     "internal_error",
 )
-REFUSE_REASONS = (protocol.SERVER_FULL, protocol.TOO_MANY_CONNECTIONS, protocol.THROTTLED)
+REFUSE_REASONS = (protocol.SERVER_FULL, protocol.TOO_MANY_CONNECTIONS, protocol.THROTTLED, protocol.BANNED)
 RELOAD_RESULTS = ("success", "failure")
 CLIENT_STATES = ("handshaking", "registering", "registered", "closing")
 

@@ -326,14 +326,16 @@ def render_metrics(snap: Snapshot) -> str:
 
 def recv_greeting(tls: ssl.SSLSocket) -> None:
     """Read a raw TLS socket's first lines, in as many records as they come:
-    exactly `HELLO 3 chatd <version>` and `NICK` (docs/protocol.md, "Version")."""
+    exactly `HELLO 4 chatd <version>`, the `ACCOUNTS` line of a server with
+    accounts, and `NICK` (docs/protocol.md, "Version")."""
     data = b""
-    while data.count(b"\n") < 2:
+    while not data.endswith(b"NICK\n"):
         chunk = tls.recv(4096)
         assert chunk, f"closed after {data!r}"
         data += chunk
-    hello, nick, rest = data.split(b"\n", 2)
-    assert hello.startswith(b"HELLO 3 chatd ") and nick == b"NICK" and rest == b"", data
+    lines = data.split(b"\n")
+    assert lines[0].startswith(b"HELLO 4 chatd ") and lines[-2:] == [b"NICK", b""], data
+    assert len(lines) == 3 or (len(lines) == 4 and lines[1].startswith(b"ACCOUNTS ")), data
 
 
 def defaults_for_load(**overrides: int) -> dict[str, int]:
