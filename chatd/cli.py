@@ -30,6 +30,7 @@ from chatd.server import Server, StartupError
 from chatd.tls import server_context
 
 if TYPE_CHECKING:
+    from chatd.account_service import AccountService
     from chatd.control import ControlServer
     from chatd.metrics_http import MetricsServer
 
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     notifier = Notifier.from_environ()
     try:
-        server = Server(config, context, notifier, _open_history(config))
+        server = Server(config, context, notifier, _open_history(config), _open_accounts(config))
     except ConfigError as exc:
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
@@ -130,6 +131,14 @@ def _open_history(config: Config) -> EventStore | None:
     from chatd.storage.sqlite import open_store
 
     return open_store(config.history, config.path)
+
+
+def _open_accounts(config: Config) -> AccountService | None:
+    if not config.accounts.enabled:
+        return None
+    from chatd.account_service import open_account_service  # argon2 only when accounts are on
+
+    return open_account_service(config)
 
 
 def _start_control(config: Config, server: Server) -> ControlServer | None:
