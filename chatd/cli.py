@@ -147,7 +147,12 @@ def _start_control(config: Config, server: Server) -> ControlServer | None:
     from chatd.control import ControlServer  # only when configured: it is optional
     from chatd.operations import Operations
 
-    control = ControlServer(config.control.socket, Operations(server))
+    accounts = None
+    if server.chat.accounts is not None:
+        from chatd.account_operations import AccountOperations
+
+        accounts = AccountOperations(server.chat.accounts, server, lambda: server.config.limits.max_nick_length)
+    control = ControlServer(config.control.socket, Operations(server), accounts)
     try:
         control.start()
     except (OSError, ValueError) as exc:
