@@ -26,7 +26,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatd import metrics
-from chatd.stats import CLIENT_STATES, DISCONNECT_REASONS, Snapshot, WorkerFigures
+from chatd.stats import CLIENT_STATES, DISCONNECT_REASONS, AccountFigures, Snapshot, WorkerFigures
 from tests.support import REPO
 from tests.support.chatclient import ChatClient
 from tests.support.chatctl import ScriptClient
@@ -305,6 +305,17 @@ def fake_snapshot(**changes: Any) -> Snapshot:
         workers=(WorkerFigures("chatd-io-0", True, 0.002), WorkerFigures("chatd-io-1", False, 3.5)),
         reloads={"success": 2, "failure": 1},
         cert_expiry=1_900_000_000.0,
+        accounts=AccountFigures(
+            logins={("password", "success"): 3, ("password", "failure"): 2, ("password", "busy"): 1},
+            throttled=1,
+            hashes=5,
+            hash_seconds=0.25,
+            queue_waiting=1,
+            queue_running=1,
+            accounts=4,
+            disabled=1,
+            tokens=2,
+        ),
         sources={
             "history": {
                 "rows_written_total": 12.0,

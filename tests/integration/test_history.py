@@ -46,7 +46,8 @@ class Client(ChatClient):
     def __init__(self, daemon: Daemon, nick: str, cert: tuple[Path, Path] | None = None) -> None:
         super().__init__(daemon.port, daemon.pki.ca, host=daemon.host, cert=cert, timeout=10)
         daemon.clients.append(self)  # closed when the daemon stops
-        assert self.read().raw.startswith("HELLO 3 chatd ")
+        assert self.read().raw.startswith("HELLO 4 chatd ")
+        assert self.read().raw.startswith("ACCOUNTS ")
         assert self.read().raw == "NICK"
         self.send(nick)
         self.joined = self.until("CURRENT ")
