@@ -72,7 +72,8 @@ class SQLiteAccounts:
     # -- the AccountStore port ------------------------------------------------------------
 
     def load(self) -> StoredAccounts:
-        """Everything, read on the starting thread; then the writer starts."""
+        """Everything, read on the starting thread (expired tokens deleted);
+        then the writer starts."""
         conn = self._conn
         accounts = [
             Account(key, name, password, created, disabled, bool(deleted))
@@ -81,6 +82,8 @@ class SQLiteAccounts:
             )
         ]
         now = int(time.time() * 1000)
+        with transaction(conn):  # expired tokens are of no use to anyone
+            conn.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
         tokens = [
             Token(*row)
             for row in conn.execute(
