@@ -76,6 +76,9 @@ def _changed(accounts: Accounts, key: str, hashed: str, outlet: Outlet, context:
     gone meanwhile: it asked), and every token of the account revoked."""
     if accounts.find(nick) is None:
         return  # deleted meanwhile
+    if not hashed:  # the hashing failed (its log says why)
+        outlet.deliver(protocol.format_line("INFO", "Your password could not be changed; try /passwd again."))
+        return
     accounts.update(key, password=hashed)
     revoked = accounts.revoke_tokens(key)
     log.info("password_changed", **context, account=nick, by="user", tokens_revoked=len(revoked))

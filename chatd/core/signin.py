@@ -207,8 +207,10 @@ def register(caller: Registrant, command: Command) -> None:
 
 
 def _registered(caller: Registrant, accounts: Accounts, name: str, invite: Invite | None, hashed: str) -> None:
-    if caller.closed:  # gone before its account was made: nothing happened
+    if caller.closed or not hashed:  # gone before its account was made, or the hash failed: nothing happened
         _give_back(accounts, name, invite)
+        if not caller.closed:
+            _refuse(caller, ProtocolError(protocol.AUTH_BUSY, "The password could not be hashed; try again."))
         return
     account = accounts.create(name, hashed)
     log.info("account_registered", **caller.context, account=name, invite=invite.id if invite else None)
