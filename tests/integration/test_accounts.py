@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import Daemon
 from tests.support.accounts import FAST_ARGON2, argon2id, control, database, greeted, ok, refused, rows, signed_in
+from tests.support.wsclient import WebSocketClient
 
 PASSWORD = "correct horse battery staple"
 
@@ -262,3 +263,25 @@ def test_dms_are_kept_between_accounts_only(accounts: Callable[..., Daemon]) -> 
     assert alice.expect_eventually("HISTORY ") == "HISTORY guest 0 end"
     guest.send("/history alice")
     assert guest.expect("ERR no_history ")
+
+
+def test_a_browser_registers_and_signs_in_over_the_websocket(accounts: Callable[..., Daemon]) -> None:
+    """The password check's answer comes back through the WebSocket codec (Outlet.call_soon)."""
+    daemon = accounts()
+    browser = WebSocketClient(daemon.port, daemon.pki.ca, host=daemon.host)
+    daemon.clients.append(browser)
+    browser.expect_greeting()
+    assert browser.accounts == "ACCOUNTS registration=open guests=yes"
+    browser.send(f"/register alice * {PASSWORD}\n/ping after")
+    browser.expect("WELCOME alice ", timeout=30)
+    browser.nick = "alice"
+    browser.take_joins()
+    assert browser.readline() == "PONG after"  # held while the password was hashed, then answered
+    browser.send("/remember")
+    token = browser.readline().split(" ")[1]
+    again = WebSocketClient(daemon.port, daemon.pki.ca, host=daemon.host)
+    daemon.clients.append(again)
+    again.expect_greeting()
+    again.send(f"/resume {token}")
+    again.expect("WELCOME alice ")
+    assert browser.expect_closed()[-1] == "BYE replaced"
