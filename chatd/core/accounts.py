@@ -110,44 +110,6 @@ class AccountStore(Protocol):
         """Write what is queued, then let go."""
 
 
-class MemoryAccounts:
-    """An `AccountStore` that forgets at exit: for tests, and nothing else."""
-
-    def __init__(self, stored: StoredAccounts | None = None) -> None:
-        self.stored = stored or StoredAccounts()
-        self.writes: list[tuple[str, object]] = []
-
-    def load(self) -> StoredAccounts:
-        return self.stored
-
-    def put_account(self, account: Account) -> None:
-        self.writes.append(("account", account))
-
-    def put_token(self, token: Token) -> None:
-        self.writes.append(("token", token))
-
-    def remove_tokens(self, hashes: list[str]) -> None:
-        self.writes.append(("remove_tokens", hashes))
-
-    def put_invite(self, invite: Invite) -> None:
-        self.writes.append(("invite", invite))
-
-    def remove_invite(self, invite_id: int) -> None:
-        self.writes.append(("remove_invite", invite_id))
-
-    def put_ban(self, ban: Ban) -> None:
-        self.writes.append(("ban", ban))
-
-    def remove_ban(self, network: str) -> None:
-        self.writes.append(("remove_ban", network))
-
-    def sync(self, timeout: float) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
 class Verdict(NamedTuple):
     ok: bool
     rehashed: str | None  # a new hash at the current cost, when the stored one was older

@@ -14,13 +14,51 @@ import pytest
 
 from chatd.config import Config
 from chatd.config_accounts import AccountsConfig
-from chatd.core.accounts import Account, Accounts, MemoryAccounts, StoredAccounts, Verdict, digest, normalise_code
+from chatd.core.accounts import Account, Accounts, Invite, StoredAccounts, Token, Verdict, digest, normalise_code
 from chatd.core.bans import Ban
 from chatd.core.chat import Chat
 from chatd.core.session import HELD_MAX, Session
 from tests.support.chatclient import split_tags
 
 NOW = 1_800_000_000.0
+
+
+class MemoryAccounts:
+    """An `AccountStore` (chatd/core/accounts.py) in memory, recording the writes."""
+
+    def __init__(self, stored: StoredAccounts | None = None) -> None:
+        self.stored = stored or StoredAccounts()
+        self.writes: list[tuple[str, object]] = []
+
+    def load(self) -> StoredAccounts:
+        return self.stored
+
+    def put_account(self, account: Account) -> None:
+        self.writes.append(("account", account))
+
+    def put_token(self, token: Token) -> None:
+        self.writes.append(("token", token))
+
+    def remove_tokens(self, hashes: list[str]) -> None:
+        self.writes.append(("remove_tokens", hashes))
+
+    def put_invite(self, invite: Invite) -> None:
+        self.writes.append(("invite", invite))
+
+    def remove_invite(self, invite_id: int) -> None:
+        self.writes.append(("remove_invite", invite_id))
+
+    def put_ban(self, ban: Ban) -> None:
+        self.writes.append(("ban", ban))
+
+    def remove_ban(self, network: str) -> None:
+        self.writes.append(("remove_ban", network))
+
+    def sync(self, timeout: float) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
 
 
 class Clock:
