@@ -285,3 +285,13 @@ def test_a_browser_registers_and_signs_in_over_the_websocket(accounts: Callable[
     again.send(f"/resume {token}")
     again.expect("WELCOME alice ")
     assert browser.expect_closed()[-1] == "BYE replaced"
+
+
+def test_history_off_keeps_accounts_but_no_messages(start_daemon: Callable[..., Daemon]) -> None:
+    daemon = start_daemon(accounts={"argon2": FAST_ARGON2}, history={"enabled": False})
+    alice = signed_in(daemon, f"/register alice * {PASSWORD}", "alice")
+    alice.send("hello, nobody keeps this")
+    alice.expect_eventually("MSG #lobby alice ")
+    daemon.stop()
+    assert [row[0] for row in rows(daemon, "SELECT name FROM accounts")] == ["alice"]
+    assert rows(daemon, "SELECT * FROM events") == []
