@@ -11,12 +11,13 @@ client that shares at least one room with it, however many rooms that is.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from chatd import names
 from chatd.config import Config
 from chatd.core import protocol
 from chatd.core.accounts import Accounts
+from chatd.core.bus import Bus, Done, Party, Refused
 from chatd.core.history import (
     DirectLookups,
     Event,
@@ -68,6 +69,9 @@ class Chat:
         for room in stored.rooms:
             self.rooms.restore(room)
         self.stopping = False  # no LEAVE announcements while everybody is leaving
+        # Where sessions send what others see (core/bus.py): this process alone,
+        # unless the server makes it a node of a network (core/network.py).
+        self.bus: Bus = LocalBus(self)
 
     def configure(self, config: Config) -> None:
         """A reload: new limits, room and history settings; rooms and members stay."""
@@ -237,3 +241,50 @@ class Chat:
         for client in clients:
             client.deliver(data)
         return len(clients)
+
+
+class LocalBus:
+    """The `Bus` of a chat that is the whole network: every operation is
+    decided and applied at once, on the caller's thread (core/bus.py)."""
+
+    def __init__(self, chat: Chat) -> None:
+        self._chat = chat
+
+    def register(self, client: Party, nick: str, greeting: bytes, done: Done, refused: Refused) -> None:
+        self._chat.register(client, nick, greeting)
+        done()
+
+    def join(self, client: Party, name: str, joined: int, done: Callable[[Room], None], refused: Refused) -> None:
+        done(self._chat.join(client, name, joined, client.outlet))
+
+    def part(self, client: Party, room: Room, text: str, done: Done, refused: Refused) -> None:
+        self._chat.part(client, room, text)
+        done()
+
+    def topic(self, client: Party, room: Room, text: str, done: Done, refused: Refused) -> None:
+        self._chat.set_topic(client, room, text)
+        done()
+
+    def rename(
+        self, client: Party, rooms: Sequence[Room], new: str, done: Callable[[str], None], refused: Refused
+    ) -> None:
+        done(self._chat.rename(client, rooms, new))
+
+    def say(self, client: Party, room: Room, kind: str, texts: list[bytes]) -> None:
+        self._chat.say(room, kind, client.nick, texts, client.outlet)
+
+    def direct(self, sender: Party, recipient: Client, text: bytes) -> None:
+        self._chat.direct(sender, recipient, text, sender.outlet)
+
+    def leave(self, client: Party, rooms: Sequence[Room], reason: str | None) -> None:
+        self._chat.leave(client, rooms, reason)
+
+    def kick(self, nick: str, text: str) -> bool:
+        client = self._chat.nicks.find(nick)
+        if client is None:
+            return False
+        client.close("kicked", text)
+        return True
+
+    def broadcast(self, text: str) -> int:
+        return self._chat.broadcast(protocol.format_line("INFO", text))

@@ -60,9 +60,17 @@ class Caller(Client, Registrant, Holder, Protocol):
     rooms: dict[str, Room]  # by key, in the order they were joined
     current: Room | None
     messages_in: int
+    serial: int
 
     def say(self, kind: str, room: Room, text: bytes) -> None:
         """Queue a room event; those of one read to one room leave as one block."""
+
+    def fail(self, error: ProtocolError) -> None:
+        """`ERR` for a command refused (at once, or later by the bus)."""
+
+    def hold(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 Handler = Callable[[Caller, Command], None]
@@ -98,31 +106,33 @@ def _msg(caller: Caller, command: Command) -> None:
     if recipient is None:
         raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
     caller.messages_in += 1
-    caller.chat.direct(caller, recipient, text, caller.outlet)
+    caller.chat.bus.direct(caller, recipient, text)
 
 
 # -- rooms -------------------------------------------------------------------------------
 
 
 def _join(caller: Caller, command: Command) -> None:
-    enter(caller, command.target)
-    say_current(caller)
+    enter(caller, command.target, lambda: say_current(caller), caller.fail)
 
 
 def _part(caller: Caller, command: Command) -> None:
     room = _joined(caller, command.target) if command.target else _current_room(caller)
-    del caller.rooms[room.key]
-    caller.chat.part(caller, room, command.text.decode())
-    if room is caller.current:
-        caller.current = next(reversed(caller.rooms.values()), None)
-        say_current(caller)
+
+    def parted() -> None:
+        caller.rooms.pop(room.key, None)
+        if room is caller.current:
+            caller.current = next(reversed(caller.rooms.values()), None)
+            say_current(caller)
+
+    caller.chat.bus.part(caller, room, command.text.decode(), parted, caller.fail)
 
 
 def _topic(caller: Caller, command: Command) -> None:
     room = _joined(caller, command.target) if command.target else _current_room(caller)
     text = command.text.decode()
     if text:
-        caller.chat.set_topic(caller, room, text)
+        caller.chat.bus.topic(caller, room, text, _nothing_more, caller.fail)
     else:
         caller.outlet.deliver(caller.chat.topic_line(room))
 
@@ -185,8 +195,11 @@ def _nick(caller: Caller, command: Command) -> None:
         )
     if caller.account is None and chat.accounts is not None and chat.accounts.is_registered(new):
         raise ProtocolError(protocol.NICK_REGISTERED, f"{new} is a registered account; sign in to use it.")
-    old = chat.rename(caller, list(caller.rooms.values()), new)
-    log.info("rename", **caller.context, old=old, new=new)
+
+    def renamed(old: str) -> None:
+        log.info("rename", **caller.context, old=old, new=new)
+
+    chat.bus.rename(caller, list(caller.rooms.values()), new, renamed, caller.fail)
 
 
 def _ping(caller: Caller, command: Command) -> None:
@@ -203,6 +216,10 @@ def _help(caller: Caller, command: Command) -> None:
 
 
 def _nothing(caller: Caller, command: Command) -> None:
+    pass
+
+
+def _nothing_more() -> None:
     pass
 
 
@@ -235,17 +252,25 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
 # -- what handlers share (and registration's autojoin) ------------------------------------
 
 
-def enter(caller: Caller, name: str) -> None:
-    """Join room `name`, or switch to it if the caller is in it already.
+def enter(caller: Caller, name: str, then: Callable[[], None], refused: Callable[[ProtocolError], None]) -> None:
+    """Join room `name`, or switch to it if the caller is in it already; then
+    `then` (at once, or once the bus has the caller in the room: core/bus.py).
 
     Raises:
         ProtocolError: `room_invalid`, `no_such_room`, `too_many_rooms`.
     """
     room = caller.rooms.get(names.room_key(protocol.check_room(name)))
-    if room is None:
-        room = caller.chat.join(caller, name, len(caller.rooms), caller.outlet)
+    if room is not None:
+        caller.current = room
+        then()
+        return
+
+    def joined(room: Room) -> None:
         caller.rooms[room.key] = room
-    caller.current = room
+        caller.current = room
+        then()
+
+    caller.chat.bus.join(caller, name, len(caller.rooms), joined, refused)
 
 
 def say_current(caller: Caller) -> None:

@@ -15,7 +15,7 @@ time only from the chat's clock (`Chat.monotonic`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from typing import Final
 
@@ -77,7 +77,9 @@ class Session:
         self.account: str | None = None  # the account's key, once signed in to one
         self.token: str | None = None  # the hash of the token it resumed with
         self.method = ""  # how it signed in (accounts.METHODS), "" for a guest
-        self._held: list[Line] = []  # lines that came while a password was checked
+        self._held: list[Line] = []  # lines that came while a password was checked, or the bus held them
+        self._holds = 0  # operations on their way through the bus (core/bus.py): lines wait for them
+        self.serial = 0  # the bus's number for this connection (core/bus.py)
         self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
         self._strikes = 0
@@ -86,6 +88,7 @@ class Session:
         self._batch: list[bytes] = []  # texts for `_batch_room`, sent as one block
         self._batch_room: Room | None = None
         self._batch_kind = "msg"
+        self._say = chat.bus.say
         self._register_deadline: float | None = None
 
     # -- driven by the transport --------------------------------------------------------
@@ -112,14 +115,14 @@ class Session:
         now = self._clock()
         self.last_active = now
         for line in lines:
-            if self.stage is Stage.ACTIVE:
+            if self.stage is Stage.ACTIVE and not self._holds:
                 self._gate(line, now)
-            elif self.stage is Stage.REGISTERING:
+            elif self.stage is Stage.REGISTERING and not self._holds:
                 self._register(line)
-            elif self.stage is Stage.WAITING:
-                self._hold(line)
-            else:
+            elif self.stage is Stage.CLOSED:
                 break
+            else:  # a password is checked, or an operation is on its way (core/bus.py)
+                self._hold(line)
         self._flush_batch()
 
     def charge(self, frames: int) -> bool:
@@ -154,7 +157,9 @@ class Session:
         if self.stage is not Stage.CLOSED:
             self._flush_batch()
             if self.stage is Stage.ACTIVE:
-                self.chat.leave(self, list(self.rooms.values()), full_reason)
+                self.chat.bus.leave(self, list(self.rooms.values()), full_reason)
+            elif self.serial:  # a nickname asked for may be on its way: let it go
+                self.chat.bus.leave(self, [], None)
             self.stage = Stage.CLOSED
             self._held.clear()
             if self.account is not None and self.chat.accounts is not None:
@@ -201,7 +206,10 @@ class Session:
         for line in self._flood.release(now):
             if self.stage is not Stage.ACTIVE:  # a held /quit, or strikes, ended it
                 break
-            self._handle(line)
+            if self._holds:  # an operation is on its way: the line waits for it too
+                self._hold(line)
+            else:
+                self._handle(line)
         self._flush_batch()
 
     def _rearm(self) -> None:
@@ -259,24 +267,40 @@ class Session:
             self.outlet.deliver(b"NICK\n")
 
     def admit(self, nick: str) -> None:
-        """Register as `nick`: `WELCOME`, then the autojoin rooms.
+        """Register as `nick`: `WELCOME`, then the autojoin rooms (on a network,
+        once the nickname is ours: `refuse` if it is not).
 
         Raises:
             ProtocolError: `nick_taken`.
         """
         config = self.chat.config
         welcome = f"Welcome to {config.server.name}, {nick}! Type /help for commands."
-        self.chat.register(self, nick, protocol.format_line("WELCOME", nick, welcome))
+        greeting = protocol.format_line("WELCOME", nick, welcome)
+        self.chat.bus.register(self, nick, greeting, lambda: self._admitted(nick), self.refuse)
+
+    def _admitted(self, nick: str) -> None:
         self.stage = Stage.ACTIVE
         self._register_deadline = None
         self._rearm()
         log.info("nickname", **self.context, nick=nick)
-        for name in config.rooms.autojoin:
+        self._autojoin(iter(self.chat.config.rooms.autojoin))
+
+    def _autojoin(self, names: Iterator[str]) -> None:
+        """Join each room of `names` in turn, then `CURRENT`. A join that takes
+        effect later (on a network) goes on with the rest from its continuation."""
+        for name in names:
+            if self.stage is not Stage.ACTIVE:
+                return
+            later = _Later(lambda: self._autojoin(names))
             try:
-                enter(self, name)
+                enter(self, name, later.done, later.refused(self.fail))
             except ProtocolError as error:  # e.g. the server's room limit
-                self._send_error(error)
-        say_current(self)
+                self.fail(error)
+                continue
+            if later.waiting():
+                return
+        if self.stage is Stage.ACTIVE:
+            say_current(self)
 
     # -- waiting for a password check (core/signin.py) ------------------------------------
 
@@ -294,7 +318,20 @@ class Session:
         """The check is answered: the lines held meanwhile, in order."""
         if self.stage is Stage.WAITING:
             self.stage = Stage.REGISTERING
-        if self._held and self.stage is not Stage.CLOSED:
+        self._replay()
+
+    def hold(self) -> None:
+        """An operation is on its way through the bus (core/bus.py): lines wait."""
+        self._holds += 1
+
+    def release(self) -> None:
+        """An operation of `hold` is over; with none left, the lines held, in order."""
+        self._holds -= 1
+        if self.stage is not Stage.WAITING:
+            self._replay()
+
+    def _replay(self) -> None:
+        if self._held and not self._holds and self.stage is not Stage.CLOSED:
             held, self._held = self._held, []
             self.on_lines(held)
 
@@ -359,7 +396,11 @@ class Session:
     def _flush_batch(self) -> None:
         if self._batch and self._batch_room is not None:
             batch, self._batch = self._batch, []
-            self.chat.say(self._batch_room, self._batch_kind, self.nick, batch, self.outlet)
+            self._say(self, self._batch_room, self._batch_kind, batch)
+
+    def fail(self, error: ProtocolError) -> None:
+        """`ERR` for a command refused (at once, or later by the bus)."""
+        self._send_error(error)
 
     def _send_error(self, error: ProtocolError) -> None:
         self._flush_batch()
@@ -368,3 +409,34 @@ class Session:
             self._strikes += 1
             if self._strikes >= self.chat.config.limits.max_strikes:
                 self.close("too_many_errors")
+
+
+class _Later:
+    """A continuation that may run at once (`LocalBus`) or later (on a
+    network): `waiting()`, asked right after the call, says which, and a
+    continuation that comes later then goes on with `then`."""
+
+    __slots__ = ("_state", "_then")
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self._then = then
+        self._state = "calling"
+
+    def done(self) -> None:
+        if self._state == "calling":
+            self._state = "done"
+        else:
+            self._then()
+
+    def refused(self, fail: Callable[[ProtocolError], None]) -> Callable[[ProtocolError], None]:
+        def refused(error: ProtocolError) -> None:
+            fail(error)
+            self.done()
+
+        return refused
+
+    def waiting(self) -> bool:
+        if self._state == "calling":
+            self._state = "waiting"
+            return True
+        return False
