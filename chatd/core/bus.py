@@ -47,6 +47,10 @@ class Party(Client, Protocol):
     outlet: Outlet
     serial: int  # the bus's number for this connection (NetworkBus); 0 until it gives one
 
+    @property
+    def closed(self) -> bool:
+        """Its connection has ended."""
+
     def hold(self) -> None:
         """Hold further lines until `release` (an operation is on its way)."""
 

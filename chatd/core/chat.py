@@ -91,18 +91,25 @@ class Chat:
 
     def say(self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None) -> None:
         """Events in `room` (one per text), with ids in the order members get them."""
-        history, keep = self.history, self.keeps_history
+        history = self.history
         with room.lock:
             now = history.clock.now_ms()
-            lines = []
-            for text in texts:
-                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text)
-                lines.append(event_line(event, history.clock))
-                if keep:
-                    room.recent.append(event)
-                    history.store.append(event)
-            room.durable = room.durable or keep
-            room.broadcast(b"".join(lines), len(lines), sender=sender)
+            self.publish(
+                room, [Event(history.next_id(), now, room.key, room.name, nick, kind, t) for t in texts], sender
+            )
+
+    def publish(self, room: Room, events: list[Event], sender: Sender | None) -> None:
+        """With `room.lock` held: `events` of `room` to its members, as one block,
+        and kept (the room's recent events, the store)."""
+        history, keep = self.history, self.keeps_history
+        lines = []
+        for event in events:
+            lines.append(event_line(event, history.clock))
+            if keep:
+                room.recent.append(event)
+                history.store.append(event)
+        room.durable = room.durable or keep
+        room.broadcast(b"".join(lines), len(lines), sender=sender)
 
     def direct(self, sender: Client, recipient: Client, text: bytes, outlet: Sender) -> None:
         """A DM: to the recipient, echoed to the sender; kept if both are
@@ -143,17 +150,22 @@ class Chat:
             )
         with self.rooms.changing:  # one order of JOIN, PART and USERS for everyone
             room = self.rooms.join(name, config.rooms.allow_create, config.limits.max_rooms)
-            with room.lock:  # the backlog, then the live events: none missed, none twice
-                self.rooms.add(room, client)
-                room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
-                # TOPIC, USERS and the backlog as one block: no /history reply
-                # (from the history thread) can land in between.
-                topic = self.topic_line(room) if room.topic else b""
-                users = protocol.format_users(room.name, room.nicks())
-                recent = room.recent
-                older = room.older or (room.durable and len(recent) == recent.maxlen)
-                self.send_history(client, room.name, list(recent), older, False, topic + users)
+            self.seat(client, room, sender)
         return room
+
+    def seat(self, client: Client, room: Room, sender: Sender | None) -> None:
+        """With `rooms.changing` held: `client` is in `room`: `JOIN` to the room,
+        then the topic, the member list and the backlog to the client."""
+        with room.lock:  # the backlog, then the live events: none missed, none twice
+            self.rooms.add(room, client)
+            room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
+            # TOPIC, USERS and the backlog as one block: no /history reply
+            # (from the history thread) can land in between.
+            topic = self.topic_line(room) if room.topic else b""
+            users = protocol.format_users(room.name, room.nicks())
+            recent = room.recent
+            older = room.older or (room.durable and len(recent) == recent.maxlen)
+            self.send_history(client, room.name, list(recent), older, False, topic + users)
 
     def send_history(
         self, client: Member, target: str, events: list[Event], more: bool, newer: bool, before: bytes = b""
