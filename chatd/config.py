@@ -364,6 +364,11 @@ def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
 def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
+    if config.cluster is not None and config.accounts.enabled:
+        raise ConfigError(
+            f"{config.path}: accounts.enabled: accounts are not shared between the nodes of a cluster yet; "
+            "set accounts.enabled: false beside a cluster section (got true)"
+        )
     if problem := config_accounts.check_accounts(config.accounts):
         raise ConfigError(f"{config.path}: {problem[0]}: {problem[1]}")
     tls = config.tls

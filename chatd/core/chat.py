@@ -61,7 +61,7 @@ class Chat:
         store = store if self.keeps_history and store is not None else NoStore()
         backlog = config.history.backlog if self.keeps_history else 0
         stored = store.load(backlog)
-        self.history = History(store, stored.next_id)
+        self.history = History(store, stored.next_id, stored.last_id)
         self.lookups = lookups if lookups is not None else DirectLookups(store)
         self.identities = Identities(stored.identities, store.remember_identity)
         store.keep_rooms(frozenset(map(names.room_key, config.rooms.permanent)))

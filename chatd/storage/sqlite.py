@@ -182,7 +182,7 @@ class SQLiteStore:
         rooms = [room for key in keys if (room := _stored_room(conn, key, backlog)) is not None]
         self._retention.touched = set(keys)
         identities = {key: spelling for key, spelling in conn.execute("SELECT key, spelling FROM identities")}
-        return StoredState(self._next_id, rooms, identities)
+        return StoredState(self._next_id, int(last), rooms, identities)
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         with self._recalling:

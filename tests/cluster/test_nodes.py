@@ -1,0 +1,104 @@
+"""Several real chatd nodes on one real redis-server (issue 24): one network.
+
+Each test starts two or three chatd processes with a `cluster:` section and
+its own key prefix on the session's private redis-server (Unix socket,
+append-only, fsync always), and talks to them as clients do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from tests.support.redisserver import require_redis
+
+require_redis()
+
+from tests.conftest import Daemon  # noqa: E402
+from tests.support.chatclient import ChatClient, event_id  # noqa: E402
+
+
+def events(client: ChatClient, count: int, verb: str = "MSG") -> list[tuple[int, str]]:
+    """The next `count` lines with `verb` (others skipped), as (id, line)."""
+    seen = []
+    while len(seen) < count:
+        tags, line = client.read_event(10)
+        if line.startswith(verb + " "):
+            seen.append((event_id(tags), line))
+    return seen
+
+
+def test_lines_across_nodes_arrive_in_one_order_with_the_same_ids(start_node: Callable[..., Daemon]) -> None:
+    a, b = start_node("a"), start_node("b")
+    alice = a.client("alice")
+    bob = b.client("bob")
+    assert alice.readline() == "JOIN #lobby bob"
+    for i in range(5):
+        alice.send(f"from a {i}")
+        bob.send(f"from b {i}")
+    seen_by_alice, seen_by_bob = events(alice, 10), events(bob, 10)
+    assert seen_by_alice == seen_by_bob
+    ids = [id_ for id_, _ in seen_by_alice]
+    assert ids == sorted(set(ids))
+    assert [line for _, line in seen_by_alice if "from a" in line] == [f"MSG #lobby alice from a {i}" for i in range(5)]
+    # Each node keeps its own history, the same: every echoed id in both.
+    for client in (alice, bob):
+        client.send("/history #lobby after 0")
+        history = events(client, 10)
+        assert [id_ for id_, _ in history] == ids
+        assert client.readline() == "HISTORY #lobby 10 end"
+
+
+def test_who_rooms_topics_renames_dms_and_leave_across_nodes(start_node: Callable[..., Daemon]) -> None:
+    a, b = start_node("a"), start_node("b")
+    alice, bob = a.client("alice"), b.client("bob")
+    assert alice.readline() == "JOIN #lobby bob"
+    bob.send("/who")
+    assert bob.readline() == "USERS #lobby alice bob"
+    alice.join("#rust")
+    bob.send("/rooms")
+    assert [bob.readline() for _ in range(3)] == ["ROOM #lobby 2", "ROOM #rust 1", "ROOMS 2"]
+    joined = bob.join("#Rust")
+    assert "USERS #rust alice bob" in joined
+    assert alice.readline() == "JOIN #rust bob"
+    alice.send("/topic #rust ownership")
+    assert alice.readline() == "TOPIC #rust alice ownership"
+    assert bob.readline() == "TOPIC #rust alice ownership"
+    bob.send("/nick Bobby")
+    assert bob.readline() == "RENAME bob Bobby"
+    assert alice.readline() == "RENAME bob Bobby"  # once, though they share two rooms
+    alice.send("/msg bobby psst")
+    assert alice.readline() == "DM alice Bobby psst"
+    assert bob.readline() == "DM alice Bobby psst"
+    assert alice.last_tags["id"] == bob.last_tags["id"]
+    bob.send("/part #rust see you")
+    assert bob.readline() == "PART #rust Bobby see you"
+    assert bob.readline() == "CURRENT #lobby"
+    assert alice.readline() == "PART #rust Bobby see you"
+    bob.send("/quit gone")
+    assert alice.readline() == "LEAVE Bobby quit gone"
+    alice.send("/who #lobby")
+    assert alice.readline() == "USERS #lobby alice"
+
+
+def test_one_nickname_raced_from_three_nodes_goes_to_exactly_one(start_node: Callable[..., Daemon]) -> None:
+    nodes = [start_node(name) for name in ("a", "b", "c")]
+    clients = [node.client() for node in nodes for _ in range(7)][:20]
+    for client in clients:
+        client.expect_greeting()
+    barrier = threading.Barrier(len(clients))
+    answers: list[str] = [""] * len(clients)
+
+    def claim(index: int) -> None:
+        barrier.wait(10)
+        clients[index].send("carol")
+        answers[index] = clients[index].readline(15)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    won = [answer for answer in answers if answer.startswith("WELCOME carol ")]
+    lost = [answer for answer in answers if answer.startswith("ERR nick_taken ")]
+    assert len(won) == 1 and len(lost) == len(clients) - 1, answers
