@@ -32,7 +32,7 @@ import structlog
 from chatd.cluster.errors import ClusterError, Fenced, Interrupted, Refused
 from chatd.cluster.scripts import Call, Calls, Incarnation
 from chatd.cluster.writer import Writer
-from chatd.core.network import BUSY, FENCED, LOST, Refusal
+from chatd.core.network import BUSY, FENCED, INTERRUPTED, LOST, Refusal
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +113,7 @@ class ClusterEngine:
             due = [refused for head, refused in self._settling if head <= position]
             self._settling = [(head, refused) for head, refused in self._settling if head > position]
         for refused in due:
-            refused(LOST, "interrupted")
+            refused(LOST, INTERRUPTED)
 
     # -- inside ---------------------------------------------------------------------------
 
@@ -139,7 +139,7 @@ class ClusterEngine:
             with self._lock:
                 self._unsettled.append(refused)
         else:  # Unavailable (the writer stopped without Redis), or a reply not understood
-            refused(LOST, str(error))
+            refused(LOST, "unsent")
 
     def _wait(self, call: Call[Any]) -> object:
         answered = threading.Event()

@@ -47,6 +47,7 @@ FENCED: Final = "fenced"
 NOT_OWNER: Final = "not_owner"
 ALREADY_IN: Final = "already_in"
 LOST: Final = "lost"
+INTERRUPTED: Final = "interrupted"  # the detail of `lost` for a call sent that did not run (else: never sent)
 BUSY: Final = "busy"  # the engine's queue is full: nothing was queued
 _ENDS: Final = frozenset({"leave", "release", "kick"})  # entries after which a connection holds nothing
 
@@ -278,7 +279,7 @@ class NetworkBus:
 
     def _send_leave(self, conn: int, nick: str, reason: str) -> None:
         def refused(code: str, detail: str) -> None:
-            if code == LOST:  # did not run: again (a second one is refused harmlessly)
+            if code == LOST and detail == INTERRUPTED:  # did not run: again (a second is refused harmlessly)
                 self._send_leave(conn, nick, reason)
                 return
             with self._lock:  # not_owner: never registered, or kicked; fenced: reaped

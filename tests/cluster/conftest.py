@@ -113,8 +113,11 @@ def start_node(start_daemon: Callable[..., Daemon], redis_server: RedisServer) -
     config overrides. Every node of one test shares the prefix."""
     prefix = new_prefix()
 
-    def start(name: str, redis: str | None = None, lease_s: float = 3, **overrides: Any) -> Daemon:
+    def start(
+        name: str, redis: str | None = None, lease_s: float = 3, log_max: int = 1_000_000, **overrides: Any
+    ) -> Daemon:
         cluster = {"redis": redis or redis_server.url, "node": name, "lease_s": lease_s, "prefix": prefix}
+        cluster["log_max"] = log_max
         overrides.setdefault("accounts", {"enabled": False})
         return start_daemon(cluster=cluster, **overrides)
 

@@ -407,3 +407,25 @@ def test_a_node_that_starts_takes_the_state_then_the_log() -> None:
     joined = net.send(bob, "/join #rust")
     assert joined[:3] == ["JOIN #rust bob", "TOPIC #rust alice ferris", "USERS #rust alice bob"], joined
     assert [e.text for e in late.store.events] == [e.text for e in net.nodes["a"].store.events]
+
+
+def test_a_leave_not_sent_is_not_sent_again_and_again() -> None:
+    """A writer stopped without Redis answers every call `lost` at once: a
+    leave sent again on that would loop for ever (it did, at shutdown)."""
+    net = Network("a")
+    node = net.nodes["a"]
+    alice = node.connect("alice")
+    net.settle()
+    engine = node.bus._engine
+    assert isinstance(engine, Engine)
+    leaves: list[str] = []
+
+    def unsent(conn: int, nick: str, reason: str, refused: Refusal) -> None:
+        leaves.append(nick)
+        refused("lost", "unsent")
+
+    engine.leave = unsent  # type: ignore[method-assign]
+    assert alice.session is not None
+    alice.session.on_close("shutdown", "")
+    assert leaves == ["alice"]
+    assert not node.bus  # and the connection is let go
