@@ -32,6 +32,7 @@ class ServerConfig:
     port: int = 7443
     name: str = "chatd"
     io_threads: int = 1
+    reuse_port: bool = False  # SO_REUSEPORT: several processes (cluster nodes) share the port
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "port": values.integer(0, 65535),
             "name": values.text,
             "io_threads": values.integer(0, 64),
+            "reuse_port": values.boolean,
         },
     ),
     "tls": (

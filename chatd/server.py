@@ -176,7 +176,7 @@ class Server:
     def _listen(self) -> socket.socket:
         host, port = self.config.server.host, self.config.server.port
         try:
-            listener = listen_on(host, port, backlog=1024)
+            listener = listen_on(host, port, backlog=1024, reuse_port=self.config.server.reuse_port)
         except OSError as exc:
             raise StartupError(
                 f"{self.config.path}: server.port: cannot listen on {host} port {port}: "

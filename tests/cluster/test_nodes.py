@@ -102,3 +102,16 @@ def test_one_nickname_raced_from_three_nodes_goes_to_exactly_one(start_node: Cal
     won = [answer for answer in answers if answer.startswith("WELCOME carol ")]
     lost = [answer for answer in answers if answer.startswith("ERR nick_taken ")]
     assert len(won) == 1 and len(lost) == len(clients) - 1, answers
+
+
+def test_two_nodes_on_one_port_with_reuse_port(start_node: Callable[..., Daemon]) -> None:
+    a = start_node("a", server={"port": 0, "reuse_port": True})
+    b = start_node("b", server={"port": a.port, "reuse_port": True})
+    assert b.port == a.port
+    clients = [a.client(f"user{i}") for i in range(20)]  # to the one port: the kernel picks a process
+    served = {name: len(node.find_events("nickname")) for name, node in (("a", a), ("b", b))}
+    assert served["a"] and served["b"] and sum(served.values()) == 20, served
+    viewer = a.client("viewer")  # whichever node it reached, it sees one network
+    viewer.send("/who")
+    everyone = sorted([*(client.nick for client in clients), "viewer"], key=str.lower)
+    assert viewer.expect_eventually("USERS #lobby ") == "USERS #lobby " + " ".join(everyone)

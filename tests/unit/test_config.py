@@ -48,6 +48,7 @@ server:
   port: 7000
   name: testchat
   io_threads: 4
+  reuse_port: true
 tls:
   cert: certs/server.crt
   key: certs/server.key
@@ -138,7 +139,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
     path = write(tmp_path, FULL)
     config = load_config(path)
     assert config.path == path
-    assert config.server == ServerConfig(host="0.0.0.0", port=7000, name="testchat", io_threads=4)
+    assert config.server == ServerConfig(host="0.0.0.0", port=7000, name="testchat", io_threads=4, reuse_port=True)
     assert config.tls == TLSConfig(
         cert=tmp_path / "certs/server.crt",
         key=tmp_path / "certs/server.key",
@@ -567,6 +568,7 @@ KEY_ERRORS = [
     ("server", "port", 65536, "must be an integer 0..65535"),
     ("server", "port", -1, "must be an integer 0..65535"),
     ("server", "io_threads", 65, "must be an integer 0..64"),
+    ("server", "reuse_port", "yes", "must be true or false"),
     ("limits", "max_line_bytes", 10, "must be an integer 256..65536"),
     ("limits", "ipv6_prefix", 0, "must be an integer 1..128"),
     ("limits", "ipv6_prefix", 129, "must be an integer 1..128"),
