@@ -7,14 +7,17 @@ append-only, fsync always), and talks to them as clients do.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.support.redisserver import require_redis
 
 require_redis()
 
-from tests.conftest import Daemon  # noqa: E402
+from chatd.metrics import SOURCE_HELP  # noqa: E402
+from tests.conftest import Daemon, chatctl_for, http_get, scrape  # noqa: E402
 from tests.support.chatclient import ChatClient, event_id  # noqa: E402
 
 
@@ -115,3 +118,39 @@ def test_two_nodes_on_one_port_with_reuse_port(start_node: Callable[..., Daemon]
     viewer.send("/who")
     everyone = sorted([*(client.nick for client in clients), "viewer"], key=str.lower)
     assert viewer.expect_eventually("USERS #lobby ") == "USERS #lobby " + " ".join(everyone)
+
+
+def test_operators_see_and_act_on_the_whole_network(start_node: Callable[..., Daemon], short_dir: Path) -> None:
+    a = start_node("a", control={"socket": str(short_dir / "a.sock")})
+    b = start_node("b", control={"socket": str(short_dir / "b.sock")})
+    alice, bob = a.client("alice"), b.client("bob")
+    assert alice.readline() == "JOIN #lobby bob"
+    who = json.loads(chatctl_for(a, "who", "--json").stdout)
+    assert [(c["nick"], c["node"], bool(c["peer"])) for c in who] == [("alice", "a", True), ("bob", "b", False)]
+    shown = chatctl_for(a, "who").stdout.splitlines()
+    assert shown[0].split() == ["NICK", "PEER", "CONNECTED", "IDLE", "NODE"] and shown[2].split()[-1] == "b"
+    status = json.loads(chatctl_for(b, "status", "--json").stdout)
+    cluster = status["cluster"]
+    assert (cluster["node"], cluster["state"], cluster["redis_reachable"]) == ("b", "serving", True)
+    assert cluster["log_position"] >= 1 and cluster["clients_here"] == 1
+    assert chatctl_for(b, "broadcast", "maintenance", "at", "noon").stdout == "sent to 2 clients\n"
+    assert alice.readline() == "INFO maintenance at noon"
+    assert bob.readline() == "INFO maintenance at noon"
+    assert chatctl_for(b, "kick", "alice", "spam").returncode == 0  # on the other node
+    assert alice.expect_closed() == ["BYE kicked spam"]
+    assert bob.readline() == "LEAVE alice kicked spam"
+    assert chatctl_for(a, "kick", "nobody").returncode != 0
+
+
+def test_a_node_exports_the_cluster_metrics(start_node: Callable[..., Daemon]) -> None:
+    a = start_node("a")
+    alice = a.client("alice")
+    alice.send("hello")
+    alice.expect("MSG #lobby alice hello")
+    figures = scrape(a)
+    cluster = {name.removeprefix("chatd_cluster_") for name in figures.names() if name.startswith("chatd_cluster_")}
+    assert cluster == set(SOURCE_HELP["cluster"])
+    assert figures("chatd_cluster_serving") == 1 and figures("chatd_cluster_redis_up") == 1
+    assert figures("chatd_cluster_appends_total") >= 3  # claim, join, the line
+    assert figures("chatd_cluster_append_seconds_total") > 0
+    assert http_get(a.metrics_address(), "/healthz")[0] == 200
