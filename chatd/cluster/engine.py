@@ -24,6 +24,7 @@ Blocking calls (`kick`, `info`: the control thread's) wait for their answer.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -46,8 +47,9 @@ class ClusterEngine:
         self._on_fenced = on_fenced
         self.me = Incarnation("", 0)  # set at each registration
         self._lock = threading.Lock()
-        # Interrupted calls: those waiting for a heartbeat's head, then for the reader.
-        self._unsettled: list[Refusal] = []
+        # Interrupted calls: those waiting for a heartbeat's head (with when they
+        # were found interrupted), then for the reader.
+        self._unsettled: list[tuple[float, Refusal]] = []
         self._settling: list[tuple[int, Refusal]] = []
         self.refusals = 0  # calls a script refused (all reasons), for the metrics
 
@@ -97,12 +99,14 @@ class ClusterEngine:
 
     # -- interrupted calls --------------------------------------------------------------
 
-    def settle_after(self, head: int) -> None:
-        """A heartbeat sent after the interrupted calls so far saw `head` as the
-        last id handed out: their entries, if they ran, are at or below it."""
+    def settle_after(self, head: int, sent_at: float) -> None:
+        """A heartbeat sent at `sent_at` (time.monotonic) saw `head` as the last
+        id handed out: the entries of calls found interrupted before it was
+        sent, if they ran, are at or below it."""
         with self._lock:
-            unsettled, self._unsettled = self._unsettled, []
-            self._settling.extend((head, refused) for refused in unsettled)
+            due = [refused for when, refused in self._unsettled if when < sent_at]
+            self._unsettled = [(when, refused) for when, refused in self._unsettled if when >= sent_at]
+            self._settling.extend((head, refused) for refused in due)
 
     def settled(self, position: int) -> None:
         """The reader has applied the log up to `position`: an interrupted call
@@ -137,7 +141,7 @@ class ClusterEngine:
             refused(error.code, error.detail)
         elif isinstance(error, Interrupted):
             with self._lock:
-                self._unsettled.append(refused)
+                self._unsettled.append((time.monotonic(), refused))
         else:  # Unavailable (the writer stopped without Redis), or a reply not understood
             refused(LOST, "unsent")
 

@@ -261,7 +261,8 @@ class Node:
 
     def _beat(self, beat: Beat) -> None:
         self.head = beat.head
-        self.engine.settle_after(beat.head)
+        if self._lease is not None:
+            self.engine.settle_after(beat.head, self._lease.last_ok)
         if self.position < beat.head and self._behind is None:
             self._behind = (beat.head, time.monotonic())
         self.reaped_nodes += beat.reaped.nodes

@@ -8,6 +8,7 @@ append-only, fsync always), and talks to them as clients do.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -154,3 +155,18 @@ def test_a_node_exports_the_cluster_metrics(start_node: Callable[..., Daemon]) -
     assert figures("chatd_cluster_appends_total") >= 3  # claim, join, the line
     assert figures("chatd_cluster_append_seconds_total") > 0
     assert http_get(a.metrics_address(), "/healthz")[0] == 200
+
+
+def test_a_node_stopped_lets_its_users_and_its_name_go_at_once(start_node: Callable[..., Daemon]) -> None:
+    a, b = start_node("a"), start_node("b")
+    alice, bob = a.client("alice"), b.client("bob")
+    assert alice.readline() == "JOIN #lobby bob"
+    b.signal(signal.SIGTERM)
+    assert bob.expect_closed() == ["BYE shutdown"]
+    assert alice.readline() == "LEAVE bob shutdown"  # said by the log, not by a lease running out
+    assert b.process is not None and b.process.wait(15) == 0
+    assert b.find_events("cluster_retired", node="b")
+    assert a.client("bob").nick == "bob"  # free at once on the network
+    b.log_path.rename(b.workdir / "chatd.before.log")
+    b.start()  # its name is free too: no waiting for the old lease
+    assert not b.find_events("cluster_node_taken")
