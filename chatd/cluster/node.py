@@ -36,22 +36,21 @@ from typing import Final
 
 import structlog
 
-from chatd.cluster.backoff import Backoff
 from chatd.cluster.engine import ClusterEngine
 from chatd.cluster.entry import Entry, EntryError
-from chatd.cluster.errors import ClusterError, Interrupted, Refused, Unavailable
+from chatd.cluster.errors import ClusterError, Interrupted, Unavailable
 from chatd.cluster.keys import Keys
 from chatd.cluster.lease import Beat, Lease, lease_link_timeout
 from chatd.cluster.link import PARSER, Link
 from chatd.cluster.persistence import check_persistence, redacted
 from chatd.cluster.reader import LogReader, LogRewound, LogTrimmed
+from chatd.cluster.registration import register
 from chatd.cluster.scripts import Calls, Incarnation
 from chatd.cluster.state import read_state
 from chatd.cluster.writer import Writer
 from chatd.config import ClusterConfig, Config
 from chatd.core.chat import Chat
 from chatd.core.network import NetworkBus
-from chatd.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -199,36 +198,9 @@ class Node:
     # -- registering ------------------------------------------------------------------
 
     def _register(self, previous: int | None, at_start: bool) -> tuple[Incarnation, float]:
-        """A new incarnation. Another process's lease on this name is waited out
-        (a restart after kill -9) for up to two leases, then refused."""
-        lease_s = self.config.lease_s
-        deadline = time.monotonic() + 2 * lease_s + 1
-        retry = Backoff(0.2, 2.0)
-        told = False
-        while True:
-            sent = time.monotonic()
-            call = self._calls.register(self.name, round(lease_s * 1000), previous, self._permanent)
-            try:
-                epoch = self._lease_link.run(call)
-                return Incarnation(self.name, epoch), sent
-            except Refused as exc:
-                if exc.code != "node_taken":
-                    raise
-                if not told:
-                    log.warning("cluster_node_taken", node=self.name, detail=exc.detail, waiting_s=2 * lease_s)
-                    told = True
-                if at_start and time.monotonic() > deadline:
-                    raise ConfigError(
-                        f"{self._path}: cluster.node: another live chatd holds the node name {self.name!r} "
-                        f"({exc.detail}); give each process its own node name (got {self.name!r})"
-                    ) from None
-                self._stopping.wait(lease_s / 3)
-            except (Unavailable, Interrupted):
-                if at_start:
-                    raise
-                self._stopping.wait(retry.next())
-            if self._stopping.is_set():
-                raise Unavailable("stopping")
+        return register(
+            self._lease_link, self._calls, self.config, self._path, self._permanent, previous, at_start, self._stopping
+        )
 
     def _keep_lease(self, registered_at: float) -> None:
         """The lease thread: heartbeats; after fencing, register again."""

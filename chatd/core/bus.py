@@ -100,3 +100,34 @@ class Bus(Protocol):
     def broadcast(self, text: str) -> int:
         """`INFO <text>` to every registered client of the network; how many
         there are. May block: the control thread calls it."""
+
+
+class Later:
+    """A continuation that may run at once (`LocalBus`) or later (on a
+    network): `waiting()`, asked right after the call, says which, and a
+    continuation that comes later then goes on with `then`."""
+
+    __slots__ = ("_state", "_then")
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self._then = then
+        self._state = "calling"
+
+    def done(self) -> None:
+        if self._state == "calling":
+            self._state = "done"
+        else:
+            self._then()
+
+    def refused(self, fail: Callable[[ProtocolError], None]) -> Callable[[ProtocolError], None]:
+        def refused(error: ProtocolError) -> None:
+            fail(error)
+            self.done()
+
+        return refused
+
+    def waiting(self) -> bool:
+        if self._state == "calling":
+            self._state = "waiting"
+            return True
+        return False

@@ -28,7 +28,7 @@ session's, core/flood.py), and what touches several clients (chat.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Protocol
@@ -38,6 +38,7 @@ import structlog
 from chatd import names
 from chatd.core import account_commands, protocol, signin
 from chatd.core.account_commands import Holder
+from chatd.core.bus import Later
 from chatd.core.chat import Chat
 from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
 from chatd.core.nicks import Client
@@ -271,6 +272,25 @@ def enter(caller: Caller, name: str, then: Callable[[], None], refused: Callable
         then()
 
     caller.chat.bus.join(caller, name, len(caller.rooms), joined, refused)
+
+
+def autojoin(caller: Caller, names: Iterator[str]) -> None:
+    """Registration's rooms: join each of `names` in turn, then `CURRENT`. A
+    join that takes effect later (on a network) goes on with the rest from
+    its continuation; a refused one is answered with `ERR` and skipped."""
+    for name in names:
+        if caller.closed or not caller.nick:
+            return
+        later = Later(lambda: autojoin(caller, names))
+        try:
+            enter(caller, name, later.done, later.refused(caller.fail))
+        except ProtocolError as error:  # e.g. the server's room limit
+            caller.fail(error)
+            continue
+        if later.waiting():
+            return
+    if not caller.closed:
+        say_current(caller)
 
 
 def say_current(caller: Caller) -> None:

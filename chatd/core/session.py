@@ -15,7 +15,7 @@ time only from the chat's clock (`Chat.monotonic`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from enum import Enum
 from typing import Final
 
@@ -25,7 +25,7 @@ from chatd import __version__
 from chatd.addresses import host_of, source_of
 from chatd.core import protocol
 from chatd.core.chat import Chat
-from chatd.core.commands import COMMANDS, Row, enter, say_current
+from chatd.core.commands import COMMANDS, Row, autojoin
 from chatd.core.flood import FloodControl, Line
 from chatd.core.identities import refusal
 from chatd.core.rooms import Room
@@ -283,24 +283,7 @@ class Session:
         self._register_deadline = None
         self._rearm()
         log.info("nickname", **self.context, nick=nick)
-        self._autojoin(iter(self.chat.config.rooms.autojoin))
-
-    def _autojoin(self, names: Iterator[str]) -> None:
-        """Join each room of `names` in turn, then `CURRENT`. A join that takes
-        effect later (on a network) goes on with the rest from its continuation."""
-        for name in names:
-            if self.stage is not Stage.ACTIVE:
-                return
-            later = _Later(lambda: self._autojoin(names))
-            try:
-                enter(self, name, later.done, later.refused(self.fail))
-            except ProtocolError as error:  # e.g. the server's room limit
-                self.fail(error)
-                continue
-            if later.waiting():
-                return
-        if self.stage is Stage.ACTIVE:
-            say_current(self)
+        autojoin(self, iter(self.chat.config.rooms.autojoin))
 
     # -- waiting for a password check (core/signin.py) ------------------------------------
 
@@ -409,34 +392,3 @@ class Session:
             self._strikes += 1
             if self._strikes >= self.chat.config.limits.max_strikes:
                 self.close("too_many_errors")
-
-
-class _Later:
-    """A continuation that may run at once (`LocalBus`) or later (on a
-    network): `waiting()`, asked right after the call, says which, and a
-    continuation that comes later then goes on with `then`."""
-
-    __slots__ = ("_state", "_then")
-
-    def __init__(self, then: Callable[[], None]) -> None:
-        self._then = then
-        self._state = "calling"
-
-    def done(self) -> None:
-        if self._state == "calling":
-            self._state = "done"
-        else:
-            self._then()
-
-    def refused(self, fail: Callable[[ProtocolError], None]) -> Callable[[ProtocolError], None]:
-        def refused(error: ProtocolError) -> None:
-            fail(error)
-            self.done()
-
-        return refused
-
-    def waiting(self) -> bool:
-        if self._state == "calling":
-            self._state = "waiting"
-            return True
-        return False

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 from tests.support.redisserver import require_redis
 
 require_redis()
 
 from chatd.metrics import SOURCE_HELP  # noqa: E402
-from tests.conftest import Daemon, chatctl_for, http_get, scrape  # noqa: E402
+from tests.conftest import Daemon, Scrape, chatctl_for, http_get, scrape, wait_until  # noqa: E402
 from tests.support.chatclient import ChatClient, event_id  # noqa: E402
 
 
@@ -148,11 +152,17 @@ def test_a_node_exports_the_cluster_metrics(start_node: Callable[..., Daemon]) -
     alice = a.client("alice")
     alice.send("hello")
     alice.expect("MSG #lobby alice hello")
-    figures = scrape(a)
+
+    # The writer counts a batch after its replies; the reader may deliver the echo first.
+    def counted() -> Scrape | None:
+        figures = scrape(a)
+        return figures if figures("chatd_cluster_appends_total") >= 3 else None
+
+    figures = wait_until(counted, 10, "the writer's counts")
     cluster = {name.removeprefix("chatd_cluster_") for name in figures.names() if name.startswith("chatd_cluster_")}
     assert cluster == set(SOURCE_HELP["cluster"])
     assert figures("chatd_cluster_serving") == 1 and figures("chatd_cluster_redis_up") == 1
-    assert figures("chatd_cluster_appends_total") >= 3  # claim, join, the line
+    assert figures("chatd_cluster_appends_total") >= 3  # claim, join, the line (waited for above)
     assert figures("chatd_cluster_append_seconds_total") > 0
     assert http_get(a.metrics_address(), "/healthz")[0] == 200
 
@@ -170,3 +180,21 @@ def test_a_node_stopped_lets_its_users_and_its_name_go_at_once(start_node: Calla
     b.log_path.rename(b.workdir / "chatd.before.log")
     b.start()  # its name is free too: no waiting for the old lease
     assert not b.find_events("cluster_node_taken")
+
+
+def test_a_second_live_process_with_a_node_name_is_refused(start_node: Callable[..., Daemon], tmp_path: Path) -> None:
+    a = start_node("a")
+    twin = {**a.config, "server": {"host": "127.0.0.1", "port": 0}, "metrics": {"listen": None}}
+    twin["history"] = {"path": str(tmp_path / "twin.db")}
+    (tmp_path / "twin.yaml").write_text(yaml.safe_dump(twin))
+    started = subprocess.run(
+        [sys.executable, "-m", "chatd", "--config", str(tmp_path / "twin.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 78, started.stderr  # after waiting two leases for it to go
+    assert started.stderr.splitlines()[-1].startswith(
+        f"chatd: config error: {tmp_path / 'twin.yaml'}: cluster.node: another live chatd holds the node name 'a'"
+    )
+    assert a.client("alice").nick == "alice"  # the first one serves on
