@@ -29,6 +29,7 @@ from typing import Any, Final, Protocol
 
 import structlog
 
+from chatd import names
 from chatd.core import protocol
 from chatd.core.bus import Done, Party, Refused
 from chatd.core.chat import Chat
@@ -92,6 +93,7 @@ class _Local:
     nick: str  # as last asked for (the party's own is set when the log says so)
     op: _Op | None = None
     leaving: str | None = None  # the reason of a leave asked for ("": a release)
+    left_as: str = ""  # the nickname that leave was sent with
 
 
 class NetworkBus:
@@ -165,7 +167,7 @@ class NetworkBus:
             if local is None:
                 return
             local.leaving = reason or ""
-            nick = client.nick or local.nick
+            local.left_as = nick = client.nick or local.nick
         self._send_leave(client.serial, nick, reason or "")
 
     def kick(self, nick: str, text: str) -> bool:
@@ -215,7 +217,9 @@ class NetworkBus:
                 op, local.op = local.op, None
                 then = functools.partial(op.done, value)
             if local.leaving is not None and record.kind in ("nick", "rename"):
-                resend = record.text.decode() if record.kind == "rename" else record.nick
+                now_as = record.text.decode() if record.kind == "rename" else record.nick
+                if names.nick_key(now_as) != names.nick_key(local.left_as):
+                    resend = local.left_as = now_as
         if op is not None:
             self._finish(local.party, then)
         if resend:  # it left while this was on its way: leave under the name it has now

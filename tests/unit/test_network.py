@@ -429,3 +429,19 @@ def test_a_leave_not_sent_is_not_sent_again_and_again() -> None:
     alice.session.on_close("shutdown", "")
     assert leaves == ["alice"]
     assert not node.bus  # and the connection is let go
+
+
+def test_a_client_gone_during_its_rename_leaves_under_its_new_name() -> None:
+    """Its leave was sent with the old name (refused: it is no longer that
+    connection's); the new one is let go once the rename is in the log."""
+    net = Network("a", "b")
+    alice, bob = net.nodes["a"].connect("alice"), net.nodes["b"].connect("bob")
+    net.settle()
+    alice.take(), bob.take()
+    assert alice.session is not None
+    alice.session.on_lines([b"/nick alice2"])
+    alice.session.on_close("connection_lost", "")  # before the rename is decided
+    net.settle()
+    assert net.log.nicks.keys() == {"bob"}
+    assert bob.take() == ["RENAME alice alice2", "LEAVE alice2 connection_lost"]
+    assert not net.nodes["a"].bus
