@@ -116,7 +116,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """`cluster:` (docs/architecture.md, "Cluster (engine layer)"): this process is a node of a
+    """`cluster:` (docs/architecture.md, "Cluster"): this process is a node of a
     network of chatd processes sharing one Redis. Absent (None): standalone."""
 
     redis: str  # redis://host[:port][/db], rediss://…, or unix:///path/redis.sock[?db=N]
