@@ -19,7 +19,7 @@ from pathlib import Path
 
 # docs/protocol.md, "Version": the server's first line, and on a server with
 # accounts ("Accounts") the line between it and NICK.
-HELLO = "HELLO 4 "
+HELLO = "HELLO 5 "
 ACCOUNTS = "ACCOUNTS "
 
 Tags = dict[str, str]  # a bare key (`history`) maps to ""
@@ -94,7 +94,7 @@ class ChatClient:
 
     @classmethod
     def registered(cls, port: int, ca: Path, nick: str, **kwargs: object) -> ChatClient:
-        """Connect and register as `nick`: `HELLO 4`, `NICK`, `WELCOME` first
+        """Connect and register as `nick`: `HELLO 5`, `NICK`, `WELCOME` first
         after the nickname, then the autojoin rooms up to `CURRENT`, so that a
         test starts from a clean slate (see `take_joins`)."""
         client = cls(port, ca, **kwargs)  # type: ignore[arg-type]
@@ -109,7 +109,7 @@ class ChatClient:
         self.autojoin = self.take_joins()
 
     def expect_greeting(self, timeout: float = 5.0) -> str:
-        """The first lines: `HELLO 4 <text>`, `ACCOUNTS ...` on a server with
+        """The first lines: `HELLO 5 <text>`, `ACCOUNTS ...` on a server with
         accounts (kept in `self.accounts`), then `NICK`; returns the HELLO line."""
         hello = self.expect(HELLO, timeout)
         line = self.readline(timeout)
