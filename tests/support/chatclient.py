@@ -129,8 +129,8 @@ class ChatClient:
     def take_joins(self, timeout: float = 5.0) -> list[str]:
         """Read this client's own joining lines up to and including `CURRENT`,
         and return them: `JOIN <room> <own nick>`, then that room's `TOPIC`,
-        `USERS` and `HISTORY`, for each room joined, and the `CURRENT` that
-        ends them.
+        `USERS` (`ROLES` and `FLAGS` in a registered room) and `HISTORY`, for
+        each room joined, and the `CURRENT` that ends them.
 
         The backlog events between a room's `USERS` and its `HISTORY` are not
         in the list: they go to `self.backlog[room]` (the room as the server
@@ -159,6 +159,8 @@ class ChatClient:
                 if verb == "USERS":
                     filling, joining = joining, None
                     self.backlog[filling] = []
+            elif verb in ("ROLES", "FLAGS") and filling is not None and words[0] == filling:
+                assert not tags, f"{line!r} is a state, not an event, yet tagged {tags}"  # a registered room's (v5)
             elif filling is not None and "history" in tags and words[0] == filling:
                 self.backlog[filling].append((tags, line))
                 continue
