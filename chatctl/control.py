@@ -96,6 +96,19 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
     return reply
 
 
+def socket_of(args: argparse.Namespace) -> Path:
+    """The control socket `args` name (`--socket`, or `--config`'s
+    `control.socket`), its permissions checked: for the other modules of
+    operator commands (chatctl/room.py).
+
+    Raises:
+        ControlError: with the exit status to end with.
+    """
+    path = _socket_path(args)
+    _check_permissions(path)
+    return path
+
+
 def _socket_path(args: argparse.Namespace) -> Path:
     if args.socket:
         return Path(args.socket)

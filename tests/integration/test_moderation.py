@@ -5,13 +5,14 @@ address, what survives a restart, and the audit events."""
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, chatctl_for
 from tests.support.accounts import FAST_ARGON2, rows, signed_in
 from tests.support.chatclient import ChatClient
 
@@ -208,3 +209,49 @@ def test_every_action_is_in_the_audit_log(chatd: Daemon) -> None:
         ("room_dropped", {}),
     ]:
         assert chatd.wait_for_event(event, room="#rust", by="alice", **fields), event
+
+
+def test_the_operator_runs_any_room_with_chatctl(chatd: Daemon) -> None:
+    alice = account(chatd, "alice")
+    bob = account(chatd, "bob")
+    mallory = account(chatd, "mallory")
+    for client in (alice, bob, mallory):
+        client.join("#lobby")
+    alice.sync()
+    assert "is one of the server's own rooms" in answer(alice, "/room register #lobby")[0]
+
+    def room(*args: str) -> str:
+        result = chatctl_for(chatd, "room", *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert room("owner", "#lobby", "alice") == "#lobby: owner alice, topic_ops\n"
+    assert alice.expect_eventually("REGISTERED ") == "REGISTERED #lobby alice"
+    assert alice.readline() == "ROLE #lobby alice owner *"
+    room("role", "#lobby", "bob", "op")
+    assert alice.expect_eventually("ROLE ") == "ROLE #lobby bob op *"
+    room("flag", "#lobby", "private", "on")
+    assert alice.expect_eventually("FLAG ") == "FLAG #lobby private on *"
+    assert room("ban", "#lobby", "account:mallory", "--reason", "trolling") == (
+        "banned account:mallory; 1 removed from the room\n"
+    )
+    assert mallory.expect_eventually("KICK ") == "KICK #lobby mallory * banned trolling"
+    shown = json.loads(room("show", "#lobby", "--json"))
+    assert (shown["owner"], shown["flags"], shown["members"]) == ("alice", ["topic_ops", "private"], 2)
+    assert shown["roles"] == [{"name": "alice", "role": "owner"}, {"name": "bob", "role": "op"}]
+    assert [b["mask"] for b in shown["bans"]] == ["account:mallory"]
+    assert room("roles", "#lobby").splitlines()[1:] == ["alice  owner", "bob    op", "2 accounts with a role"]
+    assert "account:mallory  *" in room("bans", "#lobby")
+    assert room("list").splitlines()[1].split() == ["#lobby", "alice", "topic_ops", "private", "2"]
+    assert room("owner", "#lobby", "bob") == "#lobby: owner bob, topic_ops private\n"  # alice becomes an op
+    assert bob.expect_eventually("ROLE #lobby alice op *")  # after the one saying bob owns it
+    assert answer(bob, "/deop #lobby alice") == ["ROLE #lobby alice member bob"]
+    room("unban", "#lobby", "account:mallory")
+    refused = chatctl_for(chatd, "room", "role", "#lobby", "nobody", "op")
+    assert refused.returncode == 1 and "there is no account nobody" in refused.stderr
+    refused = chatctl_for(chatd, "room", "show", "#nothing")
+    assert refused.returncode == 1 and "#nothing is not registered" in refused.stderr
+    assert room("drop", "#lobby") == "#lobby is no longer registered\n"
+    assert bob.expect_eventually("REGISTERED ") == "REGISTERED #lobby *"
+    for event in ("room_registered", "room_role", "room_flag", "room_ban", "room_kick", "room_unban", "room_dropped"):
+        assert chatd.wait_for_event(event, room="#lobby", by="*"), event

@@ -13,9 +13,11 @@ import pytest
 
 from chatd.config import Config, LimitsConfig, RoomsConfig
 from chatd.config_accounts import AccountsConfig
+from chatd.core.account_admin import AdminError
 from chatd.core.accounts import Accounts
 from chatd.core.chat import Chat
 from chatd.core.registry import INVITE_MS, Registry, RoomBan, RoomInvite, StoredRegistration
+from chatd.core.room_admin import RoomAdmin
 from chatd.core.session import Session
 from tests.support.chatclient import split_tags
 from tests.support.rooms import InstantPasswords, MemoryRooms, NoAccountStore
@@ -410,3 +412,36 @@ def test_a_registry_loaded_from_its_store_has_every_role_flag_ban_and_invite() -
     assert error_code(world.send(mallory, "/join #rust")) == "banned_from_room"
     registration = world.registry.find("#rust")
     assert registration is not None and registration.role("carol") == "voice" and registration.rank(None) == 0
+
+
+# -- the operator (core/room_admin.py) -----------------------------------------------------
+
+
+def test_the_operator_owns_permanent_rooms_and_is_above_every_role() -> None:
+    world = World(rooms_per_account=0)  # users register nothing; the operator still may
+    alice = world.account("alice")
+    admin = RoomAdmin(world.chat)
+    admin.set_owner("#lobby", "alice")
+    assert alice.take() == ["REGISTERED #lobby alice", "ROLE #lobby alice owner *", "FLAG #lobby topic_ops on *"]
+    bob = world.account("bob")
+    admin.set_role("#lobby", "bob", "op")
+    admin.set_flag("#lobby", "private", "on")
+    assert alice.take()[-2:] == ["ROLE #lobby bob op *", "FLAG #lobby private on *"]
+    with pytest.raises(AdminError, match="owns #lobby"):
+        admin.set_role("#lobby", "alice", "member")
+    with pytest.raises(AdminError, match="no account guest"):
+        admin.set_role("#lobby", "guest", "op")
+    with pytest.raises(AdminError, match="a role is one of owner, op, voice, member"):
+        admin.set_role("#lobby", "bob", "admin")
+    with pytest.raises(AdminError, match="not registered"):
+        admin.registration("#elsewhere")
+    with pytest.raises(AdminError, match="not a room name"):
+        admin.registration("lobby")
+    _, removed = admin.ban("#lobby", "account:alice", "even owners")  # the operator outranks owners
+    world.settle()
+    assert removed == 1 and "KICK #lobby alice * banned even owners" in alice.take()
+    world.take_all()
+    admin.set_owner("#lobby", "bob")
+    assert bob.take() == ["ROLE #lobby bob owner *", "ROLE #lobby alice op *"]
+    assert admin.drop("#lobby").name == "#lobby" and world.registry.find("#lobby") is None
+    assert bob.take() == ["REGISTERED #lobby *"]
