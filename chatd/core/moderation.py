@@ -62,10 +62,9 @@ def register(chat: Chat, name: str, owner: str, by: str) -> Registration:
     """
     assert chat.registry is not None
     with chat.rooms.changing:
-        registration = chat.registry.register(name, owner)
-        room = live_room(chat, registration)
+        room = chat.rooms.find(name)
+        registration = chat.registry.register(room.name if room is not None else name, owner)  # as created
         if room is not None:
-            registration.name = room.name  # the spelling it was created with
             chat.attach(room, registration)
         owner_nick = shown(chat, owner)
         lines = [

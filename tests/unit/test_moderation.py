@@ -445,3 +445,13 @@ def test_the_operator_owns_permanent_rooms_and_is_above_every_role() -> None:
     assert bob.take() == ["ROLE #lobby bob owner *", "ROLE #lobby alice op *"]
     assert admin.drop("#lobby").name == "#lobby" and world.registry.find("#lobby") is None
     assert bob.take() == ["REGISTERED #lobby *"]
+
+
+def test_a_room_is_registered_as_it_was_created_whatever_the_case_typed() -> None:
+    world = World()
+    alice = world.account("alice")
+    world.send(alice, "/join #Rust")
+    assert world.send(alice, "/room register #RUST")[0] == "REGISTERED #Rust alice"
+    RoomAdmin(world.chat).set_owner("#LOBBY", "alice")
+    assert [r.name for r in world.registry.all()] == ["#lobby", "#Rust"]
+    assert [w[1].name for w in world.store.writes if w[0] == "room"] == ["#Rust", "#lobby"]
