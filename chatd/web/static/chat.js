@@ -2,33 +2,15 @@
 // backlog and /history paging, catching up after a reconnect. It reads server
 // lines and tells the page (the `ui` object app.js passes in) what changed.
 
+import { submit } from "./composer.js";
 import { Connection } from "./connection.js";
 import { Conversation } from "./conversation.js";
-import { byteLength, cleanText, isRoom, keyOf, mentions, parseLine, ROOM_RE } from "./protocol.js";
+import { keyOf, mentions, parseLine } from "./protocol.js";
+import { local as store } from "./storage.js";
 
 const HISTORY_PAGE = 100;
-const MAX_LINE_BYTES = 4096; // the server's default limits.max_line_bytes
 const GHOST_RETRIES = 4; // nick_taken on an automatic try: our own previous connection may linger
 const GHOST_DELAY_MS = 1500;
-
-const store = {
-  get(key, fallback) {
-    try {
-      const value = localStorage.getItem(`chatd.${key}`);
-      return value === null ? fallback : JSON.parse(value);
-    } catch {
-      return fallback;
-    }
-  },
-  set(key, value) {
-    try {
-      if (value === null) localStorage.removeItem(`chatd.${key}`);
-      else localStorage.setItem(`chatd.${key}`, JSON.stringify(value));
-    } catch {
-      // Storage may be full or disabled (private windows): the client works without it.
-    }
-  },
-};
 
 export class Chat {
   /** @param {object} ui the page: see app.js for the methods it provides */
@@ -162,7 +144,7 @@ export class Chat {
   onJOIN(line) {
     const [room, nick] = line.args;
     if (this._isMe(nick)) {
-      const conv = this._conversation(room, "room");
+      const conv = this.conversationFor(room, "room");
       conv.name = room; // the server's spelling
       conv.joined = true;
       conv.setMembers([nick]);
@@ -181,7 +163,7 @@ export class Chat {
       this.ui.changed(conv);
       return;
     }
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (!conv) return;
     conv.addMember(nick);
     this._add(conv, { kind: "join", nick, text: `joined ${conv.name}`, live: true });
@@ -190,7 +172,7 @@ export class Chat {
 
   onPART(line) {
     const [room, nick, text] = line.args;
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (!conv) return;
     if (this._isMe(nick)) {
       conv.joined = false;
@@ -242,7 +224,7 @@ export class Chat {
 
   onTOPIC(line) {
     const [room, setter, text] = line.args;
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (!conv) {
       this._notice("info", `Topic of ${room}: ${text}`);
       return;
@@ -265,7 +247,7 @@ export class Chat {
   onUSERS(line) {
     const [room, list] = line.args;
     const nicks = list ? list.split(" ").filter(Boolean) : [];
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (conv && conv.joined) {
       conv.setMembers(nicks);
       if (!conv.joining) this._notice("info", `In ${room}: ${nicks.join(", ")}`, conv);
@@ -279,7 +261,7 @@ export class Chat {
   onCURRENT(line) {
     const [room] = line.args;
     this.serverCurrent = room === "*" ? null : keyOf(room);
-    const conv = room === "*" ? null : this._find(room);
+    const conv = room === "*" ? null : this.find(room);
     if (conv && (this.pendingSwitch === conv.key || !this.current)) {
       this.pendingSwitch = null;
       this.select(conv);
@@ -288,20 +270,20 @@ export class Chat {
 
   onMSG(line) {
     const [room, nick, text] = line.args;
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (conv) this._event(conv, line, "msg", nick, text);
   }
 
   onACTION(line) {
     const [room, nick, text] = line.args;
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (conv) this._event(conv, line, "action", nick, text);
   }
 
   onDM(line) {
     const [from, to, text] = line.args;
     const other = this._isMe(from) ? to : from;
-    const conv = this._conversation(other, "dm");
+    const conv = this.conversationFor(other, "dm");
     this._event(conv, line, "msg", from, text);
     if (this.pendingDm === conv.key) {
       this.pendingDm = null;
@@ -311,7 +293,7 @@ export class Chat {
 
   onHISTORY(line) {
     const [target, countText, more] = line.args;
-    const conv = this._find(target);
+    const conv = this.find(target);
     if (!conv) return;
     const count = Number(countText);
     const kind = conv.historyQueue.shift() ?? "before";
@@ -378,87 +360,7 @@ export class Chat {
 
   /** Send what was typed in the composer; returns an error text, or "" when sent. */
   submit(input) {
-    const text = cleanText(input).trim() === "" ? "" : cleanText(input);
-    if (!text.trim()) return "";
-    if (!this.conn.open || !this.registered) return "Not connected: your message was not sent.";
-    const conv = this.current;
-    let line;
-    if (text.startsWith("//") || !text.startsWith("/")) {
-      if (!conv) return "Join a room first: /join #room";
-      if (conv.kind === "room" && !conv.joined) return `You are not in ${conv.name}.`;
-      const body = text.startsWith("//") ? text.slice(1) : text;
-      line = `/msg ${conv.name} ${body}`;
-    } else {
-      const space = text.indexOf(" ");
-      const command = (space < 0 ? text : text.slice(0, space)).toLowerCase();
-      const rest = space < 0 ? "" : text.slice(space + 1).trim();
-      line = this._command(command, rest, text);
-      if (line === null) return "";
-      if (line.startsWith("!")) return line.slice(1);
-    }
-    if (byteLength(line) > MAX_LINE_BYTES) return "That message is too long for the server.";
-    this.conn.send(line);
-    return "";
-  }
-
-  /** A typed /command: the line to send, null when done here, or "!error". */
-  _command(command, rest, text) {
-    const conv = this.current;
-    switch (command) {
-      case "/me":
-        if (conv && conv.kind === "dm") return "!/me works in rooms only.";
-        if (conv && conv.kind === "room" && this.serverCurrent !== conv.key) this.conn.send(`/join ${conv.name}`);
-        return text;
-      case "/join": {
-        const room = rest.split(" ")[0];
-        if (!room) return "!Which room? /join #name";
-        const name = room.startsWith("#") ? room : `#${room}`;
-        if (!ROOM_RE.test(name)) return "!Room names are # and up to 32 letters, digits, _ or -.";
-        this.pendingSwitch = keyOf(name);
-        const existing = this._find(name);
-        if (existing && existing.joined) {
-          this.select(existing);
-          return null;
-        }
-        return `/join ${name}`;
-      }
-      case "/part":
-      case "/leave":
-        if (!rest.startsWith("#") && conv && conv.kind === "dm") {
-          this.remove(conv);
-          return null;
-        }
-        if (!rest.startsWith("#") && conv) return `/part ${conv.name}${rest ? ` ${rest}` : ""}`;
-        return `/part ${rest}`.trimEnd();
-      case "/msg":
-      case "/query": {
-        const [target, ...words] = rest.split(" ");
-        if (!target) return "!Whom to? /msg nick text";
-        if (!isRoom(target)) {
-          const open = this._conversation(target, "dm");
-          if (!words.length || command === "/query") {
-            this.select(open);
-            return null;
-          }
-          this.pendingDm = open.key;
-        }
-        return command === "/query" ? null : text;
-      }
-      case "/quit":
-        this.quit(rest);
-        this.ui.loggedOut("");
-        return null;
-      case "/topic":
-        if (conv && conv.kind === "room" && !rest.startsWith("#")) {
-          return rest ? `/topic ${conv.name} ${rest}` : `/topic ${conv.name}`;
-        }
-        return text;
-      case "/who":
-        if (!rest && conv && conv.kind === "room") return `/who ${conv.name}`;
-        return text;
-      default:
-        return text;
-    }
+    return submit(this, input);
   }
 
   /** Show a conversation (a sidebar click, /join, a notification). */
@@ -488,7 +390,7 @@ export class Chat {
   /** Open the direct conversation with `nick`. */
   openDm(nick) {
     if (this._isMe(nick)) return;
-    this.select(this._conversation(nick, "dm"));
+    this.select(this.conversationFor(nick, "dm"));
   }
 
   /** Ask for the page of history before the oldest event shown. */
@@ -566,12 +468,14 @@ export class Chat {
     return keyOf(nick) === keyOf(this.nick);
   }
 
-  _find(name) {
+  /** The conversation of a room or a nickname, if the page has one. */
+  find(name) {
     return this.conversations.get(keyOf(name)) ?? null;
   }
 
-  _conversation(name, kind) {
-    let conv = this._find(name);
+  /** The conversation of a room or a nickname, made (and shown in the sidebar) if new. */
+  conversationFor(name, kind) {
+    let conv = this.find(name);
     if (!conv) {
       conv = new Conversation(name, kind);
       conv.onNearTop = () => this.loadOlder(conv);
