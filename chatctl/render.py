@@ -83,6 +83,9 @@ _LEAVE_WORDS: Final[dict[str, str]] = {
     "write_timeout": "was disconnected (stopped reading)",
     "flood": "was disconnected for flooding",
     "too_many_errors": "was disconnected after too many errors",
+    "replaced": "signed in elsewhere",
+    "logout": "signed out",
+    "banned": "was banned",
 }
 
 # What BYE <code> means for the person who receives it.
@@ -99,6 +102,9 @@ BYE_WORDS: Final[dict[str, str]] = {
     "server_full": "the server is full",
     "too_many_connections": "too many connections from your address",
     "throttled": "too many connections from your address in the last minute",
+    "replaced": "your account signed in elsewhere",
+    "logout": "you signed out",
+    "banned": "banned by an operator",
 }
 
 
@@ -267,6 +273,10 @@ def _render_body(verb: str, rest: str, own: str, roles: Roles | None = None) -> 
     if verb == "HELLO" and len(args) >= 2:
         version, text = rest.split(" ", 1)
         return [("class:info", f"-!- {text} (protocol version {version})")]
+    if verb == "ACCOUNTS":  # docs/protocol.md "Accounts": keys unknown here are left out
+        keys = dict(item.partition("=")[::2] for item in args)
+        modes = f"registration {keys.get('registration', '?')}, guests {keys.get('guests', '?')}"
+        return [("class:info", f"-!- this server has accounts ({sanitize(modes)})")]
     if verb == "NICK" and not rest:
         return [("class:info", "-!- the server asks for a nickname")]
     if verb == "ERR" and rest:

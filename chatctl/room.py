@@ -17,14 +17,20 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Final
 
-from chatctl.control import EXIT_OK, EXIT_REFUSED, ControlError, _seconds, request, socket_of
+from chatctl.control import (
+    EPILOG,
+    EXIT_OK,
+    EXIT_REFUSED,
+    ControlError,
+    add_socket_arguments,
+    locate,
+    operator_config,
+    request,
+)
 from chatctl.render import sanitize
-from chatd.config import default_config_path
 
-EPILOG: Final = "exit status: 0 ok, 1 refused by the daemon, 2 usage, 3 no daemon, 4 permissions"
 ROOM_HELP: Final = "the room, e.g. '#rust' (quote it: # starts a comment in shells)"
 
 # action -> one-line help
@@ -44,12 +50,12 @@ _ACTIONS: Final[dict[str, str]] = {
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     """`chatctl room`'s actions and options (called by chatctl/cli.py)."""
-    _add_socket_arguments(parser, suppress=False)
+    add_socket_arguments(parser)
     parser.epilog = EPILOG
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, help_text in _ACTIONS.items():
         sub = actions.add_parser(action, help=help_text, description=help_text, epilog=EPILOG)
-        _add_socket_arguments(sub, suppress=True)  # after the action too, without undoing them before it
+        add_socket_arguments(sub, suppress=True)  # after the action too, without undoing them before it
         if action != "list":
             sub.add_argument("room", help=ROOM_HELP)
         if action in ("owner", "role"):
@@ -65,26 +71,10 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             sub.add_argument("--reason", default="", help="told to the members it removes, and logged")
 
 
-def _add_socket_arguments(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """chatctl/control.py's options; `suppress`: absent ones leave what came before the action."""
-    default: Any = argparse.SUPPRESS if suppress else None
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--config", type=Path, default=default, help=f"chatd's YAML file (default: {default_config_path()})"
-    )
-    where.add_argument("--socket", type=Path, default=default, help="the control socket itself, instead of --config")
-    parser.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS if suppress else False, help="print the answer as JSON"
-    )
-    parser.add_argument(
-        "--timeout", type=_seconds, default=argparse.SUPPRESS if suppress else 10.0, help="seconds to wait (default 10)"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     command = f"room_{args.action}"
     try:
-        path = socket_of(args)
+        path = locate(args, operator_config(args))
         reply = request(path, {"cmd": command, **_fields(args)}, args.timeout)
     except ControlError as exc:
         sys.stderr.write(f"chatctl: {exc}\n")

@@ -21,8 +21,8 @@ from chatd.errors import ConfigError
 from chatd.passwords import Argon2
 from chatd.stats import AccountFigures
 from chatd.storage.accounts import SQLiteAccounts, open_accounts
+from chatd.storage.database import failure
 from chatd.storage.rooms import SQLiteRooms
-from chatd.storage.sqlite import explain
 
 SYNC_TIMEOUT: Final = 10.0  # seconds an operator's change may take to reach the disk
 
@@ -81,8 +81,5 @@ def open_account_service(config: Config) -> AccountService | None:
     try:
         registry = Registry(SQLiteRooms(config.history.path, store))
     except sqlite3.Error as exc:
-        path = config.history.path
-        raise ConfigError(
-            f"{config.path}: history.path: {explain(path, exc)} (it holds the registered rooms)"
-        ) from None
+        raise ConfigError(failure(config.path, config.history.path, exc) + " (it holds the registered rooms)") from None
     return AccountService(accounts, auth, store, registry)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from chatd.core.registry import RoomBan, RoomInvite, StoredRegistration
-from chatd.storage.sqlite import START_TIMEOUT, connect
+from chatd.storage.database import START_TIMEOUT, connect
 
 _Write = Callable[[sqlite3.Connection], object]
 

@@ -130,6 +130,17 @@ def test_tokens_remember_resume_logout(accounts: Callable[..., Daemon]) -> None:
     assert token not in daemon.log()
 
 
+def test_logout_revokes_the_token_this_connection_asked_for(accounts: Callable[..., Daemon]) -> None:
+    daemon = accounts()
+    alice = signed_in(daemon, f"/register alice * {PASSWORD}", "alice")
+    alice.send("/remember")
+    token = alice.readline().split(" ")[1]
+    alice.send("/logout")
+    assert alice.expect_closed()[-1] == "BYE logout"
+    refused(greeted(daemon), f"/resume {token}", "token_invalid")
+    assert rows(daemon, "SELECT hash FROM tokens") == []
+
+
 def test_passwd_changes_the_password_and_revokes_every_token(accounts: Callable[..., Daemon]) -> None:
     daemon = accounts()
     alice = signed_in(daemon, f"/register alice * {PASSWORD}", "alice")
