@@ -28,6 +28,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "user": ("chatctl.accounts", "add, change, disable, delete and list accounts (control socket)"),
     "invite": ("chatctl.accounts", "create, list and revoke invite codes (control socket)"),
     "ban": ("chatctl.accounts", "ban and unban addresses and networks (control socket)"),
+    "room": ("chatctl.room", "registered rooms: owners, roles, flags, bans (control socket)"),
     "history": ("chatctl.export", "export a room's stored history (reads chatd's database)"),
 }
 

@@ -57,7 +57,8 @@ from chatctl.connection import QUIT_TIMEOUT, ClientError, Dialer, Exit, LineChan
 from chatctl.credentials import CredentialError, Login
 from chatctl.link import Link
 from chatctl.pager import Entry, ScrollBack
-from chatctl.render import Fragments, line_time, render_day, render_line, render_notice, render_status, sanitize
+from chatctl.render import Fragments, line_time, render_day, render_line, render_notice, sanitize
+from chatctl.roles import mark
 from chatctl.session import (
     Action,
     CaughtUp,
@@ -72,6 +73,7 @@ from chatctl.session import (
     Shown,
 )
 from chatctl.state import line_room, split_line
+from chatctl.status import render_status
 from chatctl.terminal import ESCAPE_TIMEOUT, KEYS_HELP, Terminal
 
 _NICK_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -81,6 +83,9 @@ COMMANDS_HELP: Final = (
     "/join <#room>   /part [#room]   /msg <#room|nick> <text>   /topic [#room] [text]   /rooms",
     "/me <text>   /who [#room]   /nick <new>   /ping   /quit [text]   /help",
     "/history <#room|nick> [before|after <id>] [limit]",
+    "rooms with owners: /room register|drop <#room>   /room <#room> [<flag> on|off | owner <nick>]",
+    "/op /deop /voice /devoice <#room> <nick>   /kick <#room> <nick> [why]   /invite <#room> <nick>",
+    "/ban <#room> <nick|account:name|ip/cidr> [why]   /unban <#room> <mask>   /bans <#room>",
 )
 
 
@@ -286,7 +291,7 @@ class _Chat:
         if self._last_day is not None and day != self._last_day:
             fragments += _lines(render_day(day))
         self._last_day = day
-        return fragments + _lines(render_line(line, own, now, current))
+        return fragments + _lines(render_line(line, own, now, current, self.state.role))
 
     def _ask_nick(self, now: datetime) -> Fragments:
         nick = self.session.nick
@@ -315,8 +320,10 @@ class _Chat:
         if self.session.needs_nick:
             return FormattedText([("class:prompt", "nickname: ")])
         nick = self.state.nick or self.session.nick or ""
-        room = [("class:prompt.room", f"[{sanitize(self.state.current)}] ")] if self.state.current else []
-        return FormattedText([*room, ("class:prompt.own", nick), ("class:prompt", "> ")])
+        current = self.state.current
+        room = [("class:prompt.room", f"[{sanitize(current)}] ")] if current else []
+        own = mark(self.state.role(current, nick)) if current else ""  # @ or + in a registered room
+        return FormattedText([*room, ("class:prompt.own", own + nick), ("class:prompt", "> ")])
 
     def status(self, width: int) -> FormattedText:
         if self.link.waiting:

@@ -163,6 +163,11 @@ class SQLiteAccounts:
 
     # -- the writer thread ------------------------------------------------------------------
 
+    def queue(self, write: _Write) -> None:
+        """Another store's write in this file (chatd/storage/rooms.py), done by this
+        writer in order with the accounts' own, and waited for by `sync`."""
+        self._queue(write)
+
     def _queue(self, write: _Write) -> None:
         with self._done:
             self._pending.append(write)

@@ -2,7 +2,8 @@
 mode and migrating it, and saying in one line what to do when that fails.
 
 Both stores in the file use it: the event store (chatd/storage/sqlite.py) and
-the accounts' store (chatd/storage/accounts.py). What they keep in it is theirs.
+the accounts' store (chatd/storage/accounts.py, which the registered
+rooms' chatd/storage/rooms.py shares). What they keep in it is theirs.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def accounts(start_daemon: Callable[..., Daemon], short_dir: Path) -> Callable[.
 def test_the_greeting_names_the_registration_mode(accounts: Callable[..., Daemon]) -> None:
     daemon = accounts(registration="invite", guests=False)
     client = daemon.client()
-    assert client.expect("HELLO 4 chatd ")
+    assert client.expect("HELLO 5 chatd ")
     assert client.readline() == "ACCOUNTS registration=invite guests=no"
     assert client.readline() == "NICK"
 
