@@ -1,11 +1,14 @@
 // The page: the sidebar of conversations, the header, member list and
 // composer, drawers on a phone, keyboard shortcuts, status, notifications.
 // The chat itself (protocol, state) is in chat.js; the sign-in screen in
-// signin-screen.js.
+// signin-screen.js; the member list and its menu in members.js; the room
+// settings panel in room-settings.js.
 
 import { Chat } from "./chat.js";
-import { keyOf } from "./protocol.js";
+import { Members } from "./members.js";
 import { isolated, nickSpan } from "./render.js";
+import { FLAG_SHORT } from "./roles.js";
+import { RoomSettings } from "./room-settings.js";
 import { SignInScreen } from "./signin-screen.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,7 +18,8 @@ const el = {
   joinForm: $("join-form"), joinInput: $("join-input"), joinError: $("join-error"),
   notifyButton: $("notify-button"), logoutButton: $("logout-button"),
   menuButton: $("menu-button"), menuBadge: $("menu-badge"), title: $("conv-title"), topic: $("topic"),
-  leaveButton: $("leave-button"), membersButton: $("members-button"), memberCount: $("member-count"),
+  leaveButton: $("leave-button"), settingsButton: $("settings-button"), roomFlags: $("room-flags"),
+  membersButton: $("members-button"), memberCount: $("member-count"),
   status: $("status"), logs: $("logs"), members: $("members"), memberList: $("member-list"),
   composer: $("composer"), input: $("composer-input"), composerError: $("composer-error"),
   announcer: $("announcer"),
@@ -57,7 +61,7 @@ const ui = {
   renamed(nick) {
     el.me.textContent = "";
     el.me.append("Signed in as ", nickSpan(nick));
-    renderMembers();
+    members.render();
   },
 
   /** A sign-in refused (see signin-screen.js): the sign-in screen says why. */
@@ -184,7 +188,29 @@ const ui = {
     if (conv.kind === "room" && !conv.joined) parts.push("not joined");
     button.setAttribute("aria-label", parts.join(", "));
     if (chat.current === conv) updateChrome();
+    settings.render(conv);
     updateTitle();
+  },
+
+  /** A notice above the conversation (a kick of this page), with a button (`{label, run}`) or none. */
+  notice(text, action) {
+    clearInterval(countdownTimer);
+    const button = action && { label: action.label, run: () => {
+      hideStatus();
+      action.run();
+    } };
+    showStatus(text, "error", button);
+    ui.announce(text);
+  },
+
+  /** The bans of a room, for the settings panel. */
+  bans(conv, list) {
+    settings.bans(conv, list);
+  },
+
+  /** A refusal (ERR, in words): the settings panel says it too, if open. */
+  refused(words) {
+    settings.refused(words);
   },
 
   announce(text) {
@@ -213,6 +239,14 @@ const ui = {
 };
 
 const chat = new Chat(ui);
+const members = new Members(chat, {
+  openDm(nick) {
+    chat.openDm(nick);
+    closeDrawers();
+    el.input.focus();
+  },
+});
+const settings = new RoomSettings(chat);
 const screen = new SignInScreen(chat, () => {
   clearInterval(countdownTimer);
   el.app.hidden = true;
@@ -262,45 +296,19 @@ function updateChrome() {
   el.leaveButton.setAttribute("aria-label", conv ? `${el.leaveButton.textContent} ${conv.name}` : "Leave");
   el.input.placeholder = !conv ? "/join #room"
     : conv.kind === "dm" ? `Message ${conv.name}` : `Message ${conv.name}`;
-  renderMembers();
+  const room = conv && conv.kind === "room" && conv.joined;
+  el.settingsButton.hidden = !room;
+  el.roomFlags.textContent = "";
+  const flags = room ? Object.keys(FLAG_SHORT).filter((flag) => conv.roles.has(flag)) : [];
+  for (const flag of flags) {
+    const badge = document.createElement("span");
+    badge.className = `flag ${flag}`;
+    badge.textContent = FLAG_SHORT[flag];
+    el.roomFlags.append(badge);
+  }
+  members.render();
   el.dmEmpty.hidden = el.dmList.children.length > 0;
   updateTitle();
-}
-
-function renderMembers() {
-  const conv = chat.current;
-  el.memberList.textContent = "";
-  const room = conv && conv.kind === "room";
-  el.membersButton.hidden = !room;
-  el.members.classList.toggle("empty", !room);
-  if (!room) {
-    el.memberCount.textContent = "";
-    return;
-  }
-  const nicks = conv.sortedMembers();
-  el.memberCount.textContent = String(nicks.length);
-  el.membersButton.setAttribute("aria-label", `Members (${nicks.length})`);
-  for (const nick of nicks) {
-    const li = document.createElement("li");
-    if (keyOf(nick) === keyOf(chat.nick)) {
-      li.className = "member self";
-      li.append(nickSpan(nick), " (you)");
-    } else {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "member";
-      button.append(nickSpan(nick));
-      button.setAttribute("aria-label", `${nick}: send a direct message`);
-      button.title = `Direct message to ${nick}`;
-      button.addEventListener("click", () => {
-        chat.openDm(nick);
-        closeDrawers();
-        el.input.focus();
-      });
-      li.append(button);
-    }
-    el.memberList.append(li);
-  }
 }
 
 function updateTitle() {
@@ -411,6 +419,10 @@ el.joinForm.addEventListener("submit", (event) => {
   el.joinInput.value = "";
   closeDrawers();
   el.input.focus();
+});
+
+el.settingsButton.addEventListener("click", () => {
+  if (chat.current && chat.current.kind === "room") settings.open(chat.current);
 });
 
 el.leaveButton.addEventListener("click", () => {
