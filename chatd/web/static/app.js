@@ -1,10 +1,11 @@
 // The page: the sidebar of conversations, the header, member list and
-// composer, drawers on a phone, keyboard shortcuts, status, notifications.
+// composer, keyboard shortcuts, status, notifications.
 // The chat itself (protocol, state) is in chat.js; the sign-in screen in
 // signin-screen.js; the member list and its menu in members.js; the room
-// settings panel in room-settings.js.
+// settings panel in room-settings.js; the drawers of a phone in drawers.js.
 
 import { Chat } from "./chat.js";
+import { drawers } from "./drawers.js";
 import { Members } from "./members.js";
 import { isolated, nickSpan } from "./render.js";
 import { FLAG_SHORT } from "./roles.js";
@@ -25,7 +26,6 @@ const el = {
   announcer: $("announcer"),
 };
 
-const phone = window.matchMedia("(max-width: 760px)");
 const entries = new Map(); // conversation key -> its sidebar <li>
 const sent = []; // lines sent from the composer, for ArrowUp (never one with a password)
 const SECRET_RE = /^\/(passwd|login|register|resume)\b/i;
@@ -247,6 +247,8 @@ const members = new Members(chat, {
   },
 });
 const settings = new RoomSettings(chat);
+const drawer = drawers(el);
+const closeDrawers = (returnFocus = false) => drawer.close(returnFocus);
 const screen = new SignInScreen(chat, () => {
   clearInterval(countdownTimer);
   el.app.hidden = true;
@@ -323,50 +325,6 @@ function updateTitle() {
 function updateNotifyButton() {
   el.notifyButton.hidden = !("Notification" in window) || Notification.permission !== "default";
 }
-
-// ---- drawers (phone) and the member column (desktop) ---------------------------
-
-function openDrawer(which) {
-  el.app.classList.add(`${which}-open`);
-  el.overlay.hidden = false;
-  const button = which === "nav" ? el.menuButton : el.membersButton;
-  button.setAttribute("aria-expanded", "true");
-  const panel = which === "nav" ? el.sidebar : el.members;
-  panel.querySelector("button, input")?.focus();
-}
-
-function closeDrawers(returnFocus = false) {
-  const was = el.app.classList.contains("nav-open") ? el.menuButton
-    : el.app.classList.contains("members-open") ? el.membersButton : null;
-  el.app.classList.remove("nav-open", "members-open");
-  el.overlay.hidden = true;
-  el.menuButton.setAttribute("aria-expanded", "false");
-  if (phone.matches) el.membersButton.setAttribute("aria-expanded", "false");
-  if (returnFocus && was) was.focus();
-}
-
-el.menuButton.addEventListener("click", () => {
-  if (el.app.classList.contains("nav-open")) closeDrawers(true);
-  else openDrawer("nav");
-});
-
-el.membersButton.addEventListener("click", () => {
-  if (phone.matches) {
-    if (el.app.classList.contains("members-open")) closeDrawers(true);
-    else openDrawer("members");
-  } else {
-    const hidden = el.app.classList.toggle("members-hidden");
-    el.membersButton.setAttribute("aria-expanded", String(!hidden));
-  }
-});
-
-el.overlay.addEventListener("click", () => closeDrawers(true));
-phone.addEventListener("change", () => {
-  closeDrawers();
-  el.membersButton.setAttribute("aria-expanded",
-    String(!phone.matches && !el.app.classList.contains("members-hidden")));
-});
-el.membersButton.setAttribute("aria-expanded", String(!phone.matches));
 
 // ---- forms -------------------------------------------------------------------
 
@@ -456,7 +414,7 @@ function stepConversation(delta) {
 
 document.addEventListener("keydown", (event) => {
   if (el.app.hidden) return;
-  if (event.key === "Escape" && (el.app.classList.contains("nav-open") || el.app.classList.contains("members-open"))) {
+  if (event.key === "Escape" && drawer.isOpen()) {
     closeDrawers(true);
     event.preventDefault();
   } else if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
