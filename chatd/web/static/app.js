@@ -1,11 +1,15 @@
 // The page: the sidebar of conversations, the header, member list and
-// composer, drawers on a phone, keyboard shortcuts, status, notifications.
+// composer, keyboard shortcuts, status, notifications.
 // The chat itself (protocol, state) is in chat.js; the sign-in screen in
-// signin-screen.js.
+// signin-screen.js; the member list and its menu in members.js; the room
+// settings panel in room-settings.js; the drawers of a phone in drawers.js.
 
 import { Chat } from "./chat.js";
-import { keyOf } from "./protocol.js";
+import { drawers } from "./drawers.js";
+import { Members } from "./members.js";
 import { isolated, nickSpan } from "./render.js";
+import { FLAG_SHORT } from "./roles.js";
+import { RoomSettings } from "./room-settings.js";
 import { SignInScreen } from "./signin-screen.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,13 +19,13 @@ const el = {
   joinForm: $("join-form"), joinInput: $("join-input"), joinError: $("join-error"),
   notifyButton: $("notify-button"), logoutButton: $("logout-button"),
   menuButton: $("menu-button"), menuBadge: $("menu-badge"), title: $("conv-title"), topic: $("topic"),
-  leaveButton: $("leave-button"), membersButton: $("members-button"), memberCount: $("member-count"),
+  leaveButton: $("leave-button"), settingsButton: $("settings-button"), roomFlags: $("room-flags"),
+  membersButton: $("members-button"), memberCount: $("member-count"),
   status: $("status"), logs: $("logs"), members: $("members"), memberList: $("member-list"),
   composer: $("composer"), input: $("composer-input"), composerError: $("composer-error"),
   announcer: $("announcer"),
 };
 
-const phone = window.matchMedia("(max-width: 760px)");
 const entries = new Map(); // conversation key -> its sidebar <li>
 const sent = []; // lines sent from the composer, for ArrowUp (never one with a password)
 const SECRET_RE = /^\/(passwd|login|register|resume)\b/i;
@@ -57,7 +61,7 @@ const ui = {
   renamed(nick) {
     el.me.textContent = "";
     el.me.append("Signed in as ", nickSpan(nick));
-    renderMembers();
+    members.render();
   },
 
   /** A sign-in refused (see signin-screen.js): the sign-in screen says why. */
@@ -184,7 +188,29 @@ const ui = {
     if (conv.kind === "room" && !conv.joined) parts.push("not joined");
     button.setAttribute("aria-label", parts.join(", "));
     if (chat.current === conv) updateChrome();
+    settings.render(conv);
     updateTitle();
+  },
+
+  /** A notice above the conversation (a kick of this page), with a button (`{label, run}`) or none. */
+  notice(text, action) {
+    clearInterval(countdownTimer);
+    const button = action && { label: action.label, run: () => {
+      hideStatus();
+      action.run();
+    } };
+    showStatus(text, "error", button);
+    ui.announce(text);
+  },
+
+  /** The bans of a room, for the settings panel. */
+  bans(conv, list) {
+    settings.bans(conv, list);
+  },
+
+  /** A refusal (ERR, in words): the settings panel says it too, if open. */
+  refused(words) {
+    settings.refused(words);
   },
 
   announce(text) {
@@ -213,6 +239,16 @@ const ui = {
 };
 
 const chat = new Chat(ui);
+const members = new Members(chat, {
+  openDm(nick) {
+    chat.openDm(nick);
+    closeDrawers();
+    el.input.focus();
+  },
+});
+const settings = new RoomSettings(chat);
+const drawer = drawers(el);
+const closeDrawers = (returnFocus = false) => drawer.close(returnFocus);
 const screen = new SignInScreen(chat, () => {
   clearInterval(countdownTimer);
   el.app.hidden = true;
@@ -262,45 +298,19 @@ function updateChrome() {
   el.leaveButton.setAttribute("aria-label", conv ? `${el.leaveButton.textContent} ${conv.name}` : "Leave");
   el.input.placeholder = !conv ? "/join #room"
     : conv.kind === "dm" ? `Message ${conv.name}` : `Message ${conv.name}`;
-  renderMembers();
+  const room = conv && conv.kind === "room" && conv.joined;
+  el.settingsButton.hidden = !room;
+  el.roomFlags.textContent = "";
+  const flags = room ? Object.keys(FLAG_SHORT).filter((flag) => conv.roles.has(flag)) : [];
+  for (const flag of flags) {
+    const badge = document.createElement("span");
+    badge.className = `flag ${flag}`;
+    badge.textContent = FLAG_SHORT[flag];
+    el.roomFlags.append(badge);
+  }
+  members.render();
   el.dmEmpty.hidden = el.dmList.children.length > 0;
   updateTitle();
-}
-
-function renderMembers() {
-  const conv = chat.current;
-  el.memberList.textContent = "";
-  const room = conv && conv.kind === "room";
-  el.membersButton.hidden = !room;
-  el.members.classList.toggle("empty", !room);
-  if (!room) {
-    el.memberCount.textContent = "";
-    return;
-  }
-  const nicks = conv.sortedMembers();
-  el.memberCount.textContent = String(nicks.length);
-  el.membersButton.setAttribute("aria-label", `Members (${nicks.length})`);
-  for (const nick of nicks) {
-    const li = document.createElement("li");
-    if (keyOf(nick) === keyOf(chat.nick)) {
-      li.className = "member self";
-      li.append(nickSpan(nick), " (you)");
-    } else {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "member";
-      button.append(nickSpan(nick));
-      button.setAttribute("aria-label", `${nick}: send a direct message`);
-      button.title = `Direct message to ${nick}`;
-      button.addEventListener("click", () => {
-        chat.openDm(nick);
-        closeDrawers();
-        el.input.focus();
-      });
-      li.append(button);
-    }
-    el.memberList.append(li);
-  }
 }
 
 function updateTitle() {
@@ -315,50 +325,6 @@ function updateTitle() {
 function updateNotifyButton() {
   el.notifyButton.hidden = !("Notification" in window) || Notification.permission !== "default";
 }
-
-// ---- drawers (phone) and the member column (desktop) ---------------------------
-
-function openDrawer(which) {
-  el.app.classList.add(`${which}-open`);
-  el.overlay.hidden = false;
-  const button = which === "nav" ? el.menuButton : el.membersButton;
-  button.setAttribute("aria-expanded", "true");
-  const panel = which === "nav" ? el.sidebar : el.members;
-  panel.querySelector("button, input")?.focus();
-}
-
-function closeDrawers(returnFocus = false) {
-  const was = el.app.classList.contains("nav-open") ? el.menuButton
-    : el.app.classList.contains("members-open") ? el.membersButton : null;
-  el.app.classList.remove("nav-open", "members-open");
-  el.overlay.hidden = true;
-  el.menuButton.setAttribute("aria-expanded", "false");
-  if (phone.matches) el.membersButton.setAttribute("aria-expanded", "false");
-  if (returnFocus && was) was.focus();
-}
-
-el.menuButton.addEventListener("click", () => {
-  if (el.app.classList.contains("nav-open")) closeDrawers(true);
-  else openDrawer("nav");
-});
-
-el.membersButton.addEventListener("click", () => {
-  if (phone.matches) {
-    if (el.app.classList.contains("members-open")) closeDrawers(true);
-    else openDrawer("members");
-  } else {
-    const hidden = el.app.classList.toggle("members-hidden");
-    el.membersButton.setAttribute("aria-expanded", String(!hidden));
-  }
-});
-
-el.overlay.addEventListener("click", () => closeDrawers(true));
-phone.addEventListener("change", () => {
-  closeDrawers();
-  el.membersButton.setAttribute("aria-expanded",
-    String(!phone.matches && !el.app.classList.contains("members-hidden")));
-});
-el.membersButton.setAttribute("aria-expanded", String(!phone.matches));
 
 // ---- forms -------------------------------------------------------------------
 
@@ -413,6 +379,10 @@ el.joinForm.addEventListener("submit", (event) => {
   el.input.focus();
 });
 
+el.settingsButton.addEventListener("click", () => {
+  if (chat.current && chat.current.kind === "room") settings.open(chat.current);
+});
+
 el.leaveButton.addEventListener("click", () => {
   if (chat.current) chat.leave(chat.current);
   el.input.focus();
@@ -444,7 +414,7 @@ function stepConversation(delta) {
 
 document.addEventListener("keydown", (event) => {
   if (el.app.hidden) return;
-  if (event.key === "Escape" && (el.app.classList.contains("nav-open") || el.app.classList.contains("members-open"))) {
+  if (event.key === "Escape" && drawer.isOpen()) {
     closeDrawers(true);
     event.preventDefault();
   } else if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {

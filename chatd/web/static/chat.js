@@ -1,17 +1,24 @@
 // The client's side of the chat: registration, rooms and direct messages, the
 // backlog and /history paging, catching up after a reconnect. It reads server
 // lines and tells the page (the `ui` object app.js passes in) what changed.
-// What answers NICK, and the sign-in token, are signin.js's.
+// What answers NICK, and the sign-in token, are signin.js's; paging history is
+// history.js's; room roles and moderation (KICK, ROLE, FLAG...) moderation.js's.
 
 import { submit } from "./composer.js";
 import { Connection } from "./connection.js";
 import { Conversation } from "./conversation.js";
+import { historyEnded, historyOff, loadOlder } from "./history.js";
+import { Moderation } from "./moderation.js";
 import { keyOf, mentions, parseLine } from "./protocol.js";
+import { errorWords } from "./roles.js";
 import { SignIn } from "./signin.js";
 import { local as store } from "./storage.js";
 
-const HISTORY_PAGE = 100;
 const GHOST_DELAY_MS = 1500;
+// Codes that refuse a /join: the join form says them too.
+const JOIN_REFUSALS = new Set([
+  "no_such_room", "room_invalid", "too_many_rooms", "invite_only", "banned_from_room", "accounts_only",
+]);
 
 export class Chat {
   /** @param {object} ui the page: see app.js for the methods it provides */
@@ -32,6 +39,7 @@ export class Chat {
     this.wantedRooms = store.get("rooms", []);
     this.noHistory = false;
     this.hiddenUnread = 0;
+    this.moderation = new Moderation(this);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.conn = new Connection(`${scheme}//${location.host}/ws`, {
       onOpen: () => this.ui.status(this.signin.pending ? "Connected; signing in…" : "", "busy"),
@@ -94,6 +102,7 @@ export class Chat {
 
   handle(raw) {
     const line = parseLine(raw);
+    if (this.moderation.handle(line)) return;
     const handler = this[`on${line.verb}`];
     if (typeof handler === "function") handler.call(this, line);
     // Unknown verbs are ignored: later protocol versions add some (docs/protocol.md).
@@ -163,22 +172,16 @@ export class Chat {
       this.ui.signInError(code, text);
       return;
     }
-    if (code === "no_history") {
-      this.noHistory = true;
-      for (const conv of this.conversations.values()) {
-        conv.historyQueue = [];
-        conv.loadingBefore = false;
-        conv.hasMoreBefore = false;
-        conv.resumeFrom = null;
-        conv.showOlderState();
-      }
-    }
+    if (code === "no_history") historyOff(this);
     if (code === "no_such_nick" && this.pendingDm) this.pendingDm = null;
-    if (code === "no_such_room" || code === "room_invalid" || code === "too_many_rooms") {
-      if (this.pendingSwitch) this.ui.joinError(text);
+    // The moderation codes in the page's words (roles.js); the others are the server's.
+    const words = errorWords(code, text) ?? (text || code);
+    if (JOIN_REFUSALS.has(code)) {
+      if (this.pendingSwitch) this.ui.joinError(words);
       this.pendingSwitch = null;
     }
-    this._notice("error", text || code);
+    this._notice("error", words);
+    this.ui.refused(words);
   }
 
   onJOIN(line) {
@@ -187,6 +190,7 @@ export class Chat {
       const conv = this.conversationFor(room, "room");
       conv.name = room; // the server's spelling
       conv.joined = true;
+      this.moderation.joined(conv);
       conv.setMembers([nick]);
       conv.joining = true; // its TOPIC and USERS follow
       // Catch up from the greatest id seen before this connection, if any
@@ -332,28 +336,7 @@ export class Chat {
   }
 
   onHISTORY(line) {
-    const [target, countText, more] = line.args;
-    const conv = this.find(target);
-    if (!conv) return;
-    const count = Number(countText);
-    const kind = conv.historyQueue.shift() ?? "before";
-    const replyMax = conv.replyMaxId;
-    conv.replyMaxId = 0;
-    if (kind === "backlog") {
-      conv.hasMoreBefore = more === "more";
-      if (conv.resumeFrom !== null) this._historyAfter(conv, conv.resumeFrom);
-      if (this.current === conv) conv.scrollToBottom();
-    } else if (kind === "before") {
-      conv.loadingBefore = false;
-      conv.hasMoreBefore = more === "more" && count > 0;
-      // A page that did not fill the view: nothing to scroll, so ask for the next now.
-      if (conv.hasMoreBefore && conv.log.scrollHeight <= conv.log.clientHeight) this.loadOlder(conv);
-    } else if (kind === "after") {
-      if (more === "more" && count > 0 && replyMax > 0) this._historyAfter(conv, replyMax);
-      else conv.resumeFrom = null; // caught up: every event since the reconnect, once
-    }
-    conv.showOlderState();
-    this.ui.changed(conv);
+    historyEnded(this, line);
   }
 
   onROOM(line) {
@@ -461,15 +444,7 @@ export class Chat {
 
   /** Ask for the page of history before the oldest event shown. */
   loadOlder(conv) {
-    if (conv.kind !== "room" || !conv.joined || !conv.hasMoreBefore || conv.loadingBefore) return;
-    if (!this.registered || this.noHistory) return;
-    const oldest = conv.oldestId;
-    conv.loadingBefore = true;
-    conv.historyQueue.push("before");
-    this.conn.send(oldest === null
-      ? `/history ${conv.name} ${HISTORY_PAGE}`
-      : `/history ${conv.name} before ${oldest} ${HISTORY_PAGE}`);
-    conv.showOlderState();
+    loadOlder(this, conv);
   }
 
   remove(conv) {
@@ -565,12 +540,6 @@ export class Chat {
     if (present) rooms.push(name);
     this.wantedRooms = rooms;
     store.set("rooms", rooms);
-  }
-
-  _historyAfter(conv, id) {
-    conv.historyQueue.push("after");
-    conv.resumeFrom = id;
-    this.conn.send(`/history ${conv.name} after ${id} ${HISTORY_PAGE * 5}`);
   }
 
   /** An event (MSG, ACTION, DM): add it once, count it, announce it, notify. */
