@@ -129,7 +129,8 @@ class Attempts(Registration):
 
 
 class Flood:
-    """`size` connections signing in again and again while `on`."""
+    """`spec["flood"]` connections signing in again and again while `on`, each
+    replaced by a new one (from a new address) when it ends."""
 
     def __init__(self, engine: Engine, spec: Spec, addresses: Iterator[str]) -> None:
         self.engine, self.spec, self.addresses = engine, spec, addresses
