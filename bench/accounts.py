@@ -205,11 +205,12 @@ def accounts_checks(records: list[Record]) -> list[Check]:
             )
     resumes = median(runs, "resume_per_s")
     if resumes is not None:
-        guests = median(runs, "guest_per_s")
+        guests, cpu_each = median(runs, "guest_per_s"), median(runs, "resume_server_cpu_ms_each")
+        per_core = f"; server CPU {cpu_each:.2f} ms each: {1000 / cpu_each:,.0f}/s per busy core" if cpu_each else ""
         checks.append(
             (
                 f"accounts: resumes/s with tokens ({fmt(median(runs, 'logins'))} at once)",
-                f"{fmt(resumes)}/s (guests, same storm: {fmt(guests)}/s)",
+                f"{fmt(resumes)}/s (guests, same storm: {fmt(guests)}/s{per_core})",
                 f"≥ {RESUME_GOAL:,}/s",
                 resumes >= RESUME_GOAL,
             )
