@@ -227,15 +227,15 @@ def _one_run(
     spec = dict(spec)
     if target.name == "seed":
         spec.update(SEED_LIMITS)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{key}-{target.name}-", dir=WORK))
     record: dict[str, Any] = {"key": key, "target": target.name, "run": run}
     with LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # never two of these benches at once on one machine
         record["quiet_before_pct"] = _wait_quiet(quiet_wait)
-        if key.startswith(OWN_SERVER):  # it starts its own chatd, or none
+        if key.startswith(OWN_SERVER):  # it starts its own chatd (in a directory of its own), or none
             measure = accounts.measure if key.startswith(accounts.KEY) else history.measure
             record.update({"ok": True, **measure(key, spec)})
             return record
+        workdir = Path(tempfile.mkdtemp(prefix=f"{key}-{target.name}-", dir=WORK))
         try:
             running = target.start(workdir, spec)
         except (RuntimeError, OSError) as exc:
