@@ -104,12 +104,21 @@ def _tree(revision: str) -> tuple[Path, str, str]:
     return base.tree, base.dialect, f"{base.commit[:7]} (protocol v{base.protocol})"
 
 
-def run_one(revision: str, spec: dict[str, Any], certs: Certs, out: Path) -> dict[str, Any]:
-    """One fresh chatd under callgrind, one fan-out run; the record."""
+def run_one(
+    revision: str, spec: dict[str, Any], certs: Certs, out: Path, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One fresh chatd under callgrind, one fan-out run; the record. `settings`
+    (dotted key → value, `--set`) change the config further."""
     tree, dialect, label = _tree(revision)
     workdir = Path(tempfile.mkdtemp(prefix="callgrind-", dir=out))
     config, changes = chatd_config(certs, spec, io_threads=1, source=tree / "config" / "chatd.yaml")
     config["limits"].update(SLOW_LIMITS)
+    for key, value in (settings or {}).items():
+        *sections, name = key.split(".")
+        section = config
+        for part in sections:
+            section = section.setdefault(part, {})
+        section[name] = changes[key] = value
     (workdir / "chatd.yaml").write_text(yaml.safe_dump(config))
     log = workdir / "chatd.log"
     cmd = [
@@ -278,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         help="lengthen every message by 1+PAD bytes (` xxx…`), e.g. 6 makes v1's lines as long as v2's",
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config value for every server, as YAML, e.g. accounts.enabled=false (repeatable)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=WORK / "callgrind",
@@ -294,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     certs = dev_certs()
     window = WINDOW if args.records == "packed" else LINES
+    settings = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     per_line: dict[str, float] = {}
     for revision in args.trees.split(","):
         records = []
@@ -301,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = {"scenario": "fanout", "n": args.n, "s": args.s, "m": m, **window, **SLOW_SPEC}
             if args.pad:
                 spec["pad"] = args.pad
-            record = run_one(revision.strip(), spec, certs, args.out)
+            record = run_one(revision.strip(), spec, certs, args.out, settings)
             records.append(record)
             print(json.dumps(record), flush=True)
         diff = _difference(records)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.accounts import accounts_checks, accounts_section
 from bench.cells import (
     GEN_SATURATED,
     NOISY,
@@ -98,6 +99,9 @@ def render(machine: dict[str, Any], records: list[Record]) -> str:
     history = history_section(records)
     if history:  # likewise for runs before the history measurements
         out.append(history)
+    signins = accounts_section(records)
+    if signins:  # likewise for runs before the accounts measurements
+        out.append(signins)
     out.append(_seed_section(records))
     out.append(_flag_section(records))
     return "\n".join(out)
@@ -181,6 +185,8 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
     for row in websocket_checks(records):
         check(*row)
     for row in history_checks(records):
+        check(*row)
+    for row in accounts_checks(records):
         check(*row)
     return "## chatd against its targets\n\n" + table(["check", "measured", "target", "met"], rows) + "\n"
 

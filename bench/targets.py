@@ -321,6 +321,8 @@ class ChatdTarget(Target):
         keys: tuple[str, ...] | None = None,
         history: bool = True,
         metrics: bool = True,
+        accounts: bool = True,
+        control: bool = False,
     ) -> None:
         super().__init__(certs)
         self.name = name
@@ -329,6 +331,8 @@ class ChatdTarget(Target):
         self.history = history  # False: history.enabled false, for "history on vs off"
         self.keys = keys
         self.metrics = metrics
+        self.accounts = accounts  # False: accounts.enabled false, for "accounts on vs off"
+        self.control = control  # the control socket on, as `<workdir>/chatd.sock` (bench/accounts.py)
         if io_threads is not None and not tuned:
             self.placement = "shared"
 
@@ -376,6 +380,11 @@ class ChatdTarget(Target):
         if not self.history:
             config.setdefault("history", {})["enabled"] = False
             changes["history.enabled"] = False
+        if not self.accounts:
+            config.setdefault("accounts", {})["enabled"] = False
+            changes["accounts.enabled"] = False
+        if self.control:
+            config["control"]["socket"] = str(workdir / "chatd.sock")
         path = workdir / "chatd.yaml"
         path.write_text(yaml.safe_dump(config))
         log = workdir / "chatd.log"
@@ -598,4 +607,6 @@ TARGETS: dict[str, Callable[[Certs], Target]] = {
     "chatd-nometrics": functools.partial(ChatdTarget, name="chatd-nometrics", metrics=False, keys=("fanout",)),
     "chatd-before": ChatdBeforeTarget,
     "chatd-nohistory": functools.partial(ChatdTarget, name="chatd-nohistory", history=False, keys=("fanout", "rooms")),
+    # Accounts off, beside `chatd` (on): "fan-out with accounts enabled ≥ 0.97× disabled" (issue 21).
+    "chatd-noaccounts": functools.partial(ChatdTarget, name="chatd-noaccounts", accounts=False, keys=("fanout",)),
 }
