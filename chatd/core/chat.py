@@ -83,14 +83,18 @@ class Chat:
 
     # -- events ----------------------------------------------------------------------
 
-    def say(self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None) -> None:
-        """Events in `room` (one per text), with ids in the order members get them."""
-        history, keep = self.history, self.keeps_history
+    def say(
+        self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None, tags: bytes = b""
+    ) -> None:
+        """Events in `room` (one per text), with ids in the order members get them.
+        A "tagmsg" (IRC's TAGMSG: `tags` and no text) goes to the members but is not kept."""
+        history = self.history
+        keep = self.keeps_history and kind != "tagmsg"
         with room.lock:
             now = history.clock.now_ms()
             lines = []
             for text in texts:
-                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text)
+                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text, tags)
                 lines.append(event_line(event, history.clock))
                 if keep:
                     room.recent.append(event)
@@ -98,15 +102,18 @@ class Chat:
             room.durable = room.durable or keep
             room.broadcast(b"".join(lines), len(lines), sender=sender)
 
-    def direct(self, sender: Client, recipient: Client, text: bytes, outlet: Sender) -> None:
-        """A DM: to the recipient, echoed to the sender; kept if nicknames are proven."""
+    def direct(
+        self, sender: Client, recipient: Client, text: bytes, outlet: Sender, tags: bytes = b"", kind: str = "dm"
+    ) -> None:
+        """A DM (or a "tagmsg", not kept): to the recipient, echoed to the sender;
+        kept if nicknames are proven."""
         history = self.history
-        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, "dm", text)
+        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, kind, text, tags)
         line = event_line(event, history.clock)
         recipient.deliver(line, 1, outlet)
         if recipient is not sender:
             sender.deliver(line)
-        if self.keeps_dms:
+        if self.keeps_dms and kind == "dm":
             target = dm_key(sender.nick, recipient.nick)
             history.store.append(Event(event.id, event.time_ms, target, event.room, event.nick, "dm", text))
 
@@ -175,8 +182,10 @@ class Chat:
                 member.deliver(line)
 
     def set_topic(self, client: Client, room: Room, text: str) -> None:
+        """A new topic (or none: `text` empty), announced to every member as an event."""
         with self.rooms.changing:
             room.topic, room.topic_by = text, client.nick
+            room.topic_ms = self.history.clock.now_ms()
             self.say(room, "topic", client.nick, [text.encode()], None)
 
     @staticmethod

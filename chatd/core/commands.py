@@ -58,7 +58,7 @@ class Caller(Client, Protocol):
     current: Room | None
     messages_in: int
 
-    def say(self, kind: str, room: Room, text: bytes) -> None:
+    def say(self, kind: str, room: Room, text: bytes, tags: bytes = b"") -> None:
         """Queue a room event; those of one read to one room leave as one block."""
 
 
@@ -83,19 +83,41 @@ def _say(caller: Caller, command: Command) -> None:
 
 
 def _me(caller: Caller, command: Command) -> None:
-    caller.say("action", _current_room(caller), command.text)
+    """`/me`: an action in the current room. From IRC (a CTCP ACTION) it names
+    its room, or a nickname: a DM marked `action` (the line protocol has no DM action)."""
+    target = command.target
+    if not target:
+        caller.say("action", _current_room(caller), command.text, command.tags)
+    elif names.is_room(target):
+        caller.say("action", _joined(caller, target), command.text, command.tags)
+    else:
+        _direct(caller, target, command.text, b"action;" + command.tags if command.tags else b"action")
 
 
 def _msg(caller: Caller, command: Command) -> None:
     target, text = command.target, command.text
     if names.is_room(target):
-        caller.say("msg", _joined(caller, target), text)
+        caller.say("msg", _joined(caller, target), text, command.tags)
         return
+    _direct(caller, target, text, command.tags)
+
+
+def _tagmsg(caller: Caller, command: Command) -> None:
+    """IRC's TAGMSG: tags and no text, to a room's members or a nickname; not kept."""
+    target = command.target
+    if names.is_room(target):
+        room = _joined(caller, target)
+        caller.chat.say(room, "tagmsg", caller.nick, [b""], caller.outlet, command.tags)
+        return
+    _direct(caller, target, b"", command.tags, "tagmsg")
+
+
+def _direct(caller: Caller, target: str, text: bytes, tags: bytes, kind: str = "dm") -> None:
     recipient = caller.chat.nicks.find(target)
     if recipient is None:
         raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
     caller.messages_in += 1
-    caller.chat.direct(caller, recipient, text, caller.outlet)
+    caller.chat.direct(caller, recipient, text, caller.outlet, tags, kind)
 
 
 # -- rooms -------------------------------------------------------------------------------
@@ -122,6 +144,11 @@ def _topic(caller: Caller, command: Command) -> None:
         caller.chat.set_topic(caller, room, text)
     else:
         caller.outlet.deliver(caller.chat.topic_line(room))
+
+
+def _untopic(caller: Caller, command: Command) -> None:
+    """IRC's `TOPIC #room :` (the line protocol's `/topic` without text asks instead)."""
+    caller.chat.set_topic(caller, _joined(caller, command.target), "")
 
 
 def _who(caller: Caller, command: Command) -> None:
@@ -200,9 +227,11 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
         "say": Row(_say, speaks=True),
         "me": Row(_me, speaks=True),
         "msg": Row(_msg),
+        "tagmsg": Row(_tagmsg),
         "join": Row(_join),
         "part": Row(_part),
         "topic": Row(_topic),
+        "untopic": Row(_untopic),
         "who": Row(_who),
         "rooms": Row(_rooms),
         "history": Row(_history),
@@ -213,6 +242,12 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
         "empty": Row(_nothing),
     }
 )
+
+
+# Rows no line of the line protocol reaches (GRAMMAR has no form for them):
+# `Command`s the IRC codec hands in. So do the IRC forms of two that it has:
+# "me" with a target (a CTCP ACTION to a room or a nickname), "msg" with tags.
+IRC_ONLY: Final = frozenset({"tagmsg", "untopic"})
 
 
 # -- what handlers share (and registration's autojoin) ------------------------------------

@@ -23,8 +23,8 @@ from typing import Final, Protocol
 from chatd.config import HistoryConfig
 from chatd.names import nick_key
 
-KINDS: Final = ("msg", "action", "topic", "dm")
-_VERBS: Final = {"msg": b"MSG", "action": b"ACTION", "topic": b"TOPIC", "dm": b"DM"}
+KINDS: Final = ("msg", "action", "topic", "dm")  # what is kept; a "tagmsg" (text-less, IRC's TAGMSG) is not
+_VERBS: Final = {"msg": b"MSG", "action": b"ACTION", "topic": b"TOPIC", "dm": b"DM", "tagmsg": b"TAGMSG"}
 PAGE_DEFAULT: Final = 100  # events per /history reply without a limit
 PAGE_MAX: Final = 500
 
@@ -36,8 +36,11 @@ class Event:
     target: str  # the room's key, or `dm_key` of the two nicknames
     room: str  # the room as shown; for a DM, the recipient's nickname
     nick: str  # who said it
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS, or "tagmsg"
     text: bytes  # validated UTF-8
+    # Tags of the live line beside id and time (`Command.tags`: an IRC client's
+    # client-only tags, `notice`, `action`); not kept by the store.
+    tags: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -164,9 +167,13 @@ def event_line(event: Event, clock: Clock, history: bool = False) -> bytes:
     """The event as a server line, with its tags."""
     tags = b"@id=%d;time=%s;history" if history else b"@id=%d;time=%s"
     tags %= (event.id, clock.format(event.time_ms))
+    if event.tags:
+        tags += b";" + event.tags
     verb = _VERBS[event.kind]
     if event.kind == "dm":
         return b"%s %s %s %s %s\n" % (tags, verb, event.nick.encode(), event.room.encode(), event.text)
+    if not event.text:  # a cleared topic, a TAGMSG: no trailing space (docs/protocol.md, "Line format")
+        return b"%s %s %s %s\n" % (tags, verb, event.room.encode(), event.nick.encode())
     return b"%s %s %s %s %s\n" % (tags, verb, event.room.encode(), event.nick.encode(), event.text)
 
 

@@ -5,11 +5,12 @@ session in test_session.py and against the daemon in tests/integration."""
 from __future__ import annotations
 
 from chatd.core import protocol
-from chatd.core.commands import COMMANDS
+from chatd.core.commands import COMMANDS, IRC_ONLY
 
 
 def test_every_command_the_grammar_can_yield_has_a_row_and_no_row_is_unreachable() -> None:
-    assert set(COMMANDS) == {"say", "empty", *protocol.GRAMMAR}
+    assert set(COMMANDS) == {"say", "empty", *protocol.GRAMMAR, *IRC_ONLY}
+    assert not IRC_ONLY & set(protocol.GRAMMAR)
     assert protocol.parse_command(b"hello").verb in COMMANDS
     assert protocol.parse_command(b"").verb in COMMANDS
 
