@@ -112,6 +112,26 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class IrcConfig:
+    """`irc:` (docs/irc.md): the IRC listener, TLS only, with the `tls.*` settings."""
+
+    # host:port or [IPv6]:port, as written (checked by `values.listen_address`); None: off.
+    # Off when absent, so that an older config file opens no new port; the
+    # shipped config/chatd.yaml turns it on at 127.0.0.1:6697.
+    listen: str | None = None
+    server_name: str | None = None  # the source of the server's IRC lines; None: the host name
+    backlog: int = 50  # events replayed as PRIVMSGs on join, to clients that show server-time
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else split_host_port(self.listen)
+
+    @property
+    def name(self) -> str:
+        return self.server_name or socket.gethostname()
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """`cluster:` (docs/architecture.md, "Cluster (engine layer)"): this process is a node of a
     network of chatd processes sharing one Redis. Absent (None): standalone."""
@@ -136,6 +156,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    irc: IrcConfig = field(default_factory=IrcConfig)
     cluster: ClusterConfig | None = None
 
 
@@ -236,6 +257,10 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
     "metrics": (MetricsConfig, {"listen": values.listen_address}),
+    "irc": (
+        IrcConfig,
+        {"listen": values.listen_address, "server_name": values.server_name, "backlog": values.integer(0, 500)},
+    ),
     # Optional: absent means standalone (`_load_cluster`).
     "cluster": (
         ClusterConfig,
@@ -352,6 +377,7 @@ def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
 def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
+    _check_irc(config)
     tls = config.tls
     if tls.client_auth != "none" and tls.client_ca is None:
         raise ConfigError(
@@ -406,6 +432,22 @@ def _check_metrics(config: Config) -> None:
             f"{config.path}: metrics.listen: the port of server.port ({server.port}); "
             f"choose another port (got {config.metrics.listen!r})"
         )
+
+
+def _check_irc(config: Config) -> None:
+    """The IRC listener may not take the chat port or the metrics port."""
+    address = config.irc.address
+    if address is None or address[1] == 0:
+        return
+    taken = [("server.port", (config.server.host, config.server.port))]
+    if config.metrics.address is not None:
+        taken.append(("metrics.listen", config.metrics.address))
+    for key, (host, port) in taken:
+        if port == address[1] and (host == address[0] or host in _WILDCARDS or address[0] in _WILDCARDS):
+            raise ConfigError(
+                f"{config.path}: irc.listen: the port of {key} ({port}); choose another port "
+                f"(got {config.irc.listen!r})"
+            )
 
 
 def _readable(file: Path) -> bool:

@@ -473,7 +473,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
     assert (
-        "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics, cluster)"
+        "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics, irc, cluster)"
         in message
     )
 
@@ -487,7 +487,7 @@ def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None
 def test_unknown_section(tmp_path: Path, name: str) -> None:
     message = config_error(write(tmp_path, {**minimal(), name: {"a": 1}}))
     assert (
-        f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics, cluster)"
+        f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics, irc, cluster)"
         in message
     )
 
