@@ -17,7 +17,7 @@ from chatd import __version__
 
 # subcommand -> (module, one-line help)
 _SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "gen-certs": ("chatctl.certs", "create a CA, a server certificate and client certificates"),
+    "gen-certs": ("chatctl.gencerts", "create a CA, a server certificate and client certificates"),
     "connect": ("chatctl.client", "connect to a chatd server and chat"),
     "status": ("chatctl.control", "show the daemon's status (control socket)"),
     "who": ("chatctl.control", "list connected clients (control socket)"),

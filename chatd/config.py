@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 import yaml
 
+from chatd import config_accounts
 from chatd import config_values as values
 from chatd.addresses import split_host_port
-from chatd.config_values import GROUPS, Group, IPNetwork
+from chatd.config_accounts import AccountsConfig
+from chatd.config_values import GROUPS, Group, IPNetwork, Section
 from chatd.errors import ConfigError
 from chatd.names import room_key
 
@@ -157,6 +159,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     irc: IrcConfig = field(default_factory=IrcConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     cluster: ClusterConfig | None = None
 
 
@@ -261,6 +264,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
         IrcConfig,
         {"listen": values.listen_address, "server_name": values.server_name, "backlog": values.integer(0, 500)},
     ),
+    "accounts": config_accounts.SCHEMA,
     # Optional: absent means standalone (`_load_cluster`).
     "cluster": (
         ClusterConfig,
@@ -327,6 +331,11 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
 
 def _load_section(path: Path, name: str, value: object) -> object:
     cls, checks = _SCHEMA[name]
+    return _load_mapping(path, name, cls, checks, value)
+
+
+def _load_mapping(path: Path, name: str, cls: type, checks: dict[str, Any], value: object) -> object:
+    """`value` (a section, or a key that is a mapping of its own) as a `cls`."""
     if value is None:
         value = {}
     if not isinstance(value, dict):
@@ -338,6 +347,9 @@ def _load_section(path: Path, name: str, value: object) -> object:
         if key not in checks:
             raise ConfigError(f"{path}: {name}.{key}: unknown key (known: {', '.join(checks)})")
         check = checks[key]
+        if isinstance(check, Section):
+            converted[key] = _load_mapping(path, f"{name}.{key}", check.cls, check.checks, raw)
+            continue
         try:
             if check is _PATH or (check is _OPTIONAL_PATH and raw is not None):
                 converted[key] = path.parent / values.text(raw)
@@ -378,6 +390,8 @@ def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
     _check_irc(config)
+    if problem := config_accounts.check_accounts(config.accounts):
+        raise ConfigError(f"{config.path}: {problem[0]}: {problem[1]}")
     tls = config.tls
     if tls.client_auth != "none" and tls.client_ca is None:
         raise ConfigError(

@@ -16,7 +16,8 @@ This module imports neither layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -46,6 +47,12 @@ class Outlet(Sender, Protocol):
     def set_deadline(self, when: float | None) -> None:
         """Call the session's `on_timer` at `when` (monotonic), or never."""
 
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the session's own thread, soon, under the same guard
+        as its other events; callable from any thread (an answer computed
+        elsewhere, such as a password check, comes back this way). Dropped if
+        the transport has stopped."""
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -53,7 +60,8 @@ class Command:
 
     `verb` names a row of that table; `text` is UTF-8 (checked again by the
     session when a transport hands a `Command` in); `target` is a nickname or
-    room argument ("" when an optional one was left out). `tags` are tags for
+    room argument ("" when an optional one was left out); `option` a second
+    word some commands take (`/register`'s invite code). `tags` are tags for
     the events the command makes, as they go on the line (`key=value` items
     joined by `;`, values escaped as IRCv3 escapes them, so never a space or
     a `;`): the IRC codec's client-only tags and its `notice`/`action` marks.
@@ -63,7 +71,8 @@ class Command:
     verb: str
     text: bytes = b""
     target: str = ""
-    tags: bytes = b""
+    option: str = ""
+    tags: bytes = field(default=b"", kw_only=True)
 
 
 class Tracer(Protocol):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from chatd import names
 from chatd.config import Config
 from chatd.core import protocol
+from chatd.core.accounts import Accounts
 from chatd.core.history import (
     DirectLookups,
     Event,
@@ -42,14 +43,18 @@ class Chat:
         *,
         lookups: Lookups | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        accounts: Accounts | None = None,
     ) -> None:
         """`lookups` answers `/history` off the I/O workers: the server gives a
         thread of its own (chatd/storage/lookups.py); without one the store is
         asked on the asking thread, which suits only a store that never blocks.
-        `monotonic` is the clock of the sessions' deadlines and flood control:
-        the transport's (`on_timer` is given its time), or a fake one in tests."""
+        `monotonic` is the clock of the sessions' deadlines, flood control and
+        login throttles: the transport's (`on_timer` is given its time), or a
+        fake one in tests. `accounts`: registered nicknames (core/accounts.py);
+        None: everyone is a guest, as with `accounts.enabled: false`."""
         self.config = config
         self.monotonic = monotonic
+        self.accounts = accounts
         self.nicks = Nicks()
         self.keeps_history = store is not None and config.history.enabled
         store = store if self.keeps_history and store is not None else NoStore()
@@ -68,6 +73,8 @@ class Chat:
         """A reload: new limits, room and history settings; rooms and members stay."""
         self.config = config
         self.rooms.set_permanent(config.rooms.permanent)
+        if self.accounts is not None:
+            self.accounts.configure(config.accounts)
         if self.keeps_history:
             self.rooms.set_backlog(config.history.backlog)
             self.history.store.reconfigure(config.history)
@@ -75,11 +82,6 @@ class Chat:
 
     def _recall(self, key: str) -> StoredRoom | None:
         return self.history.store.room(key, self.rooms.backlog)
-
-    @property
-    def keeps_dms(self) -> bool:
-        """DMs are kept only between nicknames proven by certificates (docs/protocol.md)."""
-        return self.keeps_history and self.config.tls.nick_from_cert
 
     # -- events ----------------------------------------------------------------------
 
@@ -106,14 +108,15 @@ class Chat:
         self, sender: Client, recipient: Client, text: bytes, outlet: Sender, tags: bytes = b"", kind: str = "dm"
     ) -> None:
         """A DM (or a "tagmsg", not kept): to the recipient, echoed to the sender;
-        kept if nicknames are proven."""
+        kept if both are authenticated (an account, or a certificate's name:
+        docs/protocol.md)."""
         history = self.history
         event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, kind, text, tags)
         line = event_line(event, history.clock)
         recipient.deliver(line, 1, outlet)
         if recipient is not sender:
             sender.deliver(line)
-        if self.keeps_dms and kind == "dm":
+        if self.keeps_history and kind == "dm" and sender.authenticated and recipient.authenticated:
             target = dm_key(sender.nick, recipient.nick)
             history.store.append(Event(event.id, event.time_ms, target, event.room, event.nick, "dm", text))
 
@@ -122,6 +125,8 @@ class Chat:
         not yet written (SIGTERM loses nothing)."""
         self.lookups.close()
         self.history.store.close()
+        if self.accounts is not None:
+            self.accounts.store.close()
 
     # -- rooms ---------------------------------------------------------------------
 

@@ -36,20 +36,23 @@ from typing import Final, Protocol
 import structlog
 
 from chatd import names
-from chatd.core import protocol
+from chatd.core import account_commands, protocol, signin
+from chatd.core.account_commands import Holder
 from chatd.core.chat import Chat
 from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
 from chatd.core.nicks import Client
 from chatd.core.protocol import Command
 from chatd.core.rooms import Room
+from chatd.core.signin import Registrant
 from chatd.errors import ProtocolError
 from chatd.outlet import Outlet
 
 log = structlog.get_logger(__name__)
 
 
-class Caller(Client, Protocol):
-    """What a command may use of the session it runs for (core/session.py)."""
+class Caller(Client, Registrant, Holder, Protocol):
+    """What a command may use of the session it runs for (core/session.py);
+    signing in and the account commands use more of it (`Registrant`, `Holder`)."""
 
     chat: Chat
     outlet: Outlet
@@ -172,8 +175,9 @@ def _history(caller: Caller, command: Command) -> None:
         key, shown = room.key, room.name
     else:
         protocol.check_nick(target, chat.config.limits.max_nick_length)
-        if not chat.keeps_dms:
-            raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages.")
+        if not chat.keeps_history or not caller.authenticated:
+            # Kept only between authenticated parties: a guest's nickname proves nothing.
+            raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages of yours.")
         key, shown = dm_key(caller.nick, target), target
     newer = query.after is not None
 
@@ -201,6 +205,13 @@ def _nick(caller: Caller, command: Command) -> None:
         return
     if chat.config.tls.nick_from_cert:
         raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
+    if caller.account is not None and names.nick_key(new) != caller.account:
+        raise ProtocolError(
+            protocol.NICK_INVALID,
+            f"You are logged in as {caller.nick}; your nickname is your account's name.",
+        )
+    if caller.account is None and chat.accounts is not None and chat.accounts.is_registered(new):
+        raise ProtocolError(protocol.NICK_REGISTERED, f"{new} is a registered account; sign in to use it.")
     old = chat.rename(caller, list(caller.rooms.values()), new)
     log.info("rename", **caller.context, old=old, new=new)
 
@@ -237,6 +248,12 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
         "history": Row(_history),
         "nick": Row(_nick),
         "ping": Row(_ping),
+        "login": Row(signin.login, before_registration=True),
+        "register": Row(signin.register, before_registration=True),
+        "resume": Row(signin.resume, before_registration=True),
+        "remember": Row(account_commands.remember),
+        "passwd": Row(account_commands.passwd),
+        "logout": Row(account_commands.logout),
         "quit": Row(_quit, before_registration=True),
         "help": Row(_help),
         "empty": Row(_nothing),

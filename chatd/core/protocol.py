@@ -1,4 +1,4 @@
-"""The line protocol (v3), without I/O: parsing, formatting, codes.
+"""The line protocol (v4), without I/O: parsing, formatting, codes.
 
 No sockets, threads or logging live here, so every rule in docs/protocol.md
 can be tested exhaustively on plain bytes. Message text stays as validated
@@ -38,8 +38,23 @@ NO_SUCH_ROOM: Final = "no_such_room"
 TOO_MANY_ROOMS: Final = "too_many_rooms"
 BAD_ARGUMENT: Final = "bad_argument"
 NO_HISTORY: Final = "no_history"
+# v4: accounts (docs/protocol.md "Accounts").
+NICK_REGISTERED: Final = "nick_registered"
+LOGIN_REQUIRED: Final = "login_required"
+AUTH_FAILED: Final = "auth_failed"
+AUTH_THROTTLED: Final = "auth_throttled"
+AUTH_BUSY: Final = "auth_busy"
+ACCOUNT_DISABLED: Final = "account_disabled"
+REGISTRATION_CLOSED: Final = "registration_closed"
+INVITE_INVALID: Final = "invite_invalid"
+PASSWORD_INVALID: Final = "password_invalid"
+TOKEN_INVALID: Final = "token_invalid"
+NOT_LOGGED_IN: Final = "not_logged_in"
+REAUTH_REQUIRED: Final = "reauth_required"
+ALREADY_REGISTERED: Final = "already_registered"
+BANNED: Final = "banned"
 
-VERSION: Final = 3  # the `HELLO <version>` line; docs/protocol.md "Version"
+VERSION: Final = 4  # the `HELLO <version>` line; docs/protocol.md "Version"
 
 # Errors that count as strikes towards `limits.max_strikes`.
 STRIKE_CODES: Final = frozenset({LINE_TOO_LONG, BAD_ENCODING, UNKNOWN_COMMAND})
@@ -107,6 +122,16 @@ def _target_and_words(verb: str, rest: bytes, usage: str) -> Command:
     return Command(verb, words, target.decode())
 
 
+def _two_words_and_text(verb: str, rest: bytes, usage: str) -> Command:
+    """Two required words, then required free text after one space (a password:
+    the rest of the line, spaces and all)."""
+    target, _, rest = rest.partition(b" ")
+    option, _, text = rest.partition(b" ")
+    _required(target, usage)
+    _required(option, usage)
+    return Command(verb, _required(text, usage), target.decode(), option.decode())
+
+
 def _room_and_text(verb: str, rest: bytes, usage: str) -> Command:
     """An optional room (a first word starting with #), then optional text."""
     room, text = _optional_room(rest)
@@ -144,6 +169,16 @@ GRAMMAR: Final[Mapping[str, Syntax]] = MappingProxyType(
             HISTORY_USAGE,
         ),
         "nick": Syntax("/nick <new>", "change your nickname", _word),
+        # v4: accounts. /login, /register and /resume answer `NICK`; after
+        # WELCOME they are refused (`already_registered`), never said in a room.
+        "login": Syntax("/login <account> <password>", "sign in (instead of a nickname)", _target_and_text),
+        "register": Syntax(
+            "/register <account> <invite-code|*> <password>", "create an account and sign in", _two_words_and_text
+        ),
+        "resume": Syntax("/resume <token>", "sign in with a token from /remember", _word),
+        "remember": Syntax("/remember [days]", "a token to sign in with later (shown once)", _rest),
+        "passwd": Syntax("/passwd <new password>", "change your password", _text),
+        "logout": Syntax("/logout [all]", "sign out (all: every token of the account)", _rest),
         "ping": Syntax("/ping [token]", "check the connection", _rest),
         "quit": Syntax("/quit [text]", "leave", _rest),
         "help": Syntax("/help", "this list", _nothing),

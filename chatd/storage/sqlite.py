@@ -411,3 +411,13 @@ def read_events(path: Path, target: str, since_ms: int | None = None) -> Iterato
             last = rows[-1][0]
     finally:
         conn.close()
+
+
+# For the accounts' store, in the same file (chatd/storage/accounts.py).
+prepare_files = _prepare_files
+explain = _explain
+
+
+def connect(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-write connection in WAL mode, usable from any one thread at a time."""
+    return _connect(path, timeout)

@@ -176,7 +176,7 @@ def _message(link: Link, message: Message, reply: Reply) -> None:
         tags = b"notice;" + tags if tags else b"notice"
     for target in message.text(0).split(",")[:TARGETS_MAX]:
         if target:
-            command = Command("me" if action else "msg", text.encode(), target, tags)
+            command = Command("me" if action else "msg", text.encode(), target, tags=tags)
             link.ask(reply, command, Asked(reply, target=target))
 
 

@@ -207,8 +207,7 @@ def line_user(daemon: Daemon, nick: str) -> ChatClient:
     """A line-protocol user (what `chatctl connect` speaks), registered and past
     its autojoin (`CURRENT`), closed at teardown."""
     client = daemon.client()
-    client.expect("HELLO ")
-    assert client.readline() == "NICK"
+    client.expect_greeting()  # HELLO, ACCOUNTS, NICK
     client.send(nick)
     client.expect(f"WELCOME {nick} ")
     client.nick = nick

@@ -119,7 +119,10 @@ class Peer:
         self.nick = nick
         self._buffer = b""
         assert self.readline().startswith("HELLO ")
-        assert self.readline() == "NICK"
+        line = self.readline()
+        if line.startswith("ACCOUNTS "):  # a server with accounts (protocol v4)
+            line = self.readline()
+        assert line == "NICK", line
         self.send(nick)
         self.expect_eventually(f"WELCOME {nick} ")
         self.expect_eventually("CURRENT ")

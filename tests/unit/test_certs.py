@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chatctl import certs
+from chatctl import certs, gencerts
 from chatctl.certs import (
     CertError,
     issue_ca,
@@ -418,12 +418,12 @@ def test_load_ca_rejects_unusable_files(tmp_path: Path, ca: CertAndKey) -> None:
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="chatctl gen-certs")
-    certs.add_arguments("gen-certs", parser)
+    gencerts.add_arguments("gen-certs", parser)
     return parser.parse_args(argv)
 
 
 def test_run_prints_one_line_per_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert certs.run(parse("--out", str(tmp_path), "--client", "alice")) == 0
+    assert gencerts.run(parse("--out", str(tmp_path), "--client", "alice")) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
     lines = captured.out.splitlines()
@@ -442,7 +442,7 @@ def test_run_prints_one_line_per_file(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_run_reports_errors_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], match: str
 ) -> None:
-    assert certs.run(parse("--out", str(tmp_path / "pki"), *argv)) == 2
+    assert gencerts.run(parse("--out", str(tmp_path / "pki"), *argv)) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("chatctl: error: ")

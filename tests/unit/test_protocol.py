@@ -46,6 +46,7 @@ DOCUMENTED_ERR_CODES = frozenset(
 )
 DOCUMENTED_VERBS = frozenset(
     {"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty", "join", "part", "topic", "rooms", "history"}
+    | {"login", "register", "resume", "remember", "passwd", "logout"}
 )
 
 
@@ -84,8 +85,8 @@ def test_the_transport_and_the_core_agree_on_too_long() -> None:
 def test_version_is_the_documents() -> None:
     title = re.match(r"# chatd wire protocol, version (\d+)\n", PROTOCOL_MD.read_text())
     assert title is not None
-    assert protocol.VERSION == int(title.group(1)) == 3
-    assert re.search(r"^S: HELLO 3 chatd ", PROTOCOL_MD.read_text(), re.M)  # the example too
+    assert protocol.VERSION == int(title.group(1)) == 4
+    assert re.search(r"^S: HELLO 4 chatd ", PROTOCOL_MD.read_text(), re.M)  # the example too
 
 
 def event(kind: str, room: str, text: bytes) -> bytes:
@@ -408,6 +409,18 @@ VALID_COMMANDS = [
     (b"/history  #Rust  after 7", Command("history", b" after 7", "#Rust")),  # parse_history splits it
     (b"/history bob 20", Command("history", b"20", "bob")),
     (b"/history lobby", Command("history", b"", "lobby")),  # not a room: a nick, checked later
+    # v4: accounts. A password is the rest of the line, spaces and all.
+    (b"/login alice correct horse battery", Command("login", b"correct horse battery", "alice")),
+    (b"/login alice  leading space", Command("login", b" leading space", "alice")),
+    (b"/register alice * correct horse", Command("register", b"correct horse", "alice", "*")),
+    (b"/register alice K7Q2-XY correct horse", Command("register", b"correct horse", "alice", "K7Q2-XY")),
+    (b"/resume Xy9-_abc", Command("resume", target="Xy9-_abc")),
+    (b"/remember", Command("remember")),
+    (b"/remember 7", Command("remember", b"7")),
+    (b"/passwd new secret words", Command("passwd", b"new secret words")),
+    (b"/logout", Command("logout")),
+    (b"/logout all", Command("logout", b"all")),
+    (b"//login alice pw", Command("say", b"/login alice pw")),
     ("caf\u00e9 \U0001f600".encode(), Command("say", "caf\u00e9 \U0001f600".encode())),
     ("/me \U0001f44b".encode(), Command("me", "\U0001f44b".encode())),
 ]
@@ -447,6 +460,14 @@ def test_every_command_in_the_doc_table_is_covered() -> None:
         (b"/history", protocol.MISSING_ARGUMENT),
         (b"/history ", protocol.MISSING_ARGUMENT),
         (b"/history   ", protocol.MISSING_ARGUMENT),
+        (b"/login", protocol.MISSING_ARGUMENT),
+        (b"/login alice", protocol.MISSING_ARGUMENT),
+        (b"/login alice ", protocol.MISSING_ARGUMENT),
+        (b"/register alice *", protocol.MISSING_ARGUMENT),
+        (b"/register alice", protocol.MISSING_ARGUMENT),
+        (b"/resume", protocol.MISSING_ARGUMENT),
+        (b"/passwd", protocol.MISSING_ARGUMENT),
+        (b"/Login alice pw", protocol.UNKNOWN_COMMAND),
         (b"/History #lobby", protocol.UNKNOWN_COMMAND),
         (b"/JOIN #rust", protocol.UNKNOWN_COMMAND),
         (b"/Rooms", protocol.UNKNOWN_COMMAND),

@@ -75,10 +75,10 @@ def test_tags_go_on_the_events_of_a_command() -> None:
     alice, bob = irc_connect(chat, "alice"), connect(chat, "bob")
     hand(alice, Command("join", target="#lobby"))
     bob.take()
-    hand(alice, Command("msg", b"psst", "#lobby", b"notice;+draft/reply=7"))
+    hand(alice, Command("msg", b"psst", "#lobby", tags=b"notice;+draft/reply=7"))
     (tags, line), *_ = bob.take_events()
     assert line == "MSG #lobby alice psst" and tags["notice"] == "" and tags["+draft/reply"] == "7"
-    hand(alice, Command("msg", b"hello", "bob", b"notice"))
+    hand(alice, Command("msg", b"hello", "bob", tags=b"notice"))
     (tags, line), *_ = bob.take_events()
     assert line == "DM alice bob hello" and "notice" in tags
 
