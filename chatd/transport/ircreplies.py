@@ -113,7 +113,7 @@ class Personal:
             lines.answer.append(line)  # IRC tells the setter of a topic, always
             return
         echo = state.has("echo-message")
-        if native.verb == b"DM" and native.rest.split(b" ", 2)[1:2] == [state.nick.encode()]:
+        if _to_self(native, state.nick.encode()):
             if echo:
                 lines.answer.append(line)  # to oneself: the echo, and the delivery
             lines.other.append(line)
@@ -259,6 +259,16 @@ class Personal:
         if command == "TOPIC" and not self.directory.room_exists(target):
             return state.numeric("403", target, "No such channel")
         return state.numeric("442", target, "You're not on that channel")
+
+
+def _to_self(native: Native, nick: bytes) -> bool:
+    """A DM or a TAGMSG from this client to itself: delivered once by the
+    chat, shown twice by IRC (the echo, and the delivery)."""
+    if native.verb == b"DM":  # DM <from> <to> <text>
+        return native.rest.split(b" ", 2)[1:2] == [nick]
+    if native.verb == b"TAGMSG":  # TAGMSG <target> <nick>
+        return native.rest.split(b" ", 1)[0].lower() == nick.lower()
+    return False
 
 
 def who_reply(state: IrcState, channel: str, person: Person, flags: str) -> bytes:
