@@ -36,23 +36,23 @@ from typing import Final, Protocol
 import structlog
 
 from chatd import names
-from chatd.core import account_commands, protocol, signin
+from chatd.core import account_commands, protocol, sasl, signin
 from chatd.core.account_commands import Holder
 from chatd.core.chat import Chat
 from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
 from chatd.core.nicks import Client
 from chatd.core.protocol import Command
 from chatd.core.rooms import Room
-from chatd.core.signin import Registrant
+from chatd.core.sasl import Prover
 from chatd.errors import ProtocolError
 from chatd.outlet import Outlet
 
 log = structlog.get_logger(__name__)
 
 
-class Caller(Client, Registrant, Holder, Protocol):
+class Caller(Client, Prover, Holder, Protocol):
     """What a command may use of the session it runs for (core/session.py);
-    signing in and the account commands use more of it (`Registrant`, `Holder`)."""
+    signing in, SASL and the account commands use more of it (`Prover`, `Holder`)."""
 
     chat: Chat
     outlet: Outlet
@@ -251,6 +251,7 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
         "login": Row(signin.login, before_registration=True),
         "register": Row(signin.register, before_registration=True),
         "resume": Row(signin.resume, before_registration=True),
+        "sasl": Row(sasl.sasl, before_registration=True),
         "remember": Row(account_commands.remember),
         "passwd": Row(account_commands.passwd),
         "logout": Row(account_commands.logout),
@@ -264,7 +265,7 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
 # Rows no line of the line protocol reaches (GRAMMAR has no form for them):
 # `Command`s the IRC codec hands in. So do the IRC forms of two that it has:
 # "me" with a target (a CTCP ACTION to a room or a nickname), "msg" with tags.
-IRC_ONLY: Final = frozenset({"tagmsg", "untopic"})
+IRC_ONLY: Final = frozenset({"tagmsg", "untopic", "sasl"})
 
 
 # -- what handlers share (and registration's autojoin) ------------------------------------

@@ -23,7 +23,8 @@ import structlog
 
 from chatd import __version__
 from chatd.addresses import host_of, source_of
-from chatd.core import protocol
+from chatd.core import protocol, sasl
+from chatd.core.accounts import Account
 from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS, Row, enter, say_current
 from chatd.core.flood import FloodControl, Line
@@ -88,6 +89,7 @@ class Session:
         self.account: str | None = None  # the account's key, once signed in to one
         self.token: str | None = None  # the hash of the token it resumed with
         self.method = ""  # how it signed in (accounts.METHODS), "" for a guest
+        self.proven: Account | None = None  # what IRC's SASL proved, until registration (core/sasl.py)
         self._held: list[Line] = []  # lines that came while a password was checked
         self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
@@ -245,6 +247,9 @@ class Session:
                 if row is None or not row.before_registration:
                     raise ProtocolError(protocol.UNKNOWN_COMMAND, f"/{line.verb} needs a nickname first.")
                 row.handler(self, line)
+                return
+            if self.proven is not None:  # IRC: SASL proved an account; the nickname line is not used
+                sasl.register_proven(self)
                 return
             text = protocol.clean_line(line)
             verb = protocol.command_verb(text)
