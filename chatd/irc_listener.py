@@ -69,11 +69,20 @@ class ChatDirectory:
 
 
 def _person(client: Client) -> Person:
+    """Its account on IRC (account-tag, extended-join, WHOIS) is its nickname
+    when it is proven: signed in to an account, or named by its certificate."""
     outlet = client.outlet if isinstance(client, Session) else None
+    account = client.nick if isinstance(client, Session) and client.authenticated else ""
     if isinstance(outlet, IrcCodec):
         state = outlet.state
-        return Person(client.nick, state.user, "irc", state.realname, state.away)
-    return Person(client.nick, "chatd", "chatd", client.nick)
+        return Person(client.nick, state.user, "irc", state.realname, state.away, account)
+    return Person(client.nick, "chatd", "chatd", client.nick, account=account)
+
+
+def _mechanisms(config: Config) -> tuple[str, ...]:
+    """SASL: PLAIN against the accounts, EXTERNAL where certificates name clients."""
+    plain = ("PLAIN",) if config.accounts.enabled else ()
+    return plain + (("EXTERNAL",) if config.tls.nick_from_cert else ())
 
 
 class IrcListener:
@@ -94,6 +103,8 @@ class IrcListener:
             nick_length=config.limits.max_nick_length,
             rooms_per_client=config.limits.max_rooms_per_client,
             backlog=config.irc.backlog,
+            sasl=_mechanisms(config),
+            accounts=config.accounts.enabled or config.tls.nick_from_cert,
         )
 
     def configure(self, config: Config) -> None:

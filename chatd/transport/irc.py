@@ -33,7 +33,7 @@ from typing import Protocol
 import structlog
 
 from chatd.outlet import Command, Sender
-from chatd.transport import ircin, ircmessage
+from chatd.transport import ircin, ircmessage, ircsasl
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.framing import TOO_LONG, LineBuffer
 from chatd.transport.ircout import Directory, Frames
@@ -179,7 +179,11 @@ class IrcCodec:
         """Hand the session the nickname once NICK and USER have come (and CAP END)."""
         state = self.state
         if state.wanted and state.user and not state.negotiating:
-            nick, state.wanted = state.wanted, ""
+            if state.sasl_mechanism:  # an exchange begun, not finished: aborted (sasl-3.1)
+                ircsasl.reset(state)
+                reply.out.append(state.numeric("906", "SASL authentication aborted"))
+            # After SASL, the account's name: an account's name is its nickname.
+            nick, state.wanted = state.account or state.wanted, ""
             self.ask(reply, nick.encode(), Asked(reply, target=nick))
 
     def ask(self, reply: Reply, command: Command | bytes, asked: Asked) -> None:

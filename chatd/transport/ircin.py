@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Final
 
 from chatd.outlet import Command
-from chatd.transport import ircmessage, ircqueries, ircreg
+from chatd.transport import ircmessage, ircqueries, ircreg, ircsasl
 from chatd.transport.irchistory import chathistory
 from chatd.transport.irclink import Handler, Link, clean_text, need, utf8
 from chatd.transport.ircmessage import Message
@@ -198,7 +198,7 @@ def _list(link: Link, message: Message, reply: Reply) -> None:
     link.ask(reply, Command("rooms"), Asked(reply, rooms=frozenset(names) if names else None))
 
 
-BEFORE_REGISTRATION: Final = frozenset({"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT"})
+BEFORE_REGISTRATION: Final = frozenset({"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT", "AUTHENTICATE"})
 
 COMMANDS: Final[Mapping[str, Handler]] = MappingProxyType(
     {
@@ -206,6 +206,7 @@ COMMANDS: Final[Mapping[str, Handler]] = MappingProxyType(
         "NICK": _nick,
         "USER": _user,
         "PASS": _pass,
+        "AUTHENTICATE": ircsasl.authenticate,
         "PING": _ping,
         "PONG": _nothing,
         "QUIT": _quit,

@@ -186,7 +186,11 @@ class Frames:
         return b":%s NICK %s\r\n" % (self.mask(new.decode(), old.decode()).encode(), new), old.lower().decode()
 
     def _said(self, native: Native, profile: int, nick: bytes, target: bytes, text: bytes) -> bytes:
-        tags = self.tags(native, profile)
+        account = ""
+        if profile & ACCOUNT_TAG and not native.history:
+            person = self.directory.person(nick.decode())
+            account = person.account if person is not None else ""
+        tags = self.tags(native, profile, account)
         mask = self.mask(nick.decode()).encode()
         verb = native.verb
         if verb == b"TAGMSG":
@@ -209,12 +213,15 @@ class Frames:
         return f":{self.mask(nick)} JOIN {room}\r\n".encode()
 
     @staticmethod
-    def tags(native: Native, profile: int) -> bytes:
+    def tags(native: Native, profile: int, account: str = "") -> bytes:
+        """`account` (account-tag): the sender's, when it is proven and live."""
         parts = []
         if profile & TAGS and native.id:
             parts.append(b"msgid=" + native.id)
         if profile & TIME and native.time:
             parts.append(b"time=" + native.time)
+        if account:
+            parts.append(b"account=" + account.encode())
         if profile & TAGS and native.client:
             parts.append(native.client)
         return b"@%s " % b";".join(parts) if parts else b""

@@ -33,7 +33,24 @@ class Settings:
     rooms_per_client: int
     backlog: int  # irc.backlog: events replayed on join (as PRIVMSGs with server-time)
     history_page: int = 100  # CHATHISTORY's largest answer
-    caps: tuple[str, ...] = CAPS
+    # SASL mechanisms (PLAIN with accounts, EXTERNAL with tls.nick_from_cert);
+    # none: no `sasl` capability.
+    sasl: tuple[str, ...] = ()
+    # Whether clients can be proven (accounts, or certificates' names): then
+    # `account-tag` and `account-notify` are offered, and `sasl` if it has mechanisms.
+    accounts: bool = False
+
+    @property
+    def caps(self) -> tuple[str, ...]:
+        """The capabilities offered."""
+        extra = ("account-notify", "account-tag") if self.accounts else ()
+        return tuple(sorted((*CAPS, *extra, *(("sasl",) if self.sasl else ()))))
+
+    def cap_ls(self, version: int) -> str:
+        """`CAP LS`'s list; from 302 on, with values (`sasl=PLAIN,EXTERNAL`)."""
+        if version < 302 or not self.sasl:
+            return " ".join(self.caps)
+        return " ".join(f"sasl={','.join(self.sasl)}" if cap == "sasl" else cap for cap in self.caps)
 
     def isupport(self) -> list[str]:
         return [
@@ -98,7 +115,7 @@ def cap(state: IrcState, message: Message, settings: Settings) -> list[bytes]:
             state.cap_version = 302
             state.caps.add("cap-notify")  # implied by 302 (capability-negotiation, "cap-notify")
             state.set_caps(state.caps)
-        return [ircmessage.line(server, "CAP", shown, "LS", " ".join(settings.caps))]
+        return [ircmessage.line(server, "CAP", shown, "LS", settings.cap_ls(state.cap_version))]
     if sub == "LIST":
         return [ircmessage.line(server, "CAP", shown, "LIST", " ".join(sorted(state.caps)))]
     if sub == "REQ":

@@ -15,12 +15,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chatd.transport import ircmessage
+from chatd.transport import ircmessage, ircsasl
 from chatd.transport.ircout import Frames, Native, Person, read_native
 from chatd.transport.ircreg import Settings, welcome
 from chatd.transport.ircstate import Asked, IrcState
 
 _NAMES_WIDTH = 400  # bytes of nicknames per RPL_NAMREPLY line
+# What the session answers a SASL check it refuses (core/sasl.py, as /login).
+SASL_REFUSALS = frozenset(
+    {
+        "auth_failed",
+        "auth_throttled",
+        "auth_busy",
+        "account_disabled",
+        "nick_invalid",
+        "already_registered",
+        "banned",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -72,6 +84,8 @@ class Personal:
             self._event(native, lines)
         elif verb in (b"JOIN", b"PART", b"RENAME", b"LEAVE"):
             self._membership(native, out)
+        elif verb == b"PROVEN":  # SASL's answer (chatd/core/sasl.py)
+            out.extend(self._proven(native.rest.decode()))
         elif verb == b"WELCOME":
             state.rename(native.rest.partition(b" ")[0].decode())
             state.registered = True
@@ -99,6 +113,15 @@ class Personal:
             if asked is None or asked.reply.command != "NICK":  # "you are already X": IRC says nothing
                 out.append(state.notice(native.rest.decode()))
         # HELLO, NICK (the prompt), CURRENT: IRC has no such thing.
+
+    def _proven(self, name: str) -> list[bytes]:
+        state = self.state
+        state.account, state.sasl_pending = name, False
+        mask = f"{state.wanted or name}!{state.user or '*'}@irc"
+        return [
+            state.numeric("900", mask, name, f"You are now logged in as {name}"),
+            state.numeric("903", "SASL authentication successful"),
+        ]
 
     def _event(self, native: Native, lines: Lines) -> None:
         """A live event: another client's, or this client's own (its echo)."""
@@ -212,6 +235,9 @@ class Personal:
     def error(self, code: str, text: str, asked: Asked | None) -> list[bytes]:
         """`ERR <code> <text>` as the numeric (or standard reply) for the command in flight."""
         state = self.state
+        if state.sasl_pending and code in SASL_REFUSALS:  # SASL's answer, now or after the hash
+            state.sasl_pending = False
+            return [ircsasl.failed(state, text)]
         command = asked.reply.command if asked is not None else ""
         target = asked.target if asked is not None else ""
         if asked is not None and asked.reply.quiet:

@@ -21,7 +21,8 @@ from typing import Final
 from chatd.transport import ircmessage
 from chatd.transport.ircout import ACCOUNT_TAG, EXTENDED_JOIN, TAGS, TIME
 
-# The IRCv3 capabilities offered (`sasl` and the account ones only with accounts).
+# The IRCv3 capabilities always offered (`sasl` and the account ones only
+# where accounts or certificates prove names: ircreg.Settings.caps).
 CAPS: Final = (
     "batch",
     "cap-notify",
@@ -89,6 +90,10 @@ class IrcState:
         self.realname = ""
         self.away = ""
         self.password = b""  # PASS, kept for the accounts' SASL-less login
+        self.sasl_mechanism = ""  # AUTHENTICATE <mechanism> came; its data has not all come
+        self.sasl_data = ""  # the base64 chunks of it so far
+        self.sasl_pending = False  # handed to the session; its answer has not come
+        self.account = ""  # what SASL proved (RPL_LOGGEDIN), the nickname it registers as
         self.registered = False
         self.caps: set[str] = set()
         self.cap_version = 0  # 302 after `CAP LS 302`

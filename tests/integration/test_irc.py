@@ -5,13 +5,16 @@ cannot: the line protocol's side of the same conversation."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Daemon
-from tests.support.ircclient import IrcClient, irc_port
+from tests.support.accounts import FAST_ARGON2, argon2id, ok
+from tests.support.ircclient import IrcClient, Msg, irc_port
 
 IRC = {"listen": "127.0.0.1:0", "server_name": "irc.test"}
 
@@ -78,3 +81,94 @@ def test_an_irc_join_shows_the_room_as_native_members_see_it(irc_daemon: Daemon,
     assert alice.expect("333").params[1:3] == ["#room", "bob"]
     assert alice.expect("353").params[-1] == "alice @bob"  # bob made the room
     assert bob.readline() == "JOIN #room alice"
+
+
+# -- SASL against chatd's accounts (chatd/core/sasl.py, chatd/transport/ircsasl.py) ----------
+
+
+@pytest.fixture
+def irc_accounts(start_daemon: Callable[..., Daemon], short_dir: Path) -> Daemon:
+    """An IRC listener, accounts with cheap argon2, a control socket."""
+    return start_daemon(irc=IRC, accounts={"argon2": FAST_ARGON2}, control={"socket": str(short_dir / "control.sock")})
+
+
+@pytest.fixture
+def connect(irc_accounts: Daemon) -> Iterator[Callable[[], IrcClient]]:
+    """Factory: an IRC client connected to `irc_accounts`, not registered; closed at teardown."""
+    made: list[IrcClient] = []
+
+    def open_client() -> IrcClient:
+        made.append(IrcClient(irc_port(irc_accounts), irc_accounts.pki.ca))
+        return made[-1]
+
+    yield open_client
+    for client in made:
+        client.close()
+
+
+def sasl_plain(client: IrcClient, account: str, password: str) -> Msg:
+    """CAP REQ sasl, AUTHENTICATE PLAIN with `account` and `password`: the answer."""
+    client.send("CAP LS 302")
+    assert "sasl=PLAIN" in client.expect("CAP").params[-1].split()
+    client.send("CAP REQ sasl")
+    assert client.expect("CAP").params[1] == "ACK"
+    client.send("AUTHENTICATE PLAIN")
+    assert client.read().raw == "AUTHENTICATE +"
+    blob = base64.b64encode(f"\0{account}\0{password}".encode()).decode()
+    client.send(f"AUTHENTICATE {blob}")
+    return client.read(timeout=30)
+
+
+def test_sasl_plain_signs_in_to_the_account_whose_name_is_the_nickname(
+    irc_accounts: Daemon, connect: Callable[[], IrcClient]
+) -> None:
+    ok(irc_accounts, "user_add", name="Alice", password_hash=argon2id("correct horse"))
+    client = connect()
+    logged_in = sasl_plain(client, "alice", "correct horse")
+    assert (logged_in.command, logged_in.params[2]) == ("900", "Alice")
+    assert client.read().command == "903"
+    client.send("NICK somebody")  # an account's name is its nickname: this one is not used
+    client.send("USER alice 0 * :Alice")
+    client.send("CAP END")
+    welcome = client.expect("001")
+    assert welcome.params[0] == "Alice"
+    sessions = ok(irc_accounts, "user_sessions", name="alice")
+    assert sessions["connection"]["nick"] == "Alice" and sessions["connection"]["method"] == "password"
+
+
+def test_sasl_plain_with_a_wrong_password_fails_and_a_guest_may_register(
+    irc_accounts: Daemon, connect: Callable[[], IrcClient]
+) -> None:
+    ok(irc_accounts, "user_add", name="Alice", password_hash=argon2id("correct horse"))
+    client = connect()
+    assert sasl_plain(client, "alice", "wrong horse").command == "904"
+    client.send("NICK bob")
+    client.send("USER bob 0 * :Bob")
+    client.send("CAP END")
+    assert client.expect("001").params[0] == "bob"
+
+
+def test_a_proven_clients_account_is_on_its_messages_and_joins(
+    irc_accounts: Daemon, connect: Callable[[], IrcClient]
+) -> None:
+    ok(irc_accounts, "user_add", name="Alice", password_hash=argon2id("correct horse"))
+    watcher = connect()
+    watcher.register("carol", caps=("account-tag", "extended-join"))
+    watcher.send("JOIN #room")
+    watcher.expect("366")
+    alice = connect()
+    assert sasl_plain(alice, "alice", "correct horse").command == "900"
+    alice.send("NICK Alice")
+    alice.send("USER alice 0 * :Alice A.")
+    alice.send("CAP END")
+    alice.expect("376")
+    alice.send("JOIN #room")
+    joined = watcher.expect("JOIN")
+    assert joined.params == ["#room", "Alice", "Alice A."]  # extended-join: the account, the real name
+    alice.send("PRIVMSG #room :hello")
+    said = watcher.expect("PRIVMSG")
+    assert said.tags.get("account") == "Alice"
+    guest = irc_accounts.client("dave")
+    guest.join("#room")
+    guest.send("hi")
+    assert "account" not in watcher.expect("PRIVMSG").tags  # a guest proves nothing

@@ -97,7 +97,7 @@ client_mock.ClientMock.connect = _connect_tls  # type: ignore[method-assign]
 
 class ChatdController(BaseServerController, DirectoryBasedController):
     software_name = "chatd"
-    supported_sasl_mechanisms: ClassVar[set[str]] = set()
+    supported_sasl_mechanisms: ClassVar[set[str]] = {"PLAIN"}
     supports_sts = False
     capabilities = frozenset(
         {
@@ -181,6 +181,24 @@ class ChatdController(BaseServerController, DirectoryBasedController):
     def wait_for_services(self) -> None:
         """Accounts are chatd's own (no services process): ready with the listener."""
         self.wait_for_port()
+
+    def registerUser(self, case: Any, username: str, password: str | None = None) -> None:
+        """An account, made through the control socket as `chatctl` makes one."""
+        self.wait_for_port()
+        subprocess.run(
+            [
+                PYTHON,
+                str(REPO / "tests" / "irc" / "add_account.py"),
+                str(self.control_path),
+                username,
+                str(ARGON2["memory_kib"]),
+                str(ARGON2["time_cost"]),
+            ],
+            input=(password or "").encode(),
+            check=True,
+            cwd=REPO,
+            timeout=60,
+        )
 
     def kill(self) -> None:
         if self.proc is not None and self.directory is not None and os.environ.get("CHATD_IRCTEST_LOGS"):
