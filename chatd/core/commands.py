@@ -194,6 +194,42 @@ def _history(caller: Caller, command: Command) -> None:
     chat.lookups.history(key, query.before, query.after, query.limit + 1, answer)
 
 
+def _targets(caller: Caller, command: Command) -> None:
+    """IRC's CHATHISTORY TARGETS (`<after_ms> <before_ms> <limit>`, only the IRC
+    codec hands it in): the rooms the caller is in, and (if authenticated) the
+    nicknames it has direct messages with, whose last kept event is strictly
+    between the two times, the earliest first: `TARGET <name> <time>` each,
+    then `TARGETS <count>`."""
+    try:
+        after, before, limit = (int(word) for word in command.text.split())
+    except ValueError:
+        raise ProtocolError(protocol.BAD_ARGUMENT, "TARGETS takes two times (ms) and a limit.") from None
+    chat, outlet = caller.chat, caller.outlet
+    if not chat.keeps_history:
+        raise ProtocolError(protocol.NO_HISTORY, "This server keeps no history.")
+    me = names.nick_key(caller.nick) if caller.authenticated else None
+
+    def answer(events: list[Event] | None) -> None:  # on the lookup thread: only the outlet is safe to use
+        if events is None:
+            error = ProtocolError(protocol.NO_HISTORY, "The history cannot be read now; try again.")
+            outlet.deliver(protocol.format_error(error))
+            return
+        kept = sorted((e for e in events if after < e.time_ms < before), key=lambda e: (e.time_ms, e.id))
+        clock = chat.history.clock
+        lines = [protocol.format_line("TARGET", _shown(e, me), clock.format(e.time_ms).decode()) for e in kept[:limit]]
+        lines.append(protocol.format_line("TARGETS", str(len(lines))))
+        outlet.deliver(b"".join(lines), len(lines))
+
+    chat.lookups.targets([room.key for room in caller.rooms.values()], me, answer)
+
+
+def _shown(event: Event, me: str | None) -> str:
+    """A target as its owner names it: the room, or the other party of a DM."""
+    if not event.target.startswith("dm:"):
+        return event.room
+    return event.room if names.nick_key(event.nick) == me else event.nick
+
+
 # -- the connection ----------------------------------------------------------------------
 
 
@@ -246,6 +282,7 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
         "who": Row(_who),
         "rooms": Row(_rooms),
         "history": Row(_history),
+        "targets": Row(_targets),
         "nick": Row(_nick),
         "ping": Row(_ping),
         "login": Row(signin.login, before_registration=True),
@@ -265,7 +302,7 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
 # Rows no line of the line protocol reaches (GRAMMAR has no form for them):
 # `Command`s the IRC codec hands in. So do the IRC forms of two that it has:
 # "me" with a target (a CTCP ACTION to a room or a nickname), "msg" with tags.
-IRC_ONLY: Final = frozenset({"tagmsg", "untopic", "sasl"})
+IRC_ONLY: Final = frozenset({"tagmsg", "untopic", "sasl", "targets"})
 
 
 # -- what handlers share (and registration's autojoin) ------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -85,6 +85,12 @@ class EventStore(Protocol):
         """One stored room with its last `backlog` events (a room long ended
         being joined again), or None. A small read, on the joining thread."""
 
+    def targets(self, rooms: Sequence[str], nick: str | None) -> list[Event]:
+        """The last event of each of `rooms` (keys) that has one, and of each
+        direct-message target of `nick` (a nickname's key; None: none), in
+        no order (IRC's CHATHISTORY TARGETS). Sees events appended but not yet
+        written. Blocks: not on an I/O worker."""
+
     def prune(self) -> int:
         """One small step of retention; returns how many rows (events, rooms)
         it removed, 0 when nothing is left to do."""
@@ -120,6 +126,9 @@ class NoStore:
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         return None
+
+    def targets(self, rooms: Sequence[str], nick: str | None) -> list[Event]:
+        return []
 
     def prune(self) -> int:
         return 0
@@ -190,6 +199,9 @@ class Lookups(Protocol):
         outlet is safe to use), or None if the store failed or too many
         questions wait."""
 
+    def targets(self, rooms: Sequence[str], nick: str | None, answer: Answer) -> None:
+        """Ask for `EventStore.targets(rooms, nick)`, as `history` asks."""
+
     def close(self) -> None:
         """Answer what was asked, then stop."""
 
@@ -203,6 +215,9 @@ class DirectLookups:
 
     def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
         answer(self._store.range(target, before, after, limit))
+
+    def targets(self, rooms: Sequence[str], nick: str | None, answer: Answer) -> None:
+        answer(self._store.targets(rooms, nick))
 
     def close(self) -> None:
         pass

@@ -28,7 +28,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -37,7 +37,7 @@ import structlog
 from chatd.config import HistoryConfig
 from chatd.core.history import Event, StoredRoom, StoredState
 from chatd.errors import ConfigError
-from chatd.storage import schema
+from chatd.storage import schema, targets
 from chatd.storage.retention import Retention
 from chatd.storage.schema import transaction
 
@@ -221,6 +221,13 @@ class SQLiteStore:
                 events[event.id] = event
         ordered = [events[i] for i in sorted(events)]
         return ordered[:limit] if after is not None else ordered[-limit:]
+
+    def targets(self, rooms: Sequence[str], nick: str | None) -> list[Event]:
+        with self._lock:
+            unwritten = [*self._inflight, *self._pending]
+        if self._reader is None:
+            self._reader = _connect(self.path, 5.0)
+        return targets.latest(self._reader, rooms, nick, unwritten)
 
     def prune(self) -> int:
         """One step of retention (chatd/storage/retention.py); the rows it removed."""

@@ -244,7 +244,9 @@ class IrcCodec:
     def _outside(self, data: bytes, sender: Sender | None) -> None:
         """A block for this client alone, outside any command of its own: another
         client's, an operator's, or the events of a CHATHISTORY (the history thread)."""
-        answer = data.endswith(b"\n") and (data.startswith(b"ERR no_history") or b"\nHISTORY " in b"\n" + data)
+        answer = data.endswith(b"\n") and (
+            data.startswith(b"ERR no_history") or b"\nHISTORY " in b"\n" + data or b"\nTARGETS " in b"\n" + data
+        )
         with self._lock:
             asked = self._histories[0] if answer and self._histories else None
         lines = self._personal.block(data, asked)

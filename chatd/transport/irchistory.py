@@ -2,21 +2,29 @@
 `/history` asked once (twice for AROUND), its ids as msgids
 (MSGREFTYPES=msgid), and what to keep of its answers (`History`, read by
 ircreplies.py into a `chathistory` batch). LATEST, BEFORE, AFTER, BETWEEN,
-AROUND; TARGETS is not offered. No I/O here.
+AROUND; and TARGETS, the session's "targets" (the rooms and direct-message
+partners with events between two times). No I/O here.
 """
 
 from __future__ import annotations
+
+import datetime
 
 from chatd.outlet import Command
 from chatd.transport.irclink import Link
 from chatd.transport.ircmessage import Message
 from chatd.transport.ircstate import Asked, History, Reply
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
 
 def chathistory(link: Link, message: Message, reply: Reply) -> None:
     """draft/chathistory on chatd's history, ids as msgids (MSGREFTYPES=msgid)."""
     state = link.state
     sub, target = message.text(0).upper(), message.text(1)
+    if sub == "TARGETS":
+        _targets(link, message, reply)
+        return
     if sub not in ("LATEST", "BEFORE", "AFTER", "BETWEEN", "AROUND") or len(message.params) < 4:
         reply.out.append(
             state.fail("CHATHISTORY", "INVALID_PARAMS", sub or "*", "Unknown subcommand or too few parameters")
@@ -64,4 +72,30 @@ def _reference(text: str) -> int | None:
     return int(value) if key == "msgid" and value.isdigit() and len(value) < 19 else None
 
 
-# Usable before registration; any other command then is ERR_NOTREGISTERED.
+def _targets(link: Link, message: Message, reply: Reply) -> None:
+    """`CHATHISTORY TARGETS <timestamp> <timestamp> <limit>`: the session's
+    "targets" between the two times (either order), in a
+    `draft/chathistory-targets` batch."""
+    state = link.state
+    times = [_timestamp(message.text(i)) for i in (1, 2)]
+    limit = message.text(3)
+    if len(message.params) < 4 or None in times or not limit.isdigit() or int(limit) < 1:
+        reply.out.append(state.fail("CHATHISTORY", "INVALID_PARAMS", "TARGETS", "Give two timestamps and a limit"))
+        return
+    low, high = sorted(t for t in times if t is not None)
+    words = f"{low} {high} {min(int(limit), link.settings.history_page)}"
+    link.ask(reply, Command("targets", words.encode()), Asked(reply, history=History("", "TARGETS")))
+
+
+def _timestamp(text: str) -> int | None:
+    """`timestamp=YYYY-MM-DDThh:mm:ss.sssZ` in ms since the epoch, else None."""
+    key, _, value = text.partition("=")
+    if key != "timestamp":
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return (when - _EPOCH) // datetime.timedelta(milliseconds=1)  # exact: no float

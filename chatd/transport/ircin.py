@@ -198,6 +198,7 @@ def _list(link: Link, message: Message, reply: Reply) -> None:
     link.ask(reply, Command("rooms"), Asked(reply, rooms=frozenset(names) if names else None))
 
 
+# Usable before registration; any other command then is ERR_NOTREGISTERED.
 BEFORE_REGISTRATION: Final = frozenset({"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT", "AUTHENTICATE"})
 
 COMMANDS: Final[Mapping[str, Handler]] = MappingProxyType(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from chatd.transport import ircmessage, ircsasl
 from chatd.transport.ircout import Frames, Native, Person, read_native
 from chatd.transport.ircreg import Settings, welcome
-from chatd.transport.ircstate import Asked, IrcState
+from chatd.transport.ircstate import Asked, History, IrcState
 
 _NAMES_WIDTH = 400  # bytes of nicknames per RPL_NAMREPLY line
 # What the session answers a SASL check it refuses (core/sasl.py, as /login).
@@ -96,7 +96,7 @@ class Personal:
             if asked is not None and asked.history is not None:
                 lines.history_answered = True
                 if code == b"no_history":  # nothing kept for that target: an empty batch
-                    out.extend(self._batch(asked.history.target, []))
+                    out.extend(self._history_batch(asked.history, []))
         elif verb == b"USERS":
             self._users(native, asked, out)
         elif verb == b"TOPIC":
@@ -107,6 +107,15 @@ class Personal:
                 out.append(state.numeric("322", room.decode(), count.decode(), topic.decode()))
         elif verb == b"ROOMS":
             out.append(state.numeric("323", "End of /LIST"))
+        elif verb == b"TARGET":  # CHATHISTORY TARGETS: one target, its last event's time
+            if asked is not None and asked.history is not None:
+                name, when = ([*native.args(2), b""])[:2]
+                line = ircmessage.line(state.server, "CHATHISTORY", "TARGETS", name.decode(), when.decode())
+                asked.history.events.append(line)
+        elif verb == b"TARGETS":
+            if asked is not None and asked.history is not None:
+                lines.history_answered = True
+                out.extend(self._history_batch(asked.history, asked.history.events))
         elif verb == b"PONG":
             out.append(ircmessage.line(state.server, "PONG", state.server, native.rest.decode()))
         elif verb == b"INFO":
@@ -218,14 +227,19 @@ class Personal:
         if history.parts <= 0:
             lines.answer.extend(self._batch(history.target, history.events))
 
-    def _batch(self, target: str, events: list[bytes]) -> list[bytes]:
-        """`events` in a `chathistory` batch (when the client has `batch`)."""
+    def _history_batch(self, history: History, events: list[bytes]) -> list[bytes]:
+        if history.sub == "TARGETS":
+            return self._batch("", events, "draft/chathistory-targets")
+        return self._batch(history.target, events)
+
+    def _batch(self, target: str, events: list[bytes], kind: str = "chathistory") -> list[bytes]:
+        """`events` in a batch of `kind` (when the client has `batch`)."""
         state = self.state
         if not state.has("batch"):
             return events
         ident = state.batch_id()
         return [
-            ircmessage.line(state.server, "BATCH", f"+{ident}", "chathistory", target),
+            ircmessage.line(state.server, "BATCH", f"+{ident}", kind, *([target] if target else [])),
             *(add_tag(event, f"batch={ident}") for event in events),
             ircmessage.line(state.server, "BATCH", f"-{ident}"),
         ]
@@ -246,7 +260,7 @@ class Personal:
             if code == "no_history":
                 return []
             kind = "INVALID_PARAMS" if code in ("bad_argument", "missing_argument") else "INVALID_TARGET"
-            return [state.fail("CHATHISTORY", kind, asked.history.sub, target, text)]
+            return [state.fail("CHATHISTORY", kind, asked.history.sub, target or "*", text)]
         if command == "CHATHISTORY":
             return []
         if code in ("nick_invalid", "nick_taken"):

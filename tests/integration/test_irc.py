@@ -172,3 +172,29 @@ def test_a_proven_clients_account_is_on_its_messages_and_joins(
     guest.join("#room")
     guest.send("hi")
     assert "account" not in watcher.expect("PRIVMSG").tags  # a guest proves nothing
+
+
+def test_chathistory_targets_lists_the_rooms_by_their_last_event(irc: Callable[..., IrcClient]) -> None:
+    alice = irc("alice", caps=("batch", "draft/chathistory", "server-time", "message-tags"))
+    for room in ("#a", "#b"):
+        alice.send(f"JOIN {room}")
+        alice.expect("366")
+    alice.send("PRIVMSG #b :first")
+    alice.send("PRIVMSG #a :second")
+    alice.send("TOPIC #b :third")  # a topic is an event too: #b's is now the last
+    alice.sync()
+    alice.send("CHATHISTORY TARGETS timestamp=2020-01-01T00:00:00.000Z timestamp=2262-01-01T00:00:00.000Z 10")
+    opened = alice.expect("BATCH")
+    assert opened.params[1:] == ["draft/chathistory-targets"]
+    listed = [alice.read(), alice.read()]
+    assert [(m.command, m.params[:2]) for m in listed] == [
+        ("CHATHISTORY", ["TARGETS", "#a"]),
+        ("CHATHISTORY", ["TARGETS", "#b"]),
+    ]
+    assert listed[0].params[2] <= listed[1].params[2]  # the earliest last event first
+    assert alice.read().params == [f"-{opened.params[0][1:]}"]
+    first, last = listed[0].params[2], listed[1].params[2]
+    for low, high in ((last, "2262-01-01T00:00:00.000Z"), ("2020-01-01T00:00:00.000Z", first)):
+        alice.send(f"CHATHISTORY TARGETS timestamp={low} timestamp={high} 10")
+        assert alice.expect("BATCH").params[1:] == ["draft/chathistory-targets"]
+        assert alice.read().command == "BATCH"  # empty: the bounds are exclusive

@@ -393,3 +393,21 @@ def test_the_writer_keeps_the_rooms_written_last(db: Path) -> None:
         store.append(event(i, room=f"#r{i}"))
     wait_until(lambda: stored_rooms(db) == [f"#r{i}" for i in range(16, 21)], 10, "the last five rooms")
     store.close()
+
+
+def dm(id_: int, sender: str, recipient: str) -> Event:
+    return Event(id_, NOW + id_, dm_key(sender, recipient), recipient, sender, "dm", b"psst")
+
+
+def test_targets_are_the_last_events_of_the_rooms_and_direct_messages_of_a_nickname(store: SQLiteStore) -> None:
+    # IRC's CHATHISTORY TARGETS: written or not, a room's last event, and each
+    # DM target of the nickname whichever side of the key it is on.
+    for one in (event(1), event(2, room="#Other"), dm(3, "alice", "bob"), dm(4, "carol", "alice"), event(5)):
+        store.append(one)
+    store.append(dm(6, "bob", "carol"))  # not alice's
+    unwritten = {e.target: e.id for e in store.targets(["#lobby", "#other", "#none"], "alice")}
+    written(store, 6)
+    assert {e.target: e.id for e in store.targets(["#lobby", "#other", "#none"], "alice")} == unwritten
+    assert unwritten == {"#lobby": 5, "#other": 2, "dm:alice,bob": 3, "dm:alice,carol": 4}
+    store.append(event(7, room="#Other"))  # a newer one, not yet written, wins
+    assert {e.target: e.id for e in store.targets(["#other"], None)} == {"#other": 7}
