@@ -27,6 +27,7 @@ from chatd.core.history import (
     StoredRoom,
     dm_key,
     event_line,
+    owned_dm_key,
 )
 from chatd.core.identities import Identities
 from chatd.core.nicks import Client, Nicks
@@ -108,16 +109,16 @@ class Chat:
         self, sender: Client, recipient: Client, text: bytes, outlet: Sender, tags: bytes = b"", kind: str = "dm"
     ) -> None:
         """A DM (or a "tagmsg", not kept): to the recipient, echoed to the sender;
-        kept if both are authenticated (an account, or a certificate's name:
-        docs/protocol.md)."""
+        kept for those of the two who are authenticated (an account, or a
+        certificate's name: docs/protocol.md, "History")."""
         history = self.history
         event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, kind, text, tags)
         line = event_line(event, history.clock)
         recipient.deliver(line, 1, outlet)
         if recipient is not sender:
             sender.deliver(line)
-        if self.keeps_history and kind == "dm" and sender.authenticated and recipient.authenticated:
-            target = dm_key(sender.nick, recipient.nick)
+        target = _kept_under(sender, recipient) if self.keeps_history and kind == "dm" else None
+        if target is not None:
             history.store.append(Event(event.id, event.time_ms, target, event.room, event.nick, "dm", text))
 
     def close(self) -> None:
@@ -246,3 +247,15 @@ class Chat:
         for client in clients:
             client.deliver(data)
         return len(clients)
+
+
+def _kept_under(sender: Client, recipient: Client) -> str | None:
+    """Where a DM is kept: for both (`dm_key`) if both are authenticated, for
+    the one who is alone (`owned_dm_key`) with a guest, not at all between guests."""
+    if sender.authenticated and recipient.authenticated:
+        return dm_key(sender.nick, recipient.nick)
+    if sender.authenticated:
+        return owned_dm_key(sender.nick, recipient.nick)
+    if recipient.authenticated:
+        return owned_dm_key(recipient.nick, sender.nick)
+    return None

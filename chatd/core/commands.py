@@ -39,7 +39,7 @@ from chatd import names
 from chatd.core import account_commands, protocol, sasl, signin
 from chatd.core.account_commands import Holder
 from chatd.core.chat import Chat
-from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
+from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key, owned_dm_key
 from chatd.core.nicks import Client
 from chatd.core.protocol import Command
 from chatd.core.rooms import Room
@@ -168,6 +168,7 @@ def _history(caller: Caller, command: Command) -> None:
     """`/history`: the store is asked off this thread; the answer is sent from there."""
     query = protocol.parse_history(command.text, PAGE_DEFAULT, PAGE_MAX)
     chat, target, outlet = caller.chat, command.target, caller.outlet
+    also: str | None = None
     if names.is_room(target):
         room = _joined(caller, target)
         if not chat.keeps_history:
@@ -179,6 +180,7 @@ def _history(caller: Caller, command: Command) -> None:
             # Kept only between authenticated parties: a guest's nickname proves nothing.
             raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages of yours.")
         key, shown = dm_key(caller.nick, target), target
+        also = owned_dm_key(caller.nick, target)  # and those with `target` while it was a guest
     newer = query.after is not None
 
     def answer(events: list[Event] | None) -> None:
@@ -191,7 +193,7 @@ def _history(caller: Caller, command: Command) -> None:
             events = events[: query.limit] if newer else events[-query.limit :]
         chat.send_history(caller, shown, events, more, newer)
 
-    chat.lookups.history(key, query.before, query.after, query.limit + 1, answer)
+    chat.lookups.history(key, query.before, query.after, query.limit + 1, answer, also)
 
 
 def _targets(caller: Caller, command: Command) -> None:

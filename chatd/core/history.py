@@ -33,7 +33,7 @@ PAGE_MAX: Final = 500
 class Event:
     id: int
     time_ms: int  # milliseconds since the Unix epoch, UTC
-    target: str  # the room's key, or `dm_key` of the two nicknames
+    target: str  # the room's key, or `dm_key` of the two nicknames (`owned_dm_key` with a guest)
     room: str  # the room as shown; for a DM, the recipient's nickname
     nick: str  # who said it
     kind: str  # one of KINDS, or "tagmsg"
@@ -76,10 +76,14 @@ class EventStore(Protocol):
         """Keep the spelling of a certificate identity seen for the first time
         (written later, handed back by `load`); any thread, never blocks."""
 
-    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
-        """Up to `limit` events of `target`, oldest first: the earliest with ids
-        above `after`, else the latest below `before` (or the latest of all).
-        Sees events appended but not yet written. Blocks: not on an I/O worker."""
+    def range(
+        self, target: str, before: int | None, after: int | None, limit: int, also: str | None = None
+    ) -> list[Event]:
+        """Up to `limit` events of `target` (and of `also`, merged: a client's
+        direct messages with a nickname, and with it while it was a guest),
+        oldest first: the earliest with ids above `after`, else the latest
+        below `before` (or the latest of all). Sees events appended but not
+        yet written. Blocks: not on an I/O worker."""
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         """One stored room with its last `backlog` events (a room long ended
@@ -121,7 +125,9 @@ class NoStore:
     def remember_identity(self, key: str, spelling: str) -> None:
         pass
 
-    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
+    def range(
+        self, target: str, before: int | None, after: int | None, limit: int, also: str | None = None
+    ) -> list[Event]:
         return []
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
@@ -151,6 +157,14 @@ def dm_key(a: str, b: str) -> str:
     kept: their identities, so one spelling per identity (core/identities.py)."""
     first, second = sorted((nick_key(a), nick_key(b)))
     return f"dm:{first},{second}"
+
+
+def owned_dm_key(owner: str, guest: str) -> str:
+    """The target under which the direct messages between an authenticated
+    `owner` and a `guest` are kept, for the owner alone: `~` marks the guest's
+    side, so that nobody who is `guest` later (an account registered under
+    that name) reads them under `dm_key`."""
+    return f"dm:{nick_key(owner)},~{nick_key(guest)}"
 
 
 class Clock:
@@ -193,8 +207,10 @@ class Lookups(Protocol):
     """Questions for the store that may block, asked on an I/O worker and
     answered elsewhere. chatd.storage.lookups.LookupThread is the server's."""
 
-    def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
-        """Ask for `EventStore.range(target, before, after, limit)`; never blocks.
+    def history(
+        self, target: str, before: int | None, after: int | None, limit: int, answer: Answer, also: str | None = None
+    ) -> None:
+        """Ask for `EventStore.range(target, before, after, limit, also)`; never blocks.
         `answer` gets the events later, on another thread (where only the
         outlet is safe to use), or None if the store failed or too many
         questions wait."""
@@ -213,8 +229,15 @@ class DirectLookups:
     def __init__(self, store: EventStore) -> None:
         self._store = store
 
-    def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
-        answer(self._store.range(target, before, after, limit))
+    def history(
+        self, target: str, before: int | None, after: int | None, limit: int, answer: Answer, also: str | None = None
+    ) -> None:
+        store = self._store
+        answer(
+            store.range(target, before, after, limit)
+            if also is None
+            else store.range(target, before, after, limit, also)
+        )
 
     def targets(self, rooms: Sequence[str], nick: str | None, answer: Answer) -> None:
         answer(self._store.targets(rooms, nick))

@@ -40,9 +40,14 @@ class LookupThread:
         self._thread = threading.Thread(target=self._serve, name="chatd-history", daemon=True)
         self._starting = threading.Lock()
 
-    def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
+    def history(
+        self, target: str, before: int | None, after: int | None, limit: int, answer: Answer, also: str | None = None
+    ) -> None:
         store = self._store
-        self._ask((lambda: store.range(target, before, after, limit), target, answer))
+        if also is None:  # the store's range() as every store has it
+            self._ask((lambda: store.range(target, before, after, limit), target, answer))
+        else:
+            self._ask((lambda: store.range(target, before, after, limit, also), target, answer))
 
     def targets(self, rooms: Sequence[str], nick: str | None, answer: Answer) -> None:
         store, rooms = self._store, tuple(rooms)
