@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 import yaml
 
-from chatd import config_accounts
+from chatd import config_accounts, config_irc
 from chatd import config_values as values
 from chatd.addresses import split_host_port
 from chatd.config_accounts import AccountsConfig
+from chatd.config_irc import IrcConfig
 from chatd.config_values import GROUPS, Group, IPNetwork, Section
 from chatd.errors import ConfigError
 from chatd.names import room_key
@@ -111,26 +112,6 @@ class MetricsConfig:
     def address(self) -> tuple[str, int] | None:
         """(host, port) to bind, brackets removed; None when metrics are off."""
         return None if self.listen is None else split_host_port(self.listen)
-
-
-@dataclass(frozen=True)
-class IrcConfig:
-    """`irc:` (docs/irc.md): the IRC listener, TLS only, with the `tls.*` settings."""
-
-    # host:port or [IPv6]:port, as written (checked by `values.listen_address`); None: off.
-    # Off when absent, so that an older config file opens no new port; the
-    # shipped config/chatd.yaml turns it on at 127.0.0.1:6697.
-    listen: str | None = None
-    server_name: str | None = None  # the source of the server's IRC lines; None: the host name
-    backlog: int = 50  # events replayed as PRIVMSGs on join, to clients that show server-time
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        return None if self.listen is None else split_host_port(self.listen)
-
-    @property
-    def name(self) -> str:
-        return self.server_name or socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -260,10 +241,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
     "metrics": (MetricsConfig, {"listen": values.listen_address}),
-    "irc": (
-        IrcConfig,
-        {"listen": values.listen_address, "server_name": values.server_name, "backlog": values.integer(0, 500)},
-    ),
+    "irc": config_irc.SCHEMA,
     "accounts": config_accounts.SCHEMA,
     # Optional: absent means standalone (`_load_cluster`).
     "cluster": (
@@ -450,18 +428,11 @@ def _check_metrics(config: Config) -> None:
 
 def _check_irc(config: Config) -> None:
     """The IRC listener may not take the chat port or the metrics port."""
-    address = config.irc.address
-    if address is None or address[1] == 0:
-        return
     taken = [("server.port", (config.server.host, config.server.port))]
     if config.metrics.address is not None:
         taken.append(("metrics.listen", config.metrics.address))
-    for key, (host, port) in taken:
-        if port == address[1] and (host == address[0] or host in _WILDCARDS or address[0] in _WILDCARDS):
-            raise ConfigError(
-                f"{config.path}: irc.listen: the port of {key} ({port}); choose another port "
-                f"(got {config.irc.listen!r})"
-            )
+    if problem := config_irc.check_irc(config.irc, taken, _WILDCARDS):
+        raise ConfigError(f"{config.path}: {problem}")
 
 
 def _readable(file: Path) -> bool:

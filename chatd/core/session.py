@@ -131,10 +131,7 @@ class Session:
             if self.stage is Stage.ACTIVE:
                 self._gate(line, now)
             elif self.stage is Stage.REGISTERING:
-                if self._tracer is None:
-                    self._register(line)
-                else:
-                    self._traced(self._register, line)
+                self._run(self._register, line)
             elif self.stage is Stage.WAITING:
                 self._hold(line)
             else:
@@ -201,17 +198,15 @@ class Session:
         """Handle the line now, hold it for a token, or refuse it."""
         flood = self._flood
         if flood.admit(now):
-            if self._tracer is None:
+            if self._tracer is None:  # the hot path: no hop through `_run`
                 self._handle(line)
             else:
-                self._traced(self._handle, line)
+                self._run(self._handle, line)
         elif flood.hold(line, now):
             if flood.held == 1:  # the first held: its token's time is the new deadline
                 self._rearm()
-        elif self._tracer is None:
-            self._refuse_for_rate(now, "Slow down; that line was dropped.")
         else:
-            self._traced(lambda _: self._refuse_for_rate(now, "Slow down; that line was dropped."), line)
+            self._run(lambda _: self._refuse_for_rate(now, "Slow down; that line was dropped."), line)
 
     def _refuse_for_rate(self, now: float, text: str) -> None:
         """A line (or frame) found no token: say so, count it, and end a flood."""
@@ -225,10 +220,7 @@ class Session:
         for line in self._flood.release(now):
             if self.stage is not Stage.ACTIVE:  # a held /quit, or strikes, ended it
                 break
-            if self._tracer is None:
-                self._handle(line)
-            else:
-                self._traced(self._handle, line)
+            self._run(self._handle, line)
         self._flush_batch()
 
     def _rearm(self) -> None:
@@ -369,11 +361,13 @@ class Session:
 
     # -- commands (core/commands.py says what each does) --------------------------------
 
-    def _traced(self, handle: Callable[[Line], None], line: Line) -> None:
-        """`handle(line)` between the tracer's `begin` and `end`, with the events
-        it said sent before `end`."""
+    def _run(self, handle: Callable[[Line], None], line: Line) -> None:
+        """`handle(line)`; with a tracer, between its `begin` and `end`, with the
+        events it said sent before `end`."""
         tracer = self._tracer
-        assert tracer is not None
+        if tracer is None:
+            handle(line)
+            return
         tracer.begin(line)
         try:
             handle(line)
