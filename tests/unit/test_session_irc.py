@@ -8,7 +8,7 @@ from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS, IRC_ONLY
 from chatd.core.session import Session
 from chatd.outlet import Command
-from tests.unit.test_session import PAUSE, FakeOutlet, clock_of, connect, make_chat
+from tests.support.sessions import PAUSE, FakeOutlet, clock_of, connect, make_chat
 
 
 class TracedOutlet(FakeOutlet):
