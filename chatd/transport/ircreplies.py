@@ -263,9 +263,12 @@ class Personal:
             return [state.fail("CHATHISTORY", kind, asked.history.sub, target or "*", text)]
         if command == "CHATHISTORY":
             return []
-        if code in ("nick_invalid", "nick_taken"):
+        if code in ("nick_invalid", "nick_taken", "nick_registered"):
+            # A registered account's name is taken to a guest: sign in with SASL to use it.
             nick = target or state.wanted or "*"
             return [state.numeric("432" if code == "nick_invalid" else "433", nick, text)]
+        if code == "login_required":  # no guests: IRCv3's standard reply for it, then the session asks again
+            return [state.fail("*", "ACCOUNT_REQUIRED", text)]
         if code == "no_such_nick":
             return [state.numeric("401", target, "No such nick/channel")]
         if code in ("room_invalid", "no_such_room") and command == "NAMES":

@@ -198,3 +198,28 @@ def test_chathistory_targets_lists_the_rooms_by_their_last_event(irc: Callable[.
         alice.send(f"CHATHISTORY TARGETS timestamp={low} timestamp={high} 10")
         assert alice.expect("BATCH").params[1:] == ["draft/chathistory-targets"]
         assert alice.read().command == "BATCH"  # empty: the bounds are exclusive
+
+
+def test_an_accounts_name_is_taken_to_an_irc_guest(irc_accounts: Daemon, connect: Callable[[], IrcClient]) -> None:
+    ok(irc_accounts, "user_add", name="Alice", password_hash=argon2id("correct horse"))
+    client = connect()
+    client.send("NICK alice")
+    client.send("USER alice 0 * :Alice")
+    taken = client.read()
+    assert (taken.command, taken.params[1]) == ("433", "alice") and "registered account" in taken.params[2]
+    client.send("NICK bob")
+    assert client.expect("001").params[0] == "bob"
+
+
+def test_a_server_without_guests_asks_irc_clients_for_an_account(
+    start_daemon: Callable[..., Daemon], short_dir: Path
+) -> None:
+    daemon = start_daemon(irc=IRC, accounts={"argon2": FAST_ARGON2, "guests": False})
+    client = IrcClient(irc_port(daemon), daemon.pki.ca)
+    try:
+        client.send("NICK bob")
+        client.send("USER bob 0 * :Bob")
+        refused = client.read()
+        assert (refused.command, refused.params[:2]) == ("FAIL", ["*", "ACCOUNT_REQUIRED"])
+    finally:
+        client.close()
