@@ -223,3 +223,43 @@ def test_a_server_without_guests_asks_irc_clients_for_an_account(
         assert (refused.command, refused.params[:2]) == ("FAIL", ["*", "ACCOUNT_REQUIRED"])
     finally:
         client.close()
+
+
+# -- catch-up: a join's backlog as time-tagged PRIVMSGs (irc.backlog) ---------------------------
+
+
+def test_a_join_replays_the_backlog_with_its_times_in_a_chathistory_batch(
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = start_daemon(irc={**IRC, "backlog": 2})
+    bob = daemon.client("bob")
+    bob.join("#room")
+    for text in ("one", "two", "three"):
+        bob.send(text)
+    said = [bob.expect_eventually("MSG ") for _ in range(3)]
+    assert said[-1] == "MSG #room bob three"
+    times = [bob.last_tags["time"]]
+    clients = [IrcClient(irc_port(daemon), daemon.pki.ca) for _ in range(3)]
+    try:
+        shows, asks, plain = clients
+        shows.register("alice", caps=("server-time", "batch"))
+        shows.send("JOIN #room")
+        shows.expect("366")
+        opened = shows.expect("BATCH")
+        assert opened.params[1:] == ["chathistory", "#room"]
+        replayed = [shows.read(), shows.read()]  # irc.backlog: the last two
+        assert [(m.nick, m.command, m.params) for m in replayed] == [
+            ("bob", "PRIVMSG", ["#room", "two"]),
+            ("bob", "PRIVMSG", ["#room", "three"]),
+        ]
+        assert replayed[1].tags["time"] == times[0] and replayed[1].tags["batch"] == opened.params[0][1:]
+        assert shows.read().params == [f"-{opened.params[0][1:]}"]
+        asks.register("carol", caps=("server-time", "batch", "draft/chathistory"))  # it asks itself
+        plain.register("dave")  # shows no times: a replay would look live
+        for client in (asks, plain):
+            client.send("JOIN #room")
+            client.expect("366")
+            assert not [m for m in client.sync() if m.command in ("PRIVMSG", "BATCH")]
+    finally:
+        for client in clients:
+            client.close()
