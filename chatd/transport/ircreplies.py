@@ -201,7 +201,7 @@ class Personal:
         out.append(state.numeric("332", room, text))
         when = self.directory.topic_time(room)
         if when:
-            out.append(state.numeric("333", room, setter, str(when)))
+            out.append(state.numeric("333", room, self.frames.mask(setter), str(when)))
 
     # -- history: a join's backlog, a CHATHISTORY answer ---------------------------------------
 

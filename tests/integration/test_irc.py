@@ -78,7 +78,7 @@ def test_an_irc_join_shows_the_room_as_native_members_see_it(irc_daemon: Daemon,
     alice = irc("alice")
     alice.send("JOIN #room")
     assert alice.expect("332").params[1:] == ["#room", "what we talk about"]
-    assert alice.expect("333").params[1:3] == ["#room", "bob"]
+    assert alice.expect("333").params[1:3] == ["#room", "bob!chatd@chatd"]  # who set it, as a mask
     assert alice.expect("353").params[-1] == "alice @bob"  # bob made the room
     assert bob.readline() == "JOIN #room alice"
 
