@@ -252,6 +252,11 @@ class Personal:
         if state.sasl_pending and code in SASL_REFUSALS:  # SASL's answer, now or after the hash
             state.sasl_pending = False
             return [ircsasl.failed(state, text)]
+        if state.account and not state.registered and code in SASL_REFUSALS:
+            # The account SASL proved was refused at registration (disabled or
+            # deleted meanwhile): the next NICK registers that nickname instead.
+            state.account = ""
+            return [ircsasl.failed(state, text)]
         command = asked.reply.command if asked is not None else ""
         target = asked.target if asked is not None else ""
         if asked is not None and asked.reply.quiet:

@@ -200,6 +200,23 @@ def test_chathistory_targets_lists_the_rooms_by_their_last_event(irc: Callable[.
         assert alice.read().command == "BATCH"  # empty: the bounds are exclusive
 
 
+def test_an_account_disabled_between_sasl_and_registration_leaves_a_guest_registration(
+    irc_accounts: Daemon, connect: Callable[[], IrcClient]
+) -> None:
+    ok(irc_accounts, "user_add", name="Alice", password_hash=argon2id("correct horse"))
+    client = connect()
+    assert sasl_plain(client, "alice", "correct horse").command == "900"
+    assert client.read().command == "903"
+    ok(irc_accounts, "user_disable", name="alice", reason="spam")
+    client.send("NICK alice")
+    client.send("USER alice 0 * :Alice")
+    client.send("CAP END")
+    refused = client.expect("904")
+    assert "disabled" in refused.params[-1]
+    client.send("NICK bob")  # a guest now, under a nickname of its own
+    assert client.expect("001").params[0] == "bob"
+
+
 def test_an_accounts_name_is_taken_to_an_irc_guest(irc_accounts: Daemon, connect: Callable[[], IrcClient]) -> None:
     ok(irc_accounts, "user_add", name="Alice", password_hash=argon2id("correct horse"))
     client = connect()
