@@ -180,11 +180,11 @@ class Registration:
         raise NotImplementedError
 
 
-CHATD_VERSIONS = (b"2 ", b"3 ", b"4 ")  # the `HELLO <version> ` this dialect speaks (v4: as a guest)
+CHATD_VERSIONS = (b"2 ", b"3 ", b"4 ", b"5 ")  # the `HELLO <version> ` this dialect speaks (v4, v5: as a guest)
 
 
 class ChatdRegistration(Registration):
-    """Protocol v2 to v4: `HELLO 2 …` to `HELLO 4 …` (v4 with an `ACCOUNTS` line,
+    """Protocol v2 to v5: `HELLO 2 …` to `HELLO 5 …` (v4 and v5 with an `ACCOUNTS` line,
     ignored: the benchmark's clients are guests), `NICK`; after the
     nickname `WELCOME`, then per autojoin room `JOIN <room> <nick>`, `TOPIC`
     (if set), `USERS <room> …` (in v3 then the room's backlog, tagged events,
@@ -228,7 +228,7 @@ class ChatdRegistration(Registration):
         if not self.hello:
             if verb != b"HELLO" or not rest.startswith(CHATD_VERSIONS):
                 got = line[:80].decode(errors="replace")
-                raise RegistrationFailed(f"expected HELLO 2, 3 or 4 (protocol v2 to v4), got {got!r}")
+                raise RegistrationFailed(f"expected HELLO 2 to 5 (protocol v2 to v5), got {got!r}")
             self.hello = True
         elif verb in (b"ERR", b"BYE"):
             raise RegistrationFailed(line.decode(errors="replace"))

@@ -1,7 +1,8 @@
 """The accounts, put together for the server: the SQLite store in the history's
 file, the hashing threads with argon2id, and the core's `Accounts` view over
-both (chatd/core/accounts.py); their figures for /metrics and `chatctl
-status`; what a reload changes.
+both (chatd/core/accounts.py); beside them the registered rooms, whose roles
+are accounts' (`Registry`, chatd/core/registry.py, in the same file); their
+figures for /metrics and `chatctl status`; what a reload changes.
 
 What is not here: what accounts mean (chatd/core/), the operator's commands
 on them (chatd/account_operations.py).
@@ -9,23 +10,29 @@ on them (chatd/account_operations.py).
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Final
 
 from chatd.auth import AuthThreads
 from chatd.config import Config
 from chatd.core.accounts import METHODS, RESULTS, Accounts
+from chatd.core.registry import Registry
+from chatd.errors import ConfigError
 from chatd.passwords import Argon2
 from chatd.stats import AccountFigures
 from chatd.storage.accounts import SQLiteAccounts, open_accounts
+from chatd.storage.database import failure
+from chatd.storage.rooms import SQLiteRooms
 
 SYNC_TIMEOUT: Final = 10.0  # seconds an operator's change may take to reach the disk
 
 
 class AccountService:
-    def __init__(self, accounts: Accounts, auth: AuthThreads, store: SQLiteAccounts) -> None:
+    def __init__(self, accounts: Accounts, auth: AuthThreads, store: SQLiteAccounts, registry: Registry) -> None:
         self.accounts = accounts
         self.auth = auth
         self.store = store
+        self.registry = registry
         self._cost = accounts.config.argon2
 
     def configure(self, config: Config) -> None:
@@ -70,4 +77,9 @@ def open_account_service(config: Config) -> AccountService | None:
         return None
     store = open_accounts(config.history.path, config.path)
     auth = AuthThreads(Argon2(settings.argon2), settings.auth_threads, settings.auth_queue)
-    return AccountService(Accounts(settings, store, auth), auth, store)
+    accounts = Accounts(settings, store, auth)  # starts the writer the rooms share
+    try:
+        registry = Registry(SQLiteRooms(config.history.path, store))
+    except sqlite3.Error as exc:
+        raise ConfigError(failure(config.path, config.history.path, exc) + " (it holds the registered rooms)") from None
+    return AccountService(accounts, auth, store, registry)

@@ -152,7 +152,12 @@ def _start_control(config: Config, server: Server) -> ControlServer | None:
         from chatd.account_operations import AccountOperations
 
         accounts = AccountOperations(server.chat.accounts, server, lambda: server.config.limits.max_nick_length)
-    control = ControlServer(config.control.socket, Operations(server), accounts)
+    rooms = None
+    if server.chat.registry is not None:
+        from chatd.room_operations import RoomOperations
+
+        rooms = RoomOperations(server.chat)
+    control = ControlServer(config.control.socket, Operations(server), accounts, rooms)
     try:
         control.start()
     except (OSError, ValueError) as exc:

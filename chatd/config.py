@@ -65,6 +65,7 @@ class LimitsConfig:
     max_strikes: int = 10
     max_rooms: int = 1000
     max_rooms_per_client: int = 20
+    rooms_per_account: int = 10  # rooms one account may register (/room register); 0: only the operator
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "max_strikes": values.integer(1, 1000),
             "max_rooms": values.integer(1, 1_000_000),
             "max_rooms_per_client": values.integer(1, 10_000),
+            "rooms_per_account": values.integer(0, 10_000),
         },
     ),
     "rooms": (

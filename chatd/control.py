@@ -31,7 +31,26 @@ disk. Times in replies are ISO 8601, UTC; absent ones null.
 - `ban_add {network, for_s? (int, seconds; none: until removed), reason?}`:
   an address or a CIDR network; closes the connections it covers
   (`BYE banned`). Result `{network, reason, created, expires, closed}`.
-- `ban_list {}`, `ban_remove {network}` (exactly as listed). The socket is created with mode 0600
+- `ban_list {}`, `ban_remove {network}` (exactly as listed).
+
+Registered rooms (with `accounts.enabled`; chatd/room_operations.py does
+them). `room` is a room name, `name` an account's; the operator is above
+every role. A room is `{room, owner, flags, members, created, topic, roles:
+[{name, role}], bans: [{mask, reason, by, set}]}`.
+
+- `room_list {}`: `[{room, owner, flags, members}]`.
+- `room_show {room}`, `room_roles {room}` (`[{name, role}]`), `room_bans
+  {room}` (`[{mask, reason, by, set}]`).
+- `room_owner {room, name}`: registers the room to that account (any room,
+  a permanent one too), or hands it over (the owner before becomes an op).
+- `room_role {room, name, role}`: `owner`, `op`, `voice` or `member`.
+- `room_flag {room, flag, value}`: `topic_ops`, `private`, `moderated`,
+  `accounts_only`; `on` or `off`.
+- `room_ban {room, mask, reason?}` (removes the members it covers: result
+  `{mask, reason, by, set, removed}`), `room_unban {room, mask}`.
+- `room_drop {room}`: no longer registered.
+
+The socket is created with mode 0600
 (bound under a temporary name, restricted, then renamed into place, so it is
 never reachable with wider permissions), and every request's peer credentials
 are checked: only the daemon's own user and root are served.
@@ -98,6 +117,20 @@ ACCOUNT_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     "ban_list": {},
     "ban_remove": {"network": (str, True)},
 }
+# The room commands (chatd/room_operations.py), typed as the account commands are.
+ROOM_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    "room_list": {},
+    "room_show": {"room": (str, True)},
+    "room_owner": {"room": (str, True), "name": (str, True)},
+    "room_roles": {"room": (str, True)},
+    "room_role": {"room": (str, True), "name": (str, True), "role": (str, True)},
+    "room_flag": {"room": (str, True), "flag": (str, True), "value": (str, True)},
+    "room_ban": {"room": (str, True), "mask": (str, True), "reason": (str, False)},
+    "room_unban": {"room": (str, True), "mask": (str, True)},
+    "room_bans": {"room": (str, True)},
+    "room_drop": {"room": (str, True)},
+}
+_TYPED_FIELDS = {**ACCOUNT_FIELDS, **ROOM_FIELDS}
 
 
 class Operator(Protocol):
@@ -132,10 +165,18 @@ class BadRequest(Exception):
 
 
 class ControlServer:
-    def __init__(self, path: Path, operator: Operator, accounts: AccountOperator | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        operator: Operator,
+        accounts: AccountOperator | None = None,
+        rooms: AccountOperator | None = None,
+    ) -> None:
+        """`accounts`, `rooms`: the account and room commands (None: no accounts)."""
         self.path = path
         self._operator = operator
         self._accounts = accounts
+        self._rooms = rooms
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket file
         self._server: OneShotServer | None = None
 
@@ -206,7 +247,11 @@ class ControlServer:
 
     def _perform(self, command: str, fields: dict[str, Any]) -> dict[str, object]:
         if command in ACCOUNT_FIELDS:
-            return self._perform_account(command, fields)
+            assert self._accounts is not None
+            return self._perform_account(self._accounts, command, fields)
+        if command in ROOM_FIELDS:
+            assert self._rooms is not None
+            return self._perform_account(self._rooms, command, fields)
         operator = self._operator
         if command in ("status", "who", "rooms"):
             log.debug(f"operator_{command}")
@@ -228,10 +273,10 @@ class ControlServer:
         log.info("operator_reload", ok=result.get("ok"), restart_needed=result.get("restart_needed"))
         return {"ok": True, "result": result}
 
-    def _perform_account(self, command: str, fields: dict[str, object]) -> dict[str, object]:
-        assert self._accounts is not None
+    @staticmethod
+    def _perform_account(performer: AccountOperator, command: str, fields: dict[str, object]) -> dict[str, object]:
         try:
-            result = self._accounts.perform(command, fields)
+            result = performer.perform(command, fields)
         except Exception as exc:
             if not getattr(exc, "refusal", False):
                 raise
@@ -274,11 +319,11 @@ def _parse_account(line: bytes, enabled: bool) -> tuple[str, dict[str, Any]] | N
     except (ValueError, RecursionError):
         return None  # `_parse` says what is wrong
     command = request.get("cmd") if isinstance(request, dict) else None
-    if not isinstance(command, str) or command not in ACCOUNT_FIELDS:
+    if not isinstance(command, str) or command not in _TYPED_FIELDS:
         return None
     if not enabled:
         raise BadRequest(f"{command}: this server has no accounts; set accounts.enabled: true and restart")
-    known = ACCOUNT_FIELDS[command]
+    known = _TYPED_FIELDS[command]
     if unknown := [name for name in request if name != "cmd" and name not in known]:
         raise BadRequest(f"{command} takes no field {unknown[0]!r} (it takes: {', '.join(known) or 'none'})")
     fields: dict[str, Any] = {}
@@ -315,7 +360,7 @@ def _parse(line: bytes) -> tuple[str, dict[str, str]]:
     command = request.get("cmd")
     if not isinstance(command, str) or command not in _FIELDS:
         raise BadRequest(
-            f"unknown command {command!r} (known: {', '.join(_FIELDS)}) (with accounts: {', '.join(ACCOUNT_FIELDS)})"
+            f"unknown command {command!r} (known: {', '.join(_FIELDS)}) (with accounts: {', '.join(_TYPED_FIELDS)})"
         )
     known = _FIELDS[command]
     if unknown := [name for name in request if name != "cmd" and name not in known]:

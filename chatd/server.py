@@ -97,6 +97,7 @@ class Server:
             store,
             lookups=LookupThread(store) if store is not None else None,
             accounts=accounts.accounts if accounts is not None else None,
+            registry=accounts.registry if accounts is not None else None,
         )
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)

@@ -337,7 +337,7 @@ def render_metrics(snap: Snapshot) -> str:
 
 def recv_greeting(tls: ssl.SSLSocket) -> None:
     """Read a raw TLS socket's first lines, in as many records as they come:
-    exactly `HELLO 4 chatd <version>`, the `ACCOUNTS` line of a server with
+    exactly `HELLO 5 chatd <version>`, the `ACCOUNTS` line of a server with
     accounts, and `NICK` (docs/protocol.md, "Version")."""
     data = b""
     while not data.endswith(b"NICK\n"):
@@ -345,7 +345,7 @@ def recv_greeting(tls: ssl.SSLSocket) -> None:
         assert chunk, f"closed after {data!r}"
         data += chunk
     lines = data.split(b"\n")
-    assert lines[0].startswith(b"HELLO 4 chatd ") and lines[-2:] == [b"NICK", b""], data
+    assert lines[0].startswith(b"HELLO 5 chatd ") and lines[-2:] == [b"NICK", b""], data
     assert len(lines) == 3 or (len(lines) == 4 and lines[1].startswith(b"ACCOUNTS ")), data
 
 

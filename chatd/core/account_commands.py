@@ -45,6 +45,10 @@ def remember(caller: Holder, command: Command) -> None:
             raise ProtocolError(protocol.BAD_ARGUMENT, f"A token lasts 1-{config.token_days_max} days.")
         days = int(word)
     plain, token = accounts.issue_token(key, days)
+    if caller.method != "token":
+        # Signed in with a password: this connection now holds the token it asked
+        # for, so its /logout revokes it (a page's "Sign out" right after signing in).
+        caller.token = token.hash
     expires = caller.chat.history.clock.format(token.expires_ms).decode()
     log.info("token_issued", **caller.context, account=caller.nick, token_id=token.hash[:12], days=days)
     caller.outlet.deliver(protocol.format_line("TOKEN", plain, expires))

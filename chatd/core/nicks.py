@@ -12,7 +12,7 @@ from typing import Protocol
 
 from chatd import names
 from chatd.core import protocol
-from chatd.core.rooms import Member
+from chatd.core.rooms import Member, Room
 from chatd.errors import ProtocolError
 
 
@@ -28,8 +28,16 @@ class Client(Member, Protocol):
         """Signed in to an account, or named by a certificate with
         tls.nick_from_cert: its direct messages are kept (docs/protocol.md)."""
 
+    @property
+    def peer_ip(self) -> str:
+        """Its address (what a room's address ban covers)."""
+
     def close(self, reason: str, text: str = "") -> None:
         """`BYE <reason> <text>` and close; callable from any thread."""
+
+    def remove_from(self, room: Room, line: bytes) -> None:
+        """Take it out of `room` (a kick or a room ban), on its own thread:
+        `line` to the room's members, itself included; callable from any thread."""
 
 
 class Nicks:

@@ -1,4 +1,4 @@
-"""The line protocol (v4), without I/O: parsing, formatting, codes.
+"""The line protocol (v5), without I/O: parsing, formatting, codes.
 
 No sockets, threads or logging live here, so every rule in docs/protocol.md
 can be tested exhaustively on plain bytes. Message text stays as validated
@@ -53,8 +53,14 @@ NOT_LOGGED_IN: Final = "not_logged_in"
 REAUTH_REQUIRED: Final = "reauth_required"
 ALREADY_REGISTERED: Final = "already_registered"
 BANNED: Final = "banned"
+# v5: room roles and moderation (docs/protocol.md "Room roles").
+NOT_ALLOWED: Final = "not_allowed"
+INVITE_ONLY: Final = "invite_only"
+BANNED_FROM_ROOM: Final = "banned_from_room"
+ACCOUNTS_ONLY: Final = "accounts_only"
+MODERATED: Final = "moderated"
 
-VERSION: Final = 4  # the `HELLO <version>` line; docs/protocol.md "Version"
+VERSION: Final = 5  # the `HELLO <version>` line; docs/protocol.md "Version"
 
 # Errors that count as strikes towards `limits.max_strikes`.
 STRIKE_CODES: Final = frozenset({LINE_TOO_LONG, BAD_ENCODING, UNKNOWN_COMMAND})
@@ -132,6 +138,31 @@ def _two_words_and_text(verb: str, rest: bytes, usage: str) -> Command:
     return Command(verb, _required(text, usage), target.decode(), option.decode())
 
 
+def _two_words_and_rest(verb: str, rest: bytes, usage: str) -> Command:
+    """Two required words (a room, then a nickname or a ban's mask), then
+    optional free text (a reason) after one space."""
+    target, _, rest = rest.strip(b" ").partition(b" ")
+    option, _, text = rest.lstrip(b" ").partition(b" ")
+    _required(target, usage)
+    _required(option, usage)
+    return Command(verb, text.strip(b" "), target.decode(), option.decode())
+
+
+def _room_words(verb: str, rest: bytes, usage: str) -> Command:
+    """`/room`: `register|drop <#room>`, or `<#room> [<word> [<word>]]` (a flag
+    and on|off, or `owner` and a nickname): the room is the target, the first
+    other word the option, the next one the text. What they say is checked by
+    the command (core/room_commands.py)."""
+    words = rest.split()
+    _required(b" ".join(words), usage)
+    if words[0] in (b"register", b"drop"):
+        if len(words) < 2:
+            raise ProtocolError(MISSING_ARGUMENT, usage)
+        return Command(verb, target=words[1].decode(), option=words[0].decode())
+    option = words[1].decode() if len(words) > 1 else ""
+    return Command(verb, b" ".join(words[2:3]), words[0].decode(), option)
+
+
 def _room_and_text(verb: str, rest: bytes, usage: str) -> Command:
     """An optional room (a first word starting with #), then optional text."""
     room, text = _optional_room(rest)
@@ -169,6 +200,25 @@ GRAMMAR: Final[Mapping[str, Syntax]] = MappingProxyType(
             HISTORY_USAGE,
         ),
         "nick": Syntax("/nick <new>", "change your nickname", _word),
+        # v5: registered rooms, roles and moderation (core/room_commands.py).
+        "room": Syntax(
+            "/room register|drop <#room> | /room <#room> [<flag> on|off | owner <nick>]",
+            "register a room, show or set its flags (topic_ops, private, moderated, accounts_only)",
+            _room_words,
+        ),
+        "op": Syntax("/op <#room> <nick>", "make an account an op of a room (owners)", _two_words_and_rest),
+        "deop": Syntax("/deop <#room> <nick>", "take an op's role away (owners)", _two_words_and_rest),
+        "voice": Syntax("/voice <#room> <nick>", "let an account speak in a moderated room (ops)", _two_words_and_rest),
+        "devoice": Syntax("/devoice <#room> <nick>", "take a voice away (ops)", _two_words_and_rest),
+        "kick": Syntax("/kick <#room> <nick> [reason]", "remove someone from a room (ops)", _two_words_and_rest),
+        "ban": Syntax(
+            "/ban <#room> <nick|account:name|address/cidr> [reason]",
+            "keep someone out of a room (ops)",
+            _two_words_and_rest,
+        ),
+        "unban": Syntax("/unban <#room> <mask>", "lift a ban (ops)", _two_words_and_rest),
+        "bans": Syntax("/bans <#room>", "list a room's bans (ops)", _word),
+        "invite": Syntax("/invite <#room> <nick>", "let someone into a private room once (ops)", _two_words_and_rest),
         # v4: accounts. /login, /register and /resume answer `NICK`; after
         # WELCOME they are refused (`already_registered`), never said in a room.
         "login": Syntax("/login <account> <password>", "sign in (instead of a nickname)", _target_and_text),

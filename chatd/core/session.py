@@ -26,9 +26,10 @@ from chatd.addresses import host_of, source_of
 from chatd.core import protocol, sasl
 from chatd.core.accounts import Account
 from chatd.core.chat import Chat
-from chatd.core.commands import COMMANDS, Row, enter, say_current
+from chatd.core.commands import COMMANDS, Row, enter, leave_room, say_current
 from chatd.core.flood import FloodControl, Line
 from chatd.core.identities import refusal
+from chatd.core.registry import VOICE
 from chatd.core.rooms import Room
 from chatd.core.signin import ban_text
 from chatd.errors import ProtocolError
@@ -191,6 +192,15 @@ class Session:
 
     def close(self, reason: str, text: str = "") -> None:
         self.outlet.close(reason, text)
+
+    def remove_from(self, room: Room, line: bytes) -> None:
+        """A kick or a room ban, from any thread: done on this session's own."""
+        self.outlet.call_soon(lambda: self._removed(room, line))
+
+    def _removed(self, room: Room, line: bytes) -> None:
+        if self.stage is Stage.ACTIVE and self.rooms.get(room.key) is room:
+            self._flush_batch()
+            leave_room(self, room, line)
 
     # -- flood control (core/flood.py decides; this acts) ----------------------------
 
@@ -395,7 +405,16 @@ class Session:
             self._send_error(error)
 
     def say(self, kind: str, room: Room, text: bytes, tags: bytes = b"") -> None:
-        """Queue a room event; those of one read to one room leave as one block."""
+        """Queue a room event; those of one read to one room leave as one block.
+
+        Raises:
+            ProtocolError: `moderated`: the room is, and the caller has no voice.
+        """
+        # NOTE: the one check of roles on the message path: per message sent, one
+        # attribute for a room that is not registered; never per recipient.
+        registration = room.registration
+        if registration is not None and registration.moderated and registration.rank(self.account) < VOICE:
+            raise ProtocolError(protocol.MODERATED, f"{room.name} is moderated: only voiced members speak there.")
         if room is not self._batch_room or kind != self._batch_kind or tags != self._batch_tags:
             self._flush_batch()
             self._batch_room, self._batch_kind, self._batch_tags = room, kind, tags

@@ -27,10 +27,8 @@ import structlog
 
 from chatd.core.accounts import Account, Invite, StoredAccounts, Token
 from chatd.core.bans import Ban
-from chatd.errors import ConfigError
-from chatd.storage import schema
+from chatd.storage.database import open_database
 from chatd.storage.schema import transaction
-from chatd.storage.sqlite import START_TIMEOUT, connect, explain, prepare_files
 
 log = structlog.get_logger(__name__)
 
@@ -46,14 +44,7 @@ def open_accounts(path: Path, config_path: Path) -> SQLiteAccounts:
     Raises:
         ConfigError: one line naming the file and what to do.
     """
-    try:
-        prepare_files(path)
-        conn = connect(path, START_TIMEOUT)
-        with transaction(conn):
-            schema.migrate(conn)
-    except (OSError, sqlite3.Error, schema.NewerSchema) as exc:
-        raise ConfigError(f"{config_path}: history.path: {explain(path, exc)} (it holds the accounts)") from None
-    return SQLiteAccounts(conn, path)
+    return SQLiteAccounts(open_database(path, config_path, holds="it holds the accounts"), path)
 
 
 class SQLiteAccounts:
@@ -171,6 +162,11 @@ class SQLiteAccounts:
         self._conn.close()
 
     # -- the writer thread ------------------------------------------------------------------
+
+    def queue(self, write: _Write) -> None:
+        """Another store's write in this file (chatd/storage/rooms.py), done by this
+        writer in order with the accounts' own, and waited for by `sync`."""
+        self._queue(write)
 
     def _queue(self, write: _Write) -> None:
         with self._done:

@@ -95,6 +95,41 @@ MIGRATIONS: Final = (
         expires INTEGER            -- NULL: until removed
     );
     """,
+    # 5: registered rooms (chatd/core/registry.py, chatd/storage/rooms.py): owner,
+    # flags and topic, the roles accounts hold, bans and accounts' invites. A room's
+    # rows go with it.
+    """
+    CREATE TABLE registered_rooms (
+        key TEXT PRIMARY KEY,      -- the room in lower case (names.room_key)
+        name TEXT NOT NULL,        -- as registered
+        owner TEXT NOT NULL,       -- the owner's account key
+        flags TEXT NOT NULL,       -- the flags that are on, space-separated
+        created INTEGER NOT NULL,  -- milliseconds since the Unix epoch, UTC
+        topic TEXT NOT NULL DEFAULT '',
+        topic_by TEXT NOT NULL DEFAULT '*'
+    );
+    CREATE TABLE room_roles (
+        room TEXT NOT NULL REFERENCES registered_rooms (key) ON DELETE CASCADE,
+        account TEXT NOT NULL,     -- an account key
+        role TEXT NOT NULL,        -- owner, op, voice
+        PRIMARY KEY (room, account)
+    );
+    CREATE TABLE room_bans (
+        room TEXT NOT NULL REFERENCES registered_rooms (key) ON DELETE CASCADE,
+        mask TEXT NOT NULL,        -- a nickname key, account:<key>, or a CIDR network
+        reason TEXT NOT NULL,
+        by TEXT NOT NULL,          -- who set it, as shown ('*': the operator)
+        created INTEGER NOT NULL,
+        PRIMARY KEY (room, mask)
+    );
+    CREATE TABLE room_invites (
+        room TEXT NOT NULL REFERENCES registered_rooms (key) ON DELETE CASCADE,
+        account TEXT NOT NULL,
+        by TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (room, account)
+    );
+    """,
 )
 
 VERSION: Final = len(MIGRATIONS)

@@ -201,7 +201,7 @@ def open_websocket(daemon: Daemon, sockets: list[RawWebSocket]) -> RawWebSocket:
     ws = RawWebSocket(daemon)
     sockets.append(ws)  # closed at teardown
     hello, accounts, nick = ws.read_texts(3)
-    assert hello.startswith("HELLO 4 ") and accounts.startswith("ACCOUNTS ") and nick == "NICK"
+    assert hello.startswith("HELLO 5 ") and accounts.startswith("ACCOUNTS ") and nick == "NICK"
     ws.texts.clear()
     return ws
 

@@ -41,7 +41,7 @@ def accounts(start_daemon: Callable[..., Daemon], short_dir: Path) -> Callable[.
 def test_the_greeting_names_the_registration_mode(accounts: Callable[..., Daemon]) -> None:
     daemon = accounts(registration="invite", guests=False)
     client = daemon.client()
-    assert client.expect("HELLO 4 chatd ")
+    assert client.expect("HELLO 5 chatd ")
     assert client.readline() == "ACCOUNTS registration=invite guests=no"
     assert client.readline() == "NICK"
 
@@ -128,6 +128,17 @@ def test_tokens_remember_resume_logout(accounts: Callable[..., Daemon]) -> None:
     assert stored == [], stored  # revoked on disk too
     assert daemon.wait_for_event("token_revoked", account="alice")
     assert token not in daemon.log()
+
+
+def test_logout_revokes_the_token_this_connection_asked_for(accounts: Callable[..., Daemon]) -> None:
+    daemon = accounts()
+    alice = signed_in(daemon, f"/register alice * {PASSWORD}", "alice")
+    alice.send("/remember")
+    token = alice.readline().split(" ")[1]
+    alice.send("/logout")
+    assert alice.expect_closed()[-1] == "BYE logout"
+    refused(greeted(daemon), f"/resume {token}", "token_invalid")
+    assert rows(daemon, "SELECT hash FROM tokens") == []
 
 
 def test_passwd_changes_the_password_and_revokes_every_token(accounts: Callable[..., Daemon]) -> None:

@@ -46,7 +46,7 @@ class Client(ChatClient):
     def __init__(self, daemon: Daemon, nick: str, cert: tuple[Path, Path] | None = None) -> None:
         super().__init__(daemon.port, daemon.pki.ca, host=daemon.host, cert=cert, timeout=10)
         daemon.clients.append(self)  # closed when the daemon stops
-        assert self.read().raw.startswith("HELLO 4 chatd ")
+        assert self.read().raw.startswith("HELLO 5 chatd ")
         line = self.read().raw
         if line.startswith("ACCOUNTS "):  # only when accounts are enabled
             line = self.read().raw

@@ -15,7 +15,7 @@ from tests.support.chatclient import ChatClient
 
 def test_hello_nick_welcome_and_the_lobby(daemon: Daemon) -> None:
     client = daemon.client()
-    assert client.readline() == f"HELLO 4 chatd {chatd.__version__}"
+    assert client.readline() == f"HELLO 5 chatd {chatd.__version__}"
     assert client.readline() == "ACCOUNTS registration=open guests=yes"  # the defaults
     assert client.readline() == "NICK"
     client.send("alice")

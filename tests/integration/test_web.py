@@ -135,9 +135,9 @@ def test_web_disabled_means_no_alpn_and_lines_for_everyone(start_daemon: Callabl
     daemon = start_daemon(web={"enabled": False})
     with tls_http(daemon.port, daemon.pki.ca, alpn=["h2", "http/1.1"]) as tls:
         assert tls.selected_alpn_protocol() is None
-        assert tls.recv(4096).startswith(b"HELLO 4 ")
+        assert tls.recv(4096).startswith(b"HELLO 5 ")
     with tls_http(daemon.port, daemon.pki.ca, alpn=["h2"]) as tls:  # nothing to refuse for
-        assert tls.recv(4096).startswith(b"HELLO 4 ")
+        assert tls.recv(4096).startswith(b"HELLO 5 ")
 
 
 # -- WebSocket clients chat with line clients ---------------------------------------------------
@@ -265,7 +265,7 @@ def test_origins_allowed_and_refused(start_daemon: Callable[..., Daemon]) -> Non
         None,
     ):
         ws = _open(daemon, origin)  # None: a program, not a browser; see docs/protocol.md
-        assert ws.recv(4096).startswith(b"HELLO 4 "), origin
+        assert ws.recv(4096).startswith(b"HELLO 5 "), origin
         ws.close()
     for origin in (
         "https://evil.example",

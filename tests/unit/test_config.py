@@ -75,6 +75,7 @@ limits:
   max_strikes: 4
   max_rooms: 10
   max_rooms_per_client: 3
+  rooms_per_account: 2
 rooms:
   autojoin: ["#lobby", "#Help"]
   permanent: ["#lobby", "#help", "#news"]
@@ -171,6 +172,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
         max_strikes=4,
         max_rooms=10,
         max_rooms_per_client=3,
+        rooms_per_account=2,
     )
     assert config.rooms == RoomsConfig(
         autojoin=("#lobby", "#Help"), permanent=("#lobby", "#help", "#news"), allow_create=False
@@ -359,6 +361,8 @@ def test_a_relative_config_path_gives_an_absolute_config_path(tmp_path: Path, mo
         ("limits", "max_rooms", 1_000_000, 1_000_000),
         ("limits", "max_rooms_per_client", 1, 1),
         ("limits", "max_rooms_per_client", 10_000, 10_000),
+        ("limits", "rooms_per_account", 0, 0),
+        ("limits", "rooms_per_account", 10_000, 10_000),
         ("rooms", "autojoin", [], ()),
         ("rooms", "autojoin", ["#a", "#" + "z" * 32, "#A-b_9"], ("#a", "#" + "z" * 32, "#A-b_9")),
         ("rooms", "permanent", [], ()),
@@ -623,6 +627,8 @@ KEY_ERRORS = [
     ("limits", "max_rooms", "many", "must be an integer 1..1000000"),
     ("limits", "max_rooms_per_client", 0, "must be an integer 1..10000"),
     ("limits", "max_rooms_per_client", 10_001, "must be an integer 1..10000"),
+    ("limits", "rooms_per_account", -1, "must be an integer 0..10000"),
+    ("limits", "rooms_per_account", 10_001, "must be an integer 0..10000"),
     ("rooms", "allow_create", "yes", "must be true or false"),
     ("rooms", "autojoin", "#lobby", ROOMS_EXPECTED),
     ("rooms", "autojoin", None, ROOMS_EXPECTED),
