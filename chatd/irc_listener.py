@@ -20,6 +20,8 @@ from chatd.addresses import split_host_port
 from chatd.config import Config
 from chatd.core.chat import Chat
 from chatd.core.nicks import Client
+from chatd.core.registry import OP, VOICE
+from chatd.core.rooms import Room
 from chatd.core.session import Session
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.irc import IrcCodec
@@ -42,12 +44,12 @@ class ChatDirectory:
         return [_person(client) for client in self.chat.nicks.members()]
 
     def rooms_of(self, nick: str) -> tuple[str, ...]:
-        """`nick`'s rooms, those it created marked `@` (RPL_WHOISCHANNELS)."""
+        """`nick`'s rooms, each with its prefix (RPL_WHOISCHANNELS)."""
         client = self.chat.nicks.find(nick)
         if not isinstance(client, Session):
             return ()
         rooms = list(client.rooms.values())  # one step under the GIL: the owner may be changing it
-        return tuple(f"@{room.name}" if room.creator is client else room.name for room in rooms)
+        return tuple(_prefix(room, client) + room.name for room in rooms)
 
     def creator(self, room: str) -> str | None:
         found = self.chat.rooms.find(room)
@@ -56,6 +58,11 @@ class ChatDirectory:
 
     def room_exists(self, room: str) -> bool:
         return self.chat.rooms.find(room) is not None
+
+    def flags(self, room: str) -> frozenset[str]:
+        found = self.chat.rooms.find(room)
+        registration = found.registration if found is not None else None
+        return frozenset(registration.flags) if registration is not None else frozenset()
 
     def topic_time(self, room: str) -> int:
         found = self.chat.rooms.find(room)
@@ -79,6 +86,16 @@ def _person(client: Client) -> Person:
     return Person(client.nick, "chatd", "chatd", client.nick, account=account)
 
 
+def _prefix(room: Room, client: Session) -> str:
+    """A member's prefix: by its role in a registered room (owner and op `@`,
+    voice `+`), else `@` for the room's creator (docs/irc.md, "Operators")."""
+    registration = room.registration
+    if registration is None:
+        return "@" if room.creator is client else ""
+    rank = registration.rank(client.account)
+    return "@" if rank >= OP else "+" if rank >= VOICE else ""
+
+
 def _mechanisms(config: Config) -> tuple[str, ...]:
     """SASL: PLAIN against the accounts, EXTERNAL where certificates name clients."""
     plain = ("PLAIN",) if config.accounts.enabled else ()
@@ -90,7 +107,7 @@ class IrcListener:
 
     def __init__(self, config: Config, chat: Chat) -> None:
         self.chat = chat
-        self.frames = Frames(ChatDirectory(chat))  # shared by every IRC connection
+        self.frames = Frames(ChatDirectory(chat), config.irc.name)  # shared by every IRC connection
         self.started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         self.settings = self._settings(config)
 
@@ -110,6 +127,7 @@ class IrcListener:
     def configure(self, config: Config) -> None:
         """A reload: new connections get the new server name, backlog and limits."""
         self.settings = self._settings(config)
+        self.frames.server = config.irc.name
 
     @staticmethod
     def listen(config: Config) -> socket.socket:

@@ -110,9 +110,8 @@ def _msg(caller: Caller, command: Command) -> None:
 def _tagmsg(caller: Caller, command: Command) -> None:
     """IRC's TAGMSG: tags and no text, to a room's members or a nickname; not kept."""
     target = command.target
-    if names.is_room(target):
-        room = _joined(caller, target)
-        caller.chat.say(room, "tagmsg", caller.nick, [b""], caller.outlet, command.tags)
+    if names.is_room(target):  # as any event said in a room (a moderated room's rule too)
+        caller.say("tagmsg", _joined(caller, target), b"", command.tags)
         return
     _direct(caller, target, b"", command.tags, "tagmsg")
 

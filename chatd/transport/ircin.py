@@ -198,6 +198,23 @@ def _list(link: Link, message: Message, reply: Reply) -> None:
     link.ask(reply, Command("rooms"), Asked(reply, rooms=frozenset(names) if names else None))
 
 
+def _kick(link: Link, message: Message, reply: Reply) -> None:
+    """`KICK #room nick[,nick] [:reason]`: the session's /kick (a registered room's ops)."""
+    if not need(link, message, reply, 2):
+        return
+    room, reason = message.text(0), clean_text(message.text(2))
+    for nick in message.text(1).split(","):
+        if nick:
+            link.ask(reply, Command("kick", reason.encode(), room, nick), Asked(reply, target=room, mask=nick))
+
+
+def _invite(link: Link, message: Message, reply: Reply) -> None:
+    """`INVITE nick #room`: the session's /invite (a registered room's ops)."""
+    if need(link, message, reply, 2):
+        nick, room = message.text(0), message.text(1)
+        link.ask(reply, Command("invite", target=room, option=nick), Asked(reply, target=room, mask=nick))
+
+
 # Usable before registration; any other command then is ERR_NOTREGISTERED.
 BEFORE_REGISTRATION: Final = frozenset({"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT", "AUTHENTICATE"})
 
@@ -231,8 +248,8 @@ COMMANDS: Final[Mapping[str, Handler]] = MappingProxyType(
         "VERSION": ircqueries.version,
         "TIME": ircqueries.current_time,
         "CHATHISTORY": chathistory,
-        "KICK": ircqueries.refused("482", "chatd rooms have no channel operators"),
-        "INVITE": ircqueries.refused("482", "chatd rooms need no invitation: anyone may join"),
+        "KICK": _kick,
+        "INVITE": _invite,
         "OPER": ircqueries.refused("491", "No O-lines for your host"),
         "KILL": ircqueries.refused("481", "Permission Denied- You're not an IRC operator"),
     }

@@ -31,7 +31,14 @@ ACCOUNT_TAG: Final = 8  # account-tag: @account=<name> on what a logged-in clien
 
 CTCP: Final = b"\x01"
 # The verbs of lines that reach several clients alike: what `Frames` translates once.
-SHARED_VERBS: Final = frozenset({b"MSG", b"ACTION", b"DM", b"TAGMSG", b"TOPIC", b"JOIN", b"PART", b"LEAVE", b"RENAME"})
+SHARED_VERBS: Final = frozenset(
+    {b"MSG", b"ACTION", b"DM", b"TAGMSG", b"TOPIC", b"JOIN", b"PART", b"LEAVE", b"RENAME"}
+    | {b"KICK", b"ROLE", b"FLAG", b"REGISTERED"}  # a registered room's (protocol v5)
+)
+# A role as IRC's channel modes: owners and ops are `o`, voices `v` (PREFIX=(ov)@+).
+ROLE_MODES: Final = {b"owner": b"+o", b"op": b"+o", b"voice": b"-o+v", b"member": b"-ov"}
+# A registered room's flags as channel modes (CHANMODES): what each says, IRC's way.
+FLAG_MODES: Final = {"topic_ops": "t", "moderated": "m", "private": "s", "accounts_only": "R"}
 _MASKS_KEPT: Final = 10_000  # nicknames whose user@host is remembered after they are gone
 
 
@@ -66,6 +73,9 @@ class Directory(Protocol):
         """The nickname shown as `room`'s operator (`@`), if any."""
 
     def room_exists(self, room: str) -> bool: ...
+
+    def flags(self, room: str) -> frozenset[str]:
+        """The flags of a registered room that are on (none for others)."""
 
     def topic_time(self, room: str) -> int:
         """When `room`'s topic was set (seconds since the epoch), 0 if unknown."""
@@ -129,8 +139,9 @@ class Frames:
     call `translate`: the cache is one tuple, replaced whole (at worst two
     threads translating at once both do the work)."""
 
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, server: str) -> None:
         self.directory = directory
+        self.server = server  # irc.server_name: the source of what the server itself does
         self._last: tuple[bytes, dict[int, Translated | None]] = (b"", {})
         self._masks: dict[str, str] = {}  # nick key -> its last mask, for those gone (QUIT)
 
@@ -182,8 +193,42 @@ class Frames:
             nick, reason = ([*native.args(2), b""])[:2]
             mask = self.mask(nick.decode()).encode()
             return b":%s QUIT :%s\r\n" % (mask, quit_text(reason.decode()).encode()), nick.lower().decode()
-        old, new = native.args(2)
-        return b":%s NICK %s\r\n" % (self.mask(new.decode(), old.decode()).encode(), new), old.lower().decode()
+        if verb == b"RENAME":
+            old, new = native.args(2)
+            return b":%s NICK %s\r\n" % (self.mask(new.decode(), old.decode()).encode(), new), old.lower().decode()
+        return self._moderation(native)
+
+    def _moderation(self, native: Native) -> tuple[bytes, str]:
+        """KICK, ROLE, FLAG and REGISTERED of a registered room (protocol v5)."""
+        verb = native.verb
+        if verb == b"KICK":  # KICK <room> <nick> <by> <kicked|banned> [text]
+            room, nick, by, why = ([*native.args(4), b"", b"", b""])[:4]
+            reason, _, text = why.decode().partition(" ")
+            comment = text or ("Banned" if reason == "banned" else "Kicked")
+            line = f":{self.source(by)} KICK {room.decode()} {nick.decode()} :{comment}\r\n"
+            return line.encode(), nick.lower().decode()
+        if verb == b"ROLE":  # ROLE <room> <nick> <role> <by>
+            room, nick, role, by = ([*native.args(4), b"", b""])[:4]
+            modes = ROLE_MODES.get(role, b"-ov")
+            nicks = b" ".join([nick] * (len(modes) - modes.count(b"+") - modes.count(b"-")))
+            return b":%s MODE %s %s %s\r\n" % (self.source(by).encode(), room, modes, nicks), ""
+        if verb == b"FLAG":  # FLAG <room> <flag> <on|off> <by>
+            room, flag, value, by = ([*native.args(4), b"", b""])[:4]
+            sign = "+" if value == b"on" else "-"
+            letter = FLAG_MODES.get(flag.decode(), "")
+            line = f":{self.source(by)} MODE {room.decode()} {sign}{letter}\r\n" if letter else ""
+            return line.encode(), ""
+        room, owner = ([*native.args(2), b""])[:2]  # REGISTERED <room> <owner|*>
+        text = (
+            f"{room.decode()} is no longer registered"
+            if owner == b"*"
+            else f"{room.decode()} is registered to {owner.decode()}"
+        )
+        return f":{self.server} NOTICE {room.decode()} :{text}\r\n".encode(), ""
+
+    def source(self, by: bytes) -> str:
+        """Who did something: a nickname's mask, or the server (`*`: the operator)."""
+        return self.server if by in (b"*", b"") else self.mask(by.decode())
 
     def _said(self, native: Native, profile: int, nick: bytes, target: bytes, text: bytes) -> bytes:
         account = ""

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from typing import Final
 
 from chatd.outlet import Command
 from chatd.transport import ircreg
 from chatd.transport.irclink import Handler, Link, clean_text, need
 from chatd.transport.ircmessage import Message
-from chatd.transport.ircout import Person
+from chatd.transport.ircout import FLAG_MODES, Person
 from chatd.transport.ircreplies import who_reply
 from chatd.transport.ircstate import Asked, IrcState, Reply
 
@@ -106,7 +107,10 @@ def ison(link: Link, message: Message, reply: Reply) -> None:
 
 
 def mode(link: Link, message: Message, reply: Reply) -> None:
-    """Queries are answered; changes refused (chatd's rooms and users have no modes)."""
+    """A room's modes: queries answered here (324 with its flags as modes),
+    changes handed to the session as room commands (+o `/op`, +v `/voice`,
+    +b `/ban`, +t +m +s +R the room's flags: registered rooms only, by its
+    owner and ops). A client's own: +i always, nothing to change."""
     if not need(link, message, reply, 1) or not link.charge():
         return
     state, target = link.state, message.text(0)
@@ -115,13 +119,10 @@ def mode(link: Link, message: Message, reply: Reply) -> None:
         if not link.directory.room_exists(target):
             reply.out.append(state.numeric("403", target, "No such channel"))
         elif not modes:
-            reply.out.append(state.numeric("324", target, "+n"))
-        elif modes.lstrip("+") in ("b", "e", "I"):
-            end = {"b": ("368", "End of channel ban list"), "e": ("349", "End of channel exception list")}
-            code, text = end.get(modes.lstrip("+"), ("347", "End of channel invite list"))
-            reply.out.append(state.numeric(code, target, text))
+            flags = sorted(FLAG_MODES[flag] for flag in link.directory.flags(target) if flag in FLAG_MODES)
+            reply.out.append(state.numeric("324", target, "+n" + "".join(flags)))
         else:
-            reply.out.append(state.numeric("482", target, "chatd rooms have no channel modes to change"))
+            _room_modes(link, message, reply, target)
     elif target.lower() != state.key:
         known = link.directory.person(target) is not None
         reply.out.append(
@@ -133,6 +134,49 @@ def mode(link: Link, message: Message, reply: Reply) -> None:
         reply.out.append(state.numeric("221", "+i"))
     elif modes not in ("+i", "i"):
         reply.out.append(state.numeric("501", "Unknown MODE flag"))
+
+
+_ROLE_VERBS: Final = {"+o": "op", "-o": "deop", "+v": "voice", "-v": "devoice"}
+_FLAGS_OF: Final = {letter: flag for flag, letter in FLAG_MODES.items()}
+
+
+def _room_modes(link: Link, message: Message, reply: Reply, room: str) -> None:
+    state = link.state
+    args = [message.text(i) for i in range(2, len(message.params))]
+    sign = "+"
+    for char in message.text(1):
+        if char in "+-":
+            sign = char
+        elif char in "ov" or (char == "b" and args):
+            if not args:
+                reply.out.append(state.numeric("461", "MODE", "Not enough parameters"))
+                return
+            who = args.pop(0)
+            if char == "b":
+                command = Command("ban" if sign == "+" else "unban", target=room, option=_ban_mask(who))
+            else:
+                command = Command(_ROLE_VERBS[sign + char], target=room, option=who)
+            link.ask(reply, command, Asked(reply, target=room, mask=who))
+        elif char == "b":  # the list: the session's /bans (ops only)
+            link.ask(reply, Command("bans", target=room), Asked(reply, target=room, mask="b"))
+        elif char in "eI":
+            end = ("349", "End of channel exception list") if char == "e" else ("347", "End of channel invite list")
+            reply.out.append(state.numeric(end[0], room, end[1]))
+        elif char in _FLAGS_OF:
+            flag, value = _FLAGS_OF[char], b"on" if sign == "+" else b"off"
+            link.ask(reply, Command("room", value, room, flag), Asked(reply, target=room))
+        elif char != "n":  # +n: always so (only members speak)
+            reply.out.append(state.numeric("472", char, "is unknown mode char to me"))
+
+
+def _ban_mask(mask: str) -> str:
+    """An IRC ban mask as chatd's (a nickname, account:name, an address or
+    network): `bob!*@*` is the nickname, `*!*@192.0.2.7` the address."""
+    nick, _, host = mask.partition("!")
+    host = host.partition("@")[2]
+    if host and nick in ("", "*"):
+        return host
+    return nick
 
 
 def motd(link: Link, message: Message, reply: Reply) -> None:

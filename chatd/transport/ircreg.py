@@ -57,7 +57,7 @@ class Settings:
             "AWAYLEN=200",
             "CASEMAPPING=ascii",
             f"CHANLIMIT=#:{self.rooms_per_client}",
-            "CHANMODES=,,,n",
+            "CHANMODES=b,,,Rmnst",  # bans; the flags of a registered room (ircout.FLAG_MODES)
             "CHANNELLEN=33",
             "CHANTYPES=#",
             f"CHATHISTORY={self.history_page}",

@@ -13,6 +13,7 @@ part of the labeled answer). No I/O; the codec (irc.py) sends.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 from chatd.transport import ircmessage, ircsasl
@@ -21,6 +22,14 @@ from chatd.transport.ircreg import Settings, welcome
 from chatd.transport.ircstate import Asked, History, IrcState
 
 _NAMES_WIDTH = 400  # bytes of nicknames per RPL_NAMREPLY line
+# A registered room's refusals (protocol v5) as IRC's numerics.
+_ROOM_REFUSALS = {
+    "not_allowed": "482",  # ERR_CHANOPRIVSNEEDED
+    "invite_only": "473",  # ERR_INVITEONLYCHAN
+    "banned_from_room": "474",  # ERR_BANNEDFROMCHAN
+    "accounts_only": "477",  # ERR_NEEDREGGEDNICK
+    "moderated": "404",  # ERR_CANNOTSENDTOCHAN
+}
 # What the session answers a SASL check it refuses (core/sasl.py, as /login).
 SASL_REFUSALS = frozenset(
     {
@@ -58,14 +67,17 @@ class Personal:
         self.frames = frames
         self.directory = frames.directory
         self.settings = settings
+        self._roles: dict[str, dict[str, str]] = {}  # of the block being read: room key -> nick key -> role
 
     def block(self, data: bytes, asked: Asked | None) -> Lines:
         lines = Lines()
         events: list[Native] = []
         raw_lines = data.split(b"\n")
         raw_lines.pop()
-        for raw in raw_lines:
-            native = read_native(raw)
+        natives = [read_native(raw) for raw in raw_lines]
+        # A registered room's USERS comes with its ROLES after it: read first, for the prefixes.
+        self._roles = {n.rest.partition(b" ")[0].decode().lower(): _roles(n) for n in natives if n.verb == b"ROLES"}
+        for native in natives:
             if native.history:
                 events.append(native)
             elif native.verb == b"HISTORY":
@@ -82,7 +94,7 @@ class Personal:
         out = lines.answer
         if verb in (b"MSG", b"ACTION", b"DM", b"TAGMSG") or (verb == b"TOPIC" and native.id):
             self._event(native, lines)
-        elif verb in (b"JOIN", b"PART", b"RENAME", b"LEAVE"):
+        elif verb in (b"JOIN", b"PART", b"RENAME", b"LEAVE", b"KICK", b"ROLE", b"FLAG", b"REGISTERED"):
             self._membership(native, out)
         elif verb == b"PROVEN":  # SASL's answer (chatd/core/sasl.py)
             out.extend(self._proven(native.rest.decode()))
@@ -116,6 +128,17 @@ class Personal:
             if asked is not None and asked.history is not None:
                 lines.history_answered = True
                 out.extend(self._history_batch(asked.history, asked.history.events))
+        elif verb == b"INVITE":  # INVITE <room> <nick> <by>: to the invitee, and echoed to the inviter
+            room, nick, by = ([*native.args(3), b"", b""])[:3]
+            if nick.lower().decode() == state.key:
+                out.append(f":{self.frames.source(by)} INVITE {state.nick} {room.decode()}\r\n".encode())
+            else:
+                out.append(state.numeric("341", nick.decode(), room.decode()))
+        elif verb == b"BAN":  # BAN <room> <mask> <by> <set> <reason>: one of /bans (MODE #room b)
+            room, mask, by, when = ([*native.args(5), b"", b"", b""])[:4]
+            out.append(state.numeric("367", room.decode(), mask.decode(), by.decode(), str(_seconds(when.decode()))))
+        elif verb == b"BANS":
+            out.append(state.numeric("368", native.rest.partition(b" ")[0].decode(), "End of channel ban list"))
         elif verb == b"PONG":
             out.append(ircmessage.line(state.server, "PONG", state.server, native.rest.decode()))
         elif verb == b"INFO":
@@ -159,11 +182,21 @@ class Personal:
             if native.verb == b"JOIN":
                 room = native.rest.partition(b" ")[0].decode()
                 state.rooms[room.lower()] = room
-            elif native.verb == b"PART":
+            elif native.verb in (b"PART", b"KICK"):
                 state.rooms.pop(native.rest.partition(b" ")[0].decode().lower(), None)
             elif native.verb == b"RENAME":
                 state.rename(native.rest.partition(b" ")[2].decode())
-        out.append(line)
+        if line:
+            out.append(line)
+
+    def _prefix(self, room: str, nick: str, creator: str) -> str:
+        """`@` for owners and ops, `+` for voices in a registered room (its ROLES
+        came in the same block); in another, `@` for its creator."""
+        roles = self._roles.get(room.lower())
+        if roles is None:
+            return "@" if nick.lower() == creator else ""
+        role = roles.get(nick.lower(), "member")
+        return "@" if role in ("owner", "op") else "+" if role == "voice" else ""
 
     def _users(self, native: Native, asked: Asked | None, out: list[bytes]) -> None:
         state = self.state
@@ -174,7 +207,7 @@ class Personal:
             for nick in nicks:
                 person = self.directory.person(nick)
                 if person is not None:
-                    flags = ("G" if person.away else "H") + ("@" if nick.lower() == key else "")
+                    flags = ("G" if person.away else "H") + self._prefix(room, nick, key)
                     out.append(who_reply(state, room, person, flags))
             out.append(state.numeric("315", asked.mask or room, "End of /WHO list"))
             return
@@ -182,7 +215,7 @@ class Personal:
         names = []
         for nick in nicks:
             name = self.frames.mask(nick) if masks else nick
-            names.append(f"@{name}" if nick.lower() == key else name)
+            names.append(self._prefix(room, nick, key) + name)
         chunk: list[str] = []
         for name in names:
             if chunk and sum(len(n) + 1 for n in chunk) + len(name) > _NAMES_WIDTH:
@@ -268,6 +301,8 @@ class Personal:
             return [state.fail("CHATHISTORY", kind, asked.history.sub, target or "*", text)]
         if command == "CHATHISTORY":
             return []
+        if asked is not None and (moderation := self._moderation_error(code, text, asked)) is not None:
+            return moderation
         if code in ("nick_invalid", "nick_taken", "nick_registered"):
             # A registered account's name is taken to a guest: sign in with SASL to use it.
             nick = target or state.wanted or "*"
@@ -296,7 +331,20 @@ class Personal:
             return [state.numeric("417", "Input line was too long")]
         if code == "unknown_command":
             return [state.numeric("421", command or "*", "Unknown command")]
+        if code in _ROOM_REFUSALS:
+            return [state.numeric(_ROOM_REFUSALS[code], target or "*", text)]
         return [state.notice(text)]
+
+    def _moderation_error(self, code: str, text: str, asked: Asked) -> list[bytes] | None:
+        """What KICK, INVITE and MODE's room commands get that others do not."""
+        state, command, target, who = self.state, asked.reply.command, asked.target, asked.mask
+        if command == "MODE" and who == "b" and code == "not_allowed":
+            return [state.numeric("368", target, "End of channel ban list")]  # ops only: an empty list to others
+        if code == "no_such_nick" and command in ("KICK", "MODE"):
+            return [state.numeric("441", who, target, text)]  # ERR_USERNOTINCHANNEL
+        if code == "no_such_nick" and command == "INVITE":
+            return [state.numeric("401", who, "No such nick/channel")]
+        return None
 
     def _not_in_room(self, command: str, target: str) -> bytes:
         state = self.state
@@ -324,3 +372,17 @@ def who_reply(state: IrcState, channel: str, person: Person, flags: str) -> byte
     return state.numeric(
         "352", channel, person.user, person.host, state.server, person.nick, flags, f"0 {person.realname}"
     )
+
+
+def _roles(native: Native) -> dict[str, str]:
+    """`ROLES <room> <nick>:<role> ...` as nickname key -> role."""
+    held = native.rest.decode().split(" ")[1:]
+    return {nick.lower(): role for nick, _, role in (item.partition(":") for item in held if item)}
+
+
+def _seconds(when: str) -> int:
+    """An event time (`YYYY-MM-DDTHH:MM:SS.mmmZ`) in seconds since the epoch; 0 if unreadable."""
+    try:
+        return int(datetime.datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Daemon
-from tests.support.accounts import FAST_ARGON2, argon2id, ok
+from tests.support.accounts import FAST_ARGON2, argon2id, ok, signed_in
 from tests.support.ircclient import IrcClient, Msg, irc_port
 
 IRC = {"listen": "127.0.0.1:0", "server_name": "irc.test"}
@@ -280,3 +280,38 @@ def test_a_join_replays_the_backlog_with_its_times_in_a_chathistory_batch(
     finally:
         for client in clients:
             client.close()
+
+
+# -- a registered room's roles and moderation (protocol v5) from IRC ---------------------------
+
+
+def test_roles_and_kicks_of_a_registered_room_reach_irc_and_come_from_it(
+    irc_accounts: Daemon, connect: Callable[[], IrcClient]
+) -> None:
+    alice = signed_in(irc_accounts, "/register alice * correct horse battery", "alice")
+    alice.join("#room")
+    alice.send("/room register #room")
+    alice.expect_eventually("REGISTERED #room alice")
+    ok(irc_accounts, "user_add", name="bob", password_hash=argon2id("correct horse"))
+    bob = connect()
+    assert sasl_plain(bob, "bob", "correct horse").command == "900"
+    bob.send("NICK bob")
+    bob.send("USER bob 0 * :Bob")
+    bob.send("CAP END")
+    bob.expect("376")
+    bob.send("JOIN #room")
+    assert bob.expect("353").params[-1] == "@alice bob"  # the owner's role, not the creator rule
+    alice.send("/op #room bob")
+    assert bob.expect("MODE").params == ["#room", "+o", "bob"]
+    carol = irc_accounts.client("carol")
+    carol.join("#room")
+    bob.send("KICK #room carol :take a break")
+    assert carol.expect_eventually("KICK ") == "KICK #room carol bob kicked take a break"
+    kicked = bob.expect("KICK")
+    assert (kicked.nick, kicked.params) == ("bob", ["#room", "carol", "take a break"])
+    bob.send("MODE #room +m")  # flags are the owner's
+    assert bob.expect_error("482").params[1] == "#room"
+    bob.send("KICK #room nobody")
+    assert bob.expect_error("441").params[1:3] == ["nobody", "#room"]
+    bob.send("MODE #room")
+    assert bob.expect("324").params[1:] == ["#room", "+nt"]  # a new registration's topic_ops is +t

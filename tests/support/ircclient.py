@@ -91,6 +91,14 @@ class IrcClient:
             )
             seen.append(msg)
 
+    def expect_error(self, code: str, timeout: float = 5.0) -> Msg:
+        """Read up to the error numeric (or FAIL) `code`, failing on another one first."""
+        while True:
+            msg = self.read(timeout)
+            if msg.command == code:
+                return msg
+            assert not (msg.command[:1] in "45" and msg.command.isdigit()), f"{msg.raw!r} while waiting for {code}"
+
     def sync(self, timeout: float = 5.0) -> list[Msg]:
         """PING with a fresh token; the messages that came before its PONG."""
         token = uuid.uuid4().hex
