@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 import yaml
 
-from chatd import config_accounts
+from chatd import config_accounts, config_irc
 from chatd import config_values as values
 from chatd.addresses import split_host_port
 from chatd.config_accounts import AccountsConfig
+from chatd.config_irc import IrcConfig
 from chatd.config_values import GROUPS, Group, IPNetwork, Section
 from chatd.errors import ConfigError
 from chatd.names import room_key
@@ -139,6 +140,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    irc: IrcConfig = field(default_factory=IrcConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     cluster: ClusterConfig | None = None
 
@@ -241,6 +243,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
     "metrics": (MetricsConfig, {"listen": values.listen_address}),
+    "irc": config_irc.SCHEMA,
     "accounts": config_accounts.SCHEMA,
     # Optional: absent means standalone (`_load_cluster`).
     "cluster": (
@@ -366,6 +369,7 @@ def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
 def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
+    _check_irc(config)
     if problem := config_accounts.check_accounts(config.accounts):
         raise ConfigError(f"{config.path}: {problem[0]}: {problem[1]}")
     tls = config.tls
@@ -422,6 +426,15 @@ def _check_metrics(config: Config) -> None:
             f"{config.path}: metrics.listen: the port of server.port ({server.port}); "
             f"choose another port (got {config.metrics.listen!r})"
         )
+
+
+def _check_irc(config: Config) -> None:
+    """The IRC listener may not take the chat port or the metrics port."""
+    taken = [("server.port", (config.server.host, config.server.port))]
+    if config.metrics.address is not None:
+        taken.append(("metrics.listen", config.metrics.address))
+    if problem := config_irc.check_irc(config.irc, taken, _WILDCARDS):
+        raise ConfigError(f"{config.path}: {problem}")
 
 
 def _readable(file: Path) -> bool:

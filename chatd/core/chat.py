@@ -27,6 +27,7 @@ from chatd.core.history import (
     StoredRoom,
     dm_key,
     event_line,
+    owned_dm_key,
 )
 from chatd.core.identities import Identities
 from chatd.core.nicks import Client, Nicks
@@ -101,14 +102,18 @@ class Chat:
 
     # -- events ----------------------------------------------------------------------
 
-    def say(self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None) -> None:
-        """Events in `room` (one per text), with ids in the order members get them."""
-        history, keep = self.history, self.keeps_history
+    def say(
+        self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None, tags: bytes = b""
+    ) -> None:
+        """Events in `room` (one per text), with ids in the order members get them.
+        A "tagmsg" (IRC's TAGMSG: `tags` and no text) goes to the members but is not kept."""
+        history = self.history
+        keep = self.keeps_history and kind != "tagmsg"
         with room.lock:
             now = history.clock.now_ms()
             lines = []
             for text in texts:
-                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text)
+                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text, tags)
                 lines.append(event_line(event, history.clock))
                 if keep:
                     room.recent.append(event)
@@ -116,17 +121,20 @@ class Chat:
             room.durable = room.durable or keep
             room.broadcast(b"".join(lines), len(lines), sender=sender)
 
-    def direct(self, sender: Client, recipient: Client, text: bytes, outlet: Sender) -> None:
-        """A DM: to the recipient, echoed to the sender; kept if both are
-        authenticated (an account, or a certificate's name: docs/protocol.md)."""
+    def direct(
+        self, sender: Client, recipient: Client, text: bytes, outlet: Sender, tags: bytes = b"", kind: str = "dm"
+    ) -> None:
+        """A DM (or a "tagmsg", not kept): to the recipient, echoed to the sender;
+        kept for those of the two who are authenticated (an account, or a
+        certificate's name: docs/protocol.md, "History")."""
         history = self.history
-        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, "dm", text)
+        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, kind, text, tags)
         line = event_line(event, history.clock)
         recipient.deliver(line, 1, outlet)
         if recipient is not sender:
             sender.deliver(line)
-        if self.keeps_history and sender.authenticated and recipient.authenticated:
-            target = dm_key(sender.nick, recipient.nick)
+        target = _kept_under(sender, recipient) if self.keeps_history and kind == "dm" else None
+        if target is not None:
             history.store.append(Event(event.id, event.time_ms, target, event.room, event.nick, "dm", text))
 
     def close(self) -> None:
@@ -234,8 +242,10 @@ class Chat:
                 member.deliver(line)
 
     def set_topic(self, client: Client, room: Room, text: str) -> None:
+        """A new topic (or none: `text` empty), announced to every member as an event."""
         with self.rooms.changing:
             room.topic, room.topic_by = text, client.nick
+            room.topic_ms = self.history.clock.now_ms()
             self.say(room, "topic", client.nick, [text.encode()], None)
             if room.registration is not None and self.registry is not None:
                 self.registry.set_topic(room.registration, text, client.nick)
@@ -298,3 +308,15 @@ class Chat:
         for client in clients:
             client.deliver(data)
         return len(clients)
+
+
+def _kept_under(sender: Client, recipient: Client) -> str | None:
+    """Where a DM is kept: for both (`dm_key`) if both are authenticated, for
+    the one who is alone (`owned_dm_key`) with a guest, not at all between guests."""
+    if sender.authenticated and recipient.authenticated:
+        return dm_key(sender.nick, recipient.nick)
+    if sender.authenticated:
+        return owned_dm_key(sender.nick, recipient.nick)
+    if recipient.authenticated:
+        return owned_dm_key(recipient.nick, sender.nick)
+    return None

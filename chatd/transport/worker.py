@@ -66,10 +66,11 @@ class Connection(Timed, Protocol):
 class Service(Protocol):
     """What a worker needs from the server."""
 
-    def accept_from(self, acceptor: Worker) -> bool: ...
+    def accept_from(self, acceptor: Worker, listener: int) -> bool:
+        """Accept from the listener with descriptor `listener`."""
 
     def open_endpoint(
-        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
+        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
     ) -> Connection: ...
 
     def release(self, ip: str, reject: str | None) -> None: ...
@@ -109,7 +110,7 @@ class Worker:
         self._waker = Waker()
         self._wake_fd = self._waker.fileno()
         self._epoll.register(self._wake_fd, READ)
-        self._listener_fd = -1  # the server's listener while this worker accepts from it
+        self._listener_fds: set[int] = set()  # the server's listeners while this worker accepts from them
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
         self._calls: list[tuple[Callable[[], None], Connection | None]] = []
@@ -168,13 +169,16 @@ class Worker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def adopt(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> bool:
-        """Take over a freshly accepted socket; TLS starts on this worker's thread.
-        False if this worker has stopped: the socket is then still the caller's."""
+    def adopt(
+        self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str = "chat"
+    ) -> bool:
+        """Take over a freshly accepted socket (from the listener of `kind`); TLS
+        starts on this worker's thread. False if this worker has stopped: the
+        socket is then still the caller's."""
         if self.in_thread():
-            self._start_connection(sock, peer, conn_id, reject)
+            self._start_connection(sock, peer, conn_id, reject, kind)
             return True
-        return self.call_soon(lambda: self._start_connection(sock, peer, conn_id, reject))
+        return self.call_soon(lambda: self._start_connection(sock, peer, conn_id, reject, kind))
 
     def watch_listener(self, listener: socket.socket) -> None:
         """Accept from `listener` on this worker's thread, from its next turn on."""
@@ -236,9 +240,11 @@ class Worker:
         self._timers.cancel(conn)
         self.connections.discard(conn)
 
-    def _start_connection(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> None:
+    def _start_connection(
+        self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
+    ) -> None:
         try:
-            conn = self.server.open_endpoint(self, sock, peer, conn_id, reject)
+            conn = self.server.open_endpoint(self, sock, peer, conn_id, reject, kind)
         except Exception as exc:
             if not isinstance(exc, (ssl.SSLError, OSError)):
                 log.exception("session_crashed", session=conn_id, peer=format_host_port(peer[0], peer[1]))
@@ -273,8 +279,8 @@ class Worker:
             conn = by_fd.get(fd)
             if conn is not None:
                 self._guarded(conn, events)
-            elif fd == self._listener_fd:
-                self._accept()
+            elif fd in self._listener_fds:
+                self._accept(fd)
             elif fd == self._wake_fd:
                 self._waker.drain()  # the work it announced is taken just below
             # else: a connection closed earlier in this batch
@@ -333,31 +339,35 @@ class Worker:
     # -- accepting (worker thread only) ------------------------------------------
 
     def _watch(self, fd: int) -> None:
-        self._listener_fd = fd
-        self._listening(True)
+        self._listener_fds.add(fd)
+        if not self._accept_paused_until:
+            self._listening(True, [fd])
 
     def _unwatch(self) -> None:
-        if self._listener_fd >= 0 and not self._accept_paused_until:
+        if not self._accept_paused_until:
             self._listening(False)
-        self._listener_fd = -1
+        self._listener_fds.clear()
         self._accept_paused_until = 0.0
 
-    def _listening(self, on: bool) -> bool:
-        """Put the listener in this worker's epoll or take it out; False (and
-        accepting over) if stop(0) closed it meanwhile, which took it out already."""
-        try:
-            if on:
-                self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
-            else:
-                self._epoll.unregister(self._listener_fd)
-        except OSError:
-            self._listener_fd = -1
-            return False
-        return True
+    def _listening(self, on: bool, fds: list[int] | None = None) -> bool:
+        """Put the listeners in this worker's epoll or take them out; False (and
+        accepting from one over) if stop(0) closed it meanwhile, which took it
+        out already."""
+        done = True
+        for fd in list(self._listener_fds) if fds is None else fds:
+            try:
+                if on:
+                    self._epoll.register(fd, READ | _EXCLUSIVE)
+                else:
+                    self._epoll.unregister(fd)
+            except OSError:
+                self._listener_fds.discard(fd)
+                done = False
+        return done
 
-    def _accept(self) -> None:
+    def _accept(self, fd: int) -> None:
         try:
-            out_of_resources = self.server.accept_from(self)
+            out_of_resources = self.server.accept_from(self, fd)
         except Exception:
             # A bug here must not take this worker's connections with it.
             log.exception("accept_crashed", worker=self.name)

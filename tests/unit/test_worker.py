@@ -82,11 +82,11 @@ class FakeServer:
         self.released: list[str] = []
         self.refuse_with: Exception | None = None
 
-    def accept_from(self, acceptor: Worker) -> bool:
+    def accept_from(self, acceptor: Worker, listener: int) -> bool:
         return False
 
     def open_endpoint(
-        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
+        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
     ) -> FakeConnection:
         if self.refuse_with is not None:
             raise self.refuse_with
