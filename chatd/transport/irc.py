@@ -35,6 +35,7 @@ import structlog
 from chatd.outlet import Command, Sender
 from chatd.transport import ircin, ircmessage, ircsasl
 from chatd.transport.endpoint import Endpoint
+from chatd.transport.forwarding import ForwardingOutlet
 from chatd.transport.framing import TOO_LONG, LineBuffer
 from chatd.transport.ircout import Directory, Frames
 from chatd.transport.ircreg import Settings
@@ -59,7 +60,7 @@ class IrcSession(Protocol):
     def limits_changed(self) -> None: ...
 
 
-class IrcCodec:
+class IrcCodec(ForwardingOutlet):
     exempt_bytes = 0  # an IRC reader that takes nothing is a slow consumer like any other
 
     def __init__(
@@ -100,21 +101,6 @@ class IrcCodec:
                 self.endpoint.deliver(translated.data, translated.lines, sender)
             return
         self._outside(data, sender)
-
-    def close(self, reason: str, text: str = "") -> None:
-        self.endpoint.close(reason, text)
-
-    def set_deadline(self, when: float | None) -> None:
-        self.endpoint.set_deadline(when)
-
-    def call_soon(self, callback: Callable[[], None]) -> None:
-        self.endpoint.call_soon(callback)
-
-    def pause_for_backlog(self) -> bool:
-        return self.endpoint.pause_for_backlog()
-
-    def resume_after_backlog(self) -> None:
-        self.endpoint.resume_after_backlog()
 
     # -- the session's tracer (this connection's thread) ---------------------------------------
 
