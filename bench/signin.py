@@ -48,8 +48,8 @@ class SignIn(Registration):
     def _line(self, line: bytes) -> bytes:
         verb, _, rest = line.partition(b" ")
         if not self.hello:
-            if not line.startswith(b"HELLO 4 "):
-                raise RegistrationFailed(f"expected HELLO 4 (protocol v4: accounts), got {line[:80]!r}")
+            if not line.startswith((b"HELLO 4 ", b"HELLO 5 ")):
+                raise RegistrationFailed(f"expected HELLO 4 or 5 (protocol v4: accounts), got {line[:80]!r}")
             self.hello = True
         elif verb in (b"ERR", b"BYE"):
             raise RegistrationFailed(line.decode(errors="replace"))
