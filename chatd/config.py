@@ -30,6 +30,9 @@ class ServerConfig:
     port: int = 7443
     name: str = "chatd"
     io_threads: int = 1
+    # How long a client's output may wait to leave with more (a TLS record and
+    # a send() per flush, not per line); 0: at the end of the worker's turn.
+    write_interval_ms: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "port": values.integer(0, 65535),
             "name": values.text,
             "io_threads": values.integer(0, 64),
+            "write_interval_ms": values.number(0, 100),
         },
     ),
     "tls": (

@@ -101,7 +101,8 @@ class Server:
         self._all_closed = threading.Event()
         self._listener: socket.socket | None = None
         count = config.server.io_threads or len(os.sched_getaffinity(0))
-        self._workers = [Worker(self, index) for index in range(count)]
+        interval = config.server.write_interval_ms / 1000
+        self._workers = [Worker(self, index, interval) for index in range(count)]
         self.reloader = Reloader(self, notifier)
 
     @property
@@ -308,6 +309,7 @@ class Server:
             self._admission.apply(settings.config.limits)
         self.chat.configure(settings.config)
         for worker in self._workers:
+            worker.set_write_interval(settings.config.server.write_interval_ms / 1000)
             worker.for_each_connection(lambda conn: conn.limits_changed())
 
     # -- figures (for /metrics and chatd/operations.py) -----------------------------------

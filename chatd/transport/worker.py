@@ -10,7 +10,10 @@ worker's thread calls into its SSL object. Other threads hand work over with
 `Waker` (waker.py), at most once per turn. Output queued by the worker's own thread
 (the common case: one client's line fanned out to the room) needs no wake-up
 at all: it is flushed at the end of the turn, all of it in one write per
-connection.
+connection; or, with a write interval (`server.write_interval_ms`), at the
+end of the first turn at least that long after the turn that queued it, so
+that lines that arrive close together share a TLS record and a `send()`
+(timers.py's `FlushSchedule`).
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from typing import Final, Protocol
 import structlog
 
 from chatd.addresses import format_host_port
-from chatd.transport.timers import Timed, Timers
+from chatd.transport.iostats import IOStats
+from chatd.transport.timers import FlushSchedule, Timed, Timers
 from chatd.transport.tlsstream import RECV_SIZE
 from chatd.transport.waker import Waker
+
+__all__ = ["IOStats", "Worker"]  # IOStats lives in iostats.py; endpoints import it from here too
 
 ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
 
@@ -75,32 +81,19 @@ class Service(Protocol):
     def release(self, ip: str, reject: str | None) -> None: ...
 
 
-class IOStats:
-    """Counters of one worker's connections, for the metrics and `chatctl status`.
-
-    # NOTE: only the worker's own thread writes them, with plain increments,
-    # and per read or per write rather than per line where that is exact: no
-    # lock and no metrics library on the message path. The collector reads
-    # them from another thread when scraped, which the GIL makes safe enough
-    # for counters (a read may miss the increment in flight, never corrupt).
-    """
-
-    __slots__ = ("bytes_in", "bytes_out", "disconnects", "lines_in", "slow_consumers")
-
-    def __init__(self) -> None:
-        self.lines_in = 0  # lines cut from what clients sent, commands and nicknames too
-        self.bytes_in = 0  # plaintext read from clients (after TLS)
-        self.bytes_out = 0  # plaintext handed to TLS for clients
-        self.slow_consumers = 0
-        self.disconnects: dict[str, int] = {}  # by the `disconnect` event's reason
-
-    def disconnected(self, reason: str) -> None:
-        self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
-
-
 class Worker:
-    def __init__(self, server: Service, index: int) -> None:
+    def __init__(
+        self,
+        server: Service,
+        index: int,
+        write_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`write_interval`: seconds output may wait to be flushed with more
+        (0: flushed at the end of the turn that queued it). `clock`: monotonic
+        seconds, for the worker's deadlines (a test's fake clock)."""
         self.server = server
+        self._clock = clock
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
         self._epoll = select.epoll()
@@ -117,12 +110,14 @@ class Worker:
         self._local_dirty: list[Connection] = []
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
+        self._held: FlushSchedule[Connection] = FlushSchedule(write_interval)
+        self._turn_at = 0.0  # when this turn's work began (with a write interval)
         self._stopping = threading.Event()
         self.stats = IOStats()
         # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
         # got round to it, which is how long its turns take when it is busy.
         self.lag = 0.0
-        self._tick_at = time.monotonic() + LAG_TICK
+        self._tick_at = clock() + LAG_TICK
         # False once the loop has ended, by stop() or by a crash: the server no
         # longer hands it clients, and call_soon() refuses work it would never run.
         self.running = True
@@ -159,6 +154,14 @@ class Worker:
         with self._lock:
             self._remote_dirty.append(conn)
         self._waker.wake()
+
+    def set_write_interval(self, seconds: float) -> None:
+        """Flush output at most every `seconds` from now on (a reload; any thread)."""
+
+        def apply() -> None:
+            self._held.interval = seconds
+
+        self.call_soon(apply)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -253,7 +256,7 @@ class Worker:
         self._guard(conn, conn.start)
 
     def _run(self) -> None:
-        self._tick_at = time.monotonic() + LAG_TICK
+        self._tick_at = self._clock() + LAG_TICK
         try:
             while not self._stopping.is_set():
                 self._turn()
@@ -269,7 +272,10 @@ class Worker:
         busy = self._readable or self._local_dirty
         timeout = 0.0 if busy else self._select_timeout()
         by_fd = self._by_fd
-        for fd, events in self._epoll.poll(timeout):
+        events_ready = self._epoll.poll(timeout)
+        if self._held.interval:
+            self._turn_at = self._clock()  # output queued from here on was not there before
+        for fd, events in events_ready:
             conn = by_fd.get(fd)
             if conn is not None:
                 self._guarded(conn, events)
@@ -324,11 +330,27 @@ class Worker:
         self._local_dirty.extend(dirty)
 
     def _flush_dirty(self) -> None:
+        if self._held.interval or self._held.waiting:
+            self._flush_held()
+            return
         # Flushing can queue more (a closing client's LEAVE), so loop until quiet.
         while self._local_dirty:
             dirty, self._local_dirty = self._local_dirty, []
             for conn in dirty:
                 self._guard(conn, conn.flush)
+
+    def _flush_held(self) -> None:
+        """With a write interval: hold what this turn queued, flush what is due.
+        What flushing queues (a closing client's LEAVE) waits its own interval."""
+        held = self._held
+        if self._local_dirty:
+            held.hold(self._local_dirty, self._turn_at)
+            self._local_dirty = []
+        for conn in held.due(self._clock()):
+            self._guard(conn, conn.flush)
+        if self._local_dirty:
+            held.hold(self._local_dirty, self._turn_at)
+            self._local_dirty = []
 
     # -- accepting (worker thread only) ------------------------------------------
 
@@ -365,7 +387,7 @@ class Worker:
         # Level-triggered: the waiting client would wake us again at once. Out
         # of descriptors, stop watching for a moment instead of spinning (or sleeping).
         if out_of_resources and self._listening(False):
-            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+            self._accept_paused_until = self._clock() + ACCEPT_PAUSE
 
     def _resume_accepting(self, now: float) -> None:
         if self._accept_paused_until and now >= self._accept_paused_until:
@@ -373,16 +395,20 @@ class Worker:
             self._listening(True)
 
     def _select_timeout(self) -> float:
-        wait = min(_MAX_SELECT_WAIT, self._tick_at - time.monotonic())
+        now = self._clock()
+        wait = min(_MAX_SELECT_WAIT, self._tick_at - now)
         next_timer = self._timers.next_at()
         if next_timer is not None:
-            wait = min(wait, next_timer - time.monotonic())
+            wait = min(wait, next_timer - now)
+        next_flush = self._held.next_at()
+        if next_flush is not None:
+            wait = min(wait, next_flush - now)
         if self._accept_paused_until:
-            wait = min(wait, self._accept_paused_until - time.monotonic())
+            wait = min(wait, self._accept_paused_until - now)
         return max(0.0, wait)
 
     def _run_timers(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._tick_at:
             self.lag = now - self._tick_at
             self._tick_at = now + LAG_TICK
