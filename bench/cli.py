@@ -76,6 +76,14 @@ ROOMS = {"scenario": "rooms", "n": 1000, "rooms": 100, **LINES, "samples": 10}
 # `GET /ws`, as its web client speaks them; fanout-ws is fanout-50 over WebSockets,
 # idle-ws the capacity scenario's idle clients (RSS per client) over WebSockets.
 WS = {"websocket": True}
+# Paced load at the rates of issue 25: messages spread out in time, so that a
+# turn has little to coalesce; what matters is the server's CPU per delivered
+# line and the latency, beside ngircd's. Named load-*, not paced-*, so that
+# the targets that run "paced" (the seed, chatd-ioN) do not run these too.
+LOAD: list[tuple[str, dict[str, Any]]] = [
+    (f"load-{n}x{rate}", {"scenario": "paced", "n": n, "rate": rate, "duration": 10})
+    for n, rate in ((100, 2000), (200, 5000), (1000, 500))
+]
 
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
@@ -84,6 +92,7 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **LINES}),
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 20}),
+    *LOAD,
     ("capacity", {"scenario": "capacity", "clients": 5000, "concurrency": 100, "deadline": 150, **CAPACITY}),
     ("churn", {**CHURN, "duration": 60}),
     ("slow-without", {**SLOW, "m": 2000}),
@@ -101,6 +110,7 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **LINES}),
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 100, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 5}),
+    *[(key, {**spec, "duration": 5}) for key, spec in LOAD],
     ("capacity", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60, **CAPACITY}),
     ("churn", {**CHURN, "duration": 15, "idle": 5}),
     ("slow-without", {**SLOW, "m": 600}),
