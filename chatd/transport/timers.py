@@ -18,11 +18,10 @@ rebuilt without them, which is O(1) per arm, amortised.
 What a deadline means is the target's (`on_timer`); when to look is the
 worker's (worker.py). Only the owning worker's thread uses a `Timers`.
 
-`FlushSchedule` is the write interval's deadlines (`server.write_interval_ms`):
-the connections a worker turn gave output to wait together, as one `Batch`
-with one deadline in a `Timers` heap, so that the lines that reach a client
-within the interval leave in one TLS record and one `send()`. One deadline
-per turn, never one per connection or per line.
+`WriteInterval` is the write interval's deadline (`server.write_interval_ms`):
+a worker flushes its connections' output at most once per interval, so
+that the lines that reach a client meanwhile leave in one TLS record and one
+`send()`. One deadline per worker, never one per connection or per line.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar, cast
 
 SLACK = 256  # cancelled handles the heap may hold beyond one per live one
@@ -116,59 +114,28 @@ class Timers(Generic[T]):
         heapq.heapify(self._heap)
 
 
-C = TypeVar("C")
+class WriteInterval:
+    """When a worker may flush output: at most once per `interval` seconds.
 
-
-class Batch(Generic[C]):
-    """The connections one turn gave output to, and their one deadline."""
-
-    __slots__ = ("members", "timer", "timer_at")
-
-    def __init__(self, members: Sequence[C]) -> None:
-        self.members = members
-        self.timer_at = math.inf
-        self.timer: Timer | None = None
-
-
-class FlushSchedule(Generic[C]):
-    """When the connections that have output are flushed, under a write
-    interval (seconds; 0: at the end of the turn that queued it, as before).
-
-    A turn hands over the connections it gave output to (`hold`), with the
-    time the turn began: their output is flushed at the first end of a turn
-    at or after that time plus the interval, so a line waits at most the
-    interval beyond the turn it arrived in. A connection is handed over once
-    per flush (its send queue schedules it once until its worker takes the
-    queue), so what reaches it meanwhile waits in its queue and leaves with
-    the rest. Time is passed in; nothing here reads a clock.
+    Output that finds the last flush an interval ago or longer leaves at the
+    end of its turn, as with no interval; output that comes sooner waits for
+    the interval to end, and with it everything that reaches the worker's
+    clients meanwhile, each client's in one write. So a line waits at most
+    one interval, a quiet server adds no latency at all, and a busy one
+    writes to each client at most once per interval however many lines it
+    gets. A worker whose turns take longer than the interval flushes at the
+    end of every turn, as before. Time is passed in; nothing here reads a clock.
     """
 
+    __slots__ = ("interval", "next_at")
+
     def __init__(self, interval: float = 0.0) -> None:
-        self.interval = interval
-        self._batches: Timers[Batch[C]] = Timers()
-        self.waiting = 0  # batches not yet due
+        self.interval = interval  # seconds; 0: flush at the end of every turn
+        self.next_at = -math.inf  # no flush before this (monotonic)
 
-    def hold(self, members: Sequence[C], since: float) -> None:
-        """`members` have output since `since` (monotonic): flush them at `since + interval`."""
-        batch = Batch(members)
-        self._batches.arm(batch, since + self.interval)
-        self.waiting += 1
-
-    def next_at(self) -> float | None:
-        """The earliest deadline of a batch, or None."""
-        return self._batches.next_at() if self.waiting else None
-
-    def due(self, now: float) -> list[C]:
-        """The connections whose deadline is `now` or earlier, in the order
-        they were held; they are no longer held."""
-        if not self.waiting:
-            return []
-        batch = self._batches.pop_due(now)
-        if batch is None:
-            return []
-        members = list(batch.members)
-        self.waiting -= 1
-        while (batch := self._batches.pop_due(now)) is not None:
-            members.extend(batch.members)
-            self.waiting -= 1
-        return members
+    def open(self, now: float) -> bool:
+        """Whether output may be flushed at `now`; if so, the next flush waits an interval."""
+        if now < self.next_at:
+            return False
+        self.next_at = now + self.interval
+        return True

@@ -10,10 +10,9 @@ worker's thread calls into its SSL object. Other threads hand work over with
 `Waker` (waker.py), at most once per turn. Output queued by the worker's own thread
 (the common case: one client's line fanned out to the room) needs no wake-up
 at all: it is flushed at the end of the turn, all of it in one write per
-connection; or, with a write interval (`server.write_interval_ms`), at the
-end of the first turn at least that long after the turn that queued it, so
-that lines that arrive close together share a TLS record and a `send()`
-(timers.py's `FlushSchedule`).
+connection; with a write interval (`server.write_interval_ms`), at most once
+per interval, so that lines that arrive close together share a TLS record
+and a `send()` (timers.py's `WriteInterval`).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ import structlog
 
 from chatd.addresses import format_host_port
 from chatd.transport.iostats import IOStats
-from chatd.transport.timers import FlushSchedule, Timed, Timers
+from chatd.transport.timers import Timed, Timers, WriteInterval
 from chatd.transport.tlsstream import RECV_SIZE
 from chatd.transport.waker import Waker
 
@@ -89,9 +88,9 @@ class Worker:
         write_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`write_interval`: seconds output may wait to be flushed with more
-        (0: flushed at the end of the turn that queued it). `clock`: monotonic
-        seconds, for the worker's deadlines (a test's fake clock)."""
+        """`write_interval`: flush output at most once per this many seconds
+        (0: at the end of every turn). `clock`: monotonic seconds, for the
+        worker's deadlines (a test's fake clock)."""
         self.server = server
         self._clock = clock
         self.name = f"chatd-io-{index}"
@@ -110,8 +109,7 @@ class Worker:
         self._local_dirty: list[Connection] = []
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
-        self._held: FlushSchedule[Connection] = FlushSchedule(write_interval)
-        self._turn_at = 0.0  # when this turn's work began (with a write interval)
+        self._write_interval = WriteInterval(write_interval)  # _local_dirty waits for it
         self._stopping = threading.Event()
         self.stats = IOStats()
         # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
@@ -159,7 +157,7 @@ class Worker:
         """Flush output at most every `seconds` from now on (a reload; any thread)."""
 
         def apply() -> None:
-            self._held.interval = seconds
+            self._write_interval.interval = seconds
 
         self.call_soon(apply)
 
@@ -269,13 +267,12 @@ class Worker:
             self._close_all()
 
     def _turn(self) -> None:
-        busy = self._readable or self._local_dirty
+        # Output held for the write interval is not work for now: _select_timeout
+        # wakes the worker when the interval ends.
+        busy = self._readable or (self._local_dirty and not self._write_interval.interval)
         timeout = 0.0 if busy else self._select_timeout()
         by_fd = self._by_fd
-        events_ready = self._epoll.poll(timeout)
-        if self._held.interval:
-            self._turn_at = self._clock()  # output queued from here on was not there before
-        for fd, events in events_ready:
+        for fd, events in self._epoll.poll(timeout):
             conn = by_fd.get(fd)
             if conn is not None:
                 self._guarded(conn, events)
@@ -330,27 +327,14 @@ class Worker:
         self._local_dirty.extend(dirty)
 
     def _flush_dirty(self) -> None:
-        if self._held.interval or self._held.waiting:
-            self._flush_held()
-            return
+        gate = self._write_interval
+        if self._local_dirty and gate.interval and not gate.open(self._clock()):
+            return  # flushed once the interval since the last flush has passed
         # Flushing can queue more (a closing client's LEAVE), so loop until quiet.
         while self._local_dirty:
             dirty, self._local_dirty = self._local_dirty, []
             for conn in dirty:
                 self._guard(conn, conn.flush)
-
-    def _flush_held(self) -> None:
-        """With a write interval: hold what this turn queued, flush what is due.
-        What flushing queues (a closing client's LEAVE) waits its own interval."""
-        held = self._held
-        if self._local_dirty:
-            held.hold(self._local_dirty, self._turn_at)
-            self._local_dirty = []
-        for conn in held.due(self._clock()):
-            self._guard(conn, conn.flush)
-        if self._local_dirty:
-            held.hold(self._local_dirty, self._turn_at)
-            self._local_dirty = []
 
     # -- accepting (worker thread only) ------------------------------------------
 
@@ -400,9 +384,8 @@ class Worker:
         next_timer = self._timers.next_at()
         if next_timer is not None:
             wait = min(wait, next_timer - now)
-        next_flush = self._held.next_at()
-        if next_flush is not None:
-            wait = min(wait, next_flush - now)
+        if self._local_dirty:  # held for the write interval
+            wait = min(wait, self._write_interval.next_at - now)
         if self._accept_paused_until:
             wait = min(wait, self._accept_paused_until - now)
         return max(0.0, wait)

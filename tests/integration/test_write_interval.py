@@ -1,13 +1,15 @@
 """The write interval (`server.write_interval_ms`) against a real daemon, seen
-as TLS records by a client that counts them (tests/support/records.py): two
-lines that reach a client within the interval leave in one record; with an
-interval of 0 each turn's output leaves at its end, as before.
+as TLS records by a client that counts them (tests/support/records.py): the
+worker writes at most once per interval, so three lines that reach a client
+within less than an interval, each in a turn of its own, leave in at most
+two writes (one record each): at most one write falls among them. With an
+interval of 0 each turn's output leaves at its end, as before: three records.
 
 Alice sends a line, the test waits until the server has taken it (the
 `chatd_messages_received_total` counter, served by another thread and so not
-held by the interval), then sends a second: the two are read in different
-turns of the worker. Whether the second came within the interval of the
-first is read from the server's own `time` tags, not from the test's clock.
+held by the interval), then sends the next: each is read in a turn of its
+own. Whether the last came within the interval of the first is read from the
+server's own `time` tags, not from the test's clock.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from tests.conftest import Daemon, scrape, wait_until
 from tests.support.chatclient import ChatClient, Tags
 from tests.support.records import RecordClient
 
-INTERVAL_MS = 100  # the longest allowed: room for a busy machine between the two lines
-CLOSE_ENOUGH_MS = 50  # second line this soon after the first (server time): within the interval
+INTERVAL_MS = 100  # the longest allowed: room for a busy machine between the lines
+CLOSE_ENOUGH_MS = 50  # the third line this soon after the first (server time): within the interval
 ATTEMPTS = 10
 
 
@@ -33,19 +35,18 @@ def _ms(tags: Tags) -> float:
     return when.timestamp() * 1000
 
 
-def _two_lines(daemon: Daemon, alice: ChatClient, bob: RecordClient, attempt: int) -> tuple[float, list[bytes]]:
-    """Alice's two lines, in two turns; returns the server's time between them
-    and bob's records that carry them."""
-    before = _received(daemon)
+def _three_lines(daemon: Daemon, alice: ChatClient, bob: RecordClient, attempt: int) -> tuple[float, list[bytes]]:
+    """Alice's three lines, each read in a turn of its own; returns the server's
+    time from the first to the last, and bob's records that carry them."""
     bob.stream.records.clear()
-    alice.send(f"first {attempt}")
-    wait_until(lambda: _received(daemon) > before, 10, "the server to take the first line")
-    alice.send(f"second {attempt}")
-    first_tags, first = bob.read_event(10)
-    second_tags, second = bob.read_event(10)
-    assert (first, second) == (f"MSG #lobby alice first {attempt}", f"MSG #lobby alice second {attempt}")
-    carrying = [r for r in bob.stream.records if f" {attempt}\n".encode() in r]
-    return _ms(second_tags) - _ms(first_tags), carrying
+    for n in range(3):
+        before = _received(daemon)
+        alice.send(f"line {n} of {attempt}")
+        wait_until(lambda: _received(daemon) > before, 10, f"the server to take line {n}")
+    events = [bob.read_event(10) for _ in range(3)]
+    assert [line for _tags, line in events] == [f"MSG #lobby alice line {n} of {attempt}" for n in range(3)]
+    carrying = [r for r in bob.stream.records if f" of {attempt}\n".encode() in r]
+    return _ms(events[2][0]) - _ms(events[0][0]), carrying
 
 
 def _clients(daemon: Daemon) -> tuple[ChatClient, RecordClient]:
@@ -61,18 +62,18 @@ def test_lines_within_the_write_interval_leave_in_one_record(start_daemon: Calla
     alice, bob = _clients(daemon)
     within = 0
     for attempt in range(ATTEMPTS):
-        gap, carrying = _two_lines(daemon, alice, bob, attempt)
+        gap, carrying = _three_lines(daemon, alice, bob, attempt)
         if gap > CLOSE_ENOUGH_MS:
-            continue  # a busy machine took long between the two: not this test's case
+            continue  # a busy machine took long between the lines: not this test's case
         within += 1
-        assert len(carrying) == 1, f"two lines {gap} ms apart, in records {carrying}"
-        assert carrying[0].count(b"\n") == 2
-    assert within, f"in none of {ATTEMPTS} attempts did the second line come within {CLOSE_ENOUGH_MS} ms"
+        # Writes are an interval apart: at most one of them fell among the three lines.
+        assert sorted(record.count(b"\n") for record in carrying) in ([3], [1, 2]), f"{gap} ms apart: {carrying}"
+    assert within, f"in none of {ATTEMPTS} attempts did the lines come within {CLOSE_ENOUGH_MS} ms"
 
 
 def test_with_no_write_interval_each_turn_leaves_at_its_end(start_daemon: Callable[..., Daemon]) -> None:
     daemon = start_daemon(server={"write_interval_ms": 0})
     alice, bob = _clients(daemon)
     for attempt in range(3):
-        _gap, carrying = _two_lines(daemon, alice, bob, attempt)
-        assert len(carrying) == 2, carrying  # the first left before the second was read
+        _gap, carrying = _three_lines(daemon, alice, bob, attempt)
+        assert [record.count(b"\n") for record in carrying] == [1, 1, 1], carrying

@@ -7,7 +7,9 @@ import gc
 import math
 import weakref
 
-from chatd.transport.timers import SLACK, FlushSchedule, Timer, Timers
+import pytest
+
+from chatd.transport.timers import SLACK, Timer, Timers, WriteInterval
 
 
 class Target:
@@ -123,48 +125,35 @@ def test_compaction_is_amortised_constant_per_arm() -> None:
     assert len(due(timers, math.inf)) == len(live)
 
 
-# -- FlushSchedule: the write interval's deadlines -------------------------------------------
+# -- WriteInterval: at most one flush per interval ----------------------------------------
 
 
-def test_held_connections_are_due_one_interval_after_the_turn_that_held_them() -> None:
-    schedule: FlushSchedule[str] = FlushSchedule(0.005)
-    schedule.hold(["a", "b"], since=100.0)
-    assert schedule.next_at() == 100.005 and schedule.waiting == 1
-    assert schedule.due(100.0049) == []
-    assert schedule.due(100.005) == ["a", "b"]
-    assert schedule.waiting == 0 and schedule.next_at() is None
-    assert schedule.due(200.0) == []  # flushed once
+def test_the_first_flush_goes_at_once_the_next_waits_an_interval() -> None:
+    gate = WriteInterval(0.005)
+    assert gate.open(100.0)  # nothing flushed for an interval: no wait
+    assert gate.next_at == pytest.approx(100.005)
+    assert not gate.open(100.001)
+    assert not gate.open(100.0049)
+    assert gate.open(100.005)
+    assert gate.next_at == pytest.approx(100.01)
 
 
-def test_batches_held_in_later_turns_wait_for_their_own_deadline() -> None:
-    schedule: FlushSchedule[str] = FlushSchedule(0.005)
-    schedule.hold(["a"], since=100.0)
-    schedule.hold(["b"], since=100.003)
-    schedule.hold(["c"], since=100.004)
-    assert schedule.due(100.007) == ["a"]  # b and c arrived later: they wait for more
-    assert schedule.next_at() == 100.008
-    assert schedule.due(100.009) == ["b", "c"]  # both due by now: one flush, in the order held
-    assert schedule.waiting == 0
+def test_after_a_quiet_spell_output_goes_at_once() -> None:
+    gate = WriteInterval(0.005)
+    assert gate.open(100.0)
+    assert gate.open(100.5)  # long after the interval: no added latency
+    assert not gate.open(100.5001)
 
 
-def test_a_changed_interval_applies_to_what_is_held_from_then_on() -> None:
-    schedule: FlushSchedule[str] = FlushSchedule(0.1)
-    schedule.hold(["a"], since=10.0)
-    schedule.interval = 0.001  # a reload
-    schedule.hold(["b"], since=10.0)
-    assert schedule.next_at() == 10.001
-    assert schedule.due(10.001) == ["b"]  # the shorter deadline first, though held later
-    assert schedule.due(10.1) == ["a"]
+def test_with_no_interval_every_flush_may_go() -> None:
+    gate = WriteInterval(0.0)
+    assert gate.open(5.0) and gate.open(5.0) and gate.open(5.0)
 
 
-def test_with_no_interval_what_is_held_is_due_at_once() -> None:
-    schedule: FlushSchedule[str] = FlushSchedule(0.0)
-    schedule.hold(["a"], since=5.0)
-    assert schedule.due(5.0) == ["a"]
-
-
-def test_one_heap_entry_per_turn_not_per_connection() -> None:
-    schedule: FlushSchedule[int] = FlushSchedule(0.002)
-    schedule.hold(list(range(1000)), since=1.0)
-    assert len(schedule._batches) == 1
-    assert len(schedule.due(1.002)) == 1000
+def test_a_changed_interval_applies_from_the_next_flush() -> None:
+    gate = WriteInterval(0.1)
+    assert gate.open(10.0)
+    gate.interval = 0.001  # a reload: the flush already promised stays as it was
+    assert not gate.open(10.05)
+    assert gate.open(10.1)
+    assert gate.next_at == pytest.approx(10.101)

@@ -294,38 +294,42 @@ def flushes(server: FakeServer) -> list[int]:
     return out
 
 
-def test_output_waits_one_write_interval_then_leaves_once(corked: Worker, server: FakeServer, clock: FakeClock) -> None:
-    connect(corked, server, 1)
-    (conn,) = corked.connections
-    on_worker(corked, lambda: corked.mark_dirty(conn))  # at 1000.000, on the worker's thread
-    settle(corked)
-    clock.now = 1000.0049
-    settle(corked)
-    assert flushes(server) == []  # not before the interval has passed
-    clock.now = 1000.005
-    corked.call_soon(lambda: None)  # a turn that sees the new time
-    assert server.events.get(timeout=WAIT) == (1, "flushed")
-    clock.now = 1000.1
-    settle(corked)
-    assert flushes(server) == []  # once
-
-
-def test_connections_given_output_in_later_turns_wait_their_own_interval(
+def test_output_goes_at_once_then_at_most_once_per_interval(
     corked: Worker, server: FakeServer, clock: FakeClock
 ) -> None:
     for conn_id in (1, 2):
         connect(corked, server, conn_id)
     by_id = {conn.id: conn for conn in corked.connections}
-    on_worker(corked, lambda: corked.mark_dirty(by_id[1]))  # at 1000.000
+    on_worker(corked, lambda: corked.mark_dirty(by_id[1]))  # at 1000.000: nothing flushed for long
     settle(corked)
+    assert flushes(server) == [1]  # at the end of its turn, as with no interval
+    clock.now = 1000.001
+    on_worker(corked, lambda: corked.mark_dirty(by_id[1]))
     clock.now = 1000.003
     on_worker(corked, lambda: corked.mark_dirty(by_id[2]))
+    clock.now = 1000.0049
+    settle(corked)
+    assert flushes(server) == []  # both wait for the interval since the last flush
     clock.now = 1000.005
+    corked.call_soon(lambda: None)  # a turn that sees the new time
+    assert [server.events.get(timeout=WAIT) for _ in range(2)] == [(1, "flushed"), (2, "flushed")]
+    settle(corked)
+    assert flushes(server) == []  # once each
+
+
+def test_held_output_wakes_the_worker_when_the_interval_ends(
+    corked: Worker, server: FakeServer, clock: FakeClock
+) -> None:
+    """The worker sleeps an hour unless woken (`sleepy`): what flushes here is
+    the wait that held output shortens to the interval's end."""
+    connect(corked, server, 1)
+    (conn,) = corked.connections
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    on_worker(corked, lambda: corked.mark_dirty(conn))
     settle(corked)
     assert flushes(server) == [1]
-    clock.now = 1000.008
-    settle(corked)
-    assert flushes(server) == [2]
+    clock.now += 0.005  # no wake-up follows: the worker's own timeout must end its wait
+    assert server.events.get(timeout=WAIT) == (1, "flushed")
 
 
 def test_output_marked_from_another_thread_waits_the_interval_too(
@@ -334,6 +338,8 @@ def test_output_marked_from_another_thread_waits_the_interval_too(
     connect(corked, server, 1)
     (conn,) = corked.connections
     corked.mark_dirty(conn)  # from this thread: through the waker
+    assert server.events.get(timeout=WAIT) == (1, "flushed")
+    corked.mark_dirty(conn)
     settle(corked)
     assert flushes(server) == []
     clock.now += 0.005
@@ -341,7 +347,7 @@ def test_output_marked_from_another_thread_waits_the_interval_too(
     assert flushes(server) == [1]
 
 
-def test_a_write_interval_of_zero_flushes_at_the_end_of_the_turn(
+def test_a_write_interval_of_zero_flushes_at_the_end_of_every_turn(
     sleepy: None, server: FakeServer, clock: FakeClock
 ) -> None:
     worker = Worker(server, 0, write_interval=0.0, clock=clock)  # type: ignore[arg-type]
@@ -349,9 +355,10 @@ def test_a_write_interval_of_zero_flushes_at_the_end_of_the_turn(
     try:
         connect(worker, server, 1)
         (conn,) = worker.connections
-        on_worker(worker, lambda: worker.mark_dirty(conn))
-        settle(worker)
-        assert flushes(server) == [1]  # the fake clock never moved
+        for _ in range(3):
+            on_worker(worker, lambda: worker.mark_dirty(conn))
+            settle(worker)
+            assert flushes(server) == [1]  # the fake clock never moves
     finally:
         worker.stop()
         assert worker.join(WAIT)
@@ -363,11 +370,12 @@ def test_a_reload_to_zero_flushes_what_waits_and_then_at_once(
     connect(corked, server, 1)
     (conn,) = corked.connections
     on_worker(corked, lambda: corked.mark_dirty(conn))
-    settle(corked)
-    corked.set_write_interval(0.0)
-    clock.now += 0.005
-    settle(corked)
-    assert flushes(server) == [1]
     on_worker(corked, lambda: corked.mark_dirty(conn))
     settle(corked)
+    assert flushes(server) == [1]  # the first; the second waits
+    corked.set_write_interval(0.0)
+    settle(corked)
     assert flushes(server) == [1]  # without the clock moving
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    settle(corked)
+    assert flushes(server) == [1]
