@@ -114,7 +114,12 @@ def _tree(revision: str) -> tuple[Path, str, str]:
 
 
 def run_one(
-    revision: str, spec: dict[str, Any], certs: Certs, out: Path, write_interval_ms: float | None = None
+    revision: str,
+    spec: dict[str, Any],
+    certs: Certs,
+    out: Path,
+    write_interval_ms: float | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One fresh chatd under callgrind, one fan-out (or paced) run; the record."""
     tree, dialect, label = _tree(revision)
@@ -126,6 +131,11 @@ def run_one(
         certs, spec, io_threads=1, source=tree / "config" / "chatd.yaml", write_interval_ms=write_interval_ms
     )
     config["limits"].update(SLOW_LIMITS)
+    for dotted, value in (settings or {}).items():
+        section, key = dotted.split(".")
+        if section in config:  # a tree from before the section has nothing to turn off
+            config[section][key] = value
+            changes[dotted] = value
     (workdir / "chatd.yaml").write_text(yaml.safe_dump(config))
     log = workdir / "chatd.log"
     cmd = [
@@ -331,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
         help="server.write_interval_ms for the trees that have it (default: the tree's config/chatd.yaml)",
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a config value for every tree (YAML), e.g. history.enabled=false; repeatable",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=WORK / "callgrind",
@@ -347,11 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     certs = dev_certs()
     window = WINDOW if args.records == "packed" else LINES
+    settings = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
     per_line: dict[str, float] = {}
     for revision in args.trees.split(","):
         records = []
         for spec in _specs(args, window):
-            record = run_one(revision.strip(), spec, certs, args.out, args.write_interval_ms)
+            record = run_one(revision.strip(), spec, certs, args.out, args.write_interval_ms, settings)
             records.append(record)
             print(json.dumps(record), flush=True)
         diff = _difference(records)

@@ -608,7 +608,7 @@ TARGETS: dict[str, Callable[[Certs], Target]] = {
     "chatd-before": ChatdBeforeTarget,
     **{
         f"chatd-wi{ms}": functools.partial(ChatdTarget, name=f"chatd-wi{ms}", write_interval_ms=ms, keys=INTERVAL_KEYS)
-        for ms in (0, 1, 2, 5)
+        for ms in (0, 1, 2, 5, 10)
     },
     "chatd-nohistory": functools.partial(ChatdTarget, name="chatd-nohistory", history=False, keys=("fanout", "rooms")),
 }

@@ -30,9 +30,9 @@ class ServerConfig:
     port: int = 7443
     name: str = "chatd"
     io_threads: int = 1
-    # How long a client's output may wait to leave with more (a TLS record and
-    # a send() per flush, not per line); 0: at the end of the worker's turn.
-    write_interval_ms: float = 2.0
+    # A worker writes at most once per this interval, so that lines close
+    # together share a TLS record and a send(); 0: at the end of every turn.
+    write_interval_ms: float = 10.0
 
 
 @dataclass(frozen=True)
