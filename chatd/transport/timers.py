@@ -114,17 +114,29 @@ class Timers(Generic[T]):
         heapq.heapify(self._heap)
 
 
+# A turn that worked this long per client it has output for flushes at once:
+# its clients already get many lines each (some 80 at fan-out's ~0.6 µs per
+# delivered line), which share their records without waiting; a flush costs
+# about 4 µs (docs/architecture.md, "The write interval").
+AMORTIZED = 50e-6
+
+
 class WriteInterval:
-    """When a worker may flush output: at most once per `interval` seconds.
+    """When a worker may flush output: at most once per `interval` seconds,
+    unless a flush now would carry many lines to each client anyway.
 
     Output that finds the last flush an interval ago or longer leaves at the
     end of its turn, as with no interval; output that comes sooner waits for
     the interval to end, and with it everything that reaches the worker's
     clients meanwhile, each client's in one write. So a line waits at most
-    one interval, a quiet server adds no latency at all, and a busy one
-    writes to each client at most once per interval however many lines it
-    gets. A worker whose turns take longer than the interval flushes at the
-    end of every turn, as before. Time is passed in; nothing here reads a clock.
+    one interval, a quiet server adds no latency at all, and one with lines
+    spread out in time writes to each client at most once per interval
+    however many lines it gets. A turn that did `AMORTIZED` of work or more
+    per client with output (a flood: a turn holds many lines for each) flushes
+    at its end, as before: waiting would save little, and would keep the
+    answers some clients wait for before sending more (a window of
+    unacknowledged lines, a ping) and leave the worker idle meanwhile. Time is
+    passed in; nothing here reads a clock.
     """
 
     __slots__ = ("interval", "next_at")
@@ -133,9 +145,11 @@ class WriteInterval:
         self.interval = interval  # seconds; 0: flush at the end of every turn
         self.next_at = -math.inf  # no flush before this (monotonic)
 
-    def open(self, now: float) -> bool:
-        """Whether output may be flushed at `now`; if so, the next flush waits an interval."""
-        if now < self.next_at:
+    def open(self, now: float, worked: float = 0.0, clients: int = 1) -> bool:
+        """Whether the output of `clients` clients may be flushed at `now`,
+        after a turn that worked `worked` seconds; if so, the next flush waits
+        an interval."""
+        if now < self.next_at and worked < clients * AMORTIZED:
             return False
         self.next_at = now + self.interval
         return True

@@ -87,12 +87,16 @@ class Worker:
         index: int,
         write_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        work_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         """`write_interval`: flush output at most once per this many seconds
         (0: at the end of every turn). `clock`: monotonic seconds, for the
-        worker's deadlines (a test's fake clock)."""
+        worker's deadlines; `work_clock`: this thread's CPU seconds, for how
+        much a turn worked (which a busy machine's preemptions do not inflate);
+        a test's fake clocks."""
         self.server = server
         self._clock = clock
+        self._work_clock = work_clock
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
         self._epoll = select.epoll()
@@ -110,6 +114,7 @@ class Worker:
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
         self._write_interval = WriteInterval(write_interval)  # _local_dirty waits for it
+        self._turn_work = 0.0  # the thread's CPU time when this turn's work began (with a write interval)
         self._stopping = threading.Event()
         self.stats = IOStats()
         # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
@@ -272,7 +277,10 @@ class Worker:
         busy = self._readable or (self._local_dirty and not self._write_interval.interval)
         timeout = 0.0 if busy else self._select_timeout()
         by_fd = self._by_fd
-        for fd, events in self._epoll.poll(timeout):
+        ready = self._epoll.poll(timeout)
+        if self._write_interval.interval:
+            self._turn_work = self._work_clock()
+        for fd, events in ready:
             conn = by_fd.get(fd)
             if conn is not None:
                 self._guarded(conn, events)
@@ -328,8 +336,10 @@ class Worker:
 
     def _flush_dirty(self) -> None:
         gate = self._write_interval
-        if self._local_dirty and gate.interval and not gate.open(self._clock()):
-            return  # flushed once the interval since the last flush has passed
+        if self._local_dirty and gate.interval:
+            worked = self._work_clock() - self._turn_work
+            if not gate.open(self._clock(), worked, len(self._local_dirty)):
+                return  # flushed once the interval since the last flush has passed
         # Flushing can queue more (a closing client's LEAVE), so loop until quiet.
         while self._local_dirty:
             dirty, self._local_dirty = self._local_dirty, []

@@ -49,11 +49,21 @@ def _three_lines(daemon: Daemon, alice: ChatClient, bob: RecordClient, attempt: 
     return _ms(events[2][0]) - _ms(events[0][0]), carrying
 
 
+LISTENERS = 10  # more clients in the room: a turn's work per client stays far below AMORTIZED
+
+
 def _clients(daemon: Daemon) -> tuple[ChatClient, RecordClient]:
     bob = RecordClient.registered(daemon.port, daemon.pki.ca, "bob")
     daemon.clients.append(bob)
+    for n in range(LISTENERS):
+        daemon.client(f"listener{n}")
+        bob.expect(f"JOIN #lobby listener{n}")
     alice = daemon.client("alice")
     bob.expect("JOIN #lobby alice")
+    # A first message does work once (the history writer starting, and the
+    # like): let it happen before the lines that are measured.
+    alice.send("warm-up")
+    bob.expect("MSG #lobby alice warm-up", 10)
     return alice, bob
 
 

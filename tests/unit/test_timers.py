@@ -157,3 +157,13 @@ def test_a_changed_interval_applies_from_the_next_flush() -> None:
     assert not gate.open(10.05)
     assert gate.open(10.1)
     assert gate.next_at == pytest.approx(10.101)
+
+
+def test_a_turn_that_worked_long_per_client_flushes_at_once() -> None:
+    gate = WriteInterval(0.010)
+    assert gate.open(100.0)
+    # 50 clients, 1 ms of work: 20 µs each, a few lines each: they wait.
+    assert not gate.open(100.001, worked=0.001, clients=50)
+    # 50 clients, 9 ms of work (a flood's turn): many lines each, they go now.
+    assert gate.open(100.009, worked=0.009, clients=50)
+    assert gate.next_at == pytest.approx(100.019)

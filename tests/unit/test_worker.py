@@ -271,7 +271,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def corked(sleepy: None, server: FakeServer, clock: FakeClock) -> Iterator[Worker]:
     """A worker with a 5 ms write interval on the fake clock."""
-    worker = Worker(server, 0, write_interval=0.005, clock=clock)  # type: ignore[arg-type]
+    worker = Worker(server, 0, write_interval=0.005, clock=clock, work_clock=clock)  # type: ignore[arg-type]
     worker.start()
     yield worker
     worker.stop()
@@ -350,7 +350,7 @@ def test_output_marked_from_another_thread_waits_the_interval_too(
 def test_a_write_interval_of_zero_flushes_at_the_end_of_every_turn(
     sleepy: None, server: FakeServer, clock: FakeClock
 ) -> None:
-    worker = Worker(server, 0, write_interval=0.0, clock=clock)  # type: ignore[arg-type]
+    worker = Worker(server, 0, write_interval=0.0, clock=clock, work_clock=clock)  # type: ignore[arg-type]
     worker.start()
     try:
         connect(worker, server, 1)
@@ -379,3 +379,23 @@ def test_a_reload_to_zero_flushes_what_waits_and_then_at_once(
     on_worker(corked, lambda: corked.mark_dirty(conn))
     settle(corked)
     assert flushes(server) == [1]
+
+
+def test_a_turn_that_worked_long_per_client_flushes_without_waiting(
+    corked: Worker, server: FakeServer, clock: FakeClock
+) -> None:
+    """A flood's turn: its clients already get many lines each; holding them
+    would add latency (and keep a sender's acknowledgements) for little."""
+    connect(corked, server, 1)
+    (conn,) = corked.connections
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    settle(corked)
+    assert flushes(server) == [1]  # the first, at once
+
+    def long_turn() -> None:
+        corked.mark_dirty(conn)
+        clock.now += 0.0001  # 100 µs of work in this turn, for its one client
+
+    on_worker(corked, long_turn)
+    settle(corked)
+    assert flushes(server) == [1]  # 0.1 ms after the last flush, not 5
