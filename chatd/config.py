@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 import yaml
 
+from chatd import config_accounts
 from chatd import config_values as values
 from chatd.addresses import split_host_port
-from chatd.config_values import GROUPS, Group, IPNetwork
+from chatd.config_accounts import AccountsConfig
+from chatd.config_values import GROUPS, Group, IPNetwork, Section
 from chatd.errors import ConfigError
 from chatd.names import room_key
 
@@ -65,6 +67,7 @@ class LimitsConfig:
     max_strikes: int = 10
     max_rooms: int = 1000
     max_rooms_per_client: int = 20
+    rooms_per_account: int = 10  # rooms one account may register (/room register); 0: only the operator
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     cluster: ClusterConfig | None = None
 
 
@@ -211,6 +215,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "max_strikes": values.integer(1, 1000),
             "max_rooms": values.integer(1, 1_000_000),
             "max_rooms_per_client": values.integer(1, 10_000),
+            "rooms_per_account": values.integer(0, 10_000),
         },
     ),
     "rooms": (
@@ -240,6 +245,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
     "metrics": (MetricsConfig, {"listen": values.listen_address}),
+    "accounts": config_accounts.SCHEMA,
     # Optional: absent means standalone (`_load_cluster`).
     "cluster": (
         ClusterConfig,
@@ -306,6 +312,11 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
 
 def _load_section(path: Path, name: str, value: object) -> object:
     cls, checks = _SCHEMA[name]
+    return _load_mapping(path, name, cls, checks, value)
+
+
+def _load_mapping(path: Path, name: str, cls: type, checks: dict[str, Any], value: object) -> object:
+    """`value` (a section, or a key that is a mapping of its own) as a `cls`."""
     if value is None:
         value = {}
     if not isinstance(value, dict):
@@ -317,6 +328,9 @@ def _load_section(path: Path, name: str, value: object) -> object:
         if key not in checks:
             raise ConfigError(f"{path}: {name}.{key}: unknown key (known: {', '.join(checks)})")
         check = checks[key]
+        if isinstance(check, Section):
+            converted[key] = _load_mapping(path, f"{name}.{key}", check.cls, check.checks, raw)
+            continue
         try:
             if check is _PATH or (check is _OPTIONAL_PATH and raw is not None):
                 converted[key] = path.parent / values.text(raw)
@@ -356,6 +370,8 @@ def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
 def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
+    if problem := config_accounts.check_accounts(config.accounts):
+        raise ConfigError(f"{config.path}: {problem[0]}: {problem[1]}")
     tls = config.tls
     if tls.client_auth != "none" and tls.client_ca is None:
         raise ConfigError(

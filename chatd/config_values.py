@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from chatd.addresses import LISTEN_EXPECTED, split_host_port
@@ -27,6 +28,15 @@ GROUPS: tuple[Group, ...] = ("X25519", "prime256v1", "secp384r1")
 # Per key: a check that returns the converted value or raises ValueError whose
 # message says what was expected.
 Check = Any
+
+
+@dataclass(frozen=True)
+class Section:
+    """A key whose value is a mapping of keys of its own (`accounts.argon2`):
+    config.py loads it into `cls` with `checks`, as it loads a section."""
+
+    cls: type
+    checks: dict[str, Check]
 
 
 def integer(low: int, high: int) -> Check:

@@ -10,6 +10,7 @@ module imports neither of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -38,3 +39,9 @@ class Outlet(Sender, Protocol):
 
     def set_deadline(self, when: float | None) -> None:
         """Call the session's `on_timer` at `when` (monotonic), or never."""
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the session's own thread, soon, under the same guard
+        as its other events; callable from any thread (an answer computed
+        elsewhere, such as a password check, comes back this way). Dropped if
+        the transport has stopped."""

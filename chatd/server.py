@@ -28,11 +28,14 @@ import socket
 import ssl
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 
 from chatd.admission import Admission
 from chatd.config import Config, LimitsConfig
+from chatd.core import protocol
+from chatd.core.bans import covers
 from chatd.core.chat import Chat
 from chatd.core.history import EventStore
 from chatd.core.session import Session
@@ -51,6 +54,9 @@ from chatd.transport.tlsstream import TLSStream
 from chatd.transport.worker import Worker
 from chatd.transport.wsframes import TextFrames
 
+if TYPE_CHECKING:  # argon2 is imported only when accounts are on (chatd/cli.py)
+    from chatd.account_service import AccountService
+
 log = structlog.get_logger(__name__)
 
 _MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this, just close
@@ -68,16 +74,30 @@ class Server:
     (`Host`) call back, and what the operations and the reload read."""
 
     def __init__(
-        self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier, store: EventStore | None = None
+        self,
+        config: Config,
+        tls_context: ssl.SSLContext,
+        notifier: Notifier,
+        store: EventStore | None = None,
+        accounts: AccountService | None = None,
     ) -> None:
-        """Raises:
+        """`accounts`: registered nicknames (chatd/account_service.py), or none.
+
+        Raises:
         StartupError: the web client's files cannot be read.
         """
         try:
             self.settings = read_settings(config, tls_context, TextFrames())
         except OSError as exc:
             raise StartupError(f"cannot read the web client's files: {exc.strerror or exc} ({exc.filename})") from exc
-        self.chat = Chat(config, store, lookups=LookupThread(store) if store is not None else None)
+        self.accounts = accounts
+        self.chat = Chat(
+            config,
+            store,
+            lookups=LookupThread(store) if store is not None else None,
+            accounts=accounts.accounts if accounts is not None else None,
+            registry=accounts.registry if accounts is not None else None,
+        )
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self.started = time.monotonic()
@@ -158,6 +178,8 @@ class Server:
         self._all_closed.wait(grace)
         for worker in self._workers:
             worker.stop()
+        if self.accounts is not None:
+            self.accounts.stop()
         deadline = time.monotonic() + grace
         stuck = [w.name for w in self._workers if not w.join(max(0.0, deadline - time.monotonic()))]
         if stuck or self._connections:
@@ -213,8 +235,9 @@ class Server:
         ip = peer[0]
         told = True
         now = time.monotonic()
+        banned = self.chat.accounts is not None and self.chat.accounts.banned(ip) is not None
         with self._lock:
-            reject = self._admission.admit(ip, now)
+            reject = protocol.BANNED if banned else self._admission.admit(ip, now)
             if reject is None:
                 self._accepted += 1
             elif self._rejecting >= _MAX_PENDING_REJECTS:
@@ -308,6 +331,8 @@ class Server:
         with self._lock:
             self._admission.apply(settings.config.limits)
         self.chat.configure(settings.config)
+        if self.accounts is not None:
+            self.accounts.configure(settings.config)
         for worker in self._workers:
             worker.set_write_interval(settings.config.server.write_interval_ms / 1000)
             worker.for_each_connection(lambda conn: conn.limits_changed())
@@ -326,7 +351,20 @@ class Server:
                 reloads=self.reloader.counts(),
                 closed=dict(self._totals),
             )
-        return take_snapshot(tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources)
+        figures = self.accounts.figures() if self.accounts is not None else None
+        return take_snapshot(
+            tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources, figures
+        )
+
+    def close_from(self, network: str, reason: str, text: str) -> int:
+        """Close every connection from an address in `network` (a new ban):
+        `BYE <reason> <text>`; returns how many."""
+        with self._lock:
+            live = list(self._connections.values())
+        matching = [endpoint for endpoint in live if covers(network, endpoint.ip)]
+        for endpoint in matching:
+            endpoint.close(reason, text)
+        return len(matching)
 
 
 def tune_listener(listener: socket.socket) -> None:

@@ -36,20 +36,25 @@ from typing import Final, Protocol
 import structlog
 
 from chatd import names
-from chatd.core import protocol
+from chatd.core import account_commands, protocol, room_commands, signin
+from chatd.core.account_commands import Holder
 from chatd.core.chat import Chat
 from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key
-from chatd.core.nicks import Client
 from chatd.core.protocol import Command
+from chatd.core.registry import OP
+from chatd.core.room_commands import Moderator
 from chatd.core.rooms import Room
+from chatd.core.signin import Registrant
 from chatd.errors import ProtocolError
 from chatd.outlet import Outlet
 
 log = structlog.get_logger(__name__)
 
 
-class Caller(Client, Protocol):
-    """What a command may use of the session it runs for (core/session.py)."""
+class Caller(Moderator, Registrant, Holder, Protocol):
+    """What a command may use of the session it runs for (core/session.py);
+    signing in, the account and the room commands use more of it
+    (`Registrant`, `Holder`, `Moderator`)."""
 
     chat: Chat
     outlet: Outlet
@@ -108,29 +113,33 @@ def _join(caller: Caller, command: Command) -> None:
 
 def _part(caller: Caller, command: Command) -> None:
     room = _joined(caller, command.target) if command.target else _current_room(caller)
-    del caller.rooms[room.key]
-    caller.chat.part(caller, room, command.text.decode())
-    if room is caller.current:
-        caller.current = next(reversed(caller.rooms.values()), None)
-        say_current(caller)
+    leave_room(caller, room, protocol.format_line("PART", room.name, caller.nick, command.text.decode()))
 
 
 def _topic(caller: Caller, command: Command) -> None:
     room = _joined(caller, command.target) if command.target else _current_room(caller)
     text = command.text.decode()
-    if text:
-        caller.chat.set_topic(caller, room, text)
-    else:
+    if not text:
         caller.outlet.deliver(caller.chat.topic_line(room))
+        return
+    registration = room.registration
+    if registration is not None and registration.has("topic_ops") and registration.rank(caller.account) < OP:
+        raise ProtocolError(protocol.NOT_ALLOWED, f"Only ops set the topic of {room.name}.")
+    caller.chat.set_topic(caller, room, text)
 
 
 def _who(caller: Caller, command: Command) -> None:
-    room = _room_named(caller.chat, command.target) if command.target else _current_room(caller)
-    caller.outlet.deliver(protocol.format_users(room.name, room.nicks()))
+    room = _room_named(caller, command.target) if command.target else _current_room(caller)
+    users = protocol.format_users(room.name, room.nicks())
+    registration = room.registration
+    if registration is None:
+        caller.outlet.deliver(users)
+    else:
+        caller.outlet.deliver(users + caller.chat.roles_line(room, registration), 2)
 
 
 def _rooms(caller: Caller, command: Command) -> None:
-    lines = caller.chat.room_list()
+    lines = caller.chat.room_list(caller.rooms)
     caller.outlet.deliver(b"".join(lines), len(lines))
 
 
@@ -145,8 +154,9 @@ def _history(caller: Caller, command: Command) -> None:
         key, shown = room.key, room.name
     else:
         protocol.check_nick(target, chat.config.limits.max_nick_length)
-        if not chat.keeps_dms:
-            raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages.")
+        if not chat.keeps_history or not caller.authenticated:
+            # Kept only between authenticated parties: a guest's nickname proves nothing.
+            raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages of yours.")
         key, shown = dm_key(caller.nick, target), target
     newer = query.after is not None
 
@@ -174,6 +184,13 @@ def _nick(caller: Caller, command: Command) -> None:
         return
     if chat.config.tls.nick_from_cert:
         raise ProtocolError(protocol.NICK_INVALID, "Your nickname comes from your certificate.")
+    if caller.account is not None and names.nick_key(new) != caller.account:
+        raise ProtocolError(
+            protocol.NICK_INVALID,
+            f"You are logged in as {caller.nick}; your nickname is your account's name.",
+        )
+    if caller.account is None and chat.accounts is not None and chat.accounts.is_registered(new):
+        raise ProtocolError(protocol.NICK_REGISTERED, f"{new} is a registered account; sign in to use it.")
     old = chat.rename(caller, list(caller.rooms.values()), new)
     log.info("rename", **caller.context, old=old, new=new)
 
@@ -207,7 +224,23 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
         "rooms": Row(_rooms),
         "history": Row(_history),
         "nick": Row(_nick),
+        "room": Row(room_commands.room),
+        "op": Row(room_commands.op),
+        "deop": Row(room_commands.deop),
+        "voice": Row(room_commands.voice),
+        "devoice": Row(room_commands.devoice),
+        "kick": Row(room_commands.kick),
+        "ban": Row(room_commands.ban),
+        "unban": Row(room_commands.unban),
+        "bans": Row(room_commands.bans),
+        "invite": Row(room_commands.invite),
         "ping": Row(_ping),
+        "login": Row(signin.login, before_registration=True),
+        "register": Row(signin.register, before_registration=True),
+        "resume": Row(signin.resume, before_registration=True),
+        "remember": Row(account_commands.remember),
+        "passwd": Row(account_commands.passwd),
+        "logout": Row(account_commands.logout),
         "quit": Row(_quit, before_registration=True),
         "help": Row(_help),
         "empty": Row(_nothing),
@@ -231,6 +264,16 @@ def enter(caller: Caller, name: str) -> None:
     caller.current = room
 
 
+def leave_room(caller: Caller, room: Room, line: bytes) -> None:
+    """Out of `room` (a `/part`, or a kick on the caller's own thread): `line`
+    to the room's members and the caller; then `CURRENT` if it was the current one."""
+    del caller.rooms[room.key]
+    caller.chat.remove(caller, room, line)
+    if room is caller.current:
+        caller.current = next(reversed(caller.rooms.values()), None)
+        say_current(caller)
+
+
 def say_current(caller: Caller) -> None:
     caller.outlet.deliver(protocol.format_line("CURRENT", caller.current.name if caller.current else "*"))
 
@@ -241,15 +284,16 @@ def _current_room(caller: Caller) -> Room:
     return caller.current
 
 
-def _joined(caller: Caller, name: str) -> Room:
-    room = caller.rooms.get(names.room_key(protocol.check_room(name)))
-    if room is None:
-        raise ProtocolError(protocol.NOT_IN_ROOM, f"You are not in {name}; /join it first.")
-    return room
+_joined = room_commands.joined
 
 
-def _room_named(chat: Chat, name: str) -> Room:
+def _room_named(caller: Caller, name: str) -> Room:
+    """An existing room; a private one only to its members: to anyone else it
+    does not exist (the same answer, byte for byte)."""
+    chat = caller.chat
     room = chat.rooms.find(protocol.check_room(name))
-    if room is None:
+    registration = chat.registry.find(name) if chat.registry is not None else None
+    hidden = registration is not None and registration.has("private") and names.room_key(name) not in caller.rooms
+    if room is None or hidden:
         raise ProtocolError(protocol.NO_SUCH_ROOM, f"There is no room {name}.")
     return room

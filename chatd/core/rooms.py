@@ -23,6 +23,7 @@ from typing import Final, Protocol
 from chatd import names
 from chatd.core import protocol
 from chatd.core.history import Event, StoredRoom
+from chatd.core.registry import Registration
 from chatd.errors import ProtocolError
 from chatd.outlet import Sender
 
@@ -31,6 +32,7 @@ DORMANT_MAX: Final = 1000  # ended rooms with history kept in memory for a quick
 
 class Member(Protocol):
     nick: str
+    account: str | None  # the account's key when signed in to one (its roles: core/registry.py)
 
     def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
         """Queue `data` (`lines` complete lines) for sending; never blocks. A
@@ -49,6 +51,9 @@ class Room:
         self.older = False  # events older than `recent` may exist (said in the backlog's HISTORY)
         self.topic = ""
         self.topic_by = "*"
+        # Its owner, roles and flags when it is registered (core/registry.py), set
+        # as members join (Chat.join) and on /room register and drop.
+        self.registration: Registration | None = None
         self.lock = threading.Lock()  # the order of this room's events
         self.recent: collections.deque[Event] = collections.deque(maxlen=backlog)
         # Rebuilt under both locks on every join and part (`set_members`); read without them.

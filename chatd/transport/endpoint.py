@@ -147,6 +147,10 @@ class Endpoint:
         else:
             self.worker.call_soon(lambda: self.begin_close(reason, text), self)
 
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on this endpoint's worker thread, guarded as its events are."""
+        self.worker.call_soon(callback, self)
+
     def resume_after_backlog(self) -> None:
         """The recipient this client waited for has been taken by its worker."""
         if self.worker.in_thread():

@@ -90,6 +90,9 @@ class WebSocketCodec:
     def set_deadline(self, when: float | None) -> None:
         self.endpoint.set_deadline(when)
 
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.endpoint.call_soon(callback)
+
     def pause_for_backlog(self) -> bool:
         return self.endpoint.pause_for_backlog()
 

@@ -14,8 +14,10 @@ def test_every_command_the_grammar_can_yield_has_a_row_and_no_row_is_unreachable
     assert protocol.parse_command(b"").verb in COMMANDS
 
 
-def test_only_quit_works_before_registration() -> None:
-    assert [verb for verb, row in COMMANDS.items() if row.before_registration] == ["quit"]
+def test_only_signing_in_and_quit_work_before_registration() -> None:
+    # v4: /login, /register and /resume answer NICK (docs/protocol.md "Accounts").
+    before = [verb for verb, row in COMMANDS.items() if row.before_registration]
+    assert before == ["login", "register", "resume", "quit"]
 
 
 def test_only_saying_something_adds_to_the_block_of_room_events() -> None:

@@ -75,6 +75,7 @@ limits:
   max_strikes: 4
   max_rooms: 10
   max_rooms_per_client: 3
+  rooms_per_account: 2
 rooms:
   autojoin: ["#lobby", "#Help"]
   permanent: ["#lobby", "#help", "#news"]
@@ -173,6 +174,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
         max_strikes=4,
         max_rooms=10,
         max_rooms_per_client=3,
+        rooms_per_account=2,
     )
     assert config.rooms == RoomsConfig(
         autojoin=("#lobby", "#Help"), permanent=("#lobby", "#help", "#news"), allow_create=False
@@ -364,6 +366,8 @@ def test_a_relative_config_path_gives_an_absolute_config_path(tmp_path: Path, mo
         ("limits", "max_rooms", 1_000_000, 1_000_000),
         ("limits", "max_rooms_per_client", 1, 1),
         ("limits", "max_rooms_per_client", 10_000, 10_000),
+        ("limits", "rooms_per_account", 0, 0),
+        ("limits", "rooms_per_account", 10_000, 10_000),
         ("rooms", "autojoin", [], ()),
         ("rooms", "autojoin", ["#a", "#" + "z" * 32, "#A-b_9"], ("#a", "#" + "z" * 32, "#A-b_9")),
         ("rooms", "permanent", [], ()),
@@ -479,7 +483,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
     assert (
-        "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics, cluster)"
+        "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics, accounts, cluster)"
         in message
     )
 
@@ -493,7 +497,7 @@ def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None
 def test_unknown_section(tmp_path: Path, name: str) -> None:
     message = config_error(write(tmp_path, {**minimal(), name: {"a": 1}}))
     assert (
-        f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics, cluster)"
+        f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics, accounts, cluster)"
         in message
     )
 
@@ -631,6 +635,8 @@ KEY_ERRORS = [
     ("limits", "max_rooms", "many", "must be an integer 1..1000000"),
     ("limits", "max_rooms_per_client", 0, "must be an integer 1..10000"),
     ("limits", "max_rooms_per_client", 10_001, "must be an integer 1..10000"),
+    ("limits", "rooms_per_account", -1, "must be an integer 0..10000"),
+    ("limits", "rooms_per_account", 10_001, "must be an integer 0..10000"),
     ("rooms", "allow_create", "yes", "must be true or false"),
     ("rooms", "autojoin", "#lobby", ROOMS_EXPECTED),
     ("rooms", "autojoin", None, ROOMS_EXPECTED),
@@ -883,3 +889,39 @@ def test_tools_can_read_settings_without_the_tls_files(tmp_path: Path) -> None:
         load_config(config_file)
     config = load_config(config_file, check_files=False)
     assert config.control.socket == tmp_path / "run" / "control.sock"
+
+
+# -- accounts (issue 21) ----------------------------------------------------------------
+
+
+def test_accounts_default_to_open_registration_with_guests(tmp_path: Path) -> None:
+    accounts = load_config(write(tmp_path, ""), check_files=False).accounts
+    assert (accounts.enabled, accounts.registration, accounts.guests) == (True, "open", True)
+    assert (accounts.argon2.memory_kib, accounts.argon2.time_cost, accounts.argon2.parallelism) == (19456, 2, 1)
+
+
+def test_accounts_nested_keys_load(tmp_path: Path) -> None:
+    text = "accounts:\n  registration: invite\n  guests: false\n  argon2:\n    time_cost: 3\n  throttle:\n    window_s: 60\n"
+    accounts = load_config(write(tmp_path, text), check_files=False).accounts
+    assert (accounts.registration, accounts.guests, accounts.argon2.time_cost) == ("invite", False, 3)
+    assert accounts.argon2.memory_kib == 19456 and accounts.throttle.window_s == 60.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("accounts:\n  registration: public\n", "accounts.registration: must be one of open, invite, closed"),
+        ("accounts:\n  argon2:\n    memory: 1\n", "accounts.argon2.memory: unknown key (known: memory_kib"),
+        ("accounts:\n  argon2: 5\n", "accounts.argon2: must be a mapping of keys (memory_kib, time_cost"),
+        ("accounts:\n  throttle:\n    window_s: 0\n", "accounts.throttle.window_s: must be a number 1..604800 (got 0)"),
+        ("accounts:\n  auth_threads: 0\n", "accounts.auth_threads: must be an integer 1..64 (got 0)"),
+        ("accounts:\n  token_days: 400\n", "accounts.token_days: must be at most accounts.token_days_max (365)"),
+        ("accounts:\n  argon2:\n    memory_kib: 8\n    parallelism: 2\n", "accounts.argon2.memory_kib: argon2 needs"),
+        (
+            "accounts:\n  throttle:\n    lockout_s: 10\n    lockout_max_s: 5\n",
+            "accounts.throttle.lockout_s: must be at",
+        ),
+    ],
+)
+def test_accounts_errors_name_the_dotted_key(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in config_error(write(tmp_path, text))

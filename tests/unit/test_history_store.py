@@ -15,7 +15,7 @@ import pytest
 from chatd.config import HistoryConfig
 from chatd.core.history import Event, dm_key
 from chatd.errors import ConfigError
-from chatd.storage import retention, schema, sqlite
+from chatd.storage import database, retention, schema, sqlite
 from chatd.storage.sqlite import SQLiteStore, open_store, read_events
 from tests.conftest import wait_until
 
@@ -147,7 +147,7 @@ def test_the_writer_prunes_what_is_older_than_max_age(db: Path) -> None:
 
 def test_failed_writes_are_retried_and_the_queue_is_bounded(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full = {"disk": True}
-    connect = sqlite._connect
+    connect = database.connect
 
     def connect_to_a_full_disk(path: Path, timeout: float, read_only: bool = False) -> sqlite3.Connection:
         conn = connect(path, timeout, read_only)
@@ -157,7 +157,7 @@ def test_failed_writes_are_retried_and_the_queue_is_bounded(db: Path, monkeypatc
 
     store = open_store(settings(db, write_queue=100), CONFIG)
     store.load(0)
-    monkeypatch.setattr(sqlite, "_connect", connect_to_a_full_disk)
+    monkeypatch.setattr(database, "connect", connect_to_a_full_disk)
     store._conn.execute("PRAGMA query_only = ON")
     for i in range(1, 301):
         store.append(event(i))

@@ -122,7 +122,7 @@ def test_registration_greets_then_joins_the_autojoin_rooms(chat: Chat) -> None:
     outlet.session = session
     session.on_open(None, None)
     hello, ask = outlet.take()
-    assert hello.startswith("HELLO 3 chatd ") and ask == "NICK"
+    assert hello.startswith("HELLO 5 chatd ") and ask == "NICK"  # no accounts: no ACCOUNTS line
     session.on_lines([b"alice"])
     lines = outlet.take()
     assert lines[0].startswith("WELCOME alice ")

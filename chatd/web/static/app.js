@@ -1,15 +1,15 @@
-// The page: the nickname screen, the sidebar of conversations, the header,
-// member list and composer, drawers on a phone, keyboard shortcuts, status,
-// notifications. The chat itself (protocol, state) is in chat.js.
+// The page: the sidebar of conversations, the header, member list and
+// composer, drawers on a phone, keyboard shortcuts, status, notifications.
+// The chat itself (protocol, state) is in chat.js; the sign-in screen in
+// signin-screen.js.
 
 import { Chat } from "./chat.js";
-import { keyOf, NICK_RE } from "./protocol.js";
+import { keyOf } from "./protocol.js";
 import { isolated, nickSpan } from "./render.js";
+import { SignInScreen } from "./signin-screen.js";
 
 const $ = (id) => document.getElementById(id);
 const el = {
-  login: $("login"), loginForm: $("login-form"), nickInput: $("nick-input"), nickError: $("nick-error"),
-  loginStatus: $("login-status"), loginButton: $("login-button"),
   app: $("app"), sidebar: $("sidebar"), overlay: $("overlay"), me: $("me"),
   roomList: $("room-list"), dmList: $("dm-list"), dmEmpty: $("dm-empty"),
   joinForm: $("join-form"), joinInput: $("join-input"), joinError: $("join-error"),
@@ -23,7 +23,8 @@ const el = {
 
 const phone = window.matchMedia("(max-width: 760px)");
 const entries = new Map(); // conversation key -> its sidebar <li>
-const sent = []; // lines sent from the composer, for ArrowUp
+const sent = []; // lines sent from the composer, for ArrowUp (never one with a password)
+const SECRET_RE = /^\/(passwd|login|register|resume)\b/i;
 let sentIndex = 0;
 let statusTimer = null;
 let countdownTimer = null;
@@ -32,19 +33,17 @@ let countdownTimer = null;
 
 const ui = {
   status(text, kind = "info") {
-    if (!el.app.hidden) showStatus(text, kind);
-    else el.loginStatus.textContent = text;
+    if (el.app.hidden) screen.status(text);
+    else if (text) showStatus(text, kind);
   },
 
-  registered(nick, again) {
+  registered(nick, again, onAccount) {
     clearInterval(countdownTimer);
     el.me.textContent = "";
     el.me.append("Signed in as ", nickSpan(nick));
-    el.login.hidden = true;
+    screen.signedIn();
     el.app.hidden = false;
-    el.loginStatus.textContent = "";
-    el.nickError.textContent = "";
-    el.loginButton.disabled = false;
+    el.logoutButton.textContent = onAccount ? "Sign out" : "Change nickname";
     if (again) {
       showStatus("Reconnected.", "ok");
       statusTimer = setTimeout(hideStatus, 2500);
@@ -61,18 +60,14 @@ const ui = {
     renderMembers();
   },
 
-  nickError(code, text) {
-    showLogin();
-    const words = {
-      nick_taken: "That nickname is taken. Choose another.",
-      nick_invalid: "Not a valid nickname: use letters, digits, _ and -.",
-      nick_failed: "Too many refused nicknames. Choose another and try again.",
-      register_timeout: "That took too long. Try again.",
-    }[code] ?? text;
-    el.nickError.textContent = words;
-    el.nickInput.setAttribute("aria-invalid", "true");
-    el.nickInput.focus();
-    el.nickInput.select();
+  /** A sign-in refused (see signin-screen.js): the sign-in screen says why. */
+  signInError(code, text) {
+    screen.error(code, text);
+  },
+
+  /** What the server allows: guests, registration (signin.js's modes). */
+  modes(modes) {
+    screen.setModes(modes);
   },
 
   joinError(text) {
@@ -80,13 +75,23 @@ const ui = {
   },
 
   loggedOut(message) {
-    el.nickError.textContent = message;
-    showLogin();
+    screen.show(message);
+  },
+
+  /** The account signed in elsewhere (`BYE replaced`): this page waits for the person. */
+  replaced(canTakeOver) {
+    clearInterval(countdownTimer);
+    const action = canTakeOver
+      ? { label: "Use here", run: () => chat.takeOver() }
+      : { label: "Sign in", run: () => screen.show() };
+    showStatus(`You signed in as ${chat.nick} on another page or device, so this page is disconnected.`, "error", action);
+    for (const conv of chat.conversations.values()) ui.changed(conv);
+    updateChrome();
   },
 
   reconnecting(why, delayMs) {
     if (el.app.hidden) {
-      el.loginStatus.textContent = `${why} Trying again…`;
+      screen.status(`${why} Trying again…`);
       return;
     }
     clearTimeout(statusTimer);
@@ -94,7 +99,8 @@ const ui = {
     const until = Date.now() + delayMs;
     const show = () => {
       const seconds = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-      showStatus(`${why} Reconnecting${seconds ? ` in ${seconds} s` : ""}…`, "busy", true);
+      showStatus(`${why} Reconnecting${seconds ? ` in ${seconds} s` : ""}…`, "busy",
+        { label: "Retry now", run: () => chat.conn.retryNow() });
     };
     show();
     countdownTimer = setInterval(() => {
@@ -207,31 +213,26 @@ const ui = {
 };
 
 const chat = new Chat(ui);
+const screen = new SignInScreen(chat, () => {
+  clearInterval(countdownTimer);
+  el.app.hidden = true;
+});
 
 // ---- the page's own parts -----------------------------------------------------
 
-function showLogin() {
-  clearInterval(countdownTimer);
-  el.app.hidden = true;
-  el.login.hidden = false;
-  el.loginButton.disabled = false;
-  el.loginStatus.textContent = "";
-  if (!el.nickInput.value) el.nickInput.value = chat.rememberedNick;
-  el.nickInput.focus();
-}
-
-function showStatus(text, kind, withRetry = false) {
+/** The line above the conversation; `action` ({label, run}) adds a button. */
+function showStatus(text, kind, action = null) {
   clearTimeout(statusTimer);
   el.status.hidden = false;
   el.status.className = `status ${kind}`;
   el.status.textContent = text;
-  if (withRetry) {
-    const retry = document.createElement("button");
-    retry.type = "button";
-    retry.className = "button small";
-    retry.textContent = "Retry now";
-    retry.addEventListener("click", () => chat.conn.retryNow());
-    el.status.append(" ", retry);
+  if (action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button small";
+    button.textContent = action.label;
+    button.addEventListener("click", action.run);
+    el.status.append(" ", button);
   }
 }
 
@@ -361,30 +362,13 @@ el.membersButton.setAttribute("aria-expanded", String(!phone.matches));
 
 // ---- forms -------------------------------------------------------------------
 
-el.loginForm.addEventListener("submit", (event) => {
-  event.preventDefault();
-  const nick = el.nickInput.value.trim();
-  el.nickInput.removeAttribute("aria-invalid");
-  if (!NICK_RE.test(nick)) {
-    el.nickError.textContent = nick ? "Use letters, digits, _ and - (up to 32)." : "Type a nickname first.";
-    el.nickInput.setAttribute("aria-invalid", "true");
-    el.nickInput.focus();
-    return;
-  }
-  el.nickError.textContent = "";
-  el.loginStatus.textContent = "Connecting…";
-  el.loginButton.disabled = true;
-  if (chat.everRegistered && keyOf(nick) !== keyOf(chat.nick)) chat.nick = nick;
-  chat.login(nick, false);
-});
-
 el.composer.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = el.input.value;
   const error = chat.submit(text);
   el.composerError.textContent = error;
   el.input.setAttribute("aria-invalid", String(Boolean(error)));
-  if (!error && text.trim()) {
+  if (!error && text.trim() && !SECRET_RE.test(text.trim())) {
     sent.push(text);
     if (sent.length > 50) sent.shift();
     sentIndex = sent.length;
@@ -435,8 +419,9 @@ el.leaveButton.addEventListener("click", () => {
 });
 
 el.logoutButton.addEventListener("click", () => {
-  chat.quit();
-  ui.loggedOut("");
+  if (chat.onAccount) chat.signOut();
+  else chat.quit();
+  screen.show();
 });
 
 el.notifyButton.addEventListener("click", async () => {
@@ -491,12 +476,19 @@ window.addEventListener("pagehide", () => chat.conn.ws?.close(1000));
 
 // ---- start -----------------------------------------------------------------------
 
-if (chat.rememberedNick) {
+// Signed in by itself: with the kept token, or as the remembered guest; an
+// invite link, or neither, shows the sign-in screen (whose socket learns what
+// the server allows while the person types).
+const invite = screen.takeInvite();
+const signin = chat.signin;
+if (!invite && (signin.resume() || (signin.nick && !signin.isAccount))) {
+  if (!signin.pending) signin.asGuest(signin.nick, true);
   el.app.hidden = false;
   el.me.textContent = "";
   ui.selected(null);
-  showStatus(`Connecting as ${chat.rememberedNick}…`, "busy");
-  chat.login(chat.rememberedNick, true);
+  showStatus(`Connecting as ${chat.nick}…`, "busy");
+  chat.signIn();
 } else {
-  showLogin();
+  screen.show();
+  chat.connect();
 }
