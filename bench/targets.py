@@ -590,8 +590,8 @@ class FloorTarget(Target):
 # The io_threads comparison: fan-out as people send, paced, capacity and churn.
 IO_KEYS = ("fanout-lines", "paced", "capacity", "churn")
 # The write interval compared (issue 25): paced load, where it saves most, and
-# fan-out as people send, where turns coalesce by themselves.
-INTERVAL_KEYS = ("load", "paced", "fanout-lines")
+# fan-out to 50 (the flood of the latency check), where turns coalesce by themselves.
+INTERVAL_KEYS = ("load", "paced", "fanout-lines", "fanout-50")
 
 TARGETS: dict[str, Callable[[Certs], Target]] = {
     "chatd": ChatdTarget,
