@@ -1,5 +1,5 @@
 """Smoke test of `make bench`'s load generator (bench/engine.py, bench/scenarios.py,
-bench/rooms.py) against a real chatd: a tiny fan-out and a tiny rooms run must
+bench/rooms.py) against a real chatd: a tiny fan-out, rooms and paced run must
 count every delivery. Not a benchmark: it only checks that the generator and
 chatd's wire protocol (v3: HELLO, rooms, tags and backlogs) still agree."""
 
@@ -51,3 +51,14 @@ def test_rooms_counts_every_delivery_in_its_room(start_daemon: Callable[..., Any
     assert result["corrupt"] == 0 and result["order_errors"] == 0 and result["wrong_room"] == 0, result
     assert result["latency"]["n"] == 3 * 3 * 20, result  # one sample in each room
     assert result["ack_rtt"]["n"] == 9 * 2, result
+
+
+def test_paced_counts_every_delivery_and_the_servers_cpu_per_line(start_daemon: Callable[..., Any]) -> None:
+    daemon = start_daemon(log={"format": "json", "level": "info"})
+    spec = _spec(daemon, scenario="paced", n=5, rate=100, duration=1, samples=2, drain=10)
+    result = run_scenario(spec)
+    assert result["ok"], result
+    assert result["expected"] == 100 * 5  # every client hears every message, its own too
+    assert result["delivered"] == result["expected"] and result["lost"] == 0, result
+    assert result["corrupt"] == 0 and result["order_errors"] == 0, result
+    assert result["server_cpu_s"] > 0 and result["server_us_per_delivery"] > 0, result
