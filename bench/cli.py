@@ -82,6 +82,14 @@ WS = {"websocket": True}
 # right ones; a /ping every 10 ms. These keys start their own chatd, or none.
 ACCOUNTS = {"scenario": "accounts", "concurrency": 24, "flood": 48, "victims": 300, "ping_ms": 10}
 OWN_SERVER = ("history-", "accounts")
+# Paced load at the rates of issue 25: messages spread out in time, so that a
+# turn has little to coalesce; what matters is the server's CPU per delivered
+# line and the latency, beside ngircd's. Named load-*, not paced-*, so that
+# the targets that run "paced" (the seed, chatd-ioN) do not run these too.
+LOAD: list[tuple[str, dict[str, Any]]] = [
+    (f"load-{n}x{rate}", {"scenario": "paced", "n": n, "rate": rate, "duration": 10})
+    for n, rate in ((100, 2000), (200, 5000), (1000, 500))
+]
 
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
@@ -90,6 +98,7 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **LINES}),
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 20}),
+    *LOAD,
     ("capacity", {"scenario": "capacity", "clients": 5000, "concurrency": 100, "deadline": 150, **CAPACITY}),
     ("churn", {**CHURN, "duration": 60}),
     ("slow-without", {**SLOW, "m": 2000}),
@@ -109,6 +118,7 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **LINES}),
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 100, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 5}),
+    *[(key, {**spec, "duration": 5}) for key, spec in LOAD],
     ("capacity", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60, **CAPACITY}),
     ("churn", {**CHURN, "duration": 15, "idle": 5}),
     ("slow-without", {**SLOW, "m": 600}),

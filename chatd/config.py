@@ -33,6 +33,9 @@ class ServerConfig:
     port: int = 7443
     name: str = "chatd"
     io_threads: int = 1
+    # A worker writes at most once per this interval, so that lines close
+    # together share a TLS record and a send(); 0: at the end of every turn.
+    write_interval_ms: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "port": values.integer(0, 65535),
             "name": values.text,
             "io_threads": values.integer(0, 64),
+            "write_interval_ms": values.number(0, 100),
         },
     ),
     "tls": (

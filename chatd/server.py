@@ -125,7 +125,8 @@ class Server:
         self._listeners: dict[int, tuple[socket.socket, str]] = {}
         self.irc = IrcListener(config, self.chat) if config.irc.listen is not None else None
         count = config.server.io_threads or len(os.sched_getaffinity(0))
-        self._workers = [Worker(self, index) for index in range(count)]
+        interval = config.server.write_interval_ms / 1000
+        self._workers = [Worker(self, index, interval) for index in range(count)]
         self.reloader = Reloader(self, notifier)
 
     @property
@@ -369,6 +370,7 @@ class Server:
         if self.accounts is not None:
             self.accounts.configure(settings.config)
         for worker in self._workers:
+            worker.set_write_interval(settings.config.server.write_interval_ms / 1000)
             worker.for_each_connection(lambda conn: conn.limits_changed())
 
     # -- figures (for /metrics and chatd/operations.py) -----------------------------------

@@ -1,6 +1,6 @@
 """Smoke test of `make bench`'s load generator (bench/engine.py, bench/scenarios.py,
-bench/rooms.py, bench/logins.py) against a real chatd: a tiny fan-out and a tiny
-rooms run must count every delivery, and a tiny accounts run must sign in, flood
+bench/rooms.py, bench/logins.py) against a real chatd: a tiny fan-out, rooms and
+paced run must count every delivery, and a tiny accounts run must sign in, flood
 and resume. Not a benchmark: it only checks that the generator and chatd's wire
 protocol (v3: HELLO, rooms, tags and backlogs; v4: accounts) still agree."""
 
@@ -74,3 +74,14 @@ def test_accounts_signs_in_floods_and_resumes(start_daemon: Callable[..., Any], 
     assert result["ping_idle"]["n"] > 0 and result["ping_flood"]["n"] > 0, result
     assert set(result["flood_answers"]) <= {"auth_failed", "auth_throttled", "welcome", "auth_busy", "closed"}, result
     assert result["flood_drains"] == ["done"], result
+
+
+def test_paced_counts_every_delivery_and_the_servers_cpu_per_line(start_daemon: Callable[..., Any]) -> None:
+    daemon = start_daemon(log={"format": "json", "level": "info"})
+    spec = _spec(daemon, scenario="paced", n=5, rate=100, duration=1, samples=2, drain=10)
+    result = run_scenario(spec)
+    assert result["ok"], result
+    assert result["expected"] == 100 * 5  # every client hears every message, its own too
+    assert result["delivered"] == result["expected"] and result["lost"] == 0, result
+    assert result["corrupt"] == 0 and result["order_errors"] == 0, result
+    assert result["server_cpu_s"] > 0 and result["server_us_per_delivery"] > 0, result

@@ -49,6 +49,7 @@ server:
   port: 7000
   name: testchat
   io_threads: 4
+  write_interval_ms: 5
 tls:
   cert: certs/server.crt
   key: certs/server.key
@@ -140,7 +141,9 @@ def test_full_valid_config(tmp_path: Path) -> None:
     path = write(tmp_path, FULL)
     config = load_config(path)
     assert config.path == path
-    assert config.server == ServerConfig(host="0.0.0.0", port=7000, name="testchat", io_threads=4)
+    assert config.server == ServerConfig(
+        host="0.0.0.0", port=7000, name="testchat", io_threads=4, write_interval_ms=5.0
+    )
     assert config.tls == TLSConfig(
         cert=tmp_path / "certs/server.crt",
         key=tmp_path / "certs/server.key",
@@ -346,6 +349,9 @@ def test_a_relative_config_path_gives_an_absolute_config_path(tmp_path: Path, mo
         ("server", "port", 0, 0),
         ("server", "port", 65535, 65535),
         ("server", "io_threads", 64, 64),
+        ("server", "write_interval_ms", 0, 0.0),
+        ("server", "write_interval_ms", 0.5, 0.5),
+        ("server", "write_interval_ms", 100, 100.0),
         ("limits", "max_line_bytes", 256, 256),
         ("limits", "max_line_bytes", 65536, 65536),
         ("limits", "max_clients_per_ip", 0, 0),
@@ -572,6 +578,9 @@ KEY_ERRORS = [
     ("server", "port", 65536, "must be an integer 0..65535"),
     ("server", "port", -1, "must be an integer 0..65535"),
     ("server", "io_threads", 65, "must be an integer 0..64"),
+    ("server", "write_interval_ms", -1, "must be a number 0..100"),
+    ("server", "write_interval_ms", 101, "must be a number 0..100"),
+    ("server", "write_interval_ms", "2ms", "must be a number 0..100"),
     ("limits", "max_line_bytes", 10, "must be an integer 256..65536"),
     ("limits", "ipv6_prefix", 0, "must be an integer 1..128"),
     ("limits", "ipv6_prefix", 129, "must be an integer 1..128"),
