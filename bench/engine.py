@@ -170,6 +170,7 @@ class Conn(Receiving):
         self.registration = engine.dialect.registration(nick, privileged, room)
         # Lines as WebSocket messages, once `GET /ws` has been answered (bench/websocket.py).
         self.ws = ClientWebSocket("{}:{}".format(*engine.address)) if engine.dialect.websocket else None
+        self.source: str | None = None  # a local address to connect from (127.x.y.z: one per client)
         self.sock: socket.socket | None = None
         self.tls: ssl.SSLObject | None = None
         self._incoming = ssl.MemoryBIO()
@@ -219,6 +220,8 @@ class Conn(Receiving):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        if self.source:
+            sock.bind((self.source, 0))  # the server's per-address limits and throttles see this address
         self.sock = sock
         self.fd = sock.fileno()
         self.t_connect = perf_ns()

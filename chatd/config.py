@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 import yaml
 
-from chatd import config_accounts
+from chatd import config_accounts, config_irc
 from chatd import config_values as values
 from chatd.addresses import split_host_port
 from chatd.config_accounts import AccountsConfig
+from chatd.config_irc import IrcConfig
 from chatd.config_values import GROUPS, Group, IPNetwork, Section
 from chatd.errors import ConfigError
 from chatd.names import room_key
@@ -33,6 +34,9 @@ class ServerConfig:
     name: str = "chatd"
     io_threads: int = 1
     reuse_port: bool = False  # SO_REUSEPORT: several processes (cluster nodes) share the port
+    # A worker writes at most once per this interval, so that lines close
+    # together share a TLS record and a send(); 0: at the end of every turn.
+    write_interval_ms: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    irc: IrcConfig = field(default_factory=IrcConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     cluster: ClusterConfig | None = None
 
@@ -179,6 +184,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "name": values.text,
             "io_threads": values.integer(0, 64),
             "reuse_port": values.boolean,
+            "write_interval_ms": values.number(0, 100),
         },
     ),
     "tls": (
@@ -243,6 +249,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
     "metrics": (MetricsConfig, {"listen": values.listen_address}),
+    "irc": config_irc.SCHEMA,
     "accounts": config_accounts.SCHEMA,
     # Optional: absent means standalone (`_load_cluster`).
     "cluster": (
@@ -368,11 +375,8 @@ def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
 def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
-    if config.cluster is not None and config.accounts.enabled:
-        raise ConfigError(
-            f"{config.path}: accounts.enabled: accounts are not shared between the nodes of a cluster yet; "
-            "set accounts.enabled: false beside a cluster section (got true)"
-        )
+    _check_irc(config)
+    _check_cluster(config)
     if problem := config_accounts.check_accounts(config.accounts):
         raise ConfigError(f"{config.path}: {problem[0]}: {problem[1]}")
     tls = config.tls
@@ -429,6 +433,31 @@ def _check_metrics(config: Config) -> None:
             f"{config.path}: metrics.listen: the port of server.port ({server.port}); "
             f"choose another port (got {config.metrics.listen!r})"
         )
+
+
+def _check_cluster(config: Config) -> None:
+    """What a node of a cluster does not run yet (docs/operations.md, "Cluster")."""
+    if config.cluster is None:
+        return
+    if config.accounts.enabled:
+        raise ConfigError(
+            f"{config.path}: accounts.enabled: accounts are not shared between the nodes of a cluster yet; "
+            "set accounts.enabled: false beside a cluster section (got true)"
+        )
+    if config.irc.listen is not None:
+        raise ConfigError(
+            f"{config.path}: irc.listen: the IRC listener does not run on the nodes of a cluster yet; "
+            f"set irc.listen: null beside a cluster section (got {config.irc.listen!r})"
+        )
+
+
+def _check_irc(config: Config) -> None:
+    """The IRC listener may not take the chat port or the metrics port."""
+    taken = [("server.port", (config.server.host, config.server.port))]
+    if config.metrics.address is not None:
+        taken.append(("metrics.listen", config.metrics.address))
+    if problem := config_irc.check_irc(config.irc, taken, _WILDCARDS):
+        raise ConfigError(f"{config.path}: {problem}")
 
 
 def _readable(file: Path) -> bool:

@@ -128,6 +128,19 @@ def listen_address(value: object) -> str | None:
     return value
 
 
+_SERVER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62}[A-Za-z0-9])?")
+
+
+def server_name(value: object) -> str | None:
+    """An IRC server name (the source of its lines): a host name's letters,
+    digits, dots and hyphens, up to 64; None for the machine's host name."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SERVER_NAME.fullmatch(value):
+        raise ValueError("must be a host name such as irc.example.org (letters, digits, '.' and '-') or null")
+    return value
+
+
 REDIS_EXPECTED = "must be redis://host[:port][/db], rediss://host[:port][/db] or unix:///path/to/redis.sock[?db=N]"
 _NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 

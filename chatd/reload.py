@@ -44,6 +44,7 @@ RESTART_KEYS = (
     "history.enabled",
     "history.path",
     "metrics.listen",
+    "irc.listen",
     "accounts.enabled",
     "accounts.auth_threads",
 )

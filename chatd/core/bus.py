@@ -80,11 +80,12 @@ class Bus(Protocol):
         """Rename `client` (in `rooms`) to `new`; `done` gets the old nickname.
         Raises `nick_taken` when known at once."""
 
-    def say(self, client: Party, room: Room, kind: str, texts: list[bytes]) -> None:
-        """Events of `kind` (`msg`, `action`) in `room`, one per text, in one block."""
+    def say(self, client: Party, room: Room, kind: str, texts: list[bytes], tags: bytes = b"") -> None:
+        """Events of `kind` (`msg`, `action`; `tagmsg` from IRC) in `room`, one
+        per text, in one block, each with `tags` (`Command.tags`)."""
 
-    def direct(self, sender: Party, recipient: Client, text: bytes) -> None:
-        """A DM to `recipient`, echoed to `sender`."""
+    def direct(self, sender: Party, recipient: Client, text: bytes, tags: bytes = b"", kind: str = "dm") -> None:
+        """A DM (`kind` "dm", or IRC's "tagmsg") to `recipient`, echoed to `sender`."""
 
     def leave(self, client: Party, rooms: Sequence[Room], reason: str | None) -> None:
         """`client` is gone (its connection ends): out of `rooms`, its nickname

@@ -28,6 +28,7 @@ from chatd.core.history import (
     StoredRoom,
     dm_key,
     event_line,
+    owned_dm_key,
 )
 from chatd.core.identities import Identities
 from chatd.core.nicks import Client, Nicks
@@ -105,19 +106,24 @@ class Chat:
 
     # -- events ----------------------------------------------------------------------
 
-    def say(self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None) -> None:
-        """Events in `room` (one per text), with ids in the order members get them."""
+    def say(
+        self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None, tags: bytes = b""
+    ) -> None:
+        """Events in `room` (one per text), with ids in the order members get them.
+        A "tagmsg" (IRC's TAGMSG: `tags` and no text) goes to the members but is not kept."""
         history = self.history
         with room.lock:
             now = history.clock.now_ms()
             self.publish(
-                room, [Event(history.next_id(), now, room.key, room.name, nick, kind, t) for t in texts], sender
+                room, [Event(history.next_id(), now, room.key, room.name, nick, kind, t, tags) for t in texts], sender
             )
 
     def publish(self, room: Room, events: list[Event], sender: Sender | None) -> None:
-        """With `room.lock` held: `events` of `room` to its members, as one block,
-        and kept (the room's recent events, the store)."""
-        history, keep = self.history, self.keeps_history
+        """With `room.lock` held: `events` of `room` (of one kind) to its members,
+        as one block, and kept (the room's recent events, the store) unless
+        they are "tagmsg"s."""
+        history = self.history
+        keep = self.keeps_history and bool(events) and events[0].kind != "tagmsg"
         lines = []
         for event in events:
             lines.append(event_line(event, history.clock))
@@ -127,17 +133,20 @@ class Chat:
         room.durable = room.durable or keep
         room.broadcast(b"".join(lines), len(lines), sender=sender)
 
-    def direct(self, sender: Client, recipient: Client, text: bytes, outlet: Sender) -> None:
-        """A DM: to the recipient, echoed to the sender; kept if both are
-        authenticated (an account, or a certificate's name: docs/protocol.md)."""
+    def direct(
+        self, sender: Client, recipient: Client, text: bytes, outlet: Sender, tags: bytes = b"", kind: str = "dm"
+    ) -> None:
+        """A DM (or a "tagmsg", not kept): to the recipient, echoed to the sender;
+        kept for those of the two who are authenticated (an account, or a
+        certificate's name: docs/protocol.md, "History")."""
         history = self.history
-        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, "dm", text)
+        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, kind, text, tags)
         line = event_line(event, history.clock)
         recipient.deliver(line, 1, outlet)
         if recipient is not sender:
             sender.deliver(line)
-        if self.keeps_history and sender.authenticated and recipient.authenticated:
-            target = dm_key(sender.nick, recipient.nick)
+        target = _kept_under(sender, recipient) if self.keeps_history and kind == "dm" else None
+        if target is not None:
             history.store.append(Event(event.id, event.time_ms, target, event.room, event.nick, "dm", text))
 
     def close(self) -> None:
@@ -252,8 +261,10 @@ class Chat:
                 member.deliver(line)
 
     def set_topic(self, client: Client, room: Room, text: str) -> None:
+        """A new topic (or none: `text` empty), announced to every member as an event."""
         with self.rooms.changing:
             room.topic, room.topic_by = text, client.nick
+            room.topic_ms = self.history.clock.now_ms()
             self.say(room, "topic", client.nick, [text.encode()], None)
             if room.registration is not None and self.registry is not None:
                 self.registry.set_topic(room.registration, text, client.nick)
@@ -318,6 +329,18 @@ class Chat:
         return len(clients)
 
 
+def _kept_under(sender: Client, recipient: Client) -> str | None:
+    """Where a DM is kept: for both (`dm_key`) if both are authenticated, for
+    the one who is alone (`owned_dm_key`) with a guest, not at all between guests."""
+    if sender.authenticated and recipient.authenticated:
+        return dm_key(sender.nick, recipient.nick)
+    if sender.authenticated:
+        return owned_dm_key(sender.nick, recipient.nick)
+    if recipient.authenticated:
+        return owned_dm_key(recipient.nick, sender.nick)
+    return None
+
+
 class LocalBus:
     """The `Bus` of a chat that is the whole network: every operation is
     decided and applied at once, on the caller's thread (core/bus.py)."""
@@ -345,11 +368,11 @@ class LocalBus:
     ) -> None:
         done(self._chat.rename(client, rooms, new))
 
-    def say(self, client: Party, room: Room, kind: str, texts: list[bytes]) -> None:
-        self._chat.say(room, kind, client.nick, texts, client.outlet)
+    def say(self, client: Party, room: Room, kind: str, texts: list[bytes], tags: bytes = b"") -> None:
+        self._chat.say(room, kind, client.nick, texts, client.outlet, tags)
 
-    def direct(self, sender: Party, recipient: Client, text: bytes) -> None:
-        self._chat.direct(sender, recipient, text, sender.outlet)
+    def direct(self, sender: Party, recipient: Client, text: bytes, tags: bytes = b"", kind: str = "dm") -> None:
+        self._chat.direct(sender, recipient, text, sender.outlet, tags, kind)
 
     def leave(self, client: Party, rooms: Sequence[Room], reason: str | None) -> None:
         self._chat.leave(client, rooms, reason)

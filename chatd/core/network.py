@@ -51,6 +51,7 @@ LOST: Final = "lost"
 INTERRUPTED: Final = "interrupted"  # the detail of `lost` for a call sent that did not run (else: never sent)
 BUSY: Final = "busy"  # the engine's queue is full: nothing was queued
 _ENDS: Final = frozenset({"leave", "release", "kick"})  # entries after which a connection holds nothing
+_NOT_CARRIED: Final = "Tags are not carried between the nodes of this network."
 
 
 class Engine(Protocol):
@@ -155,10 +156,19 @@ class NetworkBus:
         self._begin(client, op)
         self._engine.rename(client.serial, client.nick, new, self._refusal(client, op, new))
 
-    def say(self, client: Party, room: Room, kind: str, texts: list[bytes]) -> None:
+    # NOTE: `tags` and the kind "tagmsg" come only from the IRC listener, which
+    # a node does not run (config.py refuses `irc.listen` beside `cluster:`);
+    # the log's entries have no field for them (chatd/cluster/entry.py).
+
+    def say(self, client: Party, room: Room, kind: str, texts: list[bytes], tags: bytes = b"") -> None:
+        if kind == "tagmsg" or tags:
+            client.outlet.deliver(protocol.format_error(ProtocolError(protocol.NOT_ALLOWED, _NOT_CARRIED)))
+            return
         self._engine.say(client.serial, client.nick, kind, room.name, texts, self._answer(client, room.name))
 
-    def direct(self, sender: Party, recipient: Client, text: bytes) -> None:
+    def direct(self, sender: Party, recipient: Client, text: bytes, tags: bytes = b"", kind: str = "dm") -> None:
+        if kind != "dm" or tags:
+            raise ProtocolError(protocol.NOT_ALLOWED, _NOT_CARRIED)
         self._engine.direct(sender.serial, sender.nick, recipient.nick, text, self._answer(sender, recipient.nick))
 
     def leave(self, client: Party, rooms: Sequence[Room], reason: str | None) -> None:

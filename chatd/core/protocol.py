@@ -16,6 +16,9 @@ from typing import Final
 
 from chatd import names
 from chatd.errors import ProtocolError
+from chatd.outlet import Command
+
+__all__ = ["Command"]  # re-exported: where the grammar's commands are defined (chatd/outlet.py)
 
 # ERR codes (stable; docs/protocol.md "Errors").
 NICK_INVALID: Final = "nick_invalid"
@@ -67,24 +70,6 @@ TOO_LONG: Final = None  # what a transport hands over in place of an oversized l
 # C0 controls but tab, DEL, and C1 controls (U+0080..U+009F, e.g. U+009B, a
 # terminal's CSI), as they appear in UTF-8: none of them belongs in chat text.
 _CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xc2[\x80-\x9f]")
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One client line after registration.
-
-    `verb` is one of: say, me, msg, nick, who, ping, quit, help, empty, join,
-    part, topic, rooms, history, login, register, resume, remember, passwd,
-    logout, room, op, deop, voice, devoice, kick, ban, unban, bans, invite.
-    `text` is validated UTF-8; `target` is a nickname or room argument
-    ("" when an optional one was left out); `option` a second word some
-    commands take (`/register`'s invite code, `/kick`'s nickname).
-    """
-
-    verb: str
-    text: bytes = b""
-    target: str = ""
-    option: str = ""
 
 
 Reader = Callable[[str, bytes, str], Command]  # (verb, the rest of the line, its usage) -> Command
@@ -261,6 +246,11 @@ def clean_line(raw: bytes) -> bytes:
     """Strip a trailing `\\r` and check the line is UTF-8 text without control characters."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
+    return check_text(raw)
+
+
+def check_text(raw: bytes) -> bytes:
+    """Return `raw` if it is UTF-8 text without control characters, else raise `bad_encoding`."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -273,7 +273,7 @@ class Replica:
             return
         text = record.text.decode()
         with chat.rooms.changing:
-            room.topic, room.topic_by = text, record.nick
+            room.topic, room.topic_by, room.topic_ms = text, record.nick, record.time_ms
             with room.lock:
                 chat.publish(room, [_event(record, room.key, room.name)], None)
         self._locals.applied(record, None)

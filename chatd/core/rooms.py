@@ -55,6 +55,10 @@ class Room:
         self.older = False  # events older than `recent` may exist (said in the backlog's HISTORY)
         self.topic = ""
         self.topic_by = "*"
+        self.topic_ms = 0  # when the topic was set (ms since the epoch), 0: before this run
+        # The member whose join created this room (or woke it), while it stays:
+        # what IRC shows as the channel's operator (`@`). Permanent rooms have none.
+        self.creator: Member | None = None
         # Its owner, roles and flags when it is registered (core/registry.py), set
         # as members join (Chat.join) and on /room register and drop.
         self.registration: Registration | None = None
@@ -211,13 +215,20 @@ class Rooms:
 
     @staticmethod
     def add(room: Room, member: Member) -> None:
-        """With `changing` and `room.lock` held: `member` is in `room` from now on."""
+        """With `changing` and `room.lock` held: `member` is in `room` from now on.
+        A room that is not permanent and has no members (on any node) was just
+        made (or woken) by this join: `member` is its creator."""
+        if not len(room) and not room.permanent:
+            room.creator = member
         room.set_members((*room.members, member))
 
     @staticmethod
     def add_other(room: Room, member: Member) -> None:
         """With `changing` and `room.lock` held: `member`, a client of another
-        node, is in `room` from now on (named, not delivered to)."""
+        node, is in `room` from now on (named, not delivered to); its creator
+        if the room had no members, as `add` says."""
+        if not len(room) and not room.permanent:
+            room.creator = member
         room.others = (*room.others, member)
 
     def part(self, member: Member, room: Room) -> tuple[Member, ...]:
@@ -231,6 +242,8 @@ class Rooms:
                     room.others = tuple(m for m in room.others if m is not member)
                 else:
                     room.set_members(tuple(m for m in members if m is not member))
+                if room.creator is member:
+                    room.creator = None
             if not len(room) and not room.permanent and self._by_key.get(room.key) is room:
                 self._end(room)
         return members

@@ -15,7 +15,7 @@ time only from the chat's clock (`Chat.monotonic`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Final
 
@@ -23,7 +23,8 @@ import structlog
 
 from chatd import __version__
 from chatd.addresses import host_of, source_of
-from chatd.core import protocol
+from chatd.core import protocol, sasl
+from chatd.core.accounts import Account
 from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS, Row, autojoin, leave_room
 from chatd.core.flood import FloodControl, Line
@@ -32,7 +33,7 @@ from chatd.core.registry import VOICE
 from chatd.core.rooms import Room
 from chatd.core.signin import ban_text
 from chatd.errors import ProtocolError
-from chatd.outlet import Outlet
+from chatd.outlet import Command, Outlet, Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -57,8 +58,19 @@ class Stage(Enum):
 
 class Session:
     def __init__(
-        self, chat: Chat, outlet: Outlet, context: dict[str, object], commands: Mapping[str, Row] = COMMANDS
+        self,
+        chat: Chat,
+        outlet: Outlet,
+        context: dict[str, object],
+        commands: Mapping[str, Row] = COMMANDS,
+        *,
+        tracer: Tracer | None = None,
+        autojoin: bool = True,
     ) -> None:
+        """`tracer` is told when each line (or `Command`) begins and ends being
+        handled, and then each line's events leave as a block of their own
+        (the IRC codec). `autojoin`: join `rooms.autojoin` on registration
+        (IRC clients manage their own joins)."""
         self.chat = chat
         self.outlet = outlet
         self.deliver = outlet.deliver  # the fan-out hot path: no hop through the session
@@ -78,6 +90,7 @@ class Session:
         self.account: str | None = None  # the account's key, once signed in to one
         self.token: str | None = None  # the hash of the token it resumed with
         self.method = ""  # how it signed in (accounts.METHODS), "" for a guest
+        self.proven: Account | None = None  # what IRC's SASL proved, until registration (core/sasl.py)
         self._held: list[Line] = []  # lines that came while a password was checked, or the bus held them
         self._holds = 0  # operations on their way through the bus (core/bus.py): lines wait for them
         self.serial = 0  # the bus's number for this connection (core/bus.py)
@@ -85,10 +98,13 @@ class Session:
         self._nick_attempts = 0
         self._strikes = 0
         self._commands = commands
+        self._tracer = tracer
+        self._autojoin = autojoin
         self._flood = FloodControl(chat.config.limits, now)
         self._batch: list[bytes] = []  # texts for `_batch_room`, sent as one block
         self._batch_room: Room | None = None
         self._batch_kind = "msg"
+        self._batch_tags = b""
         self._say = chat.bus.say
         self._register_deadline: float | None = None
 
@@ -112,14 +128,14 @@ class Session:
         self._register_deadline = self._clock() + self.chat.config.limits.register_timeout
         self._rearm()
 
-    def on_lines(self, lines: list[Line]) -> None:
+    def on_lines(self, lines: Sequence[Line]) -> None:
         now = self._clock()
         self.last_active = now
         for line in lines:
             if self.stage is Stage.ACTIVE and not self._holds:
                 self._gate(line, now)
             elif self.stage is Stage.REGISTERING and not self._holds:
-                self._register(line)
+                self._run(self._register, line)
             elif self.stage is Stage.CLOSED:
                 break
             else:  # a password is checked, or an operation is on its way (core/bus.py)
@@ -197,12 +213,15 @@ class Session:
         """Handle the line now, hold it for a token, or refuse it."""
         flood = self._flood
         if flood.admit(now):
-            self._handle(line)
+            if self._tracer is None:  # the hot path: no hop through `_run`
+                self._handle(line)
+            else:
+                self._run(self._handle, line)
         elif flood.hold(line, now):
             if flood.held == 1:  # the first held: its token's time is the new deadline
                 self._rearm()
         else:
-            self._refuse_for_rate(now, "Slow down; that line was dropped.")
+            self._run(lambda _: self._refuse_for_rate(now, "Slow down; that line was dropped."), line)
 
     def _refuse_for_rate(self, now: float, text: str) -> None:
         """A line (or frame) found no token: say so, count it, and end a flood."""
@@ -219,7 +238,7 @@ class Session:
             if self._holds:  # an operation is on its way: the line waits for it too
                 self._hold(line)
             else:
-                self._handle(line)
+                self._run(self._handle, line)
         self._flush_batch()
 
     def _rearm(self) -> None:
@@ -233,6 +252,15 @@ class Session:
         try:
             if line is protocol.TOO_LONG:
                 raise ProtocolError(protocol.LINE_TOO_LONG, "Nicknames are short; line dropped.")
+            if isinstance(line, Command):  # IRC: only what is usable before registration
+                row = self._commands.get(line.verb)
+                if row is None or not row.before_registration:
+                    raise ProtocolError(protocol.UNKNOWN_COMMAND, f"/{line.verb} needs a nickname first.")
+                row.handler(self, line)
+                return
+            if self.proven is not None:  # IRC: SASL proved an account; the nickname line is not used
+                sasl.register_proven(self)
+                return
             text = protocol.clean_line(line)
             verb = protocol.command_verb(text)
             row = self._commands.get(verb) if verb else None
@@ -293,7 +321,7 @@ class Session:
         self._register_deadline = None
         self._rearm()
         log.info("nickname", **self.context, nick=nick)
-        autojoin(self, iter(self.chat.config.rooms.autojoin))
+        autojoin(self, iter(self.chat.config.rooms.autojoin if self._autojoin else ()))
 
     # -- waiting for a password check (core/signin.py) ------------------------------------
 
@@ -363,6 +391,20 @@ class Session:
 
     # -- commands (core/commands.py says what each does) --------------------------------
 
+    def _run(self, handle: Callable[[Line], None], line: Line) -> None:
+        """`handle(line)`; with a tracer, between its `begin` and `end`, with the
+        events it said sent before `end`."""
+        tracer = self._tracer
+        if tracer is None:
+            handle(line)
+            return
+        tracer.begin(line)
+        try:
+            handle(line)
+            self._flush_batch()
+        finally:
+            tracer.end()
+
     def _handle(self, line: Line) -> None:
         try:
             if line is protocol.TOO_LONG:
@@ -370,7 +412,11 @@ class Session:
                     protocol.LINE_TOO_LONG,
                     f"Lines are limited to {self.chat.config.limits.max_line_bytes} bytes; that one was dropped.",
                 )
-            command = protocol.parse_command(protocol.clean_line(line))
+            if isinstance(line, Command):  # from a transport with a grammar of its own (IRC)
+                protocol.check_text(line.text)
+                command = line
+            else:
+                command = protocol.parse_command(protocol.clean_line(line))
             row = self._commands[command.verb]
             if not row.speaks:
                 self._flush_batch()
@@ -378,7 +424,7 @@ class Session:
         except ProtocolError as error:
             self._send_error(error)
 
-    def say(self, kind: str, room: Room, text: bytes) -> None:
+    def say(self, kind: str, room: Room, text: bytes, tags: bytes = b"") -> None:
         """Queue a room event; those of one read to one room leave as one block.
 
         Raises:
@@ -389,16 +435,16 @@ class Session:
         registration = room.registration
         if registration is not None and registration.moderated and registration.rank(self.account) < VOICE:
             raise ProtocolError(protocol.MODERATED, f"{room.name} is moderated: only voiced members speak there.")
-        if room is not self._batch_room or kind != self._batch_kind:
+        if room is not self._batch_room or kind != self._batch_kind or tags != self._batch_tags:
             self._flush_batch()
-            self._batch_room, self._batch_kind = room, kind
+            self._batch_room, self._batch_kind, self._batch_tags = room, kind, tags
         self.messages_in += 1
         self._batch.append(text)
 
     def _flush_batch(self) -> None:
         if self._batch and self._batch_room is not None:
             batch, self._batch = self._batch, []
-            self._say(self, self._batch_room, self._batch_kind, batch)
+            self._say(self, self._batch_room, self._batch_kind, batch, self._batch_tags)
 
     def fail(self, error: ProtocolError) -> None:
         """`ERR` for a command refused (at once, or later by the bus)."""

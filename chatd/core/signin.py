@@ -26,6 +26,7 @@ signed-in client may do after (core/account_commands.py), hashing (chatd/auth.py
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -114,8 +115,20 @@ def check_password(password: str, config: AccountsConfig) -> None:
 
 
 def login(caller: Registrant, command: Command) -> None:
+    check_login(
+        caller, command.target, command.text.decode(), lambda account: sign_in(caller, account, "password", None)
+    )
+
+
+def check_login(caller: Registrant, name: str, password: str, then: Callable[[Account], None]) -> None:
+    """`/login`'s checks, then the password's on the hashing threads; `then`
+    with the account, on the session's thread, if it is right (IRC's SASL
+    PLAIN keeps it until the client registers: core/sasl.py).
+
+    Raises:
+        ProtocolError: what is refused at once (throttled, busy, unknown ...).
+    """
     accounts = accounts_of(caller)
-    name, password = command.target, command.text.decode()
     _check_certificate(caller, name)
     if _banned(caller, accounts, "password", name):
         return
@@ -131,7 +144,7 @@ def login(caller: Registrant, command: Command) -> None:
         raise _auth_failed()
 
     def done(verdict: Verdict) -> None:  # on a hashing thread
-        caller.outlet.call_soon(lambda: _checked(caller, accounts, account, verdict))
+        caller.outlet.call_soon(lambda: _checked(caller, accounts, account, verdict, then))
 
     if not accounts.passwords.verify(account.password, password, done):
         accounts.throttles.succeeded(caller.source, key, now)  # never ran: it leaves its place
@@ -139,7 +152,9 @@ def login(caller: Registrant, command: Command) -> None:
     caller.wait()
 
 
-def _checked(caller: Registrant, accounts: Accounts, account: Account, verdict: Verdict) -> None:
+def _checked(
+    caller: Registrant, accounts: Accounts, account: Account, verdict: Verdict, then: Callable[[Account], None]
+) -> None:
     """A password check's verdict, on the session's thread."""
     if not verdict.ok:
         _failed(caller, accounts, "password", account.name, "wrong_password")
@@ -156,7 +171,7 @@ def _checked(caller: Registrant, accounts: Accounts, account: Account, verdict: 
     elif current.disabled is not None:
         _refuse(caller, _disabled(caller, accounts, "password", current))
     elif not caller.closed:
-        sign_in(caller, current, "password", None)
+        then(current)
 
 
 # -- /register -----------------------------------------------------------------------------
@@ -275,6 +290,12 @@ def sign_in(caller: Registrant, account: Account, method: str, token: str | None
     accounts.count(method, "success")
     log.info("login_succeeded", **caller.context, account=account.name, method=method)
     caller.go_on()
+
+
+def sign_in_proven(caller: Registrant, account: Account, method: str) -> None:
+    """Sign in to `account`, which was proven earlier (IRC's SASL, when its
+    client registers), unless it was deleted or disabled meanwhile."""
+    _retry(caller, account, method, None)
 
 
 def _retry(caller: Registrant, account: Account, method: str, token: str | None) -> None:

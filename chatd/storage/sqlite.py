@@ -27,7 +27,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -36,7 +36,7 @@ import structlog
 from chatd.config import HistoryConfig
 from chatd.core.history import Event, StoredRoom, StoredState
 from chatd.errors import ConfigError
-from chatd.storage import database
+from chatd.storage import database, targets
 from chatd.storage.retention import Retention
 from chatd.storage.schema import transaction
 
@@ -152,19 +152,23 @@ class SQLiteStore:
     def remember_identity(self, key: str, spelling: str) -> None:
         self._identities.append((key, spelling))  # written with the next batch
 
-    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
+    def range(
+        self, target: str, before: int | None, after: int | None, limit: int, also: str | None = None
+    ) -> list[Event]:
+        wanted = (target,) if also is None else (target, also)
         # Look at what is not yet written first: whatever the writer commits
         # after this is then in the database, so nothing falls in between.
         with self._lock:
-            unwritten = [e for e in (*self._inflight, *self._pending) if e.target == target]
+            unwritten = [e for e in (*self._inflight, *self._pending) if e.target in wanted]
         if self._reader is None:
             self._reader = database.connect(self.path, 5.0)
+        where = "target = ?" if also is None else "target IN (?, ?)"
         if after is not None:
-            sql = "WHERE target = ? AND id > ? ORDER BY id LIMIT ?"
-            args: tuple[object, ...] = (target, after, limit)
+            sql = f"WHERE {where} AND id > ? ORDER BY id LIMIT ?"
+            args: tuple[object, ...] = (*wanted, after, limit)
         else:
-            sql = "WHERE target = ? AND id < ? ORDER BY id DESC LIMIT ?"
-            args = (target, before if before is not None else 1 << 62, limit)
+            sql = f"WHERE {where} AND id < ? ORDER BY id DESC LIMIT ?"
+            args = (*wanted, before if before is not None else 1 << 62, limit)
         rows = self._reader.execute(f"SELECT {_COLUMNS} FROM events {sql}", args).fetchall()
         events = {row[0]: _event(row) for row in rows}
         for event in unwritten:
@@ -172,6 +176,13 @@ class SQLiteStore:
                 events[event.id] = event
         ordered = [events[i] for i in sorted(events)]
         return ordered[:limit] if after is not None else ordered[-limit:]
+
+    def targets(self, rooms: Sequence[str], nick: str | None) -> list[Event]:
+        with self._lock:
+            unwritten = [*self._inflight, *self._pending]
+        if self._reader is None:
+            self._reader = database.connect(self.path, 5.0)
+        return targets.latest(self._reader, rooms, nick, unwritten)
 
     def prune(self) -> int:
         """One step of retention (chatd/storage/retention.py); the rows it removed."""

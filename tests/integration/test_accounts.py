@@ -256,24 +256,31 @@ def test_the_operator_adds_disables_enables_and_deletes(accounts: Callable[..., 
         assert daemon.find_events(event), event
 
 
-def test_dms_are_kept_between_accounts_only(accounts: Callable[..., Daemon]) -> None:
+def test_dms_are_kept_for_the_authenticated_party_only(accounts: Callable[..., Daemon]) -> None:
     daemon = accounts()
     alice = signed_in(daemon, f"/register alice * {PASSWORD}", "alice")
     bob = signed_in(daemon, f"/register bob * {PASSWORD}", "bob")
     guest = daemon.client("guest")
     alice.send("/msg bob kept")
     assert bob.expect_eventually("DM ") == "DM alice bob kept"
-    alice.send("/msg guest not kept")
-    assert guest.expect_eventually("DM ") == "DM alice guest not kept"
+    alice.send("/msg guest kept for alice")
+    assert guest.expect_eventually("DM ") == "DM alice guest kept for alice"
     alice.sync()  # the echoes
     alice.send("/history bob")
     assert alice.expect_eventually("DM ") == "DM alice bob kept"
     assert "history" in alice.last_tags
     assert alice.readline() == "HISTORY bob 1 end"
-    alice.send("/history guest")
-    assert alice.expect_eventually("HISTORY ") == "HISTORY guest 0 end"
+    alice.send("/history guest")  # her own conversation with a guest: hers to read
+    assert alice.expect_eventually("DM ") == "DM alice guest kept for alice"
+    assert alice.readline() == "HISTORY guest 1 end"
     guest.send("/history alice")
     assert guest.expect("ERR no_history ")
+    guest.send("/quit")
+    guest.expect_closed()
+    # Whoever registers the guest's name later reads nothing the guest was sent.
+    later = signed_in(daemon, f"/register guest * {PASSWORD}", "guest")
+    later.send("/history alice")
+    assert later.expect_eventually("HISTORY ") == "HISTORY alice 0 end"
 
 
 def test_a_browser_registers_and_signs_in_over_the_websocket(accounts: Callable[..., Daemon]) -> None:

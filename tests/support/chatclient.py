@@ -23,8 +23,9 @@ HELLO = "HELLO 5 "
 ACCOUNTS = "ACCOUNTS "
 
 Tags = dict[str, str]  # a bare key (`history`) maps to ""
-EVENT_VERBS = ("MSG", "ACTION", "DM")  # always tagged; a TOPIC is when it reports a change
-TAG_KEYS = ("id", "time", "history")
+EVENT_VERBS = ("MSG", "ACTION", "DM", "TAGMSG")  # always tagged; a TOPIC is when it reports a change
+TAG_KEYS = ("id", "time", "history", "notice", "action")
+BARE_TAGS = ("history", "notice", "action")  # keys without a value
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 # A live event's tags as a regular expression, for tests that read a tool's output.
 EVENT_TAGS = rf"@id=[1-9]\d*;time={_TIME.pattern}"
@@ -42,8 +43,12 @@ def split_tags(line: str) -> tuple[Tags, str]:
         assert space and prefix != "@", f"tags without a line: {prefix!r}"
         for item in prefix[1:].split(";"):
             key, equals, value = item.partition("=")
+            if key.startswith("+"):  # an IRC client's client-only tag: any value, escaped
+                assert key not in tags and " " not in value, f"tag {key!r} in {prefix!r}"
+                tags[key] = value
+                continue
             assert key in TAG_KEYS and key not in tags, f"tag {key!r} in {prefix!r}"
-            assert (key == "history") != bool(equals), f"tag {item!r} in {prefix!r}"
+            assert (key in BARE_TAGS) != bool(equals), f"tag {item!r} in {prefix!r}"
             tags[key] = value
     verb = line.partition(" ")[0]
     if verb in EVENT_VERBS or (verb == "TOPIC" and tags):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ server:
   name: testchat
   io_threads: 4
   reuse_port: true
+  write_interval_ms: 5
 tls:
   cert: certs/server.crt
   key: certs/server.key
@@ -140,7 +142,9 @@ def test_full_valid_config(tmp_path: Path) -> None:
     path = write(tmp_path, FULL)
     config = load_config(path)
     assert config.path == path
-    assert config.server == ServerConfig(host="0.0.0.0", port=7000, name="testchat", io_threads=4, reuse_port=True)
+    assert config.server == ServerConfig(
+        host="0.0.0.0", port=7000, name="testchat", io_threads=4, reuse_port=True, write_interval_ms=5.0
+    )
     assert config.tls == TLSConfig(
         cert=tmp_path / "certs/server.crt",
         key=tmp_path / "certs/server.key",
@@ -346,6 +350,9 @@ def test_a_relative_config_path_gives_an_absolute_config_path(tmp_path: Path, mo
         ("server", "port", 0, 0),
         ("server", "port", 65535, 65535),
         ("server", "io_threads", 64, 64),
+        ("server", "write_interval_ms", 0, 0.0),
+        ("server", "write_interval_ms", 0.5, 0.5),
+        ("server", "write_interval_ms", 100, 100.0),
         ("limits", "max_line_bytes", 256, 256),
         ("limits", "max_line_bytes", 65536, 65536),
         ("limits", "max_clients_per_ip", 0, 0),
@@ -478,7 +485,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
     assert (
-        "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics, accounts, cluster)"
+        "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics, irc, accounts, cluster)"
         in message
     )
 
@@ -492,7 +499,7 @@ def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None
 def test_unknown_section(tmp_path: Path, name: str) -> None:
     message = config_error(write(tmp_path, {**minimal(), name: {"a": 1}}))
     assert (
-        f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics, accounts, cluster)"
+        f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics, irc, accounts, cluster)"
         in message
     )
 
@@ -573,6 +580,9 @@ KEY_ERRORS = [
     ("server", "port", -1, "must be an integer 0..65535"),
     ("server", "io_threads", 65, "must be an integer 0..64"),
     ("server", "reuse_port", "yes", "must be true or false"),
+    ("server", "write_interval_ms", -1, "must be a number 0..100"),
+    ("server", "write_interval_ms", 101, "must be a number 0..100"),
+    ("server", "write_interval_ms", "2ms", "must be a number 0..100"),
     ("limits", "max_line_bytes", 10, "must be an integer 256..65536"),
     ("limits", "ipv6_prefix", 0, "must be an integer 1..128"),
     ("limits", "ipv6_prefix", 129, "must be an integer 1..128"),
@@ -663,6 +673,14 @@ KEY_ERRORS = [
     ("metrics", "listen", "127.0.0.1:-1", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
     ("metrics", "listen", "127.0.0.1:http", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
     ("metrics", "listen", "127.0.0.1:", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
+    # irc
+    ("irc", "listen", 6697, LISTEN_EXPECTED),
+    ("irc", "listen", "127.0.0.1", LISTEN_EXPECTED),
+    ("irc", "server_name", "my server", "must be a host name such as irc.example.org"),
+    ("irc", "server_name", "-irc.example.org", "must be a host name such as irc.example.org"),
+    ("irc", "server_name", 7, "must be a host name such as irc.example.org"),
+    ("irc", "backlog", 501, "must be an integer 0..500"),
+    ("irc", "backlog", "all", "must be an integer 0..500"),
     # history
     ("history", "enabled", "yes", "must be true or false"),
     ("history", "enabled", None, "must be true or false"),
@@ -786,6 +804,30 @@ def test_metrics_may_not_listen_on_the_chat_port(tmp_path: Path, host: str, list
 def test_metrics_beside_the_chat_port(tmp_path: Path, server: dict[str, Any], listen: str) -> None:
     config = load_config(write(tmp_path, minimal(server=server, metrics={"listen": listen})))
     assert config.metrics.listen == listen
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "port"),
+    [
+        ({"server": {"host": "127.0.0.1", "port": 7443}, "irc": {"listen": "127.0.0.1:7443"}}, "server.port", 7443),
+        ({"server": {"host": "::", "port": 7443}, "irc": {"listen": "127.0.0.1:7443"}}, "server.port", 7443),
+        ({"metrics": {"listen": "127.0.0.1:9464"}, "irc": {"listen": "0.0.0.0:9464"}}, "metrics.listen", 9464),
+    ],
+)
+def test_irc_may_not_listen_on_another_listeners_port(
+    tmp_path: Path, sections: dict[str, dict[str, Any]], key: str, port: int
+) -> None:
+    message = config_error(write(tmp_path, minimal(**sections)))
+    listen = sections["irc"]["listen"]
+    assert f": irc.listen: the port of {key} ({port}); choose another port (got {listen!r})" in message
+
+
+def test_irc_is_off_unless_configured_and_named_after_the_host(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, minimal())).irc.listen is None  # an older file opens no new port
+    config = load_config(write(tmp_path, minimal(irc={"listen": "[::1]:6697", "server_name": None})))
+    assert config.irc.address == ("::1", 6697) and config.irc.name == socket.gethostname()
+    config = load_config(write(tmp_path, minimal(irc={"listen": None, "server_name": "irc.example.org"})))
+    assert config.irc.address is None and config.irc.name == "irc.example.org"
 
 
 def test_metrics_address_takes_the_brackets_off(tmp_path: Path) -> None:

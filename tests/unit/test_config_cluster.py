@@ -155,6 +155,18 @@ def test_accounts_are_refused_beside_a_cluster_section(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, minimal() | {"accounts": {"enabled": True}})).cluster is None
 
 
+def test_the_irc_listener_is_refused_beside_a_cluster_section(tmp_path: Path) -> None:
+    """The IRC codec reads its replies off the session's own thread, which a
+    node's answers (from the log, on the reader's) do not keep: refused, by name."""
+    irc = {"irc": {"listen": "127.0.0.1:6697"}}
+    message = config_error(write(tmp_path, minimal() | irc | {"cluster": {"redis": "redis://r"}}))
+    assert ": irc.listen: the IRC listener does not run on the nodes of a cluster yet;" in message
+    assert "set irc.listen: null beside a cluster section (got '127.0.0.1:6697')" in message
+    assert load_config(write(tmp_path, minimal() | irc)).cluster is None
+    node = load_config(write(tmp_path, minimal() | {"irc": {"listen": None}, "cluster": {"redis": "redis://r"}}))
+    assert node.cluster is not None and node.irc.listen is None
+
+
 def test_a_node_without_its_redis_says_so_and_exits_69(tmp_path: Path, certs: PKI) -> None:
     """The section is checked (`--check-config`), and a node that cannot reach
     Redis at start does not serve: systemd may try again (EX_UNAVAILABLE)."""

@@ -19,6 +19,7 @@ from chatd.config import (
     Config,
     ControlConfig,
     HistoryConfig,
+    IrcConfig,
     LimitsConfig,
     LogConfig,
     MetricsConfig,
@@ -44,11 +45,13 @@ SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "control": ControlConfig,
     "metrics": MetricsConfig,
+    "irc": IrcConfig,
     "accounts": AccountsConfig,
 }
 # Differ from the dataclass defaults on purpose: where a checkout keeps them. A
 # relative history.path is the default, but loaded it is beside the file.
-NOT_DEFAULTS = {("tls", "cert"), ("tls", "key"), ("control", "socket"), ("history", "path")}
+# irc.listen: off when absent (an older file opens no new port), on in the example.
+NOT_DEFAULTS = {("tls", "cert"), ("tls", "key"), ("control", "socket"), ("history", "path"), ("irc", "listen")}
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from chatd.core.history import Event, NoStore
 from chatd.core.network import NetworkBus, Refusal
 from chatd.core.replica import Holder, NetworkState, RoomState
 from chatd.core.session import Session
+from chatd.outlet import Command
 from tests.support.chatclient import Tags, split_tags
 
 
@@ -445,3 +446,31 @@ def test_a_client_gone_during_its_rename_leaves_under_its_new_name() -> None:
     assert net.log.nicks.keys() == {"bob"}
     assert bob.take() == ["RENAME alice alice2", "LEAVE alice2 connection_lost"]
     assert not net.nodes["a"].bus
+
+
+def test_what_only_irc_makes_is_refused_on_a_node_and_topics_and_creators_agree() -> None:
+    """Tags and TAGMSG (only the IRC codec hands them in, and a node runs no
+    IRC listener) are refused, never sent on without their tags; a topic
+    keeps the log's time and a new room its creator on every node, as a
+    standalone chat keeps them (for its IRC listener)."""
+    net = Network("a", "b")
+    alice, bob = net.nodes["a"].connect("alice"), net.nodes["b"].connect("bob")
+    net.settle()
+    alice.take(), bob.take()
+    assert alice.session is not None
+    entries = len(net.log.entries)
+    for command in (
+        Command("msg", b"hi", "#lobby", tags=b"+draft/reply=1"),
+        Command("tagmsg", target="#lobby", tags=b"+typing=active"),
+        Command("tagmsg", target="bob", tags=b"+typing=active"),
+    ):
+        alice.session.on_lines([command])
+        net.settle()
+        assert [line.split()[:2] for line in alice.take()] == [["ERR", "not_allowed"]]
+    assert len(net.log.entries) == entries and bob.take() == []
+    net.send(alice, "/join #rust")
+    net.send(alice, "/topic ferris")
+    here, there = net.nodes["a"].chat.rooms.find("#rust"), net.nodes["b"].chat.rooms.find("#rust")
+    assert here is not None and there is not None
+    assert here.topic_ms == there.topic_ms == 1000  # the entry's time (Redis's clock)
+    assert here.creator is alice.session and there.creator is net.nodes["b"].chat.nicks.find("alice")

@@ -18,6 +18,7 @@ from chatd.core.accounts import Account, Accounts, Invite, StoredAccounts, Token
 from chatd.core.bans import Ban
 from chatd.core.chat import Chat
 from chatd.core.session import HELD_MAX, Session
+from chatd.outlet import Command
 from tests.support.chatclient import split_tags
 
 NOW = 1_800_000_000.0
@@ -355,3 +356,61 @@ def test_after_welcome_they_are_refused(line: str) -> None:
     assert world.send(outlet, line) == ["ERR already_registered You are already signed in as bob."], dataclasses.asdict(
         world.accounts.config
     )
+
+
+# -- IRC's SASL (core/sasl.py): the IRC codec's "sasl" commands ------------------------------
+
+
+def sasl(world: World, outlet: Outlet, command: Command) -> list[str]:
+    assert outlet.session is not None
+    outlet.session.on_lines([command])
+    world.settle()
+    return outlet.take()
+
+
+def test_sasl_plain_proves_the_account_and_registering_signs_in_to_it() -> None:
+    world = World()
+    alice(world)
+    outlet = world.connect()
+    outlet.take()
+    assert sasl(world, outlet, Command("sasl", b"correct horse", "alice", "PLAIN")) == ["PROVEN Alice"]
+    assert world.chat.nicks.find("alice") is None  # nobody is signed in before registering
+    lines = world.send(outlet, "whatever")  # the IRC codec hands the nickname; the account's is used
+    assert lines[0].startswith("WELCOME Alice ")
+    assert outlet.session is not None and outlet.session.account == "alice"
+
+
+def test_sasl_plain_is_refused_as_login_is() -> None:
+    world = World()
+    alice(world)
+    outlet = world.connect()
+    outlet.take()
+    wrong = sasl(world, outlet, Command("sasl", b"wrong password", "alice", "PLAIN"))
+    assert wrong == ["ERR auth_failed Wrong account name or password.", "NICK"]
+    assert world.send(outlet, "bob")[0].startswith("WELCOME bob ")  # then a guest, as without SASL
+
+
+def test_sasl_plain_of_an_account_disabled_before_registering_is_refused_then() -> None:
+    world = World()
+    account = alice(world)
+    outlet = world.connect()
+    outlet.take()
+    assert sasl(world, outlet, Command("sasl", b"correct horse", "alice", "PLAIN")) == ["PROVEN Alice"]
+    world.accounts.update(account.key, disabled="spam")
+    assert world.send(outlet, "alice")[0] == "ERR account_disabled An operator disabled this account: spam"
+
+
+def test_sasl_external_is_the_certificates_name_only_with_nick_from_cert() -> None:
+    world = World()
+    outlet = world.connect()
+    outlet.take()
+    assert sasl(world, outlet, Command("sasl", option="EXTERNAL"))[0].startswith("ERR auth_failed ")
+    config = world.chat.config
+    world.chat.config = dataclasses.replace(config, tls=dataclasses.replace(config.tls, nick_from_cert=True))
+    proven = Outlet("192.0.2.9:1")
+    proven.session = Session(world.chat, proven, {})
+    proven.session.on_open(None, "carol")
+    world.outlets.append(proven)
+    proven.take()
+    assert sasl(world, proven, Command("sasl", target="dave", option="EXTERNAL"))[0].startswith("ERR auth_failed ")
+    assert sasl(world, proven, Command("sasl", target="Carol", option="EXTERNAL")) == ["PROVEN carol"]
