@@ -207,6 +207,11 @@ class Endpoint:
         if self.life.phase is Phase.OPEN:
             self.codec.limits_changed()
 
+    def release_idle(self) -> bool:
+        """The worker's idle sweep (idle.py): give back the TLS buffers if
+        nothing was read or written since its last visit."""
+        return self.tls.release_buffers()
+
     # -- TLS handshake ----------------------------------------------------------
 
     def _handshake(self) -> None:
