@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from bench.engine import Conn
-from bench.harness import connect_all, make_engine, nick
+from bench.harness import handshake_then_register, make_engine, nick
 from bench.loadgen import raise_nofile
 from bench.targets import REPO, WORK, chatd_config, cpu_count, dev_certs, listening_event, pinned, raise_child_nofile
 
@@ -113,7 +113,7 @@ def idle_clients(port: int, clients: int, websocket: bool, settle: float) -> tup
     def idle(conn: Conn) -> None:
         conn.feed = drain
 
-    outcome = connect_all(engine, conns, 100, 60 + clients / 50, then=idle)
+    outcome = handshake_then_register(engine, conns, 100, 120 + clients / 20, idle)
     if outcome != "done" or engine.registered < clients:
         raise RuntimeError(f"registered {engine.registered} of {clients} ({outcome}; {dict(engine.errors)})")
     engine.run(lambda: False, 120, idle=1.0)

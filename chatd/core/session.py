@@ -49,6 +49,35 @@ class Stage(Enum):
 
 
 class Session:
+    # One per client: no instance dict (docs/architecture.md, "Memory per connection").
+    __slots__ = (
+        "__weakref__",
+        "_batch",
+        "_batch_kind",
+        "_batch_room",
+        "_cert_nick",
+        "_clock",
+        "_commands",
+        "_flood",
+        "_identity_checked",
+        "_nick_attempts",
+        "_register_deadline",
+        "_strikes",
+        "chat",
+        "connected_at",
+        "context",
+        "current",
+        "deliver",
+        "last_active",
+        "messages_in",
+        "nick",
+        "outlet",
+        "peer",
+        "rate_limited",
+        "rooms",
+        "stage",
+    )
+
     def __init__(
         self, chat: Chat, outlet: Outlet, context: dict[str, object], commands: Mapping[str, Row] = COMMANDS
     ) -> None:

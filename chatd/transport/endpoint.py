@@ -83,6 +83,32 @@ class IOWorker(Protocol):
 
 
 class Endpoint:
+    # One per client: no instance dict (docs/architecture.md, "Memory per connection").
+    __slots__ = (
+        "__weakref__",
+        "_intake",
+        "_notify_drained",
+        "_queue",
+        "_stats",
+        "app",
+        "codec",
+        "connected_at",
+        "context",
+        "deliver",
+        "fd",
+        "host",
+        "id",
+        "interest",
+        "ip",
+        "life",
+        "peer",
+        "reject",
+        "timer",
+        "timer_at",
+        "tls",
+        "worker",
+    )
+
     def __init__(
         self,
         host: Host,
