@@ -66,7 +66,10 @@ class TLSStream:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
-        self._out = bytearray()  # ciphertext the socket has not taken yet
+        # Ciphertext the socket has not taken yet: bytes, not a bytearray, so
+        # that an idle stream holds none, and a write's records, read out of
+        # the BIO whole, go to send() without another copy.
+        self._out = b""
         # Until no ClientHello can come: every byte the client sends goes
         # through it before OpenSSL, every byte the server sends after it.
         self._hello: HelloReader | None = HelloReader(alpn)
@@ -107,7 +110,7 @@ class TLSStream:
         if hello is None or hello.refusal is None:
             return
         self._hello = None
-        self._out += hello.refusal.alert
+        self._out = self._out + hello.refusal.alert
         self._flush_quietly()
         raise ClientHelloRefused(hello.refusal.error)
 
@@ -150,12 +153,15 @@ class TLSStream:
 
     def flush(self) -> bool:
         """Send the ciphertext gathered so far; True once the socket took all of it."""
-        while self._out:
+        out = self._out
+        while out:
             try:
-                sent = self.sock.send(self._out)
+                sent = self.sock.send(out)
             except (BlockingIOError, InterruptedError):
+                self._out = out
                 return False
-            del self._out[:sent]
+            out = out[sent:]
+        self._out = b""
         return True
 
     @property
@@ -261,7 +267,7 @@ class TLSStream:
                 self._hello.sent(data)  # a HelloRetryRequest means a second hello to examine
                 if self._hello.done:
                     self._hello = None
-            self._out += data
+            self._out = self._out + data if self._out else data
 
     def _flush_quietly(self) -> None:
         try:
