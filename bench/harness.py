@@ -11,6 +11,7 @@ measured phase that fan-out and rooms share is in phase.py.
 from __future__ import annotations
 
 import ssl
+import time
 from typing import Any
 
 from bench.dialects import DIALECTS
@@ -37,14 +38,17 @@ def make_context(ca: str | None) -> ssl.SSLContext:
 
 def make_engine(spec: Spec) -> Engine:
     """The engine a scenario runs its clients in, as `spec` says: where, which
-    dialect, whether to verify, and whether over a WebSocket."""
+    dialect, whether to verify, whether over a WebSocket, and from how many
+    loopback addresses (`sources`, for a server on 127.0.0.1)."""
     ca = spec.get("ca") if spec.get("verify", True) else None
     context = make_context(ca)
     dialect = DIALECTS[spec["dialect"]]
     if spec.get("websocket"):  # the target's lines over a WebSocket, as a browser connects
         dialect = DIALECTS[dialect.name + "-ws"]
         context.set_alpn_protocols(["http/1.1"])
-    return Engine(spec["host"], spec["port"], context, dialect)
+    engine = Engine(spec["host"], spec["port"], context, dialect)
+    engine.sources = int(spec.get("sources", 1))
+    return engine
 
 
 def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: float, then: Any = None) -> str:
@@ -79,12 +83,12 @@ def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: fl
     return engine.run(lambda: engine.registered + engine.connect_failed >= total, timeout)
 
 
-def handshake_then_register(engine: Engine, conns: list[Conn], concurrency: int, timeout: float, then: Any) -> str:
+def handshake_then_register(
+    engine: Engine, conns: list[Conn], concurrency: int, timeout: float, then: Any, wave: int = 1000
+) -> str:
     """As the capacity scenario does: every client completes its TLS handshake
-    (at most `concurrency` at once) and waits, then all register at once, each
-    handed to `then` when registered. Far cheaper for the server than
-    `connect_all` with thousands in one room: a turn's JOINs share one write
-    to each member."""
+    (at most `concurrency` at once) and waits, then they register `wave` at a
+    time (`register_in_waves`), each handed to `then` when registered."""
     queue = list(reversed(conns))
     in_progress = 0
 
@@ -105,15 +109,35 @@ def handshake_then_register(engine: Engine, conns: list[Conn], concurrency: int,
     engine.on_handshake = start_more
     engine.on_closed = closed
     engine.on_registered = then
-    total = len(conns)
     start_more()
-    outcome = engine.run(lambda: engine.handshaken + engine.connect_failed >= total, timeout)
+    deadline = time.monotonic() + timeout
+    outcome = engine.run(lambda: engine.handshaken + engine.connect_failed >= len(conns), timeout)
     if outcome != "done":
         return outcome
-    for conn in conns:
-        if conn.state == "open":
-            conn.register()
-    return engine.run(lambda: engine.registered + engine.connect_failed >= total, timeout)
+    return register_in_waves(engine, conns, wave, deadline)
+
+
+def register_in_waves(engine: Engine, conns: list[Conn], wave: int, deadline: float) -> str:
+    """Register the handshaken clients `wave` at a time, each wave once the one
+    before is registered. All at once (`wave` = all) is a reconnect storm; at
+    20,000 in one room its O(N²) JOINs reach every member in thousands of
+    small writes, more than one generator process can read before TCP gives up
+    on its sockets, so the capacity scenario goes in waves of 1,000 (README,
+    capacity)."""
+    ready = [conn for conn in conns if conn.state == "open"]
+    outcome = "done"
+    for start in range(0, len(ready), wave):
+        for conn in ready[start : start + wave]:
+            if conn.state == "open":
+                conn.register()
+        target = min(len(conns), start + wave) + (len(conns) - len(ready))
+        outcome = engine.run(
+            lambda target=target: engine.registered + engine.connect_failed >= target,
+            max(1.0, deadline - time.monotonic()),
+        )
+        if outcome != "done":
+            break
+    return outcome
 
 
 def barrier(engine: Engine, conns: list[Conn], timeout: float, leaders: list[Conn] | None = None) -> str:

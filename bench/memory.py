@@ -1,5 +1,5 @@
 """Where an idle client's memory goes: `python -m bench.memory --clients 2000
-[--websocket] [--tracemalloc] [--settle 15]`.
+[--websocket] [--probe DEPTH] [--settle 35]`.
 
 Starts chatd as the bench does (config/chatd.yaml, `chatd_config` with
 `max_clients` lifted for the count), connects and registers `--clients`
@@ -9,11 +9,12 @@ then `--settle` seconds more (so that the server's idle-time work, such as
 giving back TLS buffers, has run), and reads `/proc/<pid>/smaps_rollup`
 before and after. RSS per client is the difference over the clients.
 
-With `--tracemalloc` the server runs under bench/memprobe.py, and the
-report adds what Python allocated per client, by the line that allocated
-it, and what glibc's malloc handed out that Python did not (OpenSSL, in the
-main). tracemalloc costs memory of its own, so RSS comes from a run
-without it; run both. Not part of `make bench`; the capacity scenario
+With `--probe 0` the server runs under bench/memprobe.py, and the report
+adds glibc's figures per client (`in_use`: what malloc handed out, OpenSSL's
+allocations and Python's larger objects; `free`: what its heaps hold
+unused). With `--probe 1` tracemalloc runs too, and the report adds what
+Python allocated per client (`traced`), by the line that allocated it.
+tracemalloc costs memory of its own, so RSS comes from a run without it. Not part of `make bench`; the capacity scenario
 (bench/scenarios.py) is what `make bench` reports.
 """
 
@@ -35,7 +36,17 @@ import yaml
 from bench.engine import Conn
 from bench.harness import handshake_then_register, make_engine, nick
 from bench.loadgen import raise_nofile
-from bench.targets import REPO, WORK, chatd_config, cpu_count, dev_certs, listening_event, pinned, raise_child_nofile
+from bench.targets import (
+    FD_RESERVE,
+    REPO,
+    WORK,
+    chatd_config,
+    cpu_count,
+    dev_certs,
+    listening_event,
+    pinned,
+    raise_child_nofile,
+)
 
 
 def rollup(pid: int) -> dict[str, int]:
@@ -50,9 +61,9 @@ def rollup(pid: int) -> dict[str, int]:
 
 
 class Server:
-    """chatd in `workdir`, from `tree`, under memprobe when `traced`."""
+    """chatd in `workdir`, from `tree`, under memprobe with `probe` (tracemalloc's depth) unless None."""
 
-    def __init__(self, tree: Path, workdir: Path, clients: int, traced: bool) -> None:
+    def __init__(self, tree: Path, workdir: Path, clients: int, probe: int | None) -> None:
         certs = dev_certs()
         config, _changes = chatd_config(
             certs, {"scenario": "capacity", "clients": clients}, source=tree / "config" / "chatd.yaml"
@@ -62,23 +73,27 @@ class Server:
         self.log = workdir / "chatd.log"
         self.snaps = workdir / "snaps"
         self.snaps.mkdir()
-        module = ["-m", "bench.memprobe", str(self.snaps)] if traced else ["-m", "chatd"]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(REPO)])}
+        module = ["-m", "bench.memprobe", str(self.snaps)] if probe is not None else ["-m", "chatd"]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tree), str(REPO)]),
+            "BENCH_TRACE_DEPTH": str(probe or 0),
+        }
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 pinned([sys.executable, *module, "--config", str(path)], 0),
                 stdout=out,
                 stderr=out,
-                stdin=subprocess.PIPE if traced else subprocess.DEVNULL,
+                stdin=subprocess.PIPE if probe is not None else subprocess.DEVNULL,
                 cwd=tree,
                 env=env,
                 preexec_fn=raise_child_nofile,
             )
         self.port = int(listening_event(self.process, self.log, "chatd", 30)["port"])
-        self.traced = traced
+        self.probed = probe is not None
 
-    def snapshot(self, name: str) -> tuple[tracemalloc.Snapshot, dict[str, int]] | None:
-        if not self.traced:
+    def snapshot(self, name: str) -> tuple[tracemalloc.Snapshot | None, dict[str, int]] | None:
+        if not self.probed:
             return None
         assert self.process.stdin is not None
         self.process.stdin.write(name.encode() + b"\n")
@@ -90,7 +105,8 @@ class Server:
                 raise RuntimeError(f"no snapshot {name} from the server")
             time.sleep(0.2)
         info = json.loads((self.snaps / f"{name}.json").read_text())
-        return tracemalloc.Snapshot.load(str(self.snaps / f"{name}.snap")), info
+        snap = self.snaps / f"{name}.snap"
+        return (tracemalloc.Snapshot.load(str(snap)) if snap.exists() else None), info
 
     def stop(self) -> None:
         self.process.terminate()
@@ -113,7 +129,8 @@ def idle_clients(port: int, clients: int, websocket: bool, settle: float) -> tup
     def idle(conn: Conn) -> None:
         conn.feed = drain
 
-    outcome = handshake_then_register(engine, conns, 100, 120 + clients / 20, idle)
+    # Registering all at once costs O(N²) JOINs: 20,000 took 20 minutes on a busy 2-core machine.
+    outcome = handshake_then_register(engine, conns, 100, 300 + clients**2 / 100_000, idle)
     if outcome != "done" or engine.registered < clients:
         raise RuntimeError(f"registered {engine.registered} of {clients} ({outcome}; {dict(engine.errors)})")
     engine.run(lambda: False, 120, idle=1.0)
@@ -130,10 +147,10 @@ def python_by_line(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, cl
     return rows
 
 
-def measure(tree: Path, clients: int, websocket: bool, traced: bool, settle: float) -> dict[str, Any]:
+def measure(tree: Path, clients: int, websocket: bool, probe: int | None, settle: float) -> dict[str, Any]:
     WORK.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="memory-", dir=WORK))
-    server = Server(tree, workdir, clients, traced)
+    server = Server(tree, workdir, clients, probe)
     try:
         time.sleep(1.0)  # the metrics listener and the history store settle in
         first = rollup(server.process.pid)
@@ -147,7 +164,7 @@ def measure(tree: Path, clients: int, websocket: bool, traced: bool, settle: flo
             "clients": clients,
             "still_open": open_now,
             "websocket": websocket,
-            "traced": traced,
+            "probe": probe,
             "rss_kib_before": first["Rss"],
             "rss_kib_after": last["Rss"],
             "per_client_kib": {
@@ -156,11 +173,11 @@ def measure(tree: Path, clients: int, websocket: bool, traced: bool, settle: flo
         }
         if snap0 is not None and snap1 is not None:
             (s0, i0), (s1, i1) = snap0, snap1
-            python = (i1["traced"] - i0["traced"]) / clients
-            result["python_bytes_per_client"] = round(python)
-            if "in_use" in i0:
-                result["malloc_in_use_bytes_per_client"] = round((i1["in_use"] - i0["in_use"]) / clients)
-            result["python_by_line"] = python_by_line(s0, s1, clients)
+            for key in ("traced", "in_use", "arena", "free"):
+                if key in i0:
+                    result[f"{key}_bytes_per_client"] = round((i1[key] - i0[key]) / clients)
+            if s0 is not None and s1 is not None:
+                result["python_by_line"] = python_by_line(s0, s1, clients)
         engine.close_all()
         return result
     finally:
@@ -171,22 +188,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--websocket", action="store_true")
-    parser.add_argument("--tracemalloc", action="store_true")
-    parser.add_argument("--settle", type=float, default=15.0, help="seconds idle before measuring (default 15)")
+    parser.add_argument(
+        "--probe",
+        type=int,
+        metavar="DEPTH",
+        help="run the server under bench/memprobe.py: glibc's figures, and with DEPTH > 0 "
+        "tracemalloc's (frames kept per allocation) as well",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=35.0,
+        help="seconds idle before measuring (default 35: the idle sweep's two rounds and a trim)",
+    )
     parser.add_argument("--tree", type=Path, default=REPO, help="the chatd tree to run (default this checkout)")
     args = parser.parse_args(argv)
-    raise_nofile(max(65536, args.clients + 1000))
+    limit = raise_nofile()
+    if args.clients > limit - FD_RESERVE:
+        parser.error(f"--clients {args.clients}: this process may open {limit} descriptors (ulimit -Hn)")
     if cpu_count() >= 2:
         os.sched_setaffinity(0, {1})  # the server is pinned to CPU 0
-    result = measure(args.tree.resolve(), args.clients, args.websocket, args.tracemalloc, args.settle)
+    result = measure(args.tree.resolve(), args.clients, args.websocket, args.probe, args.settle)
     print(json.dumps(result))
     print(f"RSS per client: {result['per_client_kib']} KiB", file=sys.stderr)
+    figures = {k[: -len("_bytes_per_client")]: v for k, v in result.items() if k.endswith("_bytes_per_client")}
+    if figures:
+        print(f"bytes per client: {figures}", file=sys.stderr)
     if "python_by_line" in result:
-        print(
-            f"Python per client: {result['python_bytes_per_client']} B; malloc in use per client: "
-            f"{result.get('malloc_in_use_bytes_per_client')} B",
-            file=sys.stderr,
-        )
         for row in result["python_by_line"][:25]:
             print(f"  {row['bytes_per_client']:>7} B  {row['blocks']:>8}  {row['where']}", file=sys.stderr)
     return 0

@@ -46,9 +46,10 @@ def _serve(out: Path) -> None:
         name = line.strip()
         if not name:
             continue
-        snapshot = tracemalloc.take_snapshot()
-        snapshot.dump(str(out / f"{name}.snap"))
-        traced, _peak = tracemalloc.get_traced_memory()
+        traced = 0
+        if tracemalloc.is_tracing():
+            tracemalloc.take_snapshot().dump(str(out / f"{name}.snap"))
+            traced, _peak = tracemalloc.get_traced_memory()
         info = {"traced": traced, "time": time.time(), **mallinfo()}
         (out / f"{name}.json").write_text(json.dumps(info))
         (out / f"{name}.done").write_text("")
@@ -56,7 +57,9 @@ def _serve(out: Path) -> None:
 
 def main() -> int:
     out = Path(sys.argv[1])
-    tracemalloc.start(int(os.environ.get("BENCH_TRACE_DEPTH", "1")))
+    depth = int(os.environ.get("BENCH_TRACE_DEPTH", "1"))
+    if depth:
+        tracemalloc.start(depth)  # 0: glibc's figures only, without tracemalloc's own memory
     # The daemon takes its signals with sigtimedwait in the main thread: this
     # thread must not be the one the kernel delivers them to.
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())

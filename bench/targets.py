@@ -39,6 +39,10 @@ WORK = REPO / "bench" / ".work"  # git-ignored: run directories, the baseline tr
 CHATD_YAML = REPO / "config" / "chatd.yaml"
 SEED_PATH = Path(__file__).resolve().parents[2] / "shared" / "seed_server.py"
 NOFILE = 65536
+# Descriptors a server or the generator needs besides its clients' sockets (its
+# listeners, epoll, log, database): the capacity scenario holds at most the
+# descriptor limit less this many clients (see `capacity_clients`).
+FD_RESERVE = 100
 SCRAPE_INTERVAL = 1.0  # seconds between scrapes of a chatd with metrics on
 
 
@@ -276,6 +280,10 @@ def chatd_config(
     needed = clients_needed(spec)
     if needed > limits["max_clients"]:
         changes["max_clients"] = needed
+    if spec["scenario"] == "capacity" and needed > 5000:
+        # All register at once: a JOIN to every member for each, O(N²), and the
+        # last of 20,000 registers minutes after its handshake (README, capacity).
+        changes["register_timeout"] = 1800
     if io_threads is not None:
         changes["io_threads"] = io_threads
     if tuned:
