@@ -86,6 +86,14 @@ class TLSStream:
         before the error is raised.
         """
         self.flush()
+        if not self._incoming.pending:
+            # OpenSSL has taken all it was given and waits for the peer: asked
+            # again, it would only say so with an SSLWantReadError built in C
+            # (twice per handshake, at the first byte and at the client's
+            # Finished), so read first.
+            if not self._pull():
+                raise ssl.SSLWantReadError("the handshake waits for the peer")
+            self._check_hello()
         while True:
             try:
                 self._tls.do_handshake()

@@ -323,3 +323,35 @@ def test_a_busy_stream_keeps_its_buffers(pair: tuple[TLSStream, Client]) -> None
     assert read_server(stream) == b"y\n"
     assert not stream.release_buffers()  # read since
     assert stream.buffered() > 1000
+
+
+def test_openssl_is_asked_to_handshake_only_when_the_client_has_sent_something(
+    context: ssl.SSLContext, certs: PKI
+) -> None:
+    # Asked with nothing new to read, OpenSSL only raises SSLWantReadError, whose
+    # message _ssl builds in C: twice per connection, before this was checked.
+    server_sock, client_sock = socket.socketpair()
+    server_sock.setblocking(False)
+    client_sock.setblocking(False)
+    stream = TLSStream(server_sock, context, bytearray(RECV_SIZE))
+    asked: list[int] = []
+    real = stream._tls
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def do_handshake(self) -> None:
+            asked.append(1)
+            real.do_handshake()
+
+    stream._tls = Counting()  # type: ignore[assignment]
+    try:
+        with pytest.raises(ssl.SSLWantReadError):
+            stream.do_handshake()  # the client has not spoken yet
+        assert asked == []
+        handshake(stream, Client(client_sock, str(certs.ca)))
+        assert len(asked) == 2  # the ClientHello, then the client's Finished
+    finally:
+        stream.close()
+        client_sock.close()
