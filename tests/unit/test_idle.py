@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from chatd.transport import idle
-from chatd.transport.idle import ROUND_SLICES, IdleSweep
+from chatd.transport.idle import ROUND_SLICES, TRIM_AFTER, IdleSweep
 
 
 class Conn:
@@ -45,9 +45,15 @@ def test_a_round_is_the_connections_at_its_start(trims: list[int]) -> None:
     assert sweep.next_slice({3: Conn(False)}) == [3]
 
 
-def test_a_round_that_released_memory_ends_with_a_trim(trims: list[int]) -> None:
+def _round(sweep: IdleSweep, by_fd: dict[int, Conn]) -> None:
+    for _ in range(ROUND_SLICES):
+        for fd in sweep.next_slice(by_fd):
+            sweep.visit(by_fd[fd])
+
+
+def test_a_round_that_released_much_ends_with_a_trim(trims: list[int]) -> None:
     sweep = IdleSweep()
-    by_fd = {fd: Conn(fd % 2 == 0) for fd in range(10)}
+    by_fd = {fd: Conn(fd < TRIM_AFTER) for fd in range(2 * TRIM_AFTER)}  # half of them release
     for fd in sweep.next_slice(by_fd):
         sweep.visit(by_fd[fd])
     assert trims == []  # not in the middle of a round
@@ -55,11 +61,19 @@ def test_a_round_that_released_memory_ends_with_a_trim(trims: list[int]) -> None
         for fd in sweep.next_slice(by_fd):
             sweep.visit(by_fd[fd])
     assert all(conn.visits == 1 for conn in by_fd.values())
-    sweep.next_slice(by_fd)  # the next round starts: the last one released some
+    sweep.next_slice({})  # the next round starts: the last one released TRIM_AFTER
     assert trims == [1]
-    for _ in range(ROUND_SLICES):
-        sweep.next_slice({})
-    assert trims == [1]  # a round that released nothing costs no trim
+
+
+def test_a_round_that_released_little_costs_no_trim(trims: list[int]) -> None:
+    sweep = IdleSweep()
+    by_fd = {fd: Conn(fd < TRIM_AFTER - 1) for fd in range(2 * TRIM_AFTER)}
+    _round(sweep, by_fd)
+    sweep.next_slice({})
+    assert trims == []  # a few freed buffers are used again; the heap is not walked for them
+    _round(sweep, {})
+    sweep.next_slice({})
+    assert trims == []
 
 
 def test_no_connections_no_visits(trims: list[int]) -> None:
