@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/chatd.yaml
 
-.PHONY: run test lint format check-python certs typecheck bench clean install check-unit tls-check screenshot
+.PHONY: run test lint format check-python certs typecheck bench clean install check-unit tls-check screenshot irctest
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chatd needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -63,5 +63,11 @@ screenshot: $(VENV)/.installed certs/server.crt
 bench: $(VENV)/.installed certs/server.crt
 	$(BIN)/python -m bench
 
+# irctest, the IRC conformance suite, against the IRC listener over TLS (tests/irc/run.sh):
+# 0 failed and every id of ../shared/irc/must-pass.txt passed. irctest is read from
+# IRCTEST_DIR (default ../shared/irctest) into .venv-irctest; ~5 minutes with two workers.
+irctest: $(VENV)/.installed
+	bash tests/irc/run.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .venv-irctest .irctest-results.xml .pytest_cache .mypy_cache .hypothesis

@@ -19,6 +19,15 @@ cancels what the phase costs whatever its length (the first and last
 batches). bench/INSTRUCTIONS.md has the method, the commands and what they
 measured.
 
+`--scenario paced` counts the paced scenario instead (`bench.scenarios.paced`:
+every client sends in turn at a fixed total rate, everyone receives
+everything), one fresh server per duration of `--durations`, the difference
+taken likewise: what a delivery costs when messages are spread out in time
+and a turn has nothing to coalesce. The rate must be one the server sustains
+under valgrind (about 50x slower), so a write interval (`--write-interval-ms`)
+is scaled with it: 100 ms at 40 msg/s puts as many lines in a flush as 2 ms
+at 2,000 msg/s.
+
 Everything runs ~50x slower under valgrind, so the timeouts that the
 bench's scenarios take from the spec are lifted here, and the server's
 handshake, registration and write timeouts too (none is on the fan-out
@@ -104,12 +113,32 @@ def _tree(revision: str) -> tuple[Path, str, str]:
     return base.tree, base.dialect, f"{base.commit[:7]} (protocol v{base.protocol})"
 
 
-def run_one(revision: str, spec: dict[str, Any], certs: Certs, out: Path) -> dict[str, Any]:
-    """One fresh chatd under callgrind, one fan-out run; the record."""
+def run_one(
+    revision: str,
+    spec: dict[str, Any],
+    certs: Certs,
+    out: Path,
+    write_interval_ms: float | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One fresh chatd under callgrind, one fan-out (or paced) run; the record."""
     tree, dialect, label = _tree(revision)
     workdir = Path(tempfile.mkdtemp(prefix="callgrind-", dir=out))
-    config, changes = chatd_config(certs, spec, io_threads=1, source=tree / "config" / "chatd.yaml")
+    source = yaml.safe_load((tree / "config" / "chatd.yaml").read_text())
+    if "write_interval_ms" not in source["server"]:
+        write_interval_ms = None  # a tree from before the write interval
+    config, changes = chatd_config(
+        certs, spec, io_threads=1, source=tree / "config" / "chatd.yaml", write_interval_ms=write_interval_ms
+    )
     config["limits"].update(SLOW_LIMITS)
+    for key, value in (settings or {}).items():
+        *sections, name = key.split(".")
+        if sections and sections[0] not in config:
+            continue  # a tree from before the section has nothing to change
+        section = config
+        for part in sections:
+            section = section.setdefault(part, {})
+        section[name] = changes[key] = value
     (workdir / "chatd.yaml").write_text(yaml.safe_dump(config))
     log = workdir / "chatd.log"
     cmd = [
@@ -147,7 +176,8 @@ def run_one(revision: str, spec: dict[str, Any], certs: Certs, out: Path) -> dic
             "server_pid": process.pid,
         }
         started = time.monotonic()
-        result = scenarios.fanout(full, meter=_Phase)
+        run = scenarios.paced if spec["scenario"] == "paced" else scenarios.fanout
+        result = run(full, meter=_Phase)
         wall = time.monotonic() - started
     finally:
         process.terminate()
@@ -156,10 +186,11 @@ def run_one(revision: str, spec: dict[str, Any], certs: Certs, out: Path) -> dic
     record: dict[str, Any] = {
         "tree": label,
         "revision": revision,
-        "records": spec["records"],
-        **{k: spec[k] for k in ("n", "s", "m", "batch", "marks")},
+        "records": spec.get("records"),
+        **{k: spec[k] for k in ("scenario", "n", "s", "m", "batch", "marks", "rate", "duration") if k in spec},
         "pad": spec.get("pad", 0),
         "config_changes": {**changes, **SLOW_LIMITS, "io_threads": 1},
+        "write_interval_ms": config["server"].get("write_interval_ms"),  # None: a tree without it
         "ok": result.get("ok"),
         "outcome": result.get("outcome"),
         "delivered": result.get("delivered"),
@@ -232,17 +263,21 @@ def _difference(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     done = [r for r in records if r.get("instructions") and r.get("ok")]
     if len(done) < 2:
         return None
-    low, high = min(done, key=lambda r: r["m"]), max(done, key=lambda r: r["m"])
+    length = "duration" if done[0].get("scenario") == "paced" else "m"
+    low, high = min(done, key=lambda r: r[length]), max(done, key=lambda r: r[length])
     lines = high["delivered"] - low["delivered"]
     if lines <= 0:
         return None
     diff: dict[str, Any] = {
         "tree": low["tree"],
+        "scenario": low.get("scenario"),
         "records": low["records"],
         "n": low["n"],
-        "s": low["s"],
+        "s": low.get("s"),
+        "rate": low.get("rate"),
+        "write_interval_ms": low.get("write_interval_ms"),
         "pad": low["pad"],
-        "m": [low["m"], high["m"]],
+        length: [low[length], high[length]],
         "extra_deliveries": lines,
         "per_line": round((high["instructions"] - low["instructions"]) / lines, 1),
     }
@@ -255,6 +290,22 @@ def _difference(records: list[dict[str, Any]]) -> dict[str, Any] | None:
                 "self_per_line": round((b["self"] - a["self"]) / lines, 1),
             }
     return diff
+
+
+def _specs(args: argparse.Namespace, window: dict[str, Any]) -> list[dict[str, Any]]:
+    """One spec per fresh server: per M of `--m`, or per duration of `--durations`."""
+    if args.scenario == "paced":
+        return [
+            {"scenario": "paced", "n": args.n, "rate": args.rate, "duration": float(d), "drain": 600, **SLOW_SPEC}
+            for d in args.durations.split(",")
+        ]
+    specs = []
+    for m in (int(v) for v in args.m.split(",")):
+        spec = {"scenario": "fanout", "n": args.n, "s": args.s, "m": m, **window, **SLOW_SPEC}
+        if args.pad:
+            spec["pad"] = args.pad
+        specs.append(spec)
+    return specs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,6 +329,28 @@ def main(argv: list[str] | None = None) -> int:
         help="lengthen every message by 1+PAD bytes (` xxx…`), e.g. 6 makes v1's lines as long as v2's",
     )
     parser.add_argument(
+        "--scenario",
+        choices=("fanout", "paced"),
+        default="fanout",
+        help="fanout (as fast as the window allows) or paced (a fixed total rate; --rate, --durations)",
+    )
+    parser.add_argument("--rate", type=float, default=40, help="paced: messages per second in all (default 40)")
+    parser.add_argument(
+        "--durations", default="5,15", help="paced: seconds of sending, one fresh server each (default 5,15)"
+    )
+    parser.add_argument(
+        "--write-interval-ms",
+        type=float,
+        help="server.write_interval_ms for the trees that have it (default: the tree's config/chatd.yaml)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a config value for every tree (YAML), e.g. history.enabled=false; repeatable",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=WORK / "callgrind",
@@ -294,14 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     certs = dev_certs()
     window = WINDOW if args.records == "packed" else LINES
+    settings = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
     per_line: dict[str, float] = {}
     for revision in args.trees.split(","):
         records = []
-        for m in (int(v) for v in args.m.split(",")):
-            spec = {"scenario": "fanout", "n": args.n, "s": args.s, "m": m, **window, **SLOW_SPEC}
-            if args.pad:
-                spec["pad"] = args.pad
-            record = run_one(revision.strip(), spec, certs, args.out)
+        for spec in _specs(args, window):
+            record = run_one(revision.strip(), spec, certs, args.out, args.write_interval_ms, settings)
             records.append(record)
             print(json.dumps(record), flush=True)
         diff = _difference(records)

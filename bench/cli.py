@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import history, report
+from bench import accounts, history, report
 from bench.loadgen import fit_capacity
 from bench.targets import (
     REPO,
@@ -42,7 +42,7 @@ from bench.targets import (
     pinned,
 )
 
-DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics"
+DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics,chatd-noaccounts"
 
 BENCH = Path(__file__).resolve().parent
 LOCK = Path("/tmp/chatd-bench.lock")
@@ -84,6 +84,20 @@ ROOMS = {"scenario": "rooms", "n": 1000, "rooms": 100, **LINES, "samples": 10}
 # `GET /ws`, as its web client speaks them; fanout-ws is fanout-50 over WebSockets,
 # idle-ws the capacity scenario's idle clients (RSS per client) over WebSockets.
 WS = {"websocket": True}
+# Accounts (issue 21, bench/accounts.py): sign-ins at most 24 at once (under the
+# auth queue's 32); a flood of 48 connections (more than the queue holds, so some
+# are answered auth_busy) against 300 accounts with wrong passwords and 12 with
+# right ones; a /ping every 10 ms. These keys start their own chatd, or none.
+ACCOUNTS = {"scenario": "accounts", "concurrency": 24, "flood": 48, "victims": 300, "ping_ms": 10}
+OWN_SERVER = ("history-", "accounts")
+# Paced load at the rates of issue 25: messages spread out in time, so that a
+# turn has little to coalesce; what matters is the server's CPU per delivered
+# line and the latency, beside ngircd's. Named load-*, not paced-*, so that
+# the targets that run "paced" (the seed, chatd-ioN) do not run these too.
+LOAD: list[tuple[str, dict[str, Any]]] = [
+    (f"load-{n}x{rate}", {"scenario": "paced", "n": n, "rate": rate, "duration": 10})
+    for n, rate in ((100, 2000), (200, 5000), (1000, 500))
+]
 
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
@@ -92,6 +106,7 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **LINES}),
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 20}),
+    *LOAD,
     (
         "capacity",
         {"scenario": "capacity", "clients": CAPACITY_CLIENTS, "concurrency": 100, "deadline": 3000, **CAPACITY},
@@ -107,6 +122,8 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ),
     (history.STORE, {"scenario": history.STORE, "events": 200_000, "rooms": 100}),
     (history.BACKLOG, {"scenario": history.BACKLOG, "joins": 2000, "text_bytes": 100}),
+    (accounts.KEY, {**ACCOUNTS, "logins": 800, "phases": 3, "phase_s": 6}),
+    (accounts.SHARED, {**ACCOUNTS, "parts": ["flood"], "placement": "shared", "phases": 3, "phase_s": 6}),
 ]
 QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **WINDOW}),
@@ -115,6 +132,7 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 500, **LINES}),
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 100, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 5}),
+    *[(key, {**spec, "duration": 5}) for key, spec in LOAD],
     ("capacity", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60, **CAPACITY}),
     ("churn", {**CHURN, "duration": 15, "idle": 5}),
     ("slow-without", {**SLOW, "m": 600}),
@@ -124,6 +142,8 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("idle-ws", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60, **CAPACITY, **WS}),
     (history.STORE, {"scenario": history.STORE, "events": 50_000, "rooms": 100}),
     (history.BACKLOG, {"scenario": history.BACKLOG, "joins": 300, "text_bytes": 100}),
+    (accounts.KEY, {**ACCOUNTS, "logins": 200, "phases": 2, "phase_s": 4}),
+    (accounts.SHARED, {**ACCOUNTS, "parts": ["flood"], "placement": "shared", "phases": 2, "phase_s": 4}),
 ]
 # The seed corrupts or stalls early; don't wait long for what will not come.
 SEED_LIMITS = {"deadline": 30, "idle": 3.0, "connect_timeout": 60}
@@ -205,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             if run > (slow_runs if key.startswith("slow") else runs):
                 continue
             for target in targets:
-                if not target.runs(key, spec) or (key.startswith("history-") and target.name != "chatd"):
+                if not target.runs(key, spec) or (key.startswith(OWN_SERVER) and target.name != "chatd"):
                     continue
                 if key == "capacity" and target.name not in ("chatd", "floor") and run > (args.capacity_runs or 1):
                     continue
@@ -232,14 +252,15 @@ def _one_run(
     spec = dict(spec)
     if target.name == "seed":
         spec.update(SEED_LIMITS)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{key}-{target.name}-", dir=WORK))
     record: dict[str, Any] = {"key": key, "target": target.name, "run": run}
     with LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # never two of these benches at once on one machine
         record["quiet_before_pct"] = _wait_quiet(quiet_wait)
-        if key.startswith("history-"):  # it starts its own chatd, or none
-            record.update(history.measure(key, spec), ok=True)
+        if key.startswith(OWN_SERVER):  # it starts its own chatd (in a directory of its own), or none
+            measure = accounts.measure if key.startswith(accounts.KEY) else history.measure
+            record.update({"ok": True, **measure(key, spec)})
             return record
+        workdir = Path(tempfile.mkdtemp(prefix=f"{key}-{target.name}-", dir=WORK))
         try:
             running = target.start(workdir, spec)
         except (RuntimeError, OSError) as exc:
@@ -387,6 +408,9 @@ def _summary(record: dict[str, Any]) -> str:
         "written_per_s",
         "append_cpu_us",
         "backlog_ms_per_join",
+        "logins_per_s",
+        "ping_p99_ratio",
+        "resume_per_s",
         "io_threads",
         "failed_receivers",
         "unsent",

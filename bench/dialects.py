@@ -180,11 +180,12 @@ class Registration:
         raise NotImplementedError
 
 
-CHATD_VERSIONS = (b"2 ", b"3 ")  # the `HELLO <version> ` this dialect speaks
+CHATD_VERSIONS = (b"2 ", b"3 ", b"4 ", b"5 ")  # the `HELLO <version> ` this dialect speaks (v4, v5: as a guest)
 
 
 class ChatdRegistration(Registration):
-    """Protocol v2 and v3: `HELLO 2 …` or `HELLO 3 …`, `NICK`; after the
+    """Protocol v2 to v5: `HELLO 2 …` to `HELLO 5 …` (v4 and v5 with an `ACCOUNTS` line,
+    ignored: the benchmark's clients are guests), `NICK`; after the
     nickname `WELCOME`, then per autojoin room `JOIN <room> <nick>`, `TOPIC`
     (if set), `USERS <room> …` (in v3 then the room's backlog, tagged events,
     and `HISTORY <room> <count> <more>`), and `CURRENT <room>` last. Registered
@@ -227,7 +228,7 @@ class ChatdRegistration(Registration):
         if not self.hello:
             if verb != b"HELLO" or not rest.startswith(CHATD_VERSIONS):
                 got = line[:80].decode(errors="replace")
-                raise RegistrationFailed(f"expected HELLO 2 or 3 (protocol v2 or v3), got {got!r}")
+                raise RegistrationFailed(f"expected HELLO 2 to 5 (protocol v2 to v5), got {got!r}")
             self.hello = True
         elif verb in (b"ERR", b"BYE"):
             raise RegistrationFailed(line.decode(errors="replace"))

@@ -27,9 +27,6 @@ from bench.dialects import Dialect
 from bench.receive import Receiving
 from bench.websocket import ClientWebSocket, WebSocketFailed
 
-# linux/in.h: bind() an address but leave the port to connect(), which may then
-# reuse a port towards another destination (Python 3.11 has no name for it).
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 perf_ns = time.perf_counter_ns
@@ -92,10 +89,6 @@ class Engine:
         self.watch_hits = 0
         self.on_registered: Callable[[Conn], None] = lambda conn: None
         self.on_closed: Callable[[Conn], None] = lambda conn: None
-        # Source addresses 127.0.0.1 .. 127.0.0.<sources>, client i from the
-        # (i mod sources)th: so many connections to one loopback port never run
-        # out of local ports (28,232 per source address), whatever TIME_WAIT holds.
-        self.sources = 1
 
     # -- timers and the loop ---------------------------------------------------------
 
@@ -177,6 +170,7 @@ class Conn(Receiving):
         self.registration = engine.dialect.registration(nick, privileged, room)
         # Lines as WebSocket messages, once `GET /ws` has been answered (bench/websocket.py).
         self.ws = ClientWebSocket("{}:{}".format(*engine.address)) if engine.dialect.websocket else None
+        self.source: str | None = None  # a local address to connect from (127.x.y.z: one per client)
         self.sock: socket.socket | None = None
         self.tls: ssl.SSLObject | None = None
         self._incoming = ssl.MemoryBIO()
@@ -226,9 +220,8 @@ class Conn(Receiving):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-        if self.engine.sources > 1:
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((f"127.0.0.{1 + self.index % self.engine.sources}", 0))
+        if self.source:
+            sock.bind((self.source, 0))  # the server's per-address limits and throttles see this address
         self.sock = sock
         self.fd = sock.fileno()
         self.t_connect = perf_ns()

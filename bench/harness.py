@@ -38,17 +38,14 @@ def make_context(ca: str | None) -> ssl.SSLContext:
 
 def make_engine(spec: Spec) -> Engine:
     """The engine a scenario runs its clients in, as `spec` says: where, which
-    dialect, whether to verify, whether over a WebSocket, and from how many
-    loopback addresses (`sources`, for a server on 127.0.0.1)."""
+    dialect, whether to verify, and whether over a WebSocket."""
     ca = spec.get("ca") if spec.get("verify", True) else None
     context = make_context(ca)
     dialect = DIALECTS[spec["dialect"]]
     if spec.get("websocket"):  # the target's lines over a WebSocket, as a browser connects
         dialect = DIALECTS[dialect.name + "-ws"]
         context.set_alpn_protocols(["http/1.1"])
-    engine = Engine(spec["host"], spec["port"], context, dialect)
-    engine.sources = int(spec.get("sources", 1))
-    return engine
+    return Engine(spec["host"], spec["port"], context, dialect)
 
 
 def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: float, then: Any = None) -> str:

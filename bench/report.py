@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.accounts import accounts_checks, accounts_section
 from bench.cells import (
     GEN_SATURATED,
     NOISY,
@@ -22,6 +23,7 @@ from bench.cells import (
     who,
 )
 from bench.history import history_checks, history_section
+from bench.paced import paced_checks, paced_section
 from bench.throughput import (
     FANOUT_LINES,
     fanout_checks,
@@ -84,7 +86,7 @@ def render(machine: dict[str, Any], records: list[Record]) -> str:
     out.append(table(["", ""], rows) + "\n")
     out.append(_targets_section(records, targets))
     out.append(fanout_section(records, targets))
-    out.append(_paced_section(records, targets))
+    out.append(paced_section(records, targets))
     out.append(_capacity_section(records, targets))
     out.append(_slow_section(records, targets))
     out.append(_churn_section(records, targets))
@@ -98,6 +100,9 @@ def render(machine: dict[str, Any], records: list[Record]) -> str:
     history = history_section(records)
     if history:  # likewise for runs before the history measurements
         out.append(history)
+    signins = accounts_section(records)
+    if signins:  # likewise for runs before the accounts measurements
+        out.append(signins)
     out.append(_seed_section(records))
     out.append(_flag_section(records))
     return "\n".join(out)
@@ -114,9 +119,8 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
 
     for row in fanout_checks(records):
         check(*row)
-    p99 = median(runs_of(records, "paced", "chatd"), "latency.p99_ms")
-    if p99 is not None:
-        check("paced: p99 latency", fmt(p99, 1, " ms"), "≤ 50 ms", p99 <= 50)
+    for row in paced_checks(records):
+        check(*row)
     for row in _capacity_checks(records):
         check(*row)
     without, with_ = runs_of(records, "slow-without", "chatd"), runs_of(records, "slow-with", "chatd")
@@ -170,52 +174,9 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
         check(*row)
     for row in history_checks(records):
         check(*row)
+    for row in accounts_checks(records):
+        check(*row)
     return "## chatd against its targets\n\n" + table(["check", "measured", "target", "met"], rows) + "\n"
-
-
-def _paced_section(records: list[Record], targets: list[str]) -> str:
-    rows = []
-    for target in targets:
-        group = runs_of(records, "paced", target)
-        if not group:
-            continue
-        g = group[0]
-        rows.append(
-            [
-                who(records, target),
-                f"{g.get('n')} clients, {g.get('rate')}/s, {g.get('duration')} s",
-                spread(group, "latency.p50_ms", 2),
-                spread(group, "latency.p99_ms", 2),
-                spread(group, "latency.max_ms", 2),
-                f"{fmt(median(group, 'lost'))} / {fmt(median(group, 'corrupt'))}",
-                fmt(median(group, "send_late_max_ms"), 1),
-                fmt(median(group, "server_cpu_pct")),
-                fmt(median(group, "other_cpu_pct")),
-                flags_of(group),
-            ]
-        )
-    if not rows:
-        return ""
-    return (
-        "## 2. Paced\n\nEvery client sends in turn, open loop, at a fixed total rate; everyone "
-        "receives everything.\n\n"
-        + table(
-            [
-                "target",
-                "load",
-                "p50 ms",
-                "p99 ms",
-                "max ms",
-                "lost / corrupt",
-                "generator late max ms",
-                "server CPU%",
-                "others' CPU%",
-                "flags",
-            ],
-            rows,
-        )
-        + "\n"
-    )
 
 
 def _capacity_checks(records: list[Record]) -> list[tuple[str, str, str, bool | None]]:

@@ -149,7 +149,10 @@ def _check_nonreader(engine: Engine, conn: Conn) -> dict[str, Any]:
 # -- paced ----------------------------------------------------------------------------------
 
 
-def paced(spec: Spec) -> dict[str, Any]:
+def paced(spec: Spec, meter: type[Meter] = Meter) -> dict[str, Any]:
+    """Every client sends in turn, open loop, `rate` messages per second in
+    all for `duration` seconds; `meter` measures from the first send to the
+    last delivery (bench/callgrind.py passes one that counts instructions)."""
     n, rate, duration = spec["n"], spec["rate"], spec["duration"]
     samples = spec.get("samples", 5)
     engine = make_engine(spec)
@@ -189,10 +192,12 @@ def paced(spec: Spec) -> dict[str, Any]:
             engine.call_at(start + i * interval, tick)
 
     engine.call_at(start, tick)
-    meter = Meter(server)
+    measuring = meter(server)
+    cpu0 = server.cpu()
     t_start = perf_ns()
     outcome = engine.run(lambda: engine.finished >= engine.finishers, duration + spec.get("drain", 10))
-    cpu = meter.result()
+    server_cpu_s = server.cpu() - cpu0
+    cpu = measuring.result()
     elapsed = (perf_ns() - t_start) / 1e9
     delivered = sum(c.count for c in conns)
     expected = sum(c.expected for c in conns)
@@ -211,6 +216,10 @@ def paced(spec: Spec) -> dict[str, Any]:
         "failed_receivers": engine.failed_receivers,
         "send_late_max_ms": round(state["late_max"] * 1000, 2),
         "latency": percentiles(latencies),
+        # What a delivery cost the server, whatever else the machine ran: its
+        # CPU time (all threads, from /proc) over the lines delivered.
+        "server_cpu_s": round(server_cpu_s, 3),
+        "server_us_per_delivery": round(1e6 * server_cpu_s / delivered, 3) if delivered else None,
         "errors": dict(engine.errors.most_common(8)),
         "tls": tls_info(conns),
         **cpu,
@@ -234,8 +243,11 @@ def capacity(spec: Spec) -> dict[str, Any]:
     server = Proc(spec.get("server_pid"))
     two_phase = engine.dialect.kind != "seed"
     conns = [Conn(engine, i, nick(i)) for i in range(clients)]
+    sources = spec.get("sources", 0)
     for conn in conns:
         conn.hold = two_phase
+        if sources:  # 127.0.0.1 .. 127.0.0.<sources>: local ports never run short
+            conn.source = f"127.0.0.{1 + conn.index % sources}"
 
     def drain(buf: bytearray | bytes, n: int) -> None:
         engine.received_total += buf.count(b"\n", 0, n)

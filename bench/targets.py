@@ -258,6 +258,7 @@ def chatd_config(
     tuned: bool = False,
     source: Path = CHATD_YAML,
     metrics: bool = True,
+    write_interval_ms: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """config/chatd.yaml as users get it, with what a benchmark must change.
 
@@ -268,7 +269,7 @@ def chatd_config(
     running here, nor another target's), or are turned off (`metrics=False`).
     `limits.max_clients` is raised only for a scenario that holds more
     connections than the default allows (capacity). `io_threads` is the
-    file's unless a variant sets it. `tuned` restores the settings every
+    file's unless a variant sets it, and so is `write_interval_ms`. `tuned` restores the settings every
     chatd run used before (one I/O thread, 8 MiB send queues but in the
     slow-consumer scenario, a 600 s registration window), for a labelled
     comparison row. `source` is the file (a baseline tree has its own).
@@ -286,6 +287,8 @@ def chatd_config(
         changes["register_timeout"] = 1800
     if io_threads is not None:
         changes["io_threads"] = io_threads
+    if write_interval_ms is not None:
+        changes["write_interval_ms"] = write_interval_ms
     if tuned:
         changes.update(
             io_threads=1,
@@ -294,7 +297,7 @@ def chatd_config(
             send_queue_bytes=98304 if spec["scenario"] == "slow" else 8 * 1024 * 1024,
         )
     for key, value in changes.items():
-        (config["server"] if key == "io_threads" else limits)[key] = value
+        (config["server"] if key in ("io_threads", "write_interval_ms") else limits)[key] = value
     config["server"].update(host="127.0.0.1", port=0)
     config["tls"].update(cert=str(certs.cert), key=str(certs.key))
     config["log"]["format"] = "json"
@@ -329,14 +332,20 @@ class ChatdTarget(Target):
         keys: tuple[str, ...] | None = None,
         history: bool = True,
         metrics: bool = True,
+        accounts: bool = True,
+        control: bool = False,
+        write_interval_ms: float | None = None,
     ) -> None:
         super().__init__(certs)
         self.name = name
+        self.write_interval_ms = write_interval_ms  # None: the file's
         self.io_threads = io_threads
         self.tuned = tuned
         self.history = history  # False: history.enabled false, for "history on vs off"
         self.keys = keys
         self.metrics = metrics
+        self.accounts = accounts  # False: accounts.enabled false, for "accounts on vs off"
+        self.control = control  # the control socket on, as `<workdir>/chatd.sock` (bench/accounts.py)
         if io_threads is not None and not tuned:
             self.placement = "shared"
 
@@ -380,10 +389,16 @@ class ChatdTarget(Target):
             tuned=self.tuned,
             source=self.tree / "config" / "chatd.yaml",
             metrics=self.metrics,
+            write_interval_ms=self.write_interval_ms,
         )
         if not self.history:
             config.setdefault("history", {})["enabled"] = False
             changes["history.enabled"] = False
+        if not self.accounts:
+            config.setdefault("accounts", {})["enabled"] = False
+            changes["accounts.enabled"] = False
+        if self.control:
+            config["control"]["socket"] = str(workdir / "chatd.sock")
         path = workdir / "chatd.yaml"
         path.write_text(yaml.safe_dump(config))
         log = workdir / "chatd.log"
@@ -591,6 +606,9 @@ class FloorTarget(Target):
 
 # The io_threads comparison: fan-out as people send, paced, capacity and churn.
 IO_KEYS = ("fanout-lines", "paced", "capacity", "churn")
+# The write interval compared (issue 25): paced load, where it saves most, and
+# fan-out to 50 (the flood of the latency check), where turns coalesce by themselves.
+INTERVAL_KEYS = ("load", "paced", "fanout-lines", "fanout-50")
 
 TARGETS: dict[str, Callable[[Certs], Target]] = {
     "chatd": ChatdTarget,
@@ -605,5 +623,11 @@ TARGETS: dict[str, Callable[[Certs], Target]] = {
     # Metrics off, beside `chatd` (on, and scraped): "fan-out with metrics on ≥ 0.97× off".
     "chatd-nometrics": functools.partial(ChatdTarget, name="chatd-nometrics", metrics=False, keys=("fanout",)),
     "chatd-before": ChatdBeforeTarget,
+    **{
+        f"chatd-wi{ms}": functools.partial(ChatdTarget, name=f"chatd-wi{ms}", write_interval_ms=ms, keys=INTERVAL_KEYS)
+        for ms in (0, 1, 2, 5, 10)
+    },
     "chatd-nohistory": functools.partial(ChatdTarget, name="chatd-nohistory", history=False, keys=("fanout", "rooms")),
+    # Accounts off, beside `chatd` (on): "fan-out with accounts enabled ≥ 0.97× disabled" (issue 21).
+    "chatd-noaccounts": functools.partial(ChatdTarget, name="chatd-noaccounts", accounts=False, keys=("fanout",)),
 }

@@ -25,6 +25,10 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "kick": ("chatctl.control", "disconnect a client (control socket)"),
     "broadcast": ("chatctl.control", "send an INFO line to everyone (control socket)"),
     "reload": ("chatctl.control", "reload the daemon's configuration (control socket)"),
+    "user": ("chatctl.accounts", "add, change, disable, delete and list accounts (control socket)"),
+    "invite": ("chatctl.accounts", "create, list and revoke invite codes (control socket)"),
+    "ban": ("chatctl.accounts", "ban and unban addresses and networks (control socket)"),
+    "room": ("chatctl.room", "registered rooms: owners, roles, flags, bans (control socket)"),
     "history": ("chatctl.export", "export a room's stored history (reads chatd's database)"),
 }
 

@@ -9,6 +9,12 @@ prompt_toolkit is slow to import. Both modes keep what the server told them
 in a `ClientState` (chatctl/state.py). The interactive one reconnects by
 itself after a lost connection; script mode only with `--reconnect`
 (docs/client.md, "Reconnecting in script mode", says why).
+
+With `--login ACCOUNT` (or `--register ACCOUNT`) the session signs in to an
+account instead of taking a nickname (chatctl/signin.py); the password is
+asked for here, before connecting, or read from `--password-file`, and the
+token that brings the client back is kept in a 0600 file
+(chatctl/credentials.py; docs/client.md, "Signing in").
 """
 
 from __future__ import annotations
@@ -17,10 +23,20 @@ import argparse
 import ipaddress
 import re
 import sys
+from pathlib import Path
 from typing import Final
 
 from chatctl.connection import Address, ClientError, Dialer, Exit, LineChannel, client_context
+from chatctl.credentials import (
+    CredentialError,
+    Login,
+    TokenFile,
+    ask_password,
+    read_password_file,
+    refuse_password_option,
+)
 from chatctl.script import ScriptMode, report
+from chatctl.signin import SignIn
 
 DEFAULT_PORT: Final = 7443
 DEFAULT_TIMEOUT: Final = 10.0
@@ -36,7 +52,8 @@ exit status:
     4  TLS verification failed (server certificate not trusted or for
        another name, or the server refused our client certificate)
     5  not a TLS server, or the TLS handshake failed (wrong port?)
-    6  nickname refused (taken or invalid; in script mode)
+    6  nickname refused (taken or invalid; in script mode), or signing
+       in refused (wrong password, token refused with no password at hand)
     7  the server dropped the connection (kicked, shutdown, ...), or you
        stopped reconnecting with Ctrl-C
   130  interrupted (Ctrl-C in script mode)
@@ -113,7 +130,25 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         metavar="HOST[:PORT]",
         help=f"the chatd server; the port defaults to {DEFAULT_PORT}; IPv6 as [::1]:{DEFAULT_PORT}",
     )
-    parser.add_argument("--nick", help="your nickname (required in script mode; asked for when interactive)")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--nick", help="your nickname (required in script mode; asked for when interactive)")
+    who.add_argument(
+        "--login",
+        metavar="ACCOUNT",
+        help="sign in to this account: its password is asked for (no echo) or read from --password-file; "
+        "a token kept in ~/.config/chatctl/tokens/ signs in again without it",
+    )
+    who.add_argument(
+        "--register", metavar="ACCOUNT", help="register this account (with --invite CODE if the server needs one)"
+    )
+    parser.add_argument("--invite", metavar="CODE", help="the invite code for --register")
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="PATH",
+        help="script mode: the password, on the first line of a file only you can read (chmod 600)",
+    )
+    refuse_password_option(parser, "type it when asked, or use --password-file in script mode")
     parser.add_argument(
         "--ca",
         metavar="FILE",
@@ -146,18 +181,53 @@ def run(args: argparse.Namespace) -> int:
     """Run `chatctl connect`; returns the exit status."""
     interactive = not args.raw and sys.stdin.isatty() and sys.stdout.isatty()
     try:
-        nick = _check_nick(args.nick, required=not interactive)
+        login = _login(args)
+        nick = _check_nick(args.nick, required=not interactive and login is None)
         dialer = Dialer(args.address, client_context(args.ca, args.cert, args.key), args.timeout)
         sock = dialer.connect()
         reconnect = interactive if args.reconnect is None else args.reconnect
         if interactive:
             from chatctl.interactive import run_interactive  # prompt_toolkit only when needed
 
-            return run_interactive(sock, nick, dialer if reconnect else None)
-        return ScriptMode(LineChannel(sock), nick or "", dialer=dialer if reconnect else None).run()
+            return run_interactive(sock, nick, dialer if reconnect else None, login)
+        return ScriptMode(LineChannel(sock), nick or "", dialer=dialer if reconnect else None, login=login).run()
     except ClientError as exc:
         report(exc.message)
         return int(exc.status)
+
+
+def _login(args: argparse.Namespace) -> Login | None:
+    """The account of `--login`/`--register`, with its kept token and its
+    password (asked for now when there is no token, or read from
+    `--password-file`); None without either option.
+
+    Raises:
+        ClientError: usage errors, and a password that cannot be had (status 2).
+    """
+    account = args.login or args.register
+    if account is None:
+        for option, value in (("--invite", args.invite), ("--password-file", args.password_file)):
+            if value is not None:
+                raise ClientError(Exit.USAGE, f"{option} goes with --login or --register")
+        return None
+    option = "--login" if args.login else "--register"
+    if args.invite is not None and args.register is None:
+        raise ClientError(Exit.USAGE, "--invite goes with --register (--login signs in to an account that exists)")
+    if not _NICK.fullmatch(account):
+        raise ClientError(Exit.USAGE, f"{option} {account!r}: account names are nicknames: letters, digits, _ and -")
+    try:
+        tokens = TokenFile(str(args.address), account)
+        token = tokens.load()
+        password = None
+        if args.password_file is not None:
+            password = read_password_file(args.password_file)  # also when a token is kept: its mode is checked now
+        elif token is None:
+            password = ask_password(f"password for {account}: ", confirm=args.register is not None)
+    except CredentialError as exc:
+        hint = "; in script mode pass --password-file PATH" if "no terminal" in str(exc) else ""
+        raise ClientError(Exit.USAGE, f"{exc}{hint}") from None
+    invite = (args.invite or "*") if args.register else None
+    return Login(SignIn(account, password=password, token=token, invite=invite), tokens, args.password_file)
 
 
 def _check_nick(nick: str | None, required: bool) -> str | None:

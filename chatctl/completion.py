@@ -3,8 +3,8 @@
 `complete()` looks at the input line up to the cursor and at a `ClientState`
 and returns the word being completed and what it may be replaced with:
 nicknames (the current room's members first), room names (after `/join`,
-`/part`, `/msg`, `/topic`, `/who`, `/history`, or for a word that starts
-with `#`) and
+`/part`, `/msg`, `/topic`, `/who`, `/history`, the room commands such as
+`/op` and `/kick`, or for a word that starts with `#`) and
 command names. chatctl/interactive.py wraps it in a prompt_toolkit
 `Completer`; nothing here imports prompt_toolkit.
 """
@@ -16,21 +16,34 @@ from typing import Final
 from chatctl.state import ClientState, is_room
 
 COMMANDS: Final = (
+    "/ban",
+    "/bans",
+    "/deop",
+    "/devoice",
     "/help",
     "/history",
+    "/invite",
     "/join",
+    "/kick",
     "/me",
     "/msg",
     "/nick",
+    "/op",
     "/part",
     "/ping",
     "/quit",
+    "/room",
     "/rooms",
     "/topic",
+    "/unban",
+    "/voice",
     "/who",
 )
 # Commands whose first argument is a room (docs/protocol.md, "After registration").
-ROOM_COMMANDS: Final = frozenset({"/join", "/part", "/msg", "/topic", "/who", "/history"})
+ROOM_COMMANDS: Final = frozenset(
+    {"/join", "/part", "/msg", "/topic", "/who", "/history"}
+    | {"/room", "/op", "/deop", "/voice", "/devoice", "/kick", "/ban", "/unban", "/bans", "/invite"}
+)
 
 
 def complete(state: ClientState, before_cursor: str) -> tuple[str, list[str]]:

@@ -355,6 +355,8 @@ def bye_outcome(reason: str) -> Outcome:
     code, _, text = sanitize(reason).partition(" ")
     if code == "quit":
         return Outcome(Exit.OK)
+    if code == "logout":
+        return Outcome(Exit.OK, "signed out")
     words = BYE_WORDS.get(code, code or "no reason given")
     detail = f" ({text})" if text else ""
     if code == "nick_failed":
@@ -365,6 +367,9 @@ def bye_outcome(reason: str) -> Outcome:
         "too_many_connections": "; close another session first",
         "throttled": "; wait a minute before reconnecting",
         "register_timeout": "; connect again and answer the nickname prompt",
+        # Not reconnecting: two clients that each took the account back would
+        # replace each other for ever (docs/client.md, "Signing in").
+        "replaced": " (on another connection); not reconnecting, so that the two do not keep taking turns",
     }.get(code, "")
     return Outcome(Exit.DROPPED, f"the server closed the connection: {words}{detail}{hint}")
 

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from chatctl.render import sanitize
-from chatd.config import default_config_path, load_config
+from chatd.config import Config, default_config_path, load_config
 from chatd.errors import ConfigError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PERMISSION = 0, 1, 2, 3, 4
 TOPIC_WIDTH = 40  # `chatctl rooms` cuts longer topics (--json has them whole)
+EPILOG = "exit status: 0 ok, 1 refused by the daemon, 2 usage, 3 no daemon, 4 permissions"
 
 
 class ControlError(Exception):
@@ -34,24 +35,34 @@ class ControlError(Exception):
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--config", type=Path, help=f"chatd's YAML file (default: {default_config_path()})")
-    where.add_argument("--socket", type=Path, help="the control socket itself, instead of --config")
-    parser.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
-    parser.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to wait (default 10)")
+    add_socket_arguments(parser)
     if name == "kick":
         parser.add_argument("nick")
         parser.add_argument("reason", nargs="*", help="shown to everyone")
     elif name == "broadcast":
         parser.add_argument("text", nargs="+", help="sent to everyone as an INFO line")
-    parser.epilog = "exit status: 0 ok, 1 refused by the daemon, 2 usage, 3 no daemon, 4 permissions"
+    parser.epilog = EPILOG
+
+
+def add_socket_arguments(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """`--config`/`--socket`, `--json` and `--timeout`, which every operator command takes.
+
+    `suppress`: for a parser below one that has them already (`chatctl user
+    add`): an option given there overrides, one not given leaves the upper
+    parser's value alone (argparse would otherwise put its default back).
+    """
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help=f"chatd's YAML file (default: {default_config_path()})", **unset)
+    where.add_argument("--socket", type=Path, help="the control socket itself, instead of --config", **unset)
+    parser.add_argument("--json", action="store_true", help="print the daemon's answer as JSON", **unset)
+    timeout: dict[str, Any] = unset or {"default": 10.0}
+    parser.add_argument("--timeout", type=_seconds, help="seconds to wait (default 10)", **timeout)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        path = _socket_path(args)
-        _check_permissions(path)
-        reply = request(path, _build_request(args), args.timeout)
+        reply = request(locate(args, operator_config(args)), _build_request(args), args.timeout)
     except ControlError as exc:
         sys.stderr.write(f"chatctl: {exc}\n")
         return exc.status
@@ -96,14 +107,35 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
     return reply
 
 
-def _socket_path(args: argparse.Namespace) -> Path:
+def locate(args: argparse.Namespace, config: Config | None) -> Path:
+    """The control socket of `--socket`, or of `config` (`operator_config()`),
+    once its permissions are checked.
+
+    Raises:
+        ControlError: no socket in the config or there, or one that is not safe to use.
+    """
+    path = _socket_path(args, config)
+    _check_permissions(path)
+    return path
+
+
+def operator_config(args: argparse.Namespace) -> Config | None:
+    """The daemon's config named by `--config` (or the default one); None with `--socket`.
+
+    Raises:
+        ControlError: the config cannot be read (status 2).
+    """
     if args.socket:
-        return Path(args.socket)
-    config_path = args.config or default_config_path()
+        return None
     try:
-        config = load_config(config_path, check_files=False)
+        return load_config(args.config or default_config_path(), check_files=False)
     except ConfigError as exc:
         raise ControlError(f"config error: {exc}", EXIT_USAGE) from exc
+
+
+def _socket_path(args: argparse.Namespace, config: Config | None) -> Path:
+    if config is None:
+        return Path(args.socket)
     if config.control.socket is None:
         raise ControlError(
             f"{config.path}: control.socket is not set, so chatd has no control socket; set it and restart chatd",

@@ -31,6 +31,12 @@ with the same nickname, the session rejoins the rooms, restores the current
 room, and each room catches up exactly on what was said meanwhile, so that
 every event is shown once, in order.
 
+With `--login` (chatctl/signin.py) the session signs in instead of taking a
+nickname; when it needs a password (a kept token was refused, or a password
+was wrong), the prompt turns into `password for alice:` and shows nothing
+of what is typed, which stays out of the input history. Its token is kept
+in its file (chatctl/credentials.py) with a notice saying where.
+
 This module and chatctl/terminal.py import prompt_toolkit at the top;
 chatctl/client.py imports this one only when an interactive session starts.
 """
@@ -48,11 +54,26 @@ from typing import Concatenate, Final, ParamSpec
 from prompt_toolkit.formatted_text import FormattedText
 
 from chatctl.connection import QUIT_TIMEOUT, ClientError, Dialer, Exit, LineChannel, Outcome
+from chatctl.credentials import CredentialError, Login
 from chatctl.link import Link
 from chatctl.pager import Entry, ScrollBack
-from chatctl.render import Fragments, line_time, render_day, render_line, render_notice, render_status, sanitize
-from chatctl.session import Action, CaughtUp, Ended, Incomplete, NickNeeded, Page, Send, Session, Shown
+from chatctl.render import Fragments, line_time, render_day, render_line, render_notice, sanitize
+from chatctl.roles import mark
+from chatctl.session import (
+    Action,
+    CaughtUp,
+    Ended,
+    Incomplete,
+    KeepToken,
+    NickNeeded,
+    Page,
+    PasswordNeeded,
+    Send,
+    Session,
+    Shown,
+)
 from chatctl.state import line_room, split_line
+from chatctl.status import render_status
 from chatctl.terminal import ESCAPE_TIMEOUT, KEYS_HELP, Terminal
 
 _NICK_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -62,21 +83,27 @@ COMMANDS_HELP: Final = (
     "/join <#room>   /part [#room]   /msg <#room|nick> <text>   /topic [#room] [text]   /rooms",
     "/me <text>   /who [#room]   /nick <new>   /ping   /quit [text]   /help",
     "/history <#room|nick> [before|after <id>] [limit]",
+    "rooms with owners: /room register|drop <#room>   /room <#room> [<flag> on|off | owner <nick>]",
+    "/op /deop /voice /devoice <#room> <nick>   /kick <#room> <nick> [why]   /invite <#room> <nick>",
+    "/ban <#room> <nick|account:name|ip/cidr> [why]   /unban <#room> <mask>   /bans <#room>",
 )
 
 
-def run_interactive(sock: ssl.SSLSocket, nick: str | None, dialer: Dialer | None = None) -> int:
+def run_interactive(
+    sock: ssl.SSLSocket, nick: str | None, dialer: Dialer | None = None, login: Login | None = None
+) -> int:
     """Chat on the terminal until /quit, Ctrl-D, Ctrl-C or the server's BYE.
 
     Args:
         sock: a connected, verified, non-blocking TLS socket.
         nick: the nickname to register with; None asks the user when the server asks.
         dialer: how to connect again when the connection is lost; None: don't.
+        login: the account to sign in to (`--login`); None: register `nick`.
 
     Returns:
         The exit status (see chatctl/client.py `Exit`).
     """
-    chat = _Chat(LineChannel(sock), nick, dialer)
+    chat = _Chat(LineChannel(sock), nick, dialer, login)
     try:
         outcome = asyncio.run(chat.run())
     finally:
@@ -107,8 +134,9 @@ class _Chat:
     """The chat on the terminal: `Link` calls its `on_*` methods (chatctl/link.py
     `Handler`), the `Terminal` its `Controls` (chatctl/terminal.py)."""
 
-    def __init__(self, channel: LineChannel, nick: str | None, dialer: Dialer | None) -> None:
-        self.session = Session(nick, reconnect=dialer is not None)
+    def __init__(self, channel: LineChannel, nick: str | None, dialer: Dialer | None, login: Login | None) -> None:
+        self.login = login
+        self.session = Session(nick, reconnect=dialer is not None, signin=login.signin if login else None)
         self.state = self.session.state
         self.link = Link(self, channel, dialer, self.session.attempts)
         self.terminal = Terminal(self, self.state)
@@ -211,7 +239,8 @@ class _Chat:
     def on_connected(self) -> None:
         channel = self.link.channel
         peer = channel.peer if channel is not None else "the server"
-        self._notice(f"connected to {peer} again; registering as {self.session.nick}")
+        who = f"signing in as {self.login.signin.account}" if self.login else f"registering as {self.session.nick}"
+        self._notice(f"connected to {peer} again; {who}")
         self.terminal.redraw()
 
     def on_gave_up(self, error: ClientError) -> None:
@@ -242,6 +271,10 @@ class _Chat:
                     fragments += _notice(f"{room}: could not fetch everything said meanwhile", now)
                 case NickNeeded():
                     fragments += self._ask_nick(now)
+                case PasswordNeeded(account):
+                    fragments += _notice(f"type the password for {account} (it is not shown)", now)
+                case KeepToken(token, expires):
+                    fragments += self._keep(token, expires, now)
                 case Ended(outcome):
                     self._finish(outcome)
         return fragments
@@ -258,7 +291,7 @@ class _Chat:
         if self._last_day is not None and day != self._last_day:
             fragments += _lines(render_day(day))
         self._last_day = day
-        return fragments + _lines(render_line(line, own, now, current))
+        return fragments + _lines(render_line(line, own, now, current, self.state.role))
 
     def _ask_nick(self, now: datetime) -> Fragments:
         nick = self.session.nick
@@ -268,17 +301,29 @@ class _Chat:
             f"type {nick} again to retry, or choose another nickname", now
         )
 
+    def _keep(self, token: str | None, expires: str, now: datetime) -> Fragments:
+        assert self.login is not None
+        try:
+            notice = self.login.keep(token, expires)
+        except CredentialError as exc:
+            notice = f"{exc}; signing in again will need the password"
+        return _notice(notice, now) if notice else []
+
     def _notice(self, text: str) -> None:
         self.terminal.show(_notice(text, datetime.now()))
 
     # -- what the terminal asks (chatctl/terminal.py `Controls`) -------------------
 
     def prompt(self) -> FormattedText:
+        if self.session.needs_password and self.login is not None:
+            return FormattedText([("class:prompt", f"password for {self.login.signin.account}: ")])
         if self.session.needs_nick:
             return FormattedText([("class:prompt", "nickname: ")])
         nick = self.state.nick or self.session.nick or ""
-        room = [("class:prompt.room", f"[{sanitize(self.state.current)}] ")] if self.state.current else []
-        return FormattedText([*room, ("class:prompt.own", nick), ("class:prompt", "> ")])
+        current = self.state.current
+        room = [("class:prompt.room", f"[{sanitize(current)}] ")] if current else []
+        own = mark(self.state.role(current, nick)) if current else ""  # @ or + in a registered room
+        return FormattedText([*room, ("class:prompt.own", own + nick), ("class:prompt", "> ")])
 
     def status(self, width: int) -> FormattedText:
         if self.link.waiting:
@@ -286,6 +331,9 @@ class _Chat:
                 [("class:status-unread", f" not connected: reconnecting (attempt {self.link.attempt})")]
             )
         return FormattedText(render_status(self.state, width))
+
+    def secret(self) -> bool:
+        return self.session.needs_password
 
     def covered(self) -> bool:
         return self.scrollback.is_open
@@ -312,6 +360,10 @@ class _Chat:
     def submit(self, text: str) -> bool:
         """Returns False when the line could not be sent (and the input should stay)."""
         now = datetime.now()
+        if self.session.needs_password:
+            if text:  # as typed: a passphrase may begin or end with a space
+                self._send(self.session.offer_password(text))
+            return True
         if self.session.needs_nick:
             nick = text.strip()
             if nick and not set(nick) <= _NICK_CHARS:

@@ -6,9 +6,11 @@ into a list of `(style, text)` fragments, the shape prompt_toolkit calls
 for terminals without colour. A line from a room other than the current one
 starts with the room's name. An event shows the time its `time` tag gives
 (in local time), and one tagged `history` is drawn in grey throughout
-(`class:history`); `render_day()` is the separator shown when the day changes. `render_status()` is the status line: the
-current room, your other rooms with their unread counts, the topic. Lines of
-a v1 server (no room argument) are shown too. Nothing here imports
+(`class:history`); `render_day()` is the separator shown when the day
+changes. In a registered room a message's author is marked `@` (op, owner)
+or `+` (voice) when `render_line` is told roles; the lines about roles are
+chatctl/roles.py's. The status line is chatctl/status.py's. Lines of a v1
+server (no room argument) are shown too. Nothing here imports
 prompt_toolkit, so the module is cheap to import and easy to test; `STYLE` is
 plain data that chatctl/interactive.py turns into a prompt_toolkit `Style`.
 
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Final, TypeAlias
 
+from chatctl.roles import mark, render_moderation
 from chatctl.state import (
+    MODERATION_VERBS,
     ROOM_VERBS,
-    ClientState,
     is_room,
     line_room,
     line_tags,
@@ -37,6 +41,7 @@ from chatctl.state import (
 
 Fragment: TypeAlias = tuple[str, str]
 Fragments: TypeAlias = list[Fragment]
+Roles: TypeAlias = Callable[[str, str], str]  # (room, nick) -> its role there (ClientState.role)
 
 # Class names used in the fragments; chatctl/interactive.py maps them to colours.
 STYLE: Final[dict[str, str]] = {
@@ -78,6 +83,9 @@ _LEAVE_WORDS: Final[dict[str, str]] = {
     "write_timeout": "was disconnected (stopped reading)",
     "flood": "was disconnected for flooding",
     "too_many_errors": "was disconnected after too many errors",
+    "replaced": "signed in elsewhere",
+    "logout": "signed out",
+    "banned": "was banned",
 }
 
 # What BYE <code> means for the person who receives it.
@@ -94,6 +102,9 @@ BYE_WORDS: Final[dict[str, str]] = {
     "server_full": "the server is full",
     "too_many_connections": "too many connections from your address",
     "throttled": "too many connections from your address in the last minute",
+    "replaced": "your account signed in elsewhere",
+    "logout": "you signed out",
+    "banned": "banned by an operator",
 }
 
 
@@ -121,7 +132,9 @@ def sanitize(text: str) -> str:
     return "".join(out)
 
 
-def render_line(line: str, own_nick: str, now: datetime, current: str | None = None) -> Fragments:
+def render_line(
+    line: str, own_nick: str, now: datetime, current: str | None = None, roles: Roles | None = None
+) -> Fragments:
     """One server line as styled fragments, prefixed with the time as HH:MM.
 
     Args:
@@ -131,11 +144,13 @@ def render_line(line: str, own_nick: str, now: datetime, current: str | None = N
         now: when the line arrived.
         current: the current room; a line from any other room (or from any
             room, when this is None) starts with that room's name.
+        roles: who holds which role where, for the `@` and `+` before the
+            author of a live message.
     """
     tags = line_tags(line)
     line = sanitize(line.removesuffix("\r"))
     verb, rest = split_line(line)
-    body = _render_body(verb, rest, own_nick)
+    body = _render_body(verb, rest, own_nick, roles if not tags.history else None)
     if body is None:
         body = [("class:unknown", line)]
         room = None
@@ -174,8 +189,8 @@ def _prefix_room(verb: str, rest: str, own: str, current: str | None) -> str | N
     """The room to name before the line: its room, unless that is the current
     one, or the line itself names it (your own JOIN and PART)."""
     room = line_room(verb, rest)
-    if room is None or (current is not None and room_key(room) == room_key(current)):
-        return None
+    if room is None or verb in MODERATION_VERBS or (current is not None and room_key(room) == room_key(current)):
+        return None  # (the lines of chatctl/roles.py name their room themselves)
     nick = rest.split(" ", 2)[1] if rest.count(" ") >= 1 else ""
     if verb in ("JOIN", "PART") and own and same_nick(nick, own):
         return None
@@ -191,7 +206,7 @@ def render_notice(text: str, now: datetime) -> Fragments:
     return [("class:time", now.strftime("%H:%M")), ("", " "), ("class:local", f"-- {sanitize(text)}")]
 
 
-def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
+def _render_body(verb: str, rest: str, own: str, roles: Roles | None = None) -> Fragments | None:
     """The fragments after the time, or None for a line this client doesn't understand.
 
     Room lines come in two shapes: v2's, with the room first (`MSG #lobby alice
@@ -201,7 +216,9 @@ def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
     args = rest.split(" ")
     in_room = is_room(args[0])
     if in_room and verb in ROOM_VERBS:
-        return _render_room_line(verb, args[0], rest.partition(" ")[2], own)
+        return _render_room_line(verb, args[0], rest.partition(" ")[2], own, roles)
+    if in_room and verb in MODERATION_VERBS:
+        return render_moderation(verb, args[0], rest.partition(" ")[2], own)
     if verb == "MSG" and len(args) >= 2:
         nick, text = rest.split(" ", 1)
         return _message(nick, text, own)
@@ -256,6 +273,10 @@ def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
     if verb == "HELLO" and len(args) >= 2:
         version, text = rest.split(" ", 1)
         return [("class:info", f"-!- {text} (protocol version {version})")]
+    if verb == "ACCOUNTS":  # docs/protocol.md "Accounts": keys unknown here are left out
+        keys = dict(item.partition("=")[::2] for item in args)
+        modes = f"registration {keys.get('registration', '?')}, guests {keys.get('guests', '?')}"
+        return [("class:info", f"-!- this server has accounts ({sanitize(modes)})")]
     if verb == "NICK" and not rest:
         return [("class:info", "-!- the server asks for a nickname")]
     if verb == "ERR" and rest:
@@ -270,16 +291,17 @@ def _render_body(verb: str, rest: str, own: str) -> Fragments | None:
     return None
 
 
-def _render_room_line(verb: str, room: str, rest: str, own: str) -> Fragments | None:
+def _render_room_line(verb: str, room: str, rest: str, own: str, roles: Roles | None) -> Fragments | None:
     """A v2 room line after its room: `rest` is what follows the room name."""
     nick, _, text = rest.partition(" ")
     if not nick and verb != "USERS":
         return None
     you = bool(own) and same_nick(nick, own)
+    marked = mark(roles(room, nick)) if roles is not None else ""
     if verb == "MSG":
-        return _message(nick, text, own)
+        return _message(nick, text, own, marked)
     if verb == "ACTION":
-        return _action(nick, text, own)
+        return _action(nick, text, own, marked)
     if verb == "JOIN":
         if text:
             return None
@@ -302,9 +324,9 @@ def _render_room_line(verb: str, room: str, rest: str, own: str) -> Fragments | 
     return _users(rest.split(" "), "here", own)
 
 
-def _message(nick: str, text: str, own: str) -> Fragments:
+def _message(nick: str, text: str, own: str, marked: str = "") -> Fragments:
     return [
-        ("class:nick", "<"),
+        ("class:nick", "<" + marked),
         (_nick_style(nick, own), nick),
         ("class:nick", ">"),
         ("", " "),
@@ -312,9 +334,9 @@ def _message(nick: str, text: str, own: str) -> Fragments:
     ]
 
 
-def _action(nick: str, text: str, own: str) -> Fragments:
+def _action(nick: str, text: str, own: str, marked: str = "") -> Fragments:
     return [
-        ("class:action", "* "),
+        ("class:action", "* " + marked),
         (_nick_style(nick, own, "class:action"), nick),
         ("class:action", " "),
         *_text(text, own, "class:action"),
@@ -359,38 +381,4 @@ def _text(text: str, own: str, style: str) -> Fragments:
         position = match.end()
     if position < len(text) or not fragments:
         fragments.append((style, text[position:]))
-    return fragments
-
-
-def render_status(state: ClientState, width: int) -> Fragments:
-    """The status line: `[#current] #other(3) #quiet | the current room's topic`.
-
-    Rooms are in the order you joined them; a number after a room counts the
-    messages there since it was last the current room. The topic comes last,
-    cut to fit `width` (left out when too little room is left for it).
-    """
-    if state.version == 1:
-        return [("class:status", " a protocol v1 server: one conversation, no rooms")]
-    if not state.registered:
-        return [("class:status", " not registered yet")]
-    current = state.current_room
-    fragments: Fragments = []
-    if current is None:
-        fragments.append(("class:status-current", "[no room]"))
-    for room in state.rooms.values():
-        if fragments:
-            fragments.append(("class:status", " "))
-        if room is current:
-            fragments.append(("class:status-current", f"[{sanitize(room.name)}]"))
-        elif room.unread:
-            fragments.append(("class:status-unread", f"{sanitize(room.name)}({room.unread})"))
-        else:
-            fragments.append(("class:status", sanitize(room.name)))
-    fragments.insert(0, ("class:status", " "))
-    topic = sanitize(current.topic) if current is not None else ""
-    room_left = width - len(plain(fragments)) - len(" | ")
-    if topic and room_left >= 8:
-        if len(topic) > room_left:
-            topic = topic[: room_left - 1] + "…"
-        fragments += [("class:status", " | "), ("class:status-topic", topic)]
     return fragments

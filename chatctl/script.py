@@ -16,6 +16,12 @@ each once: an event already printed is not printed again, and the replies to
 the client's own `/history` requests end without their `HISTORY` line.
 Without it the output is exactly the server's lines.
 
+With `--login` the session signs in (chatctl/signin.py): the password comes
+from `--password-file` (read again when a kept token is refused), a refusal
+ends the run with status 6, the token is kept in its file, and these
+notices go to stderr. The `TOKEN` line that answers chatctl's own
+`/remember` is never printed.
+
 # NOTE: one thread owns the SSL socket (docs/architecture.md,
 # openssl/openssl#20446). Never add a reader or writer thread here.
 """
@@ -30,6 +36,7 @@ from collections.abc import Sequence
 from typing import BinaryIO, Final
 
 from chatctl.connection import QUIT_TIMEOUT, READ_SIZE, ClientError, Dialer, Exit, LineChannel, Outcome
+from chatctl.credentials import CredentialError, Login, read_password_file
 from chatctl.reconnect import backoff, gives_up
 from chatctl.render import sanitize
 from chatctl.session import (
@@ -37,8 +44,10 @@ from chatctl.session import (
     CaughtUp,
     Ended,
     Incomplete,
+    KeepToken,
     Lost,
     NickNeeded,
+    PasswordNeeded,
     Send,
     Session,
     Shown,
@@ -83,13 +92,16 @@ class ScriptMode:
         stdin_fd: int = 0,
         stdout: BinaryIO | None = None,
         dialer: Dialer | None = None,
+        login: Login | None = None,
     ) -> None:
         self.channel = channel
+        self.login = login
         self.stdin_fd = stdin_fd
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
         self.dialer = dialer  # None: no reconnecting
         # Without --reconnect every line is printed as it came (follow=False).
-        self.session = Session(nick, follow=dialer is not None, reconnect=dialer is not None)
+        signin = login.signin if login is not None else None
+        self.session = Session(nick, follow=dialer is not None, reconnect=dialer is not None, signin=signin)
         self._sanitize_output = self.stdout.isatty()
         self._connected = True
         self._stdin_open = True
@@ -256,9 +268,36 @@ class ScriptMode:
                     report(f"{room}: could not fetch everything said while disconnected")
                 case NickNeeded(refused, error):
                     self._quit(_nick_refused(refused or "", error))
+                case PasswordNeeded(_account, error, refused):
+                    self._password(error, refused)
+                case KeepToken(token, expires):
+                    self._keep(token, expires)
                 case Ended(ended):
                     outcome = ended
         return outcome
+
+    def _password(self, error: str, refused: bool) -> None:
+        """The password again (a kept token was refused): from --password-file,
+        read anew; none there, or the file's own refused: leave with why."""
+        assert self.login is not None
+        if refused or self.login.password_file is None:
+            self._quit(Outcome(Exit.NICK_REFUSED, self.login.signin.refusal(error)))
+            return
+        try:
+            password = read_password_file(self.login.password_file)
+        except CredentialError as exc:
+            self._quit(Outcome(Exit.USAGE, str(exc)))
+            return
+        self._act(self.session.offer_password(password))
+
+    def _keep(self, token: str | None, expires: str) -> None:
+        assert self.login is not None
+        try:
+            notice = self.login.keep(token, expires)
+        except CredentialError as exc:
+            notice = f"{exc}; signing in again will need the password"
+        if notice:
+            report(notice)
 
     def _print(self, line: str) -> None:
         data = line.encode("utf-8", "surrogateescape")

@@ -13,18 +13,25 @@ the actions it calls for, in order:
   reconnect is over, or could not be completed;
 - `NickNeeded(refused, error)`: the server asks for a nickname and the
   session has none to offer (the one it offered, `refused`, was refused);
+- `PasswordNeeded(account, error, refused)`: signing in to an account
+  (chatctl/signin.py) needs a password the session does not have;
+- `KeepToken(token, expires)`: a token to keep for signing in next time, or
+  (`token` None) one to forget: the server refused it or `/logout` revoked it;
 - `Ended(outcome)`: a `BYE` that ends the session.
 
 The rest comes in through methods: `command()` (a line the user typed, or a
 key stood for: held until the session is ready for it), `offer_nick()`,
-`push()` (the client's own commands), `quit()`, and `closed()` when the
+`offer_password()`, `push()` (the client's own commands), `quit()`, and `closed()` when the
 connection ends, which answers `Ended` or `Lost` (dial again: the session
 has already forgotten the connection).
 
 What the session does (docs/client.md):
 
 - Registration: the nickname goes out when the server asks (`NICK`); a second
-  `NICK` means it was refused. Lines typed before `WELCOME` are held.
+  `NICK` means it was refused. Lines typed before `WELCOME` are held. With an
+  account (`SignIn`), the answer is `/resume`, `/register` or `/login`
+  instead, and after a password `/remember` asks for a token, whose `TOKEN`
+  line is kept (`KeepToken`) and never shown.
 - Restore after a reconnect (`Restore`, chatctl/reconnect.py): once the
   server's autojoin is over, join the rooms again in their old order, make the
   old current room current, keep their order; each room catches up on its own
@@ -50,6 +57,7 @@ from dataclasses import dataclass
 from chatctl.connection import ClientError, Exit, Outcome, bye_outcome, dropped_outcome
 from chatctl.reconnect import Attempts, Outbox, Restore, reconnects_after_bye
 from chatctl.render import BYE_WORDS
+from chatctl.signin import SignIn
 from chatctl.state import ClientState, split_line
 from chatctl.timeline import Page, Shown, Timeline
 
@@ -58,9 +66,11 @@ __all__ = [
     "CaughtUp",
     "Ended",
     "Incomplete",
+    "KeepToken",
     "Lost",
     "NickNeeded",
     "Page",
+    "PasswordNeeded",
     "Send",
     "Session",
     "Shown",
@@ -98,6 +108,23 @@ class NickNeeded:
 
 
 @dataclass(frozen=True)
+class PasswordNeeded:
+    """Signing in to `account` needs a password (none at hand, or the last one refused)."""
+
+    account: str
+    error: str  # the last `ERR` before it (`code text`), "" if none
+    refused: bool  # a password was refused on this connection
+
+
+@dataclass(frozen=True)
+class KeepToken:
+    """Keep `token` (valid until `expires`) for signing in next time; None: forget the kept one."""
+
+    token: str | None
+    expires: str = ""
+
+
+@dataclass(frozen=True)
 class Ended:
     """The session is over; `outcome` says how."""
 
@@ -111,7 +138,7 @@ class Lost:
     why: str
 
 
-Action = Send | Shown | Page | CaughtUp | Incomplete | NickNeeded | Ended
+Action = Send | Shown | Page | CaughtUp | Incomplete | NickNeeded | PasswordNeeded | KeepToken | Ended
 
 
 class Session:
@@ -123,9 +150,12 @@ class Session:
             catch-up and the scroll-back view need; False: every line as it
             came (script mode without `--reconnect`).
         reconnect: a lost connection is worth dialling again (needs `follow`).
+        signin: sign in to this account instead of registering `nick`.
     """
 
-    def __init__(self, nick: str | None, *, follow: bool = True, reconnect: bool = False) -> None:
+    def __init__(
+        self, nick: str | None, *, follow: bool = True, reconnect: bool = False, signin: SignIn | None = None
+    ) -> None:
         if reconnect and not follow:
             raise ValueError("reconnecting needs follow: the catch-up is the timeline's")
         self.state = ClientState()
@@ -138,6 +168,9 @@ class Session:
         self.registered_once = False  # reconnecting starts only after a first registration
         self.quitting = False  # `/quit` was sent: no reconnecting
         self.needs_nick = False  # a `NickNeeded` waits for `offer_nick()`
+        self.signin = signin
+        self.needs_password = False  # a `PasswordNeeded` waits for `offer_password()`
+        self._accounts = False  # the server said `ACCOUNTS` on this connection
         self.bye: str | None = None  # the reason of the BYE received on this connection
         self._nick_offered = False  # a nickname was sent: the next NICK means it was refused
         self._last_error = ""
@@ -155,6 +188,10 @@ class Session:
     def feed(self, line: str, now: float) -> list[Action]:
         """Take in one server line (every one, in order); `now` on a monotonic clock."""
         verb, rest = split_line(line)
+        if verb == "TOKEN" and self.signin is not None and self.signin.remembering:
+            kept = self.signin.remembered(rest)
+            if kept is not None:  # the answer to our /remember: kept, never shown
+                return [KeepToken(*kept)]
         self.state.on_line(line)
         actions: list[Action] = []
         if self.follow:
@@ -164,13 +201,19 @@ class Session:
         if verb == "NICK":
             actions += self._on_nick()
         elif verb == "WELCOME":
-            self.needs_nick = False
+            self.needs_nick = self.needs_password = False
             self.registered_once = True
             self.attempts.registered(now)
+            if self.signin is not None:
+                actions += [Send(text) for text in self.signin.welcomed()]
         elif verb == "ERR":
             self._last_error = rest
+        elif verb == "ACCOUNTS":
+            self._accounts = True
         elif verb == "BYE":
             self.bye = rest
+            if self.signin is not None and rest.partition(" ")[0] == "logout":
+                actions.append(KeepToken(None))  # revoked by the server: no use keeping it
             outcome = self._bye_ends(rest)
             if outcome is not None:
                 actions.append(Ended(outcome))
@@ -208,11 +251,30 @@ class Session:
         actions += [Incomplete(room) for room in step.incomplete]
 
     def _on_nick(self) -> list[Action]:
+        if self.signin is not None:
+            return self._sign_in()
         if self.nick is not None and not self._nick_offered:
             self._nick_offered = True
             return [Send(self.nick)]
         self.needs_nick = True
         return [NickNeeded(self.nick if self._nick_offered else None, self._last_error)]
+
+    def _sign_in(self) -> list[Action]:
+        """The answer to `NICK` for an account (chatctl/signin.py)."""
+        assert self.signin is not None
+        if not self._accounts:
+            # A server without accounts would take `/login alice <password>` for
+            # a nickname, and might log it: the password is never sent there.
+            why = "this server has no accounts (it said no ACCOUNTS before NICK); connect with --nick instead"
+            return [Ended(Outcome(Exit.NICK_REFUSED, why))]
+        answer = self.signin.answer(self._last_error)
+        actions: list[Action] = [KeepToken(None)] if answer.forget_token else []
+        if answer.line is not None:
+            return [*actions, Send(answer.line)]
+        if answer.final:
+            return [*actions, Ended(Outcome(Exit.NICK_REFUSED, answer.why))]
+        self.needs_password = True
+        return [*actions, PasswordNeeded(self.signin.account, self._last_error, self.signin.password_refused)]
 
     def _bye_ends(self, reason: str) -> Outcome | None:
         """What a `BYE <reason>` ends the session with; None: the close that
@@ -228,6 +290,7 @@ class Session:
             self.reconnect
             and self.registered_once
             and not self.quitting
+            and not (self.signin is not None and self.signin.logging_out)
             and (self.bye is None or reconnects_after_bye(self.bye))
         )
 
@@ -243,6 +306,8 @@ class Session:
         return self._command(text)
 
     def _command(self, text: str) -> list[Send]:
+        if self.signin is not None and text.split(" ", 1)[0] == "/logout":
+            self.signin.logging_out = True  # BYE logout ends the session; its token is forgotten then
         self.state.on_command(text)
         if self.follow:
             self.timeline.on_command(text)
@@ -254,6 +319,12 @@ class Session:
         self.nick = nick
         self._nick_offered = True
         return [Send(nick)]
+
+    def offer_password(self, password: str) -> list[Send]:
+        """The user's answer to `PasswordNeeded`; a later `NICK` means it was refused."""
+        assert self.signin is not None
+        self.needs_password = False
+        return [Send(self.signin.with_password(password))]
 
     def push(self, command: str) -> list[Send]:
         """One of the client's own commands (the restore's, the catch-up's, the
@@ -304,6 +375,9 @@ class Session:
         self.nick = self.state.nick or self.nick
         self.state.connection_lost()
         self.bye = None
-        self.needs_nick = False
+        self.needs_nick = self.needs_password = False
         self._nick_offered = False
         self._last_error = ""
+        self._accounts = False
+        if self.signin is not None:
+            self.signin.connection_lost()

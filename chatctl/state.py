@@ -23,11 +23,23 @@ from typing import Final
 
 # Lines that happen in a room, with the room as their first argument (v2).
 ROOM_VERBS: Final = frozenset({"MSG", "ACTION", "JOIN", "PART", "TOPIC", "USERS"})
+# v5: a registered room's roles, flags and moderation, the room first too.
+MODERATION_VERBS: Final = frozenset({"REGISTERED", "ROLES", "ROLE", "FLAGS", "FLAG", "KICK", "INVITE", "BAN", "BANS"})
 # Lines that count as unread in a room that is not the current one: people
 # talking, not the comings and goings around them.
 _UNREAD_VERBS: Final = frozenset({"MSG", "ACTION"})
 # ERR codes that answer a /join, so a room switch the client asked for did not happen.
-_JOIN_ERRORS: Final = frozenset({"room_invalid", "no_such_room", "too_many_rooms", "not_in_room"})
+_JOIN_ERRORS: Final = frozenset(
+    {
+        "room_invalid",
+        "no_such_room",
+        "too_many_rooms",
+        "not_in_room",
+        "invite_only",
+        "banned_from_room",
+        "accounts_only",
+    }
+)
 
 
 def split_line(line: str) -> tuple[str, str]:
@@ -87,7 +99,7 @@ def is_room(word: str) -> bool:
 
 def line_room(verb: str, rest: str) -> str | None:
     """The room a server line happens in, or None (DM, INFO, a v1 line, ...)."""
-    if verb not in ROOM_VERBS:
+    if verb not in ROOM_VERBS and verb not in MODERATION_VERBS:
         return None
     room = rest.partition(" ")[0]
     return room if is_room(room) else None
@@ -111,6 +123,9 @@ class Room:
     members: list[str] = field(default_factory=list)
     topic: str = ""
     unread: int = 0  # messages and actions since it was last the current room
+    # A registered room's (v5): roles above member by nickname key, and the flags that are on.
+    roles: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
 
 
 class ClientState:
@@ -133,6 +148,11 @@ class ClientState:
     @property
     def current_room(self) -> Room | None:
         return self.rooms.get(room_key(self.current)) if self.current is not None else None
+
+    def role(self, room: str, nick: str) -> str:
+        """`nick`'s role in `room` (`member` when none is known)."""
+        known = self.rooms.get(room_key(room))
+        return known.roles.get(nick.lower(), "member") if known is not None else "member"
 
     def room_names(self) -> list[str]:
         """Rooms for completion: yours in the order joined, then the others seen, sorted."""
@@ -257,6 +277,31 @@ class ClientState:
             else:
                 self._known.setdefault(room_key(room), room)
                 self._on_room_line(verb, room, rest.partition(" ")[2])
+        elif verb in MODERATION_VERBS and is_room(args[0]) and room_key(args[0]) in self.rooms:
+            self._on_moderation(verb, self.rooms[room_key(args[0])], args[1:])
+
+    def _on_moderation(self, verb: str, room: Room, args: list[str]) -> None:
+        """Roles and flags of a room you are in; a `KICK` of you takes you out
+        (the server's `CURRENT` follows if it was the current room)."""
+        if verb == "ROLES":
+            room.roles = {nick.lower(): role for nick, _, role in (a.rpartition(":") for a in args if ":" in a)}
+        elif verb == "ROLE" and len(args) >= 2:
+            if args[1] == "member":
+                room.roles.pop(args[0].lower(), None)
+            else:
+                room.roles[args[0].lower()] = args[1]
+        elif verb == "FLAGS":
+            room.flags = [flag for flag in args if flag]
+        elif verb == "FLAG" and len(args) >= 2:
+            room.flags = [f for f in room.flags if f != args[0]] + ([args[0]] if args[1] == "on" else [])
+        elif verb == "REGISTERED" and args[:1] == ["*"]:
+            room.roles, room.flags = {}, []
+        elif verb == "KICK" and args:
+            if self.nick and same_nick(args[0], self.nick):
+                del self.rooms[room_key(room.name)]
+            else:
+                _remove(room.members, args[0])
+                room.roles.pop(args[0].lower(), None)
 
     def _on_room_line(self, verb: str, name: str, rest: str) -> None:
         key = room_key(name)
@@ -274,6 +319,7 @@ class ClientState:
                 del self.rooms[key]
             else:
                 _remove(room.members, nick)
+                room.roles.pop(nick.lower(), None)
         elif verb == "USERS":
             room.members = [n for n in rest.split(" ") if n]
         elif verb == "TOPIC":
@@ -308,11 +354,15 @@ class ClientState:
     def _forget(self, nick: str) -> None:
         for room in self.rooms.values():
             _remove(room.members, nick)
+            room.roles.pop(nick.lower(), None)
         _remove(self.everyone, nick)
 
     def _rename(self, old: str, new: str) -> None:
         if self.nick and same_nick(old, self.nick):
             self.nick = new
+        for room in self.rooms.values():
+            if old.lower() in room.roles:
+                room.roles[new.lower()] = room.roles.pop(old.lower())
         for members in [*(room.members for room in self.rooms.values()), self.everyone]:
             for index, nick in enumerate(members):
                 if same_nick(nick, old):

@@ -24,7 +24,7 @@ from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
-from prompt_toolkit.filters import has_completions
+from prompt_toolkit.filters import Condition, has_completions
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
@@ -67,6 +67,9 @@ class Controls(Protocol):
     def covered(self) -> bool:
         """Whether a full-screen view covers the chat (printing waits)."""
 
+    def secret(self) -> bool:
+        """Whether the input line is a password: not shown, not kept in the history."""
+
 
 class Terminal:
     """The input line, the status line and printing above them, for `controls`."""
@@ -95,6 +98,7 @@ class Terminal:
             # input line and the status line stay at the bottom of the terminal.
             reserve_space_for_menu=0,
             key_bindings=self._key_bindings(),
+            is_password=Condition(controls.secret),
         )
         # Enter hands the line over and clears it without ending the prompt:
         # the prompt stays up for the whole session, so there is never a moment
@@ -142,9 +146,13 @@ class Terminal:
     def _accept(self, buffer: Buffer) -> bool:
         """Enter: hand over what was typed; False clears the input (and keeps it in
         history), True keeps it (not connected: send it again later)."""
-        for part in buffer.text.splitlines() or [""]:  # a paste may hold several lines
+        text = buffer.text
+        private = self._controls.secret() or _holds_password(text)
+        if private:
+            buffer.reset()  # emptied before prompt_toolkit keeps it in the history
+        for part in text.splitlines() or [""]:  # a paste may hold several lines
             if not self._controls.submit(part):
-                return True
+                return not private  # kept to send again, unless it holds a password
         return False
 
     def _key_bindings(self) -> KeyBindings:
@@ -167,6 +175,12 @@ class Terminal:
             self._controls.scroll_back()
 
         return bindings
+
+
+def _holds_password(text: str) -> bool:
+    """A line with a password in it (docs/protocol.md "Accounts"), which the
+    input history must not keep."""
+    return text.split(" ", 1)[0] in ("/passwd", "/login", "/register")
 
 
 class _StateCompleter(Completer):

@@ -232,7 +232,7 @@ class Timeline:
         own = bool(own_nick) and same_nick(nick, own_nick)
         if verb == "JOIN" and room is not None and own:
             self._on_own_join(room)
-        elif verb == "PART" and room is not None and own:
+        elif verb in ("PART", "KICK") and room is not None and own:  # a kick takes us out as a part does (v5)
             self._on_own_part(room_key(room), step)
         elif verb == "ERR" and rest.partition(" ")[0] == "no_history":
             failed = self._failed(in_flight)

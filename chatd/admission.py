@@ -31,14 +31,13 @@ connect rebuilt the whole table: quadratic in the number of sources.)
 from __future__ import annotations
 
 import collections
-import socket
 from typing import Final
 
+from chatd.addresses import parse_ip, source_of
 from chatd.config import LimitsConfig
 from chatd.core import protocol
 
 WINDOW: Final = 60  # seconds of connects that connects_per_ip_per_minute counts
-_MAPPED: Final = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, IPv4 clients of an IPv6 socket
 
 
 class Admission:
@@ -103,17 +102,13 @@ class Admission:
         IPv6 network such as `2001:db8:1:2::/64`; None if `ip` is exempt."""
         if ":" not in ip and not self._exempt:
             return ip  # the usual case, without parsing: accept() writes IPv4 in its one spelling
-        parsed = _parse(ip)
+        parsed = parse_ip(ip)
         if parsed is None:
             return ip  # not an address (accept() never gives one): counted as itself, never exempt
         bits, value = parsed
         if any(bits == b and value >> shift == network for b, shift, network in self._exempt):
             return None
-        if bits == 32:
-            return ip if ":" not in ip else socket.inet_ntop(socket.AF_INET, value.to_bytes(4))
-        prefix = self._limits.ipv6_prefix
-        network = (value >> (128 - prefix) << (128 - prefix)).to_bytes(16)
-        return f"{socket.inet_ntop(socket.AF_INET6, network)}/{prefix}"
+        return source_of(ip, self._limits.ipv6_prefix, parsed)
 
     def _connect(self, source: str, second: int) -> int:
         """Note a connect from `source`; returns its connects in the window."""
@@ -138,21 +133,6 @@ def _decrement(counter: collections.Counter[str], key: str, by: int = 1) -> None
         counter[key] = left
     else:
         counter.pop(key, None)
-
-
-def _parse(ip: str) -> tuple[int, int] | None:
-    """`ip` as (32, its integer) for IPv4, an IPv4-mapped IPv6 address
-    included, or (128, its integer) for IPv6 (a link-local scope left out);
-    None if it is neither. inet_pton, not ipaddress: a tenth of the cost."""
-    try:
-        if ":" not in ip:
-            return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, ip))
-        packed = socket.inet_pton(socket.AF_INET6, ip.partition("%")[0])
-    except (OSError, ValueError):  # OSError: not an address; ValueError: a NUL in it
-        return None
-    if packed.startswith(_MAPPED):
-        return 32, int.from_bytes(packed[12:])
-    return 128, int.from_bytes(packed)
 
 
 def _networks(limits: LimitsConfig) -> tuple[tuple[int, int, int], ...]:

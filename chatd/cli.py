@@ -31,6 +31,7 @@ from chatd.server import Server, StartupError
 from chatd.tls import server_context
 
 if TYPE_CHECKING:
+    from chatd.account_service import AccountService
     from chatd.control import ControlServer
     from chatd.metrics_http import MetricsServer
 
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     notifier = Notifier.from_environ()
     try:
-        server = Server(config, context, notifier, _open_history(config))
+        server = Server(config, context, notifier, _open_history(config), _open_accounts(config))
     except ConfigError as exc:
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
@@ -158,13 +159,31 @@ def _open_history(config: Config) -> EventStore | None:
     return open_store(config.history, config.path)
 
 
+def _open_accounts(config: Config) -> AccountService | None:
+    if not config.accounts.enabled:
+        return None
+    from chatd.account_service import open_account_service  # argon2 only when accounts are on
+
+    return open_account_service(config)
+
+
 def _start_control(config: Config, server: Server) -> ControlServer | None:
     if config.control.socket is None:
         return None
     from chatd.control import ControlServer  # only when configured: it is optional
     from chatd.operations import Operations
 
-    control = ControlServer(config.control.socket, Operations(server))
+    accounts = None
+    if server.chat.accounts is not None:
+        from chatd.account_operations import AccountOperations
+
+        accounts = AccountOperations(server.chat.accounts, server, lambda: server.config.limits.max_nick_length)
+    rooms = None
+    if server.chat.registry is not None:
+        from chatd.room_operations import RoomOperations
+
+        rooms = RoomOperations(server.chat)
+    control = ControlServer(config.control.socket, Operations(server), accounts, rooms)
     try:
         control.start()
     except (OSError, ValueError) as exc:

@@ -17,9 +17,12 @@ from typing import Any, Literal
 
 import yaml
 
+from chatd import config_accounts, config_irc
 from chatd import config_values as values
 from chatd.addresses import split_host_port
-from chatd.config_values import GROUPS, Group, IPNetwork
+from chatd.config_accounts import AccountsConfig
+from chatd.config_irc import IrcConfig
+from chatd.config_values import GROUPS, Group, IPNetwork, Section
 from chatd.errors import ConfigError
 from chatd.names import room_key
 
@@ -30,6 +33,9 @@ class ServerConfig:
     port: int = 7443
     name: str = "chatd"
     io_threads: int = 1
+    # A worker writes at most once per this interval, so that lines close
+    # together share a TLS record and a send(); 0: at the end of every turn.
+    write_interval_ms: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class LimitsConfig:
     max_strikes: int = 10
     max_rooms: int = 1000
     max_rooms_per_client: int = 20
+    rooms_per_account: int = 10  # rooms one account may register (/room register); 0: only the operator
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    irc: IrcConfig = field(default_factory=IrcConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     cluster: ClusterConfig | None = None
 
 
@@ -173,6 +182,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "port": values.integer(0, 65535),
             "name": values.text,
             "io_threads": values.integer(0, 64),
+            "write_interval_ms": values.number(0, 100),
         },
     ),
     "tls": (
@@ -207,6 +217,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "max_strikes": values.integer(1, 1000),
             "max_rooms": values.integer(1, 1_000_000),
             "max_rooms_per_client": values.integer(1, 10_000),
+            "rooms_per_account": values.integer(0, 10_000),
         },
     ),
     "rooms": (
@@ -236,6 +247,8 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     ),
     "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
     "metrics": (MetricsConfig, {"listen": values.listen_address}),
+    "irc": config_irc.SCHEMA,
+    "accounts": config_accounts.SCHEMA,
     # Optional: absent means standalone (`_load_cluster`).
     "cluster": (
         ClusterConfig,
@@ -302,6 +315,11 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
 
 def _load_section(path: Path, name: str, value: object) -> object:
     cls, checks = _SCHEMA[name]
+    return _load_mapping(path, name, cls, checks, value)
+
+
+def _load_mapping(path: Path, name: str, cls: type, checks: dict[str, Any], value: object) -> object:
+    """`value` (a section, or a key that is a mapping of its own) as a `cls`."""
     if value is None:
         value = {}
     if not isinstance(value, dict):
@@ -313,6 +331,9 @@ def _load_section(path: Path, name: str, value: object) -> object:
         if key not in checks:
             raise ConfigError(f"{path}: {name}.{key}: unknown key (known: {', '.join(checks)})")
         check = checks[key]
+        if isinstance(check, Section):
+            converted[key] = _load_mapping(path, f"{name}.{key}", check.cls, check.checks, raw)
+            continue
         try:
             if check is _PATH or (check is _OPTIONAL_PATH and raw is not None):
                 converted[key] = path.parent / values.text(raw)
@@ -352,6 +373,9 @@ def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
 def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
+    _check_irc(config)
+    if problem := config_accounts.check_accounts(config.accounts):
+        raise ConfigError(f"{config.path}: {problem[0]}: {problem[1]}")
     tls = config.tls
     if tls.client_auth != "none" and tls.client_ca is None:
         raise ConfigError(
@@ -406,6 +430,15 @@ def _check_metrics(config: Config) -> None:
             f"{config.path}: metrics.listen: the port of server.port ({server.port}); "
             f"choose another port (got {config.metrics.listen!r})"
         )
+
+
+def _check_irc(config: Config) -> None:
+    """The IRC listener may not take the chat port or the metrics port."""
+    taken = [("server.port", (config.server.host, config.server.port))]
+    if config.metrics.address is not None:
+        taken.append(("metrics.listen", config.metrics.address))
+    if problem := config_irc.check_irc(config.irc, taken, _WILDCARDS):
+        raise ConfigError(f"{config.path}: {problem}")
 
 
 def _readable(file: Path) -> bool:

@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from chatd.addresses import LISTEN_EXPECTED, split_host_port
@@ -27,6 +28,15 @@ GROUPS: tuple[Group, ...] = ("X25519", "prime256v1", "secp384r1")
 # Per key: a check that returns the converted value or raises ValueError whose
 # message says what was expected.
 Check = Any
+
+
+@dataclass(frozen=True)
+class Section:
+    """A key whose value is a mapping of keys of its own (`accounts.argon2`):
+    config.py loads it into `cls` with `checks`, as it loads a section."""
+
+    cls: type
+    checks: dict[str, Check]
 
 
 def integer(low: int, high: int) -> Check:
@@ -115,6 +125,19 @@ def listen_address(value: object) -> str | None:
     if not isinstance(value, str):
         raise ValueError(LISTEN_EXPECTED)
     split_host_port(value)
+    return value
+
+
+_SERVER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62}[A-Za-z0-9])?")
+
+
+def server_name(value: object) -> str | None:
+    """An IRC server name (the source of its lines): a host name's letters,
+    digits, dots and hyphens, up to 64; None for the machine's host name."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SERVER_NAME.fullmatch(value):
+        raise ValueError("must be a host name such as irc.example.org (letters, digits, '.' and '-') or null")
     return value
 
 

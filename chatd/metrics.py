@@ -20,10 +20,10 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
 from chatd import __version__
-from chatd.stats import Snapshot
+from chatd.stats import AccountFigures, Snapshot
 
 # The classic text format, what generate_latest() writes, whatever the library's
 # newer default content type is.
@@ -125,6 +125,35 @@ class ChatdCollector:
             )
         for source, values in s.sources.items():
             yield from _source_metrics(source, values)
+        if s.accounts is not None:
+            yield from _account_metrics(s.accounts)
+
+
+def _account_metrics(a: AccountFigures) -> Iterable[Metric]:
+    """With accounts on (issue 21): sign-ins, password hashing, accounts."""
+    yield _counter(
+        "chatd_logins_total",
+        "Sign-ins by method (password, register, token, certificate) and result (success, failure, "
+        "throttled, busy, disabled, banned).",
+        {key: float(value) for key, value in a.logins.items()},
+        ("method", "result"),
+    )
+    yield _counter("chatd_auth_throttled_total", "Sign-ins refused by a login throttle, before any hash.", a.throttled)
+    yield _counter("chatd_password_hashes_total", "Password hashes computed (argon2id).", a.hashes)
+    summary = SummaryMetricFamily(
+        "chatd_auth_hash_seconds", "CPU time the password hashes took (on the chatd-auth threads)."
+    )
+    summary.add_metric([], count_value=a.hashes, sum_value=a.hash_seconds)
+    yield summary
+    yield _gauge("chatd_auth_queue_length", "Password checks waiting for a chatd-auth thread.", a.queue_waiting)
+    yield _gauge("chatd_auth_checks_running", "Password checks being hashed now.", a.queue_running)
+    yield _gauge(
+        "chatd_accounts",
+        "Accounts (deleted ones left out), by state.",
+        {("enabled",): a.accounts - a.disabled, ("disabled",): a.disabled},
+        ("state",),
+    )
+    yield _gauge("chatd_account_tokens", "Sign-in tokens (/remember) that have not expired.", a.tokens)
 
 
 def build_registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:

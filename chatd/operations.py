@@ -72,6 +72,7 @@ class Operations:
             "history": chat.history.store.stats() if chat.keeps_history else None,
             "metrics": daemon.metrics_address or "off",
             **headline(snapshot),
+            "accounts": _accounts_status(snapshot),
         }
 
     def who(self) -> list[dict[str, object]]:
@@ -110,6 +111,23 @@ class Operations:
 
     def reload(self) -> dict[str, object]:
         return self._daemon.reload()
+
+
+def _accounts_status(snapshot: Snapshot) -> dict[str, object] | None:
+    """The accounts' figures for `chatctl status` (None: accounts are off)."""
+    figures = snapshot.accounts
+    if figures is None:
+        return None
+    logins = {f"{m}_{r}": n for (m, r), n in figures.logins.items() if n}
+    return {
+        "accounts": figures.accounts,
+        "disabled": figures.disabled,
+        "tokens": figures.tokens,
+        "password_hashes": figures.hashes,
+        "auth_queue": figures.queue_waiting,
+        "throttled": figures.throttled,
+        "logins": logins,
+    }
 
 
 def _one_line(text: str) -> str:

@@ -1,15 +1,23 @@
-"""Outlet: the seam between a chat session and the transport that carries it.
+"""The seam between a chat session and the transport that carries it, named
+once for both layers: what goes out (`Outlet`, `Sender`), and what a
+transport with a grammar of its own hands in (`Command`, `Tracer`).
 
 A session (chatd/core/session.py) writes to its client through an `Outlet`;
 a room's fan-out pauses the `Sender` of a line when a recipient has fallen far
 behind. The transport (chatd/transport/) provides both: the endpoint of a line
-client, the WebSocket codec of a browser. They are defined once, here, so that
-the chat core and the transport name the same thing the same way; this
-module imports neither of them.
+client, the WebSocket codec of a browser, the IRC codec of an IRC client.
+
+Most transports hand their session lines of the line protocol, which the
+core's grammar reads into `Command`s. The IRC codec (chatd/transport/irc.py)
+reads IRC's grammar itself and hands over `Command`s directly, and needs to
+know which of its commands each reply answers: it is the session's `Tracer`.
+This module imports neither layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -38,3 +46,42 @@ class Outlet(Sender, Protocol):
 
     def set_deadline(self, when: float | None) -> None:
         """Call the session's `on_timer` at `when` (monotonic), or never."""
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the session's own thread, soon, under the same guard
+        as its other events; callable from any thread (an answer computed
+        elsewhere, such as a password check, comes back this way). Dropped if
+        the transport has stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One client request, as the chat core's command table (core/commands.py) runs it.
+
+    `verb` names a row of that table; `text` is UTF-8 (checked again by the
+    session when a transport hands a `Command` in); `target` is a nickname or
+    room argument ("" when an optional one was left out); `option` a second
+    word some commands take (`/register`'s invite code). `tags` are tags for
+    the events the command makes, as they go on the line (`key=value` items
+    joined by `;`, values escaped as IRCv3 escapes them, so never a space or
+    a `;`): the IRC codec's client-only tags and its `notice`/`action` marks.
+    The line protocol's grammar never sets them.
+    """
+
+    verb: str
+    text: bytes = b""
+    target: str = ""
+    option: str = ""
+    tags: bytes = field(default=b"", kw_only=True)
+
+
+class Tracer(Protocol):
+    """Told when a session begins and ends handling each line or `Command` it
+    was handed (the IRC codec: its labeled responses, and which command an
+    `ERR` answers). Everything the session delivers to its own client on the
+    transport's thread between the two answers that item; the events it said
+    in a room have left by `end`."""
+
+    def begin(self, item: bytes | Command | None) -> None: ...
+
+    def end(self) -> None: ...

@@ -43,6 +43,9 @@ RESTART_KEYS = (
     "history.enabled",
     "history.path",
     "metrics.listen",
+    "irc.listen",
+    "accounts.enabled",
+    "accounts.auth_threads",
 )
 
 
@@ -147,7 +150,10 @@ def _kept(old: Config, new: Config) -> Config:
         new.server, host=old.server.host, port=old.server.port, io_threads=old.server.io_threads
     )
     history = dataclasses.replace(new.history, enabled=old.history.enabled, path=old.history.path)
-    return dataclasses.replace(new, server=server, control=old.control, history=history, metrics=old.metrics)
+    accounts = dataclasses.replace(new.accounts, enabled=old.accounts.enabled, auth_threads=old.accounts.auth_threads)
+    return dataclasses.replace(
+        new, server=server, control=old.control, history=history, metrics=old.metrics, accounts=accounts
+    )
 
 
 def _get(config: Config, dotted: str) -> object:

@@ -28,14 +28,18 @@ import socket
 import ssl
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 
 from chatd.admission import Admission
 from chatd.config import Config, LimitsConfig
+from chatd.core import protocol
+from chatd.core.bans import covers
 from chatd.core.chat import Chat
 from chatd.core.history import EventStore
 from chatd.core.session import Session
+from chatd.irc_listener import IrcListener
 from chatd.notify import Notifier
 from chatd.outlet import Outlet
 from chatd.reload import Reloader, Settings, read_settings
@@ -50,6 +54,9 @@ from chatd.transport.listening import listen_on
 from chatd.transport.tlsstream import TLSStream
 from chatd.transport.worker import Worker
 from chatd.transport.wsframes import TextFrames
+
+if TYPE_CHECKING:  # argon2 is imported only when accounts are on (chatd/cli.py)
+    from chatd.account_service import AccountService
 
 log = structlog.get_logger(__name__)
 
@@ -68,16 +75,30 @@ class Server:
     (`Host`) call back, and what the operations and the reload read."""
 
     def __init__(
-        self, config: Config, tls_context: ssl.SSLContext, notifier: Notifier, store: EventStore | None = None
+        self,
+        config: Config,
+        tls_context: ssl.SSLContext,
+        notifier: Notifier,
+        store: EventStore | None = None,
+        accounts: AccountService | None = None,
     ) -> None:
-        """Raises:
+        """`accounts`: registered nicknames (chatd/account_service.py), or none.
+
+        Raises:
         StartupError: the web client's files cannot be read.
         """
         try:
             self.settings = read_settings(config, tls_context, TextFrames())
         except OSError as exc:
             raise StartupError(f"cannot read the web client's files: {exc.strerror or exc} ({exc.filename})") from exc
-        self.chat = Chat(config, store, lookups=LookupThread(store) if store is not None else None)
+        self.accounts = accounts
+        self.chat = Chat(
+            config,
+            store,
+            lookups=LookupThread(store) if store is not None else None,
+            accounts=accounts.accounts if accounts is not None else None,
+            registry=accounts.registry if accounts is not None else None,
+        )
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self.started = time.monotonic()
@@ -100,8 +121,12 @@ class Server:
             self.stats_sources["history"] = StoreStats(self.chat.history.store)
         self._all_closed = threading.Event()
         self._listener: socket.socket | None = None
+        # Every listening socket by descriptor, with the kind of client it serves ("chat", "irc").
+        self._listeners: dict[int, tuple[socket.socket, str]] = {}
+        self.irc = IrcListener(config, self.chat) if config.irc.listen is not None else None
         count = config.server.io_threads or len(os.sched_getaffinity(0))
-        self._workers = [Worker(self, index) for index in range(count)]
+        interval = config.server.write_interval_ms / 1000
+        self._workers = [Worker(self, index, interval) for index in range(count)]
         self.reloader = Reloader(self, notifier)
 
     @property
@@ -126,13 +151,36 @@ class Server:
         """
         self._listener = self._listen()
         self.address = self._listener.getsockname()[:2]
+        self._listeners[self._listener.fileno()] = (self._listener, "chat")
+        irc = self._listen_irc()
         for worker in self._workers:
             worker.start()
-            worker.watch_listener(self._listener)
+            for listener, _ in self._listeners.values():
+                worker.watch_listener(listener)
+        if irc is not None:
+            host, port = irc.getsockname()[:2]
+            log.info("irc_listening", host=host, port=port, server_name=self.config.irc.name)
         log.info("listening", host=self.address[0], port=self.address[1], io_threads=len(self._workers))
         for warning in memory_warnings(self.settings.tls_context):
             log.warning("tls_buffers_kept", reason=warning)
         return self.address
+
+    def _listen_irc(self) -> socket.socket | None:
+        """The IRC listener (`irc.listen`), if it is on."""
+        if self.irc is None:
+            return None
+        try:
+            listener = self.irc.listen(self.config)
+        except OSError as exc:
+            assert self._listener is not None
+            self._listener.close()
+            raise StartupError(
+                f"{self.config.path}: irc.listen: cannot listen on {self.config.irc.listen}: "
+                f"{exc.strerror or exc} (is another server using it?)"
+            ) from exc
+        tune_listener(listener)
+        self._listeners[listener.fileno()] = (listener, "irc")
+        return listener
 
     def _listen(self) -> socket.socket:
         host, port = self.config.server.host, self.config.server.port
@@ -159,6 +207,8 @@ class Server:
         self._all_closed.wait(grace)
         for worker in self._workers:
             worker.stop()
+        if self.accounts is not None:
+            self.accounts.stop()
         deadline = time.monotonic() + grace
         stuck = [w.name for w in self._workers if not w.join(max(0.0, deadline - time.monotonic()))]
         if stuck or self._connections:
@@ -176,19 +226,22 @@ class Server:
         deadline = time.monotonic() + grace
         for done in unwatched:
             done.wait(max(0.0, deadline - time.monotonic()))
-        self._listener.close()
+        for listener, _ in self._listeners.values():
+            listener.close()
 
     # -- accepting (on the workers' threads) -----------------------------------------------
 
-    def accept_from(self, acceptor: Worker) -> bool:
-        """Accept what is waiting, up to a batch, on `acceptor`'s thread; True if
-        out of descriptors or memory."""
-        assert self._listener is not None
+    def accept_from(self, acceptor: Worker, listener: int) -> bool:
+        """Accept what is waiting on `listener` (a descriptor), up to a batch, on
+        `acceptor`'s thread; True if out of descriptors or memory."""
+        if listener not in self._listeners:
+            return False
+        sock_listener, kind = self._listeners[listener]
         for _ in range(_ACCEPT_BATCH):
             if self.stopping:
                 return False
             try:
-                sock, peer = self._listener.accept()
+                sock, peer = sock_listener.accept()
             except BlockingIOError:
                 return False  # another worker took it, or nothing is left
             except OSError as exc:
@@ -196,7 +249,7 @@ class Server:
                 # client gave up in the backlog. Log and keep serving.
                 self._accept_failed(exc)
                 return exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-            self._admit(sock, peer, acceptor)
+            self._admit(sock, peer, acceptor, kind)
         return False
 
     def _accept_failed(self, exc: OSError) -> None:
@@ -210,12 +263,13 @@ class Server:
             self._accept_failed_logged = now
         log.warning("accept_failed", error=exc.strerror or str(exc), count=count)
 
-    def _admit(self, sock: socket.socket, peer: tuple[str, int], acceptor: Worker) -> None:
+    def _admit(self, sock: socket.socket, peer: tuple[str, int], acceptor: Worker, kind: str) -> None:
         ip = peer[0]
         told = True
         now = time.monotonic()
+        banned = self.chat.accounts is not None and self.chat.accounts.banned(ip) is not None
         with self._lock:
-            reject = self._admission.admit(ip, now)
+            reject = protocol.BANNED if banned else self._admission.admit(ip, now)
             if reject is None:
                 self._accepted += 1
             elif self._rejecting >= _MAX_PENDING_REJECTS:
@@ -237,20 +291,22 @@ class Server:
         worker = min(running, key=lambda w: len(w.connections))
         if len(acceptor.connections) <= len(worker.connections):
             worker = acceptor
-        if not worker.adopt(sock, peer, conn_id, reject) and not acceptor.adopt(sock, peer, conn_id, reject):
+        if not worker.adopt(sock, peer, conn_id, reject, kind) and not acceptor.adopt(
+            sock, peer, conn_id, reject, kind
+        ):
             sock.close()  # both stopped meanwhile: nobody is left to serve it
             self.release(ip, reject)
 
     # -- registry (called by workers) -------------------------------------------------
 
     def open_endpoint(
-        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
+        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
     ) -> Endpoint:
         """A new client's endpoint, on `worker`'s thread; its codec comes after the handshake."""
         settings = self.settings
-        alpn = HTTP_ALPN.encode() if settings.config.web.enabled else None
+        alpn = HTTP_ALPN.encode() if settings.config.web.enabled and kind == "chat" else None
         tls = TLSStream(sock, settings.tls_context, worker.scratch, alpn)
-        endpoint = Endpoint(self, worker, tls, peer, conn_id, reject)
+        endpoint = Endpoint(self, worker, tls, peer, conn_id, reject, kind)
         with self._lock:
             self._connections[endpoint.id] = endpoint
         return endpoint
@@ -258,7 +314,9 @@ class Server:
     def open_codec(self, endpoint: Endpoint, alpn: str | None) -> Codec:
         """Lines and a chat session for a client that negotiated no ALPN (the line
         protocol); HTTP for one that negotiated `http/1.1` (a browser), whose
-        session comes with its WebSocket."""
+        session comes with its WebSocket; IRC for a client of the IRC listener."""
+        if endpoint.kind == "irc" and self.irc is not None:
+            return self.irc.open_codec(endpoint)
         if alpn == HTTP_ALPN:
 
             def open_session(outlet: Outlet) -> Session:
@@ -309,7 +367,12 @@ class Server:
         with self._lock:
             self._admission.apply(settings.config.limits)
         self.chat.configure(settings.config)
+        if self.irc is not None:
+            self.irc.configure(settings.config)
+        if self.accounts is not None:
+            self.accounts.configure(settings.config)
         for worker in self._workers:
+            worker.set_write_interval(settings.config.server.write_interval_ms / 1000)
             worker.for_each_connection(lambda conn: conn.limits_changed())
 
     # -- figures (for /metrics and chatd/operations.py) -----------------------------------
@@ -326,7 +389,20 @@ class Server:
                 reloads=self.reloader.counts(),
                 closed=dict(self._totals),
             )
-        return take_snapshot(tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources)
+        figures = self.accounts.figures() if self.accounts is not None else None
+        return take_snapshot(
+            tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources, figures
+        )
+
+    def close_from(self, network: str, reason: str, text: str) -> int:
+        """Close every connection from an address in `network` (a new ban):
+        `BYE <reason> <text>`; returns how many."""
+        with self._lock:
+            live = list(self._connections.values())
+        matching = [endpoint for endpoint in live if covers(network, endpoint.ip)]
+        for endpoint in matching:
+            endpoint.close(reason, text)
+        return len(matching)
 
 
 def tune_listener(listener: socket.socket) -> None:

@@ -46,10 +46,13 @@ DISCONNECT_REASONS = (
     protocol.SERVER_FULL,
     protocol.TOO_MANY_CONNECTIONS,
     protocol.THROTTLED,
+    protocol.BANNED,
+    "replaced",
+    "logout",
     "tls_handshake_failed",
     "internal_error",
 )
-REFUSE_REASONS = (protocol.SERVER_FULL, protocol.TOO_MANY_CONNECTIONS, protocol.THROTTLED)
+REFUSE_REASONS = (protocol.SERVER_FULL, protocol.TOO_MANY_CONNECTIONS, protocol.THROTTLED, protocol.BANNED)
 RELOAD_RESULTS = ("success", "failure")
 CLIENT_STATES = ("handshaking", "registering", "registered", "closing")
 
@@ -114,6 +117,21 @@ class Tally:
 
 
 @dataclass(frozen=True)
+class AccountFigures:
+    """The accounts' figures (chatd/account_service.py reads them)."""
+
+    logins: Mapping[tuple[str, str], int]  # (method, result) -> sign-ins
+    throttled: int  # sign-ins refused by a throttle
+    hashes: int  # password hashes computed
+    hash_seconds: float  # CPU time they took
+    queue_waiting: int  # password checks queued, not started
+    queue_running: int
+    accounts: int  # not deleted
+    disabled: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class WorkerFigures:
     name: str
     running: bool
@@ -146,6 +164,7 @@ class Snapshot:
     connections: int = 0  # live connections, in any state
     nicks: int = 0  # registered nicknames
     rejected: int = 0
+    accounts: AccountFigures | None = None  # None: accounts are off
 
 
 def take_snapshot(
@@ -155,6 +174,7 @@ def take_snapshot(
     chat: Chat,
     cert_expiry: float | None,
     sources: Mapping[str, StatsSource],
+    accounts: AccountFigures | None = None,
 ) -> Snapshot:
     """Read every counter once, taking no lock (the caller copied `live` and
     `tally` under the server's). Called on the metrics or the control thread."""
@@ -213,6 +233,7 @@ def take_snapshot(
         connections=len(live),
         nicks=len(chat.nicks),
         rejected=tally.rejected,
+        accounts=accounts,
     )
 
 

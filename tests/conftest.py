@@ -26,7 +26,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatd import metrics
-from chatd.stats import CLIENT_STATES, DISCONNECT_REASONS, Snapshot, WorkerFigures
+from chatd.stats import CLIENT_STATES, DISCONNECT_REASONS, AccountFigures, Snapshot, WorkerFigures
 from tests.support import REPO
 from tests.support.chatclient import ChatClient
 from tests.support.chatctl import ScriptClient
@@ -305,6 +305,17 @@ def fake_snapshot(**changes: Any) -> Snapshot:
         workers=(WorkerFigures("chatd-io-0", True, 0.002), WorkerFigures("chatd-io-1", False, 3.5)),
         reloads={"success": 2, "failure": 1},
         cert_expiry=1_900_000_000.0,
+        accounts=AccountFigures(
+            logins={("password", "success"): 3, ("password", "failure"): 2, ("password", "busy"): 1},
+            throttled=1,
+            hashes=5,
+            hash_seconds=0.25,
+            queue_waiting=1,
+            queue_running=1,
+            accounts=4,
+            disabled=1,
+            tokens=2,
+        ),
         sources={
             "history": {
                 "rows_written_total": 12.0,
@@ -326,14 +337,16 @@ def render_metrics(snap: Snapshot) -> str:
 
 def recv_greeting(tls: ssl.SSLSocket) -> None:
     """Read a raw TLS socket's first lines, in as many records as they come:
-    exactly `HELLO 3 chatd <version>` and `NICK` (docs/protocol.md, "Version")."""
+    exactly `HELLO 5 chatd <version>`, the `ACCOUNTS` line of a server with
+    accounts, and `NICK` (docs/protocol.md, "Version")."""
     data = b""
-    while data.count(b"\n") < 2:
+    while not data.endswith(b"NICK\n"):
         chunk = tls.recv(4096)
         assert chunk, f"closed after {data!r}"
         data += chunk
-    hello, nick, rest = data.split(b"\n", 2)
-    assert hello.startswith(b"HELLO 3 chatd ") and nick == b"NICK" and rest == b"", data
+    lines = data.split(b"\n")
+    assert lines[0].startswith(b"HELLO 5 chatd ") and lines[-2:] == [b"NICK", b""], data
+    assert len(lines) == 3 or (len(lines) == 4 and lines[1].startswith(b"ACCOUNTS ")), data
 
 
 def defaults_for_load(**overrides: int) -> dict[str, int]:

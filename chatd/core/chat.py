@@ -11,11 +11,12 @@ client that shares at least one room with it, however many rooms that is.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 
 from chatd import names
 from chatd.config import Config
 from chatd.core import protocol
+from chatd.core.accounts import Accounts
 from chatd.core.history import (
     DirectLookups,
     Event,
@@ -26,9 +27,11 @@ from chatd.core.history import (
     StoredRoom,
     dm_key,
     event_line,
+    owned_dm_key,
 )
 from chatd.core.identities import Identities
 from chatd.core.nicks import Client, Nicks
+from chatd.core.registry import FLAGS, Registration, Registry, admission
 from chatd.core.rooms import Member, Room, Rooms
 from chatd.errors import ProtocolError
 from chatd.outlet import Sender
@@ -42,14 +45,22 @@ class Chat:
         *,
         lookups: Lookups | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        accounts: Accounts | None = None,
+        registry: Registry | None = None,
     ) -> None:
         """`lookups` answers `/history` off the I/O workers: the server gives a
         thread of its own (chatd/storage/lookups.py); without one the store is
         asked on the asking thread, which suits only a store that never blocks.
-        `monotonic` is the clock of the sessions' deadlines and flood control:
-        the transport's (`on_timer` is given its time), or a fake one in tests."""
+        `monotonic` is the clock of the sessions' deadlines, flood control and
+        login throttles: the transport's (`on_timer` is given its time), or a
+        fake one in tests. `accounts`: registered nicknames (core/accounts.py);
+        None: everyone is a guest, as with `accounts.enabled: false`.
+        `registry`: registered rooms, their roles, flags and bans
+        (core/registry.py); None: no room is registered (no accounts)."""
         self.config = config
         self.monotonic = monotonic
+        self.accounts = accounts
+        self.registry = registry
         self.nicks = Nicks()
         self.keeps_history = store is not None and config.history.enabled
         store = store if self.keeps_history and store is not None else NoStore()
@@ -62,35 +73,47 @@ class Chat:
         self.rooms = Rooms(config.rooms.permanent, backlog, self._recall if self.keeps_history else None)
         for room in stored.rooms:
             self.rooms.restore(room)
+        self._attach_permanent()
         self.stopping = False  # no LEAVE announcements while everybody is leaving
 
     def configure(self, config: Config) -> None:
         """A reload: new limits, room and history settings; rooms and members stay."""
         self.config = config
         self.rooms.set_permanent(config.rooms.permanent)
+        self._attach_permanent()
+        if self.accounts is not None:
+            self.accounts.configure(config.accounts)
         if self.keeps_history:
             self.rooms.set_backlog(config.history.backlog)
             self.history.store.reconfigure(config.history)
             self.history.store.keep_rooms(frozenset(map(names.room_key, config.rooms.permanent)))
 
+    def _attach_permanent(self) -> None:
+        """Permanent rooms exist before anyone joins them: their registrations too."""
+        if self.registry is not None:
+            with self.rooms.changing:
+                for registration in self.registry.all():
+                    room = self.rooms.find(registration.key)
+                    if room is not None:
+                        self.attach(room, registration)
+
     def _recall(self, key: str) -> StoredRoom | None:
         return self.history.store.room(key, self.rooms.backlog)
 
-    @property
-    def keeps_dms(self) -> bool:
-        """DMs are kept only between nicknames proven by certificates (docs/protocol.md)."""
-        return self.keeps_history and self.config.tls.nick_from_cert
-
     # -- events ----------------------------------------------------------------------
 
-    def say(self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None) -> None:
-        """Events in `room` (one per text), with ids in the order members get them."""
-        history, keep = self.history, self.keeps_history
+    def say(
+        self, room: Room, kind: str, nick: str, texts: list[bytes], sender: Sender | None, tags: bytes = b""
+    ) -> None:
+        """Events in `room` (one per text), with ids in the order members get them.
+        A "tagmsg" (IRC's TAGMSG: `tags` and no text) goes to the members but is not kept."""
+        history = self.history
+        keep = self.keeps_history and kind != "tagmsg"
         with room.lock:
             now = history.clock.now_ms()
             lines = []
             for text in texts:
-                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text)
+                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text, tags)
                 lines.append(event_line(event, history.clock))
                 if keep:
                     room.recent.append(event)
@@ -98,16 +121,20 @@ class Chat:
             room.durable = room.durable or keep
             room.broadcast(b"".join(lines), len(lines), sender=sender)
 
-    def direct(self, sender: Client, recipient: Client, text: bytes, outlet: Sender) -> None:
-        """A DM: to the recipient, echoed to the sender; kept if nicknames are proven."""
+    def direct(
+        self, sender: Client, recipient: Client, text: bytes, outlet: Sender, tags: bytes = b"", kind: str = "dm"
+    ) -> None:
+        """A DM (or a "tagmsg", not kept): to the recipient, echoed to the sender;
+        kept for those of the two who are authenticated (an account, or a
+        certificate's name: docs/protocol.md, "History")."""
         history = self.history
-        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, "dm", text)
+        event = Event(history.next_id(), history.clock.now_ms(), "", recipient.nick, sender.nick, kind, text, tags)
         line = event_line(event, history.clock)
         recipient.deliver(line, 1, outlet)
         if recipient is not sender:
             sender.deliver(line)
-        if self.keeps_dms:
-            target = dm_key(sender.nick, recipient.nick)
+        target = _kept_under(sender, recipient) if self.keeps_history and kind == "dm" else None
+        if target is not None:
             history.store.append(Event(event.id, event.time_ms, target, event.room, event.nick, "dm", text))
 
     def close(self) -> None:
@@ -115,15 +142,19 @@ class Chat:
         not yet written (SIGTERM loses nothing)."""
         self.lookups.close()
         self.history.store.close()
+        if self.accounts is not None:
+            self.accounts.store.close()
 
     # -- rooms ---------------------------------------------------------------------
 
     def join(self, client: Client, name: str, joined: int, sender: Sender | None) -> Room:
         """Put `client` (already in `joined` rooms, not in this one) in room `name`:
-        `JOIN` to the room, then the topic and the member list to the client.
+        `JOIN` to the room, then the topic and the member list to the client
+        (and in a registered room, its roles and flags).
 
         Raises:
-            ProtocolError: `room_invalid`, `no_such_room`, `too_many_rooms`.
+            ProtocolError: `room_invalid`, `no_such_room`, `too_many_rooms`; in a
+            registered room `banned_from_room`, `accounts_only`, `invite_only`.
         """
         protocol.check_room(name)
         config = self.config
@@ -132,19 +163,51 @@ class Chat:
                 protocol.TOO_MANY_ROOMS,
                 f"You are in {joined} rooms, the most allowed; /part one first.",
             )
+        registry = self.registry
         with self.rooms.changing:  # one order of JOIN, PART and USERS for everyone
-            room = self.rooms.join(name, config.rooms.allow_create, config.limits.max_rooms)
+            registration = registry.find(name) if registry is not None else None
+            invited = registry is not None and registration is not None and admission(registry, registration, client)
+            shown = registration.name if registration is not None else name  # a registered room keeps its spelling
+            room = self.rooms.join(shown, config.rooms.allow_create, config.limits.max_rooms)
+            if invited and registry is not None and registration is not None:
+                registry.take_invite(registration, client)  # used once it let them in
+            self.attach(room, registration)
             with room.lock:  # the backlog, then the live events: none missed, none twice
                 self.rooms.add(room, client)
                 room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
-                # TOPIC, USERS and the backlog as one block: no /history reply
-                # (from the history thread) can land in between.
+                if registration is not None and registration.rank(client.account):
+                    line = protocol.format_line("ROLE", room.name, client.nick, registration.role(client.account), "*")
+                    room.broadcast(line, exclude=client, sender=sender)
+                # TOPIC, USERS (roles, flags) and the backlog as one block: no
+                # /history reply (from the history thread) can land in between.
                 topic = self.topic_line(room) if room.topic else b""
                 users = protocol.format_users(room.name, room.nicks())
+                if registration is not None:
+                    users += self.roles_line(room, registration) + self.flags_line(room.name, registration)
                 recent = room.recent
                 older = room.older or (room.durable and len(recent) == recent.maxlen)
                 self.send_history(client, room.name, list(recent), older, False, topic + users)
         return room
+
+    @staticmethod
+    def attach(room: Room, registration: Registration | None) -> None:
+        """A live room points at its registration; one that wakes without its
+        topic (history off, or forgotten) gets the registration's back."""
+        room.registration = registration
+        if registration is not None and not room.topic and registration.topic:
+            room.topic, room.topic_by = registration.topic, registration.topic_by
+
+    @staticmethod
+    def roles_line(room: Room, registration: Registration) -> bytes:
+        """`ROLES <room> <nick>:<role> ...`: the members holding a role above member."""
+        held = [f"{m.nick}:{registration.role(m.account)}" for m in room.members if registration.rank(m.account)]
+        return protocol.format_line("ROLES", room.name, *sorted(held, key=str.lower))
+
+    @staticmethod
+    def flags_line(name: str, registration: Registration | None) -> bytes:
+        """`FLAGS <room> <flag> ...`: the flags that are on (none for a room not registered)."""
+        flags = registration.flags if registration is not None else frozenset()
+        return protocol.format_line("FLAGS", name, *(flag for flag in FLAGS if flag in flags))
 
     def send_history(
         self, client: Member, target: str, events: list[Event], more: bool, newer: bool, before: bytes = b""
@@ -169,25 +232,38 @@ class Chat:
         client.deliver(before + b"".join(lines), len(lines) + before.count(b"\n"))
 
     def part(self, client: Client, room: Room, text: str) -> None:
-        line = protocol.format_line("PART", room.name, client.nick, text)
+        self.remove(client, room, protocol.format_line("PART", room.name, client.nick, text))
+
+    def remove(self, client: Client, room: Room, line: bytes) -> None:
+        """`client` out of `room`; `line` (its `PART`, or the `KICK` that removed
+        it) to everyone who was in the room, `client` too."""
         with self.rooms.changing:
             for member in self.rooms.part(client, room):  # the leaver too
                 member.deliver(line)
 
     def set_topic(self, client: Client, room: Room, text: str) -> None:
+        """A new topic (or none: `text` empty), announced to every member as an event."""
         with self.rooms.changing:
             room.topic, room.topic_by = text, client.nick
+            room.topic_ms = self.history.clock.now_ms()
             self.say(room, "topic", client.nick, [text.encode()], None)
+            if room.registration is not None and self.registry is not None:
+                self.registry.set_topic(room.registration, text, client.nick)
 
     @staticmethod
     def topic_line(room: Room) -> bytes:
         return protocol.format_line("TOPIC", room.name, room.topic_by, room.topic)
 
-    def room_list(self) -> list[bytes]:
-        """`/rooms`: a `ROOM` line per room, then `ROOMS <count>`."""
-        rooms = self.rooms.all()
+    def room_list(self, member_of: Container[str] = ()) -> list[bytes]:
+        """`/rooms`: a `ROOM` line per room, then `ROOMS <count>`. A private
+        room is listed only to its members (the keys of `member_of`)."""
+        rooms = [room for room in self.rooms.all() if room.key in member_of or not self._private(room)]
         lines = [protocol.format_line("ROOM", r.name, str(len(r)), r.topic) for r in rooms]
         return [*lines, protocol.format_line("ROOMS", str(len(rooms)))]
+
+    def _private(self, room: Room) -> bool:
+        registration = self.registry.find(room.key) if self.registry is not None else None
+        return registration is not None and registration.has("private")
 
     # -- the server as a whole ------------------------------------------------------
 
@@ -232,3 +308,15 @@ class Chat:
         for client in clients:
             client.deliver(data)
         return len(clients)
+
+
+def _kept_under(sender: Client, recipient: Client) -> str | None:
+    """Where a DM is kept: for both (`dm_key`) if both are authenticated, for
+    the one who is alone (`owned_dm_key`) with a guest, not at all between guests."""
+    if sender.authenticated and recipient.authenticated:
+        return dm_key(sender.nick, recipient.nick)
+    if sender.authenticated:
+        return owned_dm_key(sender.nick, recipient.nick)
+    if recipient.authenticated:
+        return owned_dm_key(recipient.nick, sender.nick)
+    return None

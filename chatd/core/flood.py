@@ -25,10 +25,13 @@ import collections
 from typing import Final
 
 from chatd.config import LimitsConfig
+from chatd.outlet import Command
 
 FLOOD_WINDOW: Final = 30.0  # seconds in which `flood_disconnect` refusals end a connection
 
-Line = bytes | None  # what a transport hands over: a line, or None for one that was too long
+# What a transport hands over: a line, None for one that was too long, or (from
+# a transport with a grammar of its own, IRC) a `Command` already read.
+Line = bytes | Command | None
 
 
 class FloodControl:

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from chatd.config import HistoryConfig
 from chatd.names import nick_key
 
-KINDS: Final = ("msg", "action", "topic", "dm")
-_VERBS: Final = {"msg": b"MSG", "action": b"ACTION", "topic": b"TOPIC", "dm": b"DM"}
+KINDS: Final = ("msg", "action", "topic", "dm")  # what is kept; a "tagmsg" (text-less, IRC's TAGMSG) is not
+_VERBS: Final = {"msg": b"MSG", "action": b"ACTION", "topic": b"TOPIC", "dm": b"DM", "tagmsg": b"TAGMSG"}
 PAGE_DEFAULT: Final = 100  # events per /history reply without a limit
 PAGE_MAX: Final = 500
 
@@ -33,11 +33,14 @@ PAGE_MAX: Final = 500
 class Event:
     id: int
     time_ms: int  # milliseconds since the Unix epoch, UTC
-    target: str  # the room's key, or `dm_key` of the two nicknames
+    target: str  # the room's key, or `dm_key` of the two nicknames (`owned_dm_key` with a guest)
     room: str  # the room as shown; for a DM, the recipient's nickname
     nick: str  # who said it
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS, or "tagmsg"
     text: bytes  # validated UTF-8
+    # Tags of the live line beside id and time (`Command.tags`: an IRC client's
+    # client-only tags, `notice`, `action`); not kept by the store.
+    tags: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,24 @@ class EventStore(Protocol):
         """Keep the spelling of a certificate identity seen for the first time
         (written later, handed back by `load`); any thread, never blocks."""
 
-    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
-        """Up to `limit` events of `target`, oldest first: the earliest with ids
-        above `after`, else the latest below `before` (or the latest of all).
-        Sees events appended but not yet written. Blocks: not on an I/O worker."""
+    def range(
+        self, target: str, before: int | None, after: int | None, limit: int, also: str | None = None
+    ) -> list[Event]:
+        """Up to `limit` events of `target` (and of `also`, merged: a client's
+        direct messages with a nickname, and with it while it was a guest),
+        oldest first: the earliest with ids above `after`, else the latest
+        below `before` (or the latest of all). Sees events appended but not
+        yet written. Blocks: not on an I/O worker."""
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         """One stored room with its last `backlog` events (a room long ended
         being joined again), or None. A small read, on the joining thread."""
+
+    def targets(self, rooms: Sequence[str], nick: str | None) -> list[Event]:
+        """The last event of each of `rooms` (keys) that has one, and of each
+        direct-message target of `nick` (a nickname's key; None: none), in
+        no order (IRC's CHATHISTORY TARGETS). Sees events appended but not yet
+        written. Blocks: not on an I/O worker."""
 
     def prune(self) -> int:
         """One small step of retention; returns how many rows (events, rooms)
@@ -112,11 +125,16 @@ class NoStore:
     def remember_identity(self, key: str, spelling: str) -> None:
         pass
 
-    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
+    def range(
+        self, target: str, before: int | None, after: int | None, limit: int, also: str | None = None
+    ) -> list[Event]:
         return []
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         return None
+
+    def targets(self, rooms: Sequence[str], nick: str | None) -> list[Event]:
+        return []
 
     def prune(self) -> int:
         return 0
@@ -139,6 +157,14 @@ def dm_key(a: str, b: str) -> str:
     kept: their identities, so one spelling per identity (core/identities.py)."""
     first, second = sorted((nick_key(a), nick_key(b)))
     return f"dm:{first},{second}"
+
+
+def owned_dm_key(owner: str, guest: str) -> str:
+    """The target under which the direct messages between an authenticated
+    `owner` and a `guest` are kept, for the owner alone: `~` marks the guest's
+    side, so that nobody who is `guest` later (an account registered under
+    that name) reads them under `dm_key`."""
+    return f"dm:{nick_key(owner)},~{nick_key(guest)}"
 
 
 class Clock:
@@ -164,9 +190,13 @@ def event_line(event: Event, clock: Clock, history: bool = False) -> bytes:
     """The event as a server line, with its tags."""
     tags = b"@id=%d;time=%s;history" if history else b"@id=%d;time=%s"
     tags %= (event.id, clock.format(event.time_ms))
+    if event.tags:
+        tags += b";" + event.tags
     verb = _VERBS[event.kind]
     if event.kind == "dm":
         return b"%s %s %s %s %s\n" % (tags, verb, event.nick.encode(), event.room.encode(), event.text)
+    if not event.text:  # a cleared topic, a TAGMSG: no trailing space (docs/protocol.md, "Line format")
+        return b"%s %s %s %s\n" % (tags, verb, event.room.encode(), event.nick.encode())
     return b"%s %s %s %s %s\n" % (tags, verb, event.room.encode(), event.nick.encode(), event.text)
 
 
@@ -177,11 +207,16 @@ class Lookups(Protocol):
     """Questions for the store that may block, asked on an I/O worker and
     answered elsewhere. chatd.storage.lookups.LookupThread is the server's."""
 
-    def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
-        """Ask for `EventStore.range(target, before, after, limit)`; never blocks.
+    def history(
+        self, target: str, before: int | None, after: int | None, limit: int, answer: Answer, also: str | None = None
+    ) -> None:
+        """Ask for `EventStore.range(target, before, after, limit, also)`; never blocks.
         `answer` gets the events later, on another thread (where only the
         outlet is safe to use), or None if the store failed or too many
         questions wait."""
+
+    def targets(self, rooms: Sequence[str], nick: str | None, answer: Answer) -> None:
+        """Ask for `EventStore.targets(rooms, nick)`, as `history` asks."""
 
     def close(self) -> None:
         """Answer what was asked, then stop."""
@@ -194,8 +229,18 @@ class DirectLookups:
     def __init__(self, store: EventStore) -> None:
         self._store = store
 
-    def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
-        answer(self._store.range(target, before, after, limit))
+    def history(
+        self, target: str, before: int | None, after: int | None, limit: int, answer: Answer, also: str | None = None
+    ) -> None:
+        store = self._store
+        answer(
+            store.range(target, before, after, limit)
+            if also is None
+            else store.range(target, before, after, limit, also)
+        )
+
+    def targets(self, rooms: Sequence[str], nick: str | None, answer: Answer) -> None:
+        answer(self._store.targets(rooms, nick))
 
     def close(self) -> None:
         pass

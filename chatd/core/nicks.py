@@ -7,11 +7,12 @@ the spelling it chose.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from chatd import names
 from chatd.core import protocol
-from chatd.core.rooms import Member
+from chatd.core.rooms import Member, Room
 from chatd.errors import ProtocolError
 
 
@@ -22,14 +23,28 @@ class Client(Member, Protocol):
     connected_at: float  # time.time()
     last_active: float  # time.monotonic()
 
+    @property
+    def authenticated(self) -> bool:
+        """Signed in to an account, or named by a certificate with
+        tls.nick_from_cert: its direct messages are kept (docs/protocol.md)."""
+
+    @property
+    def peer_ip(self) -> str:
+        """Its address (what a room's address ban covers)."""
+
     def close(self, reason: str, text: str = "") -> None:
         """`BYE <reason> <text>` and close; callable from any thread."""
+
+    def remove_from(self, room: Room, line: bytes) -> None:
+        """Take it out of `room` (a kick or a room ban), on its own thread:
+        `line` to the room's members, itself included; callable from any thread."""
 
 
 class Nicks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[str, Client] = {}
+        self._waiters: dict[str, list[Callable[[], None]]] = {}  # key -> called once it is free
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -56,10 +71,14 @@ class Nicks:
         with self._lock:
             old = member.nick
             old_key, new_key = names.nick_key(old), names.nick_key(new)
+            waiters: list[Callable[[], None]] = []
             if new_key != old_key:
                 self._take(new_key, new, member)
                 del self._by_key[old_key]
+                waiters = self._waiters.pop(old_key, [])
             member.nick = new
+        for waiter in waiters:
+            waiter()
         return old
 
     def release(self, member: Client) -> bool:
@@ -69,6 +88,20 @@ class Nicks:
             if self._by_key.get(key) is not member:
                 return False
             del self._by_key[key]
+            waiters = self._waiters.pop(key, [])
+        for waiter in waiters:
+            waiter()
+        return True
+
+    def when_released(self, nick: str, callback: Callable[[], None]) -> bool:
+        """Call `callback` (on the releasing thread) once `nick` is free; False,
+        and no call, if it is free now. How a sign-in waits for the connection it
+        replaces to have left (core/signin.py)."""
+        key = names.nick_key(nick)
+        with self._lock:
+            if key not in self._by_key:
+                return False
+            self._waiters.setdefault(key, []).append(callback)
         return True
 
     def find(self, nick: str) -> Client | None:

@@ -1,4 +1,4 @@
-"""The line protocol (v3), without I/O: parsing, formatting, codes.
+"""The line protocol (v5), without I/O: parsing, formatting, codes.
 
 No sockets, threads or logging live here, so every rule in docs/protocol.md
 can be tested exhaustively on plain bytes. Message text stays as validated
@@ -16,6 +16,9 @@ from typing import Final
 
 from chatd import names
 from chatd.errors import ProtocolError
+from chatd.outlet import Command
+
+__all__ = ["Command"]  # re-exported: where the grammar's commands are defined (chatd/outlet.py)
 
 # ERR codes (stable; docs/protocol.md "Errors").
 NICK_INVALID: Final = "nick_invalid"
@@ -35,8 +38,29 @@ NO_SUCH_ROOM: Final = "no_such_room"
 TOO_MANY_ROOMS: Final = "too_many_rooms"
 BAD_ARGUMENT: Final = "bad_argument"
 NO_HISTORY: Final = "no_history"
+# v4: accounts (docs/protocol.md "Accounts").
+NICK_REGISTERED: Final = "nick_registered"
+LOGIN_REQUIRED: Final = "login_required"
+AUTH_FAILED: Final = "auth_failed"
+AUTH_THROTTLED: Final = "auth_throttled"
+AUTH_BUSY: Final = "auth_busy"
+ACCOUNT_DISABLED: Final = "account_disabled"
+REGISTRATION_CLOSED: Final = "registration_closed"
+INVITE_INVALID: Final = "invite_invalid"
+PASSWORD_INVALID: Final = "password_invalid"
+TOKEN_INVALID: Final = "token_invalid"
+NOT_LOGGED_IN: Final = "not_logged_in"
+REAUTH_REQUIRED: Final = "reauth_required"
+ALREADY_REGISTERED: Final = "already_registered"
+BANNED: Final = "banned"
+# v5: room roles and moderation (docs/protocol.md "Room roles").
+NOT_ALLOWED: Final = "not_allowed"
+INVITE_ONLY: Final = "invite_only"
+BANNED_FROM_ROOM: Final = "banned_from_room"
+ACCOUNTS_ONLY: Final = "accounts_only"
+MODERATED: Final = "moderated"
 
-VERSION: Final = 3  # the `HELLO <version>` line; docs/protocol.md "Version"
+VERSION: Final = 5  # the `HELLO <version>` line; docs/protocol.md "Version"
 
 # Errors that count as strikes towards `limits.max_strikes`.
 STRIKE_CODES: Final = frozenset({LINE_TOO_LONG, BAD_ENCODING, UNKNOWN_COMMAND})
@@ -46,20 +70,6 @@ TOO_LONG: Final = None  # what a transport hands over in place of an oversized l
 # C0 controls but tab, DEL, and C1 controls (U+0080..U+009F, e.g. U+009B, a
 # terminal's CSI), as they appear in UTF-8: none of them belongs in chat text.
 _CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xc2[\x80-\x9f]")
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One client line after registration.
-
-    `verb` is one of: say, me, msg, nick, who, ping, quit, help, empty, join,
-    part, topic, rooms, history. `text` is validated UTF-8; `target` is a
-    nickname or room argument ("" when an optional one was left out).
-    """
-
-    verb: str
-    text: bytes = b""
-    target: str = ""
 
 
 Reader = Callable[[str, bytes, str], Command]  # (verb, the rest of the line, its usage) -> Command
@@ -118,6 +128,41 @@ def _target_and_words(verb: str, rest: bytes, usage: str) -> Command:
     return Command(verb, words, target.decode())
 
 
+def _two_words_and_text(verb: str, rest: bytes, usage: str) -> Command:
+    """Two required words, then required free text after one space (a password:
+    the rest of the line, spaces and all)."""
+    target, _, rest = rest.partition(b" ")
+    option, _, text = rest.partition(b" ")
+    _required(target, usage)
+    _required(option, usage)
+    return Command(verb, _required(text, usage), target.decode(), option.decode())
+
+
+def _two_words_and_rest(verb: str, rest: bytes, usage: str) -> Command:
+    """Two required words (a room, then a nickname or a ban's mask), then
+    optional free text (a reason) after one space."""
+    target, _, rest = rest.strip(b" ").partition(b" ")
+    option, _, text = rest.lstrip(b" ").partition(b" ")
+    _required(target, usage)
+    _required(option, usage)
+    return Command(verb, text.strip(b" "), target.decode(), option.decode())
+
+
+def _room_words(verb: str, rest: bytes, usage: str) -> Command:
+    """`/room`: `register|drop <#room>`, or `<#room> [<word> [<word>]]` (a flag
+    and on|off, or `owner` and a nickname): the room is the target, the first
+    other word the option, the next one the text. What they say is checked by
+    the command (core/room_commands.py)."""
+    words = rest.split()
+    _required(b" ".join(words), usage)
+    if words[0] in (b"register", b"drop"):
+        if len(words) < 2:
+            raise ProtocolError(MISSING_ARGUMENT, usage)
+        return Command(verb, target=words[1].decode(), option=words[0].decode())
+    option = words[1].decode() if len(words) > 1 else ""
+    return Command(verb, b" ".join(words[2:3]), words[0].decode(), option)
+
+
 def _room_and_text(verb: str, rest: bytes, usage: str) -> Command:
     """An optional room (a first word starting with #), then optional text."""
     room, text = _optional_room(rest)
@@ -155,6 +200,35 @@ GRAMMAR: Final[Mapping[str, Syntax]] = MappingProxyType(
             HISTORY_USAGE,
         ),
         "nick": Syntax("/nick <new>", "change your nickname", _word),
+        # v5: registered rooms, roles and moderation (core/room_commands.py).
+        "room": Syntax(
+            "/room register|drop <#room> | /room <#room> [<flag> on|off | owner <nick>]",
+            "register a room, show or set its flags (topic_ops, private, moderated, accounts_only)",
+            _room_words,
+        ),
+        "op": Syntax("/op <#room> <nick>", "make an account an op of a room (owners)", _two_words_and_rest),
+        "deop": Syntax("/deop <#room> <nick>", "take an op's role away (owners)", _two_words_and_rest),
+        "voice": Syntax("/voice <#room> <nick>", "let an account speak in a moderated room (ops)", _two_words_and_rest),
+        "devoice": Syntax("/devoice <#room> <nick>", "take a voice away (ops)", _two_words_and_rest),
+        "kick": Syntax("/kick <#room> <nick> [reason]", "remove someone from a room (ops)", _two_words_and_rest),
+        "ban": Syntax(
+            "/ban <#room> <nick|account:name|address/cidr> [reason]",
+            "keep someone out of a room (ops)",
+            _two_words_and_rest,
+        ),
+        "unban": Syntax("/unban <#room> <mask>", "lift a ban (ops)", _two_words_and_rest),
+        "bans": Syntax("/bans <#room>", "list a room's bans (ops)", _word),
+        "invite": Syntax("/invite <#room> <nick>", "let someone into a private room once (ops)", _two_words_and_rest),
+        # v4: accounts. /login, /register and /resume answer `NICK`; after
+        # WELCOME they are refused (`already_registered`), never said in a room.
+        "login": Syntax("/login <account> <password>", "sign in (instead of a nickname)", _target_and_text),
+        "register": Syntax(
+            "/register <account> <invite-code|*> <password>", "create an account and sign in", _two_words_and_text
+        ),
+        "resume": Syntax("/resume <token>", "sign in with a token from /remember", _word),
+        "remember": Syntax("/remember [days]", "a token to sign in with later (shown once)", _rest),
+        "passwd": Syntax("/passwd <new password>", "change your password", _text),
+        "logout": Syntax("/logout [all]", "sign out (all: every token of the account)", _rest),
         "ping": Syntax("/ping [token]", "check the connection", _rest),
         "quit": Syntax("/quit [text]", "leave", _rest),
         "help": Syntax("/help", "this list", _nothing),
@@ -172,6 +246,11 @@ def clean_line(raw: bytes) -> bytes:
     """Strip a trailing `\\r` and check the line is UTF-8 text without control characters."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
+    return check_text(raw)
+
+
+def check_text(raw: bytes) -> bytes:
+    """Return `raw` if it is UTF-8 text without control characters, else raise `bad_encoding`."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -23,6 +23,7 @@ from typing import Final, Protocol
 from chatd import names
 from chatd.core import protocol
 from chatd.core.history import Event, StoredRoom
+from chatd.core.registry import Registration
 from chatd.errors import ProtocolError
 from chatd.outlet import Sender
 
@@ -31,6 +32,7 @@ DORMANT_MAX: Final = 1000  # ended rooms with history kept in memory for a quick
 
 class Member(Protocol):
     nick: str
+    account: str | None  # the account's key when signed in to one (its roles: core/registry.py)
 
     def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
         """Queue `data` (`lines` complete lines) for sending; never blocks. A
@@ -49,6 +51,13 @@ class Room:
         self.older = False  # events older than `recent` may exist (said in the backlog's HISTORY)
         self.topic = ""
         self.topic_by = "*"
+        self.topic_ms = 0  # when the topic was set (ms since the epoch), 0: before this run
+        # The member whose join created this room (or woke it), while it stays:
+        # what IRC shows as the channel's operator (`@`). Permanent rooms have none.
+        self.creator: Member | None = None
+        # Its owner, roles and flags when it is registered (core/registry.py), set
+        # as members join (Chat.join) and on /room register and drop.
+        self.registration: Registration | None = None
         self.lock = threading.Lock()  # the order of this room's events
         self.recent: collections.deque[Event] = collections.deque(maxlen=backlog)
         # Rebuilt under both locks on every join and part (`set_members`); read without them.
@@ -201,7 +210,11 @@ class Rooms:
 
     @staticmethod
     def add(room: Room, member: Member) -> None:
-        """With `changing` and `room.lock` held: `member` is in `room` from now on."""
+        """With `changing` and `room.lock` held: `member` is in `room` from now on.
+        A room that is not permanent and has no members was just made (or woken)
+        by this join: `member` is its creator."""
+        if not room.members and not room.permanent:
+            room.creator = member
         room.set_members((*room.members, member))
 
     def part(self, member: Member, room: Room) -> tuple[Member, ...]:
@@ -211,6 +224,8 @@ class Rooms:
             with room.lock:
                 members = room.members
                 room.set_members(tuple(m for m in members if m is not member))
+                if room.creator is member:
+                    room.creator = None
             if not room.members and not room.permanent and self._by_key.get(room.key) is room:
                 self._end(room)
         return members

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import structlog
@@ -26,7 +27,8 @@ log = structlog.get_logger(__name__)
 
 WAITING_MAX: Final = 1000  # /history questions queued; beyond, "try again"
 
-_Question = tuple[str, int | None, int | None, int, Answer]
+# What to ask the store, for whom (the log's `target`), and where the answer goes.
+_Question = tuple[Callable[[], list[Event]], str, Answer]
 
 
 class LookupThread:
@@ -38,7 +40,21 @@ class LookupThread:
         self._thread = threading.Thread(target=self._serve, name="chatd-history", daemon=True)
         self._starting = threading.Lock()
 
-    def history(self, target: str, before: int | None, after: int | None, limit: int, answer: Answer) -> None:
+    def history(
+        self, target: str, before: int | None, after: int | None, limit: int, answer: Answer, also: str | None = None
+    ) -> None:
+        store = self._store
+        if also is None:  # the store's range() as every store has it
+            self._ask((lambda: store.range(target, before, after, limit), target, answer))
+        else:
+            self._ask((lambda: store.range(target, before, after, limit, also), target, answer))
+
+    def targets(self, rooms: Sequence[str], nick: str | None, answer: Answer) -> None:
+        store, rooms = self._store, tuple(rooms)
+        self._ask((lambda: store.targets(rooms, nick), f"targets of {nick or 'a guest'}", answer))
+
+    def _ask(self, question: _Question) -> None:
+        answer = question[2]
         if self._questions.qsize() >= WAITING_MAX:
             answer(None)
             return
@@ -46,7 +62,7 @@ class LookupThread:
             with self._starting:  # the first question starts the thread
                 if not self._thread.is_alive() and self._thread.ident is None:
                     self._thread.start()
-        self._questions.put((target, before, after, limit, answer))
+        self._questions.put(question)
 
     def close(self) -> None:
         """Answer what was asked (for up to 10 s), then let the thread end."""
@@ -56,9 +72,9 @@ class LookupThread:
 
     def _serve(self) -> None:
         while (question := self._questions.get()) is not None:
-            target, before, after, limit, answer = question
+            ask, target, answer = question
             try:
-                events: list[Event] | None = self._store.range(target, before, after, limit)
+                events: list[Event] | None = ask()
             except Exception:  # a failing store answers "try again", and the thread goes on
                 log.exception("history_lookup_failed", target=target)
                 events = None

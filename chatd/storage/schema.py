@@ -60,6 +60,76 @@ MIGRATIONS: Final = (
     UPDATE rooms SET last_id = coalesce((SELECT max(id) FROM events WHERE target = rooms.key), 0);
     CREATE INDEX rooms_by_last_id ON rooms (last_id);
     """,
+    # 4: accounts (chatd/core/accounts.py, chatd/storage/accounts.py). Passwords
+    # as argon2id hash strings; tokens and invite codes only as SHA-256 (hex).
+    """
+    CREATE TABLE accounts (
+        key TEXT PRIMARY KEY,      -- the name in lower case (names.nick_key)
+        name TEXT NOT NULL,        -- as registered
+        password TEXT NOT NULL,    -- argon2id hash string, empty once deleted
+        created INTEGER NOT NULL,  -- milliseconds since the Unix epoch, UTC
+        disabled TEXT,             -- the operator's reason, NULL while enabled
+        deleted INTEGER NOT NULL DEFAULT 0  -- 1: gone, the name still reserved
+    );
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,     -- SHA-256 of the token, hex
+        account TEXT NOT NULL REFERENCES accounts (key) ON DELETE CASCADE,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        last_used INTEGER NOT NULL
+    );
+    CREATE INDEX tokens_by_account ON tokens (account);
+    CREATE TABLE invites (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE, -- SHA-256 of the code, upper case without dashes, hex
+        uses INTEGER NOT NULL,     -- left
+        used INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER,           -- NULL: never
+        note TEXT NOT NULL
+    );
+    CREATE TABLE bans (
+        network TEXT PRIMARY KEY,  -- CIDR, as Python's ipaddress writes it
+        reason TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER            -- NULL: until removed
+    );
+    """,
+    # 5: registered rooms (chatd/core/registry.py, chatd/storage/rooms.py): owner,
+    # flags and topic, the roles accounts hold, bans and accounts' invites. A room's
+    # rows go with it.
+    """
+    CREATE TABLE registered_rooms (
+        key TEXT PRIMARY KEY,      -- the room in lower case (names.room_key)
+        name TEXT NOT NULL,        -- as registered
+        owner TEXT NOT NULL,       -- the owner's account key
+        flags TEXT NOT NULL,       -- the flags that are on, space-separated
+        created INTEGER NOT NULL,  -- milliseconds since the Unix epoch, UTC
+        topic TEXT NOT NULL DEFAULT '',
+        topic_by TEXT NOT NULL DEFAULT '*'
+    );
+    CREATE TABLE room_roles (
+        room TEXT NOT NULL REFERENCES registered_rooms (key) ON DELETE CASCADE,
+        account TEXT NOT NULL,     -- an account key
+        role TEXT NOT NULL,        -- owner, op, voice
+        PRIMARY KEY (room, account)
+    );
+    CREATE TABLE room_bans (
+        room TEXT NOT NULL REFERENCES registered_rooms (key) ON DELETE CASCADE,
+        mask TEXT NOT NULL,        -- a nickname key, account:<key>, or a CIDR network
+        reason TEXT NOT NULL,
+        by TEXT NOT NULL,          -- who set it, as shown ('*': the operator)
+        created INTEGER NOT NULL,
+        PRIMARY KEY (room, mask)
+    );
+    CREATE TABLE room_invites (
+        room TEXT NOT NULL REFERENCES registered_rooms (key) ON DELETE CASCADE,
+        account TEXT NOT NULL,
+        by TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (room, account)
+    );
+    """,
 )
 
 VERSION: Final = len(MIGRATIONS)

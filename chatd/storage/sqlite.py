@@ -24,11 +24,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -37,7 +36,7 @@ import structlog
 from chatd.config import HistoryConfig
 from chatd.core.history import Event, StoredRoom, StoredState
 from chatd.errors import ConfigError
-from chatd.storage import schema
+from chatd.storage import database, targets
 from chatd.storage.retention import Retention
 from chatd.storage.schema import transaction
 
@@ -48,7 +47,6 @@ LOAD_MAX: Final = 1000  # rooms read at start-up (the latest stored); others are
 PRUNE_EVERY: Final = 10.0  # seconds between retention checks when nothing is left to do
 FAILURE_LOG_EVERY: Final = 10.0
 RETRY_MAX: Final = 5.0  # seconds between attempts while writes fail
-START_TIMEOUT: Final = 2.0  # seconds start-up waits for a lock another process holds
 _COLUMNS: Final = "id, time, target, room, nick, kind, text"
 _INSERT_BATCH: Final = f"""
     INSERT OR IGNORE INTO events ({_COLUMNS})
@@ -63,54 +61,7 @@ def open_store(config: HistoryConfig, config_path: Path) -> SQLiteStore:
     Raises:
         ConfigError: one line naming the file and what to do.
     """
-    path = config.path
-    try:
-        _prepare_files(path)
-        conn = _connect(path, START_TIMEOUT)
-        with transaction(conn):
-            schema.migrate(conn)
-    except (OSError, sqlite3.Error, schema.NewerSchema) as exc:
-        raise ConfigError(f"{config_path}: history.path: {_explain(path, exc)}") from None
-    return SQLiteStore(conn, config, config_path)
-
-
-def _prepare_files(path: Path) -> None:
-    """The folder 0700 if chatd makes it, the file 0600."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
-    if path.is_dir():
-        raise IsADirectoryError(21, "is a folder, not a file", str(path))
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
-def _explain(path: Path, exc: BaseException) -> str:
-    text = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
-    if "not a database" in text:
-        return f"{path} is not an SQLite database ({text}); move it away or choose another file"
-    if "locked" in text or "busy" in text:
-        return f"{path} is locked by another process ({text}); stop it (another chatd?) or choose another file"
-    if isinstance(exc, schema.NewerSchema):
-        return f"{path} was written by a newer chatd ({text}); upgrade chatd or choose another file"
-    return f"cannot use {path} ({text}); check that chatd's user can read and write it and its folder"
-
-
-def _connect(path: Path, timeout: float, read_only: bool = False) -> sqlite3.Connection:
-    if read_only:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
-    else:
-        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA foreign_keys = ON")
-    if not read_only:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
-        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a commit survives a crash of chatd
-    return conn
+    return SQLiteStore(database.open_database(config.path, config_path), config, config_path)
 
 
 def _stored_room(conn: sqlite3.Connection, key: str, backlog: int) -> StoredRoom | None:
@@ -166,7 +117,7 @@ class SQLiteStore:
         try:
             stored = self._load(backlog)
         except sqlite3.Error as exc:
-            raise ConfigError(f"{self.config_path}: history.path: {_explain(self.path, exc)}") from None
+            raise ConfigError(database.failure(self.config_path, self.path, exc)) from None
         self._thread.start()
         return stored
 
@@ -187,7 +138,7 @@ class SQLiteStore:
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         with self._recalling:
             if self._recaller is None:
-                self._recaller = _connect(self.path, 1.0)
+                self._recaller = database.connect(self.path, 1.0)
             try:
                 return _stored_room(self._recaller, target, backlog)
             except sqlite3.Error as exc:
@@ -201,19 +152,23 @@ class SQLiteStore:
     def remember_identity(self, key: str, spelling: str) -> None:
         self._identities.append((key, spelling))  # written with the next batch
 
-    def range(self, target: str, before: int | None, after: int | None, limit: int) -> list[Event]:
+    def range(
+        self, target: str, before: int | None, after: int | None, limit: int, also: str | None = None
+    ) -> list[Event]:
+        wanted = (target,) if also is None else (target, also)
         # Look at what is not yet written first: whatever the writer commits
         # after this is then in the database, so nothing falls in between.
         with self._lock:
-            unwritten = [e for e in (*self._inflight, *self._pending) if e.target == target]
+            unwritten = [e for e in (*self._inflight, *self._pending) if e.target in wanted]
         if self._reader is None:
-            self._reader = _connect(self.path, 5.0)
+            self._reader = database.connect(self.path, 5.0)
+        where = "target = ?" if also is None else "target IN (?, ?)"
         if after is not None:
-            sql = "WHERE target = ? AND id > ? ORDER BY id LIMIT ?"
-            args: tuple[object, ...] = (target, after, limit)
+            sql = f"WHERE {where} AND id > ? ORDER BY id LIMIT ?"
+            args: tuple[object, ...] = (*wanted, after, limit)
         else:
-            sql = "WHERE target = ? AND id < ? ORDER BY id DESC LIMIT ?"
-            args = (target, before if before is not None else 1 << 62, limit)
+            sql = f"WHERE {where} AND id < ? ORDER BY id DESC LIMIT ?"
+            args = (*wanted, before if before is not None else 1 << 62, limit)
         rows = self._reader.execute(f"SELECT {_COLUMNS} FROM events {sql}", args).fetchall()
         events = {row[0]: _event(row) for row in rows}
         for event in unwritten:
@@ -221,6 +176,13 @@ class SQLiteStore:
                 events[event.id] = event
         ordered = [events[i] for i in sorted(events)]
         return ordered[:limit] if after is not None else ordered[-limit:]
+
+    def targets(self, rooms: Sequence[str], nick: str | None) -> list[Event]:
+        with self._lock:
+            unwritten = [*self._inflight, *self._pending]
+        if self._reader is None:
+            self._reader = database.connect(self.path, 5.0)
+        return targets.latest(self._reader, rooms, nick, unwritten)
 
     def prune(self) -> int:
         """One step of retention (chatd/storage/retention.py); the rows it removed."""
@@ -301,7 +263,7 @@ class SQLiteStore:
         except sqlite3.Error:
             pass
         try:
-            self._conn = _connect(self.path, START_TIMEOUT)
+            self._conn = database.connect(self.path, database.START_TIMEOUT)
         except sqlite3.Error as exc:
             self._log_failure(exc)  # tried again at the next write
 
@@ -396,7 +358,7 @@ class SQLiteStore:
 def read_events(path: Path, target: str, since_ms: int | None = None) -> Iterator[Event]:
     """Every stored event of `target` (from `since_ms` on), oldest first, read
     without disturbing a running chatd: for `chatctl history export`."""
-    conn = _connect(path, 5.0, read_only=True)
+    conn = database.connect(path, 5.0, read_only=True)
     try:
         last = 0
         while True:

@@ -10,6 +10,7 @@ others only through these.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, Protocol
 
 
@@ -21,7 +22,7 @@ class Application(Protocol):
     rate_limited: int  # lines refused with ERR rate_limited
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
-    def on_lines(self, lines: list[bytes | None]) -> None: ...
+    def on_lines(self, lines: Sequence[bytes | None]) -> None: ...
     def charge(self, frames: int) -> bool:
         """`frames` that carry no line (WebSocket pings, pongs, fragments) take a
         line's worth of the flood-control budget each; False (and counted, as a

@@ -100,6 +100,7 @@ class Endpoint:
         "id",
         "interest",
         "ip",
+        "kind",
         "life",
         "peer",
         "reject",
@@ -117,8 +118,10 @@ class Endpoint:
         peer: tuple[str, int],
         conn_id: int,
         reject: str | None,
+        kind: str = "chat",
     ) -> None:
         self.host = host
+        self.kind = kind  # the listener it came from: "chat" (lines, HTTP) or "irc"
         self.worker = worker
         self._stats = worker.stats  # written on the worker's thread only
         self.tls = tls
@@ -129,7 +132,9 @@ class Endpoint:
         self.connected_at = time.time()
         self.interest = 0  # epoll events currently registered
         self.reject = reject
-        self.context = {"session": conn_id, "peer": self.peer}
+        self.context: dict[str, object] = {"session": conn_id, "peer": self.peer}
+        if kind != "chat":
+            self.context["listener"] = kind
         self.codec: Codec = IDLE  # set by `switch_codec` only
         self.app: Counted = IDLE.app  # the codec's application, for the logs and counters
         self.life = Lifecycle(time.monotonic(), host.limits.handshake_timeout)
@@ -172,6 +177,10 @@ class Endpoint:
             self.begin_close(reason, text)
         else:
             self.worker.call_soon(lambda: self.begin_close(reason, text), self)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on this endpoint's worker thread, guarded as its events are."""
+        self.worker.call_soon(callback, self)
 
     def resume_after_backlog(self) -> None:
         """The recipient this client waited for has been taken by its worker."""

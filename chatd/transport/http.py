@@ -181,6 +181,11 @@ class HttpCodec:
         if (b"content-length" in headers and headers[b"content-length"] != b"0") or b"transfer-encoding" in headers:
             self._refuse(413, "a request body (chatd takes none)", method, path)
             return
+        if self._reject == "banned":  # an operator's ban (docs/operations.md "Accounts"), not a busy server
+            response = text_response(403, "Your address is banned from this server.")
+            self._log(method, path, response.status)
+            self._send(response, method, close=True)
+            return
         if self._reject is not None:
             response = text_response(503, "The server is busy; try again later.", [(b"Retry-After", b"60")])
             self._log(method, path, response.status)

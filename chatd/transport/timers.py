@@ -17,6 +17,11 @@ rebuilt without them, which is O(1) per arm, amortised.
 
 What a deadline means is the target's (`on_timer`); when to look is the
 worker's (worker.py). Only the owning worker's thread uses a `Timers`.
+
+`WriteInterval` is the write interval's deadline (`server.write_interval_ms`):
+a worker flushes its connections' output at most once per interval, so
+that the lines that reach a client meanwhile leave in one TLS record and one
+`send()`. One deadline per worker, never one per connection or per line.
 """
 
 from __future__ import annotations
@@ -107,3 +112,44 @@ class Timers(Generic[T]):
         # at least `slack` + the live count arms since the last time.
         self._heap = [entry for entry in self._heap if entry[2].target is not None]
         heapq.heapify(self._heap)
+
+
+# A turn that worked this long per client it has output for flushes at once:
+# its clients already get many lines each (some 80 at fan-out's ~0.6 µs per
+# delivered line), which share their records without waiting; a flush costs
+# about 4 µs (docs/architecture.md, "The write interval").
+AMORTIZED = 50e-6
+
+
+class WriteInterval:
+    """When a worker may flush output: at most once per `interval` seconds,
+    unless a flush now would carry many lines to each client anyway.
+
+    Output that finds the last flush an interval ago or longer leaves at the
+    end of its turn, as with no interval; output that comes sooner waits for
+    the interval to end, and with it everything that reaches the worker's
+    clients meanwhile, each client's in one write. So a line waits at most
+    one interval, a quiet server adds no latency at all, and one with lines
+    spread out in time writes to each client at most once per interval
+    however many lines it gets. A turn that did `AMORTIZED` of work or more
+    per client with output (a flood: a turn holds many lines for each) flushes
+    at its end, as before: waiting would save little, and would keep the
+    answers some clients wait for before sending more (a window of
+    unacknowledged lines, a ping) and leave the worker idle meanwhile. Time is
+    passed in; nothing here reads a clock.
+    """
+
+    __slots__ = ("interval", "next_at")
+
+    def __init__(self, interval: float = 0.0) -> None:
+        self.interval = interval  # seconds; 0: flush at the end of every turn
+        self.next_at = -math.inf  # no flush before this (monotonic)
+
+    def open(self, now: float, worked: float = 0.0, clients: int = 1) -> bool:
+        """Whether the output of `clients` clients may be flushed at `now`,
+        after a turn that worked `worked` seconds; if so, the next flush waits
+        an interval."""
+        if now < self.next_at and worked < clients * AMORTIZED:
+            return False
+        self.next_at = now + self.interval
+        return True

@@ -46,6 +46,7 @@ from wsproto.frame_protocol import CloseReason
 from chatd.outlet import Outlet, Sender
 from chatd.transport.codec import Application
 from chatd.transport.endpoint import Endpoint
+from chatd.transport.forwarding import ForwardingOutlet
 from chatd.transport.framing import TOO_LONG
 from chatd.transport.lifecycle import Phase
 from chatd.transport.wsframes import TextFrames, frame_end, frame_needs, read_text_frames
@@ -57,7 +58,7 @@ log = structlog.get_logger(__name__)
 MAX_FRAGMENTS: Final = 64
 
 
-class WebSocketCodec:
+class WebSocketCodec(ForwardingOutlet):
     __slots__ = (
         "_close_reply",
         "_discarding",
@@ -99,18 +100,6 @@ class WebSocketCodec:
 
     def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
         self.endpoint.deliver(self._frames.frame(data), lines, sender)
-
-    def close(self, reason: str, text: str = "") -> None:
-        self.endpoint.close(reason, text)
-
-    def set_deadline(self, when: float | None) -> None:
-        self.endpoint.set_deadline(when)
-
-    def pause_for_backlog(self) -> bool:
-        return self.endpoint.pause_for_backlog()
-
-    def resume_after_backlog(self) -> None:
-        self.endpoint.resume_after_backlog()
 
     # -- the codec (the endpoint's thread) -------------------------------------------------
 

@@ -10,7 +10,9 @@ worker's thread calls into its SSL object. Other threads hand work over with
 `Waker` (waker.py), at most once per turn. Output queued by the worker's own thread
 (the common case: one client's line fanned out to the room) needs no wake-up
 at all: it is flushed at the end of the turn, all of it in one write per
-connection.
+connection; with a write interval (`server.write_interval_ms`), at most once
+per interval, so that lines that arrive close together share a TLS record
+and a `send()` (timers.py's `WriteInterval`).
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ import structlog
 
 from chatd.addresses import format_host_port
 from chatd.transport.idle import IdleSweep
-from chatd.transport.timers import Timed, Timers
+from chatd.transport.iostats import IOStats
+from chatd.transport.timers import Timed, Timers, WriteInterval
 from chatd.transport.tlsstream import RECV_SIZE
 from chatd.transport.waker import Waker
+
+__all__ = ["IOStats", "Worker"]  # IOStats lives in iostats.py; endpoints import it from here too
 
 ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
 
@@ -68,41 +73,33 @@ class Connection(Timed, Protocol):
 class Service(Protocol):
     """What a worker needs from the server."""
 
-    def accept_from(self, acceptor: Worker) -> bool: ...
+    def accept_from(self, acceptor: Worker, listener: int) -> bool:
+        """Accept from the listener with descriptor `listener`."""
 
     def open_endpoint(
-        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
+        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
     ) -> Connection: ...
 
     def release(self, ip: str, reject: str | None) -> None: ...
 
 
-class IOStats:
-    """Counters of one worker's connections, for the metrics and `chatctl status`.
-
-    # NOTE: only the worker's own thread writes them, with plain increments,
-    # and per read or per write rather than per line where that is exact: no
-    # lock and no metrics library on the message path. The collector reads
-    # them from another thread when scraped, which the GIL makes safe enough
-    # for counters (a read may miss the increment in flight, never corrupt).
-    """
-
-    __slots__ = ("bytes_in", "bytes_out", "disconnects", "lines_in", "slow_consumers")
-
-    def __init__(self) -> None:
-        self.lines_in = 0  # lines cut from what clients sent, commands and nicknames too
-        self.bytes_in = 0  # plaintext read from clients (after TLS)
-        self.bytes_out = 0  # plaintext handed to TLS for clients
-        self.slow_consumers = 0
-        self.disconnects: dict[str, int] = {}  # by the `disconnect` event's reason
-
-    def disconnected(self, reason: str) -> None:
-        self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
-
-
 class Worker:
-    def __init__(self, server: Service, index: int) -> None:
+    def __init__(
+        self,
+        server: Service,
+        index: int,
+        write_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        work_clock: Callable[[], float] = time.thread_time,
+    ) -> None:
+        """`write_interval`: flush output at most once per this many seconds
+        (0: at the end of every turn). `clock`: monotonic seconds, for the
+        worker's deadlines; `work_clock`: this thread's CPU seconds, for how
+        much a turn worked (which a busy machine's preemptions do not inflate);
+        a test's fake clocks."""
         self.server = server
+        self._clock = clock
+        self._work_clock = work_clock
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
         self._epoll = select.epoll()
@@ -112,7 +109,7 @@ class Worker:
         self._waker = Waker()
         self._wake_fd = self._waker.fileno()
         self._epoll.register(self._wake_fd, READ)
-        self._listener_fd = -1  # the server's listener while this worker accepts from it
+        self._listener_fds: set[int] = set()  # the server's listeners while this worker accepts from them
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
         self._lock = threading.Lock()
         self._calls: list[tuple[Callable[[], None], Connection | None]] = []
@@ -120,13 +117,15 @@ class Worker:
         self._local_dirty: list[Connection] = []
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
+        self._write_interval = WriteInterval(write_interval)  # _local_dirty waits for it
+        self._turn_work = 0.0  # the thread's CPU time when this turn's work began (with a write interval)
         self._idle = IdleSweep()  # a slice of the connections at every tick (idle.py)
         self._stopping = threading.Event()
         self.stats = IOStats()
         # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
         # got round to it, which is how long its turns take when it is busy.
         self.lag = 0.0
-        self._tick_at = time.monotonic() + LAG_TICK
+        self._tick_at = clock() + LAG_TICK
         # False once the loop has ended, by stop() or by a crash: the server no
         # longer hands it clients, and call_soon() refuses work it would never run.
         self.running = True
@@ -164,6 +163,14 @@ class Worker:
             self._remote_dirty.append(conn)
         self._waker.wake()
 
+    def set_write_interval(self, seconds: float) -> None:
+        """Flush output at most every `seconds` from now on (a reload; any thread)."""
+
+        def apply() -> None:
+            self._write_interval.interval = seconds
+
+        self.call_soon(apply)
+
     def stop(self) -> None:
         self._stopping.set()
         self._waker.wake()
@@ -172,13 +179,16 @@ class Worker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def adopt(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> bool:
-        """Take over a freshly accepted socket; TLS starts on this worker's thread.
-        False if this worker has stopped: the socket is then still the caller's."""
+    def adopt(
+        self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str = "chat"
+    ) -> bool:
+        """Take over a freshly accepted socket (from the listener of `kind`); TLS
+        starts on this worker's thread. False if this worker has stopped: the
+        socket is then still the caller's."""
         if self.in_thread():
-            self._start_connection(sock, peer, conn_id, reject)
+            self._start_connection(sock, peer, conn_id, reject, kind)
             return True
-        return self.call_soon(lambda: self._start_connection(sock, peer, conn_id, reject))
+        return self.call_soon(lambda: self._start_connection(sock, peer, conn_id, reject, kind))
 
     def watch_listener(self, listener: socket.socket) -> None:
         """Accept from `listener` on this worker's thread, from its next turn on."""
@@ -240,9 +250,11 @@ class Worker:
         self._timers.cancel(conn)
         self.connections.discard(conn)
 
-    def _start_connection(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None) -> None:
+    def _start_connection(
+        self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
+    ) -> None:
         try:
-            conn = self.server.open_endpoint(self, sock, peer, conn_id, reject)
+            conn = self.server.open_endpoint(self, sock, peer, conn_id, reject, kind)
         except Exception as exc:
             if not isinstance(exc, (ssl.SSLError, OSError)):
                 log.exception("session_crashed", session=conn_id, peer=format_host_port(peer[0], peer[1]))
@@ -257,7 +269,7 @@ class Worker:
         self._guard(conn, conn.start)
 
     def _run(self) -> None:
-        self._tick_at = time.monotonic() + LAG_TICK
+        self._tick_at = self._clock() + LAG_TICK
         try:
             while not self._stopping.is_set():
                 self._turn()
@@ -270,15 +282,20 @@ class Worker:
             self._close_all()
 
     def _turn(self) -> None:
-        busy = self._readable or self._local_dirty
+        # Output held for the write interval is not work for now: _select_timeout
+        # wakes the worker when the interval ends.
+        busy = self._readable or (self._local_dirty and not self._write_interval.interval)
         timeout = 0.0 if busy else self._select_timeout()
         by_fd = self._by_fd
-        for fd, events in self._epoll.poll(timeout):
+        ready = self._epoll.poll(timeout)
+        if self._write_interval.interval:
+            self._turn_work = self._work_clock()
+        for fd, events in ready:
             conn = by_fd.get(fd)
             if conn is not None:
                 self._guarded(conn, events)
-            elif fd == self._listener_fd:
-                self._accept()
+            elif fd in self._listener_fds:
+                self._accept(fd)
             elif fd == self._wake_fd:
                 self._waker.drain()  # the work it announced is taken just below
             # else: a connection closed earlier in this batch
@@ -328,6 +345,11 @@ class Worker:
         self._local_dirty.extend(dirty)
 
     def _flush_dirty(self) -> None:
+        gate = self._write_interval
+        if self._local_dirty and gate.interval:
+            worked = self._work_clock() - self._turn_work
+            if not gate.open(self._clock(), worked, len(self._local_dirty)):
+                return  # flushed once the interval since the last flush has passed
         # Flushing can queue more (a closing client's LEAVE), so loop until quiet.
         while self._local_dirty:
             dirty, self._local_dirty = self._local_dirty, []
@@ -337,31 +359,35 @@ class Worker:
     # -- accepting (worker thread only) ------------------------------------------
 
     def _watch(self, fd: int) -> None:
-        self._listener_fd = fd
-        self._listening(True)
+        self._listener_fds.add(fd)
+        if not self._accept_paused_until:
+            self._listening(True, [fd])
 
     def _unwatch(self) -> None:
-        if self._listener_fd >= 0 and not self._accept_paused_until:
+        if not self._accept_paused_until:
             self._listening(False)
-        self._listener_fd = -1
+        self._listener_fds.clear()
         self._accept_paused_until = 0.0
 
-    def _listening(self, on: bool) -> bool:
-        """Put the listener in this worker's epoll or take it out; False (and
-        accepting over) if stop(0) closed it meanwhile, which took it out already."""
-        try:
-            if on:
-                self._epoll.register(self._listener_fd, READ | _EXCLUSIVE)
-            else:
-                self._epoll.unregister(self._listener_fd)
-        except OSError:
-            self._listener_fd = -1
-            return False
-        return True
+    def _listening(self, on: bool, fds: list[int] | None = None) -> bool:
+        """Put the listeners in this worker's epoll or take them out; False (and
+        accepting from one over) if stop(0) closed it meanwhile, which took it
+        out already."""
+        done = True
+        for fd in list(self._listener_fds) if fds is None else fds:
+            try:
+                if on:
+                    self._epoll.register(fd, READ | _EXCLUSIVE)
+                else:
+                    self._epoll.unregister(fd)
+            except OSError:
+                self._listener_fds.discard(fd)
+                done = False
+        return done
 
-    def _accept(self) -> None:
+    def _accept(self, fd: int) -> None:
         try:
-            out_of_resources = self.server.accept_from(self)
+            out_of_resources = self.server.accept_from(self, fd)
         except Exception:
             # A bug here must not take this worker's connections with it.
             log.exception("accept_crashed", worker=self.name)
@@ -369,7 +395,7 @@ class Worker:
         # Level-triggered: the waiting client would wake us again at once. Out
         # of descriptors, stop watching for a moment instead of spinning (or sleeping).
         if out_of_resources and self._listening(False):
-            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+            self._accept_paused_until = self._clock() + ACCEPT_PAUSE
 
     def _resume_accepting(self, now: float) -> None:
         if self._accept_paused_until and now >= self._accept_paused_until:
@@ -377,16 +403,19 @@ class Worker:
             self._listening(True)
 
     def _select_timeout(self) -> float:
-        wait = min(_MAX_SELECT_WAIT, self._tick_at - time.monotonic())
+        now = self._clock()
+        wait = min(_MAX_SELECT_WAIT, self._tick_at - now)
         next_timer = self._timers.next_at()
         if next_timer is not None:
-            wait = min(wait, next_timer - time.monotonic())
+            wait = min(wait, next_timer - now)
+        if self._local_dirty:  # held for the write interval
+            wait = min(wait, self._write_interval.next_at - now)
         if self._accept_paused_until:
-            wait = min(wait, self._accept_paused_until - time.monotonic())
+            wait = min(wait, self._accept_paused_until - now)
         return max(0.0, wait)
 
     def _run_timers(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._tick_at:
             self.lag = now - self._tick_at
             self._tick_at = now + LAG_TICK

@@ -237,5 +237,5 @@ def test_real_clients_that_need_a_retry_are_served(shipped: Callable[..., Daemon
         if alpn:
             assert https_request(daemon.port, daemon.pki.ca, sock=tls)[0] == 200
         else:
-            assert tls.recv(4096).startswith(b"HELLO 3 ")
+            assert tls.recv(4096).startswith(b"HELLO 5 ")
     assert not daemon.find_events("tls_handshake_failed")

@@ -197,11 +197,11 @@ def raw_websockets() -> Any:
 
 
 def open_websocket(daemon: Daemon, sockets: list[RawWebSocket]) -> RawWebSocket:
-    """A WebSocket past the upgrade and the greeting (`HELLO`, `NICK`), not registered."""
+    """A WebSocket past the upgrade and the greeting (`HELLO`, `ACCOUNTS`, `NICK`), not registered."""
     ws = RawWebSocket(daemon)
     sockets.append(ws)  # closed at teardown
-    hello, nick = ws.read_texts(2)
-    assert hello.startswith("HELLO 3 ") and nick == "NICK"
+    hello, accounts, nick = ws.read_texts(3)
+    assert hello.startswith("HELLO 5 ") and accounts.startswith("ACCOUNTS ") and nick == "NICK"
     ws.texts.clear()
     return ws
 

@@ -75,7 +75,8 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 class PageWatch:
     """What a page did that a test must not miss: uncaught errors, CSP
-    violations, dialogs (an alert() that ran), notifications shown."""
+    violations, dialogs (an alert() that ran), notifications shown, and every
+    request it made and WebSocket it opened."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
@@ -83,7 +84,10 @@ class PageWatch:
         self.dialogs: list[str] = []
         self.sent: list[str] = []  # the lines the page sent, over every WebSocket it opened
         self.received: list[str] = []  # and the lines it received
+        self.websockets = 0
+        self.requests: list[str] = []  # each request's method, URL, headers and body, as text
         page.on("websocket", self._websocket)
+        page.on("request", self._request)
         page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
         page.on("console", self._console)
         page.on("dialog", self._dialog)
@@ -95,7 +99,15 @@ class PageWatch:
         elif "Content Security Policy" in text:
             self.errors.append(f"CSP: {text}")
 
+    def _request(self, request: Any) -> None:
+        body = request.post_data_buffer
+        self.requests.append(
+            f"{request.method} {request.url}\n{request.headers}\n{body.decode(errors='replace') if body else ''}"
+        )
+
     def _websocket(self, ws: Any) -> None:
+        self.websockets += 1
+        self.requests.append(f"WEBSOCKET {ws.url}")
         ws.on("framesent", lambda payload: self.sent.append(_text(payload)))
         ws.on("framereceived", lambda payload: self.received.append(_text(payload)))
 
@@ -125,6 +137,12 @@ _INIT_SCRIPT = """
   }
   window.Notification = RecordedNotification;
   Object.defineProperty(document, "hidden", {get: () => window.__hidden});
+  // Counted as the page makes them, so that a test can tell that it opened none by itself.
+  window.__websockets = 0;
+  const NativeWebSocket = window.WebSocket;
+  window.WebSocket = class extends NativeWebSocket {
+    constructor(...args) { super(...args); window.__websockets += 1; }
+  };
   document.addEventListener("securitypolicyviolation", (e) => {
     console.error(`Content Security Policy violation: ${e.violatedDirective} ${e.blockedURI}`);
   });
@@ -135,13 +153,23 @@ _INIT_SCRIPT = """
 @pytest.fixture
 def open_page(browser: Browser, tmp_path: Path) -> Iterator[Callable[..., tuple[Page, PageWatch]]]:
     """Factory: `open_page(viewport=DESKTOP, color_scheme="light")` gives a page in a
-    fresh context (its own localStorage) and its PageWatch; closed at teardown,
-    and the test fails if a page logged an error or ran a dialog."""
-    contexts: list[tuple[BrowserContext, PageWatch]] = []
+    fresh context (its own localStorage) and its PageWatch; `open_page(beside=page)`
+    another page in `page`'s context (the same browser profile: its localStorage,
+    not its sessionStorage, which is per tab). Closed at teardown, and the test
+    fails if a page logged an error or ran a dialog."""
+    contexts: list[BrowserContext] = []
+    watches: list[PageWatch] = []
 
     def open_one(
-        viewport: dict[str, int] = DESKTOP, color_scheme: str = "light", bypass_csp: bool = False
+        viewport: dict[str, int] = DESKTOP,
+        color_scheme: str = "light",
+        bypass_csp: bool = False,
+        beside: Page | None = None,
     ) -> tuple[Page, PageWatch]:
+        if beside is not None:
+            page = beside.context.new_page()
+            watches.append(PageWatch(page))
+            return page, watches[-1]
         context = browser.new_context(
             ignore_https_errors=True,
             viewport=viewport,
@@ -154,13 +182,15 @@ def open_page(browser: Browser, tmp_path: Path) -> Iterator[Callable[..., tuple[
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         watch = PageWatch(page)
-        contexts.append((context, watch))
+        contexts.append(context)
+        watches.append(watch)
         return page, watch
 
     yield open_one
     problems = []
-    for context, watch in contexts:
+    for watch in watches:
         problems += watch.errors + [f"dialog: {d}" for d in watch.dialogs]
+    for context in contexts:
         context.close()
     assert not problems, problems
 
@@ -207,8 +237,7 @@ def line_user(daemon: Daemon, nick: str) -> ChatClient:
     """A line-protocol user (what `chatctl connect` speaks), registered and past
     its autojoin (`CURRENT`), closed at teardown."""
     client = daemon.client()
-    client.expect("HELLO ")
-    assert client.readline() == "NICK"
+    client.expect_greeting()  # HELLO, ACCOUNTS, NICK
     client.send(nick)
     client.expect(f"WELCOME {nick} ")
     client.nick = nick

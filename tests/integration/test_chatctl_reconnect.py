@@ -187,7 +187,7 @@ def test_script_mode_reconnects_only_when_asked(
     assert [untagged(line) for line in missed] == [f"MSG #lobby bob missed {n}" for n in range(1, 4)]
     assert all(";history " in line for line in missed)  # printed as the server sent them
     assert texts.count("MSG #lobby carol back") == 1
-    assert sum(line.startswith("HELLO 3 ") for line in lines) == 2  # a second connection, for a program to see
+    assert sum(line.startswith("HELLO 5 ") for line in lines) == 2  # a second connection, for a program to see
     assert not any(line.startswith("PONG") for line in lines)  # the client's own bookkeeping
     assert lines[-1] == "BYE quit"
     stderr_lines = err.read_text().splitlines()

@@ -50,7 +50,8 @@ def _chat(daemon: Daemon, context: ssl.SSLContext, nick: str, quit: bool) -> Non
     raw = socket.create_connection((daemon.host, daemon.port), timeout=5)
     with context.wrap_socket(raw, server_hostname="localhost") as sock:
         reader = sock.makefile("rb")
-        assert reader.readline().startswith(b"HELLO 3 ")
+        assert reader.readline().startswith(b"HELLO 5 ")
+        assert reader.readline().startswith(b"ACCOUNTS ")
         assert reader.readline() == b"NICK\n"
         sock.sendall(nick.encode() + b"\n")
         assert reader.readline().startswith(b"WELCOME ")

@@ -82,7 +82,7 @@ def test_key_updates_under_concurrent_load(start_daemon, tmp_path, io_threads: i
 
     wait_until(s_client_saw_everything, 30, "every line to reach the KeyUpdate client")
     text = out_path.read_text(errors="replace")
-    assert re.search(r"^HELLO 3 chatd \S+\nNICK\nWELCOME updater ", text, re.M), text[:2000]
+    assert re.search(r"^HELLO 5 chatd \S+\nACCOUNTS .*\nNICK\nWELCOME updater ", text, re.M), text[:2000]
     # Every line reached it whole, tags included. (s_client prints KEYUPDATE
     # where it is when it reads the command, which may be inside a line.)
     received = text.replace("KEYUPDATE\n", "")

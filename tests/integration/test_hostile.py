@@ -419,7 +419,8 @@ def test_forged_tls_records_after_the_handshake(start_daemon: Callable[..., Daem
         content_type, legacy_version, body = record
         client = RawTLS(daemon, version)
         try:
-            assert client.readline().startswith("HELLO 3 chatd ")
+            assert client.readline().startswith("HELLO 5 chatd ")
+            assert client.readline().startswith("ACCOUNTS ")
             assert client.readline() == "NICK"
             if register:
                 client.send(f"forger{count}")
@@ -455,7 +456,8 @@ def test_the_daemon_drains_a_client_that_talks_after_bye(start_daemon: Callable[
     daemon = start_daemon()
     client = RawTLS(daemon, ssl.TLSVersion.TLSv1_3)
     try:
-        assert client.readline().startswith("HELLO 3 chatd ")
+        assert client.readline().startswith("HELLO 5 chatd ")
+        assert client.readline().startswith("ACCOUNTS ")
         assert client.readline() == "NICK"
         client.send("chatty")
         assert client.readline().startswith("WELCOME chatty ")

@@ -8,13 +8,15 @@ from collections.abc import Callable
 import pytest
 
 import chatd
+from chatd.core.protocol import HELP_LINES
 from tests.conftest import Daemon, with_io_threads
 from tests.support.chatclient import ChatClient
 
 
 def test_hello_nick_welcome_and_the_lobby(daemon: Daemon) -> None:
     client = daemon.client()
-    assert client.readline() == f"HELLO 3 chatd {chatd.__version__}"
+    assert client.readline() == f"HELLO 5 chatd {chatd.__version__}"
+    assert client.readline() == "ACCOUNTS registration=open guests=yes"  # the defaults
     assert client.readline() == "NICK"
     client.send("alice")
     assert client.readline() == "WELCOME alice Welcome to chatd, alice! Type /help for commands."
@@ -99,7 +101,7 @@ def test_who_ping_help_action_and_slash_escape(daemon: Daemon) -> None:
     alice.send("/help")
     first = alice.readline()
     assert first.startswith("INFO ")
-    help_lines = [first] + [alice.readline() for _ in range(13)]
+    help_lines = [first] + [alice.readline() for _ in range(len(HELP_LINES) - 1)]
     assert all(line.startswith("INFO ") for line in help_lines)
     for command in ("/msg", "/join", "/part", "/topic", "/rooms", "/who", "/history"):
         assert any(command in line for line in help_lines), command

@@ -627,7 +627,8 @@ def test_a_raw_tls_client_types_the_protocol(daemon: Daemon) -> None:
                 received += chunk
     events = [split_tags(line) for line in received.decode().split("\n")[:-1]]  # checks the tags
     lines = [line for _, line in events]
-    assert lines[0].startswith("HELLO 3 chatd ") and lines[1] == "NICK"
+    assert lines[0].startswith("HELLO 5 chatd ") and lines[1].startswith("ACCOUNTS ") and lines[2] == "NICK"
+    del lines[1]  # the ACCOUNTS line of a server with accounts
     assert lines[2].startswith("WELCOME typist ")
     assert lines[3:] == [
         "JOIN #lobby typist",

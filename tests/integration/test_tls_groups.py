@@ -107,7 +107,7 @@ def tools() -> Iterator[Callable[..., Tool]]:
 
 def _chat(tool: Tool, nick: str) -> None:
     """Register `nick` and see our own message come back."""
-    tool.wait_for(r"^HELLO 3 chatd \S+\r?\nNICK\r?$")
+    tool.wait_for(r"^HELLO 5 chatd \S+\r?\nACCOUNTS .*\r?\nNICK\r?$")
     tool.send(nick)
     tool.wait_for(rf"^WELCOME {nick} ")
     tool.wait_for(r"^HISTORY #lobby \d+ (more|end)\r?\nCURRENT #lobby\r?$")

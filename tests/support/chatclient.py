@@ -17,12 +17,15 @@ import time
 import uuid
 from pathlib import Path
 
-# docs/protocol.md, "Version": the server's first line.
-HELLO = "HELLO 3 "
+# docs/protocol.md, "Version": the server's first line, and on a server with
+# accounts ("Accounts") the line between it and NICK.
+HELLO = "HELLO 5 "
+ACCOUNTS = "ACCOUNTS "
 
 Tags = dict[str, str]  # a bare key (`history`) maps to ""
-EVENT_VERBS = ("MSG", "ACTION", "DM")  # always tagged; a TOPIC is when it reports a change
-TAG_KEYS = ("id", "time", "history")
+EVENT_VERBS = ("MSG", "ACTION", "DM", "TAGMSG")  # always tagged; a TOPIC is when it reports a change
+TAG_KEYS = ("id", "time", "history", "notice", "action")
+BARE_TAGS = ("history", "notice", "action")  # keys without a value
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 # A live event's tags as a regular expression, for tests that read a tool's output.
 EVENT_TAGS = rf"@id=[1-9]\d*;time={_TIME.pattern}"
@@ -40,8 +43,12 @@ def split_tags(line: str) -> tuple[Tags, str]:
         assert space and prefix != "@", f"tags without a line: {prefix!r}"
         for item in prefix[1:].split(";"):
             key, equals, value = item.partition("=")
+            if key.startswith("+"):  # an IRC client's client-only tag: any value, escaped
+                assert key not in tags and " " not in value, f"tag {key!r} in {prefix!r}"
+                tags[key] = value
+                continue
             assert key in TAG_KEYS and key not in tags, f"tag {key!r} in {prefix!r}"
-            assert (key == "history") != bool(equals), f"tag {item!r} in {prefix!r}"
+            assert (key in BARE_TAGS) != bool(equals), f"tag {item!r} in {prefix!r}"
             tags[key] = value
     verb = line.partition(" ")[0]
     if verb in EVENT_VERBS or (verb == "TOPIC" and tags):
@@ -88,10 +95,11 @@ class ChatClient:
         self.autojoin: list[str] = []  # the lines taken after WELCOME, up to CURRENT
         self.backlog: dict[str, list[tuple[Tags, str]]] = {}  # each room's backlog at its last join
         self.last_tags: Tags = {}  # the tags of the line `readline` returned last
+        self.accounts = ""  # the ACCOUNTS line of the greeting, if the server sent one
 
     @classmethod
     def registered(cls, port: int, ca: Path, nick: str, **kwargs: object) -> ChatClient:
-        """Connect and register as `nick`: `HELLO 3`, `NICK`, `WELCOME` first
+        """Connect and register as `nick`: `HELLO 5`, `NICK`, `WELCOME` first
         after the nickname, then the autojoin rooms up to `CURRENT`, so that a
         test starts from a clean slate (see `take_joins`)."""
         client = cls(port, ca, **kwargs)  # type: ignore[arg-type]
@@ -106,9 +114,13 @@ class ChatClient:
         self.autojoin = self.take_joins()
 
     def expect_greeting(self, timeout: float = 5.0) -> str:
-        """The first two lines: `HELLO 3 <text>`, then `NICK`; returns the HELLO line."""
+        """The first lines: `HELLO 5 <text>`, `ACCOUNTS ...` on a server with
+        accounts (kept in `self.accounts`), then `NICK`; returns the HELLO line."""
         hello = self.expect(HELLO, timeout)
         line = self.readline(timeout)
+        self.accounts = ""
+        if line.startswith(ACCOUNTS):
+            self.accounts, line = line, self.readline(timeout)
         assert line == "NICK", f"expected 'NICK' after {hello!r}, got {line!r}"
         return hello
 
@@ -122,8 +134,8 @@ class ChatClient:
     def take_joins(self, timeout: float = 5.0) -> list[str]:
         """Read this client's own joining lines up to and including `CURRENT`,
         and return them: `JOIN <room> <own nick>`, then that room's `TOPIC`,
-        `USERS` and `HISTORY`, for each room joined, and the `CURRENT` that
-        ends them.
+        `USERS` (`ROLES` and `FLAGS` in a registered room) and `HISTORY`, for
+        each room joined, and the `CURRENT` that ends them.
 
         The backlog events between a room's `USERS` and its `HISTORY` are not
         in the list: they go to `self.backlog[room]` (the room as the server
@@ -152,6 +164,8 @@ class ChatClient:
                 if verb == "USERS":
                     filling, joining = joining, None
                     self.backlog[filling] = []
+            elif verb in ("ROLES", "FLAGS") and filling is not None and words[0] == filling:
+                assert not tags, f"{line!r} is a state, not an event, yet tagged {tags}"  # a registered room's (v5)
             elif filling is not None and "history" in tags and words[0] == filling:
                 self.backlog[filling].append((tags, line))
                 continue

@@ -8,6 +8,7 @@ that hand these out (`peer`, `script_clients`) are in the conftest.py files.
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import socket
@@ -31,18 +32,21 @@ def connect_cmd(port: int, *args: str, host: str = "127.0.0.1") -> list[str]:
 class ScriptClient:
     """`chatctl connect` in script mode with its stdin kept open; stdout read by a thread."""
 
-    def __init__(self, port: int, ca: Path, nick: str) -> None:
+    def __init__(self, port: int, ca: Path, nick: str | None, *extra: str, env: dict[str, str] | None = None) -> None:
+        """`nick` None: no `--nick` (`extra` says who, e.g. `--login alice`)."""
+        who = ["--nick", nick] if nick is not None else []
         self.process = subprocess.Popen(
-            connect_cmd(port, "--nick", nick, "--ca", str(ca)),
+            connect_cmd(port, *who, "--ca", str(ca), *extra),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
             cwd=REPO,
+            env={**os.environ, **(env or {})},
         )
         self.lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name=f"read-{nick}", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"read-{nick or 'login'}", daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
@@ -119,7 +123,10 @@ class Peer:
         self.nick = nick
         self._buffer = b""
         assert self.readline().startswith("HELLO ")
-        assert self.readline() == "NICK"
+        line = self.readline()
+        if line.startswith("ACCOUNTS "):  # a server with accounts (protocol v4)
+            line = self.readline()
+        assert line == "NICK", line
         self.send(nick)
         self.expect_eventually(f"WELCOME {nick} ")
         self.expect_eventually("CURRENT ")

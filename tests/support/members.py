@@ -11,6 +11,7 @@ class FakeMember:
 
     def __init__(self, nick: str = "", label: str = "") -> None:
         self.nick = nick
+        self.account: str | None = None  # a guest (room roles are accounts')
         self.label = label  # a name for the test's own messages, before the member has a nick
         self.received: list[bytes] = []
         self.deliveries: list[tuple[bytes, int, object]] = []

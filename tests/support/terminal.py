@@ -120,8 +120,8 @@ class Screen:
 class Terminal:
     """`chatctl connect` on a pseudo-terminal, watched through a `Screen`."""
 
-    def __init__(self, argv: list[str], rows: int = 24, cols: int = 80) -> None:
-        env = {**os.environ, "TERM": "xterm-256color", "PYTHONUTF8": "1"}
+    def __init__(self, argv: list[str], rows: int = 24, cols: int = 80, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, **(env or {}), "TERM": "xterm-256color", "PYTHONUTF8": "1"}
         env.pop("PROMPT_TOOLKIT_NO_CPR", None)  # this terminal answers cursor position requests
         self.child = pexpect.spawn(
             argv[0],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ server:
   port: 7000
   name: testchat
   io_threads: 4
+  write_interval_ms: 5
 tls:
   cert: certs/server.crt
   key: certs/server.key
@@ -74,6 +76,7 @@ limits:
   max_strikes: 4
   max_rooms: 10
   max_rooms_per_client: 3
+  rooms_per_account: 2
 rooms:
   autojoin: ["#lobby", "#Help"]
   permanent: ["#lobby", "#help", "#news"]
@@ -138,7 +141,9 @@ def test_full_valid_config(tmp_path: Path) -> None:
     path = write(tmp_path, FULL)
     config = load_config(path)
     assert config.path == path
-    assert config.server == ServerConfig(host="0.0.0.0", port=7000, name="testchat", io_threads=4)
+    assert config.server == ServerConfig(
+        host="0.0.0.0", port=7000, name="testchat", io_threads=4, write_interval_ms=5.0
+    )
     assert config.tls == TLSConfig(
         cert=tmp_path / "certs/server.crt",
         key=tmp_path / "certs/server.key",
@@ -170,6 +175,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
         max_strikes=4,
         max_rooms=10,
         max_rooms_per_client=3,
+        rooms_per_account=2,
     )
     assert config.rooms == RoomsConfig(
         autojoin=("#lobby", "#Help"), permanent=("#lobby", "#help", "#news"), allow_create=False
@@ -343,6 +349,9 @@ def test_a_relative_config_path_gives_an_absolute_config_path(tmp_path: Path, mo
         ("server", "port", 0, 0),
         ("server", "port", 65535, 65535),
         ("server", "io_threads", 64, 64),
+        ("server", "write_interval_ms", 0, 0.0),
+        ("server", "write_interval_ms", 0.5, 0.5),
+        ("server", "write_interval_ms", 100, 100.0),
         ("limits", "max_line_bytes", 256, 256),
         ("limits", "max_line_bytes", 65536, 65536),
         ("limits", "max_clients_per_ip", 0, 0),
@@ -358,6 +367,8 @@ def test_a_relative_config_path_gives_an_absolute_config_path(tmp_path: Path, mo
         ("limits", "max_rooms", 1_000_000, 1_000_000),
         ("limits", "max_rooms_per_client", 1, 1),
         ("limits", "max_rooms_per_client", 10_000, 10_000),
+        ("limits", "rooms_per_account", 0, 0),
+        ("limits", "rooms_per_account", 10_000, 10_000),
         ("rooms", "autojoin", [], ()),
         ("rooms", "autojoin", ["#a", "#" + "z" * 32, "#A-b_9"], ("#a", "#" + "z" * 32, "#A-b_9")),
         ("rooms", "permanent", [], ()),
@@ -473,7 +484,7 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     message = config_error(write(tmp_path, text))
     assert (
-        "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics, cluster)"
+        "must be a YAML mapping of sections (server, tls, limits, rooms, history, web, log, control, metrics, irc, accounts, cluster)"
         in message
     )
 
@@ -487,7 +498,7 @@ def test_top_level_not_a_mapping_shows_what_was_received(tmp_path: Path) -> None
 def test_unknown_section(tmp_path: Path, name: str) -> None:
     message = config_error(write(tmp_path, {**minimal(), name: {"a": 1}}))
     assert (
-        f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics, cluster)"
+        f": {name}: unknown section (known: server, tls, limits, rooms, history, web, log, control, metrics, irc, accounts, cluster)"
         in message
     )
 
@@ -567,6 +578,9 @@ KEY_ERRORS = [
     ("server", "port", 65536, "must be an integer 0..65535"),
     ("server", "port", -1, "must be an integer 0..65535"),
     ("server", "io_threads", 65, "must be an integer 0..64"),
+    ("server", "write_interval_ms", -1, "must be a number 0..100"),
+    ("server", "write_interval_ms", 101, "must be a number 0..100"),
+    ("server", "write_interval_ms", "2ms", "must be a number 0..100"),
     ("limits", "max_line_bytes", 10, "must be an integer 256..65536"),
     ("limits", "ipv6_prefix", 0, "must be an integer 1..128"),
     ("limits", "ipv6_prefix", 129, "must be an integer 1..128"),
@@ -622,6 +636,8 @@ KEY_ERRORS = [
     ("limits", "max_rooms", "many", "must be an integer 1..1000000"),
     ("limits", "max_rooms_per_client", 0, "must be an integer 1..10000"),
     ("limits", "max_rooms_per_client", 10_001, "must be an integer 1..10000"),
+    ("limits", "rooms_per_account", -1, "must be an integer 0..10000"),
+    ("limits", "rooms_per_account", 10_001, "must be an integer 0..10000"),
     ("rooms", "allow_create", "yes", "must be true or false"),
     ("rooms", "autojoin", "#lobby", ROOMS_EXPECTED),
     ("rooms", "autojoin", None, ROOMS_EXPECTED),
@@ -655,6 +671,14 @@ KEY_ERRORS = [
     ("metrics", "listen", "127.0.0.1:-1", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
     ("metrics", "listen", "127.0.0.1:http", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
     ("metrics", "listen", "127.0.0.1:", f"the port must be 0..65535; {LISTEN_EXPECTED}"),
+    # irc
+    ("irc", "listen", 6697, LISTEN_EXPECTED),
+    ("irc", "listen", "127.0.0.1", LISTEN_EXPECTED),
+    ("irc", "server_name", "my server", "must be a host name such as irc.example.org"),
+    ("irc", "server_name", "-irc.example.org", "must be a host name such as irc.example.org"),
+    ("irc", "server_name", 7, "must be a host name such as irc.example.org"),
+    ("irc", "backlog", 501, "must be an integer 0..500"),
+    ("irc", "backlog", "all", "must be an integer 0..500"),
     # history
     ("history", "enabled", "yes", "must be true or false"),
     ("history", "enabled", None, "must be true or false"),
@@ -780,6 +804,30 @@ def test_metrics_beside_the_chat_port(tmp_path: Path, server: dict[str, Any], li
     assert config.metrics.listen == listen
 
 
+@pytest.mark.parametrize(
+    ("sections", "key", "port"),
+    [
+        ({"server": {"host": "127.0.0.1", "port": 7443}, "irc": {"listen": "127.0.0.1:7443"}}, "server.port", 7443),
+        ({"server": {"host": "::", "port": 7443}, "irc": {"listen": "127.0.0.1:7443"}}, "server.port", 7443),
+        ({"metrics": {"listen": "127.0.0.1:9464"}, "irc": {"listen": "0.0.0.0:9464"}}, "metrics.listen", 9464),
+    ],
+)
+def test_irc_may_not_listen_on_another_listeners_port(
+    tmp_path: Path, sections: dict[str, dict[str, Any]], key: str, port: int
+) -> None:
+    message = config_error(write(tmp_path, minimal(**sections)))
+    listen = sections["irc"]["listen"]
+    assert f": irc.listen: the port of {key} ({port}); choose another port (got {listen!r})" in message
+
+
+def test_irc_is_off_unless_configured_and_named_after_the_host(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, minimal())).irc.listen is None  # an older file opens no new port
+    config = load_config(write(tmp_path, minimal(irc={"listen": "[::1]:6697", "server_name": None})))
+    assert config.irc.address == ("::1", 6697) and config.irc.name == socket.gethostname()
+    config = load_config(write(tmp_path, minimal(irc={"listen": None, "server_name": "irc.example.org"})))
+    assert config.irc.address is None and config.irc.name == "irc.example.org"
+
+
 def test_metrics_address_takes_the_brackets_off(tmp_path: Path) -> None:
     assert MetricsConfig().address == ("127.0.0.1", 9464)
     assert MetricsConfig(listen="[fe80::1%eth0]:9100").address == ("fe80::1%eth0", 9100)
@@ -874,3 +922,39 @@ def test_tools_can_read_settings_without_the_tls_files(tmp_path: Path) -> None:
         load_config(config_file)
     config = load_config(config_file, check_files=False)
     assert config.control.socket == tmp_path / "run" / "control.sock"
+
+
+# -- accounts (issue 21) ----------------------------------------------------------------
+
+
+def test_accounts_default_to_open_registration_with_guests(tmp_path: Path) -> None:
+    accounts = load_config(write(tmp_path, ""), check_files=False).accounts
+    assert (accounts.enabled, accounts.registration, accounts.guests) == (True, "open", True)
+    assert (accounts.argon2.memory_kib, accounts.argon2.time_cost, accounts.argon2.parallelism) == (19456, 2, 1)
+
+
+def test_accounts_nested_keys_load(tmp_path: Path) -> None:
+    text = "accounts:\n  registration: invite\n  guests: false\n  argon2:\n    time_cost: 3\n  throttle:\n    window_s: 60\n"
+    accounts = load_config(write(tmp_path, text), check_files=False).accounts
+    assert (accounts.registration, accounts.guests, accounts.argon2.time_cost) == ("invite", False, 3)
+    assert accounts.argon2.memory_kib == 19456 and accounts.throttle.window_s == 60.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("accounts:\n  registration: public\n", "accounts.registration: must be one of open, invite, closed"),
+        ("accounts:\n  argon2:\n    memory: 1\n", "accounts.argon2.memory: unknown key (known: memory_kib"),
+        ("accounts:\n  argon2: 5\n", "accounts.argon2: must be a mapping of keys (memory_kib, time_cost"),
+        ("accounts:\n  throttle:\n    window_s: 0\n", "accounts.throttle.window_s: must be a number 1..604800 (got 0)"),
+        ("accounts:\n  auth_threads: 0\n", "accounts.auth_threads: must be an integer 1..64 (got 0)"),
+        ("accounts:\n  token_days: 400\n", "accounts.token_days: must be at most accounts.token_days_max (365)"),
+        ("accounts:\n  argon2:\n    memory_kib: 8\n    parallelism: 2\n", "accounts.argon2.memory_kib: argon2 needs"),
+        (
+            "accounts:\n  throttle:\n    lockout_s: 10\n    lockout_max_s: 5\n",
+            "accounts.throttle.lockout_s: must be at",
+        ),
+    ],
+)
+def test_accounts_errors_name_the_dotted_key(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in config_error(write(tmp_path, text))

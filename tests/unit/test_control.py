@@ -228,6 +228,9 @@ def test_a_surrogate_pair_is_fine(server: ControlServer, operator: FakeOperator)
         (b'{"cmd": "status", "verbose": true}\n', "status takes no field 'verbose' (it takes: none)"),
         (b'{"cmd": "rooms", "room": "#lobby"}\n', "rooms takes no field 'room' (it takes: none)"),
         (b'{"cmd": "kick", "nick": "bob", "why": "x"}\n', "kick takes no field 'why' (it takes: nick, reason)"),
+        # Issue 22: the room commands need accounts (roles are accounts').
+        (b'{"cmd": "room_show", "room": "#a"}\n', "room_show: this server has no accounts"),
+        (b'{"cmd": "room_list"}\n', "room_list: this server has no accounts"),
         # Issue 19: JSON may carry lone surrogates, which no line can; deep nesting
         # overflowed the parser's recursion. Both were "internal error" (or, for a
         # kick's reason, "ok" and a crashed session for the client kicked).

@@ -14,10 +14,12 @@ import pytest
 
 from chatd import names
 from chatd.config import (
+    AccountsConfig,
     ClusterConfig,
     Config,
     ControlConfig,
     HistoryConfig,
+    IrcConfig,
     LimitsConfig,
     LogConfig,
     MetricsConfig,
@@ -43,10 +45,13 @@ SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "control": ControlConfig,
     "metrics": MetricsConfig,
+    "irc": IrcConfig,
+    "accounts": AccountsConfig,
 }
 # Differ from the dataclass defaults on purpose: where a checkout keeps them. A
 # relative history.path is the default, but loaded it is beside the file.
-NOT_DEFAULTS = {("tls", "cert"), ("tls", "key"), ("control", "socket"), ("history", "path")}
+# irc.listen: off when absent (an older file opens no new port), on in the example.
+NOT_DEFAULTS = {("tls", "cert"), ("tls", "key"), ("control", "socket"), ("history", "path"), ("irc", "listen")}
 
 
 @pytest.fixture
@@ -75,6 +80,39 @@ def example_keys() -> list[tuple[str, str, int]]:
 
 
 ALL_FIELDS = [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def nested_keys() -> list[tuple[str, str, str, int]]:
+    """(section, key, sub-key, line index) for the keys of a key that is a
+    mapping of its own (`accounts:`'s `argon2:` and `throttle:`)."""
+    found = []
+    section = key = None
+    for index, line in enumerate(EXAMPLE.read_text().splitlines()):
+        if match := re.fullmatch(r"([a-z_]+):\s*", line):
+            section, key = match.group(1), None
+        elif match := re.fullmatch(r"  ([a-z0-9_]+):\s*", line):
+            key = match.group(1)
+        elif match := re.fullmatch(r"  ([a-z0-9_]+):.*", line):
+            key = None
+        elif (match := re.fullmatch(r"    ([a-z0-9_]+):.*", line)) and key is not None:
+            assert section is not None
+            found.append((section, key, match.group(1), index))
+    return found
+
+
+def test_every_nested_key_is_in_the_example_with_a_comment_and_its_default(example: Config) -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    nested = nested_keys()
+    for section, key, sub, index in nested:
+        assert re.fullmatch(r"    # \S.*", lines[index - 1]), f"{section}.{key}.{sub} has no comment directly above it"
+        default = getattr(getattr(SECTIONS[section](), key), sub)
+        assert getattr(getattr(getattr(example, section), key), sub) == default, f"{section}.{key}.{sub}"
+    expected = {
+        ("accounts", name, f.name)
+        for name in ("argon2", "throttle")
+        for f in dataclasses.fields(type(getattr(AccountsConfig(), name)))
+    }
+    assert {(s, k, sub) for s, k, sub, _ in nested} == expected
 
 
 def test_config_has_exactly_these_sections() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from chatd.config import HistoryConfig
-from chatd.core.history import Event, dm_key
+from chatd.core.history import Event, dm_key, owned_dm_key
 from chatd.errors import ConfigError
-from chatd.storage import retention, schema, sqlite
+from chatd.storage import database, retention, schema, sqlite
 from chatd.storage.sqlite import SQLiteStore, open_store, read_events
 from tests.conftest import wait_until
 
@@ -147,7 +147,7 @@ def test_the_writer_prunes_what_is_older_than_max_age(db: Path) -> None:
 
 def test_failed_writes_are_retried_and_the_queue_is_bounded(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full = {"disk": True}
-    connect = sqlite._connect
+    connect = database.connect
 
     def connect_to_a_full_disk(path: Path, timeout: float, read_only: bool = False) -> sqlite3.Connection:
         conn = connect(path, timeout, read_only)
@@ -157,7 +157,7 @@ def test_failed_writes_are_retried_and_the_queue_is_bounded(db: Path, monkeypatc
 
     store = open_store(settings(db, write_queue=100), CONFIG)
     store.load(0)
-    monkeypatch.setattr(sqlite, "_connect", connect_to_a_full_disk)
+    monkeypatch.setattr(database, "connect", connect_to_a_full_disk)
     store._conn.execute("PRAGMA query_only = ON")
     for i in range(1, 301):
         store.append(event(i))
@@ -393,3 +393,33 @@ def test_the_writer_keeps_the_rooms_written_last(db: Path) -> None:
         store.append(event(i, room=f"#r{i}"))
     wait_until(lambda: stored_rooms(db) == [f"#r{i}" for i in range(16, 21)], 10, "the last five rooms")
     store.close()
+
+
+def dm(id_: int, sender: str, recipient: str) -> Event:
+    return Event(id_, NOW + id_, dm_key(sender, recipient), recipient, sender, "dm", b"psst")
+
+
+def test_targets_are_the_last_events_of_the_rooms_and_direct_messages_of_a_nickname(store: SQLiteStore) -> None:
+    # IRC's CHATHISTORY TARGETS: written or not, a room's last event, and each
+    # DM target of the nickname whichever side of the key it is on.
+    for one in (event(1), event(2, room="#Other"), dm(3, "alice", "bob"), dm(4, "carol", "alice"), event(5)):
+        store.append(one)
+    store.append(dm(6, "bob", "carol"))  # not alice's
+    unwritten = {e.target: e.id for e in store.targets(["#lobby", "#other", "#none"], "alice")}
+    written(store, 6)
+    assert {e.target: e.id for e in store.targets(["#lobby", "#other", "#none"], "alice")} == unwritten
+    assert unwritten == {"#lobby": 5, "#other": 2, "dm:alice,bob": 3, "dm:alice,carol": 4}
+    store.append(event(7, room="#Other"))  # a newer one, not yet written, wins
+    assert {e.target: e.id for e in store.targets(["#other"], None)} == {"#other": 7}
+
+
+def test_range_merges_a_second_target_by_id(store: SQLiteStore) -> None:
+    # A client's DMs with a nickname, and with it while it was a guest (owned_dm_key).
+    both, owned = dm_key("alice", "bob"), owned_dm_key("alice", "bob")
+    for id_, target in ((1, both), (2, owned), (3, "dm:bob,carol"), (4, both), (5, owned)):
+        store.append(Event(id_, NOW + id_, target, "bob", "alice", "dm", b"psst"))
+    assert ids(store.range(both, None, None, 10, owned)) == [1, 2, 4, 5]  # unwritten
+    written(store, 5)
+    assert ids(store.range(both, None, None, 3, owned)) == [2, 4, 5]
+    assert ids(store.range(both, None, 1, 2, owned)) == [2, 4]
+    assert ids(store.range(both, None, None, 10)) == [1, 4]

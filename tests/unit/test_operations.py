@@ -46,6 +46,7 @@ STATUS_FIELDS = [
     "loop_lag_ms",
     "reloads",
     "cert_expires",
+    "accounts",  # issue 21: None with accounts off
 ]
 
 

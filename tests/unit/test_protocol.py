@@ -46,6 +46,8 @@ DOCUMENTED_ERR_CODES = frozenset(
 )
 DOCUMENTED_VERBS = frozenset(
     {"say", "me", "msg", "nick", "who", "ping", "quit", "help", "empty", "join", "part", "topic", "rooms", "history"}
+    | {"login", "register", "resume", "remember", "passwd", "logout"}
+    | {"room", "op", "deop", "voice", "devoice", "kick", "ban", "unban", "bans", "invite"}
 )
 
 
@@ -84,8 +86,8 @@ def test_the_transport_and_the_core_agree_on_too_long() -> None:
 def test_version_is_the_documents() -> None:
     title = re.match(r"# chatd wire protocol, version (\d+)\n", PROTOCOL_MD.read_text())
     assert title is not None
-    assert protocol.VERSION == int(title.group(1)) == 3
-    assert re.search(r"^S: HELLO 3 chatd ", PROTOCOL_MD.read_text(), re.M)  # the example too
+    assert protocol.VERSION == int(title.group(1)) == 5
+    assert re.search(r"^S: HELLO 5 chatd ", PROTOCOL_MD.read_text(), re.M)  # the example too
 
 
 def event(kind: str, room: str, text: bytes) -> bytes:
@@ -101,6 +103,8 @@ def server_verbs_in_the_code() -> set[str]:
     for source in (REPO / "chatd").rglob("*.py"):
         if "http" in source.name:
             continue  # HTTP servers (metrics, the web client): their b"GET" is not a chat verb
+        if source.name.startswith("irc"):
+            continue  # the IRC listener (docs/irc.md): its b"PRIVMSG" is IRC's, not the line protocol's
         if "cluster" in source.parts:
             continue  # Redis commands (b"XREAD", b"EVALSHA"): not chat verbs either
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
@@ -406,6 +410,36 @@ VALID_COMMANDS = [
     (b"/history  #Rust  after 7", Command("history", b" after 7", "#Rust")),  # parse_history splits it
     (b"/history bob 20", Command("history", b"20", "bob")),
     (b"/history lobby", Command("history", b"", "lobby")),  # not a room: a nick, checked later
+    # v4: accounts. A password is the rest of the line, spaces and all.
+    (b"/login alice correct horse battery", Command("login", b"correct horse battery", "alice")),
+    (b"/login alice  leading space", Command("login", b" leading space", "alice")),
+    (b"/register alice * correct horse", Command("register", b"correct horse", "alice", "*")),
+    (b"/register alice K7Q2-XY correct horse", Command("register", b"correct horse", "alice", "K7Q2-XY")),
+    (b"/resume Xy9-_abc", Command("resume", target="Xy9-_abc")),
+    (b"/remember", Command("remember")),
+    (b"/remember 7", Command("remember", b"7")),
+    (b"/passwd new secret words", Command("passwd", b"new secret words")),
+    (b"/logout", Command("logout")),
+    (b"/logout all", Command("logout", b"all")),
+    (b"//login alice pw", Command("say", b"/login alice pw")),
+    # v5: room roles. The room is the target, a nickname or mask the option, a reason the text.
+    (b"/room register #rust", Command("room", target="#rust", option="register")),
+    (b"/room drop  #rust ", Command("room", target="#rust", option="drop")),
+    (b"/room #rust", Command("room", target="#rust")),
+    (b"/room #rust private on", Command("room", b"on", "#rust", "private")),
+    (b"/room #rust  owner  bob", Command("room", b"bob", "#rust", "owner")),
+    (b"/room #rust moderated", Command("room", target="#rust", option="moderated")),
+    (b"/op #rust bob", Command("op", target="#rust", option="bob")),
+    (b"/deop #rust bob", Command("deop", target="#rust", option="bob")),
+    (b"/voice #rust bob", Command("voice", target="#rust", option="bob")),
+    (b"/devoice  #rust  bob ", Command("devoice", target="#rust", option="bob")),
+    (b"/kick #rust bob", Command("kick", target="#rust", option="bob")),
+    (b"/kick #rust bob spamming  links", Command("kick", b"spamming  links", "#rust", "bob")),
+    (b"/ban #rust account:bob trolling", Command("ban", b"trolling", "#rust", "account:bob")),
+    (b"/ban #rust 2001:db8::/48", Command("ban", target="#rust", option="2001:db8::/48")),
+    (b"/unban #rust 10.0.0.0/8", Command("unban", target="#rust", option="10.0.0.0/8")),
+    (b"/bans #rust", Command("bans", target="#rust")),
+    (b"/invite #rust bob", Command("invite", target="#rust", option="bob")),
     ("caf\u00e9 \U0001f600".encode(), Command("say", "caf\u00e9 \U0001f600".encode())),
     ("/me \U0001f44b".encode(), Command("me", "\U0001f44b".encode())),
 ]
@@ -445,6 +479,27 @@ def test_every_command_in_the_doc_table_is_covered() -> None:
         (b"/history", protocol.MISSING_ARGUMENT),
         (b"/history ", protocol.MISSING_ARGUMENT),
         (b"/history   ", protocol.MISSING_ARGUMENT),
+        (b"/login", protocol.MISSING_ARGUMENT),
+        (b"/login alice", protocol.MISSING_ARGUMENT),
+        (b"/login alice ", protocol.MISSING_ARGUMENT),
+        (b"/register alice *", protocol.MISSING_ARGUMENT),
+        (b"/register alice", protocol.MISSING_ARGUMENT),
+        (b"/resume", protocol.MISSING_ARGUMENT),
+        (b"/passwd", protocol.MISSING_ARGUMENT),
+        (b"/room", protocol.MISSING_ARGUMENT),
+        (b"/room  ", protocol.MISSING_ARGUMENT),
+        (b"/room register", protocol.MISSING_ARGUMENT),
+        (b"/room drop ", protocol.MISSING_ARGUMENT),
+        (b"/op #rust", protocol.MISSING_ARGUMENT),
+        (b"/op", protocol.MISSING_ARGUMENT),
+        (b"/kick #rust ", protocol.MISSING_ARGUMENT),
+        (b"/ban #rust", protocol.MISSING_ARGUMENT),
+        (b"/unban #rust", protocol.MISSING_ARGUMENT),
+        (b"/invite #rust", protocol.MISSING_ARGUMENT),
+        (b"/bans", protocol.MISSING_ARGUMENT),
+        (b"/Kick #rust bob", protocol.UNKNOWN_COMMAND),
+        (b"/mode #rust +o bob", protocol.UNKNOWN_COMMAND),
+        (b"/Login alice pw", protocol.UNKNOWN_COMMAND),
         (b"/History #lobby", protocol.UNKNOWN_COMMAND),
         (b"/JOIN #rust", protocol.UNKNOWN_COMMAND),
         (b"/Rooms", protocol.UNKNOWN_COMMAND),
@@ -490,6 +545,16 @@ def test_help_lines_mention_every_command() -> None:
         "/topic",
         "/rooms",
         "/history",
+        "/room",
+        "/op",
+        "/deop",
+        "/voice",
+        "/devoice",
+        "/kick",
+        "/ban",
+        "/unban",
+        "/bans",
+        "/invite",
     ):
         assert command in help_text
 
@@ -597,6 +662,12 @@ _arbitrary_lines = st.one_of(
                 "/history",
                 "/history #r",
                 "/history bob",
+                "/room",
+                "/room register",
+                "/op #r",
+                "/kick #r",
+                "/ban #r",
+                "/bans",
             ]
         ),
         st.sampled_from(["", " ", "  ", "\t", "\r", " #", " #r "]),

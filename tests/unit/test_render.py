@@ -14,10 +14,10 @@ from chatctl.render import (
     render_line,
     render_notice,
     render_plain,
-    render_status,
     sanitize,
 )
 from chatctl.state import ClientState
+from chatctl.status import render_status  # moved out of chatctl/render.py (issue 22)
 
 NOW = datetime(2026, 11, 25, 9, 5, 59)
 

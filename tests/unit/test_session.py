@@ -14,90 +14,8 @@ from chatd.config import Config, LimitsConfig, RoomsConfig, TLSConfig
 from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS
 from chatd.core.session import Session
-from tests.support.chatclient import Tags, split_tags
-
-
-class FakeOutlet:
-    """What a transport gives a session, recording instead of sending.
-
-    `take` returns the lines without their tags, `take_events` with them;
-    both check every line's tags against docs/protocol.md (`split_tags`).
-    """
-
-    def __init__(self, peer: str) -> None:
-        self.peer = peer
-        self.connected_at = 0.0
-        self.received: list[str] = []
-        self.closed: tuple[str, str] | None = None
-        self.deadline: float | None = None
-        self.session: Session | None = None
-
-    def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
-        self.received.extend(data.decode().splitlines())
-
-    def close(self, reason: str, text: str = "") -> None:
-        if self.closed is None:
-            self.closed = (reason, text)
-            assert self.session is not None
-            self.session.on_close(reason, text)
-
-    def set_deadline(self, when: float | None) -> None:
-        self.deadline = when
-
-    def pause_for_backlog(self) -> bool:
-        return False
-
-    def resume_after_backlog(self) -> None:
-        pass
-
-    def take_events(self) -> list[tuple[Tags, str]]:
-        lines, self.received = self.received, []
-        return [split_tags(line) for line in lines]
-
-    def take(self) -> list[str]:
-        return [line for _, line in self.take_events()]
-
-
-class FakeClock:
-    """The chat's monotonic clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-PAUSE = 60.0  # between two exchanges: the bucket is full again
-
-
-def make_chat(**rooms: object) -> Chat:
-    limit_keys = {field.name for field in dataclasses.fields(LimitsConfig)}
-    limits = {k: rooms.pop(k) for k in list(rooms) if k in limit_keys}
-    config = Config(
-        path=Path("chatd.yaml"),
-        rooms=RoomsConfig(**rooms),  # type: ignore[arg-type]
-        limits=LimitsConfig(**limits),  # type: ignore[arg-type]
-    )
-    return Chat(config, monotonic=FakeClock())
-
-
-def clock_of(outlet: FakeOutlet) -> FakeClock:
-    assert outlet.session is not None and isinstance(outlet.session.chat.monotonic, FakeClock)
-    return outlet.session.chat.monotonic
-
-
-def connect(chat: Chat, nick: str) -> FakeOutlet:
-    outlet = FakeOutlet(f"127.0.0.1:{len(chat.nicks) + 40000}")
-    session = Session(chat, outlet, {"session": nick})
-    outlet.session = session
-    session.on_open(None, None)
-    session.on_lines([nick.encode()])
-    assert outlet.take()[-1] == "CURRENT #lobby"
-    return outlet
+from tests.support.chatclient import Tags
+from tests.support.sessions import PAUSE, FakeClock, FakeOutlet, clock_of, connect, make_chat
 
 
 def say(outlet: FakeOutlet, *lines: str) -> list[str]:
@@ -122,7 +40,7 @@ def test_registration_greets_then_joins_the_autojoin_rooms(chat: Chat) -> None:
     outlet.session = session
     session.on_open(None, None)
     hello, ask = outlet.take()
-    assert hello.startswith("HELLO 3 chatd ") and ask == "NICK"
+    assert hello.startswith("HELLO 5 chatd ") and ask == "NICK"  # no accounts: no ACCOUNTS line
     session.on_lines([b"alice"])
     lines = outlet.take()
     assert lines[0].startswith("WELCOME alice ")

@@ -3,6 +3,7 @@ agrees with the production config and the install recipe."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -38,12 +39,33 @@ def test_security_exposure_is_at_its_floor() -> None:
     )
     match = re.search(r"Overall exposure level for chatd\.service: ([\d.]+)", result.stdout)
     assert match, result.stdout + result.stderr
-    # Issue 19: 1.4 before PrivateMounts= and the filter without @resources; 1.1
-    # after. Every other setting systemd-analyze weighs is at its best except what
-    # a network daemon needs (the network, AF_INET/AF_INET6/AF_UNIX, the host's
-    # root, and the rtc read that ProtectClock= itself adds), and an IP allow
-    # list, which depends on where an operator's clients are (docs/operations.md).
-    assert float(match.group(1)) <= 1.1, result.stdout
+    # Issue 19: 1.4 before PrivateMounts=, the filter without @resources and the
+    # IP allow list that leaves out link-local and multicast; 1.0 after. Every
+    # other setting systemd-analyze weighs is at its best except what a network
+    # daemon needs (the network, AF_INET/AF_INET6/AF_UNIX, the host's root, and
+    # the rtc read that ProtectClock= itself adds).
+    assert float(match.group(1)) <= 1.0, result.stdout
+
+
+def test_the_ip_allow_list_is_everything_but_link_local_and_multicast() -> None:
+    allowed = [
+        ipaddress.ip_network(net)
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("IPAddressAllow=")
+        for net in line.removeprefix("IPAddressAllow=").split()
+    ]
+    assert "IPAddressDeny=any" in UNIT.read_text().splitlines()
+
+    def admitted(address: str) -> bool:
+        return any(ipaddress.ip_address(address) in net for net in allowed)
+
+    for address in ("127.0.0.1", "::1", "10.1.2.3", "192.168.1.9", "203.0.113.7", "2001:db8::1", "fd00::1"):
+        assert admitted(address), address
+    for address in ("169.254.169.254", "169.254.0.1", "224.0.0.251", "239.255.255.250", "fe80::1", "ff02::1"):
+        assert not admitted(address), address
+    # Nothing else is left out: the allow list and the two holes cover each family exactly.
+    for family, total, holes in ((4, 2**32, 2**16 + 2**28), (6, 2**128, 2**118 + 2**120)):
+        assert sum(net.num_addresses for net in allowed if net.version == family) == total - holes
 
 
 def test_unit_has_the_operational_essentials() -> None:

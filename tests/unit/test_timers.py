@@ -7,7 +7,9 @@ import gc
 import math
 import weakref
 
-from chatd.transport.timers import SLACK, Timer, Timers
+import pytest
+
+from chatd.transport.timers import SLACK, Timer, Timers, WriteInterval
 
 
 class Target:
@@ -121,3 +123,47 @@ def test_compaction_is_amortised_constant_per_arm() -> None:
     assert compacted, "cancelled entries were never dropped"
     assert sum(compacted) <= 3 * arms
     assert len(due(timers, math.inf)) == len(live)
+
+
+# -- WriteInterval: at most one flush per interval ----------------------------------------
+
+
+def test_the_first_flush_goes_at_once_the_next_waits_an_interval() -> None:
+    gate = WriteInterval(0.005)
+    assert gate.open(100.0)  # nothing flushed for an interval: no wait
+    assert gate.next_at == pytest.approx(100.005)
+    assert not gate.open(100.001)
+    assert not gate.open(100.0049)
+    assert gate.open(100.005)
+    assert gate.next_at == pytest.approx(100.01)
+
+
+def test_after_a_quiet_spell_output_goes_at_once() -> None:
+    gate = WriteInterval(0.005)
+    assert gate.open(100.0)
+    assert gate.open(100.5)  # long after the interval: no added latency
+    assert not gate.open(100.5001)
+
+
+def test_with_no_interval_every_flush_may_go() -> None:
+    gate = WriteInterval(0.0)
+    assert gate.open(5.0) and gate.open(5.0) and gate.open(5.0)
+
+
+def test_a_changed_interval_applies_from_the_next_flush() -> None:
+    gate = WriteInterval(0.1)
+    assert gate.open(10.0)
+    gate.interval = 0.001  # a reload: the flush already promised stays as it was
+    assert not gate.open(10.05)
+    assert gate.open(10.1)
+    assert gate.next_at == pytest.approx(10.101)
+
+
+def test_a_turn_that_worked_long_per_client_flushes_at_once() -> None:
+    gate = WriteInterval(0.010)
+    assert gate.open(100.0)
+    # 50 clients, 1 ms of work: 20 µs each, a few lines each: they wait.
+    assert not gate.open(100.001, worked=0.001, clients=50)
+    # 50 clients, 9 ms of work (a flood's turn): many lines each, they go now.
+    assert gate.open(100.009, worked=0.009, clients=50)
+    assert gate.next_at == pytest.approx(100.019)

@@ -82,11 +82,11 @@ class FakeServer:
         self.released: list[str] = []
         self.refuse_with: Exception | None = None
 
-    def accept_from(self, acceptor: Worker) -> bool:
+    def accept_from(self, acceptor: Worker, listener: int) -> bool:
         return False
 
     def open_endpoint(
-        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None
+        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
     ) -> FakeConnection:
         if self.refuse_with is not None:
             raise self.refuse_with
@@ -248,3 +248,154 @@ def test_a_stopped_worker_closes_its_connections_and_refuses_work(sleepy: None, 
     with ours, theirs:
         assert not worker.adopt(ours, ("127.0.0.1", 2), 2, None)  # still the caller's to close
         worker.mark_dirty(FakeConnection(worker, theirs, 3, server.events))  # a late deliver: harmless
+
+
+# -- the write interval, on a fake clock ---------------------------------------------------
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def corked(sleepy: None, server: FakeServer, clock: FakeClock) -> Iterator[Worker]:
+    """A worker with a 5 ms write interval on the fake clock."""
+    worker = Worker(server, 0, write_interval=0.005, clock=clock, work_clock=clock)  # type: ignore[arg-type]
+    worker.start()
+    yield worker
+    worker.stop()
+    assert worker.join(WAIT)
+
+
+def settle(worker: Worker) -> None:
+    """Let the worker finish the turn in progress and one more, whole: what
+    the turn before decided (a flush or not) has happened."""
+    on_worker(worker, lambda: None)
+    on_worker(worker, lambda: None)
+
+
+def flushes(server: FakeServer) -> list[int]:
+    out = []
+    while not server.events.empty():
+        conn_id, what = server.events.get_nowait()
+        if what == "flushed":
+            out.append(conn_id)
+    return out
+
+
+def test_output_goes_at_once_then_at_most_once_per_interval(
+    corked: Worker, server: FakeServer, clock: FakeClock
+) -> None:
+    for conn_id in (1, 2):
+        connect(corked, server, conn_id)
+    by_id = {conn.id: conn for conn in corked.connections}
+    on_worker(corked, lambda: corked.mark_dirty(by_id[1]))  # at 1000.000: nothing flushed for long
+    settle(corked)
+    assert flushes(server) == [1]  # at the end of its turn, as with no interval
+    clock.now = 1000.001
+    on_worker(corked, lambda: corked.mark_dirty(by_id[1]))
+    clock.now = 1000.003
+    on_worker(corked, lambda: corked.mark_dirty(by_id[2]))
+    clock.now = 1000.0049
+    settle(corked)
+    assert flushes(server) == []  # both wait for the interval since the last flush
+    clock.now = 1000.005
+    corked.call_soon(lambda: None)  # a turn that sees the new time
+    assert [server.events.get(timeout=WAIT) for _ in range(2)] == [(1, "flushed"), (2, "flushed")]
+    settle(corked)
+    assert flushes(server) == []  # once each
+
+
+def test_held_output_wakes_the_worker_when_the_interval_ends(
+    corked: Worker, server: FakeServer, clock: FakeClock
+) -> None:
+    """The worker sleeps an hour unless woken (`sleepy`): what flushes here is
+    the wait that held output shortens to the interval's end."""
+    connect(corked, server, 1)
+    (conn,) = corked.connections
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    settle(corked)
+    assert flushes(server) == [1]
+    clock.now += 0.005  # no wake-up follows: the worker's own timeout must end its wait
+    assert server.events.get(timeout=WAIT) == (1, "flushed")
+
+
+def test_output_marked_from_another_thread_waits_the_interval_too(
+    corked: Worker, server: FakeServer, clock: FakeClock
+) -> None:
+    connect(corked, server, 1)
+    (conn,) = corked.connections
+    corked.mark_dirty(conn)  # from this thread: through the waker
+    assert server.events.get(timeout=WAIT) == (1, "flushed")
+    corked.mark_dirty(conn)
+    settle(corked)
+    assert flushes(server) == []
+    clock.now += 0.005
+    settle(corked)
+    assert flushes(server) == [1]
+
+
+def test_a_write_interval_of_zero_flushes_at_the_end_of_every_turn(
+    sleepy: None, server: FakeServer, clock: FakeClock
+) -> None:
+    worker = Worker(server, 0, write_interval=0.0, clock=clock, work_clock=clock)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        connect(worker, server, 1)
+        (conn,) = worker.connections
+        for _ in range(3):
+            on_worker(worker, lambda: worker.mark_dirty(conn))
+            settle(worker)
+            assert flushes(server) == [1]  # the fake clock never moves
+    finally:
+        worker.stop()
+        assert worker.join(WAIT)
+
+
+def test_a_reload_to_zero_flushes_what_waits_and_then_at_once(
+    corked: Worker, server: FakeServer, clock: FakeClock
+) -> None:
+    connect(corked, server, 1)
+    (conn,) = corked.connections
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    settle(corked)
+    assert flushes(server) == [1]  # the first; the second waits
+    corked.set_write_interval(0.0)
+    settle(corked)
+    assert flushes(server) == [1]  # without the clock moving
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    settle(corked)
+    assert flushes(server) == [1]
+
+
+def test_a_turn_that_worked_long_per_client_flushes_without_waiting(
+    corked: Worker, server: FakeServer, clock: FakeClock
+) -> None:
+    """A flood's turn: its clients already get many lines each; holding them
+    would add latency (and keep a sender's acknowledgements) for little."""
+    connect(corked, server, 1)
+    (conn,) = corked.connections
+    on_worker(corked, lambda: corked.mark_dirty(conn))
+    settle(corked)
+    assert flushes(server) == [1]  # the first, at once
+
+    def long_turn() -> None:
+        corked.mark_dirty(conn)
+        clock.now += 0.0001  # 100 µs of work in this turn, for its one client
+
+    on_worker(corked, long_turn)
+    settle(corked)
+    assert flushes(server) == [1]  # 0.1 ms after the last flush, not 5

@@ -1,29 +1,34 @@
-// The page: the nickname screen, the sidebar of conversations, the header,
-// member list and composer, drawers on a phone, keyboard shortcuts, status,
-// notifications. The chat itself (protocol, state) is in chat.js.
+// The page: the sidebar of conversations, the header, member list and
+// composer, keyboard shortcuts, status, notifications.
+// The chat itself (protocol, state) is in chat.js; the sign-in screen in
+// signin-screen.js; the member list and its menu in members.js; the room
+// settings panel in room-settings.js; the drawers of a phone in drawers.js.
 
 import { Chat } from "./chat.js";
-import { keyOf, NICK_RE } from "./protocol.js";
+import { drawers } from "./drawers.js";
+import { Members } from "./members.js";
 import { isolated, nickSpan } from "./render.js";
+import { FLAG_SHORT } from "./roles.js";
+import { RoomSettings } from "./room-settings.js";
+import { SignInScreen } from "./signin-screen.js";
 
 const $ = (id) => document.getElementById(id);
 const el = {
-  login: $("login"), loginForm: $("login-form"), nickInput: $("nick-input"), nickError: $("nick-error"),
-  loginStatus: $("login-status"), loginButton: $("login-button"),
   app: $("app"), sidebar: $("sidebar"), overlay: $("overlay"), me: $("me"),
   roomList: $("room-list"), dmList: $("dm-list"), dmEmpty: $("dm-empty"),
   joinForm: $("join-form"), joinInput: $("join-input"), joinError: $("join-error"),
   notifyButton: $("notify-button"), logoutButton: $("logout-button"),
   menuButton: $("menu-button"), menuBadge: $("menu-badge"), title: $("conv-title"), topic: $("topic"),
-  leaveButton: $("leave-button"), membersButton: $("members-button"), memberCount: $("member-count"),
+  leaveButton: $("leave-button"), settingsButton: $("settings-button"), roomFlags: $("room-flags"),
+  membersButton: $("members-button"), memberCount: $("member-count"),
   status: $("status"), logs: $("logs"), members: $("members"), memberList: $("member-list"),
   composer: $("composer"), input: $("composer-input"), composerError: $("composer-error"),
   announcer: $("announcer"),
 };
 
-const phone = window.matchMedia("(max-width: 760px)");
 const entries = new Map(); // conversation key -> its sidebar <li>
-const sent = []; // lines sent from the composer, for ArrowUp
+const sent = []; // lines sent from the composer, for ArrowUp (never one with a password)
+const SECRET_RE = /^\/(passwd|login|register|resume)\b/i;
 let sentIndex = 0;
 let statusTimer = null;
 let countdownTimer = null;
@@ -32,19 +37,17 @@ let countdownTimer = null;
 
 const ui = {
   status(text, kind = "info") {
-    if (!el.app.hidden) showStatus(text, kind);
-    else el.loginStatus.textContent = text;
+    if (el.app.hidden) screen.status(text);
+    else if (text) showStatus(text, kind);
   },
 
-  registered(nick, again) {
+  registered(nick, again, onAccount) {
     clearInterval(countdownTimer);
     el.me.textContent = "";
     el.me.append("Signed in as ", nickSpan(nick));
-    el.login.hidden = true;
+    screen.signedIn();
     el.app.hidden = false;
-    el.loginStatus.textContent = "";
-    el.nickError.textContent = "";
-    el.loginButton.disabled = false;
+    el.logoutButton.textContent = onAccount ? "Sign out" : "Change nickname";
     if (again) {
       showStatus("Reconnected.", "ok");
       statusTimer = setTimeout(hideStatus, 2500);
@@ -58,21 +61,17 @@ const ui = {
   renamed(nick) {
     el.me.textContent = "";
     el.me.append("Signed in as ", nickSpan(nick));
-    renderMembers();
+    members.render();
   },
 
-  nickError(code, text) {
-    showLogin();
-    const words = {
-      nick_taken: "That nickname is taken. Choose another.",
-      nick_invalid: "Not a valid nickname: use letters, digits, _ and -.",
-      nick_failed: "Too many refused nicknames. Choose another and try again.",
-      register_timeout: "That took too long. Try again.",
-    }[code] ?? text;
-    el.nickError.textContent = words;
-    el.nickInput.setAttribute("aria-invalid", "true");
-    el.nickInput.focus();
-    el.nickInput.select();
+  /** A sign-in refused (see signin-screen.js): the sign-in screen says why. */
+  signInError(code, text) {
+    screen.error(code, text);
+  },
+
+  /** What the server allows: guests, registration (signin.js's modes). */
+  modes(modes) {
+    screen.setModes(modes);
   },
 
   joinError(text) {
@@ -80,13 +79,23 @@ const ui = {
   },
 
   loggedOut(message) {
-    el.nickError.textContent = message;
-    showLogin();
+    screen.show(message);
+  },
+
+  /** The account signed in elsewhere (`BYE replaced`): this page waits for the person. */
+  replaced(canTakeOver) {
+    clearInterval(countdownTimer);
+    const action = canTakeOver
+      ? { label: "Use here", run: () => chat.takeOver() }
+      : { label: "Sign in", run: () => screen.show() };
+    showStatus(`You signed in as ${chat.nick} on another page or device, so this page is disconnected.`, "error", action);
+    for (const conv of chat.conversations.values()) ui.changed(conv);
+    updateChrome();
   },
 
   reconnecting(why, delayMs) {
     if (el.app.hidden) {
-      el.loginStatus.textContent = `${why} Trying again…`;
+      screen.status(`${why} Trying again…`);
       return;
     }
     clearTimeout(statusTimer);
@@ -94,7 +103,8 @@ const ui = {
     const until = Date.now() + delayMs;
     const show = () => {
       const seconds = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-      showStatus(`${why} Reconnecting${seconds ? ` in ${seconds} s` : ""}…`, "busy", true);
+      showStatus(`${why} Reconnecting${seconds ? ` in ${seconds} s` : ""}…`, "busy",
+        { label: "Retry now", run: () => chat.conn.retryNow() });
     };
     show();
     countdownTimer = setInterval(() => {
@@ -178,7 +188,29 @@ const ui = {
     if (conv.kind === "room" && !conv.joined) parts.push("not joined");
     button.setAttribute("aria-label", parts.join(", "));
     if (chat.current === conv) updateChrome();
+    settings.render(conv);
     updateTitle();
+  },
+
+  /** A notice above the conversation (a kick of this page), with a button (`{label, run}`) or none. */
+  notice(text, action) {
+    clearInterval(countdownTimer);
+    const button = action && { label: action.label, run: () => {
+      hideStatus();
+      action.run();
+    } };
+    showStatus(text, "error", button);
+    ui.announce(text);
+  },
+
+  /** The bans of a room, for the settings panel. */
+  bans(conv, list) {
+    settings.bans(conv, list);
+  },
+
+  /** A refusal (ERR, in words): the settings panel says it too, if open. */
+  refused(words) {
+    settings.refused(words);
   },
 
   announce(text) {
@@ -207,31 +239,36 @@ const ui = {
 };
 
 const chat = new Chat(ui);
+const members = new Members(chat, {
+  openDm(nick) {
+    chat.openDm(nick);
+    closeDrawers();
+    el.input.focus();
+  },
+});
+const settings = new RoomSettings(chat);
+const drawer = drawers(el);
+const closeDrawers = (returnFocus = false) => drawer.close(returnFocus);
+const screen = new SignInScreen(chat, () => {
+  clearInterval(countdownTimer);
+  el.app.hidden = true;
+});
 
 // ---- the page's own parts -----------------------------------------------------
 
-function showLogin() {
-  clearInterval(countdownTimer);
-  el.app.hidden = true;
-  el.login.hidden = false;
-  el.loginButton.disabled = false;
-  el.loginStatus.textContent = "";
-  if (!el.nickInput.value) el.nickInput.value = chat.rememberedNick;
-  el.nickInput.focus();
-}
-
-function showStatus(text, kind, withRetry = false) {
+/** The line above the conversation; `action` ({label, run}) adds a button. */
+function showStatus(text, kind, action = null) {
   clearTimeout(statusTimer);
   el.status.hidden = false;
   el.status.className = `status ${kind}`;
   el.status.textContent = text;
-  if (withRetry) {
-    const retry = document.createElement("button");
-    retry.type = "button";
-    retry.className = "button small";
-    retry.textContent = "Retry now";
-    retry.addEventListener("click", () => chat.conn.retryNow());
-    el.status.append(" ", retry);
+  if (action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button small";
+    button.textContent = action.label;
+    button.addEventListener("click", action.run);
+    el.status.append(" ", button);
   }
 }
 
@@ -261,45 +298,19 @@ function updateChrome() {
   el.leaveButton.setAttribute("aria-label", conv ? `${el.leaveButton.textContent} ${conv.name}` : "Leave");
   el.input.placeholder = !conv ? "/join #room"
     : conv.kind === "dm" ? `Message ${conv.name}` : `Message ${conv.name}`;
-  renderMembers();
+  const room = conv && conv.kind === "room" && conv.joined;
+  el.settingsButton.hidden = !room;
+  el.roomFlags.textContent = "";
+  const flags = room ? Object.keys(FLAG_SHORT).filter((flag) => conv.roles.has(flag)) : [];
+  for (const flag of flags) {
+    const badge = document.createElement("span");
+    badge.className = `flag ${flag}`;
+    badge.textContent = FLAG_SHORT[flag];
+    el.roomFlags.append(badge);
+  }
+  members.render();
   el.dmEmpty.hidden = el.dmList.children.length > 0;
   updateTitle();
-}
-
-function renderMembers() {
-  const conv = chat.current;
-  el.memberList.textContent = "";
-  const room = conv && conv.kind === "room";
-  el.membersButton.hidden = !room;
-  el.members.classList.toggle("empty", !room);
-  if (!room) {
-    el.memberCount.textContent = "";
-    return;
-  }
-  const nicks = conv.sortedMembers();
-  el.memberCount.textContent = String(nicks.length);
-  el.membersButton.setAttribute("aria-label", `Members (${nicks.length})`);
-  for (const nick of nicks) {
-    const li = document.createElement("li");
-    if (keyOf(nick) === keyOf(chat.nick)) {
-      li.className = "member self";
-      li.append(nickSpan(nick), " (you)");
-    } else {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "member";
-      button.append(nickSpan(nick));
-      button.setAttribute("aria-label", `${nick}: send a direct message`);
-      button.title = `Direct message to ${nick}`;
-      button.addEventListener("click", () => {
-        chat.openDm(nick);
-        closeDrawers();
-        el.input.focus();
-      });
-      li.append(button);
-    }
-    el.memberList.append(li);
-  }
 }
 
 function updateTitle() {
@@ -315,68 +326,7 @@ function updateNotifyButton() {
   el.notifyButton.hidden = !("Notification" in window) || Notification.permission !== "default";
 }
 
-// ---- drawers (phone) and the member column (desktop) ---------------------------
-
-function openDrawer(which) {
-  el.app.classList.add(`${which}-open`);
-  el.overlay.hidden = false;
-  const button = which === "nav" ? el.menuButton : el.membersButton;
-  button.setAttribute("aria-expanded", "true");
-  const panel = which === "nav" ? el.sidebar : el.members;
-  panel.querySelector("button, input")?.focus();
-}
-
-function closeDrawers(returnFocus = false) {
-  const was = el.app.classList.contains("nav-open") ? el.menuButton
-    : el.app.classList.contains("members-open") ? el.membersButton : null;
-  el.app.classList.remove("nav-open", "members-open");
-  el.overlay.hidden = true;
-  el.menuButton.setAttribute("aria-expanded", "false");
-  if (phone.matches) el.membersButton.setAttribute("aria-expanded", "false");
-  if (returnFocus && was) was.focus();
-}
-
-el.menuButton.addEventListener("click", () => {
-  if (el.app.classList.contains("nav-open")) closeDrawers(true);
-  else openDrawer("nav");
-});
-
-el.membersButton.addEventListener("click", () => {
-  if (phone.matches) {
-    if (el.app.classList.contains("members-open")) closeDrawers(true);
-    else openDrawer("members");
-  } else {
-    const hidden = el.app.classList.toggle("members-hidden");
-    el.membersButton.setAttribute("aria-expanded", String(!hidden));
-  }
-});
-
-el.overlay.addEventListener("click", () => closeDrawers(true));
-phone.addEventListener("change", () => {
-  closeDrawers();
-  el.membersButton.setAttribute("aria-expanded",
-    String(!phone.matches && !el.app.classList.contains("members-hidden")));
-});
-el.membersButton.setAttribute("aria-expanded", String(!phone.matches));
-
 // ---- forms -------------------------------------------------------------------
-
-el.loginForm.addEventListener("submit", (event) => {
-  event.preventDefault();
-  const nick = el.nickInput.value.trim();
-  el.nickInput.removeAttribute("aria-invalid");
-  if (!NICK_RE.test(nick)) {
-    el.nickError.textContent = nick ? "Use letters, digits, _ and - (up to 32)." : "Type a nickname first.";
-    el.nickInput.setAttribute("aria-invalid", "true");
-    el.nickInput.focus();
-    return;
-  }
-  el.nickError.textContent = "";
-  el.loginStatus.textContent = "Connecting…";
-  el.loginButton.disabled = true;
-  if (chat.everRegistered && keyOf(nick) !== keyOf(chat.nick)) chat.nick = nick;
-  chat.login(nick, false);
-});
 
 el.composer.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -384,7 +334,7 @@ el.composer.addEventListener("submit", (event) => {
   const error = chat.submit(text);
   el.composerError.textContent = error;
   el.input.setAttribute("aria-invalid", String(Boolean(error)));
-  if (!error && text.trim()) {
+  if (!error && text.trim() && !SECRET_RE.test(text.trim())) {
     sent.push(text);
     if (sent.length > 50) sent.shift();
     sentIndex = sent.length;
@@ -429,14 +379,19 @@ el.joinForm.addEventListener("submit", (event) => {
   el.input.focus();
 });
 
+el.settingsButton.addEventListener("click", () => {
+  if (chat.current && chat.current.kind === "room") settings.open(chat.current);
+});
+
 el.leaveButton.addEventListener("click", () => {
   if (chat.current) chat.leave(chat.current);
   el.input.focus();
 });
 
 el.logoutButton.addEventListener("click", () => {
-  chat.quit();
-  ui.loggedOut("");
+  if (chat.onAccount) chat.signOut();
+  else chat.quit();
+  screen.show();
 });
 
 el.notifyButton.addEventListener("click", async () => {
@@ -459,7 +414,7 @@ function stepConversation(delta) {
 
 document.addEventListener("keydown", (event) => {
   if (el.app.hidden) return;
-  if (event.key === "Escape" && (el.app.classList.contains("nav-open") || el.app.classList.contains("members-open"))) {
+  if (event.key === "Escape" && drawer.isOpen()) {
     closeDrawers(true);
     event.preventDefault();
   } else if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
@@ -491,12 +446,19 @@ window.addEventListener("pagehide", () => chat.conn.ws?.close(1000));
 
 // ---- start -----------------------------------------------------------------------
 
-if (chat.rememberedNick) {
+// Signed in by itself: with the kept token, or as the remembered guest; an
+// invite link, or neither, shows the sign-in screen (whose socket learns what
+// the server allows while the person types).
+const invite = screen.takeInvite();
+const signin = chat.signin;
+if (!invite && (signin.resume() || (signin.nick && !signin.isAccount))) {
+  if (!signin.pending) signin.asGuest(signin.nick, true);
   el.app.hidden = false;
   el.me.textContent = "";
   ui.selected(null);
-  showStatus(`Connecting as ${chat.rememberedNick}…`, "busy");
-  chat.login(chat.rememberedNick, true);
+  showStatus(`Connecting as ${chat.nick}…`, "busy");
+  chat.signIn();
 } else {
-  showLogin();
+  screen.show();
+  chat.connect();
 }

@@ -1,45 +1,35 @@
 // The client's side of the chat: registration, rooms and direct messages, the
 // backlog and /history paging, catching up after a reconnect. It reads server
 // lines and tells the page (the `ui` object app.js passes in) what changed.
+// What answers NICK, and the sign-in token, are signin.js's; paging history is
+// history.js's; room roles and moderation (KICK, ROLE, FLAG...) moderation.js's.
 
+import { submit } from "./composer.js";
 import { Connection } from "./connection.js";
 import { Conversation } from "./conversation.js";
-import { byteLength, cleanText, isRoom, keyOf, mentions, parseLine, ROOM_RE } from "./protocol.js";
+import { historyEnded, historyOff, loadOlder } from "./history.js";
+import { Moderation } from "./moderation.js";
+import { keyOf, mentions, parseLine } from "./protocol.js";
+import { errorWords } from "./roles.js";
+import { SignIn } from "./signin.js";
+import { local as store } from "./storage.js";
 
-const HISTORY_PAGE = 100;
-const MAX_LINE_BYTES = 4096; // the server's default limits.max_line_bytes
-const GHOST_RETRIES = 4; // nick_taken on an automatic try: our own previous connection may linger
 const GHOST_DELAY_MS = 1500;
-
-const store = {
-  get(key, fallback) {
-    try {
-      const value = localStorage.getItem(`chatd.${key}`);
-      return value === null ? fallback : JSON.parse(value);
-    } catch {
-      return fallback;
-    }
-  },
-  set(key, value) {
-    try {
-      if (value === null) localStorage.removeItem(`chatd.${key}`);
-      else localStorage.setItem(`chatd.${key}`, JSON.stringify(value));
-    } catch {
-      // Storage may be full or disabled (private windows): the client works without it.
-    }
-  },
-};
+// Codes that refuse a /join: the join form says them too.
+const JOIN_REFUSALS = new Set([
+  "no_such_room", "room_invalid", "too_many_rooms", "invite_only", "banned_from_room", "accounts_only",
+]);
 
 export class Chat {
   /** @param {object} ui the page: see app.js for the methods it provides */
   constructor(ui) {
     this.ui = ui;
-    this.nick = store.get("nick", "");
+    this.signin = new SignIn();
+    this.nick = this.signin.token?.nick ?? this.signin.nick;
     this.registered = false;
     this.everRegistered = false;
-    this.pendingNick = null; // what to answer the next NICK with
-    this.automatic = false; // the nickname try was not typed just now (reload, reconnect)
-    this.ghostTries = 0;
+    this.awaitingNick = false; // the server asked NICK and has no answer yet
+    this.leaving = false; // `/logout` sent: its BYE closes the socket
     this.conversations = new Map();
     this.current = null;
     this.serverCurrent = null;
@@ -49,43 +39,70 @@ export class Chat {
     this.wantedRooms = store.get("rooms", []);
     this.noHistory = false;
     this.hiddenUnread = 0;
+    this.moderation = new Moderation(this);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.conn = new Connection(`${scheme}//${location.host}/ws`, {
-      onOpen: () => this.ui.status("Connected; signing in…", "busy"),
+      onOpen: () => this.ui.status(this.signin.pending ? "Connected; signing in…" : "", "busy"),
       onLine: (line) => this.handle(line),
       onRetry: (info) => this._lost(info),
       onStopped: () => {},
     });
   }
 
-  get rememberedNick() {
-    return this.nick;
+  /** Open the socket without signing in: the sign-in screen learns what the server allows (ACCOUNTS). */
+  connect() {
+    if (!this.conn.wanted) this.conn.start();
   }
 
-  /** Sign in as `nick` (typed by the user, or remembered when `automatic`). */
-  login(nick, automatic = false) {
-    this.pendingNick = nick;
-    this.automatic = automatic;
-    this.ghostTries = 0;
-    if (this.conn.open && !this.registered && this.awaitingNick) {
-      this._sendNick();
-    } else if (!this.conn.open) {
+  /** Sign in with what `this.signin` was just given (a nickname, a password, the token). */
+  signIn() {
+    if (this.leaving || this.registered) {
+      this.leaving = false;
+      this._offline();
       this.conn.stop();
-      this.conn.start();
     }
+    if (this.conn.open && this.awaitingNick) this._answer();
+    else if (!this.conn.ws) this.conn.start(); // else the answer goes with the coming NICK
+  }
+
+  /** After `BYE replaced`: sign in here again with the token (the other page gets the BYE). */
+  takeOver() {
+    if (this.signin.resume(false)) this.signIn();
+    else this.ui.loggedOut("Sign in again.");
   }
 
   /** Leave the server (the user chose to, or wants another nickname). */
   quit(text = "") {
     if (this.conn.open && this.registered) this.conn.send(text ? `/quit ${text}` : "/quit");
     this.conn.stop();
-    this.registered = false;
+    this._offline();
+  }
+
+  /**
+   * Sign out of the account: `/logout` revokes the token this connection
+   * resumed with, and the page forgets its token whatever the server says.
+   */
+  signOut() {
+    this.signin.signedOut();
+    if (this.conn.open && this.registered) {
+      this.conn.send("/logout");
+      this.leaving = true; // BYE logout comes, then the socket closes
+    } else {
+      this.conn.stop();
+    }
+    this._offline();
+  }
+
+  /** Is the person signed in to an account (not a guest)? */
+  get onAccount() {
+    return this.signin.method === "password" || this.signin.method === "token";
   }
 
   // ---- lines from the server -------------------------------------------------
 
   handle(raw) {
     const line = parseLine(raw);
+    if (this.moderation.handle(line)) return;
     const handler = this[`on${line.verb}`];
     if (typeof handler === "function") handler.call(this, line);
     // Unknown verbs are ignored: later protocol versions add some (docs/protocol.md).
@@ -93,16 +110,32 @@ export class Chat {
 
   onHELLO() {
     this.awaitingNick = false;
+    this.signin.greeted();
+  }
+
+  onACCOUNTS(line) {
+    this.signin.accounts(line.args);
   }
 
   onNICK() {
     this.awaitingNick = true;
-    if (this.pendingNick) this._sendNick();
+    const modes = this.signin.asked();
+    this.ui.modes(modes);
+    if (!this.signin.pending) return;
+    if (!modes.accounts && this.signin.request.kind !== "guest") {
+      // Such a server would take the line for a nickname: a password or a token is not sent to it.
+      this.signin.refused("no_accounts");
+      this.ui.signInError("no_accounts", "This server has no accounts: choose a nickname to join as a guest.");
+      return;
+    }
+    this._answer();
   }
 
-  _sendNick() {
+  _answer() {
+    const line = this.signin.answer();
+    if (line === null) return;
     this.awaitingNick = false;
-    this.conn.send(this.pendingNick);
+    this.conn.send(line);
   }
 
   onWELCOME(line) {
@@ -111,12 +144,12 @@ export class Chat {
     this.awaitingNick = false;
     this.lostWhy = null;
     this.nick = nick;
-    this.pendingNick = null;
-    store.set("nick", nick);
+    const next = this.signin.welcomed(nick);
+    if (next) this.conn.send(next); // /remember: a token to come back with
     this.conn.registered();
     const again = this.everRegistered;
     this.everRegistered = true;
-    this.ui.registered(nick, again);
+    this.ui.registered(nick, again, this.onAccount);
     // Back into the rooms we were in (autojoin rooms come first, by themselves);
     // joining a room we are already in is only a switch.
     for (const name of this.wantedRooms) this.conn.send(`/join ${name}`);
@@ -126,45 +159,38 @@ export class Chat {
 
   onERR(line) {
     const [code, text] = line.args;
-    if (!this.registered && (code === "nick_taken" || code === "nick_invalid")) {
-      if (code === "nick_taken" && this.automatic && this.ghostTries < GHOST_RETRIES) {
+    if (!this.registered && SignIn.refuses(code)) {
+      if (this.signin.refused(code) === "retry") {
         // After a reload or a lost connection the server may not have seen the
         // old connection go yet: the nickname is ours, try again shortly.
-        this.ghostTries += 1;
-        this.ui.status(`${this.pendingNick} is still in use (your previous connection?); trying again…`, "busy");
+        this.ui.status(`${this.signin.request.nick} is still in use (your previous connection?); trying again…`, "busy");
         setTimeout(() => {
-          if (this.awaitingNick && this.pendingNick) this._sendNick();
+          if (this.awaitingNick && this.signin.pending) this._answer();
         }, GHOST_DELAY_MS);
         return;
       }
-      this.pendingNick = null;
-      this.ui.nickError(code, text);
+      this.ui.signInError(code, text);
       return;
     }
-    if (code === "no_history") {
-      this.noHistory = true;
-      for (const conv of this.conversations.values()) {
-        conv.historyQueue = [];
-        conv.loadingBefore = false;
-        conv.hasMoreBefore = false;
-        conv.resumeFrom = null;
-        conv.showOlderState();
-      }
-    }
+    if (code === "no_history") historyOff(this);
     if (code === "no_such_nick" && this.pendingDm) this.pendingDm = null;
-    if (code === "no_such_room" || code === "room_invalid" || code === "too_many_rooms") {
-      if (this.pendingSwitch) this.ui.joinError(text);
+    // The moderation codes in the page's words (roles.js); the others are the server's.
+    const words = errorWords(code, text) ?? (text || code);
+    if (JOIN_REFUSALS.has(code)) {
+      if (this.pendingSwitch) this.ui.joinError(words);
       this.pendingSwitch = null;
     }
-    this._notice("error", text || code);
+    this._notice("error", words);
+    this.ui.refused(words);
   }
 
   onJOIN(line) {
     const [room, nick] = line.args;
     if (this._isMe(nick)) {
-      const conv = this._conversation(room, "room");
+      const conv = this.conversationFor(room, "room");
       conv.name = room; // the server's spelling
       conv.joined = true;
+      this.moderation.joined(conv);
       conv.setMembers([nick]);
       conv.joining = true; // its TOPIC and USERS follow
       // Catch up from the greatest id seen before this connection, if any
@@ -181,7 +207,7 @@ export class Chat {
       this.ui.changed(conv);
       return;
     }
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (!conv) return;
     conv.addMember(nick);
     this._add(conv, { kind: "join", nick, text: `joined ${conv.name}`, live: true });
@@ -190,7 +216,7 @@ export class Chat {
 
   onPART(line) {
     const [room, nick, text] = line.args;
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (!conv) return;
     if (this._isMe(nick)) {
       conv.joined = false;
@@ -221,7 +247,7 @@ export class Chat {
     const [oldNick, newNick] = line.args;
     if (this._isMe(oldNick)) {
       this.nick = newNick;
-      store.set("nick", newNick);
+      this.signin.renamed(newNick);
       this.ui.renamed(newNick);
     }
     for (const conv of [...this.conversations.values()]) {
@@ -242,7 +268,7 @@ export class Chat {
 
   onTOPIC(line) {
     const [room, setter, text] = line.args;
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (!conv) {
       this._notice("info", `Topic of ${room}: ${text}`);
       return;
@@ -265,7 +291,7 @@ export class Chat {
   onUSERS(line) {
     const [room, list] = line.args;
     const nicks = list ? list.split(" ").filter(Boolean) : [];
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (conv && conv.joined) {
       conv.setMembers(nicks);
       if (!conv.joining) this._notice("info", `In ${room}: ${nicks.join(", ")}`, conv);
@@ -279,7 +305,7 @@ export class Chat {
   onCURRENT(line) {
     const [room] = line.args;
     this.serverCurrent = room === "*" ? null : keyOf(room);
-    const conv = room === "*" ? null : this._find(room);
+    const conv = room === "*" ? null : this.find(room);
     if (conv && (this.pendingSwitch === conv.key || !this.current)) {
       this.pendingSwitch = null;
       this.select(conv);
@@ -288,20 +314,20 @@ export class Chat {
 
   onMSG(line) {
     const [room, nick, text] = line.args;
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (conv) this._event(conv, line, "msg", nick, text);
   }
 
   onACTION(line) {
     const [room, nick, text] = line.args;
-    const conv = this._find(room);
+    const conv = this.find(room);
     if (conv) this._event(conv, line, "action", nick, text);
   }
 
   onDM(line) {
     const [from, to, text] = line.args;
     const other = this._isMe(from) ? to : from;
-    const conv = this._conversation(other, "dm");
+    const conv = this.conversationFor(other, "dm");
     this._event(conv, line, "msg", from, text);
     if (this.pendingDm === conv.key) {
       this.pendingDm = null;
@@ -310,28 +336,7 @@ export class Chat {
   }
 
   onHISTORY(line) {
-    const [target, countText, more] = line.args;
-    const conv = this._find(target);
-    if (!conv) return;
-    const count = Number(countText);
-    const kind = conv.historyQueue.shift() ?? "before";
-    const replyMax = conv.replyMaxId;
-    conv.replyMaxId = 0;
-    if (kind === "backlog") {
-      conv.hasMoreBefore = more === "more";
-      if (conv.resumeFrom !== null) this._historyAfter(conv, conv.resumeFrom);
-      if (this.current === conv) conv.scrollToBottom();
-    } else if (kind === "before") {
-      conv.loadingBefore = false;
-      conv.hasMoreBefore = more === "more" && count > 0;
-      // A page that did not fill the view: nothing to scroll, so ask for the next now.
-      if (conv.hasMoreBefore && conv.log.scrollHeight <= conv.log.clientHeight) this.loadOlder(conv);
-    } else if (kind === "after") {
-      if (more === "more" && count > 0 && replyMax > 0) this._historyAfter(conv, replyMax);
-      else conv.resumeFrom = null; // caught up: every event since the reconnect, once
-    }
-    conv.showOlderState();
-    this.ui.changed(conv);
+    historyEnded(this, line);
   }
 
   onROOM(line) {
@@ -350,6 +355,12 @@ export class Chat {
     else this._notice("info", token ? `pong ${token}` : "pong");
   }
 
+  onTOKEN(line) {
+    const [token, expires] = line.args;
+    // One the person asked for (a typed /remember) is shown, as the server shows it: once.
+    if (!this.signin.tokenGiven(token, expires)) this._notice("info", `Sign-in token, valid until ${expires}: ${token}`);
+  }
+
   onINFO(line) {
     this._notice("info", line.args[0]);
   }
@@ -358,18 +369,38 @@ export class Chat {
     const [reason] = line.args;
     const code = reason.split(" ")[0];
     const text = reason.slice(code.length + 1);
-    this.registered = false;
+    const stop = () => {
+      this.conn.stop();
+      this._offline();
+    };
     if (code === "quit") {
-      this.conn.stop();
+      stop();
       this.ui.loggedOut("");
-    } else if (code === "kicked") {
-      this.conn.stop();
-      this.ui.loggedOut(`An operator removed you from the chat${text ? `: ${text}` : "."}`);
+    } else if (code === "logout") {
+      stop();
+      this.signin.signedOut();
+      if (!this.leaving) this.ui.loggedOut("You are signed out.");
+      this.leaving = false;
+    } else if (code === "replaced") {
+      // Someone (this person, elsewhere) signed in to the account: coming back
+      // by ourselves would throw them out in turn, so the person decides.
+      stop();
+      if (this.onAccount) this.ui.replaced(this.signin.token !== null);
+      else this.ui.loggedOut(`${this.nick} is now a registered account, and its owner signed in. Choose another nickname.`);
+    } else if (code === "kicked" || code === "banned") {
+      // The operator ended this sign-in: the token is not tried again.
+      stop();
+      this.signin.signedOut();
+      const what = code === "kicked" ? "An operator removed you from the chat" : "An operator banned you from this server";
+      if (code === "kicked") this.ui.loggedOut(`${what}${text ? `: ${text}` : "."}`);
+      else this.ui.signInError("banned", text ? `${what}: ${text}` : null); // null: the ERR banned before it said why
     } else if (code === "nick_failed" || code === "register_timeout") {
-      this.conn.stop();
-      this.ui.nickError(code, code === "nick_failed" ? "Too many refused nicknames; try another." : "");
+      stop();
+      // register_timeout with nothing to send: the sign-in screen was left idle; the next try reconnects.
+      if (code === "nick_failed" || this.signin.pending) this.ui.signInError(code, "");
     } else {
       // shutdown, slow_consumer, flood…: the socket closes next, and we come back.
+      this.registered = false;
       this.byeReason = code;
     }
   }
@@ -378,87 +409,7 @@ export class Chat {
 
   /** Send what was typed in the composer; returns an error text, or "" when sent. */
   submit(input) {
-    const text = cleanText(input).trim() === "" ? "" : cleanText(input);
-    if (!text.trim()) return "";
-    if (!this.conn.open || !this.registered) return "Not connected: your message was not sent.";
-    const conv = this.current;
-    let line;
-    if (text.startsWith("//") || !text.startsWith("/")) {
-      if (!conv) return "Join a room first: /join #room";
-      if (conv.kind === "room" && !conv.joined) return `You are not in ${conv.name}.`;
-      const body = text.startsWith("//") ? text.slice(1) : text;
-      line = `/msg ${conv.name} ${body}`;
-    } else {
-      const space = text.indexOf(" ");
-      const command = (space < 0 ? text : text.slice(0, space)).toLowerCase();
-      const rest = space < 0 ? "" : text.slice(space + 1).trim();
-      line = this._command(command, rest, text);
-      if (line === null) return "";
-      if (line.startsWith("!")) return line.slice(1);
-    }
-    if (byteLength(line) > MAX_LINE_BYTES) return "That message is too long for the server.";
-    this.conn.send(line);
-    return "";
-  }
-
-  /** A typed /command: the line to send, null when done here, or "!error". */
-  _command(command, rest, text) {
-    const conv = this.current;
-    switch (command) {
-      case "/me":
-        if (conv && conv.kind === "dm") return "!/me works in rooms only.";
-        if (conv && conv.kind === "room" && this.serverCurrent !== conv.key) this.conn.send(`/join ${conv.name}`);
-        return text;
-      case "/join": {
-        const room = rest.split(" ")[0];
-        if (!room) return "!Which room? /join #name";
-        const name = room.startsWith("#") ? room : `#${room}`;
-        if (!ROOM_RE.test(name)) return "!Room names are # and up to 32 letters, digits, _ or -.";
-        this.pendingSwitch = keyOf(name);
-        const existing = this._find(name);
-        if (existing && existing.joined) {
-          this.select(existing);
-          return null;
-        }
-        return `/join ${name}`;
-      }
-      case "/part":
-      case "/leave":
-        if (!rest.startsWith("#") && conv && conv.kind === "dm") {
-          this.remove(conv);
-          return null;
-        }
-        if (!rest.startsWith("#") && conv) return `/part ${conv.name}${rest ? ` ${rest}` : ""}`;
-        return `/part ${rest}`.trimEnd();
-      case "/msg":
-      case "/query": {
-        const [target, ...words] = rest.split(" ");
-        if (!target) return "!Whom to? /msg nick text";
-        if (!isRoom(target)) {
-          const open = this._conversation(target, "dm");
-          if (!words.length || command === "/query") {
-            this.select(open);
-            return null;
-          }
-          this.pendingDm = open.key;
-        }
-        return command === "/query" ? null : text;
-      }
-      case "/quit":
-        this.quit(rest);
-        this.ui.loggedOut("");
-        return null;
-      case "/topic":
-        if (conv && conv.kind === "room" && !rest.startsWith("#")) {
-          return rest ? `/topic ${conv.name} ${rest}` : `/topic ${conv.name}`;
-        }
-        return text;
-      case "/who":
-        if (!rest && conv && conv.kind === "room") return `/who ${conv.name}`;
-        return text;
-      default:
-        return text;
-    }
+    return submit(this, input);
   }
 
   /** Show a conversation (a sidebar click, /join, a notification). */
@@ -488,20 +439,12 @@ export class Chat {
   /** Open the direct conversation with `nick`. */
   openDm(nick) {
     if (this._isMe(nick)) return;
-    this.select(this._conversation(nick, "dm"));
+    this.select(this.conversationFor(nick, "dm"));
   }
 
   /** Ask for the page of history before the oldest event shown. */
   loadOlder(conv) {
-    if (conv.kind !== "room" || !conv.joined || !conv.hasMoreBefore || conv.loadingBefore) return;
-    if (!this.registered || this.noHistory) return;
-    const oldest = conv.oldestId;
-    conv.loadingBefore = true;
-    conv.historyQueue.push("before");
-    this.conn.send(oldest === null
-      ? `/history ${conv.name} ${HISTORY_PAGE}`
-      : `/history ${conv.name} before ${oldest} ${HISTORY_PAGE}`);
-    conv.showOlderState();
+    loadOlder(this, conv);
   }
 
   remove(conv) {
@@ -536,8 +479,8 @@ export class Chat {
 
   // ---- helpers ----------------------------------------------------------------
 
-  _lost({ delayMs, wasOpen }) {
-    const registered = this.registered;
+  /** Not registered any more: rooms are not joined, nothing is awaited. */
+  _offline() {
     this.registered = false;
     this.awaitingNick = false;
     this.serverCurrent = null;
@@ -546,12 +489,19 @@ export class Chat {
       conv.historyQueue = [];
       conv.loadingBefore = false;
     }
-    if (registered || this.everRegistered) {
-      // Reconnecting: sign in again as the same person, automatically.
-      this.pendingNick = this.nick;
-      this.automatic = true;
-      this.ghostTries = 0;
+  }
+
+  _lost({ delayMs, wasOpen }) {
+    const registered = this.registered;
+    this._offline();
+    // Reconnecting: sign in again as the same person (the token, or a guest's nickname), by itself.
+    const next = this.signin.again();
+    if (next === "ask") {
+      this.conn.stop();
+      this.ui.loggedOut("The connection was lost; sign in again.");
+      return;
     }
+    if (next === "cut") this.ui.signInError("connection_lost", "The connection was lost before the server answered; try again.");
     // Why we are away, from the first failure on: a restart stays a restart
     // while the server is down, rather than turning into "cannot reach".
     if (registered || !this.lostWhy) {
@@ -566,12 +516,14 @@ export class Chat {
     return keyOf(nick) === keyOf(this.nick);
   }
 
-  _find(name) {
+  /** The conversation of a room or a nickname, if the page has one. */
+  find(name) {
     return this.conversations.get(keyOf(name)) ?? null;
   }
 
-  _conversation(name, kind) {
-    let conv = this._find(name);
+  /** The conversation of a room or a nickname, made (and shown in the sidebar) if new. */
+  conversationFor(name, kind) {
+    let conv = this.find(name);
     if (!conv) {
       conv = new Conversation(name, kind);
       conv.onNearTop = () => this.loadOlder(conv);
@@ -588,12 +540,6 @@ export class Chat {
     if (present) rooms.push(name);
     this.wantedRooms = rooms;
     store.set("rooms", rooms);
-  }
-
-  _historyAfter(conv, id) {
-    conv.historyQueue.push("after");
-    conv.resumeFrom = id;
-    this.conn.send(`/history ${conv.name} after ${id} ${HISTORY_PAGE * 5}`);
   }
 
   /** An event (MSG, ACTION, DM): add it once, count it, announce it, notify. */

@@ -8,6 +8,7 @@
 
 import { dayHeading, dayLabel, dayOf, itemElement } from "./render.js";
 import { keyOf } from "./protocol.js";
+import { RoomRoles } from "./roles.js";
 
 const MAX_ITEMS = 3000; // beyond this the oldest are dropped (and can be paged in again)
 
@@ -21,6 +22,7 @@ export class Conversation {
     this.topic = "";
     this.topicSetter = "";
     this.members = new Map(); // key -> nick as spelled
+    this.roles = new RoomRoles(); // a registered room's roles and flags (moderation.js keeps them)
     this.items = [];
     this.ids = new Set();
     this.maxId = 0;

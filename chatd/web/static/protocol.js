@@ -1,4 +1,4 @@
-// The chatd line protocol (docs/protocol.md, version 3): parsing server lines
+// The chatd line protocol (docs/protocol.md, version 5): parsing server lines
 // and the rules for names. No DOM, no sockets: everything here is pure.
 
 /** Room names: `#` and 1 to 32 of [A-Za-z0-9_-] (docs/protocol.md, "Line format"). */
@@ -10,7 +10,8 @@ export const NICK_RE = /^[A-Za-z0-9_-]{1,32}$/;
 const ARITY = {
   HELLO: 2, WELCOME: 2, JOIN: 2, TOPIC: 3, USERS: 2, CURRENT: 1, PART: 3, LEAVE: 2,
   RENAME: 2, MSG: 3, ACTION: 3, DM: 3, HISTORY: 3, ROOM: 3, ROOMS: 1, PONG: 1,
-  INFO: 1, ERR: 2, BYE: 1, NICK: 0,
+  INFO: 1, ERR: 2, BYE: 1, NICK: 0, TOKEN: 2,
+  REGISTERED: 2, ROLES: 2, ROLE: 4, FLAGS: 2, FLAG: 4, KICK: 4, INVITE: 3, BAN: 5, BANS: 2,
 };
 
 /**

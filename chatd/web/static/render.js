@@ -140,10 +140,19 @@ export function itemElement(item) {
       body.append(nickSpan(item.nick), " set the topic: ", isolated(item.text));
       break;
     default:
-      // join, part, leave, rename, info, error: the client's own words, with
+      // join, part, leave, rename, mod (roles, kicks, flags), invite, info, error: the client's own words, with
       // names and the server's text as text nodes.
       if (item.nick) body.append(nickSpan(item.nick), " ");
       body.append(isolated(item.text));
+  }
+  if (item.action) {
+    // A line that offers something (an invite's "Join"): a button of the page's own.
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button small line-action";
+    button.textContent = item.action.label;
+    button.addEventListener("click", item.action.run);
+    body.append(" ", button);
   }
   line.append(body);
   row.append(time, line);

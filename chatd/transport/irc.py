@@ -1,0 +1,305 @@
+"""IrcCodec: IRC (RFC 1459/2812 as modern.ircdocs.horse has them, and IRCv3)
+on a TLS connection of the IRC listener, driving the same chat session as
+every other client.
+
+Coming in, it reads IRC lines (ircmessage.py), registers the client itself
+(CAP, NICK, USER, PASS: ircreg.py), then hands its chat session (the same
+`Session` a line client has) the nickname, and afterwards each command as
+the session's own (ircin.py's table). Going out, it is the session's outlet:
+what the session delivers are lines of the line protocol, which it
+translates into IRC lines: the events a room's members share through the
+server's `Frames` (ircout.py), once per block and set of capabilities; a
+reply to this client (ircreplies.py) by the command it answers.
+
+Which command a reply answers: the codec is the session's `Tracer`, told
+when each command it handed over begins and ends being handled; what the
+session delivers on this connection's thread in between answers it (with
+`labeled-response`, inside a batch carrying its label). A CHATHISTORY's
+events come later, from the history thread: those answers come in the order
+asked, so they go to the oldest CHATHISTORY still waiting, and a PING asked
+after one is answered after it (clients synchronise on PONG).
+
+What is not here: TLS, reading and writing (the endpoint's), and any chat
+logic (the session's: chatd/core/).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import structlog
+
+from chatd.outlet import Command, Sender
+from chatd.transport import ircin, ircmessage, ircsasl
+from chatd.transport.endpoint import Endpoint
+from chatd.transport.forwarding import ForwardingOutlet
+from chatd.transport.framing import TOO_LONG, LineBuffer
+from chatd.transport.ircout import Directory, Frames
+from chatd.transport.ircreg import Settings
+from chatd.transport.ircreplies import Lines, Personal, add_tag
+from chatd.transport.ircstate import Asked, IrcState, Reply
+
+log = structlog.get_logger(__name__)
+
+
+class IrcSession(Protocol):
+    """The chat session, as the IRC codec drives it (chatd.core.session.Session)."""
+
+    nick: str
+    messages_in: int
+    rate_limited: int
+
+    def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
+    def on_lines(self, lines: Sequence[bytes | Command | None]) -> None: ...
+    def charge(self, frames: int) -> bool: ...
+    def on_timer(self, now: float) -> None: ...
+    def on_close(self, reason: str, text: str) -> bytes: ...
+    def limits_changed(self) -> None: ...
+
+
+class IrcCodec(ForwardingOutlet):
+    exempt_bytes = 0  # an IRC reader that takes nothing is a slow consumer like any other
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        settings: Settings,
+        frames: Frames,
+        open_session: Callable[[IrcCodec], IrcSession],
+    ) -> None:
+        self.endpoint = endpoint
+        self.peer = endpoint.peer
+        self.connected_at = endpoint.connected_at
+        self.settings = settings
+        self.frames = frames
+        self.directory: Directory = frames.directory
+        self.state = IrcState(settings.server)
+        self._personal = Personal(self.state, frames, settings)
+        self._buffer = LineBuffer(ircmessage.LINE_MAX)
+        self._in_thread = endpoint.worker.in_thread
+        self._lock = threading.Lock()  # the history answers' state, shared with the history thread
+        self._asked: collections.deque[tuple[Command | bytes, Asked]] = collections.deque()  # handed over
+        self._queued: list[tuple[Command | bytes, Asked]] = []  # of the line being read
+        self._window: Asked | None = None  # the command the session is handling now
+        self._histories: collections.deque[Asked] = collections.deque()  # CHATHISTORYs awaiting events
+        self._after_history: list[Reply] = []  # PONGs waiting for those
+        self.app = open_session(self)
+
+    # -- the session's outlet (any thread) ---------------------------------------------------
+
+    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
+        window = self._window
+        if window is not None and self._in_thread():
+            self._answered(window, self._personal.block(data, window))
+            return
+        translated = self.frames.translate(data, self.state.profile)
+        if translated is not None and translated.about != self.state.key:
+            if translated.lines:
+                self.endpoint.deliver(translated.data, translated.lines, sender)
+            return
+        self._outside(data, sender)
+
+    # -- the session's tracer (this connection's thread) ---------------------------------------
+
+    def begin(self, item: bytes | Command | None) -> None:
+        handed, asked = self._asked.popleft() if self._asked else (None, None)
+        self._window = asked if handed is item else None
+
+    def end(self) -> None:
+        asked, self._window = self._window, None
+        if asked is not None:
+            with self._lock:
+                asked.reply.waiting -= 1
+            self._settle(asked.reply)
+
+    # -- the codec (this connection's thread) ------------------------------------------------------
+
+    def on_open(self, reject: str | None, cert_nick: str | None) -> None:
+        log.info("irc_opened", **self.endpoint.context)
+        self.app.on_open(reject, cert_nick)
+
+    def on_data(self, data: bytes) -> None:
+        lines = self._buffer.feed(data)
+        if lines:
+            self.endpoint.worker.stats.lines_in += len(lines)
+        for raw in lines:
+            if not self.endpoint.is_open():
+                break
+            self._read(raw)
+
+    def _read(self, raw: bytes | None) -> None:
+        state = self.state
+        try:
+            message = ircmessage.parse(raw) if raw is not TOO_LONG else None
+        except ircmessage.TooLong:
+            message, raw = None, TOO_LONG
+        except UnicodeDecodeError:
+            self._send([state.fail("*", "INVALID_UTF8", "Tags must be UTF-8.")])
+            return
+        if raw is TOO_LONG:
+            self._send([state.numeric("417", "Input line was too long")])
+            return
+        if message is None:
+            return  # an empty line
+        label = message.tags.get("label") if state.has("labeled-response") else None
+        reply = Reply(message.command, label, waiting=1)  # one until this line is read
+        handler = ircin.COMMANDS.get(message.command)
+        if not state.registered and message.command not in ircin.BEFORE_REGISTRATION:
+            reply.out.append(state.numeric("451", "You have not registered"))
+        elif handler is None:
+            if self.app.charge(1):
+                reply.out.append(state.numeric("421", message.command, "Unknown command"))
+        else:
+            handler(self, message, reply)
+        if not state.registered:
+            self._register(reply)
+        self._hand_over()
+        with self._lock:
+            reply.waiting -= 1
+        self._settle(reply)
+
+    def _register(self, reply: Reply) -> None:
+        """Hand the session the nickname once NICK and USER have come (and CAP END)."""
+        state = self.state
+        if state.wanted and state.user and not state.negotiating:
+            if state.sasl_mechanism:  # an exchange begun, not finished: aborted (sasl-3.1)
+                ircsasl.reset(state)
+                reply.out.append(state.numeric("906", "SASL authentication aborted"))
+            # After SASL, the account's name: an account's name is its nickname.
+            nick, state.wanted = state.account or state.wanted, ""
+            self.ask(reply, nick.encode(), Asked(reply, target=nick))
+
+    def ask(self, reply: Reply, command: Command | bytes, asked: Asked) -> None:
+        reply.waiting += 1
+        if asked.history is not None:
+            reply.waiting += 1  # its events, later
+        self._queued.append((command, asked))
+
+    def charge(self) -> bool:
+        return self.app.charge(1)
+
+    def _hand_over(self) -> None:
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        with self._lock:
+            self._histories.extend(asked for _, asked in queued if asked.history is not None)
+        self._asked.extend(queued)
+        self.app.on_lines([command for command, _ in queued])
+
+    def on_timer(self, now: float) -> None:
+        self.app.on_timer(now)
+
+    def on_close(self, reason: str, text: str) -> bytes:
+        bye = self.app.on_close(reason, text)
+        window, self._window = self._window, None
+        said = window.reply.out if window is not None else []
+        code, _, detail = bye.decode().rstrip("\n").partition(" ")[2].partition(" ")
+        words = ircmessage_reason(code, detail)
+        return b"".join(said) + ircmessage.line(None, "ERROR", f"Closing link: {words}")
+
+    def limits_changed(self) -> None:
+        self.app.limits_changed()
+
+    def cut(self, data: bytes, limit: int) -> int:
+        return limit  # anywhere: `rest_of_unit` finishes a line cut short
+
+    def rest_of_unit(self, head: bytes) -> bytes:
+        return head[: head.find(b"\n") + 1] or head
+
+    def drained(self) -> None:
+        pass  # never asked for
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def _answered(self, asked: Asked, lines: Lines) -> None:
+        """What the session said, in this connection's thread, while handling `asked`."""
+        if lines.other:
+            self._send(lines.other)
+        reply = asked.reply
+        reply.out.extend(lines.answer)
+        if asked.history is not None and lines.history_answered:
+            with self._lock:  # answered at once (an error, or a store that never blocks)
+                if asked in self._histories:
+                    self._histories.remove(asked)
+                reply.waiting -= 1
+
+    def _outside(self, data: bytes, sender: Sender | None) -> None:
+        """A block for this client alone, outside any command of its own: another
+        client's, an operator's, or the events of a CHATHISTORY (the history thread)."""
+        answer = data.endswith(b"\n") and (
+            data.startswith(b"ERR no_history") or b"\nHISTORY " in b"\n" + data or b"\nTARGETS " in b"\n" + data
+        )
+        with self._lock:
+            asked = self._histories[0] if answer and self._histories else None
+        lines = self._personal.block(data, asked)
+        if asked is None or not lines.history_answered:
+            self._send(lines.other + lines.answer, sender)
+            return
+        self._send(lines.other, sender)
+        with self._lock:
+            self._histories.popleft()
+            asked.reply.out.extend(lines.answer)
+            asked.reply.waiting -= 1
+            parked = [] if self._histories else self._after_history
+            if parked:
+                self._after_history = []
+        for reply in (asked.reply, *parked):
+            self._settle(reply, parked=reply is not asked.reply)
+
+    def _settle(self, reply: Reply, parked: bool = False) -> None:
+        """Send what `reply` has so far; with a label, only once it is complete."""
+        with self._lock:
+            if (reply.label is not None or reply.command == "PING") and reply.waiting > 0:
+                return  # a labeled answer goes whole; a PONG after all that came before
+            if reply.command == "PING" and self._histories and not parked:
+                self._after_history.append(reply)  # after the CHATHISTORY asked before it
+                return
+            out, reply.out = reply.out, []
+            label, reply.label = reply.label, None
+            done = reply.waiting <= 0
+        if label is not None and done:
+            out = self._labeled(label, out)
+        self._send(out)
+
+    def _labeled(self, label: str, out: list[bytes]) -> list[bytes]:
+        state = self.state
+        tag = f"label={ircmessage.escape_value(label)}"
+        if not out:
+            return [ircmessage.line(state.server, "ACK", tags=tag)]
+        if len(out) == 1 or not state.has("batch"):
+            return [add_tag(out[0], tag), *out[1:]]
+        ident = state.batch_id()
+        return [
+            add_tag(ircmessage.line(state.server, "BATCH", f"+{ident}", "labeled-response"), tag),
+            *(add_tag(line, f"batch={ident}") for line in out),
+            ircmessage.line(state.server, "BATCH", f"-{ident}"),
+        ]
+
+    def _send(self, lines: list[bytes], sender: Sender | None = None) -> None:
+        if lines:
+            self.endpoint.deliver(b"".join(lines), len(lines), sender)
+
+
+_REASONS = {
+    "quit": "Quit",
+    "register_timeout": "Registration timed out",
+    "nick_failed": "Too many refused nicknames",
+    "server_full": "The server is full",
+    "too_many_connections": "Too many connections from your address",
+    "throttled": "Too many connections from your address in the last minute",
+    "shutdown": "Server shutting down",
+    "kicked": "Kicked by an operator",
+    "flood": "Excess flood",
+    "slow_consumer": "SendQ exceeded",
+    "write_timeout": "Write timeout",
+    "too_many_errors": "Too many errors",
+}
+
+
+def ircmessage_reason(code: str, detail: str) -> str:
+    words = _REASONS.get(code, code or "Closed")
+    return f"{words} ({detail})" if detail else words
