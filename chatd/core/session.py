@@ -128,7 +128,7 @@ class Session:
         self.token: str | None = None  # the hash of the token it resumed with
         self.method = ""  # how it signed in (accounts.METHODS), "" for a guest
         self.proven: Account | None = None  # what IRC's SASL proved, until registration (core/sasl.py)
-        self._held: list[Line] = []  # lines that came while a password was checked
+        self._held: list[Line] | None = None  # lines that came while a password was checked
         self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
         self._strikes = 0
@@ -210,7 +210,7 @@ class Session:
             if self.stage is Stage.ACTIVE:
                 self.chat.leave(self, list(self.rooms.values()), full_reason)
             self.stage = Stage.CLOSED
-            self._held.clear()
+            self._held = None
             if self.account is not None and self.chat.accounts is not None:
                 self.chat.accounts.signed_out(self)
             self.rooms.clear()
@@ -360,6 +360,8 @@ class Session:
             self.stage = Stage.WAITING
 
     def _hold(self, line: Line) -> None:
+        if self._held is None:
+            self._held = []  # made for the few who send while their password is checked
         if len(self._held) >= HELD_MAX:
             self.close("flood")
             return
@@ -370,7 +372,7 @@ class Session:
         if self.stage is Stage.WAITING:
             self.stage = Stage.REGISTERING
         if self._held and self.stage is not Stage.CLOSED:
-            held, self._held = self._held, []
+            held, self._held = self._held, None
             self.on_lines(held)
 
     @property
