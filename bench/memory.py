@@ -40,6 +40,7 @@ from bench.targets import (
     FD_RESERVE,
     REPO,
     WORK,
+    Scraper,
     chatd_config,
     cpu_count,
     dev_certs,
@@ -90,6 +91,7 @@ class Server:
                 preexec_fn=raise_child_nofile,
             )
         self.port = int(listening_event(self.process, self.log, "chatd", 30)["port"])
+        self.metrics_port = int(listening_event(self.process, self.log, "chatd", 30, "metrics_listening")["port"])
         self.probed = probe is not None
 
     def snapshot(self, name: str) -> tuple[tracemalloc.Snapshot | None, dict[str, int]] | None:
@@ -147,10 +149,13 @@ def python_by_line(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, cl
     return rows
 
 
-def measure(tree: Path, clients: int, websocket: bool, probe: int | None, settle: float) -> dict[str, Any]:
+def measure(
+    tree: Path, clients: int, websocket: bool, probe: int | None, settle: float, scrape: bool
+) -> dict[str, Any]:
     WORK.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="memory-", dir=WORK))
     server = Server(tree, workdir, clients, probe)
+    scraper = Scraper(server.metrics_port, {}) if scrape else None  # as `make bench` does, every second
     try:
         time.sleep(1.0)  # the metrics listener and the history store settle in
         first = rollup(server.process.pid)
@@ -165,6 +170,7 @@ def measure(tree: Path, clients: int, websocket: bool, probe: int | None, settle
             "still_open": open_now,
             "websocket": websocket,
             "probe": probe,
+            "scraped": scrape,
             "rss_kib_before": first["Rss"],
             "rss_kib_after": last["Rss"],
             "per_client_kib": {
@@ -181,6 +187,8 @@ def measure(tree: Path, clients: int, websocket: bool, probe: int | None, settle
         engine.close_all()
         return result
     finally:
+        if scraper is not None:
+            scraper.stop()
         server.stop()
 
 
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         default=35.0,
         help="seconds idle before measuring (default 35: the idle sweep's two rounds and a trim)",
     )
+    parser.add_argument("--scrape", action="store_true", help="ask /metrics every second meanwhile, as make bench does")
     parser.add_argument("--tree", type=Path, default=REPO, help="the chatd tree to run (default this checkout)")
     args = parser.parse_args(argv)
     limit = raise_nofile()
@@ -208,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--clients {args.clients}: this process may open {limit} descriptors (ulimit -Hn)")
     if cpu_count() >= 2:
         os.sched_setaffinity(0, {1})  # the server is pinned to CPU 0
-    result = measure(args.tree.resolve(), args.clients, args.websocket, args.probe, args.settle)
+    result = measure(args.tree.resolve(), args.clients, args.websocket, args.probe, args.settle, args.scrape)
     print(json.dumps(result))
     print(f"RSS per client: {result['per_client_kib']} KiB", file=sys.stderr)
     figures = {k[: -len("_bytes_per_client")]: v for k, v in result.items() if k.endswith("_bytes_per_client")}
