@@ -266,9 +266,10 @@ def chatd_config(
     control socket, and the limits lifted for ngircd too: the message rate and
     the two per-IP limits (every client comes from 127.0.0.1). Metrics, in a
     file that has them, stay on but on port 0 (never the 9464 of a chatd
-    running here, nor another target's), or are turned off (`metrics=False`).
-    `limits.max_clients` is raised only for a scenario that holds more
-    connections than the default allows (capacity). `io_threads` is the
+    running here, nor another target's), or are turned off (`metrics=False`);
+    the IRC listener, likewise, on port 0. `limits.max_clients` is raised
+    only for a scenario that holds more connections than the default allows
+    (capacity), and beyond 5,000 clients `register_timeout` too. `io_threads` is the
     file's unless a variant sets it, and so is `write_interval_ms`. `tuned` restores the settings every
     chatd run used before (one I/O thread, 8 MiB send queues but in the
     slow-consumer scenario, a 600 s registration window), for a labelled
@@ -306,6 +307,10 @@ def chatd_config(
         config["metrics"]["listen"] = "127.0.0.1:0" if metrics else None
         if not metrics:
             changes["metrics.listen"] = None
+    if (config.get("irc") or {}).get("listen"):
+        # Never 6697 itself: two chatds at once (a bench beside a callgrind run,
+        # another checkout's tests) would fight over it, as over 9464.
+        config["irc"]["listen"] = "127.0.0.1:0"
     return config, changes
 
 
