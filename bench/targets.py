@@ -517,13 +517,15 @@ PidFile = {workdir}/ngircd.pid
 ServerUID = nobody
 [Limits]
 # No connection limits, no penalty time (0 disables penalties: conn.c Conn_SetPenalty),
-# no idle PINGs during a run.
+# no idle PINGs during a run. PongTimeout is also how long a connection may stay
+# unregistered: capacity's 20,000 register over many minutes, as chatd's
+# register_timeout is lifted for them.
 MaxConnections = 0
 MaxConnectionsIP = 0
 MaxJoins = 0
 MaxPenaltyTime = 0
 PingTimeout = 3600
-PongTimeout = 600
+PongTimeout = 3600
 [Options]
 DNS = no
 Ident = no
