@@ -81,11 +81,18 @@ def connect_all(engine: Engine, conns: list[Conn], concurrency: int, timeout: fl
 
 
 def handshake_then_register(
-    engine: Engine, conns: list[Conn], concurrency: int, timeout: float, then: Any, wave: int = 1000
+    engine: Engine,
+    conns: list[Conn],
+    concurrency: int,
+    timeout: float,
+    then: Any,
+    wave: int = 1000,
+    sources: int = 8,
 ) -> str:
     """As the capacity scenario does: every client completes its TLS handshake
-    (at most `concurrency` at once) and waits, then they register `wave` at a
-    time (`register_in_waves`), each handed to `then` when registered."""
+    (at most `concurrency` at once, from 127.0.0.1 .. 127.0.0.<sources> in
+    turn) and waits, then they register `wave` at a time
+    (`register_in_waves`), each handed to `then` when registered."""
     queue = list(reversed(conns))
     in_progress = 0
 
@@ -99,10 +106,14 @@ def handshake_then_register(
 
     def closed(conn: Conn) -> None:
         if conn.t_handshake == 0:
-            start_more(conn)
+            # From the loop, not from here: a connect that fails at once (no
+            # local port left) would otherwise recurse into the next one.
+            engine.call_at(time.monotonic(), lambda: start_more(conn))
 
     for conn in conns:
         conn.hold = True
+        if sources > 1:
+            conn.source = f"127.0.0.{1 + conn.index % sources}"
     engine.on_handshake = start_more
     engine.on_closed = closed
     engine.on_registered = then
