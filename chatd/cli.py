@@ -141,7 +141,10 @@ def raise_descriptor_limit(max_clients: int) -> None:
         return
     wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     if wanted > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except OSError:  # refused, as systemd/chatd.service's filter refuses @resources
+            wanted = soft
     if wanted < needed:
         log.warning(
             "descriptor_limit_low",

@@ -18,8 +18,12 @@ class Limits:
         assert which == resource.RLIMIT_NOFILE
         return self.soft, self.hard
 
+    refused = False
+
     def set(self, which: int, limits: tuple[int, int]) -> None:
         assert which == resource.RLIMIT_NOFILE and limits[1] == self.hard
+        if self.refused:
+            raise PermissionError(1, "Operation not permitted")
         self.soft = limits[0]
 
 
@@ -52,3 +56,13 @@ def test_a_hard_limit_too_low_is_used_and_reported(limits: Limits) -> None:
     assert [(e["event"], e["log_level"], e["limit"], e["max_clients"]) for e in logs] == [
         ("descriptor_limit_low", "warning", 4096, 10000)
     ]
+
+
+def test_a_refused_raise_keeps_the_limit_and_is_reported(limits: Limits) -> None:
+    """Under systemd/chatd.service's SystemCallFilter setrlimit fails with EPERM:
+    chatd starts all the same and says what to raise."""
+    limits.refused = True
+    with capture_logs() as logs:
+        cli.raise_descriptor_limit(100000)
+    assert limits.soft == 1024
+    assert [(e["event"], e["limit"]) for e in logs] == [("descriptor_limit_low", 1024)]
