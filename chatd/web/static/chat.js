@@ -415,6 +415,9 @@ export class Chat {
   /** Show a conversation (a sidebar click, /join, a notification). */
   select(conv) {
     if (!conv || !this.conversations.has(conv.key)) return;
+    // Whatever moved the page here settles a switch still waiting for CURRENT:
+    // a room joined and shown, then left for another, is not shown again.
+    this.pendingSwitch = null;
     this.current = conv;
     conv.unread = 0;
     conv.mentioned = false;
