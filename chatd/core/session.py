@@ -57,6 +57,43 @@ class Stage(Enum):
 
 
 class Session:
+    # One per client: no instance dict (docs/architecture.md, "Memory per connection").
+    __slots__ = (
+        "__weakref__",
+        "_autojoin",
+        "_batch",
+        "_batch_kind",
+        "_batch_room",
+        "_batch_tags",
+        "_clock",
+        "_commands",
+        "_flood",
+        "_held",
+        "_identity_checked",
+        "_nick_attempts",
+        "_register_deadline",
+        "_strikes",
+        "_tracer",
+        "account",
+        "cert_nick",
+        "chat",
+        "connected_at",
+        "context",
+        "current",
+        "deliver",
+        "last_active",
+        "messages_in",
+        "method",
+        "nick",
+        "outlet",
+        "peer",
+        "proven",
+        "rate_limited",
+        "rooms",
+        "stage",
+        "token",
+    )
+
     def __init__(
         self,
         chat: Chat,
@@ -91,7 +128,7 @@ class Session:
         self.token: str | None = None  # the hash of the token it resumed with
         self.method = ""  # how it signed in (accounts.METHODS), "" for a guest
         self.proven: Account | None = None  # what IRC's SASL proved, until registration (core/sasl.py)
-        self._held: list[Line] = []  # lines that came while a password was checked
+        self._held: list[Line] | None = None  # lines that came while a password was checked
         self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
         self._strikes = 0
@@ -173,7 +210,7 @@ class Session:
             if self.stage is Stage.ACTIVE:
                 self.chat.leave(self, list(self.rooms.values()), full_reason)
             self.stage = Stage.CLOSED
-            self._held.clear()
+            self._held = None
             if self.account is not None and self.chat.accounts is not None:
                 self.chat.accounts.signed_out(self)
             self.rooms.clear()
@@ -323,6 +360,8 @@ class Session:
             self.stage = Stage.WAITING
 
     def _hold(self, line: Line) -> None:
+        if self._held is None:
+            self._held = []  # made for the few who send while their password is checked
         if len(self._held) >= HELD_MAX:
             self.close("flood")
             return
@@ -333,7 +372,7 @@ class Session:
         if self.stage is Stage.WAITING:
             self.stage = Stage.REGISTERING
         if self._held and self.stage is not Stage.CLOSED:
-            held, self._held = self._held, []
+            held, self._held = self._held, None
             self.on_lines(held)
 
     @property
