@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import resource
 import sys
+from typing import Any
 
 from bench.scenarios import run_scenario
+from bench.targets import FD_RESERVE, NOFILE
 
 
-def raise_nofile(wanted: int = 65536) -> int:
+def raise_nofile(wanted: int = NOFILE) -> int:
     """Raise RLIMIT_NOFILE as far as allowed (root may raise the hard limit too)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for target in ((wanted, max(hard, wanted)), (max(soft, min(wanted, hard)), hard)):
@@ -25,6 +27,23 @@ def raise_nofile(wanted: int = 65536) -> int:
         except (ValueError, OSError):
             continue  # not root: fall back to the existing hard limit
     return soft
+
+
+def fit_capacity(key: str, spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """A capacity scenario's clients, as many as asked if the descriptor limit
+    allows it (servers and the generator get the limit this process can raise
+    itself to), else that limit less FD_RESERVE, with a note."""
+    if spec["scenario"] != "capacity":
+        return spec
+    limit = raise_nofile()
+    fits = limit - FD_RESERVE
+    if spec["clients"] <= fits:
+        return spec
+    notes.append(
+        f"{key}: {fits:,} clients, not {spec['clients']:,}: a process may open {limit:,} descriptors here "
+        "(the hard limit, `ulimit -Hn`, which only a process with CAP_SYS_RESOURCE may raise)"
+    )
+    return {**spec, "clients": fits, "clients_asked": spec["clients"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.churn import churn
 from bench.engine import Conn, Engine, perf_ns
-from bench.harness import Spec, barrier, connect_all, fail_result, make_engine, nick, tls_info
+from bench.harness import Spec, barrier, connect_all, fail_result, make_engine, nick, register_in_waves, tls_info
 from bench.measure import Meter, Proc, percentiles
 from bench.phase import measure_phase
 from bench.rooms import rooms
@@ -243,8 +243,11 @@ def capacity(spec: Spec) -> dict[str, Any]:
     server = Proc(spec.get("server_pid"))
     two_phase = engine.dialect.kind != "seed"
     conns = [Conn(engine, i, nick(i)) for i in range(clients)]
+    sources = spec.get("sources", 0)
     for conn in conns:
         conn.hold = two_phase
+        if sources:  # 127.0.0.1 .. 127.0.0.<sources>: local ports never run short
+            conn.source = f"127.0.0.{1 + conn.index % sources}"
 
     def drain(buf: bytearray | bytes, n: int) -> None:
         engine.received_total += buf.count(b"\n", 0, n)
@@ -288,18 +291,18 @@ def capacity(spec: Spec) -> dict[str, Any]:
     if two_phase and outcome == "done":
         meter = Meter(server)
         t1 = perf_ns()
-        for conn in conns:
-            if conn.state == "open":
-                conn.register()
-        outcome = engine.run(
-            lambda: engine.registered + engine.connect_failed >= clients, max(1.0, deadline - time.monotonic())
-        )
+        outcome = register_in_waves(engine, conns, spec.get("register_wave") or clients, deadline)
     phase2 = meter.result("register_")
     ok = [c for c in conns if c.registration.done]
     t_reg = max((c.t_registered for c in ok), default=t1)
-    # Let the JOIN/NAMES traffic of the last registrations drain, then measure.
+    # Let the JOIN/NAMES traffic of the last registrations drain, then keep
+    # everyone idle for `idle_wait` seconds before measuring: what an idle client
+    # costs once the server has had time to notice (chatd gives back an idle
+    # connection's TLS buffers within about 30 s; docs/architecture.md).
     engine.run(lambda: False, spec.get("settle_max", 30), idle=1.0)
     time.sleep(0.2)
+    rss_drained = server.rss_kib()
+    engine.run(lambda: False, spec.get("idle_wait", 0))
     rss_after = server.rss_kib()
     still_open = sum(1 for c in ok if c.state == "open")
     hs_times = [c.t_handshake - c.t_connect for c in conns if c.t_handshake]
@@ -324,8 +327,10 @@ def capacity(spec: Spec) -> dict[str, Any]:
         ),
         "rss_kib_before": rss_before,
         "rss_kib_handshaken": rss_handshaken,
+        "rss_kib_drained": rss_drained,
         "rss_kib_after": rss_after,
         "rss_kib_per_client": round((rss_after - rss_before) / max(still_open, 1), 1),
+        "rss_kib_per_client_drained": round((rss_drained - rss_before) / max(still_open, 1), 1),
         "rss_kib_total_per_client": round(rss_after / max(still_open, 1), 1),
         "lines_drained": engine.received_total,
         "errors": dict(engine.errors.most_common(8)),

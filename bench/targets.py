@@ -39,6 +39,10 @@ WORK = REPO / "bench" / ".work"  # git-ignored: run directories, the baseline tr
 CHATD_YAML = REPO / "config" / "chatd.yaml"
 SEED_PATH = Path(__file__).resolve().parents[2] / "shared" / "seed_server.py"
 NOFILE = 65536
+# Descriptors a server or the generator needs besides its clients' sockets (its
+# listeners, epoll, log, database): the capacity scenario holds at most the
+# descriptor limit less this many clients (see `capacity_clients`).
+FD_RESERVE = 100
 SCRAPE_INTERVAL = 1.0  # seconds between scrapes of a chatd with metrics on
 
 
@@ -262,9 +266,10 @@ def chatd_config(
     control socket, and the limits lifted for ngircd too: the message rate and
     the two per-IP limits (every client comes from 127.0.0.1). Metrics, in a
     file that has them, stay on but on port 0 (never the 9464 of a chatd
-    running here, nor another target's), or are turned off (`metrics=False`).
-    `limits.max_clients` is raised only for a scenario that holds more
-    connections than the default allows (capacity). `io_threads` is the
+    running here, nor another target's), or are turned off (`metrics=False`);
+    the IRC listener, likewise, on port 0. `limits.max_clients` is raised
+    only for a scenario that holds more connections than the default allows
+    (capacity), and beyond 5,000 clients `register_timeout` too. `io_threads` is the
     file's unless a variant sets it, and so is `write_interval_ms`. `tuned` restores the settings every
     chatd run used before (one I/O thread, 8 MiB send queues but in the
     slow-consumer scenario, a 600 s registration window), for a labelled
@@ -277,6 +282,10 @@ def chatd_config(
     needed = clients_needed(spec)
     if needed > limits["max_clients"]:
         changes["max_clients"] = needed
+    if spec["scenario"] == "capacity" and needed > 5000:
+        # All register at once: a JOIN to every member for each, O(N²), and the
+        # last of 20,000 registers minutes after its handshake (README, capacity).
+        changes["register_timeout"] = 1800
     if io_threads is not None:
         changes["io_threads"] = io_threads
     if write_interval_ms is not None:
@@ -298,6 +307,10 @@ def chatd_config(
         config["metrics"]["listen"] = "127.0.0.1:0" if metrics else None
         if not metrics:
             changes["metrics.listen"] = None
+    if (config.get("irc") or {}).get("listen"):
+        # Never 6697 itself: two chatds at once (a bench beside a callgrind run,
+        # another checkout's tests) would fight over it, as over 9464.
+        config["irc"]["listen"] = "127.0.0.1:0"
     return config, changes
 
 
@@ -504,13 +517,15 @@ PidFile = {workdir}/ngircd.pid
 ServerUID = nobody
 [Limits]
 # No connection limits, no penalty time (0 disables penalties: conn.c Conn_SetPenalty),
-# no idle PINGs during a run.
+# no idle PINGs during a run. PongTimeout is also how long a connection may stay
+# unregistered: capacity's 20,000 register over many minutes, as chatd's
+# register_timeout is lifted for them.
 MaxConnections = 0
 MaxConnectionsIP = 0
 MaxJoins = 0
 MaxPenaltyTime = 0
 PingTimeout = 3600
-PongTimeout = 600
+PongTimeout = 3600
 [Options]
 DNS = no
 Ident = no

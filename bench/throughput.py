@@ -315,7 +315,7 @@ def rooms_section(records: list[Record], targets: list[str]) -> str:
 
 WS_FANOUT, WS_LINES_FANOUT, WS_IDLE = "fanout-ws", "fanout-50", "idle-ws"
 WS_FANOUT_GOAL = 0.5  # "fan-out to 50 browsers-worth of clients at least 0.5× line-protocol fan-out"
-WS_IDLE_GOAL_KIB = 64  # "1,000 idle WebSocket clients at most 64 KiB of server memory each"
+WS_IDLE_GOAL_KIB = 20  # issue 25: "≤ 20 KiB RSS per idle client at 20,000, line and WebSocket clients alike"
 
 
 def websocket_checks(records: list[Record]) -> list[Check]:

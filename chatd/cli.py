@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -41,6 +42,9 @@ EX_UNAVAILABLE = 69  # os.EX_UNAVAILABLE: could not bind; systemd may retry
 EX_CONFIG = 78  # os.EX_CONFIG: the unit's RestartPreventExitStatus stops a crash loop
 SHUTDOWN_GRACE = 5.0
 STATUS_INTERVAL = 10.0
+# Descriptors chatd holds besides one per client: its listeners, epoll and
+# wake-up pairs, the log, the history database and its journal.
+DESCRIPTOR_RESERVE = 64
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -73,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"chatd: {config.path}: configuration OK\n")
         return EX_OK
     configure_logging(config.log)
+    raise_descriptor_limit(config.limits.max_clients)
     if os.geteuid() == 0:
         log.warning("running_as_root", hint="run chatd as an unprivileged user (see systemd/chatd.service)")
     # Block before any thread starts, so that every thread inherits the mask.
@@ -119,6 +124,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics.stop()  # a no-op if it never started
         log.info("stopped")
     return EX_OK
+
+
+def raise_descriptor_limit(max_clients: int) -> None:
+    """Raise the soft RLIMIT_NOFILE towards what `max_clients` needs, as far as
+    the hard limit allows, and warn (`descriptor_limit_low`) when that is not
+    enough. A shell's soft limit of 1,024 would otherwise stop chatd near a
+    thousand clients, each further one waiting for a descriptor (EMFILE)."""
+    needed = max_clients + DESCRIPTOR_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except OSError:  # refused, as systemd/chatd.service's filter refuses @resources
+            wanted = soft
+    if wanted < needed:
+        log.warning(
+            "descriptor_limit_low",
+            limit=wanted,
+            max_clients=max_clients,
+            hint="one descriptor per client: raise LimitNOFILE= (systemd/chatd.service) or `ulimit -Hn`",
+        )
 
 
 def _open_history(config: Config) -> EventStore | None:

@@ -51,7 +51,7 @@ class TLSConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    max_clients: int = 1000
+    max_clients: int = 10000  # what 1 GB holds with room to spare (docs/operations.md, "How many users fit")
     max_clients_per_ip: int = 16
     connects_per_ip_per_minute: int = 30
     exempt: tuple[IPNetwork, ...] = ()

@@ -45,7 +45,7 @@ from chatd.outlet import Outlet
 from chatd.reload import Reloader, Settings, read_settings
 from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, take_snapshot
 from chatd.storage.lookups import LookupThread
-from chatd.tls import HTTP_ALPN
+from chatd.tls import HTTP_ALPN, memory_warnings
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.http import HttpCodec
@@ -183,6 +183,8 @@ class Server:
             host, port = irc.getsockname()[:2]
             log.info("irc_listening", host=host, port=port, server_name=self.config.irc.name)
         log.info("listening", host=self.address[0], port=self.address[1], io_threads=len(self._workers))
+        for warning in memory_warnings(self.settings.tls_context):
+            log.warning("tls_buffers_kept", reason=warning)
         return self.address
 
     def _listen_irc(self) -> socket.socket | None:

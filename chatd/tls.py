@@ -29,11 +29,8 @@ encryption and the client a message at every connect.
 
 from __future__ import annotations
 
-import _ssl
 import contextlib
-import ctypes
 import ssl
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +39,7 @@ from cryptography import x509
 from chatd.config import TLSConfig
 from chatd.config_values import GROUPS
 from chatd.errors import ConfigError
+from chatd.openssl import SSL_CTRL_SET_GROUPS_LIST, libssl, release_buffers_mode, release_unavailable, ssl_ctx
 
 # Mozilla intermediate (v5.7) TLS 1.2 suites, ECDHE only: chatd has no DH
 # parameters, so the DHE suites of the profile could never be negotiated.
@@ -56,10 +54,6 @@ INTERMEDIATE_CIPHERS = ":".join(
     )
 )
 
-# openssl/ssl.h: SSL_CTX_set1_groups_list(ctx, list) is a macro for
-# SSL_CTX_ctrl(ctx, SSL_CTRL_SET_GROUPS_LIST, 0, list); the number is part of
-# OpenSSL's ABI (1.1.0 to 3.x).
-_SSL_CTRL_SET_GROUPS_LIST = 92
 # A group in OpenSSL's default list and in no Mozilla profile: a context that
 # accepts a client offering only this one did not take the list it was given.
 _OUTSIDE_GROUP = "X448"
@@ -89,6 +83,8 @@ def server_context(tls: TLSConfig, config_path: object = "config", web: bool = F
     if web:
         context.set_alpn_protocols([HTTP_ALPN])
     _apply_groups(context, tls.groups, config_path)
+    with contextlib.suppress(ValueError, AttributeError, OSError):
+        release_buffers_mode(context)  # CPython sets it already; `memory_warnings` says if not
     try:
         context.load_cert_chain(tls.cert, tls.key)
     except (ssl.SSLError, OSError) as exc:
@@ -119,42 +115,25 @@ def set_groups(context: ssl.SSLContext, groups: Sequence[str]) -> None:
     if native is not None:
         native(names)
         return
-    libssl = _libssl()
-    ctx = _ssl_ctx(context, libssl)
-    if libssl.SSL_CTX_ctrl(ctx, _SSL_CTRL_SET_GROUPS_LIST, 0, names.encode()) != 1:
+    # SSL_CTX_set1_groups_list(ctx, list) is a macro for this call (openssl.py).
+    if libssl().SSL_CTX_ctrl(ssl_ctx(context), SSL_CTRL_SET_GROUPS_LIST, 0, names.encode()) != 1:
         raise OSError(f"OpenSSL refused the groups list {names!r}")
 
 
-def _libssl() -> ctypes.CDLL:
-    """The OpenSSL the ssl module uses, never another libssl on the system.
-
-    Symbols are looked up through `_ssl`'s own shared object: dlsym on a
-    library's handle searches the libraries it was linked against too.
-    """
-    # No __file__: _ssl is built into the interpreter, and so is its OpenSSL.
-    libssl = ctypes.CDLL(getattr(_ssl, "__file__", None))
-    libssl.SSL_CTX_ctrl.restype = ctypes.c_long
-    libssl.SSL_CTX_ctrl.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p)
-    libssl.SSL_CTX_get_options.restype = ctypes.c_uint64
-    libssl.SSL_CTX_get_options.argtypes = (ctypes.c_void_p,)
-    return libssl
-
-
-def _ssl_ctx(context: ssl.SSLContext, libssl: ctypes.CDLL) -> int:
-    """The `SSL_CTX *` of `context`.
-
-    NOTE: this relies on CPython's PySSLContext (Modules/_ssl.c), which has
-    begun with PyObject_HEAD and then `SSL_CTX *ctx` since Python 3.2;
-    `object.__basicsize__` is that header's size in this build (larger in
-    free-threaded and debug builds). The pointer is trusted only if OpenSSL
-    reports for it the options Python reports for the context.
-    """
-    if sys.implementation.name != "cpython":
-        raise ValueError(f"needs CPython to reach OpenSSL (this is {sys.implementation.name})")
-    address = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-    if not address or libssl.SSL_CTX_get_options(address) != context.options:
-        raise ValueError("cannot find the OpenSSL context of this Python's SSLContext")
-    return address
+def memory_warnings(context: ssl.SSLContext) -> list[str]:
+    """What makes each connection hold more memory than it needs here, in
+    words for the log (the server logs each as `tls_buffers_kept` at start);
+    empty when nothing does (docs/architecture.md, "Memory per connection")."""
+    warnings = []
+    try:
+        if not release_buffers_mode(context):
+            warnings.append("OpenSSL refused SSL_MODE_RELEASE_BUFFERS: each connection keeps two 16 KiB record buffers")
+    except (ValueError, AttributeError, OSError) as exc:
+        warnings.append(f"SSL_MODE_RELEASE_BUFFERS could not be checked: {_reason(exc)}")
+    reason = release_unavailable()
+    if reason:
+        warnings.append(f"idle connections keep their memory BIOs' buffers: {reason}")
+    return warnings
 
 
 def _apply_groups(context: ssl.SSLContext, groups: Sequence[str], config_path: object) -> None:

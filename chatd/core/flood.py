@@ -35,7 +35,15 @@ Line = bytes | Command | None
 
 
 class FloodControl:
-    """One client's bucket, held lines and recent refusals."""
+    """One client's bucket, held lines and recent refusals.
+
+    Memory: one of these per client, so the held lines wait in a deque made
+    when the first is held and dropped when none is (an empty deque is 760
+    bytes), and the refusals in a list made at the first
+    (docs/architecture.md, "Memory per connection").
+    """
+
+    __slots__ = ("_burst", "_disconnect", "_held", "_rate", "_refusals", "_tokens", "_tokens_at", "due")
 
     def __init__(self, limits: LimitsConfig, now: float) -> None:
         self._rate = limits.message_rate
@@ -43,13 +51,13 @@ class FloodControl:
         self._disconnect = limits.flood_disconnect
         self._tokens = float(limits.message_burst)
         self._tokens_at = now
-        self._held: collections.deque[Line] = collections.deque()
-        self._refusals: collections.deque[float] = collections.deque()
+        self._held: collections.deque[Line] | None = None
+        self._refusals: list[float] | None = None  # at most `flood_disconnect` of them
         self.due: float | None = None  # when the first held line's token comes; None: none held
 
     @property
     def held(self) -> int:
-        return len(self._held)
+        return len(self._held) if self._held else 0
 
     def admit(self, now: float) -> bool:
         """A line may be handled now: none is held before it and it got a token."""
@@ -70,6 +78,8 @@ class FloodControl:
     def hold(self, line: Line, now: float) -> bool:
         """Keep a line that found no token, to go when one comes (`due`); False
         (the line is to be refused) when `message_burst` lines wait already."""
+        if self._held is None:
+            self._held = collections.deque()
         if len(self._held) >= self._burst:
             return False
         self._held.append(line)
@@ -81,9 +91,13 @@ class FloodControl:
         """The held lines whose tokens have come by `now`, oldest first; `due`
         becomes the time the next one's comes."""
         released = []
-        while self._held and self.charge(1, now):
-            released.append(self._held.popleft())
-        self.due = self._next_token_at(now) if self._held else None
+        held = self._held
+        while held and self.charge(1, now):
+            released.append(held.popleft())
+        if held:
+            self.due = self._next_token_at(now)
+        else:
+            self._held = self.due = None
         return released
 
     def refused(self, now: float) -> bool:
@@ -92,9 +106,11 @@ class FloodControl:
         if not self._disconnect:
             return False
         refusals = self._refusals
+        if refusals is None:
+            refusals = self._refusals = []
         refusals.append(now)
-        while refusals and now - refusals[0] > FLOOD_WINDOW:
-            refusals.popleft()
+        while now - refusals[0] > FLOOD_WINDOW:
+            del refusals[0]  # never the one just added
         return len(refusals) >= self._disconnect
 
     def apply(self, limits: LimitsConfig) -> None:
@@ -107,8 +123,7 @@ class FloodControl:
 
     def clear(self) -> None:
         """The connection is ending: drop the held lines."""
-        self._held.clear()
-        self.due = None
+        self._held = self.due = None
 
     def _next_token_at(self, now: float) -> float:
         rate = self._rate or 1.0  # 0 after a reload: the next `release` lets everything go

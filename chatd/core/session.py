@@ -57,6 +57,46 @@ class Stage(Enum):
 
 
 class Session:
+    # One per client: no instance dict (docs/architecture.md, "Memory per connection").
+    __slots__ = (
+        "__weakref__",
+        "_autojoin",
+        "_batch",
+        "_batch_kind",
+        "_batch_room",
+        "_batch_tags",
+        "_clock",
+        "_commands",
+        "_flood",
+        "_held",
+        "_holds",
+        "_identity_checked",
+        "_nick_attempts",
+        "_register_deadline",
+        "_say",
+        "_strikes",
+        "_tracer",
+        "account",
+        "cert_nick",
+        "chat",
+        "connected_at",
+        "context",
+        "current",
+        "deliver",
+        "last_active",
+        "messages_in",
+        "method",
+        "nick",
+        "outlet",
+        "peer",
+        "proven",
+        "rate_limited",
+        "rooms",
+        "serial",
+        "stage",
+        "token",
+    )
+
     def __init__(
         self,
         chat: Chat,
@@ -91,7 +131,7 @@ class Session:
         self.token: str | None = None  # the hash of the token it resumed with
         self.method = ""  # how it signed in (accounts.METHODS), "" for a guest
         self.proven: Account | None = None  # what IRC's SASL proved, until registration (core/sasl.py)
-        self._held: list[Line] = []  # lines that came while a password was checked, or the bus held them
+        self._held: list[Line] | None = None  # lines that came while a password was checked, or the bus held them
         self._holds = 0  # operations on their way through the bus (core/bus.py): lines wait for them
         self.serial = 0  # the bus's number for this connection (core/bus.py)
         self._identity_checked = False  # the certificate's name is its identity's spelling
@@ -178,7 +218,7 @@ class Session:
             elif self.serial:  # a nickname asked for may be on its way: let it go
                 self.chat.bus.leave(self, [], None)
             self.stage = Stage.CLOSED
-            self._held.clear()
+            self._held = None
             if self.account is not None and self.chat.accounts is not None:
                 self.chat.accounts.signed_out(self)
             self.rooms.clear()
@@ -330,6 +370,8 @@ class Session:
             self.stage = Stage.WAITING
 
     def _hold(self, line: Line) -> None:
+        if self._held is None:
+            self._held = []  # made for the few who send while a password is checked or an operation is on its way
         if len(self._held) >= HELD_MAX:
             self.close("flood")
             return
@@ -353,7 +395,7 @@ class Session:
 
     def _replay(self) -> None:
         if self._held and not self._holds and self.stage is not Stage.CLOSED:
-            held, self._held = self._held, []
+            held, self._held = self._held, None
             self.on_lines(held)
 
     @property

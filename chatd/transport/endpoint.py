@@ -83,6 +83,33 @@ class IOWorker(Protocol):
 
 
 class Endpoint:
+    # One per client: no instance dict (docs/architecture.md, "Memory per connection").
+    __slots__ = (
+        "__weakref__",
+        "_intake",
+        "_notify_drained",
+        "_queue",
+        "_stats",
+        "app",
+        "codec",
+        "connected_at",
+        "context",
+        "deliver",
+        "fd",
+        "host",
+        "id",
+        "interest",
+        "ip",
+        "kind",
+        "life",
+        "peer",
+        "reject",
+        "timer",
+        "timer_at",
+        "tls",
+        "worker",
+    )
+
     def __init__(
         self,
         host: Host,
@@ -214,6 +241,11 @@ class Endpoint:
     def limits_changed(self) -> None:
         if self.life.phase is Phase.OPEN:
             self.codec.limits_changed()
+
+    def release_idle(self) -> bool:
+        """The worker's idle sweep (idle.py): give back the TLS buffers if
+        nothing was read or written since its last visit."""
+        return self.tls.release_buffers()
 
     # -- TLS handshake ----------------------------------------------------------
 

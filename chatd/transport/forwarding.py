@@ -12,6 +12,8 @@ from chatd.transport.endpoint import Endpoint
 
 
 class ForwardingOutlet:
+    __slots__ = ()  # a codec made for every client may have slots of its own (websocket.py)
+
     endpoint: Endpoint
 
     def close(self, reason: str, text: str = "") -> None:

@@ -25,6 +25,8 @@ class LineBuffer:
     At most `max_line_bytes` - 1 bytes are ever kept.
     """
 
+    __slots__ = ("_discarding", "_partial", "max_line_bytes")
+
     def __init__(self, max_line_bytes: int) -> None:
         self.max_line_bytes = max_line_bytes
         self._partial = bytearray()  # the line in progress, without a newline

@@ -16,6 +16,8 @@ from chatd.transport.framing import LineBuffer
 
 
 class LineCodec:
+    __slots__ = ("_buffer", "_stats", "app", "endpoint")
+
     exempt_bytes = 0
 
     def __init__(self, endpoint: Endpoint, app: Application) -> None:

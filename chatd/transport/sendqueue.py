@@ -23,7 +23,6 @@ endpoint's `Intake` (intake.py); the queue only says `over_half()`.
 
 from __future__ import annotations
 
-import collections
 import ssl
 import threading
 from collections.abc import Callable
@@ -60,7 +59,29 @@ def _unscheduled() -> None:
 class SendQueue:
     """One client's outgoing bytes, wherever they wait: the outbox (filled by
     `deliver` on any thread), the unsent blocks its worker has taken, and the
-    chunk in flight (handed to the stream, which refused it)."""
+    chunk in flight (handed to the stream, which refused it).
+
+    Memory: an idle client's queue holds two empty lists and a lock; the
+    senders paused behind it get a list when the first one is
+    (docs/architecture.md, "Memory per connection")."""
+
+    __slots__ = (
+        "_accepting",
+        "_host",
+        "_inflight",
+        "_lock",
+        "_outbox",
+        "_queued",
+        "_schedule",
+        "_scheduled",
+        "_split_line",
+        "_stats",
+        "_unflushed",
+        "_unsent",
+        "_waiters",
+        "messages_out",
+        "refused",
+    )
 
     def __init__(self, host: Limited, stats: IOStats, schedule: Callable[[], None]) -> None:
         """`schedule`: have the worker call the owner's flush at the end of its
@@ -74,12 +95,13 @@ class SendQueue:
         self._outbox: list[bytes] = []
         self._queued = 0  # bytes waiting for this client, wherever they wait
         self._unflushed = 0  # of those, bytes the worker has not taken yet
-        self._waiters: list[Sender] = []  # senders paused until the worker takes the outbox
+        self._waiters: list[Sender] | None = None  # senders paused until the worker takes the outbox
         self._scheduled = False
         self._accepting = True
         self.messages_out = 0  # lines delivered
-        # The worker's own, from here on.
-        self._unsent: collections.deque[bytes] = collections.deque()
+        # The worker's own, from here on. A list, not a deque: an empty deque
+        # is 760 bytes, kept for the connection's life.
+        self._unsent: list[bytes] = []
         self._inflight: bytes | None = None
         self._split_line = False  # the last chunk handed to the stream ended inside a unit
         self.refused = False  # the socket would not take all that was written
@@ -106,7 +128,10 @@ class SendQueue:
                 and self._unflushed > self._host.limits.send_queue_bytes // 2
                 and sender.pause_for_backlog()
             ):
-                self._waiters.append(sender)
+                if self._waiters is None:
+                    self._waiters = [sender]
+                else:
+                    self._waiters.append(sender)
             if self._scheduled:
                 return
             self._scheduled = True
@@ -137,10 +162,14 @@ class SendQueue:
             self._scheduled = False
             outbox, self._outbox = self._outbox, []
             self._unflushed = 0
-            waiters, self._waiters = self._waiters, []
-        self._unsent.extend(outbox)
-        for waiter in waiters:
-            waiter.resume_after_backlog()
+            waiters, self._waiters = self._waiters, None
+        if self._unsent:
+            self._unsent.extend(outbox)
+        else:
+            self._unsent = outbox
+        if waiters:
+            for waiter in waiters:
+                waiter.resume_after_backlog()
 
     def write(self, stream: Stream, cut: Callable[[bytes, int], int]) -> bool:
         """Hand what was taken to `stream`, up to WRITE_CHUNK bytes at a time,
@@ -191,16 +220,14 @@ class SendQueue:
         rest = b""
         if self._split_line and self._unsent:
             rest = rest_of_unit(self._unsent[0])
-        self._unsent.clear()
-        if rest:
-            self._unsent.append(rest)
+        self._unsent = [rest] if rest else []
         with self._lock:
             self._scheduled = False
             self._outbox = []
             self._unflushed = 0
-            waiters, self._waiters = self._waiters, []
+            waiters, self._waiters = self._waiters, None
             self._queued = len(self._inflight or b"") + len(rest)
-        for waiter in waiters:
+        for waiter in waiters or ():
             waiter.resume_after_backlog()
 
     def close(self) -> None:
@@ -212,10 +239,10 @@ class SendQueue:
             self._schedule = _unscheduled
             self._outbox = []
             self._queued = self._unflushed = 0
-            waiters, self._waiters = self._waiters, []
-        self._unsent.clear()
+            waiters, self._waiters = self._waiters, None
+        self._unsent = []
         self._inflight = None
-        for waiter in waiters:
+        for waiter in waiters or ():
             waiter.resume_after_backlog()
 
     # -- coalescing -------------------------------------------------------------------------
@@ -228,18 +255,21 @@ class SendQueue:
     def _take_chunk(self, cut: Callable[[bytes, int], int]) -> bytes:
         """The next write: blocks joined up to WRITE_CHUNK, or the first WRITE_CHUNK
         bytes of a longer one (cut where `cut` says)."""
-        first = self._unsent.popleft()
-        if len(first) >= WRITE_CHUNK or not self._unsent:
+        unsent = self._unsent
+        first = unsent[0]
+        if len(first) >= WRITE_CHUNK or len(unsent) == 1:
             if len(first) > WRITE_CHUNK:
                 at = cut(first, WRITE_CHUNK)
                 if at < len(first):
-                    self._unsent.appendleft(first[at:])
+                    unsent[0] = first[at:]
                     return first[:at]
+            del unsent[0]
             return first
-        parts = [first]
         size = len(first)
-        while self._unsent and size + len(self._unsent[0]) <= WRITE_CHUNK:
-            chunk = self._unsent.popleft()
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts)
+        end = 1
+        while end < len(unsent) and size + len(unsent[end]) <= WRITE_CHUNK:
+            size += len(unsent[end])
+            end += 1
+        chunk = b"".join(unsent[:end])
+        del unsent[:end]
+        return chunk

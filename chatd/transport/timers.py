@@ -67,8 +67,13 @@ class Timers(Generic[T]):
         return len(self._heap)
 
     def arm(self, target: T, when: float) -> None:
-        """`target` is due at `when`, unless it already is earlier."""
+        """`target` is due at `when`, unless it already is earlier; at `inf` it
+        has no deadline any more, and its handle goes at once."""
         if when >= target.timer_at:
+            if when == math.inf:
+                # NOTE: not left to fire: a client that registered would keep its
+                # registration deadline's handle in the heap for register_timeout.
+                self.cancel(target)
             return
         self.cancel(target)
         timer = target.timer = Timer(target)

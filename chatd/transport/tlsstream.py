@@ -11,6 +11,12 @@ The interface mirrors the parts of `SSLSocket` that `Endpoint` uses, with
 its exceptions: `ssl.SSLWantReadError` means "wait for the socket to become
 readable", `ssl.SSLWantWriteError` "wait until it is writable". Like any SSL
 object, a stream must only ever be used by one thread at a time (its worker).
+
+Memory: OpenSSL's memory BIOs keep the largest buffer they ever needed
+(openssl.py says why), about 21 KiB once a 16 KiB record has gone out.
+`release_buffers`, which the worker's idle sweep calls every few seconds
+(idle.py), gives both back once the stream has been idle since the
+previous call.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import socket
 import ssl
 from typing import Any, Final
 
+from chatd.openssl import buffer_size, release_buffer
 from chatd.transport.clienthello import HelloReader
 
 RECV_SIZE: Final = 262144  # one recv() per readiness event takes this much at most
@@ -36,10 +43,17 @@ class ClientHelloRefused(ssl.SSLError):
 
 
 class TLSStream:
+    __slots__ = ("_busy", "_held", "_hello", "_incoming", "_out", "_outgoing", "_released", "_scratch", "_tls", "sock")
+
     def __init__(
-        self, sock: socket.socket, context: ssl.SSLContext, scratch: bytearray, alpn: bytes | None = None
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        scratch: bytearray | memoryview,
+        alpn: bytes | None = None,
     ) -> None:
-        """`scratch`: a buffer of RECV_SIZE bytes, shared by the streams of one thread.
+        """`scratch`: a buffer of RECV_SIZE bytes, shared by the streams of one
+        thread; a view of it is shared too (a view is 300 bytes per stream).
 
         `alpn`: the one ALPN protocol `context` offers, if any. A client that
         offers ALPN without it is refused with a `no_application_protocol`
@@ -48,15 +62,20 @@ class TLSStream:
         without it, a ClientHello in too many records is refused.
         """
         self.sock = sock
-        self._scratch = memoryview(scratch)
+        self._scratch = scratch if isinstance(scratch, memoryview) else memoryview(scratch)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
-        self._out = bytearray()  # ciphertext the socket has not taken yet
+        # Ciphertext the socket has not taken yet: bytes, not a bytearray, so
+        # that an idle stream holds none, and a write's records, read out of
+        # the BIO whole, go to send() without another copy.
+        self._out = b""
         # Until no ClientHello can come: every byte the client sends goes
         # through it before OpenSSL, every byte the server sends after it.
         self._hello: HelloReader | None = HelloReader(alpn)
         self._held = b""  # what came after a hello, kept from OpenSSL until it has answered
+        self._busy = True  # read or written since the last `release_buffers`
+        self._released = False  # the BIOs' buffers were given back since then
 
     # -- handshake ----------------------------------------------------------------
 
@@ -67,6 +86,14 @@ class TLSStream:
         before the error is raised.
         """
         self.flush()
+        if not self._incoming.pending:
+            # OpenSSL has taken all it was given and waits for the peer: asked
+            # again, it would only say so with an SSLWantReadError built in C
+            # (twice per handshake, at the first byte and at the client's
+            # Finished), so read first.
+            if not self._pull():
+                raise ssl.SSLWantReadError("the handshake waits for the peer")
+            self._check_hello()
         while True:
             try:
                 self._tls.do_handshake()
@@ -91,7 +118,7 @@ class TLSStream:
         if hello is None or hello.refusal is None:
             return
         self._hello = None
-        self._out += hello.refusal.alert
+        self._out = self._out + hello.refusal.alert
         self._flush_quietly()
         raise ClientHelloRefused(hello.refusal.error)
 
@@ -127,23 +154,48 @@ class TLSStream:
         """
         if self._out and len(self._out) + len(data) > SEND_BATCH and not self.flush():
             raise ssl.SSLWantWriteError("the socket's send buffer is full")
+        self._busy = True
         self._tls.write(data)
         self._collect()
         return len(data)
 
     def flush(self) -> bool:
         """Send the ciphertext gathered so far; True once the socket took all of it."""
-        while self._out:
+        out = self._out
+        while out:
             try:
-                sent = self.sock.send(self._out)
+                sent = self.sock.send(out)
             except (BlockingIOError, InterruptedError):
+                self._out = out
                 return False
-            del self._out[:sent]
+            out = out[sent:]
+        self._out = b""
         return True
 
     @property
     def pending_out(self) -> int:
         return len(self._out)
+
+    def release_buffers(self) -> bool:
+        """Give back the memory BIOs' buffers if nothing was read or written
+        since the last call (and nothing waits in them); whether it did."""
+        if self._busy:
+            self._busy = self._released = False
+            return False
+        if self._released or self._held or self._hello is not None:
+            return False
+        self._released = True
+        # Each holds nothing it has not handed on (`release_buffer` checks):
+        # the outgoing BIO is emptied by every write, the incoming one holds
+        # only the start of a record not yet whole, and then it is kept.
+        incoming = release_buffer(self._incoming)
+        return release_buffer(self._outgoing) or incoming
+
+    def buffered(self) -> int:
+        """Bytes this stream holds allocated in its buffers: the memory BIOs'
+        (as far as `openssl.buffer_size` can read them) and the ciphertext
+        that waits for the socket. For tests and measurements."""
+        return buffer_size(self._incoming) + buffer_size(self._outgoing) + len(self._out)
 
     # -- the rest of what Endpoint needs ----------------------------------------------
 
@@ -182,6 +234,7 @@ class TLSStream:
     def _pull(self) -> bool:
         """Move what the kernel holds (or what was held back) into the TLS
         layer; False if there is nothing."""
+        self._busy = True
         if self._held:
             held, self._held = self._held, b""
             if self._hello is not None and self._hello.awaiting_answer:
@@ -222,7 +275,7 @@ class TLSStream:
                 self._hello.sent(data)  # a HelloRetryRequest means a second hello to examine
                 if self._hello.done:
                     self._hello = None
-            self._out += data
+            self._out = self._out + data if self._out else data
 
     def _flush_quietly(self) -> None:
         try:

@@ -29,6 +29,7 @@ from typing import Final, Protocol
 import structlog
 
 from chatd.addresses import format_host_port
+from chatd.transport.idle import IdleSweep
 from chatd.transport.iostats import IOStats
 from chatd.transport.timers import Timed, Timers, WriteInterval
 from chatd.transport.tlsstream import RECV_SIZE
@@ -66,6 +67,7 @@ class Connection(Timed, Protocol):
     def begin_close(self, reason: str, text: str = "") -> None: ...
     def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None: ...
     def limits_changed(self) -> None: ...
+    def release_idle(self) -> bool: ...
 
 
 class Service(Protocol):
@@ -102,7 +104,8 @@ class Worker:
         self.connections: set[Connection] = set()
         self._epoll = select.epoll()
         self._by_fd: dict[int, Connection] = {}  # what the epoll watches, by descriptor
-        self.scratch = bytearray(RECV_SIZE)  # every recv() of this thread lands here first
+        # Every recv() of this thread lands here first; one view for all its streams.
+        self.scratch = memoryview(bytearray(RECV_SIZE))
         self._waker = Waker()
         self._wake_fd = self._waker.fileno()
         self._epoll.register(self._wake_fd, READ)
@@ -116,6 +119,7 @@ class Worker:
         self._timers: Timers[Connection] = Timers()
         self._write_interval = WriteInterval(write_interval)  # _local_dirty waits for it
         self._turn_work = 0.0  # the thread's CPU time when this turn's work began (with a write interval)
+        self._idle = IdleSweep()  # a slice of the connections at every tick (idle.py)
         self._stopping = threading.Event()
         self.stats = IOStats()
         # Loop lag: the worker wakes itself every LAG_TICK and notes how late it
@@ -415,6 +419,9 @@ class Worker:
         if now >= self._tick_at:
             self.lag = now - self._tick_at
             self._tick_at = now + LAG_TICK
+            for fd in self._idle.next_slice(self._by_fd):
+                if (conn := self._by_fd.get(fd)) is not None:
+                    self._guard(conn, functools.partial(self._idle.visit, conn))
         self._resume_accepting(now)
         while (conn := self._timers.pop_due(now)) is not None:
             self._guard(conn, functools.partial(conn.on_timer, now))

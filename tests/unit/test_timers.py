@@ -167,3 +167,17 @@ def test_a_turn_that_worked_long_per_client_flushes_at_once() -> None:
     # 50 clients, 9 ms of work (a flood's turn): many lines each, they go now.
     assert gate.open(100.009, worked=0.009, clients=50)
     assert gate.next_at == pytest.approx(100.019)
+
+
+def test_no_deadline_at_all_lets_go_of_the_handle_at_once() -> None:
+    # A client that registers has no deadline left; its registration deadline's
+    # handle, later than nothing, used to stay in the heap until it passed.
+    timers: Timers[Target] = Timers()
+    target, other = Target(), Target()
+    timers.arm(target, 60.0)
+    timers.arm(other, 90.0)
+    timers.arm(target, math.inf)
+    assert target.timer is None and target.timer_at == math.inf
+    assert timers.next_at() == 90.0  # the cancelled handle at the top went with it
+    assert len(timers) == 1
+    assert due(timers, 100.0) == [other]

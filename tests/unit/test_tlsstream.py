@@ -292,3 +292,66 @@ def test_a_key_update_is_read_and_answered_with_the_servers_own(
             client.kill()
             client.wait(10)
             client.stdin.close()
+
+
+def test_an_idle_stream_gives_back_its_buffers(pair: tuple[TLSStream, Client]) -> None:
+    stream, client = pair
+    stream.send(b"x" * 16384)  # one full record: the outgoing BIO grows to hold it
+    assert stream.flush()
+    assert client.read_all() == b"x" * 16384
+    client.write(b"hello\n")
+    assert read_server(stream) == b"hello\n"
+    assert stream.buffered() > 16384
+    assert not stream.release_buffers()  # busy since the last call (there was none)
+    assert stream.release_buffers()  # idle since the last call: given back
+    assert stream.buffered() == 0
+    assert not stream.release_buffers()  # nothing more to give
+    stream.send(b"after\n")  # and the stream works on, both ways
+    assert stream.flush()
+    assert client.read_all() == b"after\n"
+    client.write(b"more\n")
+    assert read_server(stream) == b"more\n"
+
+
+def test_a_busy_stream_keeps_its_buffers(pair: tuple[TLSStream, Client]) -> None:
+    stream, client = pair
+    assert not stream.release_buffers()  # the handshake
+    stream.send(b"x" * 1000)
+    assert stream.flush()
+    assert not stream.release_buffers()  # written since
+    client.write(b"y\n")
+    assert read_server(stream) == b"y\n"
+    assert not stream.release_buffers()  # read since
+    assert stream.buffered() > 1000
+
+
+def test_openssl_is_asked_to_handshake_only_when_the_client_has_sent_something(
+    context: ssl.SSLContext, certs: PKI
+) -> None:
+    # Asked with nothing new to read, OpenSSL only raises SSLWantReadError, whose
+    # message _ssl builds in C: twice per connection, before this was checked.
+    server_sock, client_sock = socket.socketpair()
+    server_sock.setblocking(False)
+    client_sock.setblocking(False)
+    stream = TLSStream(server_sock, context, bytearray(RECV_SIZE))
+    asked: list[int] = []
+    real = stream._tls
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def do_handshake(self) -> None:
+            asked.append(1)
+            real.do_handshake()
+
+    stream._tls = Counting()  # type: ignore[assignment]
+    try:
+        with pytest.raises(ssl.SSLWantReadError):
+            stream.do_handshake()  # the client has not spoken yet
+        assert asked == []
+        handshake(stream, Client(client_sock, str(certs.ca)))
+        assert len(asked) == 2  # the ClientHello, then the client's Finished
+    finally:
+        stream.close()
+        client_sock.close()
