@@ -30,33 +30,22 @@ The rules come from docs/protocol.md ("Events and tags", "History"):
 - `request_older()` asks for the page before the oldest event seen in a room,
   for the scroll-back view.
 
-Replies to `/history` come in the order they were asked (per connection),
-each ending with `HISTORY <room> <count> <more|end>`, so the requests in
-flight are a queue: a `history`-tagged line of a room belongs to the backlog
-of a join in progress, or else to the oldest request for that room. `/history`
-lines the user types are queued too (when they are well-formed and for a room
-we are in) so that their replies are shown as they are.
-
-A failed request is answered `ERR no_history` instead, which does not say
-which request it answers: at once when the server refuses it (too many
-questions waiting), or in its turn when the store could not be read. The
-client's own requests are sent one at a time, each acknowledged by a `PONG`
-(chatctl/reconnect.py `Outbox`); an `ERR no_history` that arrives while one
-waits for its acknowledgement (`in_flight`) refused that one, any other
-failed the oldest acknowledged request.
+A `history`-tagged line of a room belongs to the backlog of a join in
+progress, or else to the oldest `/history` request for that room; which
+request a reply (or an `ERR no_history`) answers is
+chatctl/history_requests.py's.
 """
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final
 
+from chatctl.history_requests import Request, Requests, asked_room
 from chatctl.state import is_room, line_room, line_tags, room_key, same_nick, split_line
 
 PAGE: Final = 100  # events per scroll-back request
 CATCH_UP_PAGE: Final = 500  # events per catch-up request: the protocol's maximum
-_LIMIT_MAX: Final = 500
 EVENT_VERBS: Final = frozenset({"MSG", "ACTION", "TOPIC"})  # room events; DM has no room
 
 
@@ -111,16 +100,6 @@ class _CatchUp:
     covered: bool = False  # the backlog reached back to `after`: nothing to ask
 
 
-@dataclass
-class _Request:
-    key: str
-    kind: Literal["catch_up", "older", "user"]
-    command: str
-    acked: bool = False  # the server has taken the command (its PONG came back)
-    max_id: int = 0
-    lines: list[str] = field(default_factory=list)
-
-
 class Timeline:
     def __init__(self) -> None:
         self.marks: dict[str, Mark] = {}  # by room key
@@ -130,7 +109,7 @@ class Timeline:
         self._catch_up: dict[str, _CatchUp] = {}
         self._to_catch_up: dict[str, int] = {}  # after a reconnect: key -> last_id, until joined
         self._unanchored: set[str] = set()  # after a reconnect: rooms that cannot catch up
-        self._requests: collections.deque[_Request] = collections.deque()
+        self._requests = Requests()
 
     # -- what the client does --------------------------------------------------------
 
@@ -176,15 +155,12 @@ class Timeline:
             return None
         mark.paging = True
         command = f"/history {self._member[key]} before {mark.oldest_id} {PAGE}"
-        self._requests.append(_Request(key, "older", command))
+        self._requests.add(Request(key, "older", command))
         return command
 
     def acked(self, commands: list[str]) -> None:
         """The server has taken `commands` (ours): a failure now comes in its turn."""
-        for command in commands:
-            request = next((r for r in self._requests if not r.acked and r.command == command), None)
-            if request is not None:
-                request.acked = True
+        self._requests.acked(commands)
 
     def has_older(self, name: str) -> bool:
         """Whether the server may have events of `name` older than those seen."""
@@ -200,12 +176,9 @@ class Timeline:
     def on_command(self, text: str) -> None:
         """A line the user sent: a well-formed `/history` for a room we are in is
         queued, so that its reply is told from ours."""
-        words = text.split()
-        if len(words) < 2 or words[0] != "/history" or not is_room(words[1]):
-            return
-        key = room_key(words[1])
-        if key in self._member and _well_formed(words[2:]):
-            self._requests.append(_Request(key, "user", text, acked=True))
+        key = asked_room(text)
+        if key is not None and key in self._member:
+            self._requests.add(Request(key, "user", text, acked=True))
 
     # -- what the server says ----------------------------------------------------------
 
@@ -235,19 +208,11 @@ class Timeline:
         elif verb in ("PART", "KICK") and room is not None and own:  # a kick takes us out as a part does (v5)
             self._on_own_part(room_key(room), step)
         elif verb == "ERR" and rest.partition(" ")[0] == "no_history":
-            failed = self._failed(in_flight)
+            failed = self._requests.failed(in_flight)
             if failed is not None:
                 self._requests.remove(failed)
                 self._end_request(failed, [], False, step, failed=True)
         return step
-
-    def _failed(self, in_flight: str | None) -> _Request | None:
-        """The request an `ERR no_history` answers (see the module doc)."""
-        if in_flight is not None:
-            refused = next((r for r in self._requests if not r.acked and r.command == in_flight), None)
-            if refused is not None:
-                return refused
-        return next((r for r in self._requests if r.acked), None)
 
     def _mark(self, key: str) -> Mark:
         mark = self.marks.get(key)
@@ -299,7 +264,7 @@ class Timeline:
             backlog.append(event_id)
             self._on_live_event(key, event_id, line, step)
             return
-        request = next((r for r in self._requests if r.key == key), None)
+        request = self._requests.oldest(key)
         if request is None:  # not asked for by us: show it as it is
             step.show.append(Shown(line))
             return
@@ -338,7 +303,7 @@ class Timeline:
             step.show.append(Shown(line, quiet=True))
             self._on_backlog_end(key, backlog, more, step)
             return
-        request = next((r for r in self._requests if r.key == key), None)
+        request = self._requests.oldest(key)
         if request is None:
             step.show.append(Shown(line))
             return
@@ -367,11 +332,11 @@ class Timeline:
 
     def _ask_after(self, key: str, catch_up: _CatchUp, step: Step) -> None:
         command = f"/history {catch_up.name} after {catch_up.after} {CATCH_UP_PAGE}"
-        self._requests.append(_Request(key, "catch_up", command))
+        self._requests.add(Request(key, "catch_up", command))
         step.send.append(command)
 
     def _end_request(
-        self, request: _Request, lines: list[str], more: bool, step: Step, failed: bool, count: int = 0
+        self, request: Request, lines: list[str], more: bool, step: Step, failed: bool, count: int = 0
     ) -> None:
         key = request.key
         if request.kind == "older":
@@ -409,16 +374,3 @@ class Timeline:
             step.caught_up.append((catch_up.name, missed))
         else:
             step.incomplete.append(catch_up.name)
-
-
-def _well_formed(words: list[str]) -> bool:
-    """`[before <id> | after <id>] [<limit>]`, as the server checks it."""
-    if words[:1] in (["before"], ["after"]):
-        if len(words) < 2 or not (words[1].isascii() and words[1].isdigit()) or int(words[1]) >= 1 << 62:
-            return False  # `after 0` is fine: the earliest events
-        words = words[2:]
-    if words:
-        if not (words[0].isascii() and words[0].isdigit()) or not 1 <= int(words[0]) <= _LIMIT_MAX:
-            return False
-        words = words[1:]
-    return not words
