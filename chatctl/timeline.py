@@ -89,15 +89,58 @@ class Mark:
     older: bool = False  # the server may have events before `oldest_id`
     paging: bool = False  # a request for older events is on its way
 
+    def see(self, event_id: int) -> None:
+        """Event `event_id` of the room was shown (or kept for the scroll-back view)."""
+        self.seen.add(event_id)
+        self.last_id = max(self.last_id, event_id)
+        self.anchored = True
+        if self.oldest_id is None or event_id < self.oldest_id:
+            self.oldest_id = event_id
+
+    def backlog_ended(self, ids: list[int], more: bool) -> None:
+        """A join's backlog came: the events `ids`; `more`: the room has older ones."""
+        if ids and (self.oldest_id is None or min(ids) <= self.oldest_id):
+            self.oldest_id = min(ids)
+            self.older = more
+        if not more:
+            self.anchored = True  # every event of the room has been received
+
 
 @dataclass
 class _CatchUp:
+    """One room catching up after a reconnect (see the module doc)."""
+
     name: str
     after: int  # every event up to this id has been seen or is held
     start: int  # every event up to this id has been seen (`after` when it began)
     held: dict[int, str] = field(default_factory=dict)  # id -> line, shown when done
     joined_min: int | None = None  # the smallest held id that came with the join or live
     covered: bool = False  # the backlog reached back to `after`: nothing to ask
+
+    def hold(self, event_id: int, line: str, from_join: bool) -> None:
+        """An event of the room (`from_join`: of the join's backlog, or live),
+        kept until the catch-up is over."""
+        if event_id <= self.after:
+            # Seen before the connection was lost: the backlog reaches back far
+            # enough that nothing needs asking for.
+            self.covered = self.covered or from_join
+            return
+        self.held.setdefault(event_id, line)
+        if from_join and (self.joined_min is None or event_id < self.joined_min):
+            self.joined_min = event_id
+
+    def reached_join(self) -> bool:
+        """Whether the replies reached the events that came with the join."""
+        return self.joined_min is not None and self.after >= self.joined_min
+
+    def release(self, mark: Mark) -> list[str]:
+        """The events held and not seen meanwhile, in id order, seen now."""
+        lines = []
+        for event_id in sorted(self.held):
+            if event_id not in mark.seen:
+                mark.see(event_id)
+                lines.append(self.held[event_id])
+        return lines
 
 
 class Timeline:
@@ -220,14 +263,6 @@ class Timeline:
             mark = self.marks[key] = Mark()
         return mark
 
-    def _see(self, key: str, event_id: int) -> None:
-        mark = self._mark(key)
-        mark.seen.add(event_id)
-        mark.last_id = max(mark.last_id, event_id)
-        mark.anchored = True
-        if mark.oldest_id is None or event_id < mark.oldest_id:
-            mark.oldest_id = event_id
-
     def _on_own_join(self, name: str) -> None:
         key = room_key(name)
         self._member[key] = name
@@ -253,9 +288,9 @@ class Timeline:
         up, else shown unless it was seen."""
         catch_up = self._catch_up.get(key)
         if catch_up is not None:
-            self._hold(catch_up, event_id, line, from_join=True)
+            catch_up.hold(event_id, line, from_join=True)
         elif event_id not in self._mark(key).seen:
-            self._see(key, event_id)
+            self._mark(key).see(event_id)
             step.show.append(Shown(line))
 
     def _on_history_event(self, key: str, event_id: int, line: str, step: Step) -> None:
@@ -272,24 +307,14 @@ class Timeline:
         if request.kind == "catch_up":
             catch_up = self._catch_up.get(key)
             if catch_up is not None:
-                self._hold(catch_up, event_id, line, from_join=False)
+                catch_up.hold(event_id, line, from_join=False)
         elif request.kind == "older":
             if event_id not in self._mark(key).seen:
-                self._see(key, event_id)
+                self._mark(key).see(event_id)
                 request.lines.append(line)
         else:  # the user asked: show what came
-            self._see(key, event_id)
+            self._mark(key).see(event_id)
             step.show.append(Shown(line))
-
-    def _hold(self, catch_up: _CatchUp, event_id: int, line: str, from_join: bool) -> None:
-        if event_id <= catch_up.after:
-            # Seen before the connection was lost: the backlog reaches back far
-            # enough that nothing needs asking for.
-            catch_up.covered = catch_up.covered or from_join
-            return
-        catch_up.held.setdefault(event_id, line)
-        if from_join and (catch_up.joined_min is None or event_id < catch_up.joined_min):
-            catch_up.joined_min = event_id
 
     def _on_history_end(self, rest: str, line: str, step: Step) -> None:
         """`HISTORY <target> <count> <more|end>`: a backlog or a reply is complete."""
@@ -313,12 +338,7 @@ class Timeline:
         self._end_request(request, request.lines, more, step, failed=False, count=count)
 
     def _on_backlog_end(self, key: str, ids: list[int], more: bool, step: Step) -> None:
-        mark = self._mark(key)
-        if ids and (mark.oldest_id is None or min(ids) <= mark.oldest_id):
-            mark.oldest_id = min(ids)
-            mark.older = more
-        if not more:
-            mark.anchored = True  # every event of the room has been received
+        self._mark(key).backlog_ended(ids, more)
         catch_up = self._catch_up.get(key)
         if catch_up is None:
             if key in self._unanchored:
@@ -351,8 +371,7 @@ class Timeline:
                 self._finish(key, step, complete=False)
                 return
             catch_up.after = max(catch_up.after, request.max_id)
-            reached_join = catch_up.joined_min is not None and catch_up.after >= catch_up.joined_min
-            if not more or count == 0 or reached_join:
+            if not more or count == 0 or catch_up.reached_join():
                 self._finish(key, step, complete=True)
             else:
                 self._ask_after(key, catch_up, step)
@@ -361,16 +380,11 @@ class Timeline:
         """The catch-up of a room is over: what was held comes out, in id order."""
         catch_up = self._catch_up.pop(key)
         mark = self._mark(key)
-        missed = 0
-        for event_id in sorted(catch_up.held):
-            if event_id in mark.seen:
-                continue
-            line = catch_up.held[event_id]
-            self._see(key, event_id)
-            missed += line_tags(line).history
-            step.show.append(Shown(line))
+        lines = catch_up.release(mark)
+        step.show.extend(Shown(line) for line in lines)
         mark.last_id = max(mark.last_id, catch_up.after)
         if complete:
+            missed = sum(line_tags(line).history for line in lines)
             step.caught_up.append((catch_up.name, missed))
         else:
             step.incomplete.append(catch_up.name)
