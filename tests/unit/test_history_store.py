@@ -106,10 +106,10 @@ def test_ids_after_a_crash_are_greater_than_any_handed_out(db: Path) -> None:
     # nothing of these is written, the writer simply stops.
     for i in range(start, start + 1000):
         store.append(event(i))
-    store._stop.set()  # the writer's own stop, without the final write close() does
-    store._thread.join(5)
-    store._pending.clear()
-    store._inflight.clear()
+    store._writer._stop.set()  # the writer's own stop, without the final write close() does
+    store._writer._thread.join(5)
+    store._writer._pending.clear()
+    store._writer._inflight.clear()
     store.close()
     again = open_store(settings(db), CONFIG)
     assert again.load(0).next_id > start + 1000
@@ -158,7 +158,7 @@ def test_failed_writes_are_retried_and_the_queue_is_bounded(db: Path, monkeypatc
     store = open_store(settings(db, write_queue=100), CONFIG)
     store.load(0)
     monkeypatch.setattr(database, "connect", connect_to_a_full_disk)
-    store._conn.execute("PRAGMA query_only = ON")
+    store._writer.conn.execute("PRAGMA query_only = ON")
     for i in range(1, 301):
         store.append(event(i))
     wait_until(lambda: store.failures >= 2 and store.dropped >= 200, 10, "failures and drops")
@@ -285,7 +285,7 @@ def unstarted(db: Path, **overrides: object) -> SQLiteStore:
 def write(store: SQLiteStore, *events: Event) -> None:
     for e in events:
         store.append(e)
-    store._write()
+    store._writer._write()
 
 
 def prune_all(store: SQLiteStore) -> list[int]:
