@@ -4,8 +4,9 @@
 (chatctl/link.py) reads and writes the connection and dials again, the
 `Session` (chatctl/session.py) says what each server line calls for, the same
 session script mode drives, and the `Terminal` (chatctl/terminal.py) draws
-the input line, the status line and what is printed above them. How lines
-look comes from chatctl/render.py.
+the input line, the status line and what is printed above them. What is
+printed comes from chatctl/transcript.py (and how a line looks from
+chatctl/render.py).
 
 # NOTE: the socket is read and written only in the asyncio event loop thread
 # that also runs prompt_toolkit (`loop.add_reader`/`add_writer` on the
@@ -48,7 +49,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Concatenate, Final, ParamSpec
 
 from prompt_toolkit.formatted_text import FormattedText
@@ -57,7 +58,7 @@ from chatctl.connection import QUIT_TIMEOUT, ClientError, Dialer, Exit, LineChan
 from chatctl.credentials import CredentialError, Login
 from chatctl.link import Link
 from chatctl.pager import Entry, ScrollBack
-from chatctl.render import Fragments, line_time, render_day, render_line, render_notice, sanitize
+from chatctl.render import Fragments, sanitize
 from chatctl.roles import mark
 from chatctl.session import (
     Action,
@@ -75,18 +76,9 @@ from chatctl.session import (
 from chatctl.state import line_room, split_line
 from chatctl.status import render_status
 from chatctl.terminal import ESCAPE_TIMEOUT, KEYS_HELP, Terminal
+from chatctl.transcript import COMMANDS_HELP, Transcript, caught_up, nick_needed, notice, notices
 
 _NICK_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-
-COMMANDS_HELP: Final = (
-    "<text> says it in the current room; //text sends a line that starts with /",
-    "/join <#room>   /part [#room]   /msg <#room|nick> <text>   /topic [#room] [text]   /rooms",
-    "/me <text>   /who [#room]   /nick <new>   /ping   /quit [text]   /help",
-    "/history <#room|nick> [before|after <id>] [limit]",
-    "rooms with owners: /room register|drop <#room>   /room <#room> [<flag> on|off | owner <nick>]",
-    "/op /deop /voice /devoice <#room> <nick>   /kick <#room> <nick> [why]   /invite <#room> <nick>",
-    "/ban <#room> <nick|account:name|ip/cidr> [why]   /unban <#room> <mask>   /bans <#room>",
-)
 
 
 def run_interactive(
@@ -149,7 +141,7 @@ class _Chat:
             ESCAPE_TIMEOUT,
             self.terminal.show_deferred,
         )
-        self._last_day: date | None = None
+        self.transcript = Transcript(self.state.role)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: asyncio.Future[Outcome] | None = None
 
@@ -266,13 +258,13 @@ class _Chat:
                 case Page():
                     self.scrollback.insert(action, now)
                 case CaughtUp(room, missed):
-                    fragments += _notice(f"{room}: {_missed(missed)}", now)
+                    fragments += caught_up(room, missed, now)
                 case Incomplete(room):
-                    fragments += _notice(f"{room}: could not fetch everything said meanwhile", now)
+                    fragments += notice(f"{room}: could not fetch everything said meanwhile", now)
                 case NickNeeded():
-                    fragments += self._ask_nick(now)
+                    fragments += nick_needed(self.session.nick, self.session.registered_once, now)
                 case PasswordNeeded(account):
-                    fragments += _notice(f"type the password for {account} (it is not shown)", now)
+                    fragments += notice(f"type the password for {account} (it is not shown)", now)
                 case KeepToken(token, expires):
                     fragments += self._keep(token, expires, now)
                 case Ended(outcome):
@@ -280,37 +272,23 @@ class _Chat:
         return fragments
 
     def _line(self, line: str, own: str, current: str | None, now: datetime) -> Fragments:
-        """A server line as shown (and kept for the scroll-back view), after a
-        day separator when the day changed."""
+        """A server line as shown, and kept for the scroll-back view."""
         verb, rest = split_line(line)
         room = line_room(verb, rest)
         if room is not None:
             self.scrollback.keep(room, Entry(line, now))
-        fragments: Fragments = []
-        day = line_time(line, now).date()
-        if self._last_day is not None and day != self._last_day:
-            fragments += _lines(render_day(day))
-        self._last_day = day
-        return fragments + _lines(render_line(line, own, now, current, self.state.role))
-
-    def _ask_nick(self, now: datetime) -> Fragments:
-        nick = self.session.nick
-        if not self.session.registered_once:
-            return _notice("choose a nickname: type it and press Enter", now)
-        return _notice(f"{nick} was refused: your old connection may linger at the server", now) + _notice(
-            f"type {nick} again to retry, or choose another nickname", now
-        )
+        return self.transcript.line(line, own, current, now)
 
     def _keep(self, token: str | None, expires: str, now: datetime) -> Fragments:
         assert self.login is not None
         try:
-            notice = self.login.keep(token, expires)
+            text = self.login.keep(token, expires)
         except CredentialError as exc:
-            notice = f"{exc}; signing in again will need the password"
-        return _notice(notice, now) if notice else []
+            text = f"{exc}; signing in again will need the password"
+        return notice(text, now) if text else []
 
     def _notice(self, text: str) -> None:
-        self.terminal.show(_notice(text, datetime.now()))
+        self.terminal.show(notice(text, datetime.now()))
 
     # -- what the terminal asks (chatctl/terminal.py `Controls`) -------------------
 
@@ -367,7 +345,7 @@ class _Chat:
         if self.session.needs_nick:
             nick = text.strip()
             if nick and not set(nick) <= _NICK_CHARS:
-                self.terminal.show(_notice("nicknames are letters, digits, _ and - only; try again", now))
+                self.terminal.show(notice("nicknames are letters, digits, _ and - only; try again", now))
             elif nick:
                 self._send(self.session.offer_nick(nick))  # a later NICK means it was refused: ask again
             return True
@@ -376,8 +354,7 @@ class _Chat:
         registered = self.state.registered
         quitting = text == "/quit" or text.startswith("/quit ")
         if text == "/help" or text.startswith("/help "):
-            help_lines = [*KEYS_HELP, *(() if registered else COMMANDS_HELP)]
-            self.terminal.show([f for line in help_lines for f in _notice(line, now)])
+            self.terminal.show(notices([*KEYS_HELP, *(() if registered else COMMANDS_HELP)], now))
             if not registered:
                 return True
         if not self.link.connected:
@@ -390,17 +367,3 @@ class _Chat:
         # anything else waits until the session is ready for it.
         self._send(self.session.quit(text) if quitting else self.session.command(text))
         return True
-
-
-def _missed(count: int) -> str:
-    if not count:
-        return "back, nothing missed"
-    return f"back, {count} missed event" + ("" if count == 1 else "s") + " above"
-
-
-def _notice(text: str, now: datetime) -> Fragments:
-    return _lines(render_notice(text, now))
-
-
-def _lines(fragments: Fragments) -> Fragments:
-    return [*fragments, ("", "\n")] if fragments else []

@@ -30,33 +30,22 @@ The rules come from docs/protocol.md ("Events and tags", "History"):
 - `request_older()` asks for the page before the oldest event seen in a room,
   for the scroll-back view.
 
-Replies to `/history` come in the order they were asked (per connection),
-each ending with `HISTORY <room> <count> <more|end>`, so the requests in
-flight are a queue: a `history`-tagged line of a room belongs to the backlog
-of a join in progress, or else to the oldest request for that room. `/history`
-lines the user types are queued too (when they are well-formed and for a room
-we are in) so that their replies are shown as they are.
-
-A failed request is answered `ERR no_history` instead, which does not say
-which request it answers: at once when the server refuses it (too many
-questions waiting), or in its turn when the store could not be read. The
-client's own requests are sent one at a time, each acknowledged by a `PONG`
-(chatctl/reconnect.py `Outbox`); an `ERR no_history` that arrives while one
-waits for its acknowledgement (`in_flight`) refused that one, any other
-failed the oldest acknowledged request.
+A `history`-tagged line of a room belongs to the backlog of a join in
+progress, or else to the oldest `/history` request for that room; which
+request a reply (or an `ERR no_history`) answers is
+chatctl/history_requests.py's.
 """
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final
 
+from chatctl.history_requests import Request, Requests, asked_room
 from chatctl.state import is_room, line_room, line_tags, room_key, same_nick, split_line
 
 PAGE: Final = 100  # events per scroll-back request
 CATCH_UP_PAGE: Final = 500  # events per catch-up request: the protocol's maximum
-_LIMIT_MAX: Final = 500
 EVENT_VERBS: Final = frozenset({"MSG", "ACTION", "TOPIC"})  # room events; DM has no room
 
 
@@ -100,9 +89,27 @@ class Mark:
     older: bool = False  # the server may have events before `oldest_id`
     paging: bool = False  # a request for older events is on its way
 
+    def see(self, event_id: int) -> None:
+        """Event `event_id` of the room was shown (or kept for the scroll-back view)."""
+        self.seen.add(event_id)
+        self.last_id = max(self.last_id, event_id)
+        self.anchored = True
+        if self.oldest_id is None or event_id < self.oldest_id:
+            self.oldest_id = event_id
+
+    def backlog_ended(self, ids: list[int], more: bool) -> None:
+        """A join's backlog came: the events `ids`; `more`: the room has older ones."""
+        if ids and (self.oldest_id is None or min(ids) <= self.oldest_id):
+            self.oldest_id = min(ids)
+            self.older = more
+        if not more:
+            self.anchored = True  # every event of the room has been received
+
 
 @dataclass
 class _CatchUp:
+    """One room catching up after a reconnect (see the module doc)."""
+
     name: str
     after: int  # every event up to this id has been seen or is held
     start: int  # every event up to this id has been seen (`after` when it began)
@@ -110,15 +117,30 @@ class _CatchUp:
     joined_min: int | None = None  # the smallest held id that came with the join or live
     covered: bool = False  # the backlog reached back to `after`: nothing to ask
 
+    def hold(self, event_id: int, line: str, from_join: bool) -> None:
+        """An event of the room (`from_join`: of the join's backlog, or live),
+        kept until the catch-up is over."""
+        if event_id <= self.after:
+            # Seen before the connection was lost: the backlog reaches back far
+            # enough that nothing needs asking for.
+            self.covered = self.covered or from_join
+            return
+        self.held.setdefault(event_id, line)
+        if from_join and (self.joined_min is None or event_id < self.joined_min):
+            self.joined_min = event_id
 
-@dataclass
-class _Request:
-    key: str
-    kind: Literal["catch_up", "older", "user"]
-    command: str
-    acked: bool = False  # the server has taken the command (its PONG came back)
-    max_id: int = 0
-    lines: list[str] = field(default_factory=list)
+    def reached_join(self) -> bool:
+        """Whether the replies reached the events that came with the join."""
+        return self.joined_min is not None and self.after >= self.joined_min
+
+    def release(self, mark: Mark) -> list[str]:
+        """The events held and not seen meanwhile, in id order, seen now."""
+        lines = []
+        for event_id in sorted(self.held):
+            if event_id not in mark.seen:
+                mark.see(event_id)
+                lines.append(self.held[event_id])
+        return lines
 
 
 class Timeline:
@@ -130,7 +152,7 @@ class Timeline:
         self._catch_up: dict[str, _CatchUp] = {}
         self._to_catch_up: dict[str, int] = {}  # after a reconnect: key -> last_id, until joined
         self._unanchored: set[str] = set()  # after a reconnect: rooms that cannot catch up
-        self._requests: collections.deque[_Request] = collections.deque()
+        self._requests = Requests()
 
     # -- what the client does --------------------------------------------------------
 
@@ -176,15 +198,12 @@ class Timeline:
             return None
         mark.paging = True
         command = f"/history {self._member[key]} before {mark.oldest_id} {PAGE}"
-        self._requests.append(_Request(key, "older", command))
+        self._requests.add(Request(key, "older", command))
         return command
 
     def acked(self, commands: list[str]) -> None:
         """The server has taken `commands` (ours): a failure now comes in its turn."""
-        for command in commands:
-            request = next((r for r in self._requests if not r.acked and r.command == command), None)
-            if request is not None:
-                request.acked = True
+        self._requests.acked(commands)
 
     def has_older(self, name: str) -> bool:
         """Whether the server may have events of `name` older than those seen."""
@@ -200,12 +219,9 @@ class Timeline:
     def on_command(self, text: str) -> None:
         """A line the user sent: a well-formed `/history` for a room we are in is
         queued, so that its reply is told from ours."""
-        words = text.split()
-        if len(words) < 2 or words[0] != "/history" or not is_room(words[1]):
-            return
-        key = room_key(words[1])
-        if key in self._member and _well_formed(words[2:]):
-            self._requests.append(_Request(key, "user", text, acked=True))
+        key = asked_room(text)
+        if key is not None and key in self._member:
+            self._requests.add(Request(key, "user", text, acked=True))
 
     # -- what the server says ----------------------------------------------------------
 
@@ -235,33 +251,17 @@ class Timeline:
         elif verb in ("PART", "KICK") and room is not None and own:  # a kick takes us out as a part does (v5)
             self._on_own_part(room_key(room), step)
         elif verb == "ERR" and rest.partition(" ")[0] == "no_history":
-            failed = self._failed(in_flight)
+            failed = self._requests.failed(in_flight)
             if failed is not None:
                 self._requests.remove(failed)
                 self._end_request(failed, [], False, step, failed=True)
         return step
-
-    def _failed(self, in_flight: str | None) -> _Request | None:
-        """The request an `ERR no_history` answers (see the module doc)."""
-        if in_flight is not None:
-            refused = next((r for r in self._requests if not r.acked and r.command == in_flight), None)
-            if refused is not None:
-                return refused
-        return next((r for r in self._requests if r.acked), None)
 
     def _mark(self, key: str) -> Mark:
         mark = self.marks.get(key)
         if mark is None:
             mark = self.marks[key] = Mark()
         return mark
-
-    def _see(self, key: str, event_id: int) -> None:
-        mark = self._mark(key)
-        mark.seen.add(event_id)
-        mark.last_id = max(mark.last_id, event_id)
-        mark.anchored = True
-        if mark.oldest_id is None or event_id < mark.oldest_id:
-            mark.oldest_id = event_id
 
     def _on_own_join(self, name: str) -> None:
         key = room_key(name)
@@ -288,9 +288,9 @@ class Timeline:
         up, else shown unless it was seen."""
         catch_up = self._catch_up.get(key)
         if catch_up is not None:
-            self._hold(catch_up, event_id, line, from_join=True)
+            catch_up.hold(event_id, line, from_join=True)
         elif event_id not in self._mark(key).seen:
-            self._see(key, event_id)
+            self._mark(key).see(event_id)
             step.show.append(Shown(line))
 
     def _on_history_event(self, key: str, event_id: int, line: str, step: Step) -> None:
@@ -299,7 +299,7 @@ class Timeline:
             backlog.append(event_id)
             self._on_live_event(key, event_id, line, step)
             return
-        request = next((r for r in self._requests if r.key == key), None)
+        request = self._requests.oldest(key)
         if request is None:  # not asked for by us: show it as it is
             step.show.append(Shown(line))
             return
@@ -307,24 +307,14 @@ class Timeline:
         if request.kind == "catch_up":
             catch_up = self._catch_up.get(key)
             if catch_up is not None:
-                self._hold(catch_up, event_id, line, from_join=False)
+                catch_up.hold(event_id, line, from_join=False)
         elif request.kind == "older":
             if event_id not in self._mark(key).seen:
-                self._see(key, event_id)
+                self._mark(key).see(event_id)
                 request.lines.append(line)
         else:  # the user asked: show what came
-            self._see(key, event_id)
+            self._mark(key).see(event_id)
             step.show.append(Shown(line))
-
-    def _hold(self, catch_up: _CatchUp, event_id: int, line: str, from_join: bool) -> None:
-        if event_id <= catch_up.after:
-            # Seen before the connection was lost: the backlog reaches back far
-            # enough that nothing needs asking for.
-            catch_up.covered = catch_up.covered or from_join
-            return
-        catch_up.held.setdefault(event_id, line)
-        if from_join and (catch_up.joined_min is None or event_id < catch_up.joined_min):
-            catch_up.joined_min = event_id
 
     def _on_history_end(self, rest: str, line: str, step: Step) -> None:
         """`HISTORY <target> <count> <more|end>`: a backlog or a reply is complete."""
@@ -338,7 +328,7 @@ class Timeline:
             step.show.append(Shown(line, quiet=True))
             self._on_backlog_end(key, backlog, more, step)
             return
-        request = next((r for r in self._requests if r.key == key), None)
+        request = self._requests.oldest(key)
         if request is None:
             step.show.append(Shown(line))
             return
@@ -348,12 +338,7 @@ class Timeline:
         self._end_request(request, request.lines, more, step, failed=False, count=count)
 
     def _on_backlog_end(self, key: str, ids: list[int], more: bool, step: Step) -> None:
-        mark = self._mark(key)
-        if ids and (mark.oldest_id is None or min(ids) <= mark.oldest_id):
-            mark.oldest_id = min(ids)
-            mark.older = more
-        if not more:
-            mark.anchored = True  # every event of the room has been received
+        self._mark(key).backlog_ended(ids, more)
         catch_up = self._catch_up.get(key)
         if catch_up is None:
             if key in self._unanchored:
@@ -367,11 +352,11 @@ class Timeline:
 
     def _ask_after(self, key: str, catch_up: _CatchUp, step: Step) -> None:
         command = f"/history {catch_up.name} after {catch_up.after} {CATCH_UP_PAGE}"
-        self._requests.append(_Request(key, "catch_up", command))
+        self._requests.add(Request(key, "catch_up", command))
         step.send.append(command)
 
     def _end_request(
-        self, request: _Request, lines: list[str], more: bool, step: Step, failed: bool, count: int = 0
+        self, request: Request, lines: list[str], more: bool, step: Step, failed: bool, count: int = 0
     ) -> None:
         key = request.key
         if request.kind == "older":
@@ -386,8 +371,7 @@ class Timeline:
                 self._finish(key, step, complete=False)
                 return
             catch_up.after = max(catch_up.after, request.max_id)
-            reached_join = catch_up.joined_min is not None and catch_up.after >= catch_up.joined_min
-            if not more or count == 0 or reached_join:
+            if not more or count == 0 or catch_up.reached_join():
                 self._finish(key, step, complete=True)
             else:
                 self._ask_after(key, catch_up, step)
@@ -396,29 +380,11 @@ class Timeline:
         """The catch-up of a room is over: what was held comes out, in id order."""
         catch_up = self._catch_up.pop(key)
         mark = self._mark(key)
-        missed = 0
-        for event_id in sorted(catch_up.held):
-            if event_id in mark.seen:
-                continue
-            line = catch_up.held[event_id]
-            self._see(key, event_id)
-            missed += line_tags(line).history
-            step.show.append(Shown(line))
+        lines = catch_up.release(mark)
+        step.show.extend(Shown(line) for line in lines)
         mark.last_id = max(mark.last_id, catch_up.after)
         if complete:
+            missed = sum(line_tags(line).history for line in lines)
             step.caught_up.append((catch_up.name, missed))
         else:
             step.incomplete.append(catch_up.name)
-
-
-def _well_formed(words: list[str]) -> bool:
-    """`[before <id> | after <id>] [<limit>]`, as the server checks it."""
-    if words[:1] in (["before"], ["after"]):
-        if len(words) < 2 or not (words[1].isascii() and words[1].isdigit()) or int(words[1]) >= 1 << 62:
-            return False  # `after 0` is fine: the earliest events
-        words = words[2:]
-    if words:
-        if not (words[0].isascii() and words[0].isdigit()) or not 1 <= int(words[0]) <= _LIMIT_MAX:
-            return False
-        words = words[1:]
-    return not words

@@ -1,6 +1,6 @@
 """Retention: what the SQLite store forgets, a small step at a time.
 
-The writer thread (chatd/storage/sqlite.py) calls `Retention.step` between
+The writer thread (chatd/storage/history_writer.py) calls `Retention.step` between
 batches. Each step is one short transaction deleting at most `PRUNE_STEP`
 events (plus the room rows they leave behind), so that retention never holds
 writes up for long; it returns how many rows went, and 0 once there is nothing

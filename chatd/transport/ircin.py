@@ -10,7 +10,7 @@ irchistory.py's, AUTHENTICATE ircsasl.py's; what they share, irclink.py.
 Chat logic is never written twice: whether a
 room exists, who may speak, what a nickname may be, all that is the
 session's, and its answers come back through the codec (irc.py,
-ircreplies.py) as the numerics of the command that asked.
+ircreplies.py, ircerrors.py) as the numerics of the command that asked.
 
 A handler gets the codec as a `Link`, the message and its `Reply`; it
 appends direct answers to `reply.out` and queues session commands with

@@ -8,7 +8,7 @@ exact multiple), `*` to abort. The data, decoded, is handed to the chat
 session as its "sasl" command (chatd/core/sasl.py), which checks it as
 `/login` checks a password; its answer, `PROVEN <account>` or an `ERR`,
 comes back through the codec as RPL_LOGGEDIN and RPL_SASLSUCCESS (900,
-903) or ERR_SASLFAIL (904): ircreplies.py. A registration that comes
+903: ircreplies.py) or ERR_SASLFAIL (904: ircerrors.py). A registration that comes
 during an exchange aborts it (906), as sasl-3.1 says. No I/O here.
 """
 
@@ -88,7 +88,7 @@ def _finish(link: Link, reply: Reply) -> None:
     if command is None:
         reply.out.append(failed(state, "malformed or empty credentials"))
         return
-    state.sasl_pending = True  # the session answers: PROVEN or ERR (ircreplies.py)
+    state.sasl_pending = True  # the session answers: PROVEN or ERR (ircreplies.py, ircerrors.py)
     link.ask(reply, command, Asked(reply))
 
 
