@@ -156,8 +156,9 @@ def test_accounts_are_refused_beside_a_cluster_section(tmp_path: Path) -> None:
 
 
 def test_the_irc_listener_is_refused_beside_a_cluster_section(tmp_path: Path) -> None:
-    """The IRC codec reads its replies off the session's own thread, which a
-    node's answers (from the log, on the reader's) do not keep: refused, by name."""
+    """The IRC codec matches replies to commands on the connection's own
+    thread while the session handles each; a node's answers come later, from
+    the log's reader: refused, naming the key."""
     irc = {"irc": {"listen": "127.0.0.1:6697"}}
     message = config_error(write(tmp_path, minimal() | irc | {"cluster": {"redis": "redis://r"}}))
     assert ": irc.listen: the IRC listener does not run on the nodes of a cluster yet;" in message
