@@ -180,11 +180,7 @@ def _render(command: str, result: Any) -> str:
         width = max(len(key) for key in result)
         return "".join(f"{key + ':':<{width + 1}} {value}\n" for key, value in result.items())
     if command == "who":
-        rows = [("NICK", "PEER", "CONNECTED", "IDLE")]
-        rows += [(c["nick"], c["peer"], c["connected_since"], _duration(c["idle_s"])) for c in result]
-        widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
-        lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-        return "\n".join(lines) + f"\n{len(result)} connected\n"
+        return _render_who(result)
     if command == "rooms":
         return _render_rooms(result)
     if command == "kick":
@@ -237,6 +233,20 @@ def _size(count: int) -> str:
             break
         size, unit = size / 1024, bigger
     return f"{size:.1f} {unit}"
+
+
+def _render_who(clients: list[dict[str, Any]]) -> str:
+    """One line per client; on a cluster node, every node's clients with their
+    node (those of other nodes have no peer, connection time or idle time here)."""
+    nodes = any("node" in c for c in clients)
+    rows = [("NICK", "PEER", "CONNECTED", "IDLE", *(("NODE",) if nodes else ()))]
+    for c in clients:
+        here = bool(c["peer"])
+        row = (c["nick"], c["peer"] or "-", c["connected_since"] or "-", _duration(c["idle_s"]) if here else "-")
+        rows.append((*row, *((str(c.get("node", "")),) if nodes else ())))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines) + f"\n{len(clients)} connected\n"
 
 
 def _render_rooms(rooms: list[dict[str, Any]]) -> str:

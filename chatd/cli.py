@@ -76,13 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         sys.stdout.write(f"chatd: {config.path}: configuration OK\n")
         return EX_OK
-    if config.cluster is not None:
-        # chatd/cluster/ (the Redis side) exists; the chat core does not run on it yet (issue 24).
-        sys.stderr.write(
-            f"chatd: config error: {config.path}: cluster: this chatd cannot run as a cluster node yet "
-            "(only its Redis engine layer is built); remove the cluster section to run standalone\n"
-        )
-        return EX_CONFIG
     configure_logging(config.log)
     raise_descriptor_limit(config.limits.max_clients)
     if os.geteuid() == 0:
@@ -105,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         sys.stderr.write(f"chatd: {exc}\n")
         return EX_UNAVAILABLE
+    except ConfigError as exc:  # a node's Redis keeps nothing on disk, or its name is taken
+        sys.stderr.write(f"chatd: config error: {exc}\n")
+        return EX_CONFIG
     control = None
     try:
         control = _start_control(config, server)
@@ -186,7 +182,7 @@ def _start_control(config: Config, server: Server) -> ControlServer | None:
         from chatd.room_operations import RoomOperations
 
         rooms = RoomOperations(server.chat)
-    control = ControlServer(config.control.socket, Operations(server), accounts, rooms)
+    control = ControlServer(config.control.socket, Operations(server, server.node), accounts, rooms)
     try:
         control.start()
     except (OSError, ValueError) as exc:
@@ -206,7 +202,7 @@ def _metrics_server(config: Config, server: Server) -> MetricsServer | None:
     handler = Handler(
         lambda: metrics.render(registry),
         metrics.CONTENT_TYPE,
-        lambda: not server.stopping and server.healthy(),
+        server.ready,
     )
     return MetricsServer(address, handler)
 

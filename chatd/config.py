@@ -33,6 +33,7 @@ class ServerConfig:
     port: int = 7443
     name: str = "chatd"
     io_threads: int = 1
+    reuse_port: bool = False  # SO_REUSEPORT: several processes (cluster nodes) share the port
     # A worker writes at most once per this interval, so that lines close
     # together share a TLS record and a send(); 0: at the end of every turn.
     write_interval_ms: float = 10.0
@@ -120,7 +121,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """`cluster:` (docs/architecture.md, "Cluster (engine layer)"): this process is a node of a
+    """`cluster:` (docs/architecture.md, "Cluster"): this process is a node of a
     network of chatd processes sharing one Redis. Absent (None): standalone."""
 
     redis: str  # redis://host[:port][/db], rediss://…, or unix:///path/redis.sock[?db=N]
@@ -182,6 +183,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "port": values.integer(0, 65535),
             "name": values.text,
             "io_threads": values.integer(0, 64),
+            "reuse_port": values.boolean,
             "write_interval_ms": values.number(0, 100),
         },
     ),
@@ -374,6 +376,7 @@ def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
     _check_irc(config)
+    _check_cluster(config)
     if problem := config_accounts.check_accounts(config.accounts):
         raise ConfigError(f"{config.path}: {problem[0]}: {problem[1]}")
     tls = config.tls
@@ -429,6 +432,22 @@ def _check_metrics(config: Config) -> None:
         raise ConfigError(
             f"{config.path}: metrics.listen: the port of server.port ({server.port}); "
             f"choose another port (got {config.metrics.listen!r})"
+        )
+
+
+def _check_cluster(config: Config) -> None:
+    """What a node of a cluster does not run yet (docs/operations.md, "Cluster")."""
+    if config.cluster is None:
+        return
+    if config.accounts.enabled:
+        raise ConfigError(
+            f"{config.path}: accounts.enabled: accounts are not shared between the nodes of a cluster yet; "
+            "set accounts.enabled: false beside a cluster section (got true)"
+        )
+    if config.irc.listen is not None:
+        raise ConfigError(
+            f"{config.path}: irc.listen: the IRC listener does not run on the nodes of a cluster yet; "
+            f"set irc.listen: null beside a cluster section (got {config.irc.listen!r})"
         )
 
 

@@ -41,6 +41,24 @@ SOURCE_HELP: Mapping[str, Mapping[str, str]] = {
         "waiting_events": "Events appended to the history store and not written yet.",
         "write_lag_seconds": "How long the oldest event not written yet has waited.",
     },
+    # A node of a cluster (chatd/cluster/node.py's `stats`; docs/operations.md, "Cluster").
+    "cluster": {
+        "serving": "1 while this node serves; 0 while it starts, is fenced or must be reseeded.",
+        "appends_total": "Operations sent to Redis (each line said, join, part, nickname, ...).",
+        "append_batches_total": "Writes to Redis that carried them (one round trip each).",
+        "append_seconds_total": "Seconds from each batch's write to its last reply, summed.",
+        "writer_waiting": "Operations waiting to be sent to Redis.",
+        "refusals_total": "Operations a cluster script refused (nickname taken, node fenced, ...).",
+        "applied_entries_total": "Entries of the shared log this node has applied.",
+        "reader_position": "The id of the last entry of the shared log this node has applied.",
+        "reader_lag_ids": "Ids handed out by Redis that this node has not applied yet, as of its last heartbeat.",
+        "reader_lag_seconds": "How long this node has been behind a head of the log it saw.",
+        "lease_failures_total": "Heartbeats to Redis that failed (unreachable, or no reply in time).",
+        "fenced_total": "Times this node fenced itself (lease lost): its clients were told BYE shutdown.",
+        "reaped_nodes_total": "Dead nodes (lease run out) whose nicknames this node freed.",
+        "reaped_nicks_total": "Nicknames of dead nodes this node freed.",
+        "redis_up": "1 while this node's writer and reader are connected to Redis.",
+    },
 }
 
 

@@ -22,8 +22,8 @@ from typing import Protocol
 
 from chatd import __version__
 from chatd.config import Config
-from chatd.core import protocol
 from chatd.core.chat import Chat
+from chatd.core.nicks import Remote
 from chatd.stats import Snapshot, headline
 
 # C0, DEL and C1 (a terminal takes \x9b as CSI): what client text may not contain either.
@@ -46,16 +46,28 @@ class Daemon(Protocol):
     def reload(self) -> dict[str, object]: ...
 
 
-class Operations:
-    """The operator's view of the daemon and the actions on it (control.Operator)."""
+class Cluster(Protocol):
+    """The daemon as a node of a network (chatd.cluster.node.Node)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    name: str
+
+    def status(self) -> dict[str, object]: ...
+
+
+class Operations:
+    """The operator's view of the daemon and the actions on it (control.Operator).
+    On a node of a network, `who`, `kick` and `broadcast` reach the whole
+    network; `status` is this node's, with the cluster's health."""
+
+    def __init__(self, daemon: Daemon, cluster: Cluster | None = None) -> None:
         self._daemon = daemon
+        self._cluster = cluster
 
     def status(self) -> dict[str, object]:
         """The figures of `chatctl status`: its first fields, then `headline`'s."""
         daemon, chat = self._daemon, self._daemon.chat
         snapshot = daemon.snapshot()
+        cluster = {"cluster": self._cluster.status()} if self._cluster is not None else {}
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -73,13 +85,20 @@ class Operations:
             "metrics": daemon.metrics_address or "off",
             **headline(snapshot),
             "accounts": _accounts_status(snapshot),
+            **cluster,
         }
 
     def who(self) -> list[dict[str, object]]:
-        """Each registered client, by nickname regardless of case."""
+        """Each registered client, by nickname regardless of case; on a network,
+        every node's, each with its `node` (those of other nodes with no peer)."""
         now = time.monotonic()
-        clients = []
+        clients: list[dict[str, object]] = []
+        here = self._cluster.name if self._cluster is not None else None
         for client in self._daemon.chat.nicks.members():
+            if isinstance(client, Remote):
+                clients.append({"nick": client.nick, "peer": "", "connected_since": "", "idle_s": 0.0})
+                clients[-1]["node"] = client.node
+                continue
             since = datetime.datetime.fromtimestamp(client.connected_at, datetime.UTC)
             clients.append(
                 {
@@ -89,6 +108,8 @@ class Operations:
                     "idle_s": round(now - client.last_active, 1),
                 }
             )
+            if here is not None:
+                clients[-1]["node"] = here
         return sorted(clients, key=lambda c: str(c["nick"]).lower())
 
     def rooms(self) -> list[dict[str, object]]:
@@ -98,16 +119,12 @@ class Operations:
         ]
 
     def kick(self, nick: str, reason: str) -> bool:
-        """`BYE kicked <reason>` to `nick`; False when nobody has that nickname."""
-        client = self._daemon.chat.nicks.find(nick)
-        if client is None:
-            return False
-        client.close("kicked", _one_line(reason))
-        return True
+        """`BYE kicked <reason>` to `nick`, on whichever node; False when nobody has that nickname."""
+        return self._daemon.chat.bus.kick(nick, _one_line(reason))
 
     def broadcast(self, text: str) -> int:
-        """`INFO <text>` to every registered client; returns how many."""
-        return self._daemon.chat.broadcast(protocol.format_line("INFO", _one_line(text)))
+        """`INFO <text>` to every registered client (of the network); returns how many."""
+        return self._daemon.chat.bus.broadcast(_one_line(text))
 
     def reload(self) -> dict[str, object]:
         return self._daemon.reload()

@@ -39,6 +39,7 @@ RESTART_KEYS = (
     "server.host",
     "server.port",
     "server.io_threads",
+    "server.reuse_port",
     "control.socket",
     "history.enabled",
     "history.path",

@@ -55,8 +55,9 @@ from chatd.transport.tlsstream import TLSStream
 from chatd.transport.worker import Worker
 from chatd.transport.wsframes import TextFrames
 
-if TYPE_CHECKING:  # argon2 is imported only when accounts are on (chatd/cli.py)
+if TYPE_CHECKING:  # argon2 is imported only when accounts are on (chatd/cli.py), redis-py for a node
     from chatd.account_service import AccountService
+    from chatd.cluster.node import Node
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +120,14 @@ class Server:
         self.metrics_address: str | None = None  # where /metrics is served, once it is
         if self.chat.keeps_history:
             self.stats_sources["history"] = StoreStats(self.chat.history.store)
+        # A node of a network (issue 24): the chat's bus goes through Redis.
+        self.node: Node | None = None
+        if config.cluster is not None:
+            from chatd.cluster.node import Node  # only here: it imports redis-py
+
+            self.node = Node(config, self.chat)
+            self.chat.bus = self.node.bus
+            self.stats_sources["cluster"] = self.node
         self._all_closed = threading.Event()
         self._listener: socket.socket | None = None
         # Every listening socket by descriptor, with the kind of client it serves ("chat", "irc").
@@ -141,14 +150,27 @@ class Server:
         """Every I/O worker is running (a crashed one withholds the systemd watchdog)."""
         return self.stopping or all(worker.running for worker in self._workers)
 
+    def ready(self) -> bool:
+        """What `/healthz` says: running, healthy, and a node only while it
+        serves with its reader near the log's head."""
+        return not self.stopping and self.healthy() and (self.node is None or self.node.healthy())
+
     # -- life cycle -----------------------------------------------------------------
 
     def start(self) -> tuple[str, int]:
         """Bind, start the threads and return the bound (host, port).
 
         Raises:
-            StartupError: the address cannot be bound.
+            StartupError: the address cannot be bound; Redis cannot be reached.
+            ConfigError: (a node) Redis keeps nothing on disk; the node name is taken.
         """
+        if self.node is not None:
+            from chatd.cluster.node import StartError
+
+            try:
+                self.node.start()
+            except StartError as exc:
+                raise StartupError(str(exc)) from exc
         self._listener = self._listen()
         self.address = self._listener.getsockname()[:2]
         self._listeners[self._listener.fileno()] = (self._listener, "chat")
@@ -185,7 +207,7 @@ class Server:
     def _listen(self) -> socket.socket:
         host, port = self.config.server.host, self.config.server.port
         try:
-            listener = listen_on(host, port, backlog=1024)
+            listener = listen_on(host, port, backlog=1024, reuse_port=self.config.server.reuse_port)
         except OSError as exc:
             raise StartupError(
                 f"{self.config.path}: server.port: cannot listen on {host} port {port}: "
@@ -209,6 +231,8 @@ class Server:
             worker.stop()
         if self.accounts is not None:
             self.accounts.stop()
+        if self.node is not None:
+            self.node.stop()  # after the sessions' leaves were queued
         deadline = time.monotonic() + grace
         stuck = [w.name for w in self._workers if not w.join(max(0.0, deadline - time.monotonic()))]
         if stuck or self._connections:
@@ -268,8 +292,9 @@ class Server:
         told = True
         now = time.monotonic()
         banned = self.chat.accounts is not None and self.chat.accounts.banned(ip) is not None
+        fenced = self.node is not None and not self.node.serving  # try another node
         with self._lock:
-            reject = protocol.BANNED if banned else self._admission.admit(ip, now)
+            reject = protocol.BANNED if banned else protocol.SERVER_FULL if fenced else self._admission.admit(ip, now)
             if reject is None:
                 self._accepted += 1
             elif self._rejecting >= _MAX_PENDING_REJECTS:

@@ -2,8 +2,14 @@
 
 Imported only when the configuration has a `cluster:` section; standalone
 chatd never imports this package or redis-py (`pip install chatd[cluster]`
-brings them). What lives here is the Redis side alone, with no chat logic:
+brings them). What lives here is the Redis side, with no chat logic and no
+client connections: the chat core's `Engine` port (core/network.py) on it,
+and the node that runs it:
 
+    node.py         this process as a node: start, threads, fencing, reseeding
+    engine.py       ClusterEngine: each operation of the core as a script call
+    registration.py a node's incarnation: registered, a dead run's lease waited out
+    state.py        the snapshot script's reply as the core's NetworkState
     keys.py         the key layout under `cluster.prefix`
     entry.py        a log entry and how it is stored in the stream
     lua/            the scripts: each one atomic, each checks the caller's epoch
@@ -18,5 +24,5 @@ brings them). What lives here is the Redis side alone, with no chat logic:
     lease.py        the node's lease: heartbeat, self-fencing, reaping dead nodes
     persistence.py  the start-up check of Redis's append-only settings
 
-The chat core plugs in later through a `Bus` (docs/architecture.md, "Cluster (engine layer)").
+docs/architecture.md, "Cluster", says how it plugs into the core.
 """

@@ -4,7 +4,7 @@ An entry's stream id is `0-<id>`, where `<id>` is chatd's protocol id, so log
 order is id order. Every entry has the same eight fields, in this order,
 which lets Redis store their names once per stream node (its "same fields"
 flag): about 70-80 bytes per entry beyond its text (docs/architecture.md,
-"Cluster (engine layer)"):
+"Cluster"):
 
     k   kind (below)
     r   target key: a room key; for `dm` the recipient's nickname key

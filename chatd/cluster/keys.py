@@ -2,7 +2,7 @@
 
 The scripts (lua/lib.lua) build the same names from the same prefix; this
 module is the Python side's copy, for the reader, operators and tests. The
-layout (docs/architecture.md, "Cluster (engine layer)"):
+layout (docs/architecture.md, "Cluster"):
 
     ids                  string  the last id handed out
     log                  stream  entries 0-<id> (chatd/cluster/entry.py)

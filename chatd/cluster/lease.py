@@ -52,10 +52,11 @@ class LeaseClock:
 
     lease_s: float
     last_ok: float  # monotonic time the last good heartbeat (or the registration) was sent
+    every: float | None = None  # beat this often instead of every lease_s / 3
 
     @property
     def period(self) -> float:
-        return self.lease_s / 3
+        return self.every if self.every is not None else self.lease_s / 3
 
     @property
     def deadline(self) -> float:
@@ -90,21 +91,26 @@ class Lease:
         on_fenced: Callable[[str], None],
         on_beat: Callable[[Beat], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        every: float | None = None,
     ) -> None:
         """`registered_at`: the clock's time when `register` was sent; the
         lease runs from then. `on_fenced(reason)`: `lease_lost` or
-        `redis_unreachable`, once, on the lease thread."""
+        `redis_unreachable`, once, on the lease thread. `every`: the period of
+        heartbeat and reap, if not `lease_s / 3` (a node reaps more often, so
+        that a dead node's clients are announced soon after its lease ends)."""
         self.me = me
         self._link = link
         self._calls = calls
         self._lease_ms = round(lease_s * 1000)
-        self._policy = LeaseClock(lease_s, registered_at)
+        self._policy = LeaseClock(lease_s, registered_at, min(every, lease_s / 3) if every else None)
         self._on_fenced = on_fenced
         self._on_beat = on_beat
         self._clock = clock
         self._retry = Backoff(0.2, 1.0)
         self._stopping = threading.Event()
         self.fenced: str | None = None  # the reason, once fenced
+        self.failures = 0  # heartbeats that failed (Redis unreachable or no reply), for the metrics
+        self.last_ok = registered_at  # the clock's time of the last good heartbeat (sent)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -122,6 +128,7 @@ class Lease:
                 self._fence("lease_lost")
                 return
             except (Unavailable, Interrupted) as exc:
+                self.failures += 1
                 log.warning("cluster_heartbeat_failed", node=str(self.me), error=str(exc))
                 wake = self._clock() + self._retry.next()
                 continue
@@ -138,6 +145,7 @@ class Lease:
         replies = self._link.execute([heartbeat.command, reap.command])
         head = heartbeat.decode(replies[0])
         self._policy.beat_ok(sent_at)
+        self.last_ok = self._policy.last_ok
         try:
             reaped = reap.decode(replies[1])
         except Fenced:  # renewed a moment ago: only a takeover in between can do this

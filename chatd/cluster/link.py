@@ -111,7 +111,11 @@ class Link:
         return conn
 
     def _connect(self) -> Any:
-        conn: Any = self._pool.make_connection()  # redis-py leaves connect() untyped
+        # NOTE: not the pool's make_connection(): the pool counts every connection it
+        # ever made against max_connections (100) and refuses the 101st, and a link
+        # reconnects for as long as Redis is away. The pool only reads the URL here.
+        pool: Any = self._pool  # redis-py leaves connect() untyped
+        conn: Any = pool.connection_class(**pool.connection_kwargs)
         try:
             conn.connect()
             if self._scripts:

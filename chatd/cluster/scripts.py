@@ -36,6 +36,8 @@ NAMES: Final = (
     "part",
     "topic",
     "append",
+    "snapshot",
+    "retire",
 )
 
 
@@ -226,6 +228,16 @@ class Calls:
     def reap(self, me: Incarnation) -> Call[Reaped]:
         """Free the nicknames of every node whose lease is gone."""
         return self._call("reap", me, _reaped)
+
+    def snapshot(self, me: Incarnation) -> Call[list[object]]:
+        """The network's state at the last id handed out: [head, nicks, rooms]
+        (lua/snapshot.lua; chatd/cluster/state.py reads it)."""
+        return self._call("snapshot", me, _ok)
+
+    def retire(self, me: Incarnation) -> Call[int]:
+        """Give the lease back (a stop on purpose); the reply is how many
+        nicknames it still held, now freed."""
+        return self._call("retire", me, _id)
 
     def raise_ids(self, me: Incarnation, minimum: int) -> Call[Raised]:
         """Make every id from now on at least `minimum` (never lowers)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -47,6 +48,11 @@ class Writer:
         self._wake = threading.Condition(threading.Lock())
         self._stopping = threading.Event()
         self.connected = True  # as of the last attempt (health)
+        # For the metrics, written by the writer thread: batches answered, the
+        # calls in them, and the seconds from each batch's write to its last reply.
+        self.batches = 0
+        self.calls = 0
+        self.seconds = 0.0
 
     @property
     def waiting(self) -> int:
@@ -72,6 +78,7 @@ class Writer:
     def run(self) -> None:
         """The writer thread's body, until `stop()`."""
         while batch := self._take():
+            started = time.perf_counter()
             try:
                 replies = self._link.execute([call.command for call, _ in batch])
             except Unavailable as exc:
@@ -86,6 +93,9 @@ class Writer:
                 log.info("cluster_writer_connected")
             self.connected = True
             self._backoff.reset()
+            self.seconds += time.perf_counter() - started
+            self.batches += 1
+            self.calls += len(batch)
             self._finish(batch, replies)
 
     def _take(self) -> list[_Job]:

@@ -11,12 +11,13 @@ client that shares at least one room with it, however many rooms that is.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
 
 from chatd import names
 from chatd.config import Config
 from chatd.core import protocol
 from chatd.core.accounts import Accounts
+from chatd.core.bus import Bus, Done, Party, Refused
 from chatd.core.history import (
     DirectLookups,
     Event,
@@ -66,7 +67,7 @@ class Chat:
         store = store if self.keeps_history and store is not None else NoStore()
         backlog = config.history.backlog if self.keeps_history else 0
         stored = store.load(backlog)
-        self.history = History(store, stored.next_id)
+        self.history = History(store, stored.next_id, stored.last_id)
         self.lookups = lookups if lookups is not None else DirectLookups(store)
         self.identities = Identities(stored.identities, store.remember_identity)
         store.keep_rooms(frozenset(map(names.room_key, config.rooms.permanent)))
@@ -75,6 +76,9 @@ class Chat:
             self.rooms.restore(room)
         self._attach_permanent()
         self.stopping = False  # no LEAVE announcements while everybody is leaving
+        # Where sessions send what others see (core/bus.py): this process alone,
+        # unless the server makes it a node of a network (core/network.py).
+        self.bus: Bus = LocalBus(self)
 
     def configure(self, config: Config) -> None:
         """A reload: new limits, room and history settings; rooms and members stay."""
@@ -108,18 +112,26 @@ class Chat:
         """Events in `room` (one per text), with ids in the order members get them.
         A "tagmsg" (IRC's TAGMSG: `tags` and no text) goes to the members but is not kept."""
         history = self.history
-        keep = self.keeps_history and kind != "tagmsg"
         with room.lock:
             now = history.clock.now_ms()
-            lines = []
-            for text in texts:
-                event = Event(history.next_id(), now, room.key, room.name, nick, kind, text, tags)
-                lines.append(event_line(event, history.clock))
-                if keep:
-                    room.recent.append(event)
-                    history.store.append(event)
-            room.durable = room.durable or keep
-            room.broadcast(b"".join(lines), len(lines), sender=sender)
+            self.publish(
+                room, [Event(history.next_id(), now, room.key, room.name, nick, kind, t, tags) for t in texts], sender
+            )
+
+    def publish(self, room: Room, events: list[Event], sender: Sender | None) -> None:
+        """With `room.lock` held: `events` of `room` (of one kind) to its members,
+        as one block, and kept (the room's recent events, the store) unless
+        they are "tagmsg"s."""
+        history = self.history
+        keep = self.keeps_history and bool(events) and events[0].kind != "tagmsg"
+        lines = []
+        for event in events:
+            lines.append(event_line(event, history.clock))
+            if keep:
+                room.recent.append(event)
+                history.store.append(event)
+        room.durable = room.durable or keep
+        room.broadcast(b"".join(lines), len(lines), sender=sender)
 
     def direct(
         self, sender: Client, recipient: Client, text: bytes, outlet: Sender, tags: bytes = b"", kind: str = "dm"
@@ -172,22 +184,29 @@ class Chat:
             if invited and registry is not None and registration is not None:
                 registry.take_invite(registration, client)  # used once it let them in
             self.attach(room, registration)
-            with room.lock:  # the backlog, then the live events: none missed, none twice
-                self.rooms.add(room, client)
-                room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
-                if registration is not None and registration.rank(client.account):
-                    line = protocol.format_line("ROLE", room.name, client.nick, registration.role(client.account), "*")
-                    room.broadcast(line, exclude=client, sender=sender)
-                # TOPIC, USERS (roles, flags) and the backlog as one block: no
-                # /history reply (from the history thread) can land in between.
-                topic = self.topic_line(room) if room.topic else b""
-                users = protocol.format_users(room.name, room.nicks())
-                if registration is not None:
-                    users += self.roles_line(room, registration) + self.flags_line(room.name, registration)
-                recent = room.recent
-                older = room.older or (room.durable and len(recent) == recent.maxlen)
-                self.send_history(client, room.name, list(recent), older, False, topic + users)
+            self.seat(client, room, sender)
         return room
+
+    def seat(self, client: Client, room: Room, sender: Sender | None) -> None:
+        """With `rooms.changing` held: `client` is in `room`: `JOIN` to the room,
+        then the topic, the member list (in a registered room its roles and
+        flags) and the backlog to the client."""
+        registration = room.registration
+        with room.lock:  # the backlog, then the live events: none missed, none twice
+            self.rooms.add(room, client)
+            room.broadcast(protocol.format_line("JOIN", room.name, client.nick), sender=sender)
+            if registration is not None and registration.rank(client.account):
+                line = protocol.format_line("ROLE", room.name, client.nick, registration.role(client.account), "*")
+                room.broadcast(line, exclude=client, sender=sender)
+            # TOPIC, USERS (roles, flags) and the backlog as one block: no
+            # /history reply (from the history thread) can land in between.
+            topic = self.topic_line(room) if room.topic else b""
+            users = protocol.format_users(room.name, room.nicks())
+            if registration is not None:
+                users += self.roles_line(room, registration) + self.flags_line(room.name, registration)
+            recent = room.recent
+            older = room.older or (room.durable and len(recent) == recent.maxlen)
+            self.send_history(client, room.name, list(recent), older, False, topic + users)
 
     @staticmethod
     def attach(room: Room, registration: Registration | None) -> None:
@@ -320,3 +339,50 @@ def _kept_under(sender: Client, recipient: Client) -> str | None:
     if recipient.authenticated:
         return owned_dm_key(recipient.nick, sender.nick)
     return None
+
+
+class LocalBus:
+    """The `Bus` of a chat that is the whole network: every operation is
+    decided and applied at once, on the caller's thread (core/bus.py)."""
+
+    def __init__(self, chat: Chat) -> None:
+        self._chat = chat
+
+    def register(self, client: Party, nick: str, greeting: bytes, done: Done, refused: Refused) -> None:
+        self._chat.register(client, nick, greeting)
+        done()
+
+    def join(self, client: Party, name: str, joined: int, done: Callable[[Room], None], refused: Refused) -> None:
+        done(self._chat.join(client, name, joined, client.outlet))
+
+    def part(self, client: Party, room: Room, text: str, done: Done, refused: Refused) -> None:
+        self._chat.part(client, room, text)
+        done()
+
+    def topic(self, client: Party, room: Room, text: str, done: Done, refused: Refused) -> None:
+        self._chat.set_topic(client, room, text)
+        done()
+
+    def rename(
+        self, client: Party, rooms: Sequence[Room], new: str, done: Callable[[str], None], refused: Refused
+    ) -> None:
+        done(self._chat.rename(client, rooms, new))
+
+    def say(self, client: Party, room: Room, kind: str, texts: list[bytes], tags: bytes = b"") -> None:
+        self._chat.say(room, kind, client.nick, texts, client.outlet, tags)
+
+    def direct(self, sender: Party, recipient: Client, text: bytes, tags: bytes = b"", kind: str = "dm") -> None:
+        self._chat.direct(sender, recipient, text, sender.outlet, tags, kind)
+
+    def leave(self, client: Party, rooms: Sequence[Room], reason: str | None) -> None:
+        self._chat.leave(client, rooms, reason)
+
+    def kick(self, nick: str, text: str) -> bool:
+        client = self._chat.nicks.find(nick)
+        if client is None:
+            return False
+        client.close("kicked", text)
+        return True
+
+    def broadcast(self, text: str) -> int:
+        return self._chat.broadcast(protocol.format_line("INFO", text))

@@ -28,7 +28,7 @@ session's, core/flood.py), and what touches several clients (chat.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Protocol
@@ -36,10 +36,10 @@ from typing import Final, Protocol
 import structlog
 
 from chatd import names
-from chatd.core import account_commands, protocol, room_commands, sasl, signin
+from chatd.core import account_commands, history_commands, protocol, room_commands, sasl, signin
 from chatd.core.account_commands import Holder
+from chatd.core.bus import Later
 from chatd.core.chat import Chat
-from chatd.core.history import PAGE_DEFAULT, PAGE_MAX, Event, dm_key, owned_dm_key
 from chatd.core.protocol import Command
 from chatd.core.registry import OP
 from chatd.core.room_commands import Moderator
@@ -62,9 +62,17 @@ class Caller(Moderator, Prover, Holder, Protocol):
     rooms: dict[str, Room]  # by key, in the order they were joined
     current: Room | None
     messages_in: int
+    serial: int
 
     def say(self, kind: str, room: Room, text: bytes, tags: bytes = b"") -> None:
         """Queue a room event; those of one read to one room leave as one block."""
+
+    def fail(self, error: ProtocolError) -> None:
+        """`ERR` for a command refused (at once, or later by the bus)."""
+
+    def hold(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 Handler = Callable[[Caller, Command], None]
@@ -121,20 +129,26 @@ def _direct(caller: Caller, target: str, text: bytes, tags: bytes, kind: str = "
     if recipient is None:
         raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
     caller.messages_in += 1
-    caller.chat.direct(caller, recipient, text, caller.outlet, tags, kind)
+    caller.chat.bus.direct(caller, recipient, text, tags, kind)
 
 
 # -- rooms -------------------------------------------------------------------------------
 
 
 def _join(caller: Caller, command: Command) -> None:
-    enter(caller, command.target)
-    say_current(caller)
+    enter(caller, command.target, lambda: say_current(caller), caller.fail)
 
 
 def _part(caller: Caller, command: Command) -> None:
     room = _joined(caller, command.target) if command.target else _current_room(caller)
-    leave_room(caller, room, protocol.format_line("PART", room.name, caller.nick, command.text.decode()))
+
+    def parted() -> None:
+        caller.rooms.pop(room.key, None)
+        if room is caller.current:
+            caller.current = next(reversed(caller.rooms.values()), None)
+            say_current(caller)
+
+    caller.chat.bus.part(caller, room, command.text.decode(), parted, caller.fail)
 
 
 def _topic(caller: Caller, command: Command) -> None:
@@ -144,14 +158,14 @@ def _topic(caller: Caller, command: Command) -> None:
         caller.outlet.deliver(caller.chat.topic_line(room))
         return
     _may_set_topic(caller, room)
-    caller.chat.set_topic(caller, room, text)
+    caller.chat.bus.topic(caller, room, text, _nothing_more, caller.fail)
 
 
 def _untopic(caller: Caller, command: Command) -> None:
     """IRC's `TOPIC #room :` (the line protocol's `/topic` without text asks instead)."""
     room = _joined(caller, command.target)
     _may_set_topic(caller, room)
-    caller.chat.set_topic(caller, room, "")
+    caller.chat.bus.topic(caller, room, "", _nothing_more, caller.fail)
 
 
 def _may_set_topic(caller: Caller, room: Room) -> None:
@@ -175,74 +189,6 @@ def _rooms(caller: Caller, command: Command) -> None:
     caller.outlet.deliver(b"".join(lines), len(lines))
 
 
-def _history(caller: Caller, command: Command) -> None:
-    """`/history`: the store is asked off this thread; the answer is sent from there."""
-    query = protocol.parse_history(command.text, PAGE_DEFAULT, PAGE_MAX)
-    chat, target, outlet = caller.chat, command.target, caller.outlet
-    also: str | None = None
-    if names.is_room(target):
-        room = _joined(caller, target)
-        if not chat.keeps_history:
-            raise ProtocolError(protocol.NO_HISTORY, "This server keeps no history.")
-        key, shown = room.key, room.name
-    else:
-        protocol.check_nick(target, chat.config.limits.max_nick_length)
-        if not chat.keeps_history or not caller.authenticated:
-            # Kept only between authenticated parties: a guest's nickname proves nothing.
-            raise ProtocolError(protocol.NO_HISTORY, "This server keeps no direct messages of yours.")
-        key, shown = dm_key(caller.nick, target), target
-        also = owned_dm_key(caller.nick, target)  # and those with `target` while it was a guest
-    newer = query.after is not None
-
-    def answer(events: list[Event] | None) -> None:
-        if events is None:  # on the lookup thread: only the outlet is safe to use
-            error = ProtocolError(protocol.NO_HISTORY, f"The history of {shown} cannot be read now; try again.")
-            outlet.deliver(protocol.format_error(error))
-            return
-        more = len(events) > query.limit
-        if more:
-            events = events[: query.limit] if newer else events[-query.limit :]
-        chat.send_history(caller, shown, events, more, newer)
-
-    chat.lookups.history(key, query.before, query.after, query.limit + 1, answer, also)
-
-
-def _targets(caller: Caller, command: Command) -> None:
-    """IRC's CHATHISTORY TARGETS (`<after_ms> <before_ms> <limit>`, only the IRC
-    codec hands it in): the rooms the caller is in, and (if authenticated) the
-    nicknames it has direct messages with, whose last kept event is strictly
-    between the two times, the earliest first: `TARGET <name> <time>` each,
-    then `TARGETS <count>`."""
-    try:
-        after, before, limit = (int(word) for word in command.text.split())
-    except ValueError:
-        raise ProtocolError(protocol.BAD_ARGUMENT, "TARGETS takes two times (ms) and a limit.") from None
-    chat, outlet = caller.chat, caller.outlet
-    if not chat.keeps_history:
-        raise ProtocolError(protocol.NO_HISTORY, "This server keeps no history.")
-    me = names.nick_key(caller.nick) if caller.authenticated else None
-
-    def answer(events: list[Event] | None) -> None:  # on the lookup thread: only the outlet is safe to use
-        if events is None:
-            error = ProtocolError(protocol.NO_HISTORY, "The history cannot be read now; try again.")
-            outlet.deliver(protocol.format_error(error))
-            return
-        kept = sorted((e for e in events if after < e.time_ms < before), key=lambda e: (e.time_ms, e.id))
-        clock = chat.history.clock
-        lines = [protocol.format_line("TARGET", _shown(e, me), clock.format(e.time_ms).decode()) for e in kept[:limit]]
-        lines.append(protocol.format_line("TARGETS", str(len(lines))))
-        outlet.deliver(b"".join(lines), len(lines))
-
-    chat.lookups.targets([room.key for room in caller.rooms.values()], me, answer)
-
-
-def _shown(event: Event, me: str | None) -> str:
-    """A target as its owner names it: the room, or the other party of a DM."""
-    if not event.target.startswith("dm:"):
-        return event.room
-    return event.room if names.nick_key(event.nick) == me else event.nick
-
-
 # -- the connection ----------------------------------------------------------------------
 
 
@@ -261,8 +207,11 @@ def _nick(caller: Caller, command: Command) -> None:
         )
     if caller.account is None and chat.accounts is not None and chat.accounts.is_registered(new):
         raise ProtocolError(protocol.NICK_REGISTERED, f"{new} is a registered account; sign in to use it.")
-    old = chat.rename(caller, list(caller.rooms.values()), new)
-    log.info("rename", **caller.context, old=old, new=new)
+
+    def renamed(old: str) -> None:
+        log.info("rename", **caller.context, old=old, new=new)
+
+    chat.bus.rename(caller, list(caller.rooms.values()), new, renamed, caller.fail)
 
 
 def _ping(caller: Caller, command: Command) -> None:
@@ -282,6 +231,10 @@ def _nothing(caller: Caller, command: Command) -> None:
     pass
 
 
+def _nothing_more() -> None:
+    pass
+
+
 COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
     {
         "say": Row(_say, speaks=True),
@@ -294,8 +247,8 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
         "untopic": Row(_untopic),
         "who": Row(_who),
         "rooms": Row(_rooms),
-        "history": Row(_history),
-        "targets": Row(_targets),
+        "history": Row(history_commands.history),
+        "targets": Row(history_commands.targets),
         "nick": Row(_nick),
         "room": Row(room_commands.room),
         "op": Row(room_commands.op),
@@ -331,17 +284,44 @@ IRC_ONLY: Final = frozenset({"tagmsg", "untopic", "sasl", "targets"})
 # -- what handlers share (and registration's autojoin) ------------------------------------
 
 
-def enter(caller: Caller, name: str) -> None:
-    """Join room `name`, or switch to it if the caller is in it already.
+def enter(caller: Caller, name: str, then: Callable[[], None], refused: Callable[[ProtocolError], None]) -> None:
+    """Join room `name`, or switch to it if the caller is in it already; then
+    `then` (at once, or once the bus has the caller in the room: core/bus.py).
 
     Raises:
         ProtocolError: `room_invalid`, `no_such_room`, `too_many_rooms`.
     """
     room = caller.rooms.get(names.room_key(protocol.check_room(name)))
-    if room is None:
-        room = caller.chat.join(caller, name, len(caller.rooms), caller.outlet)
+    if room is not None:
+        caller.current = room
+        then()
+        return
+
+    def joined(room: Room) -> None:
         caller.rooms[room.key] = room
-    caller.current = room
+        caller.current = room
+        then()
+
+    caller.chat.bus.join(caller, name, len(caller.rooms), joined, refused)
+
+
+def autojoin(caller: Caller, names: Iterator[str]) -> None:
+    """Registration's rooms: join each of `names` in turn, then `CURRENT`. A
+    join that takes effect later (on a network) goes on with the rest from
+    its continuation; a refused one is answered with `ERR` and skipped."""
+    for name in names:
+        if caller.closed or not caller.nick:
+            return
+        later = Later(lambda: autojoin(caller, names))
+        try:
+            enter(caller, name, later.done, later.refused(caller.fail))
+        except ProtocolError as error:  # e.g. the server's room limit
+            caller.fail(error)
+            continue
+        if later.waiting():
+            return
+    if not caller.closed:
+        say_current(caller)
 
 
 def leave_room(caller: Caller, room: Room, line: bytes) -> None:

@@ -56,6 +56,7 @@ class StoredState:
     """What a store holds at start-up (`EventStore.load`)."""
 
     next_id: int  # greater than every id the store has handed out or seen
+    last_id: int = 0  # the greatest id of an event it holds (a network node reads the log from there)
     rooms: list[StoredRoom] = field(default_factory=list)
     # Certificate names seen: each identity (nick_key) with its one spelling (core/identities.py).
     identities: dict[str, str] = field(default_factory=dict)
@@ -249,9 +250,11 @@ class DirectLookups:
 class History:
     """Ids and times for new events, and the store they are kept in."""
 
-    def __init__(self, store: EventStore, next_id: int) -> None:
+    def __init__(self, store: EventStore, next_id: int, last_id: int = 0) -> None:
         self.store = store
         self.clock = Clock()
+        self.first_id = next_id  # the next id at start-up (a network's ids go on from there)
+        self.last_stored = last_id  # the greatest id the store held at start-up
         self._ids = itertools.count(next_id)  # next() is atomic: any thread may take one
 
     def next_id(self) -> int:

@@ -1,7 +1,8 @@
 """Nicks: the server-wide nickname registry, for `/msg`, `chatctl kick` and `who`.
 
 One member per nickname, compared without regard to case; the member keeps
-the spelling it chose.
+the spelling it chose. On a node of a network, the clients of other nodes
+are here too, as `Remote`s.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from chatd import names
 from chatd.core import protocol
 from chatd.core.rooms import Member, Room
 from chatd.errors import ProtocolError
+from chatd.outlet import Sender
 
 
 class Client(Member, Protocol):
@@ -38,6 +40,34 @@ class Client(Member, Protocol):
     def remove_from(self, room: Room, line: bytes) -> None:
         """Take it out of `room` (a kick or a room ban), on its own thread:
         `line` to the room's members, itself included; callable from any thread."""
+
+
+class Remote:
+    """A client connected to another node of the network (core/network.py), as
+    this node knows it: a nickname in rooms. Nothing is delivered to it here,
+    and nothing here closes it: its own node does both."""
+
+    __slots__ = ("last_active", "nick", "node")
+
+    peer = ""
+    peer_ip = ""
+    connected_at = 0.0
+    authenticated = False
+    account: str | None = None  # accounts are not shared between nodes yet
+
+    def __init__(self, nick: str, node: str) -> None:
+        self.nick = nick
+        self.node = node
+        self.last_active = 0.0
+
+    def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
+        pass
+
+    def close(self, reason: str, text: str = "") -> None:
+        pass
+
+    def remove_from(self, room: Room, line: bytes) -> None:
+        pass
 
 
 class Nicks:

@@ -11,6 +11,10 @@ a joiner is added and sent the backlog under it, so the backlog and the live
 lines meet with no gap and no overlap. Delivering (`Member.deliver`) never
 blocks: it appends to the member's queue and at most wakes its I/O thread
 with a non-blocking write.
+
+On a node of a network (core/network.py) a room also lists the members
+connected to other nodes (`Room.others`): they count and are named (`USERS`,
+`/rooms`), but nothing is delivered to them here; their own node does that.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class Room:
         self.recent: collections.deque[Event] = collections.deque(maxlen=backlog)
         # Rebuilt under both locks on every join and part (`set_members`); read without them.
         self.members: tuple[Member, ...] = ()
+        self.others: tuple[Member, ...] = ()  # members on other nodes: named, never delivered to
         # The members' `deliver`, in the same order, taken when they joined.
         # NOTE: the fan-out loop calls these directly. `member.deliver(...)` on a
         # session, whose `deliver` is an instance attribute (its outlet's bound
@@ -70,7 +75,7 @@ class Room:
         self._deliveries: tuple[Deliver, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.members)
+        return len(self.members) + len(self.others)
 
     def set_members(self, members: tuple[Member, ...]) -> None:
         """Under both locks: the new member tuple, and their `deliver`s."""
@@ -78,7 +83,7 @@ class Room:
         self.members = members
 
     def nicks(self) -> list[str]:
-        return [member.nick for member in self.members]
+        return [member.nick for member in (*self.members, *self.others)]
 
     def broadcast(
         self, data: bytes, lines: int = 1, exclude: Member | None = None, sender: Sender | None = None
@@ -165,7 +170,7 @@ class Rooms:
                 room.permanent = names.room_key(room.name) in keys
             for key, name in keys.items():
                 self._by_key.setdefault(key, Room(name, True, self.backlog))
-            for key in [k for k, room in self._by_key.items() if not room.members and not room.permanent]:
+            for key in [k for k, room in self._by_key.items() if not len(room) and not room.permanent]:
                 self._end(self._by_key[key])
 
     def find(self, name: str) -> Room | None:
@@ -211,21 +216,45 @@ class Rooms:
     @staticmethod
     def add(room: Room, member: Member) -> None:
         """With `changing` and `room.lock` held: `member` is in `room` from now on.
-        A room that is not permanent and has no members was just made (or woken)
-        by this join: `member` is its creator."""
-        if not room.members and not room.permanent:
+        A room that is not permanent and has no members (on any node) was just
+        made (or woken) by this join: `member` is its creator."""
+        if not len(room) and not room.permanent:
             room.creator = member
         room.set_members((*room.members, member))
 
+    @staticmethod
+    def add_other(room: Room, member: Member) -> None:
+        """With `changing` and `room.lock` held: `member`, a client of another
+        node, is in `room` from now on (named, not delivered to); its creator
+        if the room had no members, as `add` says."""
+        if not len(room) and not room.permanent:
+            room.creator = member
+        room.others = (*room.others, member)
+
     def part(self, member: Member, room: Room) -> tuple[Member, ...]:
-        """Take `member` out of `room`; an empty room that is not permanent ends.
-        Returns who was in the room at that moment, `member` included."""
+        """Take `member` (of this node or another) out of `room`; an empty room
+        that is not permanent ends. Returns who of this node was in the room at
+        that moment, `member` included if it is one."""
         with self.changing:
             with room.lock:
                 members = room.members
-                room.set_members(tuple(m for m in members if m is not member))
+                if member in room.others:
+                    room.others = tuple(m for m in room.others if m is not member)
+                else:
+                    room.set_members(tuple(m for m in members if m is not member))
                 if room.creator is member:
                     room.creator = None
-            if not room.members and not room.permanent and self._by_key.get(room.key) is room:
+            if not len(room) and not room.permanent and self._by_key.get(room.key) is room:
                 self._end(room)
         return members
+
+    def remember(self, event: Event) -> None:
+        """An event said while this node was away (core/replica.py): into the
+        recent events of its room, if the room is here or asleep."""
+        room = self._by_key.get(event.target)
+        if room is None:  # (a Room with no members is falsy: no `or` here)
+            room = self._dormant.get(event.target)
+        if room is not None:
+            with room.lock:
+                room.recent.append(event)
+                room.durable = True

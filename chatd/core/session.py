@@ -26,7 +26,7 @@ from chatd.addresses import host_of, source_of
 from chatd.core import protocol, sasl
 from chatd.core.accounts import Account
 from chatd.core.chat import Chat
-from chatd.core.commands import COMMANDS, Row, enter, leave_room, say_current
+from chatd.core.commands import COMMANDS, Row, autojoin, leave_room
 from chatd.core.flood import FloodControl, Line
 from chatd.core.identities import refusal
 from chatd.core.registry import VOICE
@@ -69,9 +69,11 @@ class Session:
         "_commands",
         "_flood",
         "_held",
+        "_holds",
         "_identity_checked",
         "_nick_attempts",
         "_register_deadline",
+        "_say",
         "_strikes",
         "_tracer",
         "account",
@@ -90,6 +92,7 @@ class Session:
         "proven",
         "rate_limited",
         "rooms",
+        "serial",
         "stage",
         "token",
     )
@@ -128,7 +131,9 @@ class Session:
         self.token: str | None = None  # the hash of the token it resumed with
         self.method = ""  # how it signed in (accounts.METHODS), "" for a guest
         self.proven: Account | None = None  # what IRC's SASL proved, until registration (core/sasl.py)
-        self._held: list[Line] | None = None  # lines that came while a password was checked
+        self._held: list[Line] | None = None  # lines that came while a password was checked, or the bus held them
+        self._holds = 0  # operations on their way through the bus (core/bus.py): lines wait for them
+        self.serial = 0  # the bus's number for this connection (core/bus.py)
         self._identity_checked = False  # the certificate's name is its identity's spelling
         self._nick_attempts = 0
         self._strikes = 0
@@ -140,6 +145,7 @@ class Session:
         self._batch_room: Room | None = None
         self._batch_kind = "msg"
         self._batch_tags = b""
+        self._say = chat.bus.say
         self._register_deadline: float | None = None
 
     # -- driven by the transport --------------------------------------------------------
@@ -166,14 +172,14 @@ class Session:
         now = self._clock()
         self.last_active = now
         for line in lines:
-            if self.stage is Stage.ACTIVE:
+            if self.stage is Stage.ACTIVE and not self._holds:
                 self._gate(line, now)
-            elif self.stage is Stage.REGISTERING:
+            elif self.stage is Stage.REGISTERING and not self._holds:
                 self._run(self._register, line)
-            elif self.stage is Stage.WAITING:
-                self._hold(line)
-            else:
+            elif self.stage is Stage.CLOSED:
                 break
+            else:  # a password is checked, or an operation is on its way (core/bus.py)
+                self._hold(line)
         self._flush_batch()
 
     def charge(self, frames: int) -> bool:
@@ -208,7 +214,9 @@ class Session:
         if self.stage is not Stage.CLOSED:
             self._flush_batch()
             if self.stage is Stage.ACTIVE:
-                self.chat.leave(self, list(self.rooms.values()), full_reason)
+                self.chat.bus.leave(self, list(self.rooms.values()), full_reason)
+            elif self.serial:  # a nickname asked for may be on its way: let it go
+                self.chat.bus.leave(self, [], None)
             self.stage = Stage.CLOSED
             self._held = None
             if self.account is not None and self.chat.accounts is not None:
@@ -267,7 +275,10 @@ class Session:
         for line in self._flood.release(now):
             if self.stage is not Stage.ACTIVE:  # a held /quit, or strikes, ended it
                 break
-            self._run(self._handle, line)
+            if self._holds:  # an operation is on its way: the line waits for it too
+                self._hold(line)
+            else:
+                self._run(self._handle, line)
         self._flush_batch()
 
     def _rearm(self) -> None:
@@ -334,24 +345,23 @@ class Session:
             self.outlet.deliver(b"NICK\n")
 
     def admit(self, nick: str) -> None:
-        """Register as `nick`: `WELCOME`, then the autojoin rooms.
+        """Register as `nick`: `WELCOME`, then the autojoin rooms (on a network,
+        once the nickname is ours: `refuse` if it is not).
 
         Raises:
             ProtocolError: `nick_taken`.
         """
         config = self.chat.config
         welcome = f"Welcome to {config.server.name}, {nick}! Type /help for commands."
-        self.chat.register(self, nick, protocol.format_line("WELCOME", nick, welcome))
+        greeting = protocol.format_line("WELCOME", nick, welcome)
+        self.chat.bus.register(self, nick, greeting, lambda: self._admitted(nick), self.refuse)
+
+    def _admitted(self, nick: str) -> None:
         self.stage = Stage.ACTIVE
         self._register_deadline = None
         self._rearm()
         log.info("nickname", **self.context, nick=nick)
-        for name in config.rooms.autojoin if self._autojoin else ():
-            try:
-                enter(self, name)
-            except ProtocolError as error:  # e.g. the server's room limit
-                self._send_error(error)
-        say_current(self)
+        autojoin(self, iter(self.chat.config.rooms.autojoin if self._autojoin else ()))
 
     # -- waiting for a password check (core/signin.py) ------------------------------------
 
@@ -361,7 +371,7 @@ class Session:
 
     def _hold(self, line: Line) -> None:
         if self._held is None:
-            self._held = []  # made for the few who send while their password is checked
+            self._held = []  # made for the few who send while a password is checked or an operation is on its way
         if len(self._held) >= HELD_MAX:
             self.close("flood")
             return
@@ -371,7 +381,20 @@ class Session:
         """The check is answered: the lines held meanwhile, in order."""
         if self.stage is Stage.WAITING:
             self.stage = Stage.REGISTERING
-        if self._held and self.stage is not Stage.CLOSED:
+        self._replay()
+
+    def hold(self) -> None:
+        """An operation is on its way through the bus (core/bus.py): lines wait."""
+        self._holds += 1
+
+    def release(self) -> None:
+        """An operation of `hold` is over; with none left, the lines held, in order."""
+        self._holds -= 1
+        if self.stage is not Stage.WAITING:
+            self._replay()
+
+    def _replay(self) -> None:
+        if self._held and not self._holds and self.stage is not Stage.CLOSED:
             held, self._held = self._held, None
             self.on_lines(held)
 
@@ -463,7 +486,11 @@ class Session:
     def _flush_batch(self) -> None:
         if self._batch and self._batch_room is not None:
             batch, self._batch = self._batch, []
-            self.chat.say(self._batch_room, self._batch_kind, self.nick, batch, self.outlet, self._batch_tags)
+            self._say(self, self._batch_room, self._batch_kind, batch, self._batch_tags)
+
+    def fail(self, error: ProtocolError) -> None:
+        """`ERR` for a command refused (at once, or later by the bus)."""
+        self._send_error(error)
 
     def _send_error(self, error: ProtocolError) -> None:
         self._flush_batch()

@@ -105,7 +105,8 @@ class SQLiteStore:
         rooms = [room for key in keys if (room := _stored_room(conn, key, backlog)) is not None]
         self._writer.retention.touched = set(keys)
         identities = {key: spelling for key, spelling in conn.execute("SELECT key, spelling FROM identities")}
-        return StoredState(next_id, rooms, identities)
+        last = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]  # a node reads the log from it
+        return StoredState(next_id, int(last), rooms, identities)
 
     def room(self, target: str, backlog: int) -> StoredRoom | None:
         with self._recalling:

@@ -16,9 +16,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import Daemon
 from tests.support.redisserver import RedisServer
 
 try:
@@ -101,3 +103,22 @@ def cluster(redis_server: RedisServer) -> Iterator[Cluster]:
     cluster = Cluster(redis_server.url, new_prefix())
     yield cluster
     cluster.close()
+
+
+@pytest.fixture
+def start_node(start_daemon: Callable[..., Daemon], redis_server: RedisServer) -> Callable[..., Daemon]:
+    """Factory: `start_node("a")` starts a real chatd as node `a` of this test's
+    network (its own key prefix on the session's redis-server), with a short
+    lease; `redis=` points it elsewhere (a forwarder), other keywords are
+    config overrides. Every node of one test shares the prefix."""
+    prefix = new_prefix()
+
+    def start(
+        name: str, redis: str | None = None, lease_s: float = 3, log_max: int = 1_000_000, **overrides: Any
+    ) -> Daemon:
+        cluster = {"redis": redis or redis_server.url, "node": name, "lease_s": lease_s, "prefix": prefix}
+        cluster["log_max"] = log_max
+        overrides.setdefault("accounts", {"enabled": False})
+        return start_daemon(cluster=cluster, **overrides)
+
+    return start

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,18 @@ def test_nothing_sent_is_unavailable_and_a_lost_reply_is_interrupted(
         assert server.process is not None and server.process.wait(30) == 0
     finally:
         link.close()
+
+
+def test_a_link_reconnects_for_as_long_as_redis_is_away(tmp_path: Path, redis_server: RedisServer) -> None:
+    """redis-py's pool refuses a 101st connection it ever made: a link must not
+    go through it, or its thread dies after about three minutes of an outage."""
+    away = Link(f"unix://{tmp_path}/nothing.sock", name="away", timeout=1)
+    for _ in range(150):
+        with pytest.raises(Unavailable):
+            away.connect()
+    back = Link(redis_server.url, name="back", timeout=5)
+    for _ in range(150):
+        back.connect()
+        back.close()
+    assert back.execute([pack(b"PING")]) == [b"PONG"]
+    back.close()

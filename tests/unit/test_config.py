@@ -49,6 +49,7 @@ server:
   port: 7000
   name: testchat
   io_threads: 4
+  reuse_port: true
   write_interval_ms: 5
 tls:
   cert: certs/server.crt
@@ -142,7 +143,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.path == path
     assert config.server == ServerConfig(
-        host="0.0.0.0", port=7000, name="testchat", io_threads=4, write_interval_ms=5.0
+        host="0.0.0.0", port=7000, name="testchat", io_threads=4, reuse_port=True, write_interval_ms=5.0
     )
     assert config.tls == TLSConfig(
         cert=tmp_path / "certs/server.crt",
@@ -578,6 +579,7 @@ KEY_ERRORS = [
     ("server", "port", 65536, "must be an integer 0..65535"),
     ("server", "port", -1, "must be an integer 0..65535"),
     ("server", "io_threads", 65, "must be an integer 0..64"),
+    ("server", "reuse_port", "yes", "must be true or false"),
     ("server", "write_interval_ms", -1, "must be a number 0..100"),
     ("server", "write_interval_ms", 101, "must be a number 0..100"),
     ("server", "write_interval_ms", "2ms", "must be a number 0..100"),

@@ -29,7 +29,8 @@ def write(folder: Path, document: dict[str, Any]) -> Path:
 
 
 def minimal() -> dict[str, Any]:
-    return {"tls": {"cert": "certs/server.crt", "key": "certs/server.key"}}
+    # Accounts are not shared between nodes yet: a cluster section needs them off.
+    return {"tls": {"cert": "certs/server.crt", "key": "certs/server.key"}, "accounts": {"enabled": False}}
 
 
 def config_error(path: Path) -> str:
@@ -146,11 +147,37 @@ def test_unknown_key_and_not_a_mapping(tmp_path: Path) -> None:
     assert ": cluster: must be a mapping of keys (redis, " in message
 
 
-def test_chatd_refuses_to_run_as_a_node_yet_but_checks_the_section(tmp_path: Path, certs: PKI) -> None:
-    """Only the engine layer exists: a cluster section must not be silently ignored."""
+def test_accounts_are_refused_beside_a_cluster_section(tmp_path: Path) -> None:
+    message = config_error(
+        write(tmp_path, minimal() | {"accounts": {"enabled": True}, "cluster": {"redis": "redis://r"}})
+    )
+    assert ": accounts.enabled: accounts are not shared between the nodes of a cluster yet;" in message
+    assert load_config(write(tmp_path, minimal() | {"accounts": {"enabled": True}})).cluster is None
+
+
+def test_the_irc_listener_is_refused_beside_a_cluster_section(tmp_path: Path) -> None:
+    """The IRC codec matches replies to commands on the connection's own
+    thread while the session handles each; a node's answers come later, from
+    the log's reader: refused, naming the key."""
+    irc = {"irc": {"listen": "127.0.0.1:6697"}}
+    message = config_error(write(tmp_path, minimal() | irc | {"cluster": {"redis": "redis://r"}}))
+    assert ": irc.listen: the IRC listener does not run on the nodes of a cluster yet;" in message
+    assert "set irc.listen: null beside a cluster section (got '127.0.0.1:6697')" in message
+    assert load_config(write(tmp_path, minimal() | irc)).cluster is None
+    node = load_config(write(tmp_path, minimal() | {"irc": {"listen": None}, "cluster": {"redis": "redis://r"}}))
+    assert node.cluster is not None and node.irc.listen is None
+
+
+def test_a_node_without_its_redis_says_so_and_exits_69(tmp_path: Path, certs: PKI) -> None:
+    """The section is checked (`--check-config`), and a node that cannot reach
+    Redis at start does not serve: systemd may try again (EX_UNAVAILABLE)."""
     document = {
         "tls": {"cert": str(certs.server_cert), "key": str(certs.server_key)},
-        "cluster": {"redis": "unix:///run/redis/redis.sock", "node": "a"},
+        "accounts": {"enabled": False},
+        "history": {"enabled": False},
+        "metrics": {"listen": None},
+        "server": {"port": 0},
+        "cluster": {"redis": f"unix://{tmp_path}/nothing.sock", "node": "a"},
     }
     path = tmp_path / "chatd.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -164,10 +191,9 @@ def test_chatd_refuses_to_run_as_a_node_yet_but_checks_the_section(tmp_path: Pat
     started = subprocess.run(
         [sys.executable, "-m", "chatd", "--config", str(path)], capture_output=True, text=True, timeout=60
     )
-    assert started.returncode == 78
-    assert started.stderr.startswith(
-        f"chatd: config error: {path}: cluster: this chatd cannot run as a cluster node yet"
-    )
+    assert started.returncode == 69, started.stderr
+    last = started.stderr.splitlines()[-1]  # after the log's lines (the test runs as root: a warning)
+    assert last.startswith(f"chatd: cannot reach Redis at unix://{tmp_path}/nothing.sock (cluster.redis): "), last
 
 
 def test_standalone_chatd_imports_no_redis(tmp_path: Path) -> None:

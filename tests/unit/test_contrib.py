@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chatd.metrics import SOURCE_HELP
 from tests.conftest import fake_snapshot as snapshot
 from tests.conftest import render_metrics as render
 
@@ -35,8 +36,11 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
 
 
 def exported_names() -> set[str]:
-    """Every sample name chatd exports, with a history source as the history store will give."""
-    text = render(snapshot())
+    """Every sample name chatd exports, with a history source as the history store
+    will give, and a cluster node's figures (each one the metrics module describes)."""
+    sources = dict(snapshot().sources)
+    sources["cluster"] = dict.fromkeys(SOURCE_HELP["cluster"], 1.0)
+    text = render(snapshot(sources=sources))
     return set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", text, re.M))
 
 
@@ -62,7 +66,7 @@ def alert_exprs() -> list[str]:
 def test_promtool_checks_the_rules() -> None:
     result = promtool("check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 13 rules found" in result.stdout
 
 
 @needs_promtool

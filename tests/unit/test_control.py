@@ -660,3 +660,22 @@ def test_chatctl_status_prints_the_metrics_figures_readably() -> None:
     }
     assert "(EXPIRED " in render_status({"cert_expires": "2000-01-01T00:00:00+00:00"})
     assert render_status({"cert_expires": None}) == "cert_expires: unknown\n"
+
+
+def test_who_on_a_cluster_node_shows_each_clients_node() -> None:
+    clients = [
+        {
+            "nick": "alice",
+            "peer": "127.0.0.1:5000",
+            "connected_since": "2026-12-07T10:00:00+00:00",
+            "idle_s": 3.0,
+            "node": "a",
+        },
+        {"nick": "bob", "peer": "", "connected_since": "", "idle_s": 0.0, "node": "b"},
+    ]
+    lines = _render("who", clients).splitlines()
+    assert lines[0].split() == ["NICK", "PEER", "CONNECTED", "IDLE", "NODE"]
+    assert lines[1].split() == ["alice", "127.0.0.1:5000", "2026-12-07T10:00:00+00:00", "3s", "a"]
+    assert lines[2].split() == ["bob", "-", "-", "-", "b"]
+    assert lines[3] == "2 connected"
+    assert _render("who", [{k: v for k, v in clients[0].items() if k != "node"}]).splitlines()[0].split()[-1] == "IDLE"

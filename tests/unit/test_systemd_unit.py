@@ -137,3 +137,46 @@ def test_install_script_parses() -> None:
     script = REPO / "scripts" / "install.sh"
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+TEMPLATE = REPO / "systemd" / "chatd@.service"
+
+
+def _settings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_the_cluster_template_is_the_unit_with_a_config_and_folders_per_node() -> None:
+    """chatd@.service (issue 24) keeps every setting of chatd.service, so that
+    their hardening cannot drift apart; only what each node has of its own differs."""
+    unit, template = _settings(UNIT.read_text()), _settings(TEMPLATE.read_text())
+    assert len(unit) == len(template)
+    assert {(a, b) for a, b in zip(unit, template, strict=True) if a != b} == {
+        ("Description=chatd TLS chat server", "Description=chatd TLS chat server, cluster node %i"),
+        ("After=network-online.target", "After=network-online.target redis-server.service"),
+        (
+            "ExecStart=/opt/chatd/bin/chatd --config /etc/chatd/chatd.yaml",
+            "ExecStart=/opt/chatd/bin/chatd --config /etc/chatd/node-%i.yaml",
+        ),
+        ("RuntimeDirectory=chatd", "RuntimeDirectory=chatd-%i"),
+        ("StateDirectory=chatd", "StateDirectory=chatd/%i"),
+    }
+
+
+@needs_analyze
+def test_the_cluster_template_verifies_and_is_as_hardened(tmp_path: Path) -> None:
+    chatd = Path(sys.executable).with_name("chatd")
+    unit = tmp_path / "chatd@.service"
+    unit.write_text(TEMPLATE.read_text().replace("/opt/chatd/bin/chatd", str(chatd)))
+    result = subprocess.run(
+        [ANALYZE, "verify", str(tmp_path / "chatd@1.service")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "chatd@" not in result.stderr, result.stderr
+    result = subprocess.run(
+        [ANALYZE, "security", "--offline=true", str(tmp_path / "chatd@1.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for chatd@1\.service: ([\d.]+)", result.stdout)
+    assert match and float(match.group(1)) <= 1.0, result.stdout + result.stderr
