@@ -26,7 +26,7 @@ taken likewise: what a delivery costs when messages are spread out in time
 and a turn has nothing to coalesce. The rate must be one the server sustains
 under valgrind (about 50x slower), so a write interval (`--write-interval-ms`)
 is scaled with it: 100 ms at 40 msg/s puts as many lines in a flush as 2 ms
-at 2,000 msg/s.
+at 2,000 msg/s. `--clients irc`: either with IRC clients on the IRC listener.
 
 Everything runs ~50x slower under valgrind, so the timeouts that the
 bench's scenarios take from the spec are lifted here, and the server's
@@ -166,10 +166,12 @@ def run_one(
         )
     try:
         event = listening_event(process, log, "chatd under valgrind", 300)
+        if spec.get("dialect") == "irc":  # IRC clients, on the IRC listener (logged before `listening`)
+            event = listening_event(process, log, "chatd under valgrind", 10, "irc_listening")
         _Phase.pid = process.pid
         full = {
             **spec,
-            "dialect": dialect,
+            "dialect": spec.get("dialect", dialect),
             "host": "127.0.0.1",
             "port": int(event["port"]),
             "ca": str(certs.ca),
@@ -187,6 +189,7 @@ def run_one(
         "tree": label,
         "revision": revision,
         "records": spec.get("records"),
+        "dialect": spec.get("dialect", dialect),
         **{k: spec[k] for k in ("scenario", "n", "s", "m", "batch", "marks", "rate", "duration") if k in spec},
         "pad": spec.get("pad", 0),
         "config_changes": {**changes, **SLOW_LIMITS, "io_threads": 1},
@@ -271,6 +274,7 @@ def _difference(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     diff: dict[str, Any] = {
         "tree": low["tree"],
         "scenario": low.get("scenario"),
+        "dialect": low.get("dialect"),
         "records": low["records"],
         "n": low["n"],
         "s": low.get("s"),
@@ -319,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         default="packed",
         help="how senders write a batch: as fanout-N (packed) or fanout-lines-N (lines)",
     )
+    parser.add_argument("--clients", choices=("native", "irc"), default="native", help="irc: on the IRC listener")
     parser.add_argument("--n", type=int, default=1000, help="clients in the room (default 1000)")
     parser.add_argument("--s", type=int, default=10, help="senders among them (default 10)")
     parser.add_argument("--m", default="100,300", help="messages per sender, one fresh server each (default 100,300)")
@@ -372,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     for revision in args.trees.split(","):
         records = []
         for spec in _specs(args, window):
+            spec = {**spec, "dialect": "irc"} if args.clients == "irc" else spec
             record = run_one(revision.strip(), spec, certs, args.out, args.write_interval_ms, settings)
             records.append(record)
             print(json.dumps(record), flush=True)

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import accounts, history, report
+from bench.ircfanout import TARGETS  # targets.py's, and chatd-irc
 from bench.loadgen import fit_capacity
 from bench.targets import (
     REPO,
-    TARGETS,
     WORK,
     Certs,
     ChatdBeforeTarget,
@@ -42,7 +42,7 @@ from bench.targets import (
     pinned,
 )
 
-DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics,chatd-noaccounts"
+DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics,chatd-noaccounts,chatd-irc"
 
 BENCH = Path(__file__).resolve().parent
 LOCK = Path("/tmp/chatd-bench.lock")

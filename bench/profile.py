@@ -20,7 +20,8 @@ server's `chatd-io-N` threads:
   too heavily.
 
 Samples cover the whole run, set-up included (handshakes show up under their
-own functions). The raw data stays in bench/.work/profile/.
+own functions). The raw data stays in bench/.work/profile/. `--clients irc`
+runs the scenario with IRC clients on chatd's IRC listener.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def _run(spec: dict[str, Any], args: argparse.Namespace, workdir: Path) -> dict[
     sampler = None
     try:
         port = int(listening_event(server, log, "chatd", 30)["port"])
+        if args.clients == "irc":  # logged before `listening`
+            port = int(listening_event(server, log, "chatd", 5, "irc_listening")["port"])
         if args.profiler == "py-spy":
             sampler = subprocess.Popen(
                 [
@@ -94,7 +97,8 @@ def _run(spec: dict[str, Any], args: argparse.Namespace, workdir: Path) -> dict[
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        full = {**spec, "dialect": "chatd", "host": "127.0.0.1", "port": port, "ca": str(certs.ca)}
+        dialect = "irc" if args.clients == "irc" else "chatd"
+        full = {**spec, "dialect": dialect, "host": "127.0.0.1", "port": port, "ca": str(certs.ca)}
         full["server_pid"] = server.pid
         done = subprocess.run(
             pinned([sys.executable, "-m", "bench.loadgen", json.dumps(full)], 1),
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, help="messages per second in all, for a paced scenario")
     parser.add_argument("--write-interval-ms", type=float, help="server.write_interval_ms (default: the file's)")
     parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
+    parser.add_argument("--clients", choices=("native", "irc"), default="native", help="irc: on the IRC listener")
     parser.add_argument("--top", type=int, default=30, help="lines and functions to print (default 30)")
     parser.add_argument("--serve", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

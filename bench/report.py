@@ -23,6 +23,7 @@ from bench.cells import (
     who,
 )
 from bench.history import history_checks, history_section
+from bench.ircfanout import irc_checks
 from bench.paced import paced_checks, paced_section
 from bench.throughput import (
     FANOUT_LINES,
@@ -117,7 +118,7 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
         verdict = "–" if passed is None else ("yes" if passed else "**no**")
         rows.append([name, measured, goal, verdict])
 
-    for row in fanout_checks(records):
+    for row in fanout_checks(records) + irc_checks(records):
         check(*row)
     for row in paced_checks(records):
         check(*row)

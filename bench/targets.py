@@ -262,7 +262,7 @@ def chatd_config(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """config/chatd.yaml as users get it, with what a benchmark must change.
 
-    Changed: the address (127.0.0.1, port 0), the certificate, JSON logs, no
+    Changed: the addresses (127.0.0.1, port 0; the IRC listener's too), the certificate, JSON logs, no
     control socket, and the limits lifted for ngircd too: the message rate and
     the two per-IP limits (every client comes from 127.0.0.1). Metrics, in a
     file that has them, stay on but on port 0 (never the 9464 of a chatd
@@ -303,6 +303,8 @@ def chatd_config(
     config["tls"].update(cert=str(certs.cert), key=str(certs.key))
     config["log"]["format"] = "json"
     config["control"]["socket"] = None
+    if (config.get("irc") or {}).get("listen"):  # on in the file (issue 23): on a free port, as the chat port
+        config["irc"]["listen"] = "127.0.0.1:0"
     if "metrics" in config:  # a baseline tree from before issue 14 has none
         config["metrics"]["listen"] = "127.0.0.1:0" if metrics else None
         if not metrics:

@@ -1,8 +1,9 @@
 """Smoke test of `make bench`'s load generator (bench/engine.py, bench/scenarios.py,
-bench/rooms.py, bench/logins.py) against a real chatd: a tiny fan-out, rooms and
-paced run must count every delivery, and a tiny accounts run must sign in, flood
-and resume. Not a benchmark: it only checks that the generator and chatd's wire
-protocol (v3: HELLO, rooms, tags and backlogs; v4: accounts) still agree."""
+bench/rooms.py, bench/logins.py) against a real chatd: a tiny fan-out (over chatd's
+lines and over its IRC listener), rooms and paced run must count every delivery, and
+a tiny accounts run must sign in, flood and resume. Not a benchmark: it only checks
+that the generator and chatd's wire protocols (v3: HELLO, rooms, tags and backlogs;
+v4: accounts; IRC) still agree."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from bench import accounts, logins
 from bench.scenarios import run_scenario
 from tests.support.accounts import FAST_ARGON2, argon2id
+from tests.support.ircclient import irc_port
 
 
 def _spec(daemon: Any, **scenario: Any) -> dict[str, Any]:
@@ -41,6 +43,18 @@ def test_fanout_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
     assert result["delivered"] == result["expected"] and result["lost"] == 0, result
     assert result["corrupt"] == 0 and result["order_errors"] == 0, result
     assert result["latency"]["n"] == 2 * 2 * 20, result  # every line at both samples
+    assert result["ack_rtt"]["n"] == 2 * 2, result  # two batches of 10 per sender, each PONGed
+
+
+def test_fanout_over_irc_counts_every_delivery(start_daemon: Callable[..., Any]) -> None:
+    """The bench's chatd-irc target: the IRC generator (as against ngircd) on chatd's IRC listener."""
+    daemon = start_daemon(log={"format": "json", "level": "info"}, irc={"listen": "127.0.0.1:0"})
+    spec = _spec(daemon, scenario="fanout", n=5, s=2, m=20, records="packed", samples=2)
+    result = run_scenario({**spec, "dialect": "irc", "port": irc_port(daemon)})
+    assert result["ok"], result
+    assert result["expected"] == 5 * 2 * 20 - 2 * 20  # IRC echoes nothing to the sender
+    assert result["delivered"] == result["expected"] and result["lost"] == 0, result
+    assert result["corrupt"] == 0 and result["order_errors"] == 0, result
     assert result["ack_rtt"]["n"] == 2 * 2, result  # two batches of 10 per sender, each PONGed
 
 
