@@ -64,7 +64,8 @@ or with --raw: stdin lines are sent, server lines are printed as they are
 Interactive keys: Ctrl-N/Ctrl-P switch rooms, Tab completes nicknames and
 rooms, PageUp scrolls back through history; /help lists them.
 A lost connection is reconnected (interactive mode; script mode with
---reconnect), the rooms rejoined and what was missed fetched. See
+--reconnect), the rooms rejoined and what was missed fetched; given several
+servers (the nodes of one network), it goes to the next. See
 docs/client.md.
 """
 
@@ -125,10 +126,12 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument(
-        "address",
+        "addresses",
         type=_address_arg,
+        nargs="+",
         metavar="HOST[:PORT]",
-        help=f"the chatd server; the port defaults to {DEFAULT_PORT}; IPv6 as [::1]:{DEFAULT_PORT}",
+        help=f"the chatd server; the port defaults to {DEFAULT_PORT}; IPv6 as [::1]:{DEFAULT_PORT}. "
+        "Several: nodes of one network, tried in turn; a lost connection goes to the next",
     )
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--nick", help="your nickname (required in script mode; asked for when interactive)")
@@ -183,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         login = _login(args)
         nick = _check_nick(args.nick, required=not interactive and login is None)
-        dialer = Dialer(args.address, client_context(args.ca, args.cert, args.key), args.timeout)
+        dialer = Dialer(args.addresses, client_context(args.ca, args.cert, args.key), args.timeout)
         sock = dialer.connect()
         reconnect = interactive if args.reconnect is None else args.reconnect
         if interactive:
@@ -216,7 +219,7 @@ def _login(args: argparse.Namespace) -> Login | None:
     if not _NICK.fullmatch(account):
         raise ClientError(Exit.USAGE, f"{option} {account!r}: account names are nicknames: letters, digits, _ and -")
     try:
-        tokens = TokenFile(str(args.address), account)
+        tokens = TokenFile(str(args.addresses[0]), account)  # one network, one token
         token = tokens.load()
         password = None
         if args.password_file is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -180,21 +181,44 @@ def _keep_alive(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
-@dataclass(frozen=True)
 class Dialer:
-    """Everything needed to connect again: where, with which TLS context, how patiently."""
+    """Everything needed to connect again: where (one server, or several nodes
+    of one network, tried in turn), with which TLS context, how patiently."""
 
-    address: Address
-    context: ssl.SSLContext
-    timeout: float
+    def __init__(self, addresses: Sequence[Address], context: ssl.SSLContext, timeout: float) -> None:
+        if not addresses:
+            raise ValueError("a Dialer needs at least one address")
+        self.addresses = tuple(addresses)
+        self.context = context
+        self.timeout = timeout
+        self._last = -1  # the server connected last; the next `connect` starts after it
+
+    @property
+    def address(self) -> Address:
+        """The server connected last (before any, the first to be tried)."""
+        return self.addresses[max(self._last, 0)]
 
     def connect(self) -> ssl.SSLSocket:
-        """`open_connection()` with these.
+        """`open_connection()` to the first server that answers, starting with
+        the one after the server connected last: once a node of a network is
+        lost, the next is tried first, and the lost one last.
 
         Raises:
-            ClientError: as `open_connection()`.
+            ClientError: the last server's, when none answered.
         """
-        return open_connection(self.address, self.context, self.timeout)
+        count = len(self.addresses)
+        failure: ClientError | None = None
+        for step in range(count):
+            index = (self._last + 1 + step) % count
+            try:
+                sock = open_connection(self.addresses[index], self.context, self.timeout)
+            except ClientError as exc:
+                failure = exc
+                continue
+            self._last = index
+            return sock
+        assert failure is not None
+        raise failure
 
 
 # OpenSSL reasons for alerts a server sends when it refuses our client certificate.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from chatctl.connection import ClientError, Exit
@@ -180,3 +182,31 @@ def test_the_outbox_forgets_everything_when_the_connection_is_lost() -> None:
     outbox.reset()
     assert outbox.idle and outbox.on_pong("me-1") is None
     assert outbox.push("/join #x") == ["/join #x", "/ping me-2"]  # a new token: no stale PONG matches
+
+
+def test_a_dialer_of_several_nodes_starts_after_the_one_connected_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`chatctl connect A B`: the first connection goes to A; once it is lost,
+    B is tried first and A only if B does not answer."""
+    from chatctl import connection
+
+    down: set[int] = set()
+    tried: list[int] = []
+
+    def open_connection(address: connection.Address, context: object, timeout: float) -> object:
+        tried.append(address.port)
+        if address.port in down:
+            raise connection.ClientError(connection.Exit.UNREACHABLE, f"{address} refused the connection")
+        return f"socket to {address.port}"
+
+    monkeypatch.setattr(connection, "open_connection", open_connection)
+    dialer = connection.Dialer(
+        [connection.Address("a", 1), connection.Address("b", 2)], ssl.create_default_context(), 5
+    )
+    assert dialer.connect() == "socket to 1" and tried == [1]
+    assert dialer.connect() == "socket to 2" and tried == [1, 2]  # A was lost: B first
+    down.add(1)
+    assert dialer.connect() == "socket to 2" and tried == [1, 2, 1, 2]
+    assert dialer.address == connection.Address("b", 2)
+    down.add(2)
+    with pytest.raises(connection.ClientError, match="b:2 refused"):
+        dialer.connect()
