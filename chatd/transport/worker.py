@@ -6,13 +6,17 @@ no hand-over between threads; see docs/architecture.md.
 
 A connection belongs to exactly one worker for its whole life, and only that
 worker's thread calls into its SSL object. Other threads hand work over with
-`call_soon()` or, for output, `mark_dirty()`; both wake the loop through its
-`Waker` (waker.py), at most once per turn. Output queued by the worker's own thread
-(the common case: one client's line fanned out to the room) needs no wake-up
-at all: it is flushed at the end of the turn, all of it in one write per
-connection; with a write interval (`server.write_interval_ms`), at most once
-per interval, so that lines that arrive close together share a TLS record
-and a `send()` (timers.py's `WriteInterval`).
+`call_soon()` or, for output, `mark_dirty()`; both go through its `Inbox`
+(inbox.py), which wakes the loop at most once per turn. Output queued by
+the worker's own thread (the common case: one client's line fanned out to
+the room) needs no wake-up at all: it is flushed at the end of the turn,
+all of it in one write per connection; with a write interval
+(`server.write_interval_ms`), at most once per interval, so that lines that
+arrive close together share a TLS record and a `send()` (timers.py's `WriteInterval`).
+
+What is not here: the work other threads queue (inbox.py), the deadlines'
+heap and the write interval (timers.py), what an idle connection gives back
+(idle.py), and everything a connection does (endpoint.py).
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ import structlog
 
 from chatd.addresses import format_host_port
 from chatd.transport.idle import IdleSweep
+from chatd.transport.inbox import Inbox
 from chatd.transport.iostats import IOStats
 from chatd.transport.timers import Timed, Timers, WriteInterval
 from chatd.transport.tlsstream import RECV_SIZE
-from chatd.transport.waker import Waker
 
 __all__ = ["IOStats", "Worker"]  # IOStats lives in iostats.py; endpoints import it from here too
 
@@ -106,15 +110,12 @@ class Worker:
         self._by_fd: dict[int, Connection] = {}  # what the epoll watches, by descriptor
         # Every recv() of this thread lands here first; one view for all its streams.
         self.scratch = memoryview(bytearray(RECV_SIZE))
-        self._waker = Waker()
-        self._wake_fd = self._waker.fileno()
+        self._inbox: Inbox[Connection] = Inbox()  # what other threads hand over
+        self._wake_fd = self._inbox.fileno()
         self._epoll.register(self._wake_fd, READ)
         self._listener_fds: set[int] = set()  # the server's listeners while this worker accepts from them
         self._accept_paused_until = 0.0  # out of descriptors: accept again after this
-        self._lock = threading.Lock()
-        self._calls: list[tuple[Callable[[], None], Connection | None]] = []
-        self._remote_dirty: list[Connection] = []
-        self._local_dirty: list[Connection] = []
+        self._local_dirty: list[Connection] = []  # output queued on this thread
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
         self._write_interval = WriteInterval(write_interval)  # _local_dirty waits for it
@@ -126,9 +127,6 @@ class Worker:
         # got round to it, which is how long its turns take when it is busy.
         self.lag = 0.0
         self._tick_at = clock() + LAG_TICK
-        # False once the loop has ended, by stop() or by a crash: the server no
-        # longer hands it clients, and call_soon() refuses work it would never run.
-        self.running = True
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     # -- any thread ---------------------------------------------------------------
@@ -136,15 +134,16 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """False once the loop has ended, by stop() or by a crash: the server no
+        longer hands it clients, and call_soon() refuses work it would never run."""
+        return self._inbox.open
+
     def call_soon(self, call: Callable[[], None], conn: Connection | None = None) -> bool:
         """Run `call` on this worker's thread, guarded like `conn`'s events if
         given; False (and nothing will run) if the worker has stopped."""
-        with self._lock:
-            if not self.running:
-                return False
-            self._calls.append((call, conn))
-        self._waker.wake()
-        return True
+        return self._inbox.call_soon(call, conn)
 
     def loop_lag(self, now: float) -> float:
         """Seconds by which this worker ran its last lag tick late, or by which
@@ -159,9 +158,7 @@ class Worker:
         if self.in_thread():
             self._local_dirty.append(conn)
             return
-        with self._lock:
-            self._remote_dirty.append(conn)
-        self._waker.wake()
+        self._inbox.mark_dirty(conn)
 
     def set_write_interval(self, seconds: float) -> None:
         """Flush output at most every `seconds` from now on (a reload; any thread)."""
@@ -173,7 +170,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._waker.wake()
+        self._inbox.wake()
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -297,7 +294,7 @@ class Worker:
             elif fd in self._listener_fds:
                 self._accept(fd)
             elif fd == self._wake_fd:
-                self._waker.drain()  # the work it announced is taken just below
+                self._inbox.drain()  # the work it announced is taken just below
             # else: a connection closed earlier in this batch
         self._take_remote_work()
         if self._readable:
@@ -331,9 +328,7 @@ class Worker:
                 self.forget(conn)
 
     def _take_remote_work(self) -> None:
-        with self._lock:
-            calls, self._calls = self._calls, []
-            dirty, self._remote_dirty = self._remote_dirty, []
+        calls, dirty = self._inbox.take()
         for call, conn in calls:
             if conn is not None:
                 self._guard(conn, call)
@@ -428,11 +423,10 @@ class Worker:
         self._flush_dirty()
 
     def _close_all(self) -> None:
-        with self._lock:
-            self.running = False
+        self._inbox.refuse()
         self._take_remote_work()  # e.g. clients handed over meanwhile: closed just below
         reason = "shutdown" if self._stopping.is_set() else "internal_error"
         for conn in list(self.connections):
             self._guard(conn, functools.partial(conn.finish, reason))
         self._epoll.close()
-        self._waker.close()
+        self._inbox.close()
