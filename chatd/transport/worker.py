@@ -14,8 +14,10 @@ all of it in one write per connection; with a write interval
 (`server.write_interval_ms`), at most once per interval, so that lines that
 arrive close together share a TLS record and a `send()` (timers.py's `WriteInterval`).
 
-What is not here: the work other threads queue (inbox.py), the deadlines'
-heap and the write interval (timers.py), what an idle connection gives back
+What is not here: the listeners, the pause when out of descriptors and the
+hand-over of an accepted socket (accepting.py, `Acceptor`), admission (the
+server's), the work other threads queue (inbox.py), the deadlines' heap and
+the write interval (timers.py), what an idle connection gives back
 (idle.py), and everything a connection does (endpoint.py).
 """
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import functools
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from typing import Final, Protocol
 
 import structlog
 
-from chatd.addresses import format_host_port
+from chatd.transport.accepting import Acceptor
+from chatd.transport.accepting import Service as AcceptService
 from chatd.transport.idle import IdleSweep
 from chatd.transport.inbox import Inbox
 from chatd.transport.iostats import IOStats
@@ -41,17 +43,12 @@ from chatd.transport.tlsstream import RECV_SIZE
 
 __all__ = ["IOStats", "Worker"]  # IOStats lives in iostats.py; endpoints import it from here too
 
-ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
-
-
 log = structlog.get_logger(__name__)
 
 _MAX_SELECT_WAIT = 1.0
 LAG_TICK: Final = 1.0  # seconds between the loop-lag measurements a worker makes of itself
 READ: Final = select.EPOLLIN
 WRITE: Final = select.EPOLLOUT
-# Wake only one of the workers waiting on the listener per connection (Linux ≥ 4.5).
-_EXCLUSIVE: Final = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
 class Connection(Timed, Protocol):
@@ -74,17 +71,8 @@ class Connection(Timed, Protocol):
     def release_idle(self) -> bool: ...
 
 
-class Service(Protocol):
-    """What a worker needs from the server."""
-
-    def accept_from(self, acceptor: Worker, listener: int) -> bool:
-        """Accept from the listener with descriptor `listener`."""
-
-    def open_endpoint(
-        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
-    ) -> Connection: ...
-
-    def release(self, ip: str, reject: str | None) -> None: ...
+# What a worker needs from the server (chatd.server.Server).
+Service = AcceptService["Worker", Connection]
 
 
 class Worker:
@@ -101,7 +89,6 @@ class Worker:
         worker's deadlines; `work_clock`: this thread's CPU seconds, for how
         much a turn worked (which a busy machine's preemptions do not inflate);
         a test's fake clocks."""
-        self.server = server
         self._clock = clock
         self._work_clock = work_clock
         self.name = f"chatd-io-{index}"
@@ -113,8 +100,7 @@ class Worker:
         self._inbox: Inbox[Connection] = Inbox()  # what other threads hand over
         self._wake_fd = self._inbox.fileno()
         self._epoll.register(self._wake_fd, READ)
-        self._listener_fds: set[int] = set()  # the server's listeners while this worker accepts from them
-        self._accept_paused_until = 0.0  # out of descriptors: accept again after this
+        self._acceptor: Acceptor[Worker, Connection] = Acceptor(server, self, self.name, self._epoll, clock)
         self._local_dirty: list[Connection] = []  # output queued on this thread
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
@@ -190,13 +176,13 @@ class Worker:
     def watch_listener(self, listener: socket.socket) -> None:
         """Accept from `listener` on this worker's thread, from its next turn on."""
         fd = listener.fileno()
-        self.call_soon(lambda: self._watch(fd))
+        self.call_soon(lambda: self._acceptor.watch(fd))
 
     def unwatch_listener(self, done: threading.Event) -> None:
         """Stop accepting; `done` is set once this worker will not touch the listener again."""
 
         def unwatch() -> None:
-            self._unwatch()
+            self._acceptor.unwatch()
             done.set()
 
         if not self.call_soon(unwatch):
@@ -250,20 +236,10 @@ class Worker:
     def _start_connection(
         self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
     ) -> None:
-        try:
-            conn = self.server.open_endpoint(self, sock, peer, conn_id, reject, kind)
-        except Exception as exc:
-            if not isinstance(exc, (ssl.SSLError, OSError)):
-                log.exception("session_crashed", session=conn_id, peer=format_host_port(peer[0], peer[1]))
-            else:
-                log.info(
-                    "tls_handshake_failed", session=conn_id, peer=format_host_port(peer[0], peer[1]), error=str(exc)
-                )
-            sock.close()
-            self.server.release(peer[0], reject)
-            return
-        self.connections.add(conn)
-        self._guard(conn, conn.start)
+        conn = self._acceptor.open(sock, peer, conn_id, reject, kind)
+        if conn is not None:
+            self.connections.add(conn)
+            self._guard(conn, conn.start)
 
     def _run(self) -> None:
         self._tick_at = self._clock() + LAG_TICK
@@ -291,8 +267,8 @@ class Worker:
             conn = by_fd.get(fd)
             if conn is not None:
                 self._guarded(conn, events)
-            elif fd in self._listener_fds:
-                self._accept(fd)
+            elif fd in self._acceptor.fds:
+                self._acceptor.accept(fd)
             elif fd == self._wake_fd:
                 self._inbox.drain()  # the work it announced is taken just below
             # else: a connection closed earlier in this batch
@@ -351,52 +327,6 @@ class Worker:
             for conn in dirty:
                 self._guard(conn, conn.flush)
 
-    # -- accepting (worker thread only) ------------------------------------------
-
-    def _watch(self, fd: int) -> None:
-        self._listener_fds.add(fd)
-        if not self._accept_paused_until:
-            self._listening(True, [fd])
-
-    def _unwatch(self) -> None:
-        if not self._accept_paused_until:
-            self._listening(False)
-        self._listener_fds.clear()
-        self._accept_paused_until = 0.0
-
-    def _listening(self, on: bool, fds: list[int] | None = None) -> bool:
-        """Put the listeners in this worker's epoll or take them out; False (and
-        accepting from one over) if stop(0) closed it meanwhile, which took it
-        out already."""
-        done = True
-        for fd in list(self._listener_fds) if fds is None else fds:
-            try:
-                if on:
-                    self._epoll.register(fd, READ | _EXCLUSIVE)
-                else:
-                    self._epoll.unregister(fd)
-            except OSError:
-                self._listener_fds.discard(fd)
-                done = False
-        return done
-
-    def _accept(self, fd: int) -> None:
-        try:
-            out_of_resources = self.server.accept_from(self, fd)
-        except Exception:
-            # A bug here must not take this worker's connections with it.
-            log.exception("accept_crashed", worker=self.name)
-            return
-        # Level-triggered: the waiting client would wake us again at once. Out
-        # of descriptors, stop watching for a moment instead of spinning (or sleeping).
-        if out_of_resources and self._listening(False):
-            self._accept_paused_until = self._clock() + ACCEPT_PAUSE
-
-    def _resume_accepting(self, now: float) -> None:
-        if self._accept_paused_until and now >= self._accept_paused_until:
-            self._accept_paused_until = 0.0
-            self._listening(True)
-
     def _select_timeout(self) -> float:
         now = self._clock()
         wait = min(_MAX_SELECT_WAIT, self._tick_at - now)
@@ -405,8 +335,8 @@ class Worker:
             wait = min(wait, next_timer - now)
         if self._local_dirty:  # held for the write interval
             wait = min(wait, self._write_interval.next_at - now)
-        if self._accept_paused_until:
-            wait = min(wait, self._accept_paused_until - now)
+        if self._acceptor.paused_until:
+            wait = min(wait, self._acceptor.paused_until - now)
         return max(0.0, wait)
 
     def _run_timers(self) -> None:
@@ -417,7 +347,7 @@ class Worker:
             for fd in self._idle.next_slice(self._by_fd):
                 if (conn := self._by_fd.get(fd)) is not None:
                     self._guard(conn, functools.partial(self._idle.visit, conn))
-        self._resume_accepting(now)
+        self._acceptor.resume(now)
         while (conn := self._timers.pop_due(now)) is not None:
             self._guard(conn, functools.partial(conn.on_timer, now))
         self._flush_dirty()
