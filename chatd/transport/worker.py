@@ -12,13 +12,14 @@ the worker's own thread (the common case: one client's line fanned out to
 the room) needs no wake-up at all: it is flushed at the end of the turn,
 all of it in one write per connection; with a write interval
 (`server.write_interval_ms`), at most once per interval, so that lines that
-arrive close together share a TLS record and a `send()` (timers.py's `WriteInterval`).
+arrive close together share a TLS record and a `send()` (flushing.py's
+`Flusher`, asking timers.py's `WriteInterval`).
 
 What is not here: the listeners, the pause when out of descriptors and the
 hand-over of an accepted socket (accepting.py, `Acceptor`), admission (the
-server's), the work other threads queue (inbox.py), the deadlines' heap and
-the write interval (timers.py), what an idle connection gives back
-(idle.py), and everything a connection does (endpoint.py).
+server's), the work other threads queue (inbox.py), when output is flushed
+(flushing.py), the deadlines' heap (timers.py), what an idle connection
+gives back (idle.py), and everything a connection does (endpoint.py).
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ import structlog
 
 from chatd.transport.accepting import Acceptor
 from chatd.transport.accepting import Service as AcceptService
+from chatd.transport.flushing import Flusher
 from chatd.transport.idle import IdleSweep
 from chatd.transport.inbox import Inbox
 from chatd.transport.iostats import IOStats
-from chatd.transport.timers import Timed, Timers, WriteInterval
+from chatd.transport.timers import Timed, Timers
 from chatd.transport.tlsstream import RECV_SIZE
 
 __all__ = ["IOStats", "Worker"]  # IOStats lives in iostats.py; endpoints import it from here too
@@ -90,7 +92,6 @@ class Worker:
         much a turn worked (which a busy machine's preemptions do not inflate);
         a test's fake clocks."""
         self._clock = clock
-        self._work_clock = work_clock
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
         self._epoll = select.epoll()
@@ -101,11 +102,9 @@ class Worker:
         self._wake_fd = self._inbox.fileno()
         self._epoll.register(self._wake_fd, READ)
         self._acceptor: Acceptor[Worker, Connection] = Acceptor(server, self, self.name, self._epoll, clock)
-        self._local_dirty: list[Connection] = []  # output queued on this thread
+        self._flusher: Flusher[Connection] = Flusher(self._guard, write_interval, clock, work_clock)
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
-        self._write_interval = WriteInterval(write_interval)  # _local_dirty waits for it
-        self._turn_work = 0.0  # the thread's CPU time when this turn's work began (with a write interval)
         self._idle = IdleSweep()  # a slice of the connections at every tick (idle.py)
         self._stopping = threading.Event()
         self.stats = IOStats()
@@ -142,7 +141,7 @@ class Worker:
     def mark_dirty(self, conn: Connection) -> None:
         """`conn` has output queued; flush it at the end of this worker's turn."""
         if self.in_thread():
-            self._local_dirty.append(conn)
+            self._flusher.dirty.append(conn)
             return
         self._inbox.mark_dirty(conn)
 
@@ -150,7 +149,7 @@ class Worker:
         """Flush output at most every `seconds` from now on (a reload; any thread)."""
 
         def apply() -> None:
-            self._write_interval.interval = seconds
+            self._flusher.gate.interval = seconds
 
         self.call_soon(apply)
 
@@ -257,12 +256,11 @@ class Worker:
     def _turn(self) -> None:
         # Output held for the write interval is not work for now: _select_timeout
         # wakes the worker when the interval ends.
-        busy = self._readable or (self._local_dirty and not self._write_interval.interval)
+        busy = self._readable or self._flusher.due_now()
         timeout = 0.0 if busy else self._select_timeout()
         by_fd = self._by_fd
         ready = self._epoll.poll(timeout)
-        if self._write_interval.interval:
-            self._turn_work = self._work_clock()
+        self._flusher.turn_began()
         for fd, events in ready:
             conn = by_fd.get(fd)
             if conn is not None:
@@ -277,7 +275,7 @@ class Worker:
             readable, self._readable = self._readable, []
             for conn in readable:
                 self._guarded(conn, READ)
-        self._flush_dirty()
+        self._flusher.flush()
         self._run_timers()
 
     def _guarded(self, conn: Connection, events: int) -> None:
@@ -313,19 +311,7 @@ class Worker:
                 call()
             except Exception:
                 log.exception("callback_crashed", worker=self.name)
-        self._local_dirty.extend(dirty)
-
-    def _flush_dirty(self) -> None:
-        gate = self._write_interval
-        if self._local_dirty and gate.interval:
-            worked = self._work_clock() - self._turn_work
-            if not gate.open(self._clock(), worked, len(self._local_dirty)):
-                return  # flushed once the interval since the last flush has passed
-        # Flushing can queue more (a closing client's LEAVE), so loop until quiet.
-        while self._local_dirty:
-            dirty, self._local_dirty = self._local_dirty, []
-            for conn in dirty:
-                self._guard(conn, conn.flush)
+        self._flusher.dirty.extend(dirty)
 
     def _select_timeout(self) -> float:
         now = self._clock()
@@ -333,8 +319,8 @@ class Worker:
         next_timer = self._timers.next_at()
         if next_timer is not None:
             wait = min(wait, next_timer - now)
-        if self._local_dirty:  # held for the write interval
-            wait = min(wait, self._write_interval.next_at - now)
+        if self._flusher.dirty:  # held for the write interval
+            wait = min(wait, self._flusher.gate.next_at - now)
         if self._acceptor.paused_until:
             wait = min(wait, self._acceptor.paused_until - now)
         return max(0.0, wait)
@@ -350,7 +336,7 @@ class Worker:
         self._acceptor.resume(now)
         while (conn := self._timers.pop_due(now)) is not None:
             self._guard(conn, functools.partial(conn.on_timer, now))
-        self._flush_dirty()
+        self._flusher.flush()
 
     def _close_all(self) -> None:
         self._inbox.refuse()
