@@ -17,15 +17,15 @@ arrive close together share a TLS record and a `send()` (flushing.py's
 
 What is not here: the listeners, the pause when out of descriptors and the
 hand-over of an accepted socket (accepting.py, `Acceptor`), admission (the
-server's), the work other threads queue (inbox.py), when output is flushed
-(flushing.py), the deadlines' heap (timers.py), what an idle connection
-gives back (idle.py), and everything a connection does (endpoint.py).
+server's), the work other threads queue (inbox.py), what the epoll watches
+(polling.py), when output is flushed (flushing.py), the deadlines' heap
+(timers.py), what an idle connection gives back (idle.py), and everything
+a connection does (endpoint.py).
 """
 
 from __future__ import annotations
 
 import functools
-import select
 import socket
 import threading
 import time
@@ -40,17 +40,17 @@ from chatd.transport.flushing import Flusher
 from chatd.transport.idle import IdleSweep
 from chatd.transport.inbox import Inbox
 from chatd.transport.iostats import IOStats
+from chatd.transport.polling import READ, WRITE, Poller
 from chatd.transport.timers import Timed, Timers
 from chatd.transport.tlsstream import RECV_SIZE
 
-__all__ = ["IOStats", "Worker"]  # IOStats lives in iostats.py; endpoints import it from here too
+# IOStats lives in iostats.py, READ and WRITE in polling.py; endpoints import them from here too.
+__all__ = ["READ", "WRITE", "IOStats", "Worker"]
 
 log = structlog.get_logger(__name__)
 
 _MAX_SELECT_WAIT = 1.0
 LAG_TICK: Final = 1.0  # seconds between the loop-lag measurements a worker makes of itself
-READ: Final = select.EPOLLIN
-WRITE: Final = select.EPOLLOUT
 
 
 class Connection(Timed, Protocol):
@@ -94,14 +94,13 @@ class Worker:
         self._clock = clock
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
-        self._epoll = select.epoll()
-        self._by_fd: dict[int, Connection] = {}  # what the epoll watches, by descriptor
+        self._poller: Poller[Connection] = Poller()
         # Every recv() of this thread lands here first; one view for all its streams.
         self.scratch = memoryview(bytearray(RECV_SIZE))
         self._inbox: Inbox[Connection] = Inbox()  # what other threads hand over
         self._wake_fd = self._inbox.fileno()
-        self._epoll.register(self._wake_fd, READ)
-        self._acceptor: Acceptor[Worker, Connection] = Acceptor(server, self, self.name, self._epoll, clock)
+        self._poller.epoll.register(self._wake_fd, READ)
+        self._acceptor: Acceptor[Worker, Connection] = Acceptor(server, self, self.name, self._poller.epoll, clock)
         self._flusher: Flusher[Connection] = Flusher(self._guard, write_interval, clock, work_clock)
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
@@ -200,18 +199,7 @@ class Worker:
     # -- worker thread only ---------------------------------------------------------
 
     def set_interest(self, conn: Connection, read: bool, write: bool) -> None:
-        events = (READ if read else 0) | (WRITE if write else 0)
-        if events == conn.interest:
-            return
-        if conn.interest == 0:
-            self._epoll.register(conn.fd, events)
-            self._by_fd[conn.fd] = conn
-        elif events == 0:
-            self._epoll.unregister(conn.fd)
-            del self._by_fd[conn.fd]
-        else:
-            self._epoll.modify(conn.fd, events)
-        conn.interest = events
+        self._poller.set_interest(conn, read, write)
 
     def mark_readable(self, conn: Connection) -> None:
         """`conn` may hold decrypted input the selector cannot see; read it next turn."""
@@ -222,13 +210,8 @@ class Worker:
         self._timers.arm(conn, when)
 
     def forget(self, conn: Connection) -> None:
-        if conn.interest:
-            self._by_fd.pop(conn.fd, None)
-            try:
-                self._epoll.unregister(conn.fd)
-            except OSError:
-                pass  # the socket was already closed underneath the epoll
-            conn.interest = 0
+        """`conn` is closed: no event, deadline or turn of this worker refers to it any more."""
+        self._poller.forget(conn)
         self._timers.cancel(conn)
         self.connections.discard(conn)
 
@@ -258,8 +241,9 @@ class Worker:
         # wakes the worker when the interval ends.
         busy = self._readable or self._flusher.due_now()
         timeout = 0.0 if busy else self._select_timeout()
-        by_fd = self._by_fd
-        ready = self._epoll.poll(timeout)
+        poller = self._poller
+        by_fd = poller.by_fd
+        ready = poller.epoll.poll(timeout)
         self._flusher.turn_began()
         for fd, events in ready:
             conn = by_fd.get(fd)
@@ -330,8 +314,9 @@ class Worker:
         if now >= self._tick_at:
             self.lag = now - self._tick_at
             self._tick_at = now + LAG_TICK
-            for fd in self._idle.next_slice(self._by_fd):
-                if (conn := self._by_fd.get(fd)) is not None:
+            by_fd = self._poller.by_fd
+            for fd in self._idle.next_slice(by_fd):
+                if (conn := by_fd.get(fd)) is not None:
                     self._guard(conn, functools.partial(self._idle.visit, conn))
         self._acceptor.resume(now)
         while (conn := self._timers.pop_due(now)) is not None:
@@ -344,5 +329,5 @@ class Worker:
         reason = "shutdown" if self._stopping.is_set() else "internal_error"
         for conn in list(self.connections):
             self._guard(conn, functools.partial(conn.finish, reason))
-        self._epoll.close()
+        self._poller.close()
         self._inbox.close()
