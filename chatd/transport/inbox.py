@@ -25,7 +25,7 @@ from chatd.transport.waker import Waker
 
 C = TypeVar("C")  # a connection (worker.py's `Connection`)
 
-Call = tuple[Callable[[], None], C | None]
+QueuedCall = tuple[Callable[[], None], C | None]
 
 
 class Inbox(Generic[C]):
@@ -34,7 +34,7 @@ class Inbox(Generic[C]):
     def __init__(self) -> None:
         self._waker = Waker()
         self._lock = threading.Lock()
-        self._calls: list[Call[C]] = []
+        self._calls: list[QueuedCall[C]] = []
         self._dirty: list[C] = []
         self.open = True  # False once the worker takes no more callbacks (`refuse`)
 
@@ -70,7 +70,7 @@ class Inbox(Generic[C]):
         """The wake-up was seen; what it announced is taken with `take`."""
         self._waker.drain()
 
-    def take(self) -> tuple[list[Call[C]], list[C]]:
+    def take(self) -> tuple[list[QueuedCall[C]], list[C]]:
         """Everything queued so far: the callbacks, and the connections with output."""
         with self._lock:
             calls, self._calls = self._calls, []
