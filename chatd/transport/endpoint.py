@@ -1,12 +1,14 @@
 """Endpoint: one TLS client socket, from handshake to close, driven by its
-I/O worker: the TLS handshake, its phases and deadlines, closing it with a
+I/O worker: its phases and deadlines, opening it once the TLS handshake is
+done (with the codec for the protocol ALPN selected), closing it with a
 `BYE` and a linger, and what its codec and session may ask of it.
 
 It has a `SendQueue` (sendqueue.py: the queue, coalescing, the senders
 paused behind it, the slow-consumer rule), a `Lifecycle` (lifecycle.py: its
 phases and deadlines, and which deadline calls for what) and a `Pump`
-(pump.py: its bytes while open: reading through its `Intake`, writing,
-what the worker watches, the stall, the FIN after the `BYE`); this module does what the lifecycle calls for, and hands the bytes
+(pump.py: its bytes: the TLS handshake's steps, reading through its
+`Intake`, writing, what the worker watches, the stall, the FIN after the
+`BYE`); this module does what the lifecycle calls for, and hands the bytes
 to the pump.
 
 What is not here: moving the bytes (the pump's), and what they mean: that is
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import math
-import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -41,7 +42,7 @@ from chatd.transport.codec import IDLE, Codec, Counted, Idle
 from chatd.transport.lifecycle import Expiry, Lifecycle, Phase
 from chatd.transport.pump import Pump
 from chatd.transport.sendqueue import SendQueue
-from chatd.transport.tlsstream import TLSStream, describe_error
+from chatd.transport.tlsstream import TLSStream
 from chatd.transport.worker import Connection, IOStats
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ class Endpoint:
     def on_timer(self, now: float) -> None:
         expiry = self.life.expired(now)
         if expiry is Expiry.HANDSHAKE:
-            self._handshake_failed("timeout")
+            self._pump.handshake_failed(self, "timeout")
         elif expiry is Expiry.BYE:
             self.finish(self.life.reason, "peer did not take the BYE in time")
         elif expiry is Expiry.STALL:
@@ -240,19 +241,13 @@ class Endpoint:
         nothing was read or written since its last visit."""
         return self.tls.release_buffers()
 
-    # -- TLS handshake ----------------------------------------------------------
+    # -- opening ------------------------------------------------------------------
 
     def _handshake(self) -> None:
-        try:
-            self.tls.do_handshake()
-        except ssl.SSLWantReadError:
-            self.worker.set_interest(self, read=True, write=self.tls.pending_out > 0)
+        """A step of the TLS handshake (the pump's); once it is done, the
+        connection opens with the codec for the protocol ALPN selected."""
+        if not self._pump.handshake(self):
             return
-        except (ssl.SSLError, OSError) as exc:
-            self._handshake_failed(describe_error(exc))
-            return
-        cipher = self.tls.cipher()
-        log.info("connect", **self.context, tls_version=self.tls.version(), cipher=cipher[0] if cipher else None)
         self.worker.set_interest(self, read=True, write=False)
         self.life.opened()
         if self.reject is not None:
@@ -261,11 +256,6 @@ class Endpoint:
         self.codec.on_open(self.reject, peer_common_name(dict(self.tls.getpeercert() or {})))
         if self.life.phase is Phase.OPEN and self.tls.has_buffered_input():
             self.worker.mark_readable(self)  # the nickname came with the client's Finished
-
-    def _handshake_failed(self, error: str) -> None:
-        log.info("tls_handshake_failed", **self.context, error=error)
-        self.host.note_handshake_failure()
-        self.finish("tls_handshake_failed", error, quiet=True)
 
     # -- the bytes: the pump's ----------------------------------------------------
 

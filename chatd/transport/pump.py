@@ -1,7 +1,8 @@
-"""Pump: one endpoint's bytes while its connection is open (and while its
-`BYE` leaves): what a turn reads and hands to the codec, what it writes from
-the send queue, what the worker watches the socket for, and what a socket
-that will not take the output leads to (docs/architecture.md, "The life of a
+"""Pump: one endpoint's bytes, from the TLS handshake's to the FIN after its
+`BYE`: each step of the handshake as readiness comes (and its failure),
+what a turn reads and hands to the codec, what it writes from the send
+queue, what the worker watches the socket for, and what a socket that will
+not take the output leads to (docs/architecture.md, "The life of a
 connection" and "Fan-out without stalls").
 
 It acts on what the endpoint's two flow-control parts answer: its `Intake`
@@ -14,10 +15,10 @@ deadlines); a client that will not take its data is closed as a
 `slow_consumer`.
 
 The endpoint (endpoint.py) has one and passes itself on every call, so the
-pump holds no reference to it. What is not here: the handshake, closing
-and the deadlines' other consequences, and what the codec and session may
-ask of the endpoint (all the endpoint's); what the bytes mean (the
-codec's).
+pump holds no reference to it. What is not here: what opening the
+connection means (its codec, chosen by ALPN), closing it and the deadlines'
+other consequences, and what the codec and session may ask of the endpoint
+(all the endpoint's); what the bytes mean (the codec's).
 
 # NOTE: `write` is on the fan-out path: the worker calls the endpoint's
 # `flush`, which takes the queue and calls `write` once, as it called its
@@ -26,16 +27,18 @@ codec's).
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Final, Protocol
 
 import structlog
 
+from chatd.config import LimitsConfig
 from chatd.transport.codec import Codec
 from chatd.transport.intake import Intake
 from chatd.transport.iostats import IOStats
 from chatd.transport.lifecycle import Lifecycle, Phase
-from chatd.transport.sendqueue import Limited, SendQueue
+from chatd.transport.sendqueue import SendQueue
 from chatd.transport.tlsstream import TLSStream, describe_error
 from chatd.transport.worker import Connection
 
@@ -62,12 +65,22 @@ class Watcher(Protocol):
     def arm_timer(self, conn: Connection, when: float) -> None: ...
 
 
+class PumpHost(Protocol):
+    """What the pump asks of the server: the limits (they change on reload),
+    and a failed handshake counted."""
+
+    @property
+    def limits(self) -> LimitsConfig: ...
+
+    def note_handshake_failure(self) -> None: ...
+
+
 class Pump:
     # One per client: no instance dict (docs/architecture.md, "Memory per connection").
     __slots__ = ("_host", "_intake", "_life", "_queue", "_stats", "_tls", "_worker", "drained_wanted")
 
     def __init__(
-        self, tls: TLSStream, queue: SendQueue, life: Lifecycle, worker: Watcher, host: Limited, stats: IOStats
+        self, tls: TLSStream, queue: SendQueue, life: Lifecycle, worker: Watcher, host: PumpHost, stats: IOStats
     ) -> None:
         self._tls = tls
         self._queue = queue
@@ -77,6 +90,32 @@ class Pump:
         self._host = host
         self._stats = stats  # the worker's counters, written on its thread only
         self.drained_wanted = False  # call `codec.drained()` once the queue is empty
+
+    # -- the TLS handshake ------------------------------------------------------------
+
+    def handshake(self, conn: Pumped) -> bool:
+        """A step of the TLS handshake; True once it is done (then the
+        endpoint opens the connection), False while it goes on or once it
+        has failed (then the connection is closed)."""
+        tls = self._tls
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._worker.set_interest(conn, read=True, write=tls.pending_out > 0)
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            self.handshake_failed(conn, describe_error(exc))
+            return False
+        cipher = tls.cipher()
+        log.info("connect", **conn.context, tls_version=tls.version(), cipher=cipher[0] if cipher else None)
+        return True
+
+    def handshake_failed(self, conn: Pumped, error: str) -> None:
+        """The handshake failed (or took too long): logged, counted, and the
+        connection closed without a word."""
+        log.info("tls_handshake_failed", **conn.context, error=error)
+        self._host.note_handshake_failure()
+        conn.finish("tls_handshake_failed", error, quiet=True)
 
     # -- reading ----------------------------------------------------------------------
 
