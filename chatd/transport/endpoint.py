@@ -1,17 +1,21 @@
 """Endpoint: one TLS client socket, from handshake to close, driven by its
-I/O worker: the TLS handshake, reading (and when not to read), writing
-what its send queue holds, closing with a `BYE` and a linger.
+I/O worker: its phases and deadlines, opening it once the TLS handshake is
+done (with the codec for the protocol ALPN selected), closing it with a
+`BYE` and a linger, and what its codec and session may ask of it.
 
 It has a `SendQueue` (sendqueue.py: the queue, coalescing, the senders
-paused behind it, the slow-consumer rule), an `Intake` (intake.py: how much
-a turn reads, and when its client is not read at all) and a `Lifecycle`
-(lifecycle.py: its phases and deadlines, and which deadline calls for what);
-this module does what they call for, on the socket and with the worker.
+paused behind it, the slow-consumer rule), a `Lifecycle` (lifecycle.py: its
+phases and deadlines, and which deadline calls for what) and a `Pump`
+(pump.py: its bytes: the TLS handshake's steps, reading through its
+`Intake`, writing, what the worker watches, the stall, the FIN after the
+`BYE`); this module does what the lifecycle calls for, and hands the bytes
+to the pump.
 
-What the bytes mean is its `Codec`'s business, chosen by the host once the
-handshake has said which protocol ALPN selected (`switch_codec`): lines for
-a chat session (lines.py), or HTTP and WebSocket (http.py, websocket.py). It
-knows nothing of chat: a session answers through `deliver` and `close`.
+What is not here: moving the bytes (the pump's), and what they mean: that is
+its `Codec`'s business, chosen by the host once the handshake has said
+which protocol ALPN selected (`switch_codec`): lines for a chat session
+(lines.py), or HTTP and WebSocket (http.py, websocket.py). It knows nothing
+of chat: a session answers through `deliver` and `close`.
 
 # NOTE: every method here except `deliver()` and `close()` runs only on the
 # owning worker's thread, which is the only thread that ever touches this
@@ -25,10 +29,9 @@ from __future__ import annotations
 
 import functools
 import math
-import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -36,21 +39,16 @@ from chatd.addresses import format_host_port
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
 from chatd.transport.codec import IDLE, Codec, Counted, Idle
-from chatd.transport.intake import Intake
 from chatd.transport.lifecycle import Expiry, Lifecycle, Phase
+from chatd.transport.pump import Pump
 from chatd.transport.sendqueue import SendQueue
-from chatd.transport.tlsstream import TLSStream, describe_error
-from chatd.transport.worker import IOStats
+from chatd.transport.tlsstream import TLSStream
+from chatd.transport.worker import Connection, IOStats
 
 if TYPE_CHECKING:
     from chatd.transport.timers import Timer
 
 log = structlog.get_logger(__name__)
-
-# Plaintext read from one connection per turn, then the others have the thread:
-# at most this, and at most an eighth of send_queue_bytes, so that what one
-# sender's turn puts in everyone's queue stays small beside the queue's limit.
-READ_BUDGET: Final = 65536
 
 
 class Host(Protocol):
@@ -74,22 +72,20 @@ class IOWorker(Protocol):
     def stats(self) -> IOStats: ...
 
     def in_thread(self) -> bool: ...
-    def call_soon(self, call: Callable[[], None], conn: Endpoint | None = None) -> bool: ...
-    def mark_dirty(self, conn: Endpoint) -> None: ...
-    def mark_readable(self, conn: Endpoint) -> None: ...
-    def set_interest(self, conn: Endpoint, read: bool, write: bool) -> None: ...
-    def arm_timer(self, conn: Endpoint, when: float) -> None: ...
-    def forget(self, conn: Endpoint) -> None: ...
+    def call_soon(self, call: Callable[[], None], conn: Connection | None = None) -> bool: ...
+    def mark_dirty(self, conn: Connection) -> None: ...
+    def mark_readable(self, conn: Connection) -> None: ...
+    def set_interest(self, conn: Connection, read: bool, write: bool) -> None: ...
+    def arm_timer(self, conn: Connection, when: float) -> None: ...
+    def forget(self, conn: Connection) -> None: ...
 
 
 class Endpoint:
     # One per client: no instance dict (docs/architecture.md, "Memory per connection").
     __slots__ = (
         "__weakref__",
-        "_intake",
-        "_notify_drained",
+        "_pump",
         "_queue",
-        "_stats",
         "app",
         "codec",
         "connected_at",
@@ -123,7 +119,6 @@ class Endpoint:
         self.host = host
         self.kind = kind  # the listener it came from: "chat" (lines, HTTP) or "irc"
         self.worker = worker
-        self._stats = worker.stats  # written on the worker's thread only
         self.tls = tls
         self.fd = tls.sock.fileno()  # what the worker's epoll watches
         self.id = conn_id
@@ -140,12 +135,11 @@ class Endpoint:
         self.life = Lifecycle(time.monotonic(), host.limits.handshake_timeout)
         self.timer_at = math.inf  # the deadline the worker's heap knows (`_rearm`)
         self.timer: Timer | None = None
-        self._queue = SendQueue(host, self._stats, functools.partial(worker.mark_dirty, self))
+        self._queue = SendQueue(host, worker.stats, functools.partial(worker.mark_dirty, self))
         # NOTE: the queue's own bound method, not a method of this class that
         # calls it: rooms call it once per member per line (the fan-out path).
         self.deliver = self._queue.deliver
-        self._intake = Intake(self._queue)  # when not to read
-        self._notify_drained = False  # call `codec.drained()` once the queue is empty
+        self._pump = Pump(tls, self._queue, self.life, worker, host, worker.stats)  # the bytes
 
     @property
     def state(self) -> Phase:
@@ -185,9 +179,9 @@ class Endpoint:
     def resume_after_backlog(self) -> None:
         """The recipient this client waited for has been taken by its worker."""
         if self.worker.in_thread():
-            self._backlog_taken()
+            self._pump.backlog_taken(self)
         else:
-            self.worker.call_soon(self._backlog_taken, self)
+            self.worker.call_soon(lambda: self._pump.backlog_taken(self), self)
 
     # -- events from the worker -------------------------------------------------
 
@@ -202,11 +196,11 @@ class Endpoint:
         if phase is Phase.HANDSHAKE:
             self._handshake()
             return
-        if not self._intake.paused:
-            self._read()
+        pump = self._pump
+        pump.read(self)
         if self.tls.pending_out and self.is_open():
-            self._write()  # what reading produced, e.g. the answer to a KeyUpdate
-        self._update_interest()
+            pump.write(self)  # what reading produced, e.g. the answer to a KeyUpdate
+        pump.watch(self)
 
     def on_writable(self) -> None:
         phase = self.life.phase
@@ -216,12 +210,12 @@ class Endpoint:
             self._handshake()
             return
         self.flush()
-        self._update_interest()
+        self._pump.watch(self)
 
     def on_timer(self, now: float) -> None:
         expiry = self.life.expired(now)
         if expiry is Expiry.HANDSHAKE:
-            self._handshake_failed("timeout")
+            self._pump.handshake_failed(self, "timeout")
         elif expiry is Expiry.BYE:
             self.finish(self.life.reason, "peer did not take the BYE in time")
         elif expiry is Expiry.STALL:
@@ -247,19 +241,13 @@ class Endpoint:
         nothing was read or written since its last visit."""
         return self.tls.release_buffers()
 
-    # -- TLS handshake ----------------------------------------------------------
+    # -- opening ------------------------------------------------------------------
 
     def _handshake(self) -> None:
-        try:
-            self.tls.do_handshake()
-        except ssl.SSLWantReadError:
-            self.worker.set_interest(self, read=True, write=self.tls.pending_out > 0)
+        """A step of the TLS handshake (the pump's); once it is done, the
+        connection opens with the codec for the protocol ALPN selected."""
+        if not self._pump.handshake(self):
             return
-        except (ssl.SSLError, OSError) as exc:
-            self._handshake_failed(describe_error(exc))
-            return
-        cipher = self.tls.cipher()
-        log.info("connect", **self.context, tls_version=self.tls.version(), cipher=cipher[0] if cipher else None)
         self.worker.set_interest(self, read=True, write=False)
         self.life.opened()
         if self.reject is not None:
@@ -269,54 +257,7 @@ class Endpoint:
         if self.life.phase is Phase.OPEN and self.tls.has_buffered_input():
             self.worker.mark_readable(self)  # the nickname came with the client's Finished
 
-    def _handshake_failed(self, error: str) -> None:
-        log.info("tls_handshake_failed", **self.context, error=error)
-        self.host.note_handshake_failure()
-        self.finish("tls_handshake_failed", error, quiet=True)
-
-    # -- reading ----------------------------------------------------------------
-
-    def _read(self) -> None:
-        """Take what has arrived, up to the read budget, and hand it to the
-        application in one piece: people send one line per TLS record, and
-        lines read together leave together (one block per room, not per line)."""
-        received = self._intake.read(self.tls, min(READ_BUDGET, self.host.limits.send_queue_bytes // 8))
-        if received is None:
-            self._update_interest()  # paused
-            return
-        data, ended, more = received
-        if more:
-            self.worker.mark_readable(self)  # the budget ran out; come back next turn
-        if data:
-            self._stats.bytes_in += len(data)
-            if self.life.phase is Phase.OPEN:
-                self.codec.on_data(data)
-        if ended:
-            self.finish("connection_lost", ended)
-
-    def pause_for_backlog(self) -> bool:
-        """Stop reading this client until `resume_after_backlog`; False if it is
-        already waiting. Called on this connection's own thread, as the sender."""
-        return self._intake.pause_for_backlog()
-
-    def hold_input(self) -> None:
-        """Read nothing more from this client until `release_input` (its codec's call)."""
-        self._intake.held = True
-
-    def release_input(self) -> None:
-        self._intake.held = False
-        self._resume_input()
-
-    def _backlog_taken(self) -> None:
-        self._intake.waiting = False
-        self._resume_input()
-
-    def _resume_input(self) -> None:
-        if self.life.phase is not Phase.CLOSED and self._intake.resume():
-            self._update_interest()
-            self.worker.mark_readable(self)
-
-    # -- writing ------------------------------------------------------------------
+    # -- the bytes: the pump's ----------------------------------------------------
 
     def flush(self) -> None:
         """Move queued output to the socket, as far as it takes it; a client
@@ -325,56 +266,30 @@ class Endpoint:
         queue.take()
         if self.life.phase is Phase.CLOSED:
             return
-        self._write()
+        pump = self._pump
+        pump.write(self)
         if queue.slow_consumer(self.codec.exempt_bytes):
-            self._overflowed()
+            pump.overflowed(self)
+
+    def pause_for_backlog(self) -> bool:
+        """Stop reading this client until `resume_after_backlog`; False if it is
+        already waiting. Called on this connection's own thread, as the sender."""
+        return self._pump.pause_for_backlog()
+
+    def hold_input(self) -> None:
+        """Read nothing more from this client until `release_input` (its codec's call)."""
+        self._pump.hold()
+
+    def release_input(self) -> None:
+        self._pump.release(self)
 
     def output_pending(self) -> bool:
         """Whether bytes queued for this client have not all gone to the socket yet."""
-        return self._queue.queued > 0 or self.tls.pending_out > 0
+        return self._pump.pending()
 
     def notify_when_drained(self) -> None:
         """Call the codec's `drained()` once all that is queued has gone to the socket."""
-        self._notify_drained = True
-
-    def _write(self) -> None:
-        queue = self._queue
-        was_refused = queue.refused
-        try:
-            written = queue.write(self.tls, self.codec.cut)
-        except OSError as exc:  # ssl.SSLError included
-            self.finish("connection_lost", describe_error(exc))
-            return
-        if not written:
-            self._update_interest()  # watch for writability
-            if self.life.write_refused(time.monotonic(), self.host.limits.write_timeout):
-                self._rearm()
-            return
-        self.life.written()
-        if was_refused:
-            self._update_interest()
-        self._resume_input()
-        if self.life.awaits_linger():
-            self._start_linger()
-        elif self._notify_drained and queue.queued == 0 and self.life.phase is Phase.OPEN:
-            # NOTE: last, for the codec may queue more or begin closing here.
-            self._notify_drained = False
-            self.codec.drained()
-
-    def _overflowed(self) -> None:
-        log.info("slow_consumer", **self.context, nick=self.app.nick, queued=self._queue.queued)
-        self._stats.slow_consumers += 1
-        # What is queued goes, but a line already half handed to TLS is
-        # finished, so that the BYE starts a line of its own.
-        self._queue.drop(self.codec.rest_of_unit)
-        self.begin_close("slow_consumer")
-
-    def _update_interest(self) -> None:
-        """Watch readability unless input is paused, writability while the socket
-        holds back our ciphertext."""
-        if self.life.phase in (Phase.HANDSHAKE, Phase.CLOSED):
-            return
-        self.worker.set_interest(self, read=not self._intake.paused, write=self._queue.refused)
+        self._pump.drained_wanted = True
 
     def _rearm(self) -> None:
         self.worker.arm_timer(self, self.life.next_deadline())  # a later one is ignored
@@ -394,15 +309,6 @@ class Endpoint:
         self._queue.close_with(last_line)
         self._rearm()
 
-    def _start_linger(self) -> None:
-        try:
-            self.tls.shutdown_write()  # FIN after the BYE; reading goes on, to drain the peer
-        except OSError:
-            self.finish(self.life.reason)
-            return
-        self.life.lingering(time.monotonic())
-        self._rearm()
-
     def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None:
         """Close the socket now and forget this connection."""
         if self.life.phase is Phase.CLOSED:
@@ -417,7 +323,7 @@ class Endpoint:
         except OSError:
             pass  # already gone; nothing more to release
         self.host.unregister(self)
-        self._stats.disconnected(reason)
+        self.worker.stats.disconnected(reason)
         app = self.app
         if not quiet:
             _log_disconnect(self, app, reason, detail)

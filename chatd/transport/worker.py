@@ -6,21 +6,27 @@ no hand-over between threads; see docs/architecture.md.
 
 A connection belongs to exactly one worker for its whole life, and only that
 worker's thread calls into its SSL object. Other threads hand work over with
-`call_soon()` or, for output, `mark_dirty()`; both wake the loop through its
-`Waker` (waker.py), at most once per turn. Output queued by the worker's own thread
-(the common case: one client's line fanned out to the room) needs no wake-up
-at all: it is flushed at the end of the turn, all of it in one write per
-connection; with a write interval (`server.write_interval_ms`), at most once
-per interval, so that lines that arrive close together share a TLS record
-and a `send()` (timers.py's `WriteInterval`).
+`call_soon()` or, for output, `mark_dirty()`; both go through its `Inbox`
+(inbox.py), which wakes the loop at most once per turn. Output queued by
+the worker's own thread (the common case: one client's line fanned out to
+the room) needs no wake-up at all: it is flushed at the end of the turn,
+all of it in one write per connection; with a write interval
+(`server.write_interval_ms`), at most once per interval, so that lines that
+arrive close together share a TLS record and a `send()` (flushing.py's
+`Flusher`, asking timers.py's `WriteInterval`).
+
+What is not here: the listeners, the pause when out of descriptors and the
+hand-over of an accepted socket (accepting.py, `Acceptor`), admission (the
+server's), the work other threads queue (inbox.py), what the epoll watches
+(polling.py), when output is flushed (flushing.py), the deadlines' heap
+(timers.py), what an idle connection gives back (idle.py), and everything
+a connection does (endpoint.py).
 """
 
 from __future__ import annotations
 
 import functools
-import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -28,26 +34,23 @@ from typing import Final, Protocol
 
 import structlog
 
-from chatd.addresses import format_host_port
+from chatd.transport.accepting import Acceptor
+from chatd.transport.accepting import Service as AcceptService
+from chatd.transport.flushing import Flusher
 from chatd.transport.idle import IdleSweep
+from chatd.transport.inbox import Inbox
 from chatd.transport.iostats import IOStats
-from chatd.transport.timers import Timed, Timers, WriteInterval
+from chatd.transport.polling import READ, WRITE, Poller
+from chatd.transport.timers import Timed, Timers
 from chatd.transport.tlsstream import RECV_SIZE
-from chatd.transport.waker import Waker
 
-__all__ = ["IOStats", "Worker"]  # IOStats lives in iostats.py; endpoints import it from here too
-
-ACCEPT_PAUSE: Final = 0.1  # seconds without accepting after EMFILE and the like
-
+# IOStats lives in iostats.py, READ and WRITE in polling.py; endpoints import them from here too.
+__all__ = ["READ", "WRITE", "IOStats", "Worker"]
 
 log = structlog.get_logger(__name__)
 
 _MAX_SELECT_WAIT = 1.0
 LAG_TICK: Final = 1.0  # seconds between the loop-lag measurements a worker makes of itself
-READ: Final = select.EPOLLIN
-WRITE: Final = select.EPOLLOUT
-# Wake only one of the workers waiting on the listener per connection (Linux ≥ 4.5).
-_EXCLUSIVE: Final = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
 class Connection(Timed, Protocol):
@@ -70,17 +73,8 @@ class Connection(Timed, Protocol):
     def release_idle(self) -> bool: ...
 
 
-class Service(Protocol):
-    """What a worker needs from the server."""
-
-    def accept_from(self, acceptor: Worker, listener: int) -> bool:
-        """Accept from the listener with descriptor `listener`."""
-
-    def open_endpoint(
-        self, worker: Worker, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
-    ) -> Connection: ...
-
-    def release(self, ip: str, reject: str | None) -> None: ...
+# What a worker needs from the server (chatd.server.Server).
+Service = AcceptService["Worker", Connection]
 
 
 class Worker:
@@ -97,28 +91,19 @@ class Worker:
         worker's deadlines; `work_clock`: this thread's CPU seconds, for how
         much a turn worked (which a busy machine's preemptions do not inflate);
         a test's fake clocks."""
-        self.server = server
         self._clock = clock
-        self._work_clock = work_clock
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
-        self._epoll = select.epoll()
-        self._by_fd: dict[int, Connection] = {}  # what the epoll watches, by descriptor
+        self._poller: Poller[Connection] = Poller()
         # Every recv() of this thread lands here first; one view for all its streams.
         self.scratch = memoryview(bytearray(RECV_SIZE))
-        self._waker = Waker()
-        self._wake_fd = self._waker.fileno()
-        self._epoll.register(self._wake_fd, READ)
-        self._listener_fds: set[int] = set()  # the server's listeners while this worker accepts from them
-        self._accept_paused_until = 0.0  # out of descriptors: accept again after this
-        self._lock = threading.Lock()
-        self._calls: list[tuple[Callable[[], None], Connection | None]] = []
-        self._remote_dirty: list[Connection] = []
-        self._local_dirty: list[Connection] = []
+        self._inbox: Inbox[Connection] = Inbox()  # what other threads hand over
+        self._wake_fd = self._inbox.fileno()
+        self._poller.epoll.register(self._wake_fd, READ)
+        self._acceptor: Acceptor[Worker, Connection] = Acceptor(server, self, self.name, self._poller.epoll, clock)
+        self._flusher: Flusher[Connection] = Flusher(self._guard, write_interval, clock, work_clock)
         self._readable: list[Connection] = []
         self._timers: Timers[Connection] = Timers()
-        self._write_interval = WriteInterval(write_interval)  # _local_dirty waits for it
-        self._turn_work = 0.0  # the thread's CPU time when this turn's work began (with a write interval)
         self._idle = IdleSweep()  # a slice of the connections at every tick (idle.py)
         self._stopping = threading.Event()
         self.stats = IOStats()
@@ -126,9 +111,6 @@ class Worker:
         # got round to it, which is how long its turns take when it is busy.
         self.lag = 0.0
         self._tick_at = clock() + LAG_TICK
-        # False once the loop has ended, by stop() or by a crash: the server no
-        # longer hands it clients, and call_soon() refuses work it would never run.
-        self.running = True
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     # -- any thread ---------------------------------------------------------------
@@ -136,15 +118,16 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """False once the loop has ended, by stop() or by a crash: the server no
+        longer hands it clients, and call_soon() refuses work it would never run."""
+        return self._inbox.open
+
     def call_soon(self, call: Callable[[], None], conn: Connection | None = None) -> bool:
         """Run `call` on this worker's thread, guarded like `conn`'s events if
         given; False (and nothing will run) if the worker has stopped."""
-        with self._lock:
-            if not self.running:
-                return False
-            self._calls.append((call, conn))
-        self._waker.wake()
-        return True
+        return self._inbox.call_soon(call, conn)
 
     def loop_lag(self, now: float) -> float:
         """Seconds by which this worker ran its last lag tick late, or by which
@@ -157,23 +140,21 @@ class Worker:
     def mark_dirty(self, conn: Connection) -> None:
         """`conn` has output queued; flush it at the end of this worker's turn."""
         if self.in_thread():
-            self._local_dirty.append(conn)
+            self._flusher.dirty.append(conn)
             return
-        with self._lock:
-            self._remote_dirty.append(conn)
-        self._waker.wake()
+        self._inbox.mark_dirty(conn)
 
     def set_write_interval(self, seconds: float) -> None:
         """Flush output at most every `seconds` from now on (a reload; any thread)."""
 
         def apply() -> None:
-            self._write_interval.interval = seconds
+            self._flusher.gate.interval = seconds
 
         self.call_soon(apply)
 
     def stop(self) -> None:
         self._stopping.set()
-        self._waker.wake()
+        self._inbox.wake()
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -193,13 +174,13 @@ class Worker:
     def watch_listener(self, listener: socket.socket) -> None:
         """Accept from `listener` on this worker's thread, from its next turn on."""
         fd = listener.fileno()
-        self.call_soon(lambda: self._watch(fd))
+        self.call_soon(lambda: self._acceptor.watch(fd))
 
     def unwatch_listener(self, done: threading.Event) -> None:
         """Stop accepting; `done` is set once this worker will not touch the listener again."""
 
         def unwatch() -> None:
-            self._unwatch()
+            self._acceptor.unwatch()
             done.set()
 
         if not self.call_soon(unwatch):
@@ -218,18 +199,7 @@ class Worker:
     # -- worker thread only ---------------------------------------------------------
 
     def set_interest(self, conn: Connection, read: bool, write: bool) -> None:
-        events = (READ if read else 0) | (WRITE if write else 0)
-        if events == conn.interest:
-            return
-        if conn.interest == 0:
-            self._epoll.register(conn.fd, events)
-            self._by_fd[conn.fd] = conn
-        elif events == 0:
-            self._epoll.unregister(conn.fd)
-            del self._by_fd[conn.fd]
-        else:
-            self._epoll.modify(conn.fd, events)
-        conn.interest = events
+        self._poller.set_interest(conn, read, write)
 
     def mark_readable(self, conn: Connection) -> None:
         """`conn` may hold decrypted input the selector cannot see; read it next turn."""
@@ -240,33 +210,18 @@ class Worker:
         self._timers.arm(conn, when)
 
     def forget(self, conn: Connection) -> None:
-        if conn.interest:
-            self._by_fd.pop(conn.fd, None)
-            try:
-                self._epoll.unregister(conn.fd)
-            except OSError:
-                pass  # the socket was already closed underneath the epoll
-            conn.interest = 0
+        """`conn` is closed: no event, deadline or turn of this worker refers to it any more."""
+        self._poller.forget(conn)
         self._timers.cancel(conn)
         self.connections.discard(conn)
 
     def _start_connection(
         self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
     ) -> None:
-        try:
-            conn = self.server.open_endpoint(self, sock, peer, conn_id, reject, kind)
-        except Exception as exc:
-            if not isinstance(exc, (ssl.SSLError, OSError)):
-                log.exception("session_crashed", session=conn_id, peer=format_host_port(peer[0], peer[1]))
-            else:
-                log.info(
-                    "tls_handshake_failed", session=conn_id, peer=format_host_port(peer[0], peer[1]), error=str(exc)
-                )
-            sock.close()
-            self.server.release(peer[0], reject)
-            return
-        self.connections.add(conn)
-        self._guard(conn, conn.start)
+        conn = self._acceptor.open(sock, peer, conn_id, reject, kind)
+        if conn is not None:
+            self.connections.add(conn)
+            self._guard(conn, conn.start)
 
     def _run(self) -> None:
         self._tick_at = self._clock() + LAG_TICK
@@ -284,27 +239,27 @@ class Worker:
     def _turn(self) -> None:
         # Output held for the write interval is not work for now: _select_timeout
         # wakes the worker when the interval ends.
-        busy = self._readable or (self._local_dirty and not self._write_interval.interval)
+        busy = self._readable or self._flusher.due_now()
         timeout = 0.0 if busy else self._select_timeout()
-        by_fd = self._by_fd
-        ready = self._epoll.poll(timeout)
-        if self._write_interval.interval:
-            self._turn_work = self._work_clock()
+        poller = self._poller
+        by_fd = poller.by_fd
+        ready = poller.epoll.poll(timeout)
+        self._flusher.turn_began()
         for fd, events in ready:
             conn = by_fd.get(fd)
             if conn is not None:
                 self._guarded(conn, events)
-            elif fd in self._listener_fds:
-                self._accept(fd)
+            elif fd in self._acceptor.fds:
+                self._acceptor.accept(fd)
             elif fd == self._wake_fd:
-                self._waker.drain()  # the work it announced is taken just below
+                self._inbox.drain()  # the work it announced is taken just below
             # else: a connection closed earlier in this batch
         self._take_remote_work()
         if self._readable:
             readable, self._readable = self._readable, []
             for conn in readable:
                 self._guarded(conn, READ)
-        self._flush_dirty()
+        self._flusher.flush()
         self._run_timers()
 
     def _guarded(self, conn: Connection, events: int) -> None:
@@ -331,9 +286,7 @@ class Worker:
                 self.forget(conn)
 
     def _take_remote_work(self) -> None:
-        with self._lock:
-            calls, self._calls = self._calls, []
-            dirty, self._remote_dirty = self._remote_dirty, []
+        calls, dirty = self._inbox.take()
         for call, conn in calls:
             if conn is not None:
                 self._guard(conn, call)
@@ -342,65 +295,7 @@ class Worker:
                 call()
             except Exception:
                 log.exception("callback_crashed", worker=self.name)
-        self._local_dirty.extend(dirty)
-
-    def _flush_dirty(self) -> None:
-        gate = self._write_interval
-        if self._local_dirty and gate.interval:
-            worked = self._work_clock() - self._turn_work
-            if not gate.open(self._clock(), worked, len(self._local_dirty)):
-                return  # flushed once the interval since the last flush has passed
-        # Flushing can queue more (a closing client's LEAVE), so loop until quiet.
-        while self._local_dirty:
-            dirty, self._local_dirty = self._local_dirty, []
-            for conn in dirty:
-                self._guard(conn, conn.flush)
-
-    # -- accepting (worker thread only) ------------------------------------------
-
-    def _watch(self, fd: int) -> None:
-        self._listener_fds.add(fd)
-        if not self._accept_paused_until:
-            self._listening(True, [fd])
-
-    def _unwatch(self) -> None:
-        if not self._accept_paused_until:
-            self._listening(False)
-        self._listener_fds.clear()
-        self._accept_paused_until = 0.0
-
-    def _listening(self, on: bool, fds: list[int] | None = None) -> bool:
-        """Put the listeners in this worker's epoll or take them out; False (and
-        accepting from one over) if stop(0) closed it meanwhile, which took it
-        out already."""
-        done = True
-        for fd in list(self._listener_fds) if fds is None else fds:
-            try:
-                if on:
-                    self._epoll.register(fd, READ | _EXCLUSIVE)
-                else:
-                    self._epoll.unregister(fd)
-            except OSError:
-                self._listener_fds.discard(fd)
-                done = False
-        return done
-
-    def _accept(self, fd: int) -> None:
-        try:
-            out_of_resources = self.server.accept_from(self, fd)
-        except Exception:
-            # A bug here must not take this worker's connections with it.
-            log.exception("accept_crashed", worker=self.name)
-            return
-        # Level-triggered: the waiting client would wake us again at once. Out
-        # of descriptors, stop watching for a moment instead of spinning (or sleeping).
-        if out_of_resources and self._listening(False):
-            self._accept_paused_until = self._clock() + ACCEPT_PAUSE
-
-    def _resume_accepting(self, now: float) -> None:
-        if self._accept_paused_until and now >= self._accept_paused_until:
-            self._accept_paused_until = 0.0
-            self._listening(True)
+        self._flusher.dirty.extend(dirty)
 
     def _select_timeout(self) -> float:
         now = self._clock()
@@ -408,10 +303,10 @@ class Worker:
         next_timer = self._timers.next_at()
         if next_timer is not None:
             wait = min(wait, next_timer - now)
-        if self._local_dirty:  # held for the write interval
-            wait = min(wait, self._write_interval.next_at - now)
-        if self._accept_paused_until:
-            wait = min(wait, self._accept_paused_until - now)
+        if self._flusher.dirty:  # held for the write interval
+            wait = min(wait, self._flusher.gate.next_at - now)
+        if self._acceptor.paused_until:
+            wait = min(wait, self._acceptor.paused_until - now)
         return max(0.0, wait)
 
     def _run_timers(self) -> None:
@@ -419,20 +314,20 @@ class Worker:
         if now >= self._tick_at:
             self.lag = now - self._tick_at
             self._tick_at = now + LAG_TICK
-            for fd in self._idle.next_slice(self._by_fd):
-                if (conn := self._by_fd.get(fd)) is not None:
+            by_fd = self._poller.by_fd
+            for fd in self._idle.next_slice(by_fd):
+                if (conn := by_fd.get(fd)) is not None:
                     self._guard(conn, functools.partial(self._idle.visit, conn))
-        self._resume_accepting(now)
+        self._acceptor.resume(now)
         while (conn := self._timers.pop_due(now)) is not None:
             self._guard(conn, functools.partial(conn.on_timer, now))
-        self._flush_dirty()
+        self._flusher.flush()
 
     def _close_all(self) -> None:
-        with self._lock:
-            self.running = False
+        self._inbox.refuse()
         self._take_remote_work()  # e.g. clients handed over meanwhile: closed just below
         reason = "shutdown" if self._stopping.is_set() else "internal_error"
         for conn in list(self.connections):
             self._guard(conn, functools.partial(conn.finish, reason))
-        self._epoll.close()
-        self._waker.close()
+        self._poller.close()
+        self._inbox.close()
