@@ -48,7 +48,8 @@ from chatd.cluster.registration import register
 from chatd.cluster.scripts import Calls, Incarnation
 from chatd.cluster.state import read_state
 from chatd.cluster.writer import Writer
-from chatd.config import ClusterConfig, Config
+from chatd.config import Config
+from chatd.config_cluster import ClusterConfig
 from chatd.core.chat import Chat
 from chatd.core.network import NetworkBus
 
