@@ -24,7 +24,8 @@ a node"): it refuses clients until restarted with a copied history; and
 (`LAG_MAX_S`).
 
 What is not here: the chat (core/), the scripts (lua/, scripts.py), the
-operations' side of them (engine.py).
+operations' side of them (engine.py), the reader thread's applying of the
+log and the reader's lag (applier.py).
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ from typing import Final
 
 import structlog
 
+from chatd.cluster.applier import Applier, Lag
 from chatd.cluster.engine import ClusterEngine
-from chatd.cluster.entry import Entry, EntryError
 from chatd.cluster.errors import ClusterError, Interrupted, Unavailable
 from chatd.cluster.keys import Keys
 from chatd.cluster.lease import Beat, Lease, lease_link_timeout
 from chatd.cluster.link import PARSER, Link
 from chatd.cluster.persistence import check_persistence, redacted
-from chatd.cluster.reader import LogReader, LogRewound, LogTrimmed
+from chatd.cluster.reader import LogReader
 from chatd.cluster.registration import register
 from chatd.cluster.scripts import Calls, Incarnation
 from chatd.cluster.state import read_state
@@ -93,13 +94,12 @@ class Node:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._caught_up = threading.Event()
-        self._until = 0  # the snapshot's id: entries up to it fill the history only
         self._reader: LogReader | None = None
+        self._applier: Applier | None = None
         self._lease: Lease | None = None
         self._threads: list[threading.Thread] = []
-        self._behind: tuple[int, float] | None = None  # (a head not reached yet, when it was seen)
+        self._lag = Lag()
         self.head = 0  # the last id handed out, as of the last heartbeat
-        self.applied = 0  # entries read and applied
         self.fenced = 0  # times this node fenced itself
         self.reaped_nodes = 0  # dead nodes this node reaped
         self.reaped_nicks = 0
@@ -134,9 +134,21 @@ class Node:
         self.engine.me = self.me
         self.bus.origin = str(self.me)
         self.bus.replica.load(state)
-        self._until = state.head
         position = history.last_stored if self._chat.keeps_history else state.head
         self._reader = LogReader(self._reader_link, self._keys.log, self._keys.ids, position, block_ms=BLOCK_MS)
+        self._applier = Applier(
+            self._reader,
+            self._reader_link,
+            self._calls,
+            self.bus,
+            self.engine,
+            state.head,
+            self._lag,
+            self._stopping,
+            lambda: self.me,
+            self._caught_up_at_start,
+            self._reseed,
+        )
         log.info(
             "cluster_registered",
             node=self.name,
@@ -149,7 +161,7 @@ class Node:
             position=position,
         )
         self._start_thread("chatd-cluster-writer", self.writer.run)
-        self._start_thread("chatd-cluster-reader", self._read)
+        self._start_thread("chatd-cluster-reader", self._applier.run)
         self._start_thread("chatd-cluster-lease", lambda: self._keep_lease(registered_at))
         if position >= state.head:
             self._serve()
@@ -189,8 +201,7 @@ class Node:
         return self.serving and self.lag_seconds() <= LAG_MAX_S
 
     def lag_seconds(self) -> float:
-        behind = self._behind
-        return 0.0 if behind is None else max(0.0, time.monotonic() - behind[1])
+        return self._lag.seconds()
 
     @property
     def position(self) -> int:
@@ -236,8 +247,7 @@ class Node:
         self.head = beat.head
         if self._lease is not None:
             self.engine.settle_after(beat.head, self._lease.last_ok)
-        if self.position < beat.head and self._behind is None:
-            self._behind = (beat.head, time.monotonic())
+        self._lag.seen(beat.head, self.position)
         self.reaped_nodes += beat.reaped.nodes
         self.reaped_nicks += beat.reaped.nicks
 
@@ -269,55 +279,10 @@ class Node:
         self.bus.fence()
         return True
 
-    # -- the reader thread ----------------------------------------------------------------
-
-    def _read(self) -> None:
-        reader = self._reader
-        assert reader is not None
-        while not self._stopping.is_set():
-            try:
-                for batch in reader.batches():
-                    self._apply(batch)
-                return
-            except LogRewound as exc:
-                self._rewound(exc)
-            except LogTrimmed as exc:
-                self._reseed(str(exc))
-                return
-            except (EntryError, ClusterError) as exc:
-                log.error("cluster_reader_failed", position=reader.position, error=str(exc))
-                self._reseed(str(exc))
-                return
-
-    def _apply(self, batch: list[Entry]) -> None:
-        until = self._until
-        old = batch if batch[-1].id <= until else [entry for entry in batch if entry.id <= until]
-        replica = self.bus.replica
-        try:
-            if old:
-                replica.remember(old)
-            if len(old) < len(batch):
-                replica.apply(batch[len(old) :])
-        except Exception:  # a bug here must not stop this node's reading: logged, and it goes on
-            log.exception("cluster_apply_crashed", first=batch[0].id, last=batch[-1].id)
-        self.applied += len(batch)
-        position = batch[-1].id
-        behind = self._behind
-        if behind is not None and position >= behind[0]:
-            self._behind = None
-        self.engine.settled(position)
-        if position >= until and self.state == "starting":
+    def _caught_up_at_start(self) -> None:
+        """The reader has reached the start-up state's id."""
+        if self.state == "starting":
             self._serve()
-
-    def _rewound(self, exc: LogRewound) -> None:
-        """Redis hands out ids at or below what this node has applied (it lost
-        writes): ids go on above them, so none repeats."""
-        log.error("cluster_log_rewound", position=exc.position, head=exc.head)
-        try:
-            self._reader_link.run(self._calls.raise_ids(self.me, exc.position + 1))
-        except ClusterError as error:
-            log.warning("cluster_raise_failed", error=str(error))
-            self._stopping.wait(1.0)
 
     def _reseed(self, why: str) -> None:
         with self._lock:
@@ -361,7 +326,7 @@ class Node:
             "append_seconds_total": round(writer.seconds, 6),
             "writer_waiting": writer.waiting,
             "refusals_total": self.engine.refusals,
-            "applied_entries_total": self.applied,
+            "applied_entries_total": self._applier.applied if self._applier is not None else 0,
             "reader_position": self.position,
             "reader_lag_ids": max(0, self.head - self.position),
             "reader_lag_seconds": round(self.lag_seconds(), 3),
