@@ -23,7 +23,7 @@ from chatd import config_accounts, config_cluster, config_irc
 from chatd import config_values as values
 from chatd.addresses import split_host_port
 from chatd.config_accounts import AccountsConfig
-from chatd.config_cluster import ClusterConfig
+from chatd.config_cluster import ClusterConfig as ClusterConfig  # still chatd.config.ClusterConfig too
 from chatd.config_irc import IrcConfig
 from chatd.config_loader import OPTIONAL_PATH, PATH, load_mapping
 from chatd.config_values import GROUPS, Group, IPNetwork
