@@ -24,10 +24,10 @@ from chatd import __version__
 from chatd.addresses import format_host_port
 from chatd.config import Config, default_config_path, load_config
 from chatd.core.history import EventStore
-from chatd.errors import ConfigError
+from chatd.errors import ConfigError, StartupError
 from chatd.log import configure_logging
 from chatd.notify import Notifier
-from chatd.server import Server, StartupError
+from chatd.server import Server
 from chatd.tls import server_context
 
 if TYPE_CHECKING:

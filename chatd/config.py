@@ -3,26 +3,30 @@
 Everything is validated here, once; the `Config` that comes out is known good
 and nothing downstream checks it again. Unknown keys are refused, because a
 silent typo is the worst configuration bug. What each single value must be is
-config_values.py's (the schema below names a check per key); what several keys
-must be together is checked here.
+config_values.py's (the schema below names a check per key); how a section's
+mapping is read against its schema, config_loader.py's; the `irc:`, `accounts:`
+and `cluster:` sections, with their own cross-checks, live in config_irc.py,
+config_accounts.py and config_cluster.py. What several keys of the other
+sections must be together is checked here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from chatd import config_accounts, config_irc
+from chatd import config_accounts, config_cluster, config_irc
 from chatd import config_values as values
 from chatd.addresses import split_host_port
 from chatd.config_accounts import AccountsConfig
+from chatd.config_cluster import ClusterConfig as ClusterConfig  # still chatd.config.ClusterConfig too
 from chatd.config_irc import IrcConfig
-from chatd.config_values import GROUPS, Group, IPNetwork, Section
+from chatd.config_loader import OPTIONAL_PATH, PATH, load_mapping
+from chatd.config_values import GROUPS, Group, IPNetwork
 from chatd.errors import ConfigError
 from chatd.names import room_key
 
@@ -120,19 +124,6 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
-    """`cluster:` (docs/architecture.md, "Cluster"): this process is a node of a
-    network of chatd processes sharing one Redis. Absent (None): standalone."""
-
-    redis: str  # redis://host[:port][/db], rediss://…, or unix:///path/redis.sock[?db=N]
-    node: str = field(default_factory=socket.gethostname)
-    lease_s: float = 10.0  # a dead node's nicknames are freed this long after it stopped renewing
-    log_max: int = 1_000_000  # entries kept in the shared log
-    prefix: str = "chatd:"  # of every Redis key
-    require_appendonly: bool = True  # refuse a Redis without append-only persistence
-
-
-@dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -172,9 +163,6 @@ def _read_ecdh_curve(path: Path, tls: dict[str, Any]) -> dict[str, Any]:
     return tls
 
 
-_PATH = object()  # marker: a file path, resolved against the config file's folder
-_OPTIONAL_PATH = object()
-
 _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     "server": (
         ServerConfig,
@@ -190,9 +178,9 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
     "tls": (
         TLSConfig,
         {
-            "cert": _PATH,
-            "key": _PATH,
-            "client_ca": _OPTIONAL_PATH,
+            "cert": PATH,
+            "key": PATH,
+            "client_ca": OPTIONAL_PATH,
             "client_auth": values.choice("none", "optional", "required"),
             "nick_from_cert": values.boolean,
             "groups": values.groups,
@@ -230,7 +218,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
         HistoryConfig,
         {
             "enabled": values.boolean,
-            "path": _PATH,
+            "path": PATH,
             "backlog": values.integer(0, 500),
             "flush_ms": values.integer(1, 10_000),
             "max_age_days": values.number(0, 36500),
@@ -247,22 +235,11 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "level": values.choice("debug", "info", "warning", "error"),
         },
     ),
-    "control": (ControlConfig, {"socket": _OPTIONAL_PATH}),
+    "control": (ControlConfig, {"socket": OPTIONAL_PATH}),
     "metrics": (MetricsConfig, {"listen": values.listen_address}),
     "irc": config_irc.SCHEMA,
     "accounts": config_accounts.SCHEMA,
-    # Optional: absent means standalone (`_load_cluster`).
-    "cluster": (
-        ClusterConfig,
-        {
-            "redis": values.redis_url,
-            "node": values.node_name,
-            "lease_s": values.number(3, 3600),
-            "log_max": values.integer(1000, 1 << 40),
-            "prefix": values.key_prefix,
-            "require_appendonly": values.boolean,
-        },
-    ),
+    "cluster": config_cluster.SCHEMA,  # optional: absent means standalone (`load_cluster`)
 }
 
 
@@ -310,42 +287,18 @@ def load_config(path: str | Path, check_files: bool = True) -> Config:
     sections: dict[str, Any] = {
         name: _load_section(path, name, document.get(name)) for name in _SCHEMA if name != "cluster"
     }
-    config = Config(path=path, cluster=_load_cluster(path, document.get("cluster")), **sections)
+    config = Config(path=path, cluster=config_cluster.load_cluster(path, document.get("cluster")), **sections)
     _check_combinations(config, check_files)
     return config
 
 
 def _load_section(path: Path, name: str, value: object) -> object:
+    """A section, with what is particular to two of them: the TLS section's
+    deprecated key, and file paths that default relative to the config file."""
     cls, checks = _SCHEMA[name]
-    return _load_mapping(path, name, cls, checks, value)
-
-
-def _load_mapping(path: Path, name: str, cls: type, checks: dict[str, Any], value: object) -> object:
-    """`value` (a section, or a key that is a mapping of its own) as a `cls`."""
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: {name}: must be a mapping of keys ({', '.join(checks)}) (got {value!r})")
-    if cls is TLSConfig:
+    if cls is TLSConfig and isinstance(value, dict):
         value = _read_ecdh_curve(path, value)
-    converted: dict[str, Any] = {}
-    for key, raw in value.items():
-        if key not in checks:
-            raise ConfigError(f"{path}: {name}.{key}: unknown key (known: {', '.join(checks)})")
-        check = checks[key]
-        if isinstance(check, Section):
-            converted[key] = _load_mapping(path, f"{name}.{key}", check.cls, check.checks, raw)
-            continue
-        try:
-            if check is _PATH or (check is _OPTIONAL_PATH and raw is not None):
-                converted[key] = path.parent / values.text(raw)
-            elif check is _OPTIONAL_PATH:
-                converted[key] = None
-            else:
-                converted[key] = check(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: {name}.{key}: {exc} (got {raw!r})") from None
-    instance = cls(**converted)
+    instance = load_mapping(path, name, cls, checks, value)
     if isinstance(instance, TLSConfig):
         instance = dataclasses.replace(instance, cert=path.parent / instance.cert, key=path.parent / instance.key)
     if isinstance(instance, HistoryConfig):
@@ -353,30 +306,12 @@ def _load_mapping(path: Path, name: str, cls: type, checks: dict[str, Any], valu
     return instance
 
 
-def _load_cluster(path: Path, value: object) -> ClusterConfig | None:
-    """The one optional section: absent or empty, chatd runs standalone."""
-    if value is None:
-        return None
-    keys = value if isinstance(value, dict) else {}
-    if isinstance(value, dict) and "redis" not in value:
-        raise ConfigError(f"{path}: cluster.redis: required in a cluster section; {values.REDIS_EXPECTED} (got none)")
-    cluster = _load_section(path, "cluster", value)  # refuses what is not a mapping
-    assert isinstance(cluster, ClusterConfig)
-    if "node" not in keys:
-        try:  # the default, the host name, must be a node name too
-            values.node_name(cluster.node)
-        except ValueError as exc:
-            raise ConfigError(
-                f"{path}: cluster.node: the host name is no node name; set one: {exc} (got {cluster.node!r})"
-            ) from None
-    return cluster
-
-
 def _check_combinations(config: Config, check_files: bool) -> None:
     _check_rooms(config)
     _check_metrics(config)
     _check_irc(config)
-    _check_cluster(config)
+    if refused := config_cluster.check_cluster(config.cluster, config.accounts.enabled, config.irc.listen):
+        raise ConfigError(f"{config.path}: {refused}")
     if problem := config_accounts.check_accounts(config.accounts):
         raise ConfigError(f"{config.path}: {problem[0]}: {problem[1]}")
     tls = config.tls
@@ -432,22 +367,6 @@ def _check_metrics(config: Config) -> None:
         raise ConfigError(
             f"{config.path}: metrics.listen: the port of server.port ({server.port}); "
             f"choose another port (got {config.metrics.listen!r})"
-        )
-
-
-def _check_cluster(config: Config) -> None:
-    """What a node of a cluster does not run yet (docs/operations.md, "Cluster")."""
-    if config.cluster is None:
-        return
-    if config.accounts.enabled:
-        raise ConfigError(
-            f"{config.path}: accounts.enabled: accounts are not shared between the nodes of a cluster yet; "
-            "set accounts.enabled: false beside a cluster section (got true)"
-        )
-    if config.irc.listen is not None:
-        raise ConfigError(
-            f"{config.path}: irc.listen: the IRC listener does not run on the nodes of a cluster yet; "
-            f"set irc.listen: null beside a cluster section (got {config.irc.listen!r})"
         )
 
 

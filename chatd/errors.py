@@ -7,6 +7,10 @@ class ConfigError(Exception):
     """A configuration problem, worded for the operator: file, key, expectation."""
 
 
+class StartupError(Exception):
+    """The daemon cannot start for a reason outside the config file (e.g. port in use)."""
+
+
 class ProtocolError(Exception):
     """A client line that is refused with `ERR <code> <text>`."""
 

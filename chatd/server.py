@@ -1,8 +1,11 @@
-"""Server: the wiring. The listener and the I/O workers, the hand-off of each
-accepted socket to a worker, the registry of connections (with the counters
-of rare events: accepts, refusals, handshake failures) and the stop sequence.
+"""Server: the wiring. The I/O workers, the hand-off of each accepted socket
+to a worker, the codec each listener's clients get, and the start and stop
+sequences.
 
-Whether a client is served is chatd/admission.py's policy; a reload is
+The listening sockets and the accept loop are chatd/listeners.py's; the
+registry of connections (with the counters of rare events: accepts, refusals,
+handshake failures) is chatd/connections.py's; whether a client is served is
+chatd/admission.py's policy, which the registry consults; a reload is
 chatd/reload.py's, which hands the server new `Settings` to `apply`; what the
 operator's commands read and do is chatd/operations.py's, from `snapshot()`.
 
@@ -19,10 +22,6 @@ impossible.)
 
 from __future__ import annotations
 
-import collections
-import errno
-import itertools
-import math
 import os
 import socket
 import ssl
@@ -32,25 +31,27 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from chatd.admission import Admission
 from chatd.config import Config, LimitsConfig
+from chatd.connections import Connections
 from chatd.core import protocol
-from chatd.core.bans import covers
 from chatd.core.chat import Chat
 from chatd.core.history import EventStore
 from chatd.core.session import Session
+from chatd.errors import StartupError
 from chatd.irc_listener import IrcListener
+from chatd.listeners import KEEPALIVE as KEEPALIVE
+from chatd.listeners import Listeners
+from chatd.listeners import tune_listener as tune_listener
 from chatd.notify import Notifier
 from chatd.outlet import Outlet
 from chatd.reload import Reloader, Settings, read_settings
-from chatd.stats import Snapshot, StatsSource, StoreStats, Tally, take_snapshot
+from chatd.stats import Snapshot, StatsSource, StoreStats, take_snapshot
 from chatd.storage.lookups import LookupThread
 from chatd.tls import HTTP_ALPN, memory_warnings
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.http import HttpCodec
 from chatd.transport.lines import LineCodec
-from chatd.transport.listening import listen_on
 from chatd.transport.tlsstream import TLSStream
 from chatd.transport.worker import Worker
 from chatd.transport.wsframes import TextFrames
@@ -60,15 +61,6 @@ if TYPE_CHECKING:  # argon2 is imported only when accounts are on (chatd/cli.py)
     from chatd.cluster.node import Node
 
 log = structlog.get_logger(__name__)
-
-_MAX_PENDING_REJECTS = 256  # rejected clients still being told why; beyond this, just close
-_ACCEPT_BATCH = 64
-KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
-_ACCEPT_FAILED_EVERY = 1.0  # seconds between `accept_failed` lines; the rest are counted
-
-
-class StartupError(Exception):
-    """The daemon cannot start for a reason outside the config file (e.g. port in use)."""
 
 
 class Server:
@@ -103,18 +95,7 @@ class Server:
         self.stopping = False
         self.address: tuple[str, int] = ("", 0)
         self.started = time.monotonic()
-        self._lock = threading.Lock()
-        self._accept_failures = 0
-        self._accept_failed_logged = -math.inf
-        self._connections: dict[int, Endpoint] = {}
-        self._admission = Admission(config.limits)  # under _lock
-        self._rejecting = 0
-        self._ids = itertools.count(1)
-        self._totals = {"messages_in": 0, "messages_out": 0, "rate_limited": 0}
-        self._handshake_failures = 0
-        self._rejected = 0
-        self._accepted = 0  # admitted; refused ones by reason in _refused
-        self._refused: collections.Counter[str] = collections.Counter()
+        self._connections = Connections(config.limits)
         # Components with figures of their own for /metrics and status (see StatsSource).
         self.stats_sources: dict[str, StatsSource] = {}
         self.metrics_address: str | None = None  # where /metrics is served, once it is
@@ -128,10 +109,7 @@ class Server:
             self.node = Node(config, self.chat)
             self.chat.bus = self.node.bus
             self.stats_sources["cluster"] = self.node
-        self._all_closed = threading.Event()
-        self._listener: socket.socket | None = None
-        # Every listening socket by descriptor, with the kind of client it serves ("chat", "irc").
-        self._listeners: dict[int, tuple[socket.socket, str]] = {}
+        self._listeners = Listeners()
         self.irc = IrcListener(config, self.chat) if config.irc.listen is not None else None
         count = config.server.io_threads or len(os.sched_getaffinity(0))
         interval = config.server.write_interval_ms / 1000
@@ -171,13 +149,11 @@ class Server:
                 self.node.start()
             except StartError as exc:
                 raise StartupError(str(exc)) from exc
-        self._listener = self._listen()
-        self.address = self._listener.getsockname()[:2]
-        self._listeners[self._listener.fileno()] = (self._listener, "chat")
-        irc = self._listen_irc()
+        self.address = self._listeners.open_chat(self.config)
+        irc = self._listeners.open_irc(self.config, self.irc) if self.irc is not None else None
         for worker in self._workers:
             worker.start()
-            for listener, _ in self._listeners.values():
+            for listener in self._listeners.sockets():
                 worker.watch_listener(listener)
         if irc is not None:
             host, port = irc.getsockname()[:2]
@@ -187,46 +163,15 @@ class Server:
             log.warning("tls_buffers_kept", reason=warning)
         return self.address
 
-    def _listen_irc(self) -> socket.socket | None:
-        """The IRC listener (`irc.listen`), if it is on."""
-        if self.irc is None:
-            return None
-        try:
-            listener = self.irc.listen(self.config)
-        except OSError as exc:
-            assert self._listener is not None
-            self._listener.close()
-            raise StartupError(
-                f"{self.config.path}: irc.listen: cannot listen on {self.config.irc.listen}: "
-                f"{exc.strerror or exc} (is another server using it?)"
-            ) from exc
-        tune_listener(listener)
-        self._listeners[listener.fileno()] = (listener, "irc")
-        return listener
-
-    def _listen(self) -> socket.socket:
-        host, port = self.config.server.host, self.config.server.port
-        try:
-            listener = listen_on(host, port, backlog=1024, reuse_port=self.config.server.reuse_port)
-        except OSError as exc:
-            raise StartupError(
-                f"{self.config.path}: server.port: cannot listen on {host} port {port}: "
-                f"{exc.strerror or exc} (is another server using it?)"
-            ) from exc
-        tune_listener(listener)
-        return listener
-
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, say `BYE shutdown` to everyone, close, join threads."""
         self.stopping = self.chat.stopping = True
+        self._connections.begin_stop()
         log.info("shutdown", clients=len(self.chat.nicks), connections=len(self._connections))
         self._close_listener(grace)
         for worker in self._workers:
             worker.for_each_connection(lambda conn: conn.begin_close("shutdown"))
-        with self._lock:
-            if not self._connections and not self._admission.admitted:
-                self._all_closed.set()
-        self._all_closed.wait(grace)
+        self._connections.wait_closed(grace)
         for worker in self._workers:
             worker.stop()
         if self.accounts is not None:
@@ -235,13 +180,12 @@ class Server:
             self.node.stop()  # after the sessions' leaves were queued
         deadline = time.monotonic() + grace
         stuck = [w.name for w in self._workers if not w.join(max(0.0, deadline - time.monotonic()))]
-        if stuck or self._connections:
+        if stuck or len(self._connections):
             log.warning("sessions_still_running", count=len(self._connections), threads=stuck)
         self.chat.close()
 
     def _close_listener(self, grace: float) -> None:
         """Every worker stops accepting, then the port closes: new clients are refused."""
-        assert self._listener is not None
         unwatched = []
         for worker in self._workers:
             done = threading.Event()
@@ -250,61 +194,26 @@ class Server:
         deadline = time.monotonic() + grace
         for done in unwatched:
             done.wait(max(0.0, deadline - time.monotonic()))
-        for listener, _ in self._listeners.values():
-            listener.close()
+        self._listeners.close()
 
     # -- accepting (on the workers' threads) -----------------------------------------------
 
     def accept_from(self, acceptor: Worker, listener: int) -> bool:
         """Accept what is waiting on `listener` (a descriptor), up to a batch, on
         `acceptor`'s thread; True if out of descriptors or memory."""
-        if listener not in self._listeners:
-            return False
-        sock_listener, kind = self._listeners[listener]
-        for _ in range(_ACCEPT_BATCH):
-            if self.stopping:
-                return False
-            try:
-                sock, peer = sock_listener.accept()
-            except BlockingIOError:
-                return False  # another worker took it, or nothing is left
-            except OSError as exc:
-                # EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources; ECONNABORTED: the
-                # client gave up in the backlog. Log and keep serving.
-                self._accept_failed(exc)
-                return exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-            self._admit(sock, peer, acceptor, kind)
-        return False
 
-    def _accept_failed(self, exc: OSError) -> None:
-        """Log at most one `accept_failed` a second, with how many failed since."""
-        now = time.monotonic()
-        with self._lock:
-            self._accept_failures += 1
-            if now - self._accept_failed_logged < _ACCEPT_FAILED_EVERY:
-                return
-            count, self._accept_failures = self._accept_failures, 0
-            self._accept_failed_logged = now
-        log.warning("accept_failed", error=exc.strerror or str(exc), count=count)
+        def admit(sock: socket.socket, peer: tuple[str, int], kind: str) -> None:
+            self._admit(sock, peer, acceptor, kind)
+
+        return self._listeners.accept(listener, lambda: self.stopping, admit)
 
     def _admit(self, sock: socket.socket, peer: tuple[str, int], acceptor: Worker, kind: str) -> None:
         ip = peer[0]
-        told = True
         now = time.monotonic()
         banned = self.chat.accounts is not None and self.chat.accounts.banned(ip) is not None
         fenced = self.node is not None and not self.node.serving  # try another node
-        with self._lock:
-            reject = protocol.BANNED if banned else protocol.SERVER_FULL if fenced else self._admission.admit(ip, now)
-            if reject is None:
-                self._accepted += 1
-            elif self._rejecting >= _MAX_PENDING_REJECTS:
-                self._rejected += 1
-                told = False
-            else:
-                self._rejecting += 1
-            if reject is not None:
-                self._refused[reject] += 1
-            conn_id = next(self._ids)
+        refusal = protocol.BANNED if banned else protocol.SERVER_FULL if fenced else None
+        conn_id, reject, told = self._connections.admit(ip, now, refusal)
         if not told:
             sock.close()
             log.info("rejected", peer=f"{ip}:{peer[1]}", reason=reject, told=False)
@@ -332,8 +241,7 @@ class Server:
         alpn = HTTP_ALPN.encode() if settings.config.web.enabled and kind == "chat" else None
         tls = TLSStream(sock, settings.tls_context, worker.scratch, alpn)
         endpoint = Endpoint(self, worker, tls, peer, conn_id, reject, kind)
-        with self._lock:
-            self._connections[endpoint.id] = endpoint
+        self._connections.add(endpoint)
         return endpoint
 
     def open_codec(self, endpoint: Endpoint, alpn: str | None) -> Codec:
@@ -352,30 +260,17 @@ class Server:
         return LineCodec(endpoint, session)
 
     def unregister(self, endpoint: Endpoint) -> None:
-        with self._lock:
-            self._connections.pop(endpoint.id, None)
-            self._totals["messages_in"] += endpoint.app.messages_in
-            self._totals["messages_out"] += endpoint.messages_out
-            self._totals["rate_limited"] += endpoint.app.rate_limited
-        self.release(endpoint.ip, endpoint.reject)
+        self._connections.remove(endpoint)
 
     def release(self, ip: str, reject: str | None) -> None:
         """Give back the admission slot taken in `_admit`."""
-        with self._lock:
-            if reject is not None:
-                self._rejecting -= 1
-            else:
-                self._admission.release(ip)
-            if self.stopping and not self._connections and not self._admission.admitted:
-                self._all_closed.set()
+        self._connections.release(ip, reject)
 
     def note_handshake_failure(self) -> None:
-        with self._lock:
-            self._handshake_failures += 1
+        self._connections.note_handshake_failure()
 
     def note_rejected(self, endpoint: Endpoint, reason: str) -> None:
-        with self._lock:
-            self._rejected += 1
+        self._connections.note_rejected()
         log.info("rejected", session=endpoint.id, peer=endpoint.peer, reason=reason, told=True)
 
     # -- reload (chatd/reload.py) ----------------------------------------------------------
@@ -389,8 +284,7 @@ class Server:
         context, web client, limits); admission, the chat and every connection
         take the new limits."""
         self.settings = settings
-        with self._lock:
-            self._admission.apply(settings.config.limits)
+        self._connections.apply(settings.config.limits)
         self.chat.configure(settings.config)
         if self.irc is not None:
             self.irc.configure(settings.config)
@@ -404,16 +298,7 @@ class Server:
 
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics and `chatctl status`, read now (chatd/stats.py)."""
-        with self._lock:
-            live = list(self._connections.values())
-            tally = Tally(
-                accepted=self._accepted,
-                refused=dict(self._refused),
-                handshake_failures=self._handshake_failures,
-                rejected=self._rejected,
-                reloads=self.reloader.counts(),
-                closed=dict(self._totals),
-            )
+        tally, live = self._connections.tally(self.reloader.counts())
         figures = self.accounts.figures() if self.accounts is not None else None
         return take_snapshot(
             tally, live, self._workers, self.chat, self.settings.cert_expiry, self.stats_sources, figures
@@ -422,20 +307,4 @@ class Server:
     def close_from(self, network: str, reason: str, text: str) -> int:
         """Close every connection from an address in `network` (a new ban):
         `BYE <reason> <text>`; returns how many."""
-        with self._lock:
-            live = list(self._connections.values())
-        matching = [endpoint for endpoint in live if covers(network, endpoint.ip)]
-        for endpoint in matching:
-            endpoint.close(reason, text)
-        return len(matching)
-
-
-def tune_listener(listener: socket.socket) -> None:
-    """Options every accepted socket inherits from the listener (Linux copies
-    them at accept), so a connection costs no setsockopt() calls of its own."""
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    # Dead peers are found by TCP keepalive (docs/protocol.md), not app-level PING.
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in KEEPALIVE.items():
-        if hasattr(socket, name):
-            listener.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        return self._connections.close_from(network, reason, text)

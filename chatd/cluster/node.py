@@ -10,8 +10,9 @@ entries up to the state's id filling the history only. Once the reader has
 caught up with the state's id, the node serves (`cluster_serving`).
 
 Threads: `chatd-cluster-writer` (the `Writer`: every operation of every
-session, batched), `chatd-cluster-reader` (the `LogReader`: every entry into
-the replica, core/replica.py) and `chatd-cluster-lease` (the `Lease`:
+session, batched), `chatd-cluster-reader` (the `LogReader` read by the
+`Applier`, applier.py: every entry into the replica, core/replica.py) and
+`chatd-cluster-lease` (the `Lease`s kept by the `Tenure`, tenure.py:
 heartbeat and reaping of dead nodes every `LEASE_EVERY` seconds).
 
 States (`state`): `starting`; `serving`; `fenced`, when the lease is lost
@@ -24,7 +25,9 @@ a node"): it refuses clients until restarted with a copied history; and
 (`LAG_MAX_S`).
 
 What is not here: the chat (core/), the scripts (lua/, scripts.py), the
-operations' side of them (engine.py).
+operations' side of them (engine.py), the reader thread's applying of the
+log and the reader's lag (applier.py), the lease thread's registering and
+heartbeats (tenure.py).
 """
 
 from __future__ import annotations
@@ -36,25 +39,25 @@ from typing import Final
 
 import structlog
 
+from chatd.cluster.applier import Applier, Lag
 from chatd.cluster.engine import ClusterEngine
-from chatd.cluster.entry import Entry, EntryError
 from chatd.cluster.errors import ClusterError, Interrupted, Unavailable
 from chatd.cluster.keys import Keys
-from chatd.cluster.lease import Beat, Lease, lease_link_timeout
+from chatd.cluster.lease import lease_link_timeout
 from chatd.cluster.link import PARSER, Link
 from chatd.cluster.persistence import check_persistence, redacted
-from chatd.cluster.reader import LogReader, LogRewound, LogTrimmed
-from chatd.cluster.registration import register
+from chatd.cluster.reader import LogReader
 from chatd.cluster.scripts import Calls, Incarnation
 from chatd.cluster.state import read_state
+from chatd.cluster.tenure import Tenure
 from chatd.cluster.writer import Writer
-from chatd.config import ClusterConfig, Config
+from chatd.config import Config
+from chatd.config_cluster import ClusterConfig
 from chatd.core.chat import Chat
 from chatd.core.network import NetworkBus
 
 log = structlog.get_logger(__name__)
 
-LEASE_EVERY: Final = 0.5  # seconds between heartbeats (and reaps): a dead node's LEAVE within lease_s + this
 LAG_MAX_S: Final = 5.0  # behind a head seen this long ago: /healthz says 503
 START_TIMEOUT: Final = 60.0  # for catching up at start; a node still behind then refuses clients until it is
 BLOCK_MS: Final = 1000  # the reader's XREAD BLOCK: how long stopping it may take
@@ -70,7 +73,6 @@ class Node:
         assert config.cluster is not None
         self.config: ClusterConfig = config.cluster
         self._path = config.path
-        self._permanent = config.rooms.permanent
         self._chat = chat
         cluster = self.config
         self.name = cluster.node
@@ -92,17 +94,22 @@ class Node:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._caught_up = threading.Event()
-        self._until = 0  # the snapshot's id: entries up to it fill the history only
         self._reader: LogReader | None = None
-        self._lease: Lease | None = None
+        self._applier: Applier | None = None
         self._threads: list[threading.Thread] = []
-        self._behind: tuple[int, float] | None = None  # (a head not reached yet, when it was seen)
-        self.head = 0  # the last id handed out, as of the last heartbeat
-        self.applied = 0  # entries read and applied
+        self._lag = Lag()
+        self._tenure = Tenure(
+            self._lease_link,
+            self._calls,
+            cluster,
+            config.path,
+            config.rooms.permanent,
+            self.engine,
+            self._lag,
+            self._stopping,
+            lambda: self.position,
+        )
         self.fenced = 0  # times this node fenced itself
-        self.reaped_nodes = 0  # dead nodes this node reaped
-        self.reaped_nicks = 0
-        self.lease_failures = 0  # heartbeats that failed, over every lease so far
 
     # -- life --------------------------------------------------------------------------
 
@@ -119,7 +126,7 @@ class Node:
         where = redacted(self.config.redis)
         try:
             check_persistence(self._lease_link, self.config, self._path)
-            self.me, registered_at = self._register(None, at_start=True)
+            self.me, registered_at = self._tenure.register(None, at_start=True)
             state = read_state(self._lease_link.run(self._calls.snapshot(self.me)))
             history = self._chat.history
             if state.head == 0 and self._chat.keeps_history and history.first_id > 1:
@@ -133,9 +140,21 @@ class Node:
         self.engine.me = self.me
         self.bus.origin = str(self.me)
         self.bus.replica.load(state)
-        self._until = state.head
         position = history.last_stored if self._chat.keeps_history else state.head
         self._reader = LogReader(self._reader_link, self._keys.log, self._keys.ids, position, block_ms=BLOCK_MS)
+        self._applier = Applier(
+            self._reader,
+            self._reader_link,
+            self._calls,
+            self.bus,
+            self.engine,
+            state.head,
+            self._lag,
+            self._stopping,
+            lambda: self.me,
+            self._caught_up_at_start,
+            self._reseed,
+        )
         log.info(
             "cluster_registered",
             node=self.name,
@@ -148,8 +167,13 @@ class Node:
             position=position,
         )
         self._start_thread("chatd-cluster-writer", self.writer.run)
-        self._start_thread("chatd-cluster-reader", self._read)
-        self._start_thread("chatd-cluster-lease", lambda: self._keep_lease(registered_at))
+        self._start_thread("chatd-cluster-reader", self._applier.run)
+        self._start_thread(
+            "chatd-cluster-lease",
+            lambda: self._tenure.run(
+                self.me, registered_at, self._lease_lost, self._registered_again, lambda: self.state == "reseed"
+            ),
+        )
         if position >= state.head:
             self._serve()
         if not self._caught_up.wait(START_TIMEOUT):
@@ -159,8 +183,7 @@ class Node:
         """The sessions have left (their leaves queued): send what waits, give
         the lease back, stop the threads."""
         self._stopping.set()
-        if self._lease is not None:
-            self._lease.stop()
+        self._tenure.stop_lease()
         self.writer.stop()
         for thread in self._threads:
             if thread.name != "chatd-cluster-reader":
@@ -188,57 +211,19 @@ class Node:
         return self.serving and self.lag_seconds() <= LAG_MAX_S
 
     def lag_seconds(self) -> float:
-        behind = self._behind
-        return 0.0 if behind is None else max(0.0, time.monotonic() - behind[1])
+        return self._lag.seconds()
 
     @property
     def position(self) -> int:
         return self._reader.position if self._reader is not None else 0
 
-    # -- registering ------------------------------------------------------------------
-
-    def _register(self, previous: int | None, at_start: bool) -> tuple[Incarnation, float]:
-        return register(
-            self._lease_link, self._calls, self.config, self._path, self._permanent, previous, at_start, self._stopping
-        )
-
-    def _keep_lease(self, registered_at: float) -> None:
-        """The lease thread: heartbeats; after fencing, register again."""
-        while not self._stopping.is_set():
-            lease = Lease(
-                self._lease_link,
-                self._calls,
-                self.me,
-                self.config.lease_s,
-                registered_at,
-                on_fenced=self._lease_lost,
-                on_beat=self._beat,
-                every=LEASE_EVERY,
-            )
-            self._lease = lease
-            if self._stopping.is_set():
-                return
-            lease.run()
-            self.lease_failures += lease.failures
-            if self._stopping.is_set() or self.state == "reseed":
-                return
-            try:
-                self.me, registered_at = self._register(self.me.epoch, at_start=False)
-            except Unavailable:
-                return  # stopping
-            self.engine.me = self.me
-            self.bus.origin = str(self.me)
-            log.info("cluster_registered", node=self.name, epoch=self.me.epoch, again=True)
-            self._serve()
-
-    def _beat(self, beat: Beat) -> None:
-        self.head = beat.head
-        if self._lease is not None:
-            self.engine.settle_after(beat.head, self._lease.last_ok)
-        if self.position < beat.head and self._behind is None:
-            self._behind = (beat.head, time.monotonic())
-        self.reaped_nodes += beat.reaped.nodes
-        self.reaped_nicks += beat.reaped.nicks
+    def _registered_again(self, me: Incarnation) -> None:
+        """After fencing, a new epoch: this node serves again."""
+        self.me = me
+        self.engine.me = me
+        self.bus.origin = str(me)
+        log.info("cluster_registered", node=self.name, epoch=me.epoch, again=True)
+        self._serve()
 
     # -- serving and fencing ------------------------------------------------------------
 
@@ -255,8 +240,8 @@ class Node:
 
     def _refused_as_fenced(self, me: Incarnation) -> None:
         """A call of this incarnation was refused as fenced: its lease is gone."""
-        if self._fence("lease_lost") and self._lease is not None:
-            self._lease.stop()  # the lease thread registers again
+        if self._fence("lease_lost"):
+            self._tenure.stop_lease()  # the lease thread registers again
 
     def _fence(self, reason: str) -> bool:
         with self._lock:
@@ -268,55 +253,10 @@ class Node:
         self.bus.fence()
         return True
 
-    # -- the reader thread ----------------------------------------------------------------
-
-    def _read(self) -> None:
-        reader = self._reader
-        assert reader is not None
-        while not self._stopping.is_set():
-            try:
-                for batch in reader.batches():
-                    self._apply(batch)
-                return
-            except LogRewound as exc:
-                self._rewound(exc)
-            except LogTrimmed as exc:
-                self._reseed(str(exc))
-                return
-            except (EntryError, ClusterError) as exc:
-                log.error("cluster_reader_failed", position=reader.position, error=str(exc))
-                self._reseed(str(exc))
-                return
-
-    def _apply(self, batch: list[Entry]) -> None:
-        until = self._until
-        old = batch if batch[-1].id <= until else [entry for entry in batch if entry.id <= until]
-        replica = self.bus.replica
-        try:
-            if old:
-                replica.remember(old)
-            if len(old) < len(batch):
-                replica.apply(batch[len(old) :])
-        except Exception:  # a bug here must not stop this node's reading: logged, and it goes on
-            log.exception("cluster_apply_crashed", first=batch[0].id, last=batch[-1].id)
-        self.applied += len(batch)
-        position = batch[-1].id
-        behind = self._behind
-        if behind is not None and position >= behind[0]:
-            self._behind = None
-        self.engine.settled(position)
-        if position >= until and self.state == "starting":
+    def _caught_up_at_start(self) -> None:
+        """The reader has reached the start-up state's id."""
+        if self.state == "starting":
             self._serve()
-
-    def _rewound(self, exc: LogRewound) -> None:
-        """Redis hands out ids at or below what this node has applied (it lost
-        writes): ids go on above them, so none repeats."""
-        log.error("cluster_log_rewound", position=exc.position, head=exc.head)
-        try:
-            self._reader_link.run(self._calls.raise_ids(self.me, exc.position + 1))
-        except ClusterError as error:
-            log.warning("cluster_raise_failed", error=str(error))
-            self._stopping.wait(1.0)
 
     def _reseed(self, why: str) -> None:
         with self._lock:
@@ -332,8 +272,7 @@ class Node:
         self._caught_up.set()
         if serving:
             self.bus.fence()
-        if self._lease is not None:
-            self._lease.stop()
+        self._tenure.stop_lease()
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:
@@ -352,7 +291,7 @@ class Node:
     def stats(self) -> dict[str, float]:
         """The metrics' figures (chatd_cluster_*: chatd/metrics.py, docs/operations.md)."""
         writer = self.writer
-        lease_failures = self.lease_failures + (self._lease.failures if self._lease is not None else 0)
+        tenure = self._tenure
         return {
             "serving": float(self.serving),
             "appends_total": writer.calls,
@@ -360,20 +299,20 @@ class Node:
             "append_seconds_total": round(writer.seconds, 6),
             "writer_waiting": writer.waiting,
             "refusals_total": self.engine.refusals,
-            "applied_entries_total": self.applied,
+            "applied_entries_total": self._applier.applied if self._applier is not None else 0,
             "reader_position": self.position,
-            "reader_lag_ids": max(0, self.head - self.position),
+            "reader_lag_ids": max(0, tenure.head - self.position),
             "reader_lag_seconds": round(self.lag_seconds(), 3),
-            "lease_failures_total": lease_failures,
+            "lease_failures_total": tenure.failures(),
             "fenced_total": self.fenced,
-            "reaped_nodes_total": self.reaped_nodes,
-            "reaped_nicks_total": self.reaped_nicks,
+            "reaped_nodes_total": tenure.reaped_nodes,
+            "reaped_nicks_total": tenure.reaped_nicks,
             "redis_up": float(writer.connected and (self._reader is None or self._reader.connected)),
         }
 
     def status(self) -> dict[str, object]:
         """`chatctl status`'s `cluster` field."""
-        lease = self._lease
+        lease = self._tenure.lease
         return {
             "node": self.name,
             "epoch": self.me.epoch,
@@ -383,7 +322,7 @@ class Node:
             "lease_s": self.config.lease_s,
             "lease_renewed_s_ago": round(time.monotonic() - lease.last_ok, 1) if lease is not None else None,
             "log_position": self.position,
-            "log_head": self.head,
+            "log_head": self._tenure.head,
             "reader_lag_s": round(self.lag_seconds(), 3),
             "clients_here": len(self.bus),
             "writer_waiting": self.writer.waiting,

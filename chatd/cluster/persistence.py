@@ -21,7 +21,7 @@ import structlog
 
 from chatd.cluster.link import Link
 from chatd.cluster.scripts import pack
-from chatd.config import ClusterConfig
+from chatd.config_cluster import ClusterConfig
 from chatd.errors import ConfigError
 
 log = structlog.get_logger(__name__)

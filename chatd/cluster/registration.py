@@ -22,7 +22,7 @@ from chatd.cluster.backoff import Backoff
 from chatd.cluster.errors import Interrupted, Refused, Unavailable
 from chatd.cluster.link import Link
 from chatd.cluster.scripts import Calls, Incarnation
-from chatd.config import ClusterConfig
+from chatd.config_cluster import ClusterConfig
 from chatd.errors import ConfigError
 
 log = structlog.get_logger(__name__)

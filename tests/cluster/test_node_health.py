@@ -38,10 +38,10 @@ def test_healthy_only_while_serving(tmp_path: Path) -> None:
 def test_a_reader_behind_a_head_seen_long_ago_is_unhealthy(tmp_path: Path) -> None:
     a = node(tmp_path)
     a.state = "serving"
-    a._beat(Beat(head=10, reaped=Reaped(0, 0)))  # the reader is at 0: behind, since now
+    a._tenure._beat(Beat(head=10, reaped=Reaped(0, 0)))  # the reader is at 0: behind, since now
     assert a.stats()["reader_lag_ids"] == 10
     assert a.healthy() and a.lag_seconds() < LAG_MAX_S
-    head, _ = a._behind  # type: ignore[misc]
-    a._behind = (head, time.monotonic() - LAG_MAX_S - 1)  # seen long ago, still not reached
+    head, _ = a._lag._behind  # type: ignore[misc]
+    a._lag._behind = (head, time.monotonic() - LAG_MAX_S - 1)  # seen long ago, still not reached
     assert not a.healthy()
     assert a.status()["reader_lag_s"] > LAG_MAX_S

@@ -133,7 +133,7 @@ def test_max_clients_still_applies_to_exempt_addresses(start_daemon) -> None:  #
 @with_io_threads(1, 2)
 def test_rejected_clients_beyond_the_pending_cap_are_closed_at_once(start_daemon, io_threads: int) -> None:  # type: ignore[no-untyped-def]
     # Rejected clients are told why after their handshake, but at most 256 at once
-    # (server.py _MAX_PENDING_REJECTS); a flood of silent sockets beyond that costs
+    # (connections.py MAX_PENDING_REJECTS); a flood of silent sockets beyond that costs
     # the daemon nothing but a close.
     daemon = start_daemon(server={"io_threads": io_threads}, limits={"max_clients": 1, "handshake_timeout": 1})
     member = daemon.client("member")
