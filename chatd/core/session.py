@@ -21,28 +21,20 @@ from typing import Final
 
 import structlog
 
-from chatd import __version__
 from chatd.addresses import host_of, source_of
-from chatd.core import protocol, sasl
+from chatd.core import protocol
 from chatd.core.accounts import Account
 from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS, Row, autojoin, leave_room
 from chatd.core.flood import FloodControl, Line
-from chatd.core.identities import refusal
+from chatd.core.registering import Registering
 from chatd.core.registry import VOICE
 from chatd.core.rooms import Room
-from chatd.core.signin import ban_text
 from chatd.errors import ProtocolError
 from chatd.outlet import Command, Outlet, Tracer
 
 log = structlog.get_logger(__name__)
 
-_REJECT_TEXT: Final = {
-    protocol.SERVER_FULL: "The server is full; try again later.",
-    protocol.TOO_MANY_CONNECTIONS: "Too many connections from your address.",
-    protocol.THROTTLED: "Too many connections from your address in the last minute; wait a bit.",
-    protocol.BANNED: ban_text(""),
-}
 # Lines held while a password is checked; one more ends the connection (`BYE flood`).
 HELD_MAX: Final = 64
 
@@ -70,9 +62,8 @@ class Session:
         "_flood",
         "_held",
         "_holds",
-        "_identity_checked",
-        "_nick_attempts",
         "_register_deadline",
+        "_registering",
         "_say",
         "_strikes",
         "_tracer",
@@ -134,8 +125,6 @@ class Session:
         self._held: list[Line] | None = None  # lines that came while a password was checked, or the bus held them
         self._holds = 0  # operations on their way through the bus (core/bus.py): lines wait for them
         self.serial = 0  # the bus's number for this connection (core/bus.py)
-        self._identity_checked = False  # the certificate's name is its identity's spelling
-        self._nick_attempts = 0
         self._strikes = 0
         self._commands = commands
         self._tracer = tracer
@@ -147,24 +136,17 @@ class Session:
         self._batch_tags = b""
         self._say = chat.bus.say
         self._register_deadline: float | None = None
+        self._registering = Registering(self, commands)
 
     # -- driven by the transport --------------------------------------------------------
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None:
         """The handshake is done: greet, or say why the client is refused."""
         if reject is not None:
-            text = _REJECT_TEXT[reject]
-            ban = self.chat.accounts.banned(self.peer_ip) if self.chat.accounts is not None else None
-            if reject == protocol.BANNED and ban is not None:
-                text = ban_text(ban.reason)
-            self.outlet.deliver(protocol.format_error(ProtocolError(reject, text)))
-            self.close(reject)
+            self._registering.reject(reject)
             return
         self.cert_nick = cert_nick
-        self.outlet.deliver(protocol.format_line("HELLO", str(protocol.VERSION), f"chatd {__version__}"))
-        if self.chat.accounts is not None:
-            self.outlet.deliver(self.chat.accounts.accounts_line())
-        self.outlet.deliver(b"NICK\n")
+        self._registering.greet()
         self._register_deadline = self._clock() + self.chat.config.limits.register_timeout
         self._rearm()
 
@@ -175,7 +157,7 @@ class Session:
             if self.stage is Stage.ACTIVE and not self._holds:
                 self._gate(line, now)
             elif self.stage is Stage.REGISTERING and not self._holds:
-                self._run(self._register, line)
+                self._run(self._registering.line, line)
             elif self.stage is Stage.CLOSED:
                 break
             else:  # a password is checked, or an operation is on its way (core/bus.py)
@@ -285,64 +267,11 @@ class Session:
         deadlines = [d for d in (self._register_deadline, self._flood.due) if d is not None]
         self.outlet.set_deadline(min(deadlines) if deadlines else None)
 
-    # -- registration ----------------------------------------------------------------
-
-    def _register(self, line: Line) -> None:
-        config = self.chat.config
-        try:
-            if line is protocol.TOO_LONG:
-                raise ProtocolError(protocol.LINE_TOO_LONG, "Nicknames are short; line dropped.")
-            if isinstance(line, Command):  # IRC: only what is usable before registration
-                row = self._commands.get(line.verb)
-                if row is None or not row.before_registration:
-                    raise ProtocolError(protocol.UNKNOWN_COMMAND, f"/{line.verb} needs a nickname first.")
-                row.handler(self, line)
-                return
-            if self.proven is not None:  # IRC: SASL proved an account; the nickname line is not used
-                sasl.register_proven(self)
-                return
-            text = protocol.clean_line(line)
-            verb = protocol.command_verb(text)
-            row = self._commands.get(verb) if verb else None
-            if row is not None and row.before_registration:
-                row.handler(self, protocol.parse_command(text))
-                return
-            if config.tls.nick_from_cert and self._identity_refused():
-                return
-            nick = protocol.check_nick(text.decode("utf-8"), config.limits.max_nick_length)
-            if config.tls.nick_from_cert and nick != self.cert_nick:
-                raise ProtocolError(
-                    protocol.NICK_INVALID,
-                    f"Your certificate allows only the nickname {self.cert_nick}.",
-                )
-            self._check_guest(nick)
-            self.admit(nick)
-        except ProtocolError as error:
-            self.refuse(error)
-
-    def _check_guest(self, nick: str) -> None:
-        """A nickname alone (no account): refused if it is an account's, or if
-        the server takes no guests; a certificate's name is no guest's."""
-        accounts = self.chat.accounts
-        if accounts is None or self.chat.config.tls.nick_from_cert:
-            return
-        if not accounts.config.guests:
-            raise ProtocolError(
-                protocol.LOGIN_REQUIRED, "This server takes no guests: /login <account> <password>, or /register."
-            )
-        if accounts.is_registered(nick):
-            raise ProtocolError(
-                protocol.NICK_REGISTERED, f"{nick} is a registered account: /login {nick} <password>, or another name."
-            )
+    # -- registration (core/registering.py reads the lines before it) ------------------
 
     def refuse(self, error: ProtocolError) -> None:
         """A refused answer to `NICK`: `ERR`, then `NICK` again, or `BYE nick_failed`."""
-        self._nick_attempts += 1
-        self._send_error(error)
-        if self._nick_attempts >= self.chat.config.limits.max_nick_attempts:
-            self.close("nick_failed")
-        elif self.stage is not Stage.CLOSED:
-            self.outlet.deliver(b"NICK\n")
+        self._registering.refuse(error)
 
     def admit(self, nick: str) -> None:
         """Register as `nick`: `WELCOME`, then the autojoin rooms (on a network,
@@ -415,21 +344,6 @@ class Session:
     def source(self) -> str:
         """What the login throttles count this client's address as (chatd/addresses.py)."""
         return source_of(self.peer_ip, self.chat.config.limits.ipv6_prefix)
-
-    def _identity_refused(self) -> bool:
-        """A certificate whose name is another spelling of an identity already
-        seen is refused, whatever nickname was sent (core/identities.py)."""
-        cert = self.cert_nick
-        if cert is None or self._identity_checked:
-            return False
-        known = self.chat.identities.claim(cert)
-        self._identity_checked = known is None
-        if known is None:
-            return False
-        log.warning("certificate_identity_refused", **self.context, certificate_name=cert, known_as=known)
-        self._send_error(refusal(cert, known))
-        self.close("nick_failed")
-        return True
 
     # -- commands (core/commands.py says what each does) --------------------------------
 
