@@ -24,11 +24,11 @@ import structlog
 from chatd.addresses import host_of, source_of
 from chatd.core import protocol
 from chatd.core.accounts import Account
+from chatd.core.batch import RoomBatch
 from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS, Row, autojoin, leave_room
 from chatd.core.flood import FloodControl, Line
 from chatd.core.registering import Registering
-from chatd.core.registry import VOICE
 from chatd.core.rooms import Room
 from chatd.errors import ProtocolError
 from chatd.outlet import Command, Outlet, Tracer
@@ -54,9 +54,6 @@ class Session:
         "__weakref__",
         "_autojoin",
         "_batch",
-        "_batch_kind",
-        "_batch_room",
-        "_batch_tags",
         "_clock",
         "_commands",
         "_flood",
@@ -64,7 +61,6 @@ class Session:
         "_holds",
         "_register_deadline",
         "_registering",
-        "_say",
         "_strikes",
         "_tracer",
         "account",
@@ -83,6 +79,7 @@ class Session:
         "proven",
         "rate_limited",
         "rooms",
+        "say",
         "serial",
         "stage",
         "token",
@@ -130,11 +127,8 @@ class Session:
         self._tracer = tracer
         self._autojoin = autojoin
         self._flood = FloodControl(chat.config.limits, now)
-        self._batch: list[bytes] = []  # texts for `_batch_room`, sent as one block
-        self._batch_room: Room | None = None
-        self._batch_kind = "msg"
-        self._batch_tags = b""
-        self._say = chat.bus.say
+        self._batch = RoomBatch(self, chat.bus.say)  # the block of room events one read makes
+        self.say = self._batch.say  # a command's message: no hop through the session
         self._register_deadline: float | None = None
         self._registering = Registering(self, commands)
 
@@ -162,7 +156,7 @@ class Session:
                 break
             else:  # a password is checked, or an operation is on its way (core/bus.py)
                 self._hold(line)
-        self._flush_batch()
+        self._batch.flush()
 
     def charge(self, frames: int) -> bool:
         """What a WebSocket sends besides lines (pings, pongs, fragments) takes
@@ -194,7 +188,7 @@ class Session:
         Called once, by the transport."""
         full_reason = f"{reason} {text}".rstrip()
         if self.stage is not Stage.CLOSED:
-            self._flush_batch()
+            self._batch.flush()
             if self.stage is Stage.ACTIVE:
                 self.chat.bus.leave(self, list(self.rooms.values()), full_reason)
             elif self.serial:  # a nickname asked for may be on its way: let it go
@@ -226,7 +220,7 @@ class Session:
 
     def _removed(self, room: Room, line: bytes) -> None:
         if self.stage is Stage.ACTIVE and self.rooms.get(room.key) is room:
-            self._flush_batch()
+            self._batch.flush()
             leave_room(self, room, line)
 
     # -- flood control (core/flood.py decides; this acts) ----------------------------
@@ -261,7 +255,7 @@ class Session:
                 self._hold(line)
             else:
                 self._run(self._handle, line)
-        self._flush_batch()
+        self._batch.flush()
 
     def _rearm(self) -> None:
         deadlines = [d for d in (self._register_deadline, self._flood.due) if d is not None]
@@ -357,7 +351,7 @@ class Session:
         tracer.begin(line)
         try:
             handle(line)
-            self._flush_batch()
+            self._batch.flush()
         finally:
             tracer.end()
 
@@ -375,39 +369,17 @@ class Session:
                 command = protocol.parse_command(protocol.clean_line(line))
             row = self._commands[command.verb]
             if not row.speaks:
-                self._flush_batch()
+                self._batch.flush()
             row.handler(self, command)
         except ProtocolError as error:
             self._send_error(error)
-
-    def say(self, kind: str, room: Room, text: bytes, tags: bytes = b"") -> None:
-        """Queue a room event; those of one read to one room leave as one block.
-
-        Raises:
-            ProtocolError: `moderated`: the room is, and the caller has no voice.
-        """
-        # NOTE: the one check of roles on the message path: per message sent, one
-        # attribute for a room that is not registered; never per recipient.
-        registration = room.registration
-        if registration is not None and registration.moderated and registration.rank(self.account) < VOICE:
-            raise ProtocolError(protocol.MODERATED, f"{room.name} is moderated: only voiced members speak there.")
-        if room is not self._batch_room or kind != self._batch_kind or tags != self._batch_tags:
-            self._flush_batch()
-            self._batch_room, self._batch_kind, self._batch_tags = room, kind, tags
-        self.messages_in += 1
-        self._batch.append(text)
-
-    def _flush_batch(self) -> None:
-        if self._batch and self._batch_room is not None:
-            batch, self._batch = self._batch, []
-            self._say(self, self._batch_room, self._batch_kind, batch, self._batch_tags)
 
     def fail(self, error: ProtocolError) -> None:
         """`ERR` for a command refused (at once, or later by the bus)."""
         self._send_error(error)
 
     def _send_error(self, error: ProtocolError) -> None:
-        self._flush_batch()
+        self._batch.flush()
         self.outlet.deliver(protocol.format_error(error))
         if error.code in protocol.STRIKE_CODES:
             self._strikes += 1
