@@ -15,7 +15,7 @@ time only from the chat's clock (`Chat.monotonic`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Final
 
@@ -27,11 +27,12 @@ from chatd.core.accounts import Account
 from chatd.core.batch import RoomBatch
 from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS, Row, autojoin, leave_room
+from chatd.core.dispatch import Dispatch
 from chatd.core.flood import FloodControl, Line
 from chatd.core.registering import Registering
 from chatd.core.rooms import Room
 from chatd.errors import ProtocolError
-from chatd.outlet import Command, Outlet, Tracer
+from chatd.outlet import Outlet, Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -55,14 +56,11 @@ class Session:
         "_autojoin",
         "_batch",
         "_clock",
-        "_commands",
-        "_flood",
+        "_dispatch",
         "_held",
         "_holds",
         "_register_deadline",
         "_registering",
-        "_strikes",
-        "_tracer",
         "account",
         "cert_nick",
         "chat",
@@ -70,6 +68,7 @@ class Session:
         "context",
         "current",
         "deliver",
+        "fail",
         "last_active",
         "messages_in",
         "method",
@@ -122,13 +121,13 @@ class Session:
         self._held: list[Line] | None = None  # lines that came while a password was checked, or the bus held them
         self._holds = 0  # operations on their way through the bus (core/bus.py): lines wait for them
         self.serial = 0  # the bus's number for this connection (core/bus.py)
-        self._strikes = 0
-        self._commands = commands
-        self._tracer = tracer
         self._autojoin = autojoin
-        self._flood = FloodControl(chat.config.limits, now)
         self._batch = RoomBatch(self, chat.bus.say)  # the block of room events one read makes
         self.say = self._batch.say  # a command's message: no hop through the session
+        self._dispatch = Dispatch(
+            self, self._batch, FloodControl(chat.config.limits, now), commands, tracer, self._rearm
+        )
+        self.fail = self._dispatch.fail  # `ERR` for a command refused (at once, or later by the bus)
         self._register_deadline: float | None = None
         self._registering = Registering(self, commands)
 
@@ -149,9 +148,9 @@ class Session:
         self.last_active = now
         for line in lines:
             if self.stage is Stage.ACTIVE and not self._holds:
-                self._gate(line, now)
+                self._dispatch.gate(line, now)
             elif self.stage is Stage.REGISTERING and not self._holds:
-                self._run(self._registering.line, line)
+                self._dispatch.run(self._registering.line, line)
             elif self.stage is Stage.CLOSED:
                 break
             else:  # a password is checked, or an operation is on its way (core/bus.py)
@@ -166,9 +165,9 @@ class Session:
         if self.stage is Stage.CLOSED:
             return False
         now = self._clock()
-        if self._flood.charge(frames, now):
+        if self._dispatch.flood.charge(frames, now):
             return True
-        self._refuse_for_rate(now, "Slow down; that frame was dropped.")
+        self._dispatch.refuse_for_rate(now, "Slow down; that frame was dropped.")
         return False
 
     def on_timer(self, now: float) -> None:
@@ -177,7 +176,7 @@ class Session:
             if self.stage is Stage.REGISTERING or self.stage is Stage.WAITING:
                 self.close("register_timeout")
                 return
-        due = self._flood.due
+        due = self._dispatch.flood.due
         if due is not None and now >= due:
             self._release_held(now)
         self._rearm()
@@ -199,15 +198,15 @@ class Session:
                 self.chat.accounts.signed_out(self)
             self.rooms.clear()
             self.current = None
-            self._flood.clear()
+            self._dispatch.flood.clear()
         # A /quit's own words go to the others only; any other reason's text
         # (an operator's kick message) is for the client too.
         return protocol.format_line("BYE", reason if reason == "quit" else full_reason)
 
     def limits_changed(self) -> None:
         """A reload changed the limits: lines held by the old rate go by the new one."""
-        self._flood.apply(self.chat.config.limits)
-        if self._flood.held and self.stage is Stage.ACTIVE:
+        self._dispatch.flood.apply(self.chat.config.limits)
+        if self._dispatch.flood.held and self.stage is Stage.ACTIVE:
             self._release_held(self._clock())
             self._rearm()
 
@@ -223,42 +222,20 @@ class Session:
             self._batch.flush()
             leave_room(self, room, line)
 
-    # -- flood control (core/flood.py decides; this acts) ----------------------------
-
-    def _gate(self, line: Line, now: float) -> None:
-        """Handle the line now, hold it for a token, or refuse it."""
-        flood = self._flood
-        if flood.admit(now):
-            if self._tracer is None:  # the hot path: no hop through `_run`
-                self._handle(line)
-            else:
-                self._run(self._handle, line)
-        elif flood.hold(line, now):
-            if flood.held == 1:  # the first held: its token's time is the new deadline
-                self._rearm()
-        else:
-            self._run(lambda _: self._refuse_for_rate(now, "Slow down; that line was dropped."), line)
-
-    def _refuse_for_rate(self, now: float, text: str) -> None:
-        """A line (or frame) found no token: say so, count it, and end a flood."""
-        self._send_error(ProtocolError(protocol.RATE_LIMITED, text))
-        self.rate_limited += 1
-        log.info("rate_limited", **self.context, nick=self.nick)
-        if self._flood.refused(now):
-            self.close("flood")
+    # -- lines held for a token (core/dispatch.py holds them; the timer releases) -------
 
     def _release_held(self, now: float) -> None:
-        for line in self._flood.release(now):
+        for line in self._dispatch.flood.release(now):
             if self.stage is not Stage.ACTIVE:  # a held /quit, or strikes, ended it
                 break
             if self._holds:  # an operation is on its way: the line waits for it too
                 self._hold(line)
             else:
-                self._run(self._handle, line)
+                self._dispatch.run(self._dispatch.handle, line)
         self._batch.flush()
 
     def _rearm(self) -> None:
-        deadlines = [d for d in (self._register_deadline, self._flood.due) if d is not None]
+        deadlines = [d for d in (self._register_deadline, self._dispatch.flood.due) if d is not None]
         self.outlet.set_deadline(min(deadlines) if deadlines else None)
 
     # -- registration (core/registering.py reads the lines before it) ------------------
@@ -338,50 +315,3 @@ class Session:
     def source(self) -> str:
         """What the login throttles count this client's address as (chatd/addresses.py)."""
         return source_of(self.peer_ip, self.chat.config.limits.ipv6_prefix)
-
-    # -- commands (core/commands.py says what each does) --------------------------------
-
-    def _run(self, handle: Callable[[Line], None], line: Line) -> None:
-        """`handle(line)`; with a tracer, between its `begin` and `end`, with the
-        events it said sent before `end`."""
-        tracer = self._tracer
-        if tracer is None:
-            handle(line)
-            return
-        tracer.begin(line)
-        try:
-            handle(line)
-            self._batch.flush()
-        finally:
-            tracer.end()
-
-    def _handle(self, line: Line) -> None:
-        try:
-            if line is protocol.TOO_LONG:
-                raise ProtocolError(
-                    protocol.LINE_TOO_LONG,
-                    f"Lines are limited to {self.chat.config.limits.max_line_bytes} bytes; that one was dropped.",
-                )
-            if isinstance(line, Command):  # from a transport with a grammar of its own (IRC)
-                protocol.check_text(line.text)
-                command = line
-            else:
-                command = protocol.parse_command(protocol.clean_line(line))
-            row = self._commands[command.verb]
-            if not row.speaks:
-                self._batch.flush()
-            row.handler(self, command)
-        except ProtocolError as error:
-            self._send_error(error)
-
-    def fail(self, error: ProtocolError) -> None:
-        """`ERR` for a command refused (at once, or later by the bus)."""
-        self._send_error(error)
-
-    def _send_error(self, error: ProtocolError) -> None:
-        self._batch.flush()
-        self.outlet.deliver(protocol.format_error(error))
-        if error.code in protocol.STRIKE_CODES:
-            self._strikes += 1
-            if self._strikes >= self.chat.config.limits.max_strikes:
-                self.close("too_many_errors")
