@@ -10,8 +10,12 @@ table (core/commands.py). A refused command is `ERR <code>`; the codes in
 end the connection (`BYE too_many_errors`). With a tracer (the IRC codec),
 each line is handled between its `begin` and `end`.
 
-What is not here: the stage a session is in and the lines it holds while a
-password is checked or an operation is on its way (core/session.py), lines
+Lines that come while a password is checked or an operation is on its way
+through the bus (core/bus.py) are kept here too (`hold`), until the session
+replays them.
+
+What is not here: the stage a session is in, and when it holds and replays
+lines (core/session.py), lines
 before registration (core/registering.py), what each command does
 (core/commands.py), the block of room events (core/batch.py).
 """
@@ -19,7 +23,7 @@ before registration (core/registering.py), what each command does
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
@@ -32,6 +36,9 @@ from chatd.outlet import Command, Tracer
 
 log = structlog.get_logger(__name__)
 
+# Lines held while a password is checked; one more ends the connection (`BYE flood`).
+HELD_MAX: Final = 64
+
 
 class Dispatched(Caller, Protocol):
     """What dispatching uses of the session (chatd.core.session.Session)."""
@@ -43,7 +50,7 @@ class Dispatch:
     """One session's flood control, command table, tracer and strikes."""
 
     # One per client, like the session: no instance dict.
-    __slots__ = ("_batch", "_commands", "_rearm", "_session", "_strikes", "_tracer", "flood")
+    __slots__ = ("_batch", "_commands", "_held", "_rearm", "_session", "_strikes", "_tracer", "flood")
 
     def __init__(
         self,
@@ -62,6 +69,15 @@ class Dispatch:
         self._tracer = tracer
         self._rearm = rearm
         self._strikes = 0
+        self._held: list[Line] | None = None  # lines that came while a password was checked, or the bus held them
+
+    def charge(self, frames: int, now: float) -> bool:
+        """`frames` WebSocket frames that carry no line, one token each; refused,
+        they count as a line refused for the rate."""
+        if self.flood.charge(frames, now):
+            return True
+        self.refuse_for_rate(now, "Slow down; that frame was dropped.")
+        return False
 
     def gate(self, line: Line, now: float) -> None:
         """Handle the line now, hold it for a token, or refuse it."""
@@ -85,6 +101,30 @@ class Dispatch:
         log.info("rate_limited", **session.context, nick=session.nick)
         if self.flood.refused(now):
             session.close("flood")
+
+    def hold(self, line: Line) -> None:
+        """Keep a line that came while a password is checked or an operation is
+        on its way (core/bus.py), in order; one past `HELD_MAX` is a flood."""
+        if self._held is None:
+            self._held = []  # made for the few who send while a password is checked or an operation is on its way
+        if len(self._held) >= HELD_MAX:
+            self._session.close("flood")
+            return
+        self._held.append(line)
+
+    @property
+    def held(self) -> bool:
+        return bool(self._held)
+
+    def take_held(self) -> list[Line]:
+        """The lines `hold` kept, in order; none are kept after."""
+        held, self._held = self._held or [], None
+        return held
+
+    def clear(self) -> None:
+        """The session has ended: nothing held, for a token or otherwise."""
+        self._held = None
+        self.flood.clear()
 
     def run(self, handle: Callable[[Line], None], line: Line) -> None:
         """`handle(line)`; with a tracer, between its `begin` and `end`, with the

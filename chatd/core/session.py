@@ -1,13 +1,16 @@
 """Session: one client's side of the chat, from `HELLO` to its last line.
 
-Registration, the rooms it is in, the block of room events one read makes,
-and strikes. It asks its `FloodControl` (core/flood.py) whether each line
-may go, and runs each line's row of the command table (core/commands.py),
-which is what the commands do. It sees its transport only through `Outlet`,
-and is driven by it: `on_open` after the handshake, `on_lines` for what one
-read produced, `charge` for WebSocket frames that carry no line, `on_timer`
-at its deadline, `on_close` once, whatever ended the connection. It reads
-time only from the chat's clock (`Chat.monotonic`).
+Where it is in its life (`Stage`), the rooms it is in, claiming its
+nickname, its deadlines (registration, the next held line's token), holding
+its lines while a password is checked or an operation is on its way through
+the bus (core/bus.py), and leaving. It has a `Registering` for the lines
+before its nickname (core/registering.py), a `Dispatch` for each line after
+(flood control and the command table: core/dispatch.py) and a `RoomBatch`
+for what one read says in a room (core/batch.py). It sees its transport
+only through `Outlet`, and is driven by it: `on_open` after the handshake,
+`on_lines` for what one read produced, `charge` for WebSocket frames that
+carry no line, `on_timer` at its deadline, `on_close` once, whatever ended
+the connection. It reads time only from the chat's clock (`Chat.monotonic`).
 
 # NOTE: every method runs on the transport's own thread, except `deliver`
 # (the outlet's, callable from any thread) and `close`.
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Final
 
 import structlog
 
@@ -27,6 +29,7 @@ from chatd.core.accounts import Account
 from chatd.core.batch import RoomBatch
 from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS, Row, autojoin, leave_room
+from chatd.core.dispatch import HELD_MAX as HELD_MAX  # its home is core/dispatch.py
 from chatd.core.dispatch import Dispatch
 from chatd.core.flood import FloodControl, Line
 from chatd.core.registering import Registering
@@ -35,9 +38,6 @@ from chatd.errors import ProtocolError
 from chatd.outlet import Outlet, Tracer
 
 log = structlog.get_logger(__name__)
-
-# Lines held while a password is checked; one more ends the connection (`BYE flood`).
-HELD_MAX: Final = 64
 
 
 class Stage(Enum):
@@ -57,7 +57,6 @@ class Session:
         "_batch",
         "_clock",
         "_dispatch",
-        "_held",
         "_holds",
         "_register_deadline",
         "_registering",
@@ -118,7 +117,6 @@ class Session:
         self.token: str | None = None  # the hash of the token it resumed with
         self.method = ""  # how it signed in (accounts.METHODS), "" for a guest
         self.proven: Account | None = None  # what IRC's SASL proved, until registration (core/sasl.py)
-        self._held: list[Line] | None = None  # lines that came while a password was checked, or the bus held them
         self._holds = 0  # operations on their way through the bus (core/bus.py): lines wait for them
         self.serial = 0  # the bus's number for this connection (core/bus.py)
         self._autojoin = autojoin
@@ -154,7 +152,7 @@ class Session:
             elif self.stage is Stage.CLOSED:
                 break
             else:  # a password is checked, or an operation is on its way (core/bus.py)
-                self._hold(line)
+                self._dispatch.hold(line)
         self._batch.flush()
 
     def charge(self, frames: int) -> bool:
@@ -164,11 +162,7 @@ class Session:
         (`ERR rate_limited`, and `BYE flood` after `flood_disconnect` of them)."""
         if self.stage is Stage.CLOSED:
             return False
-        now = self._clock()
-        if self._dispatch.flood.charge(frames, now):
-            return True
-        self._dispatch.refuse_for_rate(now, "Slow down; that frame was dropped.")
-        return False
+        return self._dispatch.charge(frames, self._clock())
 
     def on_timer(self, now: float) -> None:
         if self._register_deadline is not None and now >= self._register_deadline:
@@ -193,12 +187,11 @@ class Session:
             elif self.serial:  # a nickname asked for may be on its way: let it go
                 self.chat.bus.leave(self, [], None)
             self.stage = Stage.CLOSED
-            self._held = None
             if self.account is not None and self.chat.accounts is not None:
                 self.chat.accounts.signed_out(self)
             self.rooms.clear()
             self.current = None
-            self._dispatch.flood.clear()
+            self._dispatch.clear()
         # A /quit's own words go to the others only; any other reason's text
         # (an operator's kick message) is for the client too.
         return protocol.format_line("BYE", reason if reason == "quit" else full_reason)
@@ -229,7 +222,7 @@ class Session:
             if self.stage is not Stage.ACTIVE:  # a held /quit, or strikes, ended it
                 break
             if self._holds:  # an operation is on its way: the line waits for it too
-                self._hold(line)
+                self._dispatch.hold(line)
             else:
                 self._dispatch.run(self._dispatch.handle, line)
         self._batch.flush()
@@ -269,14 +262,6 @@ class Session:
         if self.stage is Stage.REGISTERING:
             self.stage = Stage.WAITING
 
-    def _hold(self, line: Line) -> None:
-        if self._held is None:
-            self._held = []  # made for the few who send while a password is checked or an operation is on its way
-        if len(self._held) >= HELD_MAX:
-            self.close("flood")
-            return
-        self._held.append(line)
-
     def go_on(self) -> None:
         """The check is answered: the lines held meanwhile, in order."""
         if self.stage is Stage.WAITING:
@@ -294,9 +279,8 @@ class Session:
             self._replay()
 
     def _replay(self) -> None:
-        if self._held and not self._holds and self.stage is not Stage.CLOSED:
-            held, self._held = self._held, None
-            self.on_lines(held)
+        if self._dispatch.held and not self._holds and self.stage is not Stage.CLOSED:
+            self.on_lines(self._dispatch.take_held())
 
     @property
     def closed(self) -> bool:
