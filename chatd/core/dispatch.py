@@ -45,12 +45,15 @@ class Dispatched(Caller, Protocol):
 
     rate_limited: int  # lines dropped with ERR rate_limited (for the metrics)
 
+    def rearm(self) -> None:
+        """Its deadline may have moved (a first line held for a token)."""
+
 
 class Dispatch:
     """One session's flood control, command table, tracer and strikes."""
 
     # One per client, like the session: no instance dict.
-    __slots__ = ("_batch", "_commands", "_held", "_rearm", "_session", "_strikes", "_tracer", "flood")
+    __slots__ = ("_batch", "_commands", "_held", "_session", "_strikes", "_tracer", "flood")
 
     def __init__(
         self,
@@ -59,15 +62,12 @@ class Dispatch:
         flood: FloodControl,
         commands: Mapping[str, Row],
         tracer: Tracer | None,
-        rearm: Callable[[], None],
     ) -> None:
-        """`rearm`: the session's deadline may have moved (a first line held)."""
         self._session = session
         self._batch = batch
         self.flood = flood
         self._commands = commands
         self._tracer = tracer
-        self._rearm = rearm
         self._strikes = 0
         self._held: list[Line] | None = None  # lines that came while a password was checked, or the bus held them
 
@@ -89,7 +89,7 @@ class Dispatch:
                 self.run(self.handle, line)
         elif flood.hold(line, now):
             if flood.held == 1:  # the first held: its token's time is the new deadline
-                self._rearm()
+                self._session.rearm()
         else:
             self.run(lambda _: self.refuse_for_rate(now, "Slow down; that line was dropped."), line)
 

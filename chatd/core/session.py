@@ -67,7 +67,6 @@ class Session:
         "context",
         "current",
         "deliver",
-        "fail",
         "last_active",
         "messages_in",
         "method",
@@ -122,10 +121,7 @@ class Session:
         self._autojoin = autojoin
         self._batch = RoomBatch(self, chat.bus.say)  # the block of room events one read makes
         self.say = self._batch.say  # a command's message: no hop through the session
-        self._dispatch = Dispatch(
-            self, self._batch, FloodControl(chat.config.limits, now), commands, tracer, self._rearm
-        )
-        self.fail = self._dispatch.fail  # `ERR` for a command refused (at once, or later by the bus)
+        self._dispatch = Dispatch(self, self._batch, FloodControl(chat.config.limits, now), commands, tracer)
         self._register_deadline: float | None = None
         self._registering = Registering(self, commands)
 
@@ -139,7 +135,7 @@ class Session:
         self.cert_nick = cert_nick
         self._registering.greet()
         self._register_deadline = self._clock() + self.chat.config.limits.register_timeout
-        self._rearm()
+        self.rearm()
 
     def on_lines(self, lines: Sequence[Line]) -> None:
         now = self._clock()
@@ -173,7 +169,7 @@ class Session:
         due = self._dispatch.flood.due
         if due is not None and now >= due:
             self._release_held(now)
-        self._rearm()
+        self.rearm()
 
     def on_close(self, reason: str, text: str) -> bytes:
         """The connection is ending: leave every room (those who shared one are
@@ -201,7 +197,7 @@ class Session:
         self._dispatch.flood.apply(self.chat.config.limits)
         if self._dispatch.flood.held and self.stage is Stage.ACTIVE:
             self._release_held(self._clock())
-            self._rearm()
+            self.rearm()
 
     def close(self, reason: str, text: str = "") -> None:
         self.outlet.close(reason, text)
@@ -227,7 +223,8 @@ class Session:
                 self._dispatch.run(self._dispatch.handle, line)
         self._batch.flush()
 
-    def _rearm(self) -> None:
+    def rearm(self) -> None:
+        """The next deadline (registration, a held line's token) to the outlet."""
         deadlines = [d for d in (self._register_deadline, self._dispatch.flood.due) if d is not None]
         self.outlet.set_deadline(min(deadlines) if deadlines else None)
 
@@ -252,7 +249,7 @@ class Session:
     def _admitted(self, nick: str) -> None:
         self.stage = Stage.ACTIVE
         self._register_deadline = None
-        self._rearm()
+        self.rearm()
         log.info("nickname", **self.context, nick=nick)
         autojoin(self, iter(self.chat.config.rooms.autojoin if self._autojoin else ()))
 
@@ -281,6 +278,10 @@ class Session:
     def _replay(self) -> None:
         if self._dispatch.held and not self._holds and self.stage is not Stage.CLOSED:
             self.on_lines(self._dispatch.take_held())
+
+    def fail(self, error: ProtocolError) -> None:
+        """`ERR` for a command refused (at once, or later by the bus)."""
+        self._dispatch.fail(error)
 
     @property
     def closed(self) -> bool:
