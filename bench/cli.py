@@ -29,18 +29,8 @@ from typing import Any
 from bench import accounts, history, report
 from bench.ircfanout import TARGETS  # targets.py's, and chatd-irc
 from bench.loadgen import fit_capacity
-from bench.targets import (
-    REPO,
-    WORK,
-    Certs,
-    ChatdBeforeTarget,
-    Running,
-    Target,
-    TargetUnavailable,
-    cpu_count,
-    dev_certs,
-    pinned,
-)
+from bench.servers import REPO, WORK, Certs, Running, Target, TargetUnavailable, cpu_count, dev_certs, pinned
+from bench.targets import ChatdBeforeTarget
 
 DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics,chatd-noaccounts,chatd-irc"
 

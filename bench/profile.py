@@ -43,7 +43,8 @@ from typing import Any
 import yaml
 
 from bench.cli import FULL
-from bench.targets import REPO, WORK, chatd_config, dev_certs, listening_event, pinned, raise_child_nofile
+from bench.servers import REPO, WORK, dev_certs, listening_event, pinned, raise_child_nofile
+from bench.targets import chatd_config
 
 PY_SPY_RATE = 1000  # samples per second
 
