@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from bench.dialects import Dialect
 from bench.receive import Receiving
+from bench.sending import Sending
 from bench.websocket import ClientWebSocket, WebSocketFailed
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
@@ -141,7 +142,7 @@ class Engine:
         self.epoll.close()
 
 
-class Conn(Receiving):
+class Conn(Receiving, Sending):
     """One TLS client: connect → handshake → register → setup → run."""
 
     def __init__(
@@ -201,16 +202,9 @@ class Conn(Receiving):
         self.last_seq: dict[bytes, int] = {}  # sender (4 digits) -> last sequence seen
         self.own_id = b"%04d" % sender_id if sender_id >= 0 else b"-"
         self.validate = sample
-        # sending
-        self.to_send = 0
-        self.sent = 0
-        self.batch = 1
-        self.max_marks = 1
-        self.marks: collections.deque[tuple[int, int]] = collections.deque()  # (last seq, sent at)
         self.tail = b""  # last bytes of the previous read (PONG search across reads)
         self.parse = False  # split lines even as a plain receiver (slow-consumer runs)
-        self.pings = 0
-        self.stalls = 0
+        self._init_sending()
 
     # -- connection set-up ---------------------------------------------------------------
 
@@ -374,48 +368,6 @@ class Conn(Receiving):
         self.reading = False
         self._set_events(EPOLLOUT if self._unsent else 0)
 
-    # -- sending -------------------------------------------------------------------------
-
-    def pump(self) -> None:
-        """Send the next batches of benchmark messages while the window allows."""
-        engine = self.engine
-        dialect = engine.dialect
-        while self.sent < self.to_send and len(self.marks) < self.max_marks:
-            if not engine.lag_ok():
-                engine.blocked.add(self)
-                return
-            k = min(self.batch, self.to_send - self.sent)
-            t = perf_ns()
-            first = self.sent
-            pad, prefix = engine.pad, self.prefix
-            parts = [dialect.message(t, self.sender_id, seq, pad, prefix) for seq in range(first, first + k)]
-            if dialect.window == "ping":
-                parts.append(dialect.ping(self.pings))
-                self.pings += 1
-            self.marks.append((first + k - 1, perf_ns()))
-            self.sent += k
-            engine.sent_msgs += k
-            engine.sent_by_group[self.group] += k
-            engine.expected_sent += k * engine.fanouts[self.group]
-            if engine.records == "packed":
-                self.write(b"".join(parts))
-            else:
-                # One write, hence one TLS record, and one send() per line, as an
-                # interactive client sends them: any coalescing is the server's.
-                for part in parts:
-                    self.write(part)
-                    if self.state != "open":
-                        return
-            if self.state != "open":
-                return
-
-    def check_stall(self, limit: float) -> None:
-        """Echo windows (seed): a marker that never comes back is given up after `limit` s."""
-        if self.marks and perf_ns() - self.marks[0][1] > limit * 1e9:
-            self.marks.popleft()
-            self.stalls += 1
-            self.pump()
-
     def write(self, data: bytes) -> None:
         if self.ws is not None:
             data = self.ws.frame(data)  # lines as text messages
@@ -465,33 +417,9 @@ class Conn(Receiving):
         if self.state in ("new", "handshake") or not self.registration.done:
             engine.connect_failed += 1
         else:
-            if self.sent < self.to_send:
-                self._forget_unsent()
-            if not self.done and self.expected:
-                # Dropped by the server (slow_consumer, say): the run goes on without
-                # it, and what it will never receive no longer counts as lag.
-                engine.failed_receivers += 1
-                engine.fanouts[self.group] -= 1
-                engine.expected_sent -= max(
-                    0, engine.sent_by_group[self.group] - self.count - (0 if engine.dialect.echo else self.sent)
-                )
-                self._finish()
+            self._gone()
         self.close()
         self.engine.on_closed(self)
-
-    def _forget_unsent(self) -> None:
-        """A sender is gone: the others stop waiting for what it never sent."""
-        engine = self.engine
-        unsent = self.to_send - self.sent
-        engine.failed_senders += 1
-        engine.unsent += unsent
-        self.to_send = self.sent
-        self.marks.clear()
-        for reader in engine.readers:
-            if reader is not self and not reader.done and reader.group == self.group:
-                reader.expected -= unsent
-                if reader.count >= reader.expected:
-                    reader._finish()
 
     def close(self) -> None:
         close_conn(self)
