@@ -27,9 +27,8 @@ from bench.throughput import (
     fanout_section,
     rooms_checks,
     rooms_section,
-    websocket_checks,
-    websocket_section,
 )
+from bench.wsresults import websocket_checks, websocket_section
 
 
 def _config_note(records: list[Record]) -> str:
