@@ -52,9 +52,9 @@ from typing import Any
 import yaml
 
 from bench import baseline, scenarios
-from bench.cli import LINES, WINDOW
 from bench.loadgen import raise_nofile
 from bench.measure import Meter, Proc
+from bench.plan import LINES, WINDOW
 from bench.servers import REPO, WORK, Certs, dev_certs, listening_event, pinned, raise_child_nofile
 from bench.targets import chatd_config
 

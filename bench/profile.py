@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from bench.cli import FULL
+from bench.plan import FULL
 from bench.servers import REPO, WORK, dev_certs, listening_event, pinned, raise_child_nofile
 from bench.targets import chatd_config
 
