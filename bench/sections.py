@@ -3,8 +3,9 @@ own: capacity (and its checks for the targets table), the slow consumer,
 churn, io_threads and the seed's runs. Pure formatting: no I/O here.
 
 The page itself (the machine table, the targets table, the flags) is
-report.py's; fan-out, rooms and WebSocket are throughput.py's, paced
-paced.py's, accounts accounts.py's, history history.py's.
+report.py's; fan-out and rooms are throughput.py's, WebSocket
+wsresults.py's, paced paced.py's, accounts accounts.py's, history
+history.py's.
 """
 
 from __future__ import annotations
