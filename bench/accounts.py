@@ -31,7 +31,8 @@ import argon2
 import yaml
 
 from bench.cells import Record, flags_of, fmt, median, runs_of, spread, table
-from bench.targets import CHATD_YAML, REPO, WORK, ChatdTarget, dev_certs, pinned
+from bench.servers import REPO, WORK, dev_certs, pinned
+from bench.targets import CHATD_YAML, ChatdTarget
 from bench.throughput import FANOUT_LINES, FANOUT_PACKED, Check, before_ratio
 from chatctl.control import request
 

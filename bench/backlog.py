@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 from bench.measure import Proc
-from bench.targets import ChatdTarget, dev_certs
+from bench.servers import dev_certs
+from bench.targets import ChatdTarget
 
 
 class Line:

@@ -52,10 +52,11 @@ from typing import Any
 import yaml
 
 from bench import baseline, scenarios
-from bench.cli import LINES, WINDOW
 from bench.loadgen import raise_nofile
 from bench.measure import Meter, Proc
-from bench.targets import REPO, WORK, Certs, chatd_config, dev_certs, listening_event, pinned, raise_child_nofile
+from bench.plan import LINES, WINDOW
+from bench.servers import REPO, WORK, Certs, dev_certs, listening_event, pinned, raise_child_nofile
+from bench.targets import chatd_config
 
 # What the scenario may wait for under valgrind (the bench's defaults are
 # 120 s and 5 s; the barrier's 30 s stays, and suffices at N=1000), and

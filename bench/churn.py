@@ -32,8 +32,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.engine import EPOLLERR_HUP, EPOLLIN, EPOLLOUT, Conn, Engine, close_conn, perf_ns
+from bench.engine import Conn, perf_ns
 from bench.harness import make_engine
+from bench.loop import EPOLLERR_HUP, EPOLLIN, EPOLLOUT, Engine, close_conn
 from bench.measure import Meter, Proc, percentiles
 
 KINDS = ("garbage", "truncated", "quit", "drop")

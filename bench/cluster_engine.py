@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.cluster_engine [--fsync always|everysec] [--n 20000]
 
 Starts a private redis-server (Unix socket, append-only, the fsync policy
-asked for; tests/redisserver.py) and measures, with 50 nicknames in #lobby
+asked for; tests/support/redisserver.py) and measures, with 50 nicknames in #lobby
 and 60-byte lines:
 
 * client CPU per append, pipelined: the calling thread's CPU time
@@ -40,7 +40,7 @@ from chatd.cluster.link import PARSER, Link
 from chatd.cluster.reader import LogReader
 from chatd.cluster.scripts import Calls, Incarnation, Span, load_scripts, pack
 from chatd.cluster.writer import Writer
-from tests.redisserver import RedisServer
+from tests.support.redisserver import RedisServer
 
 PREFIX = "bench:"
 NICKS = 50

@@ -1,5 +1,7 @@
-"""The load generator's engine: one epoll loop driving many non-blocking TLS
-client connections (`Conn`), written for low overhead per byte received.
+"""The load generator's connection: one non-blocking TLS client (`Conn`),
+its socket, TLS through memory BIOs and its reads and writes, written for
+low overhead per byte received. The epoll loop that drives many of them is
+loop.py's `Engine`.
 
 Why not asyncio: its SSL transport costs tens of microseconds per read event
 in Python-level protocol callbacks, and at a million or more delivered lines
@@ -12,136 +14,21 @@ the bytes mean, dialects.py's; what is run, scenarios.py's.
 
 from __future__ import annotations
 
-import collections
 import errno
-import heapq
-import itertools
-import select
 import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
 
-from bench.dialects import Dialect
+from bench.loop import EPOLLERR_HUP, EPOLLIN, EPOLLOUT, Engine, close_conn
 from bench.receive import Receiving
+from bench.sending import Sending
 from bench.websocket import ClientWebSocket, WebSocketFailed
 
-EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
-EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 perf_ns = time.perf_counter_ns
 
 
-class Client(Protocol):
-    """What the loop dispatches to: a `Conn`, or churn.py's raw clients."""
-
-    def on_event(self, events: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class Engine:
-    """The loop, the shared receive buffer and the run-wide counters."""
-
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, dialect: Dialect) -> None:
-        self.address = (host, port)
-        self.context = context
-        self.dialect = dialect
-        self.epoll = select.epoll()
-        self.conns: dict[int, Client] = {}
-        self.buf = bytearray(256 * 1024)  # decrypted bytes, shared by all connections
-        self.raw = bytearray(1024 * 1024)  # encrypted bytes straight from recv()
-        self.raw_view = memoryview(self.raw)
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._timer_ids = itertools.count()
-        self.errors: collections.Counter[str] = collections.Counter()
-        # Run-phase accounting, shared by all connections.
-        self.received_total = 0  # benchmark lines received by all reading clients
-        self.expected_sent = 0  # deliveries implied by the messages sent so far
-        # Deliveries each message should cause, by the sender's group: one group
-        # (0) but in the rooms scenario, where a group is a room.
-        self.fanouts: list[int] = [0]
-        self.lag_limit = 1 << 62
-        # How a sender writes a batch: "packed", all its lines in one TLS record;
-        # "lines", one TLS record and one send() per line, as people send.
-        self.records = "lines"
-        self.quickack = True  # see Conn._receive
-        self.pad = b""  # appended to every benchmark message (b" xxx…")
-        self.mark_rtts: list[int] = []  # ns from a batch's send to its acknowledgement
-        self.blocked: set[Conn] = set()  # senders waiting for receivers to catch up
-        self.finishers = 0  # receivers that must finish for the run to end
-        self.finished = 0
-        self.failed_receivers = 0
-        self.failed_senders = 0
-        self.readers: list[Conn] = []  # whose expectations shrink when a sender is dropped
-        self.sent_msgs = 0  # benchmark messages sent by all senders
-        self.sent_by_group: list[int] = [0]  # the same, by the senders' group
-        self.unsent = 0  # messages that dropped senders never got to send
-        self.t_all_finished = 0
-        self.t_last_progress = 0
-        # Connection-phase accounting.
-        self.registered = 0
-        self.handshaken = 0
-        self.on_handshake: Callable[[Conn], None] = lambda conn: None
-        self.connect_failed = 0
-        self.synced = 0
-        self.watch: bytes | None = None  # count other lines that mention this (a nick)
-        self.watch_hits = 0
-        self.on_registered: Callable[[Conn], None] = lambda conn: None
-        self.on_closed: Callable[[Conn], None] = lambda conn: None
-
-    # -- timers and the loop ---------------------------------------------------------
-
-    def call_at(self, when: float, fn: Callable[[], None]) -> None:
-        heapq.heappush(self._timers, (when, next(self._timer_ids), fn))
-
-    def lag_ok(self) -> bool:
-        return self.expected_sent - self.received_total < self.lag_limit
-
-    def run(self, until: Callable[[], bool], timeout: float, idle: float | None = None) -> str:
-        """Dispatch events until `until()` holds ("done"), `timeout` seconds pass
-        ("timeout") or, with `idle`, no benchmark line arrives for that long ("idle")."""
-        deadline = time.monotonic() + timeout
-        poll = self.epoll.poll
-        conns = self.conns
-        timers = self._timers
-        last_total, last_change = self.received_total, time.monotonic()
-        while True:
-            if until():
-                return "done"
-            now = time.monotonic()
-            if now >= deadline:
-                return "timeout"
-            if idle is not None:
-                if self.received_total != last_total:
-                    last_total, last_change = self.received_total, now
-                    self.t_last_progress = perf_ns()
-                elif now - last_change > idle:
-                    return "idle"
-            wait = min(deadline - now, 0.05)
-            if timers:
-                wait = max(0.0, min(wait, timers[0][0] - now))
-            for fd, events in poll(wait, 4096):
-                conn = conns.get(fd)
-                if conn is not None:
-                    conn.on_event(events)
-            if timers:
-                now = time.monotonic()
-                while timers and timers[0][0] <= now:
-                    heapq.heappop(timers)[2]()
-            if self.blocked and self.lag_ok():
-                waiting = list(self.blocked)
-                self.blocked.clear()
-                for sender in waiting:
-                    sender.pump()
-
-    def close_all(self) -> None:
-        for conn in list(self.conns.values()):
-            conn.close()
-        self.epoll.close()
-
-
-class Conn(Receiving):
+class Conn(Receiving, Sending):
     """One TLS client: connect → handshake → register → setup → run."""
 
     def __init__(
@@ -188,29 +75,9 @@ class Conn(Receiving):
         self.t_connect = self.t_handshake = self.t_registered = 0
         # run phase
         self.reading = True
-        self.is_sync_sender = False
-        self.synced = False
-        self.count = 0  # benchmark lines received
-        self.other = 0  # other lines received (PONG, JOIN, LEAVE, ...)
-        self.other_examples: list[bytes] = []
-        self.corrupt = 0
-        self.order_errors = 0
-        self.expected = 0
-        self.done = False
-        self.latencies: list[int] | None = [] if sample else None
-        self.last_seq: dict[bytes, int] = {}  # sender (4 digits) -> last sequence seen
-        self.own_id = b"%04d" % sender_id if sender_id >= 0 else b"-"
-        self.validate = sample
-        # sending
-        self.to_send = 0
-        self.sent = 0
-        self.batch = 1
-        self.max_marks = 1
-        self.marks: collections.deque[tuple[int, int]] = collections.deque()  # (last seq, sent at)
-        self.tail = b""  # last bytes of the previous read (PONG search across reads)
         self.parse = False  # split lines even as a plain receiver (slow-consumer runs)
-        self.pings = 0
-        self.stalls = 0
+        self._init_receiving(sample, sender_id)
+        self._init_sending()
 
     # -- connection set-up ---------------------------------------------------------------
 
@@ -273,19 +140,6 @@ class Conn(Receiving):
             self._ready()
         if self._incoming.pending and self.state == "open":
             self._decrypt()  # the server's first line came with its last handshake flight
-
-    def _ready(self) -> None:
-        """TLS is up (and with a WebSocket, the upgrade answered): count the
-        handshake, then register, or wait for register() (`hold`)."""
-        self.t_handshake = perf_ns()
-        self.engine.handshaken += 1
-        self.engine.on_handshake(self)
-        if self.hold:
-            self.feed = self._feed_hold
-        else:
-            hello = self.registration.start()
-            if hello:
-                self.write(hello)
 
     # -- reading -------------------------------------------------------------------------
     #
@@ -374,48 +228,6 @@ class Conn(Receiving):
         self.reading = False
         self._set_events(EPOLLOUT if self._unsent else 0)
 
-    # -- sending -------------------------------------------------------------------------
-
-    def pump(self) -> None:
-        """Send the next batches of benchmark messages while the window allows."""
-        engine = self.engine
-        dialect = engine.dialect
-        while self.sent < self.to_send and len(self.marks) < self.max_marks:
-            if not engine.lag_ok():
-                engine.blocked.add(self)
-                return
-            k = min(self.batch, self.to_send - self.sent)
-            t = perf_ns()
-            first = self.sent
-            pad, prefix = engine.pad, self.prefix
-            parts = [dialect.message(t, self.sender_id, seq, pad, prefix) for seq in range(first, first + k)]
-            if dialect.window == "ping":
-                parts.append(dialect.ping(self.pings))
-                self.pings += 1
-            self.marks.append((first + k - 1, perf_ns()))
-            self.sent += k
-            engine.sent_msgs += k
-            engine.sent_by_group[self.group] += k
-            engine.expected_sent += k * engine.fanouts[self.group]
-            if engine.records == "packed":
-                self.write(b"".join(parts))
-            else:
-                # One write, hence one TLS record, and one send() per line, as an
-                # interactive client sends them: any coalescing is the server's.
-                for part in parts:
-                    self.write(part)
-                    if self.state != "open":
-                        return
-            if self.state != "open":
-                return
-
-    def check_stall(self, limit: float) -> None:
-        """Echo windows (seed): a marker that never comes back is given up after `limit` s."""
-        if self.marks and perf_ns() - self.marks[0][1] > limit * 1e9:
-            self.marks.popleft()
-            self.stalls += 1
-            self.pump()
-
     def write(self, data: bytes) -> None:
         if self.ws is not None:
             data = self.ws.frame(data)  # lines as text messages
@@ -465,53 +277,12 @@ class Conn(Receiving):
         if self.state in ("new", "handshake") or not self.registration.done:
             engine.connect_failed += 1
         else:
-            if self.sent < self.to_send:
-                self._forget_unsent()
-            if not self.done and self.expected:
-                # Dropped by the server (slow_consumer, say): the run goes on without
-                # it, and what it will never receive no longer counts as lag.
-                engine.failed_receivers += 1
-                engine.fanouts[self.group] -= 1
-                engine.expected_sent -= max(
-                    0, engine.sent_by_group[self.group] - self.count - (0 if engine.dialect.echo else self.sent)
-                )
-                self._finish()
+            self._gone()
         self.close()
         self.engine.on_closed(self)
 
-    def _forget_unsent(self) -> None:
-        """A sender is gone: the others stop waiting for what it never sent."""
-        engine = self.engine
-        unsent = self.to_send - self.sent
-        engine.failed_senders += 1
-        engine.unsent += unsent
-        self.to_send = self.sent
-        self.marks.clear()
-        for reader in engine.readers:
-            if reader is not self and not reader.done and reader.group == self.group:
-                reader.expected -= unsent
-                if reader.count >= reader.expected:
-                    reader._finish()
-
     def close(self) -> None:
         close_conn(self)
-
-
-def close_conn(conn: Any) -> None:
-    """Close a generator connection (a Conn, or churn's RawConn) once: out of
-    the engine's table and epoll, then its socket."""
-    if conn.state == "closed":
-        return
-    conn.state = "closed"
-    if conn.fd >= 0:
-        conn.engine.conns.pop(conn.fd, None)
-        try:
-            conn.engine.epoll.unregister(conn.fd)
-        except (OSError, ValueError):
-            pass  # not registered (never connected) or the epoll is already closed
-        conn.fd = -1
-    if conn.sock is not None:
-        conn.sock.close()
 
 
 def _describe(exc: BaseException) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import structlog
 
-from bench.targets import dev_certs
+from bench.servers import dev_certs
 from chatd.config import LimitsConfig, TLSConfig
 from chatd.outlet import Outlet
 from chatd.tls import server_context

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from bench.dialects import DIALECTS
-from bench.engine import Conn, Engine
+from bench.engine import Conn
+from bench.loop import Engine
 
 Spec = dict[str, Any]
 

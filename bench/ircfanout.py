@@ -18,7 +18,8 @@ from typing import Any
 
 from bench import targets
 from bench.cells import Record, flags_of, fmt, median, runs_of, saturated
-from bench.targets import Certs, ChatdTarget, Running, Target, listening_event
+from bench.servers import Certs, Running, Target, listening_event
+from bench.targets import ChatdTarget
 from bench.throughput import FANOUT_LINES, FANOUT_PACKED, Check
 
 NAME = "chatd-irc"

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from bench.scenarios import run_scenario
-from bench.targets import FD_RESERVE, NOFILE
+from bench.servers import FD_RESERVE, NOFILE
 
 
 def raise_nofile(wanted: int = NOFILE) -> int:

@@ -44,8 +44,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.dialects import RegistrationFailed
-from bench.engine import Conn, Engine, perf_ns
+from bench.engine import Conn, perf_ns
 from bench.harness import Spec, connect_all, make_engine, nick
+from bench.loop import Engine
 from bench.measure import Meter, Proc, percentiles
 from bench.signin import Flood, SignIn, loopback
 

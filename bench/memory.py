@@ -36,18 +36,18 @@ import yaml
 from bench.engine import Conn
 from bench.harness import handshake_then_register, make_engine, nick
 from bench.loadgen import raise_nofile
-from bench.targets import (
+from bench.servers import (
     FD_RESERVE,
     REPO,
     WORK,
     Scraper,
-    chatd_config,
     cpu_count,
     dev_certs,
     listening_event,
     pinned,
     raise_child_nofile,
 )
+from bench.targets import chatd_config
 
 
 def rollup(pid: int) -> dict[str, int]:

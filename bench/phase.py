@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.engine import Conn, Engine, perf_ns
+from bench.engine import Conn, perf_ns
 from bench.harness import Spec
+from bench.loop import Engine
 from bench.measure import Meter, Proc, percentiles
 
 

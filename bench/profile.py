@@ -2,7 +2,7 @@
 
 `python -m bench.profile [--scenario load-100x2000] [--write-interval-ms MS]`
 starts chatd (this checkout, the bench's config as `bench.targets.chatd_config`
-makes it, pinned to CPU 0), runs one scenario of the bench (`bench.cli`'s FULL
+makes it, pinned to CPU 0), runs one scenario of the bench (`bench.plan`'s FULL
 list) with the load generator pinned to CPU 1, and meanwhile samples the
 server's `chatd-io-N` threads:
 
@@ -42,8 +42,9 @@ from typing import Any
 
 import yaml
 
-from bench.cli import FULL
-from bench.targets import REPO, WORK, chatd_config, dev_certs, listening_event, pinned, raise_child_nofile
+from bench.plan import FULL
+from bench.servers import REPO, WORK, dev_certs, listening_event, pinned, raise_child_nofile
+from bench.targets import chatd_config
 
 PY_SPY_RATE = 1000  # samples per second
 

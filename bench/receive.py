@@ -24,9 +24,39 @@ perf_ns = time.perf_counter_ns
 
 
 class Receiving:
-    """Mixed into engine.Conn, whose __init__ sets every attribute used here
-    (the engine, the counters, the window) and which provides write(),
-    pump() and _fail()."""
+    """Mixed into engine.Conn, whose __init__ sets the engine and the
+    registration and calls `_init_receiving` for the run's counters, and
+    which provides write(), _fail() and (sending.py) pump()."""
+
+    def _init_receiving(self, sample: bool, sender_id: int) -> None:
+        """The run phase's counters, set once by Conn's __init__."""
+        self.is_sync_sender = False
+        self.synced = False
+        self.count = 0  # benchmark lines received
+        self.other = 0  # other lines received (PONG, JOIN, LEAVE, ...)
+        self.other_examples: list[bytes] = []
+        self.corrupt = 0
+        self.order_errors = 0
+        self.expected = 0
+        self.done = False
+        self.latencies: list[int] | None = [] if sample else None
+        self.last_seq: dict[bytes, int] = {}  # sender (4 digits) -> last sequence seen
+        self.own_id = b"%04d" % sender_id if sender_id >= 0 else b"-"
+        self.validate = sample
+        self.tail = b""  # last bytes of the previous read (PONG search across reads)
+
+    def _ready(self) -> None:
+        """TLS is up (and with a WebSocket, the upgrade answered): count the
+        handshake, then register, or wait for register() (`hold`)."""
+        self.t_handshake = perf_ns()
+        self.engine.handshaken += 1
+        self.engine.on_handshake(self)
+        if self.hold:
+            self.feed = self._feed_hold
+        else:
+            hello = self.registration.start()
+            if hello:
+                self.write(hello)
 
     def _feed_hold(self, buf: bytearray | bytes, n: int) -> None:
         """Handshake done, registration not started yet (capacity, phase one)."""

@@ -28,8 +28,9 @@ import time
 from typing import Any
 
 from bench.churn import churn
-from bench.engine import Conn, Engine, perf_ns
+from bench.engine import Conn, perf_ns
 from bench.harness import Spec, barrier, connect_all, fail_result, make_engine, nick, register_in_waves, tls_info
+from bench.loop import Engine
 from bench.measure import Meter, Proc, percentiles
 from bench.phase import measure_phase
 from bench.rooms import rooms

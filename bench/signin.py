@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 
 from bench.dialects import Registration, RegistrationFailed
-from bench.engine import Conn, Engine, perf_ns
+from bench.engine import Conn, perf_ns
 from bench.harness import Spec
+from bench.loop import Engine
 
 
 def loopback(n: int) -> str:
