@@ -186,8 +186,6 @@ class Dialer:
     of one network, tried in turn), with which TLS context, how patiently."""
 
     def __init__(self, addresses: Sequence[Address], context: ssl.SSLContext, timeout: float) -> None:
-        if not addresses:
-            raise ValueError("a Dialer needs at least one address")
         self.addresses = tuple(addresses)
         self.context = context
         self.timeout = timeout
@@ -207,18 +205,17 @@ class Dialer:
             ClientError: the last server's, when none answered.
         """
         count = len(self.addresses)
-        failure: ClientError | None = None
         for step in range(count):
             index = (self._last + 1 + step) % count
             try:
                 sock = open_connection(self.addresses[index], self.context, self.timeout)
-            except ClientError as exc:
-                failure = exc
+            except ClientError:
+                if step == count - 1:
+                    raise
                 continue
             self._last = index
             return sock
-        assert failure is not None
-        raise failure
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 # OpenSSL reasons for alerts a server sends when it refuses our client certificate.
