@@ -15,9 +15,9 @@ through the bus (core/bus.py) are kept here too (`hold`), until the session
 replays them.
 
 What is not here: the stage a session is in, and when it holds and replays
-lines (core/session.py), lines
-before registration (core/registering.py), what each command does
-(core/commands.py), the block of room events (core/batch.py).
+lines (core/session.py), lines before registration (core/registering.py),
+what each command does (core/commands.py), the block of room events
+(core/batch.py).
 """
 
 from __future__ import annotations
