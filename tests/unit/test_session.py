@@ -6,6 +6,8 @@ below comes long enough after the last for the bucket to be full again."""
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -468,3 +470,23 @@ def test_a_row_usable_before_registration_is_run_there() -> None:
     assert send(outlet, "/ping 42") == ["PONG 42"]  # not a nickname attempt: the one allowed is left
     assert send(outlet, "alice")[0].startswith("WELCOME alice ")
     assert send(outlet, "/ping") == ["PONG"]
+
+
+def test_a_closed_session_is_freed_at_once_without_a_gc_pass(chat: Chat) -> None:
+    """A finished connection's session goes with its last reference, not at the
+    next collection of the cyclic GC: under churn those would pile up (RSS,
+    tests/integration/test_churn.py). So nothing a session has may keep it."""
+    alice, bob = connect(chat, "alice"), connect(chat, "bob")
+    say(alice, "/join #a", "hello", "/msg bob hi")
+    assert alice.session is not None
+    session = weakref.ref(alice.session)
+    alice.session.on_close("quit", "")
+    gc.collect()
+    gc.disable()
+    try:
+        alice.session = None  # the transport lets go of it (its codec becomes Idle)
+        del alice
+        assert session() is None
+    finally:
+        gc.enable()
+    assert bob.session is not None
