@@ -1,6 +1,7 @@
 """Fixtures for more than one integration test module (tests/conftest.py has
 those for every directory): the other users and terminals of chatctl's tests,
-and a socket to stand in for systemd's notify socket."""
+a socket to stand in for systemd's notify socket, and a chatd with its IRC
+listener on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Daemon
 from tests.support.chatctl import Peer
 from tests.support.terminal import Terminal
 
@@ -46,3 +48,9 @@ def notify_socket(short_dir: Path) -> Any:
     sock.settimeout(10)
     yield sock, path
     sock.close()
+
+
+@pytest.fixture
+def irc_daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
+    """A chatd with its IRC listener on a free port, named `irc.test`."""
+    return start_daemon(irc={"listen": "127.0.0.1:0", "server_name": "irc.test"})

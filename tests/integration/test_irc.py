@@ -20,11 +20,6 @@ IRC = {"listen": "127.0.0.1:0", "server_name": "irc.test"}
 
 
 @pytest.fixture
-def irc_daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
-    return start_daemon(irc=IRC)
-
-
-@pytest.fixture
 def irc(irc_daemon: Daemon) -> Iterator[Callable[..., IrcClient]]:
     """Factory: `irc("alice", caps=(...))`, a registered IRC client, closed at teardown."""
     made: list[IrcClient] = []

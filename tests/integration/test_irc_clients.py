@@ -8,7 +8,7 @@ Skipped where irssi or tmux is missing (.ci/run installs them)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,6 @@ from tests.support.wsclient import WebSocketClient
 pytestmark = pytest.mark.skipif(
     not irssi.available(), reason="needs irssi and tmux (Debian: apt-get install irssi tmux)"
 )
-
-
-@pytest.fixture
-def irc_daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
-    return start_daemon(irc={"listen": "127.0.0.1:0", "server_name": "irc.test"})
 
 
 @pytest.fixture

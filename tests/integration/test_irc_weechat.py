@@ -9,7 +9,7 @@ missing (.ci/run installs them)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +25,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOM = "irc.chatd.#room"  # WeeChat's name for the room's buffer (and its log file)
-
-
-@pytest.fixture
-def irc_daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
-    return start_daemon(irc={"listen": "127.0.0.1:0", "server_name": "irc.test"})
 
 
 @pytest.fixture
