@@ -36,7 +36,7 @@ from typing import Final, Protocol
 import structlog
 
 from chatd import names
-from chatd.core import account_commands, history_commands, protocol, room_commands, sasl, signin
+from chatd.core import account_commands, history_commands, protocol, room_commands, room_lines, sasl, signin
 from chatd.core.account_commands import Holder
 from chatd.core.bus import Later
 from chatd.core.chat import Chat
@@ -155,7 +155,7 @@ def _topic(caller: Caller, command: Command) -> None:
     room = _joined(caller, command.target) if command.target else _current_room(caller)
     text = command.text.decode()
     if not text:
-        caller.outlet.deliver(caller.chat.topic_line(room))
+        caller.outlet.deliver(room_lines.topic_line(room))
         return
     _may_set_topic(caller, room)
     caller.chat.bus.topic(caller, room, text, _nothing_more, caller.fail)
@@ -181,11 +181,11 @@ def _who(caller: Caller, command: Command) -> None:
     if registration is None:
         caller.outlet.deliver(users)
     else:
-        caller.outlet.deliver(users + caller.chat.roles_line(room, registration), 2)
+        caller.outlet.deliver(users + room_lines.roles_line(room, registration), 2)
 
 
 def _rooms(caller: Caller, command: Command) -> None:
-    lines = caller.chat.room_list(caller.rooms)
+    lines = room_lines.room_list(caller.chat.rooms.all(), caller.chat.registry, caller.rooms)
     caller.outlet.deliver(b"".join(lines), len(lines))
 
 
