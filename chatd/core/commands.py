@@ -2,8 +2,10 @@
 
 One row per verb (a `Command.verb`), in the shape of Ergo's irc/commands.go:
 the handler, whether it is usable before registration, and whether it speaks
-in a room (see `Row`). `Session` looks a parsed line's verb up here and runs
-the handler; nothing else in the core dispatches on verb strings. How the line
+in a room (see `Row`). `handle` in core/dispatch.py looks a parsed line's
+verb up here and runs the handler (`Session._register` too, for the rows
+usable before registration); nothing else in the core dispatches on verb
+strings. How the line
 protocol spells each command and reads its arguments is `protocol.GRAMMAR`'s;
 a transport with a grammar of its own (the IRC listener) turns its lines into
 the same `Command`s and runs the same rows.
@@ -22,8 +24,9 @@ for example a `/login` that works before the nickname:
     def _login(caller: Caller, command: Command) -> None:
         ...
 
-What is not here: parsing (protocol.py), flood control and strikes (the
-session's, core/flood.py), and what touches several clients (chat.py).
+What is not here: parsing (protocol.py), flood control (core/flood.py, asked
+by core/dispatch.py), strikes (the session's), and what touches several
+clients (chat.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """Session: one client's side of the chat, from `HELLO` to its last line.
 
-Registration, the rooms it is in, the block of room events one read makes,
-and strikes. It asks its `FloodControl` (core/flood.py) whether each line
-may go, and runs each line's row of the command table (core/commands.py),
-which is what the commands do. It sees its transport only through `Outlet`,
-and is driven by it: `on_open` after the handshake, `on_lines` for what one
-read produced, `charge` for WebSocket frames that carry no line, `on_timer`
-at its deadline, `on_close` once, whatever ended the connection. It reads
-time only from the chat's clock (`Chat.monotonic`).
+Its state (`__slots__`: one object per client, nothing more), the rooms it
+is in, the block of room events one read makes, and strikes. What it does
+with each line is in functions that take it, in modules of their own:
+core/dispatch.py (flood control's verdict, held lines, the command table's
+row that handles the line).
+It sees its transport only through `Outlet`, and is driven by it: `on_open`
+after the handshake, `on_lines` for what one read produced, `charge` for
+WebSocket frames that carry no line, `on_timer` at its deadline, `on_close`
+once, whatever ended the connection. It reads time only from the chat's
+clock (`Chat.monotonic`).
 
 # NOTE: every method runs on the transport's own thread, except `deliver`
 # (the outlet's, callable from any thread) and `close`.
@@ -15,18 +17,19 @@ time only from the chat's clock (`Chat.monotonic`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from enum import Enum
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import structlog
 
 from chatd import __version__
 from chatd.addresses import host_of, source_of
-from chatd.core import protocol, sasl
+from chatd.core import dispatch, protocol, sasl
 from chatd.core.accounts import Account
 from chatd.core.chat import Chat
 from chatd.core.commands import COMMANDS, Row, autojoin, leave_room
+from chatd.core.dispatch import HELD_MAX as HELD_MAX  # where tests/unit/test_signin.py finds it
+from chatd.core.dispatch import Stage, gate, run
 from chatd.core.flood import FloodControl, Line
 from chatd.core.identities import refusal
 from chatd.core.registry import VOICE
@@ -43,17 +46,6 @@ _REJECT_TEXT: Final = {
     protocol.THROTTLED: "Too many connections from your address in the last minute; wait a bit.",
     protocol.BANNED: ban_text(""),
 }
-# Lines held while a password is checked; one more ends the connection (`BYE flood`).
-HELD_MAX: Final = 64
-
-
-class Stage(Enum):
-    """Where a session is in its life (not its transport's: chatd/transport/)."""
-
-    REGISTERING = "registering"
-    WAITING = "waiting"  # registering, while a password is checked: lines are held
-    ACTIVE = "active"
-    CLOSED = "closed"
 
 
 class Session:
@@ -173,13 +165,13 @@ class Session:
         self.last_active = now
         for line in lines:
             if self.stage is Stage.ACTIVE and not self._holds:
-                self._gate(line, now)
+                gate(self, line, now)
             elif self.stage is Stage.REGISTERING and not self._holds:
-                self._run(self._register, line)
+                run(self, Session._register, line)
             elif self.stage is Stage.CLOSED:
                 break
             else:  # a password is checked, or an operation is on its way (core/bus.py)
-                self._hold(line)
+                dispatch.hold_line(self, line)
         self._flush_batch()
 
     def charge(self, frames: int) -> bool:
@@ -187,13 +179,7 @@ class Session:
         from the same bucket as lines, before registration too, one line's
         worth per frame; refused, it counts as a line refused for the rate
         (`ERR rate_limited`, and `BYE flood` after `flood_disconnect` of them)."""
-        if self.stage is Stage.CLOSED:
-            return False
-        now = self._clock()
-        if self._flood.charge(frames, now):
-            return True
-        self._refuse_for_rate(now, "Slow down; that frame was dropped.")
-        return False
+        return dispatch.charge(self, frames)
 
     def on_timer(self, now: float) -> None:
         if self._register_deadline is not None and now >= self._register_deadline:
@@ -203,7 +189,7 @@ class Session:
                 return
         due = self._flood.due
         if due is not None and now >= due:
-            self._release_held(now)
+            dispatch.release_held(self, now)
         self._rearm()
 
     def on_close(self, reason: str, text: str) -> bytes:
@@ -232,7 +218,7 @@ class Session:
         """A reload changed the limits: lines held by the old rate go by the new one."""
         self._flood.apply(self.chat.config.limits)
         if self._flood.held and self.stage is Stage.ACTIVE:
-            self._release_held(self._clock())
+            dispatch.release_held(self, self._clock())
             self._rearm()
 
     def close(self, reason: str, text: str = "") -> None:
@@ -246,40 +232,6 @@ class Session:
         if self.stage is Stage.ACTIVE and self.rooms.get(room.key) is room:
             self._flush_batch()
             leave_room(self, room, line)
-
-    # -- flood control (core/flood.py decides; this acts) ----------------------------
-
-    def _gate(self, line: Line, now: float) -> None:
-        """Handle the line now, hold it for a token, or refuse it."""
-        flood = self._flood
-        if flood.admit(now):
-            if self._tracer is None:  # the hot path: no hop through `_run`
-                self._handle(line)
-            else:
-                self._run(self._handle, line)
-        elif flood.hold(line, now):
-            if flood.held == 1:  # the first held: its token's time is the new deadline
-                self._rearm()
-        else:
-            self._run(lambda _: self._refuse_for_rate(now, "Slow down; that line was dropped."), line)
-
-    def _refuse_for_rate(self, now: float, text: str) -> None:
-        """A line (or frame) found no token: say so, count it, and end a flood."""
-        self._send_error(ProtocolError(protocol.RATE_LIMITED, text))
-        self.rate_limited += 1
-        log.info("rate_limited", **self.context, nick=self.nick)
-        if self._flood.refused(now):
-            self.close("flood")
-
-    def _release_held(self, now: float) -> None:
-        for line in self._flood.release(now):
-            if self.stage is not Stage.ACTIVE:  # a held /quit, or strikes, ended it
-                break
-            if self._holds:  # an operation is on its way: the line waits for it too
-                self._hold(line)
-            else:
-                self._run(self._handle, line)
-        self._flush_batch()
 
     def _rearm(self) -> None:
         deadlines = [d for d in (self._register_deadline, self._flood.due) if d is not None]
@@ -363,25 +315,15 @@ class Session:
         log.info("nickname", **self.context, nick=nick)
         autojoin(self, iter(self.chat.config.rooms.autojoin if self._autojoin else ()))
 
-    # -- waiting for a password check (core/signin.py) ------------------------------------
+    # -- waiting: for a password check (core/signin.py), or the bus (core/bus.py) ---------
 
     def wait(self) -> None:
         if self.stage is Stage.REGISTERING:
             self.stage = Stage.WAITING
 
-    def _hold(self, line: Line) -> None:
-        if self._held is None:
-            self._held = []  # made for the few who send while a password is checked or an operation is on its way
-        if len(self._held) >= HELD_MAX:
-            self.close("flood")
-            return
-        self._held.append(line)
-
     def go_on(self) -> None:
         """The check is answered: the lines held meanwhile, in order."""
-        if self.stage is Stage.WAITING:
-            self.stage = Stage.REGISTERING
-        self._replay()
+        dispatch.go_on(self)
 
     def hold(self) -> None:
         """An operation is on its way through the bus (core/bus.py): lines wait."""
@@ -389,14 +331,7 @@ class Session:
 
     def release(self) -> None:
         """An operation of `hold` is over; with none left, the lines held, in order."""
-        self._holds -= 1
-        if self.stage is not Stage.WAITING:
-            self._replay()
-
-    def _replay(self) -> None:
-        if self._held and not self._holds and self.stage is not Stage.CLOSED:
-            held, self._held = self._held, None
-            self.on_lines(held)
+        dispatch.release(self)
 
     @property
     def closed(self) -> bool:
@@ -431,40 +366,7 @@ class Session:
         self.close("nick_failed")
         return True
 
-    # -- commands (core/commands.py says what each does) --------------------------------
-
-    def _run(self, handle: Callable[[Line], None], line: Line) -> None:
-        """`handle(line)`; with a tracer, between its `begin` and `end`, with the
-        events it said sent before `end`."""
-        tracer = self._tracer
-        if tracer is None:
-            handle(line)
-            return
-        tracer.begin(line)
-        try:
-            handle(line)
-            self._flush_batch()
-        finally:
-            tracer.end()
-
-    def _handle(self, line: Line) -> None:
-        try:
-            if line is protocol.TOO_LONG:
-                raise ProtocolError(
-                    protocol.LINE_TOO_LONG,
-                    f"Lines are limited to {self.chat.config.limits.max_line_bytes} bytes; that one was dropped.",
-                )
-            if isinstance(line, Command):  # from a transport with a grammar of its own (IRC)
-                protocol.check_text(line.text)
-                command = line
-            else:
-                command = protocol.parse_command(protocol.clean_line(line))
-            row = self._commands[command.verb]
-            if not row.speaks:
-                self._flush_batch()
-            row.handler(self, command)
-        except ProtocolError as error:
-            self._send_error(error)
+    # -- what a read says in rooms (core/dispatch.py runs the commands) ------------------
 
     def say(self, kind: str, room: Room, text: bytes, tags: bytes = b"") -> None:
         """Queue a room event; those of one read to one room leave as one block.
