@@ -3,8 +3,8 @@
 One row per verb (a `Command.verb`), in the shape of Ergo's irc/commands.go:
 the handler, whether it is usable before registration, and whether it speaks
 in a room (see `Row`). `handle` in core/dispatch.py looks a parsed line's
-verb up here and runs the handler (`Session._register` too, for the rows
-usable before registration); nothing else in the core dispatches on verb
+verb up here and runs the handler (`register` in core/registering.py too,
+for the rows usable before registration); nothing else in the core dispatches on verb
 strings. How the line
 protocol spells each command and reads its arguments is `protocol.GRAMMAR`'s;
 a transport with a grammar of its own (the IRC listener) turns its lines into

@@ -17,7 +17,7 @@ nothing here keeps a reference to it, so a finished session is freed with
 its last reference, never left to the cyclic GC.
 
 What is not here: what the commands do (core/commands.py and the modules its
-rows name), the way to a nickname (`Session._register`), and the block of
+rows name), the way to a nickname (core/registering.py), and the block of
 room events a read makes (`Session.say`).
 """
 
@@ -92,7 +92,10 @@ def gate(session: Dispatched, line: Line, now: float) -> None:
 
 
 def charge(session: Dispatched, frames: int) -> bool:
-    """`Session.charge`: `frames` take a line's worth each from the bucket."""
+    """`Session.charge`: what a WebSocket sends besides lines (pings, pongs,
+    fragments) takes from the same bucket as lines, before registration too,
+    one line's worth per frame; refused, it counts as a line refused for the
+    rate (`ERR rate_limited`, and `BYE flood` after `flood_disconnect` of them)."""
     if session.stage is Stage.CLOSED:
         return False
     now = session._clock()
@@ -121,6 +124,14 @@ def release_held(session: Dispatched, now: float) -> None:
         else:
             run(session, handle, line)
     session._flush_batch()
+
+
+def limits_changed(session: Dispatched) -> None:
+    """`Session.limits_changed`: lines held by the old rate go by the new one."""
+    session._flood.apply(session.chat.config.limits)
+    if session._flood.held and session.stage is Stage.ACTIVE:
+        release_held(session, session._clock())
+        session._rearm()
 
 
 # -- waiting: for a password check (core/signin.py), or the bus (core/bus.py) ----------

@@ -4,7 +4,7 @@ Its state (`__slots__`: one object per client, nothing more), the rooms it
 is in, the block of room events one read makes, and strikes. What it does
 with each line is in functions that take it, in modules of their own:
 core/dispatch.py (flood control's verdict, held lines, the command table's
-row that handles the line).
+row that handles the line) and, before its nickname, core/registering.py.
 It sees its transport only through `Outlet`, and is driven by it: `on_open`
 after the handshake, `on_lines` for what one read produced, `charge` for
 WebSocket frames that carry no line, `on_timer` at its deadline, `on_close`
@@ -18,34 +18,24 @@ clock (`Chat.monotonic`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
 
 import structlog
 
-from chatd import __version__
 from chatd.addresses import host_of, source_of
-from chatd.core import dispatch, protocol, sasl
+from chatd.core import dispatch, protocol, registering
 from chatd.core.accounts import Account
 from chatd.core.chat import Chat
-from chatd.core.commands import COMMANDS, Row, autojoin, leave_room
+from chatd.core.commands import COMMANDS, Row, leave_room
 from chatd.core.dispatch import HELD_MAX as HELD_MAX  # where tests/unit/test_signin.py finds it
 from chatd.core.dispatch import Stage, gate, run
 from chatd.core.flood import FloodControl, Line
-from chatd.core.identities import refusal
+from chatd.core.registering import register
 from chatd.core.registry import VOICE
 from chatd.core.rooms import Room
-from chatd.core.signin import ban_text
 from chatd.errors import ProtocolError
-from chatd.outlet import Command, Outlet, Tracer
+from chatd.outlet import Outlet, Tracer
 
 log = structlog.get_logger(__name__)
-
-_REJECT_TEXT: Final = {
-    protocol.SERVER_FULL: "The server is full; try again later.",
-    protocol.TOO_MANY_CONNECTIONS: "Too many connections from your address.",
-    protocol.THROTTLED: "Too many connections from your address in the last minute; wait a bit.",
-    protocol.BANNED: ban_text(""),
-}
 
 
 class Session:
@@ -144,21 +134,7 @@ class Session:
 
     def on_open(self, reject: str | None, cert_nick: str | None) -> None:
         """The handshake is done: greet, or say why the client is refused."""
-        if reject is not None:
-            text = _REJECT_TEXT[reject]
-            ban = self.chat.accounts.banned(self.peer_ip) if self.chat.accounts is not None else None
-            if reject == protocol.BANNED and ban is not None:
-                text = ban_text(ban.reason)
-            self.outlet.deliver(protocol.format_error(ProtocolError(reject, text)))
-            self.close(reject)
-            return
-        self.cert_nick = cert_nick
-        self.outlet.deliver(protocol.format_line("HELLO", str(protocol.VERSION), f"chatd {__version__}"))
-        if self.chat.accounts is not None:
-            self.outlet.deliver(self.chat.accounts.accounts_line())
-        self.outlet.deliver(b"NICK\n")
-        self._register_deadline = self._clock() + self.chat.config.limits.register_timeout
-        self._rearm()
+        registering.greet(self, reject, cert_nick)
 
     def on_lines(self, lines: Sequence[Line]) -> None:
         now = self._clock()
@@ -167,7 +143,7 @@ class Session:
             if self.stage is Stage.ACTIVE and not self._holds:
                 gate(self, line, now)
             elif self.stage is Stage.REGISTERING and not self._holds:
-                run(self, Session._register, line)
+                run(self, register, line)
             elif self.stage is Stage.CLOSED:
                 break
             else:  # a password is checked, or an operation is on its way (core/bus.py)
@@ -175,10 +151,7 @@ class Session:
         self._flush_batch()
 
     def charge(self, frames: int) -> bool:
-        """What a WebSocket sends besides lines (pings, pongs, fragments) takes
-        from the same bucket as lines, before registration too, one line's
-        worth per frame; refused, it counts as a line refused for the rate
-        (`ERR rate_limited`, and `BYE flood` after `flood_disconnect` of them)."""
+        """A WebSocket's frames that carry no line take from the line bucket (core/dispatch.py)."""
         return dispatch.charge(self, frames)
 
     def on_timer(self, now: float) -> None:
@@ -216,10 +189,7 @@ class Session:
 
     def limits_changed(self) -> None:
         """A reload changed the limits: lines held by the old rate go by the new one."""
-        self._flood.apply(self.chat.config.limits)
-        if self._flood.held and self.stage is Stage.ACTIVE:
-            dispatch.release_held(self, self._clock())
-            self._rearm()
+        dispatch.limits_changed(self)
 
     def close(self, reason: str, text: str = "") -> None:
         self.outlet.close(reason, text)
@@ -237,83 +207,15 @@ class Session:
         deadlines = [d for d in (self._register_deadline, self._flood.due) if d is not None]
         self.outlet.set_deadline(min(deadlines) if deadlines else None)
 
-    # -- registration ----------------------------------------------------------------
-
-    def _register(self, line: Line) -> None:
-        config = self.chat.config
-        try:
-            if line is protocol.TOO_LONG:
-                raise ProtocolError(protocol.LINE_TOO_LONG, "Nicknames are short; line dropped.")
-            if isinstance(line, Command):  # IRC: only what is usable before registration
-                row = self._commands.get(line.verb)
-                if row is None or not row.before_registration:
-                    raise ProtocolError(protocol.UNKNOWN_COMMAND, f"/{line.verb} needs a nickname first.")
-                row.handler(self, line)
-                return
-            if self.proven is not None:  # IRC: SASL proved an account; the nickname line is not used
-                sasl.register_proven(self)
-                return
-            text = protocol.clean_line(line)
-            verb = protocol.command_verb(text)
-            row = self._commands.get(verb) if verb else None
-            if row is not None and row.before_registration:
-                row.handler(self, protocol.parse_command(text))
-                return
-            if config.tls.nick_from_cert and self._identity_refused():
-                return
-            nick = protocol.check_nick(text.decode("utf-8"), config.limits.max_nick_length)
-            if config.tls.nick_from_cert and nick != self.cert_nick:
-                raise ProtocolError(
-                    protocol.NICK_INVALID,
-                    f"Your certificate allows only the nickname {self.cert_nick}.",
-                )
-            self._check_guest(nick)
-            self.admit(nick)
-        except ProtocolError as error:
-            self.refuse(error)
-
-    def _check_guest(self, nick: str) -> None:
-        """A nickname alone (no account): refused if it is an account's, or if
-        the server takes no guests; a certificate's name is no guest's."""
-        accounts = self.chat.accounts
-        if accounts is None or self.chat.config.tls.nick_from_cert:
-            return
-        if not accounts.config.guests:
-            raise ProtocolError(
-                protocol.LOGIN_REQUIRED, "This server takes no guests: /login <account> <password>, or /register."
-            )
-        if accounts.is_registered(nick):
-            raise ProtocolError(
-                protocol.NICK_REGISTERED, f"{nick} is a registered account: /login {nick} <password>, or another name."
-            )
+    # -- registration (core/registering.py) -------------------------------------------
 
     def refuse(self, error: ProtocolError) -> None:
         """A refused answer to `NICK`: `ERR`, then `NICK` again, or `BYE nick_failed`."""
-        self._nick_attempts += 1
-        self._send_error(error)
-        if self._nick_attempts >= self.chat.config.limits.max_nick_attempts:
-            self.close("nick_failed")
-        elif self.stage is not Stage.CLOSED:
-            self.outlet.deliver(b"NICK\n")
+        registering.refuse(self, error)
 
     def admit(self, nick: str) -> None:
-        """Register as `nick`: `WELCOME`, then the autojoin rooms (on a network,
-        once the nickname is ours: `refuse` if it is not).
-
-        Raises:
-            ProtocolError: `nick_taken`.
-        """
-        config = self.chat.config
-        welcome = f"Welcome to {config.server.name}, {nick}! Type /help for commands."
-        greeting = protocol.format_line("WELCOME", nick, welcome)
-        self.chat.bus.register(self, nick, greeting, lambda: self._admitted(nick), self.refuse)
-
-    def _admitted(self, nick: str) -> None:
-        self.stage = Stage.ACTIVE
-        self._register_deadline = None
-        self._rearm()
-        log.info("nickname", **self.context, nick=nick)
-        autojoin(self, iter(self.chat.config.rooms.autojoin if self._autojoin else ()))
+        """Register as `nick`: `WELCOME`, then the autojoin rooms; raises `nick_taken`."""
+        registering.admit(self, nick)
 
     # -- waiting: for a password check (core/signin.py), or the bus (core/bus.py) ---------
 
@@ -350,21 +252,6 @@ class Session:
     def source(self) -> str:
         """What the login throttles count this client's address as (chatd/addresses.py)."""
         return source_of(self.peer_ip, self.chat.config.limits.ipv6_prefix)
-
-    def _identity_refused(self) -> bool:
-        """A certificate whose name is another spelling of an identity already
-        seen is refused, whatever nickname was sent (core/identities.py)."""
-        cert = self.cert_nick
-        if cert is None or self._identity_checked:
-            return False
-        known = self.chat.identities.claim(cert)
-        self._identity_checked = known is None
-        if known is None:
-            return False
-        log.warning("certificate_identity_refused", **self.context, certificate_name=cert, known_as=known)
-        self._send_error(refusal(cert, known))
-        self.close("nick_failed")
-        return True
 
     # -- what a read says in rooms (core/dispatch.py runs the commands) ------------------
 
