@@ -10,6 +10,8 @@ parsed (core/protocol.py) and run by its verb's row of `COMMANDS`
 (core/commands.py). Lines that come while a password is checked
 (core/signin.py) or while an operation is on its way through the bus
 (core/bus.py) wait in the session's held list, and are replayed in order.
+The session's one deadline (`rearm`) is the register timeout or the token
+of the next line held; `on_timer` acts on both.
 
 These are functions that take the session, not an object it has: its state
 stays in its own slots (docs/architecture.md, "Memory per connection"), and
@@ -62,6 +64,7 @@ class Dispatched(Caller, Protocol):
     _flood: FloodControl
     _held: list[Line] | None
     _holds: int
+    _register_deadline: float | None
     _tracer: Tracer | None
 
     def on_lines(self, lines: Sequence[Line]) -> None: ...
@@ -69,8 +72,6 @@ class Dispatched(Caller, Protocol):
     def _flush_batch(self) -> None: ...
 
     def _send_error(self, error: ProtocolError) -> None: ...
-
-    def _rearm(self) -> None: ...
 
 
 S = TypeVar("S", bound=Dispatched)
@@ -86,7 +87,7 @@ def gate(session: Dispatched, line: Line, now: float) -> None:
             run(session, handle, line)
     elif flood.hold(line, now):
         if flood.held == 1:  # the first held: its token's time is the new deadline
-            session._rearm()
+            rearm(session)
     else:
         run(session, lambda s, _: refuse_for_rate(s, now, "Slow down; that line was dropped."), line)
 
@@ -126,12 +127,33 @@ def release_held(session: Dispatched, now: float) -> None:
     session._flush_batch()
 
 
+def on_timer(session: Dispatched, now: float) -> None:
+    """`Session.on_timer`: past the register deadline, the end of a session
+    not yet registered; then the held lines whose tokens came."""
+    if session._register_deadline is not None and now >= session._register_deadline:
+        session._register_deadline = None
+        if session.stage is Stage.REGISTERING or session.stage is Stage.WAITING:
+            session.close("register_timeout")
+            return
+    due = session._flood.due
+    if due is not None and now >= due:
+        release_held(session, now)
+    rearm(session)
+
+
+def rearm(session: Dispatched) -> None:
+    """The session's one deadline: the register timeout, or the token of the
+    next line held."""
+    deadlines = [d for d in (session._register_deadline, session._flood.due) if d is not None]
+    session.outlet.set_deadline(min(deadlines) if deadlines else None)
+
+
 def limits_changed(session: Dispatched) -> None:
     """`Session.limits_changed`: lines held by the old rate go by the new one."""
     session._flood.apply(session.chat.config.limits)
     if session._flood.held and session.stage is Stage.ACTIVE:
         release_held(session, session._clock())
-        session._rearm()
+        rearm(session)
 
 
 # -- waiting: for a password check (core/signin.py), or the bus (core/bus.py) ----------

@@ -15,21 +15,20 @@ state stays in its own slots, and nothing here keeps a reference to it (the
 bus keeps the continuations of `admit` only until the nickname is decided).
 
 What is not here: signing in to an account (core/signin.py, core/sasl.py),
-the nickname registry (core/nicks.py), and the register deadline
-(`Session.on_timer`).
+the nickname registry (core/nicks.py), and the register deadline's end
+(core/dispatch.py, `on_timer`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final, Protocol
 
 import structlog
 
 from chatd import __version__
 from chatd.core import protocol, sasl
-from chatd.core.commands import Caller, Row, autojoin
-from chatd.core.dispatch import Stage
+from chatd.core.commands import autojoin
+from chatd.core.dispatch import Dispatched, Stage, rearm
 from chatd.core.flood import Line
 from chatd.core.identities import refusal
 from chatd.core.signin import ban_text
@@ -46,21 +45,14 @@ _REJECT_TEXT: Final = {
 }
 
 
-class Newcomer(Caller, Protocol):
+class Newcomer(Dispatched, Protocol):
     """What the way to a nickname uses of the session
-    (chatd.core.session.Session): besides what its commands may use, its own
-    state, kept in its slots."""
+    (chatd.core.session.Session): besides what a line's way uses, more of its
+    own state, kept in its slots."""
 
-    stage: Stage
     _autojoin: bool  # join `rooms.autojoin` once registered (IRC clients join themselves)
-    _commands: Mapping[str, Row]
     _identity_checked: bool
     _nick_attempts: int
-    _register_deadline: float | None
-
-    def _send_error(self, error: ProtocolError) -> None: ...
-
-    def _rearm(self) -> None: ...
 
 
 def greet(session: Newcomer, reject: str | None, cert_nick: str | None) -> None:
@@ -81,7 +73,7 @@ def greet(session: Newcomer, reject: str | None, cert_nick: str | None) -> None:
         outlet.deliver(chat.accounts.accounts_line())
     outlet.deliver(b"NICK\n")
     session._register_deadline = chat.monotonic() + chat.config.limits.register_timeout
-    session._rearm()
+    rearm(session)
 
 
 def register(session: Newcomer, line: Line) -> None:
@@ -161,7 +153,7 @@ def admit(session: Newcomer, nick: str) -> None:
 def _admitted(session: Newcomer, nick: str) -> None:
     session.stage = Stage.ACTIVE
     session._register_deadline = None
-    session._rearm()
+    rearm(session)
     log.info("nickname", **session.context, nick=nick)
     autojoin(session, iter(session.chat.config.rooms.autojoin if session._autojoin else ()))
 

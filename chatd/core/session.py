@@ -155,15 +155,7 @@ class Session:
         return dispatch.charge(self, frames)
 
     def on_timer(self, now: float) -> None:
-        if self._register_deadline is not None and now >= self._register_deadline:
-            self._register_deadline = None
-            if self.stage is Stage.REGISTERING or self.stage is Stage.WAITING:
-                self.close("register_timeout")
-                return
-        due = self._flood.due
-        if due is not None and now >= due:
-            dispatch.release_held(self, now)
-        self._rearm()
+        dispatch.on_timer(self, now)
 
     def on_close(self, reason: str, text: str) -> bytes:
         """The connection is ending: leave every room (those who shared one are
@@ -202,10 +194,6 @@ class Session:
         if self.stage is Stage.ACTIVE and self.rooms.get(room.key) is room:
             self._flush_batch()
             leave_room(self, room, line)
-
-    def _rearm(self) -> None:
-        deadlines = [d for d in (self._register_deadline, self._flood.due) if d is not None]
-        self.outlet.set_deadline(min(deadlines) if deadlines else None)
 
     # -- registration (core/registering.py) -------------------------------------------
 
