@@ -100,7 +100,7 @@ class Chat:
                 for registration in self.registry.all():
                     room = self.rooms.find(registration.key)
                     if room is not None:
-                        self.attach(room, registration)
+                        attach(room, registration)
 
     def _recall(self, key: str) -> StoredRoom | None:
         return self.history.store.room(key, self.rooms.backlog)
@@ -184,7 +184,7 @@ class Chat:
             room = self.rooms.join(shown, config.rooms.allow_create, config.limits.max_rooms)
             if invited and registry is not None and registration is not None:
                 registry.take_invite(registration, client)  # used once it let them in
-            self.attach(room, registration)
+            attach(room, registration)
             self.seat(client, room, sender)
         return room
 
@@ -208,14 +208,6 @@ class Chat:
             recent = room.recent
             older = room.older or (room.durable and len(recent) == recent.maxlen)
             self.send_history(client, room.name, list(recent), older, False, topic + users)
-
-    @staticmethod
-    def attach(room: Room, registration: Registration | None) -> None:
-        """A live room points at its registration; one that wakes without its
-        topic (history off, or forgotten) gets the registration's back."""
-        room.registration = registration
-        if registration is not None and not room.topic and registration.topic:
-            room.topic, room.topic_by = registration.topic, registration.topic_by
 
     def send_history(
         self, client: Member, target: str, events: list[Event], more: bool, newer: bool, before: bytes = b""
@@ -291,6 +283,14 @@ class Chat:
         for client in clients:
             client.deliver(data)
         return len(clients)
+
+
+def attach(room: Room, registration: Registration | None) -> None:
+    """A live room points at its registration; one that wakes without its
+    topic (history off, or forgotten) gets the registration's back."""
+    room.registration = registration
+    if registration is not None and not room.topic and registration.topic:
+        room.topic, room.topic_by = registration.topic, registration.topic_by
 
 
 def _kept_under(sender: Client, recipient: Client) -> str | None:
