@@ -1,0 +1,41 @@
+"""The background threads' scheduling priority (chatd/priority.py), read from
+the real daemon's /proc: the hashing threads and the history writer run at a
+nice value 10 above the I/O workers'."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Daemon, wait_until
+
+
+def _nice(pid: int, tid: int) -> int:
+    """Field 19 of /proc/<pid>/task/<tid>/stat; the fields start after the
+    command name's closing parenthesis (the name may hold spaces)."""
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[19 - 3])
+
+
+def test_the_hashing_threads_and_the_history_writer_run_below_the_io_threads(
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = start_daemon(accounts={"auth_threads": 2}, history={"enabled": True})
+    lowered = wait_until(
+        lambda: (found := daemon.find_events("thread_priority_lowered")) and len(found) >= 3 and found,
+        10,
+        "three threads lowered",
+    )
+    names = sorted(event["thread"] for event in lowered)
+    assert names == ["chatd-auth-0", "chatd-auth-1", "chatd-history-writer"], lowered
+    base = _nice(daemon.pid, daemon.pid)  # the main thread's, as every I/O worker's
+    assert base == os.getpriority(os.PRIO_PROCESS, 0)  # the test's own: unchanged by chatd
+    for event in lowered:
+        assert _nice(daemon.pid, event["tid"]) == event["nice"] == min(19, base + 10), event
+    io = [
+        tid
+        for tid in map(int, os.listdir(f"/proc/{daemon.pid}/task"))
+        if tid not in {event["tid"] for event in lowered}
+    ]
+    assert io and all(_nice(daemon.pid, tid) == base for tid in io)
