@@ -69,7 +69,8 @@ class AccountService:
 
 def open_account_service(config: Config, priority: BackgroundPriority | None = None) -> AccountService | None:
     """The accounts of `config`, or None with `accounts.enabled: false`; the
-    hashing threads lower their priority with `priority`, if given.
+    hashing threads and the accounts' writer lower their priority with
+    `priority`, if given.
 
     Raises:
         ConfigError: the database cannot be opened.
@@ -77,7 +78,7 @@ def open_account_service(config: Config, priority: BackgroundPriority | None = N
     settings = config.accounts
     if not settings.enabled:
         return None
-    store = open_accounts(config.history.path, config.path)
+    store = open_accounts(config.history.path, config.path, priority)
     auth = AuthThreads(Argon2(settings.argon2), settings.auth_threads, settings.auth_queue, priority)
     accounts = Accounts(settings, store, auth)  # starts the writer the rooms share
     try:

@@ -1,6 +1,6 @@
 """The background threads' scheduling priority (chatd/priority.py), read from
-the real daemon's /proc: the hashing threads and the history writer run at a
-nice value 10 above the I/O workers'."""
+the real daemon's /proc: the hashing threads and the history and accounts
+writers run at a nice value 10 above the I/O workers'."""
 
 from __future__ import annotations
 
@@ -18,17 +18,17 @@ def _nice(pid: int, tid: int) -> int:
     return int(stat[stat.rindex(")") + 2 :].split()[19 - 3])
 
 
-def test_the_hashing_threads_and_the_history_writer_run_below_the_io_threads(
+def test_the_hashing_threads_and_the_writers_run_below_the_io_threads(
     start_daemon: Callable[..., Daemon],
 ) -> None:
     daemon = start_daemon(accounts={"auth_threads": 2}, history={"enabled": True})
     lowered = wait_until(
-        lambda: (found := daemon.find_events("thread_priority_lowered")) and len(found) >= 3 and found,
+        lambda: (found := daemon.find_events("thread_priority_lowered")) and len(found) >= 4 and found,
         10,
-        "three threads lowered",
+        "four threads lowered",
     )
     names = sorted(event["thread"] for event in lowered)
-    assert names == ["chatd-auth-0", "chatd-auth-1", "chatd-history-writer"], lowered
+    assert names == ["chatd-accounts-writer", "chatd-auth-0", "chatd-auth-1", "chatd-history-writer"], lowered
     base = _nice(daemon.pid, daemon.pid)  # the main thread's, as every I/O worker's
     assert base == os.getpriority(os.PRIO_PROCESS, 0)  # the test's own: unchanged by chatd
     for event in lowered:

@@ -1,5 +1,5 @@
 """chatd/priority.py and the threads that use it (chatd/auth.py's hashing
-threads, the history writer): they lower their own scheduling priority, and
+threads, the history and accounts writers): they lower their own scheduling priority, and
 a system that refuses (systemd's SystemCallFilter=~@resources) is survived
 and said once."""
 
@@ -18,6 +18,7 @@ from chatd.auth import AuthThreads
 from chatd.config import HistoryConfig
 from chatd.core.accounts import Verdict
 from chatd.priority import BackgroundPriority
+from chatd.storage.accounts import open_accounts
 from chatd.storage.sqlite import open_store
 from tests.conftest import wait_until
 
@@ -110,6 +111,18 @@ def test_the_history_writer_runs_at_a_lower_priority(tmp_path: Path) -> None:
     try:
         store.load(0)  # starts the writer
         tid = store._writer._thread.native_id
+        assert tid is not None
+        wanted = min(19, _own_nice() + priority.BACKGROUND_NICE)
+        wait_until(lambda: os.getpriority(os.PRIO_PROCESS, tid) == wanted, 10, "the writer's nice value")
+    finally:
+        store.close()
+
+
+def test_the_accounts_writer_runs_at_a_lower_priority(tmp_path: Path) -> None:
+    store = open_accounts(tmp_path / "chatd.db", tmp_path / "chatd.yaml", BackgroundPriority())
+    try:
+        store.load()  # starts the writer
+        tid = store._thread.native_id
         assert tid is not None
         wanted = min(19, _own_nice() + priority.BACKGROUND_NICE)
         wait_until(lambda: os.getpriority(os.PRIO_PROCESS, tid) == wanted, 10, "the writer's nice value")
