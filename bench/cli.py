@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import accounts, history, report
-from bench.ircfanout import TARGETS  # targets.py's, and chatd-irc
+from bench.clustertarget import TARGETS  # targets.py's, chatd-irc and chatd-cluster
 from bench.loadgen import fit_capacity
 from bench.plan import FULL, OWN_SERVER, QUICK, SEED_LIMITS
 from bench.servers import REPO, WORK, Certs, Running, Target, TargetUnavailable, cpu_count, dev_certs, pinned

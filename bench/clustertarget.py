@@ -1,0 +1,107 @@
+"""`chatd-cluster`: chatd as a one-node network (issue 24), beside `chatd` in
+the same run, so that what the shared log adds per event is measured by the
+scenarios that measure chatd (paced load: the server's CPU per line and the
+latency; fan-out: lines per second).
+
+The node gets config/chatd.yaml's values as `chatd` does (bench/targets.py),
+plus a `cluster:` section on a private redis-server (Unix socket,
+append-only, `appendfsync always`: what "nothing acknowledged lost" needs;
+tests/support/redisserver.py), started for each run and stopped with the
+node. Accounts are off (a node refuses them). redis-server runs on the
+server's CPU (0), so the generator keeps its own; the server's CPU per line
+is chatd's alone, and Redis's is recorded beside it (`redis_cpu_s`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import ircfanout
+from bench.servers import Certs, Running, Target, TargetUnavailable, cpu_count
+from bench.targets import ChatdTarget
+from tests.support.redisserver import REDIS_SERVER, RedisServer
+
+
+@dataclass
+class ClusterRunning(Running):
+    """A node and its redis-server, stopped together."""
+
+    redis: RedisServer | None = None
+    sockets: Path | None = None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        code = super().stop(timeout)
+        self.notes["redis_cpu_s"] = round(self.redis_cpu(), 3)
+        if self.redis is not None:
+            self.redis.stop()
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets, ignore_errors=True)
+        return code
+
+    def redis_cpu(self) -> float:
+        process = self.redis.process if self.redis is not None else None
+        if process is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ChatdClusterTarget(ChatdTarget):
+    """chatd as the one node of a network on a private Redis."""
+
+    def __init__(self, certs: Certs, name: str = "chatd-cluster") -> None:
+        super().__init__(certs, name=name, accounts=False, keys=("fanout-50", "fanout-200", "paced", "load"))
+        self.websocket = False
+        self._cluster: dict[str, str] = {}
+
+    def check(self) -> None:
+        if REDIS_SERVER is None:
+            raise TargetUnavailable("redis-server is not installed (apt-get install redis-server)")
+        try:
+            import redis  # noqa: F401
+        except ImportError as exc:
+            raise TargetUnavailable("redis-py is not installed: pip install -e '.[cluster]'") from exc
+        super().check()
+
+    def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
+        sockets = Path(tempfile.mkdtemp(prefix="chatd-bench-"))  # AF_UNIX paths are short
+        redis = RedisServer(workdir, sockets).start()
+        if cpu_count() > 1 and redis.process is not None:
+            os.sched_setaffinity(redis.process.pid, {0})  # the server's CPU: the generator keeps its own
+        self._cluster = {"redis": redis.url, "node": "bench-a", "prefix": "bench:"}
+        try:
+            running = super().start(workdir, spec)
+        except BaseException:
+            redis.stop()
+            shutil.rmtree(sockets, ignore_errors=True)
+            raise
+        return ClusterRunning(
+            running.process,
+            running.port,
+            running.log,
+            running.workdir,
+            running.notes,
+            running.scraper,
+            redis=redis,
+            sockets=sockets,
+        )
+
+    def _extra(self, config: dict[str, Any], changes: dict[str, Any]) -> None:
+        config["cluster"] = dict(self._cluster)
+        changes["accounts.enabled"] = False
+        if (config.get("irc") or {}).get("listen"):  # a node runs no IRC listener (config.py)
+            config["irc"]["listen"] = None
+            changes["irc.listen"] = None
+
+
+# Every target of the runner: bench/ircfanout.py's (targets.py's and chatd-irc) and this one.
+TARGETS: dict[str, Callable[[Certs], Target]] = {**ircfanout.TARGETS, "chatd-cluster": ChatdClusterTarget}
