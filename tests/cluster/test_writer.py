@@ -168,3 +168,40 @@ def test_stopping_without_redis_fails_what_waits(short_dir, cluster: Cluster) ->
     thread.join(30)
     assert not thread.is_alive()
     assert len(outcomes) == 3 and all(isinstance(o, Unavailable) for o in outcomes)
+
+
+def test_calls_submitted_one_by_one_linger_into_one_write(
+    cluster: Cluster, running: Callable[[Writer], Writer]
+) -> None:
+    me = member(cluster)
+    link = CountingLink(cluster.url, name="writer", timeout=10, scripts=SCRIPTS.values())
+    cluster.links.append(link)
+    # A linger far longer than the test: the write goes when max_batch calls wait.
+    writer = running(Writer(link, linger=600.0, max_batch=5))
+    outcomes: list[object] = []
+    done = threading.Semaphore(0)
+
+    def record(outcome: object) -> None:
+        outcomes.append(outcome)
+        done.release()
+
+    for i in range(5):  # each from an idle writer's point of view: it wakes for the first
+        assert writer.submit(cluster.calls.say(me, 1, "n1", "msg", "#room", [b"%d" % i]), record)
+    for _ in range(5):
+        assert done.acquire(timeout=30)
+    assert all(isinstance(o, Span) for o in outcomes)
+    assert link.writes == 1 and writer.batches == 1
+
+
+def test_stopping_ends_a_linger_and_sends_what_waits(cluster: Cluster) -> None:
+    me = member(cluster)
+    writer = Writer(cluster.link("writer"), linger=600.0)
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    outcomes: list[object] = []
+    for i in range(2):
+        writer.submit(cluster.calls.say(me, 1, "n1", "msg", "#room", [b"%d" % i]), outcomes.append)
+    writer.stop()
+    thread.join(30)  # far less than the linger
+    assert not thread.is_alive()
+    assert len(outcomes) == 2 and all(isinstance(o, Span) for o in outcomes)
