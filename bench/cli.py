@@ -178,6 +178,8 @@ def _generate(running: Running, target: Target, spec: dict[str, Any], certs: Cer
         "ca": str(certs.ca),
         "server_pid": running.pid,
     }
+    if getattr(running, "ports", None):  # the nodes of a cluster (bench/clustertarget.py)
+        full["ports"] = running.ports
     limit = float(spec.get("deadline", 120)) + float(spec.get("connect_timeout", 120)) + 120
     if spec["scenario"] == "churn":
         limit = float(spec["duration"]) + float(spec["idle"]) + 3 * float(spec["timeout"]) + 60

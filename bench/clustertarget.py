@@ -14,11 +14,12 @@ is chatd's alone, and Redis's is recorded beside it (`redis_cpu_s`).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,13 @@ class ClusterRunning(Running):
 
     redis: RedisServer | None = None
     sockets: Path | None = None
+    others: list[Running] = field(default_factory=list)  # the other nodes
+    ports: list[int] = field(default_factory=list)  # every node's chat port, this one first
 
     def stop(self, timeout: float = 15.0) -> int:
         code = super().stop(timeout)
+        for other in self.others:
+            other.stop(timeout)
         self.notes["redis_cpu_s"] = round(self.redis_cpu(), 3)
         if self.redis is not None:
             self.redis.stop()
@@ -56,11 +61,18 @@ class ClusterRunning(Running):
 
 
 class ChatdClusterTarget(ChatdTarget):
-    """chatd as the one node of a network on a private Redis."""
+    """chatd as the one node of a network on a private Redis, or `nodes`
+    nodes (the scenarios that deal clients over several ports: `cross-*`),
+    then unpinned: three nodes, Redis and the generator share the machine."""
 
-    def __init__(self, certs: Certs, name: str = "chatd-cluster") -> None:
-        super().__init__(certs, name=name, accounts=False, keys=("fanout-50", "fanout-200", "paced", "load"))
+    def __init__(self, certs: Certs, name: str = "chatd-cluster", nodes: int = 1, fsync: str = "always") -> None:
+        keys = ("fanout-50", "fanout-200", "paced", "load") if nodes == 1 else ("cross",)
+        super().__init__(certs, name=name, accounts=False, keys=keys)
         self.websocket = False
+        self.nodes = nodes
+        self.fsync = fsync  # Redis's appendfsync: `always` (nothing acknowledged lost) or `everysec`
+        if nodes > 1:
+            self.placement = "shared"
         self._cluster: dict[str, str] = {}
 
     def check(self) -> None:
@@ -74,16 +86,23 @@ class ChatdClusterTarget(ChatdTarget):
 
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         sockets = Path(tempfile.mkdtemp(prefix="chatd-bench-"))  # AF_UNIX paths are short
-        redis = RedisServer(workdir, sockets).start()
-        if cpu_count() > 1 and redis.process is not None:
+        redis = RedisServer(workdir, sockets, "--appendfsync", self.fsync).start()
+        if cpu_count() > 1 and redis.process is not None and self.placement == "pinned":
             os.sched_setaffinity(redis.process.pid, {0})  # the server's CPU: the generator keeps its own
-        self._cluster = {"redis": redis.url, "node": "bench-a", "prefix": "bench:"}
+        nodes: list[Running] = []
         try:
-            running = super().start(workdir, spec)
+            for i in range(self.nodes):
+                self._cluster = {"redis": redis.url, "node": f"bench-{i}", "prefix": "bench:"}
+                home = workdir / f"node-{i}" if i else workdir  # each its own history store
+                home.mkdir(exist_ok=True)
+                nodes.append(super().start(home, spec))
         except BaseException:
+            for node in nodes:
+                node.stop()
             redis.stop()
             shutil.rmtree(sockets, ignore_errors=True)
             raise
+        running = nodes[0]
         return ClusterRunning(
             running.process,
             running.port,
@@ -93,6 +112,8 @@ class ChatdClusterTarget(ChatdTarget):
             running.scraper,
             redis=redis,
             sockets=sockets,
+            others=nodes[1:],
+            ports=[node.port for node in nodes],
         )
 
     def _extra(self, config: dict[str, Any], changes: dict[str, Any]) -> None:
@@ -104,4 +125,12 @@ class ChatdClusterTarget(ChatdTarget):
 
 
 # Every target of the runner: bench/ircfanout.py's (targets.py's and chatd-irc) and this one.
-TARGETS: dict[str, Callable[[Certs], Target]] = {**ircfanout.TARGETS, "chatd-cluster": ChatdClusterTarget}
+TARGETS: dict[str, Callable[[Certs], Target]] = {
+    **ircfanout.TARGETS,
+    "chatd-cluster": ChatdClusterTarget,
+    "chatd-cluster3": functools.partial(ChatdClusterTarget, name="chatd-cluster3", nodes=3),
+    # What Redis's fsync on every write costs the latency (it may lose acknowledged lines: operations.md).
+    "chatd-cluster3-everysec": functools.partial(
+        ChatdClusterTarget, name="chatd-cluster3-everysec", nodes=3, fsync="everysec"
+    ),
+}
