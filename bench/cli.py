@@ -161,6 +161,7 @@ def _one_run(
         finally:
             record["server_alive_at_end"] = running.process.poll() is None
             record["server_exit"] = running.stop()
+            record.update(getattr(running, "closing", {}))  # a cluster's Redis figures (bench/clustertarget.py)
             record.update(_log_evidence(target, running))
     if record.get("ok") and not os.environ.get("BENCH_KEEP_WORK"):
         shutil.rmtree(workdir, ignore_errors=True)

@@ -10,7 +10,8 @@ Pure formatting: no I/O here.
   paced loads: what one message costs the node beyond what it costs chatd
   (≤ 10 µs);
 * cross-node p99 (≤ 20 ms), beside chatd's own p99 at the same load and
-  in the same run, pinned: how much of it is the machine and the generator.
+  in the same run, pinned: how much of it is the machine and the generator;
+* Redis memory per retained log entry (≤ 250 B), read when each run stops.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ THREE = "chatd-cluster3"
 FANOUT = (("fanout-50", 0.8), ("fanout-200", 0.9))
 EVENT_US = 10.0
 CROSS_P99_MS = 20.0
+ENTRY_BYTES = 250.0
 
 
 def cluster_checks(records: list[Record]) -> list[Check]:
@@ -55,6 +57,16 @@ def cluster_checks(records: list[Record]) -> list[Check]:
                 f"{fmt(added, 1, ' µs')} ({fmt(ours, 2)} − {fmt(theirs, 2)} µs per line × {cluster[0].get('n')})",
                 f"≤ {EVENT_US:g} µs",
                 added <= EVENT_US,
+            )
+        )
+    per_entry = median([r for r in records if r.get("target") in (ONE, THREE)], "redis_bytes_per_entry")
+    if per_entry is not None:
+        checks.append(
+            (
+                "Redis memory per retained log entry (the bench's ~56-byte lines)",
+                fmt(per_entry, 1, " B"),
+                f"≤ {ENTRY_BYTES:g} B",
+                per_entry <= ENTRY_BYTES,
             )
         )
     for key in sorted({str(r.get("key")) for r in records if str(r.get("key", "")).startswith("cross-")}):

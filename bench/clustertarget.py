@@ -28,6 +28,9 @@ from bench.servers import Certs, Running, Target, TargetUnavailable, cpu_count
 from bench.targets import ChatdTarget
 from tests.support.redisserver import REDIS_SERVER, RedisServer
 
+PREFIX = "bench:"
+LOG_KEY = PREFIX + "log"
+
 
 @dataclass
 class ClusterRunning(Running):
@@ -37,17 +40,36 @@ class ClusterRunning(Running):
     sockets: Path | None = None
     others: list[Running] = field(default_factory=list)  # the other nodes
     ports: list[int] = field(default_factory=list)  # every node's chat port, this one first
+    closing: dict[str, float] = field(default_factory=dict)  # figures read at stop, for the record
 
     def stop(self, timeout: float = 15.0) -> int:
+        self.closing.update(self.log_memory())
         code = super().stop(timeout)
         for other in self.others:
             other.stop(timeout)
-        self.notes["redis_cpu_s"] = round(self.redis_cpu(), 3)
+        self.closing["redis_cpu_s"] = round(self.redis_cpu(), 3)
         if self.redis is not None:
             self.redis.stop()
         if self.sockets is not None:
             shutil.rmtree(self.sockets, ignore_errors=True)
         return code
+
+    def log_memory(self) -> dict[str, float]:
+        """Redis's memory per retained log entry (issue 24: ≤ 250 B): `MEMORY
+        USAGE` of the log, every stream node counted (SAMPLES 0), over XLEN."""
+        if self.redis is None:
+            return {}
+        import redis
+
+        client = redis.Redis(unix_socket_path=str(self.redis.socket), socket_timeout=30)
+        try:
+            entries = int(client.xlen(LOG_KEY))
+            used = int(client.execute_command("MEMORY", "USAGE", LOG_KEY, "SAMPLES", "0") or 0)
+        except redis.RedisError:
+            return {}
+        finally:
+            client.close()
+        return {"log_entries": entries, "redis_bytes_per_entry": round(used / entries, 1)} if entries else {}
 
     def redis_cpu(self) -> float:
         process = self.redis.process if self.redis is not None else None
@@ -92,7 +114,7 @@ class ChatdClusterTarget(ChatdTarget):
         nodes: list[Running] = []
         try:
             for i in range(self.nodes):
-                self._cluster = {"redis": redis.url, "node": f"bench-{i}", "prefix": "bench:"}
+                self._cluster = {"redis": redis.url, "node": f"bench-{i}", "prefix": PREFIX}
                 home = workdir / f"node-{i}" if i else workdir  # each its own history store
                 home.mkdir(exist_ok=True)
                 nodes.append(super().start(home, spec))
