@@ -62,10 +62,6 @@ LAG_MAX_S: Final = 5.0  # behind a head seen this long ago: /healthz says 503
 START_TIMEOUT: Final = 60.0  # for catching up at start; a node still behind then refuses clients until it is
 BLOCK_MS: Final = 1000  # the reader's XREAD BLOCK: how long stopping it may take
 JOIN_TIMEOUT: Final = 5.0
-# How long a call that finds the writer idle waits for others to share its
-# write (writer.py): one round trip per write in the writer, in Redis and in
-# every node's reader, so a paced load of single lines pays it per event.
-WRITER_LINGER_S: Final = 0.002
 
 
 class StartError(Exception):
@@ -90,7 +86,7 @@ class Node:
         self._lease_link = Link(
             cluster.redis, name=f"chatd-{self.name}-lease", timeout=lease_link_timeout(cluster.lease_s), scripts=scripts
         )
-        self.writer = Writer(self._writer_link, linger=WRITER_LINGER_S)
+        self.writer = Writer(self._writer_link)
         self.engine = ClusterEngine(self.writer, self._calls, self._refused_as_fenced)
         self.bus = NetworkBus(chat, self.engine)
         self.me = Incarnation(self.name, 0)

@@ -13,16 +13,6 @@ again cannot duplicate anything.
 
 A full queue (`max_waiting`) refuses `submit`: the caller pauses its senders,
 as it does for a slow recipient.
-
-`linger` (seconds): a call that finds the queue empty waits that long for
-others to join its write (unless `max_batch` are waiting first); after a
-write the thread stays awake that long, so that the calls of a steady load
-do not each have to wake it. Each write
-costs a round trip, on this thread, in Redis and in every node's reader
-(Redis wakes the readers once per write it answers), whatever its size: a
-paced load of single calls pays it per event. The node lingers 2 ms
-(node.py: `WRITER_LINGER_S`), the transport's own coalescing of writes
-(`server.write_interval_ms`) at a smaller scale.
 """
 
 from __future__ import annotations
@@ -48,20 +38,11 @@ _Job = tuple[Call[Any], Callable[[Any], None]]
 
 class Writer:
     def __init__(
-        self,
-        link: Link,
-        *,
-        max_waiting: int = 10_000,
-        max_batch: int = 512,
-        linger: float = 0.0,
-        backoff: Backoff | None = None,
+        self, link: Link, *, max_waiting: int = 10_000, max_batch: int = 512, backoff: Backoff | None = None
     ) -> None:
         self._link = link
         self._max_waiting = max_waiting
         self._max_batch = max_batch
-        self._linger = linger
-        self._since = 0.0  # when the oldest waiting call found the queue empty (time.monotonic)
-        self._asleep = False  # the writer waits with no timeout: a call must wake it
         self._backoff = backoff or Backoff()
         self._jobs: collections.deque[_Job] = collections.deque()
         self._wake = threading.Condition(threading.Lock())
@@ -84,13 +65,7 @@ class Writer:
             if len(self._jobs) >= self._max_waiting:
                 return False
             self._jobs.append((call, done))
-            waiting = len(self._jobs)
-            if waiting == 1:  # else the writer is awake already, or will look
-                if self._linger:
-                    self._since = time.monotonic()
-                if self._asleep or not self._linger:
-                    self._wake.notify()
-            elif waiting == self._max_batch and self._linger:  # a full write: no more lingering
+            if len(self._jobs) == 1:  # else the writer is awake already, or will look
                 self._wake.notify()
         return True
 
@@ -125,19 +100,8 @@ class Writer:
 
     def _take(self) -> list[_Job]:
         with self._wake:
-            if self._linger and not self._jobs and not self._stopping.is_set():
-                # Still awake after a write: a linger for calls to come, which need
-                # not wake it (a notify is a system call on the caller's thread).
-                self._wake.wait(self._linger)
             while not self._jobs and not self._stopping.is_set():
-                self._asleep = True
                 self._wake.wait()
-                self._asleep = False
-            while self._linger and 0 < len(self._jobs) < self._max_batch and not self._stopping.is_set():
-                left = self._since + self._linger - time.monotonic()
-                if left <= 0:
-                    break
-                self._wake.wait(left)  # nothing notifies while calls wait: this sleeps it out
             count = min(len(self._jobs), self._max_batch)
             return [self._jobs.popleft() for _ in range(count)]
 
