@@ -4,7 +4,9 @@ the cross-node latency of three nodes (`chatd-cluster3`, key `cross-*`).
 Pure formatting: no I/O here.
 
 * fan-out: messages/s of the one-node cluster over chatd's (≥ 0.8× at
-  fanout-50, ≥ 0.9× at fanout-200);
+  fanout-50, ≥ 0.9× at fanout-200); and of two nodes sharing the port
+  (`chatd-cluster-rp2`, server.reuse_port) over one, reported: both are
+  pinned with Redis to the server's CPU, the generator to the other;
 * CPU per event added: (cluster − chatd) server CPU per delivered line
   times the lines each message is delivered as (n, echo included), at the
   paced loads: what one message costs the node beyond what it costs chatd
@@ -22,6 +24,7 @@ Check = tuple[str, str, str, bool | None]  # name, measured, goal, met (None: no
 
 ONE = "chatd-cluster"
 THREE = "chatd-cluster3"
+TWO_ON_ONE_PORT = "chatd-cluster-rp2"
 FANOUT = (("fanout-50", 0.8), ("fanout-200", 0.9))
 EVENT_US = 10.0
 CROSS_P99_MS = 20.0
@@ -42,6 +45,16 @@ def cluster_checks(records: list[Record]) -> list[Check]:
                     f"{ours / theirs:.2f}×",
                     f"≥ {goal:g}×",
                     ours >= goal * theirs,
+                )
+            )
+        pair = median(runs_of(records, key, TWO_ON_ONE_PORT), "msgs_per_s")
+        if pair is not None and ours:
+            checks.append(
+                (
+                    f"{key}: msg/s, two nodes on one port (reuse_port) / one node",
+                    f"{pair / ours:.2f}× (all on one CPU: this 2-CPU machine cannot show scale-out)",
+                    "reported",
+                    None,
                 )
             )
     keys = sorted({str(r.get("key")) for r in records if str(r.get("key", "")).startswith(("load-", "paced"))})

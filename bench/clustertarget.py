@@ -83,19 +83,31 @@ class ClusterRunning(Running):
 
 
 class ChatdClusterTarget(ChatdTarget):
-    """chatd as the one node of a network on a private Redis, or `nodes`
-    nodes (the scenarios that deal clients over several ports: `cross-*`),
-    then unpinned: three nodes, Redis and the generator share the machine."""
+    """chatd as the one node of a network on a private Redis; or `nodes`
+    nodes, each on its own port (the scenarios that deal clients over
+    several ports: `cross-*`), then unpinned: three nodes, Redis and the
+    generator share the machine; or, with `reuse_port`, `nodes` processes
+    on one port (`server.reuse_port`: the kernel deals the connections),
+    pinned with Redis to the server's CPU as `chatd` is."""
 
-    def __init__(self, certs: Certs, name: str = "chatd-cluster", nodes: int = 1, fsync: str = "always") -> None:
-        keys = ("fanout-50", "fanout-200", "paced", "load") if nodes == 1 else ("cross",)
+    def __init__(
+        self,
+        certs: Certs,
+        name: str = "chatd-cluster",
+        nodes: int = 1,
+        fsync: str = "always",
+        reuse_port: bool = False,
+    ) -> None:
+        keys = ("fanout-50", "fanout-200", "paced", "load") if nodes == 1 or reuse_port else ("cross",)
         super().__init__(certs, name=name, accounts=False, keys=keys)
         self.websocket = False
         self.nodes = nodes
         self.fsync = fsync  # Redis's appendfsync: `always` (nothing acknowledged lost) or `everysec`
-        if nodes > 1:
+        self.reuse_port = reuse_port
+        if nodes > 1 and not reuse_port:
             self.placement = "shared"
         self._cluster: dict[str, str] = {}
+        self._port = 0  # the port the next node listens on (reuse_port: the first node's)
 
     def check(self) -> None:
         if REDIS_SERVER is None:
@@ -118,13 +130,17 @@ class ChatdClusterTarget(ChatdTarget):
                 home = workdir / f"node-{i}" if i else workdir  # each its own history store
                 home.mkdir(exist_ok=True)
                 nodes.append(super().start(home, spec))
+                if self.reuse_port:
+                    self._port = nodes[0].port
         except BaseException:
             for node in nodes:
                 node.stop()
             redis.stop()
             shutil.rmtree(sockets, ignore_errors=True)
             raise
+        self._port = 0
         running = nodes[0]
+        running.notes["nodes"] = self.nodes
         return ClusterRunning(
             running.process,
             running.port,
@@ -135,11 +151,14 @@ class ChatdClusterTarget(ChatdTarget):
             redis=redis,
             sockets=sockets,
             others=nodes[1:],
-            ports=[node.port for node in nodes],
+            ports=[] if self.reuse_port else [node.port for node in nodes],
         )
 
     def _extra(self, config: dict[str, Any], changes: dict[str, Any]) -> None:
         config["cluster"] = dict(self._cluster)
+        if self.reuse_port:
+            config["server"].update(port=self._port, reuse_port=True)
+            changes["reuse_port"] = True
         changes["accounts.enabled"] = False
         if (config.get("irc") or {}).get("listen"):  # a node runs no IRC listener (config.py)
             config["irc"]["listen"] = None
@@ -151,6 +170,8 @@ TARGETS: dict[str, Callable[[Certs], Target]] = {
     **ircfanout.TARGETS,
     "chatd-cluster": ChatdClusterTarget,
     "chatd-cluster3": functools.partial(ChatdClusterTarget, name="chatd-cluster3", nodes=3),
+    # Issue 24: "2 processes with reuse_port against 1 on this machine, the generator pinned apart".
+    "chatd-cluster-rp2": functools.partial(ChatdClusterTarget, name="chatd-cluster-rp2", nodes=2, reuse_port=True),
     # What Redis's fsync on every write costs the latency (it may lose acknowledged lines: operations.md).
     "chatd-cluster3-everysec": functools.partial(
         ChatdClusterTarget, name="chatd-cluster3-everysec", nodes=3, fsync="everysec"
