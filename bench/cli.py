@@ -33,7 +33,7 @@ from bench.plan import FULL, OWN_SERVER, QUICK, SEED_LIMITS
 from bench.servers import REPO, WORK, Certs, Running, Target, TargetUnavailable, cpu_count, dev_certs, pinned
 from bench.targets import ChatdBeforeTarget
 
-DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics,chatd-noaccounts,chatd-irc"
+DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics,chatd-noaccounts,chatd-irc,chatd-cluster,chatd-cluster-rp2,chatd-cluster3"
 
 BENCH = Path(__file__).resolve().parent
 LOCK = Path("/tmp/chatd-bench.lock")
