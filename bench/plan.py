@@ -66,7 +66,7 @@ LOAD: list[tuple[str, dict[str, Any]]] = [
 
 # Issue 24: a room of 50 dealt over three nodes of a cluster (target
 # chatd-cluster3), 1,000 messages/s from the first node's clients, latency
-# at the other nodes' (bench/scenarios.py, `paced` with `ports`).
+# at 7 of the other nodes' (bench/scenarios.py, `paced` with `ports`).
 CROSS = ("cross-50x1000", {"scenario": "paced", "n": 50, "rate": 1000, "duration": 10, "samples": 5})
 
 FULL: list[tuple[str, dict[str, Any]]] = [
