@@ -5,7 +5,8 @@ every other client.
 Coming in, it reads IRC lines (ircmessage.py), registers the client itself
 (CAP, NICK, USER, PASS: ircreg.py), then hands its chat session (the same
 `Session` a line client has) the nickname, and afterwards each command as
-the session's own (ircin.py's table). Going out, it is the session's outlet:
+the session's own (ircin.py's table): the PRIVMSGs and NOTICEs of one read
+together, so that the session says them to a room's members as one block. Going out, it is the session's outlet:
 what the session delivers are lines of the line protocol, which it
 translates into IRC lines: the events a room's members share through the
 server's `Frames` (ircout.py), once per block and set of capabilities; a
@@ -60,6 +61,12 @@ class IrcSession(Protocol):
     def limits_changed(self) -> None: ...
 
 
+# The messages of one read are handed to the session together, so that those to
+# one room leave as one block for its members (one delivery each, not one per
+# line); any other command first hands over what came before it.
+_GATHERED = frozenset({"PRIVMSG", "NOTICE"})
+
+
 class IrcCodec(ForwardingOutlet):
     exempt_bytes = 0  # an IRC reader that takes nothing is a slow consumer like any other
 
@@ -104,6 +111,15 @@ class IrcCodec(ForwardingOutlet):
 
     # -- the session's tracer (this connection's thread) ---------------------------------------
 
+    def wants_events(self, item: bytes | Command | None) -> bool:
+        """A labeled command's answer goes whole: with `echo-message`, its echo
+        is in it. Any other's events join the read's block, and its echo comes
+        when that block leaves, still before the answer to anything sent later."""
+        if not self._asked:
+            return False
+        handed, asked = self._asked[0]
+        return handed is item and asked.reply.label is not None
+
     def begin(self, item: bytes | Command | None) -> None:
         handed, asked = self._asked.popleft() if self._asked else (None, None)
         self._window = asked if handed is item else None
@@ -129,6 +145,7 @@ class IrcCodec(ForwardingOutlet):
             if not self.endpoint.is_open():
                 break
             self._read(raw)
+        self._hand_over()
 
     def _read(self, raw: bytes | None) -> None:
         state = self.state
@@ -137,13 +154,18 @@ class IrcCodec(ForwardingOutlet):
         except ircmessage.TooLong:
             message, raw = None, TOO_LONG
         except UnicodeDecodeError:
+            self._hand_over()
             self._send([state.fail("*", "INVALID_UTF8", "Tags must be UTF-8.")])
             return
         if raw is TOO_LONG:
+            self._hand_over()
             self._send([state.numeric("417", "Input line was too long")])
             return
         if message is None:
             return  # an empty line
+        gathered = message.command in _GATHERED
+        if not gathered:
+            self._hand_over()  # its answer comes after theirs, and it may read what they change
         label = message.tags.get("label") if state.has("labeled-response") else None
         reply = Reply(message.command, label, waiting=1)  # one until this line is read
         handler = ircin.COMMANDS.get(message.command)
@@ -156,7 +178,8 @@ class IrcCodec(ForwardingOutlet):
             handler(self, message, reply)
         if not state.registered:
             self._register(reply)
-        self._hand_over()
+        if reply.out or not gathered:
+            self._hand_over()
         with self._lock:
             reply.waiting -= 1
         self._settle(reply)
