@@ -54,7 +54,9 @@ class Outlet(Sender, Protocol):
         the transport has stopped."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: a frozen dataclass is built through
+# object.__setattr__, 3x the instructions, and IRC makes one per PRIVMSG.
+@dataclass(slots=True)
 class Command:
     """One client request, as the chat core's command table (core/commands.py) runs it.
 

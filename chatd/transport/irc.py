@@ -29,7 +29,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
@@ -38,7 +38,7 @@ from chatd.transport import ircin, ircmessage, ircsasl
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.forwarding import ForwardingOutlet
 from chatd.transport.framing import TOO_LONG, LineBuffer
-from chatd.transport.ircout import Directory, Frames
+from chatd.transport.ircout import Directory, Frames, Translated
 from chatd.transport.ircreg import Settings
 from chatd.transport.ircreplies import Lines, Personal, add_tag
 from chatd.transport.ircstate import Asked, IrcState, Reply
@@ -65,6 +65,7 @@ class IrcSession(Protocol):
 # one room leave as one block for its members (one delivery each, not one per
 # line); any other command first hands over what came before it.
 _GATHERED = frozenset({"PRIVMSG", "NOTICE"})
+_UNSEEN: Final = Translated(b"", 0, "")  # no translation yet of this block for this profile
 
 
 class IrcCodec(ForwardingOutlet):
@@ -102,8 +103,13 @@ class IrcCodec(ForwardingOutlet):
         if window is not None and self._in_thread():
             self._answered(window, self._personal.block(data, window))
             return
-        translated = self.frames.translate(data, self.state.profile)
-        if translated is not None and translated.about != self.state.key:
+        state = self.state
+        profile = state.profile
+        last, done = self.frames.last  # the fan-out's path: another member has translated it
+        translated = done.get(profile, _UNSEEN) if last is data else _UNSEEN
+        if translated is _UNSEEN:
+            translated = self.frames.translate(data, profile)
+        if translated is not None and translated.about != state.key:
             if translated.lines:
                 self.endpoint.deliver(translated.data, translated.lines, sender)
             return
@@ -166,7 +172,7 @@ class IrcCodec(ForwardingOutlet):
         gathered = message.command in _GATHERED
         if not gathered:
             self._hand_over()  # its answer comes after theirs, and it may read what they change
-        label = message.tags.get("label") if state.has("labeled-response") else None
+        label = message.tags.get("label") if message.tags and state.has("labeled-response") else None
         reply = Reply(message.command, label, waiting=1)  # one until this line is read
         handler = ircin.COMMANDS.get(message.command)
         if not state.registered and message.command not in ircin.BEFORE_REGISTRATION:

@@ -142,19 +142,20 @@ class Frames:
     def __init__(self, directory: Directory, server: str) -> None:
         self.directory = directory
         self.server = server  # irc.server_name: the source of what the server itself does
-        self._last: tuple[bytes, dict[int, Translated | None]] = (b"", {})
+        # The last block and its translations by profile (the codec reads it first).
+        self.last: tuple[bytes, dict[int, Translated | None]] = (b"", {})
         self._masks: dict[str, str] = {}  # nick key -> its last mask, for those gone (QUIT)
 
     def translate(self, data: bytes, profile: int) -> Translated | None:
         """`data` as IRC lines for `profile`, or None when it is not a block
         of shared events (a reply to one client: the codec's)."""
-        last, done = self._last
+        last, done = self.last
         if last is data:
             if profile in done:
                 return done[profile]
         else:
             done = {}
-            self._last = (data, done)
+            self.last = (data, done)
         translated = self._translate(data, profile)
         done[profile] = translated
         return translated
