@@ -109,10 +109,15 @@ class IrcCodec(ForwardingOutlet):
         translated = done.get(profile, _UNSEEN) if last is data else _UNSEEN
         if translated is _UNSEEN:
             translated = self.frames.translate(data, profile)
-        if translated is not None and translated.about != state.key:
-            if translated.lines:
-                self.endpoint.deliver(translated.data, translated.lines, sender)
-            return
+        if translated is not None:
+            if translated.about != state.key:
+                if translated.lines:
+                    self.endpoint.deliver(translated.data, translated.lines, sender)
+                return
+            if translated.said:  # its own lines: their echo is what the others got, if it asked for one
+                if translated.lines and "echo-message" in state.caps:
+                    self.endpoint.deliver(translated.data, translated.lines, sender)
+                return
         self._outside(data, sender)
 
     # -- the session's tracer (this connection's thread) ---------------------------------------

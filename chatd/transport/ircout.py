@@ -31,6 +31,7 @@ ACCOUNT_TAG: Final = 8  # account-tag: @account=<name> on what a logged-in clien
 
 CTCP: Final = b"\x01"
 # The verbs of lines that reach several clients alike: what `Frames` translates once.
+_SAID_IN_A_ROOM: Final = (b"MSG", b"ACTION")  # a DM or TAGMSG may be to oneself: shown twice
 SHARED_VERBS: Final = frozenset(
     {b"MSG", b"ACTION", b"DM", b"TAGMSG", b"TOPIC", b"JOIN", b"PART", b"LEAVE", b"RENAME"}
     | {b"KICK", b"ROLE", b"FLAG", b"REGISTERED"}  # a registered room's (protocol v5)
@@ -132,6 +133,9 @@ class Translated:
     # The nickname key of the client the block is about (its sender, joiner,
     # leaver ...): that member's codec translates the block itself.
     about: str
+    # Only lines said in a room (MSG, ACTION): for the member they are about,
+    # its echo is these same lines, and without echo-message nothing.
+    said: bool = False
 
 
 class Frames:
@@ -165,14 +169,16 @@ class Frames:
         lines.pop()  # what followed the last newline: nothing
         out = []
         about = ""
+        said = True
         for raw in lines:
             native = read_native(raw)
             if native.verb not in SHARED_VERBS or native.history or (native.verb == b"TOPIC" and not native.id):
                 return None
+            said = said and native.verb in _SAID_IN_A_ROOM
             line, about = self.event(native, profile)
             if line:
                 out.append(line)
-        return Translated(b"".join(out), len(out), about)
+        return Translated(b"".join(out), len(out), about, said)
 
     def event(self, native: Native, profile: int) -> tuple[bytes, str]:
         """One shared event as an IRC line, and the nickname key it is about."""
