@@ -434,16 +434,21 @@ class Session:
     # -- commands (core/commands.py says what each does) --------------------------------
 
     def _run(self, handle: Callable[[Line], None], line: Line) -> None:
-        """`handle(line)`; with a tracer, between its `begin` and `end`, with the
-        events it said sent before `end`."""
+        """`handle(line)`; with a tracer, between its `begin` and `end`. The room
+        events it says join the read's block, unless the tracer wants them by
+        `end` (a labeled IRC command): then they leave alone, inside its window."""
         tracer = self._tracer
         if tracer is None:
             handle(line)
             return
+        whole = tracer.wants_events(line)
+        if whole:
+            self._flush_batch()  # what was said before it is no part of its answer
         tracer.begin(line)
         try:
             handle(line)
-            self._flush_batch()
+            if whole:
+                self._flush_batch()
         finally:
             tracer.end()
 
@@ -482,6 +487,10 @@ class Session:
             self._batch_room, self._batch_kind, self._batch_tags = room, kind, tags
         self.messages_in += 1
         self._batch.append(text)
+
+    def flush_said(self) -> None:
+        """Send the room events queued so far: a DM must not overtake them."""
+        self._flush_batch()
 
     def _flush_batch(self) -> None:
         if self._batch and self._batch_room is not None:
