@@ -428,3 +428,14 @@ def test_a_finished_endpoint_is_freed_at_once_with_its_codec_and_application(con
         assert endpoint() is None  # no cycle through its send queue: no GC pass needed
     finally:
         gc.enable()
+
+
+def test_the_pump_keeps_no_object_per_connection(connect: Callable[..., Pair]) -> None:
+    # An idle client's memory decides how many fit (docs/architecture.md,
+    # "Memory per connection"): the pump is functions the endpoint passes
+    # itself to, not an object of 96 bytes per client that copies its fields.
+    pair = connect()
+    pair.client.send(b"alice\n")
+    pair.endpoint.on_readable()
+    held = gc.get_referents(pair.endpoint)
+    assert [type(obj).__name__ for obj in held if type(obj).__module__ == "chatd.transport.pump"] == []
