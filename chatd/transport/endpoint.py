@@ -28,7 +28,6 @@ of chat: a session answers through `deliver` and `close`.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -138,7 +137,7 @@ class Endpoint:
         self.life = Lifecycle(time.monotonic(), host.limits.handshake_timeout)
         self.timer_at = math.inf  # the deadline the worker's heap knows (`_rearm`)
         self.timer: Timer | None = None
-        self.send_queue = SendQueue(host, worker.stats, functools.partial(worker.mark_dirty, self))
+        self.send_queue = SendQueue(host, worker.stats, worker, self)
         # NOTE: the queue's own bound method, not a method of this class that
         # calls it: rooms call it once per member per line (the fan-out path).
         self.deliver = self.send_queue.deliver

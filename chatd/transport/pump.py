@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -84,7 +84,7 @@ class Pumped(Connection, Protocol):
     @property
     def tls(self) -> TLSStream: ...
     @property
-    def send_queue(self) -> SendQueue: ...
+    def send_queue(self) -> SendQueue[Any]: ...
     @property
     def intake(self) -> Intake: ...
     @property

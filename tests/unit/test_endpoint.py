@@ -12,11 +12,13 @@ waits for a clock.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import socket
 import ssl
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -439,3 +441,11 @@ def test_the_pump_keeps_no_object_per_connection(connect: Callable[..., Pair]) -
     pair.endpoint.on_readable()
     held = gc.get_referents(pair.endpoint)
     assert [type(obj).__name__ for obj in held if type(obj).__module__ == "chatd.transport.pump"] == []
+
+
+def test_the_send_queue_asks_the_worker_itself_with_no_callable_made_per_client(connect: Callable[..., Pair]) -> None:
+    # A functools.partial of the worker's bound method was 275 bytes per client.
+    pair = connect()
+    held = gc.get_referents(pair.endpoint.send_queue)
+    assert pair.worker in held and pair.endpoint in held
+    assert [type(obj).__name__ for obj in held if isinstance(obj, (functools.partial, types.MethodType))] == []
