@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import accounts, history, report
-from bench.ircfanout import TARGETS  # targets.py's, and chatd-irc
+from bench.clustertarget import TARGETS  # targets.py's, chatd-irc and chatd-cluster
 from bench.loadgen import fit_capacity
 from bench.plan import FULL, OWN_SERVER, QUICK, SEED_LIMITS
 from bench.servers import REPO, WORK, Certs, Running, Target, TargetUnavailable, cpu_count, dev_certs, pinned
 from bench.targets import ChatdBeforeTarget
 
-DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics,chatd-noaccounts,chatd-irc"
+DEFAULT_TARGETS = "chatd,chatd-before,ngircd,seed,floor,chatd-io1,chatd-io2,chatd-io4,chatd-nohistory,chatd-nometrics,chatd-noaccounts,chatd-irc,chatd-cluster,chatd-cluster-rp2,chatd-cluster3"
 
 BENCH = Path(__file__).resolve().parent
 LOCK = Path("/tmp/chatd-bench.lock")
@@ -161,6 +161,7 @@ def _one_run(
         finally:
             record["server_alive_at_end"] = running.process.poll() is None
             record["server_exit"] = running.stop()
+            record.update(getattr(running, "closing", {}))  # a cluster's Redis figures (bench/clustertarget.py)
             record.update(_log_evidence(target, running))
     if record.get("ok") and not os.environ.get("BENCH_KEEP_WORK"):
         shutil.rmtree(workdir, ignore_errors=True)
@@ -178,6 +179,8 @@ def _generate(running: Running, target: Target, spec: dict[str, Any], certs: Cer
         "ca": str(certs.ca),
         "server_pid": running.pid,
     }
+    if getattr(running, "ports", None):  # the nodes of a cluster (bench/clustertarget.py)
+        full["ports"] = running.ports
     limit = float(spec.get("deadline", 120)) + float(spec.get("connect_timeout", 120)) + 120
     if spec["scenario"] == "churn":
         limit = float(spec["duration"]) + float(spec["idle"]) + 3 * float(spec["timeout"]) + 60

@@ -58,6 +58,7 @@ class Conn(Receiving, Sending):
         # Lines as WebSocket messages, once `GET /ws` has been answered (bench/websocket.py).
         self.ws = ClientWebSocket("{}:{}".format(*engine.address)) if engine.dialect.websocket else None
         self.source: str | None = None  # a local address to connect from (127.x.y.z: one per client)
+        self.address: tuple[str, int] | None = None  # another server than the engine's (cluster nodes)
         self.sock: socket.socket | None = None
         self.tls: ssl.SSLObject | None = None
         self._incoming = ssl.MemoryBIO()
@@ -92,7 +93,7 @@ class Conn(Receiving, Sending):
         self.sock = sock
         self.fd = sock.fileno()
         self.t_connect = perf_ns()
-        err = sock.connect_ex(self.engine.address)
+        err = sock.connect_ex(self.address or self.engine.address)
         if err not in (0, errno.EINPROGRESS):
             self._fail(f"connect: {errno.errorcode.get(err, err)}")
             return

@@ -12,7 +12,9 @@ before and after. RSS per client is the difference over the clients.
 With `--probe 0` the server runs under bench/memprobe.py, and the report
 adds glibc's figures per client (`in_use`: what malloc handed out, OpenSSL's
 allocations and Python's larger objects; `free`: what its heaps hold
-unused). With `--probe 1` tracemalloc runs too, and the report adds what
+unused, much of it already given back by `malloc_trim`) and pymalloc's
+(`py_arenas`: its arenas, `py_allocated`: the small objects in them,
+`py_available` and `py_unused_pools`: what they hold free). With `--probe 1` tracemalloc runs too, and the report adds what
 Python allocated per client (`traced`), by the line that allocated it.
 tracemalloc costs memory of its own, so RSS comes from a run without it. Not part of `make bench`; the capacity scenario
 (bench/scenarios.py) is what `make bench` reports.
@@ -179,7 +181,16 @@ def measure(
         }
         if snap0 is not None and snap1 is not None:
             (s0, i0), (s1, i1) = snap0, snap1
-            for key in ("traced", "in_use", "arena", "free"):
+            for key in (
+                "traced",
+                "in_use",
+                "arena",
+                "free",
+                "py_arenas",
+                "py_allocated",
+                "py_available",
+                "py_unused_pools",
+            ):
                 if key in i0:
                     result[f"{key}_bytes_per_client"] = round((i1[key] - i0[key]) / clients)
             if s0 is not None and s1 is not None:

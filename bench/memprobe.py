@@ -41,6 +41,39 @@ def mallinfo() -> dict[str, int]:
     return {"in_use": info.uordblks + info.hblkhd, "arena": info.arena, "free": info.fordblks}
 
 
+# sys._debugmallocstats()'s lines worth keeping, by the key they are kept under.
+_PYMALLOC = {
+    "# arenas allocated current": "py_arenas",
+    "# bytes in allocated blocks": "py_allocated",
+    "# bytes in available blocks": "py_available",
+    "unused pools": "py_unused_pools",
+}
+
+
+def pymalloc(out: Path) -> dict[str, int]:
+    """pymalloc's figures (`py_arenas` in bytes, `py_allocated`: bytes in its
+    blocks handed out, `py_available`: free blocks in pools in use,
+    `py_unused_pools`: bytes of empty pools its arenas keep), read from
+    `sys._debugmallocstats()`, which writes to file descriptor 2 only: it is
+    pointed at a file meanwhile (another thread's log line may land there)."""
+    path = out / "pymalloc.txt"
+    saved = os.dup(2)
+    with path.open("w") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    figures: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        for prefix, key in _PYMALLOC.items():
+            if prefix in line and "=" in line and key not in figures:
+                value = int(line.rsplit("=", 1)[1].replace(",", "").strip() or 0)
+                figures[key] = value * (1 << 20) if key == "py_arenas" else value
+    return figures
+
+
 def _serve(out: Path) -> None:
     for line in sys.stdin:
         name = line.strip()
@@ -50,7 +83,7 @@ def _serve(out: Path) -> None:
         if tracemalloc.is_tracing():
             tracemalloc.take_snapshot().dump(str(out / f"{name}.snap"))
             traced, _peak = tracemalloc.get_traced_memory()
-        info = {"traced": traced, "time": time.time(), **mallinfo()}
+        info = {"traced": traced, "time": time.time(), **mallinfo(), **pymalloc(out)}
         (out / f"{name}.json").write_text(json.dumps(info))
         (out / f"{name}.done").write_text("")
 

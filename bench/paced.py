@@ -105,7 +105,11 @@ def _rows(records: list[Record], targets: list[str], keys: tuple[str, ...]) -> l
 
 def paced_section(records: list[Record], targets: list[str]) -> str:
     rows = _rows(records, targets, ("paced",))
-    load = _rows(records, targets, LOAD)
+    load = _rows(
+        records,
+        targets,
+        LOAD + tuple(sorted({str(r.get("key")) for r in records if str(r.get("key", "")).startswith("cross-")})),
+    )
     if not (rows or load):
         return ""
     out = [

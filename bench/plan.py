@@ -64,6 +64,11 @@ LOAD: list[tuple[str, dict[str, Any]]] = [
     for n, rate in ((100, 2000), (200, 5000), (1000, 500))
 ]
 
+# Issue 24: a room of 50 dealt over three nodes of a cluster (target
+# chatd-cluster3), 1,000 messages/s from the first node's clients, latency
+# at 7 of the other nodes' (bench/scenarios.py, `paced` with `ports`).
+CROSS = ("cross-50x1000", {"scenario": "paced", "n": 50, "rate": 1000, "duration": 10, "samples": 5})
+
 FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-50", {"scenario": "fanout", "n": 50, "s": 10, "m": 2000, **WINDOW}),
     ("fanout-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **WINDOW}),
@@ -72,6 +77,7 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 500, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 20}),
     *LOAD,
+    CROSS,
     (
         "capacity",
         {"scenario": "capacity", "clients": CAPACITY_CLIENTS, "concurrency": 100, "deadline": 3000, **CAPACITY},
@@ -98,6 +104,7 @@ QUICK: list[tuple[str, dict[str, Any]]] = [
     ("fanout-lines-200", {"scenario": "fanout", "n": 200, "s": 20, "m": 100, **LINES}),
     ("paced", {"scenario": "paced", "n": 100, "rate": 200, "duration": 5}),
     *[(key, {**spec, "duration": 5}) for key, spec in LOAD],
+    (CROSS[0], {**CROSS[1], "duration": 5}),
     ("capacity", {"scenario": "capacity", "clients": 1000, "concurrency": 100, "deadline": 60, **CAPACITY}),
     ("churn", {**CHURN, "duration": 15, "idle": 5}),
     ("slow-without", {**SLOW, "m": 600}),

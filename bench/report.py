@@ -18,6 +18,7 @@ from bench.cells import (
     table,
     targets_in,
 )
+from bench.clusterresults import cluster_checks
 from bench.history import history_checks, history_section
 from bench.ircfanout import irc_checks
 from bench.paced import paced_checks, paced_section
@@ -116,6 +117,8 @@ def _targets_section(records: list[Record], targets: list[str]) -> str:
     for row in fanout_checks(records) + irc_checks(records):
         check(*row)
     for row in paced_checks(records):
+        check(*row)
+    for row in cluster_checks(records):
         check(*row)
     for row in capacity_checks(records):
         check(*row)

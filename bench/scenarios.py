@@ -159,18 +159,29 @@ def paced(spec: Spec, meter: type[Meter] = Meter) -> dict[str, Any]:
     engine = make_engine(spec)
     dialect = engine.dialect
     server = Proc(spec.get("server_pid"))
-    conns = [Conn(engine, i, nick(i), sender_id=i, sample=i >= n - samples) for i in range(n)]
+    ports = spec.get("ports") or [spec.get("port")]  # several: the nodes of a cluster, clients dealt round
+    home = [i % len(ports) for i in range(n)]
+    # With several nodes, the first node's clients send and the others' are
+    # sampled: every latency is a cross-node one.
+    cross = len(ports) > 1
+    sampled = [(home[i] != 0 if cross else True) and i >= n - (2 * samples if cross else samples) for i in range(n)]
+    conns = [Conn(engine, i, nick(i), sender_id=i, sample=sampled[i]) for i in range(n)]
     for conn in conns:
         conn.validate = conn.sample or dialect.body_at_start
+        if cross:
+            conn.address = (spec["host"], int(ports[home[conn.index]]))
+    senders = [conn for conn in conns if home[conn.index] == 0] if cross else conns
     outcome = connect_all(engine, conns, spec.get("concurrency", 50), spec.get("connect_timeout", 120))
     if outcome != "done" or engine.connect_failed:
         return fail_result(spec, engine, "connect", outcome)
     if barrier(engine, conns, 30) != "done":
         return fail_result(spec, engine, "barrier", "timeout")
     total = int(rate * duration)
-    per_sender = [total // n + (1 if i < total % n else 0) for i in range(n)]
+    count = len(senders)
+    per_sender = [total // count + (1 if i < total % count else 0) for i in range(count)]
+    sent_by = {conn.index: per_sender[j] for j, conn in enumerate(senders)}
     for conn in conns:
-        conn.expected = total - (0 if dialect.echo else per_sender[conn.index])
+        conn.expected = total - (0 if dialect.echo else sent_by.get(conn.index, 0))
     engine.fanouts = [n - (0 if dialect.echo else 1)]
     engine.finishers = n
     interval = 1.0 / rate
@@ -181,7 +192,7 @@ def paced(spec: Spec, meter: type[Meter] = Meter) -> dict[str, Any]:
         now = time.monotonic()
         i = state["i"]
         while i < total and start + i * interval <= now:
-            conn = conns[i % n]
+            conn = senders[i % count]
             state["late_max"] = max(state["late_max"], now - (start + i * interval))
             if conn.state == "open":
                 conn.write(dialect.message(perf_ns(), conn.sender_id, conn.sent))

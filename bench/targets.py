@@ -184,6 +184,9 @@ class ChatdTarget(Target):
     def _notes(self) -> dict[str, Any]:
         return {}
 
+    def _extra(self, config: dict[str, Any], changes: dict[str, Any]) -> None:
+        """What a variant adds to the config (bench/clustertarget.py: `cluster:`)."""
+
     def start(self, workdir: Path, spec: dict[str, Any]) -> Running:
         config, changes = chatd_config(
             self.certs,
@@ -202,6 +205,7 @@ class ChatdTarget(Target):
             changes["accounts.enabled"] = False
         if self.control:
             config["control"]["socket"] = str(workdir / "chatd.sock")
+        self._extra(config, changes)
         path = workdir / "chatd.yaml"
         path.write_text(yaml.safe_dump(config))
         log = workdir / "chatd.log"

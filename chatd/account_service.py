@@ -19,6 +19,7 @@ from chatd.core.accounts import METHODS, RESULTS, Accounts
 from chatd.core.registry import Registry
 from chatd.errors import ConfigError
 from chatd.passwords import Argon2
+from chatd.priority import BackgroundPriority
 from chatd.stats import AccountFigures
 from chatd.storage.accounts import SQLiteAccounts, open_accounts
 from chatd.storage.database import failure
@@ -66,8 +67,10 @@ class AccountService:
         self.auth.stop()
 
 
-def open_account_service(config: Config) -> AccountService | None:
-    """The accounts of `config`, or None with `accounts.enabled: false`.
+def open_account_service(config: Config, priority: BackgroundPriority | None = None) -> AccountService | None:
+    """The accounts of `config`, or None with `accounts.enabled: false`; the
+    hashing threads and the accounts' writer lower their priority with
+    `priority`, if given.
 
     Raises:
         ConfigError: the database cannot be opened.
@@ -75,8 +78,8 @@ def open_account_service(config: Config) -> AccountService | None:
     settings = config.accounts
     if not settings.enabled:
         return None
-    store = open_accounts(config.history.path, config.path)
-    auth = AuthThreads(Argon2(settings.argon2), settings.auth_threads, settings.auth_queue)
+    store = open_accounts(config.history.path, config.path, priority)
+    auth = AuthThreads(Argon2(settings.argon2), settings.auth_threads, settings.auth_queue, priority)
     accounts = Accounts(settings, store, auth)  # starts the writer the rooms share
     try:
         registry = Registry(SQLiteRooms(config.history.path, store))

@@ -10,8 +10,10 @@ it back to its own thread (`Outlet.call_soon`).
 At most `accounts.auth_threads` checks run and `accounts.auth_queue` wait
 beyond them; one more is refused at once (the caller answers
 `ERR auth_busy`), so a login flood costs bounded memory and at most
-`auth_threads` CPUs, never the chat. The figures (`stats`) are for
-/metrics and `chatctl status`.
+`auth_threads` CPUs, never the chat. The threads run at a lower scheduling
+priority than the I/O workers (chatd/priority.py), so that a worker sharing
+their core is run first. The figures (`stats`) are for /metrics and
+`chatctl status`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Final, Protocol
 import structlog
 
 from chatd.core.accounts import Verdict
+from chatd.priority import BackgroundPriority
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +56,11 @@ _Job = tuple[Callable[[], object], object, Callable[[object], None]]
 
 
 class AuthThreads:
-    def __init__(self, hasher: Hasher, threads: int, queue_max: int) -> None:
+    def __init__(
+        self, hasher: Hasher, threads: int, queue_max: int, priority: BackgroundPriority | None = None
+    ) -> None:
         self.hasher = hasher
+        self._priority = priority  # None: the threads keep the process's priority
         self.queue_max = queue_max  # may change on reload
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -103,6 +109,8 @@ class AuthThreads:
     # -- the threads ---------------------------------------------------------------------
 
     def _serve(self) -> None:
+        if self._priority is not None:
+            self._priority.lower()
         while (job := self._jobs.get()) is not None:
             work, result, done = job
             with self._lock:

@@ -27,6 +27,7 @@ from chatd.core.history import EventStore
 from chatd.errors import ConfigError, StartupError
 from chatd.log import configure_logging
 from chatd.notify import Notifier
+from chatd.priority import BackgroundPriority
 from chatd.server import Server
 from chatd.tls import server_context
 
@@ -83,8 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Block before any thread starts, so that every thread inherits the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     notifier = Notifier.from_environ()
+    background = BackgroundPriority()  # one for all, so a refusal is logged once
     try:
-        server = Server(config, context, notifier, _open_history(config), _open_accounts(config))
+        server = Server(
+            config, context, notifier, _open_history(config, background), _open_accounts(config, background)
+        )
     except ConfigError as exc:
         sys.stderr.write(f"chatd: config error: {exc}\n")
         return EX_CONFIG
@@ -150,20 +154,20 @@ def raise_descriptor_limit(max_clients: int) -> None:
         )
 
 
-def _open_history(config: Config) -> EventStore | None:
+def _open_history(config: Config, background: BackgroundPriority) -> EventStore | None:
     if not config.history.enabled:
         return None
     from chatd.storage.sqlite import open_store
 
-    return open_store(config.history, config.path)
+    return open_store(config.history, config.path, background)
 
 
-def _open_accounts(config: Config) -> AccountService | None:
+def _open_accounts(config: Config, background: BackgroundPriority) -> AccountService | None:
     if not config.accounts.enabled:
         return None
     from chatd.account_service import open_account_service  # argon2 only when accounts are on
 
-    return open_account_service(config)
+    return open_account_service(config, background)
 
 
 def _start_control(config: Config, server: Server) -> ControlServer | None:

@@ -54,7 +54,9 @@ class Outlet(Sender, Protocol):
         the transport has stopped."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: a frozen dataclass is built through
+# object.__setattr__, 3x the instructions, and IRC makes one per PRIVMSG.
+@dataclass(slots=True)
 class Command:
     """One client request, as the chat core's command table (core/commands.py) runs it.
 
@@ -79,8 +81,15 @@ class Tracer(Protocol):
     """Told when a session begins and ends handling each line or `Command` it
     was handed (the IRC codec: its labeled responses, and which command an
     `ERR` answers). Everything the session delivers to its own client on the
-    transport's thread between the two answers that item; the events it said
-    in a room have left by `end`."""
+    transport's thread between the two answers that item. The events it says
+    in a room join the read's block (one delivery to each member for all of
+    them), and may leave later, inside another item's window or after the
+    last; those of an item the tracer `wants_events` for have left by `end`,
+    and nothing said before it leaves inside its window."""
+
+    def wants_events(self, item: bytes | Command | None) -> bool:
+        """Whether the room events `item` says belong to its answer (asked
+        before its `begin`)."""
 
     def begin(self, item: bytes | Command | None) -> None: ...
 

@@ -17,6 +17,7 @@ and sends those calls again: they had not run.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -29,12 +30,20 @@ from redis.utils import HIREDIS_AVAILABLE
 from chatd.cluster.errors import Interrupted, Unavailable
 from chatd.cluster.scripts import Call, ReplyError, Script, pack
 
+try:
+    import hiredis
+
+    _HIREDIS = True
+except ImportError:  # the `cluster` extra brings it; without it, redis-py's own parser reads
+    _HIREDIS = False
+
 T = TypeVar("T")
 
 # What a broken or unreachable connection raises: redis-py's own and the OS's.
 _LINK_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
-PARSER = "hiredis" if HIREDIS_AVAILABLE else "python"  # for `chatctl status` and the start-up log
+PARSER = "hiredis" if HIREDIS_AVAILABLE and _HIREDIS else "python"  # for `chatctl status`, the log
+_RECV_BYTES = 65536
 
 
 class Link:
@@ -51,6 +60,7 @@ class Link:
             protocol=2,  # RESP2 replies, as the decoders here read them (redis-py 8 may choose RESP3)
         )
         self._conn: Any = None  # redis.connection.AbstractConnection, typed loosely by redis-py
+        self._wire: _Wire | _PyWire | None = None  # how the connection is written and read
         self._scripts = tuple(scripts)
         self.connects = 0  # successful connections so far (a reader checks the log after each)
 
@@ -60,6 +70,7 @@ class Link:
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._wire = None
         if conn is not None:
             conn.disconnect()
 
@@ -88,29 +99,28 @@ class Link:
             Unavailable: nothing was sent.
             Interrupted: sent; the replies (`.replies`: those that came) did not all come.
         """
-        conn = self._ready(reconnect)
-        replies = self._exchange(conn, commands)
+        wire = self._ready(reconnect)
+        replies = self._exchange(wire, commands)
         missing = [i for i, reply in enumerate(replies) if _noscript(reply)]
         if missing and self._scripts:
-            self._load_scripts(conn)
-            for i, reply in zip(missing, self._exchange(conn, [commands[i] for i in missing]), strict=True):
+            _check_loaded(self._scripts, self._exchange(wire, [_load(script) for script in self._scripts]))
+            for i, reply in zip(missing, self._exchange(wire, [commands[i] for i in missing]), strict=True):
                 replies[i] = reply
         return replies
 
-    def _ready(self, reconnect: bool) -> Any:
-        conn = self._conn
-        if conn is not None and self._stale(conn):
+    def _ready(self, reconnect: bool) -> _Wire | _PyWire:
+        wire = self._wire
+        if wire is not None and wire.stale():
             self.close()
-            conn = None
-        if conn is None:
+            wire = None
+        if wire is None:
             if not reconnect:
                 raise Unavailable("not connected to Redis")
-            conn = self._connect()
-            self._conn = conn
+            wire = self._connect()
             self.connects += 1
-        return conn
+        return wire
 
-    def _connect(self) -> Any:
+    def _connect(self) -> _Wire | _PyWire:
         # NOTE: not the pool's make_connection(): the pool counts every connection it
         # ever made against max_connections (100) and refuses the 101st, and a link
         # reconnects for as long as Redis is away. The pool only reads the URL here.
@@ -118,28 +128,19 @@ class Link:
         conn: Any = pool.connection_class(**pool.connection_kwargs)
         try:
             conn.connect()
+            wire: _Wire | _PyWire = _Wire(conn._sock) if _HIREDIS else _PyWire(conn)
             if self._scripts:
-                self._load_scripts(conn)
+                _check_loaded(self._scripts, wire.exchange([_load(script) for script in self._scripts]))
         except _LINK_ERRORS as exc:
             conn.disconnect()
             raise Unavailable(f"cannot reach Redis: {exc}") from exc
-        return conn
+        self._conn, self._wire = conn, wire
+        return wire
 
-    @staticmethod
-    def _stale(conn: Any) -> bool:
-        """Whether an idle connection has something to read: with no command
-        outstanding that can only be its end (Redis restarted or closed it)."""
-        try:
-            return bool(conn.can_read(timeout=0))
-        except _LINK_ERRORS:
-            return True
-
-    def _exchange(self, conn: Any, commands: Sequence[bytes]) -> list[object]:
+    def _exchange(self, wire: _Wire | _PyWire, commands: Sequence[bytes]) -> list[object]:
         replies: list[object] = []
         try:
-            conn.send_packed_command([b"".join(commands)], check_health=False)
-            for _ in commands:
-                replies.append(_read(conn))
+            wire.exchange(commands, replies)
         except _LINK_ERRORS as exc:
             self.close()
             error = Interrupted(f"lost Redis after sending {len(commands)} commands, {len(replies)} answered: {exc}")
@@ -147,13 +148,77 @@ class Link:
             raise error from exc
         return replies
 
-    def _load_scripts(self, conn: Any) -> None:
-        commands = [pack(b"SCRIPT", b"LOAD", script.source) for script in self._scripts]
-        conn.send_packed_command([b"".join(commands)], check_health=False)
-        for script in self._scripts:
-            sha = _read(conn)
-            if isinstance(sha, ReplyError) or sha != script.sha:
-                raise redis.exceptions.ConnectionError(f"SCRIPT LOAD {script.name}: {sha!r}")
+
+class _Wire:
+    """A connection's socket read with hiredis's reader directly: one
+    `sendall` per batch, then as few `recv`s as the replies take, with none
+    of redis-py's per-reply machinery (about 40% of a small batch's CPU
+    here, docs/architecture.md "Costs measured here")."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._reader = hiredis.Reader()
+        self._buffer = bytearray(_RECV_BYTES)
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+
+    def stale(self) -> bool:
+        """Whether the idle connection has something to read: with no command
+        outstanding, that can only be its end (Redis restarted or closed it)."""
+        return bool(self._poll.poll(0))
+
+    def exchange(self, commands: Sequence[bytes], replies: list[object] | None = None) -> list[object]:
+        """Send `commands`; their replies appended to `replies`, as they come.
+
+        Raises:
+            OSError, redis.exceptions.ConnectionError: the connection broke.
+        """
+        replies = [] if replies is None else replies
+        sock, reader, buffer = self._sock, self._reader, self._buffer
+        sock.sendall(b"".join(commands))
+        want = len(replies) + len(commands)
+        while len(replies) < want:
+            reply = reader.gets()
+            if reply is False:  # no whole reply buffered (RESP2 has no false)
+                count = sock.recv_into(buffer)
+                if not count:
+                    raise redis.exceptions.ConnectionError("Redis closed the connection")
+                reader.feed(buffer, 0, count)  # type: ignore[arg-type]  # any buffer works
+            elif type(reply) is hiredis.ReplyError:
+                replies.append(ReplyError(str(reply)))
+            else:
+                replies.append(reply)
+        return replies
+
+
+class _PyWire:
+    """The same through redis-py's parser, where hiredis is not installed."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def stale(self) -> bool:
+        try:
+            return bool(self._conn.can_read(timeout=0))
+        except _LINK_ERRORS:
+            return True
+
+    def exchange(self, commands: Sequence[bytes], replies: list[object] | None = None) -> list[object]:
+        replies = [] if replies is None else replies
+        self._conn.send_packed_command([b"".join(commands)], check_health=False)
+        for _ in commands:
+            replies.append(_read(self._conn))
+        return replies
+
+
+def _load(script: Script) -> bytes:
+    return pack(b"SCRIPT", b"LOAD", script.source)
+
+
+def _check_loaded(scripts: Sequence[Script], shas: list[object]) -> None:
+    for script, sha in zip(scripts, shas, strict=True):
+        if isinstance(sha, ReplyError) or sha != script.sha:
+            raise redis.exceptions.ConnectionError(f"SCRIPT LOAD {script.name}: {sha!r}")
 
 
 def _read(conn: Any) -> object:

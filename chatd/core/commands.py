@@ -70,6 +70,9 @@ class Caller(Moderator, Prover, Holder, Protocol):
     def say(self, kind: str, room: Room, text: bytes, tags: bytes = b"") -> None:
         """Queue a room event; those of one read to one room leave as one block."""
 
+    def flush_said(self) -> None:
+        """Send the room events queued so far (`say`): a DM must not overtake them."""
+
     def fail(self, error: ProtocolError) -> None:
         """`ERR` for a command refused (at once, or later by the bus)."""
 
@@ -131,6 +134,7 @@ def _direct(caller: Caller, target: str, text: bytes, tags: bytes, kind: str = "
     recipient = caller.chat.nicks.find(target)
     if recipient is None:
         raise ProtocolError(protocol.NO_SUCH_NICK, f"Nobody is called {target}.")
+    caller.flush_said()
     caller.messages_in += 1
     caller.chat.bus.direct(caller, recipient, text, tags, kind)
 
@@ -242,7 +246,7 @@ COMMANDS: Final[Mapping[str, Row]] = MappingProxyType(
     {
         "say": Row(_say, speaks=True),
         "me": Row(_me, speaks=True),
-        "msg": Row(_msg),
+        "msg": Row(_msg, speaks=True),
         "tagmsg": Row(_tagmsg),
         "join": Row(_join),
         "part": Row(_part),

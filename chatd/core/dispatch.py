@@ -192,16 +192,22 @@ def replay(session: Dispatched) -> None:
 
 
 def run(session: S, handle: Callable[[S, Line], None], line: Line) -> None:
-    """`handle(session, line)`; with a tracer, between its `begin` and `end`,
-    with the events it said sent before `end`."""
+    """`handle(session, line)`; with a tracer, between its `begin` and `end`.
+    The room events it says join the read's block, unless the tracer wants
+    them by `end` (a labeled IRC command): then they leave alone, inside its
+    window."""
     tracer = session._tracer
     if tracer is None:
         handle(session, line)
         return
+    whole = tracer.wants_events(line)
+    if whole:
+        session._flush_batch()  # what was said before it is no part of its answer
     tracer.begin(line)
     try:
         handle(session, line)
-        session._flush_batch()
+        if whole:
+            session._flush_batch()
     finally:
         tracer.end()
 

@@ -260,6 +260,10 @@ class Session:
         self.messages_in += 1
         self._batch.append(text)
 
+    def flush_said(self) -> None:
+        """Send the room events queued so far: a DM must not overtake them."""
+        self._flush_batch()
+
     def _flush_batch(self) -> None:
         if self._batch and self._batch_room is not None:
             batch, self._batch = self._batch, []

@@ -5,7 +5,10 @@ The chat core keeps everything small in memory and hands each change here as
 it happens (`put_*`, `remove_*`): those only queue it, so an I/O worker never
 waits for the disk. The `chatd-accounts-writer` thread writes what waits in
 one short transaction on its own connection, beside the history writer's
-(WAL lets both, and readers, go on). A write that fails is kept and tried
+(WAL lets both, and readers, go on); at a lower scheduling priority than the
+I/O workers (chatd/priority.py), so that in a storm of sign-ins (each
+`/resume` notes its token's last use) the workers run first and the writes
+gather into fewer, larger transactions. A write that fails is kept and tried
 again with backoff (`accounts_write_failed`, at most every 10 s). The
 operator's commands wait for their change to be written (`sync`) before they
 answer: "done" means on disk.
@@ -27,6 +30,7 @@ import structlog
 
 from chatd.core.accounts import Account, Invite, StoredAccounts, Token
 from chatd.core.bans import Ban
+from chatd.priority import BackgroundPriority
 from chatd.storage.database import open_database
 from chatd.storage.schema import transaction
 
@@ -38,18 +42,20 @@ FAILURE_LOG_EVERY: Final = 10.0
 _Write = Callable[[sqlite3.Connection], object]
 
 
-def open_accounts(path: Path, config_path: Path) -> SQLiteAccounts:
-    """Open (creating, migrating) the database at `path` for accounts.
+def open_accounts(path: Path, config_path: Path, priority: BackgroundPriority | None = None) -> SQLiteAccounts:
+    """Open (creating, migrating) the database at `path` for accounts; the
+    writer thread lowers its priority with `priority`, if given.
 
     Raises:
         ConfigError: one line naming the file and what to do.
     """
-    return SQLiteAccounts(open_database(path, config_path, holds="it holds the accounts"), path)
+    return SQLiteAccounts(open_database(path, config_path, holds="it holds the accounts"), path, priority)
 
 
 class SQLiteAccounts:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, priority: BackgroundPriority | None = None) -> None:
         self.path = path
+        self._priority = priority  # None: the writer keeps the process's priority
         self._conn = conn
         self._pending: collections.deque[_Write] = collections.deque()
         self._done = threading.Condition()
@@ -175,6 +181,8 @@ class SQLiteAccounts:
             self._done.notify_all()
 
     def _run(self) -> None:
+        if self._priority is not None:
+            self._priority.lower()
         delay = 0.5
         while True:
             with self._done:

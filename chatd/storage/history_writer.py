@@ -4,7 +4,8 @@ one thread (`chatd-history-writer`) that commits them.
 The writer wakes every `flush_ms`, takes what waits (events, and the
 certificate identities of chatd/core/identities.py) and writes it in one
 transaction, then prunes a little (chatd/storage/retention.py), so no prune
-holds writes up for long. When a write fails (disk full, I/O error) it keeps
+holds writes up for long. It runs at a lower scheduling priority than the
+I/O workers (chatd/priority.py): on a shared core a worker is run first. When a write fails (disk full, I/O error) it keeps
 the batch, logs `history_write_failed` (at most every `FAILURE_LOG_EVERY`
 seconds), opens a new connection and tries again with backoff; live chat
 goes on. At most `write_queue` events wait: the oldest beyond that are
@@ -32,6 +33,7 @@ import structlog
 
 from chatd.config import HistoryConfig
 from chatd.core.history import Event
+from chatd.priority import BackgroundPriority
 from chatd.storage import database
 from chatd.storage.retention import Retention
 from chatd.storage.schema import transaction
@@ -55,8 +57,11 @@ class HistoryWriter:
     `remember_identity` are for any thread and never block; the rest of the
     public methods are the store's."""
 
-    def __init__(self, conn: sqlite3.Connection, config: HistoryConfig) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, config: HistoryConfig, priority: BackgroundPriority | None = None
+    ) -> None:
         self.config = config
+        self._priority = priority  # None: the writer keeps the process's priority
         self.path = config.path
         # The writer thread's connection; the store reads its start-up state
         # with it before `start()`. Replaced after a failed write.
@@ -158,6 +163,8 @@ class HistoryWriter:
     # -- the writer thread --------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._priority is not None:
+            self._priority.lower()
         delay = self.config.flush_ms / 1000
         failing = False
         give_up_at: float | None = None  # stopping while writes fail: try until then

@@ -27,6 +27,7 @@ from typing import Final
 from chatd.config import HistoryConfig
 from chatd.core.history import Event, StoredRoom, StoredState
 from chatd.errors import ConfigError
+from chatd.priority import BackgroundPriority
 from chatd.storage import database, targets
 from chatd.storage.history_writer import RESERVE as RESERVE  # still importable from here, as before
 from chatd.storage.history_writer import HistoryWriter
@@ -35,13 +36,14 @@ LOAD_MAX: Final = 1000  # rooms read at start-up (the latest stored); others are
 _COLUMNS: Final = "id, time, target, room, nick, kind, text"
 
 
-def open_store(config: HistoryConfig, config_path: Path) -> SQLiteStore:
-    """Open (creating, migrating) the database of `config.path`.
+def open_store(config: HistoryConfig, config_path: Path, priority: BackgroundPriority | None = None) -> SQLiteStore:
+    """Open (creating, migrating) the database of `config.path`; its writer
+    thread lowers its priority with `priority`, if given.
 
     Raises:
         ConfigError: one line naming the file and what to do.
     """
-    return SQLiteStore(database.open_database(config.path, config_path), config, config_path)
+    return SQLiteStore(database.open_database(config.path, config_path), config, config_path, priority)
 
 
 def _stored_room(conn: sqlite3.Connection, key: str, backlog: int) -> StoredRoom | None:
@@ -60,10 +62,16 @@ def _event(row: tuple[int, int, str, str, str, str, str]) -> Event:
 
 
 class SQLiteStore:
-    def __init__(self, conn: sqlite3.Connection, config: HistoryConfig, config_path: Path) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        config: HistoryConfig,
+        config_path: Path,
+        priority: BackgroundPriority | None = None,
+    ) -> None:
         self.config_path = config_path
         self.path = config.path
-        self._writer = HistoryWriter(conn, config)
+        self._writer = HistoryWriter(conn, config, priority)
         self._reader: sqlite3.Connection | None = None  # the history thread's
         self._recaller: sqlite3.Connection | None = None  # for `room`, on I/O threads, under its lock
         self._recalling = threading.Lock()

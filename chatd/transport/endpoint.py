@@ -4,12 +4,13 @@ done (with the codec for the protocol ALPN selected), closing it with a
 `BYE` and a linger, and what its codec and session may ask of it.
 
 It has a `SendQueue` (sendqueue.py: the queue, coalescing, the senders
-paused behind it, the slow-consumer rule), a `Lifecycle` (lifecycle.py: its
-phases and deadlines, and which deadline calls for what) and a `Pump`
-(pump.py: its bytes: the TLS handshake's steps, reading through its
-`Intake`, writing, what the worker watches, the stall, the FIN after the
-`BYE`); this module does what the lifecycle calls for, and hands the bytes
-to the pump.
+paused behind it, the slow-consumer rule), an `Intake` (intake.py: what a
+turn reads, and when the client is not read) and a `Lifecycle`
+(lifecycle.py: its phases and deadlines, and which deadline calls for
+what); its bytes are moved by the pump's functions (pump.py: the TLS
+handshake's steps, reading, writing, what the worker watches, the stall,
+the FIN after the `BYE`), to which it passes itself. This module does what
+the lifecycle calls for, and hands the bytes to the pump.
 
 What is not here: moving the bytes (the pump's), and what they mean: that is
 its `Codec`'s business, chosen by the host once the handshake has said
@@ -27,7 +28,6 @@ of chat: a session answers through `deliver` and `close`.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -38,9 +38,10 @@ import structlog
 from chatd.addresses import format_host_port
 from chatd.config import LimitsConfig
 from chatd.tls import peer_common_name
+from chatd.transport import pump
 from chatd.transport.codec import IDLE, Codec, Counted, Idle
+from chatd.transport.intake import Intake
 from chatd.transport.lifecycle import Expiry, Lifecycle, Phase
-from chatd.transport.pump import Pump
 from chatd.transport.sendqueue import SendQueue
 from chatd.transport.tlsstream import TLSStream
 from chatd.transport.worker import Connection, IOStats
@@ -84,22 +85,23 @@ class Endpoint:
     # One per client: no instance dict (docs/architecture.md, "Memory per connection").
     __slots__ = (
         "__weakref__",
-        "_pump",
-        "_queue",
         "app",
         "codec",
         "connected_at",
         "context",
         "deliver",
+        "drained_wanted",
         "fd",
         "host",
         "id",
+        "intake",
         "interest",
         "ip",
         "kind",
         "life",
         "peer",
         "reject",
+        "send_queue",
         "timer",
         "timer_at",
         "tls",
@@ -135,11 +137,12 @@ class Endpoint:
         self.life = Lifecycle(time.monotonic(), host.limits.handshake_timeout)
         self.timer_at = math.inf  # the deadline the worker's heap knows (`_rearm`)
         self.timer: Timer | None = None
-        self._queue = SendQueue(host, worker.stats, functools.partial(worker.mark_dirty, self))
+        self.send_queue = SendQueue(host, worker.stats, worker, self)
         # NOTE: the queue's own bound method, not a method of this class that
         # calls it: rooms call it once per member per line (the fan-out path).
-        self.deliver = self._queue.deliver
-        self._pump = Pump(tls, self._queue, self.life, worker, host, worker.stats)  # the bytes
+        self.deliver = self.send_queue.deliver
+        self.intake = Intake(self.send_queue)  # what a turn reads, and when none (pump.py moves the bytes)
+        self.drained_wanted = False  # call `codec.drained()` once the queue is empty
 
     @property
     def state(self) -> Phase:
@@ -148,11 +151,11 @@ class Endpoint:
     @property
     def queued(self) -> int:
         """Bytes waiting for this client (read without the lock: for metrics)."""
-        return self._queue.queued
+        return self.send_queue.queued
 
     @property
     def messages_out(self) -> int:
-        return self._queue.messages_out
+        return self.send_queue.messages_out
 
     def is_open(self) -> bool:
         return self.life.phase is not Phase.CLOSED
@@ -179,9 +182,9 @@ class Endpoint:
     def resume_after_backlog(self) -> None:
         """The recipient this client waited for has been taken by its worker."""
         if self.worker.in_thread():
-            self._pump.backlog_taken(self)
+            pump.backlog_taken(self)
         else:
-            self.worker.call_soon(lambda: self._pump.backlog_taken(self), self)
+            self.worker.call_soon(lambda: pump.backlog_taken(self), self)
 
     # -- events from the worker -------------------------------------------------
 
@@ -196,7 +199,6 @@ class Endpoint:
         if phase is Phase.HANDSHAKE:
             self._handshake()
             return
-        pump = self._pump
         pump.read(self)
         if self.tls.pending_out and self.is_open():
             pump.write(self)  # what reading produced, e.g. the answer to a KeyUpdate
@@ -210,12 +212,12 @@ class Endpoint:
             self._handshake()
             return
         self.flush()
-        self._pump.watch(self)
+        pump.watch(self)
 
     def on_timer(self, now: float) -> None:
         expiry = self.life.expired(now)
         if expiry is Expiry.HANDSHAKE:
-            self._pump.handshake_failed(self, "timeout")
+            pump.handshake_failed(self, "timeout")
         elif expiry is Expiry.BYE:
             self.finish(self.life.reason, "peer did not take the BYE in time")
         elif expiry is Expiry.STALL:
@@ -246,7 +248,7 @@ class Endpoint:
     def _handshake(self) -> None:
         """A step of the TLS handshake (the pump's); once it is done, the
         connection opens with the codec for the protocol ALPN selected."""
-        if not self._pump.handshake(self):
+        if not pump.handshake(self):
             return
         self.worker.set_interest(self, read=True, write=False)
         self.life.opened()
@@ -262,11 +264,10 @@ class Endpoint:
     def flush(self) -> None:
         """Move queued output to the socket, as far as it takes it; a client
         that does not take it is a slow consumer (`SendQueue.slow_consumer`)."""
-        queue = self._queue
+        queue = self.send_queue
         queue.take()
         if self.life.phase is Phase.CLOSED:
             return
-        pump = self._pump
         pump.write(self)
         if queue.slow_consumer(self.codec.exempt_bytes):
             pump.overflowed(self)
@@ -274,22 +275,22 @@ class Endpoint:
     def pause_for_backlog(self) -> bool:
         """Stop reading this client until `resume_after_backlog`; False if it is
         already waiting. Called on this connection's own thread, as the sender."""
-        return self._pump.pause_for_backlog()
+        return self.intake.pause_for_backlog()
 
     def hold_input(self) -> None:
         """Read nothing more from this client until `release_input` (its codec's call)."""
-        self._pump.hold()
+        self.intake.held = True
 
     def release_input(self) -> None:
-        self._pump.release(self)
+        pump.release(self)
 
     def output_pending(self) -> bool:
         """Whether bytes queued for this client have not all gone to the socket yet."""
-        return self._pump.pending()
+        return pump.pending(self)
 
     def notify_when_drained(self) -> None:
         """Call the codec's `drained()` once all that is queued has gone to the socket."""
-        self._pump.drained_wanted = True
+        self.drained_wanted = True
 
     def _rearm(self) -> None:
         self.worker.arm_timer(self, self.life.next_deadline())  # a later one is ignored
@@ -306,7 +307,7 @@ class Endpoint:
             return
         last_line = self.codec.on_close(reason, text)
         self.life.closing(reason, time.monotonic())
-        self._queue.close_with(last_line)
+        self.send_queue.close_with(last_line)
         self._rearm()
 
     def finish(self, reason: str, detail: str = "", quiet: bool = False) -> None:
@@ -316,7 +317,7 @@ class Endpoint:
         if self.life.phase is Phase.OPEN:
             self.codec.on_close(reason, "")
         reason = self.life.closed(reason)
-        self._queue.close()  # nothing more is sent, nor scheduled
+        self.send_queue.close()  # nothing more is sent, nor scheduled
         self.worker.forget(self)
         try:
             self.tls.close()

@@ -19,7 +19,7 @@ reads what TLS holds) again when `resume()` says so.
 from __future__ import annotations
 
 import ssl
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from chatd.transport.sendqueue import SendQueue
 from chatd.transport.tlsstream import describe_error
@@ -41,7 +41,7 @@ class Received(NamedTuple):
 class Intake:
     __slots__ = ("_queue", "held", "paused", "waiting")
 
-    def __init__(self, queue: SendQueue) -> None:
+    def __init__(self, queue: SendQueue[Any]) -> None:
         self._queue = queue  # the same endpoint's
         self.paused = False  # not reading: the endpoint does not watch for readability
         self.waiting = False  # for a recipient's worker (`pause_for_backlog`)

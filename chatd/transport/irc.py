@@ -5,7 +5,8 @@ every other client.
 Coming in, it reads IRC lines (ircmessage.py), registers the client itself
 (CAP, NICK, USER, PASS: ircreg.py), then hands its chat session (the same
 `Session` a line client has) the nickname, and afterwards each command as
-the session's own (ircin.py's table). Going out, it is the session's outlet:
+the session's own (ircin.py's table): the PRIVMSGs and NOTICEs of one read
+together, so that the session says them to a room's members as one block. Going out, it is the session's outlet:
 what the session delivers are lines of the line protocol, which it
 translates into IRC lines: the events a room's members share through the
 server's `Frames` (ircout.py), once per block and set of capabilities; a
@@ -28,7 +29,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
@@ -37,7 +38,7 @@ from chatd.transport import ircin, ircmessage, ircsasl
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.forwarding import ForwardingOutlet
 from chatd.transport.framing import TOO_LONG, LineBuffer
-from chatd.transport.ircout import Directory, Frames
+from chatd.transport.ircout import Directory, Frames, Translated
 from chatd.transport.ircreg import Settings
 from chatd.transport.ircreplies import Lines, Personal, add_tag
 from chatd.transport.ircstate import Asked, IrcState, Reply
@@ -58,6 +59,13 @@ class IrcSession(Protocol):
     def on_timer(self, now: float) -> None: ...
     def on_close(self, reason: str, text: str) -> bytes: ...
     def limits_changed(self) -> None: ...
+
+
+# The messages of one read are handed to the session together, so that those to
+# one room leave as one block for its members (one delivery each, not one per
+# line); any other command first hands over what came before it.
+_GATHERED = frozenset({"PRIVMSG", "NOTICE"})
+_UNSEEN: Final = Translated(b"", 0, "")  # no translation yet of this block for this profile
 
 
 class IrcCodec(ForwardingOutlet):
@@ -95,14 +103,33 @@ class IrcCodec(ForwardingOutlet):
         if window is not None and self._in_thread():
             self._answered(window, self._personal.block(data, window))
             return
-        translated = self.frames.translate(data, self.state.profile)
-        if translated is not None and translated.about != self.state.key:
-            if translated.lines:
-                self.endpoint.deliver(translated.data, translated.lines, sender)
-            return
+        state = self.state
+        profile = state.profile
+        last, done = self.frames.last  # the fan-out's path: another member has translated it
+        translated = done.get(profile, _UNSEEN) if last is data else _UNSEEN
+        if translated is _UNSEEN:
+            translated = self.frames.translate(data, profile)
+        if translated is not None:
+            if translated.about != state.key:
+                if translated.lines:
+                    self.endpoint.deliver(translated.data, translated.lines, sender)
+                return
+            if translated.said:  # its own lines: their echo is what the others got, if it asked for one
+                if translated.lines and "echo-message" in state.caps:
+                    self.endpoint.deliver(translated.data, translated.lines, sender)
+                return
         self._outside(data, sender)
 
     # -- the session's tracer (this connection's thread) ---------------------------------------
+
+    def wants_events(self, item: bytes | Command | None) -> bool:
+        """A labeled command's answer goes whole: with `echo-message`, its echo
+        is in it. Any other's events join the read's block, and its echo comes
+        when that block leaves, still before the answer to anything sent later."""
+        if not self._asked:
+            return False
+        handed, asked = self._asked[0]
+        return handed is item and asked.reply.label is not None
 
     def begin(self, item: bytes | Command | None) -> None:
         handed, asked = self._asked.popleft() if self._asked else (None, None)
@@ -129,6 +156,7 @@ class IrcCodec(ForwardingOutlet):
             if not self.endpoint.is_open():
                 break
             self._read(raw)
+        self._hand_over()
 
     def _read(self, raw: bytes | None) -> None:
         state = self.state
@@ -137,14 +165,19 @@ class IrcCodec(ForwardingOutlet):
         except ircmessage.TooLong:
             message, raw = None, TOO_LONG
         except UnicodeDecodeError:
+            self._hand_over()
             self._send([state.fail("*", "INVALID_UTF8", "Tags must be UTF-8.")])
             return
         if raw is TOO_LONG:
+            self._hand_over()
             self._send([state.numeric("417", "Input line was too long")])
             return
         if message is None:
             return  # an empty line
-        label = message.tags.get("label") if state.has("labeled-response") else None
+        gathered = message.command in _GATHERED
+        if not gathered:
+            self._hand_over()  # its answer comes after theirs, and it may read what they change
+        label = message.tags.get("label") if message.tags and state.has("labeled-response") else None
         reply = Reply(message.command, label, waiting=1)  # one until this line is read
         handler = ircin.COMMANDS.get(message.command)
         if not state.registered and message.command not in ircin.BEFORE_REGISTRATION:
@@ -156,7 +189,8 @@ class IrcCodec(ForwardingOutlet):
             handler(self, message, reply)
         if not state.registered:
             self._register(reply)
-        self._hand_over()
+        if reply.out or not gathered:
+            self._hand_over()
         with self._lock:
             reply.waiting -= 1
         self._settle(reply)

@@ -44,6 +44,8 @@ Handler = Callable[[Link, Message, Reply], None]
 
 def clean_text(text: str) -> str:
     """IRC text as chatd's: formatting codes and control characters removed."""
+    if text.isprintable():  # no control character, so nothing to remove: most lines
+        return text
     return _FORMATTING.sub("", text)
 
 

@@ -31,6 +31,7 @@ ACCOUNT_TAG: Final = 8  # account-tag: @account=<name> on what a logged-in clien
 
 CTCP: Final = b"\x01"
 # The verbs of lines that reach several clients alike: what `Frames` translates once.
+_SAID_IN_A_ROOM: Final = (b"MSG", b"ACTION")  # a DM or TAGMSG may be to oneself: shown twice
 SHARED_VERBS: Final = frozenset(
     {b"MSG", b"ACTION", b"DM", b"TAGMSG", b"TOPIC", b"JOIN", b"PART", b"LEAVE", b"RENAME"}
     | {b"KICK", b"ROLE", b"FLAG", b"REGISTERED"}  # a registered room's (protocol v5)
@@ -132,6 +133,9 @@ class Translated:
     # The nickname key of the client the block is about (its sender, joiner,
     # leaver ...): that member's codec translates the block itself.
     about: str
+    # Only lines said in a room (MSG, ACTION): for the member they are about,
+    # its echo is these same lines, and without echo-message nothing.
+    said: bool = False
 
 
 class Frames:
@@ -142,19 +146,20 @@ class Frames:
     def __init__(self, directory: Directory, server: str) -> None:
         self.directory = directory
         self.server = server  # irc.server_name: the source of what the server itself does
-        self._last: tuple[bytes, dict[int, Translated | None]] = (b"", {})
+        # The last block and its translations by profile (the codec reads it first).
+        self.last: tuple[bytes, dict[int, Translated | None]] = (b"", {})
         self._masks: dict[str, str] = {}  # nick key -> its last mask, for those gone (QUIT)
 
     def translate(self, data: bytes, profile: int) -> Translated | None:
         """`data` as IRC lines for `profile`, or None when it is not a block
         of shared events (a reply to one client: the codec's)."""
-        last, done = self._last
+        last, done = self.last
         if last is data:
             if profile in done:
                 return done[profile]
         else:
             done = {}
-            self._last = (data, done)
+            self.last = (data, done)
         translated = self._translate(data, profile)
         done[profile] = translated
         return translated
@@ -164,14 +169,16 @@ class Frames:
         lines.pop()  # what followed the last newline: nothing
         out = []
         about = ""
+        said = True
         for raw in lines:
             native = read_native(raw)
             if native.verb not in SHARED_VERBS or native.history or (native.verb == b"TOPIC" and not native.id):
                 return None
+            said = said and native.verb in _SAID_IN_A_ROOM
             line, about = self.event(native, profile)
             if line:
                 out.append(line)
-        return Translated(b"".join(out), len(out), about)
+        return Translated(b"".join(out), len(out), about, said)
 
     def event(self, native: Native, profile: int) -> tuple[bytes, str]:
         """One shared event as an IRC line, and the nickname key it is about."""

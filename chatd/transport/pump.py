@@ -1,5 +1,5 @@
-"""Pump: one endpoint's bytes, from the TLS handshake's to the FIN after its
-`BYE`: each step of the handshake as readiness comes (and its failure),
+"""The pump: one endpoint's bytes, from the TLS handshake's to the FIN after
+its `BYE`: each step of the handshake as readiness comes (and its failure),
 what a turn reads and hands to the codec, what it writes from the send
 queue, what the worker watches the socket for, and what a socket that will
 not take the output leads to (docs/architecture.md, "The life of a
@@ -14,22 +14,24 @@ output starts the stall deadline (`write_timeout`); one that has taken the
 deadlines); a client that will not take its data is closed as a
 `slow_consumer`.
 
-The endpoint (endpoint.py) has one and passes itself on every call, so the
-pump holds no reference to it. What is not here: what opening the
-connection means (its codec, chosen by ALPN), closing it and the deadlines'
-other consequences, and what the codec and session may ask of the endpoint
-(all the endpoint's); what the bytes mean (the codec's).
+Functions of the endpoint (endpoint.py), which passes itself on every call:
+the pump keeps nothing of its own, so that an idle client costs no object
+for it (docs/architecture.md, "Memory per connection"); what it acts on is
+the endpoint's (`Pumped`). What is not here: what opening the connection
+means (its codec, chosen by ALPN), closing it and the deadlines' other
+consequences, and what the codec and session may ask of the endpoint (all
+the endpoint's); what the bytes mean (the codec's).
 
 # NOTE: `write` is on the fan-out path: the worker calls the endpoint's
-# `flush`, which takes the queue and calls `write` once, as it called its
-# own method before; keep it so, one call per flush.
+# `flush`, which takes the queue and calls `write` once; keep it so, one
+# call per flush.
 """
 
 from __future__ import annotations
 
 import ssl
 import time
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -50,15 +52,12 @@ log = structlog.get_logger(__name__)
 READ_BUDGET: Final = 65536
 
 
-class Pumped(Connection, Protocol):
-    """The endpoint, as its pump sees it (chatd.transport.endpoint.Endpoint)."""
-
-    codec: Codec
-    context: dict[str, object]  # for the logs
-
-
 class Watcher(Protocol):
     """What the pump asks of the endpoint's worker (chatd.transport.worker.Worker)."""
+
+    @property
+    def stats(self) -> IOStats:
+        """The worker's counters, written on its thread only."""
 
     def set_interest(self, conn: Connection, read: bool, write: bool) -> None: ...
     def mark_readable(self, conn: Connection) -> None: ...
@@ -75,148 +74,161 @@ class PumpHost(Protocol):
     def note_handshake_failure(self) -> None: ...
 
 
-class Pump:
-    # One per client: no instance dict (docs/architecture.md, "Memory per connection").
-    __slots__ = ("_host", "_intake", "_life", "_queue", "_stats", "_tls", "_worker", "drained_wanted")
+class Pumped(Connection, Protocol):
+    """The endpoint, as its pump sees it (chatd.transport.endpoint.Endpoint)."""
 
-    def __init__(
-        self, tls: TLSStream, queue: SendQueue, life: Lifecycle, worker: Watcher, host: PumpHost, stats: IOStats
-    ) -> None:
-        self._tls = tls
-        self._queue = queue
-        self._intake = Intake(queue)
-        self._life = life
-        self._worker = worker
-        self._host = host
-        self._stats = stats  # the worker's counters, written on its thread only
-        self.drained_wanted = False  # call `codec.drained()` once the queue is empty
+    codec: Codec
+    context: dict[str, object]  # for the logs
+    drained_wanted: bool  # call `codec.drained()` once the queue is empty
 
-    # -- the TLS handshake ------------------------------------------------------------
+    @property
+    def tls(self) -> TLSStream: ...
+    @property
+    def send_queue(self) -> SendQueue[Any]: ...
+    @property
+    def intake(self) -> Intake: ...
+    @property
+    def life(self) -> Lifecycle: ...
+    @property
+    def worker(self) -> Watcher: ...
+    @property
+    def host(self) -> PumpHost: ...
 
-    def handshake(self, conn: Pumped) -> bool:
-        """A step of the TLS handshake; True once it is done (then the
-        endpoint opens the connection), False while it goes on or once it
-        has failed (then the connection is closed)."""
-        tls = self._tls
-        try:
-            tls.do_handshake()
-        except ssl.SSLWantReadError:
-            self._worker.set_interest(conn, read=True, write=tls.pending_out > 0)
-            return False
-        except (ssl.SSLError, OSError) as exc:
-            self.handshake_failed(conn, describe_error(exc))
-            return False
-        cipher = tls.cipher()
-        log.info("connect", **conn.context, tls_version=tls.version(), cipher=cipher[0] if cipher else None)
-        return True
 
-    def handshake_failed(self, conn: Pumped, error: str) -> None:
-        """The handshake failed (or took too long): logged, counted, and the
-        connection closed without a word."""
-        log.info("tls_handshake_failed", **conn.context, error=error)
-        self._host.note_handshake_failure()
-        conn.finish("tls_handshake_failed", error, quiet=True)
+# -- the TLS handshake ------------------------------------------------------------
 
-    # -- reading ----------------------------------------------------------------------
 
-    def read(self, conn: Pumped) -> None:
-        """Take what has arrived, up to the read budget, and hand it to the
-        codec in one piece: people send one line per TLS record, and lines
-        read together leave together (one block per room, not per line)."""
-        intake = self._intake
-        if intake.paused:
-            return
-        received = intake.read(self._tls, min(READ_BUDGET, self._host.limits.send_queue_bytes // 8))
-        if received is None:
-            self.watch(conn)  # paused
-            return
-        data, ended, more = received
-        if more:
-            self._worker.mark_readable(conn)  # the budget ran out; come back next turn
-        if data:
-            self._stats.bytes_in += len(data)
-            if self._life.phase is Phase.OPEN:
-                conn.codec.on_data(data)
-        if ended:
-            conn.finish("connection_lost", ended)
+def handshake(conn: Pumped) -> bool:
+    """A step of the TLS handshake; True once it is done (then the endpoint
+    opens the connection), False while it goes on or once it has failed
+    (then the connection is closed)."""
+    tls = conn.tls
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        conn.worker.set_interest(conn, read=True, write=tls.pending_out > 0)
+        return False
+    except (ssl.SSLError, OSError) as exc:
+        handshake_failed(conn, describe_error(exc))
+        return False
+    cipher = tls.cipher()
+    log.info("connect", **conn.context, tls_version=tls.version(), cipher=cipher[0] if cipher else None)
+    return True
 
-    def pause_for_backlog(self) -> bool:
-        """Stop reading until `backlog_taken`; False if already waiting."""
-        return self._intake.pause_for_backlog()
 
-    def backlog_taken(self, conn: Pumped) -> None:
-        self._intake.waiting = False
-        self.resume(conn)
+def handshake_failed(conn: Pumped, error: str) -> None:
+    """The handshake failed (or took too long): logged, counted, and the
+    connection closed without a word."""
+    log.info("tls_handshake_failed", **conn.context, error=error)
+    conn.host.note_handshake_failure()
+    conn.finish("tls_handshake_failed", error, quiet=True)
 
-    def hold(self) -> None:
-        """Read nothing more until `release` (the codec's call)."""
-        self._intake.held = True
 
-    def release(self, conn: Pumped) -> None:
-        self._intake.held = False
-        self.resume(conn)
+# -- reading ----------------------------------------------------------------------
 
-    def resume(self, conn: Pumped) -> None:
-        """Read again, if reading was paused and nothing holds it back now."""
-        if self._life.phase is not Phase.CLOSED and self._intake.resume():
-            self.watch(conn)
-            self._worker.mark_readable(conn)
 
-    def watch(self, conn: Pumped) -> None:
-        """Watch readability unless input is paused, writability while the socket
-        holds back our ciphertext."""
-        if self._life.phase in (Phase.HANDSHAKE, Phase.CLOSED):
-            return
-        self._worker.set_interest(conn, read=not self._intake.paused, write=self._queue.refused)
+def read(conn: Pumped) -> None:
+    """Take what has arrived, up to the read budget, and hand it to the codec
+    in one piece: people send one line per TLS record, and lines read
+    together leave together (one block per room, not per line)."""
+    intake = conn.intake
+    if intake.paused:
+        return
+    received = intake.read(conn.tls, min(READ_BUDGET, conn.host.limits.send_queue_bytes // 8))
+    if received is None:
+        watch(conn)  # paused
+        return
+    data, ended, more = received
+    if more:
+        conn.worker.mark_readable(conn)  # the budget ran out; come back next turn
+    if data:
+        conn.worker.stats.bytes_in += len(data)
+        if conn.life.phase is Phase.OPEN:
+            conn.codec.on_data(data)
+    if ended:
+        conn.finish("connection_lost", ended)
 
-    # -- writing ----------------------------------------------------------------------
 
-    def write(self, conn: Pumped) -> None:
-        """Hand what was taken from the queue to TLS and the socket, as far as
-        it takes it, and act on how far that was."""
-        queue = self._queue
-        life = self._life
-        was_refused = queue.refused
-        try:
-            written = queue.write(self._tls, conn.codec.cut)
-        except OSError as exc:  # ssl.SSLError included
-            conn.finish("connection_lost", describe_error(exc))
-            return
-        if not written:
-            self.watch(conn)  # watch for writability
-            if life.write_refused(time.monotonic(), self._host.limits.write_timeout):
-                self._worker.arm_timer(conn, life.next_deadline())
-            return
-        life.written()
-        if was_refused:
-            self.watch(conn)
-        self.resume(conn)
-        if life.awaits_linger():
-            self._start_linger(conn)
-        elif self.drained_wanted and queue.queued == 0 and life.phase is Phase.OPEN:
-            # NOTE: last, for the codec may queue more or begin closing here.
-            self.drained_wanted = False
-            conn.codec.drained()
+def backlog_taken(conn: Pumped) -> None:
+    """The recipient this client waited for was taken: read it again."""
+    conn.intake.waiting = False
+    resume(conn)
 
-    def pending(self) -> bool:
-        """Whether bytes queued for this client have not all gone to the socket yet."""
-        return self._queue.queued > 0 or self._tls.pending_out > 0
 
-    def overflowed(self, conn: Pumped) -> None:
-        """The client does not take its data (`SendQueue.slow_consumer`): close it."""
-        log.info("slow_consumer", **conn.context, nick=conn.codec.app.nick, queued=self._queue.queued)
-        self._stats.slow_consumers += 1
-        # What is queued goes, but a line already half handed to TLS is
-        # finished, so that the BYE starts a line of its own.
-        self._queue.drop(conn.codec.rest_of_unit)
-        conn.begin_close("slow_consumer")
+def release(conn: Pumped) -> None:
+    """Read again what the codec held back (`Intake.held`)."""
+    conn.intake.held = False
+    resume(conn)
 
-    def _start_linger(self, conn: Pumped) -> None:
-        life = self._life
-        try:
-            self._tls.shutdown_write()  # FIN after the BYE; reading goes on, to drain the peer
-        except OSError:
-            conn.finish(life.reason)
-            return
-        life.lingering(time.monotonic())
-        self._worker.arm_timer(conn, life.next_deadline())
+
+def resume(conn: Pumped) -> None:
+    """Read again, if reading was paused and nothing holds it back now."""
+    if conn.life.phase is not Phase.CLOSED and conn.intake.resume():
+        watch(conn)
+        conn.worker.mark_readable(conn)
+
+
+def watch(conn: Pumped) -> None:
+    """Watch readability unless input is paused, writability while the socket
+    holds back our ciphertext."""
+    if conn.life.phase in (Phase.HANDSHAKE, Phase.CLOSED):
+        return
+    conn.worker.set_interest(conn, read=not conn.intake.paused, write=conn.send_queue.refused)
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+def write(conn: Pumped) -> None:
+    """Hand what was taken from the queue to TLS and the socket, as far as it
+    takes it, and act on how far that was."""
+    queue = conn.send_queue
+    life = conn.life
+    was_refused = queue.refused
+    try:
+        written = queue.write(conn.tls, conn.codec.cut)
+    except OSError as exc:  # ssl.SSLError included
+        conn.finish("connection_lost", describe_error(exc))
+        return
+    if not written:
+        watch(conn)  # watch for writability
+        if life.write_refused(time.monotonic(), conn.host.limits.write_timeout):
+            conn.worker.arm_timer(conn, life.next_deadline())
+        return
+    life.written()
+    if was_refused:
+        watch(conn)
+    resume(conn)
+    if life.awaits_linger():
+        _start_linger(conn)
+    elif conn.drained_wanted and queue.queued == 0 and life.phase is Phase.OPEN:
+        # NOTE: last, for the codec may queue more or begin closing here.
+        conn.drained_wanted = False
+        conn.codec.drained()
+
+
+def pending(conn: Pumped) -> bool:
+    """Whether bytes queued for this client have not all gone to the socket yet."""
+    return conn.send_queue.queued > 0 or conn.tls.pending_out > 0
+
+
+def overflowed(conn: Pumped) -> None:
+    """The client does not take its data (`SendQueue.slow_consumer`): close it."""
+    queue = conn.send_queue
+    log.info("slow_consumer", **conn.context, nick=conn.codec.app.nick, queued=queue.queued)
+    conn.worker.stats.slow_consumers += 1
+    # What is queued goes, but a line already half handed to TLS is
+    # finished, so that the BYE starts a line of its own.
+    queue.drop(conn.codec.rest_of_unit)
+    conn.begin_close("slow_consumer")
+
+
+def _start_linger(conn: Pumped) -> None:
+    life = conn.life
+    try:
+        conn.tls.shutdown_write()  # FIN after the BYE; reading goes on, to drain the peer
+    except OSError:
+        conn.finish(life.reason)
+        return
+    life.lingering(time.monotonic())
+    conn.worker.arm_timer(conn, life.next_deadline())

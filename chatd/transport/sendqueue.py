@@ -4,9 +4,10 @@ into TLS-record-sized writes, the senders paused behind it (backpressure),
 and the slow-consumer rule (docs/architecture.md, "Fan-out without stalls").
 
 An endpoint (endpoint.py) has one. The queue sees nothing of it: it is given
-a `schedule` callable (have the worker flush me this turn), the limits to
-read, the worker's counters, and, at each write, the stream and where a unit
-(a line, a frame) may be cut. What the endpoint does about a socket that
+its worker, to have it flush the owner this turn (`Scheduler.mark_dirty`,
+handed the owner back: a bound method or a `functools.partial` per client
+cost 65 and 275 bytes), the limits to read, the worker's counters, and, at
+each write, the stream and where a unit (a line, a frame) may be cut. What the endpoint does about a socket that
 refuses data, a broken connection or a slow consumer is the endpoint's: this
 module answers with values (`write`, `slow_consumer`) or an `OSError`.
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from chatd.config import LimitsConfig
 from chatd.outlet import Sender
@@ -52,11 +53,28 @@ class Stream(Protocol):
         """Send what was taken; True once the socket has taken all of it."""
 
 
-def _unscheduled() -> None:
-    """A closed queue's `schedule`: it lets go of the endpoint's."""
+OwnerT = TypeVar("OwnerT")
+OwnerT_contra = TypeVar("OwnerT_contra", contravariant=True)
 
 
-class SendQueue:
+class Scheduler(Protocol[OwnerT_contra]):
+    """Who flushes the queue's owner: its worker (chatd.transport.worker.Worker)."""
+
+    def mark_dirty(self, conn: OwnerT_contra) -> None:
+        """Flush `conn` at the end of this turn (any thread)."""
+
+
+class _Unscheduled:
+    """A closed queue's scheduler: nothing more is flushed."""
+
+    def mark_dirty(self, conn: object) -> None:
+        pass
+
+
+_UNSCHEDULED: Final = _Unscheduled()
+
+
+class SendQueue(Generic[OwnerT]):
     """One client's outgoing bytes, wherever they wait: the outbox (filled by
     `deliver` on any thread), the unsent blocks its worker has taken, and the
     chunk in flight (handed to the stream, which refused it).
@@ -71,9 +89,10 @@ class SendQueue:
         "_inflight",
         "_lock",
         "_outbox",
+        "_owner",
         "_queued",
-        "_schedule",
         "_scheduled",
+        "_scheduler",
         "_split_line",
         "_stats",
         "_unflushed",
@@ -83,12 +102,13 @@ class SendQueue:
         "refused",
     )
 
-    def __init__(self, host: Limited, stats: IOStats, schedule: Callable[[], None]) -> None:
-        """`schedule`: have the worker call the owner's flush at the end of its
-        turn (any thread; called once per turn at most)."""
+    def __init__(self, host: Limited, stats: IOStats, scheduler: Scheduler[OwnerT], owner: OwnerT) -> None:
+        """`scheduler`: has the worker flush `owner` at the end of its turn
+        (any thread; asked once per turn at most)."""
         self._host = host
         self._stats = stats  # the worker's counters, written on its thread only
-        self._schedule = schedule
+        self._scheduler: Scheduler[Any] = scheduler
+        self._owner: OwnerT | None = owner
         # `_outbox`, `_queued`, `_unflushed`, `_waiters`, `_scheduled`,
         # `_accepting` and `messages_out` are shared with other threads under _lock.
         self._lock = threading.Lock()
@@ -135,7 +155,7 @@ class SendQueue:
             if self._scheduled:
                 return
             self._scheduled = True
-        self._schedule()
+        self._scheduler.mark_dirty(self._owner)
 
     def close_with(self, last: bytes) -> None:
         """Queue `last` (a `BYE`), whatever the queue holds or the limit says,
@@ -147,7 +167,7 @@ class SendQueue:
             schedule = not self._scheduled
             self._scheduled = True
         if schedule:
-            self._schedule()
+            self._scheduler.mark_dirty(self._owner)
 
     @property
     def queued(self) -> int:
@@ -232,11 +252,12 @@ class SendQueue:
 
     def close(self) -> None:
         """Nothing more is sent: let go of every byte, of the waiting senders
-        (they read again) and of `schedule`, which holds the owner."""
+        (they read again) and of the owner."""
         with self._lock:
             self._accepting = False
             self._scheduled = True
-            self._schedule = _unscheduled
+            self._scheduler = _UNSCHEDULED
+            self._owner = None
             self._outbox = []
             self._queued = self._unflushed = 0
             waiters, self._waiters = self._waiters, None

@@ -13,7 +13,9 @@ garbage in a loop grew chatd to about a gigabyte.
 
 Cancelled handles stay in the heap (deleting from the middle of a heap is
 O(n)) until they outnumber the live ones by `slack`; then the heap is
-rebuilt without them, which is O(1) per arm, amortised.
+rebuilt without them, which is O(1) per arm or cancel, amortised. Both
+look: clients that register cancel their registration deadline and arm
+nothing more.
 
 What a deadline means is the target's (`on_timer`); when to look is the
 worker's (worker.py). Only the owning worker's thread uses a `Timers`.
@@ -90,6 +92,12 @@ class Timers(Generic[T]):
             timer.target = None
             target.timer = None
             self._live -= 1
+            if len(self._heap) > 2 * self._live + self._slack:
+                # NOTE: here too, not only when arming: thousands of clients that
+                # register arm nothing more, and each left its registration
+                # deadline's entry (about 170 bytes) behind an earlier live one,
+                # for register_timeout (docs/architecture.md, "Memory per connection").
+                self._compact()
         target.timer_at = math.inf
 
     def next_at(self) -> float | None:

@@ -23,13 +23,51 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast
 
 from chatd.openssl import buffer_size, release_buffer
 from chatd.transport.clienthello import HelloReader
 
 RECV_SIZE: Final = 262144  # one recv() per readiness event takes this much at most
 SEND_BATCH: Final = 16384  # ciphertext gathered before send() is called
+
+
+class _SSLObject(Protocol):
+    """What a stream asks of its SSL object: CPython's `_ssl._SSLSocket`, the
+    one `ssl.SSLObject` wraps and forwards every call to (`_server_object`)."""
+
+    def do_handshake(self) -> None: ...
+    def read(self, size: int) -> bytes: ...
+    def write(self, data: bytes) -> int: ...
+    def pending(self) -> int: ...
+    def version(self) -> str | None: ...
+    def cipher(self) -> tuple[str, str, int] | None: ...
+    def getpeercert(self) -> dict[str, Any] | None: ...
+    def selected_alpn_protocol(self) -> str | None: ...
+
+
+class _Shutdown(Protocol):
+    def shutdown(self) -> object:
+        """SSL_shutdown: close_notify written (`SSLObject.unwrap` calls it)."""
+
+
+def _server_object(context: ssl.SSLContext, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> _SSLObject:
+    """A server-side SSL object over the two BIOs: the one `SSLContext.wrap_bio`
+    would wrap, made by the call it makes (`_wrap_bio`), without the wrapper,
+    a Python object whose methods only forward: 160 bytes per client, and a
+    Python call per read and per write (docs/architecture.md, "Memory per
+    connection"). Where a Python has no `_wrap_bio`, the `ssl.SSLObject`."""
+    wrap = getattr(context, "_wrap_bio", None)
+    if wrap is None:
+        return context.wrap_bio(incoming, outgoing, server_side=True)
+    return cast(_SSLObject, wrap(incoming, outgoing, server_side=True, server_hostname=None))
+
+
+def _close_notify(tls: _SSLObject) -> None:
+    if isinstance(tls, ssl.SSLObject):
+        tls.unwrap()
+    else:
+        cast(_Shutdown, tls).shutdown()
 
 
 class ClientHelloRefused(ssl.SSLError):
@@ -65,7 +103,7 @@ class TLSStream:
         self._scratch = scratch if isinstance(scratch, memoryview) else memoryview(scratch)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._tls = _server_object(context, self._incoming, self._outgoing)
         # Ciphertext the socket has not taken yet: bytes, not a bytearray, so
         # that an idle stream holds none, and a write's records, read out of
         # the BIO whole, go to send() without another copy.
@@ -219,7 +257,7 @@ class TLSStream:
         attack and answers with a decode_error alert.
         """
         try:
-            self._tls.unwrap()  # writes close_notify; then waits for the peer's
+            _close_notify(self._tls)  # writes close_notify; then waits for the peer's
         except ssl.SSLWantReadError:
             pass  # the peer's close_notify is not needed before our FIN
         self._collect()

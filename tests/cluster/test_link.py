@@ -92,3 +92,12 @@ def test_a_link_reconnects_for_as_long_as_redis_is_away(tmp_path: Path, redis_se
         back.close()
     assert back.execute([pack(b"PING")]) == [b"PONG"]
     back.close()
+
+
+def test_replies_larger_than_a_read_and_many_in_one_batch(cluster: Cluster) -> None:
+    link = cluster.link()
+    big = bytes(range(256)) * 1200  # 300 KiB: several reads of the link's buffer
+    commands = [pack(b"ECHO", big), *[pack(b"INCR", b"%scount" % cluster.prefix.encode()) for _ in range(3000)]]
+    replies = link.execute(commands)
+    assert replies[0] == big and replies[1:] == list(range(1, 3001))
+    assert link.execute([pack(b"ECHO", b"")]) == [b""]  # nothing left over from the batch before

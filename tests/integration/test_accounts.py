@@ -124,6 +124,7 @@ def test_tokens_remember_resume_logout(accounts: Callable[..., Daemon]) -> None:
     again.send("/logout")
     assert again.expect_closed()[-1] == "BYE logout"
     refused(greeted(daemon), f"/resume {token}", "token_invalid")
+    assert ok(daemon, "user_list")  # and the store has written everything (its writer runs at nice +10)
     stored = rows(daemon, "SELECT hash FROM tokens")
     assert stored == [], stored  # revoked on disk too
     assert daemon.wait_for_event("token_revoked", account="alice")
@@ -138,6 +139,7 @@ def test_logout_revokes_the_token_this_connection_asked_for(accounts: Callable[.
     alice.send("/logout")
     assert alice.expect_closed()[-1] == "BYE logout"
     refused(greeted(daemon), f"/resume {token}", "token_invalid")
+    assert ok(daemon, "user_list")  # and the store has written everything (its writer runs at nice +10)
     assert rows(daemon, "SELECT hash FROM tokens") == []
 
 

@@ -12,11 +12,13 @@ waits for a clock.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import socket
 import ssl
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -428,3 +430,22 @@ def test_a_finished_endpoint_is_freed_at_once_with_its_codec_and_application(con
         assert endpoint() is None  # no cycle through its send queue: no GC pass needed
     finally:
         gc.enable()
+
+
+def test_the_pump_keeps_no_object_per_connection(connect: Callable[..., Pair]) -> None:
+    # An idle client's memory decides how many fit (docs/architecture.md,
+    # "Memory per connection"): the pump is functions the endpoint passes
+    # itself to, not an object of 96 bytes per client that copies its fields.
+    pair = connect()
+    pair.client.send(b"alice\n")
+    pair.endpoint.on_readable()
+    held = gc.get_referents(pair.endpoint)
+    assert [type(obj).__name__ for obj in held if type(obj).__module__ == "chatd.transport.pump"] == []
+
+
+def test_the_send_queue_asks_the_worker_itself_with_no_callable_made_per_client(connect: Callable[..., Pair]) -> None:
+    # A functools.partial of the worker's bound method was 275 bytes per client.
+    pair = connect()
+    held = gc.get_referents(pair.endpoint.send_queue)
+    assert pair.worker in held and pair.endpoint in held
+    assert [type(obj).__name__ for obj in held if isinstance(obj, (functools.partial, types.MethodType))] == []

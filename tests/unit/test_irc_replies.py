@@ -82,6 +82,21 @@ def test_a_tagmsg_to_another_is_echoed_only_with_echo_message() -> None:
     assert len(lines.answer) == 1 and lines.other == []
 
 
+def test_a_clients_own_room_lines_echo_as_the_others_see_them() -> None:
+    # The codec's fast path (IrcCodec.deliver) sends a `said` translation as the echo.
+    personal = client("foo", "echo-message", "message-tags", "server-time")
+    block = (
+        b"@id=7;time=2026-12-14T10:00:00.000Z MSG #room foo one\n"
+        b"@id=8;time=2026-12-14T10:00:00.000Z ACTION #room foo waves\n"
+    )
+    slow = personal.block(block, None)
+    fast = personal.frames.translate(block, personal.state.profile)
+    assert fast is not None and fast.said and fast.about == "foo" and fast.lines == 2
+    assert b"".join(slow.answer + slow.other) == fast.data
+    dm = personal.frames.translate(b"@id=9;time=2026-12-14T10:00:00.000Z DM foo foo hi\n", personal.state.profile)
+    assert dm is not None and not dm.said  # to oneself: the echo and the delivery
+
+
 # -- a registered room's moderation (protocol v5) as IRC ------------------------------------
 
 

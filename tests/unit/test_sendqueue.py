@@ -75,12 +75,14 @@ class Sender:
 
 
 class Owner:
-    """The endpoint as its queue sees it: a `schedule` callable."""
+    """The endpoint and its worker as its queue sees them: the worker flushes
+    the owner when asked (`mark_dirty`)."""
 
     def __init__(self) -> None:
         self.scheduled = 0
 
-    def schedule(self) -> None:
+    def mark_dirty(self, conn: object) -> None:
+        assert conn is self
         self.scheduled += 1
 
 
@@ -104,7 +106,7 @@ def stats() -> IOStats:
 
 @pytest.fixture
 def queue(owner: Owner, stats: IOStats) -> SendQueue:
-    return SendQueue(Host(), stats, owner.schedule)
+    return SendQueue(Host(), stats, owner, owner)
 
 
 def lines(count: int, size: int) -> bytes:
@@ -234,13 +236,13 @@ def test_a_queue_with_its_last_line_takes_nothing_more(queue: SendQueue, owner: 
 
 def test_close_drops_everything_resumes_the_waiting_and_lets_go_of_the_owner(stats: IOStats) -> None:
     owner = Owner()
-    queue = SendQueue(Host(), stats, owner.schedule)
+    queue = SendQueue(Host(), stats, owner, owner)
     sender = Sender()
     queue.deliver(b"x" * LIMIT, 1, sender)
     assert sender.waiting
     gone = weakref.ref(owner)
     del owner
-    assert gone() is not None  # the queue's schedule holds it
+    assert gone() is not None  # the queue holds it
 
     queue.close()
     assert gone() is None  # at once, not at the next cyclic GC pass

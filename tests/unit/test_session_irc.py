@@ -18,12 +18,18 @@ class TracedOutlet(FakeOutlet):
     def __init__(self, peer: str) -> None:
         super().__init__(peer)
         self.windows: list[tuple[object, list[str]]] = []
+        self.labeled: list[Command] = []  # the items whose room events belong to their answer
+        self.blocks: list[bytes] = []  # each delivery, whole
         self._open: list[str] | None = None
 
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         super().deliver(data, lines, sender)
+        self.blocks.append(data)
         if self._open is not None:
             self._open.extend(data.decode().splitlines())
+
+    def wants_events(self, item: bytes | Command | None) -> bool:
+        return item in self.labeled
 
     def begin(self, item: bytes | Command | None) -> None:
         assert self._open is None, "begin twice without end"
@@ -63,11 +69,45 @@ def test_a_traced_session_is_not_autojoined_and_frames_each_item() -> None:
     (item, answered), *_ = alice.windows
     assert item == b"alice" and answered[0].startswith("WELCOME alice")
     alice.windows.clear()
-    hand(alice, Command("join", target="#rust"), Command("msg", b"hi", "#rust"))
+    received = hand(alice, Command("join", target="#rust"), Command("msg", b"hi", "#rust"))
     (first, joining), (second, said) = alice.windows
     assert first == Command("join", target="#rust") and joining[0] == "JOIN #rust alice"
-    assert second == Command("msg", b"hi", "#rust")
-    assert [line.partition(" ")[2] for line in said] == ["MSG #rust alice hi"]  # its event, inside its window
+    assert second == Command("msg", b"hi", "#rust") and said == []  # its event leaves with the read's block
+    assert received[-1] == "MSG #rust alice hi"
+
+
+def test_a_labeled_commands_events_are_inside_its_window_and_only_its() -> None:
+    chat = make_chat()
+    alice = irc_connect(chat, "alice")
+    hand(alice, Command("join", target="#rust"))
+    alice.windows.clear()
+    labeled = Command("msg", b"two", "#rust")
+    alice.labeled.append(labeled)
+    received = hand(alice, Command("msg", b"one", "#rust"), labeled, Command("msg", b"three", "#rust"))
+    said = [[line.partition(" ")[2] for line in lines] for _, lines in alice.windows]
+    assert said == [[], ["MSG #rust alice two"], []]
+    assert received == ["MSG #rust alice one", "MSG #rust alice two", "MSG #rust alice three"]
+
+
+def test_the_lines_of_one_read_to_one_room_reach_a_member_as_one_block() -> None:
+    chat = make_chat()
+    alice, bob = irc_connect(chat, "alice"), irc_connect(chat, "bob")
+    hand(alice, Command("join", target="#rust"))
+    hand(bob, Command("join", target="#rust"))
+    bob.blocks.clear()
+    hand(alice, *(Command("msg", f"line {n}".encode(), "#rust") for n in range(5)))
+    (block,) = bob.blocks
+    assert block.count(b"\n") == 5 and bob.take()[-1] == "MSG #rust alice line 4"
+
+
+def test_a_dm_does_not_overtake_what_was_said_before_it() -> None:
+    chat = make_chat()
+    alice, bob = irc_connect(chat, "alice"), irc_connect(chat, "bob")
+    hand(alice, Command("join", target="#rust"))
+    hand(bob, Command("join", target="#rust"))
+    bob.take()
+    hand(alice, Command("msg", b"to all", "#rust"), Command("msg", b"to you", "bob"), Command("me", b"waves", "bob"))
+    assert [line.partition(" ")[0] for line in bob.take()] == ["MSG", "DM", "DM"]
 
 
 def test_tags_go_on_the_events_of_a_command() -> None:

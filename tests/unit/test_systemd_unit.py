@@ -43,8 +43,10 @@ def test_security_exposure_is_at_its_floor() -> None:
     # IP allow list that leaves out link-local and multicast; 1.0 after. Every
     # other setting systemd-analyze weighs is at its best except what a network
     # daemon needs (the network, AF_INET/AF_INET6/AF_UNIX, the host's root, and
-    # the rtc read that ProtectClock= itself adds).
-    assert float(match.group(1)) <= 1.0, result.stdout
+    # the rtc read that ProtectClock= itself adds). 1.1 since setpriority is
+    # allowed (the background threads' lower priority, docs/operations.md):
+    # systemd-analyze weighs @resources as one, whatever else of it stays refused.
+    assert float(match.group(1)) <= 1.1, result.stdout
 
 
 def test_the_ip_allow_list_is_everything_but_link_local_and_multicast() -> None:
@@ -82,6 +84,30 @@ def test_unit_has_the_operational_essentials() -> None:
         "PrivateMounts=yes",
     ):
         assert line in text, line
+
+
+def test_the_filter_refuses_resources_but_lets_threads_lower_their_priority() -> None:
+    """`SystemCallFilter=setpriority` after the deny list adds the call back to
+    the allow list (systemd.exec(5): after the first line, each adds or removes
+    calls); before it, the deny list would remove it again."""
+    for unit in (UNIT, TEMPLATE):
+        filters = _directives(unit.read_text())["SystemCallFilter"]
+        assert filters == ["@system-service", "~@privileged @resources", "setpriority"], unit
+
+
+@needs_analyze
+def test_systemd_reads_the_filter_as_allowing_setpriority() -> None:
+    """setpriority is one of @resources, which the filter refuses, and
+    systemd's own reading of the unit allows it."""
+    assert ANALYZE is not None
+    listed = subprocess.run([ANALYZE, "syscall-filter", "@resources"], capture_output=True, text=True, timeout=60)
+    calls = {line.strip() for line in listed.stdout.splitlines()[1:] if line.strip() and "#" not in line}
+    assert "setpriority" in calls and "sched_setscheduler" in calls
+    result = subprocess.run(
+        [ANALYZE, "security", "--offline=true", str(UNIT)], capture_output=True, text=True, timeout=60
+    )
+    line = next(line for line in result.stdout.splitlines() if "SystemCallFilter=~@resources" in line)
+    assert "setpriority is allowed" in line, line
 
 
 def _directives(text: str) -> dict[str, list[str]]:
@@ -179,4 +205,4 @@ def test_the_cluster_template_verifies_and_is_as_hardened(tmp_path: Path) -> Non
         timeout=60,
     )
     match = re.search(r"Overall exposure level for chatd@1\.service: ([\d.]+)", result.stdout)
-    assert match and float(match.group(1)) <= 1.0, result.stdout + result.stderr
+    assert match and float(match.group(1)) <= 1.1, result.stdout + result.stderr

@@ -181,3 +181,20 @@ def test_no_deadline_at_all_lets_go_of_the_handle_at_once() -> None:
     assert timers.next_at() == 90.0  # the cancelled handle at the top went with it
     assert len(timers) == 1
     assert due(timers, 100.0) == [other]
+
+
+def test_cancelled_entries_go_even_when_nothing_is_armed_any_more() -> None:
+    # Thousands of clients register (their registration deadline cancelled)
+    # and arm nothing more; one live deadline ahead of their entries kept
+    # them all in the heap, about 170 bytes each, for register_timeout.
+    timers: Timers[Target] = Timers()
+    first = Target("first")
+    timers.arm(first, 50.0)
+    clients = [Target() for _ in range(4 * SLACK)]
+    for index, target in enumerate(clients):
+        timers.arm(target, 100.0 + index)
+    for target in clients:
+        timers.arm(target, math.inf)
+    assert timers.next_at() == 50.0
+    assert len(timers) <= 2 + SLACK
+    assert due(timers, math.inf) == [first]

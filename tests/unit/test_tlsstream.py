@@ -8,6 +8,7 @@ over loopback.
 
 from __future__ import annotations
 
+import gc
 import select
 import shutil
 import socket
@@ -355,3 +356,18 @@ def test_openssl_is_asked_to_handshake_only_when_the_client_has_sent_something(
     finally:
         stream.close()
         client_sock.close()
+
+
+def test_a_stream_holds_its_ssl_object_without_the_python_wrapper() -> None:
+    # ssl.SSLObject only forwards each call to the SSL object it wraps: 160
+    # bytes per client, and a Python call per read and per write.
+    left, right = socket.socketpair()
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        stream = TLSStream(left, context, bytearray(RECV_SIZE))
+        held = gc.get_referents(stream)
+        assert [obj for obj in held if isinstance(obj, ssl.SSLObject)] == []
+        assert [type(obj).__name__ for obj in held if type(obj).__module__ == "_ssl"].count("_SSLSocket") == 1
+    finally:
+        left.close()
+        right.close()
