@@ -55,7 +55,6 @@ class Session:
         "_identity_checked",
         "_nick_attempts",
         "_register_deadline",
-        "_say",
         "_strikes",
         "_tracer",
         "account",
@@ -123,11 +122,10 @@ class Session:
         self._tracer = tracer
         self._autojoin = autojoin
         self._flood = FloodControl(chat.config.limits, now)
-        self._batch: list[bytes] = []  # texts for `_batch_room`, sent as one block
+        self._batch: list[bytes] | None = None  # texts for `_batch_room`, sent as one block; made when first needed
         self._batch_room: Room | None = None
         self._batch_kind = "msg"
         self._batch_tags = b""
-        self._say = chat.bus.say
         self._register_deadline: float | None = None
 
     # -- driven by the transport --------------------------------------------------------
@@ -258,7 +256,10 @@ class Session:
             self._flush_batch()
             self._batch_room, self._batch_kind, self._batch_tags = room, kind, tags
         self.messages_in += 1
-        self._batch.append(text)
+        batch = self._batch
+        if batch is None:
+            self._batch = batch = []
+        batch.append(text)
 
     def flush_said(self) -> None:
         """Send the room events queued so far: a DM must not overtake them."""
@@ -266,8 +267,8 @@ class Session:
 
     def _flush_batch(self) -> None:
         if self._batch and self._batch_room is not None:
-            batch, self._batch = self._batch, []
-            self._say(self, self._batch_room, self._batch_kind, batch, self._batch_tags)
+            batch, self._batch = self._batch, None
+            self.chat.bus.say(self, self._batch_room, self._batch_kind, batch, self._batch_tags)
 
     def fail(self, error: ProtocolError) -> None:
         """`ERR` for a command refused (at once, or later by the bus)."""
