@@ -13,9 +13,13 @@ drive the same core.
                    formatting, ERR codes
     commands.py    the command table: verb -> handler, usable before
                    registration, speaks in a room
-    session.py     one client: registration, strikes; asks flood.py, runs commands.py
+    session.py     one client: its state, its rooms, strikes; driven by the transport
+    dispatch.py    a line's way to its command: flood.py's verdict, held lines,
+                   the row of commands.py that runs it (functions of the session)
+    registering.py a session's way to its nickname (functions of the session)
     flood.py       flood control: token bucket, held lines, the flood window
     chat.py        what sessions share, and what reaches several clients
+    room_lines.py  the lines that show a client a room (TOPIC, ROLES, FLAGS, ...)
     rooms.py, nicks.py, identities.py
                    rooms, the nickname registry, certificate identities
     history.py     events, their ids and times; the EventStore and Lookups ports

@@ -11,7 +11,7 @@ client that shares at least one room with it, however many rooms that is.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from chatd import names
 from chatd.config import Config
@@ -32,7 +32,8 @@ from chatd.core.history import (
 )
 from chatd.core.identities import Identities
 from chatd.core.nicks import Client, Nicks
-from chatd.core.registry import FLAGS, Registration, Registry, admission
+from chatd.core.registry import Registration, Registry, admission
+from chatd.core.room_lines import flags_line, history_block, roles_line, topic_line
 from chatd.core.rooms import Member, Room, Rooms
 from chatd.errors import ProtocolError
 from chatd.outlet import Sender
@@ -99,7 +100,7 @@ class Chat:
                 for registration in self.registry.all():
                     room = self.rooms.find(registration.key)
                     if room is not None:
-                        self.attach(room, registration)
+                        attach(room, registration)
 
     def _recall(self, key: str) -> StoredRoom | None:
         return self.history.store.room(key, self.rooms.backlog)
@@ -183,7 +184,7 @@ class Chat:
             room = self.rooms.join(shown, config.rooms.allow_create, config.limits.max_rooms)
             if invited and registry is not None and registration is not None:
                 registry.take_invite(registration, client)  # used once it let them in
-            self.attach(room, registration)
+            attach(room, registration)
             self.seat(client, room, sender)
         return room
 
@@ -200,33 +201,13 @@ class Chat:
                 room.broadcast(line, exclude=client, sender=sender)
             # TOPIC, USERS (roles, flags) and the backlog as one block: no
             # /history reply (from the history thread) can land in between.
-            topic = self.topic_line(room) if room.topic else b""
+            topic = topic_line(room) if room.topic else b""
             users = protocol.format_users(room.name, room.nicks())
             if registration is not None:
-                users += self.roles_line(room, registration) + self.flags_line(room.name, registration)
+                users += roles_line(room, registration) + flags_line(room.name, registration)
             recent = room.recent
             older = room.older or (room.durable and len(recent) == recent.maxlen)
             self.send_history(client, room.name, list(recent), older, False, topic + users)
-
-    @staticmethod
-    def attach(room: Room, registration: Registration | None) -> None:
-        """A live room points at its registration; one that wakes without its
-        topic (history off, or forgotten) gets the registration's back."""
-        room.registration = registration
-        if registration is not None and not room.topic and registration.topic:
-            room.topic, room.topic_by = registration.topic, registration.topic_by
-
-    @staticmethod
-    def roles_line(room: Room, registration: Registration) -> bytes:
-        """`ROLES <room> <nick>:<role> ...`: the members holding a role above member."""
-        held = [f"{m.nick}:{registration.role(m.account)}" for m in room.members if registration.rank(m.account)]
-        return protocol.format_line("ROLES", room.name, *sorted(held, key=str.lower))
-
-    @staticmethod
-    def flags_line(name: str, registration: Registration | None) -> bytes:
-        """`FLAGS <room> <flag> ...`: the flags that are on (none for a room not registered)."""
-        flags = registration.flags if registration is not None else frozenset()
-        return protocol.format_line("FLAGS", name, *(flag for flag in FLAGS if flag in flags))
 
     def send_history(
         self, client: Member, target: str, events: list[Event], more: bool, newer: bool, before: bytes = b""
@@ -236,19 +217,9 @@ class Chat:
         enough to page on from, never enough to make a reading client a slow
         consumer. `newer`: the events follow an id the client gave, so the
         first ones are kept, else the last."""
-        clock = self.history.clock
         budget = self.config.limits.send_queue_bytes // 2
-        lines = [event_line(event, clock, history=True) for event in events]
-        kept, size = 0, 0
-        for line in lines if newer else reversed(lines):
-            size += len(line)
-            if size > budget and kept:
-                more = True
-                break
-            kept += 1
-        lines = lines[:kept] if newer else lines[len(lines) - kept :]
-        lines.append(protocol.format_line("HISTORY", target, str(kept), "more" if more else "end"))
-        client.deliver(before + b"".join(lines), len(lines) + before.count(b"\n"))
+        block, count = history_block(target, events, more, newer, self.history.clock, budget)
+        client.deliver(before + block, count + before.count(b"\n"))
 
     def part(self, client: Client, room: Room, text: str) -> None:
         self.remove(client, room, protocol.format_line("PART", room.name, client.nick, text))
@@ -268,21 +239,6 @@ class Chat:
             self.say(room, "topic", client.nick, [text.encode()], None)
             if room.registration is not None and self.registry is not None:
                 self.registry.set_topic(room.registration, text, client.nick)
-
-    @staticmethod
-    def topic_line(room: Room) -> bytes:
-        return protocol.format_line("TOPIC", room.name, room.topic_by, room.topic)
-
-    def room_list(self, member_of: Container[str] = ()) -> list[bytes]:
-        """`/rooms`: a `ROOM` line per room, then `ROOMS <count>`. A private
-        room is listed only to its members (the keys of `member_of`)."""
-        rooms = [room for room in self.rooms.all() if room.key in member_of or not self._private(room)]
-        lines = [protocol.format_line("ROOM", r.name, str(len(r)), r.topic) for r in rooms]
-        return [*lines, protocol.format_line("ROOMS", str(len(rooms)))]
-
-    def _private(self, room: Room) -> bool:
-        registration = self.registry.find(room.key) if self.registry is not None else None
-        return registration is not None and registration.has("private")
 
     # -- the server as a whole ------------------------------------------------------
 
@@ -327,6 +283,14 @@ class Chat:
         for client in clients:
             client.deliver(data)
         return len(clients)
+
+
+def attach(room: Room, registration: Registration | None) -> None:
+    """A live room points at its registration; one that wakes without its
+    topic (history off, or forgotten) gets the registration's back."""
+    room.registration = registration
+    if registration is not None and not room.topic and registration.topic:
+        room.topic, room.topic_by = registration.topic, registration.topic_by
 
 
 def _kept_under(sender: Client, recipient: Client) -> str | None:

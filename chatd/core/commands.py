@@ -2,8 +2,10 @@
 
 One row per verb (a `Command.verb`), in the shape of Ergo's irc/commands.go:
 the handler, whether it is usable before registration, and whether it speaks
-in a room (see `Row`). `Session` looks a parsed line's verb up here and runs
-the handler; nothing else in the core dispatches on verb strings. How the line
+in a room (see `Row`). `handle` in core/dispatch.py looks a parsed line's
+verb up here and runs the handler (`register` in core/registering.py too,
+for the rows usable before registration); nothing else in the core dispatches on verb
+strings. How the line
 protocol spells each command and reads its arguments is `protocol.GRAMMAR`'s;
 a transport with a grammar of its own (the IRC listener) turns its lines into
 the same `Command`s and runs the same rows.
@@ -22,8 +24,9 @@ for example a `/login` that works before the nickname:
     def _login(caller: Caller, command: Command) -> None:
         ...
 
-What is not here: parsing (protocol.py), flood control and strikes (the
-session's, core/flood.py), and what touches several clients (chat.py).
+What is not here: parsing (protocol.py), flood control (core/flood.py, asked
+by core/dispatch.py), strikes (the session's), and what touches several
+clients (chat.py).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Final, Protocol
 import structlog
 
 from chatd import names
-from chatd.core import account_commands, history_commands, protocol, room_commands, sasl, signin
+from chatd.core import account_commands, history_commands, protocol, room_commands, room_lines, sasl, signin
 from chatd.core.account_commands import Holder
 from chatd.core.bus import Later
 from chatd.core.chat import Chat
@@ -159,7 +162,7 @@ def _topic(caller: Caller, command: Command) -> None:
     room = _joined(caller, command.target) if command.target else _current_room(caller)
     text = command.text.decode()
     if not text:
-        caller.outlet.deliver(caller.chat.topic_line(room))
+        caller.outlet.deliver(room_lines.topic_line(room))
         return
     _may_set_topic(caller, room)
     caller.chat.bus.topic(caller, room, text, _nothing_more, caller.fail)
@@ -185,11 +188,11 @@ def _who(caller: Caller, command: Command) -> None:
     if registration is None:
         caller.outlet.deliver(users)
     else:
-        caller.outlet.deliver(users + caller.chat.roles_line(room, registration), 2)
+        caller.outlet.deliver(users + room_lines.roles_line(room, registration), 2)
 
 
 def _rooms(caller: Caller, command: Command) -> None:
-    lines = caller.chat.room_list(caller.rooms)
+    lines = room_lines.room_list(caller.chat.rooms.all(), caller.chat.registry, caller.rooms)
     caller.outlet.deliver(b"".join(lines), len(lines))
 
 

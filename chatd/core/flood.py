@@ -15,7 +15,7 @@ What is here: the policy as a value, with the clock passed in (`now`,
 monotonic seconds), so that tests drive it with a fake one, in the manner of
 Ergo's irc/fakelag.go. What is not: reading a clock, answering the client,
 handling a released line, arming the timer that releases held lines, closing
-the connection (all the session's, chatd/core/session.py, which asks here).
+the connection (all the session's: core/dispatch.py asks here for it).
 One per session, used on its transport's thread only: not thread-safe.
 """
 

@@ -7,7 +7,7 @@ case (`CN=alice`, then `CN=ALICE` from a later `chatctl gen-certs` or an
 organisation's own CA) would be one person to chatd: the second would read the
 first's direct messages and receive those sent to her. So the first spelling
 seen is the identity's, and a certificate with another spelling is refused
-(`Session._register`, docs/operations.md "Client certificates").
+(`register` in core/registering.py, docs/operations.md "Client certificates").
 
 What is here: the table and its rule. What is not: keeping it. The event
 store does (`EventStore.remember_identity`; the SQLite store writes each new

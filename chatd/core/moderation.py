@@ -22,7 +22,7 @@ import structlog
 
 from chatd import names
 from chatd.core import protocol
-from chatd.core.chat import Chat
+from chatd.core.chat import Chat, attach
 from chatd.core.nicks import Client
 from chatd.core.registry import Registration, RoomBan, matches
 from chatd.core.rooms import Room
@@ -65,7 +65,7 @@ def register(chat: Chat, name: str, owner: str, by: str) -> Registration:
         room = chat.rooms.find(name)
         registration = chat.registry.register(room.name if room is not None else name, owner)  # as created
         if room is not None:
-            chat.attach(room, registration)
+            attach(room, registration)
         owner_nick = shown(chat, owner)
         lines = [
             protocol.format_line("REGISTERED", registration.name, owner_nick),

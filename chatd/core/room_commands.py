@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from chatd import names
-from chatd.core import moderation, protocol
+from chatd.core import moderation, protocol, room_lines
 from chatd.core.chat import Chat
 from chatd.core.nicks import Client
 from chatd.core.protocol import Command
@@ -65,7 +65,7 @@ def room(caller: Moderator, command: Command) -> None:
     if command.option == "drop":
         moderation.drop(caller.chat, _registered(caller, target, OWNER), caller.nick)
     elif not command.option:
-        caller.outlet.deliver(caller.chat.flags_line(target.name, target.registration))
+        caller.outlet.deliver(room_lines.flags_line(target.name, target.registration))
     elif command.option == "owner":
         registration = _registered(caller, target, OWNER)
         account = _account_named(caller, _word(command, "/room <#room> owner <nick>"))
