@@ -40,6 +40,8 @@ SHARED_VERBS: Final = frozenset(
 ROLE_MODES: Final = {b"owner": b"+o", b"op": b"+o", b"voice": b"-o+v", b"member": b"-ov"}
 # A registered room's flags as channel modes (CHANMODES): what each says, IRC's way.
 FLAG_MODES: Final = {"topic_ops": "t", "moderated": "m", "private": "s", "accounts_only": "R"}
+# What a block's translation found of its senders: nickname -> (account, mask).
+Senders = dict[bytes, tuple[str, bytes]]
 _MASKS_KEPT: Final = 10_000  # nicknames whose user@host is remembered after they are gone
 
 
@@ -84,7 +86,7 @@ class Directory(Protocol):
     def shares_room(self, a: str, b: str) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, though never changed: one is made per line translated (as Command)
 class Native:
     """A line of the line protocol: its tags read, the rest as it came."""
 
@@ -170,25 +172,27 @@ class Frames:
         out = []
         about = ""
         said = True
+        senders: Senders = {}  # a block's lines are one client's: its mask is looked up once
         for raw in lines:
             native = read_native(raw)
             if native.verb not in SHARED_VERBS or native.history or (native.verb == b"TOPIC" and not native.id):
                 return None
             said = said and native.verb in _SAID_IN_A_ROOM
-            line, about = self.event(native, profile)
+            line, about = self.event(native, profile, senders)
             if line:
                 out.append(line)
         return Translated(b"".join(out), len(out), about, said)
 
-    def event(self, native: Native, profile: int) -> tuple[bytes, str]:
-        """One shared event as an IRC line, and the nickname key it is about."""
+    def event(self, native: Native, profile: int, senders: Senders | None = None) -> tuple[bytes, str]:
+        """One shared event as an IRC line, and the nickname key it is about
+        (`senders`: what the block's other lines found of their senders)."""
         verb = native.verb
         if verb in (b"MSG", b"ACTION", b"TOPIC", b"TAGMSG"):
             target, nick, text = ([*native.args(3), b""])[:3]
-            return self._said(native, profile, nick, target, text), nick.lower().decode()
+            return self._said(native, profile, nick, target, text, senders), nick.lower().decode()
         if verb == b"DM":
             nick, target, text = ([*native.args(3), b""])[:3]
-            return self._said(native, profile, nick, target, text), nick.lower().decode()
+            return self._said(native, profile, nick, target, text, senders), nick.lower().decode()
         if verb == b"JOIN":
             room, nick = native.args(2)
             return self._join(profile, room.decode(), nick.decode()), nick.lower().decode()
@@ -237,13 +241,16 @@ class Frames:
         """Who did something: a nickname's mask, or the server (`*`: the operator)."""
         return self.server if by in (b"*", b"") else self.mask(by.decode())
 
-    def _said(self, native: Native, profile: int, nick: bytes, target: bytes, text: bytes) -> bytes:
-        account = ""
-        if profile & ACCOUNT_TAG and not native.history:
-            person = self.directory.person(nick.decode())
-            account = person.account if person is not None else ""
+    def _said(
+        self, native: Native, profile: int, nick: bytes, target: bytes, text: bytes, senders: Senders | None
+    ) -> bytes:
+        known = senders.get(nick) if senders is not None and not native.history else None
+        if known is None:
+            known = self._sender(native, profile, nick)
+            if senders is not None and not native.history:
+                senders[nick] = known
+        account, mask = known
         tags = self.tags(native, profile, account)
-        mask = self.mask(nick.decode()).encode()
         verb = native.verb
         if verb == b"TAGMSG":
             if not profile & TAGS:
@@ -255,6 +262,14 @@ class Frames:
         if verb == b"ACTION" or native.action:
             text = b"\x01ACTION %s\x01" % text
         return b"%s:%s %s %s :%s\r\n" % (tags, mask, command, target, text)
+
+    def _sender(self, native: Native, profile: int, nick: bytes) -> tuple[str, bytes]:
+        """The sender's account (account-tag: a live event's only) and mask."""
+        account = ""
+        if profile & ACCOUNT_TAG and not native.history:
+            person = self.directory.person(nick.decode())
+            account = person.account if person is not None else ""
+        return account, self.mask(nick.decode()).encode()
 
     def _join(self, profile: int, room: str, nick: str) -> bytes:
         if profile & EXTENDED_JOIN:

@@ -97,6 +97,21 @@ def test_a_clients_own_room_lines_echo_as_the_others_see_them() -> None:
     assert dm is not None and not dm.said  # to oneself: the echo and the delivery
 
 
+def test_a_blocks_sender_is_looked_up_once_for_all_its_lines() -> None:
+    asked: list[str] = []
+
+    class Counting(Directory):
+        def person(self, nick: str) -> Person | None:
+            asked.append(nick)
+            return super().person(nick)
+
+    frames = Frames(Counting("foo", "bob"), SETTINGS.server)
+    block = b"".join(b"@id=%d;time=2026-12-14T10:00:00.000Z MSG #room foo line %d\n" % (i, i) for i in range(5))
+    translated = frames.translate(block, 0)
+    assert translated is not None and translated.lines == 5 and asked == ["foo"]
+    assert translated.data.count(b":foo!~u@irc PRIVMSG #room :line ") == 5
+
+
 # -- a registered room's moderation (protocol v5) as IRC ------------------------------------
 
 
