@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import Daemon
+from tests.support.chatclient import ChatClient
 from tests.support.chatctl import Peer
 from tests.support.terminal import Terminal
+from tests.support.wsclient import WebSocketClient
 
 
 @pytest.fixture
@@ -54,3 +56,17 @@ def notify_socket(short_dir: Path) -> Any:
 def irc_daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
     """A chatd with its IRC listener on a free port, named `irc.test`."""
     return start_daemon(irc={"listen": "127.0.0.1:0", "server_name": "irc.test"})
+
+
+@pytest.fixture
+def shared_room(irc_daemon: Daemon) -> tuple[ChatClient, ChatClient]:
+    """`#room` on `irc_daemon`, with bob (a terminal user) who set its topic
+    and carol (a browser user): where the real IRC clients' tests join."""
+    bob = irc_daemon.client("bob")
+    bob.join("#room")
+    bob.send("/topic #room what we talk about")
+    bob.expect_eventually("TOPIC #room bob ")
+    carol = WebSocketClient.registered(irc_daemon.port, irc_daemon.pki.ca, "carol")
+    irc_daemon.clients.append(carol)
+    carol.join("#room")
+    return bob, carol

@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import Daemon, wait_until
 from tests.support import irssi
+from tests.support.chatclient import ChatClient
 from tests.support.ircclient import irc_port
-from tests.support.wsclient import WebSocketClient
 
 pytestmark = pytest.mark.skipif(
     not irssi.available(), reason="needs irssi and tmux (Debian: apt-get install irssi tmux)"
@@ -30,14 +30,10 @@ def client(tmp_path: Path) -> Iterator[irssi.Irssi]:
     running.close()
 
 
-def test_irssi_in_a_room_with_a_terminal_and_a_browser_user(irc_daemon: Daemon, client: irssi.Irssi) -> None:
-    bob = irc_daemon.client("bob")
-    bob.join("#room")
-    bob.send("/topic #room what we talk about")
-    bob.expect_eventually("TOPIC #room bob ")
-    carol = WebSocketClient.registered(irc_daemon.port, irc_daemon.pki.ca, "carol")
-    irc_daemon.clients.append(carol)
-    carol.join("#room")
+def test_irssi_in_a_room_with_a_terminal_and_a_browser_user(
+    irc_daemon: Daemon, shared_room: tuple[ChatClient, ChatClient], client: irssi.Irssi
+) -> None:
+    bob, carol = shared_room
     connect = f"/connect -tls -tls_cafile {irc_daemon.pki.ca} -network chatd localhost {irc_port(irc_daemon)}"
     client.command(connect)
     irc_daemon.wait_for_event("nickname", 30, nick="ira")  # registered (irssi logs no status window)

@@ -16,8 +16,8 @@ import pytest
 
 from tests.conftest import Daemon, wait_until
 from tests.support import weechat
+from tests.support.chatclient import ChatClient
 from tests.support.ircclient import irc_port
-from tests.support.wsclient import WebSocketClient
 
 pytestmark = pytest.mark.skipif(
     not weechat.available(),
@@ -39,14 +39,10 @@ def second(event_time: str) -> str:
     return event_time[:19]
 
 
-def test_weechat_in_a_room_with_a_terminal_and_a_browser_user(irc_daemon: Daemon, client: weechat.WeeChat) -> None:
-    bob = irc_daemon.client("bob")
-    bob.join("#room")
-    bob.send("/topic #room what we talk about")
-    bob.expect_eventually("TOPIC #room bob ")
-    carol = WebSocketClient.registered(irc_daemon.port, irc_daemon.pki.ca, "carol")
-    irc_daemon.clients.append(carol)
-    carol.join("#room")
+def test_weechat_in_a_room_with_a_terminal_and_a_browser_user(
+    irc_daemon: Daemon, shared_room: tuple[ChatClient, ChatClient], client: weechat.WeeChat
+) -> None:
+    bob, carol = shared_room
     # Verification on, against chatd's CA alone (not the system's).
     client.command("/set weechat.network.gnutls_ca_system off")
     client.command(f"/set weechat.network.gnutls_ca_user {irc_daemon.pki.ca}")
