@@ -77,6 +77,7 @@ class IOWorker(Protocol):
     def mark_dirty(self, conn: Connection) -> None: ...
     def mark_readable(self, conn: Connection) -> None: ...
     def set_interest(self, conn: Connection, read: bool, write: bool) -> None: ...
+    def queue_handshake(self, conn: Connection) -> None: ...
     def arm_timer(self, conn: Connection, when: float) -> None: ...
     def forget(self, conn: Connection) -> None: ...
 
@@ -190,14 +191,18 @@ class Endpoint:
 
     def start(self) -> None:
         self._rearm()
-        self._handshake()
+        self.worker.queue_handshake(self)
+
+    def handshake_step(self) -> None:
+        if self.life.phase is Phase.HANDSHAKE:
+            self._handshake()
 
     def on_readable(self) -> None:
         phase = self.life.phase
         if phase is Phase.CLOSED:
             return
         if phase is Phase.HANDSHAKE:
-            self._handshake()
+            self.worker.queue_handshake(self)
             return
         pump.read(self)
         if self.tls.pending_out and self.is_open():
@@ -209,7 +214,7 @@ class Endpoint:
         if phase is Phase.CLOSED:
             return
         if phase is Phase.HANDSHAKE:
-            self._handshake()
+            self.worker.queue_handshake(self)
             return
         self.flush()
         pump.watch(self)

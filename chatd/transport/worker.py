@@ -37,6 +37,7 @@ import structlog
 from chatd.transport.accepting import Acceptor
 from chatd.transport.accepting import Service as AcceptService
 from chatd.transport.flushing import Flusher
+from chatd.transport.handshakes import Handshakes
 from chatd.transport.idle import IdleSweep
 from chatd.transport.inbox import Inbox
 from chatd.transport.iostats import IOStats
@@ -63,6 +64,7 @@ class Connection(Timed, Protocol):
     interest: int  # epoll events currently registered
 
     def start(self) -> None: ...
+    def handshake_step(self) -> None: ...
     def on_readable(self) -> None: ...
     def on_writable(self) -> None: ...
     def on_timer(self, now: float) -> None: ...
@@ -103,6 +105,7 @@ class Worker:
         self._acceptor: Acceptor[Worker, Connection] = Acceptor(server, self, self.name, self._poller.epoll, clock)
         self._flusher: Flusher[Connection] = Flusher(self._guard, write_interval, clock, work_clock)
         self._readable: list[Connection] = []
+        self._handshakes: Handshakes[Connection] = Handshakes(clock)
         self._timers: Timers[Connection] = Timers()
         self._idle = IdleSweep()  # a slice of the connections at every tick (idle.py)
         self._stopping = threading.Event()
@@ -205,6 +208,11 @@ class Worker:
         """`conn` may hold decrypted input the selector cannot see; read it next turn."""
         self._readable.append(conn)
 
+    def queue_handshake(self, conn: Connection) -> None:
+        """Take `conn`'s next handshake step in a turn's slice for handshakes (handshakes.py)."""
+        self._poller.set_interest(conn, read=False, write=False)
+        self._handshakes.add(conn)
+
     def arm_timer(self, conn: Connection, when: float) -> None:
         """Run `conn.on_timer` at `when` (monotonic), unless it is due earlier already."""
         self._timers.arm(conn, when)
@@ -213,6 +221,7 @@ class Worker:
         """`conn` is closed: no event, deadline or turn of this worker refers to it any more."""
         self._poller.forget(conn)
         self._timers.cancel(conn)
+        self._handshakes.discard(conn)
         self.connections.discard(conn)
 
     def _start_connection(
@@ -239,7 +248,7 @@ class Worker:
     def _turn(self) -> None:
         # Output held for the write interval is not work for now: _select_timeout
         # wakes the worker when the interval ends.
-        busy = self._readable or self._flusher.due_now()
+        busy = self._readable or self._handshakes or self._flusher.due_now()
         timeout = 0.0 if busy else self._select_timeout()
         poller = self._poller
         by_fd = poller.by_fd
@@ -250,7 +259,8 @@ class Worker:
             if conn is not None:
                 self._guarded(conn, events)
             elif fd in self._acceptor.fds:
-                self._acceptor.accept(fd)
+                if not self._handshakes.full():  # else it waits in the listen backlog
+                    self._acceptor.accept(fd)
             elif fd == self._wake_fd:
                 self._inbox.drain()  # the work it announced is taken just below
             # else: a connection closed earlier in this batch
@@ -260,6 +270,7 @@ class Worker:
             for conn in readable:
                 self._guarded(conn, READ)
         self._flusher.flush()
+        self._handshakes.run(self._guard)
         self._run_timers()
 
     def _guarded(self, conn: Connection, events: int) -> None:

@@ -122,6 +122,9 @@ class Worker:
     def set_interest(self, conn: Endpoint, read: bool, write: bool) -> None:
         conn.interest = (READ if read else 0) | (WRITE if write else 0)
 
+    def queue_handshake(self, conn: Endpoint) -> None:
+        conn.handshake_step()  # at once: the worker's slice for handshakes is tested in test_worker.py
+
     def arm_timer(self, conn: Endpoint, when: float) -> None:
         conn.timer_at = min(conn.timer_at, when)
 

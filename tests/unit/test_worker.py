@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from structlog.testing import capture_logs
 
+from chatd.transport import handshakes as handshakes_module
 from chatd.transport import worker as worker_module
 from chatd.transport.timers import Timer
 from chatd.transport.worker import Worker
@@ -38,6 +39,7 @@ class FakeConnection:
         self.events = events
         self.crash_on_read = False
         self.finished: str | None = None
+        self.on_step: Callable[[], None] = lambda: None  # what its handshake step does besides
 
     def start(self) -> None:
         self.worker.set_interest(self, read=True, write=False)
@@ -48,6 +50,10 @@ class FakeConnection:
         if self.crash_on_read:
             raise RuntimeError("a bug in one connection's handling")
         self.events.put((self.id, f"read {data.decode()}"))
+
+    def handshake_step(self) -> None:
+        self.events.put((self.id, "handshake step"))
+        self.on_step()
 
     def on_writable(self) -> None:
         pass
@@ -83,6 +89,7 @@ class FakeServer:
         self.refuse_with: Exception | None = None
 
     def accept_from(self, acceptor: Worker, listener: int) -> bool:
+        self.events.put((0, "asked to accept"))  # and leaves the client waiting: asked again
         return False
 
     def open_endpoint(
@@ -399,3 +406,88 @@ def test_a_turn_that_worked_long_per_client_flushes_without_waiting(
     on_worker(corked, long_turn)
     settle(corked)
     assert flushes(server) == [1]  # 0.1 ms after the last flush, not 5
+
+
+def test_handshake_steps_wait_for_the_turns_reads_and_take_a_slice_of_each_turn(
+    sleepy: None, server: FakeServer, clock: FakeClock
+) -> None:
+    """Each step here costs 1 ms of the fake clock, more than the slice: one
+    step per turn, and a client that is talking is read between them, not
+    after the whole burst."""
+    worker = Worker(server, 0, clock=clock, work_clock=clock)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        talking = connect(worker, server, 1)
+        for conn_id in range(2, 6):
+            connect(worker, server, conn_id)
+        by_id = {conn.id: conn for conn in worker.connections}
+
+        def step_costs_a_millisecond() -> None:
+            clock.now += 0.001
+
+        for conn_id in range(2, 6):
+            by_id[conn_id].on_step = step_costs_a_millisecond  # type: ignore[attr-defined]
+        by_id[2].on_step = lambda: (step_costs_a_millisecond(), talking.sendall(b"ping"))  # type: ignore[attr-defined]
+
+        def burst() -> None:
+            for conn_id in (2, 3, 4, 5, 3):  # 3 again: its step is owed once
+                worker.queue_handshake(by_id[conn_id])
+
+        assert worker.call_soon(burst)
+        events = [server.events.get(timeout=WAIT) for _ in range(5)]
+        assert events == [
+            (2, "handshake step"),
+            (1, "read ping"),  # the ping came in during 2's step: read before 3's
+            (3, "handshake step"),
+            (4, "handshake step"),
+            (5, "handshake step"),
+        ]
+        settle(worker)
+        assert server.events.empty()
+    finally:
+        worker.stop()
+        assert worker.join(WAIT)
+
+
+def test_a_connection_closed_while_its_handshake_step_waits_is_not_stepped(worker: Worker, server: FakeServer) -> None:
+    connect(worker, server, 1)
+    (conn,) = worker.connections
+
+    def queued_then_closed() -> None:
+        worker.queue_handshake(conn)
+        conn.finish("tls_handshake_failed")
+
+    on_worker(worker, queued_then_closed)
+    settle(worker)
+    assert server.events.get_nowait() == (1, "finished tls_handshake_failed")
+    assert server.events.empty()
+
+
+def test_a_worker_that_owes_its_backlog_of_handshake_steps_accepts_no_more(
+    worker: Worker, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handshakes_module, "BACKLOG", 1)
+    connect(worker, server, 1)
+    (conn,) = worker.connections
+    owing = threading.Event()
+    owing.set()
+
+    def step_owes_another() -> None:
+        if owing.is_set():
+            worker.queue_handshake(conn)
+
+    conn.on_step = step_owes_another  # type: ignore[attr-defined]
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        waiting = socket.create_connection(listener.getsockname())
+        try:
+            assert worker.call_soon(lambda: worker.queue_handshake(conn))
+            worker.watch_listener(listener)  # taken after the step is owed: the worker is full by then
+            steps = [server.events.get(timeout=WAIT) for _ in range(5)]
+            assert steps == [(1, "handshake step")] * 5  # turns go by; the listener is not served
+            owing.clear()
+            while server.events.get(timeout=WAIT) != (0, "asked to accept"):
+                pass  # the step owed last is taken, then nothing is owed: accepting again
+        finally:
+            worker.unwatch_listener(threading.Event())
+            settle(worker)
+            waiting.close()
