@@ -27,6 +27,7 @@ logic (the session's: chatd/core/).
 from __future__ import annotations
 
 import collections
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
@@ -66,6 +67,13 @@ class IrcSession(Protocol):
 # line); any other command first hands over what came before it.
 _GATHERED = frozenset({"PRIVMSG", "NOTICE"})
 _UNSEEN: Final = Translated(b"", 0, "")  # no translation yet of this block for this profile
+# The line almost every PRIVMSG is: no tags, no source, one target, text that
+# needs no cleaning (no control character, so no CTCP, not only spaces). Read
+# by `_said` without the general parser; anything else takes `_read`.
+_PLAIN: Final = re.compile(
+    rb"(PRIVMSG|NOTICE) ([^\x00-\x20,:][^\x00-\x20,]*) :( *[^\x00-\x20\x7f][^\x00-\x1f\x7f]*)\r?"
+)
+_PLAIN_MAX: Final = ircmessage.BODY_MAX - 2  # longer: `_read` refuses it (417)
 
 
 class IrcCodec(ForwardingOutlet):
@@ -137,10 +145,15 @@ class IrcCodec(ForwardingOutlet):
 
     def end(self) -> None:
         asked, self._window = self._window, None
-        if asked is not None:
-            with self._lock:
-                asked.reply.waiting -= 1
-            self._settle(asked.reply)
+        if asked is None:
+            return
+        reply = asked.reply
+        if reply.label is None and not reply.out and reply.command in _GATHERED:
+            reply.waiting -= 1  # nothing to send (`_settle` would send nothing); no other thread sees it
+            return
+        with self._lock:
+            reply.waiting -= 1
+        self._settle(reply)
 
     # -- the codec (this connection's thread) ------------------------------------------------------
 
@@ -155,8 +168,32 @@ class IrcCodec(ForwardingOutlet):
         for raw in lines:
             if not self.endpoint.is_open():
                 break
-            self._read(raw)
+            if raw is TOO_LONG or not self.state.registered or not self._said(raw):
+                self._read(raw)
         self._hand_over()
+
+    def _said(self, raw: bytes) -> bool:
+        """`PRIVMSG <target> :<text>` (or NOTICE) queued for the session as
+        `_read` and ircin's `_message` would queue it, or False for any line
+        that is not that plain (NOTE: the fan-out's path, bench/INSTRUCTIONS.md)."""
+        plain = _PLAIN.fullmatch(raw) if len(raw) <= _PLAIN_MAX else None
+        if plain is None:
+            return False
+        command, target, text = plain.groups()
+        if not text.isascii():
+            try:
+                if not text.decode().isprintable():  # what clean_text would change, or keep as is
+                    return False
+            except UnicodeDecodeError:
+                return False  # FAIL INVALID_UTF8
+        name = target.decode("utf-8", "replace")
+        if command == b"NOTICE":
+            reply = Reply("NOTICE", waiting=1, quiet=True)  # one: the command asked (no line left to read)
+            self._queued.append((Command("msg", text, name, tags=b"notice"), Asked(reply, target=name)))
+        else:
+            reply = Reply("PRIVMSG", waiting=1)
+            self._queued.append((Command("msg", text, name), Asked(reply, target=name)))
+        return True
 
     def _read(self, raw: bytes | None) -> None:
         state = self.state
