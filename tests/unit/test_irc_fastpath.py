@@ -17,7 +17,7 @@ import pytest
 
 from chatd.outlet import Command
 from chatd.transport.irc import IrcCodec
-from chatd.transport.ircout import Frames
+from chatd.transport.ircout import Frames, Person
 from chatd.transport.ircreg import Settings
 
 LINES = [
@@ -194,3 +194,61 @@ def test_the_fast_path_takes_the_plain_lines() -> None:
         assert _read(line + b"\n")[1], line
     for line in (b"PRIVMSG #a :\x01ACTION x\x01", b"@label=x PRIVMSG #a :hi", b"PRIVMSG #a,#b :hi"):
         assert not _read(line + b"\n")[1], line
+
+
+# -- a room's block, translated (ircout.py `Frames._messages`) -----------------------------
+
+_T1, _T2 = b"time=2026-12-07T16:00:00.001Z", b"time=2026-12-07T16:00:00.002Z"
+BLOCKS = [
+    b"@id=1;%s MSG #a bob hello\n" % _T1,
+    b"@id=1;%s MSG #a bob hello\n@id=2;%s MSG #a bob two words  and  spaces\n" % (_T1, _T2),
+    b"@id=1;%s MSG #a bob hello\n@id=2;%s MSG #a carol hi\n" % (_T1, _T2),  # two senders
+    b"@id=1;%s MSG #a Bob hello\n" % _T1,  # the nickname as shown, its key in lower case
+    b"@id=1;%s MSG #a ghost hello\n" % _T1,  # a sender the directory does not know
+    b"@id=1;%s MSG #a bob caf\xc3\xa9 :colon\n" % _T1,
+    b"@id=1;%s;+draft/reply=7 MSG #a bob a client tag\n" % _T1,
+    b"@id=1;%s;notice MSG #a bob a notice\n" % _T1,
+    b"@id=1;%s;action MSG #a bob an action\n" % _T1,
+    b"@id=1;%s;history MSG #a bob from history\n" % _T1,
+    b"@time=2026-12-07T16:00:00.001Z;id=1 MSG #a bob tags the other way round\n",
+    b"@id=;%s MSG #a bob an empty id\n" % _T1,
+    b"@id=1;time= MSG #a bob an empty time\n",
+    b"@id=1 MSG #a bob no time\n",
+    b"MSG #a bob no tags\n",
+    b"@id=1;%s MSG #a bob\n" % _T1,  # no text
+    b"@id=1;%s MSG #a bob \n" % _T1,  # an empty text
+    b"@id=1;%s ACTION #a bob waves\n" % _T1,
+    b"@id=1;%s TOPIC #a bob a topic\n" % _T1,
+    b"@id=1;%s MSG #a bob hello\n@id=2;%s ACTION #a bob waves\n" % (_T1, _T2),
+    b"@id=1;%s MSG #a bob hello\n@id=2;%s JOIN #a carol\n" % (_T1, _T2),
+    b"@id=1;%s JOIN #a carol\n@id=2;%s MSG #a carol hello\n" % (_T1, _T2),
+    b"@id=1;%s DM bob alice hello\n" % _T1,
+    b"ERR no_such_room No such room.\n",
+]
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.people = {
+            "bob": Person("bob", "~bob", "10.0.0.1", "Bob", account="bobacct"),
+            "carol": Person("carol", "chatd", "10.0.0.2", "Carol"),
+        }
+
+    def person(self, nick: str) -> Person | None:
+        return self.people.get(nick.lower())
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=repr)
+def test_a_block_translates_the_same_on_the_fast_path_as_on_the_general_one(block: bytes) -> None:
+    for profile in range(16):  # every set of server-time, message-tags, extended-join, account-tag
+        fast = Frames(Directory(), "irc.test")  # type: ignore[arg-type]
+        general = Frames(Directory(), "irc.test")  # type: ignore[arg-type]
+        general._messages = lambda lines, profile: None  # type: ignore[method-assign]
+        assert fast.translate(block, profile) == general.translate(block, profile), profile
+
+
+def test_the_fast_path_translates_the_fan_outs_blocks() -> None:
+    frames = Frames(Directory(), "irc.test")  # type: ignore[arg-type]
+    lines = (b"@id=1;%s MSG #a bob hello\n@id=2;%s MSG #a carol hi\n" % (_T1, _T2)).split(b"\n")[:-1]
+    for profile in range(16):
+        assert frames._messages(lines, profile) is not None
