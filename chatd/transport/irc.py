@@ -74,6 +74,7 @@ _PLAIN: Final = re.compile(
     rb"(PRIVMSG|NOTICE) ([^\x00-\x20,:][^\x00-\x20,]*) :( *[^\x00-\x20\x7f][^\x00-\x1f\x7f]*)\r?"
 )
 _PLAIN_MAX: Final = ircmessage.BODY_MAX - 2  # longer: `_read` refuses it (417)
+_PLAIN_KEPT: Final = 64  # targets whose `Asked` a codec keeps
 
 
 class IrcCodec(ForwardingOutlet):
@@ -96,6 +97,8 @@ class IrcCodec(ForwardingOutlet):
         self._personal = Personal(self.state, frames, settings)
         self._buffer = LineBuffer(ircmessage.LINE_MAX)
         self._in_thread = endpoint.worker.in_thread
+        self._queue = endpoint.deliver  # the send queue's
+        self._plain: dict[tuple[bytes, bytes], Asked] = {}  # by command and target: `_said`
         self._lock = threading.Lock()  # the history answers' state, shared with the history thread
         self._asked: collections.deque[tuple[Command | bytes, Asked]] = collections.deque()  # handed over
         self._queued: list[tuple[Command | bytes, Asked]] = []  # of the line being read
@@ -107,20 +110,19 @@ class IrcCodec(ForwardingOutlet):
     # -- the session's outlet (any thread) ---------------------------------------------------
 
     def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
-        window = self._window
-        if window is not None and self._in_thread():
-            self._answered(window, self._personal.block(data, window))
+        # NOTE: once per member per block of a room's fan-out: few lookups (bench/INSTRUCTIONS.md).
+        if self._window is not None and self._in_thread():
+            self._answered(self._window, self._personal.block(data, self._window))
             return
         state = self.state
-        profile = state.profile
         last, done = self.frames.last  # the fan-out's path: another member has translated it
-        translated = done.get(profile, _UNSEEN) if last is data else _UNSEEN
+        translated = done.get(state.profile, _UNSEEN) if last is data else _UNSEEN
         if translated is _UNSEEN:
-            translated = self.frames.translate(data, profile)
+            translated = self.frames.translate(data, state.profile)
         if translated is not None:
             if translated.about != state.key:
                 if translated.lines:
-                    self.endpoint.deliver(translated.data, translated.lines, sender)
+                    self._queue(translated.data, translated.lines, sender)
                 return
             if translated.said:  # its own lines: their echo is what the others got, if it asked for one
                 if translated.lines and "echo-message" in state.caps:
@@ -149,8 +151,7 @@ class IrcCodec(ForwardingOutlet):
             return
         reply = asked.reply
         if reply.label is None and not reply.out and reply.command in _GATHERED:
-            reply.waiting -= 1  # nothing to send (`_settle` would send nothing); no other thread sees it
-            return
+            return  # nothing to send (`_settle` would send nothing), and no label waits for it
         with self._lock:
             reply.waiting -= 1
         self._settle(reply)
@@ -165,11 +166,15 @@ class IrcCodec(ForwardingOutlet):
         lines = self._buffer.feed(data)
         if lines:
             self.endpoint.worker.stats.lines_in += len(lines)
+        is_open = self.endpoint.is_open
+        if not is_open():
+            return
         for raw in lines:
-            if not self.endpoint.is_open():
+            if raw is not TOO_LONG and self.state.registered and self._said(raw):
+                continue  # only queued: nothing that could have closed the connection
+            self._read(raw)
+            if not is_open():
                 break
-            if raw is TOO_LONG or not self.state.registered or not self._said(raw):
-                self._read(raw)
         self._hand_over()
 
     def _said(self, raw: bytes) -> bool:
@@ -186,14 +191,23 @@ class IrcCodec(ForwardingOutlet):
                     return False
             except UnicodeDecodeError:
                 return False  # FAIL INVALID_UTF8
-        name = target.decode("utf-8", "replace")
-        if command == b"NOTICE":
-            reply = Reply("NOTICE", waiting=1, quiet=True)  # one: the command asked (no line left to read)
-            self._queued.append((Command("msg", text, name, tags=b"notice"), Asked(reply, target=name)))
-        else:
-            reply = Reply("PRIVMSG", waiting=1)
-            self._queued.append((Command("msg", text, name), Asked(reply, target=name)))
+        asked = self._plain.get((command, target))
+        if asked is None:
+            asked = self._plain_asked(command, target)
+        self._queued.append((Command("msg", text, asked.target, tags=b"notice" if asked.reply.quiet else b""), asked))
         return True
+
+    def _plain_asked(self, command: bytes, target: bytes) -> Asked:
+        """What a plain message to `target` asks: one `Asked` for them all, with
+        one `Reply` for all such PRIVMSGs (another for NOTICEs). Unlabeled, a
+        message's reply is flushed at the end of each (`end`), and its count
+        of commands waiting is read by no one."""
+        if len(self._plain) >= _PLAIN_KEPT:
+            self._plain.clear()
+        quiet = command == b"NOTICE"
+        reply = Reply("NOTICE", quiet=True) if quiet else Reply("PRIVMSG")
+        asked = self._plain[command, target] = Asked(reply, target=target.decode("utf-8", "replace"))
+        return asked
 
     def _read(self, raw: bytes | None) -> None:
         state = self.state

@@ -20,6 +20,7 @@ No I/O, no chat imports: who a nickname is (`user@host`) is asked of the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -42,6 +43,8 @@ ROLE_MODES: Final = {b"owner": b"+o", b"op": b"+o", b"voice": b"-o+v", b"member"
 FLAG_MODES: Final = {"topic_ops": "t", "moderated": "m", "private": "s", "accounts_only": "R"}
 # What a block's translation found of its senders: nickname -> (account, mask).
 Senders = dict[bytes, tuple[str, bytes]]
+# A live message with no tag but its id and time: the line of a room's fan-out.
+_PLAIN_MSG: Final = re.compile(rb"@id=([^ ;]+);(time=[^ ;]+) MSG ([^ ]*) ([^ ]*) (.*)", re.DOTALL)
 _MASKS_KEPT: Final = 10_000  # nicknames whose user@host is remembered after they are gone
 
 
@@ -190,36 +193,31 @@ class Frames:
         """A block of plain live messages (`@id=<id>;time=<time> MSG <room> <nick>
         <text>`, no other tag: what a room's fan-out is, bench/INSTRUCTIONS.md)
         as `_translate`'s general way makes it, in fewer steps; None for any other."""
-        out = []
-        senders: Senders = {}
+        out: list[bytes] = []
+        heads: dict[tuple[bytes, bytes], tuple[str, bytes]] = {}  # (nick, room) -> account, line head
         nick = b""
         for raw in lines:
-            parts = raw.split(b" ", 4)
-            if len(parts) != 5 or parts[1] != b"MSG":
+            plain = _PLAIN_MSG.fullmatch(raw)
+            if plain is None:
                 return None
-            tags, _, room, nick, text = parts
-            id_, _, time = tags.partition(b";")
-            if len(id_) < 5 or not id_.startswith(b"@id=") or len(time) < 6 or not time.startswith(b"time="):
-                return None
-            if b";" in time:
-                return None
-            known = senders.get(nick)
+            id_, time, room, nick, text = plain.groups()
+            known = heads.get((nick, room))
             if known is None:
-                known = senders[nick] = self._sender(True, profile, nick)
-            account, mask = known
-            if profile or account:
-                items = [b"msgid=" + id_[4:]] if profile & TAGS else []
+                account, mask = self._sender(True, profile, nick)
+                known = heads[nick, room] = account, b":%s PRIVMSG %s :" % (mask, room)
+            account, head = known
+            if profile & (TAGS | TIME) or account:
+                items = [b"msgid=" + id_] if profile & TAGS else []
                 if profile & TIME:
                     items.append(time)
                 if account:
                     items.append(b"account=" + account.encode())
-                if items:
-                    out.append(b"@%s :%s PRIVMSG %s :%s\r\n" % (b";".join(items), mask, room, text))
-                    continue
-            out.append(b":%s PRIVMSG %s :%s\r\n" % (mask, room, text))
-        if not out:
+                out += (b"@", b";".join(items), b" ", head, text, b"\r\n")
+            else:
+                out += (head, text, b"\r\n")
+        if not lines:
             return None
-        return Translated(b"".join(out), len(out), nick.lower().decode(), True)
+        return Translated(b"".join(out), len(lines), nick.lower().decode(), True)
 
     def event(self, native: Native, profile: int, senders: Senders | None = None) -> tuple[bytes, str]:
         """One shared event as an IRC line, and the nickname key it is about

@@ -211,6 +211,8 @@ BLOCKS = [
     b"@id=1;%s;action MSG #a bob an action\n" % _T1,
     b"@id=1;%s;history MSG #a bob from history\n" % _T1,
     b"@time=2026-12-07T16:00:00.001Z;id=1 MSG #a bob tags the other way round\n",
+    b"@id=1;notice;%s MSG #a bob a notice, its tag before the time\n" % _T1,
+    b"@id=1;%s MSG #b bob hello\n@id=2;%s MSG #b bob in another room\n" % (_T1, _T2),
     b"@id=;%s MSG #a bob an empty id\n" % _T1,
     b"@id=1;time= MSG #a bob an empty time\n",
     b"@id=1 MSG #a bob no time\n",
