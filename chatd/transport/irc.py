@@ -102,6 +102,7 @@ class IrcCodec(ForwardingOutlet):
         self._lock = threading.Lock()  # the history answers' state, shared with the history thread
         self._asked: collections.deque[tuple[Command | bytes, Asked]] = collections.deque()  # handed over
         self._queued: list[tuple[Command | bytes, Asked]] = []  # of the line being read
+        self._queued_histories: list[Asked] = []  # those of `_queued` that are CHATHISTORYs
         self._window: Asked | None = None  # the command the session is handling now
         self._histories: collections.deque[Asked] = collections.deque()  # CHATHISTORYs awaiting events
         self._after_history: list[Reply] = []  # PONGs waiting for those
@@ -261,6 +262,7 @@ class IrcCodec(ForwardingOutlet):
         reply.waiting += 1
         if asked.history is not None:
             reply.waiting += 1  # its events, later
+            self._queued_histories.append(asked)
         self._queued.append((command, asked))
 
     def charge(self) -> bool:
@@ -270,8 +272,10 @@ class IrcCodec(ForwardingOutlet):
         queued, self._queued = self._queued, []
         if not queued:
             return
-        with self._lock:
-            self._histories.extend(asked for _, asked in queued if asked.history is not None)
+        if self._queued_histories:
+            histories, self._queued_histories = self._queued_histories, []
+            with self._lock:
+                self._histories.extend(histories)
         self._asked.extend(queued)
         self.app.on_lines([command for command, _ in queued])
 

@@ -48,7 +48,7 @@ _PLAIN_MSG: Final = re.compile(rb"@id=([^ ;]+);(time=[^ ;]+) MSG ([^ ]*) ([^ ]*)
 _MASKS_KEPT: Final = 10_000  # nicknames whose user@host is remembered after they are gone
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, though never changed: one is made per block a room's IRC members get
 class Person:
     """Who a nickname is, as IRC shows it."""
 
@@ -334,7 +334,7 @@ class Frames:
         person = self.directory.person(nick)
         key = nick.lower()
         if person is not None:
-            at = person.mask.partition("!")[2]
+            at = f"{person.user}@{person.host}"
             if len(self._masks) > _MASKS_KEPT:
                 self._masks.clear()
             self._masks[key] = at
