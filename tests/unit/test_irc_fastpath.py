@@ -99,6 +99,8 @@ class AnsweringSession:
         codec = self.codecs[0]
         for item in lines:
             self.handed.append(item)
+            if isinstance(item, Command) and item.verb == "quit":
+                codec.endpoint.open = False  # type: ignore[attr-defined]  # as the session's close does
             self.handed.append(codec.wants_events(item))
             codec.begin(item)
             codec.deliver(b"ERR missing_argument Say what.\nERR no_such_nick No such nick.\n")
@@ -127,8 +129,10 @@ class RecordingEndpoint:
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         self.sent.append((data, lines))
 
+    open = True
+
     def is_open(self) -> bool:
-        return True
+        return self.open
 
 
 def _codec(registered: bool, caps: set[str], fast: bool) -> tuple[IrcCodec, list[object]]:
@@ -180,6 +184,12 @@ def test_a_line_reads_the_same_on_the_fast_path_as_on_the_general_one(line: byte
 def test_a_read_of_many_lines_reads_the_same_on_both_paths() -> None:
     record, taken = _read(b"".join(line + b"\n" for line in LINES))
     assert taken and sum(isinstance(item, Command) for item in record) > 20
+
+
+def test_no_line_after_the_one_that_closes_the_connection_is_handed_over() -> None:
+    record, taken = _read(b"PRIVMSG #a :one\r\nQUIT :bye\r\nPRIVMSG #a :two\r\nPRIVMSG #a :three\r\n")
+    assert taken
+    assert [item.text for item in record if isinstance(item, Command)] == [b"one", b"bye"]
 
 
 def test_before_registration_a_privmsg_is_refused_on_both_paths() -> None:
