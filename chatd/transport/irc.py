@@ -6,7 +6,10 @@ Coming in, it reads IRC lines (ircmessage.py), registers the client itself
 (CAP, NICK, USER, PASS: ircreg.py), then hands its chat session (the same
 `Session` a line client has) the nickname, and afterwards each command as
 the session's own (ircin.py's table): the PRIVMSGs and NOTICEs of one read
-together, so that the session says them to a room's members as one block. Going out, it is the session's outlet:
+together, so that the session says them to a room's members as one block
+(a plain `PRIVMSG <target> :<text>`, the line nearly every message is, is
+read by `_said` without the general parser: the fan-out's path, see
+bench/INSTRUCTIONS.md "IRC clients"). Going out, it is the session's outlet:
 what the session delivers are lines of the line protocol, which it
 translates into IRC lines: the events a room's members share through the
 server's `Frames` (ircout.py), once per block and set of capabilities; a
