@@ -6,7 +6,10 @@ Coming in, it reads IRC lines (ircmessage.py), registers the client itself
 (CAP, NICK, USER, PASS: ircreg.py), then hands its chat session (the same
 `Session` a line client has) the nickname, and afterwards each command as
 the session's own (ircin.py's table): the PRIVMSGs and NOTICEs of one read
-together, so that the session says them to a room's members as one block. Going out, it is the session's outlet:
+together, so that the session says them to a room's members as one block
+(a plain `PRIVMSG <target> :<text>`, the line nearly every message is, is
+read by `_said` without the general parser: the fan-out's path, see
+bench/INSTRUCTIONS.md "IRC clients"). Going out, it is the session's outlet:
 what the session delivers are lines of the line protocol, which it
 translates into IRC lines: the events a room's members share through the
 server's `Frames` (ircout.py), once per block and set of capabilities; a
@@ -27,6 +30,7 @@ logic (the session's: chatd/core/).
 from __future__ import annotations
 
 import collections
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
@@ -66,6 +70,14 @@ class IrcSession(Protocol):
 # line); any other command first hands over what came before it.
 _GATHERED = frozenset({"PRIVMSG", "NOTICE"})
 _UNSEEN: Final = Translated(b"", 0, "")  # no translation yet of this block for this profile
+# The line almost every PRIVMSG is: no tags, no source, one target, text that
+# needs no cleaning (no control character, so no CTCP, not only spaces). Read
+# by `_said` without the general parser; anything else takes `_read`.
+_PLAIN: Final = re.compile(
+    rb"(PRIVMSG|NOTICE) ([^\x00-\x20,:][^\x00-\x20,]*) :( *[^\x00-\x20\x7f][^\x00-\x1f\x7f]*)\r?"
+)
+_PLAIN_MAX: Final = ircmessage.BODY_MAX - 2  # longer: `_read` refuses it (417)
+_PLAIN_KEPT: Final = 64  # targets whose `Asked` a codec keeps
 
 
 class IrcCodec(ForwardingOutlet):
@@ -88,9 +100,12 @@ class IrcCodec(ForwardingOutlet):
         self._personal = Personal(self.state, frames, settings)
         self._buffer = LineBuffer(ircmessage.LINE_MAX)
         self._in_thread = endpoint.worker.in_thread
+        self._queue = endpoint.deliver  # the send queue's
+        self._plain: dict[tuple[bytes, bytes], Asked] = {}  # by command and target: `_said`
         self._lock = threading.Lock()  # the history answers' state, shared with the history thread
         self._asked: collections.deque[tuple[Command | bytes, Asked]] = collections.deque()  # handed over
         self._queued: list[tuple[Command | bytes, Asked]] = []  # of the line being read
+        self._queued_histories: list[Asked] = []  # those of `_queued` that are CHATHISTORYs
         self._window: Asked | None = None  # the command the session is handling now
         self._histories: collections.deque[Asked] = collections.deque()  # CHATHISTORYs awaiting events
         self._after_history: list[Reply] = []  # PONGs waiting for those
@@ -99,20 +114,19 @@ class IrcCodec(ForwardingOutlet):
     # -- the session's outlet (any thread) ---------------------------------------------------
 
     def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
-        window = self._window
-        if window is not None and self._in_thread():
-            self._answered(window, self._personal.block(data, window))
+        # NOTE: once per member per block of a room's fan-out: few lookups (bench/INSTRUCTIONS.md).
+        if self._window is not None and self._in_thread():
+            self._answered(self._window, self._personal.block(data, self._window))
             return
         state = self.state
-        profile = state.profile
         last, done = self.frames.last  # the fan-out's path: another member has translated it
-        translated = done.get(profile, _UNSEEN) if last is data else _UNSEEN
+        translated = done.get(state.profile, _UNSEEN) if last is data else _UNSEEN
         if translated is _UNSEEN:
-            translated = self.frames.translate(data, profile)
+            translated = self.frames.translate(data, state.profile)
         if translated is not None:
             if translated.about != state.key:
                 if translated.lines:
-                    self.endpoint.deliver(translated.data, translated.lines, sender)
+                    self._queue(translated.data, translated.lines, sender)
                 return
             if translated.said:  # its own lines: their echo is what the others got, if it asked for one
                 if translated.lines and "echo-message" in state.caps:
@@ -137,10 +151,14 @@ class IrcCodec(ForwardingOutlet):
 
     def end(self) -> None:
         asked, self._window = self._window, None
-        if asked is not None:
-            with self._lock:
-                asked.reply.waiting -= 1
-            self._settle(asked.reply)
+        if asked is None:
+            return
+        reply = asked.reply
+        if reply.label is None and not reply.out and reply.command in _GATHERED:
+            return  # nothing to send (`_settle` would send nothing), and no label waits for it
+        with self._lock:
+            reply.waiting -= 1
+        self._settle(reply)
 
     # -- the codec (this connection's thread) ------------------------------------------------------
 
@@ -152,11 +170,48 @@ class IrcCodec(ForwardingOutlet):
         lines = self._buffer.feed(data)
         if lines:
             self.endpoint.worker.stats.lines_in += len(lines)
+        is_open = self.endpoint.is_open
+        if not is_open():
+            return
         for raw in lines:
-            if not self.endpoint.is_open():
-                break
+            if raw is not TOO_LONG and self.state.registered and self._said(raw):
+                continue  # only queued: nothing that could have closed the connection
             self._read(raw)
+            if not is_open():
+                break
         self._hand_over()
+
+    def _said(self, raw: bytes) -> bool:
+        """`PRIVMSG <target> :<text>` (or NOTICE) queued for the session as
+        `_read` and ircin's `_message` would queue it, or False for any line
+        that is not that plain (NOTE: the fan-out's path, bench/INSTRUCTIONS.md)."""
+        plain = _PLAIN.fullmatch(raw) if len(raw) <= _PLAIN_MAX else None
+        if plain is None:
+            return False
+        command, target, text = plain.groups()
+        if not text.isascii():
+            try:
+                if not text.decode().isprintable():  # what clean_text would change, or keep as is
+                    return False
+            except UnicodeDecodeError:
+                return False  # FAIL INVALID_UTF8
+        asked = self._plain.get((command, target))
+        if asked is None:
+            asked = self._plain_asked(command, target)
+        self._queued.append((Command("msg", text, asked.target, tags=b"notice" if asked.reply.quiet else b""), asked))
+        return True
+
+    def _plain_asked(self, command: bytes, target: bytes) -> Asked:
+        """What a plain message to `target` asks: one `Asked` for them all, with
+        one `Reply` for all such PRIVMSGs (another for NOTICEs). Unlabeled, a
+        message's reply is flushed at the end of each (`end`), and its count
+        of commands waiting is read by no one."""
+        if len(self._plain) >= _PLAIN_KEPT:
+            self._plain.clear()
+        quiet = command == b"NOTICE"
+        reply = Reply("NOTICE", quiet=True) if quiet else Reply("PRIVMSG")
+        asked = self._plain[command, target] = Asked(reply, target=target.decode("utf-8", "replace"))
+        return asked
 
     def _read(self, raw: bytes | None) -> None:
         state = self.state
@@ -210,6 +265,7 @@ class IrcCodec(ForwardingOutlet):
         reply.waiting += 1
         if asked.history is not None:
             reply.waiting += 1  # its events, later
+            self._queued_histories.append(asked)
         self._queued.append((command, asked))
 
     def charge(self) -> bool:
@@ -219,8 +275,10 @@ class IrcCodec(ForwardingOutlet):
         queued, self._queued = self._queued, []
         if not queued:
             return
-        with self._lock:
-            self._histories.extend(asked for _, asked in queued if asked.history is not None)
+        if self._queued_histories:
+            histories, self._queued_histories = self._queued_histories, []
+            with self._lock:
+                self._histories.extend(histories)
         self._asked.extend(queued)
         self.app.on_lines([command for command, _ in queued])
 
