@@ -6,58 +6,35 @@ tests/integration/test_irc*.py and irctest."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 from chatd.outlet import Command
 from chatd.transport.irc import IrcCodec
 from chatd.transport.ircout import Frames
 from chatd.transport.ircreg import Settings
+from tests.support.ircstandins import StandInEndpoint, StandInSession
 
 
-class RecordingSession:
+class RecordingSession(StandInSession):
     """Records each `on_lines` call: one per hand-over."""
-
-    nick = "alice"
-    messages_in = 0
-    rate_limited = 0
 
     def __init__(self, log: list[str]) -> None:
         self.handed: list[list[str]] = []
         self.log = log
 
-    def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
-
     def on_lines(self, lines: Sequence[bytes | Command | None]) -> None:
         self.handed.append([f"{c.verb} {c.target}" for c in lines if isinstance(c, Command)])
         self.log.append("handed")
 
-    def charge(self, frames: int) -> bool:
-        return True
 
-    def on_timer(self, now: float) -> None: ...
-
-    def on_close(self, reason: str, text: str) -> bytes:
-        return b"BYE quit\n"
-
-    def limits_changed(self) -> None: ...
-
-
-class FakeEndpoint:
-    """What the codec reads of its endpoint; what it sends is kept."""
-
-    peer = "127.0.0.1:50000"
-    connected_at = 0.0
+class FakeEndpoint(StandInEndpoint):
+    """What the codec sends is kept: the numeric of each line."""
 
     def __init__(self, log: list[str]) -> None:
-        self.context: dict[str, object] = {}
+        super().__init__()
         self.log = log
-        self.worker = SimpleNamespace(in_thread=lambda: True, stats=SimpleNamespace(lines_in=0))
 
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         self.log.append(data.decode().split(" ")[1])
-
-    def is_open(self) -> bool:
-        return True
 
 
 def registered_codec() -> tuple[IrcCodec, RecordingSession, list[str]]:

@@ -19,6 +19,7 @@ from chatd.outlet import Command
 from chatd.transport.irc import IrcCodec
 from chatd.transport.ircout import Frames, Person
 from chatd.transport.ircreg import Settings
+from tests.support.ircstandins import StandInEndpoint, StandInSession
 
 LINES = [
     b"PRIVMSG #a :hello",
@@ -81,19 +82,13 @@ LINES = [
 ]
 
 
-class AnsweringSession:
+class AnsweringSession(StandInSession):
     """Records what it is handed; answers each command with two errors, in
     its window, as the chat session does (`begin`, deliver, `end`)."""
-
-    nick = "alice"
-    messages_in = 0
-    rate_limited = 0
 
     def __init__(self, codecs: list[IrcCodec], handed: list[object]) -> None:
         self.codecs = codecs
         self.handed = handed
-
-    def on_open(self, reject: str | None, cert_nick: str | None) -> None: ...
 
     def on_lines(self, lines: Sequence[bytes | Command | None]) -> None:
         codec = self.codecs[0]
@@ -106,33 +101,14 @@ class AnsweringSession:
             codec.deliver(b"ERR missing_argument Say what.\nERR no_such_nick No such nick.\n")
             codec.end()
 
-    def charge(self, frames: int) -> bool:
-        return True
 
-    def on_timer(self, now: float) -> None: ...
-
-    def on_close(self, reason: str, text: str) -> bytes:
-        return b"BYE quit\n"
-
-    def limits_changed(self) -> None: ...
-
-
-class RecordingEndpoint:
-    peer = "127.0.0.1:50000"
-    connected_at = 0.0
-
+class RecordingEndpoint(StandInEndpoint):
     def __init__(self, sent: list[object]) -> None:
-        self.context: dict[str, object] = {}
+        super().__init__()
         self.sent = sent
-        self.worker = SimpleNamespace(in_thread=lambda: True, stats=SimpleNamespace(lines_in=0))
 
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         self.sent.append((data, lines))
-
-    open = True
-
-    def is_open(self) -> bool:
-        return self.open
 
 
 def _codec(registered: bool, caps: set[str], fast: bool) -> tuple[IrcCodec, list[object]]:
