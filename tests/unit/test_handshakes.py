@@ -6,14 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chatd.transport.handshakes import SLICE, Handshakes
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.sessions import FakeClock as Clock
 
 
 class Conn:
