@@ -104,16 +104,57 @@ def handshake(conn: Pumped) -> bool:
     (then the connection is closed)."""
     tls = conn.tls
     try:
-        tls.do_handshake()
+        tls.handshake_input()
+        error = tls.handshake_continue(tls.handshake_call())
     except ssl.SSLWantReadError:
-        conn.worker.set_interest(conn, read=True, write=tls.pending_out > 0)
+        _wait_for_peer(conn)
         return False
     except (ssl.SSLError, OSError) as exc:
         handshake_failed(conn, describe_error(exc))
         return False
+    return _stepped(conn, error)
+
+
+def handshake_input(conn: Pumped) -> bool:
+    """The first part of a step whose OpenSSL part is handed over
+    (`TLSStream.handshake_call`): True once OpenSSL has input to answer;
+    False while it waits for the peer, or once it has failed."""
+    try:
+        conn.tls.handshake_input()
+    except ssl.SSLWantReadError:
+        _wait_for_peer(conn)
+        return False
+    except (ssl.SSLError, OSError) as exc:
+        handshake_failed(conn, describe_error(exc))
+        return False
+    return True
+
+
+def handshake_answered(conn: Pumped, error: ssl.SSLError | None) -> bool:
+    """The rest of a step whose OpenSSL part returned `error`; as `handshake`."""
+    try:
+        error = conn.tls.handshake_continue(error)
+    except (ssl.SSLError, OSError) as exc:
+        handshake_failed(conn, describe_error(exc))
+        return False
+    return _stepped(conn, error)
+
+
+def _stepped(conn: Pumped, error: ssl.SSLError | None) -> bool:
+    if isinstance(error, ssl.SSLWantReadError):
+        _wait_for_peer(conn)
+        return False
+    if error is not None:
+        handshake_failed(conn, describe_error(error))
+        return False
+    tls = conn.tls
     cipher = tls.cipher()
     log.info("connect", **conn.context, tls_version=tls.version(), cipher=cipher[0] if cipher else None)
     return True
+
+
+def _wait_for_peer(conn: Pumped) -> None:
+    conn.worker.set_interest(conn, read=True, write=conn.tls.pending_out > 0)
 
 
 def handshake_failed(conn: Pumped, error: str) -> None:

@@ -123,6 +123,22 @@ class TLSStream:
         On failure the alert OpenSSL wrote is sent, as far as the socket takes it,
         before the error is raised.
         """
+        self.handshake_input()
+        error = self.handshake_continue(self.handshake_call())
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error  # else this frame and the error's traceback hold each other
+
+    # A step in three parts, so that OpenSSL's may run on another thread
+    # (handshake_threads.py), the other two on the worker's, with the socket.
+    # They return OpenSSL's errors rather than raise them: an error kept in a
+    # variable and raised makes a reference cycle with the frames it passes
+    # through, and the endpoint's among them would wait for the cyclic GC.
+
+    def handshake_input(self) -> None:
+        """Give OpenSSL what the peer sent; SSLWantReadError if nothing came."""
         self.flush()
         if not self._incoming.pending:
             # OpenSSL has taken all it was given and waits for the peer: asked
@@ -132,23 +148,36 @@ class TLSStream:
             if not self._pull():
                 raise ssl.SSLWantReadError("the handshake waits for the peer")
             self._check_hello()
-        while True:
-            try:
-                self._tls.do_handshake()
-            except ssl.SSLWantReadError:
-                self._collect()
-                self.flush()
-                if not self._pull():
-                    raise
-                self._check_hello()
-                continue
-            except ssl.SSLError:
-                self._collect()
-                self._flush_quietly()
-                raise
-            self._hello = None
-            self._collect()  # TLS 1.2's last flight: it leaves with the first line
-            return
+
+    def handshake_call(self) -> ssl.SSLError | None:
+        """OpenSSL's part, the dear one (it releases the GIL): what it raised.
+        Any thread, while no other touches this stream."""
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLError as exc:
+            # Without its traceback: the frames in it would keep their callers'
+            # frames alive, the endpoint's among them.
+            return exc.with_traceback(None)
+        return None
+
+    def handshake_continue(self, error: ssl.SSLError | None) -> ssl.SSLError | None:
+        """The rest of a step whose OpenSSL part returned `error`: send its
+        answer and give OpenSSL what else came. None once the handshake is
+        done; SSLWantReadError while it waits for the peer; any other
+        SSLError once it failed (its alert sent, as far as the socket takes it)."""
+        while isinstance(error, ssl.SSLWantReadError):
+            self._collect()
+            self.flush()
+            if not self._pull():
+                return error
+            self._check_hello()
+            error = self.handshake_call()
+        self._collect()
+        if error is not None:
+            self._flush_quietly()
+            return error
+        self._hello = None  # TLS 1.2's last flight, just collected, leaves with the first line
+        return None
 
     def _check_hello(self) -> None:
         """Refuse the ClientHello if the reader did, before OpenSSL answers it."""
