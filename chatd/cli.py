@@ -87,7 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     background = BackgroundPriority()  # one for all, so a refusal is logged once
     try:
         server = Server(
-            config, context, notifier, _open_history(config, background), _open_accounts(config, background)
+            config,
+            context,
+            notifier,
+            _open_history(config, background),
+            _open_accounts(config, background),
+            background,
         )
     except ConfigError as exc:
         sys.stderr.write(f"chatd: config error: {exc}\n")

@@ -37,6 +37,9 @@ class ServerConfig:
     port: int = 7443
     name: str = "chatd"
     io_threads: int = 1
+    # Threads that compute the TLS handshake's answer to a ClientHello (the
+    # dear step) beside the I/O workers; 0: the workers compute it.
+    handshake_threads: int = 1
     reuse_port: bool = False  # SO_REUSEPORT: several processes (cluster nodes) share the port
     # A worker writes at most once per this interval, so that lines close
     # together share a TLS record and a send(); 0: at the end of every turn.
@@ -171,6 +174,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "port": values.integer(0, 65535),
             "name": values.text,
             "io_threads": values.integer(0, 64),
+            "handshake_threads": values.integer(0, 64),
             "reuse_port": values.boolean,
             "write_interval_ms": values.number(0, 100),
         },

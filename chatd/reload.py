@@ -39,6 +39,7 @@ RESTART_KEYS = (
     "server.host",
     "server.port",
     "server.io_threads",
+    "server.handshake_threads",
     "server.reuse_port",
     "control.socket",
     "history.enabled",
@@ -148,7 +149,11 @@ class Reloader:
 def _kept(old: Config, new: Config) -> Config:
     """`new`, with the old values of the keys that need a restart."""
     server = dataclasses.replace(
-        new.server, host=old.server.host, port=old.server.port, io_threads=old.server.io_threads
+        new.server,
+        host=old.server.host,
+        port=old.server.port,
+        io_threads=old.server.io_threads,
+        handshake_threads=old.server.handshake_threads,
     )
     history = dataclasses.replace(new.history, enabled=old.history.enabled, path=old.history.path)
     accounts = dataclasses.replace(new.accounts, enabled=old.accounts.enabled, auth_threads=old.accounts.auth_threads)

@@ -44,12 +44,14 @@ from chatd.listeners import Listeners
 from chatd.listeners import tune_listener as tune_listener
 from chatd.notify import Notifier
 from chatd.outlet import Outlet
+from chatd.priority import BackgroundPriority
 from chatd.reload import Reloader, Settings, read_settings
 from chatd.stats import Snapshot, StatsSource, StoreStats, take_snapshot
 from chatd.storage.lookups import LookupThread
 from chatd.tls import HTTP_ALPN, memory_warnings
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
+from chatd.transport.handshake_threads import HandshakeThreads
 from chatd.transport.http import HttpCodec
 from chatd.transport.lines import LineCodec
 from chatd.transport.tlsstream import TLSStream
@@ -74,8 +76,10 @@ class Server:
         notifier: Notifier,
         store: EventStore | None = None,
         accounts: AccountService | None = None,
+        priority: BackgroundPriority | None = None,
     ) -> None:
         """`accounts`: registered nicknames (chatd/account_service.py), or none.
+        `priority`: what the handshake threads lower themselves with.
 
         Raises:
         StartupError: the web client's files cannot be read.
@@ -113,7 +117,13 @@ class Server:
         self.irc = IrcListener(config, self.chat) if config.irc.listen is not None else None
         count = config.server.io_threads or len(os.sched_getaffinity(0))
         interval = config.server.write_interval_ms / 1000
-        self._workers = [Worker(self, index, interval) for index in range(count)]
+        threads = config.server.handshake_threads
+        self._handshake_threads = (
+            HandshakeThreads(threads, priority.lower if priority is not None else None) if threads else None
+        )
+        self._workers = [
+            Worker(self, index, interval, handshake_threads=self._handshake_threads) for index in range(count)
+        ]
         self.reloader = Reloader(self, notifier)
 
     @property
@@ -151,6 +161,8 @@ class Server:
                 raise StartupError(str(exc)) from exc
         self.address = self._listeners.open_chat(self.config)
         irc = self._listeners.open_irc(self.config, self.irc) if self.irc is not None else None
+        if self._handshake_threads is not None:
+            self._handshake_threads.start()
         for worker in self._workers:
             worker.start()
             for listener in self._listeners.sockets():
@@ -182,6 +194,8 @@ class Server:
         stuck = [w.name for w in self._workers if not w.join(max(0.0, deadline - time.monotonic()))]
         if stuck or len(self._connections):
             log.warning("sessions_still_running", count=len(self._connections), threads=stuck)
+        if self._handshake_threads is not None:
+            self._handshake_threads.stop()  # after the workers: none hands a step over now
         self.chat.close()
 
     def _close_listener(self, grace: float) -> None:

@@ -62,7 +62,7 @@ class Service(Protocol[W_contra, C_co]):
 
 
 class Acceptor(Generic[W, C]):
-    __slots__ = ("_clock", "_epoll", "_name", "_server", "_worker", "fds", "paused_until")
+    __slots__ = ("_clock", "_epoll", "_name", "_server", "_worker", "fds", "held", "paused_until")
 
     def __init__(
         self, server: Service[W, C], worker: W, name: str, epoll: select.epoll, clock: Callable[[], float]
@@ -74,19 +74,38 @@ class Acceptor(Generic[W, C]):
         self._clock = clock
         self.fds: set[int] = set()  # the listeners' descriptors, while this worker accepts from them
         self.paused_until = 0.0  # out of descriptors: accept again after this (monotonic; 0: not paused)
+        self.held = False  # the worker owes all the handshake steps it may (`hold`)
 
     def watch(self, fd: int) -> None:
         """Accept from the listener `fd` too."""
         self.fds.add(fd)
-        if not self.paused_until:
+        if not self.paused_until and not self.held:
             self._listening(True, [fd])
 
     def unwatch(self) -> None:
         """Accept from no listener any more."""
-        if not self.paused_until:
+        if not self.paused_until and not self.held:
             self._listening(False)
         self.fds.clear()
         self.paused_until = 0.0
+        self.held = False
+
+    def hold(self) -> None:
+        """Stop watching the listeners until `unhold`: the worker owes as many
+        handshake steps as it may, and a listener with clients waiting would
+        wake it every turn (level-triggered) while some are at the handshake
+        threads and the turns have nothing to do."""
+        if not self.held:
+            self.held = True
+            if not self.paused_until:
+                self._listening(False)
+
+    def unhold(self) -> None:
+        """Watch the listeners again (unless out of descriptors)."""
+        if self.held:
+            self.held = False
+            if not self.paused_until:
+                self._listening(True)
 
     def accept(self, fd: int) -> None:
         """The listener `fd` is ready: have the server accept from it."""
@@ -105,7 +124,8 @@ class Acceptor(Generic[W, C]):
         """Watch the listeners again if a pause has ended by `now`."""
         if self.paused_until and now >= self.paused_until:
             self.paused_until = 0.0
-            self._listening(True)
+            if not self.held:
+                self._listening(True)
 
     def open(self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str) -> C | None:
         """The connection for a socket accepted from the listener of `kind`

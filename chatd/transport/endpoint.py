@@ -19,9 +19,12 @@ which protocol ALPN selected (`switch_codec`): lines for a chat session
 of chat: a session answers through `deliver` and `close`.
 
 # NOTE: every method here except `deliver()` and `close()` runs only on the
-# owning worker's thread, which is the only thread that ever touches this
+# owning worker's thread, which is the only thread that touches this
 # endpoint's TLSStream and its SSL object (OpenSSL forbids concurrent use of
-# one SSL object; see docs/architecture.md). Other threads reach an endpoint
+# one SSL object; see docs/architecture.md), but for one call: while
+# `hello_step` is HELLO_AWAY, a handshake thread runs `handshake_call` and the
+# worker leaves the stream alone (the connection is out of its epoll, and a
+# close meanwhile closes only the socket). Other threads reach an endpoint
 # only through `deliver()` (its send queue's, which takes the queue's lock),
 # `close()`, or `Worker.call_soon()`.
 """
@@ -29,9 +32,10 @@ of chat: a session answers through `deliver` and `close`.
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
 
@@ -50,6 +54,12 @@ if TYPE_CHECKING:
     from chatd.transport.timers import Timer
 
 log = structlog.get_logger(__name__)
+
+# The step that answers the ClientHello (`hello_step`), the dear one: a handshake
+# thread computes it where the worker has them (handshake_threads.py).
+HELLO_OWED: Final = 0  # not taken yet
+HELLO_AWAY: Final = 1  # at a handshake thread, which alone touches the SSL object
+HELLO_ANSWERED: Final = 2  # the steps after it (cheap) are taken on the worker
 
 
 class Host(Protocol):
@@ -78,6 +88,9 @@ class IOWorker(Protocol):
     def mark_readable(self, conn: Connection) -> None: ...
     def set_interest(self, conn: Connection, read: bool, write: bool) -> None: ...
     def queue_handshake(self, conn: Connection) -> None: ...
+    @property
+    def hands_over(self) -> bool: ...
+    def hand_over(self, conn: Connection, call: Callable[[], ssl.SSLError | None]) -> None: ...
     def arm_timer(self, conn: Connection, when: float) -> None: ...
     def forget(self, conn: Connection) -> None: ...
 
@@ -93,6 +106,7 @@ class Endpoint:
         "deliver",
         "drained_wanted",
         "fd",
+        "hello_step",
         "host",
         "id",
         "intake",
@@ -144,6 +158,7 @@ class Endpoint:
         self.deliver = self.send_queue.deliver
         self.intake = Intake(self.send_queue)  # what a turn reads, and when none (pump.py moves the bytes)
         self.drained_wanted = False  # call `codec.drained()` once the queue is empty
+        self.hello_step = HELLO_OWED  # where the step that answers the ClientHello is
 
     @property
     def state(self) -> Phase:
@@ -194,8 +209,21 @@ class Endpoint:
         self.worker.queue_handshake(self)
 
     def handshake_step(self) -> None:
-        if self.life.phase is Phase.HANDSHAKE:
-            self._handshake()
+        if self.life.phase is not Phase.HANDSHAKE or self.hello_step == HELLO_AWAY:
+            return
+        if self.hello_step == HELLO_OWED and self.worker.hands_over:
+            if pump.handshake_input(self):
+                self.hello_step = HELLO_AWAY
+                self.worker.hand_over(self, self.tls.handshake_call)
+            return
+        if pump.handshake(self):
+            self._open()
+
+    def handshake_answered(self, error: ssl.SSLError | None) -> None:
+        """The handshake thread's answer to the ClientHello: `error` is what OpenSSL raised."""
+        self.hello_step = HELLO_ANSWERED
+        if self.life.phase is Phase.HANDSHAKE and pump.handshake_answered(self, error):
+            self._open()
 
     def on_readable(self) -> None:
         phase = self.life.phase
@@ -246,15 +274,15 @@ class Endpoint:
     def release_idle(self) -> bool:
         """The worker's idle sweep (idle.py): give back the TLS buffers if
         nothing was read or written since its last visit."""
+        if self.life.phase is Phase.HANDSHAKE:
+            return False  # a handshake thread may have the SSL object
         return self.tls.release_buffers()
 
     # -- opening ------------------------------------------------------------------
 
-    def _handshake(self) -> None:
-        """A step of the TLS handshake (the pump's); once it is done, the
-        connection opens with the codec for the protocol ALPN selected."""
-        if not pump.handshake(self):
-            return
+    def _open(self) -> None:
+        """The handshake is done: the connection opens with the codec for the
+        protocol ALPN selected."""
         self.worker.set_interest(self, read=True, write=False)
         self.life.opened()
         if self.reject is not None:

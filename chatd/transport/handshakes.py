@@ -17,6 +17,8 @@ wait in the kernel's backlog instead (tests/integration/test_churn.py).
 A connection waits here out of its worker's epoll: its socket, readable
 again and again while its step waits, must not wake the worker each turn.
 The step itself watches what the handshake needs next (`pump.handshake`).
+A step whose dear part a handshake thread computes (handshake_threads.py)
+is owed until its answer is back: those count towards `BACKLOG` too.
 
 What is not here: the handshake itself (pump.py, tlsstream.py), and the
 turn that runs the slice (worker.py). Only the owning worker's thread uses
@@ -44,18 +46,19 @@ C = TypeVar("C", bound=Handshaking)
 
 
 class Handshakes(Generic[C]):
-    __slots__ = ("_clock", "_waiting")
+    __slots__ = ("_clock", "_waiting", "away")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock  # monotonic seconds
         self._waiting: dict[C, None] = {}  # in the order they came; each once
+        self.away = 0  # steps at the handshake threads (handshake_threads.py), owed all the same
 
     def __bool__(self) -> bool:
         return bool(self._waiting)
 
     def full(self) -> bool:
         """As many steps are owed as the worker should hold: accept no more for now."""
-        return len(self._waiting) >= BACKLOG
+        return len(self._waiting) + self.away >= BACKLOG
 
     def add(self, conn: C) -> None:
         """`conn` has a handshake step to take (again: still once)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ import structlog
 from chatd.transport.accepting import Acceptor
 from chatd.transport.accepting import Service as AcceptService
 from chatd.transport.flushing import Flusher
+from chatd.transport.handshake_threads import HandshakeThreads
 from chatd.transport.handshakes import Handshakes
 from chatd.transport.idle import IdleSweep
 from chatd.transport.inbox import Inbox
@@ -65,6 +67,7 @@ class Connection(Timed, Protocol):
 
     def start(self) -> None: ...
     def handshake_step(self) -> None: ...
+    def handshake_answered(self, error: ssl.SSLError | None) -> None: ...
     def on_readable(self) -> None: ...
     def on_writable(self) -> None: ...
     def on_timer(self, now: float) -> None: ...
@@ -87,13 +90,16 @@ class Worker:
         write_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         work_clock: Callable[[], float] = time.thread_time,
+        handshake_threads: HandshakeThreads | None = None,
     ) -> None:
         """`write_interval`: flush output at most once per this many seconds
         (0: at the end of every turn). `clock`: monotonic seconds, for the
         worker's deadlines; `work_clock`: this thread's CPU seconds, for how
         much a turn worked (which a busy machine's preemptions do not inflate);
-        a test's fake clocks."""
+        a test's fake clocks. `handshake_threads`: where the step that answers
+        a ClientHello is computed (None: on this worker)."""
         self._clock = clock
+        self._handshake_threads = handshake_threads
         self.name = f"chatd-io-{index}"
         self.connections: set[Connection] = set()
         self._poller: Poller[Connection] = Poller()
@@ -213,6 +219,30 @@ class Worker:
         self._poller.set_interest(conn, read=False, write=False)
         self._handshakes.add(conn)
 
+    @property
+    def hands_over(self) -> bool:
+        """Whether handshake threads compute the step that answers a ClientHello."""
+        return self._handshake_threads is not None
+
+    def hand_over(self, conn: Connection, call: Callable[[], ssl.SSLError | None]) -> None:
+        """Have a handshake thread run `call` (`conn`'s OpenSSL part of a step);
+        `conn.handshake_answered` gets what it returned, on this thread. The
+        step is owed meanwhile (`Handshakes.full`)."""
+        assert self._handshake_threads is not None, "hand_over without handshake threads"
+        self._handshakes.away += 1
+        inbox = self._inbox
+
+        def answered(error: ssl.SSLError | Exception | None) -> None:  # on the handshake thread
+            if error is not None and not isinstance(error, ssl.SSLError):  # a bug, logged: the handshake fails
+                error = ssl.SSLError(f"internal error: {error!r}")
+            inbox.call_soon(functools.partial(self._answered, conn, error), conn)
+
+        self._handshake_threads.submit(call, answered)
+
+    def _answered(self, conn: Connection, error: ssl.SSLError | None) -> None:
+        self._handshakes.away -= 1
+        conn.handshake_answered(error)
+
     def arm_timer(self, conn: Connection, when: float) -> None:
         """Run `conn.on_timer` at `when` (monotonic), unless it is due earlier already."""
         self._timers.arm(conn, when)
@@ -223,6 +253,7 @@ class Worker:
         self._timers.cancel(conn)
         self._handshakes.discard(conn)
         self.connections.discard(conn)
+        self._idle.closed += 1
 
     def _start_connection(
         self, sock: socket.socket, peer: tuple[str, int], conn_id: int, reject: str | None, kind: str
@@ -259,7 +290,9 @@ class Worker:
             if conn is not None:
                 self._guarded(conn, events)
             elif fd in self._acceptor.fds:
-                if not self._handshakes.full():  # else it waits in the listen backlog
+                if self._handshakes.full():  # it waits in the listen backlog until steps are taken
+                    self._acceptor.hold()
+                else:
                     self._acceptor.accept(fd)
             elif fd == self._wake_fd:
                 self._inbox.drain()  # the work it announced is taken just below
@@ -272,6 +305,8 @@ class Worker:
         self._flusher.flush()
         self._handshakes.run(self._guard)
         self._run_timers()
+        if self._acceptor.held and not self._handshakes.full():
+            self._acceptor.unhold()
 
     def _guarded(self, conn: Connection, events: int) -> None:
         if events & ~WRITE:  # readable, or an error or hang-up that reading will report

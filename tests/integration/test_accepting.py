@@ -13,12 +13,15 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from bench.measure import Proc
 from tests.conftest import Daemon, recv_greeting, wait_until
 
 
-def test_several_workers_accept_and_serve_one_room(start_daemon: Callable[..., Daemon]) -> None:
-    daemon = start_daemon(server={"io_threads": 3})
+@pytest.mark.parametrize("handshake_threads", [0, 2], ids=["handshakes_on_the_workers", "two_handshake_threads"])
+def test_several_workers_accept_and_serve_one_room(start_daemon: Callable[..., Daemon], handshake_threads: int) -> None:
+    daemon = start_daemon(server={"io_threads": 3, "handshake_threads": handshake_threads})
     clients = [daemon.client(f"c{i}") for i in range(12)]
     clients[0].send("/who")
     room, *users = clients[0].expect_eventually("USERS ").split()[1:]

@@ -29,12 +29,18 @@ def test_the_hashing_threads_and_the_writers_run_below_the_io_threads(
 ) -> None:
     daemon = start_daemon(accounts={"auth_threads": 2}, history={"enabled": True})
     lowered = wait_until(
-        lambda: (found := daemon.find_events("thread_priority_lowered")) and len(found) >= 4 and found,
+        lambda: (found := daemon.find_events("thread_priority_lowered")) and len(found) >= 5 and found,
         10,
-        "four threads lowered",
+        "five threads lowered",
     )
     names = sorted(event["thread"] for event in lowered)
-    assert names == ["chatd-accounts-writer", "chatd-auth-0", "chatd-auth-1", "chatd-history-writer"], lowered
+    assert names == [
+        "chatd-accounts-writer",
+        "chatd-auth-0",
+        "chatd-auth-1",
+        "chatd-handshake-0",
+        "chatd-history-writer",
+    ], lowered
     base = _nice(daemon.pid, daemon.pid)  # the main thread's, as every I/O worker's
     assert base == os.getpriority(os.PRIO_PROCESS, 0)  # the test's own: unchanged by chatd
     for event in lowered:

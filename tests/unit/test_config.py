@@ -49,6 +49,7 @@ server:
   port: 7000
   name: testchat
   io_threads: 4
+  handshake_threads: 2
   reuse_port: true
   write_interval_ms: 5
 tls:
@@ -143,7 +144,13 @@ def test_full_valid_config(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.path == path
     assert config.server == ServerConfig(
-        host="0.0.0.0", port=7000, name="testchat", io_threads=4, reuse_port=True, write_interval_ms=5.0
+        host="0.0.0.0",
+        port=7000,
+        name="testchat",
+        io_threads=4,
+        handshake_threads=2,
+        reuse_port=True,
+        write_interval_ms=5.0,
     )
     assert config.tls == TLSConfig(
         cert=tmp_path / "certs/server.crt",
@@ -350,6 +357,7 @@ def test_a_relative_config_path_gives_an_absolute_config_path(tmp_path: Path, mo
         ("server", "port", 0, 0),
         ("server", "port", 65535, 65535),
         ("server", "io_threads", 64, 64),
+        ("server", "handshake_threads", 0, 0),
         ("server", "write_interval_ms", 0, 0.0),
         ("server", "write_interval_ms", 0.5, 0.5),
         ("server", "write_interval_ms", 100, 100.0),
@@ -579,6 +587,7 @@ KEY_ERRORS = [
     ("server", "port", 65536, "must be an integer 0..65535"),
     ("server", "port", -1, "must be an integer 0..65535"),
     ("server", "io_threads", 65, "must be an integer 0..64"),
+    ("server", "handshake_threads", -1, "must be an integer 0..64"),
     ("server", "reuse_port", "yes", "must be true or false"),
     ("server", "write_interval_ms", -1, "must be a number 0..100"),
     ("server", "write_interval_ms", 101, "must be a number 0..100"),

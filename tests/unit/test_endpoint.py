@@ -101,10 +101,22 @@ class Host:
 class Worker:
     """What an I/O worker does for its endpoints, on the test's thread."""
 
+    hands_over = False  # a test that hands the ClientHello's step over sets it
+
     def __init__(self) -> None:
         self.stats = IOStats()
         self.dirty: list[Endpoint] = []
         self.readable: list[Endpoint] = []
+        self.away: list[tuple[Endpoint, Callable[[], ssl.SSLError | None]]] = []
+
+    def hand_over(self, conn: Endpoint, call: Callable[[], ssl.SSLError | None]) -> None:
+        self.away.append((conn, call))
+
+    def answer(self) -> None:
+        """What a handshake thread does for the steps handed over: OpenSSL's part, then the answer."""
+        away, self.away = self.away, []
+        for conn, call in away:
+            conn.handshake_answered(call())
 
     def in_thread(self) -> bool:
         return True
@@ -162,6 +174,15 @@ class Client:
         self._out = ssl.MemoryBIO()
         self.tls = context.wrap_bio(self._in, self._out)
         self.closed = False  # the server's close_notify, or its FIN, has arrived
+
+    def offer_only(self, ciphers: str) -> None:
+        """Say a TLS 1.2 hello with only `ciphers` (before the handshake)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(ciphers)
+        self.tls = context.wrap_bio(self._in, self._out)
 
     def handshake(self) -> bool:
         self._pull()
@@ -298,6 +319,57 @@ def test_a_handshake_that_does_not_finish_in_time_fails(connect: Callable[..., P
     assert pair.endpoint.state is Phase.CLOSED
     assert pair.host.handshake_failures == 1 and pair.host.unregistered == 1
     assert pair.worker.stats.disconnects == {"tls_handshake_failed": 1}
+
+
+def handed_over(connect: Callable[..., Pair]) -> Pair:
+    """A connection whose answer to the ClientHello is at a handshake thread."""
+    return handed_over_with(connect)
+
+
+def handed_over_with(connect: Callable[..., Pair], ciphers: str | None = None) -> Pair:
+    worker = Worker()
+    worker.hands_over = True
+    pair = connect(worker, handshake=False)
+    if ciphers is not None:
+        pair.client.offer_only(ciphers)
+    assert not pair.client.handshake()  # the ClientHello
+    pair.endpoint.on_readable()
+    assert [conn for conn, _ in worker.away] == [pair.endpoint]
+    return pair
+
+
+def test_a_handshake_whose_hello_is_handed_over_opens_once_the_answer_is_back(connect: Callable[..., Pair]) -> None:
+    pair = handed_over(connect)
+    pair.endpoint.on_readable()  # the worker takes no step of it meanwhile
+    assert pair.endpoint.release_idle() is False  # nor gives back its buffers
+    assert len(pair.worker.away) == 1 and pair.endpoint.state is Phase.HANDSHAKE
+
+    pair.worker.answer()  # the server's flight leaves
+    assert pair.client.handshake()
+    pair.endpoint.on_readable()  # the client's Finished: taken on the worker, not handed over
+    assert pair.worker.away == [] and pair.endpoint.state is Phase.OPEN
+    pair.client.send(b"alice\n")
+    pair.endpoint.on_readable()
+    assert pair.app.lines == [b"alice"]
+
+
+def test_a_connection_closed_while_its_hello_is_away_ignores_the_answer(connect: Callable[..., Pair]) -> None:
+    pair = handed_over(connect)
+    pair.worker.fire(pair.endpoint)  # the handshake's deadline
+    assert pair.endpoint.state is Phase.CLOSED
+    pair.worker.answer()
+    assert pair.endpoint.state is Phase.CLOSED
+    assert pair.host.alpn == [] and pair.host.handshake_failures == 1
+
+
+def test_a_hello_the_handshake_thread_refuses_fails_the_handshake_with_its_alert(
+    connect: Callable[..., Pair],
+) -> None:
+    pair = handed_over_with(connect, ciphers="AES128-SHA")  # TLS 1.2, no ECDHE: none of the server's
+    pair.worker.answer()
+    assert pair.endpoint.state is Phase.CLOSED and pair.host.handshake_failures == 1
+    with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+        pair.client.handshake()  # the alert OpenSSL wrote on the handshake thread was sent
 
 
 def test_the_application_deadline_reaches_its_on_timer(connect: Callable[..., Pair]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from chatd.transport import idle
-from chatd.transport.idle import ROUND_SLICES, TRIM_AFTER, IdleSweep
+from chatd.transport.idle import CLOSED_TRIM_SHARE, ROUND_SLICES, TRIM_AFTER, IdleSweep
 
 
 class Conn:
@@ -80,3 +80,25 @@ def test_no_connections_no_visits(trims: list[int]) -> None:
     sweep = IdleSweep()
     assert [sweep.next_slice({}) for _ in range(3)] == [[], [], []]
     assert trims == []
+
+
+def test_many_connections_closed_call_for_a_trim_at_the_next_tick(trims: list[int]) -> None:
+    sweep = IdleSweep()
+    by_fd = {fd: Conn(False) for fd in range(10)}
+    sweep.closed = TRIM_AFTER - 1
+    sweep.next_slice(by_fd)
+    assert trims == []  # a few closed: their memory is used again
+    sweep.closed += 1
+    sweep.next_slice(by_fd)  # mid-round: a burst of closes does not wait for its end
+    assert trims == [1] and sweep.closed == 0
+
+
+def test_on_a_big_server_closes_call_for_a_trim_only_beyond_a_share_of_those_open(trims: list[int]) -> None:
+    sweep = IdleSweep()
+    by_fd = {fd: Conn(False) for fd in range(20 * TRIM_AFTER)}
+    sweep.closed = int(CLOSED_TRIM_SHARE * len(by_fd)) - 1
+    sweep.next_slice(by_fd)
+    assert trims == []
+    sweep.closed += 1
+    sweep.next_slice(by_fd)
+    assert trims == [1]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import queue
+import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from structlog.testing import capture_logs
 
 from chatd.transport import handshakes as handshakes_module
 from chatd.transport import worker as worker_module
+from chatd.transport.handshake_threads import HandshakeThreads
 from chatd.transport.timers import Timer
 from chatd.transport.worker import Worker
 
@@ -54,6 +57,9 @@ class FakeConnection:
     def handshake_step(self) -> None:
         self.events.put((self.id, "handshake step"))
         self.on_step()
+
+    def handshake_answered(self, error: ssl.SSLError | None) -> None:
+        self.events.put((self.id, f"answered {error!r}"))
 
     def on_writable(self) -> None:
         pass
@@ -491,3 +497,117 @@ def test_a_worker_that_owes_its_backlog_of_handshake_steps_accepts_no_more(
             worker.unwatch_listener(threading.Event())
             settle(worker)
             waiting.close()
+
+
+@pytest.fixture
+def handing_over(sleepy: None, server: FakeServer) -> Iterator[Worker]:
+    """A worker that hands the answer to a ClientHello to a handshake thread."""
+    threads = HandshakeThreads(1)
+    threads.start()
+    worker = Worker(server, 0, handshake_threads=threads)  # type: ignore[arg-type]
+    worker.start()
+    yield worker
+    worker.stop()
+    assert worker.join(WAIT)
+    threads.stop()
+
+
+def hand_over_held(worker: Worker, conn_id: int, gate: threading.Event) -> None:
+    """`conn_id`'s handshake step hands over an OpenSSL part that waits for `gate`."""
+    (conn,) = [c for c in worker.connections if c.id == conn_id]
+
+    def openssl_part() -> ssl.SSLError | None:
+        assert gate.wait(WAIT)
+        return None
+
+    conn.on_step = lambda: worker.hand_over(conn, openssl_part)  # type: ignore[attr-defined]
+    assert worker.call_soon(lambda: worker.queue_handshake(conn))
+
+
+def test_a_client_is_served_while_a_handshake_step_is_at_the_handshake_thread(
+    handing_over: Worker, server: FakeServer
+) -> None:
+    talking = connect(handing_over, server, 1)
+    connect(handing_over, server, 2)
+    gate = threading.Event()
+    hand_over_held(handing_over, 2, gate)
+    assert server.events.get(timeout=WAIT) == (2, "handshake step")
+    talking.sendall(b"ping")
+    assert server.events.get(timeout=WAIT) == (1, "read ping")  # the worker did not wait for the step
+    gate.set()
+    assert server.events.get(timeout=WAIT) == (2, "answered None")  # on the worker's thread, guarded
+
+
+def test_steps_at_the_handshake_thread_count_towards_the_backlog(
+    handing_over: Worker, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handshakes_module, "BACKLOG", 1)
+    connect(handing_over, server, 1)
+    gate = threading.Event()
+    hand_over_held(handing_over, 1, gate)
+    assert server.events.get(timeout=WAIT) == (1, "handshake step")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        waiting = socket.create_connection(listener.getsockname())
+        try:
+            handing_over.watch_listener(listener)
+            settle(handing_over)
+            assert server.events.empty()  # owed one step: the listener is not served
+            gate.set()
+            assert server.events.get(timeout=WAIT) == (1, "answered None")
+            assert server.events.get(timeout=WAIT) == (0, "asked to accept")
+        finally:
+            handing_over.unwatch_listener(threading.Event())
+            settle(handing_over)
+            waiting.close()
+
+
+class CountingEpoll:
+    """The worker's epoll, counting its waits."""
+
+    def __init__(self, epoll: select.epoll) -> None:
+        self._epoll = epoll
+        self.polls = 0
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        self.polls += 1
+        return self._epoll.poll(timeout)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._epoll, name)
+
+
+def test_a_worker_whose_steps_are_all_at_the_handshake_thread_does_not_spin_on_its_listener(
+    sleepy: None, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handshakes_module, "BACKLOG", 1)
+    threads = HandshakeThreads(1)
+    threads.start()
+    worker = Worker(server, 0, handshake_threads=threads)  # type: ignore[arg-type]
+    counting = CountingEpoll(worker._poller.epoll)
+    worker._poller.epoll = counting  # type: ignore[assignment]
+    worker.start()
+    gate = threading.Event()
+    try:
+        connect(worker, server, 1)
+        hand_over_held(worker, 1, gate)
+        assert server.events.get(timeout=WAIT) == (1, "handshake step")
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            waiting = socket.create_connection(listener.getsockname())
+            try:
+                worker.watch_listener(listener)
+                settle(worker)
+                before = counting.polls
+                settle(worker)  # two wake-ups: a few turns, not a loop over a readable listener
+                assert counting.polls - before <= 6
+                gate.set()
+                assert server.events.get(timeout=WAIT) == (1, "answered None")
+                assert server.events.get(timeout=WAIT) == (0, "asked to accept")  # watched again
+            finally:
+                worker.unwatch_listener(threading.Event())
+                settle(worker)
+                waiting.close()
+    finally:
+        gate.set()
+        worker.stop()
+        assert worker.join(WAIT)
+        threads.stop()
