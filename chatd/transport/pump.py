@@ -102,17 +102,7 @@ def handshake(conn: Pumped) -> bool:
     """A step of the TLS handshake; True once it is done (then the endpoint
     opens the connection), False while it goes on or once it has failed
     (then the connection is closed)."""
-    tls = conn.tls
-    try:
-        tls.handshake_input()
-        error = tls.handshake_continue(tls.handshake_call())
-    except ssl.SSLWantReadError:
-        _wait_for_peer(conn)
-        return False
-    except (ssl.SSLError, OSError) as exc:
-        handshake_failed(conn, describe_error(exc))
-        return False
-    return _stepped(conn, error)
+    return handshake_input(conn) and handshake_answered(conn, conn.tls.handshake_call())
 
 
 def handshake_input(conn: Pumped) -> bool:
