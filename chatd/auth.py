@@ -18,21 +18,20 @@ their core is run first. The figures (`stats`) are for /metrics and
 
 from __future__ import annotations
 
-import queue
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Protocol
 
 import structlog
 
 from chatd.core.accounts import Verdict
+from chatd.jobthreads import JobThreads
 from chatd.priority import BackgroundPriority
 
 log = structlog.get_logger(__name__)
-
-JOIN_TIMEOUT: Final = 5.0  # seconds stop() waits for a hash in progress
 
 
 class Hasher(Protocol):
@@ -51,29 +50,21 @@ class AuthFigures:
     refused: int  # checks refused because the queue was full
 
 
-# The work, what `done` gets if the work fails (a bug: the check then fails), and `done`.
-_Job = tuple[Callable[[], object], object, Callable[[object], None]]
-
-
 class AuthThreads:
     def __init__(
         self, hasher: Hasher, threads: int, queue_max: int, priority: BackgroundPriority | None = None
     ) -> None:
+        """`priority`: what the threads lower themselves with (None: they keep the process's)."""
         self.hasher = hasher
-        self._priority = priority  # None: the threads keep the process's priority
         self.queue_max = queue_max  # may change on reload
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._in_system = 0  # queued or running, under _lock
         self._running = 0
         self._hashes = 0
         self._hash_seconds = 0.0
         self._refused = 0
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"chatd-auth-{n}", daemon=True) for n in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads = JobThreads("chatd-auth", threads, priority.lower if priority is not None else None)
+        self._threads.start()
 
     # -- the Passwords port (any thread) ---------------------------------------------------
 
@@ -90,7 +81,10 @@ class AuthThreads:
                 self._refused += 1
                 return False
             self._in_system += 1
-        self._jobs.put((work, failed, done))
+        self._threads.submit(
+            functools.partial(self._counted, work),
+            lambda result: done(failed if isinstance(result, Exception) else result),  # a bug: the check fails
+        )
         return True
 
     def stats(self) -> AuthFigures:
@@ -100,36 +94,24 @@ class AuthThreads:
 
     def stop(self) -> None:
         """Let the threads end after the checks in progress (a hash cannot be cut short)."""
-        for _ in self._threads:
-            self._jobs.put(None)
-        deadline = time.monotonic() + JOIN_TIMEOUT
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.stop()
 
     # -- the threads ---------------------------------------------------------------------
 
-    def _serve(self) -> None:
-        if self._priority is not None:
-            self._priority.lower()
-        while (job := self._jobs.get()) is not None:
-            work, result, done = job
+    def _counted(self, work: Callable[[], object]) -> object:
+        with self._lock:
+            self._running += 1
+        start = time.thread_time()
+        result: object = None
+        try:
+            result = work()
+            return result
+        finally:
+            spent = time.thread_time() - start
+            # A verify that rehashes has computed two hashes.
+            hashes = 2 if isinstance(result, Verdict) and result.rehashed else 1
             with self._lock:
-                self._running += 1
-            start = time.thread_time()
-            try:
-                result = work()
-            except Exception:  # a bug, or a hash argon2 refuses: the check fails, the thread goes on
-                log.exception("auth_check_crashed")
-            finally:
-                spent = time.thread_time() - start
-                # A verify that rehashes has computed two hashes.
-                hashes = 2 if isinstance(result, Verdict) and result.rehashed else 1
-                with self._lock:
-                    self._running -= 1
-                    self._in_system -= 1
-                    self._hashes += hashes
-                    self._hash_seconds += spent
-            try:
-                done(result)
-            except Exception:  # the answer's bug must not end the thread for the others
-                log.exception("auth_answer_crashed")
+                self._running -= 1
+                self._in_system -= 1
+                self._hashes += hashes
+                self._hash_seconds += spent

@@ -39,6 +39,7 @@ from chatd.core.history import EventStore
 from chatd.core.session import Session
 from chatd.errors import StartupError
 from chatd.irc_listener import IrcListener
+from chatd.jobthreads import JobThreads
 from chatd.listeners import KEEPALIVE as KEEPALIVE
 from chatd.listeners import Listeners
 from chatd.listeners import tune_listener as tune_listener
@@ -51,7 +52,6 @@ from chatd.storage.lookups import LookupThread
 from chatd.tls import HTTP_ALPN, memory_warnings
 from chatd.transport.codec import Codec
 from chatd.transport.endpoint import Endpoint
-from chatd.transport.handshake_threads import HandshakeThreads
 from chatd.transport.http import HttpCodec
 from chatd.transport.lines import LineCodec
 from chatd.transport.tlsstream import TLSStream
@@ -119,7 +119,9 @@ class Server:
         interval = config.server.write_interval_ms / 1000
         threads = config.server.handshake_threads
         self._handshake_threads = (
-            HandshakeThreads(threads, priority.lower if priority is not None else None) if threads else None
+            JobThreads("chatd-handshake", threads, priority.lower if priority is not None else None)
+            if threads
+            else None
         )
         self._workers = [
             Worker(self, index, interval, handshake_threads=self._handshake_threads) for index in range(count)

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 # The step that answers the ClientHello (`hello_step`), the dear one: a handshake
-# thread computes it where the worker has them (handshake_threads.py).
+# thread computes it where the worker has them (chatd/jobthreads.py).
 HELLO_OWED: Final = 0  # not taken yet
 HELLO_AWAY: Final = 1  # at a handshake thread, which alone touches the SSL object
 HELLO_ANSWERED: Final = 2  # the steps after it (cheap) are taken on the worker

@@ -17,7 +17,7 @@ wait in the kernel's backlog instead (tests/integration/test_churn.py).
 A connection waits here out of its worker's epoll: its socket, readable
 again and again while its step waits, must not wake the worker each turn.
 The step itself watches what the handshake needs next (`pump.handshake`).
-A step whose dear part a handshake thread computes (handshake_threads.py)
+A step whose dear part a handshake thread computes (chatd/jobthreads.py)
 is owed until its answer is back: those count towards `BACKLOG` too.
 
 What is not here: the handshake itself (pump.py, tlsstream.py), and the
@@ -51,7 +51,7 @@ class Handshakes(Generic[C]):
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock  # monotonic seconds
         self._waiting: dict[C, None] = {}  # in the order they came; each once
-        self.away = 0  # steps at the handshake threads (handshake_threads.py), owed all the same
+        self.away = 0  # steps at the handshake threads (chatd/jobthreads.py), owed all the same
 
     def __bool__(self) -> bool:
         return bool(self._waiting)

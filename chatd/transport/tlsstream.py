@@ -132,7 +132,7 @@ class TLSStream:
                 del error  # else this frame and the error's traceback hold each other
 
     # A step in three parts, so that OpenSSL's may run on another thread
-    # (handshake_threads.py), the other two on the worker's, with the socket.
+    # (chatd/jobthreads.py), the other two on the worker's, with the socket.
     # They return OpenSSL's errors rather than raise them: an error kept in a
     # variable and raised makes a reference cycle with the frames it passes
     # through, and the endpoint's among them would wait for the cyclic GC.

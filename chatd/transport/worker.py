@@ -35,10 +35,10 @@ from typing import Final, Protocol
 
 import structlog
 
+from chatd.jobthreads import JobThreads
 from chatd.transport.accepting import Acceptor
 from chatd.transport.accepting import Service as AcceptService
 from chatd.transport.flushing import Flusher
-from chatd.transport.handshake_threads import HandshakeThreads
 from chatd.transport.handshakes import Handshakes
 from chatd.transport.idle import IdleSweep
 from chatd.transport.inbox import Inbox
@@ -90,7 +90,7 @@ class Worker:
         write_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         work_clock: Callable[[], float] = time.thread_time,
-        handshake_threads: HandshakeThreads | None = None,
+        handshake_threads: JobThreads | None = None,
     ) -> None:
         """`write_interval`: flush output at most once per this many seconds
         (0: at the end of every turn). `clock`: monotonic seconds, for the

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from structlog.testing import capture_logs
 
+from chatd.jobthreads import JobThreads
 from chatd.transport import handshakes as handshakes_module
 from chatd.transport import worker as worker_module
-from chatd.transport.handshake_threads import HandshakeThreads
 from chatd.transport.timers import Timer
 from chatd.transport.worker import Worker
 
@@ -502,7 +502,7 @@ def test_a_worker_that_owes_its_backlog_of_handshake_steps_accepts_no_more(
 @pytest.fixture
 def handing_over(sleepy: None, server: FakeServer) -> Iterator[Worker]:
     """A worker that hands the answer to a ClientHello to a handshake thread."""
-    threads = HandshakeThreads(1)
+    threads = JobThreads("chatd-handshake", 1)
     threads.start()
     worker = Worker(server, 0, handshake_threads=threads)  # type: ignore[arg-type]
     worker.start()
@@ -557,7 +557,7 @@ def test_steps_at_the_handshake_thread_count_towards_the_backlog_and_leave_the_l
     sleepy: None, server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(handshakes_module, "BACKLOG", 1)
-    threads = HandshakeThreads(1)
+    threads = JobThreads("chatd-handshake", 1)
     threads.start()
     worker = Worker(server, 0, handshake_threads=threads)  # type: ignore[arg-type]
     counting = CountingEpoll(worker._poller.epoll)
