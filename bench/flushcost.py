@@ -106,7 +106,10 @@ class _Host:
 
 
 class _Worker:
-    """An I/O worker's part, on this thread: what is marked dirty waits for `flush_all`."""
+    """An I/O worker's part, on this thread: what is marked dirty waits for
+    `flush_all`; a handshake step is taken at once, here."""
+
+    hands_over = False
 
     def __init__(self) -> None:
         self.stats = IOStats()
@@ -124,6 +127,9 @@ class _Worker:
 
     def mark_readable(self, conn: Endpoint) -> None:
         pass
+
+    def queue_handshake(self, conn: Endpoint) -> None:
+        conn.handshake_step()
 
     def set_interest(self, conn: Endpoint, read: bool, write: bool) -> None:
         pass

@@ -117,22 +117,10 @@ class TLSStream:
 
     # -- handshake ----------------------------------------------------------------
 
-    def do_handshake(self) -> None:
-        """Advance the handshake; SSLWantReadError while waiting for the peer.
-
-        On failure the alert OpenSSL wrote is sent, as far as the socket takes it,
-        before the error is raised.
-        """
-        self.handshake_input()
-        error = self.handshake_continue(self.handshake_call())
-        if error is not None:
-            try:
-                raise error
-            finally:
-                del error  # else this frame and the error's traceback hold each other
-
-    # A step in three parts, so that OpenSSL's may run on another thread
-    # (chatd/jobthreads.py), the other two on the worker's, with the socket.
+    # A handshake step is three parts (pump.handshake), so that OpenSSL's may
+    # run on another thread (chatd/jobthreads.py), the other two on the
+    # worker's, with the socket. On a failure, the alert OpenSSL wrote is
+    # sent, as far as the socket takes it.
     # They return OpenSSL's errors rather than raise them: an error kept in a
     # variable and raised makes a reference cycle with the frames it passes
     # through, and the endpoint's among them would wait for the cyclic GC.
