@@ -34,8 +34,7 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography import x509
-
+from chatd.certdates import first_not_after
 from chatd.config import TLSConfig
 from chatd.config_values import GROUPS
 from chatd.errors import ConfigError
@@ -220,7 +219,6 @@ def certificate_expiry(path: Path) -> float | None:
     reload rather than failing the start or the reload over it.
     """
     try:
-        chain = x509.load_pem_x509_certificates(path.read_bytes())
+        return first_not_after(path.read_bytes())
     except (OSError, ValueError):
         return None
-    return chain[0].not_valid_after_utc.timestamp()
