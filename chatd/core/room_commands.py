@@ -48,6 +48,12 @@ def joined(caller: Moderator, name: str) -> Room:
     Raises:
         ProtocolError: `room_invalid`, `not_in_room`.
     """
+    room = caller.rooms.get(names.room_key(name))
+    if room is not None and name.isascii():
+        # One of the caller's rooms, whose name passed the rules when it was
+        # joined: an ASCII name with the same key passes them too (NOTE: every
+        # IRC PRIVMSG to a room comes here; the rules' regex is the dear part).
+        return room
     room = caller.rooms.get(names.room_key(protocol.check_room(name)))
     if room is None:
         raise ProtocolError(protocol.NOT_IN_ROOM, f"You are not in {name}; /join it first.")

@@ -133,6 +133,18 @@ def test_room_errors(chat: Chat) -> None:
     assert say(alice, "/msg #elsewhere hi")[0].startswith("ERR not_in_room ")
 
 
+def test_a_joined_room_is_named_in_any_case_and_only_by_the_rules(chat: Chat) -> None:
+    """`/msg #LOBBY` reaches #lobby; a name outside the rules is refused even
+    where its lower case is a joined room's key (the Kelvin sign lowers to k)."""
+    alice = connect(chat, "alice")
+    bob = connect(chat, "bob")
+    say(alice, "/join #k")
+    bob.take()
+    assert say(alice, "/msg #LOBBY hi")[-1] == "MSG #lobby alice hi"
+    assert say(alice, "/msg #\u212a hi")[0].startswith("ERR room_invalid ")
+    assert say(alice, "/msg #K hi")[-1] == "MSG #k alice hi"
+
+
 def test_room_limits() -> None:
     chat = make_chat(max_rooms=3, max_rooms_per_client=2)
     alice = connect(chat, "alice")
