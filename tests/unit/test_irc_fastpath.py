@@ -189,6 +189,10 @@ BLOCKS = [
     b"@id=1;%s MSG #a bob hello\n" % _T1,
     b"@id=1;%s MSG #a bob hello\n@id=2;%s MSG #a bob two words  and  spaces\n" % (_T1, _T2),
     b"@id=1;%s MSG #a bob hello\n@id=2;%s MSG #a carol hi\n" % (_T1, _T2),  # two senders
+    b"@id=1;%s MSG #a bob one\n@id=2;%s;notice MSG #a bob two\n@id=3;%s MSG #a bob three\n" % (_T1, _T2, _T2),
+    b"@id=1;%s MSG #a bob one\n@id=2;%s MSG #a bob @id=3;%s MSG #a bob three\n" % (_T1, _T2, _T2),
+    b"@id=1;%s MSG #a bob one\n@id=2;%s MSG #ab bob two\n" % (_T1, _T2),  # the room's name a prefix of the next's
+    b"@id=1;%s MSG #a-b bob one\n@id=2;%s MSG #a-b bob two\\ \\1 \\g<0>\n" % (_T1, _T2),
     b"@id=1;%s MSG #a Bob hello\n" % _T1,  # the nickname as shown, its key in lower case
     b"@id=1;%s MSG #a ghost hello\n" % _T1,  # a sender the directory does not know
     b"@id=1;%s MSG #a bob caf\xc3\xa9 :colon\n" % _T1,
@@ -232,7 +236,18 @@ def test_a_block_translates_the_same_on_the_fast_path_as_on_the_general_one(bloc
         fast = Frames(Directory(), "irc.test")  # type: ignore[arg-type]
         general = Frames(Directory(), "irc.test")  # type: ignore[arg-type]
         general._messages = lambda lines, profile: None  # type: ignore[method-assign]
+        general._one_senders = lambda data, profile: None  # type: ignore[method-assign]
         assert fast.translate(block, profile) == general.translate(block, profile), profile
+
+
+def test_a_read_of_one_sender_is_translated_in_one_pass() -> None:
+    """`_one_senders` takes a block of one sender's messages to one room (what
+    the fan-out's blocks are), for every profile, and no other."""
+    frames = Frames(Directory(), "irc.test")  # type: ignore[arg-type]
+    one = b"@id=1;%s MSG #a bob hello\n@id=2;%s MSG #a bob  two  words \n" % (_T1, _T2)
+    for profile in range(16):
+        assert frames._one_senders(one, profile) is not None
+        assert frames._one_senders(BLOCKS[2], profile) is None  # two senders
 
 
 def test_the_fast_path_translates_the_fan_outs_blocks() -> None:
