@@ -17,7 +17,7 @@ import pytest
 
 from chatd.outlet import Command
 from chatd.transport.irc import IrcCodec
-from chatd.transport.ircout import Frames, Person
+from chatd.transport.ircout import EXTENDED_JOIN, Frames, Person
 from chatd.transport.ircreg import Settings
 from tests.support.ircstandins import StandInEndpoint, StandInSession
 
@@ -242,11 +242,13 @@ def test_a_block_translates_the_same_on_the_fast_path_as_on_the_general_one(bloc
 
 def test_a_read_of_one_sender_is_translated_in_one_pass() -> None:
     """`_one_senders` takes a block of one sender's messages to one room (what
-    the fan-out's blocks are), for every profile, and no other."""
+    the fan-out's blocks are) for a client without tags (profile 0, or only
+    extended-join), and no other."""
     frames = Frames(Directory(), "irc.test")  # type: ignore[arg-type]
     one = b"@id=1;%s MSG #a bob hello\n@id=2;%s MSG #a bob  two  words \n" % (_T1, _T2)
     for profile in range(16):
-        assert frames._one_senders(one, profile) is not None
+        untagged = profile in (0, EXTENDED_JOIN)
+        assert (frames._one_senders(one, profile) is not None) is untagged, profile
         assert frames._one_senders(BLOCKS[2], profile) is None  # two senders
 
 
