@@ -20,6 +20,7 @@ No I/O, no chat imports: who a nickname is (`user@host`) is asked of the
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -45,10 +46,11 @@ FLAG_MODES: Final = {"topic_ops": "t", "moderated": "m", "private": "s", "accoun
 Senders = dict[bytes, tuple[str, bytes]]
 # A live message with no tag but its id and time: the line of a room's fan-out.
 _PLAIN_MSG: Final = re.compile(rb"@id=([^ ;]+);(time=[^ ;]+) MSG ([^ ]*) ([^ ]*) (.*)", re.DOTALL)
-# The first line of such a block: its room and sender, for `_one_senders`.
-_PLAIN_MSG_START: Final = re.compile(rb"@id=[^ ;\n]+;time=[^ ;\n]+ MSG ([^ \n]*) ([^ \n]*) ")
+# The same lines in a block, for `_one_senders`: each line's room and sender, and its text.
+_PLAIN_MSG_LINES: Final = re.compile(rb"^@id=[^ ;\n]+;time=[^ ;\n]+ MSG ([^ \n]* [^ \n]*) ([^\n]*)\n", re.MULTILINE)
+_SAID_BY: Final = operator.itemgetter(0)
+_TEXT: Final = operator.itemgetter(1)
 _MASKS_KEPT: Final = 10_000  # nicknames whose user@host is remembered after they are gone
-_PATTERNS_KEPT: Final = 256  # (room, sender) pairs whose block pattern is kept
 
 
 @dataclass(slots=True)  # not frozen, though never changed: one is made per block a room's IRC members get
@@ -157,7 +159,6 @@ class Frames:
         # The last block and its translations by profile (the codec reads it first).
         self.last: tuple[bytes, dict[int, Translated | None]] = (b"", {})
         self._masks: dict[str, str] = {}  # nick key -> its last mask, for those gone (QUIT)
-        self._patterns: dict[tuple[bytes, bytes], re.Pattern[bytes]] = {}  # `_one_senders`', by room and sender
 
     def translate(self, data: bytes, profile: int) -> Translated | None:
         """`data` as IRC lines for `profile`, or None when it is not a block
@@ -198,31 +199,27 @@ class Frames:
 
     def _one_senders(self, data: bytes, profile: int) -> Translated | None:
         """`_messages` for a block of one sender's plain messages to one room
-        (what one read of a client's makes), read with one `findall`: a
-        pattern of this room and sender, anchored at each line's start, whose
-        texts are then joined with the line's head between them. Any
-        line it does not match (another sender, a tag, another verb) leaves
-        the count short, and the block to `_messages` (NOTE: the fan-out's
-        path, bench/INSTRUCTIONS.md). For a client without tags: where its
-        lines carry tags, a line's own formatting is most of the cost, and
-        `_messages` does it."""
-        first = _PLAIN_MSG_START.match(data) if not profile & (TAGS | TIME | ACCOUNT_TAG) else None
-        if first is None:
+        (what one read of a client's makes), for a client without tags: the
+        lines' room, sender and text read with one `findall` anchored at each
+        line's start, and the texts joined with the line's head between them.
+        A line it does not read (a tag, another verb) leaves the count short,
+        and a block of several senders or rooms reads as more than one; both
+        go to `_messages` (NOTE: the fan-out's path, bench/INSTRUCTIONS.md).
+        Where a client gets tags, a line's own formatting is most of the cost,
+        and `_messages` does it."""
+        if profile & (TAGS | TIME | ACCOUNT_TAG):
             return None
-        room, nick = first.groups()
-        pattern = self._patterns.get((room, nick))
-        if pattern is None:
-            if len(self._patterns) >= _PATTERNS_KEPT:
-                self._patterns.clear()
-            pattern = self._patterns[room, nick] = re.compile(
-                rb"^@id=[^ ;\n]+;time=[^ ;\n]+ MSG " + re.escape(room) + b" " + re.escape(nick) + rb" ([^\n]*)\n",
-                re.MULTILINE,
-            )
-        texts: list[bytes] = pattern.findall(data)
-        if len(texts) != data.count(b"\n"):
+        found: list[tuple[bytes, bytes]] = _PLAIN_MSG_LINES.findall(data)
+        if not found or len(found) != data.count(b"\n"):
             return None
+        said_by = set(map(_SAID_BY, found))
+        if len(said_by) != 1:
+            return None
+        room, _, nick = said_by.pop().partition(b" ")
         head = b":%s PRIVMSG %s :" % (self.mask(nick.decode()).encode(), room)
-        return Translated(head + (b"\r\n" + head).join(texts) + b"\r\n", len(texts), nick.lower().decode(), True)
+        return Translated(
+            head + (b"\r\n" + head).join(map(_TEXT, found)) + b"\r\n", len(found), nick.lower().decode(), True
+        )
 
     def _messages(self, lines: list[bytes], profile: int) -> Translated | None:
         """A block of plain live messages (`@id=<id>;time=<time> MSG <room> <nick>
