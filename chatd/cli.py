@@ -47,6 +47,13 @@ STATUS_INTERVAL = 10.0
 # wake-up pairs, the log, the history database and its journal.
 DESCRIPTOR_RESERVE = 64
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+# The main thread's clock: SIGALRM every status interval (`_serve`). Waited for
+# with the others, so that the wait has no timeout of its own: CPython 3.11's
+# `sigtimedwait` answers an unfilled siginfo, its signal number whatever was
+# on the stack, when a wait interrupted (a debugger or profiler attaching
+# stops the process) finds its timeout past; chatd read that as SIGTERM, SIGHUP
+# or an unknown signal, and stopped or crashed. `sigwaitinfo` just waits again.
+_WAITED = _SIGNALS | {signal.SIGALRM}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() == 0:
         log.warning("running_as_root", hint="run chatd as an unprivileged user (see systemd/chatd.service)")
     # Block before any thread starts, so that every thread inherits the mask.
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
     notifier = Notifier.from_environ()
     background = BackgroundPriority()  # one for all, so a refusal is logged once
     try:
@@ -234,24 +241,28 @@ def _serve(server: Server, notifier: Notifier) -> None:
     watchdog = notifier.watchdog_interval
     interval = min(watchdog, STATUS_INTERVAL) if watchdog else STATUS_INTERVAL
     withheld = False
-    while True:
-        received = signal.sigtimedwait(_SIGNALS, interval)
-        if received is None:
-            healthy = server.healthy()
-            if watchdog and healthy:
-                notifier.watchdog()
-            elif watchdog and not withheld:
-                # An I/O worker died: let systemd restart the service (WatchdogSec).
-                log.error("watchdog_withheld", reason="an I/O worker stopped")
-            withheld = not healthy
-            notifier.status(_status_line(server))
-            continue
-        if received.si_signo == signal.SIGHUP:
-            log.info("signal_received", signal="SIGHUP")
-            server.reload()
-            continue
-        log.info("signal_received", signal=signal.Signals(received.si_signo).name)
-        return
+    signal.setitimer(signal.ITIMER_REAL, interval, interval)
+    try:
+        while True:
+            signo = signal.sigwaitinfo(_WAITED).si_signo
+            if signo == signal.SIGALRM:
+                healthy = server.healthy()
+                if watchdog and healthy:
+                    notifier.watchdog()
+                elif watchdog and not withheld:
+                    # An I/O worker died: let systemd restart the service (WatchdogSec).
+                    log.error("watchdog_withheld", reason="an I/O worker stopped")
+                withheld = not healthy
+                notifier.status(_status_line(server))
+                continue
+            if signo == signal.SIGHUP:
+                log.info("signal_received", signal="SIGHUP")
+                server.reload()
+                continue
+            log.info("signal_received", signal=signal.Signals(signo).name)
+            return
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _status_line(server: Server) -> str:
