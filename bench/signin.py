@@ -175,7 +175,16 @@ class Flood:
         attempts.abandoned()
         conn.close()
         if self.on:
-            self._connect(attempts.slot)
+            # From the loop's next turn, not from here: a connection that fails
+            # at once (a server refusing, or stopped by a profiler) recursed
+            # until Python's limit. Due now, not at 0: the loop runs the timers
+            # due when it looked at the clock, not those they set meanwhile.
+            slot = attempts.slot
+            self.engine.call_at(time.monotonic(), lambda: self._reconnect(slot))
+
+    def _reconnect(self, slot: int) -> None:
+        if self.on:
+            self._connect(slot)
 
     def stop(self, timeout: float) -> str:
         """No further attempts; wait for the answers to those in flight, then close."""
