@@ -14,21 +14,20 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, wait_until
 from tests.support.sdnotify import receive_until
 
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 WALL = 0x40000000  # waitpid's __WALL: a thread that is not the process's first
-TICK = 0.2  # seconds: chatd's status interval under WATCHDOG_USEC=400000 (half of it)
 
 
 @contextlib.contextmanager
@@ -53,6 +52,13 @@ def _every_thread_stopped(pid: int) -> Iterator[None]:
             libc.ptrace(PTRACE_DETACH, tid, None, None)
 
 
+def _alarm_pending(pid: int) -> bool:
+    """Whether a SIGALRM waits for `pid` (its status' ShdPnd: process-wide pending signals)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    pending = int(next(line for line in status.splitlines() if line.startswith("ShdPnd:")).split()[1], 16)
+    return bool(pending & 1 << (signal.SIGALRM - 1))
+
+
 def _drain(sock: socket.socket) -> None:
     sock.setblocking(False)
     with contextlib.suppress(BlockingIOError):
@@ -65,13 +71,16 @@ def test_chatd_goes_on_after_a_debugger_held_every_thread(
     start_daemon: Callable[..., Daemon], notify_socket: tuple[socket.socket, Path]
 ) -> None:
     sock, path = notify_socket
+    # A watchdog of 0.4 s: chatd's status interval is half of it.
     daemon = start_daemon(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
     assert receive_until(sock, "WATCHDOG=1")  # the main thread's loop turns
     assert daemon.process is not None
-    with _every_thread_stopped(daemon.process.pid):
-        # Held for several of the main thread's intervals: the condition the test
-        # is about (a wait interrupted, its timeout past), not a wait for a result.
-        time.sleep(4 * TICK)
+    pid = daemon.process.pid
+    with _every_thread_stopped(pid):
+        # Held until the main thread's interval has passed meanwhile (the condition
+        # the test is about: a wait interrupted, its timeout past), as the kernel
+        # tells: the interval timer's SIGALRM waits, pending, for a thread to take it.
+        wait_until(lambda: _alarm_pending(pid), 10, "chatd's interval to pass while it is stopped")
         _drain(sock)  # what it said before the stop
     for _ in range(3):  # its loop turns again: three more watchdog pings
         receive_until(sock, "WATCHDOG=1")
