@@ -72,8 +72,8 @@ def _room(clients: str, members: int) -> Callable[[int], None]:
     from chatd.core.chat import Chat
     from chatd.core.session import Session
     from chatd.irc_listener import ChatDirectory
-    from chatd.outlet import Outlet
-    from chatd.transport.irc import IrcCodec
+    from chatd.outlet import Outlet, SharedDelivery
+    from chatd.transport.irc import IrcCodec, IrcGroup
     from chatd.transport.ircout import Frames
     from chatd.transport.ircreg import Settings
 
@@ -82,13 +82,16 @@ def _room(clients: str, members: int) -> Callable[[int], None]:
     if clients == "irc":
         frames = Frames(ChatDirectory(chat), "irc.bench")
         settings = Settings("irc.bench", "bench", "0", "today", 16, 10, 0)
+        group = IrcGroup(frames)
         codecs = []
         for i in range(members):
             codec = IrcCodec(
                 StandInEndpoint(),  # type: ignore[arg-type]
                 settings,
                 frames,
-                lambda codec: Session(chat, codec, {}, tracer=codec, autojoin=False),
+                lambda codec: Session(
+                    chat, codec, {}, tracer=codec, autojoin=False, shared=SharedDelivery(group, codec)
+                ),
             )
             codec.on_open(None, None)
             codec.on_data(b"NICK u%d\r\nUSER u 0 * :u\r\nJOIN #bench\r\n" % i)

@@ -23,8 +23,9 @@ from chatd.core.nicks import Client
 from chatd.core.registry import OP, VOICE
 from chatd.core.rooms import Room
 from chatd.core.session import Session
+from chatd.outlet import SharedDelivery
 from chatd.transport.endpoint import Endpoint
-from chatd.transport.irc import IrcCodec
+from chatd.transport.irc import IrcCodec, IrcGroup
 from chatd.transport.ircout import Frames, Person
 from chatd.transport.ircreg import Settings
 from chatd.transport.listening import listen_on
@@ -108,6 +109,7 @@ class IrcListener:
     def __init__(self, config: Config, chat: Chat) -> None:
         self.chat = chat
         self.frames = Frames(ChatDirectory(chat), config.irc.name)  # shared by every IRC connection
+        self.group = IrcGroup(self.frames)  # a room's block reaches its IRC members in one call
         self.started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         self.settings = self._settings(config)
 
@@ -145,6 +147,7 @@ class IrcListener:
         clients manage their own joins), told what each command answers."""
 
         def open_session(codec: IrcCodec) -> Session:
-            return Session(self.chat, codec, endpoint.context, tracer=codec, autojoin=False)
+            shared = SharedDelivery(self.group, codec)
+            return Session(self.chat, codec, endpoint.context, tracer=codec, autojoin=False, shared=shared)
 
         return IrcCodec(endpoint, self.settings, self.frames, open_session)

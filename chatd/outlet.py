@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+Deliver = Callable[[bytes, int, "Sender | None"], None]  # an outlet's `deliver`
+
 
 class Sender(Protocol):
     """The transport of the client a line comes from, as its recipients see it."""
@@ -52,6 +54,25 @@ class Outlet(Sender, Protocol):
         as its other events; callable from any thread (an answer computed
         elsewhere, such as a password check, comes back this way). Dropped if
         the transport has stopped."""
+
+
+class DeliveryGroup(Protocol):
+    """Outlets of one kind that take a room's block in one call for all of
+    them: the IRC codecs of a listener translate a block once per set of
+    capabilities, and a call per member would cost more than queueing it."""
+
+    def deliver_to(self, outlets: tuple[Outlet, ...]) -> Deliver:
+        """What delivers a block to each of `outlets` (members of one room,
+        all of this group), as each one's `deliver` would."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedDelivery:
+    """A session's outlet and the group it is delivered to with: what a room's
+    fan-out calls once for all of the group's members (core/rooms.py)."""
+
+    group: DeliveryGroup
+    outlet: Outlet
 
 
 # Not frozen, though never changed: a frozen dataclass is built through

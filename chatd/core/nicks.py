@@ -15,7 +15,7 @@ from chatd import names
 from chatd.core import protocol
 from chatd.core.rooms import Member, Room
 from chatd.errors import ProtocolError
-from chatd.outlet import Sender
+from chatd.outlet import Sender, SharedDelivery
 
 
 class Client(Member, Protocol):
@@ -54,6 +54,7 @@ class Remote:
     connected_at = 0.0
     authenticated = False
     account: str | None = None  # accounts are not shared between nodes yet
+    shared: SharedDelivery | None = None
 
     def __init__(self, nick: str, node: str) -> None:
         self.nick = nick

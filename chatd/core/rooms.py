@@ -29,7 +29,7 @@ from chatd.core import protocol
 from chatd.core.history import Event, StoredRoom
 from chatd.core.registry import Registration
 from chatd.errors import ProtocolError
-from chatd.outlet import Sender
+from chatd.outlet import Deliver, DeliveryGroup, Outlet, Sender, SharedDelivery
 
 DORMANT_MAX: Final = 1000  # ended rooms with history kept in memory for a quick return
 
@@ -37,13 +37,11 @@ DORMANT_MAX: Final = 1000  # ended rooms with history kept in memory for a quick
 class Member(Protocol):
     nick: str
     account: str | None  # the account's key when signed in to one (its roles: core/registry.py)
+    shared: SharedDelivery | None  # a room delivers to its group's members in one call
 
     def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
         """Queue `data` (`lines` complete lines) for sending; never blocks. A
         recipient far behind pauses `sender` until it has caught up."""
-
-
-Deliver = Callable[[bytes, int, "Sender | None"], None]  # a member's `deliver`
 
 
 class Room:
@@ -67,19 +65,20 @@ class Room:
         # Rebuilt under both locks on every join and part (`set_members`); read without them.
         self.members: tuple[Member, ...] = ()
         self.others: tuple[Member, ...] = ()  # members on other nodes: named, never delivered to
-        # The members' `deliver`, in the same order, taken when they joined.
+        # The members' `deliver`s, taken when they joined: one per member, but one
+        # per delivery group for all of its members (`_deliveries`).
         # NOTE: the fan-out loop calls these directly. `member.deliver(...)` on a
         # session, whose `deliver` is an instance attribute (its outlet's bound
         # method), is a lookup CPython 3.11 cannot specialise: ~180 more
         # instructions per member per broadcast (bench/INSTRUCTIONS.md).
-        self._deliveries: tuple[Deliver, ...] = ()
+        self._deliveries: tuple[tuple[Deliver, ...], int] = ((), 0)  # and how many members they reach
 
     def __len__(self) -> int:
         return len(self.members) + len(self.others)
 
     def set_members(self, members: tuple[Member, ...]) -> None:
         """Under both locks: the new member tuple, and their `deliver`s."""
-        self._deliveries = tuple(member.deliver for member in members)
+        self._deliveries = (_deliveries(members), len(members))
         self.members = members
 
     def nicks(self) -> list[str]:
@@ -90,16 +89,29 @@ class Room:
     ) -> int:
         """Queue `data` for every member but `exclude`; returns how many got it."""
         if exclude is None:
-            deliveries = self._deliveries  # one snapshot, like `members`
+            deliveries, count = self._deliveries  # one snapshot, like `members`
             for deliver in deliveries:
                 deliver(data, lines, sender)
-            return len(deliveries)
+            return count
         count = 0
         for member in self.members:
             if member is not exclude:
                 member.deliver(data, lines, sender)
                 count += 1
         return count
+
+
+def _deliveries(members: tuple[Member, ...]) -> tuple[Deliver, ...]:
+    """A `deliver` for each member, but one for all the members of a delivery group."""
+    alone: list[Deliver] = []
+    groups: dict[DeliveryGroup, list[Outlet]] = {}
+    for member in members:
+        shared = member.shared
+        if shared is None:
+            alone.append(member.deliver)
+        else:
+            groups.setdefault(shared.group, []).append(shared.outlet)
+    return (*alone, *(group.deliver_to(tuple(outlets)) for group, outlets in groups.items()))
 
 
 class Rooms:

@@ -33,7 +33,7 @@ from chatd.core.registering import register
 from chatd.core.registry import VOICE
 from chatd.core.rooms import Room
 from chatd.errors import ProtocolError
-from chatd.outlet import Outlet, Tracer
+from chatd.outlet import Outlet, SharedDelivery, Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +74,7 @@ class Session:
         "rate_limited",
         "rooms",
         "serial",
+        "shared",
         "stage",
         "token",
     )
@@ -87,14 +88,17 @@ class Session:
         *,
         tracer: Tracer | None = None,
         autojoin: bool = True,
+        shared: SharedDelivery | None = None,
     ) -> None:
         """`tracer` is told when each line (or `Command`) begins and ends being
         handled, and then each line's events leave as a block of their own
         (the IRC codec). `autojoin`: join `rooms.autojoin` on registration
-        (IRC clients manage their own joins)."""
+        (IRC clients manage their own joins). `shared`: the group the outlet
+        takes a room's lines with (one call for all its members of a room)."""
         self.chat = chat
         self.outlet = outlet
         self.deliver = outlet.deliver  # the fan-out hot path: no hop through the session
+        self.shared = shared
         self.peer = outlet.peer
         self.connected_at = outlet.connected_at
         self._clock = chat.monotonic

@@ -30,6 +30,7 @@ logic (the session's: chatd/core/).
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from typing import Final, Protocol
 
 import structlog
 
-from chatd.outlet import Command, Sender
+from chatd.outlet import Command, Deliver, Outlet, Sender
 from chatd.transport import ircin, ircmessage, ircsasl
 from chatd.transport.endpoint import Endpoint
 from chatd.transport.forwarding import ForwardingOutlet
@@ -69,7 +70,6 @@ class IrcSession(Protocol):
 # one room leave as one block for its members (one delivery each, not one per
 # line); any other command first hands over what came before it.
 _GATHERED = frozenset({"PRIVMSG", "NOTICE"})
-_UNSEEN: Final = Translated(b"", 0, "")  # no translation yet of this block for this profile
 # The line almost every PRIVMSG is: no tags, no source, one target, text that
 # needs no cleaning (no control character, so no CTCP, not only spaces). Read
 # by `_said` without the general parser; anything else takes `_read`.
@@ -78,6 +78,20 @@ _PLAIN: Final = re.compile(
 )
 _PLAIN_MAX: Final = ircmessage.BODY_MAX - 2  # longer: `_read` refuses it (417)
 _PLAIN_KEPT: Final = 64  # targets whose `Asked` a codec keeps
+
+
+class IrcGroup:
+    """The IRC codecs of a listener as one delivery group (chatd/outlet.py):
+    a room hands a block to all of its IRC members in one call."""
+
+    def __init__(self, frames: Frames) -> None:
+        self.frames = frames
+
+    def deliver_to(self, outlets: tuple[Outlet, ...]) -> Deliver:
+        codecs = tuple(outlet for outlet in outlets if isinstance(outlet, IrcCodec))
+        if len(codecs) != len(outlets):
+            raise TypeError("an IRC delivery group holds IRC codecs only")
+        return functools.partial(IrcCodec.deliver_each, self.frames, codecs)
 
 
 class IrcCodec(ForwardingOutlet):
@@ -114,25 +128,37 @@ class IrcCodec(ForwardingOutlet):
     # -- the session's outlet (any thread) ---------------------------------------------------
 
     def deliver(self, data: bytes, lines: int = 1, sender: Sender | None = None) -> None:
-        # NOTE: once per member per block of a room's fan-out: few lookups (bench/INSTRUCTIONS.md).
-        if self._window is not None and self._in_thread():
-            self._answered(self._window, self._personal.block(data, self._window))
-            return
-        state = self.state
-        last, done = self.frames.last  # the fan-out's path: another member has translated it
-        translated = done.get(state.profile, _UNSEEN) if last is data else _UNSEEN
-        if translated is _UNSEEN:
-            translated = self.frames.translate(data, state.profile)
-        if translated is not None:
-            if translated.about != state.key:
-                if translated.lines:
-                    self._queue(translated.data, translated.lines, sender)
-                return
-            if translated.said:  # its own lines: their echo is what the others got, if it asked for one
-                if translated.lines and "echo-message" in state.caps:
-                    self.endpoint.deliver(translated.data, translated.lines, sender)
-                return
-        self._outside(data, sender)
+        self.deliver_each(self.frames, (self,), data, lines, sender)
+
+    @staticmethod
+    def deliver_each(
+        frames: Frames, codecs: tuple[IrcCodec, ...], data: bytes, lines: int, sender: Sender | None
+    ) -> None:
+        """`data` to each of `codecs`: a room's block, translated once per
+        profile, to its IRC members in one call (`IrcGroup`), or one
+        delivery to one codec (NOTE: a room's fan-out: per member, few lookups
+        and no call but the send queue's; bench/INSTRUCTIONS.md)."""
+        profile = -1  # none: the first codec's is translated
+        translated: Translated | None = None
+        for codec in codecs:
+            window = codec._window
+            if window is not None and codec._in_thread():  # its own command's answer
+                codec._answered(window, codec._personal.block(data, window))
+                continue
+            state = codec.state
+            if state.profile != profile:
+                profile = state.profile
+                translated = frames.translate(data, profile)
+            if translated is not None:
+                if translated.about != state.key:
+                    if translated.lines:
+                        codec._queue(translated.data, translated.lines, sender)
+                    continue
+                if translated.said:  # its own lines: their echo is what the others got, if it asked for one
+                    if translated.lines and "echo-message" in state.caps:
+                        codec.endpoint.deliver(translated.data, translated.lines, sender)
+                    continue
+            codec._outside(data, sender)
 
     # -- the session's tracer (this connection's thread) ---------------------------------------
 

@@ -12,6 +12,7 @@ class FakeMember:
     def __init__(self, nick: str = "", label: str = "") -> None:
         self.nick = nick
         self.account: str | None = None  # a guest (room roles are accounts')
+        self.shared = None  # delivered to alone, not with a group (chatd/outlet.py)
         self.label = label  # a name for the test's own messages, before the member has a nick
         self.received: list[bytes] = []
         self.deliveries: list[tuple[bytes, int, object]] = []

@@ -173,6 +173,7 @@ class QuietMember:
     def __init__(self, label: str) -> None:
         self.nick = ""
         self.label = label
+        self.shared = None  # delivered to alone
 
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         pass

@@ -60,6 +60,7 @@ class FakeClient:
         self.last_active = time.monotonic() - idle
         self.received: list[str] = []
         self.closed: tuple[str, str] | None = None
+        self.shared = None  # delivered to alone, not with a group (chatd/outlet.py)
 
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         self.received.extend(data.decode().splitlines())
