@@ -47,7 +47,12 @@ Senders = dict[bytes, tuple[str, bytes]]
 # A live message with no tag but its id and time: the line of a room's fan-out.
 _PLAIN_MSG: Final = re.compile(rb"@id=([^ ;]+);(time=[^ ;]+) MSG ([^ ]*) ([^ ]*) (.*)", re.DOTALL)
 # The same lines in a block, for `_one_senders`: each line's room and sender, and its text.
-_PLAIN_MSG_LINES: Final = re.compile(rb"^@id=[^ ;\n]+;time=[^ ;\n]+ MSG ([^ \n]* [^ \n]*) ([^\n]*)\n", re.MULTILINE)
+# NOTE: tags, room and nickname are read as ranges of printable bytes, not
+# negated sets: sre reads them against a range in half the time. A line with a
+# control byte in them does not match, and its block takes the general way.
+_PLAIN_MSG_LINES: Final = re.compile(
+    rb"^@id=[!-:<-\xff]+;time=[!-:<-\xff]+ MSG ([!-\xff]* [!-\xff]*) (.*)\n", re.MULTILINE
+)
 _SAID_BY: Final = operator.itemgetter(0)
 _TEXT: Final = operator.itemgetter(1)
 _MASKS_KEPT: Final = 10_000  # nicknames whose user@host is remembered after they are gone
