@@ -103,13 +103,13 @@ class Room:
 
 def _deliveries(members: tuple[Member, ...]) -> tuple[Deliver, ...]:
     """A `deliver` for each member, but one for all the members of a delivery group."""
-    alone: list[Deliver] = []
+    alone = [member.deliver for member in members if member.shared is None]
+    if len(alone) == len(members):
+        return tuple(alone)
     groups: dict[DeliveryGroup, list[Outlet]] = {}
     for member in members:
         shared = member.shared
-        if shared is None:
-            alone.append(member.deliver)
-        else:
+        if shared is not None:
             groups.setdefault(shared.group, []).append(shared.outlet)
     return (*alone, *(group.deliver_to(tuple(outlets)) for group, outlets in groups.items()))
 
