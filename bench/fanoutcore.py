@@ -2,11 +2,12 @@
 
 `python -m bench.fanoutcore --clients irc --n 50` builds, in this process, a
 `Chat` with N members in one room, each an IRC codec (`IrcCodec` with its
-`Session`, as the IRC listener makes them) or a native session, on stand-in
-endpoints whose `deliver` is a no-op: no TLS, no send queue, no socket. Ten
-of them take turns saying a read of ten messages (IRC: `PRIVMSG #bench :…`
-through the codec's read; native: lines through `Session.on_lines`), and
-each read leaves as one block to every member, as in the bench's fan-out.
+`Session`, in one delivery group, as the IRC listener makes them) or a
+native session, on stand-in endpoints whose `deliver` is a no-op: no TLS,
+no send queue, no socket. Ten of them take turns saying a read of ten
+messages (IRC: `PRIVMSG #bench :…` through the codec's read; native: lines
+through `Session.on_lines`), and each read leaves as one block to every
+member, as in the bench's fan-out.
 
 It runs itself twice under `valgrind --tool=callgrind` (K reads and none)
 and prints the difference per message: what reading, handling, translating
