@@ -12,8 +12,10 @@ read by `_said` without the general parser: the fan-out's path, see
 bench/INSTRUCTIONS.md "IRC clients"). Going out, it is the session's outlet:
 what the session delivers are lines of the line protocol, which it
 translates into IRC lines: the events a room's members share through the
-server's `Frames` (ircout.py), once per block and set of capabilities; a
-reply to this client (ircreplies.py) by the command it answers.
+server's `Frames` (ircout.py), once per block and set of capabilities,
+and handed to all of a room's IRC members in one call (`IrcGroup`, the
+listener's delivery group); a reply to this client (ircreplies.py) by the
+command it answers.
 
 Which command a reply answers: the codec is the session's `Tracer`, told
 when each command it handed over begins and ends being handled; what the
