@@ -64,6 +64,8 @@ def test_who_rooms_topics_renames_dms_and_leave_across_nodes(start_node: Callabl
     bob.send("/who")
     assert bob.readline() == "USERS #lobby alice bob"
     alice.join("#rust")
+    # Node b learns of the join from the log, later than alice's own node: wait for it.
+    wait_until(lambda: scrape(b)("chatd_rooms") == 2, 30, "node b to see alice's #rust")
     bob.send("/rooms")
     assert [bob.readline() for _ in range(3)] == ["ROOM #lobby 2", "ROOM #rust 1", "ROOMS 2"]
     joined = bob.join("#Rust")
