@@ -141,8 +141,7 @@ class Receiving:
         if msgs:
             self.count += msgs
             self.engine.received_total += msgs
-            if not self.done and self.count >= self.expected:
-                self._finish()
+            self._check_done()
         if pongs and self.sent < self.to_send:
             self.pump()
 
@@ -151,6 +150,7 @@ class Receiving:
         rtts = self.engine.mark_rtts
         for _ in range(min(marks, len(self.marks))):
             rtts.append(now - self.marks.popleft()[1])
+        self._check_done()
 
     def _feed_count(self, buf: bytearray | bytes, n: int) -> None:
         c = buf.count(b"\n", 0, n)
@@ -158,8 +158,7 @@ class Receiving:
             self.count += c
             engine = self.engine
             engine.received_total += c
-            if not self.done and self.count >= self.expected:
-                self._finish()
+            self._check_done()
 
     def _whole_lines(self, buf: bytearray | bytes, n: int) -> tuple[bytes, int]:
         """This read after the previous one's unfinished line; data[:end] is whole
@@ -262,10 +261,16 @@ class Receiving:
         if msgs:
             self.count += msgs
             self.engine.received_total += msgs
-            if not self.done and self.count >= self.expected:
-                self._finish()
+            self._check_done()
         if self.sender_id >= 0 and self.sent < self.to_send:
             self.pump()
+
+    def _check_done(self) -> None:
+        """Finished once every line it expects is in and, a sender, once every
+        batch it sent is acknowledged: the last PONG can come after the last
+        line, and the run counts each batch's round trip."""
+        if not self.done and self.count >= self.expected and not self.marks:
+            self._finish()
 
     def _finish(self) -> None:
         self.done = True

@@ -18,7 +18,8 @@ perf_ns = time.perf_counter_ns
 
 class Sending:
     """Mixed into engine.Conn, which calls `_init_sending` from its __init__
-    and provides the engine, the counters of receive.py, write() and _finish()."""
+    and provides the engine, the counters of receive.py, write(), _check_done()
+    and _finish()."""
 
     def _init_sending(self) -> None:
         self.to_send = 0
@@ -67,6 +68,7 @@ class Sending:
         if self.marks and perf_ns() - self.marks[0][1] > limit * 1e9:
             self.marks.popleft()
             self.stalls += 1
+            self._check_done()
             self.pump()
 
     def _forget_unsent(self) -> None:
@@ -80,8 +82,7 @@ class Sending:
         for reader in engine.readers:
             if reader is not self and not reader.done and reader.group == self.group:
                 reader.expected -= unsent
-                if reader.count >= reader.expected:
-                    reader._finish()
+                reader._check_done()
 
     def _gone(self) -> None:
         """A registered client failed: the run goes on without it."""
