@@ -1,7 +1,7 @@
 """The measured phase of the windowed scenarios, fan-out (and slow consumer,
 scenarios.py) and rooms (rooms.py): from the first send to the last reader's
-last line, every sender keeping its window of unacknowledged batches, and the
-metrics of that phase. Only this phase is measured; the set-up before it
+last line and the last sender's last acknowledgement, every sender keeping
+its window of unacknowledged batches, and the metrics of that phase. Only this phase is measured; the set-up before it
 (handshakes, registrations, the barrier) is not.
 
 bench/callgrind.py counts the server's instructions over exactly this phase:
