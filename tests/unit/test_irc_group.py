@@ -13,7 +13,6 @@ a topic, a nick change, joins and parts."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import pytest
 
@@ -24,6 +23,7 @@ from chatd.outlet import SharedDelivery
 from chatd.transport.irc import IrcCodec, IrcGroup
 from chatd.transport.ircout import Frames
 from chatd.transport.ircreg import Settings
+from tests.support.ircstandins import StandInEndpoint
 from tests.support.sessions import PAUSE, FakeClock, connect, make_chat
 
 CAPS = [
@@ -36,22 +36,17 @@ CAPS = [
 ]
 
 
-class RecordingEndpoint:
-    """What an IRC codec needs of its endpoint; keeps what it is sent."""
-
-    connected_at = 0.0
+class RecordingEndpoint(StandInEndpoint):
+    """The stand-in endpoint, keeping what it is sent, with what a real session
+    asks of its outlet besides."""
 
     def __init__(self, peer: str) -> None:
+        super().__init__()
         self.peer = peer
-        self.context: dict[str, object] = {}
-        self.worker = SimpleNamespace(in_thread=lambda: True, stats=SimpleNamespace(lines_in=0))
         self.sent: list[bytes] = []
 
     def deliver(self, data: bytes, lines: int = 1, sender: object = None) -> None:
         self.sent.append(data)
-
-    def is_open(self) -> bool:
-        return True
 
     def close(self, reason: str, text: str = "") -> None:
         pass
