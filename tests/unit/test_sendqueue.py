@@ -146,6 +146,24 @@ def test_small_blocks_are_joined_into_writes_of_at_most_one_tls_record(queue: Se
     assert len(stream.chunks) == 5
 
 
+@pytest.mark.parametrize("total", [WRITE_CHUNK - 1, WRITE_CHUNK, WRITE_CHUNK + 1])
+def test_lines_that_fit_one_record_leave_in_one_write_and_one_more_byte_makes_two(queue: SendQueue, total: int) -> None:
+    sizes = [101] * (total // 101) + ([total % 101] if total % 101 else [])
+    blocks = [b"x" * (size - 1) + b"\n" for size in sizes]  # delivered one by one, as at everyday load
+    for block in blocks:
+        queue.deliver(block)
+    stream = FakeStream()
+    queue.take()
+    assert queue.write(stream, cut_anywhere)
+    assert bytes(stream.wire) == b"".join(blocks)
+    assert len(stream.chunks) == (1 if total <= WRITE_CHUNK else 2)
+    assert queue.queued == 0
+    queue.deliver(b"more\n")  # the queue is usable again once drained
+    queue.take()
+    assert queue.write(stream, cut_anywhere)
+    assert stream.chunks[-1] == b"more\n"
+
+
 def test_a_block_longer_than_a_record_is_cut_where_the_codec_says(queue: SendQueue) -> None:
     block = lines(40, 1000)
     queue.deliver(block, 40)
