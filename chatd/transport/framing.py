@@ -29,7 +29,9 @@ class LineBuffer:
 
     def __init__(self, max_line_bytes: int) -> None:
         self.max_line_bytes = max_line_bytes
-        self._partial = bytearray()  # the line in progress, without a newline
+        # The line in progress, without a newline; None between lines (an empty
+        # bytearray is 56 bytes per idle client).
+        self._partial: bytearray | None = None
         self._discarding = False  # the line in progress was refused: drop it to its newline
 
     def feed(self, data: bytes) -> list[bytes | None]:
@@ -40,9 +42,9 @@ class LineBuffer:
             if self._discarding:
                 self._discarding = False  # the tail of a line already refused
                 data = data[end + 1 :]
-            else:
+            elif self._partial is not None:
                 data = b"".join((self._partial, data))  # each kept byte is copied once, now
-                self._partial.clear()
+                self._partial = None
         # NOTE: this is on the path of every line: a split and one pass over
         # the lines (a list comprehension costs more here, in Python 3.11).
         lines: list[bytes | None] = []
@@ -55,17 +57,17 @@ class LineBuffer:
             if len(tail) >= limit:
                 lines.append(TOO_LONG)
                 self._discarding = True
-            else:
-                self._partial += tail
+            else:  # no line was in progress: it was joined above, or refused
+                self._partial = bytearray(tail)
         return lines
 
     def _continue(self, data: bytes) -> list[bytes | None]:
         """More of the line in progress, still without its newline."""
-        if self._discarding:
+        if self._discarding or self._partial is None:
             return []
         self._partial += data
         if len(self._partial) < self.max_line_bytes:
             return []
-        self._partial.clear()
+        self._partial = None
         self._discarding = True
         return [TOO_LONG]

@@ -87,10 +87,11 @@ class WebSocketCodec(ForwardingOutlet):
         # The start of a text frame for read_text_frames, and the size it must
         # reach before it is worth reading again (the frame's end once its head
         # says it): a frame trickled a byte at a time costs O(bytes), as a
-        # trickled line does in framing.py.
-        self._partial = bytearray()
+        # trickled line does in framing.py. None while no frame is in progress
+        # (an empty bytearray is 56 bytes per idle client).
+        self._partial: bytearray | None = None
         self._partial_needs = 0
-        self._message = bytearray()  # the text message being received, as UTF-8
+        self._message: bytearray | None = None  # the text message being received, as UTF-8 (wsproto's path)
         self._fragments = 0  # the frames of that message so far
         self._discarding = False  # the rest of that message is dropped (too long, or over the rate)
         self._close_reply: CloseConnection | None = None  # when the client closed, or broke the protocol
@@ -117,14 +118,14 @@ class WebSocketCodec(ForwardingOutlet):
                 if len(self._partial) < self._partial_needs:
                     return
                 data = bytes(self._partial)
-                self._partial.clear()
+                self._partial = None
             limit = self.endpoint.host.limits.max_line_bytes
             payloads, taken, partial = read_text_frames(data, limit)
             for payload in payloads:
                 line = payload[:-1] if payload.endswith(b"\n") else payload
                 lines.append(TOO_LONG if len(line) >= limit else line)  # max_line_bytes counts a newline
             if partial:
-                self._partial += memoryview(data)[taken:]
+                self._partial = bytearray(memoryview(data)[taken:])
                 self._partial_needs = frame_needs(self._partial)
             elif taken < len(data):
                 self._receive(data[taken:], lines)
@@ -162,6 +163,8 @@ class WebSocketCodec(ForwardingOutlet):
         """Add a piece of a text message; once finished, its line goes to `lines`,
         or TOO_LONG (once, as soon as it goes over the limit)."""
         finished = event.message_finished
+        if self._message is None:
+            self._message = bytearray()
         if event.frame_finished:
             self._fragments += 1
             if self._fragments > MAX_FRAGMENTS:

@@ -31,6 +31,7 @@ from chatd.outlet import Outlet
 from chatd.tls import server_context
 from chatd.transport.codec import Codec, Finished, Idle
 from chatd.transport.endpoint import Endpoint
+from chatd.transport.framing import LineBuffer
 from chatd.transport.lifecycle import BYE_SECONDS, LINGER_SECONDS, Phase
 from chatd.transport.lines import LineCodec
 from chatd.transport.tlsstream import RECV_SIZE, TLSStream
@@ -516,6 +517,24 @@ def test_the_pump_keeps_no_object_per_connection(connect: Callable[..., Pair]) -
     pair.endpoint.on_readable()
     held = gc.get_referents(pair.endpoint)
     assert [type(obj).__name__ for obj in held if type(obj).__module__ == "chatd.transport.pump"] == []
+
+
+def test_an_idle_client_keeps_no_partial_line_buffer_and_no_list_of_unsent_blocks(connect: Callable[..., Pair]) -> None:
+    # Between lines the codec's line buffer holds no bytearray, and a queue
+    # that wrote everything keeps its outbox only: 56 bytes each per idle client.
+    pair = connect()
+    pair.client.send(b"ali")  # a line in two reads leaves a partial line behind, at first
+    pair.endpoint.on_readable()
+    pair.client.send(b"ce\n")
+    pair.endpoint.on_readable()
+    assert pair.app.lines == [b"alice"]
+    pair.endpoint.deliver(b"MSG #lobby bob hi\n")
+    pair.endpoint.deliver(b"MSG #lobby carol hi\n")
+    pair.worker.turn()
+    assert pair.client.read() == b"MSG #lobby bob hi\nMSG #lobby carol hi\n"
+    (buffer,) = [obj for obj in gc.get_referents(pair.endpoint.codec) if isinstance(obj, LineBuffer)]
+    assert [obj for obj in gc.get_referents(buffer) if isinstance(obj, bytearray)] == []
+    assert len([obj for obj in gc.get_referents(pair.endpoint.send_queue) if isinstance(obj, list)]) == 1
 
 
 def test_the_send_queue_asks_the_worker_itself_with_no_callable_made_per_client(connect: Callable[..., Pair]) -> None:
