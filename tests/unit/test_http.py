@@ -7,6 +7,7 @@ which then reads what a browser sends (also a byte at a time)."""
 from __future__ import annotations
 
 import base64
+import gc
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -335,6 +336,21 @@ def test_an_upgrade_chatd_does_not_take_is_refused_and_the_connection_stays(
 def test_an_allowed_origin_or_the_servers_own_may_upgrade(tmp_path: Path, origin: str) -> None:
     browser = Browser(tmp_path)
     assert browser.answer(browser.request("GET", "/ws", upgrade_headers(Origin=origin)))[0] == 101
+
+
+def test_a_websocket_between_messages_keeps_no_frame_buffer(tmp_path: Path) -> None:
+    # An idle client's memory decides how many fit (docs/architecture.md,
+    # "Memory per connection"): no empty bytearray (56 bytes) waits for a frame.
+    browser = Browser(tmp_path)
+    browser.codec.on_data(browser.request("GET", "/ws", upgrade_headers()))
+    browser.responses()
+    codec = browser.endpoint.codec
+    assert isinstance(codec, WebSocketCodec)
+    frame = Connection(CLIENT).send(TextMessage("NICK alice\n"))
+    codec.on_data(frame[:3])  # a frame in two reads: its start waits, then goes
+    codec.on_data(frame[3:])
+    assert browser.sessions[0].lines == [b"NICK alice"]
+    assert [obj for obj in gc.get_referents(codec) if isinstance(obj, bytearray)] == []
 
 
 def test_a_message_trickled_a_byte_at_a_time_costs_linear_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
