@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 
@@ -29,6 +29,8 @@ from chatd.config_loader import OPTIONAL_PATH, PATH, load_mapping
 from chatd.config_values import GROUPS, Group, IPNetwork
 from chatd.errors import ConfigError
 from chatd.names import room_key
+
+SEND_QUEUE_MIN: Final = 4096  # the least `limits.send_queue_bytes` may be
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Any]]] = {
             "handshake_timeout": values.number(0.1, 3600),
             "register_timeout": values.number(0.1, 3600),
             "write_timeout": values.number(0.1, 3600),
-            "send_queue_bytes": values.integer(4096, 1 << 30),
+            "send_queue_bytes": values.integer(SEND_QUEUE_MIN, 1 << 30),
             "message_rate": values.number(0, 1_000_000),
             "message_burst": values.integer(1, 1_000_000),
             "flood_disconnect": values.integer(0, 1_000_000),

@@ -29,11 +29,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-from chatd.config import LimitsConfig
+from chatd.config import SEND_QUEUE_MIN, LimitsConfig
 from chatd.outlet import Sender
 from chatd.transport.worker import IOStats
 
 WRITE_CHUNK: Final = 16384  # one TLS record: progress is visible per chunk
+_HALF_THE_LEAST_QUEUE: Final = SEND_QUEUE_MIN // 2  # a queue holding less is under half of any limit
 
 
 class Limited(Protocol):
@@ -145,6 +146,7 @@ class SendQueue(Generic[OwnerT]):
             self.messages_out += lines
             if (
                 sender is not None
+                and self._unflushed > _HALF_THE_LEAST_QUEUE  # no limit is read below it: most lines
                 and self._unflushed > self._host.limits.send_queue_bytes // 2
                 and sender.pause_for_backlog()
             ):
