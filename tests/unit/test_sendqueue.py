@@ -133,13 +133,18 @@ def test_what_the_socket_takes_is_no_longer_queued(queue: SendQueue, stats: IOSt
     assert (bytes(stream.wire), queue.queued, stats.bytes_out, queue.refused) == (b"one\ntwo\n", 0, 8, False)
 
 
-def test_small_blocks_are_joined_into_writes_of_at_most_one_tls_record(queue: SendQueue) -> None:
-    blocks = [b"MSG #lobby alice %05d\n" % i for i in range(3000)]  # 23 bytes each, 69,000 in all
+def written_one_by_one(queue: SendQueue, blocks: list[bytes], stream: FakeStream) -> FakeStream:
+    """`blocks` delivered one call each, taken and written to `stream`, which takes them all."""
     for block in blocks:
         queue.deliver(block)
-    stream = FakeStream()
     queue.take()
     assert queue.write(stream, cut_anywhere)
+    return stream
+
+
+def test_small_blocks_are_joined_into_writes_of_at_most_one_tls_record(queue: SendQueue) -> None:
+    blocks = [b"MSG #lobby alice %05d\n" % i for i in range(3000)]  # 23 bytes each, 69,000 in all
+    stream = written_one_by_one(queue, blocks, FakeStream())
     assert bytes(stream.wire) == b"".join(blocks)
     assert all(len(chunk) <= WRITE_CHUNK for chunk in stream.chunks)
     assert all(len(chunk) > WRITE_CHUNK - 23 for chunk in stream.chunks[:-1])  # as full as whole blocks make them
@@ -149,18 +154,12 @@ def test_small_blocks_are_joined_into_writes_of_at_most_one_tls_record(queue: Se
 @pytest.mark.parametrize("total", [WRITE_CHUNK - 1, WRITE_CHUNK, WRITE_CHUNK + 1])
 def test_lines_that_fit_one_record_leave_in_one_write_and_one_more_byte_makes_two(queue: SendQueue, total: int) -> None:
     sizes = [101] * (total // 101) + ([total % 101] if total % 101 else [])
-    blocks = [b"x" * (size - 1) + b"\n" for size in sizes]  # delivered one by one, as at everyday load
-    for block in blocks:
-        queue.deliver(block)
-    stream = FakeStream()
-    queue.take()
-    assert queue.write(stream, cut_anywhere)
+    blocks = [b"x" * (size - 1) + b"\n" for size in sizes]  # one call each, as at everyday load
+    stream = written_one_by_one(queue, blocks, FakeStream())
     assert bytes(stream.wire) == b"".join(blocks)
     assert len(stream.chunks) == (1 if total <= WRITE_CHUNK else 2)
     assert queue.queued == 0
-    queue.deliver(b"more\n")  # the queue is usable again once drained
-    queue.take()
-    assert queue.write(stream, cut_anywhere)
+    written_one_by_one(queue, [b"more\n"], stream)  # the queue is usable again once drained
     assert stream.chunks[-1] == b"more\n"
 
 
