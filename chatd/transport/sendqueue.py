@@ -293,8 +293,9 @@ class SendQueue(Generic[OwnerT]):
         if sum(map(len, unsent)) <= WRITE_CHUNK:
             # At everyday load a write holds a few lines of one interval: all
             # of them, measured in C, and no step of Python per line.
-            self._unsent = None
-            return b"".join(unsent)
+            chunk = b"".join(unsent)
+            unsent.clear()  # `write` lets go of the emptied list
+            return chunk
         size = len(first)
         end = 1
         while end < len(unsent) and size + len(unsent[end]) <= WRITE_CHUNK:
